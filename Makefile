@@ -1,0 +1,50 @@
+# freshet: two commands on a fresh Debian machine with only the Rust toolchain.
+#   make run   builds and starts the server on 127.0.0.1:6543 (psql -h 127.0.0.1 -p 6543 freshet)
+#   make test  installs what is missing, then runs every test
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/freshet/target
+CACHE   := $(HOME)/.cache/freshet
+VENV    := $(CACHE)/venv
+BIN     := $(CARGO_TARGET_DIR)/debug/freshet
+SLT     := $(CARGO_TARGET_DIR)/debug/freshet-slt
+DEB_PKGS := clang libclang-dev postgresql postgresql-client
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help deps venv build run test test-rust test-slt test-e2e
+
+help:
+	@echo "make run   - build and start freshet on 127.0.0.1:6543"
+	@echo "make test  - install missing dependencies, then run every test"
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.ok: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r tests/requirements.txt
+	touch $@
+
+venv: $(VENV)/.ok
+
+build: deps
+	cargo build --workspace
+
+run: build
+	$(BIN) --listen $${FRESHET_LISTEN:-127.0.0.1:6543} --data-dir $${FRESHET_DATA_DIR:-./freshet-data}
+
+test: deps venv build test-rust test-slt test-e2e
+
+test-rust:
+	cargo test --workspace
+
+test-slt:
+	$(SLT) --freshet-bin $(BIN) sqllogictest
+
+test-e2e:
+	FRESHET_BIN=$(BIN) $(VENV)/bin/python -m pytest -q tests

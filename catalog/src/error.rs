@@ -1,0 +1,45 @@
+//! Catalog errors, each with its SQLSTATE.
+
+use freshet_common::{SqlState, UserError};
+
+/// Errors of catalog operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `CREATE` of a name that exists.
+    #[error("relation \"{0}\" already exists")]
+    DuplicateTable(String),
+    /// A name that does not exist.
+    #[error("table \"{0}\" does not exist")]
+    UndefinedTable(String),
+    /// Two columns with one name.
+    #[error("column \"{0}\" specified more than once")]
+    DuplicateColumn(String),
+    /// A primary key over a type we cannot key by.
+    #[error("data type {1} of column \"{0}\" cannot be part of a primary key")]
+    UnkeyableType(String, String),
+    /// The store failed.
+    #[error(transparent)]
+    State(#[from] freshet_state::Error),
+    /// A definition failed to (de)serialize.
+    #[error("corrupt catalog entry: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// A persisted value has the wrong shape.
+    #[error("corrupt catalog entry")]
+    Corrupt,
+}
+
+/// Result with the catalog's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl UserError for Error {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            Error::DuplicateTable(_) => SqlState::DUPLICATE_TABLE,
+            Error::UndefinedTable(_) => SqlState::UNDEFINED_TABLE,
+            Error::DuplicateColumn(_) => SqlState::DUPLICATE_COLUMN,
+            Error::UnkeyableType(..) => SqlState::FEATURE_NOT_SUPPORTED,
+            Error::State(_) => SqlState::IO_ERROR,
+            Error::Decode(_) | Error::Corrupt => SqlState::INTERNAL_ERROR,
+        }
+    }
+}

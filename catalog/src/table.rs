@@ -1,0 +1,59 @@
+//! Table definitions.
+
+use freshet_common::{SqlType, TableId};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    /// Column name, already normalized (unquoted identifiers are lower-cased).
+    pub name: String,
+    /// Declared type.
+    pub ty: SqlType,
+    /// `NOT NULL` (always true for primary key columns).
+    pub not_null: bool,
+}
+
+/// A table: its id, name, columns and primary key. Persisted as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDef {
+    /// Assigned by the catalog at creation.
+    pub id: TableId,
+    /// Schema name (`public`).
+    pub schema: String,
+    /// Table name, normalized.
+    pub name: String,
+    /// Columns in declaration order.
+    pub columns: Vec<ColumnDef>,
+    /// Indexes into `columns` of the primary key, in key order; empty when there is none.
+    pub primary_key: Vec<usize>,
+}
+
+impl TableDef {
+    /// Whether rows are keyed by a primary key (otherwise by a hidden row id).
+    pub fn has_primary_key(&self) -> bool {
+        !self.primary_key.is_empty()
+    }
+
+    /// The index of the column called `name`.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        for (i, c) in self.columns.iter().enumerate() {
+            if self.columns[..i].iter().any(|o| o.name == c.name) {
+                return Err(Error::DuplicateColumn(c.name.clone()));
+            }
+        }
+        for &k in &self.primary_key {
+            let col = self.columns.get(k).ok_or(Error::Corrupt)?;
+            if !col.ty.is_keyable() {
+                return Err(Error::UnkeyableType(col.name.clone(), col.ty.pg_name()));
+            }
+        }
+        Ok(())
+    }
+}

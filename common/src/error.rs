@@ -1,0 +1,126 @@
+//! The one SQLSTATE contract: every user-facing error can say its SQLSTATE, detail and hint.
+
+use std::fmt;
+
+/// A PostgreSQL SQLSTATE code (five characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SqlState(pub &'static str);
+
+impl SqlState {
+    pub const SUCCESSFUL_COMPLETION: SqlState = SqlState("00000");
+    pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState("0A000");
+    pub const INVALID_PARAMETER_VALUE: SqlState = SqlState("22023");
+    pub const DATA_EXCEPTION: SqlState = SqlState("22000");
+    pub const NUMERIC_VALUE_OUT_OF_RANGE: SqlState = SqlState("22003");
+    pub const DIVISION_BY_ZERO: SqlState = SqlState("22012");
+    pub const INVALID_TEXT_REPRESENTATION: SqlState = SqlState("22P02");
+    pub const DATETIME_FIELD_OVERFLOW: SqlState = SqlState("22008");
+    pub const NOT_NULL_VIOLATION: SqlState = SqlState("23502");
+    pub const UNIQUE_VIOLATION: SqlState = SqlState("23505");
+    pub const INVALID_TRANSACTION_STATE: SqlState = SqlState("25000");
+    pub const DEPENDENT_OBJECTS_STILL_EXIST: SqlState = SqlState("2BP01");
+    pub const SYNTAX_ERROR: SqlState = SqlState("42601");
+    pub const UNDEFINED_COLUMN: SqlState = SqlState("42703");
+    pub const UNDEFINED_FUNCTION: SqlState = SqlState("42883");
+    pub const UNDEFINED_TABLE: SqlState = SqlState("42P01");
+    pub const UNDEFINED_OBJECT: SqlState = SqlState("42704");
+    pub const DUPLICATE_TABLE: SqlState = SqlState("42P07");
+    pub const DUPLICATE_COLUMN: SqlState = SqlState("42701");
+    pub const AMBIGUOUS_COLUMN: SqlState = SqlState("42702");
+    pub const DATATYPE_MISMATCH: SqlState = SqlState("42804");
+    pub const GROUPING_ERROR: SqlState = SqlState("42803");
+    pub const INVALID_TABLE_DEFINITION: SqlState = SqlState("42P16");
+    pub const INVALID_COLUMN_REFERENCE: SqlState = SqlState("42P10");
+    pub const UNDEFINED_PARAMETER: SqlState = SqlState("42P02");
+    pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState("54000");
+    pub const QUERY_CANCELED: SqlState = SqlState("57014");
+    pub const IO_ERROR: SqlState = SqlState("58030");
+    pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
+
+    /// The five-character code.
+    pub fn code(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// Implemented by every error that can reach a client.
+///
+/// `Display` gives the primary message in PostgreSQL style: lower case, no trailing period,
+/// identifiers double-quoted.
+pub trait UserError: fmt::Display {
+    /// The SQLSTATE the client sees.
+    fn sqlstate(&self) -> SqlState;
+    /// An optional full-sentence detail.
+    fn detail(&self) -> Option<String> {
+        None
+    }
+    /// An optional full-sentence hint.
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A ready-made user-facing error: a SQLSTATE with its message, detail and hint.
+///
+/// Lower layers that run inside DataFusion (table sinks, scans) return this boxed inside
+/// DataFusion's `External` variant; the server finds it again when it maps the error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgError {
+    /// The SQLSTATE.
+    pub sqlstate: SqlState,
+    /// Primary message.
+    pub message: String,
+    /// Optional detail sentence.
+    pub detail: Option<String>,
+    /// Optional hint sentence.
+    pub hint: Option<String>,
+}
+
+impl PgError {
+    /// An error with a SQLSTATE and a primary message.
+    pub fn new(sqlstate: SqlState, message: impl Into<String>) -> Self {
+        Self { sqlstate, message: message.into(), detail: None, hint: None }
+    }
+
+    /// Adds a detail sentence.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds a hint sentence.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// `0A000` naming the unsupported construct.
+    pub fn not_supported(what: impl fmt::Display) -> Self {
+        Self::new(SqlState::FEATURE_NOT_SUPPORTED, format!("{what} is not supported"))
+    }
+
+    /// `XX000`: a bug of ours; the message says so.
+    pub fn internal(what: impl fmt::Display) -> Self {
+        Self::new(SqlState::INTERNAL_ERROR, format!("internal error: {what}"))
+    }
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PgError {}
+
+impl UserError for PgError {
+    fn sqlstate(&self) -> SqlState {
+        self.sqlstate
+    }
+    fn detail(&self) -> Option<String> {
+        self.detail.clone()
+    }
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+}

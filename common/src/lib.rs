@@ -1,0 +1,15 @@
+//! freshet-common: the vocabulary every other crate shares.
+//!
+//! Owns the value model ([`Datum`], [`SqlType`]), id newtypes ([`TableId`]) and the user-facing
+//! error contract ([`SqlState`], [`UserError`], [`PgError`]). It knows nothing of tokio, RocksDB,
+//! Kafka or DataFusion, so every crate can depend on it cheaply.
+
+mod datum;
+mod error;
+mod ids;
+mod types;
+
+pub use datum::Datum;
+pub use error::{PgError, SqlState, UserError};
+pub use ids::TableId;
+pub use types::SqlType;

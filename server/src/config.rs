@@ -1,0 +1,35 @@
+//! Command-line and environment configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// freshet: a streaming SQL database that speaks the PostgreSQL wire protocol.
+///
+/// Connect with any PostgreSQL client, e.g. `psql -h 127.0.0.1 -p 6543 freshet`.
+/// Any user name is accepted without a password (bind to loopback only).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "freshet", version, about, long_about)]
+pub struct ServerOpts {
+    /// Address to accept PostgreSQL connections on.
+    #[arg(long, env = "FRESHET_LISTEN", default_value = "127.0.0.1:6543")]
+    pub listen: SocketAddr,
+
+    /// Directory holding the RocksDB store (catalog and table data); created if missing.
+    #[arg(long, env = "FRESHET_DATA_DIR", default_value = "./freshet-data")]
+    pub data_dir: PathBuf,
+
+    /// Fsync the write-ahead log on every commit. Turning it off keeps data safe across process
+    /// crashes but not power loss.
+    #[arg(long, env = "FRESHET_SYNC_COMMITS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sync_commits: bool,
+
+    /// RocksDB block cache size in MiB.
+    #[arg(long, env = "FRESHET_BLOCK_CACHE_MB", default_value_t = 256)]
+    pub block_cache_mb: usize,
+
+    /// Write the bound address to this file once listening (for tests that use port 0).
+    #[arg(long, env = "FRESHET_PORT_FILE")]
+    pub port_file: Option<PathBuf>,
+}

@@ -1,0 +1,63 @@
+//! The engine: what every session shares — the store, the catalog, the table write path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use freshet_catalog::Catalog;
+use freshet_common::TableId;
+use freshet_state::{key_codec, table_prefix, Store};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Shared server state. One per process.
+#[derive(Debug)]
+pub struct Engine {
+    /// The RocksDB store.
+    pub store: Store,
+    /// The durable catalog.
+    pub catalog: Arc<Catalog>,
+    /// Serializes writers: DDL and DML take it for their whole check-and-commit, so primary
+    /// key checks see every earlier commit. Readers never take it: they read snapshots.
+    write_lock: Mutex<WriteState>,
+}
+
+/// State only a writer may touch.
+#[derive(Debug, Default)]
+pub struct WriteState {
+    /// Next hidden row id per table without a primary key.
+    next_row_id: HashMap<TableId, u64>,
+}
+
+impl WriteState {
+    /// Allocates `n` consecutive row ids for `table`, returning the first.
+    pub fn allocate_row_ids(&mut self, store: &Store, table: TableId, n: u64) -> freshet_state::Result<u64> {
+        let next = match self.next_row_id.get(&table) {
+            Some(n) => *n,
+            None => {
+                let prefix = table_prefix(table);
+                match store.last_key_with_prefix(&prefix)? {
+                    Some(k) => key_codec::decode_row_id(&k[prefix.len()..])? + 1,
+                    None => 0,
+                }
+            }
+        };
+        self.next_row_id.insert(table, next + n);
+        Ok(next)
+    }
+
+    /// Forgets a dropped table's counter.
+    pub fn forget(&mut self, table: TableId) {
+        self.next_row_id.remove(&table);
+    }
+}
+
+impl Engine {
+    /// Builds the engine over an opened store.
+    pub fn new(store: Store, catalog: Arc<Catalog>) -> Arc<Engine> {
+        Arc::new(Engine { store, catalog, write_lock: Mutex::new(WriteState::default()) })
+    }
+
+    /// Takes the writer lock.
+    pub async fn begin_write(&self) -> MutexGuard<'_, WriteState> {
+        self.write_lock.lock().await
+    }
+}

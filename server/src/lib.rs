@@ -1,0 +1,19 @@
+//! freshet-server: the server binary's library.
+//!
+//! Owns the pgwire front end ([`pg`]), sessions and statement execution ([`session`]), the
+//! engine shared by all sessions ([`engine`]), DataFusion's view of our tables ([`query`]),
+//! SQL functions PostgreSQL clients expect ([`functions`]) and the listener ([`server`]).
+//! It is the only crate that builds a tokio runtime, parses the CLI or imports pgwire.
+
+pub mod config;
+pub mod engine;
+pub mod functions;
+pub mod pg;
+pub mod query;
+pub mod server;
+pub mod session;
+
+/// The PostgreSQL version we report; drivers parse it (`server_version`, `version()`).
+pub const SERVER_VERSION: &str = "16.6";
+/// `server_version_num` for [`SERVER_VERSION`].
+pub const SERVER_VERSION_NUM: &str = "160006";

@@ -1,0 +1,40 @@
+//! The `freshet` binary.
+
+use clap::Parser;
+use freshet_server::config::ServerOpts;
+use freshet_server::server::Server;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let opts = ServerOpts::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("freshet").build()?;
+    runtime.block_on(run(opts))
+}
+
+async fn run(opts: ServerOpts) -> anyhow::Result<()> {
+    let server = Server::open(&opts)?;
+    let listener = TcpListener::bind(opts.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %opts.data_dir.display(), "listening; connect with: psql -h {} -p {} freshet", addr.ip(), addr.port());
+    if let Some(path) = &opts.port_file {
+        std::fs::write(path, addr.port().to_string())?;
+    }
+    server.serve(listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,98 @@
+//! The PostgreSQL wire protocol front end (pgwire): startup, simple and extended query,
+//! cancel. Turns [`crate::session::Outcome`]s into protocol messages.
+
+mod encode;
+mod extended;
+mod simple;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use freshet_common::PgError;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::results::{Response, Tag};
+use pgwire::api::{ConnectionManager, PgWireServerHandlers};
+use pgwire::error::{ErrorInfo, PgWireError};
+
+use crate::session::{Outcome, Session};
+use freshet_sql::TransactionOp;
+
+pub use extended::FreshetQueryParser;
+
+/// The handlers of one connection. Built per accepted socket, so `session` is this
+/// connection's own.
+pub struct ConnectionHandlers {
+    pub(crate) session: Arc<Session>,
+    pub(crate) parser: Arc<FreshetQueryParser>,
+    pub(crate) manager: Arc<ConnectionManager>,
+}
+
+impl ConnectionHandlers {
+    /// Handlers for a new connection with `session`.
+    pub fn new(session: Arc<Session>, manager: Arc<ConnectionManager>) -> Arc<Self> {
+        let parser = Arc::new(FreshetQueryParser { session: Arc::clone(&session) });
+        Arc::new(Self { session, parser, manager })
+    }
+}
+
+#[async_trait]
+impl NoopStartupHandler for ConnectionHandlers {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(Arc::clone(&self.manager))
+    }
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
+        Arc::new(simple::SimpleHandler { session: Arc::clone(&self.session) })
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
+        Arc::new(extended::ExtendedHandler { session: Arc::clone(&self.session), parser: Arc::clone(&self.parser) })
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        Arc::new(ConnectionHandlers {
+            session: Arc::clone(&self.session),
+            parser: Arc::clone(&self.parser),
+            manager: Arc::clone(&self.manager),
+        })
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::new(DefaultCancelHandler::new(Arc::clone(&self.manager)))
+    }
+}
+
+/// Our error as the client sees it: never `ApiError` (which pgwire reports as XX000).
+pub(crate) fn to_wire_error(e: PgError) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(e)))
+}
+
+pub(crate) fn error_info(e: PgError) -> ErrorInfo {
+    let mut info = ErrorInfo::new("ERROR".to_owned(), e.sqlstate.code().to_owned(), e.message);
+    info.detail = e.detail;
+    info.hint = e.hint;
+    info
+}
+
+/// The protocol response for a non-row outcome.
+pub(crate) fn command_response(outcome: &Outcome) -> Option<Response> {
+    match outcome {
+        Outcome::Rows { .. } => None,
+        Outcome::Command { tag, rows } => Some(Response::Execution(match (*tag, rows) {
+            ("INSERT", Some(n)) => Tag::new("INSERT").with_oid(0).with_rows(*n as usize),
+            (t, Some(n)) => Tag::new(t).with_rows(*n as usize),
+            (t, None) => Tag::new(t),
+        })),
+        Outcome::Transaction(op) => Some(match op {
+            TransactionOp::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+            TransactionOp::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
+            TransactionOp::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
+            TransactionOp::Savepoint => Response::Execution(Tag::new("SAVEPOINT")),
+            TransactionOp::ReleaseSavepoint => Response::Execution(Tag::new("RELEASE")),
+            TransactionOp::RollbackToSavepoint => Response::Execution(Tag::new("ROLLBACK")),
+        }),
+    }
+}

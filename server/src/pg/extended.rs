@@ -1,0 +1,121 @@
+//! The extended query protocol: Parse (plan for Describe), Bind, Describe, Execute.
+
+use std::sync::Arc;
+
+use arrow_pg::datatypes::df::deserialize_parameters;
+use arrow_pg::datatypes::into_pg_type;
+use async_trait::async_trait;
+use freshet_common::{PgError, SqlState};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::ExtendedQueryHandler;
+use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+
+use super::{command_response, encode, to_wire_error};
+use crate::session::{Described, Outcome, Session};
+
+/// A parsed and described statement, as the portal store keeps it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    stmt: freshet_sql::ast::Statement,
+    described: Described,
+}
+
+/// Parses and describes statements against the connection's session.
+pub struct FreshetQueryParser {
+    pub(crate) session: Arc<Session>,
+}
+
+#[async_trait]
+impl QueryParser for FreshetQueryParser {
+    type Statement = Arc<Prepared>;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut stmts = Session::parse(sql).map_err(to_wire_error)?;
+        let stmt = match stmts.len() {
+            0 => return Ok(None),
+            1 => stmts.remove(0),
+            _ => {
+                return Err(to_wire_error(PgError::new(
+                    SqlState::SYNTAX_ERROR,
+                    "cannot insert multiple commands into a prepared statement",
+                )))
+            }
+        };
+        let described = self.session.describe(&stmt).await.map_err(to_wire_error)?;
+        Ok(Some(Arc::new(Prepared { stmt, described })))
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        // A parameter whose type nothing determines is text, as in PostgreSQL.
+        stmt.described
+            .params
+            .iter()
+            .map(|p| match p {
+                Some(dt) => into_pg_type(dt).or(Ok(Type::TEXT)),
+                None => Ok(Type::TEXT),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(&self, stmt: &Self::Statement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.described.schema {
+            Some(schema) => encode::fields(schema, format.unwrap_or(&Format::UnifiedText)).map_err(to_wire_error),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+pub struct ExtendedHandler {
+    pub session: Arc<Session>,
+    pub parser: Arc<FreshetQueryParser>,
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for ExtendedHandler {
+    type Statement = Arc<Prepared>;
+    type QueryParser = FreshetQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        Arc::clone(&self.parser)
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + futures::Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
+            prepared.described.params.iter().map(Option::as_ref).collect();
+        let params = if portal.parameter_len() > 0 {
+            Some(deserialize_parameters(portal, &inferred).map_err(param_error)?)
+        } else {
+            None
+        };
+        let outcome = self.session.execute(prepared.stmt.clone(), params).await.map_err(to_wire_error)?;
+        if let Some(r) = command_response(&outcome) {
+            return Ok(r);
+        }
+        let Outcome::Rows { schema, stream } = outcome else { unreachable!("non-row outcomes answered above") };
+        let resp = encode::query_response(&schema, stream, &portal.result_column_format).map_err(to_wire_error)?;
+        Ok(Response::Query(resp))
+    }
+}
+
+/// Bad parameter bytes are the client's mistake: 22P02, never XX000.
+fn param_error(e: PgWireError) -> PgWireError {
+    match e {
+        PgWireError::UserError(_) => e,
+        other => to_wire_error(PgError::new(SqlState::INVALID_TEXT_REPRESENTATION, format!("invalid parameter value: {other}"))),
+    }
+}

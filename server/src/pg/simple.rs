@@ -1,0 +1,53 @@
+//! The simple query protocol.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pgwire::api::portal::Format;
+use pgwire::api::query::SimpleQueryHandler;
+use pgwire::api::results::Response;
+use pgwire::api::{ClientInfo, ClientPortalStore};
+use pgwire::error::PgWireResult;
+
+use super::{command_response, encode, error_info};
+use crate::session::{Outcome, Session};
+
+pub struct SimpleHandler {
+    pub session: Arc<Session>,
+}
+
+#[async_trait]
+impl SimpleQueryHandler for SimpleHandler {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+    {
+        let stmts = match Session::parse(query) {
+            Ok(s) => s,
+            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(e)))]),
+        };
+        let mut out = Vec::with_capacity(stmts.len());
+        // Like PostgreSQL: statements run in order and the first error ends the string.
+        for stmt in stmts {
+            match self.run(stmt).await {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    out.push(Response::Error(Box::new(error_info(e))));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl SimpleHandler {
+    async fn run(&self, stmt: freshet_sql::ast::Statement) -> Result<Response, freshet_common::PgError> {
+        let outcome = self.session.execute(stmt, None).await?;
+        if let Some(r) = command_response(&outcome) {
+            return Ok(r);
+        }
+        let Outcome::Rows { schema, stream } = outcome else { unreachable!("non-row outcomes answered above") };
+        Ok(Response::Query(encode::query_response(&schema, stream, &Format::UnifiedText)?))
+    }
+}

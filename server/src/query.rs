@@ -1,0 +1,15 @@
+//! DataFusion integration: our catalog as DataFusion catalog and schema providers, tables as
+//! `TableProvider`s that scan RocksDB snapshots and write through the engine.
+//!
+//! This is the only module of the server besides `session` that names DataFusion types.
+
+mod provider;
+mod scan;
+mod table;
+mod write;
+
+pub use provider::{FreshetCatalogProvider, StatementSnapshot};
+pub use table::StoredTable;
+
+/// Name of our DataFusion catalog; also the database name clients connect to.
+pub const DATABASE_NAME: &str = "freshet";

@@ -1,0 +1,87 @@
+//! Catalog and schema providers over [`freshet_catalog::Catalog`].
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result};
+use freshet_catalog::DEFAULT_SCHEMA;
+use freshet_state::Snapshot;
+
+use super::table::StoredTable;
+use crate::engine::Engine;
+
+/// The read snapshot of the running statement, stored in the session config's extensions so
+/// every table a statement scans reads the same point in time.
+#[derive(Debug)]
+pub struct StatementSnapshot(pub Arc<Snapshot>);
+
+/// The `freshet` catalog: `public` (our tables) plus schemas others register (`pg_catalog`).
+#[derive(Debug)]
+pub struct FreshetCatalogProvider {
+    public: Arc<PublicSchema>,
+    others: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
+}
+
+impl FreshetCatalogProvider {
+    /// A catalog provider reading `engine`'s catalog live.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { public: Arc::new(PublicSchema { engine }), others: RwLock::new(HashMap::new()) }
+    }
+}
+
+impl CatalogProvider for FreshetCatalogProvider {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema_names(&self) -> Vec<String> {
+        let mut names = vec![DEFAULT_SCHEMA.to_owned()];
+        names.extend(self.others.read().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned());
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == DEFAULT_SCHEMA {
+            return Some(Arc::clone(&self.public) as Arc<dyn SchemaProvider>);
+        }
+        self.others.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+    }
+
+    fn register_schema(&self, name: &str, schema: Arc<dyn SchemaProvider>) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        if name == DEFAULT_SCHEMA {
+            return Err(DataFusionError::Plan("schema \"public\" is managed by freshet".into()));
+        }
+        Ok(self.others.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), schema))
+    }
+}
+
+/// `public`: every table in the catalog, resolved at each lookup so DDL in one session is
+/// visible to the next statement of every other.
+#[derive(Debug)]
+struct PublicSchema {
+    engine: Arc<Engine>,
+}
+
+#[async_trait]
+impl SchemaProvider for PublicSchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.engine.catalog.tables().iter().map(|t| t.name.clone()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(self.engine.catalog.table(name).map(|def| {
+            Arc::new(StoredTable::new(Arc::clone(&self.engine), def)) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.engine.catalog.table(name).is_some()
+    }
+}

@@ -1,0 +1,143 @@
+//! A catalog table as a DataFusion `TableProvider`.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::sink::DataSinkExec;
+use datafusion::error::Result;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::streaming::StreamingTableExec;
+use datafusion::physical_plan::ExecutionPlan;
+use freshet_catalog::TableDef;
+use freshet_common::PgError;
+
+use super::provider::StatementSnapshot;
+use super::scan::{key_range, TableScan};
+use super::write::{self, TableSink};
+use crate::engine::Engine;
+
+/// One table of the catalog, bound to the engine for reads and writes.
+#[derive(Debug)]
+pub struct StoredTable {
+    engine: Arc<Engine>,
+    def: Arc<TableDef>,
+    schema: SchemaRef,
+}
+
+impl StoredTable {
+    /// Wraps a table definition.
+    pub fn new(engine: Arc<Engine>, def: Arc<TableDef>) -> Self {
+        let schema = Arc::new(table_schema(&def));
+        Self { engine, def, schema }
+    }
+}
+
+/// The Arrow schema of a table: one field per column, nullable unless NOT NULL.
+pub fn table_schema(def: &TableDef) -> Schema {
+    Schema::new(
+        def.columns
+            .iter()
+            .map(|c| freshet_sql::types::arrow_field(&c.name, &c.ty, !c.not_null))
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[async_trait]
+impl TableProvider for StoredTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Key-range filters narrow the scan; DataFusion still re-applies them (Inexact).
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if key_range(&self.def, &self.schema, std::slice::from_ref(*f)).is_some() {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let snapshot = match state.config().get_extension::<StatementSnapshot>() {
+            Some(s) => Arc::clone(&s.0),
+            None => Arc::new(self.engine.store.snapshot()),
+        };
+        let columns: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let projected = Arc::new(self.schema.project(&columns)?);
+        let range = key_range(&self.def, &self.schema, filters).unwrap_or_default();
+        let scan = TableScan::new(Arc::clone(&self.def), snapshot, projected, columns, range, limit);
+        let schema = Arc::clone(scan.schema_ref());
+        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(scan)], None, vec![], false, limit)?))
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if insert_op != InsertOp::Append {
+            return Err(PgError::not_supported(format!("INSERT {insert_op}")).into_df());
+        }
+        let sink = TableSink::new(Arc::clone(&self.engine), Arc::clone(&self.def), Arc::clone(&self.schema));
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+
+    async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> Result<Arc<dyn ExecutionPlan>> {
+        let n = write::delete_rows(&self.engine, &self.def, &self.schema, state, &filters).await?;
+        write::count_exec(n)
+    }
+
+    async fn update(
+        &self,
+        state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let n = write::update_rows(&self.engine, &self.def, &self.schema, state, &assignments, &filters).await?;
+        write::count_exec(n)
+    }
+
+    async fn truncate(&self, _state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
+        let n = write::truncate(&self.engine, &self.def).await?;
+        write::count_exec(n)
+    }
+}
+
+/// Wraps our error for DataFusion; the server unwraps it again with its SQLSTATE intact.
+pub trait IntoDataFusion {
+    /// Boxes into `DataFusionError::External`.
+    fn into_df(self) -> datafusion::error::DataFusionError;
+}
+
+impl IntoDataFusion for PgError {
+    fn into_df(self) -> datafusion::error::DataFusionError {
+        datafusion::error::DataFusionError::External(Box::new(self))
+    }
+}

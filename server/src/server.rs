@@ -1,0 +1,84 @@
+//! The listener: opens the store, builds the template DataFusion context, accepts connections.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use datafusion::execution::config::SessionConfig;
+use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use freshet_catalog::{Catalog, DEFAULT_SCHEMA};
+use freshet_state::{StateConfig, Store};
+use pgwire::api::ConnectionManager;
+use tokio::net::TcpListener;
+
+use crate::config::ServerOpts;
+use crate::engine::Engine;
+use crate::pg::ConnectionHandlers;
+use crate::query::{FreshetCatalogProvider, DATABASE_NAME};
+use crate::session::Session;
+
+/// A running server's shared parts.
+pub struct Server {
+    engine: Arc<Engine>,
+    template: SessionContext,
+    manager: Arc<ConnectionManager>,
+}
+
+impl Server {
+    /// Opens the store and catalog in `opts.data_dir`.
+    pub fn open(opts: &ServerOpts) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&opts.data_dir)
+            .with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
+        let config = StateConfig { sync_commits: opts.sync_commits, block_cache_bytes: opts.block_cache_mb << 20 };
+        let store = Store::open(&opts.data_dir.join("state"), &config).context("opening the state store")?;
+        let catalog = Arc::new(Catalog::open(store.clone()).context("loading the catalog")?);
+        let engine = Engine::new(store, catalog);
+        let template = template_context(&engine)?;
+        Ok(Server { engine, template, manager: Arc::new(ConnectionManager::new()) })
+    }
+
+    /// Accepts connections until `shutdown` resolves.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let this = Arc::new(self);
+        tokio::pin!(shutdown);
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            let server = Arc::clone(&this);
+            tokio::spawn(async move {
+                tracing::debug!(%peer, "connection accepted");
+                let session = Arc::new(Session::new(Arc::clone(&server.engine), &server.template, None, None));
+                let handlers = ConnectionHandlers::new(session, Arc::clone(&server.manager));
+                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        tracing::info!("shutting down");
+        Ok(())
+    }
+}
+
+/// The DataFusion context every session starts from: our catalog, pg_catalog, our functions.
+fn template_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(DATABASE_NAME, DEFAULT_SCHEMA)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true)
+        .with_target_partitions(2);
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_catalog(DATABASE_NAME, Arc::new(FreshetCatalogProvider::new(Arc::clone(engine))));
+    datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
+        .map_err(|e| anyhow::anyhow!("setting up pg_catalog: {e}"))?;
+    crate::functions::register(&ctx);
+    Ok(ctx)
+}
+

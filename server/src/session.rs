@@ -1,0 +1,218 @@
+//! A client session: its variables, its DataFusion context, and statement execution.
+//!
+//! Protocol-agnostic: the pgwire handlers in [`crate::pg`] turn [`Outcome`]s into messages.
+
+mod vars;
+
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::{Array, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::SessionContext;
+use freshet_catalog::{ColumnDef, TableDef, DEFAULT_SCHEMA};
+use freshet_common::{PgError, TableId};
+use freshet_sql::ast;
+use freshet_sql::error::map_df_error;
+use freshet_sql::{CreateTablePlan, Statement, TransactionOp};
+
+use crate::engine::Engine;
+use crate::query::StatementSnapshot;
+pub use vars::SessionVars;
+
+/// What a statement produced.
+pub enum Outcome {
+    /// Rows, streamed.
+    Rows { schema: SchemaRef, stream: SendableRecordBatchStream },
+    /// A command tag such as `CREATE TABLE`, with a row count for DML (`INSERT 0 3`).
+    Command { tag: &'static str, rows: Option<u64> },
+    /// Transaction control; the protocol layer tracks the transaction status.
+    Transaction(TransactionOp),
+}
+
+/// The shape of a statement, known before it runs (extended protocol Describe).
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// Types of `$1..$n`, `None` where they cannot be inferred.
+    pub params: Vec<Option<DataType>>,
+    /// Result columns, `None` for statements that return no rows.
+    pub schema: Option<SchemaRef>,
+}
+
+/// One client connection's session.
+pub struct Session {
+    engine: Arc<Engine>,
+    ctx: SessionContext,
+    vars: Mutex<SessionVars>,
+}
+
+impl Session {
+    /// A new session over `engine`, cloning the server's template DataFusion state.
+    pub fn new(engine: Arc<Engine>, template: &SessionContext, user: Option<&str>, app: Option<&str>) -> Self {
+        let ctx = SessionContext::new_with_state(template.state());
+        let mut vars = SessionVars::default();
+        if let Some(app) = app {
+            vars.set("application_name", app.to_owned());
+        }
+        if let Some(user) = user {
+            vars.set("session_authorization", user.to_owned());
+        }
+        Self { engine, ctx, vars: Mutex::new(vars) }
+    }
+
+    /// Parses `sql` into its statements.
+    pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
+        freshet_sql::parse(sql)
+    }
+
+    /// Runs one statement with optional parameter values.
+    pub async fn execute(&self, stmt: ast::Statement, params: Option<ParamValues>) -> Result<Outcome, PgError> {
+        match freshet_sql::classify(stmt)? {
+            Statement::Query(stmt) => self.run_query(*stmt, params).await,
+            Statement::CreateTable(plan) => self.create_table(plan).await,
+            Statement::DropTable { names, if_exists } => self.drop_tables(&names, if_exists).await,
+            Statement::Set { name, value } => {
+                self.with_vars(|v| v.apply_set(&name, value))?;
+                Ok(Outcome::Command { tag: "SET", rows: None })
+            }
+            Statement::Reset { name } => {
+                self.with_vars(|v| v.reset(name.as_deref()));
+                Ok(Outcome::Command { tag: "RESET", rows: None })
+            }
+            Statement::Show { name } => {
+                let (col, value) = self.with_vars(|v| v.show(&name))?;
+                Ok(one_text_column(&col, vec![value]))
+            }
+            Statement::ShowTables => {
+                let names = self.engine.catalog.tables().iter().map(|t| t.name.clone()).collect();
+                Ok(one_text_column("name", names))
+            }
+            Statement::Transaction(op) => Ok(Outcome::Transaction(op)),
+            Statement::NoOp { tag } => Ok(Outcome::Command { tag, rows: None }),
+        }
+    }
+
+    /// Plans a statement without running it: parameter types and result columns.
+    pub async fn describe(&self, stmt: &ast::Statement) -> Result<Described, PgError> {
+        match freshet_sql::classify(stmt.clone())? {
+            Statement::Query(stmt) => {
+                let (_, plan) = self.plan(*stmt).await?;
+                let types = plan.get_parameter_types().map_err(|e| map_df_error(&e))?;
+                let params = (1..=types.len()).map(|i| types.get(&format!("${i}")).cloned().flatten()).collect();
+                let schema = match &plan {
+                    LogicalPlan::Dml(_) => None,
+                    p => Some(Arc::new(p.schema().as_arrow().clone())),
+                };
+                Ok(Described { params, schema })
+            }
+            Statement::Show { name } => {
+                let (col, _) = self.with_vars(|v| v.show(&name))?;
+                Ok(Described { params: vec![], schema: Some(text_schema(&col)) })
+            }
+            Statement::ShowTables => Ok(Described { params: vec![], schema: Some(text_schema("name")) }),
+            _ => Ok(Described { params: vec![], schema: None }),
+        }
+    }
+
+    async fn plan(&self, stmt: ast::Statement) -> Result<(datafusion::execution::SessionState, LogicalPlan), PgError> {
+        let mut state = self.ctx.state();
+        state.config_mut().set_extension(Arc::new(StatementSnapshot(Arc::new(self.engine.store.snapshot()))));
+        let tz = self.with_vars(|v| v.datafusion_time_zone());
+        state.config_mut().options_mut().execution.time_zone = tz;
+        let plan = state
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt)))
+            .await
+            .map_err(|e| map_df_error(&e))?;
+        Ok((state, plan))
+    }
+
+    async fn run_query(&self, stmt: ast::Statement, params: Option<ParamValues>) -> Result<Outcome, PgError> {
+        let (state, mut plan) = self.plan(stmt).await?;
+        if let Some(params) = params {
+            plan = plan.with_param_values(params).map_err(|e| map_df_error(&e))?;
+        }
+        let dml_tag = match &plan {
+            LogicalPlan::Dml(dml) => Some(match dml.op {
+                WriteOp::Insert(_) => "INSERT",
+                WriteOp::Update => "UPDATE",
+                WriteOp::Delete => "DELETE",
+                WriteOp::Truncate => "TRUNCATE TABLE",
+                _ => return Err(PgError::not_supported(format!("{}", dml.op))),
+            }),
+            _ => None,
+        };
+        let df = DataFrame::new(state, plan);
+        match dml_tag {
+            Some(tag) => {
+                let batches = df.collect().await.map_err(|e| map_df_error(&e))?;
+                let rows = batches
+                    .first()
+                    .and_then(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|a| a.value(0)))
+                    .unwrap_or(0);
+                let rows = if tag == "TRUNCATE TABLE" { None } else { Some(rows) };
+                Ok(Outcome::Command { tag, rows })
+            }
+            None => {
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                let stream = df.execute_stream().await.map_err(|e| map_df_error(&e))?;
+                Ok(Outcome::Rows { schema, stream })
+            }
+        }
+    }
+
+    async fn create_table(&self, plan: CreateTablePlan) -> Result<Outcome, PgError> {
+        let def = TableDef {
+            id: TableId(0),
+            schema: DEFAULT_SCHEMA.to_owned(),
+            name: plan.name,
+            columns: plan.columns.into_iter().map(|(name, ty, not_null)| ColumnDef { name, ty, not_null }).collect(),
+            primary_key: plan.primary_key,
+        };
+        let _w = self.engine.begin_write().await;
+        self.engine.catalog.create_table(def, plan.if_not_exists).map_err(user_error)?;
+        Ok(Outcome::Command { tag: "CREATE TABLE", rows: None })
+    }
+
+    async fn drop_tables(&self, names: &[String], if_exists: bool) -> Result<Outcome, PgError> {
+        let mut w = self.engine.begin_write().await;
+        // Check all first so a failing name drops nothing, as in PostgreSQL.
+        if !if_exists {
+            if let Some(missing) = names.iter().find(|n| self.engine.catalog.table(n).is_none()) {
+                return Err(user_error(freshet_catalog::Error::UndefinedTable(missing.clone())));
+            }
+        }
+        for name in names {
+            if let Some(def) = self.engine.catalog.drop_table(name, if_exists).map_err(user_error)? {
+                w.forget(def.id);
+            }
+        }
+        Ok(Outcome::Command { tag: "DROP TABLE", rows: None })
+    }
+
+    fn with_vars<T>(&self, f: impl FnOnce(&mut SessionVars) -> T) -> T {
+        let mut guard = self.vars.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+}
+
+fn user_error(e: freshet_catalog::Error) -> PgError {
+    use freshet_common::UserError;
+    PgError::new(e.sqlstate(), e.to_string())
+}
+
+fn text_schema(col: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(col, DataType::Utf8, true)]))
+}
+
+fn one_text_column(col: &str, values: Vec<String>) -> Outcome {
+    let schema = text_schema(col);
+    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(values))]);
+    let stream = futures::stream::iter(vec![batch.map_err(Into::into)]);
+    Outcome::Rows { schema: Arc::clone(&schema), stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)) }
+}
+

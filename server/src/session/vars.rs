@@ -1,0 +1,137 @@
+//! Session variables (`SET` / `SHOW`) with PostgreSQL's names and defaults.
+
+use std::collections::BTreeMap;
+
+use freshet_common::{PgError, SqlState};
+use freshet_sql::SetValue;
+
+/// Defaults, by lower-case name: (name as `SHOW` prints it, value).
+const DEFAULTS: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("client_encoding", "UTF8"),
+    ("client_min_messages", "notice"),
+    ("datestyle", "ISO, MDY"),
+    ("default_transaction_isolation", "read committed"),
+    ("default_transaction_read_only", "off"),
+    ("extra_float_digits", "1"),
+    ("integer_datetimes", "on"),
+    ("intervalstyle", "postgres"),
+    ("is_superuser", "on"),
+    ("lc_collate", "C"),
+    ("lc_ctype", "C"),
+    ("max_identifier_length", "63"),
+    ("search_path", "\"$user\", public"),
+    ("server_encoding", "UTF8"),
+    ("server_version", crate::SERVER_VERSION),
+    ("server_version_num", crate::SERVER_VERSION_NUM),
+    ("session_authorization", "freshet"),
+    ("standard_conforming_strings", "on"),
+    ("statement_timeout", "0"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "read committed"),
+    ("transaction_read_only", "off"),
+];
+
+/// Variables only the server sets.
+const READ_ONLY: &[&str] = &["server_version", "server_version_num", "server_encoding", "integer_datetimes", "lc_collate", "lc_ctype", "max_identifier_length", "is_superuser"];
+
+/// The values of one session's variables.
+#[derive(Debug, Default)]
+pub struct SessionVars {
+    overrides: BTreeMap<String, String>,
+}
+
+impl SessionVars {
+    /// Sets a variable without checks (startup parameters).
+    pub fn set(&mut self, name: &str, value: String) {
+        self.overrides.insert(canonical(name), value);
+    }
+
+    /// Applies `SET name = value`.
+    pub fn apply_set(&mut self, name: &str, value: SetValue) -> Result<(), PgError> {
+        let key = canonical(name);
+        if READ_ONLY.contains(&key.as_str()) {
+            return Err(PgError::new(SqlState("55P02"), format!("parameter \"{name}\" cannot be changed")));
+        }
+        let known = DEFAULTS.iter().any(|(k, _)| *k == key);
+        // Unknown dotted names are custom options in PostgreSQL; unknown plain names are errors.
+        if !known && !key.contains('.') {
+            return Err(unrecognized(name));
+        }
+        match value {
+            SetValue::Default => {
+                self.overrides.remove(&key);
+            }
+            SetValue::Value(v) => {
+                let v = if key == "client_encoding" { normalize_encoding(&v)? } else { v };
+                if key == "timezone" {
+                    validate_time_zone(&v)?;
+                }
+                self.overrides.insert(key, v);
+            }
+        }
+        Ok(())
+    }
+
+    /// `RESET name` or `RESET ALL`.
+    pub fn reset(&mut self, name: Option<&str>) {
+        match name {
+            Some(n) => {
+                self.overrides.remove(&canonical(n));
+            }
+            None => self.overrides.clear(),
+        }
+    }
+
+    /// `SHOW name`: the column name and the value.
+    pub fn show(&self, name: &str) -> Result<(String, String), PgError> {
+        let key = canonical(name);
+        if let Some(v) = self.overrides.get(&key) {
+            return Ok((name.to_owned(), v.clone()));
+        }
+        DEFAULTS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| (name.to_owned(), (*v).to_owned()))
+            .ok_or_else(|| unrecognized(name))
+    }
+
+    /// The session time zone in the form DataFusion takes (`+00:00` or an IANA name).
+    pub fn datafusion_time_zone(&self) -> Option<String> {
+        let tz = self.overrides.get("timezone").map(String::as_str).unwrap_or("UTC");
+        Some(match tz.to_ascii_uppercase().as_str() {
+            "UTC" | "GMT" | "ETC/UTC" | "Z" => "+00:00".to_owned(),
+            _ => tz.to_owned(),
+        })
+    }
+}
+
+fn canonical(name: &str) -> String {
+    let n = name.to_ascii_lowercase();
+    match n.as_str() {
+        "time zone" => "timezone".to_owned(),
+        "transaction isolation level" => "transaction_isolation".to_owned(),
+        "names" => "client_encoding".to_owned(),
+        _ => n,
+    }
+}
+
+fn unrecognized(name: &str) -> PgError {
+    PgError::new(SqlState::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\""))
+}
+
+fn normalize_encoding(v: &str) -> Result<String, PgError> {
+    match v.to_ascii_uppercase().replace(['-', '_'], "").as_str() {
+        "UTF8" | "UNICODE" => Ok("UTF8".to_owned()),
+        _ => Err(PgError::not_supported(format!("client encoding \"{v}\""))),
+    }
+}
+
+fn validate_time_zone(v: &str) -> Result<(), PgError> {
+    let ok = !v.is_empty() && v.len() < 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(PgError::new(SqlState::INVALID_PARAMETER_VALUE, format!("invalid value for parameter \"TimeZone\": \"{v}\"")))
+    }
+}

@@ -1,0 +1,127 @@
+//! Arrow arrays ⇄ [`Datum`] rows: the one place where DataFusion's value types meet ours.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, SchemaRef, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use freshet_common::Datum;
+
+/// The datums of row `row` of `array`.
+pub fn datum_at(array: &ArrayRef, row: usize) -> Result<Datum> {
+    scalar_to_datum(&ScalarValue::try_from_array(array, row)?)
+}
+
+/// Converts one scalar.
+pub fn scalar_to_datum(v: &ScalarValue) -> Result<Datum> {
+    use ScalarValue as S;
+    if v.is_null() {
+        return Ok(Datum::Null);
+    }
+    Ok(match v {
+        S::Boolean(Some(b)) => Datum::Bool(*b),
+        S::Int8(Some(i)) => Datum::Int16(i16::from(*i)),
+        S::Int16(Some(i)) => Datum::Int16(*i),
+        S::Int32(Some(i)) => Datum::Int32(*i),
+        S::Int64(Some(i)) => Datum::Int64(*i),
+        S::Float32(Some(f)) => Datum::Float32(*f),
+        S::Float64(Some(f)) => Datum::Float64(*f),
+        S::Decimal128(Some(d), _, _) => Datum::Decimal(*d),
+        S::Utf8(Some(s)) | S::LargeUtf8(Some(s)) | S::Utf8View(Some(s)) => Datum::Text(s.clone()),
+        S::Binary(Some(b)) | S::LargeBinary(Some(b)) | S::BinaryView(Some(b)) => Datum::Bytes(b.clone()),
+        S::Date32(Some(d)) => Datum::Date(*d),
+        S::Time64Microsecond(Some(t)) => Datum::Time(*t),
+        S::TimestampMicrosecond(Some(t), _) => Datum::Timestamp(*t),
+        S::IntervalMonthDayNano(Some(i)) => Datum::Interval { months: i.months, days: i.days, nanos: i.nanoseconds },
+        S::List(arr) => {
+            let values = arr.value(0);
+            let mut items = Vec::with_capacity(values.len());
+            for i in 0..values.len() {
+                items.push(datum_at(&values, i)?);
+            }
+            Datum::List(items)
+        }
+        other => {
+            return Err(DataFusionError::Internal(format!("cannot store value of type {}", other.data_type())));
+        }
+    })
+}
+
+/// Converts a datum back to a scalar of type `dt`.
+pub fn datum_to_scalar(d: &Datum, dt: &DataType) -> Result<ScalarValue> {
+    use ScalarValue as S;
+    if d.is_null() {
+        return S::try_new_null(dt);
+    }
+    Ok(match (d, dt) {
+        (Datum::Bool(b), _) => S::Boolean(Some(*b)),
+        (Datum::Int16(i), _) => S::Int16(Some(*i)),
+        (Datum::Int32(i), _) => S::Int32(Some(*i)),
+        (Datum::Int64(i), _) => S::Int64(Some(*i)),
+        (Datum::Float32(f), _) => S::Float32(Some(*f)),
+        (Datum::Float64(f), _) => S::Float64(Some(*f)),
+        (Datum::Decimal(v), DataType::Decimal128(p, s)) => S::Decimal128(Some(*v), *p, *s),
+        (Datum::Text(s), _) => S::Utf8(Some(s.clone())),
+        (Datum::Bytes(b), _) => S::Binary(Some(b.clone())),
+        (Datum::Date(v), _) => S::Date32(Some(*v)),
+        (Datum::Time(v), _) => S::Time64Microsecond(Some(*v)),
+        (Datum::Timestamp(v), DataType::Timestamp(TimeUnit::Microsecond, tz)) => S::TimestampMicrosecond(Some(*v), tz.clone()),
+        (Datum::Interval { months, days, nanos }, _) => {
+            S::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(*months, *days, *nanos)))
+        }
+        (Datum::List(items), DataType::List(field)) => {
+            let scalars = items.iter().map(|i| datum_to_scalar(i, field.data_type())).collect::<Result<Vec<_>>>()?;
+            S::List(S::new_list_nullable(&scalars, field.data_type()))
+        }
+        (d, dt) => return Err(DataFusionError::Internal(format!("stored value {d:?} does not fit type {dt}"))),
+    })
+}
+
+/// Builds a batch with `schema` from rows of datums; `columns[i]` says which datum of a row feeds
+/// the schema's i-th field.
+pub fn rows_to_batch(rows: &[Vec<Datum>], schema: &SchemaRef, columns: &[usize]) -> Result<RecordBatch> {
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    for (field, &col) in schema.fields().iter().zip(columns) {
+        let dt = field.data_type();
+        let scalars = rows
+            .iter()
+            .map(|r| datum_to_scalar(r.get(col).unwrap_or(&Datum::Null), dt))
+            .collect::<Result<Vec<_>>>()?;
+        let array = if scalars.is_empty() {
+            datafusion::arrow::array::new_empty_array(dt)
+        } else {
+            ScalarValue::iter_to_array(scalars)?
+        };
+        arrays.push(array);
+    }
+    let opts = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    Ok(RecordBatch::try_new_with_options(Arc::clone(schema), arrays, &opts)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    use super::*;
+    use crate::types::arrow_type;
+
+    #[test]
+    fn rows_round_trip_through_arrow() {
+        use freshet_common::SqlType as T;
+        let types = [T::Int4, T::Text, T::Numeric { precision: 10, scale: 2 }, T::Array(Box::new(T::Int8)), T::TimestampTz];
+        let schema: SchemaRef = Arc::new(Schema::new(
+            types.iter().enumerate().map(|(i, t)| Field::new(format!("c{i}"), arrow_type(t), true)).collect::<Vec<_>>(),
+        ));
+        let rows = vec![
+            vec![Datum::Int32(1), Datum::Text("a".into()), Datum::Decimal(1050), Datum::List(vec![Datum::Int64(3), Datum::Null]), Datum::Timestamp(7)],
+            vec![Datum::Null, Datum::Null, Datum::Null, Datum::Null, Datum::Null],
+        ];
+        let batch = rows_to_batch(&rows, &schema, &[0, 1, 2, 3, 4]).unwrap();
+        for (r, row) in rows.iter().enumerate() {
+            for (c, d) in row.iter().enumerate() {
+                assert_eq!(&datum_at(batch.column(c), r).unwrap(), d);
+            }
+        }
+    }
+}

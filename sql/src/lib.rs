@@ -1,0 +1,18 @@
+//! freshet-sql: the SQL front.
+//!
+//! Parses SQL (PostgreSQL dialect, with the compatibility rewrites psql and drivers need),
+//! classifies statements into typed [`Statement`]s, binds DDL into plain plans
+//! ([`CreateTablePlan`]), maps column types between PostgreSQL and Arrow ([`types`]), converts
+//! between Arrow arrays and [`freshet_common::Datum`] rows ([`df_convert`]) and maps DataFusion
+//! errors to SQLSTATEs ([`error`]). It must not depend on the catalog, the state store or the
+//! server: the server hands it what it needs.
+
+pub mod df_convert;
+pub mod error;
+mod statement;
+pub mod types;
+
+pub use statement::{classify, parse, CreateTablePlan, SetValue, Statement, TransactionOp};
+
+/// Re-exports of the DataFusion SQL AST, so the server names one sqlparser.
+pub use datafusion::sql::sqlparser::ast;

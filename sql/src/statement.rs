@@ -1,0 +1,295 @@
+//! Parsing and classifying statements.
+
+use datafusion::sql::sqlparser::ast::{
+    self, ColumnOption, Expr, ObjectName, ObjectNamePart, ObjectType, Set, TableConstraint, Value,
+};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use freshet_common::{PgError, SqlState, SqlType};
+
+use crate::types::bind_type;
+
+/// A classified statement: what the server must do with it.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// Planned and run by DataFusion: SELECT, VALUES, INSERT, UPDATE, DELETE, TRUNCATE, EXPLAIN.
+    Query(Box<ast::Statement>),
+    /// `CREATE TABLE`.
+    CreateTable(CreateTablePlan),
+    /// `DROP TABLE`.
+    DropTable { names: Vec<String>, if_exists: bool },
+    /// `SET name = value` (and `SET TIME ZONE`).
+    Set { name: String, value: SetValue },
+    /// `RESET name`, or `RESET ALL` when `None`.
+    Reset { name: Option<String> },
+    /// `SHOW name`.
+    Show { name: String },
+    /// `SHOW TABLES`.
+    ShowTables,
+    /// Transaction control.
+    Transaction(TransactionOp),
+    /// Accepted and ignored, answered with this command tag (`DISCARD ALL`, `DEALLOCATE`).
+    NoOp { tag: &'static str },
+}
+
+/// The value of a `SET`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetValue {
+    /// `DEFAULT` / `LOCAL`.
+    Default,
+    /// A literal, already unquoted.
+    Value(String),
+}
+
+/// Transaction control statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionOp {
+    Begin,
+    Commit,
+    Rollback,
+    Savepoint,
+    ReleaseSavepoint,
+    RollbackToSavepoint,
+}
+
+/// A bound `CREATE TABLE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTablePlan {
+    pub name: String,
+    pub if_not_exists: bool,
+    /// (name, type, not null)
+    pub columns: Vec<(String, SqlType, bool)>,
+    /// Indexes into `columns`.
+    pub primary_key: Vec<usize>,
+}
+
+/// Parses `sql` into AST statements, applying the PostgreSQL compatibility rewrites.
+pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
+    // The rewriting parser is cheap to build relative to a statement's planning, but not free;
+    // keep one per thread.
+    thread_local! {
+        static PARSER: PostgresCompatibilityParser = PostgresCompatibilityParser::new();
+    }
+    PARSER.with(|p| p.parse(sql)).map_err(|e| {
+        let msg = e.to_string();
+        let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_owned();
+        PgError::new(SqlState::SYNTAX_ERROR, format!("syntax error: {msg}"))
+    })
+}
+
+/// Classifies one parsed statement.
+pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
+    use ast::Statement as S;
+    Ok(match stmt {
+        S::Query(_) | S::Insert(_) | S::Update(_) | S::Delete(_) | S::Explain { .. } => {
+            Statement::Query(Box::new(stmt))
+        }
+        S::Truncate(ref t) => {
+            if t.table_names.len() != 1 {
+                return Err(PgError::not_supported("TRUNCATE of several tables"));
+            }
+            Statement::Query(Box::new(stmt))
+        }
+        S::CreateTable(ct) => Statement::CreateTable(bind_create_table(ct)?),
+        S::Drop { object_type: ObjectType::Table, if_exists, names, cascade: _, .. } => Statement::DropTable {
+            names: names.iter().map(object_name).collect::<Result<_, _>>()?,
+            if_exists,
+        },
+        S::Drop { object_type, .. } => return Err(PgError::not_supported(format!("DROP {object_type}"))),
+        S::Set(set) => classify_set(set)?,
+        S::ShowVariable { variable } => {
+            let name = variable.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" ");
+            if name == "tables" {
+                Statement::ShowTables
+            } else {
+                Statement::Show { name }
+            }
+        }
+        S::ShowTables { .. } => Statement::ShowTables,
+        S::StartTransaction { .. } => Statement::Transaction(TransactionOp::Begin),
+        S::Commit { .. } => Statement::Transaction(TransactionOp::Commit),
+        S::Rollback { savepoint: Some(_), .. } => Statement::Transaction(TransactionOp::RollbackToSavepoint),
+        S::Rollback { .. } => Statement::Transaction(TransactionOp::Rollback),
+        S::Savepoint { .. } => Statement::Transaction(TransactionOp::Savepoint),
+        S::ReleaseSavepoint { .. } => Statement::Transaction(TransactionOp::ReleaseSavepoint),
+        S::Discard { .. } => Statement::NoOp { tag: "DISCARD ALL" },
+        S::Deallocate { .. } => Statement::NoOp { tag: "DEALLOCATE" },
+        other => {
+            let text = other.to_string();
+            let head: Vec<&str> = text.split_whitespace().take(2).collect();
+            return Err(PgError::not_supported(format!("statement {}", head.join(" ").to_uppercase())));
+        }
+    })
+}
+
+fn classify_set(set: Set) -> Result<Statement, PgError> {
+    match set {
+        Set::SingleAssignment { variable, values, .. } => {
+            let name = object_name(&variable)?.to_ascii_lowercase();
+            let value = match values.as_slice() {
+                [v] => set_value(v),
+                many => SetValue::Value(many.iter().map(|v| match set_value(v) {
+                    SetValue::Value(s) => s,
+                    SetValue::Default => "default".into(),
+                }).collect::<Vec<_>>().join(", ")),
+            };
+            Ok(Statement::Set { name, value })
+        }
+        Set::SetTimeZone { value, .. } => Ok(Statement::Set { name: "timezone".into(), value: set_value(&value) }),
+        Set::SetNames { charset_name, .. } => Ok(Statement::Set {
+            name: "client_encoding".into(),
+            value: SetValue::Value(charset_name.value),
+        }),
+        Set::SetTransaction { .. } | Set::SetSessionParam(_) | Set::SetRole { .. } | Set::SetSessionAuthorization(_) => {
+            Ok(Statement::NoOp { tag: "SET" })
+        }
+        other => Err(PgError::not_supported(format!("{other}"))),
+    }
+}
+
+fn set_value(e: &Expr) -> SetValue {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => SetValue::Value(s.clone()),
+            Value::Number(n, _) => SetValue::Value(n.to_string()),
+            Value::Boolean(b) => SetValue::Value(if *b { "on".into() } else { "off".into() }),
+            other => SetValue::Value(other.to_string()),
+        },
+        Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default") || i.value.eq_ignore_ascii_case("local") => {
+            SetValue::Default
+        }
+        Expr::Identifier(i) => SetValue::Value(i.value.clone()),
+        other => SetValue::Value(other.to_string()),
+    }
+}
+
+/// The table name of an object name: `t`, `public.t` or `freshet.public.t`.
+pub(crate) fn object_name(name: &ObjectName) -> Result<String, PgError> {
+    let parts: Vec<&str> = name
+        .0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => Ok(i.value.as_str()),
+            ObjectNamePart::Function(_) => Err(PgError::not_supported("function in object name")),
+        })
+        .collect::<Result<_, _>>()?;
+    match parts.as_slice() {
+        [t] => Ok(normalize(t, name, 0)),
+        [s, t] if s.eq_ignore_ascii_case("public") => Ok(normalize(t, name, 1)),
+        [_, s, t] if s.eq_ignore_ascii_case("public") => Ok(normalize(t, name, 2)),
+        _ => Err(PgError::new(SqlState::UNDEFINED_OBJECT, format!("schema of \"{name}\" does not exist"))),
+    }
+}
+
+fn normalize(s: &str, name: &ObjectName, idx: usize) -> String {
+    let quoted = matches!(&name.0[idx], ObjectNamePart::Identifier(i) if i.quote_style.is_some());
+    if quoted { s.to_owned() } else { s.to_lowercase() }
+}
+
+fn ident(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }
+}
+
+fn bind_create_table(ct: ast::CreateTable) -> Result<CreateTablePlan, PgError> {
+    if ct.query.is_some() {
+        return Err(PgError::not_supported("CREATE TABLE AS"));
+    }
+    if ct.or_replace || ct.external || ct.temporary {
+        return Err(PgError::not_supported("CREATE OR REPLACE / EXTERNAL / TEMPORARY TABLE"));
+    }
+    let name = object_name(&ct.name)?;
+    let mut columns = Vec::with_capacity(ct.columns.len());
+    let mut primary_key = Vec::new();
+    for (i, col) in ct.columns.iter().enumerate() {
+        let ty = bind_type(&col.data_type)?;
+        let mut not_null = false;
+        for opt in &col.options {
+            match &opt.option {
+                ColumnOption::NotNull => not_null = true,
+                ColumnOption::Null => {}
+                ColumnOption::PrimaryKey(_) => {
+                    if !primary_key.is_empty() {
+                        return Err(multiple_pk(&name));
+                    }
+                    primary_key.push(i);
+                    not_null = true;
+                }
+                other => return Err(PgError::not_supported(format!("column option {other}"))),
+            }
+        }
+        columns.push((ident(&col.name), ty, not_null));
+    }
+    for c in &ct.constraints {
+        match c {
+            TableConstraint::PrimaryKey(pk) => {
+                if !primary_key.is_empty() {
+                    return Err(multiple_pk(&name));
+                }
+                for ic in &pk.columns {
+                    let Expr::Identifier(id) = &ic.column.expr else {
+                        return Err(PgError::not_supported("expression in PRIMARY KEY"));
+                    };
+                    let col_name = ident(id);
+                    let idx = columns.iter().position(|c| c.0 == col_name).ok_or_else(|| {
+                        PgError::new(SqlState::UNDEFINED_COLUMN, format!("column \"{col_name}\" named in key does not exist"))
+                    })?;
+                    columns[idx].2 = true;
+                    primary_key.push(idx);
+                }
+            }
+            other => return Err(PgError::not_supported(format!("table constraint {other}"))),
+        }
+    }
+    if columns.is_empty() {
+        return Err(PgError::not_supported("a table without columns"));
+    }
+    Ok(CreateTablePlan { name, if_not_exists: ct.if_not_exists, columns, primary_key })
+}
+
+fn multiple_pk(table: &str) -> PgError {
+    PgError::new(SqlState::INVALID_TABLE_DEFINITION, format!("multiple primary keys for table \"{table}\" are not allowed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(sql: &str) -> Result<Statement, PgError> {
+        let mut v = parse(sql)?;
+        assert_eq!(v.len(), 1);
+        classify(v.remove(0))
+    }
+
+    #[test]
+    fn create_table_binds_keys_and_not_null() {
+        let Statement::CreateTable(p) =
+            one("CREATE TABLE IF NOT EXISTS Foo (a INT, \"B\" TEXT NOT NULL, c NUMERIC(10,2), PRIMARY KEY (a))").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(p.name, "foo");
+        assert!(p.if_not_exists);
+        assert_eq!(p.primary_key, vec![0]);
+        assert_eq!(p.columns[0], ("a".into(), SqlType::Int4, true));
+        assert_eq!(p.columns[1], ("B".into(), SqlType::Text, true));
+        assert_eq!(p.columns[2].1, SqlType::Numeric { precision: 10, scale: 2 });
+    }
+
+    #[test]
+    fn bad_sql_is_a_syntax_error() {
+        assert_eq!(one("SELEC 1").unwrap_err().sqlstate, SqlState::SYNTAX_ERROR);
+    }
+
+    #[test]
+    fn two_primary_keys_are_refused() {
+        let e = one("CREATE TABLE t (a INT PRIMARY KEY, b INT PRIMARY KEY)").unwrap_err();
+        assert_eq!(e.sqlstate, SqlState::INVALID_TABLE_DEFINITION);
+    }
+
+    #[test]
+    fn set_and_show() {
+        assert!(matches!(one("SET TIME ZONE 'UTC'").unwrap(), Statement::Set { ref name, .. } if name == "timezone"));
+        assert!(matches!(one("SET extra_float_digits = 3").unwrap(), Statement::Set { value: SetValue::Value(ref v), .. } if v == "3"));
+        assert!(matches!(one("SHOW TABLES").unwrap(), Statement::ShowTables));
+        assert!(matches!(one("SHOW search_path").unwrap(), Statement::Show { ref name } if name == "search_path"));
+    }
+}

@@ -1,0 +1,117 @@
+//! Column types: PostgreSQL names ⇄ [`SqlType`] ⇄ Arrow.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, TimeUnit};
+use datafusion::sql::sqlparser::ast::{
+    ArrayElemTypeDef, CharacterLength, DataType as AstType, ExactNumberInfo, TimezoneInfo,
+};
+use freshet_common::{PgError, SqlType};
+
+/// Field metadata key naming the PostgreSQL type when Arrow alone cannot say it (jsonb).
+pub const PG_TYPE_METADATA_KEY: &str = "freshet.pg_type";
+
+/// Binds a type named in DDL.
+pub fn bind_type(ty: &AstType) -> Result<SqlType, PgError> {
+    Ok(match ty {
+        AstType::Boolean | AstType::Bool => SqlType::Bool,
+        AstType::SmallInt(_) | AstType::Int2(_) => SqlType::Int2,
+        AstType::Int(_) | AstType::Integer(_) | AstType::Int4(_) => SqlType::Int4,
+        AstType::BigInt(_) | AstType::Int8(_) => SqlType::Int8,
+        AstType::Real | AstType::Float4 => SqlType::Float4,
+        AstType::Float(info) => match info {
+            ExactNumberInfo::Precision(p) | ExactNumberInfo::PrecisionAndScale(p, _) if *p <= 24 => SqlType::Float4,
+            _ => SqlType::Float8,
+        },
+        AstType::Double(_) | AstType::DoublePrecision | AstType::Float8 | AstType::Float64 => SqlType::Float8,
+        AstType::Numeric(info) | AstType::Decimal(info) | AstType::Dec(info) => match info {
+            ExactNumberInfo::None => SqlType::Numeric { precision: 38, scale: 10 },
+            ExactNumberInfo::Precision(p) => SqlType::Numeric { precision: check_precision(*p)?, scale: 0 },
+            ExactNumberInfo::PrecisionAndScale(p, s) => SqlType::Numeric {
+                precision: check_precision(*p)?,
+                scale: i8::try_from(*s).map_err(|_| invalid_type("NUMERIC scale out of range"))?,
+            },
+        },
+        AstType::Text | AstType::String(_) => SqlType::Text,
+        AstType::Varchar(len) | AstType::CharacterVarying(len) | AstType::CharVarying(len) => {
+            SqlType::Varchar(char_len(len)?)
+        }
+        AstType::Char(len) | AstType::Character(len) => SqlType::Char(char_len(len)?.unwrap_or(1)),
+        AstType::Date => SqlType::Date,
+        AstType::Time(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Time,
+        AstType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Timestamp,
+        AstType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => SqlType::TimestampTz,
+        AstType::Interval { .. } => SqlType::Interval,
+        AstType::Bytea => SqlType::Bytea,
+        AstType::JSONB | AstType::JSON => SqlType::Jsonb,
+        AstType::Array(ArrayElemTypeDef::SquareBracket(inner, _) | ArrayElemTypeDef::AngleBracket(inner)) => {
+            let inner = bind_type(inner)?;
+            if matches!(inner, SqlType::Array(_)) {
+                return Err(PgError::not_supported("multidimensional array column"));
+            }
+            SqlType::Array(Box::new(inner))
+        }
+        AstType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
+            "timestamptz" => SqlType::TimestampTz,
+            "int2" => SqlType::Int2,
+            "int4" => SqlType::Int4,
+            "int8" => SqlType::Int8,
+            "float4" => SqlType::Float4,
+            "float8" => SqlType::Float8,
+            "jsonb" | "json" => SqlType::Jsonb,
+            other => return Err(PgError::new(freshet_common::SqlState::UNDEFINED_OBJECT, format!("type \"{other}\" does not exist"))),
+        },
+        other => return Err(PgError::not_supported(format!("column type {other}"))),
+    })
+}
+
+fn check_precision(p: u64) -> Result<u8, PgError> {
+    match u8::try_from(p) {
+        Ok(p @ 1..=38) => Ok(p),
+        _ => Err(invalid_type("NUMERIC precision must be between 1 and 38")),
+    }
+}
+
+fn char_len(len: &Option<CharacterLength>) -> Result<Option<u32>, PgError> {
+    match len {
+        None | Some(CharacterLength::Max) => Ok(None),
+        Some(CharacterLength::IntegerLength { length, .. }) => {
+            u32::try_from(*length).map(Some).map_err(|_| invalid_type("length for type varchar is too large"))
+        }
+    }
+}
+
+fn invalid_type(msg: &str) -> PgError {
+    PgError::new(freshet_common::SqlState::INVALID_PARAMETER_VALUE, msg)
+}
+
+/// The Arrow type that holds values of `ty`.
+pub fn arrow_type(ty: &SqlType) -> DataType {
+    match ty {
+        SqlType::Bool => DataType::Boolean,
+        SqlType::Int2 => DataType::Int16,
+        SqlType::Int4 => DataType::Int32,
+        SqlType::Int8 => DataType::Int64,
+        SqlType::Float4 => DataType::Float32,
+        SqlType::Float8 => DataType::Float64,
+        SqlType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
+        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Jsonb => DataType::Utf8,
+        SqlType::Date => DataType::Date32,
+        SqlType::Time => DataType::Time64(TimeUnit::Microsecond),
+        SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+        SqlType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00"))),
+        SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+        SqlType::Bytea => DataType::Binary,
+        SqlType::Array(inner) => DataType::List(Arc::new(Field::new_list_field(arrow_type(inner), true))),
+    }
+}
+
+/// The Arrow field of a column, with metadata for types Arrow cannot name.
+pub fn arrow_field(name: &str, ty: &SqlType, nullable: bool) -> Field {
+    let field = Field::new(name, arrow_type(ty), nullable);
+    match ty {
+        SqlType::Jsonb => field.with_metadata(HashMap::from([(PG_TYPE_METADATA_KEY.to_owned(), "jsonb".to_owned())])),
+        _ => field,
+    }
+}

@@ -1,0 +1,143 @@
+//! Runs `.slt` files against the real `freshet` binary over TCP, in the simple and the
+//! extended query protocol, each mode against a fresh server with its own data directory.
+//!
+//! Prints `N passed, M failed` and exits non-zero when any file fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use sqllogictest::Runner;
+use sqllogictest_engines::postgres::{PostgresConfig, PostgresExtended, PostgresSimple};
+
+#[derive(Debug, Parser)]
+#[command(about = "run sqllogictest files against the freshet binary")]
+struct Opts {
+    /// The freshet binary to start.
+    #[arg(long, env = "FRESHET_BIN")]
+    freshet_bin: PathBuf,
+    /// Protocol modes to run: simple, extended or both.
+    #[arg(long, default_value = "both")]
+    mode: String,
+    /// .slt files or directories holding them.
+    #[arg(default_value = "sqllogictest")]
+    paths: Vec<PathBuf>,
+}
+
+/// A freshet server started for one mode; killed on drop.
+struct ServerProcess {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    fn start(bin: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port_file = dir.path().join("port");
+        let child = Command::new(bin)
+            .args(["--listen", "127.0.0.1:0", "--sync-commits", "false", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--port-file")
+            .arg(&port_file)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&port_file) {
+                if let Ok(port) = s.trim().parse() {
+                    return Ok(Self { child, port, _dir: dir });
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("freshet did not start listening within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn config(&self) -> PostgresConfig {
+        let mut c = PostgresConfig::new();
+        c.host("127.0.0.1").port(self.port).user("slt").dbname("freshet");
+        c
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| e.path()).collect();
+            entries.sort();
+            out.extend(collect(&entries));
+        } else if p.extension().is_some_and(|e| e == "slt") {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+async fn run_file(mode: &str, config: PostgresConfig, file: &Path) -> anyhow::Result<()> {
+    match mode {
+        "simple" => {
+            let mut runner = Runner::new(move || {
+                let c = config.clone();
+                async move { PostgresSimple::connect(c).await }
+            });
+            runner.run_file_async(file).await?;
+        }
+        _ => {
+            let mut runner = Runner::new(move || {
+                let c = config.clone();
+                async move { PostgresExtended::connect(c).await }
+            });
+            runner.run_file_async(file).await?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let opts = Opts::parse();
+    let files = collect(&opts.paths);
+    if files.is_empty() {
+        bail!("no .slt files found");
+    }
+    let modes: Vec<&str> = match opts.mode.as_str() {
+        "both" => vec!["simple", "extended"],
+        m => vec![m],
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for mode in modes {
+        let server = ServerProcess::start(&opts.freshet_bin)?;
+        for file in &files {
+            match run_file(mode, server.config(), file).await {
+                Ok(()) => {
+                    passed += 1;
+                    println!("ok     [{mode}] {}", file.display());
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("FAILED [{mode}] {}\n{e:#}", file.display());
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}

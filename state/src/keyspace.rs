@@ -1,0 +1,43 @@
+//! Keyspaces: the first byte of every key says what it holds.
+//!
+//! ```text
+//! 'm' <name bytes>                          catalog metadata (see freshet-catalog)
+//! 'd' <table id: u64 BE> <row key>          one table row; value = row_codec encoding
+//! ```
+//! The row key is the memcomparable encoding of the primary key columns ([`crate::key_codec`]),
+//! or for a table without a primary key a u64 BE row id allocated in insertion order.
+
+use freshet_common::TableId;
+
+/// The keyspaces of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Keyspace {
+    /// Catalog metadata.
+    Meta = b'm',
+    /// Table rows.
+    TableData = b'd',
+}
+
+/// The key of a metadata entry.
+pub fn meta_key(name: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(Keyspace::Meta as u8);
+    k.extend_from_slice(name);
+    k
+}
+
+/// The prefix shared by every row of `table`.
+pub fn table_prefix(table: TableId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(Keyspace::TableData as u8);
+    k.extend_from_slice(&table.0.to_be_bytes());
+    k
+}
+
+/// The full key of one row of `table`.
+pub fn table_row_key(table: TableId, row_key: &[u8]) -> Vec<u8> {
+    let mut k = table_prefix(table);
+    k.extend_from_slice(row_key);
+    k
+}

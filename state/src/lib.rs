@@ -1,0 +1,18 @@
+//! freshet-state: the RocksDB state store.
+//!
+//! Owns the on-disk layout: which keyspace a key belongs to, the order-preserving key codec
+//! ([`key_codec`]), the row value codec ([`row_codec`]), atomic write batches and consistent read
+//! snapshots ([`Store`], [`Snapshot`]). It knows nothing of SQL, DataFusion or pgwire.
+//!
+//! Invariant: every logical change (a DDL statement, a DML statement, later an epoch) is one
+//! [`WriteBatch`] committed with one [`Store::write`], so a crash exposes all of it or none.
+
+mod error;
+pub mod key_codec;
+mod keyspace;
+pub mod row_codec;
+mod store;
+
+pub use error::{Error, Result};
+pub use keyspace::{meta_key, table_prefix, table_row_key, Keyspace};
+pub use store::{next_key, Snapshot, StateConfig, Store, WriteBatch};

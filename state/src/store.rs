@@ -1,0 +1,211 @@
+//! The RocksDB handle, write batches and read snapshots.
+
+use std::path::Path;
+
+use rocksdb::{Direction, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions, DB};
+
+use crate::{Error, Result};
+
+/// Settings of the state store.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// fsync the write-ahead log on every commit. Off only survives process crashes, not power loss.
+    pub sync_commits: bool,
+    /// Size of RocksDB's block cache in bytes.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self { sync_commits: true, block_cache_bytes: 256 << 20 }
+    }
+}
+
+impl StateConfig {
+    /// Settings for unit tests: no fsync, small cache.
+    pub fn for_test() -> Self {
+        Self { sync_commits: false, block_cache_bytes: 8 << 20 }
+    }
+}
+
+/// An atomic group of puts and deletes.
+pub type WriteBatch = rocksdb::WriteBatch;
+
+/// The store. Cheap to clone; one per process and data directory.
+///
+/// The RocksDB handle is leaked on open so that [`Snapshot`]s can be `'static` and shared with
+/// query execution; the process owns one store for its whole life, and RocksDB's write-ahead
+/// log makes an unclean exit safe.
+#[derive(Clone)]
+pub struct Store {
+    db: &'static DB,
+    sync: bool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.db.path()).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if missing) the store in `dir`.
+    pub fn open(dir: &Path, config: &StateConfig) -> Result<Store> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let mut block = rocksdb::BlockBasedOptions::default();
+        let cache = rocksdb::Cache::new_lru_cache(config.block_cache_bytes);
+        block.set_block_cache(&cache);
+        block.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&block);
+        opts.increase_parallelism(2);
+        let db = DB::open(&opts, dir)?;
+        tracing::info!(path = %dir.display(), "state store opened");
+        Ok(Store { db: Box::leak(Box::new(db)), sync: config.sync_commits })
+    }
+
+    /// Commits `batch` atomically (and durably when `sync_commits` is on).
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    /// A consistent read view of everything committed so far.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot { inner: self.db.snapshot() }
+    }
+
+    /// Reads one key from the latest state.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get(key)?)
+    }
+
+    /// The last key starting with `prefix`, if any.
+    pub fn last_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut upper = prefix.to_vec();
+        let Some(end) = prefix_successor(&mut upper) else {
+            return Ok(None);
+        };
+        let mut it = self.db.iterator(IteratorMode::From(end, Direction::Reverse));
+        match it.next() {
+            Some(item) => {
+                let (k, _) = item?;
+                Ok(k.starts_with(prefix).then(|| k.to_vec()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Adds a delete of every key starting with `prefix` to `batch`.
+    pub fn delete_prefix(batch: &mut WriteBatch, prefix: &[u8]) {
+        let mut upper = prefix.to_vec();
+        match prefix_successor(&mut upper) {
+            Some(end) => batch.delete_range(prefix, end),
+            None => batch.delete_range(prefix, [0xFFu8; 16]),
+        }
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+fn prefix_successor(buf: &mut Vec<u8>) -> Option<&[u8]> {
+    while let Some(last) = buf.last_mut() {
+        if *last < 0xFF {
+            *last += 1;
+            return Some(buf.as_slice());
+        }
+        buf.pop();
+    }
+    None
+}
+
+/// A consistent point-in-time view of the store, shareable across threads.
+pub struct Snapshot {
+    inner: SnapshotWithThreadMode<'static, DB>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Snapshot")
+    }
+}
+
+impl Snapshot {
+    /// Reads one key.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.inner.get(key)?)
+    }
+
+    /// Up to `limit` entries whose keys start with `prefix`, in key order, from `lower`
+    /// (inclusive) up to `upper` (exclusive) when given. Returns the entries; callers continue
+    /// from the last key with [`next_key`].
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        lower: &[u8],
+        upper: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>> {
+        let mut ro = ReadOptions::default();
+        let mut succ = prefix.to_vec();
+        let bound = match upper {
+            Some(u) => Some(u.to_vec()),
+            None => prefix_successor(&mut succ).map(<[u8]>::to_vec),
+        };
+        if let Some(b) = bound {
+            ro.set_iterate_upper_bound(b);
+        }
+        let start = if lower > prefix { lower } else { prefix };
+        let it = self.inner.iterator_opt(IteratorMode::From(start, Direction::Forward), ro);
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for item in it {
+            let (k, v) = item.map_err(Error::from)?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k, v));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The smallest key after `key`: where a scan resumes.
+pub fn next_key(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.push(0);
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_is_visible_to_later_snapshots_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StateConfig::for_test()).unwrap();
+        let before = store.snapshot();
+        let mut b = WriteBatch::default();
+        b.put(b"da1", b"x");
+        b.put(b"da2", b"y");
+        b.put(b"db1", b"z");
+        store.write(b).unwrap();
+        assert!(before.scan(b"da", b"", None, 10).unwrap().is_empty());
+        let after = store.snapshot();
+        let rows = after.scan(b"da", b"", None, 10).unwrap();
+        assert_eq!(rows.len(), 2);
+        let resumed = after.scan(b"da", &next_key(&rows[0].0), None, 10).unwrap();
+        assert_eq!(&*resumed[0].0, b"da2");
+        assert_eq!(store.last_key_with_prefix(b"da").unwrap().unwrap(), b"da2");
+        let mut del = WriteBatch::default();
+        Store::delete_prefix(&mut del, b"da");
+        store.write(del).unwrap();
+        assert!(store.snapshot().scan(b"da", b"", None, 10).unwrap().is_empty());
+        assert_eq!(store.snapshot().scan(b"db", b"", None, 10).unwrap().len(), 1);
+    }
+}

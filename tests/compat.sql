@@ -1,0 +1,33 @@
+-- One script, two databases: every statement's result must match PostgreSQL's.
+-- Lines starting with "--" are comments; statements end with ";" at end of line.
+CREATE TABLE cmp_people (id INT PRIMARY KEY, name TEXT, age INT, city TEXT, score DOUBLE PRECISION);
+CREATE TABLE cmp_orders (oid INT PRIMARY KEY, person INT, amount BIGINT, note TEXT);
+INSERT INTO cmp_people VALUES (1, 'ann', 31, 'oslo', 1.5), (2, 'bob', NULL, 'rome', NULL), (3, 'cy', 25, NULL, 3.25), (4, 'dee', 40, 'oslo', -1), (5, NULL, 25, 'rome', 0);
+INSERT INTO cmp_orders VALUES (10, 1, 100, 'a'), (11, 1, 250, NULL), (12, 2, 75, 'b'), (13, 9, 10, 'orphan'), (14, 3, NULL, NULL);
+UPDATE cmp_people SET age = age + 1 WHERE city = 'oslo';
+UPDATE cmp_orders SET amount = amount * 2 WHERE amount < 100;
+DELETE FROM cmp_orders WHERE note = 'orphan';
+INSERT INTO cmp_orders SELECT oid + 100, person, amount, note FROM cmp_orders WHERE person = 1;
+SELECT id, name, age, city, score FROM cmp_people;
+SELECT * FROM cmp_orders;
+SELECT p.name, o.amount FROM cmp_people p JOIN cmp_orders o ON o.person = p.id;
+SELECT p.id, o.oid FROM cmp_people p LEFT JOIN cmp_orders o ON o.person = p.id;
+SELECT p.id, o.oid FROM cmp_people p FULL OUTER JOIN cmp_orders o ON o.person = p.id;
+SELECT city, count(*), count(age), sum(age), min(score), max(score) FROM cmp_people GROUP BY city;
+SELECT person, sum(amount), count(note) FROM cmp_orders GROUP BY person HAVING count(*) > 1;
+SELECT name, age, rank() OVER (ORDER BY age DESC NULLS LAST), row_number() OVER (PARTITION BY city ORDER BY id) FROM cmp_people;
+SELECT id, sum(age) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM cmp_people;
+WITH big AS (SELECT person, sum(amount) AS total FROM cmp_orders GROUP BY person) SELECT p.name, b.total FROM big b JOIN cmp_people p ON p.id = b.person;
+SELECT name FROM cmp_people WHERE id IN (SELECT person FROM cmp_orders);
+SELECT name FROM cmp_people p WHERE NOT EXISTS (SELECT 1 FROM cmp_orders o WHERE o.person = p.id);
+SELECT id, (SELECT count(*) FROM cmp_orders o WHERE o.person = p.id) FROM cmp_people p;
+SELECT coalesce(city, 'none'), age IS NULL, upper(name), length(name) FROM cmp_people;
+SELECT DISTINCT city FROM cmp_people;
+SELECT id, name FROM cmp_people ORDER BY age NULLS FIRST, id LIMIT 3;
+SELECT city FROM cmp_people UNION SELECT note FROM cmp_orders;
+SELECT count(*) FROM cmp_people WHERE name IS NULL OR city IS NULL;
+SELECT CASE WHEN age > 30 THEN 'old' WHEN age IS NULL THEN 'unknown' ELSE 'young' END, count(*) FROM cmp_people GROUP BY 1;
+DELETE FROM cmp_people WHERE age IS NULL;
+SELECT count(*), sum(age) FROM cmp_people;
+DROP TABLE cmp_people;
+DROP TABLE cmp_orders;

@@ -1,0 +1,119 @@
+"""Fixtures: the real freshet binary and a real PostgreSQL, both on loopback, both ours."""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+FRESHET_BIN = os.environ.get("FRESHET_BIN") or str(
+    Path.home() / ".cache/freshet/target/debug/freshet")
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def wait_for(pred, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+class Freshet:
+    """One freshet server process over a data directory that outlives restarts."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        port_file = self.data_dir / "port"
+        if port_file.exists():
+            port_file.unlink()
+        self.proc = subprocess.Popen(
+            [FRESHET_BIN, "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir / "data"),
+             "--port-file", str(port_file)],
+            stdout=subprocess.DEVNULL, stderr=open(self.data_dir / "server.log", "ab"),
+            env={**os.environ, "RUST_LOG": "warn"})
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"freshet exited: {(self.data_dir / 'server.log').read_text()[-2000:]}")
+            return port_file.exists() and port_file.read_text().strip()
+        self.port = int(wait_for(ready, what="freshet to listen"))
+        return self
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def dsn(self):
+        return f"host=127.0.0.1 port={self.port} dbname=freshet user=tester"
+
+    def connect(self, **kw):
+        return psycopg.connect(self.dsn(), autocommit=True, **kw)
+
+
+@pytest.fixture
+def freshet(tmp_path):
+    server = Freshet(tmp_path).start()
+    yield server
+    server.stop()
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster (Debian's binaries) in a temp dir, run as `postgres`."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="freshet-pg-"))
+        self.port = None
+        self.as_pg = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
+
+    def start(self):
+        shutil.chown(self.dir, "postgres") if os.geteuid() == 0 else None
+        data = self.dir / "data"
+        subprocess.run(self.as_pg + [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                                     "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C"],
+                       check=True, stdout=subprocess.DEVNULL)
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        subprocess.run(self.as_pg + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(self.dir / "log"),
+                                     "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                                     "start"], check=True, stdout=subprocess.DEVNULL)
+        return self
+
+    def stop(self):
+        subprocess.run(self.as_pg + [str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def connect(self, **kw):
+        return psycopg.connect(f"host=127.0.0.1 port={self.port} dbname=postgres user=postgres", autocommit=True, **kw)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    pg = Postgres().start()
+    yield pg
+    pg.stop()

@@ -1,0 +1,110 @@
+"""psycopg 3: server-side prepared statements, types, SQLSTATEs, transactions, cancel."""
+import datetime
+import decimal
+import threading
+
+import psycopg
+import pytest
+from psycopg import errors
+
+
+def test_prepared_statements_with_parameters(freshet):
+    with freshet.connect() as conn:
+        conn.execute("CREATE TABLE p (id INT PRIMARY KEY, name TEXT, price NUMERIC(10,2), at TIMESTAMP, ok BOOLEAN)")
+        for i in range(20):
+            conn.execute("INSERT INTO p VALUES (%s, %s, %s, %s, %s)",
+                         (i, f"n{i}", decimal.Decimal(f"{i}.25"), datetime.datetime(2024, 1, 1, 12, i), i % 2 == 0),
+                         prepare=True)
+        cur = conn.execute("SELECT name, price, at, ok FROM p WHERE id = %s", (7,), prepare=True)
+        assert cur.fetchall() == [("n7", decimal.Decimal("7.25"), datetime.datetime(2024, 1, 1, 12, 7), False)]
+        # the same prepared statement again, with another value
+        cur = conn.execute("SELECT name, price, at, ok FROM p WHERE id = %s", (8,), prepare=True)
+        assert cur.fetchone()[0] == "n8"
+        cur = conn.execute("SELECT count(*) FROM p WHERE id >= %s AND name <> %s", (10, "n15"), prepare=True)
+        assert cur.fetchone() == (9,)
+        # binary result format
+        with conn.cursor(binary=True) as bc:
+            bc.execute("SELECT id, name FROM p WHERE id < %s ORDER BY id", (3,))
+            assert bc.fetchall() == [(0, "n0"), (1, "n1"), (2, "n2")]
+
+
+def test_types_round_trip(freshet):
+    with freshet.connect() as conn:
+        row = conn.execute(
+            "SELECT CAST(1 AS SMALLINT), 2, CAST(3 AS BIGINT), CAST(1.5 AS REAL), CAST(2.5 AS DOUBLE PRECISION), "
+            "CAST('1.23' AS NUMERIC(5,2)), 'txt', DATE '2024-02-29', TIMESTAMP '2024-02-29 10:11:12', "
+            "true, NULL").fetchone()
+        assert row == (1, 2, 3, 1.5, 2.5, decimal.Decimal("1.23"), "txt", datetime.date(2024, 2, 29),
+                       datetime.datetime(2024, 2, 29, 10, 11, 12), True, None)
+
+
+@pytest.mark.parametrize("sql,exc", [
+    ("SELEC 1", errors.SyntaxError),
+    ("SELECT * FROM missing_table", errors.UndefinedTable),
+    ("SELECT missing_col FROM (SELECT 1 AS a) s", errors.UndefinedColumn),
+    ("SELECT 1/0", errors.DivisionByZero),
+    ("SELECT CAST('abc' AS INT)", errors.InvalidTextRepresentation),
+])
+def test_user_mistakes_get_their_sqlstate(freshet, sql, exc):
+    with freshet.connect() as conn:
+        with pytest.raises(exc):
+            conn.execute(sql)
+        # the session is still usable
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_constraint_sqlstates(freshet):
+    with freshet.connect() as conn:
+        conn.execute("CREATE TABLE k (id INT PRIMARY KEY, v TEXT NOT NULL)")
+        conn.execute("INSERT INTO k VALUES (1, 'a')")
+        with pytest.raises(errors.UniqueViolation):
+            conn.execute("INSERT INTO k VALUES (%s, %s)", (1, "b"))
+        with pytest.raises(errors.NotNullViolation):
+            conn.execute("INSERT INTO k (id) VALUES (2)")
+        with pytest.raises(errors.DuplicateTable):
+            conn.execute("CREATE TABLE k (id INT)")
+        with pytest.raises(errors.FeatureNotSupported):
+            conn.execute("CREATE VIEW kv AS SELECT 1")
+
+
+def test_writes_visible_to_other_sessions(freshet):
+    with freshet.connect() as a, freshet.connect() as b:
+        a.execute("CREATE TABLE vis (x INT)")
+        a.execute("INSERT INTO vis VALUES (1), (2)")
+        assert b.execute("SELECT sum(x) FROM vis").fetchone() == (3,)
+
+
+def test_non_autocommit_driver_flow(freshet):
+    # psycopg's default mode wraps statements in BEGIN/COMMIT.
+    with psycopg.connect(freshet.dsn()) as conn:
+        conn.execute("CREATE TABLE tx (x INT)")
+        conn.execute("INSERT INTO tx VALUES (%s)", (5,))
+        conn.commit()
+        assert conn.execute("SELECT x FROM tx").fetchall() == [(5,)]
+
+
+def test_session_parameters(freshet):
+    with freshet.connect() as conn:
+        for name, value in [("application_name", "probe"), ("extra_float_digits", "3"),
+                            ("DateStyle", "ISO, MDY"), ("TimeZone", "UTC"), ("search_path", "public"),
+                            ("client_encoding", "UTF8"), ("standard_conforming_strings", "on")]:
+            conn.execute(f"SET {name} = '{value}'")
+            assert conn.execute(f"SHOW {name}").fetchone() == (value,)
+        assert conn.execute("SELECT version()").fetchone()[0].startswith("PostgreSQL ")
+        with pytest.raises(errors.UndefinedObject):
+            conn.execute("SHOW no_such_setting")
+
+
+def test_cancel_request(freshet):
+    with freshet.connect() as conn:
+        conn.execute("CREATE TABLE big (x BIGINT)")
+        conn.execute("INSERT INTO big SELECT value FROM generate_series(1, 2000) AS t(value)")
+        timer = threading.Timer(0.5, conn.cancel)
+        timer.start()
+        try:
+            with pytest.raises(errors.QueryCanceled):
+                # a large cross join: runs far longer than the cancel delay
+                conn.execute("SELECT count(*) FROM big a, big b, big c WHERE a.x + b.x + c.x = -1")
+        finally:
+            timer.cancel()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
