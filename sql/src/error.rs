@@ -56,7 +56,6 @@ fn map_schema_error(e: &SchemaError) -> PgError {
         SchemaError::DuplicateQualifiedField { name, .. } | SchemaError::DuplicateUnqualifiedField { name } => {
             PgError::new(SqlState::DUPLICATE_COLUMN, format!("column \"{name}\" specified more than once"))
         }
-        other => PgError::new(SqlState("42000"), other.to_string()),
     }
 }
 

@@ -104,7 +104,7 @@ impl Store {
         let mut upper = prefix.to_vec();
         match prefix_successor(&mut upper) {
             Some(end) => batch.delete_range(prefix, end),
-            None => batch.delete_range(prefix, [0xFFu8; 16]),
+            None => batch.delete_range(prefix, &[0xFFu8; 16][..]),
         }
     }
 }

@@ -1,6 +1,5 @@
 //! Catalog and schema providers over [`freshet_catalog::Catalog`].
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -33,10 +32,6 @@ impl FreshetCatalogProvider {
 }
 
 impl CatalogProvider for FreshetCatalogProvider {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema_names(&self) -> Vec<String> {
         let mut names = vec![DEFAULT_SCHEMA.to_owned()];
         names.extend(self.others.read().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned());
@@ -67,10 +62,6 @@ struct PublicSchema {
 
 #[async_trait]
 impl SchemaProvider for PublicSchema {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn table_names(&self) -> Vec<String> {
         self.engine.catalog.tables().iter().map(|t| t.name.clone()).collect()
     }

@@ -1,6 +1,5 @@
 //! A catalog table as a DataFusion `TableProvider`.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -48,10 +47,6 @@ pub fn table_schema(def: &TableDef) -> Schema {
 
 #[async_trait]
 impl TableProvider for StoredTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }

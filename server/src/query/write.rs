@@ -3,12 +3,11 @@
 //! Every statement takes the engine's writer lock, validates NOT NULL, lengths and primary
 //! keys against the latest committed state, and commits one RocksDB write batch.
 
-use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt64Array};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::memory::MemorySourceConfig;
@@ -17,6 +16,7 @@ use datafusion::common::DFSchema;
 use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
@@ -53,10 +53,6 @@ impl DisplayAs for TableSink {
 
 #[async_trait]
 impl DataSink for TableSink {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -134,7 +130,7 @@ pub async fn update_rows(
         let idx = def.column_index(name).ok_or_else(|| {
             PgError::new(SqlState::UNDEFINED_COLUMN, format!("column \"{name}\" of relation \"{}\" does not exist", def.name)).into_df()
         })?;
-        exprs.push((idx, create_physical_expr(expr, &df_schema, state.execution_props())?));
+        exprs.push((idx, create_physical_expr(expr, &df_schema, state.execution_props(), &PhysicalPlanningContext::default())?));
     }
     let _w = engine.begin_write().await;
     let store = &engine.store;
@@ -215,7 +211,7 @@ fn filter_mask(filters: &[Expr], batch: &RecordBatch, schema: &SchemaRef, state:
     let df_schema = DFSchema::try_from(Arc::clone(schema))?;
     let mut combined: Option<BooleanArray> = None;
     for f in filters {
-        let e = create_physical_expr(f, &df_schema, state.execution_props())?;
+        let e = create_physical_expr(f, &df_schema, state.execution_props(), &PhysicalPlanningContext::default())?;
         let arr = e.evaluate(batch)?.into_array(batch.num_rows())?;
         let mask = arr
             .as_any()
