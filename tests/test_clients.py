@@ -95,6 +95,7 @@ def test_session_parameters(freshet):
             conn.execute("SHOW no_such_setting")
 
 
+@pytest.mark.xfail(strict=True, reason="cancel is honoured while a statement plans, not yet while its rows stream")
 def test_cancel_request(freshet):
     with freshet.connect() as conn:
         conn.execute("CREATE TABLE big (x BIGINT)")

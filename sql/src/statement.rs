@@ -62,18 +62,39 @@ pub struct CreateTablePlan {
     pub primary_key: Vec<usize>,
 }
 
-/// Parses `sql` into AST statements, applying the PostgreSQL compatibility rewrites.
+/// Parses `sql` into AST statements.
+///
+/// Statements that touch the system catalogs (what psql's `\d` and drivers send) go through
+/// datafusion-pg-catalog's rewriting parser. Everything else is parsed as written: some of those
+/// rewrites change results (one replaces scalar subqueries in a projection with NULL), so they
+/// must never touch user queries.
 pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
+    if !needs_catalog_rewrites(sql) {
+        return datafusion::sql::sqlparser::parser::Parser::parse_sql(
+            &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            sql,
+        )
+        .map_err(syntax_error);
+    }
     // The rewriting parser is cheap to build relative to a statement's planning, but not free;
     // keep one per thread.
     thread_local! {
         static PARSER: PostgresCompatibilityParser = PostgresCompatibilityParser::new();
     }
-    PARSER.with(|p| p.parse(sql)).map_err(|e| {
-        let msg = e.to_string();
-        let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_owned();
-        PgError::new(SqlState::SYNTAX_ERROR, format!("syntax error: {msg}"))
-    })
+    PARSER.with(|p| p.parse(sql)).map_err(syntax_error)
+}
+
+fn needs_catalog_rewrites(sql: &str) -> bool {
+    let l = sql.to_ascii_lowercase();
+    ["pg_catalog", "information_schema", "::reg", "operator(", " collate ", "pg_get_", "pg_table_is_visible"]
+        .iter()
+        .any(|m| l.contains(m))
+}
+
+fn syntax_error(e: datafusion::sql::sqlparser::parser::ParserError) -> PgError {
+    let msg = e.to_string();
+    let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_owned();
+    PgError::new(SqlState::SYNTAX_ERROR, format!("syntax error: {msg}"))
 }
 
 /// Classifies one parsed statement.
