@@ -87,7 +87,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
         Arc::clone(&self.parser)
     }
 
-    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + futures::Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -107,7 +107,9 @@ impl ExtendedQueryHandler for ExtendedHandler {
             return Ok(r);
         }
         let Outcome::Rows { schema, stream } = outcome else { unreachable!("non-row outcomes answered above") };
-        let resp = encode::query_response(&schema, stream, &portal.result_column_format).map_err(to_wire_error)?;
+        // The last await: see encode::cancel_signal.
+        let cancel = encode::cancel_signal(&*client).await;
+        let resp = encode::query_response(&schema, stream, &portal.result_column_format, cancel).map_err(to_wire_error)?;
         Ok(Response::Query(resp))
     }
 }

@@ -18,7 +18,7 @@ pub struct SimpleHandler {
 
 #[async_trait]
 impl SimpleQueryHandler for SimpleHandler {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
     {
@@ -26,28 +26,41 @@ impl SimpleQueryHandler for SimpleHandler {
             Ok(s) => s,
             Err(e) => return Ok(vec![Response::Error(Box::new(error_info(e)))]),
         };
-        let mut out = Vec::with_capacity(stmts.len());
+        let mut outcomes = Vec::with_capacity(stmts.len());
+        let mut failed = None;
         // Like PostgreSQL: statements run in order and the first error ends the string.
         for stmt in stmts {
-            match self.run(stmt).await {
-                Ok(r) => out.push(r),
+            match self.session.execute(stmt, None).await {
+                Ok(o) => outcomes.push(o),
                 Err(e) => {
-                    out.push(Response::Error(Box::new(error_info(e))));
+                    failed = Some(e);
                     break;
                 }
             }
+        }
+        // The last await: see encode::cancel_signal.
+        let cancel = encode::cancel_signal(&*client).await;
+        let mut out = Vec::with_capacity(outcomes.len() + 1);
+        for outcome in outcomes {
+            match respond(outcome, cancel.clone()) {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            out.push(Response::Error(Box::new(error_info(e))));
         }
         Ok(out)
     }
 }
 
-impl SimpleHandler {
-    async fn run(&self, stmt: freshet_sql::ast::Statement) -> Result<Response, freshet_common::PgError> {
-        let outcome = self.session.execute(stmt, None).await?;
-        if let Some(r) = command_response(&outcome) {
-            return Ok(r);
-        }
-        let Outcome::Rows { schema, stream } = outcome else { unreachable!("non-row outcomes answered above") };
-        Ok(Response::Query(encode::query_response(&schema, stream, &Format::UnifiedText)?))
+fn respond(outcome: Outcome, cancel: Option<encode::CancelSignal>) -> Result<Response, freshet_common::PgError> {
+    if let Some(r) = command_response(&outcome) {
+        return Ok(r);
     }
+    let Outcome::Rows { schema, stream } = outcome else { unreachable!("non-row outcomes answered above") };
+    Ok(Response::Query(encode::query_response(&schema, stream, &Format::UnifiedText, cancel)?))
 }
