@@ -30,7 +30,7 @@ def test_psql_describe_commands(freshet):
     assert 'Table "public.orders"' in lines
     assert "customer" in lines and "text" in lines and "not null" in lines
     assert "bigint" in lines or "int8" in lines
-    assert "numeric" in lines  # pg_catalog has no typmod yet: numeric(10,2) shows as numeric
+    assert "numeric(10,2)" in lines
     d_all = psql(freshet, "-c", "\\d")
     assert d_all.returncode == 0, d_all.stderr
     assert "items" in d_all.stdout
@@ -38,6 +38,37 @@ def test_psql_describe_commands(freshet):
     assert dn.returncode == 0 and "public" in dn.stdout, dn.stderr
     l = psql(freshet, "-c", "\\l")
     assert l.returncode == 0 and "freshet" in l.stdout, l.stderr
+
+
+DESCRIBE_DDL = ("CREATE TABLE typed (id INT PRIMARY KEY, price NUMERIC(10,2), name VARCHAR(20), code CHAR(3), "
+                "note VARCHAR, doc JSONB, tags TEXT[], ids BIGINT[], ts TIMESTAMPTZ, t TIMESTAMP, d DATE, "
+                "tm TIME, iv INTERVAL, b BYTEA, f4 REAL, f8 DOUBLE PRECISION, s SMALLINT, ok BOOLEAN, "
+                "n INTEGER NOT NULL)")
+
+
+def column_section(out):
+    """The column table of `\\d name`: the lines up to the first blank or footer line."""
+    rows = []
+    for line in out.splitlines()[3:]:
+        if not line.strip() or not line.startswith(" ") or line.startswith("Indexes"):
+            break
+        rows.append([c.strip() for c in line.split("|")])
+    return rows
+
+
+def test_psql_describe_matches_postgres(freshet, postgres):
+    """`\\d table` prints the same column names, types and nullability as PostgreSQL."""
+    with postgres.connect() as pg:
+        pg.execute("DROP TABLE IF EXISTS typed")
+        pg.execute(DESCRIBE_DDL)
+    ours = psql(freshet, "-c", DESCRIBE_DDL, "-c", "\\d typed")
+    assert ours.returncode == 0, ours.stderr
+    theirs = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres", "postgres",
+                             "-c", "\\d typed"], capture_output=True, text=True, timeout=60)
+    assert theirs.returncode == 0, theirs.stderr
+    expected = column_section(theirs.stdout)
+    assert len(expected) == 19
+    assert column_section(ours.stdout.split("CREATE TABLE", 1)[1].split("\n", 1)[1]) == expected
 
 
 def test_psql_error_reports_sqlstate(freshet):

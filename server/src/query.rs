@@ -3,11 +3,13 @@
 //!
 //! This is the only module of the server besides `session` that names DataFusion types.
 
+mod pg_attribute;
 mod provider;
 mod scan;
 mod table;
 mod write;
 
+pub use pg_attribute::PgCatalogOverlay;
 pub use provider::{FreshetCatalogProvider, StatementSnapshot};
 pub use table::StoredTable;
 

@@ -14,7 +14,8 @@ use tokio::net::TcpListener;
 use crate::config::ServerOpts;
 use crate::engine::Engine;
 use crate::pg::ConnectionHandlers;
-use crate::query::{FreshetCatalogProvider, DATABASE_NAME};
+use crate::query::{FreshetCatalogProvider, PgCatalogOverlay, DATABASE_NAME};
+use datafusion::catalog::CatalogProvider;
 use crate::session::Session;
 
 /// A running server's shared parts.
@@ -75,9 +76,13 @@ fn template_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
         .with_information_schema(true)
         .with_target_partitions(2);
     let ctx = SessionContext::new_with_config(config);
-    ctx.register_catalog(DATABASE_NAME, Arc::new(FreshetCatalogProvider::new(Arc::clone(engine))));
+    let catalog = Arc::new(FreshetCatalogProvider::new(Arc::clone(engine)));
+    ctx.register_catalog(DATABASE_NAME, Arc::clone(&catalog) as _);
     datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
         .map_err(|e| anyhow::anyhow!("setting up pg_catalog: {e}"))?;
+    // Our declared column types in pg_attribute (numeric(p,s), varchar(n), jsonb, arrays).
+    let pg_catalog = catalog.schema("pg_catalog").context("pg_catalog not registered")?;
+    catalog.register_schema("pg_catalog", Arc::new(PgCatalogOverlay::new(pg_catalog, Arc::clone(engine))))?;
     crate::functions::register(&ctx);
     Ok(ctx)
 }

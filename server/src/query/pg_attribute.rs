@@ -1,0 +1,182 @@
+//! `pg_catalog.pg_attribute` with our declared column types.
+//!
+//! datafusion-pg-catalog derives `pg_attribute` from Arrow types alone, so `numeric(10,2)`
+//! reads as `numeric`, `varchar(20)` loses its length and `jsonb` reads as `text`. This
+//! overlay runs that table (keeping its relation OIDs, which `pg_class` shares) and rewrites
+//! `atttypid`, `atttypmod`, `attlen` and `attndims` of our tables' columns from the catalog.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int16Array, Int32Array, RecordBatch};
+use datafusion::arrow::datatypes::{Int16Type, Int32Type, SchemaRef, UInt32Type};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::{collect, ExecutionPlan};
+use freshet_catalog::DEFAULT_SCHEMA;
+use freshet_common::SqlType;
+
+use crate::engine::Engine;
+
+/// `pg_catalog` as datafusion-pg-catalog builds it, with `pg_attribute` replaced.
+#[derive(Debug)]
+pub struct PgCatalogOverlay {
+    inner: Arc<dyn SchemaProvider>,
+    engine: Arc<Engine>,
+}
+
+impl PgCatalogOverlay {
+    pub fn new(inner: Arc<dyn SchemaProvider>, engine: Arc<Engine>) -> Self {
+        Self { inner, engine }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for PgCatalogOverlay {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let table = self.inner.table(name).await?;
+        if name != "pg_attribute" {
+            return Ok(table);
+        }
+        let Some(attribute) = table else { return Ok(None) };
+        let Some(class) = self.inner.table("pg_class").await? else { return Ok(Some(attribute)) };
+        let Some(namespace) = self.inner.table("pg_namespace").await? else { return Ok(Some(attribute)) };
+        Ok(Some(Arc::new(TypedPgAttribute { attribute, class, namespace, engine: Arc::clone(&self.engine) })))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
+
+#[derive(Debug)]
+struct TypedPgAttribute {
+    attribute: Arc<dyn TableProvider>,
+    class: Arc<dyn TableProvider>,
+    namespace: Arc<dyn TableProvider>,
+    engine: Arc<Engine>,
+}
+
+async fn read_all(table: &Arc<dyn TableProvider>, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+    let plan = table.scan(state, None, &[], None).await?;
+    collect(plan, state.task_ctx()).await
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    batch.column_by_name(name).ok_or_else(|| DataFusionError::Internal(format!("pg_catalog column {name} missing")))
+}
+
+/// Reads an OID-ish column (Int32 or UInt32 depending on the table) as i64.
+fn oid_at(a: &ArrayRef, i: usize) -> Option<i64> {
+    if a.is_null(i) {
+        return None;
+    }
+    if let Some(v) = a.as_primitive_opt::<Int32Type>() {
+        return Some(v.value(i) as i64);
+    }
+    a.as_primitive_opt::<UInt32Type>().map(|v| v.value(i) as i64)
+}
+
+/// PostgreSQL's `atttypmod` for a declared type (`-1` when it has none).
+fn typmod(ty: &SqlType) -> i32 {
+    match ty {
+        SqlType::Numeric { precision, scale } => ((i32::from(*precision) << 16) | i32::from(*scale as u8)) + 4,
+        SqlType::Varchar(Some(n)) | SqlType::Char(n) => *n as i32 + 4,
+        SqlType::Array(inner) => typmod(inner),
+        _ => -1,
+    }
+}
+
+fn typlen(ty: &SqlType) -> i16 {
+    match ty {
+        SqlType::Bool => 1,
+        SqlType::Int2 => 2,
+        SqlType::Int4 | SqlType::Float4 | SqlType::Date => 4,
+        SqlType::Int8 | SqlType::Float8 | SqlType::Time | SqlType::Timestamp | SqlType::TimestampTz => 8,
+        SqlType::Interval => 16,
+        _ => -1,
+    }
+}
+
+#[async_trait]
+impl TableProvider for TypedPgAttribute {
+    fn schema(&self) -> SchemaRef {
+        self.attribute.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        // Our tables by pg_class OID: the OID of `public` in pg_namespace, then pg_class rows in it.
+        let mut public_oid = None;
+        for b in read_all(&self.namespace, state).await? {
+            let (oid, name) = (column(&b, "oid")?, column(&b, "nspname")?.as_string::<i32>());
+            for i in 0..b.num_rows() {
+                if name.value(i) == DEFAULT_SCHEMA {
+                    public_oid = oid_at(oid, i);
+                }
+            }
+        }
+        let mut tables = HashMap::new();
+        for b in read_all(&self.class, state).await? {
+            let (oid, name, ns) = (column(&b, "oid")?, column(&b, "relname")?.as_string::<i32>(), column(&b, "relnamespace")?);
+            for i in 0..b.num_rows() {
+                if public_oid.is_some() && oid_at(ns, i) == public_oid {
+                    if let (Some(oid), Some(def)) = (oid_at(oid, i), self.engine.catalog.table(name.value(i))) {
+                        tables.insert(oid, def);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for b in read_all(&self.attribute, state).await? {
+            out.push(patch(&b, &tables)?);
+        }
+        let exec = MemorySourceConfig::try_new(&[out], self.schema(), projection.cloned())?.with_limit(limit);
+        Ok(datafusion::datasource::source::DataSourceExec::from_data_source(exec))
+    }
+}
+
+fn patch(b: &RecordBatch, tables: &HashMap<i64, Arc<freshet_catalog::TableDef>>) -> Result<RecordBatch> {
+    let relid = column(b, "attrelid")?;
+    let attnum = column(b, "attnum")?.as_primitive::<Int16Type>();
+    let mut typid: Vec<i32> = column(b, "atttypid")?.as_primitive::<Int32Type>().values().to_vec();
+    let mut typmods: Vec<i32> = column(b, "atttypmod")?.as_primitive::<Int32Type>().values().to_vec();
+    let mut lens: Vec<i16> = column(b, "attlen")?.as_primitive::<Int16Type>().values().to_vec();
+    let mut ndims: Vec<i32> = column(b, "attndims")?.as_primitive::<Int32Type>().values().to_vec();
+    for i in 0..b.num_rows() {
+        let Some(def) = oid_at(relid, i).and_then(|r| tables.get(&r)) else { continue };
+        let Some(col) = usize::try_from(attnum.value(i) - 1).ok().and_then(|n| def.columns.get(n)) else { continue };
+        typid[i] = col.ty.oid() as i32;
+        typmods[i] = typmod(&col.ty);
+        lens[i] = typlen(&col.ty);
+        ndims[i] = i32::from(matches!(col.ty, SqlType::Array(_)));
+    }
+    let schema = b.schema();
+    let mut columns = b.columns().to_vec();
+    for (name, array) in [
+        ("atttypid", Arc::new(Int32Array::from(typid)) as ArrayRef),
+        ("atttypmod", Arc::new(Int32Array::from(typmods))),
+        ("attlen", Arc::new(Int16Array::from(lens))),
+        ("attndims", Arc::new(Int32Array::from(ndims))),
+    ] {
+        let (idx, _) = schema.column_with_name(name).ok_or_else(|| DataFusionError::Internal(format!("pg_attribute.{name} missing")))?;
+        columns[idx] = array;
+    }
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
