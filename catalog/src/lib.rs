@@ -15,13 +15,14 @@ use freshet_common::TableId;
 use freshet_state::{meta_key, table_prefix, Store, WriteBatch};
 
 pub use error::{Error, Result};
-pub use table::{ColumnDef, TableDef};
+pub use table::{ColumnDef, TableDef, ViewDef};
 
 /// The only schema for now; `search_path` resolves to it.
 pub const DEFAULT_SCHEMA: &str = "public";
 
 const NEXT_ID_KEY: &[u8] = b"next_id";
 const TABLE_KEY_PREFIX: &[u8] = b"table/";
+const VIEW_KEY_PREFIX: &[u8] = b"view/";
 
 /// The in-memory mirror of the persisted catalog. Cheap to share (`Arc`).
 #[derive(Debug)]
@@ -33,6 +34,7 @@ pub struct Catalog {
 #[derive(Debug, Default)]
 struct Inner {
     tables: BTreeMap<String, Arc<TableDef>>,
+    views: BTreeMap<String, Arc<ViewDef>>,
     next_id: u64,
 }
 
@@ -61,11 +63,15 @@ impl Catalog {
                 inner.tables.insert(def.name.clone(), Arc::new(def));
             }
         }
+        for (_, v) in snap.scan_prefix(&meta_key(VIEW_KEY_PREFIX))? {
+            let def: ViewDef = serde_json::from_slice(&v).map_err(Error::Decode)?;
+            inner.views.insert(def.name.clone(), Arc::new(def));
+        }
         inner.next_id = match snap.get(&meta_key(NEXT_ID_KEY))? {
             Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| Error::Corrupt)?),
             None => 1,
         };
-        tracing::info!(tables = inner.tables.len(), "catalog loaded");
+        tracing::info!(tables = inner.tables.len(), views = inner.views.len(), "catalog loaded");
         Ok(Catalog { store, inner: RwLock::new(inner) })
     }
 
@@ -87,6 +93,9 @@ impl Catalog {
             if if_not_exists {
                 return Ok((CreateOutcome::AlreadyExists, Arc::clone(existing)));
             }
+            return Err(Error::DuplicateTable(def.name));
+        }
+        if inner.views.contains_key(&def.name) {
             return Err(Error::DuplicateTable(def.name));
         }
         def.id = TableId(inner.next_id);
@@ -122,6 +131,68 @@ impl Catalog {
         Ok(Some(def))
     }
 
+    /// The materialized view called `name`.
+    pub fn view(&self, name: &str) -> Option<Arc<ViewDef>> {
+        self.read().views.get(name).cloned()
+    }
+
+    /// Every materialized view, in creation (id) order.
+    pub fn views(&self) -> Vec<Arc<ViewDef>> {
+        let mut v: Vec<_> = self.read().views.values().cloned().collect();
+        v.sort_by_key(|d| d.id);
+        v
+    }
+
+    /// Reserves the id a new view will get, so its state keys can be written before
+    /// [`Catalog::create_view`] commits them. Only call under the engine's writer lock.
+    pub fn peek_next_id(&self) -> TableId {
+        TableId(self.read().next_id)
+    }
+
+    /// Whether `name` is taken by a table or view.
+    pub fn name_taken(&self, name: &str) -> bool {
+        let inner = self.read();
+        inner.tables.contains_key(name) || inner.views.contains_key(name)
+    }
+
+    /// Creates a view, committing `batch` (its backfilled state and contents) in the same
+    /// write. `def.id` must be [`Catalog::peek_next_id`].
+    pub fn create_view(&self, def: ViewDef, mut batch: WriteBatch) -> Result<Arc<ViewDef>> {
+        let mut inner = self.write();
+        if inner.tables.contains_key(&def.name) || inner.views.contains_key(&def.name) {
+            return Err(Error::DuplicateTable(def.name));
+        }
+        if def.id.0 != inner.next_id {
+            return Err(Error::Corrupt);
+        }
+        batch.put(meta_key(NEXT_ID_KEY), (inner.next_id + 1).to_be_bytes());
+        batch.put(view_key(def.id), serde_json::to_vec(&def).map_err(Error::Decode)?);
+        self.store.write(batch)?;
+        inner.next_id += 1;
+        let def = Arc::new(def);
+        inner.views.insert(def.name.clone(), Arc::clone(&def));
+        tracing::info!(view = %def.name, id = %def.id, "materialized view created");
+        Ok(def)
+    }
+
+    /// Drops views (their definitions, state and contents) in one write.
+    pub fn drop_views(&self, names: &[String]) -> Result<()> {
+        let mut inner = self.write();
+        let mut batch = WriteBatch::default();
+        for name in names {
+            let def = inner.views.get(name).ok_or_else(|| Error::UndefinedTable(name.clone()))?;
+            batch.delete(view_key(def.id));
+            Store::delete_prefix(&mut batch, &freshet_state::view_prefix(def.id));
+            Store::delete_prefix(&mut batch, &freshet_state::view_state_prefix(def.id));
+        }
+        self.store.write(batch)?;
+        for name in names {
+            inner.views.remove(name);
+            tracing::info!(view = %name, "materialized view dropped");
+        }
+        Ok(())
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         // A poisoned lock means a panic mid-update of the in-memory map; the persisted state is
         // intact, and the map is only replaced whole, so reading on is safe.
@@ -131,6 +202,12 @@ impl Catalog {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+fn view_key(id: TableId) -> Vec<u8> {
+    let mut k = meta_key(VIEW_KEY_PREFIX);
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
 }
 
 fn table_key(id: TableId) -> Vec<u8> {

@@ -57,3 +57,19 @@ impl TableDef {
         Ok(())
     }
 }
+
+/// A materialized view: its defining query and output columns. The dataflow is rebuilt from
+/// `sql` at startup; its state and contents live under the view's id (see freshet-state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDef {
+    /// Assigned by the catalog at creation, from the same counter as tables.
+    pub id: TableId,
+    pub schema: String,
+    pub name: String,
+    /// The defining SELECT, as written.
+    pub sql: String,
+    /// Output columns (types as declared to clients).
+    pub columns: Vec<ColumnDef>,
+    /// Tables and views it reads.
+    pub inputs: Vec<TableId>,
+}

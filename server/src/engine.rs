@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use freshet_catalog::Catalog;
 use freshet_common::TableId;
-use freshet_state::{key_codec, table_prefix, Store};
+use freshet_dataflow::{Dataflows, EpochChanges};
+use freshet_state::{key_codec, table_prefix, Store, WriteBatch};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// Shared server state. One per process.
@@ -15,6 +16,8 @@ pub struct Engine {
     pub store: Store,
     /// The durable catalog.
     pub catalog: Arc<Catalog>,
+    /// The running dataflows of materialized views.
+    pub dataflows: Dataflows,
     /// Serializes writers: DDL and DML take it for their whole check-and-commit, so primary
     /// key checks see every earlier commit. Readers never take it: they read snapshots.
     write_lock: Mutex<WriteState>,
@@ -53,7 +56,23 @@ impl WriteState {
 impl Engine {
     /// Builds the engine over an opened store.
     pub fn new(store: Store, catalog: Arc<Catalog>) -> Arc<Engine> {
-        Arc::new(Engine { store, catalog, write_lock: Mutex::new(WriteState::default()) })
+        Arc::new(Engine { store, catalog, dataflows: Dataflows::default(), write_lock: Mutex::new(WriteState::default()) })
+    }
+
+    /// Whether any materialized view reads `table`: only then do writers collect changes.
+    pub fn has_dependents(&self, table: TableId) -> bool {
+        self.dataflows.reads(table)
+    }
+
+    /// Commits one epoch: the base-table writes in `batch` plus, in the same RocksDB write
+    /// batch, the state and contents changes of every view `changes` reaches. Call with the
+    /// writer lock held (the guard proves it), so the epoch reads the latest committed state.
+    pub fn commit(&self, _writer: &mut WriteState, mut batch: WriteBatch, changes: EpochChanges) -> datafusion::error::Result<()> {
+        if !changes.is_empty() && !self.dataflows.is_empty() {
+            let snapshot = self.store.snapshot();
+            self.dataflows.process(changes, &snapshot, &mut batch)?;
+        }
+        self.store.write(batch).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
     }
 
     /// Takes the writer lock.

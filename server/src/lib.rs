@@ -2,7 +2,8 @@
 //!
 //! Owns the pgwire front end ([`pg`]), sessions and statement execution ([`session`]), the
 //! engine shared by all sessions ([`engine`]), DataFusion's view of our tables ([`query`]),
-//! SQL functions PostgreSQL clients expect ([`functions`]) and the listener ([`server`]).
+//! SQL functions PostgreSQL clients expect ([`functions`]), materialized view lifecycle
+//! ([`views`]) and the listener ([`server`]).
 //! It is the only crate that builds a tokio runtime, parses the CLI or imports pgwire.
 
 pub mod config;
@@ -12,6 +13,7 @@ pub mod pg;
 pub mod query;
 pub mod server;
 pub mod session;
+pub mod views;
 
 /// The PostgreSQL version we report; drivers parse it (`server_version`, `version()`).
 pub const SERVER_VERSION: &str = "16.6";

@@ -17,7 +17,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(opts: ServerOpts) -> anyhow::Result<()> {
-    let server = Server::open(&opts)?;
+    let server = Server::open(&opts).await?;
     let listener = TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %opts.data_dir.display(), "listening; connect with: psql -h {} -p {} freshet", addr.ip(), addr.port());

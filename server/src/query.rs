@@ -7,11 +7,13 @@ mod pg_attribute;
 mod provider;
 mod scan;
 mod table;
+mod view;
 mod write;
 
 pub use pg_attribute::PgCatalogOverlay;
 pub use provider::{FreshetCatalogProvider, StatementSnapshot};
-pub use table::StoredTable;
+pub use table::{table_schema, StoredTable};
+pub use view::ViewTable;
 
 /// Name of our DataFusion catalog; also the database name clients connect to.
 pub const DATABASE_NAME: &str = "freshet";

@@ -27,7 +27,7 @@ pub struct Server {
 
 impl Server {
     /// Opens the store and catalog in `opts.data_dir`.
-    pub fn open(opts: &ServerOpts) -> anyhow::Result<Server> {
+    pub async fn open(opts: &ServerOpts) -> anyhow::Result<Server> {
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
         let config = StateConfig { sync_commits: opts.sync_commits, block_cache_bytes: opts.block_cache_mb << 20 };
@@ -35,6 +35,7 @@ impl Server {
         let catalog = Arc::new(Catalog::open(store.clone()).context("loading the catalog")?);
         let engine = Engine::new(store, catalog);
         let template = template_context(&engine)?;
+        crate::views::load_all(&engine, &template.state()).await.context("rebuilding materialized views")?;
         Ok(Server { engine, template, manager: Arc::new(ConnectionManager::new()) })
     }
 

@@ -75,7 +75,26 @@ impl Session {
         match freshet_sql::classify(stmt)? {
             Statement::Query(stmt) => self.run_query(*stmt, params).await,
             Statement::CreateTable(plan) => self.create_table(plan).await,
-            Statement::DropTable { names, if_exists } => self.drop_tables(&names, if_exists).await,
+            Statement::DropTable { names, if_exists, cascade } => self.drop_tables(&names, if_exists, cascade).await,
+            Statement::CreateMaterializedView { name, if_not_exists, columns, query, sql, explain } => {
+                let state = self.statement_state();
+                let plan = crate::views::create(&self.engine, &state, &name, if_not_exists, &columns, &query, sql, explain).await?;
+                match plan {
+                    Some(text) => Ok(one_text_column("QUERY PLAN", text.lines().map(str::to_owned).collect())),
+                    None => Ok(Outcome::Command { tag: "CREATE MATERIALIZED VIEW", rows: None }),
+                }
+            }
+            Statement::DropMaterializedView { names, if_exists, cascade } => self.drop_views(&names, if_exists, cascade).await,
+            Statement::ShowMaterializedViews => {
+                let names = self.engine.catalog.views().iter().map(|v| v.name.clone()).collect();
+                Ok(one_text_column("name", names))
+            }
+            Statement::Flush => {
+                // Epochs commit with the statements that cause them: once the writer lock is
+                // free, every earlier write is reflected in every view.
+                drop(self.engine.begin_write().await);
+                Ok(Outcome::Command { tag: "FLUSH", rows: None })
+            }
             Statement::Set { name, value } => {
                 self.with_vars(|v| v.apply_set(&name, value))?;
                 Ok(Outcome::Command { tag: "SET", rows: None })
@@ -114,16 +133,27 @@ impl Session {
                 let (col, _) = self.with_vars(|v| v.show(&name))?;
                 Ok(Described { params: vec![], schema: Some(text_schema(&col)) })
             }
-            Statement::ShowTables => Ok(Described { params: vec![], schema: Some(text_schema("name")) }),
+            Statement::ShowTables | Statement::ShowMaterializedViews => {
+                Ok(Described { params: vec![], schema: Some(text_schema("name")) })
+            }
+            Statement::CreateMaterializedView { explain: true, .. } => {
+                Ok(Described { params: vec![], schema: Some(text_schema("QUERY PLAN")) })
+            }
             _ => Ok(Described { params: vec![], schema: None }),
         }
     }
 
-    async fn plan(&self, stmt: ast::Statement) -> Result<(datafusion::execution::SessionState, LogicalPlan), PgError> {
+    /// The DataFusion state a statement runs with: a fresh snapshot, the session's time zone.
+    fn statement_state(&self) -> datafusion::execution::SessionState {
         let mut state = self.ctx.state();
         state.config_mut().set_extension(Arc::new(StatementSnapshot(Arc::new(self.engine.store.snapshot()))));
         let tz = self.with_vars(|v| v.datafusion_time_zone());
         state.config_mut().options_mut().execution.time_zone = tz;
+        state
+    }
+
+    async fn plan(&self, stmt: ast::Statement) -> Result<(datafusion::execution::SessionState, LogicalPlan), PgError> {
+        let state = self.statement_state();
         let plan = state
             .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt)))
             .await
@@ -178,7 +208,7 @@ impl Session {
         Ok(Outcome::Command { tag: "CREATE TABLE", rows: None })
     }
 
-    async fn drop_tables(&self, names: &[String], if_exists: bool) -> Result<Outcome, PgError> {
+    async fn drop_tables(&self, names: &[String], if_exists: bool, cascade: bool) -> Result<Outcome, PgError> {
         let mut w = self.engine.begin_write().await;
         // Check all first so a failing name drops nothing, as in PostgreSQL.
         if !if_exists {
@@ -186,6 +216,12 @@ impl Session {
                 return Err(user_error(freshet_catalog::Error::UndefinedTable(missing.clone())));
             }
         }
+        let roots: Vec<(TableId, String)> = names
+            .iter()
+            .filter_map(|n| self.engine.catalog.table(n).map(|d| (d.id, format!("table {n}"))))
+            .collect();
+        let deps = crate::views::check_dependents(&self.engine, &roots, cascade)?;
+        crate::views::drop_views(&self.engine, &deps)?;
         for name in names {
             if let Some(def) = self.engine.catalog.drop_table(name, if_exists).map_err(user_error)? {
                 w.forget(def.id);
@@ -194,13 +230,36 @@ impl Session {
         Ok(Outcome::Command { tag: "DROP TABLE", rows: None })
     }
 
+    async fn drop_views(&self, names: &[String], if_exists: bool, cascade: bool) -> Result<Outcome, PgError> {
+        let _w = self.engine.begin_write().await;
+        let mut roots = Vec::new();
+        for name in names {
+            match self.engine.catalog.view(name) {
+                Some(def) => roots.push((def.id, format!("materialized view {name}"))),
+                None if if_exists => {}
+                None => {
+                    return Err(PgError::new(
+                        freshet_common::SqlState::UNDEFINED_TABLE,
+                        format!("materialized view \"{name}\" does not exist"),
+                    ))
+                }
+            }
+        }
+        let deps = crate::views::check_dependents(&self.engine, &roots, cascade)?;
+        let mut all: Vec<Arc<freshet_catalog::ViewDef>> =
+            roots.iter().filter_map(|(id, _)| self.engine.catalog.views().into_iter().find(|v| v.id == *id)).collect();
+        all.extend(deps);
+        crate::views::drop_views(&self.engine, &all)?;
+        Ok(Outcome::Command { tag: "DROP MATERIALIZED VIEW", rows: None })
+    }
+
     fn with_vars<T>(&self, f: impl FnOnce(&mut SessionVars) -> T) -> T {
         let mut guard = self.vars.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard)
     }
 }
 
-fn user_error(e: freshet_catalog::Error) -> PgError {
+pub(crate) fn user_error(e: freshet_catalog::Error) -> PgError {
     use freshet_common::UserError;
     PgError::new(e.sqlstate(), e.to_string())
 }

@@ -93,10 +93,24 @@ pub fn rows_to_batch(rows: &[Vec<Datum>], schema: &SchemaRef, columns: &[usize])
         } else {
             ScalarValue::iter_to_array(scalars)?
         };
+        // Datums carry no width or encoding (Text is Utf8): fit the array to the field's type.
+        let array = if array.data_type() == dt { array } else { datafusion::arrow::compute::cast(&array, dt)? };
         arrays.push(array);
     }
     let opts = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
     Ok(RecordBatch::try_new_with_options(Arc::clone(schema), arrays, &opts)?)
+}
+
+/// The rows of `batch` as datums (all columns, in order).
+pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<Vec<Datum>>> {
+    let cols = batch.columns();
+    (0..batch.num_rows()).map(|r| cols.iter().map(|c| datum_at(c, r)).collect::<Result<Vec<_>>>()).collect()
+}
+
+/// `rows_to_batch` over every column of `schema`, in order.
+pub fn rows_to_full_batch(rows: &[Vec<Datum>], schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns: Vec<usize> = (0..schema.fields().len()).collect();
+    rows_to_batch(rows, schema, &columns)
 }
 
 #[cfg(test)]

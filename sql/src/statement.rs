@@ -16,7 +16,7 @@ pub enum Statement {
     /// `CREATE TABLE`.
     CreateTable(CreateTablePlan),
     /// `DROP TABLE`.
-    DropTable { names: Vec<String>, if_exists: bool },
+    DropTable { names: Vec<String>, if_exists: bool, cascade: bool },
     /// `SET name = value` (and `SET TIME ZONE`).
     Set { name: String, value: SetValue },
     /// `RESET name`, or `RESET ALL` when `None`.
@@ -29,6 +29,14 @@ pub enum Statement {
     Transaction(TransactionOp),
     /// Accepted and ignored, answered with this command tag (`DISCARD ALL`, `DEALLOCATE`).
     NoOp { tag: &'static str },
+    /// `CREATE MATERIALIZED VIEW name AS query`; `explain` for `EXPLAIN CREATE …`.
+    CreateMaterializedView { name: String, if_not_exists: bool, columns: Vec<String>, query: Box<ast::Query>, sql: String, explain: bool },
+    /// `DROP MATERIALIZED VIEW`.
+    DropMaterializedView { names: Vec<String>, if_exists: bool, cascade: bool },
+    /// `SHOW MATERIALIZED VIEWS`.
+    ShowMaterializedViews,
+    /// `FLUSH`: returns once every earlier write is reflected in every view.
+    Flush,
 }
 
 /// The value of a `SET`.
@@ -69,6 +77,10 @@ pub struct CreateTablePlan {
 /// rewrites change results (one replaces scalar subqueries in a projection with NULL), so they
 /// must never touch user queries.
 pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
+    // FLUSH is ours (sqlparser only knows MySQL's): a statement of its own.
+    if sql.trim().trim_end_matches(';').trim().eq_ignore_ascii_case("flush") {
+        return Ok(vec![flush_statement()]);
+    }
     if !needs_catalog_rewrites(sql) {
         return datafusion::sql::sqlparser::parser::Parser::parse_sql(
             &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
@@ -97,10 +109,34 @@ fn syntax_error(e: datafusion::sql::sqlparser::parser::ParserError) -> PgError {
     PgError::new(SqlState::SYNTAX_ERROR, format!("syntax error: {msg}"))
 }
 
+fn flush_statement() -> ast::Statement {
+    ast::Statement::Flush {
+        object_type: ast::FlushType::Tables,
+        location: None,
+        channel: None,
+        read_lock: false,
+        export: false,
+        tables: vec![],
+    }
+}
+
 /// Classifies one parsed statement.
 pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
     use ast::Statement as S;
     Ok(match stmt {
+        S::Flush { object_type: ast::FlushType::Tables, tables, .. } if tables.is_empty() => Statement::Flush,
+        S::CreateView(cv) if cv.materialized => bind_create_mv(cv, false)?,
+        S::Explain { statement, analyze: false, .. } if matches!(statement.as_ref(), S::CreateView(cv) if cv.materialized) => {
+            let S::CreateView(cv) = *statement else { unreachable!("matched above") };
+            bind_create_mv(cv, true)?
+        }
+        S::CreateView(_) => return Err(PgError::not_supported("CREATE VIEW (use CREATE MATERIALIZED VIEW)")),
+        S::Drop { object_type: ObjectType::MaterializedView, if_exists, names, cascade, .. } => Statement::DropMaterializedView {
+            names: names.iter().map(object_name).collect::<Result<_, _>>()?,
+            if_exists,
+            cascade,
+        },
+        S::ShowViews { materialized: true, .. } => Statement::ShowMaterializedViews,
         S::Query(_) | S::Insert(_) | S::Update(_) | S::Delete(_) | S::Explain { .. } => {
             Statement::Query(Box::new(stmt))
         }
@@ -111,9 +147,10 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             Statement::Query(Box::new(stmt))
         }
         S::CreateTable(ct) => Statement::CreateTable(bind_create_table(ct)?),
-        S::Drop { object_type: ObjectType::Table, if_exists, names, cascade: _, .. } => Statement::DropTable {
+        S::Drop { object_type: ObjectType::Table, if_exists, names, cascade, .. } => Statement::DropTable {
             names: names.iter().map(object_name).collect::<Result<_, _>>()?,
             if_exists,
+            cascade,
         },
         S::Drop { object_type, .. } => return Err(PgError::not_supported(format!("DROP {object_type}"))),
         S::Set(set) => classify_set(set)?,
@@ -208,6 +245,16 @@ fn normalize(s: &str, name: &ObjectName, idx: usize) -> String {
 
 fn ident(i: &ast::Ident) -> String {
     if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }
+}
+
+fn bind_create_mv(cv: ast::CreateView, explain: bool) -> Result<Statement, PgError> {
+    if cv.or_replace || cv.or_alter {
+        return Err(PgError::not_supported("CREATE OR REPLACE MATERIALIZED VIEW"));
+    }
+    let name = object_name(&cv.name)?;
+    let columns = cv.columns.iter().map(|c| ident(&c.name)).collect();
+    let sql = cv.query.to_string();
+    Ok(Statement::CreateMaterializedView { name, if_not_exists: cv.if_not_exists, columns, query: cv.query, sql, explain })
 }
 
 fn bind_create_table(ct: ast::CreateTable) -> Result<CreateTablePlan, PgError> {

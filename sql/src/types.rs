@@ -115,3 +115,29 @@ pub fn arrow_field(name: &str, ty: &SqlType, nullable: bool) -> Field {
         _ => field,
     }
 }
+
+/// The SQL type clients see for an Arrow field of a query result (views' columns).
+/// `None` for Arrow types we do not store.
+pub fn sql_type_of(field: &Field) -> Option<SqlType> {
+    if field.metadata().get(PG_TYPE_METADATA_KEY).is_some_and(|t| t == "jsonb") {
+        return Some(SqlType::Jsonb);
+    }
+    Some(match field.data_type() {
+        DataType::Boolean => SqlType::Bool,
+        DataType::Int8 | DataType::Int16 => SqlType::Int2,
+        DataType::Int32 => SqlType::Int4,
+        DataType::Int64 => SqlType::Int8,
+        DataType::Float16 | DataType::Float32 => SqlType::Float4,
+        DataType::Float64 => SqlType::Float8,
+        DataType::Decimal128(p, s) => SqlType::Numeric { precision: *p, scale: *s },
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => SqlType::Text,
+        DataType::Date32 => SqlType::Date,
+        DataType::Time64(_) => SqlType::Time,
+        DataType::Timestamp(_, None) => SqlType::Timestamp,
+        DataType::Timestamp(_, Some(_)) => SqlType::TimestampTz,
+        DataType::Interval(_) => SqlType::Interval,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => SqlType::Bytea,
+        DataType::List(f) | DataType::LargeList(f) => SqlType::Array(Box::new(sql_type_of(f)?)),
+        _ => return None,
+    })
+}

@@ -3,6 +3,9 @@
 //! ```text
 //! 'm' <name bytes>                          catalog metadata (see freshet-catalog)
 //! 'd' <table id: u64 BE> <row key>          one table row; value = row_codec encoding
+//! 'v' <view id: u64 BE> <row>               one distinct row of a materialized view (row_codec);
+//!                                           value = its multiplicity, i64 BE
+//! 'o' <view id: u64 BE> <op id: u32 BE> …   the state of one operator of a view's dataflow
 //! ```
 //! The row key is the memcomparable encoding of the primary key columns ([`crate::key_codec`]),
 //! or for a table without a primary key a u64 BE row id allocated in insertion order.
@@ -17,6 +20,33 @@ pub enum Keyspace {
     Meta = b'm',
     /// Table rows.
     TableData = b'd',
+    /// Materialized view contents.
+    ViewData = b'v',
+    /// Operator state of view dataflows.
+    Operator = b'o',
+}
+
+/// The prefix of every row of materialized view `view`.
+pub fn view_prefix(view: TableId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(Keyspace::ViewData as u8);
+    k.extend_from_slice(&view.0.to_be_bytes());
+    k
+}
+
+/// The prefix of all operator state of view `view`.
+pub fn view_state_prefix(view: TableId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(13);
+    k.push(Keyspace::Operator as u8);
+    k.extend_from_slice(&view.0.to_be_bytes());
+    k
+}
+
+/// The prefix of operator `op` of view `view`.
+pub fn operator_prefix(view: TableId, op: u32) -> Vec<u8> {
+    let mut k = view_state_prefix(view);
+    k.extend_from_slice(&op.to_be_bytes());
+    k
 }
 
 /// The key of a metadata entry.

@@ -174,6 +174,41 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Every entry under `prefix`, in key order, read in pages.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>> {
+        let mut out = Vec::new();
+        self.for_each_page(prefix, 4096, |page| {
+            out.extend(page);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with successive pages of up to `page` entries under `prefix`.
+    pub fn for_each_page<F>(&self, prefix: &[u8], page: usize, mut f: F) -> Result<()>
+    where
+        F: FnMut(Vec<(Box<[u8]>, Box<[u8]>)>) -> Result<()>,
+    {
+        let mut lower = prefix.to_vec();
+        loop {
+            let entries = self.scan(prefix, &lower, None, page)?;
+            let Some((last, _)) = entries.last() else { return Ok(()) };
+            lower = next_key(last);
+            let done = entries.len() < page;
+            f(entries)?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads many keys at once (one RocksDB MultiGet).
+    pub fn multi_get<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.inner.multi_get(keys).into_iter().map(|r| r.map_err(Error::from)).collect()
+    }
+}
+
 /// The smallest key after `key`: where a scan resumes.
 pub fn next_key(key: &[u8]) -> Vec<u8> {
     let mut k = key.to_vec();

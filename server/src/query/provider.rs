@@ -10,6 +10,7 @@ use freshet_catalog::DEFAULT_SCHEMA;
 use freshet_state::Snapshot;
 
 use super::table::StoredTable;
+use super::view::ViewTable;
 use crate::engine::Engine;
 
 /// The read snapshot of the running statement, stored in the session config's extensions so
@@ -63,16 +64,20 @@ struct PublicSchema {
 #[async_trait]
 impl SchemaProvider for PublicSchema {
     fn table_names(&self) -> Vec<String> {
-        self.engine.catalog.tables().iter().map(|t| t.name.clone()).collect()
+        let mut names: Vec<String> = self.engine.catalog.tables().iter().map(|t| t.name.clone()).collect();
+        names.extend(self.engine.catalog.views().iter().map(|v| v.name.clone()));
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self.engine.catalog.table(name).map(|def| {
-            Arc::new(StoredTable::new(Arc::clone(&self.engine), def)) as Arc<dyn TableProvider>
-        }))
+        if let Some(def) = self.engine.catalog.table(name) {
+            return Ok(Some(Arc::new(StoredTable::new(Arc::clone(&self.engine), def)) as Arc<dyn TableProvider>));
+        }
+        let view = self.engine.catalog.view(name).and_then(|def| self.engine.dataflows.get(def.id));
+        Ok(view.map(|v| Arc::new(ViewTable::new(Arc::clone(&self.engine), v)) as Arc<dyn TableProvider>))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.engine.catalog.table(name).is_some()
+        self.engine.catalog.name_taken(name)
     }
 }

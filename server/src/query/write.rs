@@ -22,6 +22,7 @@ use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use freshet_catalog::TableDef;
 use freshet_common::{Datum, PgError, SqlState, SqlType};
+use freshet_dataflow::EpochChanges;
 use freshet_sql::df_convert::datum_at;
 use freshet_state::{key_codec, row_codec, table_prefix, table_row_key, Store, WriteBatch};
 use futures::StreamExt;
@@ -69,6 +70,10 @@ impl DataSink for TableSink {
         let mut w = self.engine.begin_write().await;
         let store = &self.engine.store;
         let mut batch = WriteBatch::default();
+        let mut changes = EpochChanges::default();
+        if self.engine.has_dependents(self.def.id) {
+            changes.add(self.def.id, rows.iter().cloned(), 1);
+        }
         let mut buf = Vec::new();
         if self.def.has_primary_key() {
             let mut seen = HashSet::with_capacity(rows.len());
@@ -86,7 +91,7 @@ impl DataSink for TableSink {
                 put_row(&mut batch, &mut buf, key, row);
             }
         }
-        store.write(batch).map_err(ext)?;
+        self.engine.commit(&mut w, batch, changes)?;
         Ok(n)
     }
 }
@@ -99,19 +104,25 @@ pub async fn delete_rows(
     state: &dyn Session,
     filters: &[Expr],
 ) -> Result<u64> {
-    let _w = engine.begin_write().await;
+    let mut w = engine.begin_write().await;
     let mut batch = WriteBatch::default();
+    let mut changes = EpochChanges::default();
+    let track = engine.has_dependents(def.id);
     let mut n = 0u64;
     for (keys, rows) in read_all(def, Arc::new(engine.store.snapshot()), schema)? {
         let mask = filter_mask(filters, &rows, schema, state)?;
+        let old_rows = if track { Some(batch_rows(&rows, schema)?) } else { None };
         for (i, key) in keys.iter().enumerate() {
             if mask.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i)) {
                 batch.delete(key);
+                if let Some(old) = &old_rows {
+                    changes.add(def.id, [old[i].clone()], -1);
+                }
                 n += 1;
             }
         }
     }
-    engine.store.write(batch).map_err(ext)?;
+    engine.commit(&mut w, batch, changes)?;
     Ok(n)
 }
 
@@ -132,8 +143,10 @@ pub async fn update_rows(
         })?;
         exprs.push((idx, create_physical_expr(expr, &df_schema, state.execution_props(), &PhysicalPlanningContext::default())?));
     }
-    let _w = engine.begin_write().await;
+    let mut w = engine.begin_write().await;
     let store = &engine.store;
+    let mut changes = EpochChanges::default();
+    let track = engine.has_dependents(def.id);
     let mut deleted = HashSet::new();
     let mut updated: Vec<(Vec<u8>, Vec<Datum>)> = Vec::new();
     for (keys, rows) in read_all(def, Arc::new(store.snapshot()), schema)? {
@@ -145,9 +158,14 @@ pub async fn update_rows(
         }
         let new_batch = RecordBatch::try_new(Arc::clone(schema), new_cols)?;
         let new_rows = batch_rows(&new_batch, schema)?;
+        let old_rows = if track { Some(batch_rows(&rows, schema)?) } else { None };
         for (i, (key, row)) in keys.into_iter().zip(new_rows).enumerate() {
             if mask.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i)) {
                 validate_row(def, &row).map_err(PgError::into_df)?;
+                if let Some(old) = &old_rows {
+                    changes.add(def.id, [old[i].clone()], -1);
+                    changes.add(def.id, [row.clone()], 1);
+                }
                 let new_key = if def.has_primary_key() { row_key(def, &row) } else { key.clone() };
                 deleted.insert(key);
                 updated.push((new_key, row));
@@ -168,32 +186,39 @@ pub async fn update_rows(
         }
         put_row(&mut batch, &mut buf, key.clone(), row);
     }
-    store.write(batch).map_err(ext)?;
+    engine.commit(&mut w, batch, changes)?;
     Ok(updated.len() as u64)
 }
 
 /// Removes every row. Returns how many there were.
 pub async fn truncate(engine: &Engine, def: &TableDef) -> Result<u64> {
     let mut w = engine.begin_write().await;
-    let n = count_rows(def, engine)?;
+    let mut changes = EpochChanges::default();
+    let n = if engine.has_dependents(def.id) {
+        let rows = freshet_dataflow::read_table_rows(&engine.store.snapshot(), def.id)?;
+        let n = rows.len();
+        changes.tables.insert(def.id, rows.into_iter().map(|(r, _)| (r, -1)).collect());
+        n
+    } else {
+        count_rows(def, engine)?
+    };
     let mut batch = WriteBatch::default();
     Store::delete_prefix(&mut batch, &table_prefix(def.id));
-    engine.store.write(batch).map_err(ext)?;
+    engine.commit(&mut w, batch, changes)?;
     w.forget(def.id);
     Ok(n as u64)
 }
 
 fn count_rows(def: &TableDef, engine: &Engine) -> Result<usize> {
-    let prefix = table_prefix(def.id);
-    let snap = engine.store.snapshot();
     let mut n = 0;
-    let mut lower = prefix.clone();
-    loop {
-        let page = snap.scan(&prefix, &lower, None, 8192).map_err(ext)?;
-        let Some((last, _)) = page.last() else { break };
-        n += page.len();
-        lower = freshet_state::next_key(last);
-    }
+    engine
+        .store
+        .snapshot()
+        .for_each_page(&table_prefix(def.id), 8192, |page| {
+            n += page.len();
+            Ok(())
+        })
+        .map_err(ext)?;
     Ok(n)
 }
 

@@ -1,0 +1,41 @@
+//! One epoch: the changes of one commit, read against the state before it, written into the
+//! commit's write batch.
+
+use std::collections::HashMap;
+
+use datafusion::error::DataFusionError;
+use freshet_common::{Datum, TableId};
+use freshet_state::{Snapshot, WriteBatch};
+
+/// The base-relation changes an epoch applies, by table or view id.
+#[derive(Debug, Default)]
+pub struct EpochChanges {
+    /// (row, weight) per changed table.
+    pub tables: HashMap<TableId, Vec<(Vec<Datum>, i64)>>,
+}
+
+impl EpochChanges {
+    pub fn is_empty(&self) -> bool {
+        self.tables.values().all(Vec::is_empty)
+    }
+
+    /// Records `rows` changing by `weight` each in `table`.
+    pub fn add(&mut self, table: TableId, rows: impl IntoIterator<Item = Vec<Datum>>, weight: i64) {
+        self.tables.entry(table).or_default().extend(rows.into_iter().map(|r| (r, weight)));
+    }
+}
+
+/// What operators see while processing an epoch.
+pub struct EpochCtx<'a> {
+    /// The committed state before this epoch: every read goes here.
+    pub snapshot: &'a Snapshot,
+    /// This epoch's writes: committed atomically with the base-table changes.
+    pub batch: &'a mut WriteBatch,
+    /// True for the backfill epoch of a new view (constant relations emit their rows, a global
+    /// aggregate emits its empty-input row).
+    pub initial: bool,
+}
+
+pub(crate) fn state_err(e: freshet_state::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}

@@ -1,0 +1,453 @@
+//! Grouped aggregation with retractions.
+//!
+//! State (under the operator's prefix):
+//! ```text
+//! 'g' <group row>                                  → [count, accumulator fields…] (row_codec)
+//! 'm' <agg: u8> <len-prefixed group row> <value key> → [count, value]  (MIN/MAX, COUNT(DISTINCT))
+//! ```
+//! MIN keys are the memcomparable value encoding, MAX keys its bitwise complement, so the
+//! current extreme is always the first key of the group's range: deleting it costs one short
+//! scan, never a recompute of the group. COUNT(DISTINCT) keys are the value's row encoding.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::physical_expr::PhysicalExpr;
+use freshet_common::Datum;
+use freshet_sql::df_convert::datum_at;
+use freshet_state::{key_codec, row_codec};
+
+use crate::delta::{encode, push_len_prefixed, Delta};
+use crate::epoch::{state_err, EpochCtx};
+
+/// The aggregate functions maintained incrementally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggKind {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    CountDistinct,
+    BoolAnd,
+    BoolOr,
+}
+
+/// One aggregate of an [`AggregateOp`].
+#[derive(Debug)]
+pub struct AggSpec {
+    pub kind: AggKind,
+    /// The argument; `None` for `count(*)`.
+    pub arg: Option<Arc<dyn PhysicalExpr>>,
+    /// `FILTER (WHERE …)`.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Arrow type of the argument.
+    pub arg_type: DataType,
+    /// Arrow type of the result.
+    pub out_type: DataType,
+}
+
+/// GROUP BY with aggregates; DISTINCT is the case without aggregates.
+#[derive(Debug)]
+pub struct AggregateOp {
+    pub prefix: Vec<u8>,
+    pub group: Vec<Arc<dyn PhysicalExpr>>,
+    pub aggs: Vec<AggSpec>,
+    pub schema: SchemaRef,
+}
+
+/// The changes one epoch brings to one group.
+struct GroupChange {
+    datums: Vec<Datum>,
+    count: i64,
+    /// Per aggregate: (value, weight) of non-NULL, filter-passing inputs.
+    values: Vec<Vec<(Datum, i64)>>,
+}
+
+impl AggregateOp {
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    /// Without GROUP BY: exactly one output row, even over empty input.
+    pub fn is_global(&self) -> bool {
+        self.group.is_empty()
+    }
+
+    pub fn describe(&self) -> String {
+        let aggs: Vec<String> = self.aggs.iter().map(|a| format!("{:?}", a.kind)).collect();
+        format!("Aggregate: group_keys={} aggregates=[{}]", self.group.len(), aggs.join(", "))
+    }
+
+    fn group_key(&self, group: &[u8]) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.push(b'g');
+        k.extend_from_slice(group);
+        k
+    }
+
+    fn multiset_prefix(&self, agg: usize, group: &[u8]) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.push(b'm');
+        k.push(agg as u8);
+        push_len_prefixed(&mut k, group);
+        k
+    }
+
+    fn value_key(&self, agg: usize, value: &Datum) -> Vec<u8> {
+        let mut k = Vec::new();
+        match self.aggs[agg].kind {
+            AggKind::Min => key_codec::encode_key(std::slice::from_ref(value), &mut k),
+            AggKind::Max => {
+                key_codec::encode_key(std::slice::from_ref(value), &mut k);
+                k.iter_mut().for_each(|b| *b = !*b);
+            }
+            _ => row_codec::encode_row(std::slice::from_ref(value), &mut k),
+        }
+        k
+    }
+
+    /// Applies one epoch's input changes; returns the output changes.
+    pub fn apply(&self, input: Option<Delta>, ctx: &mut EpochCtx<'_>) -> Result<Option<Delta>> {
+        let mut order: Vec<Vec<u8>> = Vec::new();
+        let mut groups: HashMap<Vec<u8>, GroupChange> = HashMap::new();
+        if let Some(d) = &input {
+            self.collect(d, &mut order, &mut groups)?;
+        }
+        if ctx.initial && self.is_global() && groups.is_empty() {
+            let key = encode(&[]);
+            order.push(key.clone());
+            groups.insert(key, GroupChange { datums: vec![], count: 0, values: vec![Vec::new(); self.aggs.len()] });
+        }
+        if order.is_empty() {
+            return Ok(None);
+        }
+        let keys: Vec<Vec<u8>> = order.iter().map(|g| self.group_key(g)).collect();
+        let old_accs = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
+        let mut out: Vec<(Vec<Datum>, i64)> = Vec::new();
+        for ((gbytes, key), old) in order.iter().zip(&keys).zip(old_accs) {
+            let change = &groups[gbytes];
+            let old_acc = match old {
+                Some(b) => row_codec::decode_row(&b).map_err(state_err)?,
+                None => self.empty_acc(),
+            };
+            let old_count = as_i64(&old_acc[0]);
+            let new_count = old_count + change.count;
+            if new_count < 0 {
+                return Err(DataFusionError::Internal("aggregate group count went negative".into()));
+            }
+            let mut new_acc = old_acc.clone();
+            new_acc[0] = Datum::Int64(new_count);
+            let mut old_out = change.datums.clone();
+            let mut new_out = change.datums.clone();
+            let mut field = 1;
+            for (i, spec) in self.aggs.iter().enumerate() {
+                let values = &change.values[i];
+                match spec.kind {
+                    AggKind::Min | AggKind::Max => {
+                        let prefix = self.multiset_prefix(i, gbytes);
+                        let (old_v, new_v) = self.update_extreme(i, &prefix, values, ctx)?;
+                        old_out.push(old_v);
+                        new_out.push(new_v);
+                    }
+                    AggKind::CountDistinct => {
+                        let prefix = self.multiset_prefix(i, gbytes);
+                        let old_n = as_i64(&old_acc[field]);
+                        let new_n = old_n + self.update_distinct(i, &prefix, values, ctx)?;
+                        new_acc[field] = Datum::Int64(new_n);
+                        old_out.push(Datum::Int64(old_n));
+                        new_out.push(Datum::Int64(new_n));
+                        field += 1;
+                    }
+                    AggKind::Count => {
+                        let old_n = as_i64(&old_acc[field]);
+                        let new_n = old_n + values.iter().map(|(_, w)| w).sum::<i64>();
+                        new_acc[field] = Datum::Int64(new_n);
+                        old_out.push(Datum::Int64(old_n));
+                        new_out.push(Datum::Int64(new_n));
+                        field += 1;
+                    }
+                    AggKind::Sum | AggKind::Avg => {
+                        let (old_n, old_sum) = (as_i64(&old_acc[field]), old_acc[field + 1].clone());
+                        let mut n = old_n;
+                        let mut sum = old_sum.clone();
+                        for (v, w) in values {
+                            n += w;
+                            sum = add_weighted(&sum, v, *w)?;
+                        }
+                        new_acc[field] = Datum::Int64(n);
+                        new_acc[field + 1] = sum.clone();
+                        old_out.push(finish_sum(spec, old_n, &old_sum)?);
+                        new_out.push(finish_sum(spec, n, &sum)?);
+                        field += 2;
+                    }
+                    AggKind::BoolAnd | AggKind::BoolOr => {
+                        let (old_t, old_f) = (as_i64(&old_acc[field]), as_i64(&old_acc[field + 1]));
+                        let (mut t, mut f) = (old_t, old_f);
+                        for (v, w) in values {
+                            match v {
+                                Datum::Bool(true) => t += w,
+                                _ => f += w,
+                            }
+                        }
+                        new_acc[field] = Datum::Int64(t);
+                        new_acc[field + 1] = Datum::Int64(f);
+                        old_out.push(finish_bool(spec.kind, old_t, old_f));
+                        new_out.push(finish_bool(spec.kind, t, f));
+                        field += 2;
+                    }
+                }
+            }
+            let old_exists = self.is_global() || old_count > 0;
+            let new_exists = self.is_global() || new_count > 0;
+            // A global aggregate's row appears at backfill: there is no "old" row before it.
+            let old_exists = old_exists && !(ctx.initial && self.is_global());
+            if old_exists && new_exists && old_out == new_out {
+                // unchanged output; state may still have changed
+            } else {
+                if old_exists {
+                    out.push((old_out, -1));
+                }
+                if new_exists {
+                    out.push((new_out, 1));
+                }
+            }
+            if new_count == 0 {
+                ctx.batch.delete(key);
+            } else {
+                let mut buf = Vec::new();
+                row_codec::encode_row(&new_acc, &mut buf);
+                ctx.batch.put(key, buf);
+            }
+        }
+        if out.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Delta::from_rows(&out, &self.schema)?))
+    }
+
+    fn empty_acc(&self) -> Vec<Datum> {
+        let mut acc = vec![Datum::Int64(0)];
+        for spec in &self.aggs {
+            match spec.kind {
+                AggKind::Min | AggKind::Max => {}
+                AggKind::Count | AggKind::CountDistinct => acc.push(Datum::Int64(0)),
+                AggKind::Sum | AggKind::Avg => acc.extend([Datum::Int64(0), Datum::Null]),
+                AggKind::BoolAnd | AggKind::BoolOr => acc.extend([Datum::Int64(0), Datum::Int64(0)]),
+            }
+        }
+        acc
+    }
+
+    /// Evaluates group keys and arguments of `d`, grouping its rows.
+    fn collect(&self, d: &Delta, order: &mut Vec<Vec<u8>>, groups: &mut HashMap<Vec<u8>, GroupChange>) -> Result<()> {
+        let n = d.len();
+        let group_cols: Vec<ArrayRef> =
+            self.group.iter().map(|e| e.evaluate(&d.batch)?.into_array(n)).collect::<Result<_>>()?;
+        let mut arg_cols: Vec<Option<ArrayRef>> = Vec::with_capacity(self.aggs.len());
+        let mut filter_cols: Vec<Option<ArrayRef>> = Vec::with_capacity(self.aggs.len());
+        for spec in &self.aggs {
+            arg_cols.push(spec.arg.as_ref().map(|e| e.evaluate(&d.batch)?.into_array(n)).transpose()?);
+            filter_cols.push(spec.filter.as_ref().map(|e| e.evaluate(&d.batch)?.into_array(n)).transpose()?);
+        }
+        for row in 0..n {
+            let w = d.weights[row];
+            let datums: Vec<Datum> = group_cols.iter().map(|c| datum_at(c, row)).collect::<Result<_>>()?;
+            let key = encode(&datums);
+            let g = match groups.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    order.push(e.key().clone());
+                    e.insert(GroupChange { datums, count: 0, values: vec![Vec::new(); self.aggs.len()] })
+                }
+            };
+            g.count += w;
+            for i in 0..self.aggs.len() {
+                if let Some(f) = &filter_cols[i] {
+                    let f = f.as_boolean_opt().ok_or_else(|| DataFusionError::Internal("aggregate FILTER is not boolean".into()))?;
+                    if !f.is_valid(row) || !f.value(row) {
+                        continue;
+                    }
+                }
+                let v = match &arg_cols[i] {
+                    Some(c) => datum_at(c, row)?,
+                    None => Datum::Bool(true),
+                };
+                if v.is_null() {
+                    continue;
+                }
+                g.values[i].push((v, w));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies value changes to a MIN/MAX multiset; returns (old extreme, new extreme).
+    fn update_extreme(&self, agg: usize, prefix: &[u8], values: &[(Datum, i64)], ctx: &mut EpochCtx<'_>) -> Result<(Datum, Datum)> {
+        let old_first = ctx.snapshot.scan(prefix, prefix, None, 1).map_err(state_err)?;
+        let old_v = match old_first.first() {
+            Some((_, v)) => entry_value(v)?.1,
+            None => Datum::Null,
+        };
+        if values.is_empty() {
+            return Ok((old_v.clone(), old_v));
+        }
+        let changed = self.apply_multiset(agg, prefix, values, ctx)?;
+        // The new extreme: the first surviving key among the stored ones and the changed ones.
+        let mut best: Option<(Vec<u8>, Datum)> =
+            changed.iter().find(|(_, (_, _, n))| *n > 0).map(|(k, (d, _, _))| (k.clone(), d.clone()));
+        let mut lower = prefix.to_vec();
+        'scan: loop {
+            let page = ctx.snapshot.scan(prefix, &lower, None, 64).map_err(state_err)?;
+            let Some((last, _)) = page.last() else { break };
+            lower = freshet_state::next_key(last);
+            for (k, v) in &page {
+                let suffix = &k[prefix.len()..];
+                if best.as_ref().is_some_and(|(b, _)| b.as_slice() <= suffix) {
+                    break 'scan;
+                }
+                if changed.get(suffix).is_some_and(|(_, _, n)| *n <= 0) {
+                    continue;
+                }
+                best = Some((suffix.to_vec(), entry_value(v)?.1));
+                break 'scan;
+            }
+            if page.len() < 64 {
+                break;
+            }
+        }
+        Ok((old_v, best.map_or(Datum::Null, |(_, d)| d)))
+    }
+
+    /// Applies value changes to a COUNT(DISTINCT) multiset; returns the change in distinct values.
+    fn update_distinct(&self, agg: usize, prefix: &[u8], values: &[(Datum, i64)], ctx: &mut EpochCtx<'_>) -> Result<i64> {
+        if values.is_empty() {
+            return Ok(0);
+        }
+        let changed = self.apply_multiset(agg, prefix, values, ctx)?;
+        Ok(changed.values().map(|(_, old, new)| i64::from(*new > 0) - i64::from(*old > 0)).sum())
+    }
+
+    /// Writes the new counts of changed values; returns value key → (value, old count, new count).
+    fn apply_multiset(&self, agg: usize, prefix: &[u8], values: &[(Datum, i64)], ctx: &mut EpochCtx<'_>) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
+        let mut deltas: BTreeMap<Vec<u8>, (Datum, i64, i64)> = BTreeMap::new();
+        for (v, w) in values {
+            deltas.entry(self.value_key(agg, v)).or_insert_with(|| (v.clone(), 0, 0)).2 += w;
+        }
+        let keys: Vec<Vec<u8>> = deltas.keys().map(|k| [prefix, k].concat()).collect();
+        let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
+        for ((full, (_, (v, old_slot, dn))), old) in keys.iter().zip(deltas.iter_mut()).zip(olds) {
+            let old_n = match old {
+                Some(b) => entry_value(&b)?.0,
+                None => 0,
+            };
+            *old_slot = old_n;
+            let n = old_n + *dn;
+            if n < 0 {
+                return Err(DataFusionError::Internal("aggregate value count went negative".into()));
+            }
+            if n == 0 {
+                ctx.batch.delete(full);
+            } else {
+                let mut buf = Vec::new();
+                row_codec::encode_row(&[Datum::Int64(n), v.clone()], &mut buf);
+                ctx.batch.put(full, buf);
+            }
+            *dn = n;
+        }
+        Ok(deltas)
+    }
+}
+
+fn entry_value(b: &[u8]) -> Result<(i64, Datum)> {
+    let mut row = row_codec::decode_row(b).map_err(state_err)?;
+    if row.len() != 2 {
+        return Err(DataFusionError::Internal("corrupt aggregate value entry".into()));
+    }
+    let v = row.pop().unwrap_or(Datum::Null);
+    Ok((as_i64(&row[0]), v))
+}
+
+fn as_i64(d: &Datum) -> i64 {
+    match d {
+        Datum::Int64(n) => *n,
+        _ => 0,
+    }
+}
+
+/// `sum + v * w`, in i128 for integers and decimals, f64 for floats.
+fn add_weighted(sum: &Datum, v: &Datum, w: i64) -> Result<Datum> {
+    let w128 = i128::from(w);
+    let int = |d: &Datum| -> Option<i128> {
+        match d {
+            Datum::Int16(i) => Some(i128::from(*i)),
+            Datum::Int32(i) => Some(i128::from(*i)),
+            Datum::Int64(i) => Some(i128::from(*i)),
+            Datum::Decimal(i) => Some(*i),
+            _ => None,
+        }
+    };
+    let float = |d: &Datum| -> Option<f64> {
+        match d {
+            Datum::Float32(f) => Some(f64::from(*f)),
+            Datum::Float64(f) => Some(*f),
+            _ => None,
+        }
+    };
+    match (sum, v) {
+        (Datum::Null, v) if int(v).is_some() => Ok(Datum::Decimal(int(v).unwrap_or(0) * w128)),
+        (Datum::Null, v) if float(v).is_some() => Ok(Datum::Float64(float(v).unwrap_or(0.0) * w as f64)),
+        (Datum::Decimal(s), v) if int(v).is_some() => {
+            let x = int(v).unwrap_or(0);
+            s.checked_add(x.checked_mul(w128).unwrap_or(i128::MAX)).map(Datum::Decimal).ok_or_else(overflow)
+        }
+        (Datum::Float64(s), v) if float(v).is_some() => Ok(Datum::Float64(s + float(v).unwrap_or(0.0) * w as f64)),
+        (s, v) => Err(DataFusionError::NotImplemented(format!("incremental sum of {v:?} into {s:?}"))),
+    }
+}
+
+fn overflow() -> DataFusionError {
+    DataFusionError::Execution("numeric value out of range in aggregate".into())
+}
+
+/// The SUM or AVG result for `n` non-NULL inputs summing to `sum`.
+fn finish_sum(spec: &AggSpec, n: i64, sum: &Datum) -> Result<Datum> {
+    if n == 0 || sum.is_null() {
+        return Ok(Datum::Null);
+    }
+    let in_scale = match spec.arg_type {
+        DataType::Decimal128(_, s) => i32::from(s),
+        _ => 0,
+    };
+    Ok(match (spec.kind, &spec.out_type, sum) {
+        (AggKind::Sum, DataType::Int64, Datum::Decimal(s)) => Datum::Int64(i64::try_from(*s).map_err(|_| overflow())?),
+        (AggKind::Sum, DataType::Decimal128(..), Datum::Decimal(s)) => Datum::Decimal(*s),
+        (AggKind::Sum, DataType::Float64, Datum::Float64(s)) => Datum::Float64(*s),
+        (AggKind::Sum, DataType::Float64, Datum::Decimal(s)) => Datum::Float64(*s as f64),
+        (AggKind::Avg, DataType::Float64, Datum::Decimal(s)) => Datum::Float64(*s as f64 / 10f64.powi(in_scale) / n as f64),
+        (AggKind::Avg, DataType::Float64, Datum::Float64(s)) => Datum::Float64(s / n as f64),
+        (AggKind::Avg, DataType::Decimal128(_, out_scale), Datum::Decimal(s)) => {
+            let shift = i32::from(*out_scale) - in_scale;
+            let scaled = if shift >= 0 { s.checked_mul(10i128.pow(shift as u32)).ok_or_else(overflow)? } else { s / 10i128.pow((-shift) as u32) };
+            let n = i128::from(n);
+            // round half away from zero, like PostgreSQL's numeric
+            let q = scaled / n;
+            let r = scaled % n;
+            Datum::Decimal(if 2 * r.abs() >= n { q + scaled.signum() } else { q })
+        }
+        (k, t, s) => return Err(DataFusionError::NotImplemented(format!("incremental {k:?} with result type {t} over {s:?}"))),
+    })
+}
+
+fn finish_bool(kind: AggKind, trues: i64, falses: i64) -> Datum {
+    if trues + falses == 0 {
+        return Datum::Null;
+    }
+    match kind {
+        AggKind::BoolAnd => Datum::Bool(falses == 0),
+        _ => Datum::Bool(trues > 0),
+    }
+}

@@ -1,0 +1,290 @@
+//! Equi-joins (inner, left, right, full outer, semi, anti) with residual predicates; a cross
+//! join is the case without keys.
+//!
+//! State (under the operator's prefix): `<side: 'l'|'r'> <len-prefixed key> <row>` → i64
+//! multiplicity, for every row whose join key has no NULL (those never match and pass straight
+//! through the outer sides).
+//!
+//! Inner joins apply the delta rule ΔL⋈R + L⋈ΔR + ΔL⋈ΔR against the previous epoch's state.
+//! Outer, semi and anti joins recompute the output of each touched key from its old and new
+//! rows (a key's output depends on whether any match exists), which costs the size of that
+//! key's group, never the size of the inputs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::physical_expr::PhysicalExpr;
+use freshet_common::Datum;
+use freshet_sql::df_convert::{datum_at, rows_to_full_batch};
+use freshet_state::row_codec;
+
+use crate::delta::{consolidate, decode_count, encode, encode_count, push_len_prefixed, Delta};
+use crate::epoch::{state_err, EpochCtx};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+    LeftSemi,
+    LeftAnti,
+}
+
+#[derive(Debug)]
+pub struct JoinOp {
+    pub prefix: Vec<u8>,
+    pub kind: JoinKind,
+    pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
+    pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Residual predicate over `joined` (left columns then right columns).
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    pub left_width: usize,
+    pub right_width: usize,
+    /// Left columns then right columns, all nullable.
+    pub joined: SchemaRef,
+    /// The output: `joined`, or the left columns for semi/anti joins.
+    pub schema: SchemaRef,
+}
+
+type Rows = Vec<(Vec<Datum>, i64)>;
+
+/// One side's changes, split by key.
+struct SideChanges {
+    by_key: BTreeMap<Vec<u8>, Rows>,
+    null_keyed: Rows,
+}
+
+impl JoinOp {
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "Join: kind={:?} keys={} residual={}",
+            self.kind,
+            self.left_keys.len(),
+            self.filter.as_ref().map_or("none".to_owned(), |f| f.to_string())
+        )
+    }
+
+    fn side_prefix(&self, side: u8, key: &[u8]) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.push(side);
+        push_len_prefixed(&mut k, key);
+        k
+    }
+
+    pub fn apply(&self, left: Option<Delta>, right: Option<Delta>, ctx: &mut EpochCtx<'_>) -> Result<Option<Delta>> {
+        let l = self.split(left.as_ref(), &self.left_keys)?;
+        let r = self.split(right.as_ref(), &self.right_keys)?;
+        let mut out: Rows = Vec::new();
+        // NULL keys match nothing: such rows only appear padded on an outer side.
+        for (row, w) in &l.null_keyed {
+            match self.kind {
+                JoinKind::Left | JoinKind::Full => out.push((self.pad_left(row), *w)),
+                JoinKind::LeftAnti => out.push((row.clone(), *w)),
+                _ => {}
+            }
+        }
+        for (row, w) in &r.null_keyed {
+            if matches!(self.kind, JoinKind::Right | JoinKind::Full) {
+                out.push((self.pad_right(row), *w));
+            }
+        }
+        let mut keys: Vec<&Vec<u8>> = l.by_key.keys().chain(r.by_key.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            let dl = l.by_key.get(key);
+            let dr = r.by_key.get(key);
+            if self.kind == JoinKind::Inner {
+                if let Some(dl) = dl {
+                    let r_old = self.load(b'r', key, ctx)?;
+                    out.extend(self.inner_pairs(dl, &r_old)?);
+                }
+                if let Some(dr) = dr {
+                    let l_old = self.load(b'l', key, ctx)?;
+                    out.extend(self.inner_pairs(&l_old, dr)?);
+                }
+                if let (Some(dl), Some(dr)) = (dl, dr) {
+                    out.extend(self.inner_pairs(dl, dr)?);
+                }
+            } else {
+                let l_old = self.load(b'l', key, ctx)?;
+                let r_old = self.load(b'r', key, ctx)?;
+                let l_new = merge(&l_old, dl);
+                let r_new = merge(&r_old, dr);
+                for (row, w) in self.output(&l_old, &r_old)? {
+                    out.push((row, -w));
+                }
+                out.extend(self.output(&l_new, &r_new)?);
+            }
+            if let Some(dl) = dl {
+                self.store(b'l', key, dl, ctx)?;
+            }
+            if let Some(dr) = dr {
+                self.store(b'r', key, dr, ctx)?;
+            }
+        }
+        let out: Rows = consolidate(out).into_iter().map(|(_, row, w)| (row, w)).collect();
+        if out.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Delta::from_rows(&out, &self.schema)?))
+    }
+
+    /// Rows of `d` by the encoding of their key values.
+    fn split(&self, d: Option<&Delta>, keys: &[Arc<dyn PhysicalExpr>]) -> Result<SideChanges> {
+        let mut sc = SideChanges { by_key: BTreeMap::new(), null_keyed: Vec::new() };
+        let Some(d) = d else { return Ok(sc) };
+        let n = d.len();
+        let key_cols: Vec<ArrayRef> = keys.iter().map(|e| e.evaluate(&d.batch)?.into_array(n)).collect::<Result<_>>()?;
+        for (i, (row, w)) in d.to_rows()?.into_iter().enumerate() {
+            let key: Vec<Datum> = key_cols.iter().map(|c| datum_at(c, i)).collect::<Result<_>>()?;
+            if key.iter().any(Datum::is_null) {
+                sc.null_keyed.push((row, w));
+            } else {
+                sc.by_key.entry(encode(&key)).or_default().push((row, w));
+            }
+        }
+        Ok(sc)
+    }
+
+    /// The stored rows of one side for `key`, as of the previous epoch.
+    fn load(&self, side: u8, key: &[u8], ctx: &EpochCtx<'_>) -> Result<Rows> {
+        let prefix = self.side_prefix(side, key);
+        let mut rows = Vec::new();
+        for (k, v) in ctx.snapshot.scan_prefix(&prefix).map_err(state_err)? {
+            let row = row_codec::decode_row(&k[prefix.len()..]).map_err(state_err)?;
+            rows.push((row, decode_count(&v)?));
+        }
+        Ok(rows)
+    }
+
+    /// Writes the new multiplicities of the rows `delta` changes.
+    fn store(&self, side: u8, key: &[u8], delta: &Rows, ctx: &mut EpochCtx<'_>) -> Result<()> {
+        let prefix = self.side_prefix(side, key);
+        let consolidated = consolidate(delta.clone());
+        let keys: Vec<Vec<u8>> = consolidated.iter().map(|(b, _, _)| [prefix.as_slice(), b].concat()).collect();
+        let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
+        for ((full, (_, _, w)), old) in keys.iter().zip(&consolidated).zip(olds) {
+            let n = old.map(|b| decode_count(&b)).transpose()?.unwrap_or(0) + w;
+            if n < 0 {
+                return Err(DataFusionError::Internal("join row count went negative".into()));
+            }
+            if n == 0 {
+                ctx.batch.delete(full);
+            } else {
+                ctx.batch.put(full, encode_count(n));
+            }
+        }
+        Ok(())
+    }
+
+    fn pad_left(&self, l: &[Datum]) -> Vec<Datum> {
+        let mut row = l.to_vec();
+        row.resize(self.left_width + self.right_width, Datum::Null);
+        row
+    }
+
+    fn pad_right(&self, r: &[Datum]) -> Vec<Datum> {
+        let mut row = vec![Datum::Null; self.left_width];
+        row.extend_from_slice(r);
+        row
+    }
+
+    /// Which (l, r) pairs satisfy the residual predicate, row-major.
+    fn matches(&self, l: &Rows, r: &Rows) -> Result<Vec<bool>> {
+        let n = l.len() * r.len();
+        let Some(filter) = &self.filter else { return Ok(vec![true; n]) };
+        if n == 0 {
+            return Ok(vec![]);
+        }
+        let mut pairs = Vec::with_capacity(n);
+        for (lr, _) in l {
+            for (rr, _) in r {
+                let mut row = lr.clone();
+                row.extend_from_slice(rr);
+                pairs.push(row);
+            }
+        }
+        let batch = rows_to_full_batch(&pairs, &self.joined)?;
+        let mask = filter.evaluate(&batch)?.into_array(n)?;
+        let mask = mask.as_boolean_opt().ok_or_else(|| DataFusionError::Internal("join filter is not boolean".into()))?;
+        Ok((0..n).map(|i| mask.is_valid(i) && mask.value(i)).collect())
+    }
+
+    fn inner_pairs(&self, l: &Rows, r: &Rows) -> Result<Rows> {
+        let m = self.matches(l, r)?;
+        let mut out = Vec::new();
+        for (i, (lr, lw)) in l.iter().enumerate() {
+            for (j, (rr, rw)) in r.iter().enumerate() {
+                if m[i * r.len() + j] {
+                    let mut row = lr.clone();
+                    row.extend_from_slice(rr);
+                    out.push((row, lw * rw));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The full output for one key's rows (multiplicities positive).
+    fn output(&self, l: &Rows, r: &Rows) -> Result<Rows> {
+        let m = self.matches(l, r)?;
+        let mut out = Vec::new();
+        let mut right_matched = vec![false; r.len()];
+        for (i, (lr, lw)) in l.iter().enumerate() {
+            let mut any = false;
+            for (j, (rr, rw)) in r.iter().enumerate() {
+                if m[i * r.len() + j] {
+                    any = true;
+                    right_matched[j] = true;
+                    if matches!(self.kind, JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full) {
+                        let mut row = lr.clone();
+                        row.extend_from_slice(rr);
+                        out.push((row, lw * rw));
+                    }
+                }
+            }
+            match self.kind {
+                JoinKind::Left | JoinKind::Full if !any => out.push((self.pad_left(lr), *lw)),
+                JoinKind::LeftSemi if any => out.push((lr.clone(), *lw)),
+                JoinKind::LeftAnti if !any => out.push((lr.clone(), *lw)),
+                _ => {}
+            }
+        }
+        if matches!(self.kind, JoinKind::Right | JoinKind::Full) {
+            for (j, (rr, rw)) in r.iter().enumerate() {
+                if !right_matched[j] {
+                    out.push((self.pad_right(rr), *rw));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `old` with `delta` applied (rows whose multiplicity reaches zero removed).
+fn merge(old: &Rows, delta: Option<&Rows>) -> Rows {
+    let Some(delta) = delta else { return old.clone() };
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut out: Rows = Vec::with_capacity(old.len() + delta.len());
+    for (row, w) in old.iter().chain(delta.iter()) {
+        let k = encode(row);
+        match index.get(&k) {
+            Some(&i) => out[i].1 += w,
+            None => {
+                index.insert(k, out.len());
+                out.push((row.clone(), *w));
+            }
+        }
+    }
+    out.retain(|(_, w)| *w > 0);
+    out
+}

@@ -1,0 +1,181 @@
+//! Materialized views: a dataflow plus its durable contents, and the registry that runs every
+//! view's dataflow for each epoch.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::error::{DataFusionError, Result};
+use freshet_common::{Datum, TableId};
+use freshet_state::{row_codec, table_prefix, view_prefix, Snapshot, WriteBatch};
+
+use crate::delta::{consolidate, decode_count, encode_count};
+use crate::epoch::{state_err, EpochChanges, EpochCtx};
+use crate::ops::Node;
+
+/// A view's running dataflow.
+#[derive(Debug)]
+pub struct MaterializedView {
+    pub id: TableId,
+    pub name: String,
+    /// The output columns.
+    pub schema: SchemaRef,
+    pub root: Node,
+    /// Tables and views it reads (deduplicated).
+    pub inputs: Vec<TableId>,
+}
+
+impl MaterializedView {
+    pub fn new(id: TableId, name: String, schema: SchemaRef, root: Node) -> Self {
+        let mut inputs = Vec::new();
+        root.relations(&mut inputs);
+        inputs.sort();
+        inputs.dedup();
+        Self { id, name, schema, root, inputs }
+    }
+
+    /// Runs one epoch through the dataflow and applies the result to the view's contents.
+    /// Returns the view's own changes (consolidated), for views that read this one.
+    pub fn process(&self, changes: &EpochChanges, ctx: &mut EpochCtx<'_>) -> Result<Vec<(Vec<Datum>, i64)>> {
+        let Some(delta) = self.root.eval(changes, ctx)? else { return Ok(vec![]) };
+        let rows = consolidate(delta.to_rows()?);
+        let prefix = view_prefix(self.id);
+        let keys: Vec<Vec<u8>> = rows.iter().map(|(b, _, _)| [prefix.as_slice(), b].concat()).collect();
+        let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
+        for ((key, (_, _, w)), old) in keys.iter().zip(&rows).zip(olds) {
+            let n = old.map(|b| decode_count(&b)).transpose()?.unwrap_or(0) + w;
+            if n < 0 {
+                return Err(DataFusionError::Internal(format!("view \"{}\" would hold a row a negative number of times", self.name)));
+            }
+            if n == 0 {
+                ctx.batch.delete(key);
+            } else {
+                ctx.batch.put(key, encode_count(n));
+            }
+        }
+        Ok(rows.into_iter().map(|(_, row, w)| (row, w)).collect())
+    }
+
+    /// The dataflow, one operator per line.
+    pub fn explain(&self) -> String {
+        let mut s = String::new();
+        self.root.explain(0, &mut s);
+        s
+    }
+}
+
+/// Every running view, in creation (= dependency) order.
+#[derive(Debug, Default)]
+pub struct Dataflows {
+    views: RwLock<BTreeMap<TableId, Arc<MaterializedView>>>,
+}
+
+impl Dataflows {
+    pub fn insert(&self, view: Arc<MaterializedView>) {
+        self.write().insert(view.id, view);
+    }
+
+    pub fn remove(&self, id: TableId) {
+        self.write().remove(&id);
+    }
+
+    pub fn get(&self, id: TableId) -> Option<Arc<MaterializedView>> {
+        self.read().get(&id).cloned()
+    }
+
+    /// Views that read `id` directly.
+    pub fn dependents(&self, id: TableId) -> Vec<Arc<MaterializedView>> {
+        self.read().values().filter(|v| v.inputs.contains(&id)).cloned().collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Whether any view reads `table` (directly or through views).
+    pub fn reads(&self, table: TableId) -> bool {
+        self.read().values().any(|v| v.inputs.contains(&table))
+    }
+
+    /// Runs one epoch: `changes` to base tables flow through every view that depends on them,
+    /// in dependency order. All state and contents writes go into `batch`, to be committed
+    /// with the base-table writes. `snapshot` must be the state the epoch starts from.
+    pub fn process(&self, mut changes: EpochChanges, snapshot: &Snapshot, batch: &mut WriteBatch) -> Result<()> {
+        let views: Vec<Arc<MaterializedView>> = self.read().values().cloned().collect();
+        let mut changed: HashSet<TableId> = changes.tables.iter().filter(|(_, r)| !r.is_empty()).map(|(id, _)| *id).collect();
+        for view in views {
+            if !view.inputs.iter().any(|i| changed.contains(i)) {
+                continue;
+            }
+            let mut ctx = EpochCtx { snapshot, batch, initial: false };
+            let out = view.process(&changes, &mut ctx)?;
+            if !out.is_empty() {
+                changed.insert(view.id);
+                changes.tables.insert(view.id, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills a new view from the committed state in `snapshot`: every input's current rows
+    /// flow in as one initial epoch.
+    pub fn backfill(&self, view: &MaterializedView, snapshot: &Snapshot, batch: &mut WriteBatch) -> Result<()> {
+        let mut changes = EpochChanges::default();
+        for &input in &view.inputs {
+            let rows = if self.get(input).is_some() {
+                read_view_rows(snapshot, input)?
+            } else {
+                read_table_rows(snapshot, input)?
+            };
+            changes.tables.insert(input, rows);
+        }
+        let mut ctx = EpochCtx { snapshot, batch, initial: true };
+        view.process(&changes, &mut ctx)?;
+        Ok(())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<TableId, Arc<MaterializedView>>> {
+        self.views.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<TableId, Arc<MaterializedView>>> {
+        self.views.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A table's rows, each once.
+pub fn read_table_rows(snapshot: &Snapshot, table: TableId) -> Result<Vec<(Vec<Datum>, i64)>> {
+    let mut rows = Vec::new();
+    snapshot
+        .for_each_page(&table_prefix(table), 4096, |page| {
+            for (_, v) in page {
+                rows.push((row_codec::decode_row(&v)?, 1));
+            }
+            Ok(())
+        })
+        .map_err(state_err)?;
+    Ok(rows)
+}
+
+/// A view's distinct rows with their multiplicities.
+pub fn read_view_rows(snapshot: &Snapshot, view: TableId) -> Result<Vec<(Vec<Datum>, i64)>> {
+    let prefix = view_prefix(view);
+    let mut rows = Vec::new();
+    let mut bad = None;
+    snapshot
+        .for_each_page(&prefix, 4096, |page| {
+            for (k, v) in page {
+                let row = row_codec::decode_row(&k[prefix.len()..])?;
+                match decode_count(&v) {
+                    Ok(n) => rows.push((row, n)),
+                    Err(e) => bad = Some(e),
+                }
+            }
+            Ok(())
+        })
+        .map_err(state_err)?;
+    match bad {
+        Some(e) => Err(e),
+        None => Ok(rows),
+    }
+}

@@ -1,0 +1,186 @@
+//! Materialized view lifecycle: CREATE (plan, lower, backfill, commit with the catalog entry),
+//! DROP (with dependents: 2BP01 or CASCADE), and rebuilding dataflows at startup from their
+//! persisted SQL without reading any data.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use freshet_catalog::{ColumnDef, ViewDef, DEFAULT_SCHEMA};
+use freshet_common::{PgError, SqlState, TableId};
+use freshet_dataflow::{check_deterministic, nullable, Lowering, MaterializedView, Relations};
+use freshet_sql::ast;
+use freshet_sql::error::map_df_error;
+use freshet_state::WriteBatch;
+
+use crate::engine::Engine;
+use crate::query::table_schema;
+
+impl Relations for Engine {
+    fn resolve(&self, name: &str) -> Option<(TableId, SchemaRef)> {
+        if let Some(def) = self.catalog.table(name) {
+            return Some((def.id, Arc::new(table_schema(&def))));
+        }
+        let view = self.catalog.view(name)?;
+        self.dataflows.get(view.id).map(|v| (v.id, Arc::clone(&v.schema)))
+    }
+}
+
+/// Plans `query` and lowers it into view `id`'s dataflow.
+pub async fn build(
+    engine: &Engine,
+    state: &SessionState,
+    id: TableId,
+    name: &str,
+    columns: &[String],
+    query: &ast::Query,
+) -> Result<MaterializedView, PgError> {
+    let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
+    let plan = state.statement_to_plan(stmt).await.map_err(|e| map_df_error(&e))?;
+    if matches!(plan, LogicalPlan::Dml(_) | LogicalPlan::Ddl(_)) {
+        return Err(PgError::new(SqlState::SYNTAX_ERROR, "a materialized view must be defined by a query"));
+    }
+    check_deterministic(&plan).map_err(|e| map_df_error(&e))?;
+    let optimized = state.optimize(&plan).map_err(|e| map_df_error(&e))?;
+    let root = Lowering::new(id, state.execution_props(), engine).lower(&optimized).map_err(|e| map_df_error(&e))?;
+    // Output columns: the query's names, or the ones the statement lists.
+    let out = nullable(optimized.schema().inner());
+    if !columns.is_empty() && columns.len() != out.fields().len() {
+        return Err(PgError::new(SqlState::SYNTAX_ERROR, "materialized view column list does not match the query's columns"));
+    }
+    let mut fields = Vec::with_capacity(out.fields().len());
+    let mut seen = HashSet::new();
+    for (i, f) in out.fields().iter().enumerate() {
+        let fname = columns.get(i).cloned().unwrap_or_else(|| pg_column_name(f.name()));
+        if !seen.insert(fname.clone()) {
+            return Err(PgError::new(SqlState::DUPLICATE_COLUMN, format!("column \"{fname}\" specified more than once")));
+        }
+        fields.push(f.as_ref().clone().with_name(fname));
+    }
+    let schema = Arc::new(Schema::new_with_metadata(fields, out.metadata().clone()));
+    Ok(MaterializedView::new(id, name.to_owned(), schema, root))
+}
+
+/// PostgreSQL's name for an unaliased output column: a function call is named after the
+/// function (`count(*)` → `count`), a qualified column after the column; DataFusion names
+/// them after the whole expression.
+fn pg_column_name(name: &str) -> String {
+    match name.split_once('(') {
+        Some((func, _)) if !func.is_empty() && func.chars().all(|c| c.is_alphanumeric() || c == '_') => func.to_lowercase(),
+        _ => name.to_owned(),
+    }
+}
+
+/// The catalog entry for a built view.
+fn view_def(view: &MaterializedView, sql: String) -> Result<ViewDef, PgError> {
+    let mut columns = Vec::with_capacity(view.schema.fields().len());
+    for f in view.schema.fields() {
+        let ty = freshet_sql::types::sql_type_of(f)
+            .ok_or_else(|| PgError::not_supported(format!("a view column of type {}", f.data_type())))?;
+        columns.push(ColumnDef { name: f.name().clone(), ty, not_null: false });
+    }
+    Ok(ViewDef {
+        id: view.id,
+        schema: DEFAULT_SCHEMA.to_owned(),
+        name: view.name.clone(),
+        sql,
+        columns,
+        inputs: view.inputs.clone(),
+    })
+}
+
+/// `CREATE MATERIALIZED VIEW`: under the writer lock, build the dataflow, backfill it from the
+/// latest committed state and commit state, contents and catalog entry in one write batch.
+/// With `explain`, returns the dataflow instead.
+pub async fn create(
+    engine: &Arc<Engine>,
+    state: &SessionState,
+    name: &str,
+    if_not_exists: bool,
+    columns: &[String],
+    query: &ast::Query,
+    sql: String,
+    explain: bool,
+) -> Result<Option<String>, PgError> {
+    let _w = engine.begin_write().await;
+    if !explain && engine.catalog.name_taken(name) {
+        if if_not_exists && engine.catalog.view(name).is_some() {
+            return Ok(None);
+        }
+        return Err(PgError::new(SqlState::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
+    }
+    let id = engine.catalog.peek_next_id();
+    let view = build(engine, state, id, name, columns, query).await?;
+    if explain {
+        return Ok(Some(view.explain()));
+    }
+    let def = view_def(&view, sql)?;
+    let mut batch = WriteBatch::default();
+    let snapshot = engine.store.snapshot();
+    engine.dataflows.backfill(&view, &snapshot, &mut batch).map_err(|e| map_df_error(&e))?;
+    engine.catalog.create_view(def, batch).map_err(crate::session::user_error)?;
+    engine.dataflows.insert(Arc::new(view));
+    Ok(None)
+}
+
+/// Every view that reads any of `roots`, directly or through other views, in dependency
+/// order (readers after what they read).
+pub fn dependents_closure(engine: &Engine, roots: &[TableId]) -> Vec<Arc<ViewDef>> {
+    let mut ids: HashSet<TableId> = roots.iter().copied().collect();
+    let mut out = Vec::new();
+    // Views are in id order and a view only reads older ids: one pass suffices.
+    for v in engine.catalog.views() {
+        if v.inputs.iter().any(|i| ids.contains(i)) {
+            ids.insert(v.id);
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Refuses (2BP01) or, with `cascade`, lists the dependents of dropping `roots`.
+pub fn check_dependents(engine: &Engine, roots: &[(TableId, String)], cascade: bool) -> Result<Vec<Arc<ViewDef>>, PgError> {
+    let ids: Vec<TableId> = roots.iter().map(|(id, _)| *id).collect();
+    let deps: Vec<Arc<ViewDef>> = dependents_closure(engine, &ids).into_iter().filter(|d| !ids.contains(&d.id)).collect();
+    if let Some(first) = deps.first() {
+        if !cascade {
+            let what = roots.iter().find(|(id, _)| first.inputs.contains(id)).map_or_else(|| roots[0].1.clone(), |(_, n)| n.clone());
+            return Err(PgError::new(
+                SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                format!("cannot drop {what} because other objects depend on it"),
+            )
+            .with_detail(format!("materialized view {} depends on {what}", first.name))
+            .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+        }
+    }
+    Ok(deps)
+}
+
+/// Drops views (already checked) from the catalog and the running dataflows.
+pub fn drop_views(engine: &Engine, defs: &[Arc<ViewDef>]) -> Result<(), PgError> {
+    let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
+    engine.catalog.drop_views(&names).map_err(crate::session::user_error)?;
+    for d in defs {
+        engine.dataflows.remove(d.id);
+    }
+    Ok(())
+}
+
+/// Rebuilds every persisted view's dataflow from its SQL. Reads no rows: the views' state and
+/// contents are already in the store.
+pub async fn load_all(engine: &Arc<Engine>, state: &SessionState) -> anyhow::Result<()> {
+    for def in engine.catalog.views() {
+        let query = match freshet_sql::parse(&def.sql).map_err(|e| anyhow::anyhow!("{e}"))?.pop() {
+            Some(ast::Statement::Query(q)) => q,
+            _ => anyhow::bail!("view {} has a corrupt definition", def.name),
+        };
+        let columns: Vec<String> = def.columns.iter().map(|c| c.name.clone()).collect();
+        let view = build(engine, state, def.id, &def.name, &columns, &query)
+            .await
+            .map_err(|e| anyhow::anyhow!("rebuilding materialized view {}: {e}", def.name))?;
+        engine.dataflows.insert(Arc::new(view));
+    }
+    Ok(())
+}
