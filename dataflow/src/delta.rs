@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
-use datafusion::arrow::array::BooleanArray;
+use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::Result;
 use freshet_common::Datum;
@@ -42,7 +42,10 @@ impl Delta {
 
     /// The rows where `mask` is true (NULL counts as false).
     pub fn filter(&self, mask: &BooleanArray) -> Result<Delta> {
-        let mask = datafusion::arrow::compute::prep_null_mask_filter(mask);
+        let mask = match mask.nulls() {
+            Some(_) => datafusion::arrow::compute::prep_null_mask_filter(mask),
+            None => mask.clone(),
+        };
         let batch = filter_record_batch(&self.batch, &mask)?;
         let weights = self.weights.iter().zip(mask.values().iter()).filter(|(_, m)| *m).map(|(w, _)| *w).collect();
         Ok(Delta { batch, weights })

@@ -126,9 +126,6 @@ impl<'a> Lowering<'a> {
             }
             LogicalPlan::Distinct(Distinct::On(_)) => Err(unsupported("DISTINCT ON")),
             LogicalPlan::Join(j) => {
-                if j.null_equality == NullEquality::NullEqualsNull {
-                    return Err(unsupported("joins on IS NOT DISTINCT FROM"));
-                }
                 let kind = match j.join_type {
                     JoinType::Inner => JoinKind::Inner,
                     JoinType::Left => JoinKind::Left,
@@ -155,6 +152,7 @@ impl<'a> Lowering<'a> {
                 let op = JoinOp {
                     prefix: self.op_prefix(),
                     kind,
+                    null_equal: j.null_equality == NullEquality::NullEqualsNull,
                     left_keys,
                     right_keys,
                     filter,

@@ -38,6 +38,8 @@ pub enum JoinKind {
 pub struct JoinOp {
     pub prefix: Vec<u8>,
     pub kind: JoinKind,
+    /// Keys compare with IS NOT DISTINCT FROM (EXCEPT, INTERSECT): NULL matches NULL.
+    pub null_equal: bool,
     pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
     pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
     /// Residual predicate over `joined` (left columns then right columns).
@@ -146,7 +148,7 @@ impl JoinOp {
         let key_cols: Vec<ArrayRef> = keys.iter().map(|e| e.evaluate(&d.batch)?.into_array(n)).collect::<Result<_>>()?;
         for (i, (row, w)) in d.to_rows()?.into_iter().enumerate() {
             let key: Vec<Datum> = key_cols.iter().map(|c| datum_at(c, i)).collect::<Result<_>>()?;
-            if key.iter().any(Datum::is_null) {
+            if !self.null_equal && key.iter().any(Datum::is_null) {
                 sc.null_keyed.push((row, w));
             } else {
                 sc.by_key.entry(encode(&key)).or_default().push((row, w));
