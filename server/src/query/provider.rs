@@ -18,6 +18,16 @@ use crate::engine::Engine;
 #[derive(Debug)]
 pub struct StatementSnapshot(pub Arc<Snapshot>);
 
+impl StatementSnapshot {
+    /// The running statement's snapshot, or a fresh one outside a statement.
+    pub fn of(state: &dyn datafusion::catalog::Session, engine: &Engine) -> Arc<Snapshot> {
+        match state.config().get_extension::<StatementSnapshot>() {
+            Some(s) => Arc::clone(&s.0),
+            None => Arc::new(engine.store.snapshot()),
+        }
+    }
+}
+
 /// The `freshet` catalog: `public` (our tables) plus schemas others register (`pg_catalog`).
 #[derive(Debug)]
 pub struct FreshetCatalogProvider {

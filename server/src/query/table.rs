@@ -76,10 +76,7 @@ impl TableProvider for StoredTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = match state.config().get_extension::<StatementSnapshot>() {
-            Some(s) => Arc::clone(&s.0),
-            None => Arc::new(self.engine.store.snapshot()),
-        };
+        let snapshot = StatementSnapshot::of(state, &self.engine);
         let columns: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),

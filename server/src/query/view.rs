@@ -49,10 +49,7 @@ impl TableProvider for ViewTable {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = match state.config().get_extension::<StatementSnapshot>() {
-            Some(s) => Arc::clone(&s.0),
-            None => Arc::new(self.engine.store.snapshot()),
-        };
+        let snapshot = StatementSnapshot::of(state, &self.engine);
         let stored = freshet_dataflow::read_view_rows(&snapshot, self.view.id)?;
         let mut batches = Vec::new();
         let mut rows: Vec<Vec<Datum>> = Vec::new();
