@@ -65,8 +65,7 @@ pub fn consolidate(rows: Vec<(Vec<Datum>, i64)>) -> Vec<(Vec<u8>, Vec<Datum>, i6
     let mut index: HashMap<Vec<u8>, usize> = HashMap::with_capacity(rows.len());
     let mut out: Vec<(Vec<u8>, Vec<Datum>, i64)> = Vec::with_capacity(rows.len());
     for (row, w) in rows {
-        let mut key = Vec::new();
-        row_codec::encode_row(&row, &mut key);
+        let key = encode(&row);
         match index.get(&key) {
             Some(&i) => out[i].2 += w,
             None => {

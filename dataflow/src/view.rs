@@ -83,11 +83,6 @@ impl Dataflows {
         self.read().get(&id).cloned()
     }
 
-    /// Views that read `id` directly.
-    pub fn dependents(&self, id: TableId) -> Vec<Arc<MaterializedView>> {
-        self.read().values().filter(|v| v.inputs.contains(&id)).cloned().collect()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.read().is_empty()
     }

@@ -233,9 +233,13 @@ impl Session {
     async fn drop_views(&self, names: &[String], if_exists: bool, cascade: bool) -> Result<Outcome, PgError> {
         let _w = self.engine.begin_write().await;
         let mut roots = Vec::new();
+        let mut all = Vec::new();
         for name in names {
             match self.engine.catalog.view(name) {
-                Some(def) => roots.push((def.id, format!("materialized view {name}"))),
+                Some(def) => {
+                    roots.push((def.id, format!("materialized view {name}")));
+                    all.push(def);
+                }
                 None if if_exists => {}
                 None => {
                     return Err(PgError::new(
@@ -245,10 +249,7 @@ impl Session {
                 }
             }
         }
-        let deps = crate::views::check_dependents(&self.engine, &roots, cascade)?;
-        let mut all: Vec<Arc<freshet_catalog::ViewDef>> =
-            roots.iter().filter_map(|(id, _)| self.engine.catalog.views().into_iter().find(|v| v.id == *id)).collect();
-        all.extend(deps);
+        all.extend(crate::views::check_dependents(&self.engine, &roots, cascade)?);
         crate::views::drop_views(&self.engine, &all)?;
         Ok(Outcome::Command { tag: "DROP MATERIALIZED VIEW", rows: None })
     }

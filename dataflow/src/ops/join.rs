@@ -10,7 +10,7 @@
 //! rows (a key's output depends on whether any match exists), which costs the size of that
 //! key's group, never the size of the inputs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
@@ -275,18 +275,6 @@ impl JoinOp {
 /// `old` with `delta` applied (rows whose multiplicity reaches zero removed).
 fn merge(old: &Rows, delta: Option<&Rows>) -> Rows {
     let Some(delta) = delta else { return old.clone() };
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut out: Rows = Vec::with_capacity(old.len() + delta.len());
-    for (row, w) in old.iter().chain(delta.iter()) {
-        let k = encode(row);
-        match index.get(&k) {
-            Some(&i) => out[i].1 += w,
-            None => {
-                index.insert(k, out.len());
-                out.push((row.clone(), *w));
-            }
-        }
-    }
-    out.retain(|(_, w)| *w > 0);
-    out
+    let all: Rows = old.iter().chain(delta.iter()).cloned().collect();
+    consolidate(all).into_iter().filter(|(_, _, w)| *w > 0).map(|(_, row, w)| (row, w)).collect()
 }
