@@ -71,8 +71,15 @@ impl Catalog {
             Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| Error::Corrupt)?),
             None => 1,
         };
-        tracing::info!(tables = inner.tables.len(), views = inner.views.len(), "catalog loaded");
-        Ok(Catalog { store, inner: RwLock::new(inner) })
+        tracing::info!(
+            tables = inner.tables.len(),
+            views = inner.views.len(),
+            "catalog loaded"
+        );
+        Ok(Catalog {
+            store,
+            inner: RwLock::new(inner),
+        })
     }
 
     /// The table called `name`, if it exists.
@@ -86,7 +93,11 @@ impl Catalog {
     }
 
     /// Creates a table. `def.id` is ignored: the catalog assigns the id.
-    pub fn create_table(&self, mut def: TableDef, if_not_exists: bool) -> Result<(CreateOutcome, Arc<TableDef>)> {
+    pub fn create_table(
+        &self,
+        mut def: TableDef,
+        if_not_exists: bool,
+    ) -> Result<(CreateOutcome, Arc<TableDef>)> {
         def.validate()?;
         let mut inner = self.write();
         if let Some(existing) = inner.tables.get(&def.name) {
@@ -101,7 +112,10 @@ impl Catalog {
         def.id = TableId(inner.next_id);
         let mut batch = WriteBatch::default();
         batch.put(meta_key(NEXT_ID_KEY), (inner.next_id + 1).to_be_bytes());
-        batch.put(table_key(def.id), serde_json::to_vec(&def).map_err(Error::Decode)?);
+        batch.put(
+            table_key(def.id),
+            serde_json::to_vec(&def).map_err(Error::Decode)?,
+        );
         // A fresh id owns no rows, but clear the range anyway so a reused data dir cannot leak.
         Store::delete_prefix(&mut batch, &table_prefix(def.id));
         self.store.write(batch)?;
@@ -166,7 +180,10 @@ impl Catalog {
             return Err(Error::Corrupt);
         }
         batch.put(meta_key(NEXT_ID_KEY), (inner.next_id + 1).to_be_bytes());
-        batch.put(view_key(def.id), serde_json::to_vec(&def).map_err(Error::Decode)?);
+        batch.put(
+            view_key(def.id),
+            serde_json::to_vec(&def).map_err(Error::Decode)?,
+        );
         self.store.write(batch)?;
         inner.next_id += 1;
         let def = Arc::new(def);
@@ -180,7 +197,10 @@ impl Catalog {
         let mut inner = self.write();
         let mut batch = WriteBatch::default();
         for name in names {
-            let def = inner.views.get(name).ok_or_else(|| Error::UndefinedTable(name.clone()))?;
+            let def = inner
+                .views
+                .get(name)
+                .ok_or_else(|| Error::UndefinedTable(name.clone()))?;
             batch.delete(view_key(def.id));
             Store::delete_prefix(&mut batch, &freshet_state::view_prefix(def.id));
             Store::delete_prefix(&mut batch, &freshet_state::view_state_prefix(def.id));
@@ -196,11 +216,15 @@ impl Catalog {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         // A poisoned lock means a panic mid-update of the in-memory map; the persisted state is
         // intact, and the map is only replaced whole, so reading on is safe.
-        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -228,7 +252,11 @@ mod tests {
             id: TableId(0),
             schema: DEFAULT_SCHEMA.into(),
             name: name.into(),
-            columns: vec![ColumnDef { name: "a".into(), ty: SqlType::Int4, not_null: true }],
+            columns: vec![ColumnDef {
+                name: "a".into(),
+                ty: SqlType::Int4,
+                not_null: true,
+            }],
             primary_key: vec![0],
         }
     }
@@ -239,8 +267,14 @@ mod tests {
         let store = Store::open(dir.path(), &StateConfig::for_test()).unwrap();
         let cat = Catalog::open(store.clone()).unwrap();
         let (_, t1) = cat.create_table(def("t1"), false).unwrap();
-        assert!(matches!(cat.create_table(def("t1"), false), Err(Error::DuplicateTable(_))));
-        assert_eq!(cat.create_table(def("t1"), true).unwrap().0, CreateOutcome::AlreadyExists);
+        assert!(matches!(
+            cat.create_table(def("t1"), false),
+            Err(Error::DuplicateTable(_))
+        ));
+        assert_eq!(
+            cat.create_table(def("t1"), true).unwrap().0,
+            CreateOutcome::AlreadyExists
+        );
         cat.drop_table("t1", false).unwrap();
         let (_, t2) = cat.create_table(def("t2"), false).unwrap();
         assert!(t2.id > t1.id);

@@ -21,7 +21,11 @@ pub enum Datum {
     Time(i64),
     /// Microseconds since the Unix epoch (UTC for `timestamptz`).
     Timestamp(i64),
-    Interval { months: i32, days: i32, nanos: i64 },
+    Interval {
+        months: i32,
+        days: i32,
+        nanos: i64,
+    },
     List(Vec<Datum>),
 }
 

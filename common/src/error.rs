@@ -79,7 +79,12 @@ pub struct PgError {
 impl PgError {
     /// An error with a SQLSTATE and a primary message.
     pub fn new(sqlstate: SqlState, message: impl Into<String>) -> Self {
-        Self { sqlstate, message: message.into(), detail: None, hint: None }
+        Self {
+            sqlstate,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
     }
 
     /// Adds a detail sentence.
@@ -96,7 +101,10 @@ impl PgError {
 
     /// `0A000` naming the unsupported construct.
     pub fn not_supported(what: impl fmt::Display) -> Self {
-        Self::new(SqlState::FEATURE_NOT_SUPPORTED, format!("{what} is not supported"))
+        Self::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            format!("{what} is not supported"),
+        )
     }
 
     /// `XX000`: a bug of ours; the message says so.

@@ -14,7 +14,10 @@ pub enum SqlType {
     Float4,
     Float8,
     /// `numeric(precision, scale)`; an unconstrained `numeric` is stored as (38, 10).
-    Numeric { precision: u8, scale: i8 },
+    Numeric {
+        precision: u8,
+        scale: i8,
+    },
     Text,
     /// `varchar(n)` / `character varying(n)`; `None` for an unbounded varchar.
     Varchar(Option<u32>),

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::array::{Array, BooleanArray};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::Result;
 use freshet_common::Datum;
@@ -24,12 +24,18 @@ impl Delta {
     pub fn from_rows(rows: &[(Vec<Datum>, i64)], schema: &SchemaRef) -> Result<Delta> {
         let datums: Vec<Vec<Datum>> = rows.iter().map(|(r, _)| r.clone()).collect();
         let batch = rows_to_full_batch(&datums, schema)?;
-        Ok(Delta { batch, weights: rows.iter().map(|(_, w)| *w).collect() })
+        Ok(Delta {
+            batch,
+            weights: rows.iter().map(|(_, w)| *w).collect(),
+        })
     }
 
     /// The changes as datum rows.
     pub fn to_rows(&self) -> Result<Vec<(Vec<Datum>, i64)>> {
-        Ok(batch_to_rows(&self.batch)?.into_iter().zip(self.weights.iter().copied()).collect())
+        Ok(batch_to_rows(&self.batch)?
+            .into_iter()
+            .zip(self.weights.iter().copied())
+            .collect())
     }
 
     pub fn len(&self) -> usize {
@@ -47,7 +53,13 @@ impl Delta {
             None => mask.clone(),
         };
         let batch = filter_record_batch(&self.batch, &mask)?;
-        let weights = self.weights.iter().zip(mask.values().iter()).filter(|(_, m)| *m).map(|(w, _)| *w).collect();
+        let weights = self
+            .weights
+            .iter()
+            .zip(mask.values().iter())
+            .filter(|(_, m)| *m)
+            .map(|(w, _)| *w)
+            .collect();
         Ok(Delta { batch, weights })
     }
 
@@ -55,7 +67,10 @@ impl Delta {
     pub fn concat(schema: &SchemaRef, parts: Vec<Delta>) -> Result<Delta> {
         let batches: Vec<&RecordBatch> = parts.iter().map(|d| &d.batch).collect();
         let batch = concat_batches(schema, batches)?;
-        Ok(Delta { batch, weights: parts.into_iter().flat_map(|d| d.weights).collect() })
+        Ok(Delta {
+            batch,
+            weights: parts.into_iter().flat_map(|d| d.weights).collect(),
+        })
     }
 }
 
@@ -99,6 +114,8 @@ pub fn encode_count(n: i64) -> [u8; 8] {
 
 /// Reads a stored i64 multiplicity.
 pub fn decode_count(b: &[u8]) -> Result<i64> {
-    let arr: [u8; 8] = b.try_into().map_err(|_| datafusion::error::DataFusionError::Internal("corrupt count in view state".into()))?;
+    let arr: [u8; 8] = b.try_into().map_err(|_| {
+        datafusion::error::DataFusionError::Internal("corrupt count in view state".into())
+    })?;
     Ok(i64::from_be_bytes(arr))
 }

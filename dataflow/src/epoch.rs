@@ -21,7 +21,10 @@ impl EpochChanges {
 
     /// Records `rows` changing by `weight` each in `table`.
     pub fn add(&mut self, table: TableId, rows: impl IntoIterator<Item = Vec<Datum>>, weight: i64) {
-        self.tables.entry(table).or_default().extend(rows.into_iter().map(|r| (r, weight)));
+        self.tables
+            .entry(table)
+            .or_default()
+            .extend(rows.into_iter().map(|r| (r, weight)));
     }
 }
 

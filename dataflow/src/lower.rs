@@ -12,9 +12,9 @@ use datafusion::common::{DFSchema, NullEquality};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, JoinType, LogicalPlan, Volatility};
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
-use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use freshet_common::{PgError, TableId};
 use freshet_state::operator_prefix;
 
@@ -27,7 +27,9 @@ pub trait Relations {
 
 /// 0A000 naming `what`, as a DataFusion error (the SQL layer unwraps it).
 pub fn unsupported(what: impl std::fmt::Display) -> DataFusionError {
-    DataFusionError::External(Box::new(PgError::not_supported(format!("{what} in a materialized view"))))
+    DataFusionError::External(Box::new(PgError::not_supported(format!(
+        "{what} in a materialized view"
+    ))))
 }
 
 /// Refuses expressions whose value is not a function of the row: a view maintained from
@@ -47,7 +49,11 @@ pub fn check_deterministic(plan: &LogicalPlan) -> Result<()> {
                 Ok(TreeNodeRecursion::Continue)
             })
         })?;
-        Ok(if bad.is_some() { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+        Ok(if bad.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
     })?;
     match bad {
         Some(name) => Err(unsupported(format!("non-deterministic function {name}()"))),
@@ -65,7 +71,12 @@ pub struct Lowering<'a> {
 
 impl<'a> Lowering<'a> {
     pub fn new(view: TableId, props: &'a ExecutionProps, relations: &'a dyn Relations) -> Self {
-        Self { view, next_op: 0, props, relations }
+        Self {
+            view,
+            next_op: 0,
+            props,
+            relations,
+        }
     }
 
     fn op_prefix(&mut self) -> Vec<u8> {
@@ -81,13 +92,24 @@ impl<'a> Lowering<'a> {
         match plan {
             LogicalPlan::Projection(p) => {
                 let input = self.lower(&p.input)?;
-                let exprs = p.expr.iter().map(|e| self.physical(e, p.input.schema())).collect::<Result<_>>()?;
-                Ok(Node::Project { input: Box::new(input), exprs, schema: nullable(p.schema.inner()) })
+                let exprs = p
+                    .expr
+                    .iter()
+                    .map(|e| self.physical(e, p.input.schema()))
+                    .collect::<Result<_>>()?;
+                Ok(Node::Project {
+                    input: Box::new(input),
+                    exprs,
+                    schema: nullable(p.schema.inner()),
+                })
             }
             LogicalPlan::Filter(f) => {
                 let input = self.lower(&f.input)?;
                 let predicate = self.physical(&f.predicate, f.input.schema())?;
-                Ok(Node::Filter { input: Box::new(input), predicate })
+                Ok(Node::Filter {
+                    input: Box::new(input),
+                    predicate,
+                })
             }
             LogicalPlan::TableScan(s) => {
                 if s.fetch.is_some() {
@@ -98,14 +120,25 @@ impl<'a> Lowering<'a> {
                     .relations
                     .resolve(&name)
                     .ok_or_else(|| unsupported(format!("reading relation \"{name}\"")))?;
-                let projection = s.projection.clone().unwrap_or_else(|| (0..full.fields().len()).collect());
+                let projection = s
+                    .projection
+                    .clone()
+                    .unwrap_or_else(|| (0..full.fields().len()).collect());
                 let schema = nullable(s.projected_schema.inner());
-                let mut node = Node::Scan { relation, name, projection, schema };
+                let mut node = Node::Scan {
+                    relation,
+                    name,
+                    projection,
+                    schema,
+                };
                 // Filters the provider took as inexact stay above the scan too; re-applying
                 // them is harmless and keeps exact ones correct.
                 if let Some(pred) = s.filters.iter().cloned().reduce(Expr::and) {
                     let predicate = self.physical(&pred, &s.projected_schema)?;
-                    node = Node::Filter { input: Box::new(node), predicate };
+                    node = Node::Filter {
+                        input: Box::new(node),
+                        predicate,
+                    };
                 }
                 Ok(node)
             }
@@ -119,9 +152,16 @@ impl<'a> Lowering<'a> {
             }
             LogicalPlan::Limit(_) => Err(unsupported("LIMIT/OFFSET")),
             LogicalPlan::Window(_) => Err(unsupported("window functions")),
-            LogicalPlan::Aggregate(a) => self.aggregate(&a.input, &a.group_expr, &a.aggr_expr, a.schema.inner()),
+            LogicalPlan::Aggregate(a) => {
+                self.aggregate(&a.input, &a.group_expr, &a.aggr_expr, a.schema.inner())
+            }
             LogicalPlan::Distinct(Distinct::All(input)) => {
-                let group: Vec<Expr> = input.schema().columns().into_iter().map(Expr::Column).collect();
+                let group: Vec<Expr> = input
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .map(Expr::Column)
+                    .collect();
                 self.aggregate(input, &group, &[], input.schema().inner())
             }
             LogicalPlan::Distinct(Distinct::On(_)) => Err(unsupported("DISTINCT ON")),
@@ -132,7 +172,9 @@ impl<'a> Lowering<'a> {
                     JoinType::Right => JoinKind::Right,
                     JoinType::Full => JoinKind::Full,
                     JoinType::LeftSemi => JoinKind::LeftSemi,
-                    JoinType::LeftAnti if j.null_aware => return Err(unsupported("NOT IN (subquery)")),
+                    JoinType::LeftAnti if j.null_aware => {
+                        return Err(unsupported("NOT IN (subquery)"))
+                    }
                     JoinType::LeftAnti => JoinKind::LeftAnti,
                     other => return Err(unsupported(format!("{other} join"))),
                 };
@@ -141,9 +183,19 @@ impl<'a> Lowering<'a> {
                 let ls = j.left.schema();
                 let rs = j.right.schema();
                 let joined_df = ls.join(rs)?;
-                let left_keys = j.on.iter().map(|(l, _)| self.physical(l, ls)).collect::<Result<_>>()?;
-                let right_keys = j.on.iter().map(|(_, r)| self.physical(r, rs)).collect::<Result<_>>()?;
-                let filter = j.filter.as_ref().map(|f| self.physical(f, &joined_df)).transpose()?;
+                let left_keys =
+                    j.on.iter()
+                        .map(|(l, _)| self.physical(l, ls))
+                        .collect::<Result<_>>()?;
+                let right_keys =
+                    j.on.iter()
+                        .map(|(_, r)| self.physical(r, rs))
+                        .collect::<Result<_>>()?;
+                let filter = j
+                    .filter
+                    .as_ref()
+                    .map(|f| self.physical(f, &joined_df))
+                    .transpose()?;
                 let joined = nullable(joined_df.inner());
                 let schema = match kind {
                     JoinKind::LeftSemi | JoinKind::LeftAnti => nullable(ls.inner()),
@@ -161,18 +213,36 @@ impl<'a> Lowering<'a> {
                     joined,
                     schema,
                 };
-                Ok(Node::Join { left: Box::new(left), right: Box::new(right), op })
+                Ok(Node::Join {
+                    left: Box::new(left),
+                    right: Box::new(right),
+                    op,
+                })
             }
             LogicalPlan::Union(u) => {
-                let inputs = u.inputs.iter().map(|i| self.lower(i)).collect::<Result<_>>()?;
-                Ok(Node::Union { inputs, schema: nullable(u.schema.inner()) })
+                let inputs = u
+                    .inputs
+                    .iter()
+                    .map(|i| self.lower(i))
+                    .collect::<Result<_>>()?;
+                Ok(Node::Union {
+                    inputs,
+                    schema: nullable(u.schema.inner()),
+                })
             }
             LogicalPlan::EmptyRelation(e) => {
                 let schema = nullable(e.schema.inner());
                 let rows = usize::from(e.produce_one_row);
-                let cols = schema.fields().iter().map(|f| datafusion::arrow::array::new_null_array(f.data_type(), rows)).collect();
-                let opts = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
-                Ok(Node::Constant { batch: RecordBatch::try_new_with_options(schema, cols, &opts)? })
+                let cols = schema
+                    .fields()
+                    .iter()
+                    .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), rows))
+                    .collect();
+                let opts =
+                    datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+                Ok(Node::Constant {
+                    batch: RecordBatch::try_new_with_options(schema, cols, &opts)?,
+                })
             }
             LogicalPlan::Values(v) => {
                 let schema = nullable(v.schema.inner());
@@ -184,7 +254,10 @@ impl<'a> Lowering<'a> {
                 let empty = DFSchema::empty();
                 let mut batches = Vec::new();
                 for row in &v.values {
-                    let exprs: Vec<Arc<dyn PhysicalExpr>> = row.iter().map(|e| self.physical(e, &empty)).collect::<Result<_>>()?;
+                    let exprs: Vec<Arc<dyn PhysicalExpr>> = row
+                        .iter()
+                        .map(|e| self.physical(e, &empty))
+                        .collect::<Result<_>>()?;
                     batches.push(crate::ops::project_batch(&one, &exprs, &schema)?);
                 }
                 let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
@@ -194,7 +267,13 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    fn aggregate(&mut self, input: &LogicalPlan, group_expr: &[Expr], aggr_expr: &[Expr], out: &SchemaRef) -> Result<Node> {
+    fn aggregate(
+        &mut self,
+        input: &LogicalPlan,
+        group_expr: &[Expr],
+        aggr_expr: &[Expr],
+        out: &SchemaRef,
+    ) -> Result<Node> {
         let in_schema = input.schema();
         let node = self.lower(input)?;
         let mut group = Vec::with_capacity(group_expr.len());
@@ -230,9 +309,16 @@ impl<'a> Lowering<'a> {
                 (n, false) => return Err(unsupported(format!("the aggregate function {n}"))),
             };
             if params.args.len() > 1 {
-                return Err(unsupported(format!("{name} with {} arguments", params.args.len())));
+                return Err(unsupported(format!(
+                    "{name} with {} arguments",
+                    params.args.len()
+                )));
             }
-            let arg = params.args.first().map(|a| self.physical(a, in_schema)).transpose()?;
+            let arg = params
+                .args
+                .first()
+                .map(|a| self.physical(a, in_schema))
+                .transpose()?;
             let arg_type = match params.args.first() {
                 Some(a) => a.to_field(in_schema)?.1.data_type().clone(),
                 None => DataType::Null,
@@ -243,12 +329,30 @@ impl<'a> Lowering<'a> {
             if matches!(kind, AggKind::Sum | AggKind::Avg) && !summable(&arg_type) {
                 return Err(unsupported(format!("{name} over {arg_type}")));
             }
-            let filter = params.filter.as_ref().map(|f| self.physical(f, in_schema)).transpose()?;
+            let filter = params
+                .filter
+                .as_ref()
+                .map(|f| self.physical(f, in_schema))
+                .transpose()?;
             let out_type = out.field(group_expr.len() + i).data_type().clone();
-            aggs.push(AggSpec { kind, arg, filter, arg_type, out_type });
+            aggs.push(AggSpec {
+                kind,
+                arg,
+                filter,
+                arg_type,
+                out_type,
+            });
         }
-        let op = AggregateOp { prefix: self.op_prefix(), group, aggs, schema: nullable(out) };
-        Ok(Node::Aggregate { input: Box::new(node), op })
+        let op = AggregateOp {
+            prefix: self.op_prefix(),
+            group,
+            aggs,
+            schema: nullable(out),
+        };
+        Ok(Node::Aggregate {
+            input: Box::new(node),
+            op,
+        })
     }
 }
 
@@ -269,11 +373,24 @@ fn orderable(t: &DataType) -> bool {
 }
 
 fn summable(t: &DataType) -> bool {
-    matches!(t, DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Int8 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..))
+    matches!(
+        t,
+        DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::Int8
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal128(..)
+    )
 }
 
 /// `schema` with every field nullable: deltas carry outer-join padding and empty aggregates.
 pub fn nullable(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }

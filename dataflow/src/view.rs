@@ -31,21 +31,39 @@ impl MaterializedView {
         root.relations(&mut inputs);
         inputs.sort();
         inputs.dedup();
-        Self { id, name, schema, root, inputs }
+        Self {
+            id,
+            name,
+            schema,
+            root,
+            inputs,
+        }
     }
 
     /// Runs one epoch through the dataflow and applies the result to the view's contents.
     /// Returns the view's own changes (consolidated), for views that read this one.
-    pub fn process(&self, changes: &EpochChanges, ctx: &mut EpochCtx<'_>) -> Result<Vec<(Vec<Datum>, i64)>> {
-        let Some(delta) = self.root.eval(changes, ctx)? else { return Ok(vec![]) };
+    pub fn process(
+        &self,
+        changes: &EpochChanges,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<Vec<(Vec<Datum>, i64)>> {
+        let Some(delta) = self.root.eval(changes, ctx)? else {
+            return Ok(vec![]);
+        };
         let rows = consolidate(delta.to_rows()?);
         let prefix = view_prefix(self.id);
-        let keys: Vec<Vec<u8>> = rows.iter().map(|(b, _, _)| [prefix.as_slice(), b].concat()).collect();
+        let keys: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|(b, _, _)| [prefix.as_slice(), b].concat())
+            .collect();
         let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
         for ((key, (_, _, w)), old) in keys.iter().zip(&rows).zip(olds) {
             let n = old.map(|b| decode_count(&b)).transpose()?.unwrap_or(0) + w;
             if n < 0 {
-                return Err(DataFusionError::Internal(format!("view \"{}\" would hold a row a negative number of times", self.name)));
+                return Err(DataFusionError::Internal(format!(
+                    "view \"{}\" would hold a row a negative number of times",
+                    self.name
+                )));
             }
             if n == 0 {
                 ctx.batch.delete(key);
@@ -95,14 +113,28 @@ impl Dataflows {
     /// Runs one epoch: `changes` to base tables flow through every view that depends on them,
     /// in dependency order. All state and contents writes go into `batch`, to be committed
     /// with the base-table writes. `snapshot` must be the state the epoch starts from.
-    pub fn process(&self, mut changes: EpochChanges, snapshot: &Snapshot, batch: &mut WriteBatch) -> Result<()> {
+    pub fn process(
+        &self,
+        mut changes: EpochChanges,
+        snapshot: &Snapshot,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
         let views: Vec<Arc<MaterializedView>> = self.read().values().cloned().collect();
-        let mut changed: HashSet<TableId> = changes.tables.iter().filter(|(_, r)| !r.is_empty()).map(|(id, _)| *id).collect();
+        let mut changed: HashSet<TableId> = changes
+            .tables
+            .iter()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
         for view in views {
             if !view.inputs.iter().any(|i| changed.contains(i)) {
                 continue;
             }
-            let mut ctx = EpochCtx { snapshot, batch, initial: false };
+            let mut ctx = EpochCtx {
+                snapshot,
+                batch,
+                initial: false,
+            };
             let out = view.process(&changes, &mut ctx)?;
             if !out.is_empty() {
                 changed.insert(view.id);
@@ -114,7 +146,12 @@ impl Dataflows {
 
     /// Fills a new view from the committed state in `snapshot`: every input's current rows
     /// flow in as one initial epoch.
-    pub fn backfill(&self, view: &MaterializedView, snapshot: &Snapshot, batch: &mut WriteBatch) -> Result<()> {
+    pub fn backfill(
+        &self,
+        view: &MaterializedView,
+        snapshot: &Snapshot,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
         let mut changes = EpochChanges::default();
         for &input in &view.inputs {
             let rows = if self.get(input).is_some() {
@@ -124,17 +161,25 @@ impl Dataflows {
             };
             changes.tables.insert(input, rows);
         }
-        let mut ctx = EpochCtx { snapshot, batch, initial: true };
+        let mut ctx = EpochCtx {
+            snapshot,
+            batch,
+            initial: true,
+        };
         view.process(&changes, &mut ctx)?;
         Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<TableId, Arc<MaterializedView>>> {
-        self.views.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.views
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<TableId, Arc<MaterializedView>>> {
-        self.views.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.views
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

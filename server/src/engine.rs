@@ -21,6 +21,8 @@ pub struct Engine {
     /// Serializes writers: DDL and DML take it for their whole check-and-commit, so primary
     /// key checks see every earlier commit. Readers never take it: they read snapshots.
     write_lock: Mutex<WriteState>,
+    /// Data entries read from the store until startup finished (see `freshet_internal.metrics`).
+    startup_entries_read: std::sync::atomic::AtomicU64,
 }
 
 /// State only a writer may touch.
@@ -32,7 +34,12 @@ pub struct WriteState {
 
 impl WriteState {
     /// Allocates `n` consecutive row ids for `table`, returning the first.
-    pub fn allocate_row_ids(&mut self, store: &Store, table: TableId, n: u64) -> freshet_state::Result<u64> {
+    pub fn allocate_row_ids(
+        &mut self,
+        store: &Store,
+        table: TableId,
+        n: u64,
+    ) -> freshet_state::Result<u64> {
         let next = match self.next_row_id.get(&table) {
             Some(n) => *n,
             None => {
@@ -56,7 +63,13 @@ impl WriteState {
 impl Engine {
     /// Builds the engine over an opened store.
     pub fn new(store: Store, catalog: Arc<Catalog>) -> Arc<Engine> {
-        Arc::new(Engine { store, catalog, dataflows: Dataflows::default(), write_lock: Mutex::new(WriteState::default()) })
+        Arc::new(Engine {
+            store,
+            catalog,
+            dataflows: Dataflows::default(),
+            write_lock: Mutex::new(WriteState::default()),
+            startup_entries_read: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     /// Whether any materialized view reads `table`: only then do writers collect changes.
@@ -67,12 +80,33 @@ impl Engine {
     /// Commits one epoch: the base-table writes in `batch` plus, in the same RocksDB write
     /// batch, the state and contents changes of every view `changes` reaches. Call with the
     /// writer lock held (the guard proves it), so the epoch reads the latest committed state.
-    pub fn commit(&self, _writer: &mut WriteState, mut batch: WriteBatch, changes: EpochChanges) -> datafusion::error::Result<()> {
+    pub fn commit(
+        &self,
+        _writer: &mut WriteState,
+        mut batch: WriteBatch,
+        changes: EpochChanges,
+    ) -> datafusion::error::Result<()> {
         if !changes.is_empty() && !self.dataflows.is_empty() {
             let snapshot = self.store.snapshot();
             self.dataflows.process(changes, &snapshot, &mut batch)?;
         }
-        self.store.write(batch).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+        self.store
+            .write(batch)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+    }
+
+    /// Records that startup is over: what was read from the store until now is its cost.
+    pub fn finish_startup(&self) {
+        self.startup_entries_read.store(
+            freshet_state::data_entries_read(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Data entries (table rows, view rows, operator state) read while starting up.
+    pub fn startup_entries_read(&self) -> u64 {
+        self.startup_entries_read
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Takes the writer lock.

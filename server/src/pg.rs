@@ -31,8 +31,14 @@ pub struct ConnectionHandlers {
 impl ConnectionHandlers {
     /// Handlers for a new connection with `session`.
     pub fn new(session: Arc<Session>, manager: Arc<ConnectionManager>) -> Arc<Self> {
-        let parser = Arc::new(FreshetQueryParser { session: Arc::clone(&session) });
-        Arc::new(Self { session, parser, manager })
+        let parser = Arc::new(FreshetQueryParser {
+            session: Arc::clone(&session),
+        });
+        Arc::new(Self {
+            session,
+            parser,
+            manager,
+        })
     }
 }
 
@@ -45,11 +51,16 @@ impl NoopStartupHandler for ConnectionHandlers {
 
 impl PgWireServerHandlers for ConnectionHandlers {
     fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
-        Arc::new(simple::SimpleHandler { session: Arc::clone(&self.session) })
+        Arc::new(simple::SimpleHandler {
+            session: Arc::clone(&self.session),
+        })
     }
 
     fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
-        Arc::new(extended::ExtendedHandler { session: Arc::clone(&self.session), parser: Arc::clone(&self.parser) })
+        Arc::new(extended::ExtendedHandler {
+            session: Arc::clone(&self.session),
+            parser: Arc::clone(&self.parser),
+        })
     }
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {

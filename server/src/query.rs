@@ -3,6 +3,7 @@
 //!
 //! This is the only module of the server besides `session` that names DataFusion types.
 
+mod internal;
 mod pg_attribute;
 mod provider;
 mod scan;
@@ -10,6 +11,7 @@ mod table;
 mod view;
 mod write;
 
+pub use internal::{InternalSchema, INTERNAL_SCHEMA};
 pub use pg_attribute::PgCatalogOverlay;
 pub use provider::{FreshetCatalogProvider, StatementSnapshot};
 pub use table::{table_schema, StoredTable};

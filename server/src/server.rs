@@ -14,9 +14,11 @@ use tokio::net::TcpListener;
 use crate::config::ServerOpts;
 use crate::engine::Engine;
 use crate::pg::ConnectionHandlers;
-use crate::query::{FreshetCatalogProvider, PgCatalogOverlay, DATABASE_NAME};
-use datafusion::catalog::CatalogProvider;
+use crate::query::{
+    FreshetCatalogProvider, InternalSchema, PgCatalogOverlay, DATABASE_NAME, INTERNAL_SCHEMA,
+};
 use crate::session::Session;
+use datafusion::catalog::CatalogProvider;
 
 /// A running server's shared parts.
 pub struct Server {
@@ -30,17 +32,32 @@ impl Server {
     pub async fn open(opts: &ServerOpts) -> anyhow::Result<Server> {
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
-        let config = StateConfig { sync_commits: opts.sync_commits, block_cache_bytes: opts.block_cache_mb << 20 };
-        let store = Store::open(&opts.data_dir.join("state"), &config).context("opening the state store")?;
+        let config = StateConfig {
+            sync_commits: opts.sync_commits,
+            block_cache_bytes: opts.block_cache_mb << 20,
+        };
+        let store = Store::open(&opts.data_dir.join("state"), &config)
+            .context("opening the state store")?;
         let catalog = Arc::new(Catalog::open(store.clone()).context("loading the catalog")?);
         let engine = Engine::new(store, catalog);
         let template = template_context(&engine)?;
-        crate::views::load_all(&engine, &template.state()).await.context("rebuilding materialized views")?;
-        Ok(Server { engine, template, manager: Arc::new(ConnectionManager::new()) })
+        crate::views::load_all(&engine, &template.state())
+            .await
+            .context("rebuilding materialized views")?;
+        engine.finish_startup();
+        Ok(Server {
+            engine,
+            template,
+            manager: Arc::new(ConnectionManager::new()),
+        })
     }
 
     /// Accepts connections until `shutdown` resolves.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let this = Arc::new(self);
         tokio::pin!(shutdown);
         loop {
@@ -57,7 +74,12 @@ impl Server {
             let server = Arc::clone(&this);
             tokio::spawn(async move {
                 tracing::debug!(%peer, "connection accepted");
-                let session = Arc::new(Session::new(Arc::clone(&server.engine), &server.template, None, None));
+                let session = Arc::new(Session::new(
+                    Arc::clone(&server.engine),
+                    &server.template,
+                    None,
+                    None,
+                ));
                 let handlers = ConnectionHandlers::new(session, Arc::clone(&server.manager));
                 if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -82,9 +104,17 @@ fn template_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
     datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
         .map_err(|e| anyhow::anyhow!("setting up pg_catalog: {e}"))?;
     // Our declared column types in pg_attribute (numeric(p,s), varchar(n), jsonb, arrays).
-    let pg_catalog = catalog.schema("pg_catalog").context("pg_catalog not registered")?;
-    catalog.register_schema("pg_catalog", Arc::new(PgCatalogOverlay::new(pg_catalog, Arc::clone(engine))))?;
+    let pg_catalog = catalog
+        .schema("pg_catalog")
+        .context("pg_catalog not registered")?;
+    catalog.register_schema(
+        "pg_catalog",
+        Arc::new(PgCatalogOverlay::new(pg_catalog, Arc::clone(engine))),
+    )?;
+    catalog.register_schema(
+        INTERNAL_SCHEMA,
+        Arc::new(InternalSchema::new(Arc::clone(engine))),
+    )?;
     crate::functions::register(&ctx);
     Ok(ctx)
 }
-

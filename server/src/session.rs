@@ -28,9 +28,15 @@ pub use vars::SessionVars;
 /// What a statement produced.
 pub enum Outcome {
     /// Rows, streamed.
-    Rows { schema: SchemaRef, stream: SendableRecordBatchStream },
+    Rows {
+        schema: SchemaRef,
+        stream: SendableRecordBatchStream,
+    },
     /// A command tag such as `CREATE TABLE`, with a row count for DML (`INSERT 0 3`).
-    Command { tag: &'static str, rows: Option<u64> },
+    Command {
+        tag: &'static str,
+        rows: Option<u64>,
+    },
     /// Transaction control; the protocol layer tracks the transaction status.
     Transaction(TransactionOp),
 }
@@ -53,7 +59,12 @@ pub struct Session {
 
 impl Session {
     /// A new session over `engine`, cloning the server's template DataFusion state.
-    pub fn new(engine: Arc<Engine>, template: &SessionContext, user: Option<&str>, app: Option<&str>) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        template: &SessionContext,
+        user: Option<&str>,
+        app: Option<&str>,
+    ) -> Self {
         let ctx = SessionContext::new_with_state(template.state());
         let mut vars = SessionVars::default();
         if let Some(app) = app {
@@ -62,7 +73,11 @@ impl Session {
         if let Some(user) = user {
             vars.set("session_authorization", user.to_owned());
         }
-        Self { engine, ctx, vars: Mutex::new(vars) }
+        Self {
+            engine,
+            ctx,
+            vars: Mutex::new(vars),
+        }
     }
 
     /// Parses `sql` into its statements.
@@ -71,44 +86,100 @@ impl Session {
     }
 
     /// Runs one statement with optional parameter values.
-    pub async fn execute(&self, stmt: ast::Statement, params: Option<ParamValues>) -> Result<Outcome, PgError> {
+    pub async fn execute(
+        &self,
+        stmt: ast::Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome, PgError> {
         match freshet_sql::classify(stmt)? {
             Statement::Query(stmt) => self.run_query(*stmt, params).await,
             Statement::CreateTable(plan) => self.create_table(plan).await,
-            Statement::DropTable { names, if_exists, cascade } => self.drop_tables(&names, if_exists, cascade).await,
-            Statement::CreateMaterializedView { name, if_not_exists, columns, query, sql, explain } => {
+            Statement::DropTable {
+                names,
+                if_exists,
+                cascade,
+            } => self.drop_tables(&names, if_exists, cascade).await,
+            Statement::CreateMaterializedView {
+                name,
+                if_not_exists,
+                columns,
+                query,
+                sql,
+                explain,
+            } => {
                 let state = self.statement_state();
-                let plan = crate::views::create(&self.engine, &state, &name, if_not_exists, &columns, &query, sql, explain).await?;
+                let plan = crate::views::create(
+                    &self.engine,
+                    &state,
+                    &name,
+                    if_not_exists,
+                    &columns,
+                    &query,
+                    sql,
+                    explain,
+                )
+                .await?;
                 match plan {
-                    Some(text) => Ok(one_text_column("QUERY PLAN", text.lines().map(str::to_owned).collect())),
-                    None => Ok(Outcome::Command { tag: "CREATE MATERIALIZED VIEW", rows: None }),
+                    Some(text) => Ok(one_text_column(
+                        "QUERY PLAN",
+                        text.lines().map(str::to_owned).collect(),
+                    )),
+                    None => Ok(Outcome::Command {
+                        tag: "CREATE MATERIALIZED VIEW",
+                        rows: None,
+                    }),
                 }
             }
-            Statement::DropMaterializedView { names, if_exists, cascade } => self.drop_views(&names, if_exists, cascade).await,
+            Statement::DropMaterializedView {
+                names,
+                if_exists,
+                cascade,
+            } => self.drop_views(&names, if_exists, cascade).await,
             Statement::ShowMaterializedViews => {
-                let names = self.engine.catalog.views().iter().map(|v| v.name.clone()).collect();
+                let names = self
+                    .engine
+                    .catalog
+                    .views()
+                    .iter()
+                    .map(|v| v.name.clone())
+                    .collect();
                 Ok(one_text_column("name", names))
             }
             Statement::Flush => {
                 // Epochs commit with the statements that cause them: once the writer lock is
                 // free, every earlier write is reflected in every view.
                 drop(self.engine.begin_write().await);
-                Ok(Outcome::Command { tag: "FLUSH", rows: None })
+                Ok(Outcome::Command {
+                    tag: "FLUSH",
+                    rows: None,
+                })
             }
             Statement::Set { name, value } => {
                 self.with_vars(|v| v.apply_set(&name, value))?;
-                Ok(Outcome::Command { tag: "SET", rows: None })
+                Ok(Outcome::Command {
+                    tag: "SET",
+                    rows: None,
+                })
             }
             Statement::Reset { name } => {
                 self.with_vars(|v| v.reset(name.as_deref()));
-                Ok(Outcome::Command { tag: "RESET", rows: None })
+                Ok(Outcome::Command {
+                    tag: "RESET",
+                    rows: None,
+                })
             }
             Statement::Show { name } => {
                 let (col, value) = self.with_vars(|v| v.show(&name))?;
                 Ok(one_text_column(&col, vec![value]))
             }
             Statement::ShowTables => {
-                let names = self.engine.catalog.tables().iter().map(|t| t.name.clone()).collect();
+                let names = self
+                    .engine
+                    .catalog
+                    .tables()
+                    .iter()
+                    .map(|t| t.name.clone())
+                    .collect();
                 Ok(one_text_column("name", names))
             }
             Statement::Transaction(op) => Ok(Outcome::Transaction(op)),
@@ -122,7 +193,9 @@ impl Session {
             Statement::Query(stmt) => {
                 let (_, plan) = self.plan(*stmt).await?;
                 let types = plan.get_parameter_types().map_err(|e| map_df_error(&e))?;
-                let params = (1..=types.len()).map(|i| types.get(&format!("${i}")).cloned().flatten()).collect();
+                let params = (1..=types.len())
+                    .map(|i| types.get(&format!("${i}")).cloned().flatten())
+                    .collect();
                 let schema = match &plan {
                     LogicalPlan::Dml(_) => None,
                     p => Some(Arc::new(p.schema().as_arrow().clone())),
@@ -131,40 +204,63 @@ impl Session {
             }
             Statement::Show { name } => {
                 let (col, _) = self.with_vars(|v| v.show(&name))?;
-                Ok(Described { params: vec![], schema: Some(text_schema(&col)) })
+                Ok(Described {
+                    params: vec![],
+                    schema: Some(text_schema(&col)),
+                })
             }
-            Statement::ShowTables | Statement::ShowMaterializedViews => {
-                Ok(Described { params: vec![], schema: Some(text_schema("name")) })
-            }
-            Statement::CreateMaterializedView { explain: true, .. } => {
-                Ok(Described { params: vec![], schema: Some(text_schema("QUERY PLAN")) })
-            }
-            _ => Ok(Described { params: vec![], schema: None }),
+            Statement::ShowTables | Statement::ShowMaterializedViews => Ok(Described {
+                params: vec![],
+                schema: Some(text_schema("name")),
+            }),
+            Statement::CreateMaterializedView { explain: true, .. } => Ok(Described {
+                params: vec![],
+                schema: Some(text_schema("QUERY PLAN")),
+            }),
+            _ => Ok(Described {
+                params: vec![],
+                schema: None,
+            }),
         }
     }
 
     /// The DataFusion state a statement runs with: a fresh snapshot, the session's time zone.
     fn statement_state(&self) -> datafusion::execution::SessionState {
         let mut state = self.ctx.state();
-        state.config_mut().set_extension(Arc::new(StatementSnapshot(Arc::new(self.engine.store.snapshot()))));
+        state
+            .config_mut()
+            .set_extension(Arc::new(StatementSnapshot(Arc::new(
+                self.engine.store.snapshot(),
+            ))));
         let tz = self.with_vars(|v| v.datafusion_time_zone());
         state.config_mut().options_mut().execution.time_zone = tz;
         state
     }
 
-    async fn plan(&self, stmt: ast::Statement) -> Result<(datafusion::execution::SessionState, LogicalPlan), PgError> {
+    async fn plan(
+        &self,
+        stmt: ast::Statement,
+    ) -> Result<(datafusion::execution::SessionState, LogicalPlan), PgError> {
         let state = self.statement_state();
         let plan = state
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt)))
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                stmt,
+            )))
             .await
             .map_err(|e| map_df_error(&e))?;
         Ok((state, plan))
     }
 
-    async fn run_query(&self, stmt: ast::Statement, params: Option<ParamValues>) -> Result<Outcome, PgError> {
+    async fn run_query(
+        &self,
+        stmt: ast::Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome, PgError> {
         let (state, mut plan) = self.plan(stmt).await?;
         if let Some(params) = params {
-            plan = plan.with_param_values(params).map_err(|e| map_df_error(&e))?;
+            plan = plan
+                .with_param_values(params)
+                .map_err(|e| map_df_error(&e))?;
         }
         let dml_tag = match &plan {
             LogicalPlan::Dml(dml) => Some(match dml.op {
@@ -182,9 +278,18 @@ impl Session {
                 let batches = df.collect().await.map_err(|e| map_df_error(&e))?;
                 let rows = batches
                     .first()
-                    .and_then(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|a| a.value(0)))
+                    .and_then(|b| {
+                        b.column(0)
+                            .as_any()
+                            .downcast_ref::<UInt64Array>()
+                            .map(|a| a.value(0))
+                    })
                     .unwrap_or(0);
-                let rows = if tag == "TRUNCATE TABLE" { None } else { Some(rows) };
+                let rows = if tag == "TRUNCATE TABLE" {
+                    None
+                } else {
+                    Some(rows)
+                };
                 Ok(Outcome::Command { tag, rows })
             }
             None => {
@@ -200,37 +305,75 @@ impl Session {
             id: TableId(0),
             schema: DEFAULT_SCHEMA.to_owned(),
             name: plan.name,
-            columns: plan.columns.into_iter().map(|(name, ty, not_null)| ColumnDef { name, ty, not_null }).collect(),
+            columns: plan
+                .columns
+                .into_iter()
+                .map(|(name, ty, not_null)| ColumnDef { name, ty, not_null })
+                .collect(),
             primary_key: plan.primary_key,
         };
         let _w = self.engine.begin_write().await;
-        self.engine.catalog.create_table(def, plan.if_not_exists).map_err(user_error)?;
-        Ok(Outcome::Command { tag: "CREATE TABLE", rows: None })
+        self.engine
+            .catalog
+            .create_table(def, plan.if_not_exists)
+            .map_err(user_error)?;
+        Ok(Outcome::Command {
+            tag: "CREATE TABLE",
+            rows: None,
+        })
     }
 
-    async fn drop_tables(&self, names: &[String], if_exists: bool, cascade: bool) -> Result<Outcome, PgError> {
+    async fn drop_tables(
+        &self,
+        names: &[String],
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<Outcome, PgError> {
         let mut w = self.engine.begin_write().await;
         // Check all first so a failing name drops nothing, as in PostgreSQL.
         if !if_exists {
-            if let Some(missing) = names.iter().find(|n| self.engine.catalog.table(n).is_none()) {
-                return Err(user_error(freshet_catalog::Error::UndefinedTable(missing.clone())));
+            if let Some(missing) = names
+                .iter()
+                .find(|n| self.engine.catalog.table(n).is_none())
+            {
+                return Err(user_error(freshet_catalog::Error::UndefinedTable(
+                    missing.clone(),
+                )));
             }
         }
         let roots: Vec<(TableId, String)> = names
             .iter()
-            .filter_map(|n| self.engine.catalog.table(n).map(|d| (d.id, format!("table {n}"))))
+            .filter_map(|n| {
+                self.engine
+                    .catalog
+                    .table(n)
+                    .map(|d| (d.id, format!("table {n}")))
+            })
             .collect();
         let deps = crate::views::check_dependents(&self.engine, &roots, cascade)?;
         crate::views::drop_views(&self.engine, &deps)?;
         for name in names {
-            if let Some(def) = self.engine.catalog.drop_table(name, if_exists).map_err(user_error)? {
+            if let Some(def) = self
+                .engine
+                .catalog
+                .drop_table(name, if_exists)
+                .map_err(user_error)?
+            {
                 w.forget(def.id);
             }
         }
-        Ok(Outcome::Command { tag: "DROP TABLE", rows: None })
+        Ok(Outcome::Command {
+            tag: "DROP TABLE",
+            rows: None,
+        })
     }
 
-    async fn drop_views(&self, names: &[String], if_exists: bool, cascade: bool) -> Result<Outcome, PgError> {
+    async fn drop_views(
+        &self,
+        names: &[String],
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<Outcome, PgError> {
         let _w = self.engine.begin_write().await;
         let mut roots = Vec::new();
         let mut all = Vec::new();
@@ -249,13 +392,23 @@ impl Session {
                 }
             }
         }
-        all.extend(crate::views::check_dependents(&self.engine, &roots, cascade)?);
+        all.extend(crate::views::check_dependents(
+            &self.engine,
+            &roots,
+            cascade,
+        )?);
         crate::views::drop_views(&self.engine, &all)?;
-        Ok(Outcome::Command { tag: "DROP MATERIALIZED VIEW", rows: None })
+        Ok(Outcome::Command {
+            tag: "DROP MATERIALIZED VIEW",
+            rows: None,
+        })
     }
 
     fn with_vars<T>(&self, f: impl FnOnce(&mut SessionVars) -> T) -> T {
-        let mut guard = self.vars.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self
+            .vars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard)
     }
 }
@@ -271,8 +424,13 @@ fn text_schema(col: &str) -> SchemaRef {
 
 fn one_text_column(col: &str, values: Vec<String>) -> Outcome {
     let schema = text_schema(col);
-    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(values))]);
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(StringArray::from(values))],
+    );
     let stream = futures::stream::iter(vec![batch.map_err(Into::into)]);
-    Outcome::Rows { schema: Arc::clone(&schema), stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)) }
+    Outcome::Rows {
+        schema: Arc::clone(&schema),
+        stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+    }
 }
-

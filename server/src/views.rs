@@ -24,7 +24,9 @@ impl Relations for Engine {
             return Some((def.id, Arc::new(table_schema(&def))));
         }
         let view = self.catalog.view(name)?;
-        self.dataflows.get(view.id).map(|v| (v.id, Arc::clone(&v.schema)))
+        self.dataflows
+            .get(view.id)
+            .map(|v| (v.id, Arc::clone(&v.schema)))
     }
 }
 
@@ -37,25 +39,44 @@ pub async fn build(
     columns: &[String],
     query: &ast::Query,
 ) -> Result<MaterializedView, PgError> {
-    let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
-    let plan = state.statement_to_plan(stmt).await.map_err(|e| map_df_error(&e))?;
+    let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
+        Box::new(query.clone()),
+    )));
+    let plan = state
+        .statement_to_plan(stmt)
+        .await
+        .map_err(|e| map_df_error(&e))?;
     if matches!(plan, LogicalPlan::Dml(_) | LogicalPlan::Ddl(_)) {
-        return Err(PgError::new(SqlState::SYNTAX_ERROR, "a materialized view must be defined by a query"));
+        return Err(PgError::new(
+            SqlState::SYNTAX_ERROR,
+            "a materialized view must be defined by a query",
+        ));
     }
     check_deterministic(&plan).map_err(|e| map_df_error(&e))?;
     let optimized = state.optimize(&plan).map_err(|e| map_df_error(&e))?;
-    let root = Lowering::new(id, state.execution_props(), engine).lower(&optimized).map_err(|e| map_df_error(&e))?;
+    let root = Lowering::new(id, state.execution_props(), engine)
+        .lower(&optimized)
+        .map_err(|e| map_df_error(&e))?;
     // Output columns: the query's names, or the ones the statement lists.
     let out = nullable(optimized.schema().inner());
     if !columns.is_empty() && columns.len() != out.fields().len() {
-        return Err(PgError::new(SqlState::SYNTAX_ERROR, "materialized view column list does not match the query's columns"));
+        return Err(PgError::new(
+            SqlState::SYNTAX_ERROR,
+            "materialized view column list does not match the query's columns",
+        ));
     }
     let mut fields = Vec::with_capacity(out.fields().len());
     let mut seen = HashSet::new();
     for (i, f) in out.fields().iter().enumerate() {
-        let fname = columns.get(i).cloned().unwrap_or_else(|| pg_column_name(f.name()));
+        let fname = columns
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| pg_column_name(f.name()));
         if !seen.insert(fname.clone()) {
-            return Err(PgError::new(SqlState::DUPLICATE_COLUMN, format!("column \"{fname}\" specified more than once")));
+            return Err(PgError::new(
+                SqlState::DUPLICATE_COLUMN,
+                format!("column \"{fname}\" specified more than once"),
+            ));
         }
         fields.push(f.as_ref().clone().with_name(fname));
     }
@@ -68,7 +89,11 @@ pub async fn build(
 /// them after the whole expression.
 fn pg_column_name(name: &str) -> String {
     match name.split_once('(') {
-        Some((func, _)) if !func.is_empty() && func.chars().all(|c| c.is_alphanumeric() || c == '_') => func.to_lowercase(),
+        Some((func, _))
+            if !func.is_empty() && func.chars().all(|c| c.is_alphanumeric() || c == '_') =>
+        {
+            func.to_lowercase()
+        }
         _ => name.to_owned(),
     }
 }
@@ -77,9 +102,14 @@ fn pg_column_name(name: &str) -> String {
 fn view_def(view: &MaterializedView, sql: String) -> Result<ViewDef, PgError> {
     let mut columns = Vec::with_capacity(view.schema.fields().len());
     for f in view.schema.fields() {
-        let ty = freshet_sql::types::sql_type_of(f)
-            .ok_or_else(|| PgError::not_supported(format!("a view column of type {}", f.data_type())))?;
-        columns.push(ColumnDef { name: f.name().clone(), ty, not_null: false });
+        let ty = freshet_sql::types::sql_type_of(f).ok_or_else(|| {
+            PgError::not_supported(format!("a view column of type {}", f.data_type()))
+        })?;
+        columns.push(ColumnDef {
+            name: f.name().clone(),
+            ty,
+            not_null: false,
+        });
     }
     Ok(ViewDef {
         id: view.id,
@@ -109,7 +139,10 @@ pub async fn create(
         if if_not_exists && engine.catalog.view(name).is_some() {
             return Ok(None);
         }
-        return Err(PgError::new(SqlState::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
+        return Err(PgError::new(
+            SqlState::DUPLICATE_TABLE,
+            format!("relation \"{name}\" already exists"),
+        ));
     }
     let id = engine.catalog.peek_next_id();
     let view = build(engine, state, id, name, columns, query).await?;
@@ -119,8 +152,14 @@ pub async fn create(
     let def = view_def(&view, sql)?;
     let mut batch = WriteBatch::default();
     let snapshot = engine.store.snapshot();
-    engine.dataflows.backfill(&view, &snapshot, &mut batch).map_err(|e| map_df_error(&e))?;
-    engine.catalog.create_view(def, batch).map_err(crate::session::user_error)?;
+    engine
+        .dataflows
+        .backfill(&view, &snapshot, &mut batch)
+        .map_err(|e| map_df_error(&e))?;
+    engine
+        .catalog
+        .create_view(def, batch)
+        .map_err(crate::session::user_error)?;
     engine.dataflows.insert(Arc::new(view));
     Ok(None)
 }
@@ -141,17 +180,30 @@ pub fn dependents_closure(engine: &Engine, roots: &[TableId]) -> Vec<Arc<ViewDef
 }
 
 /// Refuses (2BP01) or, with `cascade`, lists the dependents of dropping `roots`.
-pub fn check_dependents(engine: &Engine, roots: &[(TableId, String)], cascade: bool) -> Result<Vec<Arc<ViewDef>>, PgError> {
+pub fn check_dependents(
+    engine: &Engine,
+    roots: &[(TableId, String)],
+    cascade: bool,
+) -> Result<Vec<Arc<ViewDef>>, PgError> {
     let ids: Vec<TableId> = roots.iter().map(|(id, _)| *id).collect();
-    let deps: Vec<Arc<ViewDef>> = dependents_closure(engine, &ids).into_iter().filter(|d| !ids.contains(&d.id)).collect();
+    let deps: Vec<Arc<ViewDef>> = dependents_closure(engine, &ids)
+        .into_iter()
+        .filter(|d| !ids.contains(&d.id))
+        .collect();
     if let Some(first) = deps.first() {
         if !cascade {
-            let what = roots.iter().find(|(id, _)| first.inputs.contains(id)).map_or_else(|| roots[0].1.clone(), |(_, n)| n.clone());
+            let what = roots
+                .iter()
+                .find(|(id, _)| first.inputs.contains(id))
+                .map_or_else(|| roots[0].1.clone(), |(_, n)| n.clone());
             return Err(PgError::new(
                 SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
                 format!("cannot drop {what} because other objects depend on it"),
             )
-            .with_detail(format!("materialized view {} depends on {what}", first.name))
+            .with_detail(format!(
+                "materialized view {} depends on {what}",
+                first.name
+            ))
             .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
         }
     }
@@ -161,7 +213,10 @@ pub fn check_dependents(engine: &Engine, roots: &[(TableId, String)], cascade: b
 /// Drops views (already checked) from the catalog and the running dataflows.
 pub fn drop_views(engine: &Engine, defs: &[Arc<ViewDef>]) -> Result<(), PgError> {
     let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
-    engine.catalog.drop_views(&names).map_err(crate::session::user_error)?;
+    engine
+        .catalog
+        .drop_views(&names)
+        .map_err(crate::session::user_error)?;
     for d in defs {
         engine.dataflows.remove(d.id);
     }
@@ -172,7 +227,10 @@ pub fn drop_views(engine: &Engine, defs: &[Arc<ViewDef>]) -> Result<(), PgError>
 /// contents are already in the store.
 pub async fn load_all(engine: &Arc<Engine>, state: &SessionState) -> anyhow::Result<()> {
     for def in engine.catalog.views() {
-        let query = match freshet_sql::parse(&def.sql).map_err(|e| anyhow::anyhow!("{e}"))?.pop() {
+        let query = match freshet_sql::parse(&def.sql)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .pop()
+        {
             Some(ast::Statement::Query(q)) => q,
             _ => anyhow::bail!("view {} has a corrupt definition", def.name),
         };

@@ -29,11 +29,17 @@ pub fn scalar_to_datum(v: &ScalarValue) -> Result<Datum> {
         S::Float64(Some(f)) => Datum::Float64(*f),
         S::Decimal128(Some(d), _, _) => Datum::Decimal(*d),
         S::Utf8(Some(s)) | S::LargeUtf8(Some(s)) | S::Utf8View(Some(s)) => Datum::Text(s.clone()),
-        S::Binary(Some(b)) | S::LargeBinary(Some(b)) | S::BinaryView(Some(b)) => Datum::Bytes(b.clone()),
+        S::Binary(Some(b)) | S::LargeBinary(Some(b)) | S::BinaryView(Some(b)) => {
+            Datum::Bytes(b.clone())
+        }
         S::Date32(Some(d)) => Datum::Date(*d),
         S::Time64Microsecond(Some(t)) => Datum::Time(*t),
         S::TimestampMicrosecond(Some(t), _) => Datum::Timestamp(*t),
-        S::IntervalMonthDayNano(Some(i)) => Datum::Interval { months: i.months, days: i.days, nanos: i.nanoseconds },
+        S::IntervalMonthDayNano(Some(i)) => Datum::Interval {
+            months: i.months,
+            days: i.days,
+            nanos: i.nanoseconds,
+        },
         S::List(arr) => {
             let values = arr.value(0);
             let mut items = Vec::with_capacity(values.len());
@@ -43,7 +49,10 @@ pub fn scalar_to_datum(v: &ScalarValue) -> Result<Datum> {
             Datum::List(items)
         }
         other => {
-            return Err(DataFusionError::Internal(format!("cannot store value of type {}", other.data_type())));
+            return Err(DataFusionError::Internal(format!(
+                "cannot store value of type {}",
+                other.data_type()
+            )));
         }
     })
 }
@@ -66,21 +75,39 @@ pub fn datum_to_scalar(d: &Datum, dt: &DataType) -> Result<ScalarValue> {
         (Datum::Bytes(b), _) => S::Binary(Some(b.clone())),
         (Datum::Date(v), _) => S::Date32(Some(*v)),
         (Datum::Time(v), _) => S::Time64Microsecond(Some(*v)),
-        (Datum::Timestamp(v), DataType::Timestamp(TimeUnit::Microsecond, tz)) => S::TimestampMicrosecond(Some(*v), tz.clone()),
-        (Datum::Interval { months, days, nanos }, _) => {
-            S::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(*months, *days, *nanos)))
+        (Datum::Timestamp(v), DataType::Timestamp(TimeUnit::Microsecond, tz)) => {
+            S::TimestampMicrosecond(Some(*v), tz.clone())
         }
+        (
+            Datum::Interval {
+                months,
+                days,
+                nanos,
+            },
+            _,
+        ) => S::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(*months, *days, *nanos))),
         (Datum::List(items), DataType::List(field)) => {
-            let scalars = items.iter().map(|i| datum_to_scalar(i, field.data_type())).collect::<Result<Vec<_>>>()?;
+            let scalars = items
+                .iter()
+                .map(|i| datum_to_scalar(i, field.data_type()))
+                .collect::<Result<Vec<_>>>()?;
             S::List(S::new_list_nullable(&scalars, field.data_type()))
         }
-        (d, dt) => return Err(DataFusionError::Internal(format!("stored value {d:?} does not fit type {dt}"))),
+        (d, dt) => {
+            return Err(DataFusionError::Internal(format!(
+                "stored value {d:?} does not fit type {dt}"
+            )))
+        }
     })
 }
 
 /// Builds a batch with `schema` from rows of datums; `columns[i]` says which datum of a row feeds
 /// the schema's i-th field.
-pub fn rows_to_batch(rows: &[Vec<Datum>], schema: &SchemaRef, columns: &[usize]) -> Result<RecordBatch> {
+pub fn rows_to_batch(
+    rows: &[Vec<Datum>],
+    schema: &SchemaRef,
+    columns: &[usize],
+) -> Result<RecordBatch> {
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
     for (field, &col) in schema.fields().iter().zip(columns) {
         let dt = field.data_type();
@@ -94,17 +121,31 @@ pub fn rows_to_batch(rows: &[Vec<Datum>], schema: &SchemaRef, columns: &[usize])
             ScalarValue::iter_to_array(scalars)?
         };
         // Datums carry no width or encoding (Text is Utf8): fit the array to the field's type.
-        let array = if array.data_type() == dt { array } else { datafusion::arrow::compute::cast(&array, dt)? };
+        let array = if array.data_type() == dt {
+            array
+        } else {
+            datafusion::arrow::compute::cast(&array, dt)?
+        };
         arrays.push(array);
     }
     let opts = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
-    Ok(RecordBatch::try_new_with_options(Arc::clone(schema), arrays, &opts)?)
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        arrays,
+        &opts,
+    )?)
 }
 
 /// The rows of `batch` as datums (all columns, in order).
 pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<Vec<Datum>>> {
     let cols = batch.columns();
-    (0..batch.num_rows()).map(|r| cols.iter().map(|c| datum_at(c, r)).collect::<Result<Vec<_>>>()).collect()
+    (0..batch.num_rows())
+        .map(|r| {
+            cols.iter()
+                .map(|c| datum_at(c, r))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect()
 }
 
 /// `rows_to_batch` over every column of `schema`, in order.
@@ -123,13 +164,38 @@ mod tests {
     #[test]
     fn rows_round_trip_through_arrow() {
         use freshet_common::SqlType as T;
-        let types = [T::Int4, T::Text, T::Numeric { precision: 10, scale: 2 }, T::Array(Box::new(T::Int8)), T::TimestampTz];
+        let types = [
+            T::Int4,
+            T::Text,
+            T::Numeric {
+                precision: 10,
+                scale: 2,
+            },
+            T::Array(Box::new(T::Int8)),
+            T::TimestampTz,
+        ];
         let schema: SchemaRef = Arc::new(Schema::new(
-            types.iter().enumerate().map(|(i, t)| Field::new(format!("c{i}"), arrow_type(t), true)).collect::<Vec<_>>(),
+            types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Field::new(format!("c{i}"), arrow_type(t), true))
+                .collect::<Vec<_>>(),
         ));
         let rows = vec![
-            vec![Datum::Int32(1), Datum::Text("a".into()), Datum::Decimal(1050), Datum::List(vec![Datum::Int64(3), Datum::Null]), Datum::Timestamp(7)],
-            vec![Datum::Null, Datum::Null, Datum::Null, Datum::Null, Datum::Null],
+            vec![
+                Datum::Int32(1),
+                Datum::Text("a".into()),
+                Datum::Decimal(1050),
+                Datum::List(vec![Datum::Int64(3), Datum::Null]),
+                Datum::Timestamp(7),
+            ],
+            vec![
+                Datum::Null,
+                Datum::Null,
+                Datum::Null,
+                Datum::Null,
+                Datum::Null,
+            ],
         ];
         let batch = rows_to_batch(&rows, &schema, &[0, 1, 2, 3, 4]).unwrap();
         for (r, row) in rows.iter().enumerate() {

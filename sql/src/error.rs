@@ -19,14 +19,20 @@ pub fn map_df_error(err: &DataFusionError) -> PgError {
             None => PgError::internal("empty error collection"),
         },
         DataFusionError::External(e) => map_external(e.as_ref()),
-        DataFusionError::SQL(e, _) => PgError::new(SqlState::SYNTAX_ERROR, format!("syntax error: {e}")),
-        DataFusionError::NotImplemented(msg) => PgError::new(SqlState::FEATURE_NOT_SUPPORTED, tidy(msg)),
+        DataFusionError::SQL(e, _) => {
+            PgError::new(SqlState::SYNTAX_ERROR, format!("syntax error: {e}"))
+        }
+        DataFusionError::NotImplemented(msg) => {
+            PgError::new(SqlState::FEATURE_NOT_SUPPORTED, tidy(msg))
+        }
         DataFusionError::SchemaError(e, _) => map_schema_error(e),
         DataFusionError::Plan(msg) => map_plan_message(msg),
         DataFusionError::ArrowError(e, _) => map_arrow_error(e),
         DataFusionError::Execution(msg) => map_execution_message(msg),
         DataFusionError::ResourcesExhausted(msg) => PgError::new(SqlState("53200"), tidy(msg)),
-        DataFusionError::Configuration(msg) => PgError::new(SqlState::INVALID_PARAMETER_VALUE, tidy(msg)),
+        DataFusionError::Configuration(msg) => {
+            PgError::new(SqlState::INVALID_PARAMETER_VALUE, tidy(msg))
+        }
         DataFusionError::IoError(e) => PgError::new(SqlState::IO_ERROR, e.to_string()),
         other => PgError::internal(other.to_string()),
     }
@@ -47,15 +53,19 @@ fn map_external(e: &(dyn std::error::Error + Send + Sync + 'static)) -> PgError 
 
 fn map_schema_error(e: &SchemaError) -> PgError {
     match e {
-        SchemaError::FieldNotFound { field, .. } => {
-            PgError::new(SqlState::UNDEFINED_COLUMN, format!("column \"{}\" does not exist", field.name))
-        }
-        SchemaError::AmbiguousReference { field } => {
-            PgError::new(SqlState::AMBIGUOUS_COLUMN, format!("column reference \"{}\" is ambiguous", field.name))
-        }
-        SchemaError::DuplicateQualifiedField { name, .. } | SchemaError::DuplicateUnqualifiedField { name } => {
-            PgError::new(SqlState::DUPLICATE_COLUMN, format!("column \"{name}\" specified more than once"))
-        }
+        SchemaError::FieldNotFound { field, .. } => PgError::new(
+            SqlState::UNDEFINED_COLUMN,
+            format!("column \"{}\" does not exist", field.name),
+        ),
+        SchemaError::AmbiguousReference { field } => PgError::new(
+            SqlState::AMBIGUOUS_COLUMN,
+            format!("column reference \"{}\" is ambiguous", field.name),
+        ),
+        SchemaError::DuplicateQualifiedField { name, .. }
+        | SchemaError::DuplicateUnqualifiedField { name } => PgError::new(
+            SqlState::DUPLICATE_COLUMN,
+            format!("column \"{name}\" specified more than once"),
+        ),
     }
 }
 
@@ -63,12 +73,21 @@ fn map_plan_message(msg: &str) -> PgError {
     let m = tidy(msg);
     if let Some(name) = between(&m, "table '", "' not found") {
         let short = name.rsplit('.').next().unwrap_or(name);
-        return PgError::new(SqlState::UNDEFINED_TABLE, format!("relation \"{short}\" does not exist"));
+        return PgError::new(
+            SqlState::UNDEFINED_TABLE,
+            format!("relation \"{short}\" does not exist"),
+        );
     }
     if let Some(name) = between(&m, "column '", "' not found") {
-        return PgError::new(SqlState::UNDEFINED_COLUMN, format!("column \"{name}\" does not exist"));
+        return PgError::new(
+            SqlState::UNDEFINED_COLUMN,
+            format!("column \"{name}\" does not exist"),
+        );
     }
-    if m.contains("Invalid function") || m.contains("function not found") || m.contains("No function matches") {
+    if m.contains("Invalid function")
+        || m.contains("function not found")
+        || m.contains("No function matches")
+    {
         return PgError::new(SqlState::UNDEFINED_FUNCTION, m);
     }
     if m.contains("GROUP BY") || m.contains("must appear in the GROUP BY") {
@@ -77,8 +96,11 @@ fn map_plan_message(msg: &str) -> PgError {
     if m.contains("No field named") {
         return PgError::new(SqlState::UNDEFINED_COLUMN, m);
     }
-    if m.contains("Cannot infer common") || m.contains("Cannot coerce") || m.contains("type_coercion")
-        || m.contains("Unsupported CAST") || m.contains("does not support") && m.contains("type")
+    if m.contains("Cannot infer common")
+        || m.contains("Cannot coerce")
+        || m.contains("type_coercion")
+        || m.contains("Unsupported CAST")
+        || m.contains("does not support") && m.contains("type")
     {
         return PgError::new(SqlState::DATATYPE_MISMATCH, m);
     }
@@ -97,7 +119,9 @@ fn map_arrow_error(e: &ArrowError) -> PgError {
         ArrowError::CastError(m) | ArrowError::ParseError(m) => {
             PgError::new(SqlState::INVALID_TEXT_REPRESENTATION, tidy(m))
         }
-        ArrowError::ArithmeticOverflow(m) => PgError::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, tidy(m)),
+        ArrowError::ArithmeticOverflow(m) => {
+            PgError::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, tidy(m))
+        }
         ArrowError::ComputeError(m) if m.contains("overflow") => {
             PgError::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, tidy(m))
         }
@@ -115,7 +139,8 @@ fn map_execution_message(msg: &str) -> PgError {
         PgError::new(SqlState::DIVISION_BY_ZERO, "division by zero")
     } else if m.contains("non-nullable") || m.contains("is not nullable") {
         PgError::new(SqlState::NOT_NULL_VIOLATION, m)
-    } else if m.contains("Cannot cast") || m.contains("Cast error") || m.contains("cannot be cast") {
+    } else if m.contains("Cannot cast") || m.contains("Cast error") || m.contains("cannot be cast")
+    {
         PgError::new(SqlState::INVALID_TEXT_REPRESENTATION, m)
     } else if m.contains("overflow") {
         PgError::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, m)
@@ -133,7 +158,14 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
 /// Drops DataFusion's category prefixes and trailing backtrace notes.
 fn tidy(msg: &str) -> String {
     let mut m = msg.trim();
-    for p in ["Error during planning: ", "Execution error: ", "This feature is not implemented: ", "Cast error: ", "Parser error: ", "Compute error: "] {
+    for p in [
+        "Error during planning: ",
+        "Execution error: ",
+        "This feature is not implemented: ",
+        "Cast error: ",
+        "Parser error: ",
+        "Compute error: ",
+    ] {
         if let Some(rest) = m.strip_prefix(p) {
             m = rest;
         }
@@ -155,8 +187,14 @@ mod tests {
 
     #[test]
     fn external_pg_error_survives_wrapping() {
-        let inner = PgError::new(SqlState::UNIQUE_VIOLATION, "duplicate key value violates unique constraint");
-        let e = DataFusionError::Context("x".into(), Box::new(DataFusionError::External(Box::new(inner.clone()))));
+        let inner = PgError::new(
+            SqlState::UNIQUE_VIOLATION,
+            "duplicate key value violates unique constraint",
+        );
+        let e = DataFusionError::Context(
+            "x".into(),
+            Box::new(DataFusionError::External(Box::new(inner.clone()))),
+        );
         assert_eq!(map_df_error(&e), inner);
     }
 }

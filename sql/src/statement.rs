@@ -16,7 +16,11 @@ pub enum Statement {
     /// `CREATE TABLE`.
     CreateTable(CreateTablePlan),
     /// `DROP TABLE`.
-    DropTable { names: Vec<String>, if_exists: bool, cascade: bool },
+    DropTable {
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    },
     /// `SET name = value` (and `SET TIME ZONE`).
     Set { name: String, value: SetValue },
     /// `RESET name`, or `RESET ALL` when `None`.
@@ -30,9 +34,20 @@ pub enum Statement {
     /// Accepted and ignored, answered with this command tag (`DISCARD ALL`, `DEALLOCATE`).
     NoOp { tag: &'static str },
     /// `CREATE MATERIALIZED VIEW name AS query`; `explain` for `EXPLAIN CREATE …`.
-    CreateMaterializedView { name: String, if_not_exists: bool, columns: Vec<String>, query: Box<ast::Query>, sql: String, explain: bool },
+    CreateMaterializedView {
+        name: String,
+        if_not_exists: bool,
+        columns: Vec<String>,
+        query: Box<ast::Query>,
+        sql: String,
+        explain: bool,
+    },
     /// `DROP MATERIALIZED VIEW`.
-    DropMaterializedView { names: Vec<String>, if_exists: bool, cascade: bool },
+    DropMaterializedView {
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    },
     /// `SHOW MATERIALIZED VIEWS`.
     ShowMaterializedViews,
     /// `FLUSH`: returns once every earlier write is reflected in every view.
@@ -78,7 +93,12 @@ pub struct CreateTablePlan {
 /// must never touch user queries.
 pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     // FLUSH is ours (sqlparser only knows MySQL's): a statement of its own.
-    if sql.trim().trim_end_matches(';').trim().eq_ignore_ascii_case("flush") {
+    if sql
+        .trim()
+        .trim_end_matches(';')
+        .trim()
+        .eq_ignore_ascii_case("flush")
+    {
         return Ok(vec![flush_statement()]);
     }
     if !needs_catalog_rewrites(sql) {
@@ -98,14 +118,25 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
 
 fn needs_catalog_rewrites(sql: &str) -> bool {
     let l = sql.to_ascii_lowercase();
-    ["pg_catalog", "information_schema", "::reg", "operator(", " collate ", "pg_get_", "pg_table_is_visible"]
-        .iter()
-        .any(|m| l.contains(m))
+    [
+        "pg_catalog",
+        "information_schema",
+        "::reg",
+        "operator(",
+        " collate ",
+        "pg_get_",
+        "pg_table_is_visible",
+    ]
+    .iter()
+    .any(|m| l.contains(m))
 }
 
 fn syntax_error(e: datafusion::sql::sqlparser::parser::ParserError) -> PgError {
     let msg = e.to_string();
-    let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_owned();
+    let msg = msg
+        .strip_prefix("sql parser error: ")
+        .unwrap_or(&msg)
+        .to_owned();
     PgError::new(SqlState::SYNTAX_ERROR, format!("syntax error: {msg}"))
 }
 
@@ -124,19 +155,41 @@ fn flush_statement() -> ast::Statement {
 pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
     use ast::Statement as S;
     Ok(match stmt {
-        S::Flush { object_type: ast::FlushType::Tables, tables, .. } if tables.is_empty() => Statement::Flush,
+        S::Flush {
+            object_type: ast::FlushType::Tables,
+            tables,
+            ..
+        } if tables.is_empty() => Statement::Flush,
         S::CreateView(cv) if cv.materialized => bind_create_mv(cv, false)?,
-        S::Explain { statement, analyze: false, .. } if matches!(statement.as_ref(), S::CreateView(cv) if cv.materialized) => {
-            let S::CreateView(cv) = *statement else { unreachable!("matched above") };
+        S::Explain {
+            statement,
+            analyze: false,
+            ..
+        } if matches!(statement.as_ref(), S::CreateView(cv) if cv.materialized) => {
+            let S::CreateView(cv) = *statement else {
+                unreachable!("matched above")
+            };
             bind_create_mv(cv, true)?
         }
-        S::CreateView(_) => return Err(PgError::not_supported("CREATE VIEW (use CREATE MATERIALIZED VIEW)")),
-        S::Drop { object_type: ObjectType::MaterializedView, if_exists, names, cascade, .. } => Statement::DropMaterializedView {
+        S::CreateView(_) => {
+            return Err(PgError::not_supported(
+                "CREATE VIEW (use CREATE MATERIALIZED VIEW)",
+            ))
+        }
+        S::Drop {
+            object_type: ObjectType::MaterializedView,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => Statement::DropMaterializedView {
             names: names.iter().map(object_name).collect::<Result<_, _>>()?,
             if_exists,
             cascade,
         },
-        S::ShowViews { materialized: true, .. } => Statement::ShowMaterializedViews,
+        S::ShowViews {
+            materialized: true, ..
+        } => Statement::ShowMaterializedViews,
         S::Query(_) | S::Insert(_) | S::Update(_) | S::Delete(_) | S::Explain { .. } => {
             Statement::Query(Box::new(stmt))
         }
@@ -147,15 +200,27 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             Statement::Query(Box::new(stmt))
         }
         S::CreateTable(ct) => Statement::CreateTable(bind_create_table(ct)?),
-        S::Drop { object_type: ObjectType::Table, if_exists, names, cascade, .. } => Statement::DropTable {
+        S::Drop {
+            object_type: ObjectType::Table,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => Statement::DropTable {
             names: names.iter().map(object_name).collect::<Result<_, _>>()?,
             if_exists,
             cascade,
         },
-        S::Drop { object_type, .. } => return Err(PgError::not_supported(format!("DROP {object_type}"))),
+        S::Drop { object_type, .. } => {
+            return Err(PgError::not_supported(format!("DROP {object_type}")))
+        }
         S::Set(set) => classify_set(set)?,
         S::ShowVariable { variable } => {
-            let name = variable.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" ");
+            let name = variable
+                .iter()
+                .map(|i| i.value.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+                .join(" ");
             if name == "tables" {
                 Statement::ShowTables
             } else {
@@ -165,7 +230,9 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
         S::ShowTables { .. } => Statement::ShowTables,
         S::StartTransaction { .. } => Statement::Transaction(TransactionOp::Begin),
         S::Commit { .. } => Statement::Transaction(TransactionOp::Commit),
-        S::Rollback { savepoint: Some(_), .. } => Statement::Transaction(TransactionOp::RollbackToSavepoint),
+        S::Rollback {
+            savepoint: Some(_), ..
+        } => Statement::Transaction(TransactionOp::RollbackToSavepoint),
         S::Rollback { .. } => Statement::Transaction(TransactionOp::Rollback),
         S::Savepoint { .. } => Statement::Transaction(TransactionOp::Savepoint),
         S::ReleaseSavepoint { .. } => Statement::Transaction(TransactionOp::ReleaseSavepoint),
@@ -174,32 +241,46 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
         other => {
             let text = other.to_string();
             let head: Vec<&str> = text.split_whitespace().take(2).collect();
-            return Err(PgError::not_supported(format!("statement {}", head.join(" ").to_uppercase())));
+            return Err(PgError::not_supported(format!(
+                "statement {}",
+                head.join(" ").to_uppercase()
+            )));
         }
     })
 }
 
 fn classify_set(set: Set) -> Result<Statement, PgError> {
     match set {
-        Set::SingleAssignment { variable, values, .. } => {
+        Set::SingleAssignment {
+            variable, values, ..
+        } => {
             let name = object_name(&variable)?.to_ascii_lowercase();
             let value = match values.as_slice() {
                 [v] => set_value(v),
-                many => SetValue::Value(many.iter().map(|v| match set_value(v) {
-                    SetValue::Value(s) => s,
-                    SetValue::Default => "default".into(),
-                }).collect::<Vec<_>>().join(", ")),
+                many => SetValue::Value(
+                    many.iter()
+                        .map(|v| match set_value(v) {
+                            SetValue::Value(s) => s,
+                            SetValue::Default => "default".into(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
             };
             Ok(Statement::Set { name, value })
         }
-        Set::SetTimeZone { value, .. } => Ok(Statement::Set { name: "timezone".into(), value: set_value(&value) }),
+        Set::SetTimeZone { value, .. } => Ok(Statement::Set {
+            name: "timezone".into(),
+            value: set_value(&value),
+        }),
         Set::SetNames { charset_name, .. } => Ok(Statement::Set {
             name: "client_encoding".into(),
             value: SetValue::Value(charset_name.value),
         }),
-        Set::SetTransaction { .. } | Set::SetSessionParam(_) | Set::SetRole { .. } | Set::SetSessionAuthorization(_) => {
-            Ok(Statement::NoOp { tag: "SET" })
-        }
+        Set::SetTransaction { .. }
+        | Set::SetSessionParam(_)
+        | Set::SetRole { .. }
+        | Set::SetSessionAuthorization(_) => Ok(Statement::NoOp { tag: "SET" }),
         other => Err(PgError::not_supported(format!("{other}"))),
     }
 }
@@ -207,12 +288,16 @@ fn classify_set(set: Set) -> Result<Statement, PgError> {
 fn set_value(e: &Expr) -> SetValue {
     match e {
         Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => SetValue::Value(s.clone()),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                SetValue::Value(s.clone())
+            }
             Value::Number(n, _) => SetValue::Value(n.to_string()),
             Value::Boolean(b) => SetValue::Value(if *b { "on".into() } else { "off".into() }),
             other => SetValue::Value(other.to_string()),
         },
-        Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default") || i.value.eq_ignore_ascii_case("local") => {
+        Expr::Identifier(i)
+            if i.value.eq_ignore_ascii_case("default") || i.value.eq_ignore_ascii_case("local") =>
+        {
             SetValue::Default
         }
         Expr::Identifier(i) => SetValue::Value(i.value.clone()),
@@ -234,27 +319,47 @@ pub(crate) fn object_name(name: &ObjectName) -> Result<String, PgError> {
         [t] => Ok(normalize(t, name, 0)),
         [s, t] if s.eq_ignore_ascii_case("public") => Ok(normalize(t, name, 1)),
         [_, s, t] if s.eq_ignore_ascii_case("public") => Ok(normalize(t, name, 2)),
-        _ => Err(PgError::new(SqlState::UNDEFINED_OBJECT, format!("schema of \"{name}\" does not exist"))),
+        _ => Err(PgError::new(
+            SqlState::UNDEFINED_OBJECT,
+            format!("schema of \"{name}\" does not exist"),
+        )),
     }
 }
 
 fn normalize(s: &str, name: &ObjectName, idx: usize) -> String {
     let quoted = matches!(&name.0[idx], ObjectNamePart::Identifier(i) if i.quote_style.is_some());
-    if quoted { s.to_owned() } else { s.to_lowercase() }
+    if quoted {
+        s.to_owned()
+    } else {
+        s.to_lowercase()
+    }
 }
 
 fn ident(i: &ast::Ident) -> String {
-    if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
 }
 
 fn bind_create_mv(cv: ast::CreateView, explain: bool) -> Result<Statement, PgError> {
     if cv.or_replace || cv.or_alter {
-        return Err(PgError::not_supported("CREATE OR REPLACE MATERIALIZED VIEW"));
+        return Err(PgError::not_supported(
+            "CREATE OR REPLACE MATERIALIZED VIEW",
+        ));
     }
     let name = object_name(&cv.name)?;
     let columns = cv.columns.iter().map(|c| ident(&c.name)).collect();
     let sql = cv.query.to_string();
-    Ok(Statement::CreateMaterializedView { name, if_not_exists: cv.if_not_exists, columns, query: cv.query, sql, explain })
+    Ok(Statement::CreateMaterializedView {
+        name,
+        if_not_exists: cv.if_not_exists,
+        columns,
+        query: cv.query,
+        sql,
+        explain,
+    })
 }
 
 fn bind_create_table(ct: ast::CreateTable) -> Result<CreateTablePlan, PgError> {
@@ -262,7 +367,9 @@ fn bind_create_table(ct: ast::CreateTable) -> Result<CreateTablePlan, PgError> {
         return Err(PgError::not_supported("CREATE TABLE AS"));
     }
     if ct.or_replace || ct.external || ct.temporary {
-        return Err(PgError::not_supported("CREATE OR REPLACE / EXTERNAL / TEMPORARY TABLE"));
+        return Err(PgError::not_supported(
+            "CREATE OR REPLACE / EXTERNAL / TEMPORARY TABLE",
+        ));
     }
     let name = object_name(&ct.name)?;
     let mut columns = Vec::with_capacity(ct.columns.len());
@@ -297,9 +404,15 @@ fn bind_create_table(ct: ast::CreateTable) -> Result<CreateTablePlan, PgError> {
                         return Err(PgError::not_supported("expression in PRIMARY KEY"));
                     };
                     let col_name = ident(id);
-                    let idx = columns.iter().position(|c| c.0 == col_name).ok_or_else(|| {
-                        PgError::new(SqlState::UNDEFINED_COLUMN, format!("column \"{col_name}\" named in key does not exist"))
-                    })?;
+                    let idx = columns
+                        .iter()
+                        .position(|c| c.0 == col_name)
+                        .ok_or_else(|| {
+                            PgError::new(
+                                SqlState::UNDEFINED_COLUMN,
+                                format!("column \"{col_name}\" named in key does not exist"),
+                            )
+                        })?;
                     columns[idx].2 = true;
                     primary_key.push(idx);
                 }
@@ -310,11 +423,19 @@ fn bind_create_table(ct: ast::CreateTable) -> Result<CreateTablePlan, PgError> {
     if columns.is_empty() {
         return Err(PgError::not_supported("a table without columns"));
     }
-    Ok(CreateTablePlan { name, if_not_exists: ct.if_not_exists, columns, primary_key })
+    Ok(CreateTablePlan {
+        name,
+        if_not_exists: ct.if_not_exists,
+        columns,
+        primary_key,
+    })
 }
 
 fn multiple_pk(table: &str) -> PgError {
-    PgError::new(SqlState::INVALID_TABLE_DEFINITION, format!("multiple primary keys for table \"{table}\" are not allowed"))
+    PgError::new(
+        SqlState::INVALID_TABLE_DEFINITION,
+        format!("multiple primary keys for table \"{table}\" are not allowed"),
+    )
 }
 
 #[cfg(test)]
@@ -339,7 +460,13 @@ mod tests {
         assert_eq!(p.primary_key, vec![0]);
         assert_eq!(p.columns[0], ("a".into(), SqlType::Int4, true));
         assert_eq!(p.columns[1], ("B".into(), SqlType::Text, true));
-        assert_eq!(p.columns[2].1, SqlType::Numeric { precision: 10, scale: 2 });
+        assert_eq!(
+            p.columns[2].1,
+            SqlType::Numeric {
+                precision: 10,
+                scale: 2
+            }
+        );
     }
 
     #[test]
@@ -355,9 +482,15 @@ mod tests {
 
     #[test]
     fn set_and_show() {
-        assert!(matches!(one("SET TIME ZONE 'UTC'").unwrap(), Statement::Set { ref name, .. } if name == "timezone"));
-        assert!(matches!(one("SET extra_float_digits = 3").unwrap(), Statement::Set { value: SetValue::Value(ref v), .. } if v == "3"));
+        assert!(
+            matches!(one("SET TIME ZONE 'UTC'").unwrap(), Statement::Set { ref name, .. } if name == "timezone")
+        );
+        assert!(
+            matches!(one("SET extra_float_digits = 3").unwrap(), Statement::Set { value: SetValue::Value(ref v), .. } if v == "3")
+        );
         assert!(matches!(one("SHOW TABLES").unwrap(), Statement::ShowTables));
-        assert!(matches!(one("SHOW search_path").unwrap(), Statement::Show { ref name } if name == "search_path"));
+        assert!(
+            matches!(one("SHOW search_path").unwrap(), Statement::Show { ref name } if name == "search_path")
+        );
     }
 }

@@ -21,13 +21,25 @@ pub fn bind_type(ty: &AstType) -> Result<SqlType, PgError> {
         AstType::BigInt(_) | AstType::Int8(_) => SqlType::Int8,
         AstType::Real | AstType::Float4 => SqlType::Float4,
         AstType::Float(info) => match info {
-            ExactNumberInfo::Precision(p) | ExactNumberInfo::PrecisionAndScale(p, _) if *p <= 24 => SqlType::Float4,
+            ExactNumberInfo::Precision(p) | ExactNumberInfo::PrecisionAndScale(p, _)
+                if *p <= 24 =>
+            {
+                SqlType::Float4
+            }
             _ => SqlType::Float8,
         },
-        AstType::Double(_) | AstType::DoublePrecision | AstType::Float8 | AstType::Float64 => SqlType::Float8,
+        AstType::Double(_) | AstType::DoublePrecision | AstType::Float8 | AstType::Float64 => {
+            SqlType::Float8
+        }
         AstType::Numeric(info) | AstType::Decimal(info) | AstType::Dec(info) => match info {
-            ExactNumberInfo::None => SqlType::Numeric { precision: 38, scale: 10 },
-            ExactNumberInfo::Precision(p) => SqlType::Numeric { precision: check_precision(*p)?, scale: 0 },
+            ExactNumberInfo::None => SqlType::Numeric {
+                precision: 38,
+                scale: 10,
+            },
+            ExactNumberInfo::Precision(p) => SqlType::Numeric {
+                precision: check_precision(*p)?,
+                scale: 0,
+            },
             ExactNumberInfo::PrecisionAndScale(p, s) => SqlType::Numeric {
                 precision: check_precision(*p)?,
                 scale: i8::try_from(*s).map_err(|_| invalid_type("NUMERIC scale out of range"))?,
@@ -40,12 +52,18 @@ pub fn bind_type(ty: &AstType) -> Result<SqlType, PgError> {
         AstType::Char(len) | AstType::Character(len) => SqlType::Char(char_len(len)?.unwrap_or(1)),
         AstType::Date => SqlType::Date,
         AstType::Time(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Time,
-        AstType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Timestamp,
-        AstType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => SqlType::TimestampTz,
+        AstType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
+            SqlType::Timestamp
+        }
+        AstType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => {
+            SqlType::TimestampTz
+        }
         AstType::Interval { .. } => SqlType::Interval,
         AstType::Bytea => SqlType::Bytea,
         AstType::JSONB | AstType::JSON => SqlType::Jsonb,
-        AstType::Array(ArrayElemTypeDef::SquareBracket(inner, _) | ArrayElemTypeDef::AngleBracket(inner)) => {
+        AstType::Array(
+            ArrayElemTypeDef::SquareBracket(inner, _) | ArrayElemTypeDef::AngleBracket(inner),
+        ) => {
             let inner = bind_type(inner)?;
             if matches!(inner, SqlType::Array(_)) {
                 return Err(PgError::not_supported("multidimensional array column"));
@@ -60,7 +78,12 @@ pub fn bind_type(ty: &AstType) -> Result<SqlType, PgError> {
             "float4" => SqlType::Float4,
             "float8" => SqlType::Float8,
             "jsonb" | "json" => SqlType::Jsonb,
-            other => return Err(PgError::new(freshet_common::SqlState::UNDEFINED_OBJECT, format!("type \"{other}\" does not exist"))),
+            other => {
+                return Err(PgError::new(
+                    freshet_common::SqlState::UNDEFINED_OBJECT,
+                    format!("type \"{other}\" does not exist"),
+                ))
+            }
         },
         other => return Err(PgError::not_supported(format!("column type {other}"))),
     })
@@ -76,9 +99,9 @@ fn check_precision(p: u64) -> Result<u8, PgError> {
 fn char_len(len: &Option<CharacterLength>) -> Result<Option<u32>, PgError> {
     match len {
         None | Some(CharacterLength::Max) => Ok(None),
-        Some(CharacterLength::IntegerLength { length, .. }) => {
-            u32::try_from(*length).map(Some).map_err(|_| invalid_type("length for type varchar is too large"))
-        }
+        Some(CharacterLength::IntegerLength { length, .. }) => u32::try_from(*length)
+            .map(Some)
+            .map_err(|_| invalid_type("length for type varchar is too large")),
     }
 }
 
@@ -100,10 +123,14 @@ pub fn arrow_type(ty: &SqlType) -> DataType {
         SqlType::Date => DataType::Date32,
         SqlType::Time => DataType::Time64(TimeUnit::Microsecond),
         SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-        SqlType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00"))),
+        SqlType::TimestampTz => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00")))
+        }
         SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
         SqlType::Bytea => DataType::Binary,
-        SqlType::Array(inner) => DataType::List(Arc::new(Field::new_list_field(arrow_type(inner), true))),
+        SqlType::Array(inner) => {
+            DataType::List(Arc::new(Field::new_list_field(arrow_type(inner), true)))
+        }
     }
 }
 
@@ -111,7 +138,10 @@ pub fn arrow_type(ty: &SqlType) -> DataType {
 pub fn arrow_field(name: &str, ty: &SqlType, nullable: bool) -> Field {
     let field = Field::new(name, arrow_type(ty), nullable);
     match ty {
-        SqlType::Jsonb => field.with_metadata(HashMap::from([(PG_TYPE_METADATA_KEY.to_owned(), "jsonb".to_owned())])),
+        SqlType::Jsonb => field.with_metadata(HashMap::from([(
+            PG_TYPE_METADATA_KEY.to_owned(),
+            "jsonb".to_owned(),
+        )])),
         _ => field,
     }
 }
@@ -119,7 +149,11 @@ pub fn arrow_field(name: &str, ty: &SqlType, nullable: bool) -> Field {
 /// The SQL type clients see for an Arrow field of a query result (views' columns).
 /// `None` for Arrow types we do not store.
 pub fn sql_type_of(field: &Field) -> Option<SqlType> {
-    if field.metadata().get(PG_TYPE_METADATA_KEY).is_some_and(|t| t == "jsonb") {
+    if field
+        .metadata()
+        .get(PG_TYPE_METADATA_KEY)
+        .is_some_and(|t| t == "jsonb")
+    {
         return Some(SqlType::Jsonb);
     }
     Some(match field.data_type() {
@@ -129,7 +163,10 @@ pub fn sql_type_of(field: &Field) -> Option<SqlType> {
         DataType::Int64 => SqlType::Int8,
         DataType::Float16 | DataType::Float32 => SqlType::Float4,
         DataType::Float64 => SqlType::Float8,
-        DataType::Decimal128(p, s) => SqlType::Numeric { precision: *p, scale: *s },
+        DataType::Decimal128(p, s) => SqlType::Numeric {
+            precision: *p,
+            scale: *s,
+        },
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => SqlType::Text,
         DataType::Date32 => SqlType::Date,
         DataType::Time64(_) => SqlType::Time,

@@ -38,7 +38,13 @@ impl ServerProcess {
         let dir = tempfile::tempdir()?;
         let port_file = dir.path().join("port");
         let child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--sync-commits", "false", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--sync-commits",
+                "false",
+                "--data-dir",
+            ])
             .arg(dir.path().join("data"))
             .arg("--port-file")
             .arg(&port_file)
@@ -50,7 +56,11 @@ impl ServerProcess {
         loop {
             if let Ok(s) = std::fs::read_to_string(&port_file) {
                 if let Ok(port) = s.trim().parse() {
-                    return Ok(Self { child, port, _dir: dir });
+                    return Ok(Self {
+                        child,
+                        port,
+                        _dir: dir,
+                    });
                 }
             }
             if Instant::now() > deadline {
@@ -62,7 +72,10 @@ impl ServerProcess {
 
     fn config(&self) -> PostgresConfig {
         let mut c = PostgresConfig::new();
-        c.host("127.0.0.1").port(self.port).user("slt").dbname("freshet");
+        c.host("127.0.0.1")
+            .port(self.port)
+            .user("slt")
+            .dbname("freshet");
         c
     }
 }
@@ -78,7 +91,12 @@ fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| e.path()).collect();
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
             entries.sort();
             out.extend(collect(&entries));
         } else if p.extension().is_some_and(|e| e == "slt") {

@@ -44,17 +44,29 @@ fn encode_one(v: &Datum, out: &mut Vec<u8>) {
         Datum::Decimal(i) => out.extend_from_slice(&((*i as u128) ^ (1 << 127)).to_be_bytes()),
         Datum::Float32(f) => {
             let bits = f.to_bits();
-            let enc = if bits >> 31 == 1 { !bits } else { bits ^ (1 << 31) };
+            let enc = if bits >> 31 == 1 {
+                !bits
+            } else {
+                bits ^ (1 << 31)
+            };
             out.extend_from_slice(&enc.to_be_bytes());
         }
         Datum::Float64(f) => {
             let bits = f.to_bits();
-            let enc = if bits >> 63 == 1 { !bits } else { bits ^ (1 << 63) };
+            let enc = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits ^ (1 << 63)
+            };
             out.extend_from_slice(&enc.to_be_bytes());
         }
         Datum::Text(s) => encode_bytes(s.as_bytes(), out),
         Datum::Bytes(b) => encode_bytes(b, out),
-        Datum::Interval { months, days, nanos } => {
+        Datum::Interval {
+            months,
+            days,
+            nanos,
+        } => {
             out.extend_from_slice(&((*months as u32) ^ 0x8000_0000).to_be_bytes());
             out.extend_from_slice(&((*days as u32) ^ 0x8000_0000).to_be_bytes());
             out.extend_from_slice(&((*nanos as u64) ^ (1 << 63)).to_be_bytes());
@@ -86,7 +98,9 @@ pub fn encode_row_id(id: u64) -> [u8; 8] {
 
 /// Decodes a row id written by [`encode_row_id`].
 pub fn decode_row_id(b: &[u8]) -> Result<u64> {
-    let arr: [u8; 8] = b.try_into().map_err(|_| Error::Corrupt("row id is not 8 bytes".into()))?;
+    let arr: [u8; 8] = b
+        .try_into()
+        .map_err(|_| Error::Corrupt("row id is not 8 bytes".into()))?;
     Ok(u64::from_be_bytes(arr))
 }
 

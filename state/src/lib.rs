@@ -14,5 +14,8 @@ pub mod row_codec;
 mod store;
 
 pub use error::{Error, Result};
-pub use keyspace::{meta_key, operator_prefix, table_prefix, table_row_key, view_prefix, view_state_prefix, Keyspace};
-pub use store::{next_key, Snapshot, StateConfig, Store, WriteBatch};
+pub use keyspace::{
+    meta_key, operator_prefix, table_prefix, table_row_key, view_prefix, view_state_prefix,
+    Keyspace,
+};
+pub use store::{data_entries_read, next_key, Snapshot, StateConfig, Store, WriteBatch};

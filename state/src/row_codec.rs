@@ -87,7 +87,11 @@ fn encode_value(v: &Datum, out: &mut Vec<u8>) {
             out.push(tag::TIMESTAMP);
             out.extend_from_slice(&t.to_le_bytes());
         }
-        Datum::Interval { months, days, nanos } => {
+        Datum::Interval {
+            months,
+            days,
+            nanos,
+        } => {
             out.push(tag::INTERVAL);
             out.extend_from_slice(&months.to_le_bytes());
             out.extend_from_slice(&days.to_le_bytes());
@@ -165,7 +169,8 @@ impl<'a> Reader<'a> {
             tag::DECIMAL => Datum::Decimal(i128::from_le_bytes(self.fixed()?)),
             tag::TEXT => {
                 let n = self.len()?;
-                let s = std::str::from_utf8(self.take(n)?).map_err(|_| Error::Corrupt("text is not UTF-8".into()))?;
+                let s = std::str::from_utf8(self.take(n)?)
+                    .map_err(|_| Error::Corrupt("text is not UTF-8".into()))?;
                 Datum::Text(s.to_owned())
             }
             tag::BYTES => {
@@ -221,7 +226,11 @@ mod tests {
             Datum::Date(19000),
             Datum::Time(1_000),
             Datum::Timestamp(-5),
-            Datum::Interval { months: 1, days: -2, nanos: 3 },
+            Datum::Interval {
+                months: 1,
+                days: -2,
+                nanos: 3,
+            },
             Datum::List(vec![Datum::Int32(1), Datum::Null]),
         ];
         let mut buf = Vec::new();

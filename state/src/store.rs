@@ -1,8 +1,11 @@
 //! The RocksDB handle, write batches and read snapshots.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use rocksdb::{Direction, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions, DB};
+use rocksdb::{
+    Direction, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions, DB,
+};
 
 use crate::{Error, Result};
 
@@ -17,14 +20,35 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { sync_commits: true, block_cache_bytes: 256 << 20 }
+        Self {
+            sync_commits: true,
+            block_cache_bytes: 256 << 20,
+        }
     }
 }
 
 impl StateConfig {
     /// Settings for unit tests: no fsync, small cache.
     pub fn for_test() -> Self {
-        Self { sync_commits: false, block_cache_bytes: 8 << 20 }
+        Self {
+            sync_commits: false,
+            block_cache_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Entries of data keyspaces (everything but catalog metadata) read so far by this process.
+static DATA_ENTRIES_READ: AtomicU64 = AtomicU64::new(0);
+
+/// How many table rows, view rows and operator state entries this process has read from the
+/// store: the measure behind "startup reads no rows" (exposed in `freshet_internal.metrics`).
+pub fn data_entries_read() -> u64 {
+    DATA_ENTRIES_READ.load(Ordering::Relaxed)
+}
+
+fn count_read(key: &[u8]) {
+    if key.first() != Some(&(crate::Keyspace::Meta as u8)) {
+        DATA_ENTRIES_READ.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -44,7 +68,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.db.path()).finish()
+        f.debug_struct("Store")
+            .field("path", &self.db.path())
+            .finish()
     }
 }
 
@@ -62,7 +88,10 @@ impl Store {
         opts.increase_parallelism(2);
         let db = DB::open(&opts, dir)?;
         tracing::info!(path = %dir.display(), "state store opened");
-        Ok(Store { db: Box::leak(Box::new(db)), sync: config.sync_commits })
+        Ok(Store {
+            db: Box::leak(Box::new(db)),
+            sync: config.sync_commits,
+        })
     }
 
     /// Commits `batch` atomically (and durably when `sync_commits` is on).
@@ -75,12 +104,18 @@ impl Store {
 
     /// A consistent read view of everything committed so far.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { inner: self.db.snapshot() }
+        Snapshot {
+            inner: self.db.snapshot(),
+        }
     }
 
     /// Reads one key from the latest state.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get(key)?)
+        let v = self.db.get(key)?;
+        if v.is_some() {
+            count_read(key);
+        }
+        Ok(v)
     }
 
     /// The last key starting with `prefix`, if any.
@@ -89,7 +124,9 @@ impl Store {
         let Some(end) = prefix_successor(&mut upper) else {
             return Ok(None);
         };
-        let mut it = self.db.iterator(IteratorMode::From(end, Direction::Reverse));
+        let mut it = self
+            .db
+            .iterator(IteratorMode::From(end, Direction::Reverse));
         match it.next() {
             Some(item) => {
                 let (k, _) = item?;
@@ -135,7 +172,11 @@ impl std::fmt::Debug for Snapshot {
 impl Snapshot {
     /// Reads one key.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.inner.get(key)?)
+        let v = self.inner.get(key)?;
+        if v.is_some() {
+            count_read(key);
+        }
+        Ok(v)
     }
 
     /// Up to `limit` entries whose keys start with `prefix`, in key order, from `lower`
@@ -158,13 +199,16 @@ impl Snapshot {
             ro.set_iterate_upper_bound(b);
         }
         let start = if lower > prefix { lower } else { prefix };
-        let it = self.inner.iterator_opt(IteratorMode::From(start, Direction::Forward), ro);
+        let it = self
+            .inner
+            .iterator_opt(IteratorMode::From(start, Direction::Forward), ro);
         let mut out = Vec::with_capacity(limit.min(4096));
         for item in it {
             let (k, v) = item.map_err(Error::from)?;
             if !k.starts_with(prefix) {
                 break;
             }
+            count_read(&k);
             out.push((k, v));
             if out.len() >= limit {
                 break;
@@ -193,7 +237,9 @@ impl Snapshot {
         let mut lower = prefix.to_vec();
         loop {
             let entries = self.scan(prefix, &lower, None, page)?;
-            let Some((last, _)) = entries.last() else { return Ok(()) };
+            let Some((last, _)) = entries.last() else {
+                return Ok(());
+            };
             lower = next_key(last);
             let done = entries.len() < page;
             f(entries)?;
@@ -205,7 +251,18 @@ impl Snapshot {
 
     /// Reads many keys at once (one RocksDB MultiGet).
     pub fn multi_get<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.inner.multi_get(keys).into_iter().map(|r| r.map_err(Error::from)).collect()
+        let values: Vec<Option<Vec<u8>>> = self
+            .inner
+            .multi_get(keys)
+            .into_iter()
+            .map(|r| r.map_err(Error::from))
+            .collect::<Result<_>>()?;
+        for (k, v) in keys.iter().zip(&values) {
+            if v.is_some() {
+                count_read(k.as_ref());
+            }
+        }
+        Ok(values)
     }
 }
 
@@ -240,7 +297,14 @@ mod tests {
         let mut del = WriteBatch::default();
         Store::delete_prefix(&mut del, b"da");
         store.write(del).unwrap();
-        assert!(store.snapshot().scan(b"da", b"", None, 10).unwrap().is_empty());
-        assert_eq!(store.snapshot().scan(b"db", b"", None, 10).unwrap().len(), 1);
+        assert!(store
+            .snapshot()
+            .scan(b"da", b"", None, 10)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store.snapshot().scan(b"db", b"", None, 10).unwrap().len(),
+            1
+        );
     }
 }

@@ -79,7 +79,11 @@ impl AggregateOp {
 
     pub fn describe(&self) -> String {
         let aggs: Vec<String> = self.aggs.iter().map(|a| format!("{:?}", a.kind)).collect();
-        format!("Aggregate: group_keys={} aggregates=[{}]", self.group.len(), aggs.join(", "))
+        format!(
+            "Aggregate: group_keys={} aggregates=[{}]",
+            self.group.len(),
+            aggs.join(", ")
+        )
     }
 
     fn group_key(&self, group: &[u8]) -> Vec<u8> {
@@ -120,7 +124,14 @@ impl AggregateOp {
         if ctx.initial && self.is_global() && groups.is_empty() {
             let key = encode(&[]);
             order.push(key.clone());
-            groups.insert(key, GroupChange { datums: vec![], count: 0, values: vec![Vec::new(); self.aggs.len()] });
+            groups.insert(
+                key,
+                GroupChange {
+                    datums: vec![],
+                    count: 0,
+                    values: vec![Vec::new(); self.aggs.len()],
+                },
+            );
         }
         if order.is_empty() {
             return Ok(None);
@@ -137,7 +148,9 @@ impl AggregateOp {
             let old_count = as_i64(&old_acc[0]);
             let new_count = old_count + change.count;
             if new_count < 0 {
-                return Err(DataFusionError::Internal("aggregate group count went negative".into()));
+                return Err(DataFusionError::Internal(
+                    "aggregate group count went negative".into(),
+                ));
             }
             let mut new_acc = old_acc.clone();
             new_acc[0] = Datum::Int64(new_count);
@@ -171,7 +184,8 @@ impl AggregateOp {
                         field += 1;
                     }
                     AggKind::Sum | AggKind::Avg => {
-                        let (old_n, old_sum) = (as_i64(&old_acc[field]), old_acc[field + 1].clone());
+                        let (old_n, old_sum) =
+                            (as_i64(&old_acc[field]), old_acc[field + 1].clone());
                         let mut n = old_n;
                         let mut sum = old_sum.clone();
                         for (v, w) in values {
@@ -236,38 +250,67 @@ impl AggregateOp {
                 AggKind::Min | AggKind::Max => {}
                 AggKind::Count | AggKind::CountDistinct => acc.push(Datum::Int64(0)),
                 AggKind::Sum | AggKind::Avg => acc.extend([Datum::Int64(0), Datum::Null]),
-                AggKind::BoolAnd | AggKind::BoolOr => acc.extend([Datum::Int64(0), Datum::Int64(0)]),
+                AggKind::BoolAnd | AggKind::BoolOr => {
+                    acc.extend([Datum::Int64(0), Datum::Int64(0)])
+                }
             }
         }
         acc
     }
 
     /// Evaluates group keys and arguments of `d`, grouping its rows.
-    fn collect(&self, d: &Delta, order: &mut Vec<Vec<u8>>, groups: &mut HashMap<Vec<u8>, GroupChange>) -> Result<()> {
+    fn collect(
+        &self,
+        d: &Delta,
+        order: &mut Vec<Vec<u8>>,
+        groups: &mut HashMap<Vec<u8>, GroupChange>,
+    ) -> Result<()> {
         let n = d.len();
-        let group_cols: Vec<ArrayRef> =
-            self.group.iter().map(|e| e.evaluate(&d.batch)?.into_array(n)).collect::<Result<_>>()?;
+        let group_cols: Vec<ArrayRef> = self
+            .group
+            .iter()
+            .map(|e| e.evaluate(&d.batch)?.into_array(n))
+            .collect::<Result<_>>()?;
         let mut arg_cols: Vec<Option<ArrayRef>> = Vec::with_capacity(self.aggs.len());
         let mut filter_cols: Vec<Option<ArrayRef>> = Vec::with_capacity(self.aggs.len());
         for spec in &self.aggs {
-            arg_cols.push(spec.arg.as_ref().map(|e| e.evaluate(&d.batch)?.into_array(n)).transpose()?);
-            filter_cols.push(spec.filter.as_ref().map(|e| e.evaluate(&d.batch)?.into_array(n)).transpose()?);
+            arg_cols.push(
+                spec.arg
+                    .as_ref()
+                    .map(|e| e.evaluate(&d.batch)?.into_array(n))
+                    .transpose()?,
+            );
+            filter_cols.push(
+                spec.filter
+                    .as_ref()
+                    .map(|e| e.evaluate(&d.batch)?.into_array(n))
+                    .transpose()?,
+            );
         }
         for row in 0..n {
             let w = d.weights[row];
-            let datums: Vec<Datum> = group_cols.iter().map(|c| datum_at(c, row)).collect::<Result<_>>()?;
+            let datums: Vec<Datum> = group_cols
+                .iter()
+                .map(|c| datum_at(c, row))
+                .collect::<Result<_>>()?;
             let key = encode(&datums);
             let g = match groups.entry(key) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     order.push(e.key().clone());
-                    e.insert(GroupChange { datums, count: 0, values: vec![Vec::new(); self.aggs.len()] })
+                    e.insert(GroupChange {
+                        datums,
+                        count: 0,
+                        values: vec![Vec::new(); self.aggs.len()],
+                    })
                 }
             };
             g.count += w;
             for i in 0..self.aggs.len() {
                 if let Some(f) = &filter_cols[i] {
-                    let f = f.as_boolean_opt().ok_or_else(|| DataFusionError::Internal("aggregate FILTER is not boolean".into()))?;
+                    let f = f.as_boolean_opt().ok_or_else(|| {
+                        DataFusionError::Internal("aggregate FILTER is not boolean".into())
+                    })?;
                     if !f.is_valid(row) || !f.value(row) {
                         continue;
                     }
@@ -286,8 +329,17 @@ impl AggregateOp {
     }
 
     /// Applies value changes to a MIN/MAX multiset; returns (old extreme, new extreme).
-    fn update_extreme(&self, agg: usize, prefix: &[u8], values: &[(Datum, i64)], ctx: &mut EpochCtx<'_>) -> Result<(Datum, Datum)> {
-        let old_first = ctx.snapshot.scan(prefix, prefix, None, 1).map_err(state_err)?;
+    fn update_extreme(
+        &self,
+        agg: usize,
+        prefix: &[u8],
+        values: &[(Datum, i64)],
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<(Datum, Datum)> {
+        let old_first = ctx
+            .snapshot
+            .scan(prefix, prefix, None, 1)
+            .map_err(state_err)?;
         let old_v = match old_first.first() {
             Some((_, v)) => entry_value(v)?.1,
             None => Datum::Null,
@@ -297,11 +349,16 @@ impl AggregateOp {
         }
         let changed = self.apply_multiset(agg, prefix, values, ctx)?;
         // The new extreme: the first surviving key among the stored ones and the changed ones.
-        let mut best: Option<(Vec<u8>, Datum)> =
-            changed.iter().find(|(_, (_, _, n))| *n > 0).map(|(k, (d, _, _))| (k.clone(), d.clone()));
+        let mut best: Option<(Vec<u8>, Datum)> = changed
+            .iter()
+            .find(|(_, (_, _, n))| *n > 0)
+            .map(|(k, (d, _, _))| (k.clone(), d.clone()));
         let mut lower = prefix.to_vec();
         'scan: loop {
-            let page = ctx.snapshot.scan(prefix, &lower, None, 64).map_err(state_err)?;
+            let page = ctx
+                .snapshot
+                .scan(prefix, &lower, None, 64)
+                .map_err(state_err)?;
             let Some((last, _)) = page.last() else { break };
             lower = freshet_state::next_key(last);
             for (k, v) in &page {
@@ -323,19 +380,37 @@ impl AggregateOp {
     }
 
     /// Applies value changes to a COUNT(DISTINCT) multiset; returns the change in distinct values.
-    fn update_distinct(&self, agg: usize, prefix: &[u8], values: &[(Datum, i64)], ctx: &mut EpochCtx<'_>) -> Result<i64> {
+    fn update_distinct(
+        &self,
+        agg: usize,
+        prefix: &[u8],
+        values: &[(Datum, i64)],
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<i64> {
         if values.is_empty() {
             return Ok(0);
         }
         let changed = self.apply_multiset(agg, prefix, values, ctx)?;
-        Ok(changed.values().map(|(_, old, new)| i64::from(*new > 0) - i64::from(*old > 0)).sum())
+        Ok(changed
+            .values()
+            .map(|(_, old, new)| i64::from(*new > 0) - i64::from(*old > 0))
+            .sum())
     }
 
     /// Writes the new counts of changed values; returns value key → (value, old count, new count).
-    fn apply_multiset(&self, agg: usize, prefix: &[u8], values: &[(Datum, i64)], ctx: &mut EpochCtx<'_>) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
+    fn apply_multiset(
+        &self,
+        agg: usize,
+        prefix: &[u8],
+        values: &[(Datum, i64)],
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
         let mut deltas: BTreeMap<Vec<u8>, (Datum, i64, i64)> = BTreeMap::new();
         for (v, w) in values {
-            deltas.entry(self.value_key(agg, v)).or_insert_with(|| (v.clone(), 0, 0)).2 += w;
+            deltas
+                .entry(self.value_key(agg, v))
+                .or_insert_with(|| (v.clone(), 0, 0))
+                .2 += w;
         }
         let keys: Vec<Vec<u8>> = deltas.keys().map(|k| [prefix, k].concat()).collect();
         let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
@@ -347,7 +422,9 @@ impl AggregateOp {
             *old_slot = old_n;
             let n = old_n + *dn;
             if n < 0 {
-                return Err(DataFusionError::Internal("aggregate value count went negative".into()));
+                return Err(DataFusionError::Internal(
+                    "aggregate value count went negative".into(),
+                ));
             }
             if n == 0 {
                 ctx.batch.delete(full);
@@ -365,7 +442,9 @@ impl AggregateOp {
 fn entry_value(b: &[u8]) -> Result<(i64, Datum)> {
     let mut row = row_codec::decode_row(b).map_err(state_err)?;
     if row.len() != 2 {
-        return Err(DataFusionError::Internal("corrupt aggregate value entry".into()));
+        return Err(DataFusionError::Internal(
+            "corrupt aggregate value entry".into(),
+        ));
     }
     let v = row.pop().unwrap_or(Datum::Null);
     Ok((as_i64(&row[0]), v))
@@ -399,13 +478,21 @@ fn add_weighted(sum: &Datum, v: &Datum, w: i64) -> Result<Datum> {
     };
     match (sum, v) {
         (Datum::Null, v) if int(v).is_some() => Ok(Datum::Decimal(int(v).unwrap_or(0) * w128)),
-        (Datum::Null, v) if float(v).is_some() => Ok(Datum::Float64(float(v).unwrap_or(0.0) * w as f64)),
+        (Datum::Null, v) if float(v).is_some() => {
+            Ok(Datum::Float64(float(v).unwrap_or(0.0) * w as f64))
+        }
         (Datum::Decimal(s), v) if int(v).is_some() => {
             let x = int(v).unwrap_or(0);
-            s.checked_add(x.checked_mul(w128).unwrap_or(i128::MAX)).map(Datum::Decimal).ok_or_else(overflow)
+            s.checked_add(x.checked_mul(w128).unwrap_or(i128::MAX))
+                .map(Datum::Decimal)
+                .ok_or_else(overflow)
         }
-        (Datum::Float64(s), v) if float(v).is_some() => Ok(Datum::Float64(s + float(v).unwrap_or(0.0) * w as f64)),
-        (s, v) => Err(DataFusionError::NotImplemented(format!("incremental sum of {v:?} into {s:?}"))),
+        (Datum::Float64(s), v) if float(v).is_some() => {
+            Ok(Datum::Float64(s + float(v).unwrap_or(0.0) * w as f64))
+        }
+        (s, v) => Err(DataFusionError::NotImplemented(format!(
+            "incremental sum of {v:?} into {s:?}"
+        ))),
     }
 }
 
@@ -423,22 +510,39 @@ fn finish_sum(spec: &AggSpec, n: i64, sum: &Datum) -> Result<Datum> {
         _ => 0,
     };
     Ok(match (spec.kind, &spec.out_type, sum) {
-        (AggKind::Sum, DataType::Int64, Datum::Decimal(s)) => Datum::Int64(i64::try_from(*s).map_err(|_| overflow())?),
+        (AggKind::Sum, DataType::Int64, Datum::Decimal(s)) => {
+            Datum::Int64(i64::try_from(*s).map_err(|_| overflow())?)
+        }
         (AggKind::Sum, DataType::Decimal128(..), Datum::Decimal(s)) => Datum::Decimal(*s),
         (AggKind::Sum, DataType::Float64, Datum::Float64(s)) => Datum::Float64(*s),
         (AggKind::Sum, DataType::Float64, Datum::Decimal(s)) => Datum::Float64(*s as f64),
-        (AggKind::Avg, DataType::Float64, Datum::Decimal(s)) => Datum::Float64(*s as f64 / 10f64.powi(in_scale) / n as f64),
+        (AggKind::Avg, DataType::Float64, Datum::Decimal(s)) => {
+            Datum::Float64(*s as f64 / 10f64.powi(in_scale) / n as f64)
+        }
         (AggKind::Avg, DataType::Float64, Datum::Float64(s)) => Datum::Float64(s / n as f64),
         (AggKind::Avg, DataType::Decimal128(_, out_scale), Datum::Decimal(s)) => {
             let shift = i32::from(*out_scale) - in_scale;
-            let scaled = if shift >= 0 { s.checked_mul(10i128.pow(shift as u32)).ok_or_else(overflow)? } else { s / 10i128.pow((-shift) as u32) };
+            let scaled = if shift >= 0 {
+                s.checked_mul(10i128.pow(shift as u32))
+                    .ok_or_else(overflow)?
+            } else {
+                s / 10i128.pow((-shift) as u32)
+            };
             let n = i128::from(n);
             // round half away from zero, like PostgreSQL's numeric
             let q = scaled / n;
             let r = scaled % n;
-            Datum::Decimal(if 2 * r.abs() >= n { q + scaled.signum() } else { q })
+            Datum::Decimal(if 2 * r.abs() >= n {
+                q + scaled.signum()
+            } else {
+                q
+            })
         }
-        (k, t, s) => return Err(DataFusionError::NotImplemented(format!("incremental {k:?} with result type {t} over {s:?}"))),
+        (k, t, s) => {
+            return Err(DataFusionError::NotImplemented(format!(
+                "incremental {k:?} with result type {t} over {s:?}"
+            )))
+        }
     })
 }
 

@@ -70,7 +70,9 @@ impl JoinOp {
             "Join: kind={:?} keys={} residual={}",
             self.kind,
             self.left_keys.len(),
-            self.filter.as_ref().map_or("none".to_owned(), |f| f.to_string())
+            self.filter
+                .as_ref()
+                .map_or("none".to_owned(), |f| f.to_string())
         )
     }
 
@@ -81,7 +83,12 @@ impl JoinOp {
         k
     }
 
-    pub fn apply(&self, left: Option<Delta>, right: Option<Delta>, ctx: &mut EpochCtx<'_>) -> Result<Option<Delta>> {
+    pub fn apply(
+        &self,
+        left: Option<Delta>,
+        right: Option<Delta>,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<Option<Delta>> {
         let l = self.split(left.as_ref(), &self.left_keys)?;
         let r = self.split(right.as_ref(), &self.right_keys)?;
         let mut out: Rows = Vec::new();
@@ -133,7 +140,10 @@ impl JoinOp {
                 self.store(b'r', key, dr, ctx)?;
             }
         }
-        let out: Rows = consolidate(out).into_iter().map(|(_, row, w)| (row, w)).collect();
+        let out: Rows = consolidate(out)
+            .into_iter()
+            .map(|(_, row, w)| (row, w))
+            .collect();
         if out.is_empty() {
             return Ok(None);
         }
@@ -142,12 +152,21 @@ impl JoinOp {
 
     /// Rows of `d` by the encoding of their key values.
     fn split(&self, d: Option<&Delta>, keys: &[Arc<dyn PhysicalExpr>]) -> Result<SideChanges> {
-        let mut sc = SideChanges { by_key: BTreeMap::new(), null_keyed: Vec::new() };
+        let mut sc = SideChanges {
+            by_key: BTreeMap::new(),
+            null_keyed: Vec::new(),
+        };
         let Some(d) = d else { return Ok(sc) };
         let n = d.len();
-        let key_cols: Vec<ArrayRef> = keys.iter().map(|e| e.evaluate(&d.batch)?.into_array(n)).collect::<Result<_>>()?;
+        let key_cols: Vec<ArrayRef> = keys
+            .iter()
+            .map(|e| e.evaluate(&d.batch)?.into_array(n))
+            .collect::<Result<_>>()?;
         for (i, (row, w)) in d.to_rows()?.into_iter().enumerate() {
-            let key: Vec<Datum> = key_cols.iter().map(|c| datum_at(c, i)).collect::<Result<_>>()?;
+            let key: Vec<Datum> = key_cols
+                .iter()
+                .map(|c| datum_at(c, i))
+                .collect::<Result<_>>()?;
             if !self.null_equal && key.iter().any(Datum::is_null) {
                 sc.null_keyed.push((row, w));
             } else {
@@ -172,12 +191,17 @@ impl JoinOp {
     fn store(&self, side: u8, key: &[u8], delta: &Rows, ctx: &mut EpochCtx<'_>) -> Result<()> {
         let prefix = self.side_prefix(side, key);
         let consolidated = consolidate(delta.clone());
-        let keys: Vec<Vec<u8>> = consolidated.iter().map(|(b, _, _)| [prefix.as_slice(), b].concat()).collect();
+        let keys: Vec<Vec<u8>> = consolidated
+            .iter()
+            .map(|(b, _, _)| [prefix.as_slice(), b].concat())
+            .collect();
         let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
         for ((full, (_, _, w)), old) in keys.iter().zip(&consolidated).zip(olds) {
             let n = old.map(|b| decode_count(&b)).transpose()?.unwrap_or(0) + w;
             if n < 0 {
-                return Err(DataFusionError::Internal("join row count went negative".into()));
+                return Err(DataFusionError::Internal(
+                    "join row count went negative".into(),
+                ));
             }
             if n == 0 {
                 ctx.batch.delete(full);
@@ -203,7 +227,9 @@ impl JoinOp {
     /// Which (l, r) pairs satisfy the residual predicate, row-major.
     fn matches(&self, l: &Rows, r: &Rows) -> Result<Vec<bool>> {
         let n = l.len() * r.len();
-        let Some(filter) = &self.filter else { return Ok(vec![true; n]) };
+        let Some(filter) = &self.filter else {
+            return Ok(vec![true; n]);
+        };
         if n == 0 {
             return Ok(vec![]);
         }
@@ -217,7 +243,9 @@ impl JoinOp {
         }
         let batch = rows_to_full_batch(&pairs, &self.joined)?;
         let mask = filter.evaluate(&batch)?.into_array(n)?;
-        let mask = mask.as_boolean_opt().ok_or_else(|| DataFusionError::Internal("join filter is not boolean".into()))?;
+        let mask = mask
+            .as_boolean_opt()
+            .ok_or_else(|| DataFusionError::Internal("join filter is not boolean".into()))?;
         Ok((0..n).map(|i| mask.is_valid(i) && mask.value(i)).collect())
     }
 
@@ -247,7 +275,10 @@ impl JoinOp {
                 if m[i * r.len() + j] {
                     any = true;
                     right_matched[j] = true;
-                    if matches!(self.kind, JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full) {
+                    if matches!(
+                        self.kind,
+                        JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full
+                    ) {
                         let mut row = lr.clone();
                         row.extend_from_slice(rr);
                         out.push((row, lw * rw));
@@ -274,7 +305,13 @@ impl JoinOp {
 
 /// `old` with `delta` applied (rows whose multiplicity reaches zero removed).
 fn merge(old: &Rows, delta: Option<&Rows>) -> Rows {
-    let Some(delta) = delta else { return old.clone() };
+    let Some(delta) = delta else {
+        return old.clone();
+    };
     let all: Rows = old.iter().chain(delta.iter()).cloned().collect();
-    consolidate(all).into_iter().filter(|(_, _, w)| *w > 0).map(|(_, row, w)| (row, w)).collect()
+    consolidate(all)
+        .into_iter()
+        .filter(|(_, _, w)| *w > 0)
+        .map(|(_, row, w)| (row, w))
+        .collect()
 }

@@ -26,17 +26,36 @@ use crate::epoch::{EpochChanges, EpochCtx};
 #[derive(Debug)]
 pub enum Node {
     /// The changes of a table or upstream view, restricted to `projection`.
-    Scan { relation: TableId, name: String, projection: Vec<usize>, schema: SchemaRef },
+    Scan {
+        relation: TableId,
+        name: String,
+        projection: Vec<usize>,
+        schema: SchemaRef,
+    },
     /// Rows for which `predicate` is true.
-    Filter { input: Box<Node>, predicate: Arc<dyn PhysicalExpr> },
+    Filter {
+        input: Box<Node>,
+        predicate: Arc<dyn PhysicalExpr>,
+    },
     /// Scalar expressions of each row.
-    Project { input: Box<Node>, exprs: Vec<Arc<dyn PhysicalExpr>>, schema: SchemaRef },
+    Project {
+        input: Box<Node>,
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+    },
     /// Grouped aggregation with retractions (also DISTINCT).
     Aggregate { input: Box<Node>, op: AggregateOp },
     /// Joins of every kind.
-    Join { left: Box<Node>, right: Box<Node>, op: JoinOp },
+    Join {
+        left: Box<Node>,
+        right: Box<Node>,
+        op: JoinOp,
+    },
     /// UNION ALL.
-    Union { inputs: Vec<Node>, schema: SchemaRef },
+    Union {
+        inputs: Vec<Node>,
+        schema: SchemaRef,
+    },
     /// A constant relation (VALUES, a FROM-less SELECT): emitted once, at backfill.
     Constant { batch: RecordBatch },
 }
@@ -45,7 +64,9 @@ impl Node {
     /// The output schema.
     pub fn schema(&self) -> SchemaRef {
         match self {
-            Node::Scan { schema, .. } | Node::Project { schema, .. } | Node::Union { schema, .. } => Arc::clone(schema),
+            Node::Scan { schema, .. }
+            | Node::Project { schema, .. }
+            | Node::Union { schema, .. } => Arc::clone(schema),
             Node::Filter { input, .. } => input.schema(),
             Node::Aggregate { op, .. } => op.schema(),
             Node::Join { op, .. } => op.schema(),
@@ -57,7 +78,9 @@ impl Node {
     pub fn relations(&self, out: &mut Vec<TableId>) {
         match self {
             Node::Scan { relation, .. } => out.push(*relation),
-            Node::Filter { input, .. } | Node::Project { input, .. } | Node::Aggregate { input, .. } => input.relations(out),
+            Node::Filter { input, .. }
+            | Node::Project { input, .. }
+            | Node::Aggregate { input, .. } => input.relations(out),
             Node::Join { left, right, .. } => {
                 left.relations(out);
                 right.relations(out);
@@ -70,11 +93,19 @@ impl Node {
     /// Whether the epoch's changes can affect this node's output.
     fn touched(&self, changes: &EpochChanges, initial: bool) -> bool {
         match self {
-            Node::Scan { relation, .. } => changes.tables.get(relation).is_some_and(|r| !r.is_empty()),
-            Node::Filter { input, .. } | Node::Project { input, .. } => input.touched(changes, initial),
+            Node::Scan { relation, .. } => {
+                changes.tables.get(relation).is_some_and(|r| !r.is_empty())
+            }
+            Node::Filter { input, .. } | Node::Project { input, .. } => {
+                input.touched(changes, initial)
+            }
             // A global aggregate emits its row at backfill even over empty input.
-            Node::Aggregate { input, op } => input.touched(changes, initial) || (initial && op.is_global()),
-            Node::Join { left, right, .. } => left.touched(changes, initial) || right.touched(changes, initial),
+            Node::Aggregate { input, op } => {
+                input.touched(changes, initial) || (initial && op.is_global())
+            }
+            Node::Join { left, right, .. } => {
+                left.touched(changes, initial) || right.touched(changes, initial)
+            }
             Node::Union { inputs, .. } => inputs.iter().any(|i| i.touched(changes, initial)),
             Node::Constant { .. } => initial,
         }
@@ -86,26 +117,52 @@ impl Node {
             return Ok(None);
         }
         match self {
-            Node::Scan { relation, projection, schema, .. } => {
-                let Some(rows) = changes.tables.get(relation) else { return Ok(None) };
+            Node::Scan {
+                relation,
+                projection,
+                schema,
+                ..
+            } => {
+                let Some(rows) = changes.tables.get(relation) else {
+                    return Ok(None);
+                };
                 let projected: Vec<(Vec<Datum>, i64)> = rows
                     .iter()
-                    .map(|(r, w)| (projection.iter().map(|&i| r.get(i).cloned().unwrap_or(Datum::Null)).collect(), *w))
+                    .map(|(r, w)| {
+                        (
+                            projection
+                                .iter()
+                                .map(|&i| r.get(i).cloned().unwrap_or(Datum::Null))
+                                .collect(),
+                            *w,
+                        )
+                    })
                     .collect();
                 Ok(Some(Delta::from_rows(&projected, schema)?))
             }
             Node::Filter { input, predicate } => {
-                let Some(d) = input.eval(changes, ctx)? else { return Ok(None) };
+                let Some(d) = input.eval(changes, ctx)? else {
+                    return Ok(None);
+                };
                 let mask = predicate.evaluate(&d.batch)?.into_array(d.len())?;
-                let mask = mask
-                    .as_boolean_opt()
-                    .ok_or_else(|| DataFusionError::Internal(format!("filter predicate is {}", mask.data_type())))?;
+                let mask = mask.as_boolean_opt().ok_or_else(|| {
+                    DataFusionError::Internal(format!("filter predicate is {}", mask.data_type()))
+                })?;
                 nonempty(d.filter(mask)?)
             }
-            Node::Project { input, exprs, schema } => {
-                let Some(d) = input.eval(changes, ctx)? else { return Ok(None) };
+            Node::Project {
+                input,
+                exprs,
+                schema,
+            } => {
+                let Some(d) = input.eval(changes, ctx)? else {
+                    return Ok(None);
+                };
                 let batch = project_batch(&d.batch, exprs, schema)?;
-                Ok(Some(Delta { batch, weights: d.weights }))
+                Ok(Some(Delta {
+                    batch,
+                    weights: d.weights,
+                }))
             }
             Node::Aggregate { input, op } => {
                 let d = input.eval(changes, ctx)?;
@@ -114,14 +171,18 @@ impl Node {
             Node::Join { left, right, op } => {
                 let l = left.eval(changes, ctx)?;
                 let r = right.eval(changes, ctx)?;
-                op.apply(l, r, ctx).and_then(|o| o.map_or(Ok(None), nonempty))
+                op.apply(l, r, ctx)
+                    .and_then(|o| o.map_or(Ok(None), nonempty))
             }
             Node::Union { inputs, schema } => {
                 let mut parts = Vec::new();
                 for i in inputs {
                     if let Some(d) = i.eval(changes, ctx)? {
                         let cols = fit_columns(d.batch.columns(), schema)?;
-                        parts.push(Delta { batch: RecordBatch::try_new(Arc::clone(schema), cols)?, weights: d.weights });
+                        parts.push(Delta {
+                            batch: RecordBatch::try_new(Arc::clone(schema), cols)?,
+                            weights: d.weights,
+                        });
                     }
                 }
                 if parts.is_empty() {
@@ -129,7 +190,10 @@ impl Node {
                 }
                 nonempty(Delta::concat(schema, parts)?)
             }
-            Node::Constant { batch } => Ok(Some(Delta { batch: batch.clone(), weights: vec![1; batch.num_rows()] })),
+            Node::Constant { batch } => Ok(Some(Delta {
+                batch: batch.clone(),
+                weights: vec![1; batch.num_rows()],
+            })),
         }
     }
 
@@ -137,10 +201,19 @@ impl Node {
     pub fn explain(&self, depth: usize, out: &mut String) {
         let pad = "  ".repeat(depth);
         let line = match self {
-            Node::Scan { name, projection, .. } => format!("Scan: {name} columns={projection:?}"),
+            Node::Scan {
+                name, projection, ..
+            } => format!("Scan: {name} columns={projection:?}"),
             Node::Filter { predicate, .. } => format!("Filter: {predicate}"),
             Node::Project { exprs, .. } => {
-                format!("Project: {}", exprs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+                format!(
+                    "Project: {}",
+                    exprs
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
             Node::Aggregate { op, .. } => op.describe(),
             Node::Join { op, .. } => op.describe(),
@@ -152,7 +225,9 @@ impl Node {
         out.push('\n');
         match self {
             Node::Scan { .. } | Node::Constant { .. } => {}
-            Node::Filter { input, .. } | Node::Project { input, .. } | Node::Aggregate { input, .. } => input.explain(depth + 1, out),
+            Node::Filter { input, .. }
+            | Node::Project { input, .. }
+            | Node::Aggregate { input, .. } => input.explain(depth + 1, out),
             Node::Join { left, right, .. } => {
                 left.explain(depth + 1, out);
                 right.explain(depth + 1, out);
@@ -167,20 +242,35 @@ fn nonempty(d: Delta) -> Result<Option<Delta>> {
 }
 
 /// Evaluates `exprs` over `batch` into a batch of `schema`.
-pub(crate) fn project_batch(batch: &RecordBatch, exprs: &[Arc<dyn PhysicalExpr>], schema: &SchemaRef) -> Result<RecordBatch> {
+pub(crate) fn project_batch(
+    batch: &RecordBatch,
+    exprs: &[Arc<dyn PhysicalExpr>],
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
     let mut cols = Vec::with_capacity(exprs.len());
     for e in exprs {
         cols.push(e.evaluate(batch)?.into_array(batch.num_rows())?);
     }
     let cols = fit_columns(&cols, schema)?;
-    let opts = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(Arc::clone(schema), cols, &opts)?)
+    let opts =
+        datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        cols,
+        &opts,
+    )?)
 }
 
 /// Casts arrays to the types of `schema`'s fields where they differ.
 pub(crate) fn fit_columns(cols: &[ArrayRef], schema: &SchemaRef) -> Result<Vec<ArrayRef>> {
     cols.iter()
         .zip(schema.fields())
-        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(Arc::clone(c)) } else { Ok(cast(c, f.data_type())?) })
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                Ok(cast(c, f.data_type())?)
+            }
+        })
         .collect()
 }

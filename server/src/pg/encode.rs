@@ -38,7 +38,11 @@ pub fn fields(schema: &Schema, format: &Format) -> Result<Vec<FieldInfo>, PgErro
     let mut fields = arrow_schema_to_pg_fields(schema, format, None)
         .map_err(|e| PgError::not_supported(format!("result type: {e}")))?;
     for (fi, f) in fields.iter_mut().zip(schema.fields()) {
-        if f.metadata().get(PG_TYPE_METADATA_KEY).is_some_and(|t| t == "jsonb") && format.format_for(0) == pgwire::api::results::FieldFormat::Text {
+        if f.metadata()
+            .get(PG_TYPE_METADATA_KEY)
+            .is_some_and(|t| t == "jsonb")
+            && format.format_for(0) == pgwire::api::results::FieldFormat::Text
+        {
             *fi = FieldInfo::new(fi.name().to_owned(), None, None, Type::JSONB, fi.format());
         }
     }
@@ -79,22 +83,27 @@ where
         Running(std::pin::Pin<Box<S>>, Option<CancelSignal>),
         Done,
     }
-    futures::stream::unfold(State::Running(Box::pin(rows), Some(cancel)), |state| async move {
-        let State::Running(mut rows, cancel) = state else { return None };
-        let Some(signal) = cancel else {
-            return rows.next().await.map(|r| (r, State::Running(rows, None)));
-        };
-        tokio::select! {
-            biased;
-            canceled = signal.clone() => {
-                if canceled {
-                    let e = PgError::new(SqlState::QUERY_CANCELED, "canceling statement due to user request");
-                    Some((Err(to_wire_error(e)), State::Done))
-                } else {
-                    rows.next().await.map(|r| (r, State::Running(rows, None)))
+    futures::stream::unfold(
+        State::Running(Box::pin(rows), Some(cancel)),
+        |state| async move {
+            let State::Running(mut rows, cancel) = state else {
+                return None;
+            };
+            let Some(signal) = cancel else {
+                return rows.next().await.map(|r| (r, State::Running(rows, None)));
+            };
+            tokio::select! {
+                biased;
+                canceled = signal.clone() => {
+                    if canceled {
+                        let e = PgError::new(SqlState::QUERY_CANCELED, "canceling statement due to user request");
+                        Some((Err(to_wire_error(e)), State::Done))
+                    } else {
+                        rows.next().await.map(|r| (r, State::Running(rows, None)))
+                    }
                 }
+                row = rows.next() => row.map(|r| (r, State::Running(rows, Some(signal)))),
             }
-            row = rows.next() => row.map(|r| (r, State::Running(rows, Some(signal)))),
-        }
-    })
+        },
+    )
 }

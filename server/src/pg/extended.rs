@@ -34,7 +34,12 @@ pub struct FreshetQueryParser {
 impl QueryParser for FreshetQueryParser {
     type Statement = Arc<Prepared>;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Self::Statement>>
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -65,9 +70,14 @@ impl QueryParser for FreshetQueryParser {
             .collect()
     }
 
-    fn get_result_schema(&self, stmt: &Self::Statement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         match &stmt.described.schema {
-            Some(schema) => encode::fields(schema, format.unwrap_or(&Format::UnifiedText)).map_err(to_wire_error),
+            Some(schema) => encode::fields(schema, format.unwrap_or(&Format::UnifiedText))
+                .map_err(to_wire_error),
             None => Ok(vec![]),
         }
     }
@@ -87,29 +97,50 @@ impl ExtendedQueryHandler for ExtendedHandler {
         Arc::clone(&self.parser)
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
-        C: ClientInfo + ClientPortalStore + futures::Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C: ClientInfo
+            + ClientPortalStore
+            + futures::Sink<PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
-        let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
-            prepared.described.params.iter().map(Option::as_ref).collect();
+        let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> = prepared
+            .described
+            .params
+            .iter()
+            .map(Option::as_ref)
+            .collect();
         let params = if portal.parameter_len() > 0 {
             Some(deserialize_parameters(portal, &inferred).map_err(param_error)?)
         } else {
             None
         };
-        let outcome = self.session.execute(prepared.stmt.clone(), params).await.map_err(to_wire_error)?;
+        let outcome = self
+            .session
+            .execute(prepared.stmt.clone(), params)
+            .await
+            .map_err(to_wire_error)?;
         if let Some(r) = command_response(&outcome) {
             return Ok(r);
         }
-        let Outcome::Rows { schema, stream } = outcome else { unreachable!("non-row outcomes answered above") };
+        let Outcome::Rows { schema, stream } = outcome else {
+            unreachable!("non-row outcomes answered above")
+        };
         // The last await: see encode::cancel_signal.
         let cancel = encode::cancel_signal(&*client).await;
-        let resp = encode::query_response(&schema, stream, &portal.result_column_format, cancel).map_err(to_wire_error)?;
+        let resp = encode::query_response(&schema, stream, &portal.result_column_format, cancel)
+            .map_err(to_wire_error)?;
         Ok(Response::Query(resp))
     }
 }
@@ -118,6 +149,9 @@ impl ExtendedQueryHandler for ExtendedHandler {
 fn param_error(e: PgWireError) -> PgWireError {
     match e {
         PgWireError::UserError(_) => e,
-        other => to_wire_error(PgError::new(SqlState::INVALID_TEXT_REPRESENTATION, format!("invalid parameter value: {other}"))),
+        other => to_wire_error(PgError::new(
+            SqlState::INVALID_TEXT_REPRESENTATION,
+            format!("invalid parameter value: {other}"),
+        )),
     }
 }

@@ -57,10 +57,20 @@ impl SimpleQueryHandler for SimpleHandler {
     }
 }
 
-fn respond(outcome: Outcome, cancel: Option<encode::CancelSignal>) -> Result<Response, freshet_common::PgError> {
+fn respond(
+    outcome: Outcome,
+    cancel: Option<encode::CancelSignal>,
+) -> Result<Response, freshet_common::PgError> {
     if let Some(r) = command_response(&outcome) {
         return Ok(r);
     }
-    let Outcome::Rows { schema, stream } = outcome else { unreachable!("non-row outcomes answered above") };
-    Ok(Response::Query(encode::query_response(&schema, stream, &Format::UnifiedText, cancel)?))
+    let Outcome::Rows { schema, stream } = outcome else {
+        unreachable!("non-row outcomes answered above")
+    };
+    Ok(Response::Query(encode::query_response(
+        &schema,
+        stream,
+        &Format::UnifiedText,
+        cancel,
+    )?))
 }

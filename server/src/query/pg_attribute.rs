@@ -45,10 +45,21 @@ impl SchemaProvider for PgCatalogOverlay {
         if name != "pg_attribute" {
             return Ok(table);
         }
-        let Some(attribute) = table else { return Ok(None) };
-        let Some(class) = self.inner.table("pg_class").await? else { return Ok(Some(attribute)) };
-        let Some(namespace) = self.inner.table("pg_namespace").await? else { return Ok(Some(attribute)) };
-        Ok(Some(Arc::new(TypedPgAttribute { attribute, class, namespace, engine: Arc::clone(&self.engine) })))
+        let Some(attribute) = table else {
+            return Ok(None);
+        };
+        let Some(class) = self.inner.table("pg_class").await? else {
+            return Ok(Some(attribute));
+        };
+        let Some(namespace) = self.inner.table("pg_namespace").await? else {
+            return Ok(Some(attribute));
+        };
+        Ok(Some(Arc::new(TypedPgAttribute {
+            attribute,
+            class,
+            namespace,
+            engine: Arc::clone(&self.engine),
+        })))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -70,7 +81,9 @@ async fn read_all(table: &Arc<dyn TableProvider>, state: &dyn Session) -> Result
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
-    batch.column_by_name(name).ok_or_else(|| DataFusionError::Internal(format!("pg_catalog column {name} missing")))
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("pg_catalog column {name} missing")))
 }
 
 /// Reads an OID-ish column (Int32 or UInt32 depending on the table) as i64.
@@ -81,13 +94,16 @@ fn oid_at(a: &ArrayRef, i: usize) -> Option<i64> {
     if let Some(v) = a.as_primitive_opt::<Int32Type>() {
         return Some(v.value(i) as i64);
     }
-    a.as_primitive_opt::<UInt32Type>().map(|v| v.value(i) as i64)
+    a.as_primitive_opt::<UInt32Type>()
+        .map(|v| v.value(i) as i64)
 }
 
 /// PostgreSQL's `atttypmod` for a declared type (`-1` when it has none).
 fn typmod(ty: &SqlType) -> i32 {
     match ty {
-        SqlType::Numeric { precision, scale } => ((i32::from(*precision) << 16) | i32::from(*scale as u8)) + 4,
+        SqlType::Numeric { precision, scale } => {
+            ((i32::from(*precision) << 16) | i32::from(*scale as u8)) + 4
+        }
         SqlType::Varchar(Some(n)) | SqlType::Char(n) => *n as i32 + 4,
         SqlType::Array(inner) => typmod(inner),
         _ => -1,
@@ -99,7 +115,11 @@ fn typlen(ty: &SqlType) -> i16 {
         SqlType::Bool => 1,
         SqlType::Int2 => 2,
         SqlType::Int4 | SqlType::Float4 | SqlType::Date => 4,
-        SqlType::Int8 | SqlType::Float8 | SqlType::Time | SqlType::Timestamp | SqlType::TimestampTz => 8,
+        SqlType::Int8
+        | SqlType::Float8
+        | SqlType::Time
+        | SqlType::Timestamp
+        | SqlType::TimestampTz => 8,
         SqlType::Interval => 16,
         _ => -1,
     }
@@ -125,7 +145,10 @@ impl TableProvider for TypedPgAttribute {
         // Our tables by pg_class OID: the OID of `public` in pg_namespace, then pg_class rows in it.
         let mut public_oid = None;
         for b in read_all(&self.namespace, state).await? {
-            let (oid, name) = (column(&b, "oid")?, column(&b, "nspname")?.as_string::<i32>());
+            let (oid, name) = (
+                column(&b, "oid")?,
+                column(&b, "nspname")?.as_string::<i32>(),
+            );
             for i in 0..b.num_rows() {
                 if name.value(i) == DEFAULT_SCHEMA {
                     public_oid = oid_at(oid, i);
@@ -134,10 +157,16 @@ impl TableProvider for TypedPgAttribute {
         }
         let mut tables = HashMap::new();
         for b in read_all(&self.class, state).await? {
-            let (oid, name, ns) = (column(&b, "oid")?, column(&b, "relname")?.as_string::<i32>(), column(&b, "relnamespace")?);
+            let (oid, name, ns) = (
+                column(&b, "oid")?,
+                column(&b, "relname")?.as_string::<i32>(),
+                column(&b, "relnamespace")?,
+            );
             for i in 0..b.num_rows() {
                 if public_oid.is_some() && oid_at(ns, i) == public_oid {
-                    if let (Some(oid), Some(def)) = (oid_at(oid, i), self.engine.catalog.table(name.value(i))) {
+                    if let (Some(oid), Some(def)) =
+                        (oid_at(oid, i), self.engine.catalog.table(name.value(i)))
+                    {
                         tables.insert(oid, def);
                     }
                 }
@@ -147,21 +176,44 @@ impl TableProvider for TypedPgAttribute {
         for b in read_all(&self.attribute, state).await? {
             out.push(patch(&b, &tables)?);
         }
-        let exec = MemorySourceConfig::try_new(&[out], self.schema(), projection.cloned())?.with_limit(limit);
+        let exec = MemorySourceConfig::try_new(&[out], self.schema(), projection.cloned())?
+            .with_limit(limit);
         Ok(datafusion::datasource::source::DataSourceExec::from_data_source(exec))
     }
 }
 
-fn patch(b: &RecordBatch, tables: &HashMap<i64, Arc<freshet_catalog::TableDef>>) -> Result<RecordBatch> {
+fn patch(
+    b: &RecordBatch,
+    tables: &HashMap<i64, Arc<freshet_catalog::TableDef>>,
+) -> Result<RecordBatch> {
     let relid = column(b, "attrelid")?;
     let attnum = column(b, "attnum")?.as_primitive::<Int16Type>();
-    let mut typid: Vec<i32> = column(b, "atttypid")?.as_primitive::<Int32Type>().values().to_vec();
-    let mut typmods: Vec<i32> = column(b, "atttypmod")?.as_primitive::<Int32Type>().values().to_vec();
-    let mut lens: Vec<i16> = column(b, "attlen")?.as_primitive::<Int16Type>().values().to_vec();
-    let mut ndims: Vec<i32> = column(b, "attndims")?.as_primitive::<Int32Type>().values().to_vec();
+    let mut typid: Vec<i32> = column(b, "atttypid")?
+        .as_primitive::<Int32Type>()
+        .values()
+        .to_vec();
+    let mut typmods: Vec<i32> = column(b, "atttypmod")?
+        .as_primitive::<Int32Type>()
+        .values()
+        .to_vec();
+    let mut lens: Vec<i16> = column(b, "attlen")?
+        .as_primitive::<Int16Type>()
+        .values()
+        .to_vec();
+    let mut ndims: Vec<i32> = column(b, "attndims")?
+        .as_primitive::<Int32Type>()
+        .values()
+        .to_vec();
     for i in 0..b.num_rows() {
-        let Some(def) = oid_at(relid, i).and_then(|r| tables.get(&r)) else { continue };
-        let Some(col) = usize::try_from(attnum.value(i) - 1).ok().and_then(|n| def.columns.get(n)) else { continue };
+        let Some(def) = oid_at(relid, i).and_then(|r| tables.get(&r)) else {
+            continue;
+        };
+        let Some(col) = usize::try_from(attnum.value(i) - 1)
+            .ok()
+            .and_then(|n| def.columns.get(n))
+        else {
+            continue;
+        };
         typid[i] = col.ty.oid() as i32;
         typmods[i] = typmod(&col.ty);
         lens[i] = typlen(&col.ty);
@@ -175,7 +227,9 @@ fn patch(b: &RecordBatch, tables: &HashMap<i64, Arc<freshet_catalog::TableDef>>)
         ("attlen", Arc::new(Int16Array::from(lens))),
         ("attndims", Arc::new(Int32Array::from(ndims))),
     ] {
-        let (idx, _) = schema.column_with_name(name).ok_or_else(|| DataFusionError::Internal(format!("pg_attribute.{name} missing")))?;
+        let (idx, _) = schema
+            .column_with_name(name)
+            .ok_or_else(|| DataFusionError::Internal(format!("pg_attribute.{name} missing")))?;
         columns[idx] = array;
     }
     Ok(RecordBatch::try_new(schema, columns)?)

@@ -38,14 +38,23 @@ pub struct FreshetCatalogProvider {
 impl FreshetCatalogProvider {
     /// A catalog provider reading `engine`'s catalog live.
     pub fn new(engine: Arc<Engine>) -> Self {
-        Self { public: Arc::new(PublicSchema { engine }), others: RwLock::new(HashMap::new()) }
+        Self {
+            public: Arc::new(PublicSchema { engine }),
+            others: RwLock::new(HashMap::new()),
+        }
     }
 }
 
 impl CatalogProvider for FreshetCatalogProvider {
     fn schema_names(&self) -> Vec<String> {
         let mut names = vec![DEFAULT_SCHEMA.to_owned()];
-        names.extend(self.others.read().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned());
+        names.extend(
+            self.others
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .keys()
+                .cloned(),
+        );
         names
     }
 
@@ -53,14 +62,28 @@ impl CatalogProvider for FreshetCatalogProvider {
         if name == DEFAULT_SCHEMA {
             return Some(Arc::clone(&self.public) as Arc<dyn SchemaProvider>);
         }
-        self.others.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+        self.others
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
-    fn register_schema(&self, name: &str, schema: Arc<dyn SchemaProvider>) -> Result<Option<Arc<dyn SchemaProvider>>> {
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
         if name == DEFAULT_SCHEMA {
-            return Err(DataFusionError::Plan("schema \"public\" is managed by freshet".into()));
+            return Err(DataFusionError::Plan(
+                "schema \"public\" is managed by freshet".into(),
+            ));
         }
-        Ok(self.others.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), schema))
+        Ok(self
+            .others
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), schema))
     }
 }
 
@@ -74,17 +97,31 @@ struct PublicSchema {
 #[async_trait]
 impl SchemaProvider for PublicSchema {
     fn table_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.engine.catalog.tables().iter().map(|t| t.name.clone()).collect();
+        let mut names: Vec<String> = self
+            .engine
+            .catalog
+            .tables()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
         names.extend(self.engine.catalog.views().iter().map(|v| v.name.clone()));
         names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         if let Some(def) = self.engine.catalog.table(name) {
-            return Ok(Some(Arc::new(StoredTable::new(Arc::clone(&self.engine), def)) as Arc<dyn TableProvider>));
+            return Ok(Some(
+                Arc::new(StoredTable::new(Arc::clone(&self.engine), def)) as Arc<dyn TableProvider>,
+            ));
         }
-        let view = self.engine.catalog.view(name).and_then(|def| self.engine.dataflows.get(def.id));
-        Ok(view.map(|v| Arc::new(ViewTable::new(Arc::clone(&self.engine), v)) as Arc<dyn TableProvider>))
+        let view = self
+            .engine
+            .catalog
+            .view(name)
+            .and_then(|def| self.engine.dataflows.get(def.id));
+        Ok(view.map(|v| {
+            Arc::new(ViewTable::new(Arc::clone(&self.engine), v)) as Arc<dyn TableProvider>
+        }))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -12,8 +12,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use freshet_catalog::TableDef;
 use freshet_common::Datum;
-use freshet_state::{key_codec, next_key, row_codec, table_prefix, Snapshot};
 use freshet_sql::df_convert::{rows_to_batch, scalar_to_datum};
+use freshet_state::{key_codec, next_key, row_codec, table_prefix, Snapshot};
 
 /// Rows per batch read from the store.
 const BATCH_ROWS: usize = 4096;
@@ -46,7 +46,14 @@ impl TableScan {
         range: KeyRange,
         limit: Option<usize>,
     ) -> Self {
-        Self { def, snapshot, schema, columns, range, limit }
+        Self {
+            def,
+            snapshot,
+            schema,
+            columns,
+            range,
+            limit,
+        }
     }
 
     /// The projected schema.
@@ -69,7 +76,12 @@ impl PartitionStream for TableScan {
             remaining: self.limit.unwrap_or(usize::MAX),
             done: false,
         };
-        cursor.next = Some(self.range.lower.clone().unwrap_or_else(|| cursor.prefix.clone()));
+        cursor.next = Some(
+            self.range
+                .lower
+                .clone()
+                .unwrap_or_else(|| cursor.prefix.clone()),
+        );
         let schema = Arc::clone(&self.schema);
         let columns = self.columns.clone();
         let iter = std::iter::from_fn(move || {
@@ -80,7 +92,10 @@ impl PartitionStream for TableScan {
             };
             Some(rows_to_batch(&rows, &schema, &columns))
         });
-        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), futures::stream::iter(iter)))
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            futures::stream::iter(iter),
+        ))
     }
 }
 
@@ -107,12 +122,16 @@ impl Cursor {
         if page.len() < limit {
             self.done = true;
         }
-        let Some((last, _)) = page.last() else { return Ok(None) };
+        let Some((last, _)) = page.last() else {
+            return Ok(None);
+        };
         self.next = Some(next_key(last));
         self.remaining -= page.len();
         let rows = page
             .iter()
-            .map(|(_, v)| row_codec::decode_row(v).map_err(|e| DataFusionError::External(Box::new(e))))
+            .map(|(_, v)| {
+                row_codec::decode_row(v).map_err(|e| DataFusionError::External(Box::new(e)))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(rows))
     }
@@ -120,9 +139,20 @@ impl Cursor {
 
 /// Reads every row of a table from `snapshot` as full-schema batches (for UPDATE and DELETE),
 /// with each row's store key.
-pub fn read_all(def: &TableDef, snapshot: Arc<Snapshot>, schema: &SchemaRef) -> Result<Vec<(Vec<Vec<u8>>, RecordBatch)>> {
+pub fn read_all(
+    def: &TableDef,
+    snapshot: Arc<Snapshot>,
+    schema: &SchemaRef,
+) -> Result<Vec<(Vec<Vec<u8>>, RecordBatch)>> {
     let prefix = table_prefix(def.id);
-    let mut cursor = Cursor { prefix: prefix.clone(), snapshot, next: None, upper: None, remaining: usize::MAX, done: false };
+    let mut cursor = Cursor {
+        prefix: prefix.clone(),
+        snapshot,
+        next: None,
+        upper: None,
+        remaining: usize::MAX,
+        done: false,
+    };
     let columns: Vec<usize> = (0..def.columns.len()).collect();
     let mut out = Vec::new();
     loop {
@@ -137,7 +167,9 @@ pub fn read_all(def: &TableDef, snapshot: Arc<Snapshot>, schema: &SchemaRef) -> 
         let mut rows = Vec::with_capacity(page.len());
         for (k, v) in &page {
             keys.push(k.to_vec());
-            rows.push(row_codec::decode_row(v).map_err(|e| DataFusionError::External(Box::new(e)))?);
+            rows.push(
+                row_codec::decode_row(v).map_err(|e| DataFusionError::External(Box::new(e)))?,
+            );
         }
         out.push((keys, rows_to_batch(&rows, schema, &columns)?));
         if page.len() < BATCH_ROWS {
@@ -171,7 +203,9 @@ pub fn key_range(def: &TableDef, schema: &SchemaRef, filters: &[Expr]) -> Option
         if lit.is_null() || &lit.data_type() != dt {
             continue;
         }
-        let Some(enc) = encode_bound(&prefix, lit) else { continue };
+        let Some(enc) = encode_bound(&prefix, lit) else {
+            continue;
+        };
         let succ = successor(&enc);
         let (lo, hi) = match op {
             Operator::Eq => (Some(enc), succ),

@@ -31,7 +31,11 @@ impl StoredTable {
     /// Wraps a table definition.
     pub fn new(engine: Arc<Engine>, def: Arc<TableDef>) -> Self {
         let schema = Arc::new(table_schema(&def));
-        Self { engine, def, schema }
+        Self {
+            engine,
+            def,
+            schema,
+        }
     }
 }
 
@@ -55,7 +59,10 @@ impl TableProvider for StoredTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         // Key-range filters narrow the scan; DataFusion still re-applies them (Inexact).
         Ok(filters
             .iter()
@@ -83,9 +90,23 @@ impl TableProvider for StoredTable {
         };
         let projected = Arc::new(self.schema.project(&columns)?);
         let range = key_range(&self.def, &self.schema, filters).unwrap_or_default();
-        let scan = TableScan::new(Arc::clone(&self.def), snapshot, projected, columns, range, limit);
+        let scan = TableScan::new(
+            Arc::clone(&self.def),
+            snapshot,
+            projected,
+            columns,
+            range,
+            limit,
+        );
         let schema = Arc::clone(scan.schema_ref());
-        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(scan)], None, vec![], false, limit)?))
+        Ok(Arc::new(StreamingTableExec::try_new(
+            schema,
+            vec![Arc::new(scan)],
+            None,
+            vec![],
+            false,
+            limit,
+        )?))
     }
 
     async fn insert_into(
@@ -97,11 +118,19 @@ impl TableProvider for StoredTable {
         if insert_op != InsertOp::Append {
             return Err(PgError::not_supported(format!("INSERT {insert_op}")).into_df());
         }
-        let sink = TableSink::new(Arc::clone(&self.engine), Arc::clone(&self.def), Arc::clone(&self.schema));
+        let sink = TableSink::new(
+            Arc::clone(&self.engine),
+            Arc::clone(&self.def),
+            Arc::clone(&self.schema),
+        );
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 
-    async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let n = write::delete_rows(&self.engine, &self.def, &self.schema, state, &filters).await?;
         write::count_exec(n)
     }
@@ -112,7 +141,15 @@ impl TableProvider for StoredTable {
         assignments: Vec<(String, Expr)>,
         filters: Vec<Expr>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let n = write::update_rows(&self.engine, &self.def, &self.schema, state, &assignments, &filters).await?;
+        let n = write::update_rows(
+            &self.engine,
+            &self.def,
+            &self.schema,
+            state,
+            &assignments,
+            &filters,
+        )
+        .await?;
         write::count_exec(n)
     }
 

@@ -65,7 +65,8 @@ impl TableProvider for ViewTable {
         if !rows.is_empty() || batches.is_empty() {
             batches.push(rows_to_full_batch(&rows, &self.view.schema)?);
         }
-        let source = MemorySourceConfig::try_new(&[batches], self.schema(), projection.cloned())?.with_limit(limit);
+        let source = MemorySourceConfig::try_new(&[batches], self.schema(), projection.cloned())?
+            .with_limit(limit);
         Ok(DataSourceExec::from_data_source(source))
     }
 }

@@ -42,7 +42,11 @@ pub struct TableSink {
 impl TableSink {
     /// A sink for one INSERT into `def`.
     pub fn new(engine: Arc<Engine>, def: Arc<TableDef>, schema: SchemaRef) -> Self {
-        Self { engine, def, schema }
+        Self {
+            engine,
+            def,
+            schema,
+        }
     }
 }
 
@@ -58,7 +62,11 @@ impl DataSink for TableSink {
         &self.schema
     }
 
-    async fn write_all(&self, mut data: SendableRecordBatchStream, _ctx: &Arc<TaskContext>) -> Result<u64> {
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        _ctx: &Arc<TaskContext>,
+    ) -> Result<u64> {
         let mut rows = Vec::new();
         while let Some(batch) = data.next().await {
             rows.extend(batch_rows(&batch?, &self.schema)?);
@@ -111,7 +119,11 @@ pub async fn delete_rows(
     let mut n = 0u64;
     for (keys, rows) in read_all(def, Arc::new(engine.store.snapshot()), schema)? {
         let mask = filter_mask(filters, &rows, schema, state)?;
-        let old_rows = if track { Some(batch_rows(&rows, schema)?) } else { None };
+        let old_rows = if track {
+            Some(batch_rows(&rows, schema)?)
+        } else {
+            None
+        };
         for (i, key) in keys.iter().enumerate() {
             if mask.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i)) {
                 batch.delete(key);
@@ -139,9 +151,24 @@ pub async fn update_rows(
     let mut exprs = Vec::with_capacity(assignments.len());
     for (name, expr) in assignments {
         let idx = def.column_index(name).ok_or_else(|| {
-            PgError::new(SqlState::UNDEFINED_COLUMN, format!("column \"{name}\" of relation \"{}\" does not exist", def.name)).into_df()
+            PgError::new(
+                SqlState::UNDEFINED_COLUMN,
+                format!(
+                    "column \"{name}\" of relation \"{}\" does not exist",
+                    def.name
+                ),
+            )
+            .into_df()
         })?;
-        exprs.push((idx, create_physical_expr(expr, &df_schema, state.execution_props(), &PhysicalPlanningContext::default())?));
+        exprs.push((
+            idx,
+            create_physical_expr(
+                expr,
+                &df_schema,
+                state.execution_props(),
+                &PhysicalPlanningContext::default(),
+            )?,
+        ));
     }
     let mut w = engine.begin_write().await;
     let store = &engine.store;
@@ -158,7 +185,11 @@ pub async fn update_rows(
         }
         let new_batch = RecordBatch::try_new(Arc::clone(schema), new_cols)?;
         let new_rows = batch_rows(&new_batch, schema)?;
-        let old_rows = if track { Some(batch_rows(&rows, schema)?) } else { None };
+        let old_rows = if track {
+            Some(batch_rows(&rows, schema)?)
+        } else {
+            None
+        };
         for (i, (key, row)) in keys.into_iter().zip(new_rows).enumerate() {
             if mask.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i)) {
                 validate_row(def, &row).map_err(PgError::into_df)?;
@@ -166,7 +197,11 @@ pub async fn update_rows(
                     changes.add(def.id, [old[i].clone()], -1);
                     changes.add(def.id, [row.clone()], 1);
                 }
-                let new_key = if def.has_primary_key() { row_key(def, &row) } else { key.clone() };
+                let new_key = if def.has_primary_key() {
+                    row_key(def, &row)
+                } else {
+                    key.clone()
+                };
                 deleted.insert(key);
                 updated.push((new_key, row));
             }
@@ -180,7 +215,8 @@ pub async fn update_rows(
     let mut buf = Vec::new();
     for (key, row) in &updated {
         if def.has_primary_key()
-            && (!seen.insert(key.clone()) || (!deleted.contains(key) && store.get(key).map_err(ext)?.is_some()))
+            && (!seen.insert(key.clone())
+                || (!deleted.contains(key) && store.get(key).map_err(ext)?.is_some()))
         {
             return Err(unique_violation(def, row).into_df());
         }
@@ -197,7 +233,9 @@ pub async fn truncate(engine: &Engine, def: &TableDef) -> Result<u64> {
     let n = if engine.has_dependents(def.id) {
         let rows = freshet_dataflow::read_table_rows(&engine.store.snapshot(), def.id)?;
         let n = rows.len();
-        changes.tables.insert(def.id, rows.into_iter().map(|(r, _)| (r, -1)).collect());
+        changes
+            .tables
+            .insert(def.id, rows.into_iter().map(|(r, _)| (r, -1)).collect());
         n
     } else {
         count_rows(def, engine)?
@@ -224,24 +262,51 @@ fn count_rows(def: &TableDef, engine: &Engine) -> Result<usize> {
 
 /// A one-row `count` plan, what DataFusion expects back from DML hooks.
 pub fn count_exec(n: u64) -> Result<Arc<dyn ExecutionPlan>> {
-    let schema = Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]));
-    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(UInt64Array::from(vec![n]))])?;
-    Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None)?)
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(UInt64Array::from(vec![n]))],
+    )?;
+    Ok(MemorySourceConfig::try_new_exec(
+        &[vec![batch]],
+        schema,
+        None,
+    )?)
 }
 
-fn filter_mask(filters: &[Expr], batch: &RecordBatch, schema: &SchemaRef, state: &dyn Session) -> Result<Option<BooleanArray>> {
+fn filter_mask(
+    filters: &[Expr],
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    state: &dyn Session,
+) -> Result<Option<BooleanArray>> {
     if filters.is_empty() {
         return Ok(None);
     }
     let df_schema = DFSchema::try_from(Arc::clone(schema))?;
     let mut combined: Option<BooleanArray> = None;
     for f in filters {
-        let e = create_physical_expr(f, &df_schema, state.execution_props(), &PhysicalPlanningContext::default())?;
+        let e = create_physical_expr(
+            f,
+            &df_schema,
+            state.execution_props(),
+            &PhysicalPlanningContext::default(),
+        )?;
         let arr = e.evaluate(batch)?.into_array(batch.num_rows())?;
         let mask = arr
             .as_any()
             .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| PgError::new(SqlState::DATATYPE_MISMATCH, "argument of WHERE must be type boolean").into_df())?
+            .ok_or_else(|| {
+                PgError::new(
+                    SqlState::DATATYPE_MISMATCH,
+                    "argument of WHERE must be type boolean",
+                )
+                .into_df()
+            })?
             .clone();
         combined = Some(match combined {
             None => mask,
@@ -255,10 +320,18 @@ fn filter_mask(filters: &[Expr], batch: &RecordBatch, schema: &SchemaRef, state:
 fn batch_rows(batch: &RecordBatch, schema: &SchemaRef) -> Result<Vec<Vec<Datum>>> {
     let mut cols = Vec::with_capacity(batch.num_columns());
     for (arr, field) in batch.columns().iter().zip(schema.fields()) {
-        cols.push(if arr.data_type() == field.data_type() { Arc::clone(arr) } else { cast(arr, field.data_type())? });
+        cols.push(if arr.data_type() == field.data_type() {
+            Arc::clone(arr)
+        } else {
+            cast(arr, field.data_type())?
+        });
     }
     (0..batch.num_rows())
-        .map(|r| cols.iter().map(|c| datum_at(c, r)).collect::<Result<Vec<_>>>())
+        .map(|r| {
+            cols.iter()
+                .map(|c| datum_at(c, r))
+                .collect::<Result<Vec<_>>>()
+        })
         .collect()
 }
 
@@ -267,13 +340,19 @@ fn validate_row(def: &TableDef, row: &[Datum]) -> Result<(), PgError> {
         if col.not_null && v.is_null() {
             return Err(PgError::new(
                 SqlState::NOT_NULL_VIOLATION,
-                format!("null value in column \"{}\" of relation \"{}\" violates not-null constraint", col.name, def.name),
+                format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    col.name, def.name
+                ),
             ));
         }
         if let (SqlType::Varchar(Some(n)) | SqlType::Char(n), Datum::Text(s)) = (&col.ty, v) {
             let n = *n as usize;
             if s.chars().count() > n {
-                return Err(PgError::new(SqlState("22001"), format!("value too long for type {}", col.ty.pg_name())));
+                return Err(PgError::new(
+                    SqlState("22001"),
+                    format!("value too long for type {}", col.ty.pg_name()),
+                ));
             }
         }
     }
@@ -294,10 +373,28 @@ fn put_row(batch: &mut WriteBatch, buf: &mut Vec<u8>, key: Vec<u8>, row: &[Datum
 }
 
 fn unique_violation(def: &TableDef, row: &[Datum]) -> PgError {
-    let cols: Vec<&str> = def.primary_key.iter().map(|&i| def.columns[i].name.as_str()).collect();
-    let vals: Vec<String> = def.primary_key.iter().map(|&i| display_datum(&row[i])).collect();
-    PgError::new(SqlState::UNIQUE_VIOLATION, format!("duplicate key value violates unique constraint \"{}_pkey\"", def.name))
-        .with_detail(format!("Key ({})=({}) already exists.", cols.join(", "), vals.join(", ")))
+    let cols: Vec<&str> = def
+        .primary_key
+        .iter()
+        .map(|&i| def.columns[i].name.as_str())
+        .collect();
+    let vals: Vec<String> = def
+        .primary_key
+        .iter()
+        .map(|&i| display_datum(&row[i]))
+        .collect();
+    PgError::new(
+        SqlState::UNIQUE_VIOLATION,
+        format!(
+            "duplicate key value violates unique constraint \"{}_pkey\"",
+            def.name
+        ),
+    )
+    .with_detail(format!(
+        "Key ({})=({}) already exists.",
+        cols.join(", "),
+        vals.join(", ")
+    ))
 }
 
 fn display_datum(d: &Datum) -> String {

@@ -33,7 +33,16 @@ const DEFAULTS: &[(&str, &str)] = &[
 ];
 
 /// Variables only the server sets.
-const READ_ONLY: &[&str] = &["server_version", "server_version_num", "server_encoding", "integer_datetimes", "lc_collate", "lc_ctype", "max_identifier_length", "is_superuser"];
+const READ_ONLY: &[&str] = &[
+    "server_version",
+    "server_version_num",
+    "server_encoding",
+    "integer_datetimes",
+    "lc_collate",
+    "lc_ctype",
+    "max_identifier_length",
+    "is_superuser",
+];
 
 /// The values of one session's variables.
 #[derive(Debug, Default)]
@@ -51,7 +60,10 @@ impl SessionVars {
     pub fn apply_set(&mut self, name: &str, value: SetValue) -> Result<(), PgError> {
         let key = canonical(name);
         if READ_ONLY.contains(&key.as_str()) {
-            return Err(PgError::new(SqlState("55P02"), format!("parameter \"{name}\" cannot be changed")));
+            return Err(PgError::new(
+                SqlState("55P02"),
+                format!("parameter \"{name}\" cannot be changed"),
+            ));
         }
         let known = DEFAULTS.iter().any(|(k, _)| *k == key);
         // Unknown dotted names are custom options in PostgreSQL; unknown plain names are errors.
@@ -63,7 +75,11 @@ impl SessionVars {
                 self.overrides.remove(&key);
             }
             SetValue::Value(v) => {
-                let v = if key == "client_encoding" { normalize_encoding(&v)? } else { v };
+                let v = if key == "client_encoding" {
+                    normalize_encoding(&v)?
+                } else {
+                    v
+                };
                 if key == "timezone" {
                     validate_time_zone(&v)?;
                 }
@@ -98,7 +114,11 @@ impl SessionVars {
 
     /// The session time zone in the form DataFusion takes (`+00:00` or an IANA name).
     pub fn datafusion_time_zone(&self) -> Option<String> {
-        let tz = self.overrides.get("timezone").map(String::as_str).unwrap_or("UTC");
+        let tz = self
+            .overrides
+            .get("timezone")
+            .map(String::as_str)
+            .unwrap_or("UTC");
         Some(match tz.to_ascii_uppercase().as_str() {
             "UTC" | "GMT" | "ETC/UTC" | "Z" => "+00:00".to_owned(),
             _ => tz.to_owned(),
@@ -117,7 +137,10 @@ fn canonical(name: &str) -> String {
 }
 
 fn unrecognized(name: &str) -> PgError {
-    PgError::new(SqlState::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\""))
+    PgError::new(
+        SqlState::UNDEFINED_OBJECT,
+        format!("unrecognized configuration parameter \"{name}\""),
+    )
 }
 
 fn normalize_encoding(v: &str) -> Result<String, PgError> {
@@ -128,10 +151,16 @@ fn normalize_encoding(v: &str) -> Result<String, PgError> {
 }
 
 fn validate_time_zone(v: &str) -> Result<(), PgError> {
-    let ok = !v.is_empty() && v.len() < 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-:".contains(c));
+    let ok = !v.is_empty()
+        && v.len() < 64
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_+-:".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(PgError::new(SqlState::INVALID_PARAMETER_VALUE, format!("invalid value for parameter \"TimeZone\": \"{v}\"")))
+        Err(PgError::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            format!("invalid value for parameter \"TimeZone\": \"{v}\""),
+        ))
     }
 }
