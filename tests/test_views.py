@@ -64,6 +64,14 @@ VIEWS = {
     "constant": "SELECT 1 AS one, 'x' AS two",
     "agg_of_join_of_aggs": "SELECT a.g, a.c, b.c AS c2 FROM (SELECT g, count(*) AS c FROM t1 GROUP BY g) a "
                            "LEFT JOIN (SELECT g, count(*) AS c FROM t2 GROUP BY g) b ON a.g = b.g",
+    "top_n": "SELECT id, v FROM t1 ORDER BY v DESC NULLS LAST, id LIMIT 5",
+    "top_n_offset": "SELECT id, s FROM t1 ORDER BY s, id LIMIT 4 OFFSET 2",
+    "top_n_groups": "SELECT g, count(*) AS c FROM t1 GROUP BY g ORDER BY count(*) DESC, g LIMIT 3",
+    "row_number_top": "SELECT id, g, v FROM (SELECT id, g, v, row_number() OVER (PARTITION BY g ORDER BY v DESC, id) AS rn "
+                      "FROM t1) q WHERE rn <= 2",
+    "rank_top": "SELECT g, v, rk FROM (SELECT g, v, rank() OVER (PARTITION BY g ORDER BY v) AS rk FROM t1) q WHERE rk <= 2",
+    "window_general": "SELECT id, sum(v) OVER (PARTITION BY g ORDER BY id) AS rs, count(*) OVER (PARTITION BY g) AS c, "
+                      "lag(v) OVER (PARTITION BY g ORDER BY id) AS pv, dense_rank() OVER (ORDER BY s) AS dr FROM t1",
 }
 
 # Views over views: name -> (query over freshet views, the same query inlined for PostgreSQL).
@@ -275,8 +283,8 @@ def test_kill9_during_dml_stream_keeps_views_exact(freshet):
 
 
 @pytest.mark.parametrize("query,construct", [
-    ("SELECT id, row_number() OVER (ORDER BY id) FROM t", "window functions"),
-    ("SELECT id FROM t ORDER BY id LIMIT 3", "LIMIT"),
+    ("SELECT DISTINCT ON (v) id, v FROM t ORDER BY v, id", "DISTINCT ON"),
+    ("SELECT v, count(*) FROM t GROUP BY ROLLUP (v)", "GROUPING SETS"),
     ("SELECT id, random() FROM t", "random"),
     ("SELECT id, now() FROM t", "now"),
     ("SELECT id FROM t WHERE id NOT IN (SELECT v FROM t)", "NOT IN"),

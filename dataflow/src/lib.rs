@@ -17,5 +17,5 @@ pub mod ops;
 pub mod view;
 
 pub use epoch::{EpochChanges, EpochCtx};
-pub use lower::{check_deterministic, nullable, unsupported, Lowering, Relations};
+pub use lower::{check_deterministic, nullable, storable, unsupported, Lowering, Relations};
 pub use view::{read_table_rows, read_view_rows, Dataflows, MaterializedView};

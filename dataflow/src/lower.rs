@@ -13,12 +13,13 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, JoinType, LogicalPlan, Volatility};
-use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
+use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, FetchType, JoinType, LogicalPlan, SkipType, SortExpr, Volatility, Window};
+use datafusion::physical_expr::{create_physical_expr, create_physical_sort_exprs, PhysicalExpr};
+use datafusion::physical_planner::create_window_expr;
 use freshet_common::{PgError, TableId};
 use freshet_state::operator_prefix;
 
-use crate::ops::{AggKind, AggSpec, AggregateOp, JoinKind, JoinOp, Node};
+use crate::ops::{AggKind, AggSpec, AggregateOp, JoinKind, JoinOp, Node, OrderedMode, OrderedOp};
 
 /// Resolves a relation a view reads: its id and full (unprojected) schema.
 pub trait Relations {
@@ -143,15 +144,28 @@ impl<'a> Lowering<'a> {
                 Ok(node)
             }
             LogicalPlan::SubqueryAlias(a) => self.lower(&a.input),
-            LogicalPlan::Sort(s) => {
-                if s.fetch.is_some() {
-                    return Err(unsupported("ORDER BY … LIMIT (top-N)"));
-                }
+            LogicalPlan::Sort(s) => match s.fetch {
+                Some(fetch) => self.top_n(&s.input, &s.expr, 0, Some(fetch)),
                 // A view is a multiset: ORDER BY alone has no effect on it.
-                self.lower(&s.input)
+                None => self.lower(&s.input),
+            },
+            LogicalPlan::Limit(l) => {
+                let skip = match l.get_skip_type()? {
+                    SkipType::Literal(n) => n,
+                    SkipType::UnsupportedExpr => return Err(unsupported("OFFSET with a non-constant expression")),
+                };
+                let fetch = match l.get_fetch_type()? {
+                    FetchType::Literal(n) => n,
+                    FetchType::UnsupportedExpr => return Err(unsupported("LIMIT with a non-constant expression")),
+                };
+                match l.input.as_ref() {
+                    LogicalPlan::Sort(s) => self.top_n(&s.input, &s.expr, skip, fetch),
+                    // Without ORDER BY any rows are a right answer; ours are the first in
+                    // the rows' encoding order.
+                    input => self.top_n(input, &[], skip, fetch),
+                }
             }
-            LogicalPlan::Limit(_) => Err(unsupported("LIMIT/OFFSET")),
-            LogicalPlan::Window(_) => Err(unsupported("window functions")),
+            LogicalPlan::Window(w) => self.window(w),
             LogicalPlan::Aggregate(a) => {
                 self.aggregate(&a.input, &a.group_expr, &a.aggr_expr, a.schema.inner())
             }
@@ -265,6 +279,60 @@ impl<'a> Lowering<'a> {
             }
             other => Err(unsupported(format!("the plan node {}", other.display()))),
         }
+    }
+
+    fn top_n(&mut self, input: &LogicalPlan, order: &[SortExpr], skip: usize, fetch: Option<usize>) -> Result<Node> {
+        let node = self.lower(input)?;
+        let order_by = create_physical_sort_exprs(order, input.schema(), self.props, &PhysicalPlanningContext::default())?;
+        let schema = node.schema();
+        let op = OrderedOp {
+            prefix: self.op_prefix(),
+            partition_by: vec![],
+            order_by,
+            mode: OrderedMode::TopN { skip, fetch },
+            input_schema: Arc::clone(&schema),
+            schema,
+        };
+        Ok(Node::Ordered { input: Box::new(node), op })
+    }
+
+    fn window(&mut self, w: &Window) -> Result<Node> {
+        let in_schema = w.input.schema();
+        let mut shape: Option<(&Vec<Expr>, &Vec<SortExpr>)> = None;
+        for e in &w.window_expr {
+            let f = match e {
+                Expr::Alias(a) => match a.expr.as_ref() {
+                    Expr::WindowFunction(f) => f,
+                    _ => return Err(unsupported(format!("window expression {e}"))),
+                },
+                Expr::WindowFunction(f) => f,
+                _ => return Err(unsupported(format!("window expression {e}"))),
+            };
+            if f.params.distinct {
+                return Err(unsupported("DISTINCT in a window function"));
+            }
+            let this = (&f.params.partition_by, &f.params.order_by);
+            match shape {
+                None => shape = Some(this),
+                Some(s) if s == this => {}
+                Some(_) => return Err(unsupported("window functions with different PARTITION BY / ORDER BY in one window")),
+            }
+        }
+        let Some((partition, order)) = shape else { return self.lower(&w.input) };
+        let node = self.lower(&w.input)?;
+        let ctx = PhysicalPlanningContext::default();
+        let exprs = w.window_expr.iter().map(|e| create_window_expr(e, in_schema, self.props, &ctx)).collect::<Result<_>>()?;
+        let partition_by = partition.iter().map(|e| self.physical(e, in_schema)).collect::<Result<_>>()?;
+        let order_by = create_physical_sort_exprs(order, in_schema, self.props, &ctx)?;
+        let op = OrderedOp {
+            prefix: self.op_prefix(),
+            partition_by,
+            order_by,
+            mode: OrderedMode::Window { exprs },
+            input_schema: node.schema(),
+            schema: nullable(w.schema.inner()),
+        };
+        Ok(Node::Ordered { input: Box::new(node), op })
     }
 
     fn aggregate(
@@ -383,6 +451,38 @@ fn summable(t: &DataType) -> bool {
             | DataType::Float64
             | DataType::Decimal128(..)
     )
+}
+
+/// `root` with its unsigned integer columns (which PostgreSQL has no type for: `row_number()`,
+/// `rank()` …) cast to signed ones, as PostgreSQL's `bigint` results are.
+pub fn storable(root: Node) -> Result<Node> {
+    let schema = root.schema();
+    let target = |t: &DataType| match t {
+        DataType::UInt8 => Some(DataType::Int16),
+        DataType::UInt16 => Some(DataType::Int32),
+        DataType::UInt32 | DataType::UInt64 => Some(DataType::Int64),
+        _ => None,
+    };
+    if !schema.fields().iter().any(|f| target(f.data_type()).is_some()) {
+        return Ok(root);
+    }
+    let mut exprs: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
+    let mut fields = Vec::new();
+    for (i, f) in schema.fields().iter().enumerate() {
+        let col: Arc<dyn PhysicalExpr> = Arc::new(datafusion::physical_expr::expressions::Column::new(f.name(), i));
+        match target(f.data_type()) {
+            Some(t) => {
+                exprs.push(datafusion::physical_expr::expressions::cast(col, &schema, t.clone())?);
+                fields.push(f.as_ref().clone().with_data_type(t));
+            }
+            None => {
+                exprs.push(col);
+                fields.push(f.as_ref().clone());
+            }
+        }
+    }
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    Ok(Node::Project { input: Box::new(root), exprs, schema })
 }
 
 /// `schema` with every field nullable: deltas carry outer-join padding and empty aggregates.

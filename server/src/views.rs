@@ -10,7 +10,7 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use freshet_catalog::{ColumnDef, ViewDef, DEFAULT_SCHEMA};
 use freshet_common::{PgError, SqlState, TableId};
-use freshet_dataflow::{check_deterministic, nullable, Lowering, MaterializedView, Relations};
+use freshet_dataflow::{check_deterministic, storable, Lowering, MaterializedView, Relations};
 use freshet_sql::ast;
 use freshet_sql::error::map_df_error;
 use freshet_state::WriteBatch;
@@ -56,9 +56,10 @@ pub async fn build(
     let optimized = state.optimize(&plan).map_err(|e| map_df_error(&e))?;
     let root = Lowering::new(id, state.execution_props(), engine)
         .lower(&optimized)
+        .and_then(storable)
         .map_err(|e| map_df_error(&e))?;
     // Output columns: the query's names, or the ones the statement lists.
-    let out = nullable(optimized.schema().inner());
+    let out = root.schema();
     if !columns.is_empty() && columns.len() != out.fields().len() {
         return Err(PgError::new(
             SqlState::SYNTAX_ERROR,

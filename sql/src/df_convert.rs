@@ -25,6 +25,14 @@ pub fn scalar_to_datum(v: &ScalarValue) -> Result<Datum> {
         S::Int16(Some(i)) => Datum::Int16(*i),
         S::Int32(Some(i)) => Datum::Int32(*i),
         S::Int64(Some(i)) => Datum::Int64(*i),
+        // Unsigned results (row_number(), rank() …) travel as the next wider signed type;
+        // batches built from datums cast back to the field's type.
+        S::UInt8(Some(i)) => Datum::Int16(i16::from(*i)),
+        S::UInt16(Some(i)) => Datum::Int32(i32::from(*i)),
+        S::UInt32(Some(i)) => Datum::Int64(i64::from(*i)),
+        S::UInt64(Some(i)) => Datum::Int64(i64::try_from(*i).map_err(|_| {
+            DataFusionError::Execution(format!("value {i} is out of range for type bigint"))
+        })?),
         S::Float32(Some(f)) => Datum::Float32(*f),
         S::Float64(Some(f)) => Datum::Float64(*f),
         S::Decimal128(Some(d), _, _) => Datum::Decimal(*d),

@@ -25,6 +25,23 @@ pub fn encode_key(values: &[Datum], out: &mut Vec<u8>) {
     }
 }
 
+/// Appends the encoding of one ORDER BY value: like [`encode_key`] when ascending with NULLs
+/// last; `descending` reverses the order of values, `nulls_first` puts NULL before them.
+/// Components are prefix-free, so a tuple of them compares component-wise.
+pub fn encode_sort_value(value: &Datum, descending: bool, nulls_first: bool, out: &mut Vec<u8>) {
+    if value.is_null() {
+        out.push(if nulls_first { 0x00 } else { 0x02 });
+        return;
+    }
+    out.push(VALUE);
+    let start = out.len();
+    encode_one(value, out);
+    out.remove(start); // the tag written by encode_one
+    if descending {
+        out[start..].iter_mut().for_each(|b| *b = !*b);
+    }
+}
+
 fn encode_one(v: &Datum, out: &mut Vec<u8>) {
     if v.is_null() {
         out.push(NULL);
@@ -117,6 +134,27 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn sort_values_keep_order(a: Option<(String, i64)>, b: Option<(String, i64)>, desc: bool, nulls_first: bool) {
+            let to = |v: &Option<(String, i64)>| -> Vec<u8> {
+                let mut out = Vec::new();
+                let (s, i) = match v {
+                    Some((s, i)) => (Datum::Text(s.clone()), Datum::Int64(*i)),
+                    None => (Datum::Null, Datum::Null),
+                };
+                encode_sort_value(&s, desc, nulls_first, &mut out);
+                encode_sort_value(&i, desc, nulls_first, &mut out);
+                out
+            };
+            let expected = match (&a, &b) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => if nulls_first { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater },
+                (Some(_), None) => if nulls_first { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Less },
+                (Some(x), Some(y)) => if desc { y.cmp(x) } else { x.cmp(y) },
+            };
+            prop_assert_eq!(expected, to(&a).cmp(&to(&b)));
+        }
+
         #[test]
         fn ints_keep_order(a: i64, b: i64) {
             prop_assert_eq!(a.cmp(&b), enc(vec![Datum::Int64(a)]).cmp(&enc(vec![Datum::Int64(b)])));

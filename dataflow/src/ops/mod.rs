@@ -6,6 +6,7 @@
 
 mod aggregate;
 mod join;
+mod ordered;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use freshet_common::{Datum, TableId};
 
 pub use aggregate::{AggKind, AggSpec, AggregateOp};
 pub use join::{JoinKind, JoinOp};
+pub use ordered::{OrderedMode, OrderedOp};
 
 use crate::delta::Delta;
 use crate::epoch::{EpochChanges, EpochCtx};
@@ -45,6 +47,8 @@ pub enum Node {
     },
     /// Grouped aggregation with retractions (also DISTINCT).
     Aggregate { input: Box<Node>, op: AggregateOp },
+    /// Top-N and window functions over ordered partitions.
+    Ordered { input: Box<Node>, op: OrderedOp },
     /// Joins of every kind.
     Join {
         left: Box<Node>,
@@ -69,6 +73,7 @@ impl Node {
             | Node::Union { schema, .. } => Arc::clone(schema),
             Node::Filter { input, .. } => input.schema(),
             Node::Aggregate { op, .. } => op.schema(),
+            Node::Ordered { op, .. } => op.schema(),
             Node::Join { op, .. } => op.schema(),
             Node::Constant { batch } => batch.schema(),
         }
@@ -79,6 +84,7 @@ impl Node {
         match self {
             Node::Scan { relation, .. } => out.push(*relation),
             Node::Filter { input, .. }
+            | Node::Ordered { input, .. }
             | Node::Project { input, .. }
             | Node::Aggregate { input, .. } => input.relations(out),
             Node::Join { left, right, .. } => {
@@ -96,7 +102,7 @@ impl Node {
             Node::Scan { relation, .. } => {
                 changes.tables.get(relation).is_some_and(|r| !r.is_empty())
             }
-            Node::Filter { input, .. } | Node::Project { input, .. } => {
+            Node::Filter { input, .. } | Node::Project { input, .. } | Node::Ordered { input, .. } => {
                 input.touched(changes, initial)
             }
             // A global aggregate emits its row at backfill even over empty input.
@@ -168,6 +174,10 @@ impl Node {
                 let d = input.eval(changes, ctx)?;
                 op.apply(d, ctx).and_then(|o| o.map_or(Ok(None), nonempty))
             }
+            Node::Ordered { input, op } => {
+                let d = input.eval(changes, ctx)?;
+                op.apply(d, ctx).and_then(|o| o.map_or(Ok(None), nonempty))
+            }
             Node::Join { left, right, op } => {
                 let l = left.eval(changes, ctx)?;
                 let r = right.eval(changes, ctx)?;
@@ -216,6 +226,7 @@ impl Node {
                 )
             }
             Node::Aggregate { op, .. } => op.describe(),
+            Node::Ordered { op, .. } => op.describe(),
             Node::Join { op, .. } => op.describe(),
             Node::Union { inputs, .. } => format!("UnionAll: inputs={}", inputs.len()),
             Node::Constant { batch } => format!("Constant: rows={}", batch.num_rows()),
@@ -226,6 +237,7 @@ impl Node {
         match self {
             Node::Scan { .. } | Node::Constant { .. } => {}
             Node::Filter { input, .. }
+            | Node::Ordered { input, .. }
             | Node::Project { input, .. }
             | Node::Aggregate { input, .. } => input.explain(depth + 1, out),
             Node::Join { left, right, .. } => {
