@@ -11,7 +11,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, NullEquality};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::ExecutionProps;
-use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, FetchType, JoinType, LogicalPlan, SkipType, SortExpr, Volatility, Window};
 use datafusion::physical_expr::{create_physical_expr, create_physical_sort_exprs, PhysicalExpr};
@@ -166,6 +166,7 @@ impl<'a> Lowering<'a> {
                 }
             }
             LogicalPlan::Window(w) => self.window(w),
+            LogicalPlan::RecursiveQuery(_) => Err(unsupported("WITH RECURSIVE")),
             LogicalPlan::Aggregate(a) => {
                 self.aggregate(&a.input, &a.group_expr, &a.aggr_expr, a.schema.inner())
             }
@@ -361,9 +362,6 @@ impl<'a> Lowering<'a> {
                 return Err(unsupported(format!("aggregate expression {e}")));
             };
             let name = func.name().to_ascii_lowercase();
-            if !params.order_by.is_empty() {
-                return Err(unsupported(format!("{name}(… ORDER BY …)")));
-            }
             let kind = match (name.as_str(), params.distinct) {
                 ("count", false) => AggKind::Count,
                 ("count", true) => AggKind::CountDistinct,
@@ -373,10 +371,27 @@ impl<'a> Lowering<'a> {
                 ("max", _) => AggKind::Max,
                 ("bool_and", _) => AggKind::BoolAnd,
                 ("bool_or", _) => AggKind::BoolOr,
+                ("string_agg", false) => AggKind::StringAgg,
+                ("array_agg", false) => AggKind::ArrayAgg,
+                ("first_value" | "last_value", false) => AggKind::FirstValue,
                 (n, true) => return Err(unsupported(format!("{n}(DISTINCT …)"))),
                 (n, false) => return Err(unsupported(format!("the aggregate function {n}"))),
             };
-            if params.args.len() > 1 {
+            if params.null_treatment == Some(NullTreatment::IgnoreNulls) {
+                return Err(unsupported(format!("{name}(… IGNORE NULLS)")));
+            }
+            // string_agg's delimiter: a constant.
+            let mut delimiter = String::new();
+            if kind == AggKind::StringAgg && params.args.len() == 2 {
+                match &params.args[1] {
+                    Expr::Literal(v, _) => {
+                        if let Some(d) = v.try_as_str().flatten() {
+                            delimiter = d.to_owned();
+                        }
+                    }
+                    _ => return Err(unsupported("string_agg with a non-constant delimiter")),
+                }
+            } else if params.args.len() > 1 {
                 return Err(unsupported(format!(
                     "{name} with {} arguments",
                     params.args.len()
@@ -403,12 +418,26 @@ impl<'a> Lowering<'a> {
                 .map(|f| self.physical(f, in_schema))
                 .transpose()?;
             let out_type = out.field(group_expr.len() + i).data_type().clone();
+            // Only these depend on the order of their inputs; last_value is first_value in
+            // the reverse order.
+            let order = match name.as_str() {
+                "string_agg" | "array_agg" | "first_value" => params.order_by.clone(),
+                "last_value" => params
+                    .order_by
+                    .iter()
+                    .map(|o| SortExpr::new(o.expr.clone(), !o.asc, !o.nulls_first))
+                    .collect(),
+                _ => vec![],
+            };
+            let order = create_physical_sort_exprs(&order, in_schema, self.props, &PhysicalPlanningContext::default())?;
             aggs.push(AggSpec {
                 kind,
                 arg,
                 filter,
                 arg_type,
                 out_type,
+                order,
+                delimiter,
             });
         }
         let op = AggregateOp {

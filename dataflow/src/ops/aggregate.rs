@@ -8,6 +8,10 @@
 //! MIN keys are the memcomparable value encoding, MAX keys its bitwise complement, so the
 //! current extreme is always the first key of the group's range: deleting it costs one short
 //! scan, never a recompute of the group. COUNT(DISTINCT) keys are the value's row encoding.
+//! Ordered aggregates key each value by its `ORDER BY` key (memcomparable, in the requested
+//! directions) followed by the value's row encoding: `first_value` (also `last_value`, with the
+//! order reversed, and so `DISTINCT ON`) reads the first key; `string_agg` and `array_agg` read
+//! the touched group's values in order.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -15,12 +19,13 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use freshet_common::Datum;
 use freshet_sql::df_convert::datum_at;
 use freshet_state::{key_codec, row_codec};
 
 use crate::delta::{encode, push_len_prefixed, Delta};
+use super::merge::{merged_scan, Entry};
 use crate::epoch::{state_err, EpochCtx};
 
 /// The aggregate functions maintained incrementally.
@@ -34,6 +39,21 @@ pub enum AggKind {
     CountDistinct,
     BoolAnd,
     BoolOr,
+    StringAgg,
+    ArrayAgg,
+    FirstValue,
+}
+
+impl AggKind {
+    /// Whether NULL inputs are ignored (they are for every aggregate but these).
+    fn skips_nulls(self) -> bool {
+        !matches!(self, AggKind::ArrayAgg | AggKind::FirstValue)
+    }
+
+    /// Whether the aggregate keeps a multiset of its inputs under 'm' keys.
+    fn keeps_values(self) -> bool {
+        !matches!(self, AggKind::Count | AggKind::Sum | AggKind::Avg | AggKind::BoolAnd | AggKind::BoolOr)
+    }
 }
 
 /// One aggregate of an [`AggregateOp`].
@@ -48,7 +68,14 @@ pub struct AggSpec {
     pub arg_type: DataType,
     /// Arrow type of the result.
     pub out_type: DataType,
+    /// `ORDER BY` of an ordered aggregate (string_agg, array_agg, first_value).
+    pub order: Vec<PhysicalSortExpr>,
+    /// string_agg's delimiter.
+    pub delimiter: String,
 }
+
+/// A value with its key in the aggregate's multiset (empty when it keeps none) and its weight.
+type Keyed = (Vec<u8>, Datum, i64);
 
 /// GROUP BY with aggregates; DISTINCT is the case without aggregates.
 #[derive(Debug)]
@@ -64,7 +91,7 @@ struct GroupChange {
     datums: Vec<Datum>,
     count: i64,
     /// Per aggregate: (value, weight) of non-NULL, filter-passing inputs.
-    values: Vec<Vec<(Datum, i64)>>,
+    values: Vec<Vec<Keyed>>,
 }
 
 impl AggregateOp {
@@ -101,13 +128,21 @@ impl AggregateOp {
         k
     }
 
-    fn value_key(&self, agg: usize, value: &Datum) -> Vec<u8> {
+    /// The key of `value` in aggregate `agg`'s multiset; `order` are its ORDER BY values.
+    fn value_key(&self, agg: usize, value: &Datum, order: &[Datum]) -> Vec<u8> {
         let mut k = Vec::new();
-        match self.aggs[agg].kind {
+        let spec = &self.aggs[agg];
+        match spec.kind {
             AggKind::Min => key_codec::encode_key(std::slice::from_ref(value), &mut k),
             AggKind::Max => {
                 key_codec::encode_key(std::slice::from_ref(value), &mut k);
                 k.iter_mut().for_each(|b| *b = !*b);
+            }
+            AggKind::StringAgg | AggKind::ArrayAgg | AggKind::FirstValue => {
+                for (v, s) in order.iter().zip(&spec.order) {
+                    key_codec::encode_sort_value(v, s.options.descending, s.options.nulls_first, &mut k);
+                }
+                row_codec::encode_row(std::slice::from_ref(value), &mut k);
             }
             _ => row_codec::encode_row(std::slice::from_ref(value), &mut k),
         }
@@ -160,16 +195,22 @@ impl AggregateOp {
             for (i, spec) in self.aggs.iter().enumerate() {
                 let values = &change.values[i];
                 match spec.kind {
-                    AggKind::Min | AggKind::Max => {
+                    AggKind::Min | AggKind::Max | AggKind::FirstValue => {
                         let prefix = self.multiset_prefix(i, gbytes);
-                        let (old_v, new_v) = self.update_extreme(i, &prefix, values, ctx)?;
+                        let (old_v, new_v) = self.update_extreme(&prefix, values, ctx)?;
+                        old_out.push(old_v);
+                        new_out.push(new_v);
+                    }
+                    AggKind::StringAgg | AggKind::ArrayAgg => {
+                        let prefix = self.multiset_prefix(i, gbytes);
+                        let (old_v, new_v) = self.update_list(i, &prefix, values, ctx)?;
                         old_out.push(old_v);
                         new_out.push(new_v);
                     }
                     AggKind::CountDistinct => {
                         let prefix = self.multiset_prefix(i, gbytes);
                         let old_n = as_i64(&old_acc[field]);
-                        let new_n = old_n + self.update_distinct(i, &prefix, values, ctx)?;
+                        let new_n = old_n + self.update_distinct(&prefix, values, ctx)?;
                         new_acc[field] = Datum::Int64(new_n);
                         old_out.push(Datum::Int64(old_n));
                         new_out.push(Datum::Int64(new_n));
@@ -177,7 +218,7 @@ impl AggregateOp {
                     }
                     AggKind::Count => {
                         let old_n = as_i64(&old_acc[field]);
-                        let new_n = old_n + values.iter().map(|(_, w)| w).sum::<i64>();
+                        let new_n = old_n + values.iter().map(|(_, _, w)| w).sum::<i64>();
                         new_acc[field] = Datum::Int64(new_n);
                         old_out.push(Datum::Int64(old_n));
                         new_out.push(Datum::Int64(new_n));
@@ -188,7 +229,7 @@ impl AggregateOp {
                             (as_i64(&old_acc[field]), old_acc[field + 1].clone());
                         let mut n = old_n;
                         let mut sum = old_sum.clone();
-                        for (v, w) in values {
+                        for (_, v, w) in values {
                             n += w;
                             sum = add_weighted(&sum, v, *w)?;
                         }
@@ -201,7 +242,7 @@ impl AggregateOp {
                     AggKind::BoolAnd | AggKind::BoolOr => {
                         let (old_t, old_f) = (as_i64(&old_acc[field]), as_i64(&old_acc[field + 1]));
                         let (mut t, mut f) = (old_t, old_f);
-                        for (v, w) in values {
+                        for (_, v, w) in values {
                             match v {
                                 Datum::Bool(true) => t += w,
                                 _ => f += w,
@@ -247,7 +288,11 @@ impl AggregateOp {
         let mut acc = vec![Datum::Int64(0)];
         for spec in &self.aggs {
             match spec.kind {
-                AggKind::Min | AggKind::Max => {}
+                AggKind::Min
+                | AggKind::Max
+                | AggKind::StringAgg
+                | AggKind::ArrayAgg
+                | AggKind::FirstValue => {}
                 AggKind::Count | AggKind::CountDistinct => acc.push(Datum::Int64(0)),
                 AggKind::Sum | AggKind::Avg => acc.extend([Datum::Int64(0), Datum::Null]),
                 AggKind::BoolAnd | AggKind::BoolOr => {
@@ -273,7 +318,14 @@ impl AggregateOp {
             .collect::<Result<_>>()?;
         let mut arg_cols: Vec<Option<ArrayRef>> = Vec::with_capacity(self.aggs.len());
         let mut filter_cols: Vec<Option<ArrayRef>> = Vec::with_capacity(self.aggs.len());
+        let mut order_cols: Vec<Vec<ArrayRef>> = Vec::with_capacity(self.aggs.len());
         for spec in &self.aggs {
+            order_cols.push(
+                spec.order
+                    .iter()
+                    .map(|o| o.expr.evaluate(&d.batch)?.into_array(n))
+                    .collect::<Result<_>>()?,
+            );
             arg_cols.push(
                 spec.arg
                     .as_ref()
@@ -319,27 +371,27 @@ impl AggregateOp {
                     Some(c) => datum_at(c, row)?,
                     None => Datum::Bool(true),
                 };
-                if v.is_null() {
+                let kind = self.aggs[i].kind;
+                if v.is_null() && kind.skips_nulls() {
                     continue;
                 }
-                g.values[i].push((v, w));
+                let key = if kind.keeps_values() {
+                    let order: Vec<Datum> =
+                        order_cols[i].iter().map(|c| datum_at(c, row)).collect::<Result<_>>()?;
+                    self.value_key(i, &v, &order)
+                } else {
+                    Vec::new()
+                };
+                g.values[i].push((key, v, w));
             }
         }
         Ok(())
     }
 
-    /// Applies value changes to a MIN/MAX multiset; returns (old extreme, new extreme).
-    fn update_extreme(
-        &self,
-        agg: usize,
-        prefix: &[u8],
-        values: &[(Datum, i64)],
-        ctx: &mut EpochCtx<'_>,
-    ) -> Result<(Datum, Datum)> {
-        let old_first = ctx
-            .snapshot
-            .scan(prefix, prefix, None, 1)
-            .map_err(state_err)?;
+    /// Applies value changes to a multiset whose result is its first value (MIN, MAX,
+    /// first_value); returns (old result, new result).
+    fn update_extreme(&self, prefix: &[u8], values: &[Keyed], ctx: &mut EpochCtx<'_>) -> Result<(Datum, Datum)> {
+        let old_first = ctx.snapshot.scan(prefix, prefix, None, 1).map_err(state_err)?;
         let old_v = match old_first.first() {
             Some((_, v)) => entry_value(v)?.1,
             None => Datum::Null,
@@ -347,70 +399,78 @@ impl AggregateOp {
         if values.is_empty() {
             return Ok((old_v.clone(), old_v));
         }
-        let changed = self.apply_multiset(agg, prefix, values, ctx)?;
-        // The new extreme: the first surviving key among the stored ones and the changed ones.
-        let mut best: Option<(Vec<u8>, Datum)> = changed
-            .iter()
-            .find(|(_, (_, _, n))| *n > 0)
-            .map(|(k, (d, _, _))| (k.clone(), d.clone()));
-        let mut lower = prefix.to_vec();
-        'scan: loop {
-            let page = ctx
-                .snapshot
-                .scan(prefix, &lower, None, 64)
-                .map_err(state_err)?;
-            let Some((last, _)) = page.last() else { break };
-            lower = freshet_state::next_key(last);
-            for (k, v) in &page {
-                let suffix = &k[prefix.len()..];
-                if best.as_ref().is_some_and(|(b, _)| b.as_slice() <= suffix) {
-                    break 'scan;
-                }
-                if changed.get(suffix).is_some_and(|(_, _, n)| *n <= 0) {
-                    continue;
-                }
-                best = Some((suffix.to_vec(), entry_value(v)?.1));
-                break 'scan;
+        let changed = self.apply_multiset(prefix, values, ctx)?;
+        // The new result: the first surviving entry, stored or changed.
+        let mut new_v = Datum::Null;
+        merged_scan(ctx.snapshot, prefix, &changed, |_, entry| {
+            match entry {
+                Entry::Changed((_, _, n)) if *n <= 0 => return Ok(true),
+                Entry::Changed((v, _, _)) => new_v = v.clone(),
+                Entry::Stored(b) => new_v = entry_value(b)?.1,
             }
-            if page.len() < 64 {
-                break;
+            Ok(false)
+        })?;
+        Ok((old_v, new_v))
+    }
+
+    /// Applies value changes to a string_agg/array_agg multiset; returns (old result, new
+    /// result), each built from the group's values in order in one merged scan.
+    fn update_list(&self, agg: usize, prefix: &[u8], values: &[Keyed], ctx: &mut EpochCtx<'_>) -> Result<(Datum, Datum)> {
+        let changed = self.apply_multiset(prefix, values, ctx)?;
+        let (mut old, mut new) = (Vec::new(), Vec::new());
+        merged_scan(ctx.snapshot, prefix, &changed, |_, entry| {
+            let (v, old_n, new_n) = match entry {
+                Entry::Changed((v, o, n)) => (v.clone(), *o, *n),
+                Entry::Stored(b) => {
+                    let (n, v) = entry_value(b)?;
+                    (v, n, n)
+                }
+            };
+            old.extend(std::iter::repeat_n(v.clone(), usize::try_from(old_n).unwrap_or(0)));
+            new.extend(std::iter::repeat_n(v, usize::try_from(new_n).unwrap_or(0)));
+            Ok(true)
+        })?;
+        let spec = &self.aggs[agg];
+        let finish = |items: Vec<Datum>| -> Datum {
+            if items.is_empty() {
+                return Datum::Null;
             }
-        }
-        Ok((old_v, best.map_or(Datum::Null, |(_, d)| d)))
+            match spec.kind {
+                AggKind::StringAgg => {
+                    let parts: Vec<&str> = items
+                        .iter()
+                        .map(|d| match d {
+                            Datum::Text(t) => t.as_str(),
+                            _ => "",
+                        })
+                        .collect();
+                    Datum::Text(parts.join(&spec.delimiter))
+                }
+                _ => Datum::List(items),
+            }
+        };
+        Ok((finish(old), finish(new)))
     }
 
     /// Applies value changes to a COUNT(DISTINCT) multiset; returns the change in distinct values.
-    fn update_distinct(
-        &self,
-        agg: usize,
-        prefix: &[u8],
-        values: &[(Datum, i64)],
-        ctx: &mut EpochCtx<'_>,
-    ) -> Result<i64> {
+    fn update_distinct(&self, prefix: &[u8], values: &[Keyed], ctx: &mut EpochCtx<'_>) -> Result<i64> {
         if values.is_empty() {
             return Ok(0);
         }
-        let changed = self.apply_multiset(agg, prefix, values, ctx)?;
-        Ok(changed
-            .values()
-            .map(|(_, old, new)| i64::from(*new > 0) - i64::from(*old > 0))
-            .sum())
+        let changed = self.apply_multiset(prefix, values, ctx)?;
+        Ok(changed.values().map(|(_, old, new)| i64::from(*new > 0) - i64::from(*old > 0)).sum())
     }
 
     /// Writes the new counts of changed values; returns value key → (value, old count, new count).
     fn apply_multiset(
         &self,
-        agg: usize,
         prefix: &[u8],
-        values: &[(Datum, i64)],
+        values: &[Keyed],
         ctx: &mut EpochCtx<'_>,
     ) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
         let mut deltas: BTreeMap<Vec<u8>, (Datum, i64, i64)> = BTreeMap::new();
-        for (v, w) in values {
-            deltas
-                .entry(self.value_key(agg, v))
-                .or_insert_with(|| (v.clone(), 0, 0))
-                .2 += w;
+        for (k, v, w) in values {
+            deltas.entry(k.clone()).or_insert_with(|| (v.clone(), 0, 0)).2 += w;
         }
         let keys: Vec<Vec<u8>> = deltas.keys().map(|k| [prefix, k].concat()).collect();
         let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;

@@ -6,6 +6,7 @@
 
 mod aggregate;
 mod join;
+mod merge;
 mod ordered;
 
 use std::sync::Arc;

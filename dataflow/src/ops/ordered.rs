@@ -29,6 +29,7 @@ use freshet_state::{key_codec, row_codec};
 
 use crate::delta::{consolidate, decode_count, encode, encode_count, push_len_prefixed, Delta};
 use crate::epoch::{state_err, EpochCtx};
+use super::merge::{merged_scan, Entry};
 
 type Rows = Vec<(Vec<Datum>, i64)>;
 
@@ -171,54 +172,23 @@ impl OrderedOp {
         };
         let mut rows: Rows = Vec::new();
         let mut taken: usize = 0;
-        let full = |taken: usize| limit.is_some_and(|l| taken >= l);
-        let mut pending = changed.iter().peekable();
-        let push = |rows: &mut Rows, taken: &mut usize, row: &Vec<Datum>, n: i64| {
+        merged_scan(ctx.snapshot, prefix, changed, |_, entry| {
+            if limit.is_some_and(|l| taken >= l) {
+                return Ok(false);
+            }
+            let (row, n) = match entry {
+                Entry::Changed((row, n)) => (row.clone(), *n),
+                Entry::Stored(v) => {
+                    let n = decode_count(v.get(..8).unwrap_or_default())?;
+                    (row_codec::decode_row(&v[8..]).map_err(state_err)?, n)
+                }
+            };
             if n > 0 {
-                rows.push((row.clone(), n));
-                *taken = taken.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+                taken = taken.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+                rows.push((row, n));
             }
-        };
-        let mut lower = prefix.to_vec();
-        'scan: loop {
-            let page = ctx.snapshot.scan(prefix, &lower, None, 256).map_err(state_err)?;
-            for (k, v) in &page {
-                let pos = &k[prefix.len()..];
-                while let Some((p, (row, n))) = pending.peek() {
-                    if p.as_slice() >= pos {
-                        break;
-                    }
-                    if full(taken) {
-                        break 'scan;
-                    }
-                    push(&mut rows, &mut taken, row, *n);
-                    pending.next();
-                }
-                if full(taken) {
-                    break 'scan;
-                }
-                if let Some((p, (row, n))) = pending.peek() {
-                    if p.as_slice() == pos {
-                        push(&mut rows, &mut taken, row, *n);
-                        pending.next();
-                        continue;
-                    }
-                }
-                let n = decode_count(v.get(..8).unwrap_or_default())?;
-                let row = row_codec::decode_row(&v[8..]).map_err(state_err)?;
-                push(&mut rows, &mut taken, &row, n);
-            }
-            match page.last() {
-                Some((last, _)) if page.len() == 256 => lower = freshet_state::next_key(last),
-                _ => break,
-            }
-        }
-        for (_, (row, n)) in pending {
-            if full(taken) {
-                break;
-            }
-            push(&mut rows, &mut taken, row, *n);
-        }
+            Ok(true)
+        })?;
         match &self.mode {
             OrderedMode::TopN { skip, fetch } => Ok(slice(rows, *skip, *fetch)),
             OrderedMode::Window { exprs } => self.windows(rows, exprs),

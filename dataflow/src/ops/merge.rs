@@ -1,0 +1,68 @@
+//! Ordered reads of operator state as it will be after the running epoch: the entries stored
+//! under a prefix (the previous epoch's state) merged with the entries this epoch changes.
+
+use std::collections::BTreeMap;
+
+use datafusion::error::Result;
+use freshet_state::Snapshot;
+
+use crate::epoch::state_err;
+
+/// One entry of a merged scan.
+pub(crate) enum Entry<'a, T> {
+    /// Unchanged by this epoch: the stored value.
+    Stored(&'a [u8]),
+    /// Changed by this epoch (possibly new, possibly deleted: the caller's `T` says).
+    Changed(&'a T),
+}
+
+const PAGE: usize = 256;
+
+/// Visits the entries under `prefix` in key order — stored ones merged with `changed` (key
+/// suffix → new state), a changed entry replacing a stored one with the same suffix — until
+/// `visit` returns `false`. Reads the store in pages, so stopping early reads little.
+pub(crate) fn merged_scan<T>(
+    snapshot: &Snapshot,
+    prefix: &[u8],
+    changed: &BTreeMap<Vec<u8>, T>,
+    mut visit: impl FnMut(&[u8], Entry<'_, T>) -> Result<bool>,
+) -> Result<()> {
+    let mut pending = changed.iter().peekable();
+    let mut lower = prefix.to_vec();
+    loop {
+        let page = snapshot.scan(prefix, &lower, None, PAGE).map_err(state_err)?;
+        for (k, v) in &page {
+            let suffix = &k[prefix.len()..];
+            while let Some((p, t)) = pending.peek() {
+                if p.as_slice() >= suffix {
+                    break;
+                }
+                if !visit(p, Entry::Changed(t))? {
+                    return Ok(());
+                }
+                pending.next();
+            }
+            let go_on = match pending.peek() {
+                Some((p, t)) if p.as_slice() == suffix => {
+                    let r = visit(p, Entry::Changed(t))?;
+                    pending.next();
+                    r
+                }
+                _ => visit(suffix, Entry::Stored(v))?,
+            };
+            if !go_on {
+                return Ok(());
+            }
+        }
+        match page.last() {
+            Some((last, _)) if page.len() == PAGE => lower = freshet_state::next_key(last),
+            _ => break,
+        }
+    }
+    for (p, t) in pending {
+        if !visit(p, Entry::Changed(t))? {
+            break;
+        }
+    }
+    Ok(())
+}
