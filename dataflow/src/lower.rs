@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, NullEquality};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, FetchType, JoinType, LogicalPlan, SkipType, SortExpr, Volatility, Window};
+use datafusion::logical_expr::{Subquery, Distinct, Expr, ExprSchemable, FetchType, JoinType, LogicalPlan, SkipType, SortExpr, Volatility, Window};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{create_physical_expr, create_physical_sort_exprs, PhysicalExpr};
 use datafusion::physical_planner::create_window_expr;
 use freshet_common::{PgError, TableId};
@@ -86,31 +87,36 @@ impl<'a> Lowering<'a> {
     }
 
     fn physical(&self, e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        if e.exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_))))? {
+            return Err(unsupported(format!("the scalar subquery in {e}")));
+        }
         create_physical_expr(e, schema, self.props, &PhysicalPlanningContext::default())
     }
 
     pub fn lower(&mut self, plan: &LogicalPlan) -> Result<Node> {
         match plan {
             LogicalPlan::Projection(p) => {
-                let input = self.lower(&p.input)?;
-                let exprs = p
-                    .expr
-                    .iter()
-                    .map(|e| self.physical(e, p.input.schema()))
-                    .collect::<Result<_>>()?;
-                Ok(Node::Project {
-                    input: Box::new(input),
-                    exprs,
-                    schema: nullable(p.schema.inner()),
-                })
+                let (input, schema, exprs) = self.with_subqueries(&p.input, &p.expr)?;
+                let exprs = exprs.iter().map(|e| self.physical(e, &schema)).collect::<Result<_>>()?;
+                Ok(Node::Project { input: Box::new(input), exprs, schema: nullable(p.schema.inner()) })
             }
             LogicalPlan::Filter(f) => {
-                let input = self.lower(&f.input)?;
-                let predicate = self.physical(&f.predicate, f.input.schema())?;
-                Ok(Node::Filter {
-                    input: Box::new(input),
-                    predicate,
-                })
+                let (input, schema, exprs) = self.with_subqueries(&f.input, std::slice::from_ref(&f.predicate))?;
+                let predicate = self.physical(&exprs[0], &schema)?;
+                let width = f.input.schema().fields().len();
+                let filtered = Node::Filter { input: Box::new(input), predicate };
+                if schema.fields().len() == width {
+                    return Ok(filtered);
+                }
+                // Drop the subqueries' columns again.
+                let out = nullable(f.input.schema().inner());
+                let exprs = out
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, fd)| Arc::new(Column::new(fd.name(), i)) as Arc<dyn PhysicalExpr>)
+                    .collect();
+                Ok(Node::Project { input: Box::new(filtered), exprs, schema: out })
             }
             LogicalPlan::TableScan(s) => {
                 if s.fetch.is_some() {
@@ -280,6 +286,88 @@ impl<'a> Lowering<'a> {
             }
             other => Err(unsupported(format!("the plan node {}", other.display()))),
         }
+    }
+
+    /// Lowers `input` for expressions `exprs` that may hold uncorrelated scalar subqueries:
+    /// each subquery becomes a one-row relation (a global aggregate that refuses a second row
+    /// with 21000, as PostgreSQL does) cross-joined to the input, and its occurrences become
+    /// references to that column. Returns the node, its schema and the rewritten expressions.
+    fn with_subqueries(&mut self, input: &LogicalPlan, exprs: &[Expr]) -> Result<(Node, DFSchema, Vec<Expr>)> {
+        let mut subqueries: Vec<Subquery> = Vec::new();
+        for e in exprs {
+            e.apply(|e| {
+                if let Expr::ScalarSubquery(sq) = e {
+                    if !subqueries.contains(sq) {
+                        subqueries.push(sq.clone());
+                    }
+                    return Ok(TreeNodeRecursion::Jump);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        let mut node = self.lower(input)?;
+        let mut schema = input.schema().as_ref().clone();
+        if subqueries.is_empty() {
+            return Ok((node, schema, exprs.to_vec()));
+        }
+        let mut names = Vec::with_capacity(subqueries.len());
+        for (i, sq) in subqueries.iter().enumerate() {
+            if !sq.outer_ref_columns.is_empty() {
+                return Err(unsupported("a correlated scalar subquery in this position"));
+            }
+            let sq_schema = sq.subquery.schema();
+            if sq_schema.fields().len() != 1 {
+                return Err(unsupported("a scalar subquery returning more than one column"));
+            }
+            let name = format!("__freshet_scalar_subquery_{}_{i}", self.next_op + 1);
+            let field = sq_schema.field(0).as_ref().clone().with_name(&name).with_nullable(true);
+            let one_row = Arc::new(Schema::new(vec![field.clone()]));
+            let sq_node = self.lower(&sq.subquery)?;
+            let single = AggSpec {
+                kind: AggKind::Single,
+                arg: Some(Arc::new(Column::new(sq_schema.field(0).name(), 0))),
+                filter: None,
+                arg_type: field.data_type().clone(),
+                out_type: field.data_type().clone(),
+                order: vec![],
+                delimiter: String::new(),
+            };
+            let agg = AggregateOp { prefix: self.op_prefix(), group: vec![], aggs: vec![single], schema: Arc::clone(&one_row) };
+            let right = Node::Aggregate { input: Box::new(sq_node), op: agg };
+            let right_df = DFSchema::try_from(one_row.as_ref().clone())?;
+            let joined_df = schema.join(&right_df)?;
+            let joined = nullable(joined_df.inner());
+            let op = JoinOp {
+                prefix: self.op_prefix(),
+                kind: JoinKind::Inner,
+                null_equal: false,
+                left_keys: vec![],
+                right_keys: vec![],
+                filter: None,
+                left_width: schema.fields().len(),
+                right_width: 1,
+                joined: Arc::clone(&joined),
+                schema: joined,
+            };
+            node = Node::Join { left: Box::new(node), right: Box::new(right), op };
+            schema = joined_df;
+            names.push(name);
+        }
+        let rewritten = exprs
+            .iter()
+            .map(|e| {
+                e.clone()
+                    .transform(|e| match &e {
+                        Expr::ScalarSubquery(sq) => {
+                            let i = subqueries.iter().position(|s| s == sq).unwrap_or(0);
+                            Ok(Transformed::new(Expr::Column(datafusion::common::Column::new_unqualified(&names[i])), true, TreeNodeRecursion::Jump))
+                        }
+                        _ => Ok(Transformed::no(e)),
+                    })
+                    .map(|t| t.data)
+            })
+            .collect::<Result<_>>()?;
+        Ok((node, schema, rewritten))
     }
 
     fn top_n(&mut self, input: &LogicalPlan, order: &[SortExpr], skip: usize, fetch: Option<usize>) -> Result<Node> {

@@ -20,7 +20,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
-use freshet_common::Datum;
+use freshet_common::{Datum, PgError, SqlState};
 use freshet_sql::df_convert::datum_at;
 use freshet_state::{key_codec, row_codec};
 
@@ -42,12 +42,14 @@ pub enum AggKind {
     StringAgg,
     ArrayAgg,
     FirstValue,
+    /// A scalar subquery's value: its one row's value, NULL without rows, an error with more.
+    Single,
 }
 
 impl AggKind {
     /// Whether NULL inputs are ignored (they are for every aggregate but these).
     fn skips_nulls(self) -> bool {
-        !matches!(self, AggKind::ArrayAgg | AggKind::FirstValue)
+        !matches!(self, AggKind::ArrayAgg | AggKind::FirstValue | AggKind::Single)
     }
 
     /// Whether the aggregate keeps a multiset of its inputs under 'm' keys.
@@ -187,6 +189,12 @@ impl AggregateOp {
                     "aggregate group count went negative".into(),
                 ));
             }
+            if new_count > 1 && self.aggs.iter().any(|a| a.kind == AggKind::Single) {
+                return Err(DataFusionError::External(Box::new(PgError::new(
+                    SqlState::CARDINALITY_VIOLATION,
+                    "more than one row returned by a subquery used as an expression",
+                ))));
+            }
             let mut new_acc = old_acc.clone();
             new_acc[0] = Datum::Int64(new_count);
             let mut old_out = change.datums.clone();
@@ -195,7 +203,7 @@ impl AggregateOp {
             for (i, spec) in self.aggs.iter().enumerate() {
                 let values = &change.values[i];
                 match spec.kind {
-                    AggKind::Min | AggKind::Max | AggKind::FirstValue => {
+                    AggKind::Min | AggKind::Max | AggKind::FirstValue | AggKind::Single => {
                         let prefix = self.multiset_prefix(i, gbytes);
                         let (old_v, new_v) = self.update_extreme(&prefix, values, ctx)?;
                         old_out.push(old_v);
@@ -292,7 +300,8 @@ impl AggregateOp {
                 | AggKind::Max
                 | AggKind::StringAgg
                 | AggKind::ArrayAgg
-                | AggKind::FirstValue => {}
+                | AggKind::FirstValue
+                | AggKind::Single => {}
                 AggKind::Count | AggKind::CountDistinct => acc.push(Datum::Int64(0)),
                 AggKind::Sum | AggKind::Avg => acc.extend([Datum::Int64(0), Datum::Null]),
                 AggKind::BoolAnd | AggKind::BoolOr => {
