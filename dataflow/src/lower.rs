@@ -13,7 +13,10 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Subquery, Distinct, Expr, ExprSchemable, FetchType, JoinType, LogicalPlan, SkipType, SortExpr, Volatility, Window};
+use datafusion::logical_expr::{
+    Distinct, Expr, ExprSchemable, FetchType, JoinType, LogicalPlan, SkipType, SortExpr, Subquery,
+    Volatility, Window,
+};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{create_physical_expr, create_physical_sort_exprs, PhysicalExpr};
 use datafusion::physical_planner::create_window_expr;
@@ -97,14 +100,25 @@ impl<'a> Lowering<'a> {
         match plan {
             LogicalPlan::Projection(p) => {
                 let (input, schema, exprs) = self.with_subqueries(&p.input, &p.expr)?;
-                let exprs = exprs.iter().map(|e| self.physical(e, &schema)).collect::<Result<_>>()?;
-                Ok(Node::Project { input: Box::new(input), exprs, schema: nullable(p.schema.inner()) })
+                let exprs = exprs
+                    .iter()
+                    .map(|e| self.physical(e, &schema))
+                    .collect::<Result<_>>()?;
+                Ok(Node::Project {
+                    input: Box::new(input),
+                    exprs,
+                    schema: nullable(p.schema.inner()),
+                })
             }
             LogicalPlan::Filter(f) => {
-                let (input, schema, exprs) = self.with_subqueries(&f.input, std::slice::from_ref(&f.predicate))?;
+                let (input, schema, exprs) =
+                    self.with_subqueries(&f.input, std::slice::from_ref(&f.predicate))?;
                 let predicate = self.physical(&exprs[0], &schema)?;
                 let width = f.input.schema().fields().len();
-                let filtered = Node::Filter { input: Box::new(input), predicate };
+                let filtered = Node::Filter {
+                    input: Box::new(input),
+                    predicate,
+                };
                 if schema.fields().len() == width {
                     return Ok(filtered);
                 }
@@ -116,7 +130,11 @@ impl<'a> Lowering<'a> {
                     .enumerate()
                     .map(|(i, fd)| Arc::new(Column::new(fd.name(), i)) as Arc<dyn PhysicalExpr>)
                     .collect();
-                Ok(Node::Project { input: Box::new(filtered), exprs, schema: out })
+                Ok(Node::Project {
+                    input: Box::new(filtered),
+                    exprs,
+                    schema: out,
+                })
             }
             LogicalPlan::TableScan(s) => {
                 if s.fetch.is_some() {
@@ -158,11 +176,15 @@ impl<'a> Lowering<'a> {
             LogicalPlan::Limit(l) => {
                 let skip = match l.get_skip_type()? {
                     SkipType::Literal(n) => n,
-                    SkipType::UnsupportedExpr => return Err(unsupported("OFFSET with a non-constant expression")),
+                    SkipType::UnsupportedExpr => {
+                        return Err(unsupported("OFFSET with a non-constant expression"))
+                    }
                 };
                 let fetch = match l.get_fetch_type()? {
                     FetchType::Literal(n) => n,
-                    FetchType::UnsupportedExpr => return Err(unsupported("LIMIT with a non-constant expression")),
+                    FetchType::UnsupportedExpr => {
+                        return Err(unsupported("LIMIT with a non-constant expression"))
+                    }
                 };
                 match l.input.as_ref() {
                     LogicalPlan::Sort(s) => self.top_n(&s.input, &s.expr, skip, fetch),
@@ -194,7 +216,12 @@ impl<'a> Lowering<'a> {
                     JoinType::Full => JoinKind::Full,
                     JoinType::LeftSemi => JoinKind::LeftSemi,
                     JoinType::LeftAnti if j.null_aware => {
-                        return Err(unsupported("NOT IN (subquery)"))
+                        if j.on.len() != 1 || j.filter.is_some() {
+                            return Err(unsupported(
+                                "NOT IN (subquery) with several columns or conditions",
+                            ));
+                        }
+                        JoinKind::NullAwareAnti
                     }
                     JoinType::LeftAnti => JoinKind::LeftAnti,
                     other => return Err(unsupported(format!("{other} join"))),
@@ -219,7 +246,9 @@ impl<'a> Lowering<'a> {
                     .transpose()?;
                 let joined = nullable(joined_df.inner());
                 let schema = match kind {
-                    JoinKind::LeftSemi | JoinKind::LeftAnti => nullable(ls.inner()),
+                    JoinKind::LeftSemi | JoinKind::LeftAnti | JoinKind::NullAwareAnti => {
+                        nullable(ls.inner())
+                    }
                     _ => Arc::clone(&joined),
                 };
                 let op = JoinOp {
@@ -292,7 +321,11 @@ impl<'a> Lowering<'a> {
     /// each subquery becomes a one-row relation (a global aggregate that refuses a second row
     /// with 21000, as PostgreSQL does) cross-joined to the input, and its occurrences become
     /// references to that column. Returns the node, its schema and the rewritten expressions.
-    fn with_subqueries(&mut self, input: &LogicalPlan, exprs: &[Expr]) -> Result<(Node, DFSchema, Vec<Expr>)> {
+    fn with_subqueries(
+        &mut self,
+        input: &LogicalPlan,
+        exprs: &[Expr],
+    ) -> Result<(Node, DFSchema, Vec<Expr>)> {
         let mut subqueries: Vec<Subquery> = Vec::new();
         for e in exprs {
             e.apply(|e| {
@@ -317,10 +350,17 @@ impl<'a> Lowering<'a> {
             }
             let sq_schema = sq.subquery.schema();
             if sq_schema.fields().len() != 1 {
-                return Err(unsupported("a scalar subquery returning more than one column"));
+                return Err(unsupported(
+                    "a scalar subquery returning more than one column",
+                ));
             }
             let name = format!("__freshet_scalar_subquery_{}_{i}", self.next_op + 1);
-            let field = sq_schema.field(0).as_ref().clone().with_name(&name).with_nullable(true);
+            let field = sq_schema
+                .field(0)
+                .as_ref()
+                .clone()
+                .with_name(&name)
+                .with_nullable(true);
             let one_row = Arc::new(Schema::new(vec![field.clone()]));
             let sq_node = self.lower(&sq.subquery)?;
             let single = AggSpec {
@@ -332,8 +372,16 @@ impl<'a> Lowering<'a> {
                 order: vec![],
                 delimiter: String::new(),
             };
-            let agg = AggregateOp { prefix: self.op_prefix(), group: vec![], aggs: vec![single], schema: Arc::clone(&one_row) };
-            let right = Node::Aggregate { input: Box::new(sq_node), op: agg };
+            let agg = AggregateOp {
+                prefix: self.op_prefix(),
+                group: vec![],
+                aggs: vec![single],
+                schema: Arc::clone(&one_row),
+            };
+            let right = Node::Aggregate {
+                input: Box::new(sq_node),
+                op: agg,
+            };
             let right_df = DFSchema::try_from(one_row.as_ref().clone())?;
             let joined_df = schema.join(&right_df)?;
             let joined = nullable(joined_df.inner());
@@ -349,7 +397,11 @@ impl<'a> Lowering<'a> {
                 joined: Arc::clone(&joined),
                 schema: joined,
             };
-            node = Node::Join { left: Box::new(node), right: Box::new(right), op };
+            node = Node::Join {
+                left: Box::new(node),
+                right: Box::new(right),
+                op,
+            };
             schema = joined_df;
             names.push(name);
         }
@@ -360,7 +412,13 @@ impl<'a> Lowering<'a> {
                     .transform(|e| match &e {
                         Expr::ScalarSubquery(sq) => {
                             let i = subqueries.iter().position(|s| s == sq).unwrap_or(0);
-                            Ok(Transformed::new(Expr::Column(datafusion::common::Column::new_unqualified(&names[i])), true, TreeNodeRecursion::Jump))
+                            Ok(Transformed::new(
+                                Expr::Column(datafusion::common::Column::new_unqualified(
+                                    &names[i],
+                                )),
+                                true,
+                                TreeNodeRecursion::Jump,
+                            ))
                         }
                         _ => Ok(Transformed::no(e)),
                     })
@@ -370,9 +428,20 @@ impl<'a> Lowering<'a> {
         Ok((node, schema, rewritten))
     }
 
-    fn top_n(&mut self, input: &LogicalPlan, order: &[SortExpr], skip: usize, fetch: Option<usize>) -> Result<Node> {
+    fn top_n(
+        &mut self,
+        input: &LogicalPlan,
+        order: &[SortExpr],
+        skip: usize,
+        fetch: Option<usize>,
+    ) -> Result<Node> {
         let node = self.lower(input)?;
-        let order_by = create_physical_sort_exprs(order, input.schema(), self.props, &PhysicalPlanningContext::default())?;
+        let order_by = create_physical_sort_exprs(
+            order,
+            input.schema(),
+            self.props,
+            &PhysicalPlanningContext::default(),
+        )?;
         let schema = node.schema();
         let op = OrderedOp {
             prefix: self.op_prefix(),
@@ -382,7 +451,10 @@ impl<'a> Lowering<'a> {
             input_schema: Arc::clone(&schema),
             schema,
         };
-        Ok(Node::Ordered { input: Box::new(node), op })
+        Ok(Node::Ordered {
+            input: Box::new(node),
+            op,
+        })
     }
 
     fn window(&mut self, w: &Window) -> Result<Node> {
@@ -404,14 +476,27 @@ impl<'a> Lowering<'a> {
             match shape {
                 None => shape = Some(this),
                 Some(s) if s == this => {}
-                Some(_) => return Err(unsupported("window functions with different PARTITION BY / ORDER BY in one window")),
+                Some(_) => {
+                    return Err(unsupported(
+                        "window functions with different PARTITION BY / ORDER BY in one window",
+                    ))
+                }
             }
         }
-        let Some((partition, order)) = shape else { return self.lower(&w.input) };
+        let Some((partition, order)) = shape else {
+            return self.lower(&w.input);
+        };
         let node = self.lower(&w.input)?;
         let ctx = PhysicalPlanningContext::default();
-        let exprs = w.window_expr.iter().map(|e| create_window_expr(e, in_schema, self.props, &ctx)).collect::<Result<_>>()?;
-        let partition_by = partition.iter().map(|e| self.physical(e, in_schema)).collect::<Result<_>>()?;
+        let exprs = w
+            .window_expr
+            .iter()
+            .map(|e| create_window_expr(e, in_schema, self.props, &ctx))
+            .collect::<Result<_>>()?;
+        let partition_by = partition
+            .iter()
+            .map(|e| self.physical(e, in_schema))
+            .collect::<Result<_>>()?;
         let order_by = create_physical_sort_exprs(order, in_schema, self.props, &ctx)?;
         let op = OrderedOp {
             prefix: self.op_prefix(),
@@ -421,7 +506,10 @@ impl<'a> Lowering<'a> {
             input_schema: node.schema(),
             schema: nullable(w.schema.inner()),
         };
-        Ok(Node::Ordered { input: Box::new(node), op })
+        Ok(Node::Ordered {
+            input: Box::new(node),
+            op,
+        })
     }
 
     fn aggregate(
@@ -517,7 +605,12 @@ impl<'a> Lowering<'a> {
                     .collect(),
                 _ => vec![],
             };
-            let order = create_physical_sort_exprs(&order, in_schema, self.props, &PhysicalPlanningContext::default())?;
+            let order = create_physical_sort_exprs(
+                &order,
+                in_schema,
+                self.props,
+                &PhysicalPlanningContext::default(),
+            )?;
             aggs.push(AggSpec {
                 kind,
                 arg,
@@ -580,16 +673,26 @@ pub fn storable(root: Node) -> Result<Node> {
         DataType::UInt32 | DataType::UInt64 => Some(DataType::Int64),
         _ => None,
     };
-    if !schema.fields().iter().any(|f| target(f.data_type()).is_some()) {
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| target(f.data_type()).is_some())
+    {
         return Ok(root);
     }
     let mut exprs: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
     let mut fields = Vec::new();
     for (i, f) in schema.fields().iter().enumerate() {
-        let col: Arc<dyn PhysicalExpr> = Arc::new(datafusion::physical_expr::expressions::Column::new(f.name(), i));
+        let col: Arc<dyn PhysicalExpr> = Arc::new(
+            datafusion::physical_expr::expressions::Column::new(f.name(), i),
+        );
         match target(f.data_type()) {
             Some(t) => {
-                exprs.push(datafusion::physical_expr::expressions::cast(col, &schema, t.clone())?);
+                exprs.push(datafusion::physical_expr::expressions::cast(
+                    col,
+                    &schema,
+                    t.clone(),
+                )?);
                 fields.push(f.as_ref().clone().with_data_type(t));
             }
             None => {
@@ -599,7 +702,11 @@ pub fn storable(root: Node) -> Result<Node> {
         }
     }
     let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    Ok(Node::Project { input: Box::new(root), exprs, schema })
+    Ok(Node::Project {
+        input: Box::new(root),
+        exprs,
+        schema,
+    })
 }
 
 /// `schema` with every field nullable: deltas carry outer-join padding and empty aggregates.

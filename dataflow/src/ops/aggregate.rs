@@ -24,8 +24,8 @@ use freshet_common::{Datum, PgError, SqlState};
 use freshet_sql::df_convert::datum_at;
 use freshet_state::{key_codec, row_codec};
 
-use crate::delta::{encode, push_len_prefixed, Delta};
 use super::merge::{merged_scan, Entry};
+use crate::delta::{encode, push_len_prefixed, Delta};
 use crate::epoch::{state_err, EpochCtx};
 
 /// The aggregate functions maintained incrementally.
@@ -49,12 +49,18 @@ pub enum AggKind {
 impl AggKind {
     /// Whether NULL inputs are ignored (they are for every aggregate but these).
     fn skips_nulls(self) -> bool {
-        !matches!(self, AggKind::ArrayAgg | AggKind::FirstValue | AggKind::Single)
+        !matches!(
+            self,
+            AggKind::ArrayAgg | AggKind::FirstValue | AggKind::Single
+        )
     }
 
     /// Whether the aggregate keeps a multiset of its inputs under 'm' keys.
     fn keeps_values(self) -> bool {
-        !matches!(self, AggKind::Count | AggKind::Sum | AggKind::Avg | AggKind::BoolAnd | AggKind::BoolOr)
+        !matches!(
+            self,
+            AggKind::Count | AggKind::Sum | AggKind::Avg | AggKind::BoolAnd | AggKind::BoolOr
+        )
     }
 }
 
@@ -142,7 +148,12 @@ impl AggregateOp {
             }
             AggKind::StringAgg | AggKind::ArrayAgg | AggKind::FirstValue => {
                 for (v, s) in order.iter().zip(&spec.order) {
-                    key_codec::encode_sort_value(v, s.options.descending, s.options.nulls_first, &mut k);
+                    key_codec::encode_sort_value(
+                        v,
+                        s.options.descending,
+                        s.options.nulls_first,
+                        &mut k,
+                    );
                 }
                 row_codec::encode_row(std::slice::from_ref(value), &mut k);
             }
@@ -385,8 +396,10 @@ impl AggregateOp {
                     continue;
                 }
                 let key = if kind.keeps_values() {
-                    let order: Vec<Datum> =
-                        order_cols[i].iter().map(|c| datum_at(c, row)).collect::<Result<_>>()?;
+                    let order: Vec<Datum> = order_cols[i]
+                        .iter()
+                        .map(|c| datum_at(c, row))
+                        .collect::<Result<_>>()?;
                     self.value_key(i, &v, &order)
                 } else {
                     Vec::new()
@@ -399,8 +412,16 @@ impl AggregateOp {
 
     /// Applies value changes to a multiset whose result is its first value (MIN, MAX,
     /// first_value); returns (old result, new result).
-    fn update_extreme(&self, prefix: &[u8], values: &[Keyed], ctx: &mut EpochCtx<'_>) -> Result<(Datum, Datum)> {
-        let old_first = ctx.snapshot.scan(prefix, prefix, None, 1).map_err(state_err)?;
+    fn update_extreme(
+        &self,
+        prefix: &[u8],
+        values: &[Keyed],
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<(Datum, Datum)> {
+        let old_first = ctx
+            .snapshot
+            .scan(prefix, prefix, None, 1)
+            .map_err(state_err)?;
         let old_v = match old_first.first() {
             Some((_, v)) => entry_value(v)?.1,
             None => Datum::Null,
@@ -424,7 +445,13 @@ impl AggregateOp {
 
     /// Applies value changes to a string_agg/array_agg multiset; returns (old result, new
     /// result), each built from the group's values in order in one merged scan.
-    fn update_list(&self, agg: usize, prefix: &[u8], values: &[Keyed], ctx: &mut EpochCtx<'_>) -> Result<(Datum, Datum)> {
+    fn update_list(
+        &self,
+        agg: usize,
+        prefix: &[u8],
+        values: &[Keyed],
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<(Datum, Datum)> {
         let changed = self.apply_multiset(prefix, values, ctx)?;
         let (mut old, mut new) = (Vec::new(), Vec::new());
         merged_scan(ctx.snapshot, prefix, &changed, |_, entry| {
@@ -435,7 +462,10 @@ impl AggregateOp {
                     (v, n, n)
                 }
             };
-            old.extend(std::iter::repeat_n(v.clone(), usize::try_from(old_n).unwrap_or(0)));
+            old.extend(std::iter::repeat_n(
+                v.clone(),
+                usize::try_from(old_n).unwrap_or(0),
+            ));
             new.extend(std::iter::repeat_n(v, usize::try_from(new_n).unwrap_or(0)));
             Ok(true)
         })?;
@@ -462,12 +492,20 @@ impl AggregateOp {
     }
 
     /// Applies value changes to a COUNT(DISTINCT) multiset; returns the change in distinct values.
-    fn update_distinct(&self, prefix: &[u8], values: &[Keyed], ctx: &mut EpochCtx<'_>) -> Result<i64> {
+    fn update_distinct(
+        &self,
+        prefix: &[u8],
+        values: &[Keyed],
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<i64> {
         if values.is_empty() {
             return Ok(0);
         }
         let changed = self.apply_multiset(prefix, values, ctx)?;
-        Ok(changed.values().map(|(_, old, new)| i64::from(*new > 0) - i64::from(*old > 0)).sum())
+        Ok(changed
+            .values()
+            .map(|(_, old, new)| i64::from(*new > 0) - i64::from(*old > 0))
+            .sum())
     }
 
     /// Writes the new counts of changed values; returns value key → (value, old count, new count).
@@ -479,7 +517,10 @@ impl AggregateOp {
     ) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
         let mut deltas: BTreeMap<Vec<u8>, (Datum, i64, i64)> = BTreeMap::new();
         for (k, v, w) in values {
-            deltas.entry(k.clone()).or_insert_with(|| (v.clone(), 0, 0)).2 += w;
+            deltas
+                .entry(k.clone())
+                .or_insert_with(|| (v.clone(), 0, 0))
+                .2 += w;
         }
         let keys: Vec<Vec<u8>> = deltas.keys().map(|k| [prefix, k].concat()).collect();
         let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;

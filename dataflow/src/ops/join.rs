@@ -32,6 +32,9 @@ pub enum JoinKind {
     Full,
     LeftSemi,
     LeftAnti,
+    /// `NOT IN (subquery)`: an anti join where a NULL on either side makes the row's
+    /// membership unknown (see `not_in.rs`).
+    NullAwareAnti,
 }
 
 #[derive(Debug)]
@@ -52,12 +55,12 @@ pub struct JoinOp {
     pub schema: SchemaRef,
 }
 
-type Rows = Vec<(Vec<Datum>, i64)>;
+pub(super) type Rows = Vec<(Vec<Datum>, i64)>;
 
 /// One side's changes, split by key.
-struct SideChanges {
-    by_key: BTreeMap<Vec<u8>, Rows>,
-    null_keyed: Rows,
+pub(super) struct SideChanges {
+    pub(super) by_key: BTreeMap<Vec<u8>, Rows>,
+    pub(super) null_keyed: Rows,
 }
 
 impl JoinOp {
@@ -76,7 +79,7 @@ impl JoinOp {
         )
     }
 
-    fn side_prefix(&self, side: u8, key: &[u8]) -> Vec<u8> {
+    pub(super) fn side_prefix(&self, side: u8, key: &[u8]) -> Vec<u8> {
         let mut k = self.prefix.clone();
         k.push(side);
         push_len_prefixed(&mut k, key);
@@ -92,11 +95,35 @@ impl JoinOp {
         let l = self.split(left.as_ref(), &self.left_keys)?;
         let r = self.split(right.as_ref(), &self.right_keys)?;
         let mut out: Rows = Vec::new();
+        if self.kind == JoinKind::NullAwareAnti {
+            self.apply_not_in(&l, &r, ctx, &mut out)?;
+        } else {
+            self.apply_split(&l, &r, ctx, &mut out)?;
+        }
+        let out: Rows = consolidate(out)
+            .into_iter()
+            .map(|(_, row, w)| (row, w))
+            .collect();
+        if out.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Delta::from_rows(&out, &self.schema)?))
+    }
+
+    /// The output changes for changes split by key, added to `out`; writes the new state.
+    pub(super) fn apply_split(
+        &self,
+        l: &SideChanges,
+        r: &SideChanges,
+        ctx: &mut EpochCtx<'_>,
+        out: &mut Rows,
+    ) -> Result<()> {
         // NULL keys match nothing: such rows only appear padded on an outer side.
         for (row, w) in &l.null_keyed {
             match self.kind {
                 JoinKind::Left | JoinKind::Full => out.push((self.pad_left(row), *w)),
                 JoinKind::LeftAnti => out.push((row.clone(), *w)),
+                // NOT IN: a NULL never qualifies while the subquery has rows.
                 _ => {}
             }
         }
@@ -140,14 +167,7 @@ impl JoinOp {
                 self.store(b'r', key, dr, ctx)?;
             }
         }
-        let out: Rows = consolidate(out)
-            .into_iter()
-            .map(|(_, row, w)| (row, w))
-            .collect();
-        if out.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Delta::from_rows(&out, &self.schema)?))
+        Ok(())
     }
 
     /// Rows of `d` by the encoding of their key values.
@@ -188,7 +208,13 @@ impl JoinOp {
     }
 
     /// Writes the new multiplicities of the rows `delta` changes.
-    fn store(&self, side: u8, key: &[u8], delta: &Rows, ctx: &mut EpochCtx<'_>) -> Result<()> {
+    pub(super) fn store(
+        &self,
+        side: u8,
+        key: &[u8],
+        delta: &Rows,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<()> {
         let prefix = self.side_prefix(side, key);
         let consolidated = consolidate(delta.clone());
         let keys: Vec<Vec<u8>> = consolidated
@@ -288,7 +314,7 @@ impl JoinOp {
             match self.kind {
                 JoinKind::Left | JoinKind::Full if !any => out.push((self.pad_left(lr), *lw)),
                 JoinKind::LeftSemi if any => out.push((lr.clone(), *lw)),
-                JoinKind::LeftAnti if !any => out.push((lr.clone(), *lw)),
+                JoinKind::LeftAnti | JoinKind::NullAwareAnti if !any => out.push((lr.clone(), *lw)),
                 _ => {}
             }
         }

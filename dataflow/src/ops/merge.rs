@@ -30,7 +30,9 @@ pub(crate) fn merged_scan<T>(
     let mut pending = changed.iter().peekable();
     let mut lower = prefix.to_vec();
     loop {
-        let page = snapshot.scan(prefix, &lower, None, PAGE).map_err(state_err)?;
+        let page = snapshot
+            .scan(prefix, &lower, None, PAGE)
+            .map_err(state_err)?;
         for (k, v) in &page {
             let suffix = &k[prefix.len()..];
             while let Some((p, t)) = pending.peek() {

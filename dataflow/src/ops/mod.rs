@@ -7,6 +7,7 @@
 mod aggregate;
 mod join;
 mod merge;
+mod not_in;
 mod ordered;
 
 use std::sync::Arc;
@@ -103,9 +104,9 @@ impl Node {
             Node::Scan { relation, .. } => {
                 changes.tables.get(relation).is_some_and(|r| !r.is_empty())
             }
-            Node::Filter { input, .. } | Node::Project { input, .. } | Node::Ordered { input, .. } => {
-                input.touched(changes, initial)
-            }
+            Node::Filter { input, .. }
+            | Node::Project { input, .. }
+            | Node::Ordered { input, .. } => input.touched(changes, initial),
             // A global aggregate emits its row at backfill even over empty input.
             Node::Aggregate { input, op } => {
                 input.touched(changes, initial) || (initial && op.is_global())

@@ -27,9 +27,9 @@ use freshet_common::Datum;
 use freshet_sql::df_convert::{batch_to_rows, datum_at, rows_to_full_batch};
 use freshet_state::{key_codec, row_codec};
 
+use super::merge::{merged_scan, Entry};
 use crate::delta::{consolidate, decode_count, encode, encode_count, push_len_prefixed, Delta};
 use crate::epoch::{state_err, EpochCtx};
-use super::merge::{merged_scan, Entry};
 
 type Rows = Vec<(Vec<Datum>, i64)>;
 
@@ -68,13 +68,21 @@ impl OrderedOp {
         let order: Vec<String> = self.order_by.iter().map(ToString::to_string).collect();
         match &self.mode {
             OrderedMode::TopN { skip, fetch } => {
-                format!("TopN: order=[{}] offset={skip} limit={}", order.join(", "), fetch.map_or("ALL".into(), |f| f.to_string()))
+                format!(
+                    "TopN: order=[{}] offset={skip} limit={}",
+                    order.join(", "),
+                    fetch.map_or("ALL".into(), |f| f.to_string())
+                )
             }
             OrderedMode::Window { exprs } => format!(
                 "Window: partition_keys={} order=[{}] functions=[{}]",
                 self.partition_by.len(),
                 order.join(", "),
-                exprs.iter().map(|e| e.name().to_owned()).collect::<Vec<_>>().join(", ")
+                exprs
+                    .iter()
+                    .map(|e| e.name().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }
     }
@@ -97,7 +105,10 @@ impl OrderedOp {
             let out_prefix = self.key(b'o', &partition);
             let mut old_out: Rows = Vec::new();
             for (k, v) in ctx.snapshot.scan_prefix(&out_prefix).map_err(state_err)? {
-                old_out.push((row_codec::decode_row(&k[out_prefix.len()..]).map_err(state_err)?, decode_count(&v)?));
+                old_out.push((
+                    row_codec::decode_row(&k[out_prefix.len()..]).map_err(state_err)?,
+                    decode_count(&v)?,
+                ));
             }
             // Replace the stored output with the new one; emit the difference.
             let new_out = consolidate(new_out);
@@ -106,10 +117,12 @@ impl OrderedOp {
                 diff.push((row.clone(), *w));
             }
             for (row, _) in &old_out {
-                ctx.batch.delete([out_prefix.as_slice(), &encode(row)].concat());
+                ctx.batch
+                    .delete([out_prefix.as_slice(), &encode(row)].concat());
             }
             for (bytes, _, w) in &new_out {
-                ctx.batch.put([out_prefix.as_slice(), bytes].concat(), encode_count(*w));
+                ctx.batch
+                    .put([out_prefix.as_slice(), bytes].concat(), encode_count(*w));
             }
             out.extend(consolidate(diff).into_iter().map(|(_, row, w)| (row, w)));
         }
@@ -122,23 +135,49 @@ impl OrderedOp {
     /// The delta's rows by partition, each keyed by its position key (sort key ++ row).
     fn split(&self, d: &Delta) -> Result<BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Change>>> {
         let n = d.len();
-        let part_cols: Vec<ArrayRef> = self.partition_by.iter().map(|e| e.evaluate(&d.batch)?.into_array(n)).collect::<Result<_>>()?;
-        let sort_cols: Vec<ArrayRef> = self.order_by.iter().map(|e| e.expr.evaluate(&d.batch)?.into_array(n)).collect::<Result<_>>()?;
+        let part_cols: Vec<ArrayRef> = self
+            .partition_by
+            .iter()
+            .map(|e| e.evaluate(&d.batch)?.into_array(n))
+            .collect::<Result<_>>()?;
+        let sort_cols: Vec<ArrayRef> = self
+            .order_by
+            .iter()
+            .map(|e| e.expr.evaluate(&d.batch)?.into_array(n))
+            .collect::<Result<_>>()?;
         let mut parts: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Change>> = BTreeMap::new();
         for (i, (row, w)) in d.to_rows()?.into_iter().enumerate() {
-            let part: Vec<Datum> = part_cols.iter().map(|c| datum_at(c, i)).collect::<Result<_>>()?;
+            let part: Vec<Datum> = part_cols
+                .iter()
+                .map(|c| datum_at(c, i))
+                .collect::<Result<_>>()?;
             let mut pos = Vec::new();
             for (c, s) in sort_cols.iter().zip(&self.order_by) {
-                key_codec::encode_sort_value(&datum_at(c, i)?, s.options.descending, s.options.nulls_first, &mut pos);
+                key_codec::encode_sort_value(
+                    &datum_at(c, i)?,
+                    s.options.descending,
+                    s.options.nulls_first,
+                    &mut pos,
+                );
             }
             row_codec::encode_row(&row, &mut pos);
-            parts.entry(encode(&part)).or_default().entry(pos).or_insert(Change { row, weight: 0 }).weight += w;
+            parts
+                .entry(encode(&part))
+                .or_default()
+                .entry(pos)
+                .or_insert(Change { row, weight: 0 })
+                .weight += w;
         }
         Ok(parts)
     }
 
     /// Writes the new counts of the changed input rows; returns position → (row, new count).
-    fn store_inputs(&self, prefix: &[u8], changes: BTreeMap<Vec<u8>, Change>, ctx: &mut EpochCtx<'_>) -> Result<BTreeMap<Vec<u8>, (Vec<Datum>, i64)>> {
+    fn store_inputs(
+        &self,
+        prefix: &[u8],
+        changes: BTreeMap<Vec<u8>, Change>,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<BTreeMap<Vec<u8>, (Vec<Datum>, i64)>> {
         let keys: Vec<Vec<u8>> = changes.keys().map(|p| [prefix, p].concat()).collect();
         let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
         let mut out = BTreeMap::new();
@@ -149,7 +188,9 @@ impl OrderedOp {
             };
             let n = old_n + change.weight;
             if n < 0 {
-                return Err(DataFusionError::Internal("ordered operator row count went negative".into()));
+                return Err(DataFusionError::Internal(
+                    "ordered operator row count went negative".into(),
+                ));
             }
             if n == 0 {
                 ctx.batch.delete(&key);
@@ -165,9 +206,17 @@ impl OrderedOp {
 
     /// The partition's new output from its rows in order: the stored rows (as of the previous
     /// epoch) merged with `changed` (position → new count).
-    fn compute(&self, prefix: &[u8], changed: &BTreeMap<Vec<u8>, (Vec<Datum>, i64)>, ctx: &EpochCtx<'_>) -> Result<Rows> {
+    fn compute(
+        &self,
+        prefix: &[u8],
+        changed: &BTreeMap<Vec<u8>, (Vec<Datum>, i64)>,
+        ctx: &EpochCtx<'_>,
+    ) -> Result<Rows> {
         let limit = match self.mode {
-            OrderedMode::TopN { skip, fetch: Some(f) } => Some(skip.saturating_add(f)),
+            OrderedMode::TopN {
+                skip,
+                fetch: Some(f),
+            } => Some(skip.saturating_add(f)),
             _ => None,
         };
         let mut rows: Rows = Vec::new();
