@@ -9,11 +9,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use freshet_common::PgError;
+use futures::{Sink, SinkExt};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
-use pgwire::api::results::{Response, Tag};
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::results::{CopyResponse, Response, Tag};
+use pgwire::api::ClientInfo;
 use pgwire::api::{ConnectionManager, PgWireServerHandlers};
+use pgwire::error::PgWireResult;
 use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::PgWireBackendMessage;
+use std::fmt::Debug;
 
 use crate::session::{Outcome, Session};
 use freshet_sql::TransactionOp;
@@ -74,6 +81,57 @@ impl PgWireServerHandlers for ConnectionHandlers {
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         Arc::new(DefaultCancelHandler::new(Arc::clone(&self.manager)))
     }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        Arc::new(CopyInHandler {
+            session: Arc::clone(&self.session),
+        })
+    }
+}
+
+/// Receives the data of `COPY … FROM STDIN` into the session's pending COPY.
+struct CopyInHandler {
+    session: Arc<Session>,
+}
+
+#[async_trait]
+impl CopyHandler for CopyInHandler {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.session.copy_data(&copy_data.data);
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let n = self.session.copy_done(false).await.map_err(to_wire_error)?;
+        let tag = Tag::new("COPY").with_rows(n as usize);
+        client
+            .send(PgWireBackendMessage::CommandComplete(tag.into()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let _ = self.session.copy_done(true).await;
+        to_wire_error(PgError::new(
+            freshet_common::SqlState::QUERY_CANCELED,
+            format!("COPY from stdin failed: {}", fail.message),
+        ))
+    }
 }
 
 /// Our error as the client sees it: never `ApiError` (which pgwire reports as XX000).
@@ -97,6 +155,11 @@ pub(crate) fn command_response(outcome: &Outcome) -> Option<Response> {
             (t, Some(n)) => Tag::new(t).with_rows(*n as usize),
             (t, None) => Tag::new(t),
         })),
+        Outcome::CopyIn { columns } => Some(Response::CopyIn(CopyResponse::new(
+            0,
+            *columns,
+            futures::stream::empty(),
+        ))),
         Outcome::Transaction(op) => Some(match op {
             TransactionOp::Begin => Response::TransactionStart(Tag::new("BEGIN")),
             TransactionOp::Commit => Response::TransactionEnd(Tag::new("COMMIT")),

@@ -3,6 +3,7 @@
 //!
 //! This is the only module of the server besides `session` that names DataFusion types.
 
+mod copy;
 mod internal;
 mod pg_attribute;
 mod provider;
@@ -11,6 +12,7 @@ mod table;
 mod view;
 mod write;
 
+pub use copy::CopyIn;
 pub use internal::{InternalSchema, INTERNAL_SCHEMA};
 pub use pg_attribute::PgCatalogOverlay;
 pub use provider::{FreshetCatalogProvider, StatementSnapshot};

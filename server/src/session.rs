@@ -39,6 +39,8 @@ pub enum Outcome {
     },
     /// Transaction control; the protocol layer tracks the transaction status.
     Transaction(TransactionOp),
+    /// `COPY … FROM STDIN` started: the client now sends data (see [`Session::copy_data`]).
+    CopyIn { columns: usize },
 }
 
 /// The shape of a statement, known before it runs (extended protocol Describe).
@@ -55,6 +57,8 @@ pub struct Session {
     engine: Arc<Engine>,
     ctx: SessionContext,
     vars: Mutex<SessionVars>,
+    /// The COPY FROM STDIN in progress, if any.
+    copy: Mutex<Option<crate::query::CopyIn>>,
 }
 
 impl Session {
@@ -77,6 +81,7 @@ impl Session {
             engine,
             ctx,
             vars: Mutex::new(vars),
+            copy: Mutex::new(None),
         }
     }
 
@@ -86,6 +91,32 @@ impl Session {
     }
 
     /// Runs one statement with optional parameter values.
+    /// Data of the COPY in progress.
+    pub fn copy_data(&self, data: &[u8]) {
+        if let Some(c) = self
+            .copy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
+            c.data.extend_from_slice(data);
+        }
+    }
+
+    /// Ends the COPY in progress: inserts everything it received (`fail` discards it).
+    /// Returns the number of rows.
+    pub async fn copy_done(&self, fail: bool) -> Result<u64, PgError> {
+        let copy = self
+            .copy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match copy {
+            Some(c) if !fail => c.finish(&self.engine).await,
+            _ => Ok(0),
+        }
+    }
+
     pub async fn execute(
         &self,
         stmt: ast::Statement,
@@ -144,6 +175,15 @@ impl Session {
                     .map(|v| v.name.clone())
                     .collect();
                 Ok(one_text_column("name", names))
+            }
+            Statement::CopyFrom(opts) => {
+                let copy = crate::query::CopyIn::start(&self.engine, opts)?;
+                let columns = copy.columns.len();
+                *self
+                    .copy
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(copy);
+                Ok(Outcome::CopyIn { columns })
             }
             Statement::Flush => {
                 // Epochs commit with the statements that cause them: once the writer lock is

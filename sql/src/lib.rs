@@ -7,12 +7,15 @@
 //! errors to SQLSTATEs ([`error`]). It must not depend on the catalog, the state store or the
 //! server: the server hands it what it needs.
 
+pub mod copy;
 pub mod df_convert;
 pub mod error;
 mod statement;
 pub mod types;
 
-pub use statement::{classify, parse, CreateTablePlan, SetValue, Statement, TransactionOp};
+pub use statement::{
+    classify, parse, CopyFormat, CopyFrom, CreateTablePlan, SetValue, Statement, TransactionOp,
+};
 
 /// Re-exports of the DataFusion SQL AST, so the server names one sqlparser.
 pub use datafusion::sql::sqlparser::ast;

@@ -52,6 +52,31 @@ pub enum Statement {
     ShowMaterializedViews,
     /// `FLUSH`: returns once every earlier write is reflected in every view.
     Flush,
+    /// `COPY table [(columns)] FROM STDIN [WITH (…)]`.
+    CopyFrom(CopyFrom),
+}
+
+/// A `COPY … FROM STDIN`: where the rows go and how they are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyFrom {
+    pub table: String,
+    /// The listed columns; empty for all, in table order.
+    pub columns: Vec<String>,
+    pub format: CopyFormat,
+    pub delimiter: char,
+    /// The text that stands for NULL.
+    pub null: String,
+    /// CSV: the first line is a header and is skipped.
+    pub header: bool,
+    /// CSV quote character.
+    pub quote: char,
+}
+
+/// COPY data formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    Text,
+    Csv,
 }
 
 /// The value of a `SET`.
@@ -190,6 +215,14 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
         S::ShowViews {
             materialized: true, ..
         } => Statement::ShowMaterializedViews,
+        S::Copy {
+            source,
+            to,
+            target,
+            options,
+            legacy_options,
+            ..
+        } => bind_copy(source, to, target, options, legacy_options)?,
         S::Query(_) | S::Insert(_) | S::Update(_) | S::Delete(_) | S::Explain { .. } => {
             Statement::Query(Box::new(stmt))
         }
@@ -306,6 +339,87 @@ fn set_value(e: &Expr) -> SetValue {
 }
 
 /// The table name of an object name: `t`, `public.t` or `freshet.public.t`.
+fn bind_copy(
+    source: ast::CopySource,
+    to: bool,
+    target: ast::CopyTarget,
+    options: Vec<ast::CopyOption>,
+    legacy: Vec<ast::CopyLegacyOption>,
+) -> Result<Statement, PgError> {
+    let ast::CopySource::Table {
+        table_name,
+        columns,
+    } = source
+    else {
+        return Err(PgError::not_supported("COPY (query)"));
+    };
+    if to {
+        return Err(PgError::not_supported(
+            "COPY … TO (use SELECT or SUBSCRIBE)",
+        ));
+    }
+    if target != ast::CopyTarget::Stdin {
+        return Err(PgError::not_supported(
+            "COPY FROM a file or program (use COPY … FROM STDIN, e.g. psql's \\copy)",
+        ));
+    }
+    let mut copy = CopyFrom {
+        table: object_name(&table_name)?,
+        columns: columns.iter().map(|c| c.value.clone()).collect(),
+        format: CopyFormat::Text,
+        delimiter: '\t',
+        null: "\\N".to_owned(),
+        header: false,
+        quote: '"',
+    };
+    let (mut delimiter, mut null) = (None, None);
+    for o in options {
+        match o {
+            ast::CopyOption::Format(f) => {
+                copy.format = match f.value.to_ascii_lowercase().as_str() {
+                    "text" => CopyFormat::Text,
+                    "csv" => CopyFormat::Csv,
+                    other => {
+                        return Err(PgError::not_supported(format!("COPY format \"{other}\"")))
+                    }
+                }
+            }
+            ast::CopyOption::Delimiter(c) => delimiter = Some(c),
+            ast::CopyOption::Null(n) => null = Some(n),
+            ast::CopyOption::Header(h) => copy.header = h,
+            ast::CopyOption::Quote(q) => copy.quote = q,
+            ast::CopyOption::Encoding(e)
+                if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
+            other => return Err(PgError::not_supported(format!("COPY option {other}"))),
+        }
+    }
+    for o in legacy {
+        match o {
+            ast::CopyLegacyOption::Csv(_) => copy.format = CopyFormat::Csv,
+            ast::CopyLegacyOption::Delimiter(c) => delimiter = Some(c),
+            ast::CopyLegacyOption::Null(n) => null = Some(n),
+            ast::CopyLegacyOption::Header => copy.header = true,
+            other => return Err(PgError::not_supported(format!("COPY option {other}"))),
+        }
+    }
+    if copy.format == CopyFormat::Csv {
+        copy.delimiter = ',';
+        copy.null = String::new();
+    } else if copy.header {
+        return Err(PgError::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            "COPY HEADER available only in CSV mode",
+        ));
+    }
+    if let Some(d) = delimiter {
+        copy.delimiter = d;
+    }
+    if let Some(n) = null {
+        copy.null = n;
+    }
+    Ok(Statement::CopyFrom(copy))
+}
+
 pub(crate) fn object_name(name: &ObjectName) -> Result<String, PgError> {
     let parts: Vec<&str> = name
         .0

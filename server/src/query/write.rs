@@ -71,37 +71,44 @@ impl DataSink for TableSink {
         while let Some(batch) = data.next().await {
             rows.extend(batch_rows(&batch?, &self.schema)?);
         }
-        for row in &rows {
-            validate_row(&self.def, row).map_err(PgError::into_df)?;
-        }
-        let n = rows.len() as u64;
-        let mut w = self.engine.begin_write().await;
-        let store = &self.engine.store;
-        let mut batch = WriteBatch::default();
-        let mut changes = EpochChanges::default();
-        if self.engine.has_dependents(self.def.id) {
-            changes.add(self.def.id, rows.iter().cloned(), 1);
-        }
-        let mut buf = Vec::new();
-        if self.def.has_primary_key() {
-            let mut seen = HashSet::with_capacity(rows.len());
-            for row in &rows {
-                let key = row_key(&self.def, row);
-                if !seen.insert(key.clone()) || store.get(&key).map_err(ext)?.is_some() {
-                    return Err(unique_violation(&self.def, row).into_df());
-                }
-                put_row(&mut batch, &mut buf, key, row);
-            }
-        } else {
-            let first = w.allocate_row_ids(store, self.def.id, n).map_err(ext)?;
-            for (i, row) in rows.iter().enumerate() {
-                let key = table_row_key(self.def.id, &key_codec::encode_row_id(first + i as u64));
-                put_row(&mut batch, &mut buf, key, row);
-            }
-        }
-        self.engine.commit(&mut w, batch, changes)?;
-        Ok(n)
+        insert_rows(&self.engine, &self.def, rows).await
     }
+}
+
+/// Inserts `rows` (full rows in table column order) as one statement: validated, checked for
+/// duplicate keys and committed with their views' changes in one epoch.
+pub async fn insert_rows(engine: &Engine, def: &TableDef, rows: Vec<Vec<Datum>>) -> Result<u64> {
+    for row in &rows {
+        validate_row(def, row).map_err(PgError::into_df)?;
+    }
+    let n = rows.len() as u64;
+    let mut w = engine.begin_write().await;
+    let store = &engine.store;
+    let mut batch = WriteBatch::default();
+    let mut buf = Vec::new();
+    if def.has_primary_key() {
+        let mut seen = HashSet::with_capacity(rows.len());
+        let keys: Vec<Vec<u8>> = rows.iter().map(|row| row_key(def, row)).collect();
+        let existing = store.snapshot().multi_get(&keys).map_err(ext)?;
+        for ((row, key), old) in rows.iter().zip(keys).zip(existing) {
+            if old.is_some() || !seen.insert(key.clone()) {
+                return Err(unique_violation(def, row).into_df());
+            }
+            put_row(&mut batch, &mut buf, key, row);
+        }
+    } else {
+        let first = w.allocate_row_ids(store, def.id, n).map_err(ext)?;
+        for (i, row) in rows.iter().enumerate() {
+            let key = table_row_key(def.id, &key_codec::encode_row_id(first + i as u64));
+            put_row(&mut batch, &mut buf, key, row);
+        }
+    }
+    let mut changes = EpochChanges::default();
+    if engine.has_dependents(def.id) {
+        changes.add(def.id, rows, 1);
+    }
+    engine.commit(&mut w, batch, changes)?;
+    Ok(n)
 }
 
 /// Deletes the rows matching every filter. Returns how many.

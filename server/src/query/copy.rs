@@ -1,0 +1,113 @@
+//! `COPY table FROM STDIN`: the fields of the client's data become typed rows and go through
+//! the same insert path as INSERT (one statement, one epoch, all or nothing).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::DataType;
+use freshet_catalog::TableDef;
+use freshet_common::{Datum, PgError, SqlState};
+use freshet_sql::copy::{parse_copy, CopyRow};
+use freshet_sql::df_convert::datum_at;
+use freshet_sql::CopyFrom;
+
+use super::table::table_schema;
+use super::write::insert_rows;
+use crate::engine::Engine;
+
+/// A COPY in progress on a connection: the statement and the data received so far.
+#[derive(Debug)]
+pub struct CopyIn {
+    pub def: Arc<TableDef>,
+    /// Table column index of each copied column, in the data's order.
+    pub columns: Vec<usize>,
+    pub opts: CopyFrom,
+    pub data: Vec<u8>,
+}
+
+impl CopyIn {
+    /// Checks the target of `opts`.
+    pub fn start(engine: &Engine, opts: CopyFrom) -> Result<CopyIn, PgError> {
+        let def = engine.catalog.table(&opts.table).ok_or_else(|| {
+            PgError::new(
+                SqlState::UNDEFINED_TABLE,
+                format!("relation \"{}\" does not exist", opts.table),
+            )
+        })?;
+        let columns = if opts.columns.is_empty() {
+            (0..def.columns.len()).collect()
+        } else {
+            opts.columns
+                .iter()
+                .map(|c| {
+                    def.columns
+                        .iter()
+                        .position(|d| d.name == *c)
+                        .ok_or_else(|| {
+                            PgError::new(
+                                SqlState::UNDEFINED_COLUMN,
+                                format!(
+                                    "column \"{c}\" of relation \"{}\" does not exist",
+                                    def.name
+                                ),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        Ok(CopyIn {
+            def,
+            columns,
+            opts,
+            data: Vec::new(),
+        })
+    }
+
+    /// Parses, converts and inserts everything received. Returns the number of rows.
+    pub async fn finish(self, engine: &Engine) -> Result<u64, PgError> {
+        let fields = parse_copy(&self.data, &self.opts, self.columns.len())?;
+        let rows = self.typed_rows(&fields)?;
+        insert_rows(engine, &self.def, rows)
+            .await
+            .map_err(|e| freshet_sql::error::map_df_error(&e))
+    }
+
+    /// Converts text fields to the table's types; columns not copied are NULL.
+    fn typed_rows(&self, fields: &[CopyRow]) -> Result<Vec<Vec<Datum>>, PgError> {
+        let schema = table_schema(&self.def);
+        let mut rows = vec![vec![Datum::Null; self.def.columns.len()]; fields.len()];
+        let opts = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        for (i, &col) in self.columns.iter().enumerate() {
+            let field = schema.field(col);
+            if matches!(
+                field.data_type(),
+                DataType::List(_) | DataType::LargeList(_)
+            ) {
+                return Err(PgError::not_supported(format!(
+                    "COPY into the array column \"{}\"",
+                    field.name()
+                )));
+            }
+            let text: ArrayRef = Arc::new(StringArray::from_iter(
+                fields.iter().map(|r| r[i].as_deref()),
+            ));
+            let typed = cast_with_options(&text, field.data_type(), &opts).map_err(|e| {
+                PgError::new(
+                    SqlState::INVALID_TEXT_REPRESENTATION,
+                    format!("invalid input syntax for column \"{}\": {e}", field.name()),
+                )
+            })?;
+            for (r, row) in rows.iter_mut().enumerate() {
+                if typed.is_valid(r) {
+                    row[col] =
+                        datum_at(&typed, r).map_err(|e| freshet_sql::error::map_df_error(&e))?;
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
