@@ -137,19 +137,21 @@ impl Cursor {
     }
 }
 
-/// Reads every row of a table from `snapshot` as full-schema batches (for UPDATE and DELETE),
-/// with each row's store key.
+/// Reads the rows of a table in `range` (all without one) from `snapshot` as full-schema
+/// batches (for UPDATE and DELETE), with each row's store key.
 pub fn read_all(
     def: &TableDef,
     snapshot: Arc<Snapshot>,
     schema: &SchemaRef,
+    range: Option<KeyRange>,
 ) -> Result<Vec<(Vec<Vec<u8>>, RecordBatch)>> {
     let prefix = table_prefix(def.id);
+    let range = range.unwrap_or_default();
     let mut cursor = Cursor {
         prefix: prefix.clone(),
         snapshot,
-        next: None,
-        upper: None,
+        next: range.lower,
+        upper: range.upper,
         remaining: usize::MAX,
         done: false,
     };
@@ -159,7 +161,7 @@ pub fn read_all(
         let lower = cursor.next.take().unwrap_or_else(|| prefix.clone());
         let page = cursor
             .snapshot
-            .scan(&prefix, &lower, None, BATCH_ROWS)
+            .scan(&prefix, &lower, cursor.upper.as_deref(), BATCH_ROWS)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let Some((last, _)) = page.last() else { break };
         cursor.next = Some(next_key(last));

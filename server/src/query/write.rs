@@ -27,7 +27,7 @@ use freshet_sql::df_convert::datum_at;
 use freshet_state::{key_codec, row_codec, table_prefix, table_row_key, Store, WriteBatch};
 use futures::StreamExt;
 
-use super::scan::read_all;
+use super::scan::{key_range, read_all};
 use super::table::IntoDataFusion;
 use crate::engine::Engine;
 
@@ -124,7 +124,12 @@ pub async fn delete_rows(
     let mut changes = EpochChanges::default();
     let track = engine.has_dependents(def.id);
     let mut n = 0u64;
-    for (keys, rows) in read_all(def, Arc::new(engine.store.snapshot()), schema)? {
+    for (keys, rows) in read_all(
+        def,
+        Arc::new(engine.store.snapshot()),
+        schema,
+        key_range(def, schema, filters),
+    )? {
         let mask = filter_mask(filters, &rows, schema, state)?;
         let old_rows = if track {
             Some(batch_rows(&rows, schema)?)
@@ -183,7 +188,12 @@ pub async fn update_rows(
     let track = engine.has_dependents(def.id);
     let mut deleted = HashSet::new();
     let mut updated: Vec<(Vec<u8>, Vec<Datum>)> = Vec::new();
-    for (keys, rows) in read_all(def, Arc::new(store.snapshot()), schema)? {
+    for (keys, rows) in read_all(
+        def,
+        Arc::new(store.snapshot()),
+        schema,
+        key_range(def, schema, filters),
+    )? {
         let mask = filter_mask(filters, &rows, schema, state)?;
         let mut new_cols: Vec<ArrayRef> = rows.columns().to_vec();
         for (idx, e) in &exprs {
