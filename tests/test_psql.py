@@ -75,3 +75,23 @@ def test_psql_error_reports_sqlstate(freshet):
     r = psql(freshet, "-v", "VERBOSITY=verbose", "-c", "SELECT * FROM no_such_table")
     assert r.returncode != 0
     assert "42P01" in r.stderr and 'relation "no_such_table" does not exist' in r.stderr
+
+
+def test_psql_materialized_views(freshet):
+    r = psql(freshet, "-c", "CREATE TABLE sales (id INT PRIMARY KEY, region TEXT, amount NUMERIC(10,2))",
+             "-c", "CREATE MATERIALIZED VIEW by_region AS SELECT region, count(*) AS n, sum(amount) AS total "
+                   "FROM sales GROUP BY region")
+    assert r.returncode == 0, r.stderr
+    dm = psql(freshet, "-c", "\\dm")
+    assert dm.returncode == 0, dm.stderr
+    assert "by_region" in dm.stdout and "materialized view" in dm.stdout
+    assert "sales" not in dm.stdout
+    d = psql(freshet, "-c", "\\d by_region")
+    assert d.returncode == 0, d.stderr
+    assert 'Materialized view "public.by_region"' in d.stdout
+    rows = [l.split("|") for l in d.stdout.splitlines() if l.count("|") >= 4]
+    types = {c[0].strip(): c[1].strip() for c in rows[1:]}
+    assert types == {"region": "text", "n": "bigint", "total": "numeric(20,2)"}
+    # \dt lists tables only
+    dt = psql(freshet, "-c", "\\dt")
+    assert "sales" in dt.stdout and "by_region" not in dt.stdout

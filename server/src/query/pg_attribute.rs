@@ -1,4 +1,5 @@
-//! `pg_catalog.pg_attribute` with our declared column types.
+//! `pg_catalog.pg_attribute` with our declared column types, and `pg_class` with
+//! materialized views as relkind `m` (psql `\dm`, `\d view`).
 //!
 //! datafusion-pg-catalog derives `pg_attribute` from Arrow types alone, so `numeric(10,2)`
 //! reads as `numeric`, `varchar(20)` loses its length and `jsonb` reads as `text`. This
@@ -9,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int16Array, Int32Array, RecordBatch};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int16Array, Int32Array, RecordBatch, StringArray,
+};
 use datafusion::arrow::datatypes::{Int16Type, Int32Type, SchemaRef, UInt32Type};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -42,6 +45,18 @@ impl SchemaProvider for PgCatalogOverlay {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let table = self.inner.table(name).await?;
+        if name == "pg_class" {
+            let (Some(class), Some(namespace)) =
+                (table.clone(), self.inner.table("pg_namespace").await?)
+            else {
+                return Ok(table);
+            };
+            return Ok(Some(Arc::new(MatviewPgClass {
+                class,
+                namespace,
+                engine: Arc::clone(&self.engine),
+            })));
+        }
         if name != "pg_attribute" {
             return Ok(table);
         }
@@ -78,6 +93,82 @@ struct TypedPgAttribute {
 async fn read_all(table: &Arc<dyn TableProvider>, state: &dyn Session) -> Result<Vec<RecordBatch>> {
     let plan = table.scan(state, None, &[], None).await?;
     collect(plan, state.task_ctx()).await
+}
+
+/// The OID of `public` in pg_namespace.
+async fn public_oid(
+    namespace: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+) -> Result<Option<i64>> {
+    let mut public = None;
+    for b in read_all(namespace, state).await? {
+        let (oid, name) = (
+            column(&b, "oid")?,
+            column(&b, "nspname")?.as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            if name.value(i) == DEFAULT_SCHEMA {
+                public = oid_at(oid, i);
+            }
+        }
+    }
+    Ok(public)
+}
+
+/// pg_class with relkind `m` for our materialized views.
+#[derive(Debug)]
+struct MatviewPgClass {
+    class: Arc<dyn TableProvider>,
+    namespace: Arc<dyn TableProvider>,
+    engine: Arc<Engine>,
+}
+
+#[async_trait]
+impl TableProvider for MatviewPgClass {
+    fn schema(&self) -> SchemaRef {
+        self.class.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let public = public_oid(&self.namespace, state).await?;
+        let mut out = Vec::new();
+        for b in read_all(&self.class, state).await? {
+            let (name, ns) = (
+                column(&b, "relname")?.as_string::<i32>(),
+                column(&b, "relnamespace")?,
+            );
+            let kinds = column(&b, "relkind")?.as_string::<i32>();
+            let patched: StringArray = (0..b.num_rows())
+                .map(|i| {
+                    let view = public.is_some()
+                        && oid_at(ns, i) == public
+                        && self.engine.catalog.view(name.value(i)).is_some();
+                    if view {
+                        Some("m")
+                    } else {
+                        kinds.is_valid(i).then(|| kinds.value(i))
+                    }
+                })
+                .collect();
+            let idx = b.schema().index_of("relkind")?;
+            let mut cols = b.columns().to_vec();
+            cols[idx] = Arc::new(patched);
+            out.push(RecordBatch::try_new(b.schema(), cols)?);
+        }
+        let exec = MemorySourceConfig::try_new(&[out], self.schema(), projection.cloned())?
+            .with_limit(limit);
+        Ok(datafusion::datasource::source::DataSourceExec::from_data_source(exec))
+    }
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
@@ -142,19 +233,8 @@ impl TableProvider for TypedPgAttribute {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // Our tables by pg_class OID: the OID of `public` in pg_namespace, then pg_class rows in it.
-        let mut public_oid = None;
-        for b in read_all(&self.namespace, state).await? {
-            let (oid, name) = (
-                column(&b, "oid")?,
-                column(&b, "nspname")?.as_string::<i32>(),
-            );
-            for i in 0..b.num_rows() {
-                if name.value(i) == DEFAULT_SCHEMA {
-                    public_oid = oid_at(oid, i);
-                }
-            }
-        }
+        // Our tables and views by pg_class OID: the OID of `public`, then pg_class rows in it.
+        let public_oid = public_oid(&self.namespace, state).await?;
         let mut tables = HashMap::new();
         for b in read_all(&self.class, state).await? {
             let (oid, name, ns) = (
@@ -164,10 +244,16 @@ impl TableProvider for TypedPgAttribute {
             );
             for i in 0..b.num_rows() {
                 if public_oid.is_some() && oid_at(ns, i) == public_oid {
-                    if let (Some(oid), Some(def)) =
-                        (oid_at(oid, i), self.engine.catalog.table(name.value(i)))
-                    {
-                        tables.insert(oid, def);
+                    let columns = match self.engine.catalog.table(name.value(i)) {
+                        Some(def) => Some(def.columns.clone()),
+                        None => self
+                            .engine
+                            .catalog
+                            .view(name.value(i))
+                            .map(|v| v.columns.clone()),
+                    };
+                    if let (Some(oid), Some(columns)) = (oid_at(oid, i), columns) {
+                        tables.insert(oid, columns);
                     }
                 }
             }
@@ -184,7 +270,7 @@ impl TableProvider for TypedPgAttribute {
 
 fn patch(
     b: &RecordBatch,
-    tables: &HashMap<i64, Arc<freshet_catalog::TableDef>>,
+    tables: &HashMap<i64, Vec<freshet_catalog::ColumnDef>>,
 ) -> Result<RecordBatch> {
     let relid = column(b, "attrelid")?;
     let attnum = column(b, "attnum")?.as_primitive::<Int16Type>();
@@ -205,12 +291,12 @@ fn patch(
         .values()
         .to_vec();
     for i in 0..b.num_rows() {
-        let Some(def) = oid_at(relid, i).and_then(|r| tables.get(&r)) else {
+        let Some(columns) = oid_at(relid, i).and_then(|r| tables.get(&r)) else {
             continue;
         };
         let Some(col) = usize::try_from(attnum.value(i) - 1)
             .ok()
-            .and_then(|n| def.columns.get(n))
+            .and_then(|n| columns.get(n))
         else {
             continue;
         };
