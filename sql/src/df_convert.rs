@@ -123,6 +123,10 @@ pub fn rows_to_batch(
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
     for (field, &col) in schema.fields().iter().zip(columns) {
         let dt = field.data_type();
+        if let Some(array) = typed_column(rows, col, dt) {
+            arrays.push(array);
+            continue;
+        }
         let scalars = rows
             .iter()
             .map(|r| datum_to_scalar(r.get(col).unwrap_or(&Datum::Null), dt))
@@ -150,14 +154,157 @@ pub fn rows_to_batch(
 
 /// The rows of `batch` as datums (all columns, in order).
 pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<Vec<Datum>>> {
-    let cols = batch.columns();
-    (0..batch.num_rows())
-        .map(|r| {
-            cols.iter()
-                .map(|c| datum_at(c, r))
-                .collect::<Result<Vec<_>>>()
-        })
-        .collect()
+    let n = batch.num_rows();
+    let mut rows: Vec<Vec<Datum>> = (0..n)
+        .map(|_| Vec::with_capacity(batch.num_columns()))
+        .collect();
+    for c in batch.columns() {
+        match typed_datums(c) {
+            Some(values) => {
+                for (row, v) in rows.iter_mut().zip(values) {
+                    row.push(v);
+                }
+            }
+            None => {
+                for (i, row) in rows.iter_mut().enumerate() {
+                    row.push(datum_at(c, i)?);
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Every value of `a` as a datum.
+pub fn array_to_datums(a: &ArrayRef) -> Result<Vec<Datum>> {
+    match typed_datums(a) {
+        Some(v) => Ok(v),
+        None => (0..a.len()).map(|i| datum_at(a, i)).collect(),
+    }
+}
+
+/// The common column types straight from their arrays (no `ScalarValue` per cell); `None`
+/// for the others.
+fn typed_datums(a: &ArrayRef) -> Option<Vec<Datum>> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes as t;
+    macro_rules! prim {
+        ($ty:ty, $wrap:expr) => {{
+            let arr = a.as_primitive::<$ty>();
+            (0..arr.len())
+                .map(|i| {
+                    if arr.is_null(i) {
+                        Datum::Null
+                    } else {
+                        $wrap(arr.value(i))
+                    }
+                })
+                .collect()
+        }};
+    }
+    Some(match a.data_type() {
+        DataType::Int16 => prim!(t::Int16Type, Datum::Int16),
+        DataType::Int32 => prim!(t::Int32Type, Datum::Int32),
+        DataType::Int64 => prim!(t::Int64Type, Datum::Int64),
+        DataType::Float32 => prim!(t::Float32Type, Datum::Float32),
+        DataType::Float64 => prim!(t::Float64Type, Datum::Float64),
+        DataType::Decimal128(..) => prim!(t::Decimal128Type, Datum::Decimal),
+        DataType::Date32 => prim!(t::Date32Type, Datum::Date),
+        DataType::Time64(TimeUnit::Microsecond) => prim!(t::Time64MicrosecondType, Datum::Time),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            prim!(t::TimestampMicrosecondType, Datum::Timestamp)
+        }
+        DataType::Boolean => {
+            let arr = a.as_boolean();
+            (0..arr.len())
+                .map(|i| {
+                    if arr.is_null(i) {
+                        Datum::Null
+                    } else {
+                        Datum::Bool(arr.value(i))
+                    }
+                })
+                .collect()
+        }
+        DataType::Utf8 => {
+            let arr = a.as_string::<i32>();
+            (0..arr.len())
+                .map(|i| {
+                    if arr.is_null(i) {
+                        Datum::Null
+                    } else {
+                        Datum::Text(arr.value(i).to_owned())
+                    }
+                })
+                .collect()
+        }
+        DataType::Null => vec![Datum::Null; a.len()],
+        _ => return None,
+    })
+}
+
+/// Column `col` of `rows` as an array of type `dt` when the type is a common one and every
+/// datum matches it; `None` sends the caller to the general path.
+fn typed_column(rows: &[Vec<Datum>], col: usize, dt: &DataType) -> Option<ArrayRef> {
+    use datafusion::arrow::array as a;
+    macro_rules! prim {
+        ($arr:ty, $pat:path) => {{
+            let mut v = Vec::with_capacity(rows.len());
+            for r in rows {
+                v.push(match r.get(col) {
+                    Some($pat(x)) => Some(*x),
+                    Some(Datum::Null) | None => None,
+                    Some(_) => return None,
+                });
+            }
+            Arc::new(<$arr>::from(v)) as ArrayRef
+        }};
+    }
+    Some(match dt {
+        DataType::Int16 => prim!(a::Int16Array, Datum::Int16),
+        DataType::Int32 => prim!(a::Int32Array, Datum::Int32),
+        DataType::Int64 => prim!(a::Int64Array, Datum::Int64),
+        DataType::Float64 => prim!(a::Float64Array, Datum::Float64),
+        DataType::Date32 => prim!(a::Date32Array, Datum::Date),
+        DataType::Boolean => {
+            let mut v = Vec::with_capacity(rows.len());
+            for r in rows {
+                v.push(match r.get(col) {
+                    Some(Datum::Bool(x)) => Some(*x),
+                    Some(Datum::Null) | None => None,
+                    Some(_) => return None,
+                });
+            }
+            Arc::new(a::BooleanArray::from(v)) as ArrayRef
+        }
+        DataType::Decimal128(p, sc) => {
+            let mut v = Vec::with_capacity(rows.len());
+            for r in rows {
+                v.push(match r.get(col) {
+                    Some(Datum::Decimal(x)) => Some(*x),
+                    Some(Datum::Null) | None => None,
+                    Some(_) => return None,
+                });
+            }
+            Arc::new(
+                a::Decimal128Array::from(v)
+                    .with_precision_and_scale(*p, *sc)
+                    .ok()?,
+            ) as ArrayRef
+        }
+        DataType::Utf8 => {
+            let mut b = a::StringBuilder::with_capacity(rows.len(), rows.len() * 8);
+            for r in rows {
+                match r.get(col) {
+                    Some(Datum::Text(x)) => b.append_value(x),
+                    Some(Datum::Null) | None => b.append_null(),
+                    Some(_) => return None,
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }
+        _ => return None,
+    })
 }
 
 /// `rows_to_batch` over every column of `schema`, in order.

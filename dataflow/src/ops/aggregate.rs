@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use freshet_common::{Datum, PgError, SqlState};
-use freshet_sql::df_convert::datum_at;
+use freshet_sql::df_convert::array_to_datums;
 use freshet_state::{key_codec, row_codec};
 
 use super::merge::{merged_scan, Entry};
@@ -331,27 +331,22 @@ impl AggregateOp {
         groups: &mut HashMap<Vec<u8>, GroupChange>,
     ) -> Result<()> {
         let n = d.len();
-        let group_cols: Vec<ArrayRef> = self
-            .group
-            .iter()
-            .map(|e| e.evaluate(&d.batch)?.into_array(n))
-            .collect::<Result<_>>()?;
-        let mut arg_cols: Vec<Option<ArrayRef>> = Vec::with_capacity(self.aggs.len());
+        let datums_of = |e: &Arc<dyn PhysicalExpr>| -> Result<Vec<Datum>> {
+            array_to_datums(&e.evaluate(&d.batch)?.into_array(n)?)
+        };
+        let group_cols: Vec<Vec<Datum>> =
+            self.group.iter().map(datums_of).collect::<Result<_>>()?;
+        let mut arg_cols: Vec<Option<Vec<Datum>>> = Vec::with_capacity(self.aggs.len());
         let mut filter_cols: Vec<Option<ArrayRef>> = Vec::with_capacity(self.aggs.len());
-        let mut order_cols: Vec<Vec<ArrayRef>> = Vec::with_capacity(self.aggs.len());
+        let mut order_cols: Vec<Vec<Vec<Datum>>> = Vec::with_capacity(self.aggs.len());
         for spec in &self.aggs {
             order_cols.push(
                 spec.order
                     .iter()
-                    .map(|o| o.expr.evaluate(&d.batch)?.into_array(n))
+                    .map(|o| datums_of(&o.expr))
                     .collect::<Result<_>>()?,
             );
-            arg_cols.push(
-                spec.arg
-                    .as_ref()
-                    .map(|e| e.evaluate(&d.batch)?.into_array(n))
-                    .transpose()?,
-            );
+            arg_cols.push(spec.arg.as_ref().map(datums_of).transpose()?);
             filter_cols.push(
                 spec.filter
                     .as_ref()
@@ -361,10 +356,7 @@ impl AggregateOp {
         }
         for row in 0..n {
             let w = d.weights[row];
-            let datums: Vec<Datum> = group_cols
-                .iter()
-                .map(|c| datum_at(c, row))
-                .collect::<Result<_>>()?;
+            let datums: Vec<Datum> = group_cols.iter().map(|c| c[row].clone()).collect();
             let key = encode(&datums);
             let g = match groups.entry(key) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -388,7 +380,7 @@ impl AggregateOp {
                     }
                 }
                 let v = match &arg_cols[i] {
-                    Some(c) => datum_at(c, row)?,
+                    Some(c) => c[row].clone(),
                     None => Datum::Bool(true),
                 };
                 let kind = self.aggs[i].kind;
@@ -396,10 +388,7 @@ impl AggregateOp {
                     continue;
                 }
                 let key = if kind.keeps_values() {
-                    let order: Vec<Datum> = order_cols[i]
-                        .iter()
-                        .map(|c| datum_at(c, row))
-                        .collect::<Result<_>>()?;
+                    let order: Vec<Datum> = order_cols[i].iter().map(|c| c[row].clone()).collect();
                     self.value_key(i, &v, &order)
                 } else {
                     Vec::new()

@@ -13,12 +13,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::PhysicalExpr;
 use freshet_common::Datum;
-use freshet_sql::df_convert::{datum_at, rows_to_full_batch};
+use freshet_sql::df_convert::{array_to_datums, rows_to_full_batch};
 use freshet_state::row_codec;
 
 use crate::delta::{consolidate, decode_count, encode, encode_count, push_len_prefixed, Delta};
@@ -178,15 +178,12 @@ impl JoinOp {
         };
         let Some(d) = d else { return Ok(sc) };
         let n = d.len();
-        let key_cols: Vec<ArrayRef> = keys
+        let key_cols: Vec<Vec<Datum>> = keys
             .iter()
-            .map(|e| e.evaluate(&d.batch)?.into_array(n))
+            .map(|e| array_to_datums(&e.evaluate(&d.batch)?.into_array(n)?))
             .collect::<Result<_>>()?;
         for (i, (row, w)) in d.to_rows()?.into_iter().enumerate() {
-            let key: Vec<Datum> = key_cols
-                .iter()
-                .map(|c| datum_at(c, i))
-                .collect::<Result<_>>()?;
+            let key: Vec<Datum> = key_cols.iter().map(|c| c[i].clone()).collect();
             if !self.null_equal && key.iter().any(Datum::is_null) {
                 sc.null_keyed.push((row, w));
             } else {
