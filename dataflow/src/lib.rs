@@ -18,4 +18,6 @@ pub mod view;
 
 pub use epoch::{EpochChanges, EpochCtx};
 pub use lower::{check_deterministic, nullable, storable, unsupported, Lowering, Relations};
-pub use view::{read_table_rows, read_view_rows, Dataflows, MaterializedView};
+pub use view::{
+    contents_key, decode_contents, read_table_rows, read_view_rows, Dataflows, MaterializedView,
+};

@@ -54,11 +54,15 @@ impl MaterializedView {
         let prefix = view_prefix(self.id);
         let keys: Vec<Vec<u8>> = rows
             .iter()
-            .map(|(b, _, _)| [prefix.as_slice(), b].concat())
+            .map(|(_, row, _)| contents_key(&prefix, row))
             .collect();
         let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
-        for ((key, (_, _, w)), old) in keys.iter().zip(&rows).zip(olds) {
-            let n = old.map(|b| decode_count(&b)).transpose()?.unwrap_or(0) + w;
+        for ((key, (enc, _, w)), old) in keys.iter().zip(&rows).zip(olds) {
+            let n = old
+                .map(|b| decode_count(b.get(..8).unwrap_or_default()))
+                .transpose()?
+                .unwrap_or(0)
+                + w;
             if n < 0 {
                 return Err(DataFusionError::Internal(format!(
                     "view \"{}\" would hold a row a negative number of times",
@@ -68,7 +72,9 @@ impl MaterializedView {
             if n == 0 {
                 ctx.batch.delete(key);
             } else {
-                ctx.batch.put(key, encode_count(n));
+                let mut v = encode_count(n).to_vec();
+                v.extend_from_slice(enc);
+                ctx.batch.put(key, v);
             }
         }
         Ok(rows.into_iter().map(|(_, row, w)| (row, w)).collect())
@@ -197,25 +203,29 @@ pub fn read_table_rows(snapshot: &Snapshot, table: TableId) -> Result<Vec<(Vec<D
     Ok(rows)
 }
 
+/// The key of `row` in a view's contents: memcomparable, so the contents are ordered by the
+/// view's columns and a filter on its first column reads a key range. The value is the
+/// multiplicity (i64 BE) followed by the row's row_codec encoding.
+pub fn contents_key(prefix: &[u8], row: &[Datum]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    freshet_state::key_codec::encode_key(row, &mut k);
+    k
+}
+
+/// Decodes one contents entry's value: (multiplicity, row).
+pub fn decode_contents(v: &[u8]) -> Result<(i64, Vec<Datum>)> {
+    let n = decode_count(v.get(..8).unwrap_or_default())?;
+    let row = row_codec::decode_row(&v[8..]).map_err(state_err)?;
+    Ok((n, row))
+}
+
 /// A view's distinct rows with their multiplicities.
 pub fn read_view_rows(snapshot: &Snapshot, view: TableId) -> Result<Vec<(Vec<Datum>, i64)>> {
     let prefix = view_prefix(view);
     let mut rows = Vec::new();
-    let mut bad = None;
-    snapshot
-        .for_each_page(&prefix, 4096, |page| {
-            for (k, v) in page {
-                let row = row_codec::decode_row(&k[prefix.len()..])?;
-                match decode_count(&v) {
-                    Ok(n) => rows.push((row, n)),
-                    Err(e) => bad = Some(e),
-                }
-            }
-            Ok(())
-        })
-        .map_err(state_err)?;
-    match bad {
-        Some(e) => Err(e),
-        None => Ok(rows),
+    for (_, v) in snapshot.scan_prefix(&prefix).map_err(state_err)? {
+        let (n, row) = decode_contents(&v)?;
+        rows.push((row, n));
     }
+    Ok(rows)
 }

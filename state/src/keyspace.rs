@@ -3,8 +3,9 @@
 //! ```text
 //! 'm' <name bytes>                          catalog metadata (see freshet-catalog)
 //! 'd' <table id: u64 BE> <row key>          one table row; value = row_codec encoding
-//! 'v' <view id: u64 BE> <row>               one distinct row of a materialized view (row_codec);
-//!                                           value = its multiplicity, i64 BE
+//! 'v' <view id: u64 BE> <row key>           one distinct row of a materialized view, keyed by
+//!                                           the row's memcomparable encoding (key_codec);
+//!                                           value = multiplicity (i64 BE) ++ row (row_codec)
 //! 'o' <view id: u64 BE> <op id: u32 BE> …   the state of one operator of a view's dataflow
 //! ```
 //! The row key is the memcomparable encoding of the primary key columns ([`crate::key_codec`]),

@@ -21,8 +21,8 @@ const BATCH_ROWS: usize = 4096;
 /// A key range within a table: `lower` inclusive, `upper` exclusive, both full store keys.
 #[derive(Debug, Clone, Default)]
 pub struct KeyRange {
-    lower: Option<Vec<u8>>,
-    upper: Option<Vec<u8>>,
+    pub lower: Option<Vec<u8>>,
+    pub upper: Option<Vec<u8>>,
 }
 
 /// The scan of one table (one partition).
@@ -187,16 +187,29 @@ pub fn read_all(
 /// range never excludes a row the filter would keep.
 pub fn key_range(def: &TableDef, schema: &SchemaRef, filters: &[Expr]) -> Option<KeyRange> {
     let &first = def.primary_key.first()?;
-    let col_name = &def.columns[first].name;
-    let dt = schema.field(first).data_type();
-    let prefix = table_prefix(def.id);
+    column_range(
+        &table_prefix(def.id),
+        &def.columns[first].name,
+        schema.field(first).data_type(),
+        filters,
+    )
+}
+
+/// The range of keys under `prefix` (memcomparable, led by column `col_name` of type `dt`)
+/// that `filters` allow, if any narrows it.
+pub fn column_range(
+    prefix: &[u8],
+    col_name: &str,
+    dt: &datafusion::arrow::datatypes::DataType,
+    filters: &[Expr],
+) -> Option<KeyRange> {
     let mut range = KeyRange::default();
     let mut narrowed = false;
     for f in filters {
         let Expr::BinaryExpr(b) = f else { continue };
         let (op, lit) = match (b.left.as_ref(), b.right.as_ref()) {
-            (Expr::Column(c), Expr::Literal(v, _)) if &c.name == col_name => (b.op, v),
-            (Expr::Literal(v, _), Expr::Column(c)) if &c.name == col_name => match b.op.swap() {
+            (Expr::Column(c), Expr::Literal(v, _)) if c.name == col_name => (b.op, v),
+            (Expr::Literal(v, _), Expr::Column(c)) if c.name == col_name => match b.op.swap() {
                 Some(op) => (op, v),
                 None => continue,
             },
@@ -205,7 +218,7 @@ pub fn key_range(def: &TableDef, schema: &SchemaRef, filters: &[Expr]) -> Option
         if lit.is_null() || &lit.data_type() != dt {
             continue;
         }
-        let Some(enc) = encode_bound(&prefix, lit) else {
+        let Some(enc) = encode_bound(prefix, lit) else {
             continue;
         };
         let succ = successor(&enc);

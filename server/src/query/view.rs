@@ -1,22 +1,30 @@
-//! A materialized view's contents as a DataFusion `TableProvider`: reads the rows the last
-//! committed epoch left in RocksDB (never recomputes the query).
+//! A materialized view's contents as a DataFusion `TableProvider`: streams the rows the last
+//! committed epoch left in RocksDB (never recomputes the query). Contents are keyed by the
+//! memcomparable encoding of the row, so filters on the view's first column read only their
+//! key range.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::source::DataSourceExec;
-use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::ExecutionPlan;
 use freshet_common::Datum;
-use freshet_dataflow::MaterializedView;
-use freshet_sql::df_convert::rows_to_full_batch;
+use freshet_dataflow::{decode_contents, MaterializedView};
+use freshet_sql::df_convert::rows_to_batch;
+use freshet_state::{next_key, view_prefix, Snapshot};
 
 use super::provider::StatementSnapshot;
+use super::scan::{column_range, KeyRange};
 use crate::engine::Engine;
+
+/// Rows per batch read from a view.
+const BATCH_ROWS: usize = 4096;
 
 /// One materialized view, read at the statement's snapshot.
 #[derive(Debug)]
@@ -42,31 +50,110 @@ impl TableProvider for ViewTable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Filters narrow the key range; DataFusion still re-applies them.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = StatementSnapshot::of(state, &self.engine);
-        let stored = freshet_dataflow::read_view_rows(&snapshot, self.view.id)?;
-        let mut batches = Vec::new();
-        let mut rows: Vec<Vec<Datum>> = Vec::new();
-        for (row, n) in stored {
-            for _ in 0..n {
-                rows.push(row.clone());
+        let prefix = view_prefix(self.view.id);
+        let range = self
+            .view
+            .schema
+            .fields()
+            .first()
+            .and_then(|f| column_range(&prefix, f.name(), f.data_type(), filters))
+            .unwrap_or_default();
+        let columns: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.view.schema.fields().len()).collect(),
+        };
+        let schema = Arc::new(self.view.schema.project(&columns)?);
+        let scan = ViewScan {
+            snapshot: StatementSnapshot::of(state, &self.engine),
+            prefix,
+            range,
+            schema: Arc::clone(&schema),
+            columns,
+            limit,
+        };
+        Ok(Arc::new(StreamingTableExec::try_new(
+            schema,
+            vec![Arc::new(scan)],
+            None,
+            vec![],
+            false,
+            limit,
+        )?))
+    }
+}
+
+#[derive(Debug)]
+struct ViewScan {
+    snapshot: Arc<Snapshot>,
+    prefix: Vec<u8>,
+    range: KeyRange,
+    schema: SchemaRef,
+    columns: Vec<usize>,
+    limit: Option<usize>,
+}
+
+impl PartitionStream for ViewScan {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let snapshot = Arc::clone(&self.snapshot);
+        let prefix = self.prefix.clone();
+        let upper = self.range.upper.clone();
+        let mut next = Some(self.range.lower.clone().unwrap_or_else(|| prefix.clone()));
+        let mut remaining = self.limit.unwrap_or(usize::MAX);
+        let schema = Arc::clone(&self.schema);
+        let columns = self.columns.clone();
+        let iter = std::iter::from_fn(move || {
+            let lower = next.take()?;
+            if remaining == 0 {
+                return None;
             }
-            if rows.len() >= 8192 {
-                batches.push(rows_to_full_batch(&rows, &self.view.schema)?);
-                rows.clear();
+            let page = match snapshot.scan(&prefix, &lower, upper.as_deref(), BATCH_ROWS) {
+                Ok(p) => p,
+                Err(e) => return Some(Err(DataFusionError::External(Box::new(e)))),
+            };
+            if page.len() == BATCH_ROWS {
+                next = page.last().map(|(k, _)| next_key(k));
             }
-        }
-        if !rows.is_empty() || batches.is_empty() {
-            batches.push(rows_to_full_batch(&rows, &self.view.schema)?);
-        }
-        let source = MemorySourceConfig::try_new(&[batches], self.schema(), projection.cloned())?
-            .with_limit(limit);
-        Ok(DataSourceExec::from_data_source(source))
+            let mut rows: Vec<Vec<Datum>> = Vec::with_capacity(page.len());
+            for (_, v) in &page {
+                let (n, row) = match decode_contents(v) {
+                    Ok(x) => x,
+                    Err(e) => return Some(Err(e)),
+                };
+                for _ in 0..n {
+                    if remaining == 0 {
+                        break;
+                    }
+                    remaining -= 1;
+                    rows.push(row.clone());
+                }
+            }
+            if rows.is_empty() && next.is_none() {
+                return None;
+            }
+            Some(rows_to_batch(&rows, &schema, &columns))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            futures::stream::iter(iter),
+        ))
     }
 }
