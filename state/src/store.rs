@@ -249,6 +249,35 @@ impl Snapshot {
         }
     }
 
+    /// Every entry under each of `prefixes` (in key order per prefix), read with one iterator
+    /// re-seeked per prefix: far cheaper than a scan per prefix when there are many.
+    pub fn scan_prefixes<P: AsRef<[u8]>>(
+        &self,
+        prefixes: &[P],
+    ) -> Result<Vec<Vec<(Box<[u8]>, Box<[u8]>)>>> {
+        let mut it = self.inner.raw_iterator_opt(ReadOptions::default());
+        let mut out = Vec::with_capacity(prefixes.len());
+        for p in prefixes {
+            let p = p.as_ref();
+            let mut entries = Vec::new();
+            it.seek(p);
+            while it.valid() {
+                let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                    break;
+                };
+                if !k.starts_with(p) {
+                    break;
+                }
+                count_read(k);
+                entries.push((Box::from(k), Box::from(v)));
+                it.next();
+            }
+            it.status().map_err(Error::from)?;
+            out.push(entries);
+        }
+        Ok(out)
+    }
+
     /// Reads many keys at once (one RocksDB MultiGet).
     pub fn multi_get<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
         let values: Vec<Option<Vec<u8>>> = self

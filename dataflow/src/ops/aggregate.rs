@@ -82,6 +82,27 @@ pub struct AggSpec {
     pub delimiter: String,
 }
 
+/// Multiset entries read ahead for an epoch: full key → stored value.
+type Prefetched = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// The first value of a multiset after this epoch's `changed` entries (NULL when empty).
+fn first_surviving(
+    ctx: &EpochCtx<'_>,
+    prefix: &[u8],
+    changed: &BTreeMap<Vec<u8>, (Datum, i64, i64)>,
+) -> Result<Datum> {
+    let mut first = Datum::Null;
+    merged_scan(ctx.snapshot, prefix, changed, |_, entry| {
+        match entry {
+            Entry::Changed((_, _, n)) if *n <= 0 => return Ok(true),
+            Entry::Changed((v, _, _)) => first = v.clone(),
+            Entry::Stored(b) => first = entry_value(b)?.1,
+        }
+        Ok(false)
+    })?;
+    Ok(first)
+}
+
 /// A value with its key in the aggregate's multiset (empty when it keeps none) and its weight.
 type Keyed = (Vec<u8>, Datum, i64);
 
@@ -186,6 +207,25 @@ impl AggregateOp {
         }
         let keys: Vec<Vec<u8>> = order.iter().map(|g| self.group_key(g)).collect();
         let old_accs = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
+        // Every multiset entry this epoch touches, read in one MultiGet.
+        let mut value_keys: Vec<Vec<u8>> = Vec::new();
+        for gbytes in &order {
+            for (i, values) in groups[gbytes].values.iter().enumerate() {
+                if self.aggs[i].kind.keeps_values() && !values.is_empty() {
+                    let prefix = self.multiset_prefix(i, gbytes);
+                    value_keys.extend(
+                        values
+                            .iter()
+                            .map(|(k, _, _)| [prefix.as_slice(), k].concat()),
+                    );
+                }
+            }
+        }
+        value_keys.sort();
+        value_keys.dedup();
+        let stored = ctx.snapshot.multi_get(&value_keys).map_err(state_err)?;
+        let prefetched: HashMap<Vec<u8>, Option<Vec<u8>>> =
+            value_keys.into_iter().zip(stored).collect();
         let mut out: Vec<(Vec<Datum>, i64)> = Vec::new();
         for ((gbytes, key), old) in order.iter().zip(&keys).zip(old_accs) {
             let change = &groups[gbytes];
@@ -214,22 +254,35 @@ impl AggregateOp {
             for (i, spec) in self.aggs.iter().enumerate() {
                 let values = &change.values[i];
                 match spec.kind {
-                    AggKind::Min | AggKind::Max | AggKind::FirstValue | AggKind::Single => {
+                    AggKind::Min | AggKind::Max => {
                         let prefix = self.multiset_prefix(i, gbytes);
-                        let (old_v, new_v) = self.update_extreme(&prefix, values, ctx)?;
+                        let old_v = old_acc[field].clone();
+                        let new_v =
+                            self.update_min_max(i, &prefix, &old_v, values, &prefetched, ctx)?;
+                        new_acc[field] = new_v.clone();
+                        old_out.push(old_v);
+                        new_out.push(new_v);
+                        field += 1;
+                    }
+                    AggKind::FirstValue | AggKind::Single => {
+                        let prefix = self.multiset_prefix(i, gbytes);
+                        let (old_v, new_v) =
+                            self.update_extreme(&prefix, values, &prefetched, ctx)?;
                         old_out.push(old_v);
                         new_out.push(new_v);
                     }
                     AggKind::StringAgg | AggKind::ArrayAgg => {
                         let prefix = self.multiset_prefix(i, gbytes);
-                        let (old_v, new_v) = self.update_list(i, &prefix, values, ctx)?;
+                        let (old_v, new_v) =
+                            self.update_list(i, &prefix, values, &prefetched, ctx)?;
                         old_out.push(old_v);
                         new_out.push(new_v);
                     }
                     AggKind::CountDistinct => {
                         let prefix = self.multiset_prefix(i, gbytes);
                         let old_n = as_i64(&old_acc[field]);
-                        let new_n = old_n + self.update_distinct(&prefix, values, ctx)?;
+                        let new_n =
+                            old_n + self.update_distinct(&prefix, values, &prefetched, ctx)?;
                         new_acc[field] = Datum::Int64(new_n);
                         old_out.push(Datum::Int64(old_n));
                         new_out.push(Datum::Int64(new_n));
@@ -307,12 +360,9 @@ impl AggregateOp {
         let mut acc = vec![Datum::Int64(0)];
         for spec in &self.aggs {
             match spec.kind {
-                AggKind::Min
-                | AggKind::Max
-                | AggKind::StringAgg
-                | AggKind::ArrayAgg
-                | AggKind::FirstValue
-                | AggKind::Single => {}
+                // MIN/MAX keep their current result, so most epochs need no scan.
+                AggKind::Min | AggKind::Max => acc.push(Datum::Null),
+                AggKind::StringAgg | AggKind::ArrayAgg | AggKind::FirstValue | AggKind::Single => {}
                 AggKind::Count | AggKind::CountDistinct => acc.push(Datum::Int64(0)),
                 AggKind::Sum | AggKind::Avg => acc.extend([Datum::Int64(0), Datum::Null]),
                 AggKind::BoolAnd | AggKind::BoolOr => {
@@ -405,6 +455,7 @@ impl AggregateOp {
         &self,
         prefix: &[u8],
         values: &[Keyed],
+        prefetched: &Prefetched,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<(Datum, Datum)> {
         let old_first = ctx
@@ -418,18 +469,41 @@ impl AggregateOp {
         if values.is_empty() {
             return Ok((old_v.clone(), old_v));
         }
-        let changed = self.apply_multiset(prefix, values, ctx)?;
-        // The new result: the first surviving entry, stored or changed.
-        let mut new_v = Datum::Null;
-        merged_scan(ctx.snapshot, prefix, &changed, |_, entry| {
-            match entry {
-                Entry::Changed((_, _, n)) if *n <= 0 => return Ok(true),
-                Entry::Changed((v, _, _)) => new_v = v.clone(),
-                Entry::Stored(b) => new_v = entry_value(b)?.1,
-            }
-            Ok(false)
-        })?;
-        Ok((old_v, new_v))
+        let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
+        Ok((old_v, first_surviving(ctx, prefix, &changed)?))
+    }
+
+    /// MIN/MAX: applies value changes to the multiset; returns the new result. When no value
+    /// lost a count this epoch, the result is the smaller of the old one and the first added
+    /// key: no scan. Otherwise one ordered scan, stopping at the first surviving value.
+    fn update_min_max(
+        &self,
+        agg: usize,
+        prefix: &[u8],
+        old_v: &Datum,
+        values: &[Keyed],
+        prefetched: &Prefetched,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<Datum> {
+        if values.is_empty() {
+            return Ok(old_v.clone());
+        }
+        let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
+        if changed.values().all(|(_, old, new)| new >= old) {
+            let added = changed.iter().find(|(_, (_, _, n))| *n > 0);
+            return Ok(match added {
+                None => old_v.clone(),
+                Some(_)
+                    if !old_v.is_null()
+                        && self.value_key(agg, old_v, &[])
+                            <= *added.map(|(k, _)| k).unwrap_or(&Vec::new()) =>
+                {
+                    old_v.clone()
+                }
+                Some((_, (v, _, _))) => v.clone(),
+            });
+        }
+        first_surviving(ctx, prefix, &changed)
     }
 
     /// Applies value changes to a string_agg/array_agg multiset; returns (old result, new
@@ -439,9 +513,10 @@ impl AggregateOp {
         agg: usize,
         prefix: &[u8],
         values: &[Keyed],
+        prefetched: &Prefetched,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<(Datum, Datum)> {
-        let changed = self.apply_multiset(prefix, values, ctx)?;
+        let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
         let (mut old, mut new) = (Vec::new(), Vec::new());
         merged_scan(ctx.snapshot, prefix, &changed, |_, entry| {
             let (v, old_n, new_n) = match entry {
@@ -485,12 +560,13 @@ impl AggregateOp {
         &self,
         prefix: &[u8],
         values: &[Keyed],
+        prefetched: &Prefetched,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<i64> {
         if values.is_empty() {
             return Ok(0);
         }
-        let changed = self.apply_multiset(prefix, values, ctx)?;
+        let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
         Ok(changed
             .values()
             .map(|(_, old, new)| i64::from(*new > 0) - i64::from(*old > 0))
@@ -502,6 +578,7 @@ impl AggregateOp {
         &self,
         prefix: &[u8],
         values: &[Keyed],
+        prefetched: &Prefetched,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
         let mut deltas: BTreeMap<Vec<u8>, (Datum, i64, i64)> = BTreeMap::new();
@@ -512,7 +589,14 @@ impl AggregateOp {
                 .2 += w;
         }
         let keys: Vec<Vec<u8>> = deltas.keys().map(|k| [prefix, k].concat()).collect();
-        let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
+        let olds: Vec<Option<Vec<u8>>> = match keys
+            .iter()
+            .map(|k| prefetched.get(k).cloned())
+            .collect::<Option<Vec<_>>>()
+        {
+            Some(olds) => olds,
+            None => ctx.snapshot.multi_get(&keys).map_err(state_err)?,
+        };
         for ((full, (_, (v, old_slot, dn))), old) in keys.iter().zip(deltas.iter_mut()).zip(olds) {
             let old_n = match old {
                 Some(b) => entry_value(&b)?.0,

@@ -10,7 +10,7 @@
 //! rows (a key's output depends on whether any match exists), which costs the size of that
 //! key's group, never the size of the inputs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray};
@@ -135,39 +135,63 @@ impl JoinOp {
         let mut keys: Vec<&Vec<u8>> = l.by_key.keys().chain(r.by_key.keys()).collect();
         keys.sort();
         keys.dedup();
+        // The stored rows every touched key needs, read with one iterator.
+        let inner = self.kind == JoinKind::Inner;
+        let mut wanted: Vec<Vec<u8>> = Vec::new();
+        for key in &keys {
+            if !inner || l.by_key.contains_key(*key) {
+                wanted.push(self.side_prefix(b'r', key));
+            }
+            if !inner || r.by_key.contains_key(*key) {
+                wanted.push(self.side_prefix(b'l', key));
+            }
+        }
+        let pages = ctx.snapshot.scan_prefixes(&wanted).map_err(state_err)?;
+        let mut loaded: HashMap<Vec<u8>, Rows> = HashMap::with_capacity(wanted.len());
+        for (prefix, page) in wanted.into_iter().zip(pages) {
+            let mut rows = Vec::with_capacity(page.len());
+            for (k, v) in page {
+                rows.push((
+                    row_codec::decode_row(&k[prefix.len()..]).map_err(state_err)?,
+                    decode_count(&v)?,
+                ));
+            }
+            loaded.insert(prefix, rows);
+        }
+        let empty = Rows::new();
+        let load =
+            |side: u8, key: &[u8]| loaded.get(&self.side_prefix(side, key)).unwrap_or(&empty);
+        let mut writes: Vec<(u8, &Vec<u8>, &Rows)> = Vec::new();
         for key in keys {
             let dl = l.by_key.get(key);
             let dr = r.by_key.get(key);
-            if self.kind == JoinKind::Inner {
+            if inner {
                 if let Some(dl) = dl {
-                    let r_old = self.load(b'r', key, ctx)?;
-                    out.extend(self.inner_pairs(dl, &r_old)?);
+                    out.extend(self.inner_pairs(dl, load(b'r', key))?);
                 }
                 if let Some(dr) = dr {
-                    let l_old = self.load(b'l', key, ctx)?;
-                    out.extend(self.inner_pairs(&l_old, dr)?);
+                    out.extend(self.inner_pairs(load(b'l', key), dr)?);
                 }
                 if let (Some(dl), Some(dr)) = (dl, dr) {
                     out.extend(self.inner_pairs(dl, dr)?);
                 }
             } else {
-                let l_old = self.load(b'l', key, ctx)?;
-                let r_old = self.load(b'r', key, ctx)?;
-                let l_new = merge(&l_old, dl);
-                let r_new = merge(&r_old, dr);
-                for (row, w) in self.output(&l_old, &r_old)? {
+                let (l_old, r_old) = (load(b'l', key), load(b'r', key));
+                let l_new = merge(l_old, dl);
+                let r_new = merge(r_old, dr);
+                for (row, w) in self.output(l_old, r_old)? {
                     out.push((row, -w));
                 }
                 out.extend(self.output(&l_new, &r_new)?);
             }
             if let Some(dl) = dl {
-                self.store(b'l', key, dl, ctx)?;
+                writes.push((b'l', key, dl));
             }
             if let Some(dr) = dr {
-                self.store(b'r', key, dr, ctx)?;
+                writes.push((b'r', key, dr));
             }
         }
-        Ok(())
+        self.store_all(&writes, ctx)
     }
 
     /// Rows of `d` by the encoding of their key values.
@@ -193,17 +217,6 @@ impl JoinOp {
         Ok(sc)
     }
 
-    /// The stored rows of one side for `key`, as of the previous epoch.
-    fn load(&self, side: u8, key: &[u8], ctx: &EpochCtx<'_>) -> Result<Rows> {
-        let prefix = self.side_prefix(side, key);
-        let mut rows = Vec::new();
-        for (k, v) in ctx.snapshot.scan_prefix(&prefix).map_err(state_err)? {
-            let row = row_codec::decode_row(&k[prefix.len()..]).map_err(state_err)?;
-            rows.push((row, decode_count(&v)?));
-        }
-        Ok(rows)
-    }
-
     /// Writes the new multiplicities of the rows `delta` changes.
     pub(super) fn store(
         &self,
@@ -212,14 +225,23 @@ impl JoinOp {
         delta: &Rows,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<()> {
-        let prefix = self.side_prefix(side, key);
-        let consolidated = consolidate(delta.clone());
-        let keys: Vec<Vec<u8>> = consolidated
-            .iter()
-            .map(|(b, _, _)| [prefix.as_slice(), b].concat())
-            .collect();
+        let key = key.to_vec();
+        self.store_all(&[(side, &key, delta)], ctx)
+    }
+
+    /// [`Self::store`] for many (side, key, changes) at once: one MultiGet for all.
+    fn store_all(&self, writes: &[(u8, &Vec<u8>, &Rows)], ctx: &mut EpochCtx<'_>) -> Result<()> {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut weights: Vec<i64> = Vec::new();
+        for (side, key, delta) in writes {
+            let prefix = self.side_prefix(*side, key);
+            for (b, _, w) in consolidate((*delta).clone()) {
+                keys.push([prefix.as_slice(), &b].concat());
+                weights.push(w);
+            }
+        }
         let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
-        for ((full, (_, _, w)), old) in keys.iter().zip(&consolidated).zip(olds) {
+        for ((full, w), old) in keys.iter().zip(&weights).zip(olds) {
             let n = old.map(|b| decode_count(&b)).transpose()?.unwrap_or(0) + w;
             if n < 0 {
                 return Err(DataFusionError::Internal(

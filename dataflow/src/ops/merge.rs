@@ -16,7 +16,9 @@ pub(crate) enum Entry<'a, T> {
     Changed(&'a T),
 }
 
-const PAGE: usize = 256;
+/// Pages grow from `FIRST_PAGE` entries (most visits stop at the first entry) to `MAX_PAGE`.
+const FIRST_PAGE: usize = 4;
+const MAX_PAGE: usize = 1024;
 
 /// Visits the entries under `prefix` in key order — stored ones merged with `changed` (key
 /// suffix → new state), a changed entry replacing a stored one with the same suffix — until
@@ -29,9 +31,10 @@ pub(crate) fn merged_scan<T>(
 ) -> Result<()> {
     let mut pending = changed.iter().peekable();
     let mut lower = prefix.to_vec();
+    let mut size = FIRST_PAGE;
     loop {
         let page = snapshot
-            .scan(prefix, &lower, None, PAGE)
+            .scan(prefix, &lower, None, size)
             .map_err(state_err)?;
         for (k, v) in &page {
             let suffix = &k[prefix.len()..];
@@ -57,7 +60,10 @@ pub(crate) fn merged_scan<T>(
             }
         }
         match page.last() {
-            Some((last, _)) if page.len() == PAGE => lower = freshet_state::next_key(last),
+            Some((last, _)) if page.len() == size => {
+                lower = freshet_state::next_key(last);
+                size = (size * 4).min(MAX_PAGE);
+            }
             _ => break,
         }
     }
