@@ -12,7 +12,7 @@ SLT     := $(CARGO_TARGET_DIR)/debug/freshet-slt
 DEB_PKGS := clang libclang-dev postgresql postgresql-client
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv build run test test-rust test-slt test-e2e
+.PHONY: help deps venv build run test test-rust test-slt test-e2e bench
 
 help:
 	@echo "make run   - build and start freshet on 127.0.0.1:6543"
@@ -48,3 +48,8 @@ test-slt:
 
 test-e2e:
 	FRESHET_BIN=$(BIN) $(VENV)/bin/python -m pytest -q tests
+
+# Release build + the view-maintenance benchmark (not part of `make test`; see docs/benchmarks.md).
+bench: deps
+	cargo build --release -p freshet-server -p freshet-bench
+	$(CARGO_TARGET_DIR)/release/freshet-bench views --freshet-bin $(CARGO_TARGET_DIR)/release/freshet $(BENCH_ARGS)
