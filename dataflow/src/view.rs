@@ -23,6 +23,9 @@ pub struct MaterializedView {
     pub root: Node,
     /// Tables and views it reads (deduplicated).
     pub inputs: Vec<TableId>,
+    /// Every output row occurs at most once (an aggregate's groups): contents are written
+    /// blind, without reading the stored multiplicity.
+    distinct_rows: bool,
 }
 
 impl MaterializedView {
@@ -31,12 +34,14 @@ impl MaterializedView {
         root.relations(&mut inputs);
         inputs.sort();
         inputs.dedup();
+        let distinct_rows = root.distinct_rows();
         Self {
             id,
             name,
             schema,
             root,
             inputs,
+            distinct_rows,
         }
     }
 
@@ -56,6 +61,19 @@ impl MaterializedView {
             .iter()
             .map(|(_, row, _)| contents_key(&prefix, row))
             .collect();
+        if self.distinct_rows && rows.iter().all(|(_, _, w)| w.abs() == 1) {
+            // A row leaves (-1) or arrives (+1) whole: no need to read its count.
+            for (key, (enc, _, w)) in keys.iter().zip(&rows) {
+                if *w < 0 {
+                    ctx.batch.delete(key);
+                } else {
+                    let mut v = encode_count(1).to_vec();
+                    v.extend_from_slice(enc);
+                    ctx.batch.put(key, v);
+                }
+            }
+            return Ok(rows.into_iter().map(|(_, row, w)| (row, w)).collect());
+        }
         let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
         for ((key, (enc, _, w)), old) in keys.iter().zip(&rows).zip(olds) {
             let n = old

@@ -81,6 +81,30 @@ impl Node {
         }
     }
 
+    /// Whether no row of the output can occur twice: an aggregate's (one row per group), and
+    /// filters of it, top-N of it, and projections that keep all of its columns.
+    pub fn distinct_rows(&self) -> bool {
+        match self {
+            Node::Aggregate { .. } => true,
+            Node::Filter { input, .. } => input.distinct_rows(),
+            Node::Ordered { input, op } => {
+                matches!(op.mode, OrderedMode::TopN { .. }) && input.distinct_rows()
+            }
+            Node::Project { input, exprs, .. } => {
+                let width = input.schema().fields().len();
+                let kept: std::collections::HashSet<usize> = exprs
+                    .iter()
+                    .filter_map(|e| {
+                        e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                            .map(|c| c.index())
+                    })
+                    .collect();
+                input.distinct_rows() && (0..width).all(|i| kept.contains(&i))
+            }
+            _ => false,
+        }
+    }
+
     /// The relations this node reads.
     pub fn relations(&self, out: &mut Vec<TableId>) {
         match self {
