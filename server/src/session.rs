@@ -117,7 +117,36 @@ impl Session {
         }
     }
 
+    /// Runs one statement. A bug that panics while it runs becomes an XX000 error for this
+    /// statement; the connection and the server carry on (a statement's writes commit in
+    /// one batch at its end, so a panic before that leaves no trace).
     pub async fn execute(
+        &self,
+        stmt: ast::Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome, PgError> {
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(self.execute_inner(stmt, params))
+            .catch_unwind()
+            .await
+        {
+            Ok(r) => r,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                tracing::error!(panic = %what, "statement panicked");
+                Err(PgError::new(
+                    freshet_common::SqlState::INTERNAL_ERROR,
+                    format!("internal error: freshet hit a bug running this statement ({what})"),
+                ))
+            }
+        }
+    }
+
+    async fn execute_inner(
         &self,
         stmt: ast::Statement,
         params: Option<ParamValues>,
