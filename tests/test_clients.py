@@ -118,3 +118,25 @@ def test_cancel_request(freshet, params):
         # a cancel that arrives between statements affects nothing
         conn.cancel()
         assert conn.execute("SELECT count(*) FROM big").fetchone() == (2000,)
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT 1, 'x', 1.5",
+    "SELECT count(*), count(v) AS \"n v\", max(v), sum(v) AS total FROM names_t",
+    "SELECT id, v + 1, upper(s), s AS label, CAST(v AS BIGINT), lower(s) FROM names_t ORDER BY id LIMIT 1",
+    "SELECT names_t.id, coalesce(s, 'none') FROM names_t",
+    "SELECT * FROM names_t",
+    "SELECT s, count(*) FROM names_t GROUP BY s",
+])
+def test_result_column_names_follow_postgres(freshet, postgres, query):
+    """Clients see PostgreSQL's column names (`count`, `?column?`, …), not DataFusion's."""
+    names = []
+    for server in (freshet, postgres):
+        with server.connect() as c:
+            c.execute("DROP TABLE IF EXISTS names_t")
+            c.execute("CREATE TABLE names_t (id INT PRIMARY KEY, v INT, s TEXT)")
+            c.execute("INSERT INTO names_t VALUES (1, 2, 'a')")
+            cur = c.execute(query)
+            names.append([d.name for d in cur.description])
+            c.execute("DROP TABLE names_t")
+    assert names[0] == names[1]

@@ -267,7 +267,7 @@ impl Session {
                     .collect();
                 let schema = match &plan {
                     LogicalPlan::Dml(_) => None,
-                    p => Some(Arc::new(p.schema().as_arrow().clone())),
+                    p => Some(pg_schema(p)),
                 };
                 Ok(Described { params, schema })
             }
@@ -341,6 +341,7 @@ impl Session {
             }),
             _ => None,
         };
+        let schema = pg_schema(&plan);
         let df = DataFrame::new(state, plan);
         match dml_tag {
             Some(tag) => {
@@ -362,7 +363,6 @@ impl Session {
                 Ok(Outcome::Command { tag, rows })
             }
             None => {
-                let schema = Arc::new(df.schema().as_arrow().clone());
                 let stream = df.execute_stream().await.map_err(|e| map_df_error(&e))?;
                 Ok(Outcome::Rows { schema, stream })
             }
@@ -502,4 +502,20 @@ fn one_text_column(col: &str, values: Vec<String>) -> Outcome {
         schema: Arc::clone(&schema),
         stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
     }
+}
+
+/// The result schema of `plan` with PostgreSQL's column names (`count`, `?column?`, …).
+fn pg_schema(plan: &LogicalPlan) -> SchemaRef {
+    let arrow = plan.schema().as_arrow();
+    let names = freshet_sql::names::pg_output_names(plan);
+    let fields: Vec<datafusion::arrow::datatypes::Field> = arrow
+        .fields()
+        .iter()
+        .zip(names)
+        .map(|(f, n)| f.as_ref().clone().with_name(n))
+        .collect();
+    Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        arrow.metadata().clone(),
+    ))
 }

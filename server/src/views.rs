@@ -68,11 +68,12 @@ pub async fn build(
     }
     let mut fields = Vec::with_capacity(out.fields().len());
     let mut seen = HashSet::new();
+    let names = freshet_sql::names::pg_output_names(&plan);
     for (i, f) in out.fields().iter().enumerate() {
         let fname = columns
             .get(i)
             .cloned()
-            .unwrap_or_else(|| pg_column_name(f.name()));
+            .unwrap_or_else(|| names.get(i).cloned().unwrap_or_else(|| f.name().clone()));
         if !seen.insert(fname.clone()) {
             return Err(PgError::new(
                 SqlState::DUPLICATE_COLUMN,
@@ -83,20 +84,6 @@ pub async fn build(
     }
     let schema = Arc::new(Schema::new_with_metadata(fields, out.metadata().clone()));
     Ok(MaterializedView::new(id, name.to_owned(), schema, root))
-}
-
-/// PostgreSQL's name for an unaliased output column: a function call is named after the
-/// function (`count(*)` → `count`), a qualified column after the column; DataFusion names
-/// them after the whole expression.
-fn pg_column_name(name: &str) -> String {
-    match name.split_once('(') {
-        Some((func, _))
-            if !func.is_empty() && func.chars().all(|c| c.is_alphanumeric() || c == '_') =>
-        {
-            func.to_lowercase()
-        }
-        _ => name.to_owned(),
-    }
 }
 
 /// The catalog entry for a built view.

@@ -10,6 +10,7 @@
 pub mod copy;
 pub mod df_convert;
 pub mod error;
+pub mod names;
 mod statement;
 pub mod types;
 
