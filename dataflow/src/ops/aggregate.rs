@@ -490,18 +490,11 @@ impl AggregateOp {
         }
         let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
         if changed.values().all(|(_, old, new)| new >= old) {
-            let added = changed.iter().find(|(_, (_, _, n))| *n > 0);
-            return Ok(match added {
-                None => old_v.clone(),
-                Some(_)
-                    if !old_v.is_null()
-                        && self.value_key(agg, old_v, &[])
-                            <= *added.map(|(k, _)| k).unwrap_or(&Vec::new()) =>
-                {
-                    old_v.clone()
-                }
-                Some((_, (v, _, _))) => v.clone(),
-            });
+            let Some((key, (v, _, _))) = changed.iter().find(|(_, (_, _, n))| *n > 0) else {
+                return Ok(old_v.clone());
+            };
+            let old_first = !old_v.is_null() && self.value_key(agg, old_v, &[]) <= *key;
+            return Ok(if old_first { old_v.clone() } else { v.clone() });
         }
         first_surviving(ctx, prefix, &changed)
     }

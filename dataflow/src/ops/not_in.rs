@@ -70,19 +70,14 @@ impl JoinOp {
         } else {
             Some(self.not_in_output(before, ctx, None)?)
         };
-        if before == after {
-            match before {
-                Mode::Empty => {
-                    out.extend(l.by_key.values().flatten().chain(&l.null_keyed).cloned())
-                }
-                Mode::HasNull => {}
-                Mode::Normal => {}
-            }
-        }
         if before == after && before == Mode::Normal {
             self.apply_split(l, r, ctx, out)?;
         } else {
-            // State only: the output comes from the mode's rule.
+            // While the subquery stays empty every left change passes; otherwise the output
+            // comes from the mode's rule below. Either way only the state changes here.
+            if before == after && before == Mode::Empty {
+                out.extend(l.by_key.values().flatten().chain(&l.null_keyed).cloned());
+            }
             for (key, dl) in &l.by_key {
                 self.store(b'l', key, dl, ctx)?;
             }
