@@ -7,9 +7,11 @@
 mod datum;
 mod error;
 mod ids;
+mod source;
 mod types;
 
 pub use datum::Datum;
 pub use error::{PgError, SqlState, UserError};
 pub use ids::TableId;
+pub use source::{IncludeKind, SourceFormat};
 pub use types::SqlType;

@@ -31,6 +31,8 @@ pub enum SqlType {
     Bytea,
     Jsonb,
     Array(Box<SqlType>),
+    /// `STRUCT<name type, …>` (source columns; field access reads as `(col).name`).
+    Struct(Vec<(String, SqlType)>),
 }
 
 impl SqlType {
@@ -54,6 +56,8 @@ impl SqlType {
             SqlType::Interval => 1186,
             SqlType::Bytea => 17,
             SqlType::Jsonb => 3802,
+            // `record`: the pseudo-type of anonymous composite values.
+            SqlType::Struct(_) => 2249,
             SqlType::Array(inner) => match inner.as_ref() {
                 SqlType::Bool => 1000,
                 SqlType::Int2 => 1005,
@@ -71,6 +75,7 @@ impl SqlType {
                 SqlType::Interval => 1187,
                 SqlType::Bytea => 1001,
                 SqlType::Jsonb => 3807,
+                SqlType::Struct(_) => 2287,
                 _ => 1009,
             },
         }
@@ -98,11 +103,21 @@ impl SqlType {
             SqlType::Bytea => "bytea".into(),
             SqlType::Jsonb => "jsonb".into(),
             SqlType::Array(inner) => format!("{}[]", inner.pg_name()),
+            SqlType::Struct(fields) => {
+                let fields: Vec<String> = fields
+                    .iter()
+                    .map(|(n, t)| format!("{n} {}", t.pg_name()))
+                    .collect();
+                format!("struct<{}>", fields.join(", "))
+            }
         }
     }
 
     /// Whether values of this type may form a primary key.
     pub fn is_keyable(&self) -> bool {
-        !matches!(self, SqlType::Jsonb | SqlType::Array(_) | SqlType::Interval)
+        !matches!(
+            self,
+            SqlType::Jsonb | SqlType::Array(_) | SqlType::Struct(_) | SqlType::Interval
+        )
     }
 }

@@ -251,6 +251,12 @@ impl Session {
                     .collect();
                 Ok(one_text_column("name", names))
             }
+            Statement::CreateSource(_) | Statement::DropSource { .. } | Statement::ShowSources => {
+                Err(PgError::new(
+                    freshet_common::SqlState::FEATURE_NOT_SUPPORTED,
+                    "sources are not supported yet",
+                ))
+            }
             Statement::Transaction(op) => Ok(Outcome::Transaction(op)),
             Statement::NoOp { tag } => Ok(Outcome::Command { tag, rows: None }),
         }

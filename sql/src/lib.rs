@@ -11,11 +11,14 @@ pub mod copy;
 pub mod df_convert;
 pub mod error;
 pub mod names;
+pub mod source;
 mod statement;
 pub mod types;
 
+pub use source::CreateSourcePlan;
 pub use statement::{
-    classify, parse, CopyFormat, CopyFrom, CreateTablePlan, SetValue, Statement, TransactionOp,
+    classify, classify_parsed, parse, parse_statements, CopyFormat, CopyFrom, CreateTablePlan,
+    Parsed, SetValue, Statement, TransactionOp,
 };
 
 /// Re-exports of the DataFusion SQL AST, so the server names one sqlparser.

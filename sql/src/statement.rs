@@ -54,6 +54,40 @@ pub enum Statement {
     Flush,
     /// `COPY table [(columns)] FROM STDIN [WITH (…)]`.
     CopyFrom(CopyFrom),
+    /// `CREATE SOURCE`.
+    CreateSource(crate::source::CreateSourcePlan),
+    /// `DROP SOURCE`.
+    DropSource {
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    },
+    /// `SHOW SOURCES`.
+    ShowSources,
+}
+
+/// One parsed statement: sqlparser's AST, or one of ours that sqlparser does not know
+/// (source DDL), already classified.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    Ast(ast::Statement),
+    Ours(Statement),
+}
+
+/// Parses `sql` into statements, ours included.
+pub fn parse_statements(sql: &str) -> Result<Vec<Parsed>, PgError> {
+    if let Some(stmt) = crate::source::parse_source_statement(sql) {
+        return Ok(vec![Parsed::Ours(stmt?)]);
+    }
+    Ok(parse(sql)?.into_iter().map(Parsed::Ast).collect())
+}
+
+/// Classifies one parsed statement.
+pub fn classify_parsed(stmt: Parsed) -> Result<Statement, PgError> {
+    match stmt {
+        Parsed::Ast(s) => classify(s),
+        Parsed::Ours(s) => Ok(s),
+    }
 }
 
 /// A `COPY … FROM STDIN`: where the rows go and how they are written.
@@ -449,7 +483,7 @@ fn normalize(s: &str, name: &ObjectName, idx: usize) -> String {
     }
 }
 
-fn ident(i: &ast::Ident) -> String {
+pub(crate) fn ident(i: &ast::Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
     } else {

@@ -70,6 +70,18 @@ pub fn bind_type(ty: &AstType) -> Result<SqlType, PgError> {
             }
             SqlType::Array(Box::new(inner))
         }
+        AstType::Struct(fields, _) => {
+            let mut out = Vec::with_capacity(fields.len());
+            for f in fields {
+                let name = f
+                    .field_name
+                    .as_ref()
+                    .map(crate::statement::ident)
+                    .ok_or_else(|| PgError::not_supported("a STRUCT field without a name"))?;
+                out.push((name, bind_type(&f.field_type)?));
+            }
+            SqlType::Struct(out)
+        }
         AstType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
             "timestamptz" => SqlType::TimestampTz,
             "int2" => SqlType::Int2,
@@ -131,6 +143,12 @@ pub fn arrow_type(ty: &SqlType) -> DataType {
         SqlType::Array(inner) => {
             DataType::List(Arc::new(Field::new_list_field(arrow_type(inner), true)))
         }
+        SqlType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|(n, t)| arrow_field(n, t, true))
+                .collect(),
+        ),
     }
 }
 

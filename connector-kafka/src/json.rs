@@ -1,0 +1,284 @@
+//! JSON payloads → Arrow batches, straight from the bytes (arrow-json's tape decoder).
+//!
+//! Permissive like Spark's `from_json`: missing fields are NULL, unknown fields are ignored,
+//! numbers and booleans are accepted for text columns, ISO-8601 strings for timestamps. A
+//! message that is not one JSON object, or whose field cannot be converted to its declared
+//! type, is returned as a [`BadMessage`] and the rest of the batch decodes on.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::json::reader::{Decoder, ReaderBuilder};
+use freshet_common::IncludeKind;
+
+/// Bytes of a bad message's payload kept in the error relation.
+pub const BAD_PAYLOAD_PREFIX: usize = 256;
+
+/// One consumed message, detached from the consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the Unix epoch, when the message has a timestamp.
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// A message that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub error: String,
+    /// The first [`BAD_PAYLOAD_PREFIX`] bytes of the payload.
+    pub payload: Vec<u8>,
+}
+
+impl BadMessage {
+    fn new(m: &Message, error: String) -> Self {
+        let payload = m.payload.as_deref().unwrap_or_default();
+        BadMessage {
+            partition: m.partition,
+            offset: m.offset,
+            error,
+            payload: payload[..payload.len().min(BAD_PAYLOAD_PREFIX)].to_vec(),
+        }
+    }
+}
+
+/// Decodes JSON messages into batches of `schema`: the payload's columns, then one column per
+/// `include` entry (message metadata).
+#[derive(Debug, Clone)]
+pub struct JsonDecoder {
+    payload: SchemaRef,
+    include: Vec<IncludeKind>,
+    schema: SchemaRef,
+}
+
+impl JsonDecoder {
+    /// `schema` must be `payload`'s fields followed by the `include` columns' fields.
+    pub fn new(payload: SchemaRef, include: Vec<IncludeKind>, schema: SchemaRef) -> Self {
+        JsonDecoder {
+            payload,
+            include,
+            schema,
+        }
+    }
+
+    /// The schema of decoded batches.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn decoder(&self, batch_size: usize) -> Result<Decoder, ArrowError> {
+        ReaderBuilder::new(Arc::clone(&self.payload))
+            .with_batch_size(batch_size.max(1))
+            .with_coerce_primitive(true)
+            .with_strict_mode(false)
+            .build_decoder()
+    }
+
+    /// Decodes `msgs`: the good ones as one batch (in order), the others as bad messages.
+    pub fn decode(
+        &self,
+        msgs: &[Message],
+    ) -> Result<(Option<RecordBatch>, Vec<BadMessage>), ArrowError> {
+        let mut bad = Vec::new();
+        let mut good: Vec<&Message> = Vec::with_capacity(msgs.len());
+        let mut decoder = self.decoder(msgs.len())?;
+        for m in msgs {
+            match self.feed(&mut decoder, m) {
+                Ok(()) => good.push(m),
+                Err(e) => {
+                    bad.push(BadMessage::new(m, e));
+                    // The decoder may hold half a value: start over with the good ones.
+                    decoder = self.decoder(msgs.len())?;
+                    for g in &good {
+                        self.feed(&mut decoder, g).map_err(ArrowError::JsonError)?;
+                    }
+                }
+            }
+        }
+        if good.is_empty() {
+            return Ok((None, bad));
+        }
+        let payload = match decoder.flush() {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok((None, bad)),
+            Err(_) => {
+                // Some value does not convert to its column's type: find which, one by one.
+                let mut parts = Vec::with_capacity(good.len());
+                let mut kept = Vec::with_capacity(good.len());
+                for g in good {
+                    let mut d = self.decoder(1)?;
+                    let r = self
+                        .feed(&mut d, g)
+                        .map_err(ArrowError::JsonError)
+                        .and_then(|()| d.flush());
+                    match r {
+                        Ok(Some(b)) => {
+                            parts.push(b);
+                            kept.push(g);
+                        }
+                        Ok(None) => bad.push(BadMessage::new(g, "empty message".into())),
+                        Err(e) => bad.push(BadMessage::new(g, clean_error(&e))),
+                    }
+                }
+                bad.sort_by_key(|b| (b.partition, b.offset));
+                good = kept;
+                if parts.is_empty() {
+                    return Ok((None, bad));
+                }
+                concat_batches(&self.payload, &parts)?
+            }
+        };
+        Ok((Some(self.with_metadata(payload, &good)?), bad))
+    }
+
+    /// Feeds one message; an error when it is not exactly one JSON object.
+    fn feed(&self, decoder: &mut Decoder, m: &Message) -> Result<(), String> {
+        let payload = m.payload.as_deref().unwrap_or_default();
+        let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            return Err(match first {
+                None => "empty message".to_owned(),
+                Some(_) => "message is not a JSON object".to_owned(),
+            });
+        }
+        let before = decoder.len();
+        let n = decoder.decode(payload).map_err(|e| clean_error(&e))?;
+        if n != payload.len() {
+            return Err("more than one JSON value in the message".into());
+        }
+        if decoder.has_partial_record() {
+            return Err("truncated JSON object".into());
+        }
+        if decoder.len() != before + 1 {
+            return Err("message is not one JSON object".into());
+        }
+        Ok(())
+    }
+
+    /// Appends the metadata columns of `msgs` to `payload`.
+    fn with_metadata(
+        &self,
+        payload: RecordBatch,
+        msgs: &[&Message],
+    ) -> Result<RecordBatch, ArrowError> {
+        let mut columns: Vec<ArrayRef> = payload.columns().to_vec();
+        for kind in &self.include {
+            let col: ArrayRef = match kind {
+                IncludeKind::Partition => {
+                    let mut b = Int32Builder::with_capacity(msgs.len());
+                    msgs.iter().for_each(|m| b.append_value(m.partition));
+                    Arc::new(b.finish())
+                }
+                IncludeKind::Offset => {
+                    let mut b = Int64Builder::with_capacity(msgs.len());
+                    msgs.iter().for_each(|m| b.append_value(m.offset));
+                    Arc::new(b.finish())
+                }
+                IncludeKind::Timestamp => {
+                    let mut b = TimestampMicrosecondBuilder::with_capacity(msgs.len());
+                    msgs.iter()
+                        .for_each(|m| b.append_option(m.timestamp_ms.map(|t| t * 1000)));
+                    Arc::new(b.finish().with_timezone("+00:00"))
+                }
+                IncludeKind::Key => {
+                    let mut b = BinaryBuilder::new();
+                    msgs.iter().for_each(|m| b.append_option(m.key.as_deref()));
+                    Arc::new(b.finish())
+                }
+            };
+            columns.push(col);
+        }
+        RecordBatch::try_new(Arc::clone(&self.schema), columns)
+    }
+}
+
+fn clean_error(e: &ArrowError) -> String {
+    let s = e.to_string();
+    s.strip_prefix("Json error: ")
+        .or_else(|| s.strip_prefix("Parser error: "))
+        .unwrap_or(&s)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
+
+    use super::*;
+
+    fn msg(offset: i64, payload: &str) -> Message {
+        Message {
+            partition: 0,
+            offset,
+            timestamp_ms: Some(1_700_000_000_000),
+            key: None,
+            payload: Some(payload.as_bytes().to_vec()),
+        }
+    }
+
+    fn decoder() -> JsonDecoder {
+        let payload = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("text", DataType::Utf8, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                true,
+            ),
+        ]));
+        let mut fields: Vec<Field> = payload
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("off", DataType::Int64, true));
+        JsonDecoder::new(
+            payload,
+            vec![IncludeKind::Offset],
+            Arc::new(Schema::new(fields)),
+        )
+    }
+
+    #[test]
+    fn good_and_bad_messages_are_separated() {
+        let msgs = vec![
+            msg(0, r#"{"id": 1, "text": "a", "extra": {"x": [1]}}"#),
+            msg(1, r#"not json"#),
+            msg(2, r#"{"id": 2"#),
+            msg(3, r#"[1, 2]"#),
+            msg(4, r#"{"id": "abc"}"#),
+            msg(5, r#"{"text": 42, "ts": "2024-01-02T03:04:05Z"}"#),
+            msg(6, ""),
+            msg(7, r#"{"id": 7} {"id": 8}"#),
+            msg(8, "{\n \"id\": 9\n}\n"),
+        ];
+        let (batch, bad) = decoder().decode(&msgs).unwrap();
+        let batch = batch.unwrap();
+        let offsets: Vec<i64> = batch
+            .column(3)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(offsets, vec![0, 5, 8]);
+        let ids = batch.column(0).as_primitive::<Int64Type>();
+        assert_eq!(ids.value(0), 1);
+        assert!(ids.is_null(1));
+        assert_eq!(ids.value(2), 9);
+        assert_eq!(batch.column(1).as_string::<i32>().value(1), "42");
+        assert!(!batch.column(2).is_null(1));
+        let bad_offsets: Vec<i64> = bad.iter().map(|b| b.offset).collect();
+        assert_eq!(bad_offsets, vec![1, 2, 3, 4, 6, 7], "{bad:?}");
+        assert!(bad.iter().all(|b| !b.error.is_empty()));
+    }
+}

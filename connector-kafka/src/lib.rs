@@ -1,0 +1,35 @@
+//! freshet-connector-kafka: Kafka sources.
+//!
+//! Transport ([`reader`]: assigning partitions at given offsets, batching, discovering new
+//! partitions, watermarks and broker status, bounded replays) is kept apart from format
+//! ([`json`]: payload bytes → Arrow batches, bad messages set aside). It never commits offsets
+//! to the broker: the server stores them in the same RocksDB write batch as the state they
+//! produced, which is what makes sources exactly-once. It knows nothing of the catalog, the
+//! state store or SQL; the server hands it Arrow schemas and offsets.
+//!
+//! `src/bin/mock.rs` is `freshet-kafka-mock`, librdkafka's mock cluster in a process of its
+//! own, for tests and the `make run` demo.
+
+pub mod json;
+pub mod options;
+pub mod reader;
+
+pub use json::{BadMessage, JsonDecoder, Message};
+pub use options::{KafkaOptions, Startup};
+pub use reader::{replay, resolve_start, Reader, ReaderConfig, SourceBatch, Status, BEGINNING};
+
+/// Errors of the Kafka connector.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad `WITH` options.
+    #[error("{0}")]
+    Options(String),
+    /// Something we do not support (yet).
+    #[error("{0} is not supported")]
+    Unsupported(String),
+    /// The broker or librdkafka failed.
+    #[error("kafka: {0}")]
+    Kafka(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,522 @@
+//! Transport: reading a topic's partitions from given offsets, in batches, on a thread of its
+//! own; partition discovery; watermarks and broker status; bounded replays for backfills.
+//!
+//! Offsets are never committed to the broker: the caller stores them with the state they
+//! produced (one RocksDB write batch) and hands them back at restart.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message as _;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::json::{BadMessage, JsonDecoder, Message};
+use crate::options::{KafkaOptions, Startup};
+use crate::{Error, Result};
+
+/// `start` of a partition read from its beginning (wherever the broker's log starts).
+pub const BEGINNING: i64 = -2;
+
+/// What the reader hands over: decoded messages and the offsets they take each partition to.
+#[derive(Debug)]
+pub struct SourceBatch {
+    pub batch: Option<RecordBatch>,
+    pub bad: Vec<BadMessage>,
+    /// Per partition read in this batch: the offset after its last message.
+    pub next: BTreeMap<i32, i64>,
+    /// Messages read (good and bad).
+    pub messages: usize,
+}
+
+/// Per-partition watermarks and the broker's reachability, refreshed about once a second.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// `None` while the broker answers; otherwise why it does not.
+    pub error: Option<String>,
+    /// High watermark per partition, as last seen.
+    pub high_watermarks: BTreeMap<i32, i64>,
+    /// When the broker last answered.
+    pub last_contact: Option<std::time::SystemTime>,
+}
+
+/// Tuning of a reader.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    /// Most messages in one batch.
+    pub max_batch: usize,
+    /// Longest a batch waits for more messages once it has one.
+    pub max_wait: Duration,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        ReaderConfig {
+            max_batch: 10_000,
+            max_wait: Duration::from_millis(20),
+        }
+    }
+}
+
+fn client_config(opts: &KafkaOptions) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &opts.bootstrap)
+        .set("group.id", "freshet")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("topic.metadata.refresh.interval.ms", "2000")
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "2000");
+    for (k, v) in &opts.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+fn consumer(opts: &KafkaOptions) -> Result<BaseConsumer> {
+    client_config(opts).create().map_err(kafka)
+}
+
+fn kafka(e: rdkafka::error::KafkaError) -> Error {
+    Error::Kafka(e.to_string())
+}
+
+/// The topic's partitions, from the broker's metadata.
+fn partitions(c: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i32>> {
+    let md = c.fetch_metadata(Some(topic), timeout).map_err(kafka)?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| Error::Kafka(format!("topic \"{topic}\" not found")))?;
+    if let Some(e) = t.error() {
+        return Err(Error::Kafka(format!(
+            "topic \"{topic}\": {}",
+            rdkafka::error::RDKafkaErrorCode::from(e)
+        )));
+    }
+    let mut ps: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+    ps.sort_unstable();
+    Ok(ps)
+}
+
+/// Where a new source starts in each partition, resolved against the broker now (so
+/// `latest` and timestamps mean "when the source was created", also after a restart).
+pub fn resolve_start(opts: &KafkaOptions, timeout: Duration) -> Result<BTreeMap<i32, i64>> {
+    let c = consumer(opts)?;
+    let ps = partitions(&c, &opts.topic, timeout)?;
+    let mut out = BTreeMap::new();
+    match opts.startup {
+        Startup::Earliest => {
+            for p in ps {
+                out.insert(p, BEGINNING);
+            }
+        }
+        Startup::Latest => {
+            for p in ps {
+                let (_, high) = c.fetch_watermarks(&opts.topic, p, timeout).map_err(kafka)?;
+                out.insert(p, high);
+            }
+        }
+        Startup::Timestamp(ms) => {
+            let mut tpl = TopicPartitionList::new();
+            for &p in &ps {
+                tpl.add_partition_offset(&opts.topic, p, Offset::Offset(ms))
+                    .map_err(kafka)?;
+            }
+            let found = c.offsets_for_times(tpl, timeout).map_err(kafka)?;
+            for e in found.elements() {
+                let off = match e.offset() {
+                    Offset::Offset(o) => o,
+                    // No message at or after the time: start at the end.
+                    _ => {
+                        c.fetch_watermarks(&opts.topic, e.partition(), timeout)
+                            .map_err(kafka)?
+                            .1
+                    }
+                };
+                out.insert(e.partition(), off);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn offset(o: i64) -> Offset {
+    if o == BEGINNING {
+        Offset::Beginning
+    } else {
+        Offset::Offset(o)
+    }
+}
+
+fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
+    Message {
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+    }
+}
+
+/// A running reader: a consumer thread and a watcher thread (metadata and watermarks).
+pub struct Reader {
+    stop: Arc<AtomicBool>,
+    status: Arc<Mutex<Status>>,
+    consumer: Arc<BaseConsumer>,
+    topic: String,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl Reader {
+    /// Starts reading `opts.topic`: each partition in `positions` from its offset (the next
+    /// one to read, or [`BEGINNING`]); partitions that appear later from their beginning.
+    /// `sink` receives every batch on the reader's thread; returning false stops the reader.
+    pub fn spawn(
+        opts: &KafkaOptions,
+        decoder: JsonDecoder,
+        positions: BTreeMap<i32, i64>,
+        config: ReaderConfig,
+        mut sink: impl FnMut(SourceBatch) -> bool + Send + 'static,
+    ) -> Result<Reader> {
+        let consumer = Arc::new(consumer(opts)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let status = Arc::new(Mutex::new(Status::default()));
+        let discovered: Arc<Mutex<Vec<i32>>> = Arc::default();
+        let topic = opts.topic.clone();
+
+        let watcher = {
+            let (consumer, stop, status, discovered, topic) = (
+                Arc::clone(&consumer),
+                Arc::clone(&stop),
+                Arc::clone(&status),
+                Arc::clone(&discovered),
+                topic.clone(),
+            );
+            let mut known: Vec<i32> = positions.keys().copied().collect();
+            std::thread::Builder::new()
+                .name(format!("kafka-watch-{topic}"))
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        watch_once(&consumer, &topic, &mut known, &status, &discovered);
+                        let pause = Duration::from_millis(1000).saturating_sub(t.elapsed());
+                        sleep_unless(&stop, pause);
+                    }
+                })
+                .map_err(|e| Error::Kafka(e.to_string()))?
+        };
+
+        let reader = {
+            let (consumer, stop, topic) = (Arc::clone(&consumer), Arc::clone(&stop), topic.clone());
+            std::thread::Builder::new()
+                .name(format!("kafka-read-{topic}"))
+                .spawn(move || {
+                    let mut assigned = positions;
+                    let assign = |assigned: &BTreeMap<i32, i64>| {
+                        let mut tpl = TopicPartitionList::new();
+                        for (&p, &o) in assigned {
+                            if let Err(e) = tpl.add_partition_offset(&topic, p, offset(o)) {
+                                tracing::warn!(%topic, partition = p, error = %e, "cannot assign");
+                            }
+                        }
+                        if let Err(e) = consumer.assign(&tpl) {
+                            tracing::warn!(%topic, error = %e, "assign failed");
+                        }
+                    };
+                    assign(&assigned);
+                    while !stop.load(Ordering::Relaxed) {
+                        let new: Vec<i32> = std::mem::take(
+                            &mut *discovered
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        );
+                        if !new.is_empty() {
+                            // Keep reading the known partitions where this thread is, not
+                            // where they started: reassign at the positions reached.
+                            if let Ok(pos) = consumer.position() {
+                                for e in pos.elements() {
+                                    if let Offset::Offset(o) = e.offset() {
+                                        assigned.insert(e.partition(), o);
+                                    }
+                                }
+                            }
+                            for p in new {
+                                tracing::info!(%topic, partition = p, "new partition");
+                                assigned.entry(p).or_insert(BEGINNING);
+                            }
+                            assign(&assigned);
+                        }
+                        let Some(batch) = read_batch(&consumer, &decoder, &config, &stop) else {
+                            continue;
+                        };
+                        for (&p, &n) in &batch.next {
+                            assigned.insert(p, n);
+                        }
+                        if !sink(batch) {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| Error::Kafka(e.to_string()))?
+        };
+        Ok(Reader {
+            stop,
+            status,
+            consumer,
+            topic,
+            threads: vec![watcher, reader],
+        })
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Asks the broker for every partition's high watermark now.
+    pub fn high_watermarks(&self, timeout: Duration) -> Result<BTreeMap<i32, i64>> {
+        let ps = partitions(&self.consumer, &self.topic, timeout)?;
+        let mut out = BTreeMap::new();
+        for p in ps {
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(&self.topic, p, timeout)
+                .map_err(kafka)?;
+            out.insert(p, high);
+        }
+        Ok(out)
+    }
+
+    /// Stops both threads and waits for them.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+fn watch_once(
+    consumer: &BaseConsumer,
+    topic: &str,
+    known: &mut Vec<i32>,
+    status: &Mutex<Status>,
+    discovered: &Mutex<Vec<i32>>,
+) {
+    let timeout = Duration::from_millis(800);
+    let result = partitions(consumer, topic, timeout).and_then(|ps| {
+        let mut marks = BTreeMap::new();
+        for &p in &ps {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, timeout)
+                .map_err(kafka)?;
+            marks.insert(p, high);
+        }
+        Ok((ps, marks))
+    });
+    let mut st = status
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match result {
+        Ok((ps, marks)) => {
+            let new: Vec<i32> = ps.into_iter().filter(|p| !known.contains(p)).collect();
+            if !new.is_empty() {
+                known.extend(&new);
+                discovered
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .extend(new);
+            }
+            if st.error.is_some() {
+                tracing::info!(%topic, "broker reachable again");
+            }
+            st.error = None;
+            st.high_watermarks = marks;
+            st.last_contact = Some(std::time::SystemTime::now());
+        }
+        Err(e) => {
+            if st.error.is_none() {
+                tracing::warn!(%topic, error = %e, "broker unreachable; retrying");
+            }
+            st.error = Some(e.to_string());
+        }
+    }
+}
+
+/// Polls one batch: waits up to 100 ms for a first message, then takes what arrives within
+/// `max_wait`, up to `max_batch` messages.
+fn read_batch(
+    consumer: &BaseConsumer,
+    decoder: &JsonDecoder,
+    config: &ReaderConfig,
+    stop: &AtomicBool,
+) -> Option<SourceBatch> {
+    let mut msgs = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    while msgs.len() < config.max_batch && !stop.load(Ordering::Relaxed) {
+        let timeout = match deadline {
+            None => Duration::from_millis(100),
+            Some(d) => d.saturating_duration_since(Instant::now()),
+        };
+        match consumer.poll(timeout) {
+            Some(Ok(m)) => {
+                msgs.push(detach(&m));
+                deadline.get_or_insert_with(|| Instant::now() + config.max_wait);
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "consumer error");
+                if msgs.is_empty() {
+                    return None;
+                }
+                break;
+            }
+            None => {
+                if msgs.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+            }
+        }
+    }
+    if msgs.is_empty() {
+        return None;
+    }
+    Some(decode_batch(decoder, msgs))
+}
+
+fn decode_batch(decoder: &JsonDecoder, msgs: Vec<Message>) -> SourceBatch {
+    let mut next = BTreeMap::new();
+    for m in &msgs {
+        let e = next.entry(m.partition).or_insert(0);
+        *e = (*e).max(m.offset + 1);
+    }
+    let messages = msgs.len();
+    let (batch, bad) = match decoder.decode(&msgs) {
+        Ok(r) => r,
+        Err(e) => (
+            None,
+            msgs.iter()
+                .map(|m| BadMessage {
+                    partition: m.partition,
+                    offset: m.offset,
+                    error: e.to_string(),
+                    payload: Vec::new(),
+                })
+                .collect(),
+        ),
+    };
+    SourceBatch {
+        batch,
+        bad,
+        next,
+        messages,
+    }
+}
+
+/// Reads each partition's messages in `[from, to)` (`from` may be [`BEGINNING`]) and decodes
+/// them, skipping bad ones (they were recorded when first read). For backfilling a new view
+/// up to exactly the offsets the source has committed.
+pub fn replay(
+    opts: &KafkaOptions,
+    decoder: &JsonDecoder,
+    ranges: &BTreeMap<i32, (i64, i64)>,
+    timeout: Duration,
+) -> Result<Vec<RecordBatch>> {
+    let c = consumer(opts)?;
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
+    for (&p, &(from, to)) in ranges {
+        if to > 0 && (from == BEGINNING || from < to) {
+            tpl.add_partition_offset(&opts.topic, p, offset(from))
+                .map_err(kafka)?;
+            remaining.insert(p, to);
+        }
+    }
+    if remaining.is_empty() {
+        return Ok(vec![]);
+    }
+    c.assign(&tpl).map_err(kafka)?;
+    let mut out = Vec::new();
+    let mut msgs = Vec::new();
+    let mut last_progress = Instant::now();
+    while !remaining.is_empty() {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                let p = m.partition();
+                let Some(&to) = remaining.get(&p) else {
+                    continue;
+                };
+                if m.offset() < to {
+                    msgs.push(detach(&m));
+                }
+                if m.offset() + 1 >= to {
+                    remaining.remove(&p);
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(&opts.topic, p);
+                    let _ = c.incremental_unassign(&tpl);
+                }
+                if msgs.len() >= 10_000 {
+                    if let (Some(b), _) = decoder
+                        .decode(&std::mem::take(&mut msgs))
+                        .map_err(|e| Error::Kafka(e.to_string()))?
+                    {
+                        out.push(b);
+                    }
+                }
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "replay consumer error"),
+            None => {}
+        }
+        if last_progress.elapsed() > timeout {
+            return Err(Error::Kafka(format!(
+                "timed out re-reading topic \"{}\" (partitions {:?} not read up to their committed offsets)",
+                opts.topic,
+                remaining.keys().collect::<Vec<_>>()
+            )));
+        }
+    }
+    if let (Some(b), _) = decoder
+        .decode(&msgs)
+        .map_err(|e| Error::Kafka(e.to_string()))?
+    {
+        out.push(b);
+    }
+    Ok(out)
+}

@@ -1,0 +1,463 @@
+//! `CREATE SOURCE`, `DROP SOURCE`, `SHOW SOURCES`: RisingWave-compatible source DDL.
+//!
+//! sqlparser knows none of these, so they are parsed here with its tokenizer and parser
+//! primitives (the generic dialect, which reads `STRUCT<…>` column types):
+//!
+//! ```text
+//! CREATE SOURCE [IF NOT EXISTS] name ( column type, … )
+//!   [INCLUDE partition|offset|timestamp|key [AS name] [, …]] …
+//!   WITH ( key = 'value', … )
+//!   FORMAT PLAIN ENCODE JSON | FORMAT JSON | FORMAT PLAIN ENCODE CSV [( delimiter = ',', without_header = true )]
+//! ```
+
+use std::collections::BTreeMap;
+
+use datafusion::sql::sqlparser::ast::ColumnOption;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
+use freshet_common::{IncludeKind, PgError, SourceFormat, SqlState, SqlType};
+
+use crate::statement::{ident, Statement};
+use crate::types::bind_type;
+
+/// A bound `CREATE SOURCE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateSourcePlan {
+    pub name: String,
+    pub if_not_exists: bool,
+    /// The payload's columns, in declaration order.
+    pub columns: Vec<(String, SqlType)>,
+    /// Metadata columns, after the payload's.
+    pub include: Vec<(IncludeKind, String)>,
+    /// `WITH (…)` options, keys lower-cased.
+    pub options: BTreeMap<String, String>,
+    pub format: SourceFormat,
+    /// The statement as written.
+    pub sql: String,
+}
+
+/// Parses `sql` when it is one of the source statements; `None` otherwise.
+pub fn parse_source_statement(sql: &str) -> Option<Result<Statement, PgError>> {
+    let words = leading_words(sql, 2);
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    match w.as_slice() {
+        ["create", "source"] => Some(parse_create(sql)),
+        ["drop", "source"] => Some(parse_drop(sql)),
+        ["show", "sources"] => Some(expect_only(sql, 2).map(|()| Statement::ShowSources)),
+        _ => None,
+    }
+}
+
+/// The first `n` words of `sql`, lower-cased (comments and whitespace skipped).
+fn leading_words(sql: &str, n: usize) -> Vec<String> {
+    let Ok(tokens) =
+        datafusion::sql::sqlparser::tokenizer::Tokenizer::new(&GenericDialect {}, sql).tokenize()
+    else {
+        return vec![];
+    };
+    tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .take(n)
+        .map(|t| match t {
+            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_lowercase(),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+fn syntax(e: ParserError) -> PgError {
+    let msg = e.to_string();
+    let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg);
+    PgError::new(SqlState::SYNTAX_ERROR, format!("syntax error: {msg}"))
+}
+
+fn parser(sql: &str) -> Result<Parser<'static>, PgError> {
+    static DIALECT: GenericDialect = GenericDialect {};
+    Parser::new(&DIALECT).try_with_sql(sql).map_err(syntax)
+}
+
+/// Consumes `n` words, then requires the end of the statement.
+fn expect_only(sql: &str, n: usize) -> Result<(), PgError> {
+    let mut p = parser(sql)?;
+    for _ in 0..n {
+        p.next_token();
+    }
+    expect_end(&mut p)
+}
+
+fn expect_end(p: &mut Parser<'_>) -> Result<(), PgError> {
+    while p.consume_token(&Token::SemiColon) {}
+    match p.peek_token().token {
+        Token::EOF => Ok(()),
+        t => Err(PgError::new(
+            SqlState::SYNTAX_ERROR,
+            format!("syntax error at or near \"{t}\""),
+        )),
+    }
+}
+
+/// Consumes the word `w` (case-insensitive, unquoted) if it comes next.
+fn word(p: &mut Parser<'_>, w: &str) -> bool {
+    match p.peek_token().token {
+        Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w) => {
+            p.next_token();
+            true
+        }
+        _ => false,
+    }
+}
+
+fn expect_word(p: &mut Parser<'_>, w: &str) -> Result<(), PgError> {
+    if word(p, w) {
+        Ok(())
+    } else {
+        Err(PgError::new(
+            SqlState::SYNTAX_ERROR,
+            format!(
+                "syntax error at or near \"{}\": expected {}",
+                p.peek_token().token,
+                w.to_ascii_uppercase()
+            ),
+        ))
+    }
+}
+
+fn parse_create(sql: &str) -> Result<Statement, PgError> {
+    let mut p = parser(sql)?;
+    expect_word(&mut p, "create")?;
+    expect_word(&mut p, "source")?;
+    let if_not_exists = if word(&mut p, "if") {
+        expect_word(&mut p, "not")?;
+        expect_word(&mut p, "exists")?;
+        true
+    } else {
+        false
+    };
+    let name = crate::statement::object_name(&p.parse_object_name(false).map_err(syntax)?)?;
+    p.expect_token(&Token::LParen).map_err(syntax)?;
+    let mut columns = Vec::new();
+    loop {
+        let col = p.parse_column_def().map_err(syntax)?;
+        if let Some(opt) = col
+            .options
+            .iter()
+            .find(|o| !matches!(o.option, ColumnOption::Null))
+        {
+            return Err(PgError::not_supported(format!(
+                "column option {} on a source column",
+                opt.option
+            )));
+        }
+        let cname = ident(&col.name);
+        if columns.iter().any(|(n, _)| *n == cname) {
+            return Err(duplicate(&cname));
+        }
+        columns.push((cname, bind_type(&col.data_type)?));
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    p.expect_token(&Token::RParen).map_err(syntax)?;
+    let mut include = Vec::new();
+    while word(&mut p, "include") {
+        loop {
+            let kind = match p.next_token().token {
+                Token::Word(w) => IncludeKind::from_keyword(&w.value)
+                    .ok_or_else(|| PgError::not_supported(format!("INCLUDE {}", w.value)))?,
+                t => {
+                    return Err(PgError::new(
+                        SqlState::SYNTAX_ERROR,
+                        format!("syntax error at or near \"{t}\""),
+                    ))
+                }
+            };
+            let cname = if word(&mut p, "as") {
+                ident(&p.parse_identifier().map_err(syntax)?)
+            } else {
+                format!("_kafka_{}", kind.keyword())
+            };
+            if columns.iter().any(|(n, _)| *n == cname) || include.iter().any(|(_, n)| *n == cname)
+            {
+                return Err(duplicate(&cname));
+            }
+            include.push((kind, cname));
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+    }
+    expect_word(&mut p, "with")?;
+    let options = parse_options(&mut p)?;
+    let format = parse_format(&mut p)?;
+    expect_end(&mut p)?;
+    Ok(Statement::CreateSource(CreateSourcePlan {
+        name,
+        if_not_exists,
+        columns,
+        include,
+        options,
+        format,
+        sql: sql.trim().trim_end_matches(';').trim_end().to_owned(),
+    }))
+}
+
+fn duplicate(name: &str) -> PgError {
+    PgError::new(
+        SqlState::DUPLICATE_COLUMN,
+        format!("column \"{name}\" specified more than once"),
+    )
+}
+
+/// `( key = value, … )` where keys may be dotted (`properties.bootstrap.server`).
+fn parse_options(p: &mut Parser<'_>) -> Result<BTreeMap<String, String>, PgError> {
+    p.expect_token(&Token::LParen).map_err(syntax)?;
+    let mut out = BTreeMap::new();
+    if p.consume_token(&Token::RParen) {
+        return Ok(out);
+    }
+    loop {
+        let mut key = Vec::new();
+        loop {
+            key.push(
+                p.parse_identifier()
+                    .map_err(syntax)?
+                    .value
+                    .to_ascii_lowercase(),
+            );
+            if !p.consume_token(&Token::Period) {
+                break;
+            }
+        }
+        p.expect_token(&Token::Eq).map_err(syntax)?;
+        let value = match p.next_token().token {
+            Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
+            Token::Number(n, _) => n,
+            Token::Word(w) => w.value,
+            t => {
+                return Err(PgError::new(
+                    SqlState::SYNTAX_ERROR,
+                    format!("syntax error at or near \"{t}\": expected an option value"),
+                ))
+            }
+        };
+        out.insert(key.join("."), value);
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    p.expect_token(&Token::RParen).map_err(syntax)?;
+    Ok(out)
+}
+
+/// `FORMAT PLAIN ENCODE JSON`, `FORMAT JSON`, `FORMAT PLAIN ENCODE CSV (…)`.
+fn parse_format(p: &mut Parser<'_>) -> Result<SourceFormat, PgError> {
+    expect_word(p, "format")?;
+    let format = match p.next_token().token {
+        Token::Word(w) => w.value.to_ascii_lowercase(),
+        t => {
+            return Err(PgError::new(
+                SqlState::SYNTAX_ERROR,
+                format!("syntax error at or near \"{t}\""),
+            ))
+        }
+    };
+    let encode = match format.as_str() {
+        "json" => "json".to_owned(),
+        "csv" => "csv".to_owned(),
+        "plain" => {
+            expect_word(p, "encode")?;
+            match p.next_token().token {
+                Token::Word(w) => w.value.to_ascii_lowercase(),
+                t => {
+                    return Err(PgError::new(
+                        SqlState::SYNTAX_ERROR,
+                        format!("syntax error at or near \"{t}\""),
+                    ))
+                }
+            }
+        }
+        other => {
+            return Err(PgError::not_supported(format!(
+                "FORMAT {}",
+                other.to_ascii_uppercase()
+            )))
+        }
+    };
+    let opts = if p.peek_token().token == Token::LParen {
+        parse_options(p)?
+    } else {
+        BTreeMap::new()
+    };
+    match encode.as_str() {
+        "json" => {
+            if let Some(k) = opts.keys().next() {
+                return Err(invalid(format!("unknown ENCODE JSON option \"{k}\"")));
+            }
+            Ok(SourceFormat::Json)
+        }
+        "csv" => {
+            let mut delimiter = b',';
+            let mut header = false;
+            for (k, v) in &opts {
+                match k.as_str() {
+                    "delimiter" => match v.as_bytes() {
+                        [d] => delimiter = *d,
+                        _ => {
+                            return Err(invalid(
+                                "CSV delimiter must be a single one-byte character",
+                            ))
+                        }
+                    },
+                    "without_header" => header = !parse_bool(k, v)?,
+                    "header" => header = parse_bool(k, v)?,
+                    other => return Err(invalid(format!("unknown ENCODE CSV option \"{other}\""))),
+                }
+            }
+            Ok(SourceFormat::Csv { delimiter, header })
+        }
+        other => Err(PgError::not_supported(format!(
+            "ENCODE {}",
+            other.to_ascii_uppercase()
+        ))),
+    }
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, PgError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "on" | "1" | "yes" => Ok(true),
+        "false" | "off" | "0" | "no" => Ok(false),
+        _ => Err(invalid(format!(
+            "option \"{key}\" requires a Boolean value"
+        ))),
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> PgError {
+    PgError::new(SqlState::INVALID_PARAMETER_VALUE, msg)
+}
+
+/// `DROP SOURCE [IF EXISTS] name [, …] [CASCADE | RESTRICT]`.
+fn parse_drop(sql: &str) -> Result<Statement, PgError> {
+    let mut p = parser(sql)?;
+    expect_word(&mut p, "drop")?;
+    expect_word(&mut p, "source")?;
+    let if_exists = if word(&mut p, "if") {
+        expect_word(&mut p, "exists")?;
+        true
+    } else {
+        false
+    };
+    let mut names = Vec::new();
+    loop {
+        names.push(crate::statement::object_name(
+            &p.parse_object_name(false).map_err(syntax)?,
+        )?);
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    let cascade = word(&mut p, "cascade");
+    if !cascade {
+        word(&mut p, "restrict");
+    }
+    expect_end(&mut p)?;
+    Ok(Statement::DropSource {
+        names,
+        if_exists,
+        cascade,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(sql: &str) -> CreateSourcePlan {
+        match parse_source_statement(sql).unwrap().unwrap() {
+            Statement::CreateSource(p) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_tweets_source_parses() {
+        let p = create(
+            r#"CREATE SOURCE tweets (
+                id BIGINT, text VARCHAR, lang VARCHAR, created_at VARCHAR,
+                "user" STRUCT<id BIGINT, name VARCHAR, screen_name VARCHAR, followers_count BIGINT>,
+                entities STRUCT<hashtags STRUCT<text VARCHAR, indices BIGINT[]>[]>,
+                retweet_count BIGINT
+            )
+            INCLUDE partition AS kafka_partition, offset AS kafka_offset, timestamp AS kafka_ts, key AS kafka_key
+            WITH (
+                connector = 'kafka', topic = 'tweets',
+                properties.bootstrap.server = '127.0.0.1:9092',
+                scan.startup.mode = 'earliest'
+            ) FORMAT PLAIN ENCODE JSON;"#,
+        );
+        assert_eq!(p.name, "tweets");
+        assert_eq!(p.columns.len(), 7);
+        assert_eq!(p.columns[4].0, "user");
+        let SqlType::Struct(user) = &p.columns[4].1 else {
+            panic!("{:?}", p.columns[4].1)
+        };
+        assert_eq!(user[1], ("name".to_owned(), SqlType::Varchar(None)));
+        let SqlType::Struct(ent) = &p.columns[5].1 else {
+            panic!()
+        };
+        assert!(
+            matches!(&ent[0].1, SqlType::Array(inner) if matches!(inner.as_ref(), SqlType::Struct(_)))
+        );
+        assert_eq!(p.include.len(), 4);
+        assert_eq!(p.include[3], (IncludeKind::Key, "kafka_key".to_owned()));
+        assert_eq!(p.options["properties.bootstrap.server"], "127.0.0.1:9092");
+        assert_eq!(p.options["scan.startup.mode"], "earliest");
+        assert_eq!(p.format, SourceFormat::Json);
+    }
+
+    #[test]
+    fn csv_and_other_forms() {
+        let p = create(
+            "create source if not exists s (a int) with (connector='kafka', topic='t') \
+             format plain encode csv (delimiter = ';', without_header = 'false')",
+        );
+        assert!(p.if_not_exists);
+        assert_eq!(
+            p.format,
+            SourceFormat::Csv {
+                delimiter: b';',
+                header: true
+            }
+        );
+        let p = create("CREATE SOURCE s (a int) WITH (topic='t') FORMAT JSON");
+        assert_eq!(p.format, SourceFormat::Json);
+        let err = parse_source_statement("CREATE SOURCE s (a int) WITH (topic='t') FORMAT AVRO")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.sqlstate, SqlState::FEATURE_NOT_SUPPORTED);
+        let err = parse_source_statement("CREATE SOURCE s (a int, a int) WITH () FORMAT JSON")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.sqlstate, SqlState::DUPLICATE_COLUMN);
+        let err = parse_source_statement("CREATE SOURCE s (a int) FORMAT JSON")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.sqlstate, SqlState::SYNTAX_ERROR);
+    }
+
+    #[test]
+    fn drop_and_show() {
+        assert!(matches!(
+            parse_source_statement("DROP SOURCE IF EXISTS a, b CASCADE;").unwrap().unwrap(),
+            Statement::DropSource { names, if_exists: true, cascade: true } if names == ["a", "b"]
+        ));
+        assert!(matches!(
+            parse_source_statement("show sources").unwrap().unwrap(),
+            Statement::ShowSources
+        ));
+        assert!(parse_source_statement("select 1").is_none());
+        assert!(parse_source_statement("create table source (a int)").is_none());
+    }
+}
