@@ -15,7 +15,7 @@ use freshet_common::TableId;
 use freshet_state::{meta_key, table_prefix, Store, WriteBatch};
 
 pub use error::{Error, Result};
-pub use table::{ColumnDef, TableDef, ViewDef};
+pub use table::{ColumnDef, SourceDef, TableDef, ViewDef};
 
 /// The only schema for now; `search_path` resolves to it.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -23,6 +23,7 @@ pub const DEFAULT_SCHEMA: &str = "public";
 const NEXT_ID_KEY: &[u8] = b"next_id";
 const TABLE_KEY_PREFIX: &[u8] = b"table/";
 const VIEW_KEY_PREFIX: &[u8] = b"view/";
+const SOURCE_KEY_PREFIX: &[u8] = b"source/";
 
 /// The in-memory mirror of the persisted catalog. Cheap to share (`Arc`).
 #[derive(Debug)]
@@ -35,6 +36,7 @@ pub struct Catalog {
 struct Inner {
     tables: BTreeMap<String, Arc<TableDef>>,
     views: BTreeMap<String, Arc<ViewDef>>,
+    sources: BTreeMap<String, Arc<SourceDef>>,
     next_id: u64,
 }
 
@@ -66,6 +68,10 @@ impl Catalog {
         for (_, v) in snap.scan_prefix(&meta_key(VIEW_KEY_PREFIX))? {
             let def: ViewDef = serde_json::from_slice(&v).map_err(Error::Decode)?;
             inner.views.insert(def.name.clone(), Arc::new(def));
+        }
+        for (_, v) in snap.scan_prefix(&meta_key(SOURCE_KEY_PREFIX))? {
+            let def: SourceDef = serde_json::from_slice(&v).map_err(Error::Decode)?;
+            inner.sources.insert(def.name.clone(), Arc::new(def));
         }
         inner.next_id = match snap.get(&meta_key(NEXT_ID_KEY))? {
             Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| Error::Corrupt)?),
@@ -106,7 +112,7 @@ impl Catalog {
             }
             return Err(Error::DuplicateTable(def.name));
         }
-        if inner.views.contains_key(&def.name) {
+        if inner.taken(&def.name) {
             return Err(Error::DuplicateTable(def.name));
         }
         def.id = TableId(inner.next_id);
@@ -165,15 +171,14 @@ impl Catalog {
 
     /// Whether `name` is taken by a table or view.
     pub fn name_taken(&self, name: &str) -> bool {
-        let inner = self.read();
-        inner.tables.contains_key(name) || inner.views.contains_key(name)
+        self.read().taken(name)
     }
 
     /// Creates a view, committing `batch` (its backfilled state and contents) in the same
     /// write. `def.id` must be [`Catalog::peek_next_id`].
     pub fn create_view(&self, def: ViewDef, mut batch: WriteBatch) -> Result<Arc<ViewDef>> {
         let mut inner = self.write();
-        if inner.tables.contains_key(&def.name) || inner.views.contains_key(&def.name) {
+        if inner.taken(&def.name) {
             return Err(Error::DuplicateTable(def.name));
         }
         if def.id.0 != inner.next_id {
@@ -213,6 +218,61 @@ impl Catalog {
         Ok(())
     }
 
+    /// The source called `name`.
+    pub fn source(&self, name: &str) -> Option<Arc<SourceDef>> {
+        self.read().sources.get(name).cloned()
+    }
+
+    /// Every source, in id order.
+    pub fn sources(&self) -> Vec<Arc<SourceDef>> {
+        let mut v: Vec<_> = self.read().sources.values().cloned().collect();
+        v.sort_by_key(|d| d.id);
+        v
+    }
+
+    /// Creates a source, committing `batch` (its initial progress) in the same write.
+    /// `def.id` must be [`Catalog::peek_next_id`].
+    pub fn create_source(&self, def: SourceDef, mut batch: WriteBatch) -> Result<Arc<SourceDef>> {
+        let mut inner = self.write();
+        if inner.taken(&def.name) {
+            return Err(Error::DuplicateTable(def.name));
+        }
+        if def.id.0 != inner.next_id {
+            return Err(Error::Corrupt);
+        }
+        batch.put(meta_key(NEXT_ID_KEY), (inner.next_id + 1).to_be_bytes());
+        batch.put(
+            source_key(def.id),
+            serde_json::to_vec(&def).map_err(Error::Decode)?,
+        );
+        self.store.write(batch)?;
+        inner.next_id += 1;
+        let def = Arc::new(def);
+        inner.sources.insert(def.name.clone(), Arc::clone(&def));
+        tracing::info!(source = %def.name, id = %def.id, "source created");
+        Ok(def)
+    }
+
+    /// Drops sources (definitions, progress and bad-message records) in one write.
+    pub fn drop_sources(&self, names: &[String]) -> Result<()> {
+        let mut inner = self.write();
+        let mut batch = WriteBatch::default();
+        for name in names {
+            let def = inner
+                .sources
+                .get(name)
+                .ok_or_else(|| Error::UndefinedTable(name.clone()))?;
+            batch.delete(source_key(def.id));
+            Store::delete_prefix(&mut batch, &freshet_state::source_prefix(def.id));
+        }
+        self.store.write(batch)?;
+        for name in names {
+            inner.sources.remove(name);
+            tracing::info!(source = %name, "source dropped");
+        }
+        Ok(())
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         // A poisoned lock means a panic mid-update of the in-memory map; the persisted state is
         // intact, and the map is only replaced whole, so reading on is safe.
@@ -226,6 +286,20 @@ impl Catalog {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+impl Inner {
+    fn taken(&self, name: &str) -> bool {
+        self.tables.contains_key(name)
+            || self.views.contains_key(name)
+            || self.sources.contains_key(name)
+    }
+}
+
+fn source_key(id: TableId) -> Vec<u8> {
+    let mut k = meta_key(SOURCE_KEY_PREFIX);
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
 }
 
 fn view_key(id: TableId) -> Vec<u8> {

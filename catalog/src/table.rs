@@ -73,3 +73,29 @@ pub struct ViewDef {
     /// Tables and views it reads.
     pub inputs: Vec<TableId>,
 }
+
+/// A source: a Kafka topic read into the dataflow. Its progress (offsets per partition) and
+/// bad-message records live under its id in the `'s'` keyspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceDef {
+    /// Assigned by the catalog at creation, from the same counter as tables.
+    pub id: TableId,
+    pub schema: String,
+    pub name: String,
+    /// Payload columns, then the `INCLUDE`d metadata columns.
+    pub columns: Vec<ColumnDef>,
+    /// Which metadata each trailing column holds (`columns` ends with these, in order).
+    pub include: Vec<freshet_common::IncludeKind>,
+    /// The `WITH (…)` options.
+    pub options: std::collections::BTreeMap<String, String>,
+    pub format: freshet_common::SourceFormat,
+    /// The statement as written.
+    pub sql: String,
+}
+
+impl SourceDef {
+    /// The payload (decoded) columns.
+    pub fn payload_columns(&self) -> &[ColumnDef] {
+        &self.columns[..self.columns.len() - self.include.len()]
+    }
+}

@@ -8,6 +8,7 @@ pub struct SqlState(pub &'static str);
 
 impl SqlState {
     pub const SUCCESSFUL_COMPLETION: SqlState = SqlState("00000");
+    pub const UNABLE_TO_CONNECT: SqlState = SqlState("08001");
     pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState("0A000");
     pub const INVALID_PARAMETER_VALUE: SqlState = SqlState("22023");
     pub const DATA_EXCEPTION: SqlState = SqlState("22000");

@@ -293,16 +293,16 @@ impl Reader {
             .clone()
     }
 
-    /// Asks the broker for every partition's high watermark now.
-    pub fn high_watermarks(&self, timeout: Duration) -> Result<BTreeMap<i32, i64>> {
+    /// Asks the broker for every partition's (low, high) watermarks now.
+    pub fn watermarks(&self, timeout: Duration) -> Result<BTreeMap<i32, (i64, i64)>> {
         let ps = partitions(&self.consumer, &self.topic, timeout)?;
         let mut out = BTreeMap::new();
         for p in ps {
-            let (_, high) = self
+            let marks = self
                 .consumer
                 .fetch_watermarks(&self.topic, p, timeout)
                 .map_err(kafka)?;
-            out.insert(p, high);
+            out.insert(p, marks);
         }
         Ok(out)
     }

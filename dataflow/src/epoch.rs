@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::error::DataFusionError;
 use freshet_common::{Datum, TableId};
 use freshet_state::{Snapshot, WriteBatch};
@@ -12,11 +13,35 @@ use freshet_state::{Snapshot, WriteBatch};
 pub struct EpochChanges {
     /// (row, weight) per changed table.
     pub tables: HashMap<TableId, Vec<(Vec<Datum>, i64)>>,
+    /// Rows appended to append-only relations (sources), as Arrow batches in the relation's
+    /// full schema; each row counts once.
+    pub appends: HashMap<TableId, Vec<RecordBatch>>,
 }
 
 impl EpochChanges {
     pub fn is_empty(&self) -> bool {
         self.tables.values().all(Vec::is_empty)
+            && self.appends.keys().all(|r| !self.has_appends(*r))
+    }
+
+    /// Whether `relation` changes in this epoch.
+    pub fn changes(&self, relation: TableId) -> bool {
+        self.tables.get(&relation).is_some_and(|r| !r.is_empty()) || self.has_appends(relation)
+    }
+
+    fn has_appends(&self, relation: TableId) -> bool {
+        self.appends
+            .get(&relation)
+            .is_some_and(|b| b.iter().any(|b| b.num_rows() > 0))
+    }
+
+    /// The relations that change in this epoch.
+    pub fn changed(&self) -> impl Iterator<Item = TableId> + '_ {
+        self.tables
+            .keys()
+            .chain(self.appends.keys())
+            .copied()
+            .filter(|r| self.changes(*r))
     }
 
     /// Records `rows` changing by `weight` each in `table`.

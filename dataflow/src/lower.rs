@@ -666,6 +666,7 @@ fn summable(t: &DataType) -> bool {
 /// `root` with its unsigned integer columns (which PostgreSQL has no type for: `row_number()`,
 /// `rank()` …) cast to signed ones, as PostgreSQL's `bigint` results are.
 pub fn storable(root: Node) -> Result<Node> {
+    check_state_types(&root)?;
     let schema = root.schema();
     let target = |t: &DataType| match t {
         DataType::UInt8 => Some(DataType::Int16),
@@ -717,4 +718,37 @@ pub fn nullable(schema: &SchemaRef) -> SchemaRef {
         .map(|f| f.as_ref().clone().with_nullable(true))
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// Refuses stateful operators over columns whose values cannot be kept in state (structs,
+/// e.g. a source's nested JSON objects): only their scalar fields may reach joins, aggregates
+/// and ordered operators.
+fn check_state_types(node: &Node) -> Result<()> {
+    fn nested(t: &DataType) -> bool {
+        match t {
+            DataType::Struct(_) | DataType::Map(_, _) | DataType::Union(_, _) => true,
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                nested(f.data_type())
+            }
+            _ => false,
+        }
+    }
+    let mut inputs: Vec<&Node> = Vec::new();
+    match node {
+        Node::Aggregate { input, .. } | Node::Ordered { input, .. } => inputs.push(input),
+        Node::Join { left, right, .. } => {
+            inputs.push(left);
+            inputs.push(right);
+        }
+        _ => {}
+    }
+    for i in &inputs {
+        if let Some(f) = i.schema().fields().iter().find(|f| nested(f.data_type())) {
+            return Err(unsupported(format!(
+                "a join, aggregate or ordering over the nested column \"{}\" (select its fields, e.g. (col).field, instead)",
+                f.name()
+            )));
+        }
+    }
+    node.children().into_iter().try_for_each(check_state_types)
 }

@@ -144,12 +144,7 @@ impl Dataflows {
         batch: &mut WriteBatch,
     ) -> Result<()> {
         let views: Vec<Arc<MaterializedView>> = self.read().values().cloned().collect();
-        let mut changed: HashSet<TableId> = changes
-            .tables
-            .iter()
-            .filter(|(_, r)| !r.is_empty())
-            .map(|(id, _)| *id)
-            .collect();
+        let mut changed: HashSet<TableId> = changes.changed().collect();
         for view in views {
             if !view.inputs.iter().any(|i| changed.contains(i)) {
                 continue;
@@ -169,15 +164,19 @@ impl Dataflows {
     }
 
     /// Fills a new view from the committed state in `snapshot`: every input's current rows
-    /// flow in as one initial epoch.
+    /// flow in as one initial epoch. Inputs `changes` already holds (sources, whose rows the
+    /// caller re-reads) are taken as given; tables and views are read from `snapshot`.
     pub fn backfill(
         &self,
         view: &MaterializedView,
         snapshot: &Snapshot,
         batch: &mut WriteBatch,
+        mut changes: EpochChanges,
     ) -> Result<()> {
-        let mut changes = EpochChanges::default();
         for &input in &view.inputs {
+            if changes.appends.contains_key(&input) || changes.tables.contains_key(&input) {
+                continue;
+            }
             let rows = if self.get(input).is_some() {
                 read_view_rows(snapshot, input)?
             } else {

@@ -18,6 +18,8 @@ pub struct Engine {
     pub catalog: Arc<Catalog>,
     /// The running dataflows of materialized views.
     pub dataflows: Dataflows,
+    /// The running sources.
+    pub sources: crate::sources::Sources,
     /// Serializes writers: DDL and DML take it for their whole check-and-commit, so primary
     /// key checks see every earlier commit. Readers never take it: they read snapshots.
     write_lock: Mutex<WriteState>,
@@ -67,6 +69,7 @@ impl Engine {
             store,
             catalog,
             dataflows: Dataflows::default(),
+            sources: crate::sources::Sources::default(),
             write_lock: Mutex::new(WriteState::default()),
             startup_entries_read: std::sync::atomic::AtomicU64::new(0),
         })

@@ -3,7 +3,7 @@
 //! Owns the pgwire front end ([`pg`]), sessions and statement execution ([`session`]), the
 //! engine shared by all sessions ([`engine`]), DataFusion's view of our tables ([`query`]),
 //! SQL functions PostgreSQL clients expect ([`functions`]), materialized view lifecycle
-//! ([`views`]) and the listener ([`server`]).
+//! ([`views`]), Kafka sources ([`sources`]) and the listener ([`server`]).
 //! It is the only crate that builds a tokio runtime, parses the CLI or imports pgwire.
 
 pub mod config;
@@ -13,6 +13,7 @@ pub mod pg;
 pub mod query;
 pub mod server;
 pub mod session;
+pub mod sources;
 pub mod views;
 
 /// The PostgreSQL version we report; drivers parse it (`server_version`, `version()`).

@@ -8,6 +8,7 @@ mod internal;
 mod pg_attribute;
 mod provider;
 mod scan;
+mod source;
 mod table;
 mod view;
 mod write;
@@ -16,6 +17,7 @@ pub use copy::CopyIn;
 pub use internal::{InternalSchema, INTERNAL_SCHEMA};
 pub use pg_attribute::PgCatalogOverlay;
 pub use provider::{FreshetCatalogProvider, StatementSnapshot};
+pub use source::SourceTable;
 pub use table::{table_schema, StoredTable};
 pub use view::ViewTable;
 

@@ -45,6 +45,7 @@ impl Server {
             .await
             .context("rebuilding materialized views")?;
         engine.finish_startup();
+        crate::sources::start_all(&engine).context("starting sources")?;
         Ok(Server {
             engine,
             template,

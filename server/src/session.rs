@@ -19,7 +19,7 @@ use freshet_catalog::{ColumnDef, TableDef, DEFAULT_SCHEMA};
 use freshet_common::{PgError, TableId};
 use freshet_sql::ast;
 use freshet_sql::error::map_df_error;
-use freshet_sql::{CreateTablePlan, Statement, TransactionOp};
+use freshet_sql::{CreateTablePlan, Parsed, Statement, TransactionOp};
 
 use crate::engine::Engine;
 use crate::query::StatementSnapshot;
@@ -86,8 +86,8 @@ impl Session {
     }
 
     /// Parses `sql` into its statements.
-    pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
-        freshet_sql::parse(sql)
+    pub fn parse(sql: &str) -> Result<Vec<Parsed>, PgError> {
+        freshet_sql::parse_statements(sql)
     }
 
     /// Runs one statement with optional parameter values.
@@ -122,7 +122,7 @@ impl Session {
     /// one batch at its end, so a panic before that leaves no trace).
     pub async fn execute(
         &self,
-        stmt: ast::Statement,
+        stmt: Parsed,
         params: Option<ParamValues>,
     ) -> Result<Outcome, PgError> {
         use futures::FutureExt;
@@ -148,10 +148,10 @@ impl Session {
 
     async fn execute_inner(
         &self,
-        stmt: ast::Statement,
+        stmt: Parsed,
         params: Option<ParamValues>,
     ) -> Result<Outcome, PgError> {
-        match freshet_sql::classify(stmt)? {
+        match freshet_sql::classify_parsed(stmt)? {
             Statement::Query(stmt) => self.run_query(*stmt, params).await,
             Statement::CreateTable(plan) => self.create_table(plan).await,
             Statement::DropTable {
@@ -218,6 +218,8 @@ impl Session {
                 // Epochs commit with the statements that cause them: once the writer lock is
                 // free, every earlier write is reflected in every view.
                 drop(self.engine.begin_write().await);
+                // Sources: until everything in their topics when FLUSH started is committed.
+                crate::sources::flush(&self.engine).await?;
                 Ok(Outcome::Command {
                     tag: "FLUSH",
                     rows: None,
@@ -251,11 +253,21 @@ impl Session {
                     .collect();
                 Ok(one_text_column("name", names))
             }
-            Statement::CreateSource(_) | Statement::DropSource { .. } | Statement::ShowSources => {
-                Err(PgError::new(
-                    freshet_common::SqlState::FEATURE_NOT_SUPPORTED,
-                    "sources are not supported yet",
-                ))
+            Statement::CreateSource(plan) => {
+                crate::sources::create(&self.engine, plan).await?;
+                Ok(Outcome::Command {
+                    tag: "CREATE SOURCE",
+                    rows: None,
+                })
+            }
+            Statement::DropSource {
+                names,
+                if_exists,
+                cascade,
+            } => self.drop_sources(&names, if_exists, cascade).await,
+            Statement::ShowSources => {
+                let (cols, rows) = crate::sources::show(&self.engine);
+                Ok(text_columns(&cols, rows))
             }
             Statement::Transaction(op) => Ok(Outcome::Transaction(op)),
             Statement::NoOp { tag } => Ok(Outcome::Command { tag, rows: None }),
@@ -263,8 +275,8 @@ impl Session {
     }
 
     /// Plans a statement without running it: parameter types and result columns.
-    pub async fn describe(&self, stmt: &ast::Statement) -> Result<Described, PgError> {
-        match freshet_sql::classify(stmt.clone())? {
+    pub async fn describe(&self, stmt: &Parsed) -> Result<Described, PgError> {
+        match freshet_sql::classify_parsed(stmt.clone())? {
             Statement::Query(stmt) => {
                 let (_, plan) = self.plan(*stmt).await?;
                 let types = plan.get_parameter_types().map_err(|e| map_df_error(&e))?;
@@ -284,6 +296,17 @@ impl Session {
                     schema: Some(text_schema(&col)),
                 })
             }
+            Statement::ShowSources => Ok(Described {
+                params: vec![],
+                schema: Some({
+                    let cols = crate::sources::SHOW_COLUMNS;
+                    Arc::new(Schema::new(
+                        cols.iter()
+                            .map(|c| Field::new(*c, DataType::Utf8, true))
+                            .collect::<Vec<_>>(),
+                    ))
+                }),
+            }),
             Statement::ShowTables | Statement::ShowMaterializedViews => Ok(Described {
                 params: vec![],
                 schema: Some(text_schema("name")),
@@ -479,6 +502,47 @@ impl Session {
         })
     }
 
+    async fn drop_sources(
+        &self,
+        names: &[String],
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<Outcome, PgError> {
+        let detached = {
+            let _w = self.engine.begin_write().await;
+            let mut roots = Vec::new();
+            let mut found = Vec::new();
+            for name in names {
+                match self.engine.catalog.source(name) {
+                    Some(def) => {
+                        roots.push((def.id, format!("source {name}")));
+                        found.push(def.name.clone());
+                    }
+                    None if if_exists => {}
+                    None => {
+                        return Err(PgError::new(
+                            freshet_common::SqlState::UNDEFINED_TABLE,
+                            format!("source \"{name}\" does not exist"),
+                        ))
+                    }
+                }
+            }
+            let deps = crate::views::check_dependents(&self.engine, &roots, cascade)?;
+            crate::views::drop_views(&self.engine, &deps)?;
+            self.engine
+                .catalog
+                .drop_sources(&found)
+                .map_err(user_error)?;
+            let ids: Vec<_> = roots.iter().map(|(id, _)| *id).collect();
+            crate::sources::detach(&self.engine, &ids)
+        };
+        crate::sources::stop(detached).await;
+        Ok(Outcome::Command {
+            tag: "DROP SOURCE",
+            rows: None,
+        })
+    }
+
     fn with_vars<T>(&self, f: impl FnOnce(&mut SessionVars) -> T) -> T {
         let mut guard = self
             .vars
@@ -495,6 +559,30 @@ pub(crate) fn user_error(e: freshet_catalog::Error) -> PgError {
 
 fn text_schema(col: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(col, DataType::Utf8, true)]))
+}
+
+/// A result of text columns.
+fn text_columns(cols: &[&str], rows: Vec<Vec<Option<String>>>) -> Outcome {
+    let schema = Arc::new(Schema::new(
+        cols.iter()
+            .map(|c| Field::new(*c, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let arrays: Vec<datafusion::arrow::array::ArrayRef> = (0..cols.len())
+        .map(|i| {
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| r.get(i).cloned().flatten())
+                    .collect::<Vec<_>>(),
+            )) as _
+        })
+        .collect();
+    let batch = RecordBatch::try_new(Arc::clone(&schema), arrays);
+    let stream = futures::stream::iter(vec![batch.map_err(Into::into)]);
+    Outcome::Rows {
+        schema: Arc::clone(&schema),
+        stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+    }
 }
 
 fn one_text_column(col: &str, values: Vec<String>) -> Outcome {

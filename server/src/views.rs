@@ -23,6 +23,9 @@ impl Relations for Engine {
         if let Some(def) = self.catalog.table(name) {
             return Some((def.id, Arc::new(table_schema(&def))));
         }
+        if let Some(def) = self.catalog.source(name) {
+            return Some((def.id, Arc::new(crate::sources::source_schema(&def))));
+        }
         let view = self.catalog.view(name)?;
         self.dataflows
             .get(view.id)
@@ -140,9 +143,17 @@ pub async fn create(
     let def = view_def(&view, sql)?;
     let mut batch = WriteBatch::default();
     let snapshot = engine.store.snapshot();
+    // Sources: re-read exactly what they have committed (the writer lock keeps it fixed).
+    let mut changes = freshet_dataflow::EpochChanges::default();
+    for &input in &view.inputs {
+        if engine.sources.get(input).is_some() && !changes.appends.contains_key(&input) {
+            let rows = crate::sources::replay_committed(engine, &snapshot, input).await?;
+            changes.appends.insert(input, rows);
+        }
+    }
     engine
         .dataflows
-        .backfill(&view, &snapshot, &mut batch)
+        .backfill(&view, &snapshot, &mut batch, changes)
         .map_err(|e| map_df_error(&e))?;
     engine
         .catalog

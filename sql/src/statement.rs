@@ -161,11 +161,17 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
         return Ok(vec![flush_statement()]);
     }
     if !needs_catalog_rewrites(sql) {
-        return datafusion::sql::sqlparser::parser::Parser::parse_sql(
+        let mut stmts = datafusion::sql::sqlparser::parser::Parser::parse_sql(
             &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
             sql,
         )
-        .map_err(syntax_error);
+        .map_err(syntax_error)?;
+        if sql.contains('.') {
+            for s in &mut stmts {
+                field_access_by_name(s);
+            }
+        }
+        return Ok(stmts);
     }
     // The rewriting parser is cheap to build relative to a statement's planning, but not free;
     // keep one per thread.
@@ -173,6 +179,26 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
         static PARSER: PostgresCompatibilityParser = PostgresCompatibilityParser::new();
     }
     PARSER.with(|p| p.parse(sql)).map_err(syntax_error)
+}
+
+/// PostgreSQL's composite field access `(col).field`: DataFusion's planner only takes a field
+/// name as a string after the dot, so the identifier becomes one (normalized like any
+/// identifier: unquoted ones fold to lower case).
+fn field_access_by_name(stmt: &mut ast::Statement) {
+    use std::ops::ControlFlow;
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        if let ast::Expr::CompoundFieldAccess { access_chain, .. } = e {
+            for a in access_chain.iter_mut() {
+                if let ast::AccessExpr::Dot(ast::Expr::Identifier(id)) = a {
+                    let name = ident(id);
+                    *a = ast::AccessExpr::Dot(ast::Expr::Value(
+                        ast::Value::SingleQuotedString(name).into(),
+                    ));
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 fn needs_catalog_rewrites(sql: &str) -> bool {

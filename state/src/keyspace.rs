@@ -7,6 +7,11 @@
 //!                                           the row's memcomparable encoding (key_codec);
 //!                                           value = multiplicity (i64 BE) ++ row (row_codec)
 //! 'o' <view id: u64 BE> <op id: u32 BE> …   the state of one operator of a view's dataflow
+//! 's' <source id: u64 BE> 'p' <partition: i32 BE>
+//!                                           a source's progress in one partition: start offset
+//!                                           (i64 BE) ++ next offset to read (i64 BE)
+//! 's' <source id: u64 BE> 'e' <partition: i32 BE> <offset: i64 BE>
+//!                                           a message that could not be decoded
 //! ```
 //! The row key is the memcomparable encoding of the primary key columns ([`crate::key_codec`]),
 //! or for a table without a primary key a u64 BE row id allocated in insertion order.
@@ -25,6 +30,16 @@ pub enum Keyspace {
     ViewData = b'v',
     /// Operator state of view dataflows.
     Operator = b'o',
+    /// Source progress (offsets) and bad-message records.
+    Source = b's',
+}
+
+/// The prefix of everything source `source` keeps.
+pub fn source_prefix(source: TableId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(Keyspace::Source as u8);
+    k.extend_from_slice(&source.0.to_be_bytes());
+    k
 }
 
 /// The prefix of every row of materialized view `view`.

@@ -15,7 +15,7 @@ mod store;
 
 pub use error::{Error, Result};
 pub use keyspace::{
-    meta_key, operator_prefix, table_prefix, table_row_key, view_prefix, view_state_prefix,
-    Keyspace,
+    meta_key, operator_prefix, source_prefix, table_prefix, table_row_key, view_prefix,
+    view_state_prefix, Keyspace,
 };
 pub use store::{data_entries_read, next_key, Snapshot, StateConfig, Store, WriteBatch};

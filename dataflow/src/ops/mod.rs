@@ -105,6 +105,19 @@ impl Node {
         }
     }
 
+    /// The direct inputs.
+    pub fn children(&self) -> Vec<&Node> {
+        match self {
+            Node::Scan { .. } | Node::Constant { .. } => vec![],
+            Node::Filter { input, .. }
+            | Node::Ordered { input, .. }
+            | Node::Project { input, .. }
+            | Node::Aggregate { input, .. } => vec![input],
+            Node::Join { left, right, .. } => vec![left, right],
+            Node::Union { inputs, .. } => inputs.iter().collect(),
+        }
+    }
+
     /// The relations this node reads.
     pub fn relations(&self, out: &mut Vec<TableId>) {
         match self {
@@ -125,9 +138,7 @@ impl Node {
     /// Whether the epoch's changes can affect this node's output.
     fn touched(&self, changes: &EpochChanges, initial: bool) -> bool {
         match self {
-            Node::Scan { relation, .. } => {
-                changes.tables.get(relation).is_some_and(|r| !r.is_empty())
-            }
+            Node::Scan { relation, .. } => changes.changes(*relation),
             Node::Filter { input, .. }
             | Node::Project { input, .. }
             | Node::Ordered { input, .. } => input.touched(changes, initial),
@@ -155,22 +166,40 @@ impl Node {
                 schema,
                 ..
             } => {
-                let Some(rows) = changes.tables.get(relation) else {
-                    return Ok(None);
-                };
-                let projected: Vec<(Vec<Datum>, i64)> = rows
-                    .iter()
-                    .map(|(r, w)| {
-                        (
-                            projection
-                                .iter()
-                                .map(|&i| r.get(i).cloned().unwrap_or(Datum::Null))
-                                .collect(),
-                            *w,
-                        )
-                    })
-                    .collect();
-                Ok(Some(Delta::from_rows(&projected, schema)?))
+                let mut parts = Vec::new();
+                if let Some(rows) = changes.tables.get(relation).filter(|r| !r.is_empty()) {
+                    let projected: Vec<(Vec<Datum>, i64)> = rows
+                        .iter()
+                        .map(|(r, w)| {
+                            (
+                                projection
+                                    .iter()
+                                    .map(|&i| r.get(i).cloned().unwrap_or(Datum::Null))
+                                    .collect(),
+                                *w,
+                            )
+                        })
+                        .collect();
+                    parts.push(Delta::from_rows(&projected, schema)?);
+                }
+                for b in changes.appends.get(relation).into_iter().flatten() {
+                    if b.num_rows() == 0 {
+                        continue;
+                    }
+                    let columns = projection
+                        .iter()
+                        .map(|&i| Arc::clone(b.column(i)))
+                        .collect();
+                    parts.push(Delta {
+                        batch: RecordBatch::try_new(Arc::clone(schema), columns)?,
+                        weights: vec![1; b.num_rows()],
+                    });
+                }
+                match parts.len() {
+                    0 => Ok(None),
+                    1 => Ok(parts.pop()),
+                    _ => Ok(Some(Delta::concat(schema, parts)?)),
+                }
             }
             Node::Filter { input, predicate } => {
                 let Some(d) = input.eval(changes, ctx)? else {

@@ -21,7 +21,7 @@ use crate::session::{Described, Outcome, Session};
 /// A parsed and described statement, as the portal store keeps it.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    stmt: freshet_sql::ast::Statement,
+    stmt: freshet_sql::Parsed,
     described: Described,
 }
 

@@ -5,11 +5,16 @@
 //!   the number of table rows, view rows and operator state entries read while the server
 //!   started (materialized views resume from their stored state, so this stays 0 however large
 //!   the views are).
+//! - `source_errors (source, partition, "offset", error, payload)`: every message a source
+//!   could not decode (payload: its first 256 bytes, as text).
+//! - `source_progress (source, topic, partition, start_offset, "offset", high_watermark, lag,
+//!   status)`: per partition, the committed next offset, the last seen high watermark and the
+//!   source's status (running / broker unreachable / stalled).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
@@ -20,7 +25,7 @@ use crate::engine::Engine;
 /// The schema name.
 pub const INTERNAL_SCHEMA: &str = "freshet_internal";
 
-const TABLES: &[&str] = &["metrics"];
+const TABLES: &[&str] = &["metrics", "source_errors", "source_progress"];
 
 /// The `freshet_internal` schema.
 #[derive(Debug)]
@@ -64,6 +69,99 @@ impl InternalSchema {
     }
 }
 
+impl InternalSchema {
+    fn source_errors(&self) -> Result<Arc<dyn TableProvider>> {
+        let snapshot = self.engine.store.snapshot();
+        let (mut src, mut part, mut off, mut err, mut payload) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for def in self.engine.catalog.sources() {
+            let records = crate::sources::read_errors(&snapshot, def.id)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            for (p, o, e, bytes) in records {
+                src.push(def.name.clone());
+                part.push(p);
+                off.push(o);
+                err.push(e);
+                payload.push(String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("source", DataType::Utf8, false),
+            Field::new("partition", DataType::Int32, false),
+            Field::new("offset", DataType::Int64, false),
+            Field::new("error", DataType::Utf8, false),
+            Field::new("payload", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(src)),
+                Arc::new(Int32Array::from(part)),
+                Arc::new(Int64Array::from(off)),
+                Arc::new(StringArray::from(err)),
+                Arc::new(StringArray::from(payload)),
+            ],
+        )?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+
+    fn source_progress(&self) -> Result<Arc<dyn TableProvider>> {
+        let (mut src, mut topic, mut part, mut start, mut next, mut high, mut lag, mut status) = (
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+        );
+        for rt in self.engine.sources.all() {
+            let progress = rt.progress();
+            let (st, marks) = rt.status();
+            let mut parts: Vec<i32> = progress.keys().chain(marks.keys()).copied().collect();
+            parts.sort_unstable();
+            parts.dedup();
+            for p in parts {
+                let prog = progress.get(&p).copied();
+                let h = marks.get(&p).copied();
+                src.push(rt.def.name.clone());
+                topic.push(rt.opts.topic.clone());
+                part.push(p);
+                start.push(prog.map(|(s, _)| s).filter(|s| *s >= 0));
+                next.push(prog.map(|(_, n)| n).filter(|n| *n >= 0));
+                high.push(h);
+                lag.push(h.map(|h| crate::sources::partition_lag(prog.map(|(_, n)| n), h)));
+                status.push(st.clone());
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("source", DataType::Utf8, false),
+            Field::new("topic", DataType::Utf8, false),
+            Field::new("partition", DataType::Int32, false),
+            Field::new("start_offset", DataType::Int64, true),
+            Field::new("offset", DataType::Int64, true),
+            Field::new("high_watermark", DataType::Int64, true),
+            Field::new("lag", DataType::Int64, true),
+            Field::new("status", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(src)),
+                Arc::new(StringArray::from(topic)),
+                Arc::new(Int32Array::from(part)),
+                Arc::new(Int64Array::from(start)),
+                Arc::new(Int64Array::from(next)),
+                Arc::new(Int64Array::from(high)),
+                Arc::new(Int64Array::from(lag)),
+                Arc::new(StringArray::from(status)),
+            ],
+        )?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
+
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -77,6 +175,8 @@ impl SchemaProvider for InternalSchema {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         match name {
             "metrics" => self.metrics().map(Some),
+            "source_errors" => self.source_errors().map(Some),
+            "source_progress" => self.source_progress().map(Some),
             _ => Ok(None),
         }
     }

@@ -105,6 +105,7 @@ impl SchemaProvider for PublicSchema {
             .map(|t| t.name.clone())
             .collect();
         names.extend(self.engine.catalog.views().iter().map(|v| v.name.clone()));
+        names.extend(self.engine.catalog.sources().iter().map(|s| s.name.clone()));
         names
     }
 
@@ -112,6 +113,12 @@ impl SchemaProvider for PublicSchema {
         if let Some(def) = self.engine.catalog.table(name) {
             return Ok(Some(
                 Arc::new(StoredTable::new(Arc::clone(&self.engine), def)) as Arc<dyn TableProvider>,
+            ));
+        }
+        if let Some(def) = self.engine.catalog.source(name) {
+            return Ok(Some(
+                Arc::new(super::SourceTable::new(Arc::clone(&self.engine), def))
+                    as Arc<dyn TableProvider>,
             ));
         }
         let view = self
