@@ -117,3 +117,47 @@ def postgres():
     pg = Postgres().start()
     yield pg
     pg.stop()
+
+
+MOCK_BIN = str(Path(FRESHET_BIN).parent / "freshet-kafka-mock")
+
+
+class KafkaMock:
+    """librdkafka's mock Kafka cluster in a process of its own (`freshet-kafka-mock`): real
+    Kafka protocol over loopback TCP, outliving any freshet process a test kills."""
+
+    def __init__(self, brokers=1):
+        self.proc = subprocess.Popen([MOCK_BIN, "--brokers", str(brokers)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        line = self.proc.stdout.readline().split()
+        assert line and line[0] == "bootstrap", f"mock broker did not start: {line}"
+        self.bootstrap = line[1]
+
+    def command(self, cmd):
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        assert answer == "ok", f"{cmd}: {answer}"
+
+    def create_topic(self, name, partitions):
+        self.command(f"topic {name} {partitions}")
+
+    def producer(self, **conf):
+        from confluent_kafka import Producer
+        return Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, **conf})
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def kafka():
+    k = KafkaMock()
+    yield k
+    k.stop()

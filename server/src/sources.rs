@@ -470,19 +470,28 @@ pub async fn flush(engine: &Engine) -> Result<(), PgError> {
                 high <= low || next >= high
             })
         };
-        let waited = tokio::time::timeout(FLUSH_TIMEOUT, rx.wait_for(done))
-            .await
-            .map(|r| r.is_ok());
-        match waited {
-            Ok(_) => {} // caught up, or dropped meanwhile
-            Err(_) => {
-                return Err(PgError::new(
-                    SqlState::QUERY_CANCELED,
-                    format!(
-                        "FLUSH timed out waiting for source \"{}\" to catch up",
-                        rt.def.name
-                    ),
-                ))
+        let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
+        loop {
+            let step = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(&done)).await;
+            match step {
+                Ok(_) => break, // caught up, or dropped meanwhile
+                Err(_) => {
+                    if let Some(e) = lock(&rt.stalled).clone() {
+                        return Err(PgError::new(
+                            SqlState::QUERY_CANCELED,
+                            format!("FLUSH: source \"{}\" is stalled: {e}", rt.def.name),
+                        ));
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(PgError::new(
+                            SqlState::QUERY_CANCELED,
+                            format!(
+                                "FLUSH timed out waiting for source \"{}\" to catch up",
+                                rt.def.name
+                            ),
+                        ));
+                    }
+                }
             }
         }
     }

@@ -190,8 +190,10 @@ impl Node {
                         .iter()
                         .map(|&i| Arc::clone(b.column(i)))
                         .collect();
+                    let opts = datafusion::arrow::array::RecordBatchOptions::new()
+                        .with_row_count(Some(b.num_rows()));
                     parts.push(Delta {
-                        batch: RecordBatch::try_new(Arc::clone(schema), columns)?,
+                        batch: RecordBatch::try_new_with_options(Arc::clone(schema), columns, &opts)?,
                         weights: vec![1; b.num_rows()],
                     });
                 }
