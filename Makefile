@@ -1,5 +1,6 @@
 # freshet: two commands on a fresh Debian machine with only the Rust toolchain.
-#   make run   builds and starts the server on 127.0.0.1:6543 (psql -h 127.0.0.1 -p 6543 freshet)
+#   make run   builds and starts the server on 127.0.0.1:6543 (psql -h 127.0.0.1 -p 6543 freshet),
+#              with an embedded Kafka-protocol broker on 127.0.0.1:9092 streaming demo tweets
 #   make test  installs what is missing, then runs every test
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -36,7 +37,7 @@ build: deps
 	cargo build --workspace
 
 run: build
-	$(BIN) --listen $${FRESHET_LISTEN:-127.0.0.1:6543} --data-dir $${FRESHET_DATA_DIR:-./freshet-data}
+	bash scripts/run.sh $(CARGO_TARGET_DIR)/debug
 
 test: deps venv build test-rust test-slt test-e2e
 

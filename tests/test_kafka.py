@@ -287,7 +287,7 @@ def produce_in_background(kafka, topic, ids, partitions, every_bad=0):
                 bad.append(i)
             if i % 200 == 0:
                 producer.poll(0)
-                time.sleep(0.01)  # pace the stream so kills land mid-ingest
+                time.sleep(0.1)  # pace the stream (~15 s) so kills land mid-ingest
         producer.flush(60)
 
     t = threading.Thread(target=run)

@@ -13,6 +13,7 @@
 pub mod json;
 pub mod options;
 pub mod reader;
+pub mod tweets;
 
 pub use json::{BadMessage, JsonDecoder, Message};
 pub use options::{KafkaOptions, Startup};

@@ -168,6 +168,22 @@ impl<'a> Lowering<'a> {
                 Ok(node)
             }
             LogicalPlan::SubqueryAlias(a) => self.lower(&a.input),
+            LogicalPlan::Unnest(u) => {
+                let input = self.lower(&u.input)?;
+                Ok(Node::Unnest {
+                    input: Box::new(input),
+                    op: crate::ops::UnnestOp {
+                        lists: u
+                            .list_type_columns
+                            .iter()
+                            .map(|(i, l)| (*i, l.depth))
+                            .collect(),
+                        structs: u.struct_type_columns.clone(),
+                        options: u.options.clone(),
+                        schema: nullable(u.schema.inner()),
+                    },
+                })
+            }
             LogicalPlan::Sort(s) => match s.fetch {
                 Some(fetch) => self.top_n(&s.input, &s.expr, 0, Some(fetch)),
                 // A view is a multiset: ORDER BY alone has no effect on it.

@@ -43,6 +43,10 @@ pub fn scalar_to_datum(v: &ScalarValue) -> Result<Datum> {
         S::Date32(Some(d)) => Datum::Date(*d),
         S::Time64Microsecond(Some(t)) => Datum::Time(*t),
         S::TimestampMicrosecond(Some(t), _) => Datum::Timestamp(*t),
+        // Other units are kept as microseconds (PostgreSQL's precision).
+        S::TimestampSecond(Some(t), _) => Datum::Timestamp(t.saturating_mul(1_000_000)),
+        S::TimestampMillisecond(Some(t), _) => Datum::Timestamp(t.saturating_mul(1_000)),
+        S::TimestampNanosecond(Some(t), _) => Datum::Timestamp(t.div_euclid(1_000)),
         S::IntervalMonthDayNano(Some(i)) => Datum::Interval {
             months: i.months,
             days: i.days,
@@ -89,6 +93,15 @@ pub fn datum_to_scalar(d: &Datum, dt: &DataType) -> Result<ScalarValue> {
         (Datum::Time(v), _) => S::Time64Microsecond(Some(*v)),
         (Datum::Timestamp(v), DataType::Timestamp(TimeUnit::Microsecond, tz)) => {
             S::TimestampMicrosecond(Some(*v), tz.clone())
+        }
+        (Datum::Timestamp(v), DataType::Timestamp(TimeUnit::Second, tz)) => {
+            S::TimestampSecond(Some(v.div_euclid(1_000_000)), tz.clone())
+        }
+        (Datum::Timestamp(v), DataType::Timestamp(TimeUnit::Millisecond, tz)) => {
+            S::TimestampMillisecond(Some(v.div_euclid(1_000)), tz.clone())
+        }
+        (Datum::Timestamp(v), DataType::Timestamp(TimeUnit::Nanosecond, tz)) => {
+            S::TimestampNanosecond(Some(v.saturating_mul(1_000)), tz.clone())
         }
         (
             Datum::Interval {

@@ -40,6 +40,13 @@ fn expr_name(e: &Expr) -> String {
         Expr::Alias(a) if a.name.contains('(') => name_from_display(&a.name),
         Expr::Alias(a) => a.name.clone(),
         Expr::Column(c) => name_from_display(&c.name),
+        // `(col).field` and `col['field']` are named after the field, as in PostgreSQL.
+        Expr::ScalarFunction(f) if f.func.name() == "get_field" => match f.args.get(1) {
+            Some(Expr::Literal(datafusion::scalar::ScalarValue::Utf8(Some(name)), _)) => {
+                name.clone()
+            }
+            _ => f.func.name().to_ascii_lowercase(),
+        },
         Expr::ScalarFunction(f) => f.func.name().to_ascii_lowercase(),
         Expr::AggregateFunction(f) => f.func.name().to_ascii_lowercase(),
         Expr::WindowFunction(f) => f.fun.name().to_ascii_lowercase(),

@@ -9,6 +9,7 @@ mod join;
 mod merge;
 mod not_in;
 mod ordered;
+mod unnest;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use freshet_common::{Datum, TableId};
 pub use aggregate::{AggKind, AggSpec, AggregateOp};
 pub use join::{JoinKind, JoinOp};
 pub use ordered::{OrderedMode, OrderedOp};
+pub use unnest::UnnestOp;
 
 use crate::delta::Delta;
 use crate::epoch::{EpochChanges, EpochCtx};
@@ -51,6 +53,8 @@ pub enum Node {
     Aggregate { input: Box<Node>, op: AggregateOp },
     /// Top-N and window functions over ordered partitions.
     Ordered { input: Box<Node>, op: OrderedOp },
+    /// UNNEST of list (and struct) columns.
+    Unnest { input: Box<Node>, op: UnnestOp },
     /// Joins of every kind.
     Join {
         left: Box<Node>,
@@ -76,6 +80,7 @@ impl Node {
             Node::Filter { input, .. } => input.schema(),
             Node::Aggregate { op, .. } => op.schema(),
             Node::Ordered { op, .. } => op.schema(),
+            Node::Unnest { op, .. } => Arc::clone(&op.schema),
             Node::Join { op, .. } => op.schema(),
             Node::Constant { batch } => batch.schema(),
         }
@@ -111,6 +116,7 @@ impl Node {
             Node::Scan { .. } | Node::Constant { .. } => vec![],
             Node::Filter { input, .. }
             | Node::Ordered { input, .. }
+            | Node::Unnest { input, .. }
             | Node::Project { input, .. }
             | Node::Aggregate { input, .. } => vec![input],
             Node::Join { left, right, .. } => vec![left, right],
@@ -124,6 +130,7 @@ impl Node {
             Node::Scan { relation, .. } => out.push(*relation),
             Node::Filter { input, .. }
             | Node::Ordered { input, .. }
+            | Node::Unnest { input, .. }
             | Node::Project { input, .. }
             | Node::Aggregate { input, .. } => input.relations(out),
             Node::Join { left, right, .. } => {
@@ -141,6 +148,7 @@ impl Node {
             Node::Scan { relation, .. } => changes.changes(*relation),
             Node::Filter { input, .. }
             | Node::Project { input, .. }
+            | Node::Unnest { input, .. }
             | Node::Ordered { input, .. } => input.touched(changes, initial),
             // A global aggregate emits its row at backfill even over empty input.
             Node::Aggregate { input, op } => {
@@ -193,7 +201,11 @@ impl Node {
                     let opts = datafusion::arrow::array::RecordBatchOptions::new()
                         .with_row_count(Some(b.num_rows()));
                     parts.push(Delta {
-                        batch: RecordBatch::try_new_with_options(Arc::clone(schema), columns, &opts)?,
+                        batch: RecordBatch::try_new_with_options(
+                            Arc::clone(schema),
+                            columns,
+                            &opts,
+                        )?,
                         weights: vec![1; b.num_rows()],
                     });
                 }
@@ -234,6 +246,12 @@ impl Node {
             Node::Ordered { input, op } => {
                 let d = input.eval(changes, ctx)?;
                 op.apply(d, ctx).and_then(|o| o.map_or(Ok(None), nonempty))
+            }
+            Node::Unnest { input, op } => {
+                let Some(d) = input.eval(changes, ctx)? else {
+                    return Ok(None);
+                };
+                nonempty(op.apply(d)?)
             }
             Node::Join { left, right, op } => {
                 let l = left.eval(changes, ctx)?;
@@ -284,6 +302,7 @@ impl Node {
             }
             Node::Aggregate { op, .. } => op.describe(),
             Node::Ordered { op, .. } => op.describe(),
+            Node::Unnest { op, .. } => op.describe(),
             Node::Join { op, .. } => op.describe(),
             Node::Union { inputs, .. } => format!("UnionAll: inputs={}", inputs.len()),
             Node::Constant { batch } => format!("Constant: rows={}", batch.num_rows()),
@@ -295,6 +314,7 @@ impl Node {
             Node::Scan { .. } | Node::Constant { .. } => {}
             Node::Filter { input, .. }
             | Node::Ordered { input, .. }
+            | Node::Unnest { input, .. }
             | Node::Project { input, .. }
             | Node::Aggregate { input, .. } => input.explain(depth + 1, out),
             Node::Join { left, right, .. } => {
