@@ -15,6 +15,7 @@
 mod pg;
 mod procstat;
 mod server;
+mod tweets;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ struct Cli {
 enum Cmd {
     /// View maintenance throughput, latency and memory (issue: incremental views).
     Views(ViewsOpts),
+    /// Kafka source throughput and freshness with realistic tweets (issue: Kafka sources).
+    Tweets(tweets::TweetsOpts),
 }
 
 #[derive(Parser, Clone)]
@@ -340,5 +343,6 @@ async fn views(o: ViewsOpts) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Views(o) => views(o).await,
+        Cmd::Tweets(o) => tweets::run(o).await,
     }
 }
