@@ -262,10 +262,30 @@ def test_create_source_errors(kafka, freshet):
         conn.execute("CREATE SOURCE x (a INT) WITH (connector = 'kafka') FORMAT JSON")
     with pytest.raises(psycopg.errors.SyntaxError):
         conn.execute("CREATE SOURCE x (a INT) WITH (connector = 'kafka', topic = 't')")
+    kafka.create_topic("t", 1)
     with pytest.raises(psycopg.errors.FeatureNotSupported):
-        conn.execute(f"""CREATE SOURCE x (a JSONB) WITH (connector = 'kafka', topic = 't',
+        conn.execute(f"""CREATE SOURCE x (a STRUCT<b JSONB>) WITH (connector = 'kafka', topic = 't',
                          properties.bootstrap.server = '{kafka.bootstrap}') FORMAT JSON""")
+    with pytest.raises(psycopg.errors.FeatureNotSupported):
+        conn.execute(f"""CREATE SOURCE x (a INT) WITH (connector = 'kafka', topic = 't',
+                         properties.bootstrap.server = '{kafka.bootstrap}') FORMAT PLAIN ENCODE CSV""")
     assert conn.execute("SHOW SOURCES").fetchall() == []
+
+
+def test_jsonb_column_takes_any_json_value(kafka, freshet):
+    kafka.create_topic("docs", 1)
+    conn = freshet.connect()
+    conn.execute(f"""CREATE SOURCE docs (id BIGINT, doc JSONB)
+                     WITH (connector = 'kafka', topic = 'docs',
+                           properties.bootstrap.server = '{kafka.bootstrap}') FORMAT JSON""")
+    conn.execute("CREATE MATERIALIZED VIEW dv AS SELECT id, doc FROM docs")
+    values = [{"a": [1, {"b": None}], "c": "x"}, "text", 3.5, [1, 2], True, None]
+    send(kafka.producer(), "docs", [(0, json.dumps({"id": i, "doc": v}).encode(), None)
+                                    for i, v in enumerate(values)] + [(0, b'{"id": 99}', None)])
+    conn.execute("FLUSH")
+    # psycopg parses jsonb values; JSON null and a missing field are both SQL NULL.
+    rows = dict(conn.execute("SELECT id, doc FROM dv").fetchall())
+    assert rows == {**{i: v for i, v in enumerate(values)}, 99: None}
 
 
 def produce_in_background(kafka, topic, ids, partitions, every_bad=0):

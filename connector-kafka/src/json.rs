@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -57,6 +58,10 @@ impl BadMessage {
 #[derive(Debug, Clone)]
 pub struct JsonDecoder {
     payload: SchemaRef,
+    /// `payload` without the raw-JSON columns: what arrow-json decodes.
+    typed: SchemaRef,
+    /// Payload columns that take any JSON value, kept as its JSON text (JSONB).
+    raw: Vec<usize>,
     include: Vec<IncludeKind>,
     schema: SchemaRef,
 }
@@ -65,10 +70,28 @@ impl JsonDecoder {
     /// `schema` must be `payload`'s fields followed by the `include` columns' fields.
     pub fn new(payload: SchemaRef, include: Vec<IncludeKind>, schema: SchemaRef) -> Self {
         JsonDecoder {
+            typed: Arc::clone(&payload),
             payload,
+            raw: vec![],
             include,
             schema,
         }
+    }
+
+    /// Payload columns (indexes; Utf8) that take any JSON value as its JSON text. Messages
+    /// of a decoder with such columns are also parsed with serde_json, for those fields only.
+    pub fn with_raw_json_columns(mut self, raw: Vec<usize>) -> Self {
+        let fields: Vec<_> = self
+            .payload
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !raw.contains(i))
+            .map(|(_, f)| Arc::clone(f))
+            .collect();
+        self.typed = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+        self.raw = raw;
+        self
     }
 
     /// The schema of decoded batches.
@@ -77,7 +100,7 @@ impl JsonDecoder {
     }
 
     fn decoder(&self, batch_size: usize) -> Result<Decoder, ArrowError> {
-        ReaderBuilder::new(Arc::clone(&self.payload))
+        ReaderBuilder::new(Arc::clone(&self.typed))
             .with_batch_size(batch_size.max(1))
             .with_coerce_primitive(true)
             .with_strict_mode(false)
@@ -135,10 +158,47 @@ impl JsonDecoder {
                 if parts.is_empty() {
                     return Ok((None, bad));
                 }
-                concat_batches(&self.payload, &parts)?
+                concat_batches(&self.typed, &parts)?
             }
         };
+        let payload = self.with_raw_json(payload, &good)?;
         Ok((Some(self.with_metadata(payload, &good)?), bad))
+    }
+
+    /// Inserts the raw-JSON columns of `msgs` (already known to be JSON objects) at their
+    /// places among the typed ones.
+    fn with_raw_json(
+        &self,
+        typed: RecordBatch,
+        msgs: &[&Message],
+    ) -> Result<Vec<ArrayRef>, ArrowError> {
+        if self.raw.is_empty() {
+            return Ok(typed.columns().to_vec());
+        }
+        let mut raw: Vec<StringBuilder> = self.raw.iter().map(|_| StringBuilder::new()).collect();
+        for m in msgs {
+            let obj: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(m.payload.as_deref().unwrap_or_default())
+                    .map_err(|e| ArrowError::JsonError(e.to_string()))?;
+            for (b, &i) in raw.iter_mut().zip(&self.raw) {
+                match obj.get(self.payload.field(i).name()) {
+                    None | Some(serde_json::Value::Null) => b.append_null(),
+                    Some(v) => b.append_value(v.to_string()),
+                }
+            }
+        }
+        let mut raw = raw.into_iter();
+        let mut typed = typed.columns().iter();
+        (0..self.payload.fields().len())
+            .map(|i| {
+                let col = if self.raw.contains(&i) {
+                    raw.next().map(|mut b| Arc::new(b.finish()) as ArrayRef)
+                } else {
+                    typed.next().cloned()
+                };
+                col.ok_or_else(|| ArrowError::SchemaError("raw JSON column mismatch".into()))
+            })
+            .collect()
     }
 
     /// Feeds one message; an error when it is not exactly one JSON object.
@@ -168,10 +228,9 @@ impl JsonDecoder {
     /// Appends the metadata columns of `msgs` to `payload`.
     fn with_metadata(
         &self,
-        payload: RecordBatch,
+        mut columns: Vec<ArrayRef>,
         msgs: &[&Message],
     ) -> Result<RecordBatch, ArrowError> {
-        let mut columns: Vec<ArrayRef> = payload.columns().to_vec();
         for kind in &self.include {
             let col: ArrayRef = match kind {
                 IncludeKind::Partition => {
@@ -280,5 +339,32 @@ mod tests {
         let bad_offsets: Vec<i64> = bad.iter().map(|b| b.offset).collect();
         assert_eq!(bad_offsets, vec![1, 2, 3, 4, 6, 7], "{bad:?}");
         assert!(bad.iter().all(|b| !b.error.is_empty()));
+    }
+
+    #[test]
+    fn raw_json_columns_take_any_value() {
+        let payload = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("doc", DataType::Utf8, true),
+        ]));
+        let d =
+            JsonDecoder::new(Arc::clone(&payload), vec![], payload).with_raw_json_columns(vec![1]);
+        let msgs = vec![
+            msg(0, r#"{"id": 1, "doc": {"a": [1, {"b": null}]}}"#),
+            msg(1, r#"{"id": 2, "doc": "text"}"#),
+            msg(2, r#"{"id": "bad", "doc": 1}"#),
+            msg(3, r#"{"id": 4}"#),
+            msg(4, r#"{"id": 5, "doc": 2.5}"#),
+        ];
+        let (batch, bad) = d.decode(&msgs).unwrap();
+        let batch = batch.unwrap();
+        assert_eq!(bad.len(), 1);
+        let docs = batch.column(1).as_string::<i32>();
+        assert_eq!(docs.value(0), r#"{"a":[1,{"b":null}]}"#);
+        assert_eq!(docs.value(1), r#""text""#);
+        assert!(docs.is_null(2));
+        assert_eq!(docs.value(3), "2.5");
+        let ids = batch.column(0).as_primitive::<Int64Type>();
+        assert_eq!(ids.values().to_vec(), vec![1, 2, 4, 5]);
     }
 }

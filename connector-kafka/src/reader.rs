@@ -71,6 +71,9 @@ fn client_config(opts: &KafkaOptions) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
+        // Freshness over fetch efficiency: a fetch returns within 10 ms (librdkafka's default
+        // waits up to 500 ms). `properties.fetch.wait.max.ms` overrides it.
+        .set("fetch.wait.max.ms", "10")
         .set("topic.metadata.refresh.interval.ms", "2000")
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "2000");

@@ -137,7 +137,14 @@ fn decoder(def: &SourceDef, schema: &SchemaRef) -> JsonDecoder {
     let payload = Arc::new(Schema::new(
         schema.fields()[..def.payload_columns().len()].to_vec(),
     ));
-    JsonDecoder::new(payload, def.include.clone(), Arc::clone(schema))
+    let raw = def
+        .payload_columns()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.ty == SqlType::Jsonb)
+        .map(|(i, _)| i)
+        .collect();
+    JsonDecoder::new(payload, def.include.clone(), Arc::clone(schema)).with_raw_json_columns(raw)
 }
 
 fn kafka_options(def: &SourceDef) -> Result<KafkaOptions, PgError> {
@@ -231,15 +238,22 @@ fn internal(e: impl std::fmt::Display) -> PgError {
     PgError::new(SqlState::INTERNAL_ERROR, e.to_string())
 }
 
-/// Rejects column types the decoder cannot fill yet.
+/// Rejects column types the decoder cannot fill yet: JSONB is taken as a top-level column
+/// only (any JSON value, kept as its text), not inside structs or arrays.
 fn check_type(name: &str, ty: &SqlType) -> Result<(), PgError> {
+    fn nested(name: &str, ty: &SqlType) -> Result<(), PgError> {
+        match ty {
+            SqlType::Jsonb => Err(PgError::not_supported(format!(
+                "JSONB inside a struct or array of a source (column \"{name}\")"
+            ))),
+            SqlType::Array(t) => nested(name, t),
+            SqlType::Struct(fields) => fields.iter().try_for_each(|(_, t)| nested(name, t)),
+            _ => Ok(()),
+        }
+    }
     match ty {
-        SqlType::Jsonb => Err(PgError::not_supported(format!(
-            "JSONB source columns (column \"{name}\")"
-        ))),
-        SqlType::Array(t) => check_type(name, t),
-        SqlType::Struct(fields) => fields.iter().try_for_each(|(_, t)| check_type(name, t)),
-        _ => Ok(()),
+        SqlType::Jsonb => Ok(()),
+        other => nested(name, other),
     }
 }
 
