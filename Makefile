@@ -13,7 +13,7 @@ SLT     := $(CARGO_TARGET_DIR)/debug/freshet-slt
 DEB_PKGS := clang libclang-dev postgresql postgresql-client
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv build run test test-rust test-slt test-e2e bench
+.PHONY: help deps venv build run test test-rust test-slt test-e2e bench bench-tweets
 
 help:
 	@echo "make run   - build and start freshet on 127.0.0.1:6543"
@@ -54,3 +54,8 @@ test-e2e:
 bench: deps
 	cargo build --release -p freshet-server -p freshet-bench
 	$(CARGO_TARGET_DIR)/release/freshet-bench views --freshet-bin $(CARGO_TARGET_DIR)/release/freshet $(BENCH_ARGS)
+
+# Release build + the Kafka tweets benchmark (mock broker in the bench process).
+bench-tweets: deps
+	cargo build --release -p freshet-server -p freshet-bench
+	$(CARGO_TARGET_DIR)/release/freshet-bench tweets --freshet-bin $(CARGO_TARGET_DIR)/release/freshet $(BENCH_ARGS)
