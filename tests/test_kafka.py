@@ -392,3 +392,32 @@ def test_broker_outage_is_visible_and_loses_nothing(kafka, freshet):
              what="the source to report running again")
     conn.execute("FLUSH")
     assert conn.execute("SELECT * FROM oc").fetchone() == (8000, 8000, sum(range(8000)))
+
+
+def test_only_columns_views_read_are_checked_and_views_agree(kafka, freshet):
+    """Fields no view reads are not decoded (nor type-checked); a later view reading them sees
+    NULL where they do not convert, and every view keeps the same set of messages."""
+    kafka.create_topic("cols", 1)
+    conn = freshet.connect()
+    conn.execute(f"""CREATE SOURCE cols (id BIGINT, a BIGINT, b BIGINT)
+                     WITH (connector = 'kafka', topic = 'cols',
+                           properties.bootstrap.server = '{kafka.bootstrap}') FORMAT JSON""")
+    conn.execute("CREATE MATERIALIZED VIEW va AS SELECT id, a FROM cols")
+    p = kafka.producer()
+    send(p, "cols", [(0, b'{"id": 1, "a": 1, "b": "x"}', None),     # b unread: accepted
+                     (0, b'{"id": 2, "a": "y", "b": 2}', None)])    # a read by va: rejected
+    conn.execute("FLUSH")
+    conn.execute("CREATE MATERIALIZED VIEW vb AS SELECT id, b FROM cols")
+    assert conn.execute("SELECT * FROM vb").fetchall() == [(1, None)]
+    send(p, "cols", [(0, b'{"id": 3, "a": 3, "b": "z"}', None),     # b read by vb now: rejected
+                     (0, b'{"id": 4, "a": 4, "b": 4}', None)])
+    conn.execute("FLUSH")
+    assert sorted(conn.execute("SELECT * FROM va").fetchall()) == [(1, 1), (4, 4)]
+    assert sorted(conn.execute("SELECT * FROM vb").fetchall()) == [(1, None), (4, 4)]
+    assert sorted(conn.execute("SELECT id, a, b FROM cols").fetchall()) == [(1, 1, None), (4, 4, 4)]
+    assert [r[0] for r in conn.execute(
+        'SELECT "offset" FROM freshet_internal.source_errors ORDER BY 1').fetchall()] == [1, 2]
+    conn.execute("DROP MATERIALIZED VIEW vb")
+    send(p, "cols", [(0, b'{"id": 5, "a": 5, "b": "w"}', None)])    # b unread again: accepted
+    conn.execute("FLUSH")
+    assert sorted(conn.execute("SELECT * FROM va").fetchall()) == [(1, 1), (4, 4), (5, 5)]

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
+    new_null_array, ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -58,40 +58,82 @@ impl BadMessage {
 #[derive(Debug, Clone)]
 pub struct JsonDecoder {
     payload: SchemaRef,
-    /// `payload` without the raw-JSON columns: what arrow-json decodes.
-    typed: SchemaRef,
     /// Payload columns that take any JSON value, kept as its JSON text (JSONB).
+    raw_all: Vec<usize>,
+    /// Per payload column: whether it is decoded (the others come out NULL).
+    selected: Vec<bool>,
+    /// The selected typed (non-raw) fields: what arrow-json decodes.
+    typed: SchemaRef,
+    /// The selected raw-JSON columns.
     raw: Vec<usize>,
     include: Vec<IncludeKind>,
     schema: SchemaRef,
 }
 
 impl JsonDecoder {
-    /// `schema` must be `payload`'s fields followed by the `include` columns' fields.
+    /// `schema` must be `payload`'s fields followed by the `include` columns' fields. Every
+    /// payload column is decoded until [`JsonDecoder::with_columns`] says otherwise.
     pub fn new(payload: SchemaRef, include: Vec<IncludeKind>, schema: SchemaRef) -> Self {
-        JsonDecoder {
+        let mut d = JsonDecoder {
             typed: Arc::clone(&payload),
+            selected: vec![true; payload.fields().len()],
             payload,
+            raw_all: vec![],
             raw: vec![],
             include,
             schema,
-        }
+        };
+        d.rebuild();
+        d
     }
 
     /// Payload columns (indexes; Utf8) that take any JSON value as its JSON text. Messages
     /// of a decoder with such columns are also parsed with serde_json, for those fields only.
     pub fn with_raw_json_columns(mut self, raw: Vec<usize>) -> Self {
+        self.raw_all = raw;
+        self.rebuild();
+        self
+    }
+
+    /// Decodes only these payload columns (indexes); the others come out as NULL and are not
+    /// type-checked. Saves the work of building columns no reader needs.
+    pub fn with_columns(mut self, columns: &[usize]) -> Self {
+        self.selected = (0..self.payload.fields().len())
+            .map(|i| columns.contains(&i))
+            .collect();
+        self.rebuild();
+        self
+    }
+
+    /// The payload columns this decoder decodes.
+    pub fn columns(&self) -> Vec<usize> {
+        (0..self.selected.len())
+            .filter(|&i| self.selected[i])
+            .collect()
+    }
+
+    fn rebuild(&mut self) {
+        // arrow-json needs a field to decode into: keep one typed column when none is asked.
+        if !(0..self.selected.len()).any(|i| self.selected[i] && !self.raw_all.contains(&i)) {
+            if let Some(i) = (0..self.selected.len()).find(|i| !self.raw_all.contains(i)) {
+                self.selected[i] = true;
+            }
+        }
         let fields: Vec<_> = self
             .payload
             .fields()
             .iter()
             .enumerate()
-            .filter(|(i, _)| !raw.contains(i))
+            .filter(|(i, _)| self.selected[*i] && !self.raw_all.contains(i))
             .map(|(_, f)| Arc::clone(f))
             .collect();
         self.typed = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
-        self.raw = raw;
-        self
+        self.raw = self
+            .raw_all
+            .iter()
+            .copied()
+            .filter(|&i| self.selected.get(i).copied().unwrap_or(false))
+            .collect();
     }
 
     /// The schema of decoded batches.
@@ -165,25 +207,27 @@ impl JsonDecoder {
         Ok((Some(self.with_metadata(payload, &good)?), bad))
     }
 
-    /// Inserts the raw-JSON columns of `msgs` (already known to be JSON objects) at their
-    /// places among the typed ones.
+    /// Inserts the raw-JSON columns of `msgs` (already known to be JSON objects) and NULL
+    /// columns for the unselected ones at their places among the typed ones.
     fn with_raw_json(
         &self,
         typed: RecordBatch,
         msgs: &[&Message],
     ) -> Result<Vec<ArrayRef>, ArrowError> {
-        if self.raw.is_empty() {
+        if self.raw.is_empty() && self.selected.iter().all(|s| *s) {
             return Ok(typed.columns().to_vec());
         }
         let mut raw: Vec<StringBuilder> = self.raw.iter().map(|_| StringBuilder::new()).collect();
-        for m in msgs {
-            let obj: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_slice(m.payload.as_deref().unwrap_or_default())
-                    .map_err(|e| ArrowError::JsonError(e.to_string()))?;
-            for (b, &i) in raw.iter_mut().zip(&self.raw) {
-                match obj.get(self.payload.field(i).name()) {
-                    None | Some(serde_json::Value::Null) => b.append_null(),
-                    Some(v) => b.append_value(v.to_string()),
+        if !self.raw.is_empty() {
+            for m in msgs {
+                let obj: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(m.payload.as_deref().unwrap_or_default())
+                        .map_err(|e| ArrowError::JsonError(e.to_string()))?;
+                for (b, &i) in raw.iter_mut().zip(&self.raw) {
+                    match obj.get(self.payload.field(i).name()) {
+                        None | Some(serde_json::Value::Null) => b.append_null(),
+                        Some(v) => b.append_value(v.to_string()),
+                    }
                 }
             }
         }
@@ -191,7 +235,12 @@ impl JsonDecoder {
         let mut typed = typed.columns().iter();
         (0..self.payload.fields().len())
             .map(|i| {
-                let col = if self.raw.contains(&i) {
+                let col = if !self.selected[i] {
+                    Some(new_null_array(
+                        self.payload.field(i).data_type(),
+                        msgs.len(),
+                    ))
+                } else if self.raw.contains(&i) {
                     raw.next().map(|mut b| Arc::new(b.finish()) as ArrayRef)
                 } else {
                     typed.next().cloned()
@@ -199,6 +248,61 @@ impl JsonDecoder {
                 col.ok_or_else(|| ArrowError::SchemaError("raw JSON column mismatch".into()))
             })
             .collect()
+    }
+
+    /// Decodes messages already accepted once (by [`JsonDecoder::decode`], possibly with
+    /// fewer columns): every JSON object yields a row; a field that does not convert to its
+    /// type is NULL instead of rejecting the message. For re-reads (backfills), which must
+    /// keep exactly the messages that were accepted when first read.
+    pub fn decode_lenient(&self, msgs: &[Message]) -> Result<Option<RecordBatch>, ArrowError> {
+        let (good, bad) = self.decode(msgs)?;
+        let mut parts: Vec<RecordBatch> = good.into_iter().collect();
+        for b in bad {
+            let Some(m) = msgs
+                .iter()
+                .find(|m| m.partition == b.partition && m.offset == b.offset)
+            else {
+                continue;
+            };
+            if let Some(row) = self.decode_fieldwise(m)? {
+                parts.push(row);
+            }
+        }
+        match parts.len() {
+            0 => Ok(None),
+            1 => Ok(parts.pop()),
+            _ => concat_batches(&self.schema, &parts).map(Some),
+        }
+    }
+
+    /// One message, each selected typed field on its own (NULL when it does not convert);
+    /// `None` when the message is not one JSON object.
+    fn decode_fieldwise(&self, m: &Message) -> Result<Option<RecordBatch>, ArrowError> {
+        let mut columns = Vec::with_capacity(self.typed.fields().len());
+        for f in self.typed.fields() {
+            let one = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![Arc::clone(
+                f,
+            )]));
+            let mut d = ReaderBuilder::new(one)
+                .with_batch_size(1)
+                .with_coerce_primitive(true)
+                .with_strict_mode(false)
+                .build_decoder()?;
+            if self.feed(&mut d, m).is_err() {
+                return Ok(None);
+            }
+            columns.push(match d.flush() {
+                Ok(Some(b)) => Arc::clone(b.column(0)),
+                _ => new_null_array(f.data_type(), 1),
+            });
+        }
+        let typed = RecordBatch::try_new_with_options(
+            Arc::clone(&self.typed),
+            columns,
+            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+        )?;
+        let cols = self.with_raw_json(typed, &[m])?;
+        self.with_metadata(cols, &[m]).map(Some)
     }
 
     /// Feeds one message; an error when it is not exactly one JSON object.
@@ -366,5 +470,33 @@ mod tests {
         assert_eq!(docs.value(3), "2.5");
         let ids = batch.column(0).as_primitive::<Int64Type>();
         assert_eq!(ids.values().to_vec(), vec![1, 2, 4, 5]);
+    }
+
+    #[test]
+    fn unselected_columns_are_null_and_unchecked_and_lenient_keeps_rows() {
+        let d = decoder().with_columns(&[1]);
+        let msgs = vec![
+            msg(0, r#"{"id": "not a number", "text": "a"}"#),
+            msg(1, r#"{"id": 2, "text": {"no": 1}}"#),
+            msg(2, "oops"),
+        ];
+        let (batch, bad) = d.decode(&msgs).unwrap();
+        let batch = batch.unwrap();
+        assert_eq!(batch.num_rows(), 1);
+        assert!(batch.column(0).is_null(0));
+        assert_eq!(batch.column(1).as_string::<i32>().value(0), "a");
+        assert_eq!(bad.iter().map(|b| b.offset).collect::<Vec<_>>(), vec![1, 2]);
+        // A re-read with every column: rows stay, fields that do not convert are NULL.
+        let full = decoder().decode_lenient(&msgs[..2]).unwrap().unwrap();
+        assert_eq!(full.num_rows(), 2);
+        let ids = full.column(0).as_primitive::<Int64Type>();
+        let texts = full.column(1).as_string::<i32>();
+        let offs = full.column(3).as_primitive::<Int64Type>();
+        for i in 0..2 {
+            match offs.value(i) {
+                0 => assert!(ids.is_null(i) && texts.value(i) == "a"),
+                _ => assert!(ids.value(i) == 2 && texts.is_null(i)),
+            }
+        }
     }
 }

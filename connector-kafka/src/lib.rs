@@ -17,7 +17,10 @@ pub mod tweets;
 
 pub use json::{BadMessage, JsonDecoder, Message};
 pub use options::{KafkaOptions, Startup};
-pub use reader::{replay, resolve_start, Reader, ReaderConfig, SourceBatch, Status, BEGINNING};
+pub use reader::{
+    decode_batch, replay, resolve_start, Reader, ReaderConfig, SharedDecoder, SourceBatch, Status,
+    BEGINNING,
+};
 
 /// Errors of the Kafka connector.
 #[derive(Debug, thiserror::Error)]

@@ -23,11 +23,47 @@ use crate::{Error, Result};
 /// `start` of a partition read from its beginning (wherever the broker's log starts).
 pub const BEGINNING: i64 = -2;
 
+/// The decoder a reader uses, replaceable while it runs (when the columns views read change).
+#[derive(Debug)]
+pub struct SharedDecoder {
+    inner: Mutex<(u64, Arc<JsonDecoder>)>,
+}
+
+impl SharedDecoder {
+    pub fn new(d: JsonDecoder) -> Arc<SharedDecoder> {
+        Arc::new(SharedDecoder {
+            inner: Mutex::new((0, Arc::new(d))),
+        })
+    }
+
+    /// The current decoder and its version.
+    pub fn get(&self) -> (u64, Arc<JsonDecoder>) {
+        let g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (g.0, Arc::clone(&g.1))
+    }
+
+    /// Replaces the decoder (a new version).
+    pub fn set(&self, d: JsonDecoder) {
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *g = (g.0 + 1, Arc::new(d));
+    }
+}
+
 /// What the reader hands over: decoded messages and the offsets they take each partition to.
 #[derive(Debug)]
 pub struct SourceBatch {
     pub batch: Option<RecordBatch>,
     pub bad: Vec<BadMessage>,
+    /// The messages themselves, to decode again if the decoder changed since.
+    pub raw: Vec<Message>,
+    /// The version of the decoder `batch` and `bad` come from.
+    pub version: u64,
     /// Per partition read in this batch: the offset after its last message.
     pub next: BTreeMap<i32, i64>,
     /// Messages read (good and bad).
@@ -193,7 +229,7 @@ impl Reader {
     /// `sink` receives every batch on the reader's thread; returning false stops the reader.
     pub fn spawn(
         opts: &KafkaOptions,
-        decoder: JsonDecoder,
+        decoder: Arc<SharedDecoder>,
         positions: BTreeMap<i32, i64>,
         config: ReaderConfig,
         mut sink: impl FnMut(SourceBatch) -> bool + Send + 'static,
@@ -387,7 +423,7 @@ fn watch_once(
 /// `max_wait`, up to `max_batch` messages.
 fn read_batch(
     consumer: &BaseConsumer,
-    decoder: &JsonDecoder,
+    decoder: &SharedDecoder,
     config: &ReaderConfig,
     stop: &AtomicBool,
 ) -> Option<SourceBatch> {
@@ -420,10 +456,14 @@ fn read_batch(
     if msgs.is_empty() {
         return None;
     }
-    Some(decode_batch(decoder, msgs))
+    let (version, decoder) = decoder.get();
+    let mut b = decode_batch(&decoder, msgs);
+    b.version = version;
+    Some(b)
 }
 
-fn decode_batch(decoder: &JsonDecoder, msgs: Vec<Message>) -> SourceBatch {
+/// Decodes `msgs` into a batch (version 0).
+pub fn decode_batch(decoder: &JsonDecoder, msgs: Vec<Message>) -> SourceBatch {
     let mut next = BTreeMap::new();
     for m in &msgs {
         let e = next.entry(m.partition).or_insert(0);
@@ -447,18 +487,22 @@ fn decode_batch(decoder: &JsonDecoder, msgs: Vec<Message>) -> SourceBatch {
     SourceBatch {
         batch,
         bad,
+        raw: msgs,
+        version: 0,
         next,
         messages,
     }
 }
 
 /// Reads each partition's messages in `[from, to)` (`from` may be [`BEGINNING`]) and decodes
-/// them, skipping bad ones (they were recorded when first read). For backfilling a new view
-/// up to exactly the offsets the source has committed.
+/// them leniently ([`JsonDecoder::decode_lenient`]), skipping the `(partition, offset)`s in
+/// `skip` (the messages rejected when first read). For backfilling a new view up to exactly
+/// the offsets the source has committed, with exactly the messages it accepted.
 pub fn replay(
     opts: &KafkaOptions,
     decoder: &JsonDecoder,
     ranges: &BTreeMap<i32, (i64, i64)>,
+    skip: &std::collections::HashSet<(i32, i64)>,
     timeout: Duration,
 ) -> Result<Vec<RecordBatch>> {
     let c = consumer(opts)?;
@@ -486,7 +530,7 @@ pub fn replay(
                 let Some(&to) = remaining.get(&p) else {
                     continue;
                 };
-                if m.offset() < to {
+                if m.offset() < to && !skip.contains(&(p, m.offset())) {
                     msgs.push(detach(&m));
                 }
                 if m.offset() + 1 >= to {
@@ -496,8 +540,8 @@ pub fn replay(
                     let _ = c.incremental_unassign(&tpl);
                 }
                 if msgs.len() >= 10_000 {
-                    if let (Some(b), _) = decoder
-                        .decode(&std::mem::take(&mut msgs))
+                    if let Some(b) = decoder
+                        .decode_lenient(&std::mem::take(&mut msgs))
                         .map_err(|e| Error::Kafka(e.to_string()))?
                     {
                         out.push(b);
@@ -515,8 +559,8 @@ pub fn replay(
             )));
         }
     }
-    if let (Some(b), _) = decoder
-        .decode(&msgs)
+    if let Some(b) = decoder
+        .decode_lenient(&msgs)
         .map_err(|e| Error::Kafka(e.to_string()))?
     {
         out.push(b);

@@ -129,6 +129,17 @@ impl Dataflows {
         self.read().is_empty()
     }
 
+    /// The columns of `relation` any view reads, sorted.
+    pub fn columns_read(&self, relation: TableId) -> Vec<usize> {
+        let mut out = Vec::new();
+        for v in self.read().values() {
+            v.root.columns_read(relation, &mut out);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Whether any view reads `table` (directly or through views).
     pub fn reads(&self, table: TableId) -> bool {
         self.read().values().any(|v| v.inputs.contains(&table))

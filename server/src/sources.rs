@@ -21,8 +21,8 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use freshet_catalog::{ColumnDef, SourceDef, DEFAULT_SCHEMA};
 use freshet_common::{PgError, SourceFormat, SqlState, SqlType, TableId};
 use freshet_connector_kafka::{
-    replay, resolve_start, BadMessage, JsonDecoder, KafkaOptions, Reader, ReaderConfig,
-    SourceBatch, BEGINNING,
+    decode_batch, replay, resolve_start, BadMessage, JsonDecoder, KafkaOptions, Reader,
+    ReaderConfig, SharedDecoder, SourceBatch, BEGINNING,
 };
 use freshet_dataflow::EpochChanges;
 use freshet_sql::CreateSourcePlan;
@@ -57,6 +57,8 @@ pub struct SourceRuntime {
     /// Rows as decoded: payload columns, then INCLUDE columns.
     pub schema: SchemaRef,
     reader: Mutex<Option<Reader>>,
+    /// The reader's decoder: only the columns views read (see [`refresh_columns`]).
+    decoder: Arc<SharedDecoder>,
     /// The committed progress (updated after each commit).
     committed: watch::Sender<Progress>,
     /// Bad messages recorded so far.
@@ -131,6 +133,36 @@ pub fn source_schema(def: &SourceDef) -> Schema {
             .map(|c| freshet_sql::types::arrow_field(&c.name, &c.ty, true))
             .collect::<Vec<_>>(),
     )
+}
+
+/// A decoder of the payload `columns` (all when `None`).
+fn decoder_for(def: &SourceDef, schema: &SchemaRef, columns: Option<&[usize]>) -> JsonDecoder {
+    let d = decoder(def, schema);
+    match columns {
+        Some(c) => d.with_columns(c),
+        None => d,
+    }
+}
+
+/// Points the source's reader at the columns its views read now. Call under the writer lock
+/// after views over it are created or dropped: batches decoded with the old column set are
+/// decoded again at commit.
+pub fn refresh_columns(engine: &Engine, id: TableId) {
+    if let Some(rt) = engine.sources.get(id) {
+        let columns = engine.dataflows.columns_read(id);
+        let d = decoder_for(&rt.def, &rt.schema, Some(&columns));
+        if d.columns() != rt.decoder.get().1.columns() {
+            tracing::debug!(source = %rt.def.name, ?columns, "decoding columns");
+            rt.decoder.set(d);
+        }
+    }
+}
+
+/// [`refresh_columns`] for every source.
+pub fn refresh_all_columns(engine: &Engine) {
+    for rt in engine.sources.all() {
+        refresh_columns(engine, rt.def.id);
+    }
 }
 
 fn decoder(def: &SourceDef, schema: &SchemaRef) -> JsonDecoder {
@@ -365,10 +397,12 @@ fn start_runtime(
     let opts = kafka_options(&def)?;
     let schema = Arc::new(source_schema(&def));
     let positions: BTreeMap<i32, i64> = progress.iter().map(|(&p, &(_, n))| (p, n)).collect();
-    let (tx, rx) = mpsc::channel::<SourceBatch>(4);
+    let (tx, rx) = mpsc::channel::<SourceBatch>(2);
+    let columns = engine.dataflows.columns_read(def.id);
+    let shared = SharedDecoder::new(decoder_for(&def, &schema, Some(&columns)));
     let reader = Reader::spawn(
         &opts,
-        decoder(&def, &schema),
+        Arc::clone(&shared),
         positions,
         ReaderConfig::default(),
         move |b| tx.blocking_send(b).is_ok(),
@@ -380,6 +414,7 @@ fn start_runtime(
         opts,
         schema,
         reader: Mutex::new(Some(reader)),
+        decoder: shared,
         committed,
         errors: std::sync::atomic::AtomicU64::new(errors),
         stalled: Mutex::new(None),
@@ -406,6 +441,12 @@ async fn ingest(engine: Arc<Engine>, rt: Arc<SourceRuntime>, mut rx: mpsc::Recei
             // Dropped meanwhile: its keys are gone and must stay gone.
             if engine.sources.get(id).is_none_or(|r| !Arc::ptr_eq(&r, &rt)) {
                 return;
+            }
+            // Batches decoded before the views' columns changed: decode them again.
+            let (version, current) = rt.decoder.get();
+            for b in group.iter_mut().filter(|b| b.version != version) {
+                let again = decode_batch(&current, std::mem::take(&mut b.raw));
+                (b.batch, b.bad, b.raw, b.version) = (again.batch, again.bad, again.raw, version);
             }
             let mut progress = rt.progress();
             let mut batch = WriteBatch::default();
@@ -512,21 +553,26 @@ pub async fn flush(engine: &Engine) -> Result<(), PgError> {
     Ok(())
 }
 
-/// Re-reads what `id` has committed as of `snapshot`: every decodable message in each
-/// partition's [start, next).
+/// Re-reads what `id` has committed as of `snapshot`: every message it accepted, in each
+/// partition's [start, next), decoding the payload `columns` (all when `None`).
 pub async fn replay_committed(
     engine: &Engine,
     snapshot: &Snapshot,
     id: TableId,
+    columns: Option<&[usize]>,
 ) -> Result<Vec<RecordBatch>, PgError> {
     let rt = engine
         .sources
         .get(id)
         .ok_or_else(|| internal(format!("source {id} is not running")))?;
     let ranges = read_progress(snapshot, id)?;
-    let dec = decoder(&rt.def, &rt.schema);
+    let skip: std::collections::HashSet<(i32, i64)> = read_errors(snapshot, id)?
+        .into_iter()
+        .map(|(p, o, _, _)| (p, o))
+        .collect();
+    let dec = decoder_for(&rt.def, &rt.schema, columns);
     let opts = rt.opts.clone();
-    tokio::task::spawn_blocking(move || replay(&opts, &dec, &ranges, REPLAY_TIMEOUT))
+    tokio::task::spawn_blocking(move || replay(&opts, &dec, &ranges, &skip, REPLAY_TIMEOUT))
         .await
         .map_err(internal)?
         .map_err(|e| {

@@ -147,7 +147,10 @@ pub async fn create(
     let mut changes = freshet_dataflow::EpochChanges::default();
     for &input in &view.inputs {
         if engine.sources.get(input).is_some() && !changes.appends.contains_key(&input) {
-            let rows = crate::sources::replay_committed(engine, &snapshot, input).await?;
+            let mut columns = Vec::new();
+            view.root.columns_read(input, &mut columns);
+            let rows =
+                crate::sources::replay_committed(engine, &snapshot, input, Some(&columns)).await?;
             changes.appends.insert(input, rows);
         }
     }
@@ -159,7 +162,11 @@ pub async fn create(
         .catalog
         .create_view(def, batch)
         .map_err(crate::session::user_error)?;
+    let inputs = view.inputs.clone();
     engine.dataflows.insert(Arc::new(view));
+    for input in inputs {
+        crate::sources::refresh_columns(engine, input);
+    }
     Ok(None)
 }
 
@@ -219,6 +226,7 @@ pub fn drop_views(engine: &Engine, defs: &[Arc<ViewDef>]) -> Result<(), PgError>
     for d in defs {
         engine.dataflows.remove(d.id);
     }
+    crate::sources::refresh_all_columns(engine);
     Ok(())
 }
 

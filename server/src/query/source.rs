@@ -54,9 +54,18 @@ impl TableProvider for SourceTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snapshot = StatementSnapshot::of(state, &self.engine);
-        let batches = crate::sources::replay_committed(&self.engine, &snapshot, self.def.id)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        // Decode only the payload columns the query reads.
+        let payload = self.def.payload_columns().len();
+        let columns: Option<Vec<usize>> =
+            projection.map(|p| p.iter().copied().filter(|&i| i < payload).collect());
+        let batches = crate::sources::replay_committed(
+            &self.engine,
+            &snapshot,
+            self.def.id,
+            columns.as_deref(),
+        )
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let exec = MemorySourceConfig::try_new_exec(
             &[batches],
             Arc::clone(&self.schema),
