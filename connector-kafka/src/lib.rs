@@ -34,6 +34,9 @@ pub enum Error {
     /// The broker or librdkafka failed.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// Messages that must be re-read are no longer in the topic.
+    #[error("{0}")]
+    Gone(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -522,6 +522,13 @@ pub fn replay(
     let mut out = Vec::new();
     let mut msgs = Vec::new();
     let mut last_progress = Instant::now();
+    // Where each partition's re-read must start: a first message past it means the topic no
+    // longer holds what the source consumed (retention), and the re-read would be incomplete.
+    let mut first: BTreeMap<i32, i64> = ranges
+        .iter()
+        .filter(|(p, (from, _))| *from >= 0 && remaining.contains_key(p))
+        .map(|(&p, &(from, _))| (p, from))
+        .collect();
     while !remaining.is_empty() {
         match c.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
@@ -530,6 +537,15 @@ pub fn replay(
                 let Some(&to) = remaining.get(&p) else {
                     continue;
                 };
+                if let Some(from) = first.remove(&p) {
+                    if m.offset() > from {
+                        return Err(Error::Gone(format!(
+                            "topic \"{}\" partition {p} no longer holds offsets {from}..{} that the source consumed (retention); a view over it can only be built from messages the topic still has",
+                            opts.topic,
+                            m.offset()
+                        )));
+                    }
+                }
                 if m.offset() < to && !skip.contains(&(p, m.offset())) {
                     msgs.push(detach(&m));
                 }

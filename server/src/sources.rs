@@ -454,6 +454,17 @@ async fn ingest(engine: Arc<Engine>, rt: Arc<SourceRuntime>, mut rx: mpsc::Recei
             let mut bad = 0u64;
             let mut rows = Vec::new();
             for b in &group {
+                // A partition read "from its beginning" starts where its first message was, so
+                // a later re-read can tell when retention has removed messages since.
+                for m in &b.raw {
+                    let e = progress
+                        .entry(m.partition)
+                        .or_insert((BEGINNING, BEGINNING));
+                    if e.1 == BEGINNING {
+                        e.0 = m.offset;
+                        e.1 = m.offset;
+                    }
+                }
                 for (&p, &n) in &b.next {
                     let e = progress.entry(p).or_insert((BEGINNING, BEGINNING));
                     e.1 = e.1.max(n);
@@ -576,10 +587,13 @@ pub async fn replay_committed(
         .await
         .map_err(internal)?
         .map_err(|e| {
-            PgError::new(
-                SqlState::UNABLE_TO_CONNECT,
-                format!("re-reading source \"{}\": {e}", rt.def.name),
-            )
+            let state = match e {
+                freshet_connector_kafka::Error::Gone(_) => {
+                    SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE
+                }
+                _ => SqlState::UNABLE_TO_CONNECT,
+            };
+            PgError::new(state, format!("re-reading source \"{}\": {e}", rt.def.name))
         })
 }
 
