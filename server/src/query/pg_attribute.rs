@@ -250,7 +250,13 @@ impl TableProvider for TypedPgAttribute {
                             .engine
                             .catalog
                             .view(name.value(i))
-                            .map(|v| v.columns.clone()),
+                            .map(|v| v.columns.clone())
+                            .or_else(|| {
+                                self.engine
+                                    .catalog
+                                    .source(name.value(i))
+                                    .map(|s| s.columns.clone())
+                            }),
                     };
                     if let (Some(oid), Some(columns)) = (oid_at(oid, i), columns) {
                         tables.insert(oid, columns);
