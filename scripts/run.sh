@@ -21,6 +21,8 @@ if [ "${FRESHET_DEMO:-1}" != 0 ]; then
   gen_pid=$!
   trap 'kill "$gen_pid" "$mock_pid" 2>/dev/null || true' EXIT
   echo "embedded Kafka broker on 127.0.0.1:$port, topic tweets (8 partitions), ${FRESHET_DEMO_RATE:-50} tweets/s"
+  echo "(the embedded broker starts empty each run: a source created over it in an earlier run is stale;"
+  echo " DROP SOURCE tweets CASCADE and create it again, or start with an empty FRESHET_DATA_DIR)"
   echo "try: psql -h ${listen%:*} -p ${listen##*:} freshet -f examples/tweets/create_source.sql -f examples/tweets/views.sql"
 fi
 "$bin/freshet" --listen "$listen" --data-dir "$data"
