@@ -444,3 +444,43 @@ def test_backfill_refuses_when_retention_removed_consumed_messages(kafka, freshe
         conn.execute("CREATE MATERIALIZED VIEW late AS SELECT count(*) AS n FROM big")
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
         conn.execute("SELECT count(*) FROM big")
+
+
+def test_view_created_mid_stream_reads_its_columns_in_every_row(kafka, freshet):
+    """Batches decoded (for the old views' columns) before a new view existed are decoded again
+    when they commit: the new view never sees a NULL for a column it reads."""
+    kafka.create_topic("mid", 2)
+    conn = freshet.connect()
+    conn.execute(f"""CREATE SOURCE mid (id BIGINT, a BIGINT, b VARCHAR)
+                     WITH (connector = 'kafka', topic = 'mid',
+                           properties.bootstrap.server = '{kafka.bootstrap}') FORMAT JSON""")
+    conn.execute("CREATE MATERIALIZED VIEW ma AS SELECT id, a FROM mid")
+    total = 20_000
+    producer = kafka.producer()
+    stop = threading.Event()
+
+    def run():
+        for i in range(total):
+            while True:
+                try:
+                    producer.produce("mid", value=json.dumps({"id": i, "a": i, "b": f"b{i}"}).encode(),
+                                     partition=i % 2)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            if i % 500 == 0:
+                producer.poll(0)
+                time.sleep(0.05)  # a ~2 s stream: the view is created while batches are in flight
+        producer.flush(60)
+
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        time.sleep(0.3)  # let the stream start, so the view is created mid-stream
+        conn.execute("CREATE MATERIALIZED VIEW mb AS SELECT id, b FROM mid")
+    finally:
+        t.join()
+    conn.execute("FLUSH")
+    assert conn.execute("SELECT count(*), count(b), count(DISTINCT id) FROM mb").fetchone() == (total, total, total)
+    assert conn.execute("SELECT count(*) FROM mb WHERE b <> 'b' || CAST(id AS TEXT)").fetchone() == (0,)
+    assert conn.execute("SELECT count(*), count(a) FROM ma").fetchone() == (total, total)
