@@ -267,7 +267,7 @@ def test_create_source_errors(kafka, freshet):
         conn.execute(f"""CREATE SOURCE x (a STRUCT<b JSONB>) WITH (connector = 'kafka', topic = 't',
                          properties.bootstrap.server = '{kafka.bootstrap}') FORMAT JSON""")
     with pytest.raises(psycopg.errors.FeatureNotSupported):
-        conn.execute(f"""CREATE SOURCE x (a INT) WITH (connector = 'kafka', topic = 't',
+        conn.execute(f"""CREATE SOURCE x (a INT, b STRUCT<c INT>) WITH (connector = 'kafka', topic = 't',
                          properties.bootstrap.server = '{kafka.bootstrap}') FORMAT PLAIN ENCODE CSV""")
     assert conn.execute("SHOW SOURCES").fetchall() == []
 
@@ -484,3 +484,28 @@ def test_view_created_mid_stream_reads_its_columns_in_every_row(kafka, freshet):
     assert conn.execute("SELECT count(*), count(b), count(DISTINCT id) FROM mb").fetchone() == (total, total, total)
     assert conn.execute("SELECT count(*) FROM mb WHERE b <> 'b' || CAST(id AS TEXT)").fetchone() == (0,)
     assert conn.execute("SELECT count(*), count(a) FROM ma").fetchone() == (total, total)
+
+
+def test_csv_source(kafka, freshet):
+    """ENCODE CSV: each line of a message is a row, a header line per message is skipped when
+    declared, malformed messages are recorded."""
+    kafka.create_topic("csv", 2)
+    conn = freshet.connect()
+    conn.execute(f"""CREATE SOURCE c (id BIGINT, city VARCHAR, temp DOUBLE PRECISION)
+                     INCLUDE partition AS kp
+                     WITH (connector = 'kafka', topic = 'csv',
+                           properties.bootstrap.server = '{kafka.bootstrap}')
+                     FORMAT PLAIN ENCODE CSV (delimiter = ';', without_header = 'false')""")
+    conn.execute("CREATE MATERIALIZED VIEW by_city AS SELECT city, count(*) AS n, max(temp) AS hi FROM c GROUP BY city")
+    msgs = []
+    for i in range(300):
+        lines = "\n".join(f"{i * 3 + k};{['Lisbon', 'Osaka', 'Lagos'][k]};{i % 40 + k / 2}" for k in range(3))
+        msgs.append((i % 2, f"id;city;temp\n{lines}".encode(), None))
+    msgs.append((0, b"id;city;temp\n7;Oslo;warm", None))  # temp is read by the view
+    msgs.append((1, b"id;city;temp\n5;Oslo", None))
+    send(kafka.producer(), "csv", msgs)
+    conn.execute("FLUSH")
+    assert sorted(conn.execute("SELECT * FROM by_city").fetchall()) == [
+        ("Lagos", 300, 40.0), ("Lisbon", 300, 39.0), ("Osaka", 300, 39.5)]
+    assert conn.execute("SELECT count(*) FROM freshet_internal.source_errors").fetchone() == (2,)
+    assert conn.execute("SELECT count(*), count(DISTINCT kp) FROM c").fetchone() == (900, 2)

@@ -68,9 +68,59 @@ pub struct JsonDecoder {
     raw: Vec<usize>,
     include: Vec<IncludeKind>,
     schema: SchemaRef,
+    /// CSV payloads instead of JSON.
+    csv: Option<crate::csv::CsvFormat>,
 }
 
 impl JsonDecoder {
+    /// Decodes CSV payloads (one or more lines per message) instead of JSON objects.
+    pub fn with_csv(mut self, format: crate::csv::CsvFormat) -> Self {
+        self.csv = Some(format);
+        self
+    }
+
+    /// CSV: each message on its own (its lines are rows); bad messages set aside.
+    fn decode_csv(
+        &self,
+        format: crate::csv::CsvFormat,
+        msgs: &[Message],
+        lenient: bool,
+    ) -> Result<(Option<RecordBatch>, Vec<BadMessage>), ArrowError> {
+        let columns = self.columns();
+        let mut parts: Vec<Vec<ArrayRef>> = Vec::new();
+        let mut rows_of: Vec<&Message> = Vec::new();
+        let mut bad = Vec::new();
+        for m in msgs {
+            let payload = m.payload.as_deref().unwrap_or_default();
+            let decoded = match crate::csv::decode_message(format, &self.payload, &columns, payload)
+            {
+                Ok(r) => Ok(r),
+                Err(e) if lenient => {
+                    crate::csv::decode_fieldwise(format, &self.payload, &columns, payload).ok_or(e)
+                }
+                Err(e) => Err(e),
+            };
+            match decoded {
+                Ok((cols, rows)) => {
+                    parts.push(cols);
+                    rows_of.extend(std::iter::repeat_n(m, rows));
+                }
+                Err(e) => bad.push(BadMessage::new(m, e)),
+            }
+        }
+        if parts.is_empty() {
+            return Ok((None, bad));
+        }
+        let width = self.payload.fields().len();
+        let mut columns = Vec::with_capacity(width);
+        for i in 0..width {
+            let arrays: Vec<&dyn datafusion::arrow::array::Array> =
+                parts.iter().map(|p| p[i].as_ref()).collect();
+            columns.push(datafusion::arrow::compute::concat(&arrays)?);
+        }
+        Ok((Some(self.with_metadata(columns, &rows_of)?), bad))
+    }
+
     /// `schema` must be `payload`'s fields followed by the `include` columns' fields. Every
     /// payload column is decoded until [`JsonDecoder::with_columns`] says otherwise.
     pub fn new(payload: SchemaRef, include: Vec<IncludeKind>, schema: SchemaRef) -> Self {
@@ -82,6 +132,7 @@ impl JsonDecoder {
             raw: vec![],
             include,
             schema,
+            csv: None,
         };
         d.rebuild();
         d
@@ -154,6 +205,9 @@ impl JsonDecoder {
         &self,
         msgs: &[Message],
     ) -> Result<(Option<RecordBatch>, Vec<BadMessage>), ArrowError> {
+        if let Some(format) = self.csv {
+            return self.decode_csv(format, msgs, false);
+        }
         let mut bad = Vec::new();
         let mut good: Vec<&Message> = Vec::with_capacity(msgs.len());
         let mut decoder = self.decoder(msgs.len())?;
@@ -255,6 +309,9 @@ impl JsonDecoder {
     /// type is NULL instead of rejecting the message. For re-reads (backfills), which must
     /// keep exactly the messages that were accepted when first read.
     pub fn decode_lenient(&self, msgs: &[Message]) -> Result<Option<RecordBatch>, ArrowError> {
+        if let Some(format) = self.csv {
+            return Ok(self.decode_csv(format, msgs, true)?.0);
+        }
         let (good, bad) = self.decode(msgs)?;
         let mut parts: Vec<RecordBatch> = good.into_iter().collect();
         for b in bad {

@@ -10,6 +10,7 @@
 //! `src/bin/mock.rs` is `freshet-kafka-mock`, librdkafka's mock cluster in a process of its
 //! own, for tests and the `make run` demo.
 
+pub mod csv;
 pub mod json;
 pub mod options;
 pub mod reader;

@@ -176,7 +176,14 @@ fn decoder(def: &SourceDef, schema: &SchemaRef) -> JsonDecoder {
         .filter(|(_, c)| c.ty == SqlType::Jsonb)
         .map(|(i, _)| i)
         .collect();
-    JsonDecoder::new(payload, def.include.clone(), Arc::clone(schema)).with_raw_json_columns(raw)
+    let d = JsonDecoder::new(payload, def.include.clone(), Arc::clone(schema))
+        .with_raw_json_columns(raw);
+    match def.format {
+        SourceFormat::Json => d,
+        SourceFormat::Csv { delimiter, header } => {
+            d.with_csv(freshet_connector_kafka::csv::CsvFormat { delimiter, header })
+        }
+    }
 }
 
 fn kafka_options(def: &SourceDef) -> Result<KafkaOptions, PgError> {
@@ -292,8 +299,17 @@ fn check_type(name: &str, ty: &SqlType) -> Result<(), PgError> {
 /// `CREATE SOURCE`: validate, resolve the start offsets against the broker, persist the
 /// definition with its initial progress in one write, start reading.
 pub async fn create(engine: &Arc<Engine>, plan: CreateSourcePlan) -> Result<(), PgError> {
-    if !matches!(plan.format, SourceFormat::Json) {
-        return Err(PgError::not_supported("ENCODE CSV sources"));
+    if matches!(plan.format, SourceFormat::Csv { .. }) {
+        if let Some((name, ty)) = plan
+            .columns
+            .iter()
+            .find(|(_, t)| matches!(t, SqlType::Struct(_) | SqlType::Array(_) | SqlType::Jsonb))
+        {
+            return Err(PgError::not_supported(format!(
+                "a {} column in an ENCODE CSV source (column \"{name}\")",
+                ty.pg_name()
+            )));
+        }
     }
     if plan.columns.is_empty() {
         return Err(PgError::new(
