@@ -176,24 +176,37 @@ impl Catalog {
 
     /// Creates a view, committing `batch` (its backfilled state and contents) in the same
     /// write. `def.id` must be [`Catalog::peek_next_id`].
-    pub fn create_view(&self, def: ViewDef, mut batch: WriteBatch) -> Result<Arc<ViewDef>> {
+    pub fn create_view(&self, def: ViewDef, batch: WriteBatch) -> Result<Arc<ViewDef>> {
+        let (name, id) = (def.name.clone(), def.id);
+        let def = self.create_with_id(&name, id, view_key(id), def, batch, |i| &mut i.views)?;
+        tracing::info!(view = %def.name, id = %def.id, "materialized view created");
+        Ok(def)
+    }
+
+    /// Persists `def` (under `key`, as JSON) with `batch` and the next id in one write, and
+    /// registers it in the map `map` picks. `id` must be [`Catalog::peek_next_id`].
+    fn create_with_id<T: serde::Serialize>(
+        &self,
+        name: &str,
+        id: TableId,
+        key: Vec<u8>,
+        def: T,
+        mut batch: WriteBatch,
+        map: impl FnOnce(&mut Inner) -> &mut BTreeMap<String, Arc<T>>,
+    ) -> Result<Arc<T>> {
         let mut inner = self.write();
-        if inner.taken(&def.name) {
-            return Err(Error::DuplicateTable(def.name));
+        if inner.taken(name) {
+            return Err(Error::DuplicateTable(name.to_owned()));
         }
-        if def.id.0 != inner.next_id {
+        if id.0 != inner.next_id {
             return Err(Error::Corrupt);
         }
         batch.put(meta_key(NEXT_ID_KEY), (inner.next_id + 1).to_be_bytes());
-        batch.put(
-            view_key(def.id),
-            serde_json::to_vec(&def).map_err(Error::Decode)?,
-        );
+        batch.put(key, serde_json::to_vec(&def).map_err(Error::Decode)?);
         self.store.write(batch)?;
         inner.next_id += 1;
         let def = Arc::new(def);
-        inner.views.insert(def.name.clone(), Arc::clone(&def));
-        tracing::info!(view = %def.name, id = %def.id, "materialized view created");
+        map(&mut inner).insert(name.to_owned(), Arc::clone(&def));
         Ok(def)
     }
 
@@ -232,23 +245,9 @@ impl Catalog {
 
     /// Creates a source, committing `batch` (its initial progress) in the same write.
     /// `def.id` must be [`Catalog::peek_next_id`].
-    pub fn create_source(&self, def: SourceDef, mut batch: WriteBatch) -> Result<Arc<SourceDef>> {
-        let mut inner = self.write();
-        if inner.taken(&def.name) {
-            return Err(Error::DuplicateTable(def.name));
-        }
-        if def.id.0 != inner.next_id {
-            return Err(Error::Corrupt);
-        }
-        batch.put(meta_key(NEXT_ID_KEY), (inner.next_id + 1).to_be_bytes());
-        batch.put(
-            source_key(def.id),
-            serde_json::to_vec(&def).map_err(Error::Decode)?,
-        );
-        self.store.write(batch)?;
-        inner.next_id += 1;
-        let def = Arc::new(def);
-        inner.sources.insert(def.name.clone(), Arc::clone(&def));
+    pub fn create_source(&self, def: SourceDef, batch: WriteBatch) -> Result<Arc<SourceDef>> {
+        let (name, id) = (def.name.clone(), def.id);
+        let def = self.create_with_id(&name, id, source_key(id), def, batch, |i| &mut i.sources)?;
         tracing::info!(source = %def.name, id = %def.id, "source created");
         Ok(def)
     }
