@@ -26,6 +26,16 @@ def source_ddl(name, topic, bootstrap, startup="earliest"):
         FORMAT PLAIN ENCODE JSON"""
 
 
+def produce(producer, topic, payload, partition, key=None, **kw):
+    """Produces one message, waiting while the producer's queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value=payload, key=key, partition=partition, **kw)
+            return
+        except BufferError:
+            producer.poll(0.01)
+
+
 def send(producer, topic, messages):
     """Produces (partition, payload bytes or None, key) triples; returns their (partition,
     offset) in order."""
@@ -38,12 +48,7 @@ def send(producer, topic, messages):
         return cb
 
     for i, (part, payload, key) in enumerate(messages):
-        while True:
-            try:
-                producer.produce(topic, value=payload, key=key, partition=part, on_delivery=done(i))
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce(producer, topic, payload, part, key, on_delivery=done(i))
     producer.flush(60)
     assert all(w is not None for w in where)
     return where
@@ -297,12 +302,7 @@ def produce_in_background(kafka, topic, ids, partitions, every_bad=0):
         for i in ids:
             malformed = every_bad and i % every_bad == 0
             payload = b"{broken" if malformed else json.dumps({"id": i, "lang": "l%d" % (i % 5)}).encode()
-            while True:
-                try:
-                    producer.produce(topic, value=payload, partition=i % partitions)
-                    break
-                except BufferError:
-                    producer.poll(0.01)
+            produce(producer, topic, payload, i % partitions)
             if malformed:
                 bad.append(i)
             if i % 200 == 0:
@@ -461,13 +461,7 @@ def test_view_created_mid_stream_reads_its_columns_in_every_row(kafka, freshet):
 
     def run():
         for i in range(total):
-            while True:
-                try:
-                    producer.produce("mid", value=json.dumps({"id": i, "a": i, "b": f"b{i}"}).encode(),
-                                     partition=i % 2)
-                    break
-                except BufferError:
-                    producer.poll(0.01)
+            produce(producer, "mid", json.dumps({"id": i, "a": i, "b": f"b{i}"}).encode(), i % 2)
             if i % 500 == 0:
                 producer.poll(0)
                 time.sleep(0.05)  # a ~2 s stream: the view is created while batches are in flight

@@ -10,6 +10,8 @@ use datafusion::arrow::csv::reader::ReaderBuilder;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 
+use crate::json::clean_error;
+
 /// How messages are split into fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CsvFormat {
@@ -48,14 +50,14 @@ pub fn decode_message(
         .build_decoder();
     let mut rest = data;
     while !rest.is_empty() {
-        let n = d.decode(rest).map_err(|e| clean(&e))?;
+        let n = d.decode(rest).map_err(|e| clean_error(&e))?;
         if n == 0 {
             break;
         }
         rest = &rest[n..];
     }
-    d.decode(&[]).map_err(|e| clean(&e))?;
-    let batch = match d.flush().map_err(|e| clean(&e))? {
+    d.decode(&[]).map_err(|e| clean_error(&e))?;
+    let batch = match d.flush().map_err(|e| clean_error(&e))? {
         Some(b) => b,
         None => return Err("empty message".into()),
     };
@@ -124,14 +126,6 @@ pub fn batch(
         columns,
         &RecordBatchOptions::new().with_row_count(Some(rows)),
     )
-}
-
-fn clean(e: &ArrowError) -> String {
-    let s = e.to_string();
-    s.strip_prefix("Csv error: ")
-        .or_else(|| s.strip_prefix("Parser error: "))
-        .unwrap_or(&s)
-        .to_owned()
 }
 
 #[cfg(test)]

@@ -422,10 +422,12 @@ impl JsonDecoder {
     }
 }
 
-fn clean_error(e: &ArrowError) -> String {
+/// An arrow-json/arrow-csv error as users read it: without the crate's prefix.
+pub(crate) fn clean_error(e: &ArrowError) -> String {
     let s = e.to_string();
-    s.strip_prefix("Json error: ")
-        .or_else(|| s.strip_prefix("Parser error: "))
+    ["Json error: ", "Csv error: ", "Parser error: "]
+        .iter()
+        .find_map(|p| s.strip_prefix(p))
         .unwrap_or(&s)
         .to_owned()
 }
