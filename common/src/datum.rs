@@ -34,4 +34,53 @@ impl Datum {
     pub fn is_null(&self) -> bool {
         matches!(self, Datum::Null)
     }
+
+    /// The value borrowed; `None` for a list.
+    pub fn as_value_ref(&self) -> Option<ValueRef<'_>> {
+        Some(match self {
+            Datum::Null => ValueRef::Null,
+            Datum::Bool(b) => ValueRef::Bool(*b),
+            Datum::Int16(i) => ValueRef::Int16(*i),
+            Datum::Int32(i) => ValueRef::Int32(*i),
+            Datum::Int64(i) => ValueRef::Int64(*i),
+            Datum::Float32(f) => ValueRef::Float32(*f),
+            Datum::Float64(f) => ValueRef::Float64(*f),
+            Datum::Decimal(d) => ValueRef::Decimal(*d),
+            Datum::Text(s) => ValueRef::Text(s),
+            Datum::Bytes(b) => ValueRef::Bytes(b),
+            Datum::Date(d) => ValueRef::Date(*d),
+            Datum::Time(t) => ValueRef::Time(*t),
+            Datum::Timestamp(t) => ValueRef::Timestamp(*t),
+            Datum::Interval {
+                months,
+                days,
+                nanos,
+            } => ValueRef::Interval {
+                months: *months,
+                days: *days,
+                nanos: *nanos,
+            },
+            Datum::List(_) => return None,
+        })
+    }
+}
+
+/// A scalar [`Datum`] borrowed, so encoders can take values straight from Arrow arrays without
+/// allocating. Lists have no borrowed form.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Null,
+    Bool(bool),
+    Int16(i16),
+    Int32(i32),
+    Int64(i64),
+    Float32(f32),
+    Float64(f64),
+    Decimal(i128),
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    Date(i32),
+    Time(i64),
+    Timestamp(i64),
+    Interval { months: i32, days: i32, nanos: i64 },
 }

@@ -7,11 +7,13 @@
 mod datum;
 mod error;
 mod ids;
+mod selection;
 mod source;
 mod types;
 
-pub use datum::Datum;
+pub use datum::{Datum, ValueRef};
 pub use error::{PgError, SqlState, UserError};
 pub use ids::TableId;
+pub use selection::{Selected, Selection};
 pub use source::{IncludeKind, SourceFormat};
 pub use types::SqlType;

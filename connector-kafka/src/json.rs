@@ -15,7 +15,9 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::reader::{Decoder, ReaderBuilder};
-use freshet_common::IncludeKind;
+use freshet_common::{IncludeKind, Selection};
+
+use crate::prune::Keep;
 
 /// Bytes of a bad message's payload kept in the error relation.
 pub const BAD_PAYLOAD_PREFIX: usize = 256;
@@ -60,10 +62,16 @@ pub struct JsonDecoder {
     payload: SchemaRef,
     /// Payload columns that take any JSON value, kept as its JSON text (JSONB).
     raw_all: Vec<usize>,
-    /// Per payload column: whether it is decoded (the others come out NULL).
+    /// What of the payload is decoded (the rest comes out NULL).
+    selection: Selection,
+    /// Per payload column: whether any of it is decoded.
     selected: Vec<bool>,
-    /// The selected typed (non-raw) fields: what arrow-json decodes.
+    /// The selected typed (non-raw) fields, narrowed to the selected struct fields: what
+    /// arrow-json decodes.
     typed: SchemaRef,
+    /// When some of the payload is not decoded: the fields kept for arrow-json by a first
+    /// pass over each message (see [`crate::prune`]).
+    keep: Option<Keep>,
     /// The selected raw-JSON columns.
     raw: Vec<usize>,
     include: Vec<IncludeKind>,
@@ -126,7 +134,9 @@ impl JsonDecoder {
     pub fn new(payload: SchemaRef, include: Vec<IncludeKind>, schema: SchemaRef) -> Self {
         let mut d = JsonDecoder {
             typed: Arc::clone(&payload),
+            selection: Selection::columns_whole(&(0..payload.fields().len()).collect::<Vec<_>>()),
             selected: vec![true; payload.fields().len()],
+            keep: None,
             payload,
             raw_all: vec![],
             raw: vec![],
@@ -148,12 +158,21 @@ impl JsonDecoder {
 
     /// Decodes only these payload columns (indexes); the others come out as NULL and are not
     /// type-checked. Saves the work of building columns no reader needs.
-    pub fn with_columns(mut self, columns: &[usize]) -> Self {
-        self.selected = (0..self.payload.fields().len())
-            .map(|i| columns.contains(&i))
-            .collect();
+    pub fn with_columns(self, columns: &[usize]) -> Self {
+        self.with_selection(Selection::columns_whole(columns))
+    }
+
+    /// Decodes only what `selection` reads: the other columns, and the fields of struct
+    /// columns it does not name, come out as NULL and are not type-checked.
+    pub fn with_selection(mut self, selection: Selection) -> Self {
+        self.selection = selection;
         self.rebuild();
         self
+    }
+
+    /// What this decoder decodes.
+    pub fn selection(&self) -> &Selection {
+        &self.selection
     }
 
     /// The payload columns this decoder decodes.
@@ -164,20 +183,34 @@ impl JsonDecoder {
     }
 
     fn rebuild(&mut self) {
+        let width = self.payload.fields().len();
         // arrow-json needs a field to decode into: keep one typed column when none is asked.
-        if !(0..self.selected.len()).any(|i| self.selected[i] && !self.raw_all.contains(&i)) {
-            if let Some(i) = (0..self.selected.len()).find(|i| !self.raw_all.contains(i)) {
-                self.selected[i] = true;
+        let typed = |i: &usize| !self.raw_all.contains(i);
+        if !self.selection.columns().iter().any(typed) {
+            if let Some(i) = (0..width).find(typed) {
+                self.selection.add_column(i);
             }
         }
-        let fields: Vec<_> = self
-            .payload
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.selected[*i] && !self.raw_all.contains(i))
-            .map(|(_, f)| Arc::clone(f))
+        self.selected = (0..width)
+            .map(|i| self.selection.get(i).is_some())
             .collect();
+        let mut keep = Keep::default();
+        let mut narrowed = false;
+        let mut fields = Vec::new();
+        for (i, f) in self.payload.fields().iter().enumerate() {
+            let Some(sel) = self.selection.get(i) else {
+                continue;
+            };
+            if self.raw_all.contains(&i) {
+                continue;
+            }
+            keep.add(f.name(), f.data_type(), sel);
+            let field = crate::prune::pruned_field(f, sel);
+            narrowed |= !Arc::ptr_eq(&field, f);
+            fields.push(field);
+        }
+        let drops = narrowed || self.selected.iter().any(|s| !s) || !self.raw_all.is_empty();
+        self.keep = drops.then_some(keep);
         self.typed = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
         self.raw = self
             .raw_all
@@ -200,6 +233,22 @@ impl JsonDecoder {
             .build_decoder()
     }
 
+    /// What the typed decoder reads of `m`: its payload, or the kept fields of it (appended
+    /// to `arena`) when this decoder prunes; an error when the payload is not one JSON object.
+    fn prepare(&self, m: &Message, arena: &mut Vec<u8>) -> Input {
+        let Some(keep) = &self.keep else {
+            return Input::Payload;
+        };
+        let start = arena.len();
+        match crate::prune::prune(m.payload.as_deref().unwrap_or_default(), keep, arena) {
+            Ok(()) => Input::Pruned(start, arena.len()),
+            Err(e) => {
+                arena.truncate(start);
+                Input::Bad(e)
+            }
+        }
+    }
+
     /// Decodes `msgs`: the good ones as one batch (in order), the others as bad messages.
     pub fn decode(
         &self,
@@ -208,17 +257,27 @@ impl JsonDecoder {
         if let Some(format) = self.csv {
             return self.decode_csv(format, msgs, false);
         }
+        let mut arena = Vec::new();
+        let inputs: Vec<Input> = msgs.iter().map(|m| self.prepare(m, &mut arena)).collect();
         let mut bad = Vec::new();
-        let mut good: Vec<&Message> = Vec::with_capacity(msgs.len());
+        let mut good: Vec<(&Message, &[u8])> = Vec::with_capacity(msgs.len());
         let mut decoder = self.decoder(msgs.len())?;
-        for m in msgs {
-            match self.feed(&mut decoder, m) {
-                Ok(()) => good.push(m),
+        for (m, input) in msgs.iter().zip(&inputs) {
+            let bytes = match input {
+                Input::Bad(e) => {
+                    bad.push(BadMessage::new(m, e.clone()));
+                    continue;
+                }
+                Input::Payload => m.payload.as_deref().unwrap_or_default(),
+                Input::Pruned(a, b) => &arena[*a..*b],
+            };
+            match self.feed(&mut decoder, bytes) {
+                Ok(()) => good.push((m, bytes)),
                 Err(e) => {
                     bad.push(BadMessage::new(m, e));
                     // The decoder may hold half a value: start over with the good ones.
                     decoder = self.decoder(msgs.len())?;
-                    for g in &good {
+                    for (_, g) in &good {
                         self.feed(&mut decoder, g).map_err(ArrowError::JsonError)?;
                     }
                 }
@@ -234,7 +293,7 @@ impl JsonDecoder {
                 // Some value does not convert to its column's type: find which, one by one.
                 let mut parts = Vec::with_capacity(good.len());
                 let mut kept = Vec::with_capacity(good.len());
-                for g in good {
+                for (m, g) in good {
                     let mut d = self.decoder(1)?;
                     let r = self
                         .feed(&mut d, g)
@@ -243,10 +302,10 @@ impl JsonDecoder {
                     match r {
                         Ok(Some(b)) => {
                             parts.push(b);
-                            kept.push(g);
+                            kept.push((m, g));
                         }
-                        Ok(None) => bad.push(BadMessage::new(g, "empty message".into())),
-                        Err(e) => bad.push(BadMessage::new(g, clean_error(&e))),
+                        Ok(None) => bad.push(BadMessage::new(m, "empty message".into())),
+                        Err(e) => bad.push(BadMessage::new(m, clean_error(&e))),
                     }
                 }
                 bad.sort_by_key(|b| (b.partition, b.offset));
@@ -257,6 +316,8 @@ impl JsonDecoder {
                 concat_batches(&self.typed, &parts)?
             }
         };
+        bad.sort_by_key(|b| (b.partition, b.offset));
+        let good: Vec<&Message> = good.into_iter().map(|(m, _)| m).collect();
         let payload = self.with_raw_json(payload, &good)?;
         Ok((Some(self.with_metadata(payload, &good)?), bad))
     }
@@ -268,7 +329,7 @@ impl JsonDecoder {
         typed: RecordBatch,
         msgs: &[&Message],
     ) -> Result<Vec<ArrayRef>, ArrowError> {
-        if self.raw.is_empty() && self.selected.iter().all(|s| *s) {
+        if self.keep.is_none() {
             return Ok(typed.columns().to_vec());
         }
         let mut raw: Vec<StringBuilder> = self.raw.iter().map(|_| StringBuilder::new()).collect();
@@ -297,7 +358,11 @@ impl JsonDecoder {
                 } else if self.raw.contains(&i) {
                     raw.next().map(|mut b| Arc::new(b.finish()) as ArrayRef)
                 } else {
-                    typed.next().cloned()
+                    let full = self.payload.field(i).data_type();
+                    match (typed.next(), self.selection.get(i)) {
+                        (Some(a), Some(sel)) => Some(crate::prune::expand(a, full, sel)?),
+                        (a, _) => a.cloned(),
+                    }
                 };
                 col.ok_or_else(|| ArrowError::SchemaError("raw JSON column mismatch".into()))
             })
@@ -335,6 +400,12 @@ impl JsonDecoder {
     /// One message, each selected typed field on its own (NULL when it does not convert);
     /// `None` when the message is not one JSON object.
     fn decode_fieldwise(&self, m: &Message) -> Result<Option<RecordBatch>, ArrowError> {
+        let mut arena = Vec::new();
+        let bytes = match self.prepare(m, &mut arena) {
+            Input::Bad(_) => return Ok(None),
+            Input::Payload => m.payload.as_deref().unwrap_or_default(),
+            Input::Pruned(a, b) => &arena[a..b],
+        };
         let mut columns = Vec::with_capacity(self.typed.fields().len());
         for f in self.typed.fields() {
             let one = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![Arc::clone(
@@ -345,7 +416,7 @@ impl JsonDecoder {
                 .with_coerce_primitive(true)
                 .with_strict_mode(false)
                 .build_decoder()?;
-            if self.feed(&mut d, m).is_err() {
+            if self.feed(&mut d, bytes).is_err() {
                 return Ok(None);
             }
             columns.push(match d.flush() {
@@ -362,9 +433,8 @@ impl JsonDecoder {
         self.with_metadata(cols, &[m]).map(Some)
     }
 
-    /// Feeds one message; an error when it is not exactly one JSON object.
-    fn feed(&self, decoder: &mut Decoder, m: &Message) -> Result<(), String> {
-        let payload = m.payload.as_deref().unwrap_or_default();
+    /// Feeds one message's bytes; an error when they are not exactly one JSON object.
+    fn feed(&self, decoder: &mut Decoder, payload: &[u8]) -> Result<(), String> {
         let first = payload.iter().find(|b| !b.is_ascii_whitespace());
         if first != Some(&b'{') {
             return Err(match first {
@@ -420,6 +490,16 @@ impl JsonDecoder {
         }
         RecordBatch::try_new(Arc::clone(&self.schema), columns)
     }
+}
+
+/// What the typed decoder reads of one message.
+enum Input {
+    /// The payload as it is.
+    Payload,
+    /// The kept fields, at this range of the arena.
+    Pruned(usize, usize),
+    /// Not one JSON object.
+    Bad(String),
 }
 
 /// An arrow-json/arrow-csv error as users read it: without the crate's prefix.

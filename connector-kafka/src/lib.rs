@@ -13,6 +13,7 @@
 pub mod csv;
 pub mod json;
 pub mod options;
+pub mod prune;
 pub mod reader;
 pub mod tweets;
 

@@ -11,9 +11,11 @@
 //! This crate knows DataFusion and the state store, not pgwire, sessions or the catalog.
 
 pub mod delta;
+pub mod encode;
 pub mod epoch;
 pub mod lower;
 pub mod ops;
+pub mod reads;
 pub mod view;
 
 pub use epoch::{EpochChanges, EpochCtx};

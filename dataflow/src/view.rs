@@ -9,7 +9,14 @@ use datafusion::error::{DataFusionError, Result};
 use freshet_common::{Datum, TableId};
 use freshet_state::{row_codec, table_prefix, view_prefix, Snapshot, WriteBatch};
 
-use crate::delta::{consolidate, decode_count, encode_count};
+use datafusion::arrow::array::UInt32Array;
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::common::hash_map::Entry;
+use datafusion::common::HashMap;
+use freshet_sql::df_convert::batch_to_rows;
+
+use crate::delta::{decode_count, encode_count};
+use crate::encode::{encode_rows, EncodedRows, VALUE_SLOT};
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 use crate::ops::Node;
 
@@ -46,56 +53,74 @@ impl MaterializedView {
     }
 
     /// Runs one epoch through the dataflow and applies the result to the view's contents.
-    /// Returns the view's own changes (consolidated), for views that read this one.
+    /// With `output`, returns the view's own changes (consolidated), for views that read this
+    /// one; without, an empty vector.
     pub fn process(
         &self,
         changes: &EpochChanges,
         ctx: &mut EpochCtx<'_>,
+        output: bool,
     ) -> Result<Vec<(Vec<Datum>, i64)>> {
         let Some(delta) = self.root.eval(changes, ctx)? else {
             return Ok(vec![]);
         };
-        let rows = consolidate(delta.to_rows()?);
-        let prefix = view_prefix(self.id);
-        let keys: Vec<Vec<u8>> = rows
-            .iter()
-            .map(|(_, row, _)| contents_key(&prefix, row))
-            .collect();
-        if self.distinct_rows && rows.iter().all(|(_, _, w)| w.abs() == 1) {
-            // A row leaves (-1) or arrives (+1) whole: no need to read its count.
-            for (key, (enc, _, w)) in keys.iter().zip(&rows) {
-                if *w < 0 {
-                    ctx.batch.delete(key);
-                } else {
-                    let mut v = encode_count(1).to_vec();
-                    v.extend_from_slice(enc);
-                    ctx.batch.put(key, v);
+        // Rows are identified by their contents key (an injective encoding of the row).
+        let EncodedRows { keys, mut values } = encode_rows(&delta.batch, &view_prefix(self.id))?;
+        let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(keys.len());
+        let mut rows: Vec<(usize, i64)> = Vec::with_capacity(keys.len());
+        for (i, (key, w)) in keys.iter().zip(&delta.weights).enumerate() {
+            match index.entry(key.as_slice()) {
+                Entry::Occupied(e) => rows[*e.get()].1 += w,
+                Entry::Vacant(e) => {
+                    e.insert(rows.len());
+                    rows.push((i, *w));
                 }
             }
-            return Ok(rows.into_iter().map(|(_, row, w)| (row, w)).collect());
         }
-        let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
-        for ((key, (enc, _, w)), old) in keys.iter().zip(&rows).zip(olds) {
-            let n = old
-                .map(|b| decode_count(b.get(..8).unwrap_or_default()))
-                .transpose()?
-                .unwrap_or(0)
-                + w;
-            if n < 0 {
-                return Err(DataFusionError::Internal(format!(
-                    "view \"{}\" would hold a row a negative number of times",
-                    self.name
-                )));
+        drop(index);
+        rows.retain(|(_, w)| *w != 0);
+        if self.distinct_rows && rows.iter().all(|(_, w)| w.abs() == 1) {
+            // A row leaves (-1) or arrives (+1) whole: no need to read its count.
+            for &(i, w) in &rows {
+                if w < 0 {
+                    ctx.batch.delete(&keys[i]);
+                } else {
+                    values[i][..VALUE_SLOT].copy_from_slice(&encode_count(1));
+                    ctx.batch.put(&keys[i], &values[i]);
+                }
             }
-            if n == 0 {
-                ctx.batch.delete(key);
-            } else {
-                let mut v = encode_count(n).to_vec();
-                v.extend_from_slice(enc);
-                ctx.batch.put(key, v);
+        } else {
+            let wanted: Vec<&[u8]> = rows.iter().map(|&(i, _)| keys[i].as_slice()).collect();
+            let olds = ctx.snapshot.multi_get(&wanted).map_err(state_err)?;
+            for (&(i, w), old) in rows.iter().zip(olds) {
+                let n = old
+                    .map(|b| decode_count(b.get(..8).unwrap_or_default()))
+                    .transpose()?
+                    .unwrap_or(0)
+                    + w;
+                if n < 0 {
+                    return Err(DataFusionError::Internal(format!(
+                        "view \"{}\" would hold a row a negative number of times",
+                        self.name
+                    )));
+                }
+                if n == 0 {
+                    ctx.batch.delete(&keys[i]);
+                } else {
+                    values[i][..VALUE_SLOT].copy_from_slice(&encode_count(n));
+                    ctx.batch.put(&keys[i], &values[i]);
+                }
             }
         }
-        Ok(rows.into_iter().map(|(_, row, w)| (row, w)).collect())
+        if !output {
+            return Ok(vec![]);
+        }
+        let picked = UInt32Array::from_iter_values(rows.iter().map(|&(i, _)| i as u32));
+        let batch = take_record_batch(&delta.batch, &picked)?;
+        Ok(batch_to_rows(&batch)?
+            .into_iter()
+            .zip(rows.iter().map(|&(_, w)| w))
+            .collect())
     }
 
     /// The dataflow, one operator per line.
@@ -129,14 +154,12 @@ impl Dataflows {
         self.read().is_empty()
     }
 
-    /// The columns of `relation` any view reads, sorted.
-    pub fn columns_read(&self, relation: TableId) -> Vec<usize> {
-        let mut out = Vec::new();
+    /// What of `relation` any view reads (nested fields of struct columns included).
+    pub fn selection_read(&self, relation: TableId) -> freshet_common::Selection {
+        let mut out = freshet_common::Selection::default();
         for v in self.read().values() {
-            v.root.columns_read(relation, &mut out);
+            v.root.selection_read(relation, &mut out);
         }
-        out.sort_unstable();
-        out.dedup();
         out
     }
 
@@ -156,6 +179,7 @@ impl Dataflows {
     ) -> Result<()> {
         let views: Vec<Arc<MaterializedView>> = self.read().values().cloned().collect();
         let mut changed: HashSet<TableId> = changes.changed().collect();
+        let read: HashSet<TableId> = views.iter().flat_map(|v| v.inputs.clone()).collect();
         for view in views {
             if !view.inputs.iter().any(|i| changed.contains(i)) {
                 continue;
@@ -165,7 +189,7 @@ impl Dataflows {
                 batch,
                 initial: false,
             };
-            let out = view.process(&changes, &mut ctx)?;
+            let out = view.process(&changes, &mut ctx, read.contains(&view.id))?;
             if !out.is_empty() {
                 changed.insert(view.id);
                 changes.tables.insert(view.id, out);
@@ -200,7 +224,7 @@ impl Dataflows {
             batch,
             initial: true,
         };
-        view.process(&changes, &mut ctx)?;
+        view.process(&changes, &mut ctx, false)?;
         Ok(())
     }
 

@@ -220,7 +220,7 @@ async fn check_seed(sql: &str, seed: u64, steps: usize) {
             batch: &mut batch,
             initial: true,
         };
-        view.process(&changes, &mut ectx).expect("backfill");
+        view.process(&changes, &mut ectx, false).expect("backfill");
         store.write(batch).expect("commit");
     }
     compare(&store, &tables, view_id, sql, seed, "backfill").await;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use freshet_catalog::{ColumnDef, SourceDef, DEFAULT_SCHEMA};
-use freshet_common::{PgError, SourceFormat, SqlState, SqlType, TableId};
+use freshet_common::{PgError, Selection, SourceFormat, SqlState, SqlType, TableId};
 use freshet_connector_kafka::{
     decode_batch, replay, resolve_start, BadMessage, JsonDecoder, KafkaOptions, Reader,
     ReaderConfig, SharedDecoder, SourceBatch, BEGINNING,
@@ -135,11 +135,11 @@ pub fn source_schema(def: &SourceDef) -> Schema {
     )
 }
 
-/// A decoder of the payload `columns` (all when `None`).
-fn decoder_for(def: &SourceDef, schema: &SchemaRef, columns: Option<&[usize]>) -> JsonDecoder {
+/// A decoder of what `selection` reads of the payload (all of it when `None`).
+fn decoder_for(def: &SourceDef, schema: &SchemaRef, selection: Option<Selection>) -> JsonDecoder {
     let d = decoder(def, schema);
-    match columns {
-        Some(c) => d.with_columns(c),
+    match selection {
+        Some(s) => d.with_selection(s),
         None => d,
     }
 }
@@ -149,10 +149,10 @@ fn decoder_for(def: &SourceDef, schema: &SchemaRef, columns: Option<&[usize]>) -
 /// decoded again at commit.
 pub fn refresh_columns(engine: &Engine, id: TableId) {
     if let Some(rt) = engine.sources.get(id) {
-        let columns = engine.dataflows.columns_read(id);
-        let d = decoder_for(&rt.def, &rt.schema, Some(&columns));
-        if d.columns() != rt.decoder.get().1.columns() {
-            tracing::debug!(source = %rt.def.name, ?columns, "decoding columns");
+        let selection = engine.dataflows.selection_read(id);
+        let d = decoder_for(&rt.def, &rt.schema, Some(selection));
+        if d.selection() != rt.decoder.get().1.selection() {
+            tracing::debug!(source = %rt.def.name, selection = ?d.selection(), "decoding columns");
             rt.decoder.set(d);
         }
     }
@@ -414,8 +414,8 @@ fn start_runtime(
     let schema = Arc::new(source_schema(&def));
     let positions: BTreeMap<i32, i64> = progress.iter().map(|(&p, &(_, n))| (p, n)).collect();
     let (tx, rx) = mpsc::channel::<SourceBatch>(2);
-    let columns = engine.dataflows.columns_read(def.id);
-    let shared = SharedDecoder::new(decoder_for(&def, &schema, Some(&columns)));
+    let selection = engine.dataflows.selection_read(def.id);
+    let shared = SharedDecoder::new(decoder_for(&def, &schema, Some(selection)));
     let reader = Reader::spawn(
         &opts,
         Arc::clone(&shared),
@@ -581,12 +581,12 @@ pub async fn flush(engine: &Engine) -> Result<(), PgError> {
 }
 
 /// Re-reads what `id` has committed as of `snapshot`: every message it accepted, in each
-/// partition's [start, next), decoding the payload `columns` (all when `None`).
+/// partition's [start, next), decoding what `selection` reads (all when `None`).
 pub async fn replay_committed(
     engine: &Engine,
     snapshot: &Snapshot,
     id: TableId,
-    columns: Option<&[usize]>,
+    selection: Option<Selection>,
 ) -> Result<Vec<RecordBatch>, PgError> {
     let rt = engine
         .sources
@@ -597,7 +597,7 @@ pub async fn replay_committed(
         .into_iter()
         .map(|(p, o, _, _)| (p, o))
         .collect();
-    let dec = decoder_for(&rt.def, &rt.schema, columns);
+    let dec = decoder_for(&rt.def, &rt.schema, selection);
     let opts = rt.opts.clone();
     tokio::task::spawn_blocking(move || replay(&opts, &dec, &ranges, &skip, REPLAY_TIMEOUT))
         .await

@@ -147,10 +147,10 @@ pub async fn create(
     let mut changes = freshet_dataflow::EpochChanges::default();
     for &input in &view.inputs {
         if engine.sources.get(input).is_some() && !changes.appends.contains_key(&input) {
-            let mut columns = Vec::new();
-            view.root.columns_read(input, &mut columns);
+            let mut selection = freshet_common::Selection::default();
+            view.root.selection_read(input, &mut selection);
             let rows =
-                crate::sources::replay_committed(engine, &snapshot, input, Some(&columns)).await?;
+                crate::sources::replay_committed(engine, &snapshot, input, Some(selection)).await?;
             changes.appends.insert(input, rows);
         }
     }

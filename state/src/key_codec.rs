@@ -11,7 +11,7 @@
 //!
 //! See `docs/design/20261124_key_encoding.md`.
 
-use freshet_common::Datum;
+use freshet_common::{Datum, ValueRef};
 
 use crate::{Error, Result};
 
@@ -43,52 +43,13 @@ pub fn encode_sort_value(value: &Datum, descending: bool, nulls_first: bool, out
 }
 
 fn encode_one(v: &Datum, out: &mut Vec<u8>) {
-    if v.is_null() {
-        out.push(NULL);
-        return;
-    }
-    out.push(VALUE);
-    match v {
-        Datum::Null => unreachable!("handled above"),
-        Datum::Bool(b) => out.push(u8::from(*b)),
-        Datum::Int16(i) => out.extend_from_slice(&((*i as u16) ^ 0x8000).to_be_bytes()),
-        Datum::Int32(i) | Datum::Date(i) => {
-            out.extend_from_slice(&((*i as u32) ^ 0x8000_0000).to_be_bytes())
-        }
-        Datum::Int64(i) | Datum::Time(i) | Datum::Timestamp(i) => {
-            out.extend_from_slice(&((*i as u64) ^ (1 << 63)).to_be_bytes())
-        }
-        Datum::Decimal(i) => out.extend_from_slice(&((*i as u128) ^ (1 << 127)).to_be_bytes()),
-        Datum::Float32(f) => {
-            let bits = f.to_bits();
-            let enc = if bits >> 31 == 1 {
-                !bits
-            } else {
-                bits ^ (1 << 31)
+    match v.as_value_ref() {
+        Some(r) => encode_value(r, out),
+        None => {
+            let Datum::List(items) = v else {
+                unreachable!("only lists have no borrowed form")
             };
-            out.extend_from_slice(&enc.to_be_bytes());
-        }
-        Datum::Float64(f) => {
-            let bits = f.to_bits();
-            let enc = if bits >> 63 == 1 {
-                !bits
-            } else {
-                bits ^ (1 << 63)
-            };
-            out.extend_from_slice(&enc.to_be_bytes());
-        }
-        Datum::Text(s) => encode_bytes(s.as_bytes(), out),
-        Datum::Bytes(b) => encode_bytes(b, out),
-        Datum::Interval {
-            months,
-            days,
-            nanos,
-        } => {
-            out.extend_from_slice(&((*months as u32) ^ 0x8000_0000).to_be_bytes());
-            out.extend_from_slice(&((*days as u32) ^ 0x8000_0000).to_be_bytes());
-            out.extend_from_slice(&((*nanos as u64) ^ (1 << 63)).to_be_bytes());
-        }
-        Datum::List(items) => {
+            out.push(VALUE);
             for item in items {
                 out.push(0x01);
                 encode_one(item, out);
@@ -98,7 +59,63 @@ fn encode_one(v: &Datum, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends the encoding of one scalar value (the same bytes [`encode_key`] writes for it).
+pub fn encode_value(v: ValueRef<'_>, out: &mut Vec<u8>) {
+    if v == ValueRef::Null {
+        out.push(NULL);
+        return;
+    }
+    out.push(VALUE);
+    match v {
+        ValueRef::Null => unreachable!("handled above"),
+        ValueRef::Bool(b) => out.push(u8::from(b)),
+        ValueRef::Int16(i) => out.extend_from_slice(&((i as u16) ^ 0x8000).to_be_bytes()),
+        ValueRef::Int32(i) | ValueRef::Date(i) => {
+            out.extend_from_slice(&((i as u32) ^ 0x8000_0000).to_be_bytes())
+        }
+        ValueRef::Int64(i) | ValueRef::Time(i) | ValueRef::Timestamp(i) => {
+            out.extend_from_slice(&((i as u64) ^ (1 << 63)).to_be_bytes())
+        }
+        ValueRef::Decimal(i) => out.extend_from_slice(&((i as u128) ^ (1 << 127)).to_be_bytes()),
+        ValueRef::Float32(f) => {
+            let bits = f.to_bits();
+            let enc = if bits >> 31 == 1 {
+                !bits
+            } else {
+                bits ^ (1 << 31)
+            };
+            out.extend_from_slice(&enc.to_be_bytes());
+        }
+        ValueRef::Float64(f) => {
+            let bits = f.to_bits();
+            let enc = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits ^ (1 << 63)
+            };
+            out.extend_from_slice(&enc.to_be_bytes());
+        }
+        ValueRef::Text(s) => encode_bytes(s.as_bytes(), out),
+        ValueRef::Bytes(b) => encode_bytes(b, out),
+        ValueRef::Interval {
+            months,
+            days,
+            nanos,
+        } => {
+            out.extend_from_slice(&((months as u32) ^ 0x8000_0000).to_be_bytes());
+            out.extend_from_slice(&((days as u32) ^ 0x8000_0000).to_be_bytes());
+            out.extend_from_slice(&((nanos as u64) ^ (1 << 63)).to_be_bytes());
+        }
+    }
+}
+
 fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {
+    out.reserve(b.len() + 2);
+    if !b.contains(&0) {
+        out.extend_from_slice(b);
+        out.extend_from_slice(&[0x00, 0x00]);
+        return;
+    }
     for &byte in b {
         out.push(byte);
         if byte == 0 {

@@ -4,7 +4,7 @@
 //! types say how to turn the datums back into typed arrays. Little-endian fixed-width payloads,
 //! varint lengths for text, bytes and lists.
 
-use freshet_common::Datum;
+use freshet_common::{Datum, ValueRef};
 
 use crate::{Error, Result};
 
@@ -30,64 +30,88 @@ mod tag {
 
 /// Encodes one row.
 pub fn encode_row(values: &[Datum], out: &mut Vec<u8>) {
-    out.push(FORMAT_V1);
-    write_varint(values.len() as u64, out);
+    encode_row_header(values.len(), out);
     for v in values {
         encode_value(v, out);
     }
 }
 
-fn encode_value(v: &Datum, out: &mut Vec<u8>) {
+/// Starts a row of `columns` values; [`encode_value`] or [`encode_value_ref`] must follow
+/// once per column.
+pub fn encode_row_header(columns: usize, out: &mut Vec<u8>) {
+    out.push(FORMAT_V1);
+    write_varint(columns as u64, out);
+}
+
+/// Appends one value of a row.
+pub fn encode_value(v: &Datum, out: &mut Vec<u8>) {
+    match v.as_value_ref() {
+        Some(r) => encode_value_ref(r, out),
+        None => {
+            let Datum::List(items) = v else {
+                unreachable!("only lists have no borrowed form")
+            };
+            out.push(tag::LIST);
+            write_varint(items.len() as u64, out);
+            for item in items {
+                encode_value(item, out);
+            }
+        }
+    }
+}
+
+/// Appends one scalar value of a row (the same bytes [`encode_value`] writes for it).
+pub fn encode_value_ref(v: ValueRef<'_>, out: &mut Vec<u8>) {
     match v {
-        Datum::Null => out.push(tag::NULL),
-        Datum::Bool(b) => out.extend_from_slice(&[tag::BOOL, u8::from(*b)]),
-        Datum::Int16(i) => {
+        ValueRef::Null => out.push(tag::NULL),
+        ValueRef::Bool(b) => out.extend_from_slice(&[tag::BOOL, u8::from(b)]),
+        ValueRef::Int16(i) => {
             out.push(tag::I16);
             out.extend_from_slice(&i.to_le_bytes());
         }
-        Datum::Int32(i) => {
+        ValueRef::Int32(i) => {
             out.push(tag::I32);
             out.extend_from_slice(&i.to_le_bytes());
         }
-        Datum::Int64(i) => {
+        ValueRef::Int64(i) => {
             out.push(tag::I64);
             out.extend_from_slice(&i.to_le_bytes());
         }
-        Datum::Float32(f) => {
+        ValueRef::Float32(f) => {
             out.push(tag::F32);
             out.extend_from_slice(&f.to_le_bytes());
         }
-        Datum::Float64(f) => {
+        ValueRef::Float64(f) => {
             out.push(tag::F64);
             out.extend_from_slice(&f.to_le_bytes());
         }
-        Datum::Decimal(d) => {
+        ValueRef::Decimal(d) => {
             out.push(tag::DECIMAL);
             out.extend_from_slice(&d.to_le_bytes());
         }
-        Datum::Text(s) => {
+        ValueRef::Text(s) => {
             out.push(tag::TEXT);
             write_varint(s.len() as u64, out);
             out.extend_from_slice(s.as_bytes());
         }
-        Datum::Bytes(b) => {
+        ValueRef::Bytes(b) => {
             out.push(tag::BYTES);
             write_varint(b.len() as u64, out);
             out.extend_from_slice(b);
         }
-        Datum::Date(d) => {
+        ValueRef::Date(d) => {
             out.push(tag::DATE);
             out.extend_from_slice(&d.to_le_bytes());
         }
-        Datum::Time(t) => {
+        ValueRef::Time(t) => {
             out.push(tag::TIME);
             out.extend_from_slice(&t.to_le_bytes());
         }
-        Datum::Timestamp(t) => {
+        ValueRef::Timestamp(t) => {
             out.push(tag::TIMESTAMP);
             out.extend_from_slice(&t.to_le_bytes());
         }
-        Datum::Interval {
+        ValueRef::Interval {
             months,
             days,
             nanos,
@@ -96,13 +120,6 @@ fn encode_value(v: &Datum, out: &mut Vec<u8>) {
             out.extend_from_slice(&months.to_le_bytes());
             out.extend_from_slice(&days.to_le_bytes());
             out.extend_from_slice(&nanos.to_le_bytes());
-        }
-        Datum::List(items) => {
-            out.push(tag::LIST);
-            write_varint(items.len() as u64, out);
-            for item in items {
-                encode_value(item, out);
-            }
         }
     }
 }

@@ -124,23 +124,6 @@ impl Node {
         }
     }
 
-    /// The columns (of the relation's full schema) this node's scans of `relation` read.
-    pub fn columns_read(&self, relation: TableId, out: &mut Vec<usize>) {
-        if let Node::Scan {
-            relation: r,
-            projection,
-            ..
-        } = self
-        {
-            if *r == relation {
-                out.extend(projection);
-            }
-        }
-        for c in self.children() {
-            c.columns_read(relation, out);
-        }
-    }
-
     /// The relations this node reads.
     pub fn relations(&self, out: &mut Vec<TableId>) {
         match self {

@@ -62,7 +62,7 @@ impl TableProvider for SourceTable {
             &self.engine,
             &snapshot,
             self.def.id,
-            columns.as_deref(),
+            columns.map(|c| freshet_common::Selection::columns_whole(&c)),
         )
         .await
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
