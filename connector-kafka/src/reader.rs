@@ -429,15 +429,19 @@ fn read_batch(
 ) -> Option<SourceBatch> {
     let mut msgs = Vec::new();
     let mut deadline: Option<Instant> = None;
+    // Whether the last poll found nothing: only then wait (and read the clock).
+    let mut waiting = false;
     while msgs.len() < config.max_batch && !stop.load(Ordering::Relaxed) {
         let timeout = match deadline {
             None => Duration::from_millis(100),
+            Some(_) if !waiting => Duration::ZERO,
             Some(d) => d.saturating_duration_since(Instant::now()),
         };
         match consumer.poll(timeout) {
             Some(Ok(m)) => {
                 msgs.push(detach(&m));
                 deadline.get_or_insert_with(|| Instant::now() + config.max_wait);
+                waiting = false;
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "consumer error");
@@ -450,6 +454,7 @@ fn read_batch(
                 if msgs.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
+                waiting = true;
             }
         }
     }
