@@ -21,11 +21,21 @@ pub const VALUE_SLOT: usize = 8;
 
 /// Encodes every row of `batch`.
 pub fn encode_rows(batch: &RecordBatch, key_prefix: &[u8]) -> Result<EncodedRows> {
+    encode(batch, Some(key_prefix))
+}
+
+/// Encodes every row of `batch` as a value only (`keys` is empty).
+pub fn encode_values(batch: &RecordBatch) -> Result<EncodedRows> {
+    encode(batch, None)
+}
+
+fn encode(batch: &RecordBatch, key_prefix: Option<&[u8]>) -> Result<EncodedRows> {
     let n = batch.num_rows();
-    let mut keys: Vec<Vec<u8>> = (0..n)
+    let mut keys: Vec<Vec<u8>> = (0..if key_prefix.is_some() { n } else { 0 })
         .map(|_| {
-            let mut k = Vec::with_capacity(key_prefix.len() + 64);
-            k.extend_from_slice(key_prefix);
+            let prefix = key_prefix.unwrap_or_default();
+            let mut k = Vec::with_capacity(prefix.len() + 64);
+            k.extend_from_slice(prefix);
             k
         })
         .collect();
@@ -37,28 +47,31 @@ pub fn encode_rows(batch: &RecordBatch, key_prefix: &[u8]) -> Result<EncodedRows
             v
         })
         .collect();
+    let with_keys = key_prefix.is_some();
     for col in batch.columns() {
-        encode_column(col, &mut keys, &mut values)?;
+        encode_column(col, with_keys.then_some(&mut keys[..]), &mut values)?;
     }
     Ok(EncodedRows { keys, values })
 }
 
-fn put(v: ValueRef<'_>, key: &mut Vec<u8>, value: &mut Vec<u8>) {
-    key_codec::encode_value(v, key);
-    row_codec::encode_value_ref(v, value);
-}
-
-fn encode_column(col: &ArrayRef, keys: &mut [Vec<u8>], values: &mut [Vec<u8>]) -> Result<()> {
+fn encode_column(
+    col: &ArrayRef,
+    mut keys: Option<&mut [Vec<u8>]>,
+    values: &mut [Vec<u8>],
+) -> Result<()> {
     macro_rules! each {
         ($arr:expr, $wrap:expr) => {{
             let arr = $arr;
-            for (i, (k, v)) in keys.iter_mut().zip(values.iter_mut()).enumerate() {
+            for (i, v) in values.iter_mut().enumerate() {
                 let value = if arr.is_null(i) {
                     ValueRef::Null
                 } else {
                     $wrap(arr.value(i))
                 };
-                put(value, k, v);
+                if let Some(keys) = keys.as_deref_mut() {
+                    key_codec::encode_value(value, &mut keys[i]);
+                }
+                row_codec::encode_value_ref(value, v);
             }
         }};
     }
@@ -88,17 +101,18 @@ fn encode_column(col: &ArrayRef, keys: &mut [Vec<u8>], values: &mut [Vec<u8>]) -
         DataType::Utf8View => each!(col.as_string_view(), ValueRef::Text),
         DataType::Binary => each!(col.as_binary::<i32>(), ValueRef::Bytes),
         DataType::Null => {
-            for (k, v) in keys.iter_mut().zip(values.iter_mut()) {
-                put(ValueRef::Null, k, v);
+            for (i, v) in values.iter_mut().enumerate() {
+                if let Some(keys) = keys.as_deref_mut() {
+                    key_codec::encode_value(ValueRef::Null, &mut keys[i]);
+                }
+                row_codec::encode_value_ref(ValueRef::Null, v);
             }
         }
         _ => {
-            for ((k, v), d) in keys
-                .iter_mut()
-                .zip(values.iter_mut())
-                .zip(array_to_datums(col)?)
-            {
-                key_codec::encode_key(std::slice::from_ref(&d), k);
+            for (i, (v, d)) in values.iter_mut().zip(array_to_datums(col)?).enumerate() {
+                if let Some(keys) = keys.as_deref_mut() {
+                    key_codec::encode_key(std::slice::from_ref(&d), &mut keys[i]);
+                }
                 row_codec::encode_value(&d, v);
             }
         }
@@ -164,7 +178,8 @@ mod tests {
             let enc = encode_rows(&batch, b"vx").unwrap();
             let (keys, values) = by_datums(&batch, b"vx");
             prop_assert_eq!(enc.keys, keys);
-            prop_assert_eq!(enc.values, values);
+            prop_assert_eq!(&enc.values, &values);
+            prop_assert_eq!(encode_values(&batch).unwrap().values, values);
         }
     }
 

@@ -15,8 +15,9 @@ use datafusion::common::hash_map::Entry;
 use datafusion::common::HashMap;
 use freshet_sql::df_convert::batch_to_rows;
 
+use crate::delta::Delta;
 use crate::delta::{decode_count, encode_count};
-use crate::encode::{encode_rows, EncodedRows, VALUE_SLOT};
+use crate::encode::{encode_rows, encode_values, EncodedRows, VALUE_SLOT};
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 use crate::ops::Node;
 
@@ -33,6 +34,9 @@ pub struct MaterializedView {
     /// Every output row occurs at most once (an aggregate's groups): contents are written
     /// blind, without reading the stored multiplicity.
     distinct_rows: bool,
+    /// Rows only ever arrive (filters and projections of sources): contents are keyed by
+    /// arrival (see [`MaterializedView::with_append_only`]).
+    append_only: bool,
 }
 
 impl MaterializedView {
@@ -49,7 +53,24 @@ impl MaterializedView {
             root,
             inputs,
             distinct_rows,
+            append_only: false,
         }
+    }
+
+    /// Marks the view append-only when every relation it reads is append-only
+    /// (`append_only_input`) and no operator of it can retract a row. Its contents are then
+    /// keyed by arrival — the epoch's snapshot sequence number and the row's place in the
+    /// epoch — rather than by the row: each row is one blind write, with no read of a stored
+    /// multiplicity, and keys stay short. Reads see the same multiset; they are not ordered
+    /// by the first column.
+    pub fn with_append_only(mut self, append_only_input: &dyn Fn(TableId) -> bool) -> Self {
+        self.append_only = self.root.append_only(append_only_input);
+        self
+    }
+
+    /// Whether the contents are keyed by arrival (not by row).
+    pub fn is_append_only(&self) -> bool {
+        self.append_only
     }
 
     /// Runs one epoch through the dataflow and applies the result to the view's contents.
@@ -64,6 +85,9 @@ impl MaterializedView {
         let Some(delta) = self.root.eval(changes, ctx)? else {
             return Ok(vec![]);
         };
+        if self.append_only {
+            return self.append(delta, ctx, output);
+        }
         // Rows are identified by their contents key (an injective encoding of the row).
         let EncodedRows { keys, mut values } = encode_rows(&delta.batch, &view_prefix(self.id))?;
         let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(keys.len());
@@ -123,9 +147,44 @@ impl MaterializedView {
             .collect())
     }
 
+    /// An append-only view's epoch: every row is written under a new key.
+    fn append(
+        &self,
+        delta: Delta,
+        ctx: &mut EpochCtx<'_>,
+        output: bool,
+    ) -> Result<Vec<(Vec<Datum>, i64)>> {
+        let EncodedRows { mut values, .. } = encode_values(&delta.batch)?;
+        let mut key = view_prefix(self.id);
+        key.extend_from_slice(&ctx.snapshot.sequence().to_be_bytes());
+        let at = key.len();
+        key.extend_from_slice(&[0; 4]);
+        for (i, (value, &w)) in values.iter_mut().zip(&delta.weights).enumerate() {
+            if w <= 0 {
+                return Err(DataFusionError::Internal(format!(
+                    "append-only view \"{}\" got a retraction",
+                    self.name
+                )));
+            }
+            key[at..].copy_from_slice(&(i as u32).to_be_bytes());
+            value[..VALUE_SLOT].copy_from_slice(&encode_count(w));
+            ctx.batch.put(&key, &*value);
+        }
+        if !output {
+            return Ok(vec![]);
+        }
+        Ok(batch_to_rows(&delta.batch)?
+            .into_iter()
+            .zip(delta.weights)
+            .collect())
+    }
+
     /// The dataflow, one operator per line.
     pub fn explain(&self) -> String {
         let mut s = String::new();
+        if self.append_only {
+            s.push_str("Contents: append-only, keyed by arrival\n");
+        }
         self.root.explain(0, &mut s);
         s
     }

@@ -86,7 +86,10 @@ pub async fn build(
         fields.push(f.as_ref().clone().with_name(fname));
     }
     let schema = Arc::new(Schema::new_with_metadata(fields, out.metadata().clone()));
-    Ok(MaterializedView::new(id, name.to_owned(), schema, root))
+    let sources: std::collections::HashSet<TableId> =
+        engine.catalog.sources().iter().map(|s| s.id).collect();
+    Ok(MaterializedView::new(id, name.to_owned(), schema, root)
+        .with_append_only(&|r| sources.contains(&r)))
 }
 
 /// The catalog entry for a built view.

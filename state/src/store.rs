@@ -108,8 +108,11 @@ impl Store {
 
     /// A consistent read view of everything committed so far.
     pub fn snapshot(&self) -> Snapshot {
+        // Read first: every write after it has a higher sequence number.
+        let sequence = self.db.latest_sequence_number();
         Snapshot {
             inner: self.db.snapshot(),
+            sequence,
         }
     }
 
@@ -165,6 +168,7 @@ fn prefix_successor(buf: &mut Vec<u8>) -> Option<&[u8]> {
 /// A consistent point-in-time view of the store, shareable across threads.
 pub struct Snapshot {
     inner: SnapshotWithThreadMode<'static, DB>,
+    sequence: u64,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -174,6 +178,13 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
+    /// RocksDB's latest sequence number when the snapshot was taken. A commit made after
+    /// reading this snapshot gets a higher one, so commits that each read a fresh snapshot
+    /// under the writer lock get distinct numbers (also across restarts).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
     /// Reads one key.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let v = self.inner.get(key)?;

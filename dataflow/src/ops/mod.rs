@@ -110,6 +110,19 @@ impl Node {
         }
     }
 
+    /// Whether the output only ever grows when every relation read for which
+    /// `append_only_input` holds only grows: row-by-row operators over such relations.
+    pub fn append_only(&self, append_only_input: &dyn Fn(TableId) -> bool) -> bool {
+        match self {
+            Node::Scan { relation, .. } => append_only_input(*relation),
+            Node::Filter { input, .. }
+            | Node::Project { input, .. }
+            | Node::Unnest { input, .. } => input.append_only(append_only_input),
+            Node::Union { inputs, .. } => inputs.iter().all(|i| i.append_only(append_only_input)),
+            _ => false,
+        }
+    }
+
     /// The direct inputs.
     pub fn children(&self) -> Vec<&Node> {
         match self {
