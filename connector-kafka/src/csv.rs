@@ -142,7 +142,7 @@ mod tests {
             offset,
             timestamp_ms: None,
             key: None,
-            payload: Some(payload.as_bytes().to_vec()),
+            payload: Some(bytes::Bytes::copy_from_slice(payload.as_bytes())),
         }
     }
 

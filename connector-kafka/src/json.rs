@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use datafusion::arrow::array::{
     new_null_array, ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch,
     StringBuilder, TimestampMicrosecondBuilder,
@@ -29,8 +31,8 @@ pub struct Message {
     pub offset: i64,
     /// Milliseconds since the Unix epoch, when the message has a timestamp.
     pub timestamp_ms: Option<i64>,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
+    pub payload: Option<Bytes>,
 }
 
 /// A message that could not be decoded.
@@ -525,7 +527,7 @@ mod tests {
             offset,
             timestamp_ms: Some(1_700_000_000_000),
             key: None,
-            payload: Some(payload.as_bytes().to_vec()),
+            payload: Some(Bytes::copy_from_slice(payload.as_bytes())),
         }
     }
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use datafusion::arrow::array::RecordBatch;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -196,13 +197,34 @@ fn offset(o: i64) -> Offset {
     }
 }
 
-fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
+/// Buffers the messages of a batch are copied into: one allocation per few megabytes, not
+/// one per message. Buffers grow from 64 KiB to 4 MiB, so small batches stay small.
+#[derive(Default)]
+struct Arena {
+    buf: BytesMut,
+    next: usize,
+}
+
+impl Arena {
+    fn copy(&mut self, b: &[u8]) -> Bytes {
+        if self.buf.capacity() - self.buf.len() < b.len() {
+            self.next = (self.next * 2).clamp(64 << 10, 4 << 20);
+            self.buf = BytesMut::with_capacity(self.next.max(b.len()));
+        }
+        self.buf.extend_from_slice(b);
+        self.buf.split().freeze()
+    }
+}
+
+/// Copies a message out of librdkafka's buffers.
+fn detach(m: &rdkafka::message::BorrowedMessage<'_>, arena: &mut Arena) -> Message {
+    let mut copy = |b: &[u8]| arena.copy(b);
     Message {
         partition: m.partition(),
         offset: m.offset(),
         timestamp_ms: m.timestamp().to_millis(),
-        key: m.key().map(<[u8]>::to_vec),
-        payload: m.payload().map(<[u8]>::to_vec),
+        key: m.key().map(&mut copy),
+        payload: m.payload().map(&mut copy),
     }
 }
 
@@ -428,6 +450,7 @@ fn read_batch(
     stop: &AtomicBool,
 ) -> Option<SourceBatch> {
     let mut msgs = Vec::new();
+    let mut arena = Arena::default();
     let mut deadline: Option<Instant> = None;
     // Whether the last poll found nothing: only then wait (and read the clock).
     let mut waiting = false;
@@ -439,7 +462,7 @@ fn read_batch(
         };
         match consumer.poll(timeout) {
             Some(Ok(m)) => {
-                msgs.push(detach(&m));
+                msgs.push(detach(&m, &mut arena));
                 deadline.get_or_insert_with(|| Instant::now() + config.max_wait);
                 waiting = false;
             }
@@ -526,6 +549,7 @@ pub fn replay(
     c.assign(&tpl).map_err(kafka)?;
     let mut out = Vec::new();
     let mut msgs = Vec::new();
+    let mut arena = Arena::default();
     let mut last_progress = Instant::now();
     // Where each partition's re-read must start: a first message past it means the topic no
     // longer holds what the source consumed (retention), and the re-read would be incomplete.
@@ -552,7 +576,7 @@ pub fn replay(
                     }
                 }
                 if m.offset() < to && !skip.contains(&(p, m.offset())) {
-                    msgs.push(detach(&m));
+                    msgs.push(detach(&m, &mut arena));
                 }
                 if m.offset() + 1 >= to {
                     remaining.remove(&p);
