@@ -19,23 +19,22 @@ pub struct EncodedRows {
 /// Bytes reserved at the start of every encoded value.
 pub const VALUE_SLOT: usize = 8;
 
-/// Encodes every row of `batch`.
+/// Encodes every row of `batch`, keyed by all its columns.
 pub fn encode_rows(batch: &RecordBatch, key_prefix: &[u8]) -> Result<EncodedRows> {
-    encode(batch, Some(key_prefix))
+    encode_rows_keyed_by(batch, key_prefix, batch.num_columns())
 }
 
-/// Encodes every row of `batch` as a value only (`keys` is empty).
-pub fn encode_values(batch: &RecordBatch) -> Result<EncodedRows> {
-    encode(batch, None)
-}
-
-fn encode(batch: &RecordBatch, key_prefix: Option<&[u8]>) -> Result<EncodedRows> {
+/// Encodes every row of `batch`; the keys hold only the first `key_columns` columns.
+pub fn encode_rows_keyed_by(
+    batch: &RecordBatch,
+    key_prefix: &[u8],
+    key_columns: usize,
+) -> Result<EncodedRows> {
     let n = batch.num_rows();
-    let mut keys: Vec<Vec<u8>> = (0..if key_prefix.is_some() { n } else { 0 })
+    let mut keys: Vec<Vec<u8>> = (0..n)
         .map(|_| {
-            let prefix = key_prefix.unwrap_or_default();
-            let mut k = Vec::with_capacity(prefix.len() + 64);
-            k.extend_from_slice(prefix);
+            let mut k = Vec::with_capacity(key_prefix.len() + 64);
+            k.extend_from_slice(key_prefix);
             k
         })
         .collect();
@@ -47,13 +46,13 @@ fn encode(batch: &RecordBatch, key_prefix: Option<&[u8]>) -> Result<EncodedRows>
             v
         })
         .collect();
-    let with_keys = key_prefix.is_some();
-    for col in batch.columns() {
-        encode_column(col, with_keys.then_some(&mut keys[..]), &mut values)?;
+    for (c, col) in batch.columns().iter().enumerate() {
+        encode_column(col, (c < key_columns).then_some(&mut keys[..]), &mut values)?;
     }
     Ok(EncodedRows { keys, values })
 }
 
+/// Appends one column's values to `values` and, when given, to `keys`.
 fn encode_column(
     col: &ArrayRef,
     mut keys: Option<&mut [Vec<u8>]>,
@@ -179,7 +178,10 @@ mod tests {
             let (keys, values) = by_datums(&batch, b"vx");
             prop_assert_eq!(enc.keys, keys);
             prop_assert_eq!(&enc.values, &values);
-            prop_assert_eq!(encode_values(&batch).unwrap().values, values);
+            let first = encode_rows_keyed_by(&batch, b"vx", 1).unwrap();
+            prop_assert_eq!(&first.values, &values);
+            let (first_keys, _) = by_datums(&batch.project(&[0]).unwrap(), b"vx");
+            prop_assert_eq!(first.keys, first_keys);
         }
     }
 

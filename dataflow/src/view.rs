@@ -17,7 +17,7 @@ use freshet_sql::df_convert::batch_to_rows;
 
 use crate::delta::Delta;
 use crate::delta::{decode_count, encode_count};
-use crate::encode::{encode_rows, encode_values, EncodedRows, VALUE_SLOT};
+use crate::encode::{encode_rows, encode_rows_keyed_by, EncodedRows, VALUE_SLOT};
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 use crate::ops::Node;
 
@@ -34,8 +34,8 @@ pub struct MaterializedView {
     /// Every output row occurs at most once (an aggregate's groups): contents are written
     /// blind, without reading the stored multiplicity.
     distinct_rows: bool,
-    /// Rows only ever arrive (filters and projections of sources): contents are keyed by
-    /// arrival (see [`MaterializedView::with_append_only`]).
+    /// Rows only ever arrive (filters and projections of sources): every arriving row gets a
+    /// key of its own (see [`MaterializedView::with_append_only`]).
     append_only: bool,
 }
 
@@ -58,19 +58,15 @@ impl MaterializedView {
     }
 
     /// Marks the view append-only when every relation it reads is append-only
-    /// (`append_only_input`) and no operator of it can retract a row. Its contents are then
-    /// keyed by arrival — the epoch's snapshot sequence number and the row's place in the
-    /// epoch — rather than by the row: each row is one blind write, with no read of a stored
-    /// multiplicity, and keys stay short. Reads see the same multiset; they are not ordered
-    /// by the first column.
+    /// (`append_only_input`) and no operator of it can retract a row. An arriving row is then
+    /// stored under a key of its own — its first column's key encoding, then the epoch's
+    /// snapshot sequence number and the row's place in the epoch — so each row is one blind
+    /// write with no read of a stored multiplicity, and keys stay short; equal rows are
+    /// separate entries. Contents stay ordered by the first column, so a filter on it still
+    /// reads a key range.
     pub fn with_append_only(mut self, append_only_input: &dyn Fn(TableId) -> bool) -> Self {
         self.append_only = self.root.append_only(append_only_input);
         self
-    }
-
-    /// Whether the contents are keyed by arrival (not by row).
-    pub fn is_append_only(&self) -> bool {
-        self.append_only
     }
 
     /// Runs one epoch through the dataflow and applies the result to the view's contents.
@@ -154,21 +150,27 @@ impl MaterializedView {
         ctx: &mut EpochCtx<'_>,
         output: bool,
     ) -> Result<Vec<(Vec<Datum>, i64)>> {
-        let EncodedRows { mut values, .. } = encode_values(&delta.batch)?;
-        let mut key = view_prefix(self.id);
-        key.extend_from_slice(&ctx.snapshot.sequence().to_be_bytes());
-        let at = key.len();
-        key.extend_from_slice(&[0; 4]);
-        for (i, (value, &w)) in values.iter_mut().zip(&delta.weights).enumerate() {
+        let EncodedRows {
+            mut keys,
+            mut values,
+        } = encode_rows_keyed_by(&delta.batch, &view_prefix(self.id), 1)?;
+        let epoch = ctx.snapshot.sequence().to_be_bytes();
+        for (i, ((key, value), &w)) in keys
+            .iter_mut()
+            .zip(&mut values)
+            .zip(&delta.weights)
+            .enumerate()
+        {
             if w <= 0 {
                 return Err(DataFusionError::Internal(format!(
                     "append-only view \"{}\" got a retraction",
                     self.name
                 )));
             }
-            key[at..].copy_from_slice(&(i as u32).to_be_bytes());
+            key.extend_from_slice(&epoch);
+            key.extend_from_slice(&(i as u32).to_be_bytes());
             value[..VALUE_SLOT].copy_from_slice(&encode_count(w));
-            ctx.batch.put(&key, &*value);
+            ctx.batch.put(&*key, &*value);
         }
         if !output {
             return Ok(vec![]);
@@ -183,7 +185,7 @@ impl MaterializedView {
     pub fn explain(&self) -> String {
         let mut s = String::new();
         if self.append_only {
-            s.push_str("Contents: append-only, keyed by arrival\n");
+            s.push_str("Contents: append-only (one entry per arriving row)\n");
         }
         self.root.explain(0, &mut s);
         s

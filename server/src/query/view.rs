@@ -66,10 +66,11 @@ impl TableProvider for ViewTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let prefix = view_prefix(self.view.id);
-        // Contents keyed by row are ordered by the first column; append-only ones by arrival.
-        let range = (!self.view.is_append_only())
-            .then(|| self.view.schema.fields().first())
-            .flatten()
+        let range = self
+            .view
+            .schema
+            .fields()
+            .first()
             .and_then(|f| column_range(&prefix, f.name(), f.data_type(), filters))
             .unwrap_or_default();
         let columns: Vec<usize> = match projection {
