@@ -222,6 +222,11 @@ impl JsonDecoder {
             .collect();
     }
 
+    /// Whether decoded rows include the message key (else messages need not carry it).
+    pub fn includes_key(&self) -> bool {
+        self.include.contains(&IncludeKind::Key)
+    }
+
     /// The schema of decoded batches.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema

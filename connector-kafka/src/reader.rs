@@ -216,14 +216,14 @@ impl Arena {
     }
 }
 
-/// Copies a message out of librdkafka's buffers.
-fn detach(m: &rdkafka::message::BorrowedMessage<'_>, arena: &mut Arena) -> Message {
+/// Copies a message out of librdkafka's buffers (its key only when `key`).
+fn detach(m: &rdkafka::message::BorrowedMessage<'_>, arena: &mut Arena, key: bool) -> Message {
     let mut copy = |b: &[u8]| arena.copy(b);
     Message {
         partition: m.partition(),
         offset: m.offset(),
         timestamp_ms: m.timestamp().to_millis(),
-        key: m.key().map(&mut copy),
+        key: if key { m.key().map(&mut copy) } else { None },
         payload: m.payload().map(&mut copy),
     }
 }
@@ -451,6 +451,8 @@ fn read_batch(
 ) -> Option<SourceBatch> {
     let mut msgs = Vec::new();
     let mut arena = Arena::default();
+    // The INCLUDE columns are fixed for a source: later decoders want keys just the same.
+    let key = decoder.get().1.includes_key();
     let mut deadline: Option<Instant> = None;
     // Whether the last poll found nothing: only then wait (and read the clock).
     let mut waiting = false;
@@ -462,7 +464,7 @@ fn read_batch(
         };
         match consumer.poll(timeout) {
             Some(Ok(m)) => {
-                msgs.push(detach(&m, &mut arena));
+                msgs.push(detach(&m, &mut arena, key));
                 deadline.get_or_insert_with(|| Instant::now() + config.max_wait);
                 waiting = false;
             }
@@ -576,7 +578,7 @@ pub fn replay(
                     }
                 }
                 if m.offset() < to && !skip.contains(&(p, m.offset())) {
-                    msgs.push(detach(&m, &mut arena));
+                    msgs.push(detach(&m, &mut arena, decoder.includes_key()));
                 }
                 if m.offset() + 1 >= to {
                     remaining.remove(&p);

@@ -80,6 +80,17 @@ impl Store {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Flushed files (L0) live briefly until compacted: not compressing them saves the
+        // CPU of compressing every byte twice.
+        opts.set_compression_per_level(&[
+            rocksdb::DBCompressionType::None,
+            rocksdb::DBCompressionType::Lz4,
+            rocksdb::DBCompressionType::Lz4,
+            rocksdb::DBCompressionType::Lz4,
+            rocksdb::DBCompressionType::Lz4,
+            rocksdb::DBCompressionType::Lz4,
+            rocksdb::DBCompressionType::Lz4,
+        ]);
         let mut block = rocksdb::BlockBasedOptions::default();
         let cache = rocksdb::Cache::new_lru_cache(config.block_cache_bytes);
         block.set_block_cache(&cache);
