@@ -5,7 +5,11 @@
 //! 'd' <table id: u64 BE> <row key>          one table row; value = row_codec encoding
 //! 'v' <view id: u64 BE> <row key>           one distinct row of a materialized view, keyed by
 //!                                           the row's memcomparable encoding (key_codec);
-//!                                           value = multiplicity (i64 BE) ++ row (row_codec)
+//!                                           value = multiplicity (i64 BE) ++ row (row_codec);
+//!                                           in an append-only view (projections and filters
+//!                                           of sources) one arriving row: its first column's
+//!                                           key encoding ++ epoch (u64 BE: the snapshot
+//!                                           sequence number) ++ place in the epoch (u32 BE)
 //! 'o' <view id: u64 BE> <op id: u32 BE> …   the state of one operator of a view's dataflow
 //! 's' <source id: u64 BE> 'p' <partition: i32 BE>
 //!                                           a source's progress in one partition: start offset
