@@ -315,6 +315,7 @@ impl JsonDecoder {
                         Err(e) => bad.push(BadMessage::new(m, clean_error(&e))),
                     }
                 }
+                // Messages arrive in order; only this pass appends out of order.
                 bad.sort_by_key(|b| (b.partition, b.offset));
                 good = kept;
                 if parts.is_empty() {
@@ -323,7 +324,6 @@ impl JsonDecoder {
                 concat_batches(&self.typed, &parts)?
             }
         };
-        bad.sort_by_key(|b| (b.partition, b.offset));
         let good: Vec<&Message> = good.into_iter().map(|(m, _)| m).collect();
         let payload = self.with_raw_json(payload, &good)?;
         Ok((Some(self.with_metadata(payload, &good)?), bad))
