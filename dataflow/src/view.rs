@@ -18,7 +18,7 @@ use freshet_sql::df_convert::batch_to_rows;
 use crate::delta::Delta;
 use crate::delta::{decode_count, encode_count};
 use crate::encode::{encode_rows, encode_rows_keyed_by, EncodedRows, VALUE_SLOT};
-use crate::epoch::{state_err, EpochChanges, EpochCtx};
+use crate::epoch::{state_err, EpochChanges, EpochCtx, EpochWrites};
 use crate::ops::Node;
 
 /// A view's running dataflow.
@@ -31,9 +31,9 @@ pub struct MaterializedView {
     pub root: Node,
     /// Tables and views it reads (deduplicated).
     pub inputs: Vec<TableId>,
-    /// Every output row occurs at most once (an aggregate's groups): contents are written
-    /// blind, without reading the stored multiplicity.
-    distinct_rows: bool,
+    /// The first this many columns are a unique key (an aggregate's groups): contents are
+    /// keyed by them and written blind, without reading what is stored.
+    unique_prefix: Option<usize>,
     /// Rows only ever arrive (filters and projections of sources): every arriving row gets a
     /// key of its own (see [`MaterializedView::with_append_only`]).
     append_only: bool,
@@ -45,14 +45,14 @@ impl MaterializedView {
         root.relations(&mut inputs);
         inputs.sort();
         inputs.dedup();
-        let distinct_rows = root.distinct_rows();
+        let unique_prefix = root.unique_prefix();
         Self {
             id,
             name,
             schema,
             root,
             inputs,
-            distinct_rows,
+            unique_prefix,
             append_only: false,
         }
     }
@@ -84,6 +84,9 @@ impl MaterializedView {
         if self.append_only {
             return self.append(delta, ctx, output);
         }
+        if let Some(k) = self.unique_prefix {
+            return self.upsert(delta, k, ctx, output);
+        }
         // Rows are identified by their contents key (an injective encoding of the row).
         let EncodedRows { keys, mut values } = encode_rows(&delta.batch, &view_prefix(self.id))?;
         let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(keys.len());
@@ -99,20 +102,21 @@ impl MaterializedView {
         }
         drop(index);
         rows.retain(|(_, w)| *w != 0);
-        if self.distinct_rows && rows.iter().all(|(_, w)| w.abs() == 1) {
-            // A row leaves (-1) or arrives (+1) whole: no need to read its count.
+        {
+            // Arrivals add to the stored count blindly (a merge); only departures read it, to
+            // know whether the row is gone.
+            let mut departing: Vec<(usize, i64)> = Vec::new();
             for &(i, w) in &rows {
-                if w < 0 {
-                    ctx.batch.delete(&keys[i]);
+                if w > 0 {
+                    values[i][..VALUE_SLOT].copy_from_slice(&encode_count(w));
+                    ctx.batch.merge(&keys[i], &values[i]);
                 } else {
-                    values[i][..VALUE_SLOT].copy_from_slice(&encode_count(1));
-                    ctx.batch.put(&keys[i], &values[i]);
+                    departing.push((i, w));
                 }
             }
-        } else {
-            let wanted: Vec<&[u8]> = rows.iter().map(|&(i, _)| keys[i].as_slice()).collect();
+            let wanted: Vec<&[u8]> = departing.iter().map(|&(i, _)| keys[i].as_slice()).collect();
             let olds = ctx.snapshot.multi_get(&wanted).map_err(state_err)?;
-            for (&(i, w), old) in rows.iter().zip(olds) {
+            for (&(i, w), old) in departing.iter().zip(olds) {
                 let n = old
                     .map(|b| decode_count(b.get(..8).unwrap_or_default()))
                     .transpose()?
@@ -130,6 +134,73 @@ impl MaterializedView {
                     values[i][..VALUE_SLOT].copy_from_slice(&encode_count(n));
                     ctx.batch.put(&keys[i], &values[i]);
                 }
+            }
+        }
+        if !output {
+            return Ok(vec![]);
+        }
+        let picked = UInt32Array::from_iter_values(rows.iter().map(|&(i, _)| i as u32));
+        let batch = take_record_batch(&delta.batch, &picked)?;
+        Ok(batch_to_rows(&batch)?
+            .into_iter()
+            .zip(rows.iter().map(|&(_, w)| w))
+            .collect())
+    }
+
+    /// The epoch of a view whose first `key_columns` columns are a unique key: contents are
+    /// keyed by them, so a changed row (the old version leaving, the new one arriving under
+    /// the same key) is one blind put, and a row that only leaves is one delete.
+    fn upsert(
+        &self,
+        delta: Delta,
+        key_columns: usize,
+        ctx: &mut EpochCtx<'_>,
+        output: bool,
+    ) -> Result<Vec<(Vec<Datum>, i64)>> {
+        let EncodedRows { keys, mut values } =
+            encode_rows_keyed_by(&delta.batch, &view_prefix(self.id), key_columns)?;
+        // Consolidate equal rows (by their row encoding), then settle each key: the row
+        // arriving under it is put; a key whose row only leaves is deleted.
+        let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(keys.len());
+        let mut rows: Vec<(usize, i64)> = Vec::with_capacity(keys.len());
+        for (i, (value, w)) in values.iter().zip(&delta.weights).enumerate() {
+            match index.entry(&value[VALUE_SLOT..]) {
+                Entry::Occupied(e) => rows[*e.get()].1 += w,
+                Entry::Vacant(e) => {
+                    e.insert(rows.len());
+                    rows.push((i, *w));
+                }
+            }
+        }
+        drop(index);
+        rows.retain(|(_, w)| *w != 0);
+        // Per key: the arriving row, if any.
+        let mut settled: HashMap<&[u8], Option<usize>> = HashMap::with_capacity(rows.len());
+        for &(i, w) in &rows {
+            if w.abs() != 1 {
+                return Err(DataFusionError::Internal(format!(
+                    "view \"{}\": a row of a uniquely keyed view changed {w} times",
+                    self.name
+                )));
+            }
+            let slot = settled.entry(keys[i].as_slice()).or_insert(None);
+            if w > 0 {
+                if slot.is_some() {
+                    return Err(DataFusionError::Internal(format!(
+                        "view \"{}\": two rows arrived under one key",
+                        self.name
+                    )));
+                }
+                *slot = Some(i);
+            }
+        }
+        for (key, arriving) in settled {
+            match arriving {
+                Some(i) => {
+                    values[i][..VALUE_SLOT].copy_from_slice(&encode_count(1));
+                    ctx.batch.put(key, &values[i]);
+                }
+                None => ctx.batch.delete(key),
             }
         }
         if !output {
@@ -241,13 +312,14 @@ impl Dataflows {
         let views: Vec<Arc<MaterializedView>> = self.read().values().cloned().collect();
         let mut changed: HashSet<TableId> = changes.changed().collect();
         let read: HashSet<TableId> = views.iter().flat_map(|v| v.inputs.clone()).collect();
+        let mut writes = EpochWrites::default();
         for view in views {
             if !view.inputs.iter().any(|i| changed.contains(i)) {
                 continue;
             }
             let mut ctx = EpochCtx {
                 snapshot,
-                batch,
+                batch: &mut writes,
                 initial: false,
             };
             let out = view.process(&changes, &mut ctx, read.contains(&view.id))?;
@@ -256,6 +328,7 @@ impl Dataflows {
                 changes.tables.insert(view.id, out);
             }
         }
+        writes.apply_to(batch);
         Ok(())
     }
 
@@ -280,12 +353,14 @@ impl Dataflows {
             };
             changes.tables.insert(input, rows);
         }
+        let mut writes = EpochWrites::default();
         let mut ctx = EpochCtx {
             snapshot,
-            batch,
+            batch: &mut writes,
             initial: true,
         };
         view.process(&changes, &mut ctx, false)?;
+        writes.apply_to(batch);
         Ok(())
     }
 

@@ -101,6 +101,8 @@ impl Store {
         // filter over the memtable's keys answers those without searching the skip list.
         opts.set_memtable_prefix_bloom_ratio(0.1);
         opts.set_memtable_whole_key_filtering(true);
+        // Counted entries (view contents, operator multisets) grow by blind merges.
+        opts.set_merge_operator_associative("freshet.add_counts", add_counts);
         let db = DB::open(&opts, dir)?;
         tracing::info!(path = %dir.display(), "state store opened");
         Ok(Store {
@@ -162,6 +164,40 @@ impl Store {
             None => batch.delete_range(prefix, &[0xFFu8; 16][..]),
         }
     }
+}
+
+/// The merge operator of counted entries: values are an i64 BE count followed by a payload
+/// that is the same for every write of one key (it is determined by the key). Merging adds
+/// the counts and keeps the payload, so a writer can add to a count without reading it.
+/// A count never reaches zero through merges: writers that subtract read and put or delete.
+fn add_counts(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &rocksdb::MergeOperands,
+) -> Option<Vec<u8>> {
+    let mut total: i64 = 0;
+    let mut payload: Option<&[u8]> = None;
+    for v in existing.into_iter().chain(operands) {
+        let (count, rest) = v.split_at_checked(COUNT_LEN)?;
+        total = total.checked_add(i64::from_be_bytes(count.try_into().ok()?))?;
+        payload.get_or_insert(rest);
+    }
+    let payload = payload?;
+    let mut out = Vec::with_capacity(COUNT_LEN + payload.len());
+    out.extend_from_slice(&total.to_be_bytes());
+    out.extend_from_slice(payload);
+    Some(out)
+}
+
+/// Bytes of the count at the start of a counted entry.
+pub const COUNT_LEN: usize = 8;
+
+/// A counted entry's value: `count` (i64 BE) followed by `payload`; see [`add_counts`].
+pub fn counted(count: i64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(COUNT_LEN + payload.len());
+    out.extend_from_slice(&count.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
 }
 
 /// The smallest key greater than every key starting with `prefix`.
@@ -361,5 +397,24 @@ mod tests {
             store.snapshot().scan(b"db", b"", None, 10).unwrap().len(),
             1
         );
+    }
+
+    #[test]
+    fn merges_add_counts_and_keep_the_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StateConfig::for_test()).unwrap();
+        let mut b = WriteBatch::default();
+        b.put(b"k1", counted(2, b"row"));
+        b.merge(b"k1", counted(3, b"row"));
+        b.merge(b"k2", counted(1, b"other"));
+        b.merge(b"k2", counted(4, b"other"));
+        store.write(b).unwrap();
+        let s = store.snapshot();
+        assert_eq!(s.get(b"k1").unwrap().unwrap(), counted(5, b"row"));
+        assert_eq!(s.get(b"k2").unwrap().unwrap(), counted(5, b"other"));
+        let mut b = WriteBatch::default();
+        b.merge(b"k1", counted(-5, b"row"));
+        store.write(b).unwrap();
+        assert_eq!(store.get(b"k1").unwrap().unwrap(), counted(0, b"row"));
     }
 }

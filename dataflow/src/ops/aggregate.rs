@@ -22,7 +22,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use freshet_common::{Datum, PgError, SqlState};
 use freshet_sql::df_convert::array_to_datums;
-use freshet_state::{key_codec, row_codec};
+use freshet_state::{key_codec, row_codec, COUNT_LEN};
 
 use super::merge::{merged_scan, Entry};
 use crate::delta::{encode, push_len_prefixed, Delta};
@@ -211,7 +211,9 @@ impl AggregateOp {
         let mut value_keys: Vec<Vec<u8>> = Vec::new();
         for gbytes in &order {
             for (i, values) in groups[gbytes].values.iter().enumerate() {
-                if self.aggs[i].kind.keeps_values() && !values.is_empty() {
+                let kind = self.aggs[i].kind;
+                let blind = matches!(kind, AggKind::Min | AggKind::Max) && only_arrivals(values);
+                if kind.keeps_values() && !values.is_empty() && !blind {
                     let prefix = self.multiset_prefix(i, gbytes);
                     value_keys.extend(
                         values
@@ -488,6 +490,23 @@ impl AggregateOp {
         if values.is_empty() {
             return Ok(old_v.clone());
         }
+        if only_arrivals(values) {
+            // Counts only grow: merge them in unread; the result is the smaller of the old
+            // one and the first arriving value.
+            let mut first: Option<(&[u8], &Datum)> = None;
+            for (k, v, w) in values {
+                ctx.batch
+                    .merge([prefix, k.as_slice()].concat(), multiset_entry(*w, v));
+                if first.is_none_or(|(fk, _)| k.as_slice() < fk) {
+                    first = Some((k, v));
+                }
+            }
+            let Some((key, v)) = first else {
+                return Ok(old_v.clone());
+            };
+            let old_first = !old_v.is_null() && self.value_key(agg, old_v, &[]).as_slice() <= key;
+            return Ok(if old_first { old_v.clone() } else { v.clone() });
+        }
         let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
         if changed.values().all(|(_, old, new)| new >= old) {
             let Some((key, (v, _, _))) = changed.iter().find(|(_, (_, _, n))| *n > 0) else {
@@ -605,9 +624,7 @@ impl AggregateOp {
             if n == 0 {
                 ctx.batch.delete(full);
             } else {
-                let mut buf = Vec::new();
-                row_codec::encode_row(&[Datum::Int64(n), v.clone()], &mut buf);
-                ctx.batch.put(full, buf);
+                ctx.batch.put(full, multiset_entry(n, v));
             }
             *dn = n;
         }
@@ -615,15 +632,30 @@ impl AggregateOp {
     }
 }
 
+/// A multiset entry: a counted entry (count, then the value's row encoding), so arrivals can
+/// be merged in without reading it.
+fn multiset_entry(n: i64, v: &Datum) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(24);
+    buf.extend_from_slice(&n.to_be_bytes());
+    row_codec::encode_row(std::slice::from_ref(v), &mut buf);
+    buf
+}
+
+/// (count, value) of a stored multiset entry.
 fn entry_value(b: &[u8]) -> Result<(i64, Datum)> {
-    let mut row = row_codec::decode_row(b).map_err(state_err)?;
-    if row.len() != 2 {
-        return Err(DataFusionError::Internal(
-            "corrupt aggregate value entry".into(),
-        ));
+    let corrupt = || DataFusionError::Internal("corrupt aggregate value entry".into());
+    let (count, rest) = b.split_at_checked(COUNT_LEN).ok_or_else(corrupt)?;
+    let n = i64::from_be_bytes(count.try_into().map_err(|_| corrupt())?);
+    let mut row = row_codec::decode_row(rest).map_err(state_err)?;
+    if row.len() != 1 {
+        return Err(corrupt());
     }
-    let v = row.pop().unwrap_or(Datum::Null);
-    Ok((as_i64(&row[0]), v))
+    Ok((n, row.pop().unwrap_or(Datum::Null)))
+}
+
+/// Whether every change is an arrival (MIN/MAX then need no read of their multiset).
+fn only_arrivals(values: &[Keyed]) -> bool {
+    values.iter().all(|(_, _, w)| *w > 0)
 }
 
 fn as_i64(d: &Datum) -> i64 {

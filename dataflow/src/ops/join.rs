@@ -231,13 +231,19 @@ impl JoinOp {
 
     /// [`Self::store`] for many (side, key, changes) at once: one MultiGet for all.
     fn store_all(&self, writes: &[(u8, &Vec<u8>, &Rows)], ctx: &mut EpochCtx<'_>) -> Result<()> {
+        // Arrivals add to the stored count blindly (a merge); only departures read it.
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut weights: Vec<i64> = Vec::new();
         for (side, key, delta) in writes {
             let prefix = self.side_prefix(*side, key);
             for (b, _, w) in consolidate((*delta).clone()) {
-                keys.push([prefix.as_slice(), &b].concat());
-                weights.push(w);
+                let full = [prefix.as_slice(), &b].concat();
+                if w > 0 {
+                    ctx.batch.merge(&full, encode_count(w));
+                } else {
+                    keys.push(full);
+                    weights.push(w);
+                }
             }
         }
         let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;

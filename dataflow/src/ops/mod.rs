@@ -86,27 +86,27 @@ impl Node {
         }
     }
 
-    /// Whether no row of the output can occur twice: an aggregate's (one row per group), and
-    /// filters of it, top-N of it, and projections that keep all of its columns.
-    pub fn distinct_rows(&self) -> bool {
+    /// The smallest `k` such that the first `k` output columns are a unique key (no two
+    /// rows agree on them): an aggregate's group columns; kept through filters, top-N and
+    /// projections that keep those columns as plain column references.
+    pub fn unique_prefix(&self) -> Option<usize> {
         match self {
-            Node::Aggregate { .. } => true,
-            Node::Filter { input, .. } => input.distinct_rows(),
-            Node::Ordered { input, op } => {
-                matches!(op.mode, OrderedMode::TopN { .. }) && input.distinct_rows()
+            Node::Aggregate { op, .. } => Some(op.group.len()),
+            Node::Filter { input, .. } => input.unique_prefix(),
+            Node::Ordered { input, op } if matches!(op.mode, OrderedMode::TopN { .. }) => {
+                input.unique_prefix()
             }
             Node::Project { input, exprs, .. } => {
-                let width = input.schema().fields().len();
-                let kept: std::collections::HashSet<usize> = exprs
-                    .iter()
-                    .filter_map(|e| {
+                let k = input.unique_prefix()?;
+                let position = |c: usize| {
+                    exprs.iter().position(|e| {
                         e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
-                            .map(|c| c.index())
+                            .is_some_and(|col| col.index() == c)
                     })
-                    .collect();
-                input.distinct_rows() && (0..width).all(|i| kept.contains(&i))
+                };
+                (0..k).map(position).try_fold(0, |m, p| Some(m.max(p? + 1)))
             }
-            _ => false,
+            _ => None,
         }
     }
 
