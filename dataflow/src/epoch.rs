@@ -53,85 +53,12 @@ impl EpochChanges {
     }
 }
 
-/// The state and contents writes of one epoch, gathered so they reach RocksDB in key order:
-/// its memtable inserts each key starting from where the previous one went, so sorted
-/// inserts cost far fewer skip-list steps than scattered ones. Keys and values live in one
-/// buffer; a later write of a key wins over an earlier one, as in a write batch.
-#[derive(Debug, Default)]
-pub struct EpochWrites {
-    data: Vec<u8>,
-    ops: Vec<WriteOp>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct WriteOp {
-    kind: WriteKind,
-    key: (usize, usize),
-    value: (usize, usize),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriteKind {
-    Put,
-    Delete,
-    Merge,
-}
-
-impl EpochWrites {
-    fn push(&mut self, kind: WriteKind, key: &[u8], value: &[u8]) {
-        let k = self.data.len();
-        self.data.extend_from_slice(key);
-        let v = self.data.len();
-        self.data.extend_from_slice(value);
-        self.ops.push(WriteOp {
-            kind,
-            key: (k, key.len()),
-            value: (v, value.len()),
-        });
-    }
-
-    pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.push(WriteKind::Put, key.as_ref(), value.as_ref());
-    }
-
-    pub fn delete(&mut self, key: impl AsRef<[u8]>) {
-        self.push(WriteKind::Delete, key.as_ref(), &[]);
-    }
-
-    /// Adds to a counted entry ([`freshet_state::counted`]) without reading it.
-    pub fn merge(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.push(WriteKind::Merge, key.as_ref(), value.as_ref());
-    }
-
-    pub fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
-    /// Appends the writes to `batch` in key order (writes of one key in the order made).
-    pub fn apply_to(mut self, batch: &mut WriteBatch) {
-        let data = &self.data;
-        let slice = |(at, len): (usize, usize)| &data[at..at + len];
-        self.ops.sort_by(|a, b| slice(a.key).cmp(slice(b.key)));
-        for op in &self.ops {
-            match op.kind {
-                WriteKind::Put => batch.put(slice(op.key), slice(op.value)),
-                WriteKind::Delete => batch.delete(slice(op.key)),
-                WriteKind::Merge => batch.merge(slice(op.key), slice(op.value)),
-            }
-        }
-    }
-}
-
 /// What operators see while processing an epoch.
 pub struct EpochCtx<'a> {
     /// The committed state before this epoch: every read goes here.
     pub snapshot: &'a Snapshot,
     /// This epoch's writes: committed atomically with the base-table changes.
-    pub batch: &'a mut EpochWrites,
+    pub batch: &'a mut WriteBatch,
     /// True for the backfill epoch of a new view (constant relations emit their rows, a global
     /// aggregate emits its empty-input row).
     pub initial: bool,

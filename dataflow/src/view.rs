@@ -18,7 +18,7 @@ use freshet_sql::df_convert::batch_to_rows;
 use crate::delta::Delta;
 use crate::delta::{decode_count, encode_count};
 use crate::encode::{encode_rows, encode_rows_keyed_by, EncodedRows, VALUE_SLOT};
-use crate::epoch::{state_err, EpochChanges, EpochCtx, EpochWrites};
+use crate::epoch::{state_err, EpochChanges, EpochCtx};
 use crate::ops::Node;
 
 /// A view's running dataflow.
@@ -312,14 +312,13 @@ impl Dataflows {
         let views: Vec<Arc<MaterializedView>> = self.read().values().cloned().collect();
         let mut changed: HashSet<TableId> = changes.changed().collect();
         let read: HashSet<TableId> = views.iter().flat_map(|v| v.inputs.clone()).collect();
-        let mut writes = EpochWrites::default();
         for view in views {
             if !view.inputs.iter().any(|i| changed.contains(i)) {
                 continue;
             }
             let mut ctx = EpochCtx {
                 snapshot,
-                batch: &mut writes,
+                batch,
                 initial: false,
             };
             let out = view.process(&changes, &mut ctx, read.contains(&view.id))?;
@@ -328,7 +327,6 @@ impl Dataflows {
                 changes.tables.insert(view.id, out);
             }
         }
-        writes.apply_to(batch);
         Ok(())
     }
 
@@ -353,14 +351,12 @@ impl Dataflows {
             };
             changes.tables.insert(input, rows);
         }
-        let mut writes = EpochWrites::default();
         let mut ctx = EpochCtx {
             snapshot,
-            batch: &mut writes,
+            batch,
             initial: true,
         };
         view.process(&changes, &mut ctx, false)?;
-        writes.apply_to(batch);
         Ok(())
     }
 

@@ -209,7 +209,7 @@ async fn check_seed(sql: &str, seed: u64, steps: usize) {
     flows.insert(Arc::clone(&view));
     {
         let snapshot = store.snapshot();
-        let mut writes = freshet_dataflow::EpochWrites::default();
+        let mut batch = freshet_state::WriteBatch::default();
         let mut changes = EpochChanges::default();
         for t in &tables.0 {
             changes.add(t.id, t.rows.clone(), 1);
@@ -217,12 +217,10 @@ async fn check_seed(sql: &str, seed: u64, steps: usize) {
         // The backfill epoch, as the server runs it: every input's rows at once.
         let mut ectx = freshet_dataflow::EpochCtx {
             snapshot: &snapshot,
-            batch: &mut writes,
+            batch: &mut batch,
             initial: true,
         };
         view.process(&changes, &mut ectx, false).expect("backfill");
-        let mut batch = freshet_state::WriteBatch::default();
-        writes.apply_to(&mut batch);
         store.write(batch).expect("commit");
     }
     compare(&store, &tables, view_id, sql, seed, "backfill").await;

@@ -7,17 +7,17 @@
 //! Invariant: every logical change (a DDL statement, a DML statement, later an epoch) is one
 //! [`WriteBatch`] committed with one [`Store::write`], so a crash exposes all of it or none.
 
+mod batch;
 mod error;
 pub mod key_codec;
 mod keyspace;
 pub mod row_codec;
 mod store;
 
+pub use batch::WriteBatch;
 pub use error::{Error, Result};
 pub use keyspace::{
     meta_key, operator_prefix, source_prefix, table_prefix, table_row_key, view_prefix,
     view_state_prefix, Keyspace,
 };
-pub use store::{
-    counted, data_entries_read, next_key, Snapshot, StateConfig, Store, WriteBatch, COUNT_LEN,
-};
+pub use store::{counted, data_entries_read, next_key, Snapshot, StateConfig, Store, COUNT_LEN};

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{
-    Direction, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions, DB,
+    ColumnFamily, Direction, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode,
+    WriteOptions, DB,
 };
 
 use crate::{Error, Result};
@@ -52,8 +53,34 @@ fn count_read(key: &[u8]) {
     }
 }
 
-/// An atomic group of puts and deletes.
-pub type WriteBatch = rocksdb::WriteBatch;
+use crate::batch::{WriteBatch, WriteKind};
+
+/// Column families: one per keyspace, so each has its own memtable and files. Sequential
+/// keys (table rows by id, append-only view rows) then make non-overlapping files that
+/// compaction moves without rewriting, instead of being merged with random operator state.
+const FAMILIES: [(u8, &str); 5] = [
+    (crate::Keyspace::Meta as u8, "meta"),
+    (crate::Keyspace::TableData as u8, "tables"),
+    (crate::Keyspace::ViewData as u8, "views"),
+    (crate::Keyspace::Operator as u8, "operators"),
+    (crate::Keyspace::Source as u8, "sources"),
+];
+
+/// The column family handles, by [`FAMILIES`] index; the default family last.
+#[derive(Clone, Copy)]
+struct Families([&'static ColumnFamily; FAMILIES.len() + 1]);
+
+impl Families {
+    /// The family holding `key` (by its keyspace byte).
+    fn of(&self, key: &[u8]) -> &'static ColumnFamily {
+        let first = key.first().copied();
+        let i = FAMILIES
+            .iter()
+            .position(|(b, _)| Some(*b) == first)
+            .unwrap_or(FAMILIES.len());
+        self.0[i]
+    }
+}
 
 /// The store. Cheap to clone; one per process and data directory.
 ///
@@ -63,6 +90,7 @@ pub type WriteBatch = rocksdb::WriteBatch;
 #[derive(Clone)]
 pub struct Store {
     db: &'static DB,
+    families: Families,
     sync: bool,
 }
 
@@ -80,17 +108,6 @@ impl Store {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        // Flushed files (L0) live briefly until compacted: not compressing them saves the
-        // CPU of compressing every byte twice.
-        opts.set_compression_per_level(&[
-            rocksdb::DBCompressionType::None,
-            rocksdb::DBCompressionType::Lz4,
-            rocksdb::DBCompressionType::Lz4,
-            rocksdb::DBCompressionType::Lz4,
-            rocksdb::DBCompressionType::Lz4,
-            rocksdb::DBCompressionType::Lz4,
-            rocksdb::DBCompressionType::Lz4,
-        ]);
         let mut block = rocksdb::BlockBasedOptions::default();
         let cache = rocksdb::Cache::new_lru_cache(config.block_cache_bytes);
         block.set_block_cache(&cache);
@@ -103,19 +120,69 @@ impl Store {
         opts.set_memtable_whole_key_filtering(true);
         // Counted entries (view contents, operator multisets) grow by blind merges.
         opts.set_merge_operator_associative("freshet.add_counts", add_counts);
-        let db = DB::open(&opts, dir)?;
+        // Memtables of all families together stay under this (RSS stays bounded).
+        opts.set_db_write_buffer_size(192 << 20);
+        // A log file lives until every family's data in it is flushed: past this much log,
+        // the families holding the oldest are flushed (the catalog's rare writes would
+        // otherwise pin every log written since).
+        opts.set_max_total_wal_size(256 << 20);
+        opts.create_missing_column_families(true);
+        let descriptors = FAMILIES
+            .iter()
+            .map(|(_, name)| *name)
+            .chain([rocksdb::DEFAULT_COLUMN_FAMILY_NAME])
+            .map(|name| {
+                let mut cf = opts.clone();
+                if name == "operators" {
+                    // Operator state has random keys: its flushed (L0) files are soon
+                    // rewritten by compaction, so compressing them would be wasted CPU. The
+                    // other families' mostly sequential files are moved down as written, so
+                    // they are compressed once, at flush.
+                    let mut levels = [rocksdb::DBCompressionType::Lz4; 7];
+                    levels[0] = rocksdb::DBCompressionType::None;
+                    cf.set_compression_per_level(&levels);
+                }
+                rocksdb::ColumnFamilyDescriptor::new(name, cf)
+            });
+        let db: &'static DB =
+            Box::leak(Box::new(DB::open_cf_descriptors(&opts, dir, descriptors)?));
+        let handle = |name: &str| {
+            db.cf_handle(name)
+                .ok_or_else(|| Error::Corrupt(format!("column family {name} missing")))
+        };
+        let mut handles = Vec::with_capacity(FAMILIES.len() + 1);
+        for (_, name) in FAMILIES {
+            handles.push(handle(name)?);
+        }
+        handles.push(handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)?);
+        let families = Families(
+            handles
+                .try_into()
+                .map_err(|_| Error::Corrupt("column families".into()))?,
+        );
         tracing::info!(path = %dir.display(), "state store opened");
         Ok(Store {
-            db: Box::leak(Box::new(db)),
+            db,
+            families,
             sync: config.sync_commits,
         })
     }
 
     /// Commits `batch` atomically (and durably when `sync_commits` is on).
-    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+    pub fn write(&self, mut batch: WriteBatch) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync);
-        self.db.write_opt(batch, &wo)?;
+        let mut rb = rocksdb::WriteBatch::default();
+        for (kind, key, value) in batch.ordered() {
+            let cf = self.families.of(key);
+            match kind {
+                WriteKind::Put => rb.put_cf(cf, key, value),
+                WriteKind::Delete => rb.delete_cf(cf, key),
+                WriteKind::Merge => rb.merge_cf(cf, key, value),
+                WriteKind::DeleteRange => rb.delete_range_cf(cf, key, value),
+            }
+        }
+        self.db.write_opt(rb, &wo)?;
         Ok(())
     }
 
@@ -126,12 +193,13 @@ impl Store {
         Snapshot {
             inner: self.db.snapshot(),
             sequence,
+            families: self.families,
         }
     }
 
     /// Reads one key from the latest state.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let v = self.db.get(key)?;
+        let v = self.db.get_cf(self.families.of(key), key)?;
         if v.is_some() {
             count_read(key);
         }
@@ -144,9 +212,10 @@ impl Store {
         let Some(end) = prefix_successor(&mut upper) else {
             return Ok(None);
         };
-        let mut it = self
-            .db
-            .iterator(IteratorMode::From(end, Direction::Reverse));
+        let mut it = self.db.iterator_cf(
+            self.families.of(prefix),
+            IteratorMode::From(end, Direction::Reverse),
+        );
         match it.next() {
             Some(item) => {
                 let (k, _) = item?;
@@ -216,6 +285,7 @@ fn prefix_successor(buf: &mut Vec<u8>) -> Option<&[u8]> {
 pub struct Snapshot {
     inner: SnapshotWithThreadMode<'static, DB>,
     sequence: u64,
+    families: Families,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -234,7 +304,7 @@ impl Snapshot {
 
     /// Reads one key.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let v = self.inner.get(key)?;
+        let v = self.inner.get_cf(self.families.of(key), key)?;
         if v.is_some() {
             count_read(key);
         }
@@ -261,9 +331,11 @@ impl Snapshot {
             ro.set_iterate_upper_bound(b);
         }
         let start = if lower > prefix { lower } else { prefix };
-        let it = self
-            .inner
-            .iterator_opt(IteratorMode::From(start, Direction::Forward), ro);
+        let it = self.inner.iterator_cf_opt(
+            self.families.of(prefix),
+            ro,
+            IteratorMode::From(start, Direction::Forward),
+        );
         let mut out = Vec::with_capacity(limit.min(4096));
         for item in it {
             let (k, v) = item.map_err(Error::from)?;
@@ -317,10 +389,19 @@ impl Snapshot {
         &self,
         prefixes: &[P],
     ) -> Result<Vec<Vec<(Box<[u8]>, Box<[u8]>)>>> {
-        let mut it = self.inner.raw_iterator_opt(ReadOptions::default());
         let mut out = Vec::with_capacity(prefixes.len());
+        let Some(first) = prefixes.first() else {
+            return Ok(out);
+        };
+        let cf = self.families.of(first.as_ref());
+        let mut it = self.inner.raw_iterator_cf_opt(cf, ReadOptions::default());
         for p in prefixes {
             let p = p.as_ref();
+            if !std::ptr::eq(self.families.of(p), cf) {
+                // Prefixes of one call share a keyspace; read any other on its own.
+                out.push(self.scan_prefix(p)?);
+                continue;
+            }
             let mut entries = Vec::new();
             it.seek(p);
             while it.valid() {
@@ -344,7 +425,7 @@ impl Snapshot {
     pub fn multi_get<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
         let values: Vec<Option<Vec<u8>>> = self
             .inner
-            .multi_get(keys)
+            .multi_get_cf(keys.iter().map(|k| (self.families.of(k.as_ref()), k)))
             .into_iter()
             .map(|r| r.map_err(Error::from))
             .collect::<Result<_>>()?;

@@ -1,0 +1,95 @@
+//! Write batches: an atomic group of puts, merges and deletes, applied by [`crate::Store::write`].
+//!
+//! Keys and values are gathered in one buffer. At commit the writes go to RocksDB in key
+//! order (writes of one key in the order made, so the later wins): its memtable inserts each
+//! key starting from where the previous one went, so sorted inserts cost far fewer skip-list
+//! steps than scattered ones. A batch holding a range delete keeps its order instead, as a
+//! later put may fall inside the range.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteKind {
+    Put,
+    Delete,
+    Merge,
+    /// Deletes keys from `key` (inclusive) to `value` (exclusive).
+    DeleteRange,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WriteOp {
+    kind: WriteKind,
+    key: (usize, usize),
+    value: (usize, usize),
+}
+
+/// An atomic group of writes.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    data: Vec<u8>,
+    ops: Vec<WriteOp>,
+    has_range: bool,
+}
+
+impl WriteBatch {
+    fn push(&mut self, kind: WriteKind, key: &[u8], value: &[u8]) {
+        let k = self.data.len();
+        self.data.extend_from_slice(key);
+        let v = self.data.len();
+        self.data.extend_from_slice(value);
+        self.ops.push(WriteOp {
+            kind,
+            key: (k, key.len()),
+            value: (v, value.len()),
+        });
+    }
+
+    pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.push(WriteKind::Put, key.as_ref(), value.as_ref());
+    }
+
+    pub fn delete(&mut self, key: impl AsRef<[u8]>) {
+        self.push(WriteKind::Delete, key.as_ref(), &[]);
+    }
+
+    /// Adds to a counted entry ([`crate::counted`]) without reading it.
+    pub fn merge(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.push(WriteKind::Merge, key.as_ref(), value.as_ref());
+    }
+
+    /// Deletes every key in `[begin, end)`.
+    pub fn delete_range(&mut self, begin: impl AsRef<[u8]>, end: impl AsRef<[u8]>) {
+        self.has_range = true;
+        self.push(WriteKind::DeleteRange, begin.as_ref(), end.as_ref());
+    }
+
+    /// Number of writes.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Moves every write of `other` to the end of this batch.
+    pub fn append(&mut self, other: WriteBatch) {
+        let data = &other.data;
+        for op in &other.ops {
+            let slice = |(at, len): (usize, usize)| &data[at..at + len];
+            self.push(op.kind, slice(op.key), slice(op.value));
+        }
+        self.has_range |= other.has_range;
+    }
+
+    /// The writes in the order they reach RocksDB: (kind, key, value).
+    pub(crate) fn ordered(&mut self) -> impl Iterator<Item = (WriteKind, &[u8], &[u8])> {
+        let data = &self.data;
+        let slice = move |(at, len): (usize, usize)| &data[at..at + len];
+        if !self.has_range {
+            self.ops.sort_by(|a, b| slice(a.key).cmp(slice(b.key)));
+        }
+        self.ops
+            .iter()
+            .map(move |op| (op.kind, slice(op.key), slice(op.value)))
+    }
+}
