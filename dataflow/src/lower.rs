@@ -269,6 +269,7 @@ impl<'a> Lowering<'a> {
                 };
                 let op = JoinOp {
                     prefix: self.op_prefix(),
+                    cache: Default::default(),
                     kind,
                     null_equal: j.null_equality == NullEquality::NullEqualsNull,
                     left_keys,
@@ -390,6 +391,7 @@ impl<'a> Lowering<'a> {
             };
             let agg = AggregateOp {
                 prefix: self.op_prefix(),
+                cache: Default::default(),
                 group: vec![],
                 aggs: vec![single],
                 schema: Arc::clone(&one_row),
@@ -403,6 +405,7 @@ impl<'a> Lowering<'a> {
             let joined = nullable(joined_df.inner());
             let op = JoinOp {
                 prefix: self.op_prefix(),
+                cache: Default::default(),
                 kind: JoinKind::Inner,
                 null_equal: false,
                 left_keys: vec![],
@@ -639,6 +642,7 @@ impl<'a> Lowering<'a> {
         }
         let op = AggregateOp {
             prefix: self.op_prefix(),
+            cache: Default::default(),
             group,
             aggs,
             schema: nullable(out),

@@ -295,6 +295,13 @@ impl Dataflows {
         out
     }
 
+    /// Empties every view's operator caches; call when an epoch did not commit.
+    pub fn forget_cached(&self) {
+        for v in self.read().values() {
+            v.root.forget_cached();
+        }
+    }
+
     /// Whether any view reads `table` (directly or through views).
     pub fn reads(&self, table: TableId) -> bool {
         self.read().values().any(|v| v.inputs.contains(&table))

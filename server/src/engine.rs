@@ -89,13 +89,22 @@ impl Engine {
         mut batch: WriteBatch,
         changes: EpochChanges,
     ) -> datafusion::error::Result<()> {
-        if !changes.is_empty() && !self.dataflows.is_empty() {
+        let result = if !changes.is_empty() && !self.dataflows.is_empty() {
             let snapshot = self.store.snapshot();
-            self.dataflows.process(changes, &snapshot, &mut batch)?;
+            self.dataflows.process(changes, &snapshot, &mut batch)
+        } else {
+            Ok(())
         }
-        self.store
-            .write(batch)
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+        .and_then(|()| {
+            self.store
+                .write(batch)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+        });
+        if result.is_err() {
+            // Operator caches were written through for an epoch that did not commit.
+            self.dataflows.forget_cached();
+        }
+        result
     }
 
     /// Records that startup is over: what was read from the store until now is its cost.

@@ -24,6 +24,7 @@ use freshet_common::{Datum, PgError, SqlState};
 use freshet_sql::df_convert::array_to_datums;
 use freshet_state::{key_codec, row_codec, COUNT_LEN};
 
+use super::cache::StateCache;
 use super::merge::{merged_scan, Entry};
 use crate::delta::{encode, push_len_prefixed, Delta};
 use crate::epoch::{state_err, EpochCtx};
@@ -110,6 +111,8 @@ type Keyed = (Vec<u8>, Datum, i64);
 #[derive(Debug)]
 pub struct AggregateOp {
     pub prefix: Vec<u8>,
+    /// The groups' accumulators, cached.
+    pub cache: StateCache,
     pub group: Vec<Arc<dyn PhysicalExpr>>,
     pub aggs: Vec<AggSpec>,
     pub schema: SchemaRef,
@@ -206,7 +209,7 @@ impl AggregateOp {
             return Ok(None);
         }
         let keys: Vec<Vec<u8>> = order.iter().map(|g| self.group_key(g)).collect();
-        let old_accs = ctx.snapshot.multi_get(&keys).map_err(state_err)?;
+        let old_accs = self.cache.multi_get(ctx.snapshot, &keys)?;
         // Every multiset entry this epoch touches, read in one MultiGet.
         let mut value_keys: Vec<Vec<u8>> = Vec::new();
         for gbytes in &order {
@@ -345,11 +348,11 @@ impl AggregateOp {
                 }
             }
             if new_count == 0 {
-                ctx.batch.delete(key);
+                self.cache.delete(ctx.batch, key.clone());
             } else {
                 let mut buf = Vec::new();
                 row_codec::encode_row(&new_acc, &mut buf);
-                ctx.batch.put(key, buf);
+                self.cache.put(ctx.batch, key.clone(), buf);
             }
         }
         if out.is_empty() {

@@ -21,6 +21,7 @@ use freshet_common::Datum;
 use freshet_sql::df_convert::{array_to_datums, rows_to_full_batch};
 use freshet_state::row_codec;
 
+use super::cache::{Cache, Weigh};
 use crate::delta::{consolidate, decode_count, encode, encode_count, push_len_prefixed, Delta};
 use crate::epoch::{state_err, EpochCtx};
 
@@ -40,6 +41,8 @@ pub enum JoinKind {
 #[derive(Debug)]
 pub struct JoinOp {
     pub prefix: Vec<u8>,
+    /// Stored rows of one side and key, by their state prefix, as last read or written.
+    pub cache: Cache<Arc<Rows>>,
     pub kind: JoinKind,
     /// Keys compare with IS NOT DISTINCT FROM (EXCEPT, INTERSECT): NULL matches NULL.
     pub null_equal: bool,
@@ -56,6 +59,12 @@ pub struct JoinOp {
 }
 
 pub(super) type Rows = Vec<(Vec<Datum>, i64)>;
+
+impl Weigh for Arc<Rows> {
+    fn weigh(&self) -> usize {
+        self.iter().map(|(row, _)| 24 + row.len() * 32).sum()
+    }
+}
 
 /// One side's changes, split by key.
 pub(super) struct SideChanges {
@@ -146,8 +155,15 @@ impl JoinOp {
                 wanted.push(self.side_prefix(b'l', key));
             }
         }
+        let mut loaded: HashMap<Vec<u8>, Arc<Rows>> = HashMap::with_capacity(wanted.len());
+        wanted.retain(|prefix| match self.cache.get(prefix) {
+            Some(rows) => {
+                loaded.insert(prefix.clone(), rows);
+                false
+            }
+            None => true,
+        });
         let pages = ctx.snapshot.scan_prefixes(&wanted).map_err(state_err)?;
-        let mut loaded: HashMap<Vec<u8>, Rows> = HashMap::with_capacity(wanted.len());
         for (prefix, page) in wanted.into_iter().zip(pages) {
             let mut rows = Vec::with_capacity(page.len());
             for (k, v) in page {
@@ -156,11 +172,16 @@ impl JoinOp {
                     decode_count(&v)?,
                 ));
             }
+            let rows = Arc::new(rows);
+            self.cache.insert(prefix.clone(), Arc::clone(&rows));
             loaded.insert(prefix, rows);
         }
         let empty = Rows::new();
-        let load =
-            |side: u8, key: &[u8]| loaded.get(&self.side_prefix(side, key)).unwrap_or(&empty);
+        let load = |side: u8, key: &[u8]| {
+            loaded
+                .get(&self.side_prefix(side, key))
+                .map_or(&empty, |rows| rows.as_ref())
+        };
         let mut writes: Vec<(u8, &Vec<u8>, &Rows)> = Vec::new();
         for key in keys {
             let dl = l.by_key.get(key);
@@ -236,6 +257,7 @@ impl JoinOp {
         let mut weights: Vec<i64> = Vec::new();
         for (side, key, delta) in writes {
             let prefix = self.side_prefix(*side, key);
+            self.cache.remove(&prefix);
             for (b, _, w) in consolidate((*delta).clone()) {
                 let full = [prefix.as_slice(), &b].concat();
                 if w > 0 {

@@ -5,6 +5,7 @@
 //! stateful nodes, from its state as of the previous epoch.
 
 mod aggregate;
+mod cache;
 mod join;
 mod merge;
 mod not_in;
@@ -121,6 +122,17 @@ impl Node {
             Node::Union { inputs, .. } => inputs.iter().all(|i| i.append_only(append_only_input)),
             _ => false,
         }
+    }
+
+    /// Empties every operator cache: an epoch failed to commit, so what they hold may be
+    /// ahead of the store.
+    pub fn forget_cached(&self) {
+        match self {
+            Node::Aggregate { op, .. } => op.cache.clear(),
+            Node::Join { op, .. } => op.cache.clear(),
+            _ => {}
+        }
+        self.children().into_iter().for_each(Node::forget_cached);
     }
 
     /// The direct inputs.
