@@ -6,6 +6,8 @@
 //! 'v' <view id: u64 BE> <row key>           one distinct row of a materialized view, keyed by
 //!                                           the row's memcomparable encoding (key_codec);
 //!                                           value = multiplicity (i64 BE) ++ row (row_codec);
+//!                                           in a view whose first k columns are a unique key
+//!                                           (an aggregate's groups) keyed by those k only;
 //!                                           in an append-only view (projections and filters
 //!                                           of sources) one arriving row: its first column's
 //!                                           key encoding ++ epoch (u64 BE: the snapshot
@@ -17,6 +19,10 @@
 //! 's' <source id: u64 BE> 'e' <partition: i32 BE> <offset: i64 BE>
 //!                                           a message that could not be decoded
 //! ```
+//! Each keyspace is a RocksDB column family of its own (see `store.rs`). Values that hold a
+//! count first (view contents, join state, aggregate multisets: i64 BE ++ payload) are
+//! "counted entries": writers add to them with a merge instead of reading them.
+//!
 //! The row key is the memcomparable encoding of the primary key columns ([`crate::key_codec`]),
 //! or for a table without a primary key a u64 BE row id allocated in insertion order.
 

@@ -3,7 +3,7 @@
 //! State (under the operator's prefix):
 //! ```text
 //! 'g' <group row>                                  → [count, accumulator fields…] (row_codec)
-//! 'm' <agg: u8> <len-prefixed group row> <value key> → [count, value]  (MIN/MAX, COUNT(DISTINCT))
+//! 'm' <agg: u8> <len-prefixed group row> <value key> → count (i64 BE) ++ [value] (row_codec)
 //! ```
 //! MIN keys are the memcomparable value encoding, MAX keys its bitwise complement, so the
 //! current extreme is always the first key of the group's range: deleting it costs one short
