@@ -89,19 +89,7 @@ impl MaterializedView {
         }
         // Rows are identified by their contents key (an injective encoding of the row).
         let EncodedRows { keys, mut values } = encode_rows(&delta.batch, &view_prefix(self.id))?;
-        let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(keys.len());
-        let mut rows: Vec<(usize, i64)> = Vec::with_capacity(keys.len());
-        for (i, (key, w)) in keys.iter().zip(&delta.weights).enumerate() {
-            match index.entry(key.as_slice()) {
-                Entry::Occupied(e) => rows[*e.get()].1 += w,
-                Entry::Vacant(e) => {
-                    e.insert(rows.len());
-                    rows.push((i, *w));
-                }
-            }
-        }
-        drop(index);
-        rows.retain(|(_, w)| *w != 0);
+        let rows = consolidate_rows(keys.iter().map(Vec::as_slice), &delta.weights);
         {
             // Arrivals add to the stored count blindly (a merge); only departures read it, to
             // know whether the row is gone.
@@ -139,12 +127,7 @@ impl MaterializedView {
         if !output {
             return Ok(vec![]);
         }
-        let picked = UInt32Array::from_iter_values(rows.iter().map(|&(i, _)| i as u32));
-        let batch = take_record_batch(&delta.batch, &picked)?;
-        Ok(batch_to_rows(&batch)?
-            .into_iter()
-            .zip(rows.iter().map(|&(_, w)| w))
-            .collect())
+        picked_rows(&delta, &rows)
     }
 
     /// The epoch of a view whose first `key_columns` columns are a unique key: contents are
@@ -161,19 +144,7 @@ impl MaterializedView {
             encode_rows_keyed_by(&delta.batch, &view_prefix(self.id), key_columns)?;
         // Consolidate equal rows (by their row encoding), then settle each key: the row
         // arriving under it is put; a key whose row only leaves is deleted.
-        let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(keys.len());
-        let mut rows: Vec<(usize, i64)> = Vec::with_capacity(keys.len());
-        for (i, (value, w)) in values.iter().zip(&delta.weights).enumerate() {
-            match index.entry(&value[VALUE_SLOT..]) {
-                Entry::Occupied(e) => rows[*e.get()].1 += w,
-                Entry::Vacant(e) => {
-                    e.insert(rows.len());
-                    rows.push((i, *w));
-                }
-            }
-        }
-        drop(index);
-        rows.retain(|(_, w)| *w != 0);
+        let rows = consolidate_rows(values.iter().map(|v| &v[VALUE_SLOT..]), &delta.weights);
         // Per key: the arriving row, if any.
         let mut settled: HashMap<&[u8], Option<usize>> = HashMap::with_capacity(rows.len());
         for &(i, w) in &rows {
@@ -206,12 +177,7 @@ impl MaterializedView {
         if !output {
             return Ok(vec![]);
         }
-        let picked = UInt32Array::from_iter_values(rows.iter().map(|&(i, _)| i as u32));
-        let batch = take_record_batch(&delta.batch, &picked)?;
-        Ok(batch_to_rows(&batch)?
-            .into_iter()
-            .zip(rows.iter().map(|&(_, w)| w))
-            .collect())
+        picked_rows(&delta, &rows)
     }
 
     /// An append-only view's epoch: every row is written under a new key.
@@ -261,6 +227,34 @@ impl MaterializedView {
         self.root.explain(0, &mut s);
         s
     }
+}
+
+/// Sums the weights of rows with equal `ids` (an injective encoding of each row of a delta):
+/// (first row index, total weight) per distinct row, cancelled-out rows dropped.
+fn consolidate_rows<'a>(ids: impl Iterator<Item = &'a [u8]>, weights: &[i64]) -> Vec<(usize, i64)> {
+    let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(weights.len());
+    let mut rows: Vec<(usize, i64)> = Vec::with_capacity(weights.len());
+    for (i, (id, w)) in ids.zip(weights).enumerate() {
+        match index.entry(id) {
+            Entry::Occupied(e) => rows[*e.get()].1 += w,
+            Entry::Vacant(e) => {
+                e.insert(rows.len());
+                rows.push((i, *w));
+            }
+        }
+    }
+    rows.retain(|(_, w)| *w != 0);
+    rows
+}
+
+/// The rows `rows` picks from `delta` (by index), with their consolidated weights.
+fn picked_rows(delta: &Delta, rows: &[(usize, i64)]) -> Result<Vec<(Vec<Datum>, i64)>> {
+    let picked = UInt32Array::from_iter_values(rows.iter().map(|&(i, _)| i as u32));
+    let batch = take_record_batch(&delta.batch, &picked)?;
+    Ok(batch_to_rows(&batch)?
+        .into_iter()
+        .zip(rows.iter().map(|&(_, w)| w))
+        .collect())
 }
 
 /// Every running view, in creation (= dependency) order.
