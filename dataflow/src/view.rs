@@ -90,38 +90,36 @@ impl MaterializedView {
         // Rows are identified by their contents key (an injective encoding of the row).
         let EncodedRows { keys, mut values } = encode_rows(&delta.batch, &view_prefix(self.id))?;
         let rows = consolidate_rows(keys.iter().map(Vec::as_slice), &delta.weights);
-        {
-            // Arrivals add to the stored count blindly (a merge); only departures read it, to
-            // know whether the row is gone.
-            let mut departing: Vec<(usize, i64)> = Vec::new();
-            for &(i, w) in &rows {
-                if w > 0 {
-                    values[i][..VALUE_SLOT].copy_from_slice(&encode_count(w));
-                    ctx.batch.merge(&keys[i], &values[i]);
-                } else {
-                    departing.push((i, w));
-                }
+        // Arrivals add to the stored count blindly (a merge); only departures read it, to
+        // know whether the row is gone.
+        let mut departing: Vec<(usize, i64)> = Vec::new();
+        for &(i, w) in &rows {
+            if w > 0 {
+                values[i][..VALUE_SLOT].copy_from_slice(&encode_count(w));
+                ctx.batch.merge(&keys[i], &values[i]);
+            } else {
+                departing.push((i, w));
             }
-            let wanted: Vec<&[u8]> = departing.iter().map(|&(i, _)| keys[i].as_slice()).collect();
-            let olds = ctx.snapshot.multi_get(&wanted).map_err(state_err)?;
-            for (&(i, w), old) in departing.iter().zip(olds) {
-                let n = old
-                    .map(|b| decode_count(b.get(..8).unwrap_or_default()))
-                    .transpose()?
-                    .unwrap_or(0)
-                    + w;
-                if n < 0 {
-                    return Err(DataFusionError::Internal(format!(
-                        "view \"{}\" would hold a row a negative number of times",
-                        self.name
-                    )));
-                }
-                if n == 0 {
-                    ctx.batch.delete(&keys[i]);
-                } else {
-                    values[i][..VALUE_SLOT].copy_from_slice(&encode_count(n));
-                    ctx.batch.put(&keys[i], &values[i]);
-                }
+        }
+        let wanted: Vec<&[u8]> = departing.iter().map(|&(i, _)| keys[i].as_slice()).collect();
+        let olds = ctx.snapshot.multi_get(&wanted).map_err(state_err)?;
+        for (&(i, w), old) in departing.iter().zip(olds) {
+            let n = old
+                .map(|b| decode_count(b.get(..8).unwrap_or_default()))
+                .transpose()?
+                .unwrap_or(0)
+                + w;
+            if n < 0 {
+                return Err(DataFusionError::Internal(format!(
+                    "view \"{}\" would hold a row a negative number of times",
+                    self.name
+                )));
+            }
+            if n == 0 {
+                ctx.batch.delete(&keys[i]);
+            } else {
+                values[i][..VALUE_SLOT].copy_from_slice(&encode_count(n));
+                ctx.batch.put(&keys[i], &values[i]);
             }
         }
         if !output {

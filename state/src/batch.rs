@@ -71,16 +71,6 @@ impl WriteBatch {
         self.ops.is_empty()
     }
 
-    /// Moves every write of `other` to the end of this batch.
-    pub fn append(&mut self, other: WriteBatch) {
-        let data = &other.data;
-        for op in &other.ops {
-            let slice = |(at, len): (usize, usize)| &data[at..at + len];
-            self.push(op.kind, slice(op.key), slice(op.value));
-        }
-        self.has_range |= other.has_range;
-    }
-
     /// The writes in the order they reach RocksDB: (kind, key, value).
     pub(crate) fn ordered(&mut self) -> impl Iterator<Item = (WriteKind, &[u8], &[u8])> {
         let data = &self.data;
