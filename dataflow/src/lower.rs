@@ -389,13 +389,8 @@ impl<'a> Lowering<'a> {
                 order: vec![],
                 delimiter: String::new(),
             };
-            let agg = AggregateOp {
-                prefix: self.op_prefix(),
-                cache: Default::default(),
-                group: vec![],
-                aggs: vec![single],
-                schema: Arc::clone(&one_row),
-            };
+            let agg =
+                AggregateOp::new(self.op_prefix(), vec![], vec![single], Arc::clone(&one_row));
             let right = Node::Aggregate {
                 input: Box::new(sq_node),
                 op: agg,
@@ -640,13 +635,7 @@ impl<'a> Lowering<'a> {
                 delimiter,
             });
         }
-        let op = AggregateOp {
-            prefix: self.op_prefix(),
-            cache: Default::default(),
-            group,
-            aggs,
-            schema: nullable(out),
-        };
+        let op = AggregateOp::new(self.op_prefix(), group, aggs, nullable(out));
         Ok(Node::Aggregate {
             input: Box::new(node),
             op,

@@ -20,4 +20,6 @@ pub use keyspace::{
     meta_key, operator_prefix, source_prefix, table_prefix, table_row_key, view_prefix,
     view_state_prefix, Keyspace,
 };
-pub use store::{counted, data_entries_read, next_key, Snapshot, StateConfig, Store, COUNT_LEN};
+pub use store::{
+    counted, data_entries_read, next_key, Entries, Snapshot, StateConfig, Store, COUNT_LEN,
+};

@@ -66,7 +66,7 @@ const FAMILIES: [(u8, &str); 5] = [
     (crate::Keyspace::Source as u8, "sources"),
 ];
 
-/// Memtable size of the operator state family.
+/// Memtable size of the operator state and view contents families.
 const OPERATOR_MEMTABLE_BYTES: usize = 8 << 20;
 
 /// The column family handles, by [`FAMILIES`] index; the default family last.
@@ -147,6 +147,12 @@ impl Store {
                     // A small memtable: its skip list stays shallow and mostly in CPU cache,
                     // so the many scattered inserts of operator state cost fewer cache
                     // misses; rewrites of one key (accumulators) collapse at flush.
+                    cf.set_write_buffer_size(OPERATOR_MEMTABLE_BYTES);
+                }
+                if name == "views" {
+                    // Contents of aggregate views are rewritten group by group, as scattered
+                    // as operator state: the same small memtable (sequential contents are
+                    // flushed more often, into files compaction only moves).
                     cf.set_write_buffer_size(OPERATOR_MEMTABLE_BYTES);
                 }
                 rocksdb::ColumnFamilyDescriptor::new(name, cf)
@@ -288,6 +294,9 @@ fn prefix_successor(buf: &mut Vec<u8>) -> Option<&[u8]> {
     None
 }
 
+/// Stored entries (key, value), in the order a scan returns them.
+pub type Entries = Vec<(Box<[u8]>, Box<[u8]>)>;
+
 /// A consistent point-in-time view of the store, shareable across threads.
 pub struct Snapshot {
     inner: SnapshotWithThreadMode<'static, DB>,
@@ -327,7 +336,7 @@ impl Snapshot {
         lower: &[u8],
         upper: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>> {
+    ) -> Result<Entries> {
         let mut ro = ReadOptions::default();
         let mut succ = prefix.to_vec();
         let bound = match upper {
@@ -360,8 +369,43 @@ impl Snapshot {
 }
 
 impl Snapshot {
+    /// Up to `limit` entries whose keys start with `prefix` and lie below `upper` (exclusive;
+    /// `None`: the whole prefix), in descending key order.
+    pub fn scan_reverse(
+        &self,
+        prefix: &[u8],
+        upper: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(prefix.to_vec());
+        let bound = match upper {
+            Some(u) => Some(u.to_vec()),
+            None => prefix_successor(&mut prefix.to_vec()).map(<[u8]>::to_vec),
+        };
+        if let Some(b) = bound {
+            ro.set_iterate_upper_bound(b);
+        }
+        let it = self
+            .inner
+            .iterator_cf_opt(self.families.of(prefix), ro, IteratorMode::End);
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for item in it {
+            let (k, v) = item.map_err(Error::from)?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            count_read(&k);
+            out.push((k, v));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Every entry under `prefix`, in key order, read in pages.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>> {
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries> {
         let mut out = Vec::new();
         self.for_each_page(prefix, 4096, |page| {
             out.extend(page);
@@ -373,7 +417,7 @@ impl Snapshot {
     /// Calls `f` with successive pages of up to `page` entries under `prefix`.
     pub fn for_each_page<F>(&self, prefix: &[u8], page: usize, mut f: F) -> Result<()>
     where
-        F: FnMut(Vec<(Box<[u8]>, Box<[u8]>)>) -> Result<()>,
+        F: FnMut(Entries) -> Result<()>,
     {
         let mut lower = prefix.to_vec();
         loop {
@@ -392,10 +436,7 @@ impl Snapshot {
 
     /// Every entry under each of `prefixes` (in key order per prefix), read with one iterator
     /// re-seeked per prefix: far cheaper than a scan per prefix when there are many.
-    pub fn scan_prefixes<P: AsRef<[u8]>>(
-        &self,
-        prefixes: &[P],
-    ) -> Result<Vec<Vec<(Box<[u8]>, Box<[u8]>)>>> {
+    pub fn scan_prefixes<P: AsRef<[u8]>>(&self, prefixes: &[P]) -> Result<Vec<Entries>> {
         let mut out = Vec::with_capacity(prefixes.len());
         let Some(first) = prefixes.first() else {
             return Ok(out);
@@ -485,6 +526,31 @@ mod tests {
             store.snapshot().scan(b"db", b"", None, 10).unwrap().len(),
             1
         );
+    }
+
+    #[test]
+    fn reverse_scans_stay_in_their_prefix_and_below_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StateConfig::for_test()).unwrap();
+        let mut b = WriteBatch::default();
+        for k in [&b"oa"[..], b"ob1", b"ob2", b"ob3", b"oc"] {
+            b.put(k, b"v");
+        }
+        store.write(b).unwrap();
+        let s = store.snapshot();
+        let keys = |rows: Vec<(Box<[u8]>, Box<[u8]>)>| -> Vec<Vec<u8>> {
+            rows.into_iter().map(|(k, _)| k.to_vec()).collect()
+        };
+        assert_eq!(
+            keys(s.scan_reverse(b"ob", None, 10).unwrap()),
+            vec![b"ob3".to_vec(), b"ob2".to_vec(), b"ob1".to_vec()]
+        );
+        assert_eq!(
+            keys(s.scan_reverse(b"ob", Some(b"ob3"), 1).unwrap()),
+            vec![b"ob2".to_vec()]
+        );
+        assert!(s.scan_reverse(b"ob", Some(b"ob1"), 10).unwrap().is_empty());
+        assert!(s.scan_reverse(b"od", None, 10).unwrap().is_empty());
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! ```
 //! MIN keys are the memcomparable value encoding, MAX keys its bitwise complement, so the
 //! current extreme is always the first key of the group's range: deleting it costs one short
-//! scan, never a recompute of the group. COUNT(DISTINCT) keys are the value's row encoding.
+//! scan, never a recompute of the group. A MAX whose argument (and FILTER) a MIN of the same
+//! operator shares keeps no multiset: it reads the MIN's backwards (its last key), so each
+//! value is written once for both. COUNT(DISTINCT) keys are the value's row encoding.
 //! Ordered aggregates key each value by its `ORDER BY` key (memcomparable, in the requested
 //! directions) followed by the value's row encoding: `first_value` (also `last_value`, with the
 //! order reversed, and so `DISTINCT ON`) reads the first key; `string_agg` and `array_agg` read
@@ -86,14 +88,16 @@ pub struct AggSpec {
 /// Multiset entries read ahead for an epoch: full key → stored value.
 type Prefetched = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
-/// The first value of a multiset after this epoch's `changed` entries (NULL when empty).
+/// The first value of a multiset after this epoch's `changed` entries (the last when
+/// `reverse`; NULL when empty).
 fn first_surviving(
     ctx: &EpochCtx<'_>,
     prefix: &[u8],
     changed: &BTreeMap<Vec<u8>, (Datum, i64, i64)>,
+    reverse: bool,
 ) -> Result<Datum> {
     let mut first = Datum::Null;
-    merged_scan(ctx.snapshot, prefix, changed, |_, entry| {
+    merged_scan(ctx.snapshot, prefix, changed, reverse, |_, entry| {
         match entry {
             Entry::Changed((_, _, n)) if *n <= 0 => return Ok(true),
             Entry::Changed((v, _, _)) => first = v.clone(),
@@ -115,6 +119,9 @@ pub struct AggregateOp {
     pub cache: StateCache,
     pub group: Vec<Arc<dyn PhysicalExpr>>,
     pub aggs: Vec<AggSpec>,
+    /// Per aggregate: for a MAX, the MIN over the same argument (and FILTER) whose multiset
+    /// it reads from the end instead of keeping its own.
+    shares: Vec<Option<usize>>,
     pub schema: SchemaRef,
 }
 
@@ -127,6 +134,43 @@ struct GroupChange {
 }
 
 impl AggregateOp {
+    pub fn new(
+        prefix: Vec<u8>,
+        group: Vec<Arc<dyn PhysicalExpr>>,
+        aggs: Vec<AggSpec>,
+        schema: SchemaRef,
+    ) -> Self {
+        let same =
+            |a: &Option<Arc<dyn PhysicalExpr>>, b: &Option<Arc<dyn PhysicalExpr>>| match (a, b) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            };
+        let shares = aggs
+            .iter()
+            .map(|max| {
+                if max.kind != AggKind::Max {
+                    return None;
+                }
+                aggs.iter().position(|min| {
+                    min.kind == AggKind::Min
+                        && min.arg.is_some()
+                        && same(&min.arg, &max.arg)
+                        && same(&min.filter, &max.filter)
+                        && min.arg_type == max.arg_type
+                })
+            })
+            .collect();
+        AggregateOp {
+            prefix,
+            cache: StateCache::default(),
+            group,
+            aggs,
+            shares,
+            schema,
+        }
+    }
+
     pub fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -260,10 +304,21 @@ impl AggregateOp {
                 let values = &change.values[i];
                 match spec.kind {
                     AggKind::Min | AggKind::Max => {
-                        let prefix = self.multiset_prefix(i, gbytes);
                         let old_v = old_acc[field].clone();
-                        let new_v =
-                            self.update_min_max(i, &prefix, &old_v, values, &prefetched, ctx)?;
+                        let new_v = match self.shares[i] {
+                            Some(min) => self.update_shared_max(
+                                min,
+                                gbytes,
+                                &old_v,
+                                &change.values[min],
+                                &prefetched,
+                                ctx,
+                            )?,
+                            None => {
+                                let prefix = self.multiset_prefix(i, gbytes);
+                                self.update_min_max(i, &prefix, &old_v, values, &prefetched, ctx)?
+                            }
+                        };
                         new_acc[field] = new_v.clone();
                         old_out.push(old_v);
                         new_out.push(new_v);
@@ -426,6 +481,10 @@ impl AggregateOp {
             };
             g.count += w;
             for i in 0..self.aggs.len() {
+                if self.shares[i].is_some() {
+                    // Reads the values its MIN collects.
+                    continue;
+                }
                 if let Some(f) = &filter_cols[i] {
                     let f = f.as_boolean_opt().ok_or_else(|| {
                         DataFusionError::Internal("aggregate FILTER is not boolean".into())
@@ -475,7 +534,7 @@ impl AggregateOp {
             return Ok((old_v.clone(), old_v));
         }
         let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
-        Ok((old_v, first_surviving(ctx, prefix, &changed)?))
+        Ok((old_v, first_surviving(ctx, prefix, &changed, false)?))
     }
 
     /// MIN/MAX: applies value changes to the multiset; returns the new result. When no value
@@ -518,7 +577,43 @@ impl AggregateOp {
             let old_first = !old_v.is_null() && self.value_key(agg, old_v, &[]) <= *key;
             return Ok(if old_first { old_v.clone() } else { v.clone() });
         }
-        first_surviving(ctx, prefix, &changed)
+        first_surviving(ctx, prefix, &changed, false)
+    }
+
+    /// MAX over the multiset of the MIN `min` over the same argument (`values` are the MIN's
+    /// changes): its largest key. As for MIN, only a departure can need a (backward) scan.
+    fn update_shared_max(
+        &self,
+        min: usize,
+        group: &[u8],
+        old_v: &Datum,
+        values: &[Keyed],
+        prefetched: &Prefetched,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<Datum> {
+        if values.is_empty() {
+            return Ok(old_v.clone());
+        }
+        let old_key = (!old_v.is_null()).then(|| self.value_key(min, old_v, &[]));
+        let larger = |key: &[u8], v: &Datum| match &old_key {
+            Some(old) if old.as_slice() >= key => old_v.clone(),
+            _ => v.clone(),
+        };
+        if only_arrivals(values) {
+            return Ok(match values.iter().max_by(|a, b| a.0.cmp(&b.0)) {
+                Some((key, v, _)) => larger(key, v),
+                None => old_v.clone(),
+            });
+        }
+        let prefix = self.multiset_prefix(min, group);
+        let changed = self.multiset_changes(&prefix, values, prefetched, ctx)?;
+        if changed.values().all(|(_, old, new)| new >= old) {
+            return Ok(match changed.iter().rev().find(|(_, (_, _, n))| *n > 0) {
+                Some((key, (v, _, _))) => larger(key, v),
+                None => old_v.clone(),
+            });
+        }
+        first_surviving(ctx, &prefix, &changed, true)
     }
 
     /// Applies value changes to a string_agg/array_agg multiset; returns (old result, new
@@ -533,7 +628,7 @@ impl AggregateOp {
     ) -> Result<(Datum, Datum)> {
         let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
         let (mut old, mut new) = (Vec::new(), Vec::new());
-        merged_scan(ctx.snapshot, prefix, &changed, |_, entry| {
+        merged_scan(ctx.snapshot, prefix, &changed, false, |_, entry| {
             let (v, old_n, new_n) = match entry {
                 Entry::Changed((v, o, n)) => (v.clone(), *o, *n),
                 Entry::Stored(b) => {
@@ -596,6 +691,26 @@ impl AggregateOp {
         prefetched: &Prefetched,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
+        let changed = self.multiset_changes(prefix, values, prefetched, ctx)?;
+        for (k, (v, _, n)) in &changed {
+            let full = [prefix, k.as_slice()].concat();
+            if *n == 0 {
+                ctx.batch.delete(full);
+            } else {
+                ctx.batch.put(full, multiset_entry(*n, v));
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Value key → (value, old count, new count) of the values `values` change.
+    fn multiset_changes(
+        &self,
+        prefix: &[u8],
+        values: &[Keyed],
+        prefetched: &Prefetched,
+        ctx: &EpochCtx<'_>,
+    ) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
         let mut deltas: BTreeMap<Vec<u8>, (Datum, i64, i64)> = BTreeMap::new();
         for (k, v, w) in values {
             deltas
@@ -612,7 +727,7 @@ impl AggregateOp {
             Some(olds) => olds,
             None => ctx.snapshot.multi_get(&keys).map_err(state_err)?,
         };
-        for ((full, (_, (v, old_slot, dn))), old) in keys.iter().zip(deltas.iter_mut()).zip(olds) {
+        for ((_, (_, old_slot, dn)), old) in deltas.iter_mut().zip(olds) {
             let old_n = match old {
                 Some(b) => entry_value(&b)?.0,
                 None => 0,
@@ -623,11 +738,6 @@ impl AggregateOp {
                 return Err(DataFusionError::Internal(
                     "aggregate value count went negative".into(),
                 ));
-            }
-            if n == 0 {
-                ctx.batch.delete(full);
-            } else {
-                ctx.batch.put(full, multiset_entry(n, v));
             }
             *dn = n;
         }

@@ -20,26 +20,39 @@ pub(crate) enum Entry<'a, T> {
 const FIRST_PAGE: usize = 4;
 const MAX_PAGE: usize = 1024;
 
-/// Visits the entries under `prefix` in key order — stored ones merged with `changed` (key
-/// suffix → new state), a changed entry replacing a stored one with the same suffix — until
-/// `visit` returns `false`. Reads the store in pages, so stopping early reads little.
+/// Visits the entries under `prefix` in key order (descending when `reverse`) — stored ones
+/// merged with `changed` (key suffix → new state), a changed entry replacing a stored one with
+/// the same suffix — until `visit` returns `false`. Reads the store in pages, so stopping
+/// early reads little.
 pub(crate) fn merged_scan<T>(
     snapshot: &Snapshot,
     prefix: &[u8],
     changed: &BTreeMap<Vec<u8>, T>,
+    reverse: bool,
     mut visit: impl FnMut(&[u8], Entry<'_, T>) -> Result<bool>,
 ) -> Result<()> {
-    let mut pending = changed.iter().peekable();
-    let mut lower = prefix.to_vec();
+    let pending: Box<dyn Iterator<Item = (&Vec<u8>, &T)>> = if reverse {
+        Box::new(changed.iter().rev())
+    } else {
+        Box::new(changed.iter())
+    };
+    let mut pending = pending.peekable();
+    // Where the next page starts: the lower bound going forward, the upper going back.
+    let mut resume: Option<Vec<u8>> = None;
     let mut size = FIRST_PAGE;
     loop {
-        let page = snapshot
-            .scan(prefix, &lower, None, size)
-            .map_err(state_err)?;
+        let page = if reverse {
+            snapshot.scan_reverse(prefix, resume.as_deref(), size)
+        } else {
+            snapshot.scan(prefix, resume.as_deref().unwrap_or(prefix), None, size)
+        }
+        .map_err(state_err)?;
         for (k, v) in &page {
             let suffix = &k[prefix.len()..];
+            // Changed entries that come before this stored one, in scan order.
+            let before = |p: &[u8]| if reverse { p > suffix } else { p < suffix };
             while let Some((p, t)) = pending.peek() {
-                if p.as_slice() >= suffix {
+                if !before(p) {
                     break;
                 }
                 if !visit(p, Entry::Changed(t))? {
@@ -61,7 +74,11 @@ pub(crate) fn merged_scan<T>(
         }
         match page.last() {
             Some((last, _)) if page.len() == size => {
-                lower = freshet_state::next_key(last);
+                resume = Some(if reverse {
+                    last.to_vec()
+                } else {
+                    freshet_state::next_key(last)
+                });
                 size = (size * 4).min(MAX_PAGE);
             }
             _ => break,

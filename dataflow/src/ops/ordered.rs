@@ -221,7 +221,7 @@ impl OrderedOp {
         };
         let mut rows: Rows = Vec::new();
         let mut taken: usize = 0;
-        merged_scan(ctx.snapshot, prefix, changed, |_, entry| {
+        merged_scan(ctx.snapshot, prefix, changed, false, |_, entry| {
             if limit.is_some_and(|l| taken >= l) {
                 return Ok(false);
             }
