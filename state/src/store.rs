@@ -297,6 +297,35 @@ fn prefix_successor(buf: &mut Vec<u8>) -> Option<&[u8]> {
 /// Stored entries (key, value), in the order a scan returns them.
 pub type Entries = Vec<(Box<[u8]>, Box<[u8]>)>;
 
+/// `upper`, or else the end of `prefix`'s keys (`None`: no end).
+fn upper_bound(prefix: &[u8], upper: Option<&[u8]>) -> Option<Vec<u8>> {
+    match upper {
+        Some(u) => Some(u.to_vec()),
+        None => prefix_successor(&mut prefix.to_vec()).map(<[u8]>::to_vec),
+    }
+}
+
+/// Up to `limit` entries of `it` while their keys start with `prefix`.
+fn take_entries(
+    it: rocksdb::DBIteratorWithThreadMode<'_, DB>,
+    prefix: &[u8],
+    limit: usize,
+) -> Result<Entries> {
+    let mut out = Vec::with_capacity(limit.min(4096));
+    for item in it {
+        let (k, v) = item.map_err(Error::from)?;
+        if !k.starts_with(prefix) {
+            break;
+        }
+        count_read(&k);
+        out.push((k, v));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// A consistent point-in-time view of the store, shareable across threads.
 pub struct Snapshot {
     inner: SnapshotWithThreadMode<'static, DB>,
@@ -338,12 +367,7 @@ impl Snapshot {
         limit: usize,
     ) -> Result<Entries> {
         let mut ro = ReadOptions::default();
-        let mut succ = prefix.to_vec();
-        let bound = match upper {
-            Some(u) => Some(u.to_vec()),
-            None => prefix_successor(&mut succ).map(<[u8]>::to_vec),
-        };
-        if let Some(b) = bound {
+        if let Some(b) = upper_bound(prefix, upper) {
             ro.set_iterate_upper_bound(b);
         }
         let start = if lower > prefix { lower } else { prefix };
@@ -352,19 +376,7 @@ impl Snapshot {
             ro,
             IteratorMode::From(start, Direction::Forward),
         );
-        let mut out = Vec::with_capacity(limit.min(4096));
-        for item in it {
-            let (k, v) = item.map_err(Error::from)?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            count_read(&k);
-            out.push((k, v));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        take_entries(it, prefix, limit)
     }
 }
 
@@ -379,29 +391,13 @@ impl Snapshot {
     ) -> Result<Entries> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(prefix.to_vec());
-        let bound = match upper {
-            Some(u) => Some(u.to_vec()),
-            None => prefix_successor(&mut prefix.to_vec()).map(<[u8]>::to_vec),
-        };
-        if let Some(b) = bound {
+        if let Some(b) = upper_bound(prefix, upper) {
             ro.set_iterate_upper_bound(b);
         }
         let it = self
             .inner
             .iterator_cf_opt(self.families.of(prefix), ro, IteratorMode::End);
-        let mut out = Vec::with_capacity(limit.min(4096));
-        for item in it {
-            let (k, v) = item.map_err(Error::from)?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            count_read(&k);
-            out.push((k, v));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        take_entries(it, prefix, limit)
     }
 
     /// Every entry under `prefix`, in key order, read in pages.
@@ -538,9 +534,8 @@ mod tests {
         }
         store.write(b).unwrap();
         let s = store.snapshot();
-        let keys = |rows: Vec<(Box<[u8]>, Box<[u8]>)>| -> Vec<Vec<u8>> {
-            rows.into_iter().map(|(k, _)| k.to_vec()).collect()
-        };
+        let keys =
+            |rows: Entries| -> Vec<Vec<u8>> { rows.into_iter().map(|(k, _)| k.to_vec()).collect() };
         assert_eq!(
             keys(s.scan_reverse(b"ob", None, 10).unwrap()),
             vec![b"ob3".to_vec(), b"ob2".to_vec(), b"ob1".to_vec()]

@@ -15,7 +15,7 @@
 //! order reversed, and so `DISTINCT ON`) reads the first key; `string_agg` and `array_agg` read
 //! the touched group's values in order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
@@ -24,10 +24,15 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use freshet_common::{Datum, PgError, SqlState};
 use freshet_sql::df_convert::array_to_datums;
-use freshet_state::{key_codec, row_codec, COUNT_LEN};
+use freshet_state::{key_codec, row_codec};
+
+mod finish;
+mod multiset;
+
+use finish::{add_weighted, as_i64, finish_bool, finish_sum};
+use multiset::only_arrivals;
 
 use super::cache::StateCache;
-use super::merge::{merged_scan, Entry};
 use crate::delta::{encode, push_len_prefixed, Delta};
 use crate::epoch::{state_err, EpochCtx};
 
@@ -87,26 +92,6 @@ pub struct AggSpec {
 
 /// Multiset entries read ahead for an epoch: full key → stored value.
 type Prefetched = HashMap<Vec<u8>, Option<Vec<u8>>>;
-
-/// The first value of a multiset after this epoch's `changed` entries (the last when
-/// `reverse`; NULL when empty).
-fn first_surviving(
-    ctx: &EpochCtx<'_>,
-    prefix: &[u8],
-    changed: &BTreeMap<Vec<u8>, (Datum, i64, i64)>,
-    reverse: bool,
-) -> Result<Datum> {
-    let mut first = Datum::Null;
-    merged_scan(ctx.snapshot, prefix, changed, reverse, |_, entry| {
-        match entry {
-            Entry::Changed((_, _, n)) if *n <= 0 => return Ok(true),
-            Entry::Changed((v, _, _)) => first = v.clone(),
-            Entry::Stored(b) => first = entry_value(b)?.1,
-        }
-        Ok(false)
-    })?;
-    Ok(first)
-}
 
 /// A value with its key in the aggregate's multiset (empty when it keeps none) and its weight.
 type Keyed = (Vec<u8>, Datum, i64);
@@ -305,20 +290,21 @@ impl AggregateOp {
                 match spec.kind {
                     AggKind::Min | AggKind::Max => {
                         let old_v = old_acc[field].clone();
-                        let new_v = match self.shares[i] {
-                            Some(min) => self.update_shared_max(
-                                min,
-                                gbytes,
-                                &old_v,
-                                &change.values[min],
-                                &prefetched,
-                                ctx,
-                            )?,
-                            None => {
-                                let prefix = self.multiset_prefix(i, gbytes);
-                                self.update_min_max(i, &prefix, &old_v, values, &prefetched, ctx)?
-                            }
+                        // A MAX sharing a MIN's multiset reads it from the end.
+                        let (agg, write, reverse) = match self.shares[i] {
+                            Some(min) => (min, false, true),
+                            None => (i, true, false),
                         };
+                        let new_v = self.update_min_max(
+                            agg,
+                            gbytes,
+                            &old_v,
+                            &change.values[agg],
+                            &prefetched,
+                            ctx,
+                            write,
+                            reverse,
+                        )?;
                         new_acc[field] = new_v.clone();
                         old_out.push(old_v);
                         new_out.push(new_v);
@@ -511,368 +497,5 @@ impl AggregateOp {
             }
         }
         Ok(())
-    }
-
-    /// Applies value changes to a multiset whose result is its first value (MIN, MAX,
-    /// first_value); returns (old result, new result).
-    fn update_extreme(
-        &self,
-        prefix: &[u8],
-        values: &[Keyed],
-        prefetched: &Prefetched,
-        ctx: &mut EpochCtx<'_>,
-    ) -> Result<(Datum, Datum)> {
-        let old_first = ctx
-            .snapshot
-            .scan(prefix, prefix, None, 1)
-            .map_err(state_err)?;
-        let old_v = match old_first.first() {
-            Some((_, v)) => entry_value(v)?.1,
-            None => Datum::Null,
-        };
-        if values.is_empty() {
-            return Ok((old_v.clone(), old_v));
-        }
-        let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
-        Ok((old_v, first_surviving(ctx, prefix, &changed, false)?))
-    }
-
-    /// MIN/MAX: applies value changes to the multiset; returns the new result. When no value
-    /// lost a count this epoch, the result is the smaller of the old one and the first added
-    /// key: no scan. Otherwise one ordered scan, stopping at the first surviving value.
-    fn update_min_max(
-        &self,
-        agg: usize,
-        prefix: &[u8],
-        old_v: &Datum,
-        values: &[Keyed],
-        prefetched: &Prefetched,
-        ctx: &mut EpochCtx<'_>,
-    ) -> Result<Datum> {
-        if values.is_empty() {
-            return Ok(old_v.clone());
-        }
-        if only_arrivals(values) {
-            // Counts only grow: merge them in unread; the result is the smaller of the old
-            // one and the first arriving value.
-            let mut first: Option<(&[u8], &Datum)> = None;
-            for (k, v, w) in values {
-                ctx.batch
-                    .merge([prefix, k.as_slice()].concat(), multiset_entry(*w, v));
-                if first.is_none_or(|(fk, _)| k.as_slice() < fk) {
-                    first = Some((k, v));
-                }
-            }
-            let Some((key, v)) = first else {
-                return Ok(old_v.clone());
-            };
-            let old_first = !old_v.is_null() && self.value_key(agg, old_v, &[]).as_slice() <= key;
-            return Ok(if old_first { old_v.clone() } else { v.clone() });
-        }
-        let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
-        if changed.values().all(|(_, old, new)| new >= old) {
-            let Some((key, (v, _, _))) = changed.iter().find(|(_, (_, _, n))| *n > 0) else {
-                return Ok(old_v.clone());
-            };
-            let old_first = !old_v.is_null() && self.value_key(agg, old_v, &[]) <= *key;
-            return Ok(if old_first { old_v.clone() } else { v.clone() });
-        }
-        first_surviving(ctx, prefix, &changed, false)
-    }
-
-    /// MAX over the multiset of the MIN `min` over the same argument (`values` are the MIN's
-    /// changes): its largest key. As for MIN, only a departure can need a (backward) scan.
-    fn update_shared_max(
-        &self,
-        min: usize,
-        group: &[u8],
-        old_v: &Datum,
-        values: &[Keyed],
-        prefetched: &Prefetched,
-        ctx: &mut EpochCtx<'_>,
-    ) -> Result<Datum> {
-        if values.is_empty() {
-            return Ok(old_v.clone());
-        }
-        let old_key = (!old_v.is_null()).then(|| self.value_key(min, old_v, &[]));
-        let larger = |key: &[u8], v: &Datum| match &old_key {
-            Some(old) if old.as_slice() >= key => old_v.clone(),
-            _ => v.clone(),
-        };
-        if only_arrivals(values) {
-            return Ok(match values.iter().max_by(|a, b| a.0.cmp(&b.0)) {
-                Some((key, v, _)) => larger(key, v),
-                None => old_v.clone(),
-            });
-        }
-        let prefix = self.multiset_prefix(min, group);
-        let changed = self.multiset_changes(&prefix, values, prefetched, ctx)?;
-        if changed.values().all(|(_, old, new)| new >= old) {
-            return Ok(match changed.iter().rev().find(|(_, (_, _, n))| *n > 0) {
-                Some((key, (v, _, _))) => larger(key, v),
-                None => old_v.clone(),
-            });
-        }
-        first_surviving(ctx, &prefix, &changed, true)
-    }
-
-    /// Applies value changes to a string_agg/array_agg multiset; returns (old result, new
-    /// result), each built from the group's values in order in one merged scan.
-    fn update_list(
-        &self,
-        agg: usize,
-        prefix: &[u8],
-        values: &[Keyed],
-        prefetched: &Prefetched,
-        ctx: &mut EpochCtx<'_>,
-    ) -> Result<(Datum, Datum)> {
-        let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
-        let (mut old, mut new) = (Vec::new(), Vec::new());
-        merged_scan(ctx.snapshot, prefix, &changed, false, |_, entry| {
-            let (v, old_n, new_n) = match entry {
-                Entry::Changed((v, o, n)) => (v.clone(), *o, *n),
-                Entry::Stored(b) => {
-                    let (n, v) = entry_value(b)?;
-                    (v, n, n)
-                }
-            };
-            old.extend(std::iter::repeat_n(
-                v.clone(),
-                usize::try_from(old_n).unwrap_or(0),
-            ));
-            new.extend(std::iter::repeat_n(v, usize::try_from(new_n).unwrap_or(0)));
-            Ok(true)
-        })?;
-        let spec = &self.aggs[agg];
-        let finish = |items: Vec<Datum>| -> Datum {
-            if items.is_empty() {
-                return Datum::Null;
-            }
-            match spec.kind {
-                AggKind::StringAgg => {
-                    let parts: Vec<&str> = items
-                        .iter()
-                        .map(|d| match d {
-                            Datum::Text(t) => t.as_str(),
-                            _ => "",
-                        })
-                        .collect();
-                    Datum::Text(parts.join(&spec.delimiter))
-                }
-                _ => Datum::List(items),
-            }
-        };
-        Ok((finish(old), finish(new)))
-    }
-
-    /// Applies value changes to a COUNT(DISTINCT) multiset; returns the change in distinct values.
-    fn update_distinct(
-        &self,
-        prefix: &[u8],
-        values: &[Keyed],
-        prefetched: &Prefetched,
-        ctx: &mut EpochCtx<'_>,
-    ) -> Result<i64> {
-        if values.is_empty() {
-            return Ok(0);
-        }
-        let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
-        Ok(changed
-            .values()
-            .map(|(_, old, new)| i64::from(*new > 0) - i64::from(*old > 0))
-            .sum())
-    }
-
-    /// Writes the new counts of changed values; returns value key → (value, old count, new count).
-    fn apply_multiset(
-        &self,
-        prefix: &[u8],
-        values: &[Keyed],
-        prefetched: &Prefetched,
-        ctx: &mut EpochCtx<'_>,
-    ) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
-        let changed = self.multiset_changes(prefix, values, prefetched, ctx)?;
-        for (k, (v, _, n)) in &changed {
-            let full = [prefix, k.as_slice()].concat();
-            if *n == 0 {
-                ctx.batch.delete(full);
-            } else {
-                ctx.batch.put(full, multiset_entry(*n, v));
-            }
-        }
-        Ok(changed)
-    }
-
-    /// Value key → (value, old count, new count) of the values `values` change.
-    fn multiset_changes(
-        &self,
-        prefix: &[u8],
-        values: &[Keyed],
-        prefetched: &Prefetched,
-        ctx: &EpochCtx<'_>,
-    ) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
-        let mut deltas: BTreeMap<Vec<u8>, (Datum, i64, i64)> = BTreeMap::new();
-        for (k, v, w) in values {
-            deltas
-                .entry(k.clone())
-                .or_insert_with(|| (v.clone(), 0, 0))
-                .2 += w;
-        }
-        let keys: Vec<Vec<u8>> = deltas.keys().map(|k| [prefix, k].concat()).collect();
-        let olds: Vec<Option<Vec<u8>>> = match keys
-            .iter()
-            .map(|k| prefetched.get(k).cloned())
-            .collect::<Option<Vec<_>>>()
-        {
-            Some(olds) => olds,
-            None => ctx.snapshot.multi_get(&keys).map_err(state_err)?,
-        };
-        for ((_, (_, old_slot, dn)), old) in deltas.iter_mut().zip(olds) {
-            let old_n = match old {
-                Some(b) => entry_value(&b)?.0,
-                None => 0,
-            };
-            *old_slot = old_n;
-            let n = old_n + *dn;
-            if n < 0 {
-                return Err(DataFusionError::Internal(
-                    "aggregate value count went negative".into(),
-                ));
-            }
-            *dn = n;
-        }
-        Ok(deltas)
-    }
-}
-
-/// A multiset entry: a counted entry (count, then the value's row encoding), so arrivals can
-/// be merged in without reading it.
-fn multiset_entry(n: i64, v: &Datum) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(24);
-    buf.extend_from_slice(&n.to_be_bytes());
-    row_codec::encode_row(std::slice::from_ref(v), &mut buf);
-    buf
-}
-
-/// (count, value) of a stored multiset entry.
-fn entry_value(b: &[u8]) -> Result<(i64, Datum)> {
-    let corrupt = || DataFusionError::Internal("corrupt aggregate value entry".into());
-    let (count, rest) = b.split_at_checked(COUNT_LEN).ok_or_else(corrupt)?;
-    let n = i64::from_be_bytes(count.try_into().map_err(|_| corrupt())?);
-    let mut row = row_codec::decode_row(rest).map_err(state_err)?;
-    if row.len() != 1 {
-        return Err(corrupt());
-    }
-    Ok((n, row.pop().unwrap_or(Datum::Null)))
-}
-
-/// Whether every change is an arrival (MIN/MAX then need no read of their multiset).
-fn only_arrivals(values: &[Keyed]) -> bool {
-    values.iter().all(|(_, _, w)| *w > 0)
-}
-
-fn as_i64(d: &Datum) -> i64 {
-    match d {
-        Datum::Int64(n) => *n,
-        _ => 0,
-    }
-}
-
-/// `sum + v * w`, in i128 for integers and decimals, f64 for floats.
-fn add_weighted(sum: &Datum, v: &Datum, w: i64) -> Result<Datum> {
-    let w128 = i128::from(w);
-    let int = |d: &Datum| -> Option<i128> {
-        match d {
-            Datum::Int16(i) => Some(i128::from(*i)),
-            Datum::Int32(i) => Some(i128::from(*i)),
-            Datum::Int64(i) => Some(i128::from(*i)),
-            Datum::Decimal(i) => Some(*i),
-            _ => None,
-        }
-    };
-    let float = |d: &Datum| -> Option<f64> {
-        match d {
-            Datum::Float32(f) => Some(f64::from(*f)),
-            Datum::Float64(f) => Some(*f),
-            _ => None,
-        }
-    };
-    match (sum, v) {
-        (Datum::Null, v) if int(v).is_some() => Ok(Datum::Decimal(int(v).unwrap_or(0) * w128)),
-        (Datum::Null, v) if float(v).is_some() => {
-            Ok(Datum::Float64(float(v).unwrap_or(0.0) * w as f64))
-        }
-        (Datum::Decimal(s), v) if int(v).is_some() => {
-            let x = int(v).unwrap_or(0);
-            s.checked_add(x.checked_mul(w128).unwrap_or(i128::MAX))
-                .map(Datum::Decimal)
-                .ok_or_else(overflow)
-        }
-        (Datum::Float64(s), v) if float(v).is_some() => {
-            Ok(Datum::Float64(s + float(v).unwrap_or(0.0) * w as f64))
-        }
-        (s, v) => Err(DataFusionError::NotImplemented(format!(
-            "incremental sum of {v:?} into {s:?}"
-        ))),
-    }
-}
-
-fn overflow() -> DataFusionError {
-    DataFusionError::Execution("numeric value out of range in aggregate".into())
-}
-
-/// The SUM or AVG result for `n` non-NULL inputs summing to `sum`.
-fn finish_sum(spec: &AggSpec, n: i64, sum: &Datum) -> Result<Datum> {
-    if n == 0 || sum.is_null() {
-        return Ok(Datum::Null);
-    }
-    let in_scale = match spec.arg_type {
-        DataType::Decimal128(_, s) => i32::from(s),
-        _ => 0,
-    };
-    Ok(match (spec.kind, &spec.out_type, sum) {
-        (AggKind::Sum, DataType::Int64, Datum::Decimal(s)) => {
-            Datum::Int64(i64::try_from(*s).map_err(|_| overflow())?)
-        }
-        (AggKind::Sum, DataType::Decimal128(..), Datum::Decimal(s)) => Datum::Decimal(*s),
-        (AggKind::Sum, DataType::Float64, Datum::Float64(s)) => Datum::Float64(*s),
-        (AggKind::Sum, DataType::Float64, Datum::Decimal(s)) => Datum::Float64(*s as f64),
-        (AggKind::Avg, DataType::Float64, Datum::Decimal(s)) => {
-            Datum::Float64(*s as f64 / 10f64.powi(in_scale) / n as f64)
-        }
-        (AggKind::Avg, DataType::Float64, Datum::Float64(s)) => Datum::Float64(s / n as f64),
-        (AggKind::Avg, DataType::Decimal128(_, out_scale), Datum::Decimal(s)) => {
-            let shift = i32::from(*out_scale) - in_scale;
-            let scaled = if shift >= 0 {
-                s.checked_mul(10i128.pow(shift as u32))
-                    .ok_or_else(overflow)?
-            } else {
-                s / 10i128.pow((-shift) as u32)
-            };
-            let n = i128::from(n);
-            // round half away from zero, like PostgreSQL's numeric
-            let q = scaled / n;
-            let r = scaled % n;
-            Datum::Decimal(if 2 * r.abs() >= n {
-                q + scaled.signum()
-            } else {
-                q
-            })
-        }
-        (k, t, s) => {
-            return Err(DataFusionError::NotImplemented(format!(
-                "incremental {k:?} with result type {t} over {s:?}"
-            )))
-        }
-    })
-}
-
-fn finish_bool(kind: AggKind, trues: i64, falses: i64) -> Datum {
-    if trues + falses == 0 {
-        return Datum::Null;
-    }
-    match kind {
-        AggKind::BoolAnd => Datum::Bool(falses == 0),
-        _ => Datum::Bool(trues > 0),
     }
 }

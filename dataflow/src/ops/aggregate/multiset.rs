@@ -1,0 +1,272 @@
+//! The value multisets of MIN/MAX, COUNT(DISTINCT), string_agg/array_agg and first_value:
+//! applying an epoch's value changes and reading a group's result from them.
+
+use std::collections::BTreeMap;
+
+use datafusion::error::{DataFusionError, Result};
+use freshet_common::Datum;
+use freshet_state::{row_codec, COUNT_LEN};
+
+use super::{AggKind, AggregateOp, Keyed, Prefetched};
+use crate::epoch::{state_err, EpochCtx};
+use crate::ops::merge::{merged_scan, Entry};
+
+/// The first value of a multiset after this epoch's `changed` entries (the last when
+/// `reverse`; NULL when empty).
+fn first_surviving(
+    ctx: &EpochCtx<'_>,
+    prefix: &[u8],
+    changed: &BTreeMap<Vec<u8>, (Datum, i64, i64)>,
+    reverse: bool,
+) -> Result<Datum> {
+    let mut first = Datum::Null;
+    merged_scan(ctx.snapshot, prefix, changed, reverse, |_, entry| {
+        match entry {
+            Entry::Changed((_, _, n)) if *n <= 0 => return Ok(true),
+            Entry::Changed((v, _, _)) => first = v.clone(),
+            Entry::Stored(b) => first = entry_value(b)?.1,
+        }
+        Ok(false)
+    })?;
+    Ok(first)
+}
+
+impl AggregateOp {
+    /// Applies value changes to a multiset whose result is its first value (MIN, MAX,
+    /// first_value); returns (old result, new result).
+    pub(super) fn update_extreme(
+        &self,
+        prefix: &[u8],
+        values: &[Keyed],
+        prefetched: &Prefetched,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<(Datum, Datum)> {
+        let old_first = ctx
+            .snapshot
+            .scan(prefix, prefix, None, 1)
+            .map_err(state_err)?;
+        let old_v = match old_first.first() {
+            Some((_, v)) => entry_value(v)?.1,
+            None => Datum::Null,
+        };
+        if values.is_empty() {
+            return Ok((old_v.clone(), old_v));
+        }
+        let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
+        Ok((old_v, first_surviving(ctx, prefix, &changed, false)?))
+    }
+
+    /// MIN/MAX over multiset `agg` (keyed as its values encode): applies `values` when
+    /// `write` (a MAX reading its MIN's multiset leaves that to the MIN); returns the new
+    /// result, the multiset's first key — its last when `reverse`. When no value lost a count
+    /// this epoch, that is the old result or the extreme arrival: no scan. Otherwise one
+    /// ordered scan, stopping at the first surviving value.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn update_min_max(
+        &self,
+        agg: usize,
+        group: &[u8],
+        old_v: &Datum,
+        values: &[Keyed],
+        prefetched: &Prefetched,
+        ctx: &mut EpochCtx<'_>,
+        write: bool,
+        reverse: bool,
+    ) -> Result<Datum> {
+        if values.is_empty() {
+            return Ok(old_v.clone());
+        }
+        let prefix = self.multiset_prefix(agg, group);
+        // The old result unless `key` comes before it in scan order.
+        let old_key = (!old_v.is_null()).then(|| self.value_key(agg, old_v, &[]));
+        let pick = |key: &[u8], v: &Datum| match &old_key {
+            Some(old) if reverse && old.as_slice() >= key => old_v.clone(),
+            Some(old) if !reverse && old.as_slice() <= key => old_v.clone(),
+            _ => v.clone(),
+        };
+        let first_of = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
+        if only_arrivals(values) {
+            // Counts only grow: merged in unread.
+            let mut first: Option<(&[u8], &Datum)> = None;
+            for (k, v, w) in values {
+                if write {
+                    ctx.batch
+                        .merge([prefix.as_slice(), k].concat(), multiset_entry(*w, v));
+                }
+                if first.is_none_or(|(fk, _)| first_of(k, fk)) {
+                    first = Some((k, v));
+                }
+            }
+            return Ok(first.map_or_else(|| old_v.clone(), |(k, v)| pick(k, v)));
+        }
+        let changed = if write {
+            self.apply_multiset(&prefix, values, prefetched, ctx)?
+        } else {
+            self.multiset_changes(&prefix, values, prefetched, ctx)?
+        };
+        if changed.values().all(|(_, old, new)| new >= old) {
+            let mut grown = changed.iter().filter(|(_, (_, _, n))| *n > 0);
+            let first = if reverse {
+                grown.next_back()
+            } else {
+                grown.next()
+            };
+            return Ok(first.map_or_else(|| old_v.clone(), |(k, (v, _, _))| pick(k, v)));
+        }
+        first_surviving(ctx, &prefix, &changed, reverse)
+    }
+
+    /// Applies value changes to a string_agg/array_agg multiset; returns (old result, new
+    /// result), each built from the group's values in order in one merged scan.
+    pub(super) fn update_list(
+        &self,
+        agg: usize,
+        prefix: &[u8],
+        values: &[Keyed],
+        prefetched: &Prefetched,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<(Datum, Datum)> {
+        let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
+        let (mut old, mut new) = (Vec::new(), Vec::new());
+        merged_scan(ctx.snapshot, prefix, &changed, false, |_, entry| {
+            let (v, old_n, new_n) = match entry {
+                Entry::Changed((v, o, n)) => (v.clone(), *o, *n),
+                Entry::Stored(b) => {
+                    let (n, v) = entry_value(b)?;
+                    (v, n, n)
+                }
+            };
+            old.extend(std::iter::repeat_n(
+                v.clone(),
+                usize::try_from(old_n).unwrap_or(0),
+            ));
+            new.extend(std::iter::repeat_n(v, usize::try_from(new_n).unwrap_or(0)));
+            Ok(true)
+        })?;
+        let spec = &self.aggs[agg];
+        let finish = |items: Vec<Datum>| -> Datum {
+            if items.is_empty() {
+                return Datum::Null;
+            }
+            match spec.kind {
+                AggKind::StringAgg => {
+                    let parts: Vec<&str> = items
+                        .iter()
+                        .map(|d| match d {
+                            Datum::Text(t) => t.as_str(),
+                            _ => "",
+                        })
+                        .collect();
+                    Datum::Text(parts.join(&spec.delimiter))
+                }
+                _ => Datum::List(items),
+            }
+        };
+        Ok((finish(old), finish(new)))
+    }
+
+    /// Applies value changes to a COUNT(DISTINCT) multiset; returns the change in distinct values.
+    pub(super) fn update_distinct(
+        &self,
+        prefix: &[u8],
+        values: &[Keyed],
+        prefetched: &Prefetched,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<i64> {
+        if values.is_empty() {
+            return Ok(0);
+        }
+        let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
+        Ok(changed
+            .values()
+            .map(|(_, old, new)| i64::from(*new > 0) - i64::from(*old > 0))
+            .sum())
+    }
+
+    /// Writes the new counts of changed values; returns value key → (value, old count, new count).
+    fn apply_multiset(
+        &self,
+        prefix: &[u8],
+        values: &[Keyed],
+        prefetched: &Prefetched,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
+        let changed = self.multiset_changes(prefix, values, prefetched, ctx)?;
+        for (k, (v, _, n)) in &changed {
+            let full = [prefix, k.as_slice()].concat();
+            if *n == 0 {
+                ctx.batch.delete(full);
+            } else {
+                ctx.batch.put(full, multiset_entry(*n, v));
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Value key → (value, old count, new count) of the values `values` change.
+    fn multiset_changes(
+        &self,
+        prefix: &[u8],
+        values: &[Keyed],
+        prefetched: &Prefetched,
+        ctx: &EpochCtx<'_>,
+    ) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
+        let mut deltas: BTreeMap<Vec<u8>, (Datum, i64, i64)> = BTreeMap::new();
+        for (k, v, w) in values {
+            deltas
+                .entry(k.clone())
+                .or_insert_with(|| (v.clone(), 0, 0))
+                .2 += w;
+        }
+        let keys: Vec<Vec<u8>> = deltas.keys().map(|k| [prefix, k].concat()).collect();
+        let olds: Vec<Option<Vec<u8>>> = match keys
+            .iter()
+            .map(|k| prefetched.get(k).cloned())
+            .collect::<Option<Vec<_>>>()
+        {
+            Some(olds) => olds,
+            None => ctx.snapshot.multi_get(&keys).map_err(state_err)?,
+        };
+        for ((_, (_, old_slot, dn)), old) in deltas.iter_mut().zip(olds) {
+            let old_n = match old {
+                Some(b) => entry_value(&b)?.0,
+                None => 0,
+            };
+            *old_slot = old_n;
+            let n = old_n + *dn;
+            if n < 0 {
+                return Err(DataFusionError::Internal(
+                    "aggregate value count went negative".into(),
+                ));
+            }
+            *dn = n;
+        }
+        Ok(deltas)
+    }
+}
+
+/// A multiset entry: a counted entry (count, then the value's row encoding), so arrivals can
+/// be merged in without reading it.
+fn multiset_entry(n: i64, v: &Datum) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(24);
+    buf.extend_from_slice(&n.to_be_bytes());
+    row_codec::encode_row(std::slice::from_ref(v), &mut buf);
+    buf
+}
+
+/// (count, value) of a stored multiset entry.
+fn entry_value(b: &[u8]) -> Result<(i64, Datum)> {
+    let corrupt = || DataFusionError::Internal("corrupt aggregate value entry".into());
+    let (count, rest) = b.split_at_checked(COUNT_LEN).ok_or_else(corrupt)?;
+    let n = i64::from_be_bytes(count.try_into().map_err(|_| corrupt())?);
+    let mut row = row_codec::decode_row(rest).map_err(state_err)?;
+    if row.len() != 1 {
+        return Err(corrupt());
+    }
+    Ok((n, row.pop().unwrap_or(Datum::Null)))
+}
+
+/// Whether every change is an arrival (MIN/MAX then need no read of their multiset).
+pub(super) fn only_arrivals(values: &[Keyed]) -> bool {
+    values.iter().all(|(_, _, w)| *w > 0)
+}
