@@ -66,7 +66,7 @@ const FAMILIES: [(u8, &str); 5] = [
     (crate::Keyspace::Source as u8, "sources"),
 ];
 
-/// Memtable size of the operator state and view contents families.
+/// Memtable size of the operator state family.
 const OPERATOR_MEMTABLE_BYTES: usize = 8 << 20;
 
 /// The column family handles, by [`FAMILIES`] index; the default family last.
@@ -147,12 +147,6 @@ impl Store {
                     // A small memtable: its skip list stays shallow and mostly in CPU cache,
                     // so the many scattered inserts of operator state cost fewer cache
                     // misses; rewrites of one key (accumulators) collapse at flush.
-                    cf.set_write_buffer_size(OPERATOR_MEMTABLE_BYTES);
-                }
-                if name == "views" {
-                    // Contents of aggregate views are rewritten group by group, as scattered
-                    // as operator state: the same small memtable (sequential contents are
-                    // flushed more often, into files compaction only moves).
                     cf.set_write_buffer_size(OPERATOR_MEMTABLE_BYTES);
                 }
                 rocksdb::ColumnFamilyDescriptor::new(name, cf)
