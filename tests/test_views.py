@@ -307,8 +307,11 @@ def test_kill9_during_dml_stream_keeps_views_exact(freshet):
     with freshet.connect() as c:
         assert rows(c, "SELECT * FROM kv") == rows(c, "SELECT g, count(*), sum(v), min(v) FROM k GROUP BY g")
         assert rows(c, "SELECT * FROM kj") == rows(c, "SELECT a.id, b.id FROM k a JOIN k b ON a.g = b.g AND a.id + 1 = b.id")
-        # every committed statement survived (the row count never decreases in this stream)
-        assert c.execute("SELECT count(*) FROM k").fetchone()[0] >= seen >= 150
+        # every committed statement survived: in this stream the row count only ever drops by
+        # the one DELETE right after an INSERT, so it never falls more than 1 below any count
+        # seen before
+        assert seen >= 150
+        assert c.execute("SELECT count(*) FROM k").fetchone()[0] >= seen - 1
 
 
 @pytest.mark.parametrize("query,construct", [
