@@ -76,7 +76,6 @@ impl AggregateOp {
         if values.is_empty() {
             return Ok(old_v.clone());
         }
-        let prefix = self.multiset_prefix(agg, group);
         // The old result unless `key` comes before it in scan order.
         let old_key = (!old_v.is_null()).then(|| self.value_key(agg, old_v, &[]));
         let pick = |key: &[u8], v: &Datum| match &old_key {
@@ -86,7 +85,12 @@ impl AggregateOp {
         };
         let first_of = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
         if only_arrivals(values) {
-            // Counts only grow: merged in unread.
+            // Counts only grow: merged in unread (a shared MAX writes and builds nothing).
+            let prefix = if write {
+                self.multiset_prefix(agg, group)
+            } else {
+                Vec::new()
+            };
             let mut first: Option<(&[u8], &Datum)> = None;
             for (k, v, w) in values {
                 if write {
@@ -99,6 +103,7 @@ impl AggregateOp {
             }
             return Ok(first.map_or_else(|| old_v.clone(), |(k, v)| pick(k, v)));
         }
+        let prefix = self.multiset_prefix(agg, group);
         let changed = if write {
             self.apply_multiset(&prefix, values, prefetched, ctx)?
         } else {
