@@ -72,6 +72,10 @@ pub struct ViewDef {
     pub columns: Vec<ColumnDef>,
     /// Tables and views it reads.
     pub inputs: Vec<TableId>,
+    /// Its root aggregate keeps the groups' accumulators inside the contents entries (views
+    /// created before this layout existed keep theirs under the operator's keys).
+    #[serde(default)]
+    pub aggregate_in_contents: bool,
 }
 
 /// A source: a Kafka topic read into the dataflow. Its progress (offsets per partition) and

@@ -19,7 +19,8 @@ use crate::delta::Delta;
 use crate::delta::{decode_count, encode_count};
 use crate::encode::{encode_rows, encode_rows_keyed_by, EncodedRows, VALUE_SLOT};
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
-use crate::ops::Node;
+use crate::ops::{AggregateOp, ContentsLayout, Node};
+use datafusion::physical_expr::expressions::Column;
 
 /// A view's running dataflow.
 #[derive(Debug)]
@@ -37,6 +38,9 @@ pub struct MaterializedView {
     /// Rows only ever arrive (filters and projections of sources): every arriving row gets a
     /// key of its own (see [`MaterializedView::with_append_only`]).
     append_only: bool,
+    /// The root aggregate keeps its accumulators in the contents entries
+    /// (see [`MaterializedView::with_aggregate_in_contents`]).
+    aggregate_contents: Option<ContentsLayout>,
 }
 
 impl MaterializedView {
@@ -54,6 +58,55 @@ impl MaterializedView {
             inputs,
             unique_prefix,
             append_only: false,
+            aggregate_contents: None,
+        }
+    }
+
+    /// With `on`, and when the view's rows are its root aggregate's output (directly or
+    /// through a projection of plain columns keeping the group columns first), the aggregate
+    /// keeps each group's accumulator inside the group's contents entry: one write per changed
+    /// group instead of two. Decided at creation and recorded in the catalog: a view's layout
+    /// never changes.
+    pub fn with_aggregate_in_contents(mut self, on: bool) -> Self {
+        if !on || self.append_only {
+            return self;
+        }
+        let (Some(key_columns), Some((op, columns))) = (self.unique_prefix, self.root_aggregate())
+        else {
+            return self;
+        };
+        if columns[..key_columns].iter().any(|&c| c >= op.group.len()) {
+            return self;
+        }
+        self.aggregate_contents = Some(ContentsLayout {
+            prefix: view_prefix(self.id),
+            columns,
+            key_columns,
+            schema: Arc::clone(&self.schema),
+        });
+        self
+    }
+
+    /// Whether the root aggregate keeps its accumulators in the contents entries.
+    pub fn aggregate_in_contents(&self) -> bool {
+        self.aggregate_contents.is_some()
+    }
+
+    /// The root aggregate and, per view column, the aggregate output column it is.
+    fn root_aggregate(&self) -> Option<(&AggregateOp, Vec<usize>)> {
+        match &self.root {
+            Node::Aggregate { op, .. } => Some((op, (0..op.schema().fields().len()).collect())),
+            Node::Project { input, exprs, .. } => {
+                let Node::Aggregate { op, .. } = &**input else {
+                    return None;
+                };
+                let columns = exprs
+                    .iter()
+                    .map(|e| e.downcast_ref::<Column>().map(Column::index))
+                    .collect::<Option<Vec<_>>>()?;
+                Some((op, columns))
+            }
+            _ => None,
         }
     }
 
@@ -78,6 +131,9 @@ impl MaterializedView {
         ctx: &mut EpochCtx<'_>,
         output: bool,
     ) -> Result<Vec<(Vec<Datum>, i64)>> {
+        if let Some(layout) = &self.aggregate_contents {
+            return self.process_aggregate(layout, changes, ctx, output);
+        }
         let Some(delta) = self.root.eval(changes, ctx)? else {
             return Ok(vec![]);
         };
@@ -126,6 +182,29 @@ impl MaterializedView {
             return Ok(vec![]);
         }
         picked_rows(&delta, &rows)
+    }
+
+    /// The epoch of a view whose root aggregate writes its contents.
+    fn process_aggregate(
+        &self,
+        layout: &ContentsLayout,
+        changes: &EpochChanges,
+        ctx: &mut EpochCtx<'_>,
+        output: bool,
+    ) -> Result<Vec<(Vec<Datum>, i64)>> {
+        if !self.root.touched(changes, ctx.initial) {
+            return Ok(vec![]);
+        }
+        let (input, op) = match &self.root {
+            Node::Aggregate { input, op } => (input, op),
+            Node::Project { input, .. } => match &**input {
+                Node::Aggregate { input, op } => (input, op),
+                _ => unreachable!("checked by with_aggregate_in_contents"),
+            },
+            _ => unreachable!("checked by with_aggregate_in_contents"),
+        };
+        let d = input.eval(changes, ctx)?;
+        op.apply_to_contents(d, ctx, layout, output)
     }
 
     /// The epoch of a view whose first `key_columns` columns are a unique key: contents are
@@ -221,6 +300,9 @@ impl MaterializedView {
         let mut s = String::new();
         if self.append_only {
             s.push_str("Contents: append-only (one entry per arriving row)\n");
+        }
+        if self.aggregate_contents.is_some() {
+            s.push_str("Contents: one entry per group, holding the aggregate's state\n");
         }
         self.root.explain(0, &mut s);
         s

@@ -172,14 +172,17 @@ async fn recompute(tables: &Tables, sql: &str) -> BTreeMap<String, i64> {
     multiset(rows)
 }
 
-/// Maintains `sql` over `steps` random batches for several seeds, checking every step.
+/// Maintains `sql` over `steps` random batches for several seeds, checking every step; with
+/// a root aggregate keeping its state under its own keys and inside the view's contents.
 async fn check(sql: &str) {
     for seed in [1u64, 7, 2026, 31337] {
-        check_seed(sql, seed, 25).await;
+        for aggregate_in_contents in [false, true] {
+            check_seed(sql, seed, 25, aggregate_in_contents).await;
+        }
     }
 }
 
-async fn check_seed(sql: &str, seed: u64, steps: usize) {
+async fn check_seed(sql: &str, seed: u64, steps: usize, aggregate_in_contents: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), &StateConfig::for_test()).expect("store");
     let mut tables = tables();
@@ -199,12 +202,10 @@ async fn check_seed(sql: &str, seed: u64, steps: usize) {
         .lower(&optimized)
         .and_then(storable);
     let root = root.unwrap_or_else(|e| panic!("lowering {sql}: {e}"));
-    let view = Arc::new(MaterializedView::new(
-        view_id,
-        "v".into(),
-        root.schema(),
-        root,
-    ));
+    let view = Arc::new(
+        MaterializedView::new(view_id, "v".into(), root.schema(), root)
+            .with_aggregate_in_contents(aggregate_in_contents),
+    );
     let flows = Dataflows::default();
     flows.insert(Arc::clone(&view));
     {

@@ -33,7 +33,9 @@ impl Relations for Engine {
     }
 }
 
-/// Plans `query` and lowers it into view `id`'s dataflow.
+/// Plans `query` and lowers it into view `id`'s dataflow; `aggregate_in_contents`: see
+/// [`MaterializedView::with_aggregate_in_contents`] (new views ask for it, existing ones keep
+/// what their catalog entry records).
 pub async fn build(
     engine: &Engine,
     state: &SessionState,
@@ -41,6 +43,7 @@ pub async fn build(
     name: &str,
     columns: &[String],
     query: &ast::Query,
+    aggregate_in_contents: bool,
 ) -> Result<MaterializedView, PgError> {
     let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
         Box::new(query.clone()),
@@ -89,7 +92,8 @@ pub async fn build(
     let sources: std::collections::HashSet<TableId> =
         engine.catalog.sources().iter().map(|s| s.id).collect();
     Ok(MaterializedView::new(id, name.to_owned(), schema, root)
-        .with_append_only(&|r| sources.contains(&r)))
+        .with_append_only(&|r| sources.contains(&r))
+        .with_aggregate_in_contents(aggregate_in_contents))
 }
 
 /// The catalog entry for a built view.
@@ -112,6 +116,7 @@ fn view_def(view: &MaterializedView, sql: String) -> Result<ViewDef, PgError> {
         sql,
         columns,
         inputs: view.inputs.clone(),
+        aggregate_in_contents: view.aggregate_in_contents(),
     })
 }
 
@@ -139,7 +144,7 @@ pub async fn create(
         ));
     }
     let id = engine.catalog.peek_next_id();
-    let view = build(engine, state, id, name, columns, query).await?;
+    let view = build(engine, state, id, name, columns, query, true).await?;
     if explain {
         return Ok(Some(view.explain()));
     }
@@ -245,9 +250,22 @@ pub async fn load_all(engine: &Arc<Engine>, state: &SessionState) -> anyhow::Res
             _ => anyhow::bail!("view {} has a corrupt definition", def.name),
         };
         let columns: Vec<String> = def.columns.iter().map(|c| c.name.clone()).collect();
-        let view = build(engine, state, def.id, &def.name, &columns, &query)
-            .await
-            .map_err(|e| anyhow::anyhow!("rebuilding materialized view {}: {e}", def.name))?;
+        let view = build(
+            engine,
+            state,
+            def.id,
+            &def.name,
+            &columns,
+            &query,
+            def.aggregate_in_contents,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("rebuilding materialized view {}: {e}", def.name))?;
+        anyhow::ensure!(
+            view.aggregate_in_contents() == def.aggregate_in_contents,
+            "materialized view {} was stored with a layout its query no longer plans to",
+            def.name
+        );
         engine.dataflows.insert(Arc::new(view));
     }
     Ok(())

@@ -138,6 +138,19 @@ pub fn decode_row(bytes: &[u8]) -> Result<Vec<Datum>> {
     Ok(out)
 }
 
+/// The length of the row encoding at the start of `bytes` (bytes after it are not read).
+pub fn row_len(bytes: &[u8]) -> Result<usize> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    if r.byte()? != FORMAT_V1 {
+        return Err(Error::Corrupt("unknown row format version".into()));
+    }
+    let n = usize::try_from(r.varint()?).map_err(|_| corrupt())?;
+    for _ in 0..n {
+        r.value()?;
+    }
+    Ok(r.pos)
+}
+
 fn corrupt() -> Error {
     Error::Corrupt("truncated row".into())
 }

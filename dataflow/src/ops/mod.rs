@@ -21,7 +21,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::PhysicalExpr;
 use freshet_common::{Datum, TableId};
 
-pub use aggregate::{AggKind, AggSpec, AggregateOp};
+pub use aggregate::{AggKind, AggSpec, AggregateOp, ContentsLayout};
 pub use join::{JoinKind, JoinOp};
 pub use ordered::{OrderedMode, OrderedOp};
 pub use unnest::UnnestOp;
@@ -168,7 +168,7 @@ impl Node {
     }
 
     /// Whether the epoch's changes can affect this node's output.
-    fn touched(&self, changes: &EpochChanges, initial: bool) -> bool {
+    pub(crate) fn touched(&self, changes: &EpochChanges, initial: bool) -> bool {
         match self {
             Node::Scan { relation, .. } => changes.changes(*relation),
             Node::Filter { input, .. }

@@ -26,8 +26,11 @@ use freshet_common::{Datum, PgError, SqlState};
 use freshet_sql::df_convert::array_to_datums;
 use freshet_state::{key_codec, row_codec};
 
+mod contents;
 mod finish;
 mod multiset;
+
+pub use contents::ContentsLayout;
 
 use finish::{add_weighted, as_i64, finish_bool, finish_sum};
 use multiset::only_arrivals;
@@ -108,6 +111,34 @@ pub struct AggregateOp {
     /// it reads from the end instead of keeping its own.
     shares: Vec<Option<usize>>,
     pub schema: SchemaRef,
+}
+
+/// Where the groups' accumulators are stored.
+enum AccHome<'a> {
+    /// Under the operator's own `'g'` keys.
+    Own,
+    /// In the view's contents entries, after each group's row.
+    Contents(&'a ContentsLayout),
+}
+
+impl AccHome<'_> {
+    /// The accumulator's row encoding within a stored value.
+    fn acc<'b>(&self, stored: &'b [u8]) -> Result<&'b [u8]> {
+        match self {
+            AccHome::Own => Ok(stored),
+            AccHome::Contents(_) => contents::acc_of(stored),
+        }
+    }
+}
+
+/// One touched group's outcome of an epoch.
+struct Settled {
+    /// The output row before the epoch, if the group had one.
+    old: Option<Vec<Datum>>,
+    /// The output row after the epoch, if the group has one.
+    new: Option<Vec<Datum>>,
+    /// The accumulator after the epoch (its count first).
+    acc: Vec<Datum>,
 }
 
 /// The changes one epoch brings to one group.
@@ -217,6 +248,36 @@ impl AggregateOp {
 
     /// Applies one epoch's input changes; returns the output changes.
     pub fn apply(&self, input: Option<Delta>, ctx: &mut EpochCtx<'_>) -> Result<Option<Delta>> {
+        let (keys, settled) = self.settle(input, ctx, &AccHome::Own)?;
+        let mut out: Vec<(Vec<Datum>, i64)> = Vec::new();
+        for (key, s) in keys.into_iter().zip(settled) {
+            if as_i64(&s.acc[0]) == 0 {
+                self.cache.delete(ctx.batch, key);
+            } else {
+                let mut buf = Vec::new();
+                row_codec::encode_row(&s.acc, &mut buf);
+                self.cache.put(ctx.batch, key, buf);
+            }
+            if s.old != s.new {
+                out.extend(s.old.map(|r| (r, -1)));
+                out.extend(s.new.map(|r| (r, 1)));
+            }
+        }
+        if out.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Delta::from_rows(&out, &self.schema)?))
+    }
+
+    /// The epoch's touched groups, settled: their state keys (where `home` keeps their
+    /// accumulators) and outcomes, in first-touched order. Multiset changes are written here;
+    /// the accumulators are the caller's to write.
+    fn settle(
+        &self,
+        input: Option<Delta>,
+        ctx: &mut EpochCtx<'_>,
+        home: &AccHome<'_>,
+    ) -> Result<(Vec<Vec<u8>>, Vec<Settled>)> {
         let mut order: Vec<Vec<u8>> = Vec::new();
         let mut groups: HashMap<Vec<u8>, GroupChange> = HashMap::new();
         if let Some(d) = &input {
@@ -235,9 +296,15 @@ impl AggregateOp {
             );
         }
         if order.is_empty() {
-            return Ok(None);
+            return Ok((Vec::new(), Vec::new()));
         }
-        let keys: Vec<Vec<u8>> = order.iter().map(|g| self.group_key(g)).collect();
+        let keys: Vec<Vec<u8>> = order
+            .iter()
+            .map(|g| match home {
+                AccHome::Own => self.group_key(g),
+                AccHome::Contents(layout) => layout.key(&groups[g].datums),
+            })
+            .collect();
         let old_accs = self.cache.multi_get(ctx.snapshot, &keys)?;
         // Every multiset entry this epoch touches, read in one MultiGet.
         let mut value_keys: Vec<Vec<u8>> = Vec::new();
@@ -260,146 +327,138 @@ impl AggregateOp {
         let stored = ctx.snapshot.multi_get(&value_keys).map_err(state_err)?;
         let prefetched: HashMap<Vec<u8>, Option<Vec<u8>>> =
             value_keys.into_iter().zip(stored).collect();
-        let mut out: Vec<(Vec<Datum>, i64)> = Vec::new();
-        for ((gbytes, key), old) in order.iter().zip(&keys).zip(old_accs) {
-            let change = &groups[gbytes];
+        let mut settled = Vec::with_capacity(order.len());
+        for (gbytes, old) in order.iter().zip(old_accs) {
             let old_acc = match old {
-                Some(b) => row_codec::decode_row(&b).map_err(state_err)?,
+                Some(b) => row_codec::decode_row(home.acc(&b)?).map_err(state_err)?,
                 None => self.empty_acc(),
             };
-            let old_count = as_i64(&old_acc[0]);
-            let new_count = old_count + change.count;
-            if new_count < 0 {
-                return Err(DataFusionError::Internal(
-                    "aggregate group count went negative".into(),
-                ));
-            }
-            if new_count > 1 && self.aggs.iter().any(|a| a.kind == AggKind::Single) {
-                return Err(DataFusionError::External(Box::new(PgError::new(
-                    SqlState::CARDINALITY_VIOLATION,
-                    "more than one row returned by a subquery used as an expression",
-                ))));
-            }
-            let mut new_acc = old_acc.clone();
-            new_acc[0] = Datum::Int64(new_count);
-            let mut old_out = change.datums.clone();
-            let mut new_out = change.datums.clone();
-            let mut field = 1;
-            for (i, spec) in self.aggs.iter().enumerate() {
-                let values = &change.values[i];
-                match spec.kind {
-                    AggKind::Min | AggKind::Max => {
-                        let old_v = old_acc[field].clone();
-                        // A MAX sharing a MIN's multiset reads it from the end.
-                        let (agg, write, reverse) = match self.shares[i] {
-                            Some(min) => (min, false, true),
-                            None => (i, true, false),
-                        };
-                        let new_v = self.update_min_max(
-                            agg,
-                            gbytes,
-                            &old_v,
-                            &change.values[agg],
-                            &prefetched,
-                            ctx,
-                            write,
-                            reverse,
-                        )?;
-                        new_acc[field] = new_v.clone();
-                        old_out.push(old_v);
-                        new_out.push(new_v);
-                        field += 1;
+            settled.push(self.settle_group(gbytes, &groups[gbytes], old_acc, &prefetched, ctx)?);
+        }
+        Ok((keys, settled))
+    }
+
+    /// One group's epoch: its accumulator and output row from `old_acc` and its changes.
+    fn settle_group(
+        &self,
+        gbytes: &[u8],
+        change: &GroupChange,
+        old_acc: Vec<Datum>,
+        prefetched: &Prefetched,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<Settled> {
+        let old_count = as_i64(&old_acc[0]);
+        let new_count = old_count + change.count;
+        if new_count < 0 {
+            return Err(DataFusionError::Internal(
+                "aggregate group count went negative".into(),
+            ));
+        }
+        if new_count > 1 && self.aggs.iter().any(|a| a.kind == AggKind::Single) {
+            return Err(DataFusionError::External(Box::new(PgError::new(
+                SqlState::CARDINALITY_VIOLATION,
+                "more than one row returned by a subquery used as an expression",
+            ))));
+        }
+        let mut new_acc = old_acc.clone();
+        new_acc[0] = Datum::Int64(new_count);
+        let mut old_out = change.datums.clone();
+        let mut new_out = change.datums.clone();
+        let mut field = 1;
+        for (i, spec) in self.aggs.iter().enumerate() {
+            let values = &change.values[i];
+            match spec.kind {
+                AggKind::Min | AggKind::Max => {
+                    let old_v = old_acc[field].clone();
+                    // A MAX sharing a MIN's multiset reads it from the end.
+                    let (agg, write, reverse) = match self.shares[i] {
+                        Some(min) => (min, false, true),
+                        None => (i, true, false),
+                    };
+                    let new_v = self.update_min_max(
+                        agg,
+                        gbytes,
+                        &old_v,
+                        &change.values[agg],
+                        prefetched,
+                        ctx,
+                        write,
+                        reverse,
+                    )?;
+                    new_acc[field] = new_v.clone();
+                    old_out.push(old_v);
+                    new_out.push(new_v);
+                    field += 1;
+                }
+                AggKind::FirstValue | AggKind::Single => {
+                    let prefix = self.multiset_prefix(i, gbytes);
+                    let (old_v, new_v) = self.update_extreme(&prefix, values, prefetched, ctx)?;
+                    old_out.push(old_v);
+                    new_out.push(new_v);
+                }
+                AggKind::StringAgg | AggKind::ArrayAgg => {
+                    let prefix = self.multiset_prefix(i, gbytes);
+                    let (old_v, new_v) = self.update_list(i, &prefix, values, prefetched, ctx)?;
+                    old_out.push(old_v);
+                    new_out.push(new_v);
+                }
+                AggKind::CountDistinct => {
+                    let prefix = self.multiset_prefix(i, gbytes);
+                    let old_n = as_i64(&old_acc[field]);
+                    let new_n = old_n + self.update_distinct(&prefix, values, prefetched, ctx)?;
+                    new_acc[field] = Datum::Int64(new_n);
+                    old_out.push(Datum::Int64(old_n));
+                    new_out.push(Datum::Int64(new_n));
+                    field += 1;
+                }
+                AggKind::Count => {
+                    let old_n = as_i64(&old_acc[field]);
+                    let new_n = old_n + values.iter().map(|(_, _, w)| w).sum::<i64>();
+                    new_acc[field] = Datum::Int64(new_n);
+                    old_out.push(Datum::Int64(old_n));
+                    new_out.push(Datum::Int64(new_n));
+                    field += 1;
+                }
+                AggKind::Sum | AggKind::Avg => {
+                    let (old_n, old_sum) = (as_i64(&old_acc[field]), old_acc[field + 1].clone());
+                    let mut n = old_n;
+                    let mut sum = old_sum.clone();
+                    for (_, v, w) in values {
+                        n += w;
+                        sum = add_weighted(&sum, v, *w)?;
                     }
-                    AggKind::FirstValue | AggKind::Single => {
-                        let prefix = self.multiset_prefix(i, gbytes);
-                        let (old_v, new_v) =
-                            self.update_extreme(&prefix, values, &prefetched, ctx)?;
-                        old_out.push(old_v);
-                        new_out.push(new_v);
-                    }
-                    AggKind::StringAgg | AggKind::ArrayAgg => {
-                        let prefix = self.multiset_prefix(i, gbytes);
-                        let (old_v, new_v) =
-                            self.update_list(i, &prefix, values, &prefetched, ctx)?;
-                        old_out.push(old_v);
-                        new_out.push(new_v);
-                    }
-                    AggKind::CountDistinct => {
-                        let prefix = self.multiset_prefix(i, gbytes);
-                        let old_n = as_i64(&old_acc[field]);
-                        let new_n =
-                            old_n + self.update_distinct(&prefix, values, &prefetched, ctx)?;
-                        new_acc[field] = Datum::Int64(new_n);
-                        old_out.push(Datum::Int64(old_n));
-                        new_out.push(Datum::Int64(new_n));
-                        field += 1;
-                    }
-                    AggKind::Count => {
-                        let old_n = as_i64(&old_acc[field]);
-                        let new_n = old_n + values.iter().map(|(_, _, w)| w).sum::<i64>();
-                        new_acc[field] = Datum::Int64(new_n);
-                        old_out.push(Datum::Int64(old_n));
-                        new_out.push(Datum::Int64(new_n));
-                        field += 1;
-                    }
-                    AggKind::Sum | AggKind::Avg => {
-                        let (old_n, old_sum) =
-                            (as_i64(&old_acc[field]), old_acc[field + 1].clone());
-                        let mut n = old_n;
-                        let mut sum = old_sum.clone();
-                        for (_, v, w) in values {
-                            n += w;
-                            sum = add_weighted(&sum, v, *w)?;
+                    new_acc[field] = Datum::Int64(n);
+                    new_acc[field + 1] = sum.clone();
+                    old_out.push(finish_sum(spec, old_n, &old_sum)?);
+                    new_out.push(finish_sum(spec, n, &sum)?);
+                    field += 2;
+                }
+                AggKind::BoolAnd | AggKind::BoolOr => {
+                    let (old_t, old_f) = (as_i64(&old_acc[field]), as_i64(&old_acc[field + 1]));
+                    let (mut t, mut f) = (old_t, old_f);
+                    for (_, v, w) in values {
+                        match v {
+                            Datum::Bool(true) => t += w,
+                            _ => f += w,
                         }
-                        new_acc[field] = Datum::Int64(n);
-                        new_acc[field + 1] = sum.clone();
-                        old_out.push(finish_sum(spec, old_n, &old_sum)?);
-                        new_out.push(finish_sum(spec, n, &sum)?);
-                        field += 2;
                     }
-                    AggKind::BoolAnd | AggKind::BoolOr => {
-                        let (old_t, old_f) = (as_i64(&old_acc[field]), as_i64(&old_acc[field + 1]));
-                        let (mut t, mut f) = (old_t, old_f);
-                        for (_, v, w) in values {
-                            match v {
-                                Datum::Bool(true) => t += w,
-                                _ => f += w,
-                            }
-                        }
-                        new_acc[field] = Datum::Int64(t);
-                        new_acc[field + 1] = Datum::Int64(f);
-                        old_out.push(finish_bool(spec.kind, old_t, old_f));
-                        new_out.push(finish_bool(spec.kind, t, f));
-                        field += 2;
-                    }
+                    new_acc[field] = Datum::Int64(t);
+                    new_acc[field + 1] = Datum::Int64(f);
+                    old_out.push(finish_bool(spec.kind, old_t, old_f));
+                    new_out.push(finish_bool(spec.kind, t, f));
+                    field += 2;
                 }
-            }
-            let old_exists = self.is_global() || old_count > 0;
-            let new_exists = self.is_global() || new_count > 0;
-            // A global aggregate's row appears at backfill: there is no "old" row before it.
-            let old_exists = old_exists && !(ctx.initial && self.is_global());
-            if old_exists && new_exists && old_out == new_out {
-                // unchanged output; state may still have changed
-            } else {
-                if old_exists {
-                    out.push((old_out, -1));
-                }
-                if new_exists {
-                    out.push((new_out, 1));
-                }
-            }
-            if new_count == 0 {
-                self.cache.delete(ctx.batch, key.clone());
-            } else {
-                let mut buf = Vec::new();
-                row_codec::encode_row(&new_acc, &mut buf);
-                self.cache.put(ctx.batch, key.clone(), buf);
             }
         }
-        if out.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Delta::from_rows(&out, &self.schema)?))
+        let old_exists = self.is_global() || old_count > 0;
+        let new_exists = self.is_global() || new_count > 0;
+        // A global aggregate's row appears at backfill: there is no "old" row before it.
+        let old_exists = old_exists && !(ctx.initial && self.is_global());
+        Ok(Settled {
+            old: old_exists.then_some(old_out),
+            new: new_exists.then_some(new_out),
+            acc: new_acc,
+        })
     }
 
     fn empty_acc(&self) -> Vec<Datum> {

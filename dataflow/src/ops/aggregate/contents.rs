@@ -1,0 +1,125 @@
+//! An aggregate at a view's root keeping its accumulators inside the view's contents.
+//!
+//! A view whose rows are an aggregate's output — directly, or through a projection of plain
+//! columns that keeps the group columns first — is keyed by its group columns. Instead of
+//! writing each changed group twice (its accumulator under the operator's key, its row under
+//! the view's), the accumulator rides in the group's contents entry, after the row:
+//! ```text
+//! view prefix ++ group key → count (always 1) ++ row (row_codec) ++ accumulator (row_codec)
+//! ```
+//! Readers of the view decode the row and never look past it. The choice is made when the view
+//! is created and recorded in its catalog entry, so views created before keep their layout.
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::error::{DataFusionError, Result};
+use freshet_common::Datum;
+use freshet_sql::df_convert::batch_to_rows;
+use freshet_state::{key_codec, row_codec};
+
+use super::{AccHome, AggregateOp};
+use crate::delta::{encode_count, Delta};
+use crate::encode::{encode_rows_keyed_by, EncodedRows, VALUE_SLOT};
+use crate::epoch::{state_err, EpochCtx};
+
+/// How a view's contents hold its root aggregate's groups.
+#[derive(Debug)]
+pub struct ContentsLayout {
+    /// The view's contents prefix.
+    pub prefix: Vec<u8>,
+    /// View column `i` is the aggregate's output column `columns[i]`.
+    pub columns: Vec<usize>,
+    /// The view's first `key_columns` columns, all group columns, key its contents.
+    pub key_columns: usize,
+    /// The view's output schema.
+    pub schema: SchemaRef,
+}
+
+impl ContentsLayout {
+    /// The contents key of the group whose output group columns are `group`.
+    pub(super) fn key(&self, group: &[Datum]) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        for &c in &self.columns[..self.key_columns] {
+            key_codec::encode_key(std::slice::from_ref(&group[c]), &mut k);
+        }
+        k
+    }
+
+    /// The view's row of an aggregate output row.
+    fn row(&self, out: &[Datum]) -> Vec<Datum> {
+        self.columns.iter().map(|&c| out[c].clone()).collect()
+    }
+}
+
+/// The accumulator's encoding in a contents entry.
+pub(super) fn acc_of(stored: &[u8]) -> Result<&[u8]> {
+    let missing =
+        || DataFusionError::Internal("a view contents entry holds no aggregate state".into());
+    let row = stored.get(VALUE_SLOT..).ok_or_else(missing)?;
+    let acc = &row[row_codec::row_len(row).map_err(state_err)?..];
+    if acc.is_empty() {
+        return Err(missing());
+    }
+    Ok(acc)
+}
+
+impl AggregateOp {
+    /// [`AggregateOp::apply`] for an aggregate whose accumulators live in the view contents
+    /// `layout` describes: writes the contents (one entry per changed group); returns the
+    /// view's changes when `output`, for views that read this one.
+    pub fn apply_to_contents(
+        &self,
+        input: Option<Delta>,
+        ctx: &mut EpochCtx<'_>,
+        layout: &ContentsLayout,
+        output: bool,
+    ) -> Result<Vec<(Vec<Datum>, i64)>> {
+        let (keys, settled) = self.settle(input, ctx, &AccHome::Contents(layout))?;
+        // Rows are encoded from Arrow, as every view's are: the bytes readers expect.
+        let present: Vec<usize> = (0..settled.len())
+            .filter(|&i| settled[i].new.is_some())
+            .collect();
+        let rows: Vec<(Vec<Datum>, i64)> = present
+            .iter()
+            .filter_map(|&i| settled[i].new.as_deref().map(|r| (layout.row(r), 1)))
+            .collect();
+        if !rows.is_empty() {
+            let d = Delta::from_rows(&rows, &layout.schema)?;
+            let EncodedRows {
+                keys: row_keys,
+                values,
+            } = encode_rows_keyed_by(&d.batch, &layout.prefix, layout.key_columns)?;
+            for ((&i, row_key), mut value) in present.iter().zip(&row_keys).zip(values) {
+                if *row_key != keys[i] {
+                    return Err(DataFusionError::Internal(
+                        "a view row's key differs from its group's key".into(),
+                    ));
+                }
+                value[..VALUE_SLOT].copy_from_slice(&encode_count(1));
+                row_codec::encode_row(&settled[i].acc, &mut value);
+                self.cache.put(ctx.batch, keys[i].clone(), value);
+            }
+        }
+        for (key, s) in keys.iter().zip(&settled) {
+            if s.new.is_none() {
+                self.cache.delete(ctx.batch, key.clone());
+            }
+        }
+        if !output {
+            return Ok(vec![]);
+        }
+        let mut out = Vec::new();
+        for s in settled.iter().filter(|s| s.old != s.new) {
+            out.extend(s.old.as_deref().map(|r| (layout.row(r), -1)));
+            out.extend(s.new.as_deref().map(|r| (layout.row(r), 1)));
+        }
+        if out.is_empty() {
+            return Ok(out);
+        }
+        // Through Arrow, so readers get the values as the view's columns type them.
+        let d = Delta::from_rows(&out, &layout.schema)?;
+        Ok(batch_to_rows(&d.batch)?
+            .into_iter()
+            .zip(d.weights)
+            .collect())
+    }
+}
