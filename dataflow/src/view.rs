@@ -7,7 +7,9 @@ use std::sync::{Arc, RwLock};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
 use freshet_common::{Datum, TableId};
-use freshet_state::{row_codec, table_prefix, view_prefix, Snapshot, WriteBatch};
+use freshet_state::{
+    aggregate_view_prefix, row_codec, table_prefix, view_prefix, Snapshot, WriteBatch,
+};
 
 use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::compute::take_record_batch;
@@ -79,12 +81,20 @@ impl MaterializedView {
             return self;
         }
         self.aggregate_contents = Some(ContentsLayout {
-            prefix: view_prefix(self.id),
+            prefix: aggregate_view_prefix(self.id),
             columns,
             key_columns,
             schema: Arc::clone(&self.schema),
         });
         self
+    }
+
+    /// The prefix of the view's contents entries.
+    pub fn contents_prefix(&self) -> Vec<u8> {
+        match &self.aggregate_contents {
+            Some(layout) => layout.prefix.clone(),
+            None => view_prefix(self.id),
+        }
     }
 
     /// Whether the root aggregate keeps its accumulators in the contents entries.
@@ -425,8 +435,8 @@ impl Dataflows {
             if changes.appends.contains_key(&input) || changes.tables.contains_key(&input) {
                 continue;
             }
-            let rows = if self.get(input).is_some() {
-                read_view_rows(snapshot, input)?
+            let rows = if let Some(v) = self.get(input) {
+                read_view_rows(snapshot, &v)?
             } else {
                 read_table_rows(snapshot, input)?
             };
@@ -485,8 +495,11 @@ pub fn decode_contents(v: &[u8]) -> Result<(i64, Vec<Datum>)> {
 }
 
 /// A view's distinct rows with their multiplicities.
-pub fn read_view_rows(snapshot: &Snapshot, view: TableId) -> Result<Vec<(Vec<Datum>, i64)>> {
-    let prefix = view_prefix(view);
+pub fn read_view_rows(
+    snapshot: &Snapshot,
+    view: &MaterializedView,
+) -> Result<Vec<(Vec<Datum>, i64)>> {
+    let prefix = view.contents_prefix();
     let mut rows = Vec::new();
     for (_, v) in snapshot.scan_prefix(&prefix).map_err(state_err)? {
         let (n, row) = decode_contents(&v)?;

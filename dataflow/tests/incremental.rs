@@ -224,7 +224,7 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, aggregate_in_contents: b
         view.process(&changes, &mut ectx, false).expect("backfill");
         store.write(batch).expect("commit");
     }
-    compare(&store, &tables, view_id, sql, seed, "backfill").await;
+    compare(&store, &tables, &view, sql, seed, "backfill").await;
     for step in 0..steps {
         let mut changes = EpochChanges::default();
         for t in &mut tables.0 {
@@ -249,11 +249,18 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, aggregate_in_contents: b
             .process(changes, &snapshot, &mut batch)
             .unwrap_or_else(|e| panic!("{sql} seed {seed} step {step}: {e}"));
         store.write(batch).expect("commit");
-        compare(&store, &tables, view_id, sql, seed, &step.to_string()).await;
+        compare(&store, &tables, &view, sql, seed, &step.to_string()).await;
     }
 }
 
-async fn compare(store: &Store, tables: &Tables, view: TableId, sql: &str, seed: u64, step: &str) {
+async fn compare(
+    store: &Store,
+    tables: &Tables,
+    view: &MaterializedView,
+    sql: &str,
+    seed: u64,
+    step: &str,
+) {
     let got = multiset(read_view_rows(&store.snapshot(), view).expect("read view"));
     let want = recompute(tables, sql).await;
     if got != want {

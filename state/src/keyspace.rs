@@ -12,6 +12,10 @@
 //!                                           of sources) one arriving row: its first column's
 //!                                           key encoding ++ epoch (u64 BE: the snapshot
 //!                                           sequence number) ++ place in the epoch (u32 BE)
+//! 'a' <view id: u64 BE> <group key>        one row of a view whose rows are its root
+//!                                           aggregate's groups, keyed by the group columns;
+//!                                           value = 1 (i64 BE) ++ row (row_codec) ++ the
+//!                                           group's accumulator (row_codec)
 //! 'o' <view id: u64 BE> <op id: u32 BE> …   the state of one operator of a view's dataflow
 //! 's' <source id: u64 BE> 'p' <partition: i32 BE>
 //!                                           a source's progress in one partition: start offset
@@ -38,6 +42,9 @@ pub enum Keyspace {
     TableData = b'd',
     /// Materialized view contents.
     ViewData = b'v',
+    /// Contents of views whose rows are their root aggregate's groups, holding the groups'
+    /// accumulators: rewritten in place at scattered keys, like operator state.
+    AggregateViewData = b'a',
     /// Operator state of view dataflows.
     Operator = b'o',
     /// Source progress (offsets) and bad-message records.
@@ -56,6 +63,15 @@ pub fn source_prefix(source: TableId) -> Vec<u8> {
 pub fn view_prefix(view: TableId) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
     k.push(Keyspace::ViewData as u8);
+    k.extend_from_slice(&view.0.to_be_bytes());
+    k
+}
+
+/// The prefix of every row of materialized view `view` when its root aggregate keeps its
+/// accumulators in the rows.
+pub fn aggregate_view_prefix(view: TableId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(Keyspace::AggregateViewData as u8);
     k.extend_from_slice(&view.0.to_be_bytes());
     k
 }

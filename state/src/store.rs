@@ -17,6 +17,9 @@ pub struct StateConfig {
     pub sync_commits: bool,
     /// Size of RocksDB's block cache in bytes.
     pub block_cache_bytes: usize,
+    /// Memtable size of the families written in key order (tables, append-only views); the
+    /// write-ahead log preallocates about this much disk per file.
+    pub memtable_bytes: usize,
 }
 
 impl Default for StateConfig {
@@ -24,16 +27,20 @@ impl Default for StateConfig {
         Self {
             sync_commits: true,
             block_cache_bytes: 256 << 20,
+            memtable_bytes: 64 << 20,
         }
     }
 }
 
 impl StateConfig {
-    /// Settings for unit tests: no fsync, small cache.
+    /// Settings for unit tests: no fsync, small cache and memtables. (A test process keeps
+    /// every store it opens — see [`Store`] — so each one's preallocated log stays on disk
+    /// until the process exits.)
     pub fn for_test() -> Self {
         Self {
             sync_commits: false,
             block_cache_bytes: 8 << 20,
+            memtable_bytes: 4 << 20,
         }
     }
 }
@@ -58,16 +65,18 @@ use crate::batch::{WriteBatch, WriteKind};
 /// Column families: one per keyspace, so each has its own memtable and files. Sequential
 /// keys (table rows by id, append-only view rows) then make non-overlapping files that
 /// compaction moves without rewriting, instead of being merged with random operator state.
-const FAMILIES: [(u8, &str); 5] = [
+const FAMILIES: [(u8, &str); 6] = [
     (crate::Keyspace::Meta as u8, "meta"),
     (crate::Keyspace::TableData as u8, "tables"),
     (crate::Keyspace::ViewData as u8, "views"),
+    (crate::Keyspace::AggregateViewData as u8, "aggregate_views"),
     (crate::Keyspace::Operator as u8, "operators"),
     (crate::Keyspace::Source as u8, "sources"),
 ];
 
-/// Memtable size of the operator state family.
-const OPERATOR_MEMTABLE_BYTES: usize = 8 << 20;
+/// Memtable size of the families written at scattered keys (operator state, aggregate views'
+/// contents).
+const SCATTERED_MEMTABLE_BYTES: usize = 8 << 20;
 
 /// The column family handles, by [`FAMILIES`] index; the default family last.
 #[derive(Clone, Copy)]
@@ -116,6 +125,7 @@ impl Store {
         block.set_block_cache(&cache);
         block.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&block);
+        opts.set_write_buffer_size(config.memtable_bytes);
         opts.increase_parallelism(2);
         // Most point reads of view maintenance miss (new rows, new group values): a bloom
         // filter over the memtable's keys answers those without searching the skip list.
@@ -136,7 +146,7 @@ impl Store {
             .chain([rocksdb::DEFAULT_COLUMN_FAMILY_NAME])
             .map(|name| {
                 let mut cf = opts.clone();
-                if name == "operators" {
+                if name == "operators" || name == "aggregate_views" {
                     // Operator state has random keys: its flushed (L0) files are soon
                     // rewritten by compaction, so compressing them would be wasted CPU. The
                     // other families' mostly sequential files are moved down as written, so
@@ -147,7 +157,7 @@ impl Store {
                     // A small memtable: its skip list stays shallow and mostly in CPU cache,
                     // so the many scattered inserts of operator state cost fewer cache
                     // misses; rewrites of one key (accumulators) collapse at flush.
-                    cf.set_write_buffer_size(OPERATOR_MEMTABLE_BYTES);
+                    cf.set_write_buffer_size(SCATTERED_MEMTABLE_BYTES.min(config.memtable_bytes));
                 }
                 rocksdb::ColumnFamilyDescriptor::new(name, cf)
             });

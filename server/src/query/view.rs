@@ -17,7 +17,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use freshet_common::Datum;
 use freshet_dataflow::{decode_contents, MaterializedView};
 use freshet_sql::df_convert::rows_to_batch;
-use freshet_state::{next_key, view_prefix, Snapshot};
+use freshet_state::{next_key, Snapshot};
 
 use super::provider::StatementSnapshot;
 use super::scan::{column_range, KeyRange};
@@ -65,7 +65,7 @@ impl TableProvider for ViewTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let prefix = view_prefix(self.view.id);
+        let prefix = self.view.contents_prefix();
         let range = self
             .view
             .schema
