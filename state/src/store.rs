@@ -76,7 +76,12 @@ const FAMILIES: [(u8, &str); 6] = [
 
 /// Memtable size of the families written at scattered keys (operator state, aggregate views'
 /// contents).
-const SCATTERED_MEMTABLE_BYTES: usize = 8 << 20;
+const SCATTERED_MEMTABLE_BYTES: usize = 4 << 20;
+
+/// Flushed files of a scattered family that wait in level 0 before compaction merges them
+/// into level 1. Scattered keys overlap all of level 1, so every such compaction rewrites it:
+/// merging many small files at once rewrites it less often.
+const SCATTERED_L0_FILES: i32 = 16;
 
 /// The column family handles, by [`FAMILIES`] index; the default family last.
 #[derive(Clone, Copy)]
@@ -158,6 +163,9 @@ impl Store {
                     // so the many scattered inserts of operator state cost fewer cache
                     // misses; rewrites of one key (accumulators) collapse at flush.
                     cf.set_write_buffer_size(SCATTERED_MEMTABLE_BYTES.min(config.memtable_bytes));
+                    cf.set_level_zero_file_num_compaction_trigger(SCATTERED_L0_FILES);
+                    cf.set_level_zero_slowdown_writes_trigger(SCATTERED_L0_FILES * 3);
+                    cf.set_level_zero_stop_writes_trigger(SCATTERED_L0_FILES * 4);
                 }
                 rocksdb::ColumnFamilyDescriptor::new(name, cf)
             });
