@@ -15,11 +15,12 @@
 //! order reversed, and so `DISTINCT ON`) reads the first key; `string_agg` and `array_agg` read
 //! the touched group's values in order.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::hash_map::Entry;
+use datafusion::common::HashMap;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use freshet_common::{Datum, PgError, SqlState};
@@ -143,6 +144,8 @@ struct Settled {
 
 /// The changes one epoch brings to one group.
 struct GroupChange {
+    /// The group's row encoding (its identity within the operator).
+    key: Vec<u8>,
     datums: Vec<Datum>,
     count: i64,
     /// Per aggregate: (value, weight) of non-NULL, filter-passing inputs.
@@ -278,42 +281,37 @@ impl AggregateOp {
         ctx: &mut EpochCtx<'_>,
         home: &AccHome<'_>,
     ) -> Result<(Vec<Vec<u8>>, Vec<Settled>)> {
-        let mut order: Vec<Vec<u8>> = Vec::new();
-        let mut groups: HashMap<Vec<u8>, GroupChange> = HashMap::new();
+        let mut groups: Vec<GroupChange> = Vec::new();
         if let Some(d) = &input {
-            self.collect(d, &mut order, &mut groups)?;
+            groups = self.collect(d)?;
         }
         if ctx.initial && self.is_global() && groups.is_empty() {
-            let key = encode(&[]);
-            order.push(key.clone());
-            groups.insert(
-                key,
-                GroupChange {
-                    datums: vec![],
-                    count: 0,
-                    values: vec![Vec::new(); self.aggs.len()],
-                },
-            );
+            groups.push(GroupChange {
+                key: encode(&[]),
+                datums: vec![],
+                count: 0,
+                values: vec![Vec::new(); self.aggs.len()],
+            });
         }
-        if order.is_empty() {
+        if groups.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let keys: Vec<Vec<u8>> = order
+        let keys: Vec<Vec<u8>> = groups
             .iter()
             .map(|g| match home {
-                AccHome::Own => self.group_key(g),
-                AccHome::Contents(layout) => layout.key(&groups[g].datums),
+                AccHome::Own => self.group_key(&g.key),
+                AccHome::Contents(layout) => layout.key(&g.datums),
             })
             .collect();
         let old_accs = self.cache.multi_get(ctx.snapshot, &keys)?;
         // Every multiset entry this epoch touches, read in one MultiGet.
         let mut value_keys: Vec<Vec<u8>> = Vec::new();
-        for gbytes in &order {
-            for (i, values) in groups[gbytes].values.iter().enumerate() {
+        for g in &groups {
+            for (i, values) in g.values.iter().enumerate() {
                 let kind = self.aggs[i].kind;
                 let blind = matches!(kind, AggKind::Min | AggKind::Max) && only_arrivals(values);
                 if kind.keeps_values() && !values.is_empty() && !blind {
-                    let prefix = self.multiset_prefix(i, gbytes);
+                    let prefix = self.multiset_prefix(i, &g.key);
                     value_keys.extend(
                         values
                             .iter()
@@ -327,13 +325,13 @@ impl AggregateOp {
         let stored = ctx.snapshot.multi_get(&value_keys).map_err(state_err)?;
         let prefetched: HashMap<Vec<u8>, Option<Vec<u8>>> =
             value_keys.into_iter().zip(stored).collect();
-        let mut settled = Vec::with_capacity(order.len());
-        for (gbytes, old) in order.iter().zip(old_accs) {
+        let mut settled = Vec::with_capacity(groups.len());
+        for (g, old) in groups.iter().zip(old_accs) {
             let old_acc = match old {
                 Some(b) => row_codec::decode_row(home.acc(&b)?).map_err(state_err)?,
                 None => self.empty_acc(),
             };
-            settled.push(self.settle_group(gbytes, &groups[gbytes], old_acc, &prefetched, ctx)?);
+            settled.push(self.settle_group(g, old_acc, &prefetched, ctx)?);
         }
         Ok((keys, settled))
     }
@@ -341,7 +339,6 @@ impl AggregateOp {
     /// One group's epoch: its accumulator and output row from `old_acc` and its changes.
     fn settle_group(
         &self,
-        gbytes: &[u8],
         change: &GroupChange,
         old_acc: Vec<Datum>,
         prefetched: &Prefetched,
@@ -377,7 +374,7 @@ impl AggregateOp {
                     };
                     let new_v = self.update_min_max(
                         agg,
-                        gbytes,
+                        &change.key,
                         &old_v,
                         &change.values[agg],
                         prefetched,
@@ -391,19 +388,19 @@ impl AggregateOp {
                     field += 1;
                 }
                 AggKind::FirstValue | AggKind::Single => {
-                    let prefix = self.multiset_prefix(i, gbytes);
+                    let prefix = self.multiset_prefix(i, &change.key);
                     let (old_v, new_v) = self.update_extreme(&prefix, values, prefetched, ctx)?;
                     old_out.push(old_v);
                     new_out.push(new_v);
                 }
                 AggKind::StringAgg | AggKind::ArrayAgg => {
-                    let prefix = self.multiset_prefix(i, gbytes);
+                    let prefix = self.multiset_prefix(i, &change.key);
                     let (old_v, new_v) = self.update_list(i, &prefix, values, prefetched, ctx)?;
                     old_out.push(old_v);
                     new_out.push(new_v);
                 }
                 AggKind::CountDistinct => {
-                    let prefix = self.multiset_prefix(i, gbytes);
+                    let prefix = self.multiset_prefix(i, &change.key);
                     let old_n = as_i64(&old_acc[field]);
                     let new_n = old_n + self.update_distinct(&prefix, values, prefetched, ctx)?;
                     new_acc[field] = Datum::Int64(new_n);
@@ -478,13 +475,10 @@ impl AggregateOp {
         acc
     }
 
-    /// Evaluates group keys and arguments of `d`, grouping its rows.
-    fn collect(
-        &self,
-        d: &Delta,
-        order: &mut Vec<Vec<u8>>,
-        groups: &mut HashMap<Vec<u8>, GroupChange>,
-    ) -> Result<()> {
+    /// Evaluates group keys and arguments of `d`, grouping its rows (in first-seen order).
+    fn collect(&self, d: &Delta) -> Result<Vec<GroupChange>> {
+        let mut groups: Vec<GroupChange> = Vec::new();
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
         let n = d.len();
         let datums_of = |e: &Arc<dyn PhysicalExpr>| -> Result<Vec<Datum>> {
             array_to_datums(&e.evaluate(&d.batch)?.into_array(n)?)
@@ -511,17 +505,23 @@ impl AggregateOp {
         }
         for row in 0..n {
             let w = d.weights[row];
-            let datums: Vec<Datum> = group_cols.iter().map(|c| c[row].clone()).collect();
-            let key = encode(&datums);
-            let g = match groups.entry(key) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    order.push(e.key().clone());
-                    e.insert(GroupChange {
-                        datums,
+            let mut key = Vec::new();
+            row_codec::encode_row_header(group_cols.len(), &mut key);
+            for c in &group_cols {
+                row_codec::encode_value(&c[row], &mut key);
+            }
+            let g = match index.entry(key) {
+                Entry::Occupied(e) => &mut groups[*e.get()],
+                Entry::Vacant(e) => {
+                    let key = e.key().clone();
+                    e.insert(groups.len());
+                    groups.push(GroupChange {
+                        key,
+                        datums: group_cols.iter().map(|c| c[row].clone()).collect(),
                         count: 0,
                         values: vec![Vec::new(); self.aggs.len()],
-                    })
+                    });
+                    groups.last_mut().expect("just pushed")
                 }
             };
             g.count += w;
@@ -555,6 +555,6 @@ impl AggregateOp {
                 g.values[i].push((key, v, w));
             }
         }
-        Ok(())
+        Ok(groups)
     }
 }
