@@ -3,6 +3,8 @@
 //! State (under the operator's prefix):
 //! ```text
 //! 'g' <group row>                                  → [count, accumulator fields…] (row_codec)
+//!     (at a view's root, new views keep this accumulator in the group's contents entry
+//!     instead: see contents.rs)
 //! 'm' <agg: u8> <len-prefixed group row> <value key> → count (i64 BE) ++ [value] (row_codec)
 //! ```
 //! MIN keys are the memcomparable value encoding, MAX keys its bitwise complement, so the
