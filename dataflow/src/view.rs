@@ -73,9 +73,21 @@ impl MaterializedView {
         if !on || self.append_only {
             return self;
         }
-        let (Some(key_columns), Some((op, columns))) = (self.unique_prefix, self.root_aggregate())
-        else {
+        let (Some(key_columns), Some((_, op))) = (self.unique_prefix, self.root_aggregate()) else {
             return self;
+        };
+        let columns = match &self.root {
+            Node::Project { exprs, .. } => {
+                let columns = exprs
+                    .iter()
+                    .map(|e| e.downcast_ref::<Column>().map(Column::index))
+                    .collect::<Option<Vec<_>>>();
+                match columns {
+                    Some(c) => c,
+                    None => return self,
+                }
+            }
+            _ => (0..op.schema().fields().len()).collect(),
         };
         if columns[..key_columns].iter().any(|&c| c >= op.group.len()) {
             return self;
@@ -102,20 +114,14 @@ impl MaterializedView {
         self.aggregate_contents.is_some()
     }
 
-    /// The root aggregate and, per view column, the aggregate output column it is.
-    fn root_aggregate(&self) -> Option<(&AggregateOp, Vec<usize>)> {
-        match &self.root {
-            Node::Aggregate { op, .. } => Some((op, (0..op.schema().fields().len()).collect())),
-            Node::Project { input, exprs, .. } => {
-                let Node::Aggregate { op, .. } = &**input else {
-                    return None;
-                };
-                let columns = exprs
-                    .iter()
-                    .map(|e| e.downcast_ref::<Column>().map(Column::index))
-                    .collect::<Option<Vec<_>>>()?;
-                Some((op, columns))
-            }
+    /// The root aggregate (possibly under a projection) and its input.
+    fn root_aggregate(&self) -> Option<(&Node, &AggregateOp)> {
+        let node = match &self.root {
+            Node::Project { input, .. } => input,
+            root => root,
+        };
+        match node {
+            Node::Aggregate { input, op } => Some((input, op)),
             _ => None,
         }
     }
@@ -205,14 +211,9 @@ impl MaterializedView {
         if !self.root.touched(changes, ctx.initial) {
             return Ok(vec![]);
         }
-        let (input, op) = match &self.root {
-            Node::Aggregate { input, op } => (input, op),
-            Node::Project { input, .. } => match &**input {
-                Node::Aggregate { input, op } => (input, op),
-                _ => unreachable!("checked by with_aggregate_in_contents"),
-            },
-            _ => unreachable!("checked by with_aggregate_in_contents"),
-        };
+        let (input, op) = self.root_aggregate().ok_or_else(|| {
+            DataFusionError::Internal(format!("view \"{}\" has no root aggregate", self.name))
+        })?;
         let d = input.eval(changes, ctx)?;
         op.apply_to_contents(d, ctx, layout, output)
     }

@@ -283,10 +283,10 @@ impl AggregateOp {
         ctx: &mut EpochCtx<'_>,
         home: &AccHome<'_>,
     ) -> Result<(Vec<Vec<u8>>, Vec<Settled>)> {
-        let mut groups: Vec<GroupChange> = Vec::new();
-        if let Some(d) = &input {
-            groups = self.collect(d)?;
-        }
+        let mut groups = match &input {
+            Some(d) => self.collect(d)?,
+            None => Vec::new(),
+        };
         if ctx.initial && self.is_global() && groups.is_empty() {
             groups.push(GroupChange {
                 key: encode(&[]),
