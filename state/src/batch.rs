@@ -56,6 +56,20 @@ impl WriteBatch {
         self.push(WriteKind::Merge, key.as_ref(), value.as_ref());
     }
 
+    /// [`WriteBatch::merge`] of the key `key_parts` make together and the value `value`
+    /// appends to the buffer it is given, built in place.
+    pub fn merge_with(&mut self, key_parts: &[&[u8]], value: impl FnOnce(&mut Vec<u8>)) {
+        let k = self.data.len();
+        key_parts.iter().for_each(|p| self.data.extend_from_slice(p));
+        let v = self.data.len();
+        value(&mut self.data);
+        self.ops.push(WriteOp {
+            kind: WriteKind::Merge,
+            key: (k, v - k),
+            value: (v, self.data.len() - v),
+        });
+    }
+
     /// Deletes every key in `[begin, end)`.
     pub fn delete_range(&mut self, begin: impl AsRef<[u8]>, end: impl AsRef<[u8]>) {
         self.has_range = true;

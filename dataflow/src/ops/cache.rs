@@ -5,10 +5,11 @@
 //! (an error in any view, or the commit itself), [`crate::Dataflows::forget_cached`] empties
 //! every cache; the next epoch reads RocksDB again.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use datafusion::common::HashMap;
 use datafusion::error::Result;
+use freshet_common::Datum;
 use freshet_state::{Snapshot, WriteBatch};
 
 use crate::epoch::state_err;
@@ -29,13 +30,29 @@ impl Weigh for Option<Vec<u8>> {
     }
 }
 
+impl Weigh for Option<Arc<Vec<Datum>>> {
+    fn weigh(&self) -> usize {
+        let datum = |d: &Datum| {
+            std::mem::size_of::<Datum>()
+                + match d {
+                    Datum::Text(t) => t.len(),
+                    Datum::Bytes(b) => b.len(),
+                    // Nested values: a rough allowance.
+                    Datum::List(l) => l.len() * std::mem::size_of::<Datum>(),
+                    _ => 0,
+                }
+        };
+        self.as_ref().map_or(0, |row| row.iter().map(datum).sum())
+    }
+}
+
 /// Cached values by key.
 pub struct Cache<V> {
     inner: Mutex<Inner<V>>,
 }
 
-/// Stored entries: key → value (`None`: known to be absent).
-pub type StateCache = Cache<Option<Vec<u8>>>;
+/// Decoded accumulators by key (`None`: known to be absent).
+pub type AccCache = Cache<Option<Arc<Vec<Datum>>>>;
 
 impl<V> Default for Cache<V> {
     fn default() -> Self {
@@ -124,12 +141,21 @@ impl<V: Weigh + Clone> Cache<V> {
     }
 }
 
-impl StateCache {
-    /// The stored values of `keys` as of `snapshot` (the latest commit): cached ones from
-    /// memory, the rest with one MultiGet, then cached.
-    pub fn multi_get(&self, snapshot: &Snapshot, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+impl<T: Clone> Cache<Option<T>>
+where
+    Option<T>: Weigh,
+{
+    /// The stored values of `keys` as of `snapshot` (the latest commit), as `decode` makes
+    /// them of the stored bytes: cached ones from memory, the rest read with one MultiGet,
+    /// decoded, then cached.
+    pub fn multi_get(
+        &self,
+        snapshot: &Snapshot,
+        keys: &[Vec<u8>],
+        decode: impl Fn(&[u8]) -> Result<T>,
+    ) -> Result<Vec<Option<T>>> {
         let mut inner = self.lock();
-        let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
+        let mut out: Vec<Option<T>> = Vec::with_capacity(keys.len());
         let mut missing: Vec<usize> = Vec::new();
         for (i, k) in keys.iter().enumerate() {
             match inner.map.get(k) {
@@ -144,6 +170,7 @@ impl StateCache {
             let wanted: Vec<&[u8]> = missing.iter().map(|&i| keys[i].as_slice()).collect();
             let read = snapshot.multi_get(&wanted).map_err(state_err)?;
             for (i, v) in missing.into_iter().zip(read) {
+                let v = v.map(|b| decode(&b)).transpose()?;
                 inner.insert(keys[i].clone(), v.clone());
                 out[i] = v;
             }
@@ -151,9 +178,9 @@ impl StateCache {
         Ok(out)
     }
 
-    /// Writes `value` under `key`.
-    pub fn put(&self, batch: &mut WriteBatch, key: Vec<u8>, value: Vec<u8>) {
-        batch.put(&key, &value);
+    /// Writes `bytes` under `key`; caches `value`, what `bytes` decode to.
+    pub fn put(&self, batch: &mut WriteBatch, key: Vec<u8>, bytes: &[u8], value: T) {
+        batch.put(&key, bytes);
         self.lock().insert(key, Some(value));
     }
 

@@ -10,6 +10,8 @@
 //! Readers of the view decode the row and never look past it. The choice is made when the view
 //! is created and recorded in its catalog entry, so views created before keep their layout.
 
+use std::sync::Arc;
+
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
 use freshet_common::Datum;
@@ -73,36 +75,39 @@ impl AggregateOp {
         layout: &ContentsLayout,
         output: bool,
     ) -> Result<Vec<(Vec<Datum>, i64)>> {
-        let (keys, settled) = self.settle(input, ctx, &AccHome::Contents(layout))?;
+        let (keys, mut settled) = self.settle(input, ctx, &AccHome::Contents(layout))?;
         // Rows are encoded from Arrow, as every view's are: the bytes readers expect.
-        let present: Vec<usize> = (0..settled.len())
-            .filter(|&i| settled[i].new.is_some())
-            .collect();
-        let rows: Vec<(Vec<Datum>, i64)> = present
+        let rows: Vec<(Vec<Datum>, i64)> = settled
             .iter()
-            .filter_map(|&i| settled[i].new.as_deref().map(|r| (layout.row(r), 1)))
+            .filter_map(|s| s.new.as_deref().map(|r| (layout.row(r), 1)))
             .collect();
-        if !rows.is_empty() {
+        let mut encoded = if rows.is_empty() {
+            None
+        } else {
             let d = Delta::from_rows(&rows, &layout.schema)?;
-            let EncodedRows {
-                keys: row_keys,
-                values,
-            } = encode_rows_keyed_by(&d.batch, &layout.prefix, layout.key_columns)?;
-            for ((&i, row_key), mut value) in present.iter().zip(&row_keys).zip(values) {
-                if *row_key != keys[i] {
-                    return Err(DataFusionError::Internal(
-                        "a view row's key differs from its group's key".into(),
-                    ));
-                }
-                value[..VALUE_SLOT].copy_from_slice(&encode_count(1));
-                row_codec::encode_row(&settled[i].acc, &mut value);
-                self.cache.put(ctx.batch, keys[i].clone(), value);
-            }
+            let EncodedRows { keys, values } =
+                encode_rows_keyed_by(&d.batch, &layout.prefix, layout.key_columns)?;
+            Some(keys.into_iter().zip(values))
         }
-        for (key, s) in keys.iter().zip(&settled) {
+        .into_iter()
+        .flatten();
+        for (key, s) in keys.into_iter().zip(&mut settled) {
             if s.new.is_none() {
-                self.cache.delete(ctx.batch, key.clone());
+                self.cache.delete(ctx.batch, key);
+                continue;
             }
+            let (row_key, mut value) = encoded.next().ok_or_else(|| {
+                DataFusionError::Internal("a view row was not encoded".into())
+            })?;
+            if row_key != key {
+                return Err(DataFusionError::Internal(
+                    "a view row's key differs from its group's key".into(),
+                ));
+            }
+            value[..VALUE_SLOT].copy_from_slice(&encode_count(1));
+            row_codec::encode_row(&s.acc, &mut value);
+            let acc = std::mem::take(&mut s.acc);
+            self.cache.put(ctx.batch, key, &value, Arc::new(acc));
         }
         if !output {
             return Ok(vec![]);

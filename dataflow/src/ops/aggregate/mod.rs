@@ -38,7 +38,7 @@ pub use contents::ContentsLayout;
 use finish::{add_weighted, as_i64, finish_bool, finish_sum};
 use multiset::only_arrivals;
 
-use super::cache::StateCache;
+use super::cache::AccCache;
 use crate::delta::{encode, push_len_prefixed, Delta};
 use crate::epoch::{state_err, EpochCtx};
 
@@ -106,8 +106,8 @@ type Keyed = (Vec<u8>, Datum, i64);
 #[derive(Debug)]
 pub struct AggregateOp {
     pub prefix: Vec<u8>,
-    /// The groups' accumulators, cached.
-    pub cache: StateCache,
+    /// The groups' accumulators, cached decoded.
+    pub cache: AccCache,
     pub group: Vec<Arc<dyn PhysicalExpr>>,
     pub aggs: Vec<AggSpec>,
     /// Per aggregate: for a MAX, the MIN over the same argument (and FILTER) whose multiset
@@ -184,7 +184,7 @@ impl AggregateOp {
             .collect();
         AggregateOp {
             prefix,
-            cache: StateCache::default(),
+            cache: AccCache::default(),
             group,
             aggs,
             shares,
@@ -261,7 +261,7 @@ impl AggregateOp {
             } else {
                 let mut buf = Vec::new();
                 row_codec::encode_row(&s.acc, &mut buf);
-                self.cache.put(ctx.batch, key, buf);
+                self.cache.put(ctx.batch, key, &buf, Arc::new(s.acc));
             }
             if s.old != s.new {
                 out.extend(s.old.map(|r| (r, -1)));
@@ -305,7 +305,11 @@ impl AggregateOp {
                 AccHome::Contents(layout) => layout.key(&g.datums),
             })
             .collect();
-        let old_accs = self.cache.multi_get(ctx.snapshot, &keys)?;
+        let old_accs = self.cache.multi_get(ctx.snapshot, &keys, |b| {
+            Ok(Arc::new(
+                row_codec::decode_row(home.acc(b)?).map_err(state_err)?,
+            ))
+        })?;
         // Every multiset entry this epoch touches, read in one MultiGet.
         let mut value_keys: Vec<Vec<u8>> = Vec::new();
         for g in &groups {
@@ -328,11 +332,9 @@ impl AggregateOp {
         let prefetched: HashMap<Vec<u8>, Option<Vec<u8>>> =
             value_keys.into_iter().zip(stored).collect();
         let mut settled = Vec::with_capacity(groups.len());
+        let empty = self.empty_acc();
         for (g, old) in groups.iter().zip(old_accs) {
-            let old_acc = match old {
-                Some(b) => row_codec::decode_row(home.acc(&b)?).map_err(state_err)?,
-                None => self.empty_acc(),
-            };
+            let old_acc = old.as_deref().map_or(empty.as_slice(), Vec::as_slice);
             settled.push(self.settle_group(g, old_acc, &prefetched, ctx)?);
         }
         Ok((keys, settled))
@@ -342,7 +344,7 @@ impl AggregateOp {
     fn settle_group(
         &self,
         change: &GroupChange,
-        old_acc: Vec<Datum>,
+        old_acc: &[Datum],
         prefetched: &Prefetched,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<Settled> {
@@ -359,10 +361,13 @@ impl AggregateOp {
                 "more than one row returned by a subquery used as an expression",
             ))));
         }
-        let mut new_acc = old_acc.clone();
+        let mut new_acc = old_acc.to_vec();
         new_acc[0] = Datum::Int64(new_count);
-        let mut old_out = change.datums.clone();
-        let mut new_out = change.datums.clone();
+        let width = change.datums.len() + self.aggs.len();
+        let mut old_out = Vec::with_capacity(width);
+        old_out.extend_from_slice(&change.datums);
+        let mut new_out = Vec::with_capacity(width);
+        new_out.extend_from_slice(&change.datums);
         let mut field = 1;
         for (i, spec) in self.aggs.iter().enumerate() {
             let values = &change.values[i];

@@ -94,8 +94,9 @@ impl AggregateOp {
             let mut first: Option<(&[u8], &Datum)> = None;
             for (k, v, w) in values {
                 if write {
-                    ctx.batch
-                        .merge([prefix.as_slice(), k].concat(), multiset_entry(*w, v));
+                    ctx.batch.merge_with(&[&prefix, k], |buf| {
+                        push_multiset_entry(buf, *w, v);
+                    });
                 }
                 if first.is_none_or(|(fk, _)| first_of(k, fk)) {
                     first = Some((k, v));
@@ -254,9 +255,14 @@ impl AggregateOp {
 /// be merged in without reading it.
 fn multiset_entry(n: i64, v: &Datum) -> Vec<u8> {
     let mut buf = Vec::with_capacity(24);
-    buf.extend_from_slice(&n.to_be_bytes());
-    row_codec::encode_row(std::slice::from_ref(v), &mut buf);
+    push_multiset_entry(&mut buf, n, v);
     buf
+}
+
+/// Appends [`multiset_entry`] to `buf`.
+fn push_multiset_entry(buf: &mut Vec<u8>, n: i64, v: &Datum) {
+    buf.extend_from_slice(&n.to_be_bytes());
+    row_codec::encode_row(std::slice::from_ref(v), buf);
 }
 
 /// (count, value) of a stored multiset entry.
