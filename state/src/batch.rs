@@ -32,14 +32,27 @@ pub struct WriteBatch {
 
 impl WriteBatch {
     fn push(&mut self, kind: WriteKind, key: &[u8], value: &[u8]) {
+        self.push_with(kind, &[key], |buf| buf.extend_from_slice(value));
+    }
+
+    /// Appends a write whose key is `key_parts` together and whose value `value` appends to
+    /// the buffer it is given.
+    fn push_with(
+        &mut self,
+        kind: WriteKind,
+        key_parts: &[&[u8]],
+        value: impl FnOnce(&mut Vec<u8>),
+    ) {
         let k = self.data.len();
-        self.data.extend_from_slice(key);
+        key_parts
+            .iter()
+            .for_each(|p| self.data.extend_from_slice(p));
         let v = self.data.len();
-        self.data.extend_from_slice(value);
+        value(&mut self.data);
         self.ops.push(WriteOp {
             kind,
-            key: (k, key.len()),
-            value: (v, value.len()),
+            key: (k, v - k),
+            value: (v, self.data.len() - v),
         });
     }
 
@@ -59,15 +72,7 @@ impl WriteBatch {
     /// [`WriteBatch::merge`] of the key `key_parts` make together and the value `value`
     /// appends to the buffer it is given, built in place.
     pub fn merge_with(&mut self, key_parts: &[&[u8]], value: impl FnOnce(&mut Vec<u8>)) {
-        let k = self.data.len();
-        key_parts.iter().for_each(|p| self.data.extend_from_slice(p));
-        let v = self.data.len();
-        value(&mut self.data);
-        self.ops.push(WriteOp {
-            kind: WriteKind::Merge,
-            key: (k, v - k),
-            value: (v, self.data.len() - v),
-        });
+        self.push_with(WriteKind::Merge, key_parts, value);
     }
 
     /// Deletes every key in `[begin, end)`.

@@ -96,9 +96,9 @@ impl AggregateOp {
                 self.cache.delete(ctx.batch, key);
                 continue;
             }
-            let (row_key, mut value) = encoded.next().ok_or_else(|| {
-                DataFusionError::Internal("a view row was not encoded".into())
-            })?;
+            let (row_key, mut value) = encoded
+                .next()
+                .ok_or_else(|| DataFusionError::Internal("a view row was not encoded".into()))?;
             if row_key != key {
                 return Err(DataFusionError::Internal(
                     "a view row's key differs from its group's key".into(),
