@@ -3,9 +3,9 @@
 //! them. Column by column, so each column's type is looked at once.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{self as t, DataType, TimeUnit};
+use datafusion::arrow::datatypes::{self as t, DataType, Schema, TimeUnit};
 use datafusion::error::Result;
-use freshet_common::ValueRef;
+use freshet_common::{Datum, ValueRef};
 use freshet_sql::df_convert::array_to_datums;
 use freshet_state::{key_codec, row_codec};
 
@@ -50,6 +50,41 @@ pub fn encode_rows_keyed_by(
         encode_column(col, (c < key_columns).then_some(&mut keys[..]), &mut values)?;
     }
     Ok(EncodedRows { keys, values })
+}
+
+/// The value [`encode_rows_keyed_by`] makes of `row` (a row of `schema`) after building an
+/// Arrow batch of it, made straight from the datums — when each is NULL in a nullable column
+/// or exactly the variant its column's type converts to and from (the common types only);
+/// `None` otherwise, for the Arrow path to convert (or refuse) it.
+pub fn encode_value_direct<'a>(
+    schema: &Schema,
+    row: impl ExactSizeIterator<Item = &'a Datum>,
+) -> Option<Vec<u8>> {
+    if row.len() != schema.fields().len() {
+        return None;
+    }
+    let mut v = Vec::with_capacity(VALUE_SLOT + 64);
+    v.extend_from_slice(&[0; VALUE_SLOT]);
+    row_codec::encode_row_header(row.len(), &mut v);
+    for (field, d) in schema.fields().iter().zip(row) {
+        let exact = match (field.data_type(), d) {
+            (_, Datum::Null) => field.is_nullable(),
+            (DataType::Int16, Datum::Int16(_))
+            | (DataType::Int32, Datum::Int32(_))
+            | (DataType::Int64, Datum::Int64(_))
+            | (DataType::Float64, Datum::Float64(_))
+            | (DataType::Date32, Datum::Date(_))
+            | (DataType::Boolean, Datum::Bool(_))
+            | (DataType::Decimal128(..), Datum::Decimal(_))
+            | (DataType::Utf8, Datum::Text(_)) => true,
+            _ => false,
+        };
+        if !exact {
+            return None;
+        }
+        row_codec::encode_value_ref(d.as_value_ref()?, &mut v);
+    }
+    Some(v)
 }
 
 /// Appends one column's values to `values` and, when given, to `keys`.
@@ -183,6 +218,55 @@ mod tests {
             let (first_keys, _) = by_datums(&batch.project(&[0]).unwrap(), b"vx");
             prop_assert_eq!(first.keys, first_keys);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn direct_values_are_the_arrow_path_bytes(
+            rows in proptest::collection::vec(
+                (any::<Option<i64>>(), any::<Option<String>>(), any::<Option<f64>>(),
+                 any::<Option<bool>>(), any::<Option<i32>>(), any::<Option<i64>>()),
+                1..20),
+        ) {
+            use datafusion::arrow::datatypes::{Field, Schema};
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("a", DataType::Int64, true),
+                Field::new("b", DataType::Utf8, true),
+                Field::new("c", DataType::Float64, true),
+                Field::new("d", DataType::Boolean, true),
+                Field::new("e", DataType::Int32, true),
+                Field::new("f", DataType::Decimal128(38, 2), true),
+                Field::new("g", DataType::Date32, true),
+            ]));
+            let or_null = |d: Option<Datum>| d.unwrap_or(Datum::Null);
+            let datums: Vec<Vec<Datum>> = rows
+                .iter()
+                .map(|r| vec![
+                    or_null(r.0.map(Datum::Int64)),
+                    or_null(r.1.clone().map(Datum::Text)),
+                    or_null(r.2.map(Datum::Float64)),
+                    or_null(r.3.map(Datum::Bool)),
+                    or_null(r.4.map(Datum::Int32)),
+                    or_null(r.5.map(|x| Datum::Decimal(i128::from(x)))),
+                    or_null(r.4.map(Datum::Date)),
+                ])
+                .collect();
+            let batch = freshet_sql::df_convert::rows_to_full_batch(&datums, &schema).unwrap();
+            let enc = encode_rows_keyed_by(&batch, b"vx", 1).unwrap();
+            for (row, value) in datums.iter().zip(&enc.values) {
+                let direct = encode_value_direct(&schema, row.iter());
+                prop_assert_eq!(direct.as_ref(), Some(value));
+            }
+        }
+    }
+
+    #[test]
+    fn direct_values_refuse_other_variants() {
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let schema = Schema::new(vec![Field::new("a", DataType::Int64, false)]);
+        assert!(encode_value_direct(&schema, [Datum::Int32(1)].iter()).is_none());
+        assert!(encode_value_direct(&schema, [Datum::Null].iter()).is_none());
+        assert!(encode_value_direct(&schema, [Datum::Int64(1)].iter()).is_some());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use freshet_state::{key_codec, row_codec};
 
 use super::{AccHome, AggregateOp};
 use crate::delta::{encode_count, Delta};
-use crate::encode::{encode_rows_keyed_by, EncodedRows, VALUE_SLOT};
+use crate::encode::{encode_rows_keyed_by, encode_value_direct, EncodedRows, VALUE_SLOT};
 use crate::epoch::{state_err, EpochCtx};
 
 /// How a view's contents hold its root aggregate's groups.
@@ -76,21 +76,30 @@ impl AggregateOp {
         output: bool,
     ) -> Result<Vec<(Vec<Datum>, i64)>> {
         let (keys, mut settled) = self.settle(input, ctx, &AccHome::Contents(layout))?;
-        // Rows are encoded from Arrow, as every view's are: the bytes readers expect.
-        let rows: Vec<(Vec<Datum>, i64)> = settled
+        // The bytes readers expect are those of the row through Arrow, as every view's rows
+        // are encoded; straight from the datums when their types are plain (the same bytes).
+        let direct: Option<Vec<Vec<u8>>> = settled
             .iter()
-            .filter_map(|s| s.new.as_deref().map(|r| (layout.row(r), 1)))
+            .filter_map(|s| s.new.as_deref())
+            .map(|r| encode_value_direct(&layout.schema, layout.columns.iter().map(|&c| &r[c])))
             .collect();
-        let mut encoded = if rows.is_empty() {
-            None
-        } else {
-            let d = Delta::from_rows(&rows, &layout.schema)?;
-            let EncodedRows { keys, values } =
-                encode_rows_keyed_by(&d.batch, &layout.prefix, layout.key_columns)?;
-            Some(keys.into_iter().zip(values))
-        }
-        .into_iter()
-        .flatten();
+        let mut encoded: Box<dyn Iterator<Item = (Option<Vec<u8>>, Vec<u8>)>> = match direct {
+            Some(values) => Box::new(values.into_iter().map(|v| (None, v))),
+            None => {
+                let rows: Vec<(Vec<Datum>, i64)> = settled
+                    .iter()
+                    .filter_map(|s| s.new.as_deref().map(|r| (layout.row(r), 1)))
+                    .collect();
+                if rows.is_empty() {
+                    Box::new(std::iter::empty())
+                } else {
+                    let d = Delta::from_rows(&rows, &layout.schema)?;
+                    let EncodedRows { keys, values } =
+                        encode_rows_keyed_by(&d.batch, &layout.prefix, layout.key_columns)?;
+                    Box::new(keys.into_iter().map(Some).zip(values))
+                }
+            }
+        };
         for (key, s) in keys.into_iter().zip(&mut settled) {
             if s.new.is_none() {
                 self.cache.delete(ctx.batch, key);
@@ -99,7 +108,7 @@ impl AggregateOp {
             let (row_key, mut value) = encoded
                 .next()
                 .ok_or_else(|| DataFusionError::Internal("a view row was not encoded".into()))?;
-            if row_key != key {
+            if row_key.is_some_and(|k| k != key) {
                 return Err(DataFusionError::Internal(
                     "a view row's key differs from its group's key".into(),
                 ));
