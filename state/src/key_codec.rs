@@ -11,6 +11,8 @@
 //!
 //! See `docs/design/20261124_key_encoding.md`.
 
+use std::cmp::Ordering;
+
 use freshet_common::{Datum, ValueRef};
 
 use crate::{Error, Result};
@@ -125,6 +127,30 @@ fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&[0x00, 0x00]);
 }
 
+/// How the keys of `a` and `b` compare: `encode_key([a]).cmp(&encode_key([b]))`, without
+/// encoding when both are integers, dates, times, timestamps, decimals, booleans, text or
+/// bytes of one kind (their encodings keep exactly that order); encoded otherwise.
+pub fn compare(a: &Datum, b: &Datum) -> Ordering {
+    use ValueRef as V;
+    match (a.as_value_ref(), b.as_value_ref()) {
+        (Some(V::Int16(x)), Some(V::Int16(y))) => x.cmp(&y),
+        (Some(V::Int32(x)), Some(V::Int32(y))) | (Some(V::Date(x)), Some(V::Date(y))) => x.cmp(&y),
+        (Some(V::Int64(x)), Some(V::Int64(y)))
+        | (Some(V::Time(x)), Some(V::Time(y)))
+        | (Some(V::Timestamp(x)), Some(V::Timestamp(y))) => x.cmp(&y),
+        (Some(V::Decimal(x)), Some(V::Decimal(y))) => x.cmp(&y),
+        (Some(V::Bool(x)), Some(V::Bool(y))) => x.cmp(&y),
+        (Some(V::Text(x)), Some(V::Text(y))) => x.as_bytes().cmp(y.as_bytes()),
+        (Some(V::Bytes(x)), Some(V::Bytes(y))) => x.cmp(y),
+        _ => {
+            let (mut ka, mut kb) = (Vec::new(), Vec::new());
+            encode_one(a, &mut ka);
+            encode_one(b, &mut kb);
+            ka.cmp(&kb)
+        }
+    }
+}
+
 /// Encodes a row id (tables without a primary key) as 8 big-endian bytes.
 pub fn encode_row_id(id: u64) -> [u8; 8] {
     id.to_be_bytes()
@@ -198,6 +224,44 @@ mod tests {
         #[test]
         fn bytes_with_zeros_keep_order(a: Vec<u8>, b: Vec<u8>) {
             prop_assert_eq!(a.cmp(&b), enc(vec![Datum::Bytes(a.clone())]).cmp(&enc(vec![Datum::Bytes(b.clone())])));
+        }
+    }
+
+    /// Values of one kind each.
+    fn kinds() -> Vec<BoxedStrategy<Datum>> {
+        vec![
+            Just(Datum::Null).boxed(),
+            any::<bool>().prop_map(Datum::Bool).boxed(),
+            any::<i16>().prop_map(Datum::Int16).boxed(),
+            any::<i32>().prop_map(Datum::Int32).boxed(),
+            any::<i64>().prop_map(Datum::Int64).boxed(),
+            any::<i128>().prop_map(Datum::Decimal).boxed(),
+            any::<i32>().prop_map(Datum::Date).boxed(),
+            any::<i64>().prop_map(Datum::Timestamp).boxed(),
+            any::<f64>().prop_map(Datum::Float64).boxed(),
+            "[a\\x00-c]{0,4}".prop_map(Datum::Text).boxed(),
+            proptest::collection::vec(0u8..3, 0..4)
+                .prop_map(Datum::Bytes)
+                .boxed(),
+        ]
+    }
+
+    /// Two values of one kind, or of any two.
+    fn pair() -> impl Strategy<Value = (Datum, Datum)> {
+        let any_kind = || proptest::strategy::Union::new(kinds());
+        let mut pairs: Vec<BoxedStrategy<(Datum, Datum)>> = kinds()
+            .into_iter()
+            .map(|k| (k.clone(), k).boxed())
+            .collect();
+        pairs.push((any_kind(), any_kind()).boxed());
+        proptest::strategy::Union::new(pairs)
+    }
+
+    proptest! {
+        #[test]
+        fn compare_is_the_order_of_keys((a, b) in pair()) {
+            prop_assert_eq!(compare(&a, &b), enc(vec![a.clone()]).cmp(&enc(vec![b.clone()])));
+            prop_assert_eq!(compare(&a, &a), std::cmp::Ordering::Equal);
         }
     }
 

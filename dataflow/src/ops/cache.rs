@@ -7,10 +7,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use datafusion::common::HashMap;
 use datafusion::error::Result;
 use freshet_common::Datum;
 use freshet_state::{Snapshot, WriteBatch};
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::hash::BuildHasher;
 
 use crate::epoch::state_err;
 
@@ -58,8 +59,10 @@ impl<V> Default for Cache<V> {
     fn default() -> Self {
         Self {
             inner: Mutex::new(Inner {
-                map: HashMap::default(),
+                table: HashTable::new(),
+                hasher: DefaultHashBuilder::default(),
                 bytes: 0,
+                generation: 0,
             }),
         }
     }
@@ -67,14 +70,34 @@ impl<V> Default for Cache<V> {
 
 impl<V> std::fmt::Debug for Cache<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.inner.lock().map_or(0, |inner| inner.map.len());
+        let n = self.inner.lock().map_or(0, |inner| inner.table.len());
         write!(f, "Cache({n} entries)")
     }
 }
 
+/// One cached entry with the memory it is charged for.
+struct Slot<V> {
+    key: Vec<u8>,
+    value: V,
+    cost: usize,
+}
+
 struct Inner<V> {
-    map: HashMap<Vec<u8>, V>,
+    table: HashTable<Slot<V>>,
+    hasher: DefaultHashBuilder,
     bytes: usize,
+    /// Bumped whenever entries may have moved (an entry added, removed or evicted), which
+    /// invalidates the slots a [`Found`] remembers.
+    generation: u64,
+}
+
+/// Where [`Cache::multi_get`] found each key: [`Cache::put`] and [`Cache::delete`] then update
+/// the entry in place instead of looking it up again — a second probe of a large table is
+/// a cache miss per group — unless entries have moved since.
+#[derive(Default)]
+pub struct Found {
+    generation: u64,
+    slots: Vec<Option<usize>>,
 }
 
 fn cost<V: Weigh>(key: &[u8], value: &V) -> usize {
@@ -82,31 +105,87 @@ fn cost<V: Weigh>(key: &[u8], value: &V) -> usize {
 }
 
 impl<V: Weigh> Inner<V> {
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        let hash = self.hasher.hash_one(key);
+        self.table.find_bucket_index(hash, |s| s.key == key)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&V> {
+        let hash = self.hasher.hash_one(key);
+        self.table.find(hash, |s| s.key == key).map(|s| &s.value)
+    }
+
     fn insert(&mut self, key: Vec<u8>, value: V) {
-        if cost(&key, &value) > BUDGET / 8 {
+        let c = cost(&key, &value);
+        if c > BUDGET / 8 {
             // Too big to be worth the memory.
             self.remove(&key);
             return;
         }
-        let key_len = key.len();
-        self.bytes += cost(&key, &value);
-        if let Some(old) = self.map.insert(key, value) {
-            self.bytes -= key_len + old.weigh() + ENTRY_OVERHEAD;
+        match self.find(&key) {
+            Some(at) => self.set_at(at, value, c),
+            None => {
+                let hash = self.hasher.hash_one(&key);
+                let hasher = &self.hasher;
+                self.table.insert_unique(
+                    hash,
+                    Slot {
+                        key,
+                        value,
+                        cost: c,
+                    },
+                    |s| hasher.hash_one(&s.key),
+                );
+                self.bytes += c;
+                self.generation += 1;
+                self.evict_if_over();
+            }
         }
+    }
+
+    /// Replaces the value in bucket `at` with `value`, which costs `c`.
+    fn set_at(&mut self, at: usize, value: V, c: usize) {
+        if let Some(slot) = self.table.get_bucket_mut(at) {
+            self.bytes = self.bytes - slot.cost + c;
+            slot.value = value;
+            slot.cost = c;
+        }
+        self.evict_if_over();
+    }
+
+    fn evict_if_over(&mut self) {
         if self.bytes > BUDGET {
             // Over budget: drop about half the entries (arbitrary ones, as hashed).
             let mut keep = false;
-            self.map.retain(|_, _| {
+            self.table.retain(|_| {
                 keep = !keep;
                 keep
             });
-            self.bytes = self.map.iter().map(|(k, v)| cost(k, v)).sum();
+            self.bytes = self.table.iter().map(|s| s.cost).sum();
+            self.generation += 1;
         }
     }
 
     fn remove(&mut self, key: &[u8]) {
-        if let Some(old) = self.map.remove(key) {
-            self.bytes -= key.len() + old.weigh() + ENTRY_OVERHEAD;
+        let hash = self.hasher.hash_one(key);
+        if let Ok(entry) = self.table.find_entry(hash, |s| s.key == key) {
+            let (slot, _) = entry.remove();
+            self.bytes -= slot.cost;
+            self.generation += 1;
+        }
+    }
+
+    /// Sets `key` (the `i`th key of `found`) to `value`: in place when `found` still knows
+    /// where it is.
+    fn set_found(&mut self, found: &Found, i: usize, key: &[u8], value: V) {
+        let c = cost(key, &value);
+        let slot = found.slots.get(i).copied().flatten();
+        match slot {
+            Some(at) if found.generation == self.generation && c <= BUDGET / 8 => {
+                debug_assert!(self.table.get_bucket(at).is_some_and(|s| s.key == key));
+                self.set_at(at, value, c);
+            }
+            _ => self.insert(key.to_vec(), value),
         }
     }
 }
@@ -120,7 +199,7 @@ impl<V: Weigh + Clone> Cache<V> {
 
     /// The cached value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<V> {
-        self.lock().map.get(key).cloned()
+        self.lock().get(key).cloned()
     }
 
     /// Caches `value` as what the latest commit holds under `key`.
@@ -136,8 +215,9 @@ impl<V: Weigh + Clone> Cache<V> {
     /// Forgets every entry (after an epoch that did not commit).
     pub fn clear(&self) {
         let mut inner = self.lock();
-        inner.map = HashMap::default();
+        inner.table = HashTable::new();
         inner.bytes = 0;
+        inner.generation += 1;
     }
 }
 
@@ -147,24 +227,27 @@ where
 {
     /// The stored values of `keys` as of `snapshot` (the latest commit), as `decode` makes
     /// them of the stored bytes: cached ones from memory, the rest read with one MultiGet,
-    /// decoded, then cached.
+    /// decoded, then cached. Also where each key now is, for [`Cache::put`].
     pub fn multi_get(
         &self,
         snapshot: &Snapshot,
         keys: &[Vec<u8>],
         decode: impl Fn(&[u8]) -> Result<T>,
-    ) -> Result<Vec<Option<T>>> {
+    ) -> Result<(Vec<Option<T>>, Found)> {
         let mut inner = self.lock();
         let mut out: Vec<Option<T>> = Vec::with_capacity(keys.len());
+        let mut slots: Vec<Option<usize>> = Vec::with_capacity(keys.len());
         let mut missing: Vec<usize> = Vec::new();
         for (i, k) in keys.iter().enumerate() {
-            match inner.map.get(k) {
-                Some(v) => out.push(v.clone()),
+            let at = inner.find(k);
+            match at.and_then(|at| inner.table.get_bucket(at)) {
+                Some(slot) => out.push(slot.value.clone()),
                 None => {
                     out.push(None);
                     missing.push(i);
                 }
             }
+            slots.push(at);
         }
         if !missing.is_empty() {
             let wanted: Vec<&[u8]> = missing.iter().map(|&i| keys[i].as_slice()).collect();
@@ -174,20 +257,35 @@ where
                 inner.insert(keys[i].clone(), v.clone());
                 out[i] = v;
             }
+            // Entries may have moved: find them all again.
+            slots = keys.iter().map(|k| inner.find(k)).collect();
         }
-        Ok(out)
+        let found = Found {
+            generation: inner.generation,
+            slots,
+        };
+        Ok((out, found))
     }
 
-    /// Writes `bytes` under `key`; caches `value`, what `bytes` decode to.
-    pub fn put(&self, batch: &mut WriteBatch, key: Vec<u8>, bytes: &[u8], value: T) {
-        batch.put(&key, bytes);
-        self.lock().insert(key, Some(value));
+    /// Writes `bytes` under `key`, the `i`th key `found` was made for; caches `value`, what
+    /// `bytes` decode to.
+    pub fn put(
+        &self,
+        found: &Found,
+        i: usize,
+        batch: &mut WriteBatch,
+        key: &[u8],
+        bytes: &[u8],
+        value: T,
+    ) {
+        batch.put(key, bytes);
+        self.lock().set_found(found, i, key, Some(value));
     }
 
-    /// Deletes `key`.
-    pub fn delete(&self, batch: &mut WriteBatch, key: Vec<u8>) {
-        batch.delete(&key);
-        self.lock().insert(key, None);
+    /// Deletes `key`, the `i`th key `found` was made for.
+    pub fn delete(&self, found: &Found, i: usize, batch: &mut WriteBatch, key: &[u8]) {
+        batch.delete(key);
+        self.lock().set_found(found, i, key, None);
     }
 }
 
@@ -195,23 +293,65 @@ where
 mod tests {
     use super::*;
 
+    fn new() -> Inner<Option<Vec<u8>>> {
+        Inner {
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            bytes: 0,
+            generation: 0,
+        }
+    }
+
     #[test]
     fn stays_within_budget() {
-        let new = || Inner::<Option<Vec<u8>>> {
-            map: HashMap::default(),
-            bytes: 0,
-        };
         let mut inner = new();
         for i in 0..2_000_000u64 {
             inner.insert(i.to_be_bytes().to_vec(), Some(vec![0; 16]));
             assert!(inner.bytes <= BUDGET + 100);
         }
-        assert!(!inner.map.is_empty());
+        assert!(inner.table.len() > 0);
         // Overwrites do not inflate the count.
         let mut inner = new();
         for _ in 0..10 {
             inner.insert(b"k".to_vec(), Some(vec![0; 10]));
         }
         assert_eq!(inner.bytes, 1 + 10 + ENTRY_OVERHEAD);
+    }
+
+    #[test]
+    fn found_slots_update_in_place_until_entries_move() {
+        let mut inner = new();
+        for i in 0..100u8 {
+            inner.insert(vec![i], Some(vec![i]));
+        }
+        let keys: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i]).collect();
+        let found = Found {
+            generation: inner.generation,
+            slots: keys.iter().map(|k| inner.find(k)).collect(),
+        };
+        for (i, k) in keys.iter().enumerate() {
+            inner.set_found(&found, i, k, Some(vec![7; 3]));
+        }
+        assert!(keys.iter().all(|k| inner.get(k) == Some(&Some(vec![7; 3]))));
+        assert_eq!(inner.bytes, 100 * (1 + 3 + ENTRY_OVERHEAD));
+        // Entries added since (the table grows and rehashes): the slots are stale, so each
+        // write looks its key up again.
+        for i in 0..1000u32 {
+            inner.insert(i.to_be_bytes().to_vec(), None);
+        }
+        for (i, k) in keys.iter().enumerate() {
+            inner.set_found(&found, i, k, Some(vec![i as u8]));
+        }
+        assert!(keys
+            .iter()
+            .enumerate()
+            .all(|(i, k)| inner.get(k) == Some(&Some(vec![i as u8]))));
+        // A slot of a key found absent inserts it.
+        let absent = Found {
+            generation: inner.generation,
+            slots: vec![None],
+        };
+        inner.set_found(&absent, 0, b"new", Some(vec![1]));
+        assert_eq!(inner.get(b"new"), Some(&Some(vec![1])));
     }
 }

@@ -18,10 +18,13 @@ use freshet_common::Datum;
 use freshet_sql::df_convert::batch_to_rows;
 use freshet_state::{key_codec, row_codec};
 
-use super::{AccHome, AggregateOp};
+use super::{AccHome, AggregateOp, Touched};
 use crate::delta::{encode_count, Delta};
 use crate::encode::{encode_rows_keyed_by, encode_value_direct, EncodedRows, VALUE_SLOT};
 use crate::epoch::{state_err, EpochCtx};
+
+/// Encoded view rows: (key when the encoder made one, value).
+type EncodedIter = Box<dyn Iterator<Item = (Option<Vec<u8>>, Vec<u8>)>>;
 
 /// How a view's contents hold its root aggregate's groups.
 #[derive(Debug)]
@@ -75,7 +78,11 @@ impl AggregateOp {
         layout: &ContentsLayout,
         output: bool,
     ) -> Result<Vec<(Vec<Datum>, i64)>> {
-        let (keys, mut settled) = self.settle(input, ctx, &AccHome::Contents(layout))?;
+        let Touched {
+            keys,
+            found,
+            mut settled,
+        } = self.settle(input, ctx, &AccHome::Contents(layout))?;
         // The bytes readers expect are those of the row through Arrow, as every view's rows
         // are encoded; straight from the datums when their types are plain (the same bytes).
         let direct: Option<Vec<Vec<u8>>> = settled
@@ -83,7 +90,7 @@ impl AggregateOp {
             .filter_map(|s| s.new.as_deref())
             .map(|r| encode_value_direct(&layout.schema, layout.columns.iter().map(|&c| &r[c])))
             .collect();
-        let mut encoded: Box<dyn Iterator<Item = (Option<Vec<u8>>, Vec<u8>)>> = match direct {
+        let mut encoded: EncodedIter = match direct {
             Some(values) => Box::new(values.into_iter().map(|v| (None, v))),
             None => {
                 let rows: Vec<(Vec<Datum>, i64)> = settled
@@ -100,15 +107,15 @@ impl AggregateOp {
                 }
             }
         };
-        for (key, s) in keys.into_iter().zip(&mut settled) {
+        for (i, (key, s)) in keys.iter().zip(&mut settled).enumerate() {
             if s.new.is_none() {
-                self.cache.delete(ctx.batch, key);
+                self.cache.delete(&found, i, ctx.batch, key);
                 continue;
             }
             let (row_key, mut value) = encoded
                 .next()
                 .ok_or_else(|| DataFusionError::Internal("a view row was not encoded".into()))?;
-            if row_key.is_some_and(|k| k != key) {
+            if row_key.is_some_and(|k| k != *key) {
                 return Err(DataFusionError::Internal(
                     "a view row's key differs from its group's key".into(),
                 ));
@@ -116,7 +123,8 @@ impl AggregateOp {
             value[..VALUE_SLOT].copy_from_slice(&encode_count(1));
             row_codec::encode_row(&s.acc, &mut value);
             let acc = std::mem::take(&mut s.acc);
-            self.cache.put(ctx.batch, key, &value, Arc::new(acc));
+            self.cache
+                .put(&found, i, ctx.batch, key, &value, Arc::new(acc));
         }
         if !output {
             return Ok(vec![]);

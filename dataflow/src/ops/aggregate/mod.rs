@@ -38,7 +38,7 @@ pub use contents::ContentsLayout;
 use finish::{add_weighted, as_i64, finish_bool, finish_sum};
 use multiset::only_arrivals;
 
-use super::cache::AccCache;
+use super::cache::{AccCache, Found};
 use crate::delta::{encode, push_len_prefixed, Delta};
 use crate::epoch::{state_err, EpochCtx};
 
@@ -142,6 +142,17 @@ struct Settled {
     new: Option<Vec<Datum>>,
     /// The accumulator after the epoch (its count first).
     acc: Vec<Datum>,
+}
+
+/// The groups an epoch touched.
+#[derive(Default)]
+struct Touched {
+    /// Their state keys (where the accumulators are kept).
+    keys: Vec<Vec<u8>>,
+    /// Where the accumulator cache holds them.
+    found: Found,
+    /// Their outcomes.
+    settled: Vec<Settled>,
 }
 
 /// The changes one epoch brings to one group.
@@ -253,15 +264,20 @@ impl AggregateOp {
 
     /// Applies one epoch's input changes; returns the output changes.
     pub fn apply(&self, input: Option<Delta>, ctx: &mut EpochCtx<'_>) -> Result<Option<Delta>> {
-        let (keys, settled) = self.settle(input, ctx, &AccHome::Own)?;
+        let Touched {
+            keys,
+            found,
+            settled,
+        } = self.settle(input, ctx, &AccHome::Own)?;
         let mut out: Vec<(Vec<Datum>, i64)> = Vec::new();
-        for (key, s) in keys.into_iter().zip(settled) {
+        for (i, (key, s)) in keys.iter().zip(settled).enumerate() {
             if as_i64(&s.acc[0]) == 0 {
-                self.cache.delete(ctx.batch, key);
+                self.cache.delete(&found, i, ctx.batch, key);
             } else {
                 let mut buf = Vec::new();
                 row_codec::encode_row(&s.acc, &mut buf);
-                self.cache.put(ctx.batch, key, &buf, Arc::new(s.acc));
+                self.cache
+                    .put(&found, i, ctx.batch, key, &buf, Arc::new(s.acc));
             }
             if s.old != s.new {
                 out.extend(s.old.map(|r| (r, -1)));
@@ -274,15 +290,14 @@ impl AggregateOp {
         Ok(Some(Delta::from_rows(&out, &self.schema)?))
     }
 
-    /// The epoch's touched groups, settled: their state keys (where `home` keeps their
-    /// accumulators) and outcomes, in first-touched order. Multiset changes are written here;
-    /// the accumulators are the caller's to write.
+    /// The epoch's touched groups, settled, in first-touched order. Multiset changes are
+    /// written here; the accumulators are the caller's to write.
     fn settle(
         &self,
         input: Option<Delta>,
         ctx: &mut EpochCtx<'_>,
         home: &AccHome<'_>,
-    ) -> Result<(Vec<Vec<u8>>, Vec<Settled>)> {
+    ) -> Result<Touched> {
         let mut groups = match &input {
             Some(d) => self.collect(d)?,
             None => Vec::new(),
@@ -296,7 +311,7 @@ impl AggregateOp {
             });
         }
         if groups.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(Touched::default());
         }
         let keys: Vec<Vec<u8>> = groups
             .iter()
@@ -305,7 +320,7 @@ impl AggregateOp {
                 AccHome::Contents(layout) => layout.key(&g.datums),
             })
             .collect();
-        let old_accs = self.cache.multi_get(ctx.snapshot, &keys, |b| {
+        let (old_accs, found) = self.cache.multi_get(ctx.snapshot, &keys, |b| {
             Ok(Arc::new(
                 row_codec::decode_row(home.acc(b)?).map_err(state_err)?,
             ))
@@ -337,7 +352,11 @@ impl AggregateOp {
             let old_acc = old.as_deref().map_or(empty.as_slice(), Vec::as_slice);
             settled.push(self.settle_group(g, old_acc, &prefetched, ctx)?);
         }
-        Ok((keys, settled))
+        Ok(Touched {
+            keys,
+            found,
+            settled,
+        })
     }
 
     /// One group's epoch: its accumulator and output row from `old_acc` and its changes.

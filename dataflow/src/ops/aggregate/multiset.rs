@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use datafusion::error::{DataFusionError, Result};
 use freshet_common::Datum;
-use freshet_state::{row_codec, COUNT_LEN};
+use freshet_state::{key_codec, row_codec, COUNT_LEN};
 
 use super::{AggKind, AggregateOp, Keyed, Prefetched};
 use crate::epoch::{state_err, EpochCtx};
@@ -76,12 +76,24 @@ impl AggregateOp {
         if values.is_empty() {
             return Ok(old_v.clone());
         }
-        // The old result unless `key` comes before it in scan order.
-        let old_key = (!old_v.is_null()).then(|| self.value_key(agg, old_v, &[]));
-        let pick = |key: &[u8], v: &Datum| match &old_key {
-            Some(old) if reverse && old.as_slice() >= key => old_v.clone(),
-            Some(old) if !reverse && old.as_slice() <= key => old_v.clone(),
-            _ => v.clone(),
+        // The old result unless `v` comes before it in scan order. Keys of a MIN's values
+        // compare as the values do (`key_codec::compare`), a MAX's the other way round.
+        let max_keys = self.aggs[agg].kind == AggKind::Max;
+        let pick = |v: &Datum| {
+            if old_v.is_null() {
+                return v.clone();
+            }
+            let old_to_new = key_codec::compare(old_v, v);
+            let old_to_new = if max_keys {
+                old_to_new.reverse()
+            } else {
+                old_to_new
+            };
+            if (reverse && old_to_new.is_ge()) || (!reverse && old_to_new.is_le()) {
+                old_v.clone()
+            } else {
+                v.clone()
+            }
         };
         let first_of = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
         if only_arrivals(values) {
@@ -102,7 +114,7 @@ impl AggregateOp {
                     first = Some((k, v));
                 }
             }
-            return Ok(first.map_or_else(|| old_v.clone(), |(k, v)| pick(k, v)));
+            return Ok(first.map_or_else(|| old_v.clone(), |(_, v)| pick(v)));
         }
         let prefix = self.multiset_prefix(agg, group);
         let changed = if write {
@@ -117,7 +129,7 @@ impl AggregateOp {
             } else {
                 grown.next()
             };
-            return Ok(first.map_or_else(|| old_v.clone(), |(k, (v, _, _))| pick(k, v)));
+            return Ok(first.map_or_else(|| old_v.clone(), |(_, (v, _, _))| pick(v)));
         }
         first_surviving(ctx, &prefix, &changed, reverse)
     }
