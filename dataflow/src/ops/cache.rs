@@ -91,7 +91,7 @@ struct Inner<V> {
     generation: u64,
 }
 
-/// Where [`Cache::multi_get`] found each key: [`Cache::put`] and [`Cache::delete`] then update
+/// Where [`Cache::multi_get`] found each key: [`AccCache::put_acc`] and [`Cache::delete`] then update
 /// the entry in place instead of looking it up again — a second probe of a large table is
 /// a cache miss per group — unless entries have moved since.
 #[derive(Default)]
@@ -175,16 +175,22 @@ impl<V: Weigh> Inner<V> {
         }
     }
 
+    /// The bucket of `found`'s `i`th key, unless entries moved since.
+    fn slot_of(&self, found: &Found, i: usize, key: &[u8]) -> Option<usize> {
+        let at = found.slots.get(i).copied().flatten()?;
+        if found.generation != self.generation {
+            return None;
+        }
+        debug_assert!(self.table.get_bucket(at).is_some_and(|s| s.key == key));
+        Some(at)
+    }
+
     /// Sets `key` (the `i`th key of `found`) to `value`: in place when `found` still knows
     /// where it is.
     fn set_found(&mut self, found: &Found, i: usize, key: &[u8], value: V) {
         let c = cost(key, &value);
-        let slot = found.slots.get(i).copied().flatten();
-        match slot {
-            Some(at) if found.generation == self.generation && c <= BUDGET / 8 => {
-                debug_assert!(self.table.get_bucket(at).is_some_and(|s| s.key == key));
-                self.set_at(at, value, c);
-            }
+        match self.slot_of(found, i, key) {
+            Some(at) if c <= BUDGET / 8 => self.set_at(at, value, c),
             _ => self.insert(key.to_vec(), value),
         }
     }
@@ -227,7 +233,8 @@ where
 {
     /// The stored values of `keys` as of `snapshot` (the latest commit), as `decode` makes
     /// them of the stored bytes: cached ones from memory, the rest read with one MultiGet,
-    /// decoded, then cached. Also where each key now is, for [`Cache::put`].
+    /// decoded, then cached. Also where each key now is, for [`AccCache::put_acc`] and
+    /// [`Cache::delete`].
     pub fn multi_get(
         &self,
         snapshot: &Snapshot,
@@ -267,25 +274,45 @@ where
         Ok((out, found))
     }
 
-    /// Writes `bytes` under `key`, the `i`th key `found` was made for; caches `value`, what
-    /// `bytes` decode to.
-    pub fn put(
+    /// Deletes `key`, the `i`th key `found` was made for.
+    pub fn delete(&self, found: &Found, i: usize, batch: &mut WriteBatch, key: &[u8]) {
+        batch.delete(key);
+        self.lock().set_found(found, i, key, None);
+    }
+}
+
+impl AccCache {
+    /// Writes `bytes` under `key`, the `i`th key `found` was made for, and caches `acc`, what
+    /// they decode to: copied into the cached accumulator when the cache holds the only
+    /// reference to it: no allocation, and no free of memory last touched epochs
+    /// ago (a cache miss each).
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_acc(
         &self,
         found: &Found,
         i: usize,
         batch: &mut WriteBatch,
         key: &[u8],
         bytes: &[u8],
-        value: T,
+        acc: Vec<Datum>,
     ) {
         batch.put(key, bytes);
-        self.lock().set_found(found, i, key, Some(value));
-    }
-
-    /// Deletes `key`, the `i`th key `found` was made for.
-    pub fn delete(&self, found: &Found, i: usize, batch: &mut WriteBatch, key: &[u8]) {
-        batch.delete(key);
-        self.lock().set_found(found, i, key, None);
+        let mut inner = self.lock();
+        let reused = inner.slot_of(found, i, key).and_then(|at| {
+            let slot = inner.table.get_bucket_mut(at)?;
+            let cached = Arc::get_mut(slot.value.as_mut()?)?;
+            cached.clone_from(&acc);
+            let (old, new) = (slot.cost, cost(key, &slot.value));
+            slot.cost = new;
+            Some((old, new))
+        });
+        match reused {
+            Some((old, new)) => {
+                inner.bytes = inner.bytes - old + new;
+                inner.evict_if_over();
+            }
+            None => inner.set_found(found, i, key, Some(Arc::new(acc))),
+        }
     }
 }
 
@@ -353,5 +380,57 @@ mod tests {
         };
         inner.set_found(&absent, 0, b"new", Some(vec![1]));
         assert_eq!(inner.get(b"new"), Some(&Some(vec![1])));
+    }
+
+    #[test]
+    fn accumulators_are_rewritten_in_place_when_unshared() {
+        let cache = AccCache::default();
+        let key = b"g1".to_vec();
+        cache.insert(key.clone(), Some(Arc::new(vec![Datum::Int64(1)])));
+        let found = |cache: &AccCache| {
+            let inner = cache.lock();
+            Found {
+                generation: inner.generation,
+                slots: vec![inner.find(&key)],
+            }
+        };
+        let before = cache.get(&key).flatten().map(|a| Arc::as_ptr(&a));
+        let mut batch = WriteBatch::default();
+        cache.put_acc(
+            &found(&cache),
+            0,
+            &mut batch,
+            &key,
+            b"v",
+            vec![Datum::Int64(2)],
+        );
+        let after = cache.get(&key).flatten();
+        assert_eq!(after.as_deref(), Some(&vec![Datum::Int64(2)]));
+        assert_eq!(
+            after.map(|a| Arc::as_ptr(&a)),
+            before,
+            "the cached Vec is reused"
+        );
+        // Someone still reads the old accumulator: it is left alone.
+        let held = cache.get(&key).flatten();
+        cache.put_acc(
+            &found(&cache),
+            0,
+            &mut batch,
+            &key,
+            b"v",
+            vec![Datum::Int64(3)],
+        );
+        assert_eq!(held.as_deref(), Some(&vec![Datum::Int64(2)]));
+        assert_eq!(
+            cache.get(&key).flatten().as_deref(),
+            Some(&vec![Datum::Int64(3)])
+        );
+        assert_eq!(batch.len(), 2);
+        let inner = cache.lock();
+        assert_eq!(
+            inner.bytes,
+            inner.table.iter().map(|s| s.cost).sum::<usize>()
+        );
     }
 }

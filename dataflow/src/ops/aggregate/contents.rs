@@ -10,8 +10,6 @@
 //! Readers of the view decode the row and never look past it. The choice is made when the view
 //! is created and recorded in its catalog entry, so views created before keep their layout.
 
-use std::sync::Arc;
-
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
 use freshet_common::Datum;
@@ -123,8 +121,7 @@ impl AggregateOp {
             value[..VALUE_SLOT].copy_from_slice(&encode_count(1));
             row_codec::encode_row(&s.acc, &mut value);
             let acc = std::mem::take(&mut s.acc);
-            self.cache
-                .put(&found, i, ctx.batch, key, &value, Arc::new(acc));
+            self.cache.put_acc(&found, i, ctx.batch, key, &value, acc);
         }
         if !output {
             return Ok(vec![]);

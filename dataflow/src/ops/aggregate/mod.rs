@@ -276,8 +276,7 @@ impl AggregateOp {
             } else {
                 let mut buf = Vec::new();
                 row_codec::encode_row(&s.acc, &mut buf);
-                self.cache
-                    .put(&found, i, ctx.batch, key, &buf, Arc::new(s.acc));
+                self.cache.put_acc(&found, i, ctx.batch, key, &buf, s.acc);
             }
             if s.old != s.new {
                 out.extend(s.old.map(|r| (r, -1)));
