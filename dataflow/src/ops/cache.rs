@@ -11,6 +11,7 @@ use datafusion::error::Result;
 use freshet_common::Datum;
 use freshet_state::{Snapshot, WriteBatch};
 use hashbrown::{DefaultHashBuilder, HashTable};
+use smallvec::SmallVec;
 use std::hash::BuildHasher;
 
 use crate::epoch::state_err;
@@ -75,9 +76,14 @@ impl<V> std::fmt::Debug for Cache<V> {
     }
 }
 
+/// A cached entry's key: short keys (most group keys) sit inside the table's bucket, so
+/// comparing one costs no extra cache miss.
+type SlotKey = SmallVec<[u8; INLINE_KEY]>;
+const INLINE_KEY: usize = 24;
+
 /// One cached entry with the memory it is charged for.
 struct Slot<V> {
-    key: Vec<u8>,
+    key: SlotKey,
     value: V,
     cost: usize,
 }
@@ -107,12 +113,15 @@ fn cost<V: Weigh>(key: &[u8], value: &V) -> usize {
 impl<V: Weigh> Inner<V> {
     fn find(&self, key: &[u8]) -> Option<usize> {
         let hash = self.hasher.hash_one(key);
-        self.table.find_bucket_index(hash, |s| s.key == key)
+        self.table
+            .find_bucket_index(hash, |s| s.key.as_slice() == key)
     }
 
     fn get(&self, key: &[u8]) -> Option<&V> {
         let hash = self.hasher.hash_one(key);
-        self.table.find(hash, |s| s.key == key).map(|s| &s.value)
+        self.table
+            .find(hash, |s| s.key.as_slice() == key)
+            .map(|s| &s.value)
     }
 
     fn insert(&mut self, key: Vec<u8>, value: V) {
@@ -125,16 +134,20 @@ impl<V: Weigh> Inner<V> {
         match self.find(&key) {
             Some(at) => self.set_at(at, value, c),
             None => {
-                let hash = self.hasher.hash_one(&key);
+                let hash = self.hasher.hash_one(key.as_slice());
                 let hasher = &self.hasher;
                 self.table.insert_unique(
                     hash,
                     Slot {
-                        key,
+                        key: if key.len() <= INLINE_KEY {
+                            SmallVec::from_slice(&key)
+                        } else {
+                            SmallVec::from_vec(key)
+                        },
                         value,
                         cost: c,
                     },
-                    |s| hasher.hash_one(&s.key),
+                    |s| hasher.hash_one(s.key.as_slice()),
                 );
                 self.bytes += c;
                 self.generation += 1;
@@ -168,7 +181,7 @@ impl<V: Weigh> Inner<V> {
 
     fn remove(&mut self, key: &[u8]) {
         let hash = self.hasher.hash_one(key);
-        if let Ok(entry) = self.table.find_entry(hash, |s| s.key == key) {
+        if let Ok(entry) = self.table.find_entry(hash, |s| s.key.as_slice() == key) {
             let (slot, _) = entry.remove();
             self.bytes -= slot.cost;
             self.generation += 1;
@@ -181,7 +194,10 @@ impl<V: Weigh> Inner<V> {
         if found.generation != self.generation {
             return None;
         }
-        debug_assert!(self.table.get_bucket(at).is_some_and(|s| s.key == key));
+        debug_assert!(self
+            .table
+            .get_bucket(at)
+            .is_some_and(|s| s.key.as_slice() == key));
         Some(at)
     }
 
