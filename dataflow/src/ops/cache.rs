@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::error::Result;
 use freshet_common::Datum;
-use freshet_state::{Snapshot, WriteBatch};
+use freshet_state::Snapshot;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use smallvec::SmallVec;
 use std::hash::BuildHasher;
@@ -97,7 +97,7 @@ struct Inner<V> {
     generation: u64,
 }
 
-/// Where [`Cache::multi_get`] found each key: [`AccCache::put_acc`] and [`Cache::delete`] then update
+/// Where [`Cache::multi_get`] found each key: [`AccCache::set_accs`] then updates
 /// the entry in place instead of looking it up again — a second probe of a large table is
 /// a cache miss per group — unless entries have moved since.
 #[derive(Default)]
@@ -249,8 +249,7 @@ where
 {
     /// The stored values of `keys` as of `snapshot` (the latest commit), as `decode` makes
     /// them of the stored bytes: cached ones from memory, the rest read with one MultiGet,
-    /// decoded, then cached. Also where each key now is, for [`AccCache::put_acc`] and
-    /// [`Cache::delete`].
+    /// decoded, then cached. Also where each key now is, for [`AccCache::set_accs`].
     pub fn multi_get(
         &self,
         snapshot: &Snapshot,
@@ -289,45 +288,36 @@ where
         };
         Ok((out, found))
     }
-
-    /// Deletes `key`, the `i`th key `found` was made for.
-    pub fn delete(&self, found: &Found, i: usize, batch: &mut WriteBatch, key: &[u8]) {
-        batch.delete(key);
-        self.lock().set_found(found, i, key, None);
-    }
 }
 
 impl AccCache {
-    /// Writes `bytes` under `key`, the `i`th key `found` was made for, and caches `acc`, what
-    /// they decode to: copied into the cached accumulator when the cache holds the only
-    /// reference to it: no allocation, and no free of memory last touched epochs
-    /// ago (a cache miss each).
-    #[allow(clippy::too_many_arguments)]
-    pub fn put_acc(
-        &self,
-        found: &Found,
-        i: usize,
-        batch: &mut WriteBatch,
-        key: &[u8],
-        bytes: &[u8],
-        acc: Vec<Datum>,
-    ) {
-        batch.put(key, bytes);
+    /// Caches the epoch's new accumulators: `accs[i]` for `found`'s `i`th key, `None` for a
+    /// group that is gone (the caller writes the batch). In one pass at the end of the epoch,
+    /// so the table's buckets — cold again by now — are fetched back to back, not one between
+    /// each group's work. An unshared cached accumulator is overwritten in place: no
+    /// allocation, and no free of memory last touched epochs ago (a cache miss each).
+    pub fn set_accs(&self, found: &Found, keys: &[Vec<u8>], accs: Vec<Option<Vec<Datum>>>) {
         let mut inner = self.lock();
-        let reused = inner.slot_of(found, i, key).and_then(|at| {
-            let slot = inner.table.get_bucket_mut(at)?;
-            let cached = Arc::get_mut(slot.value.as_mut()?)?;
-            cached.clone_from(&acc);
-            let (old, new) = (slot.cost, cost(key, &slot.value));
-            slot.cost = new;
-            Some((old, new))
-        });
-        match reused {
-            Some((old, new)) => {
-                inner.bytes = inner.bytes - old + new;
-                inner.evict_if_over();
+        for (i, (key, acc)) in keys.iter().zip(accs).enumerate() {
+            let Some(acc) = acc else {
+                inner.set_found(found, i, key, None);
+                continue;
+            };
+            let reused = inner.slot_of(found, i, key).and_then(|at| {
+                let slot = inner.table.get_bucket_mut(at)?;
+                let cached = Arc::get_mut(slot.value.as_mut()?)?;
+                cached.clone_from(&acc);
+                let (old, new) = (slot.cost, cost(key, &slot.value));
+                slot.cost = new;
+                Some((old, new))
+            });
+            match reused {
+                Some((old, new)) => {
+                    inner.bytes = inner.bytes - old + new;
+                    inner.evict_if_over();
+                }
+                None => inner.set_found(found, i, key, Some(Arc::new(acc))),
             }
-            None => inner.set_found(found, i, key, Some(Arc::new(acc))),
         }
     }
 }
@@ -411,15 +401,8 @@ mod tests {
             }
         };
         let before = cache.get(&key).flatten().map(|a| Arc::as_ptr(&a));
-        let mut batch = WriteBatch::default();
-        cache.put_acc(
-            &found(&cache),
-            0,
-            &mut batch,
-            &key,
-            b"v",
-            vec![Datum::Int64(2)],
-        );
+        let keys = [key.clone()];
+        cache.set_accs(&found(&cache), &keys, vec![Some(vec![Datum::Int64(2)])]);
         let after = cache.get(&key).flatten();
         assert_eq!(after.as_deref(), Some(&vec![Datum::Int64(2)]));
         assert_eq!(
@@ -429,20 +412,15 @@ mod tests {
         );
         // Someone still reads the old accumulator: it is left alone.
         let held = cache.get(&key).flatten();
-        cache.put_acc(
-            &found(&cache),
-            0,
-            &mut batch,
-            &key,
-            b"v",
-            vec![Datum::Int64(3)],
-        );
+        cache.set_accs(&found(&cache), &keys, vec![Some(vec![Datum::Int64(3)])]);
         assert_eq!(held.as_deref(), Some(&vec![Datum::Int64(2)]));
         assert_eq!(
             cache.get(&key).flatten().as_deref(),
             Some(&vec![Datum::Int64(3)])
         );
-        assert_eq!(batch.len(), 2);
+        // A group that is gone is cached as absent.
+        cache.set_accs(&found(&cache), &keys, vec![None]);
+        assert_eq!(cache.get(&key), Some(None));
         let inner = cache.lock();
         assert_eq!(
             inner.bytes,

@@ -105,9 +105,11 @@ impl AggregateOp {
                 }
             }
         };
-        for (i, (key, s)) in keys.iter().zip(&mut settled).enumerate() {
+        let mut accs = Vec::with_capacity(keys.len());
+        for (key, s) in keys.iter().zip(&mut settled) {
             if s.new.is_none() {
-                self.cache.delete(&found, i, ctx.batch, key);
+                ctx.batch.delete(key);
+                accs.push(None);
                 continue;
             }
             let (row_key, mut value) = encoded
@@ -120,9 +122,10 @@ impl AggregateOp {
             }
             value[..VALUE_SLOT].copy_from_slice(&encode_count(1));
             row_codec::encode_row(&s.acc, &mut value);
-            let acc = std::mem::take(&mut s.acc);
-            self.cache.put_acc(&found, i, ctx.batch, key, &value, acc);
+            ctx.batch.put(key, &value);
+            accs.push(Some(std::mem::take(&mut s.acc)));
         }
+        self.cache.set_accs(&found, &keys, accs);
         if !output {
             return Ok(vec![]);
         }

@@ -270,19 +270,23 @@ impl AggregateOp {
             settled,
         } = self.settle(input, ctx, &AccHome::Own)?;
         let mut out: Vec<(Vec<Datum>, i64)> = Vec::new();
-        for (i, (key, s)) in keys.iter().zip(settled).enumerate() {
+        let mut accs = Vec::with_capacity(keys.len());
+        for (key, s) in keys.iter().zip(settled) {
             if as_i64(&s.acc[0]) == 0 {
-                self.cache.delete(&found, i, ctx.batch, key);
+                ctx.batch.delete(key);
+                accs.push(None);
             } else {
                 let mut buf = Vec::new();
                 row_codec::encode_row(&s.acc, &mut buf);
-                self.cache.put_acc(&found, i, ctx.batch, key, &buf, s.acc);
+                ctx.batch.put(key, &buf);
+                accs.push(Some(s.acc));
             }
             if s.old != s.new {
                 out.extend(s.old.map(|r| (r, -1)));
                 out.extend(s.new.map(|r| (r, 1)));
             }
         }
+        self.cache.set_accs(&found, &keys, accs);
         if out.is_empty() {
             return Ok(None);
         }
