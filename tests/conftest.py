@@ -45,7 +45,10 @@ class Freshet:
 
         def ready():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"freshet exited: {(self.data_dir / 'server.log').read_text()[-2000:]}")
+                log = (self.data_dir / "server.log").read_text()
+                # The error comes first, a backtrace after it: show both ends.
+                shown = log if len(log) <= 4000 else f"{log[:2000]}\n[…]\n{log[-2000:]}"
+                raise RuntimeError(f"freshet exited (code {self.proc.returncode}): {shown}")
             return port_file.exists() and port_file.read_text().strip()
         self.port = int(wait_for(ready, what="freshet to listen"))
         return self
