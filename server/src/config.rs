@@ -25,7 +25,7 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_SYNC_COMMITS", default_value_t = true, action = clap::ArgAction::Set)]
     pub sync_commits: bool,
 
-    /// RocksDB block cache size in MiB.
+    /// RocksDB block cache size in MiB (data blocks and the index and filter blocks).
     #[arg(long, env = "FRESHET_BLOCK_CACHE_MB", default_value_t = 256)]
     pub block_cache_mb: usize,
 
