@@ -361,3 +361,19 @@ def test_view_lifecycle(freshet):
         c.execute("DROP TABLE base CASCADE")
         assert c.execute("SHOW MATERIALIZED VIEWS").fetchall() == []
         assert c.execute("FLUSH").statusmessage == "FLUSH"
+
+
+def test_metrics_say_where_rocksdb_memory_is(freshet):
+    query = "SELECT name, value FROM freshet_internal.metrics WHERE name LIKE 'rocksdb%'"
+    with freshet.connect() as c:
+        before = dict(c.execute(query).fetchall())
+        assert set(before) == {
+            "rocksdb_memtable_bytes", "rocksdb_table_reader_bytes", "rocksdb_block_cache_bytes",
+            "rocksdb_block_cache_pinned_bytes", "rocksdb_table_files",
+        }
+        c.execute("CREATE TABLE m (id BIGINT PRIMARY KEY, s TEXT)")
+        c.execute("INSERT INTO m SELECT value, repeat('x', 100) FROM generate_series(1, 20000) AS t(value)")
+        after = dict(c.execute(query).fetchall())
+        # 20,000 rows of ~100 bytes sit in a memtable until flushed.
+        assert after["rocksdb_memtable_bytes"] > before["rocksdb_memtable_bytes"] + 1_000_000
+        assert all(v >= 0 for v in after.values())

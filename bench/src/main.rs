@@ -157,6 +157,8 @@ struct LoadResult {
     peak_rss: u64,
     rss_samples: Vec<(u64, u64)>,
     state_bytes: u64,
+    /// The server's `freshet_internal.metrics` about RocksDB's memory, at the end.
+    rocksdb_memory: Vec<(String, i64)>,
 }
 
 async fn run_scenario(s: &Scenario, o: &ViewsOpts) -> anyhow::Result<LoadResult> {
@@ -188,6 +190,15 @@ async fn run_scenario(s: &Scenario, o: &ViewsOpts) -> anyhow::Result<LoadResult>
     let cpu = procstat::cpu_seconds(pid)? - cpu0;
     let (_, peak) = procstat::rss_bytes(pid)?;
     let state_bytes = procstat::dir_bytes(&server.data_dir());
+    let rocksdb_memory = client
+        .query(
+            "SELECT name, value FROM freshet_internal.metrics WHERE name LIKE 'rocksdb%' ORDER BY name",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     if s.name == "b" {
         // sanity: the view holds every row
         let row = client.query_one("SELECT sum(c) FROM vb", &[]).await?;
@@ -207,6 +218,7 @@ async fn run_scenario(s: &Scenario, o: &ViewsOpts) -> anyhow::Result<LoadResult>
         peak_rss: peak,
         rss_samples: samples,
         state_bytes,
+        rocksdb_memory,
     })
 }
 
@@ -324,6 +336,15 @@ async fn views(o: ViewsOpts) -> anyhow::Result<()> {
                 mb(r.state_bytes) / o.block_cache_mb as f64,
                 samples.join(", ")
             );
+            let memory: Vec<String> = r
+                .rocksdb_memory
+                .iter()
+                .map(|(name, v)| match name.strip_suffix("_bytes") {
+                    Some(n) => format!("{n} {:.1} MB", mb(*v as u64)),
+                    None => format!("{name} {v}"),
+                })
+                .collect();
+            println!("RocksDB at the end of (b): {}\n", memory.join(", "));
         }
     }
     if only.contains(&"latency") {

@@ -260,6 +260,44 @@ impl Store {
         Ok(v)
     }
 
+    /// Where RocksDB's memory is, in bytes (and its table file count), as (name, value):
+    /// memtables and table readers (index and filter blocks outside the block cache) summed
+    /// over the families; the shared block cache's usage and pinned part.
+    pub fn memory_usage(&self) -> Result<Vec<(&'static str, u64)>> {
+        let sum = |property: &str| -> Result<u64> {
+            let mut total = 0;
+            for cf in self.families.0 {
+                total += self.db.property_int_value_cf(cf, property)?.unwrap_or(0);
+            }
+            Ok(total)
+        };
+        let cache = |property: &str| -> Result<u64> {
+            Ok(self
+                .db
+                .property_int_value_cf(self.families.0[0], property)?
+                .unwrap_or(0))
+        };
+        Ok(vec![
+            (
+                "rocksdb_memtable_bytes",
+                sum("rocksdb.cur-size-all-mem-tables")?,
+            ),
+            (
+                "rocksdb_table_reader_bytes",
+                sum("rocksdb.estimate-table-readers-mem")?,
+            ),
+            (
+                "rocksdb_block_cache_bytes",
+                cache("rocksdb.block-cache-usage")?,
+            ),
+            (
+                "rocksdb_block_cache_pinned_bytes",
+                cache("rocksdb.block-cache-pinned-usage")?,
+            ),
+            ("rocksdb_table_files", self.db.live_files()?.len() as u64),
+        ])
+    }
+
     /// The last key starting with `prefix`, if any.
     pub fn last_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
         let mut upper = prefix.to_vec();

@@ -4,7 +4,10 @@
 //! - `metrics (name text, value bigint)`: counters such as `state_entries_read_at_startup`,
 //!   the number of table rows, view rows and operator state entries read while the server
 //!   started (materialized views resume from their stored state, so this stays 0 however large
-//!   the views are).
+//!   the views are); and where RocksDB's memory is: `rocksdb_memtable_bytes`,
+//!   `rocksdb_table_reader_bytes` (index and filter blocks outside the block cache),
+//!   `rocksdb_block_cache_bytes`, `rocksdb_block_cache_pinned_bytes`, and
+//!   `rocksdb_table_files`.
 //! - `source_errors (source, partition, "offset", error, payload)`: every message a source
 //!   could not decode (payload: its first 256 bytes, as text).
 //! - `source_progress (source, topic, partition, start_offset, "offset", high_watermark, lag,
@@ -18,7 +21,7 @@ use datafusion::arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray}
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 
 use crate::engine::Engine;
 
@@ -39,7 +42,7 @@ impl InternalSchema {
     }
 
     fn metrics(&self) -> Result<Arc<dyn TableProvider>> {
-        let rows: Vec<(&str, i64)> = vec![
+        let mut rows: Vec<(&str, i64)> = vec![
             (
                 "state_entries_read_at_startup",
                 clamp(self.engine.startup_entries_read()),
@@ -54,6 +57,12 @@ impl InternalSchema {
                 self.engine.catalog.views().len() as i64,
             ),
         ];
+        let memory = self
+            .engine
+            .store
+            .memory_usage()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        rows.extend(memory.into_iter().map(|(name, v)| (name, clamp(v))));
         let schema = Arc::new(Schema::new(vec![
             Field::new("name", DataType::Utf8, false),
             Field::new("value", DataType::Int64, false),
