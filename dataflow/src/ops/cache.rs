@@ -5,6 +5,7 @@
 //! (an error in any view, or the commit itself), [`crate::Dataflows::forget_cached`] empties
 //! every cache; the next epoch reads RocksDB again.
 
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 use datafusion::error::Result;
@@ -12,7 +13,6 @@ use freshet_common::Datum;
 use freshet_state::Snapshot;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use smallvec::SmallVec;
-use std::hash::BuildHasher;
 
 use crate::epoch::state_err;
 
@@ -112,7 +112,10 @@ fn cost<V: Weigh>(key: &[u8], value: &V) -> usize {
 
 impl<V: Weigh> Inner<V> {
     fn find(&self, key: &[u8]) -> Option<usize> {
-        let hash = self.hasher.hash_one(key);
+        self.find_hashed(self.hasher.hash_one(key), key)
+    }
+
+    fn find_hashed(&self, hash: u64, key: &[u8]) -> Option<usize> {
         self.table
             .find_bucket_index(hash, |s| s.key.as_slice() == key)
     }
@@ -131,10 +134,10 @@ impl<V: Weigh> Inner<V> {
             self.remove(&key);
             return;
         }
-        match self.find(&key) {
+        let hash = self.hasher.hash_one(key.as_slice());
+        match self.find_hashed(hash, &key) {
             Some(at) => self.set_at(at, value, c),
             None => {
-                let hash = self.hasher.hash_one(key.as_slice());
                 let hasher = &self.hasher;
                 self.table.insert_unique(
                     hash,
@@ -159,8 +162,15 @@ impl<V: Weigh> Inner<V> {
     /// Replaces the value in bucket `at` with `value`, which costs `c`.
     fn set_at(&mut self, at: usize, value: V, c: usize) {
         if let Some(slot) = self.table.get_bucket_mut(at) {
-            self.bytes = self.bytes - slot.cost + c;
             slot.value = value;
+        }
+        self.recharge(at, c);
+    }
+
+    /// Charges bucket `at`'s entry `c` bytes (its value changed), evicting if over budget.
+    fn recharge(&mut self, at: usize, c: usize) {
+        if let Some(slot) = self.table.get_bucket_mut(at) {
+            self.bytes = self.bytes - slot.cost + c;
             slot.cost = c;
         }
         self.evict_if_over();
@@ -303,19 +313,13 @@ impl AccCache {
                 inner.set_found(found, i, key, None);
                 continue;
             };
-            let reused = inner.slot_of(found, i, key).and_then(|at| {
+            let rewritten = inner.slot_of(found, i, key).and_then(|at| {
                 let slot = inner.table.get_bucket_mut(at)?;
-                let cached = Arc::get_mut(slot.value.as_mut()?)?;
-                cached.clone_from(&acc);
-                let (old, new) = (slot.cost, cost(key, &slot.value));
-                slot.cost = new;
-                Some((old, new))
+                Arc::get_mut(slot.value.as_mut()?)?.clone_from(&acc);
+                Some((at, cost(key, &slot.value)))
             });
-            match reused {
-                Some((old, new)) => {
-                    inner.bytes = inner.bytes - old + new;
-                    inner.evict_if_over();
-                }
+            match rewritten {
+                Some((at, c)) => inner.recharge(at, c),
                 None => inner.set_found(found, i, key, Some(Arc::new(acc))),
             }
         }
