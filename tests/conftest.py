@@ -28,10 +28,12 @@ def wait_for(pred, timeout=60.0, what="condition"):
 class Freshet:
     """One freshet server process over a data directory that outlives restarts."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, env=None):
         self.data_dir = data_dir
         self.proc = None
         self.port = None
+        # extra environment (FRESHET_* settings) for every start
+        self.env = env or {}
 
     def start(self):
         port_file = self.data_dir / "port"
@@ -41,7 +43,7 @@ class Freshet:
             [FRESHET_BIN, "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir / "data"),
              "--port-file", str(port_file)],
             stdout=subprocess.DEVNULL, stderr=open(self.data_dir / "server.log", "ab"),
-            env={**os.environ, "RUST_LOG": "warn"})
+            env={**os.environ, "RUST_LOG": "warn", **self.env})
 
         def ready():
             if self.proc.poll() is not None:

@@ -222,6 +222,7 @@ impl Catalog {
             batch.delete(view_key(def.id));
             Store::delete_prefix(&mut batch, &freshet_state::view_prefix(def.id));
             Store::delete_prefix(&mut batch, &freshet_state::aggregate_view_prefix(def.id));
+            Store::delete_prefix(&mut batch, &freshet_state::contents_log_prefix(def.id));
             Store::delete_prefix(&mut batch, &freshet_state::view_state_prefix(def.id));
         }
         self.store.write(batch)?;

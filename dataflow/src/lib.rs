@@ -10,6 +10,7 @@
 //!
 //! This crate knows DataFusion and the state store, not pgwire, sessions or the catalog.
 
+pub mod contents_log;
 pub mod delta;
 pub mod encode;
 pub mod epoch;

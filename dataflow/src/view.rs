@@ -2,6 +2,7 @@
 //! view's dataflow for each epoch.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -17,6 +18,7 @@ use datafusion::common::hash_map::Entry;
 use datafusion::common::HashMap;
 use freshet_sql::df_convert::batch_to_rows;
 
+use crate::contents_log::ContentsLog;
 use crate::delta::Delta;
 use crate::delta::{decode_count, encode_count};
 use crate::encode::{encode_rows, encode_rows_keyed_by, EncodedRows, VALUE_SLOT};
@@ -97,8 +99,34 @@ impl MaterializedView {
             columns,
             key_columns,
             schema: Arc::clone(&self.schema),
+            log: None,
         });
         self
+    }
+
+    /// When the root aggregate keeps its accumulators in the contents, and `budget` is not
+    /// zero: epochs after the backfill log their changed groups in one entry and a fold
+    /// writes them to their entries, once the log passes `budget` bytes or before a reader
+    /// needs them (see `contents_log.rs`). Not recorded anywhere: the log is empty after a
+    /// fold, and the first fold after a restart empties whatever log is there.
+    pub fn with_contents_log(mut self, budget: usize) -> Self {
+        if let Some(layout) = &mut self.aggregate_contents {
+            layout.log = (budget > 0).then(|| ContentsLog::new(self.id, budget));
+        }
+        self
+    }
+
+    /// Whether epochs log the view's changed groups (see [`MaterializedView::with_contents_log`]).
+    pub fn has_contents_log(&self) -> bool {
+        self.contents_log().is_some()
+    }
+
+    /// The contents log, with the aggregate whose cache holds the groups it lags on.
+    fn contents_log(&self) -> Option<(&ContentsLog, &ContentsLayout, &AggregateOp)> {
+        let layout = self.aggregate_contents.as_ref()?;
+        let log = layout.log.as_ref()?;
+        let (_, op) = self.root_aggregate()?;
+        Some((log, layout, op))
     }
 
     /// The prefix of the view's contents entries.
@@ -312,8 +340,11 @@ impl MaterializedView {
         if self.append_only {
             s.push_str("Contents: append-only (one entry per arriving row)\n");
         }
-        if self.aggregate_contents.is_some() {
+        if let Some(layout) = &self.aggregate_contents {
             s.push_str("Contents: one entry per group, holding the aggregate's state\n");
+            if layout.log.is_some() {
+                s.push_str("Contents log: one entry per epoch, folded into the groups' entries\n");
+            }
         }
         self.root.explain(0, &mut s);
         s
@@ -352,11 +383,77 @@ fn picked_rows(delta: &Delta, rows: &[(usize, i64)]) -> Result<Vec<(Vec<Datum>, 
 #[derive(Debug, Default)]
 pub struct Dataflows {
     views: RwLock<BTreeMap<TableId, Arc<MaterializedView>>>,
+    /// Odd while some view's contents log may hold changes its entries lack (see
+    /// [`Dataflows::log_generation`]).
+    log_generation: AtomicU64,
+    /// Some aggregate cache lost groups its contents log still holds (a failed epoch, a
+    /// restart): fold before the next epoch.
+    must_fold: AtomicBool,
 }
 
 impl Dataflows {
     pub fn insert(&self, view: Arc<MaterializedView>) {
+        if view.contents_log().is_some() {
+            // After a restart its log may hold changes, and its cache is empty.
+            self.must_fold.store(true, Ordering::SeqCst);
+            self.mark_unfolded();
+        }
         self.write().insert(view.id, view);
+    }
+
+    /// Odd while some contents log may hold changes the views' entries lack; bumped to odd
+    /// before an epoch that logs commits, and to even after a fold commits. A reader whose
+    /// snapshot was taken between two equal even readings sees every view's contents whole;
+    /// otherwise it must fold first, under the writer lock (`Engine::read_snapshot`).
+    pub fn log_generation(&self) -> u64 {
+        self.log_generation.load(Ordering::SeqCst)
+    }
+
+    fn mark_unfolded(&self) {
+        let g = self.log_generation.load(Ordering::SeqCst);
+        if g % 2 == 0 {
+            self.log_generation.store(g + 1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether the next epoch must wait for a fold (see [`Dataflows::fold`]).
+    pub fn must_fold(&self) -> bool {
+        self.must_fold.load(Ordering::SeqCst)
+    }
+
+    /// Whether a contents log, or the cache keeping its groups, passed its budget.
+    pub fn wants_fold(&self) -> bool {
+        self.read().values().any(|v| {
+            v.contents_log()
+                .is_some_and(|(log, _, op)| log.over_budget() || op.cache.over_budget())
+        })
+    }
+
+    /// Writes into `batch` every contents log's groups (their latest values, as of
+    /// `snapshot`) and deletes the logs. Call with the writer lock held, and
+    /// [`Dataflows::folded`] once the batch committed.
+    pub fn fold(&self, snapshot: &Snapshot, batch: &mut WriteBatch) -> Result<()> {
+        for v in self.read().values() {
+            if let Some((log, layout, _)) = v.contents_log() {
+                log.fold(snapshot, batch, &layout.prefix)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A [`Dataflows::fold`] committed: contents are whole, caches may evict again.
+    pub fn folded(&self) {
+        for v in self.read().values() {
+            if let Some((log, _, op)) = v.contents_log() {
+                log.folded();
+                op.cache.release();
+            }
+        }
+        self.must_fold.store(false, Ordering::SeqCst);
+        let g = self.log_generation.load(Ordering::SeqCst);
+        if g % 2 == 1 {
+            self.log_generation.store(g + 1, Ordering::SeqCst);
+        }
     }
 
     pub fn remove(&self, id: TableId) {
@@ -380,10 +477,14 @@ impl Dataflows {
         out
     }
 
-    /// Empties every view's operator caches; call when an epoch did not commit.
+    /// Empties every view's operator caches; call when an epoch did not commit. Groups only
+    /// a contents log holds are then folded before the next epoch.
     pub fn forget_cached(&self) {
         for v in self.read().values() {
             v.root.forget_cached();
+            if v.contents_log().is_some() {
+                self.must_fold.store(true, Ordering::SeqCst);
+            }
         }
     }
 
@@ -414,6 +515,10 @@ impl Dataflows {
                 initial: false,
             };
             let out = view.process(&changes, &mut ctx, read.contains(&view.id))?;
+            if view.contents_log().is_some_and(|(log, _, _)| log.logged()) {
+                // Before the epoch commits: readers from then on fold first.
+                self.mark_unfolded();
+            }
             if !out.is_empty() {
                 changed.insert(view.id);
                 changes.tables.insert(view.id, out);

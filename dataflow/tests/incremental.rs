@@ -172,17 +172,38 @@ async fn recompute(tables: &Tables, sql: &str) -> BTreeMap<String, i64> {
     multiset(rows)
 }
 
-/// Maintains `sql` over `steps` random batches for several seeds, checking every step; with
-/// a root aggregate keeping its state under its own keys and inside the view's contents.
+/// Where a root aggregate keeps its state.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Layout {
+    /// Under its own keys.
+    Own,
+    /// Inside the view's contents, written every epoch.
+    InContents,
+    /// Inside the view's contents, through a contents log folded only before some of the
+    /// comparisons, with the cache lost now and then (a failed epoch, a restart).
+    Logged,
+}
+
+/// Maintains `sql` over `steps` random batches for several seeds, checking every step (with a
+/// contents log, every third); with each [`Layout`] of a root aggregate's state.
 async fn check(sql: &str) {
     for seed in [1u64, 7, 2026, 31337] {
-        for aggregate_in_contents in [false, true] {
-            check_seed(sql, seed, 25, aggregate_in_contents).await;
+        for layout in [Layout::Own, Layout::InContents, Layout::Logged] {
+            check_seed(sql, seed, 25, layout).await;
         }
     }
 }
 
-async fn check_seed(sql: &str, seed: u64, steps: usize, aggregate_in_contents: bool) {
+/// Folds the contents logs, as the server does before a reader or after a lost cache.
+fn fold(store: &Store, flows: &Dataflows) {
+    let snapshot = store.snapshot();
+    let mut batch = freshet_state::WriteBatch::default();
+    flows.fold(&snapshot, &mut batch).expect("fold");
+    store.write(batch).expect("commit fold");
+    flows.folded();
+}
+
+async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), &StateConfig::for_test()).expect("store");
     let mut tables = tables();
@@ -204,7 +225,8 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, aggregate_in_contents: b
     let root = root.unwrap_or_else(|e| panic!("lowering {sql}: {e}"));
     let view = Arc::new(
         MaterializedView::new(view_id, "v".into(), root.schema(), root)
-            .with_aggregate_in_contents(aggregate_in_contents),
+            .with_aggregate_in_contents(layout != Layout::Own)
+            .with_contents_log(if layout == Layout::Logged { 1 } else { 0 }),
     );
     let flows = Dataflows::default();
     flows.insert(Arc::clone(&view));
@@ -243,12 +265,25 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, aggregate_in_contents: b
             changes.add(t.id, deleted, -1);
             changes.add(t.id, inserted, 1);
         }
+        if flows.must_fold() {
+            fold(&store, &flows);
+        }
         let snapshot = store.snapshot();
         let mut batch = freshet_state::WriteBatch::default();
         flows
             .process(changes, &snapshot, &mut batch)
             .unwrap_or_else(|e| panic!("{sql} seed {seed} step {step}: {e}"));
         store.write(batch).expect("commit");
+        if layout == Layout::Logged {
+            if step % 7 == 3 {
+                // The cache forgets the groups only the log holds: the next epoch folds first.
+                flows.forget_cached();
+            }
+            if step % 3 != 2 && step + 1 < steps {
+                continue;
+            }
+            fold(&store, &flows);
+        }
         compare(&store, &tables, &view, sql, seed, &step.to_string()).await;
     }
 }

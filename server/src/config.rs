@@ -29,6 +29,12 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_BLOCK_CACHE_MB", default_value_t = 256)]
     pub block_cache_mb: usize,
 
+    /// Contents log of aggregate views, in MiB: epochs log their changed groups in one
+    /// sequential entry, written to the groups' own entries once this much is logged or
+    /// before a reader needs them. 0 writes every changed group in its epoch.
+    #[arg(long, env = "FRESHET_CONTENTS_LOG_MB", default_value_t = 32)]
+    pub contents_log_mb: usize,
+
     /// Write the bound address to this file once listening (for tests that use port 0).
     #[arg(long, env = "FRESHET_PORT_FILE")]
     pub port_file: Option<PathBuf>,

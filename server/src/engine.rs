@@ -6,7 +6,7 @@ use std::sync::Arc;
 use freshet_catalog::Catalog;
 use freshet_common::TableId;
 use freshet_dataflow::{Dataflows, EpochChanges};
-use freshet_state::{key_codec, table_prefix, Store, WriteBatch};
+use freshet_state::{key_codec, table_prefix, Snapshot, Store, WriteBatch};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// Shared server state. One per process.
@@ -25,6 +25,22 @@ pub struct Engine {
     write_lock: Mutex<WriteState>,
     /// Data entries read from the store until startup finished (see `freshet_internal.metrics`).
     startup_entries_read: std::sync::atomic::AtomicU64,
+    /// Contents log budget of new and rebuilt aggregate views, in bytes (0: none; see
+    /// `MaterializedView::with_contents_log`).
+    pub contents_log_bytes: usize,
+    /// Contents log folds so far, by why: [`FoldReason`] as index.
+    folds: [std::sync::atomic::AtomicU64; 3],
+}
+
+/// Why the contents logs were folded (counted in `freshet_internal.metrics`).
+#[derive(Debug, Clone, Copy)]
+pub enum FoldReason {
+    /// A log or the cache keeping its groups passed its budget.
+    OverBudget = 0,
+    /// A statement or a new view's backfill reads view contents.
+    ForReader = 1,
+    /// Caches lost groups only a log held (a failed epoch, a restart).
+    AfterLoss = 2,
 }
 
 /// State only a writer may touch.
@@ -64,7 +80,7 @@ impl WriteState {
 
 impl Engine {
     /// Builds the engine over an opened store.
-    pub fn new(store: Store, catalog: Arc<Catalog>) -> Arc<Engine> {
+    pub fn new(store: Store, catalog: Arc<Catalog>, contents_log_bytes: usize) -> Arc<Engine> {
         Arc::new(Engine {
             store,
             catalog,
@@ -72,6 +88,8 @@ impl Engine {
             sources: crate::sources::Sources::default(),
             write_lock: Mutex::new(WriteState::default()),
             startup_entries_read: std::sync::atomic::AtomicU64::new(0),
+            contents_log_bytes,
+            folds: Default::default(),
         })
     }
 
@@ -85,10 +103,13 @@ impl Engine {
     /// writer lock held (the guard proves it), so the epoch reads the latest committed state.
     pub fn commit(
         &self,
-        _writer: &mut WriteState,
+        writer: &mut WriteState,
         mut batch: WriteBatch,
         changes: EpochChanges,
     ) -> datafusion::error::Result<()> {
+        if self.dataflows.must_fold() {
+            self.fold(writer, FoldReason::AfterLoss)?;
+        }
         let result = if !changes.is_empty() && !self.dataflows.is_empty() {
             let snapshot = self.store.snapshot();
             self.dataflows.process(changes, &snapshot, &mut batch)
@@ -103,8 +124,63 @@ impl Engine {
         if result.is_err() {
             // Operator caches were written through for an epoch that did not commit.
             self.dataflows.forget_cached();
+        } else if self.dataflows.wants_fold() {
+            // The epoch committed; a fold that fails leaves the logs and held caches as they
+            // were, and is tried again after the next epoch.
+            if let Err(e) = self.fold(writer, FoldReason::OverBudget) {
+                tracing::warn!(error = %e, "folding contents logs failed");
+            }
         }
         result
+    }
+
+    /// Folds every view's contents log into its entries (see the dataflow crate's
+    /// `contents_log.rs`), in a write batch of its own. Unsynced: it only rewrites what the
+    /// log already holds durably, and a later synced commit syncs it too.
+    pub fn fold(&self, _writer: &mut WriteState, why: FoldReason) -> datafusion::error::Result<()> {
+        let snapshot = self.store.snapshot();
+        let mut batch = WriteBatch::default();
+        self.dataflows.fold(&snapshot, &mut batch)?;
+        if !batch.is_empty() {
+            self.store
+                .write_unsynced(batch)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        }
+        self.dataflows.folded();
+        self.folds[why as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Contents log folds so far for `why`.
+    pub fn folds(&self, why: FoldReason) -> u64 {
+        self.folds[why as usize].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A snapshot for a statement: the latest commit, with every view's contents whole. When
+    /// a contents log may hold changes, folds it first under the writer lock.
+    pub async fn read_snapshot(&self) -> datafusion::error::Result<Snapshot> {
+        let g = self.dataflows.log_generation();
+        if g % 2 == 0 {
+            let snapshot = self.store.snapshot();
+            if self.dataflows.log_generation() == g {
+                return Ok(snapshot);
+            }
+        }
+        let mut w = self.begin_write().await;
+        self.fold_for_read(&mut w)
+    }
+
+    /// [`Engine::read_snapshot`] for a caller holding the writer lock.
+    pub fn fold_for_read(&self, writer: &mut WriteState) -> datafusion::error::Result<Snapshot> {
+        if self.dataflows.log_generation() % 2 == 1 {
+            let why = if self.dataflows.must_fold() {
+                FoldReason::AfterLoss
+            } else {
+                FoldReason::ForReader
+            };
+            self.fold(writer, why)?;
+        }
+        Ok(self.store.snapshot())
     }
 
     /// Records that startup is over: what was read from the store until now is its cost.

@@ -40,7 +40,7 @@ impl Server {
         let store = Store::open(&opts.data_dir.join("state"), &config)
             .context("opening the state store")?;
         let catalog = Arc::new(Catalog::open(store.clone()).context("loading the catalog")?);
-        let engine = Engine::new(store, catalog);
+        let engine = Engine::new(store, catalog, opts.contents_log_mb << 20);
         let template = template_context(&engine)?;
         crate::views::load_all(&engine, &template.state())
             .await

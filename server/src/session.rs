@@ -216,8 +216,14 @@ impl Session {
             }
             Statement::Flush => {
                 // Epochs commit with the statements that cause them: once the writer lock is
-                // free, every earlier write is reflected in every view.
-                drop(self.engine.begin_write().await);
+                // free, every earlier write is reflected in every view. Contents logs are
+                // folded too, so the views' entries are whole in the store.
+                {
+                    let mut w = self.engine.begin_write().await;
+                    self.engine
+                        .fold_for_read(&mut w)
+                        .map_err(|e| map_df_error(&e))?;
+                }
                 // Sources: until everything in their topics when FLUSH started is committed.
                 crate::sources::flush(&self.engine).await?;
                 Ok(Outcome::Command {
@@ -322,17 +328,35 @@ impl Session {
         }
     }
 
-    /// The DataFusion state a statement runs with: a fresh snapshot, the session's time zone.
+    /// The DataFusion state a statement is planned with: the session's time zone. Its read
+    /// snapshot comes once planned ([`Session::with_snapshot`]).
     fn statement_state(&self) -> datafusion::execution::SessionState {
         let mut state = self.ctx.state();
-        state
-            .config_mut()
-            .set_extension(Arc::new(StatementSnapshot(Arc::new(
-                self.engine.store.snapshot(),
-            ))));
         let tz = self.with_vars(|v| v.datafusion_time_zone());
         state.config_mut().options_mut().execution.time_zone = tz;
         state
+    }
+
+    /// Gives the planned statement `plan` its read snapshot: the latest commit, in which
+    /// every aggregate view it reads has its contents log folded (see
+    /// [`Engine::read_snapshot`]); statements reading no such view never wait for a fold.
+    async fn with_snapshot(
+        &self,
+        mut state: datafusion::execution::SessionState,
+        plan: &LogicalPlan,
+    ) -> Result<datafusion::execution::SessionState, PgError> {
+        let snapshot = if reads_logged_view(plan) {
+            self.engine
+                .read_snapshot()
+                .await
+                .map_err(|e| map_df_error(&e))?
+        } else {
+            self.engine.store.snapshot()
+        };
+        state
+            .config_mut()
+            .set_extension(Arc::new(StatementSnapshot(Arc::new(snapshot))));
+        Ok(state)
     }
 
     async fn plan(
@@ -360,6 +384,7 @@ impl Session {
                 .with_param_values(params)
                 .map_err(|e| map_df_error(&e))?;
         }
+        let state = self.with_snapshot(state, &plan).await?;
         let dml_tag = match &plan {
             LogicalPlan::Dml(dml) => Some(match dml.op {
                 WriteOp::Insert(_) => "INSERT",
@@ -612,4 +637,28 @@ fn pg_schema(plan: &LogicalPlan) -> SchemaRef {
         fields,
         arrow.metadata().clone(),
     ))
+}
+
+/// Whether `plan` (subqueries included) scans a materialized view keeping a contents log.
+fn reads_logged_view(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let logged = datafusion::datasource::source_as_provider(&scan.source)
+                .ok()
+                .and_then(|p| {
+                    let any: &dyn std::any::Any = p.as_ref();
+                    any.downcast_ref::<crate::query::ViewTable>()
+                        .map(crate::query::ViewTable::has_contents_log)
+                })
+                .unwrap_or(false);
+            if logged {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }

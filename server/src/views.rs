@@ -93,7 +93,8 @@ pub async fn build(
         engine.catalog.sources().iter().map(|s| s.id).collect();
     Ok(MaterializedView::new(id, name.to_owned(), schema, root)
         .with_append_only(&|r| sources.contains(&r))
-        .with_aggregate_in_contents(aggregate_in_contents))
+        .with_aggregate_in_contents(aggregate_in_contents)
+        .with_contents_log(engine.contents_log_bytes))
 }
 
 /// The catalog entry for a built view.
@@ -133,7 +134,7 @@ pub async fn create(
     sql: String,
     explain: bool,
 ) -> Result<Option<String>, PgError> {
-    let _w = engine.begin_write().await;
+    let mut w = engine.begin_write().await;
     if !explain && engine.catalog.name_taken(name) {
         if if_not_exists && engine.catalog.view(name).is_some() {
             return Ok(None);
@@ -150,7 +151,8 @@ pub async fn create(
     }
     let def = view_def(&view, sql)?;
     let mut batch = WriteBatch::default();
-    let snapshot = engine.store.snapshot();
+    // Views it reads hold their whole contents in this snapshot.
+    let snapshot = engine.fold_for_read(&mut w).map_err(|e| map_df_error(&e))?;
     // Sources: re-read exactly what they have committed (the writer lock keeps it fixed).
     let mut changes = freshet_dataflow::EpochChanges::default();
     for &input in &view.inputs {

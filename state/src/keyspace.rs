@@ -16,6 +16,11 @@
 //!                                           aggregate's groups, keyed by the group columns;
 //!                                           value = 1 (i64 BE) ++ row (row_codec) ++ the
 //!                                           group's accumulator (row_codec)
+//! 'l' <view id: u64 BE> <epoch: u64 BE>     the 'a' entries one epoch changed, not yet
+//!                                           written to their keys (see freshet-dataflow's
+//!                                           contents_log.rs): a sequence of (u32 LE length,
+//!                                           group key after the view prefix, u32 LE length or
+//!                                           u32::MAX for a deleted group, value)
 //! 'o' <view id: u64 BE> <op id: u32 BE> …   the state of one operator of a view's dataflow
 //! 's' <source id: u64 BE> 'p' <partition: i32 BE>
 //!                                           a source's progress in one partition: start offset
@@ -45,6 +50,9 @@ pub enum Keyspace {
     /// Contents of views whose rows are their root aggregate's groups, holding the groups'
     /// accumulators: rewritten in place at scattered keys, like operator state.
     AggregateViewData = b'a',
+    /// Per-epoch logs of changed aggregate-view entries, folded into `AggregateViewData`
+    /// later: written in key (epoch) order, deleted soon after.
+    ContentsLog = b'l',
     /// Operator state of view dataflows.
     Operator = b'o',
     /// Source progress (offsets) and bad-message records.
@@ -72,6 +80,14 @@ pub fn view_prefix(view: TableId) -> Vec<u8> {
 pub fn aggregate_view_prefix(view: TableId) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
     k.push(Keyspace::AggregateViewData as u8);
+    k.extend_from_slice(&view.0.to_be_bytes());
+    k
+}
+
+/// The prefix of view `view`'s log of contents changes not yet folded into its entries.
+pub fn contents_log_prefix(view: TableId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(Keyspace::ContentsLog as u8);
     k.extend_from_slice(&view.0.to_be_bytes());
     k
 }

@@ -65,13 +65,14 @@ use crate::batch::{WriteBatch, WriteKind};
 /// Column families: one per keyspace, so each has its own memtable and files. Sequential
 /// keys (table rows by id, append-only view rows) then make non-overlapping files that
 /// compaction moves without rewriting, instead of being merged with random operator state.
-const FAMILIES: [(u8, &str); 6] = [
+const FAMILIES: [(u8, &str); 7] = [
     (crate::Keyspace::Meta as u8, "meta"),
     (crate::Keyspace::TableData as u8, "tables"),
     (crate::Keyspace::ViewData as u8, "views"),
     (crate::Keyspace::AggregateViewData as u8, "aggregate_views"),
     (crate::Keyspace::Operator as u8, "operators"),
     (crate::Keyspace::Source as u8, "sources"),
+    (crate::Keyspace::ContentsLog as u8, "contents_log"),
 ];
 
 /// Memtable size of the families written at scattered keys (operator state, aggregate views'
@@ -223,9 +224,20 @@ impl Store {
     }
 
     /// Commits `batch` atomically (and durably when `sync_commits` is on).
-    pub fn write(&self, mut batch: WriteBatch) -> Result<()> {
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.write_opt(batch, self.sync)
+    }
+
+    /// [`Store::write`] without waiting for the write-ahead log to reach the disk, for writes
+    /// that only rearrange what is already durable (a power loss may undo them, never part
+    /// of them, and never one without the writes before it).
+    pub fn write_unsynced(&self, batch: WriteBatch) -> Result<()> {
+        self.write_opt(batch, false)
+    }
+
+    fn write_opt(&self, mut batch: WriteBatch, sync: bool) -> Result<()> {
         let mut wo = WriteOptions::default();
-        wo.set_sync(self.sync);
+        wo.set_sync(sync);
         let mut rb = rocksdb::WriteBatch::default();
         for (kind, key, value) in batch.ordered() {
             let cf = self.families.of(key);

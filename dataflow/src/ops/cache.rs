@@ -64,6 +64,7 @@ impl<V> Default for Cache<V> {
                 hasher: DefaultHashBuilder::default(),
                 bytes: 0,
                 generation: 0,
+                held: false,
             }),
         }
     }
@@ -95,6 +96,8 @@ struct Inner<V> {
     /// Bumped whenever entries may have moved (an entry added, removed or evicted), which
     /// invalidates the slots a [`Found`] remembers.
     generation: u64,
+    /// Nothing may leave (see [`Cache::hold`]).
+    held: bool,
 }
 
 /// Where [`Cache::multi_get`] found each key: [`AccCache::set_accs`] then updates
@@ -129,7 +132,7 @@ impl<V: Weigh> Inner<V> {
 
     fn insert(&mut self, key: Vec<u8>, value: V) {
         let c = cost(&key, &value);
-        if c > BUDGET / 8 {
+        if c > BUDGET / 8 && !self.held {
             // Too big to be worth the memory.
             self.remove(&key);
             return;
@@ -177,7 +180,7 @@ impl<V: Weigh> Inner<V> {
     }
 
     fn evict_if_over(&mut self) {
-        if self.bytes > BUDGET {
+        if self.bytes > BUDGET && !self.held {
             // Over budget: drop about half the entries (arbitrary ones, as hashed).
             let mut keep = false;
             self.table.retain(|_| {
@@ -216,7 +219,7 @@ impl<V: Weigh> Inner<V> {
     fn set_found(&mut self, found: &Found, i: usize, key: &[u8], value: V) {
         let c = cost(key, &value);
         match self.slot_of(found, i, key) {
-            Some(at) if c <= BUDGET / 8 => self.set_at(at, value, c),
+            Some(at) if c <= BUDGET / 8 || self.held => self.set_at(at, value, c),
             _ => self.insert(key.to_vec(), value),
         }
     }
@@ -242,6 +245,26 @@ impl<V: Weigh + Clone> Cache<V> {
     /// Forgets `key` (its stored value is about to change).
     pub fn remove(&self, key: &[u8]) {
         self.lock().remove(key);
+    }
+
+    /// While held, no entry leaves the cache, whatever its size: the cached values are the
+    /// only up-to-date copy of entries whose stored value lags (an aggregate view's groups
+    /// whose changes are still in its contents log). The cache may then pass its budget:
+    /// [`Cache::over_budget`] says when to fold the log and [`Cache::release`].
+    pub fn hold(&self) {
+        self.lock().held = true;
+    }
+
+    /// Ends [`Cache::hold`]: evicts if over budget.
+    pub fn release(&self) {
+        let mut inner = self.lock();
+        inner.held = false;
+        inner.evict_if_over();
+    }
+
+    /// Whether the cache holds more than its budget (possible only while held).
+    pub fn over_budget(&self) -> bool {
+        self.lock().bytes > BUDGET
     }
 
     /// Forgets every entry (after an epoch that did not commit).
@@ -336,6 +359,7 @@ mod tests {
             hasher: DefaultHashBuilder::default(),
             bytes: 0,
             generation: 0,
+            held: false,
         }
     }
 

@@ -23,7 +23,7 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, FoldReason};
 
 /// The schema name.
 pub const INTERNAL_SCHEMA: &str = "freshet_internal";
@@ -55,6 +55,18 @@ impl InternalSchema {
             (
                 "materialized_views",
                 self.engine.catalog.views().len() as i64,
+            ),
+            (
+                "contents_log_folds_over_budget",
+                clamp(self.engine.folds(FoldReason::OverBudget)),
+            ),
+            (
+                "contents_log_folds_for_readers",
+                clamp(self.engine.folds(FoldReason::ForReader)),
+            ),
+            (
+                "contents_log_folds_after_loss",
+                clamp(self.engine.folds(FoldReason::AfterLoss)),
             ),
         ];
         let memory = self

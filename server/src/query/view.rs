@@ -37,6 +37,11 @@ impl ViewTable {
     pub fn new(engine: Arc<Engine>, view: Arc<MaterializedView>) -> Self {
         Self { engine, view }
     }
+
+    /// Whether the view keeps a contents log (readers fold it first).
+    pub fn has_contents_log(&self) -> bool {
+        self.view.has_contents_log()
+    }
 }
 
 #[async_trait]

@@ -17,6 +17,7 @@ use freshet_sql::df_convert::batch_to_rows;
 use freshet_state::{key_codec, row_codec};
 
 use super::{AccHome, AggregateOp, Touched};
+use crate::contents_log::{ContentsLog, LogEntry};
 use crate::delta::{encode_count, Delta};
 use crate::encode::{encode_rows_keyed_by, encode_value_direct, EncodedRows, VALUE_SLOT};
 use crate::epoch::{state_err, EpochCtx};
@@ -35,6 +36,8 @@ pub struct ContentsLayout {
     pub key_columns: usize,
     /// The view's output schema.
     pub schema: SchemaRef,
+    /// Where epochs write changed groups, when not straight to their entries.
+    pub log: Option<ContentsLog>,
 }
 
 impl ContentsLayout {
@@ -67,8 +70,9 @@ pub(super) fn acc_of(stored: &[u8]) -> Result<&[u8]> {
 
 impl AggregateOp {
     /// [`AggregateOp::apply`] for an aggregate whose accumulators live in the view contents
-    /// `layout` describes: writes the contents (one entry per changed group); returns the
-    /// view's changes when `output`, for views that read this one.
+    /// `layout` describes: writes the contents (one entry per changed group, or, with a
+    /// contents log and after the backfill, one log entry for them all); returns the view's
+    /// changes when `output`, for views that read this one.
     pub fn apply_to_contents(
         &self,
         input: Option<Delta>,
@@ -76,6 +80,11 @@ impl AggregateOp {
         layout: &ContentsLayout,
         output: bool,
     ) -> Result<Vec<(Vec<Datum>, i64)>> {
+        let log = layout.log.as_ref().filter(|_| !ctx.initial);
+        if log.is_some() {
+            // Groups whose entries lag behind the log live only here until the next fold.
+            self.cache.hold();
+        }
         let Touched {
             keys,
             found,
@@ -106,9 +115,13 @@ impl AggregateOp {
             }
         };
         let mut accs = Vec::with_capacity(keys.len());
+        let mut entry = LogEntry::with_capacity(if log.is_some() { keys.len() * 64 } else { 0 });
         for (key, s) in keys.iter().zip(&mut settled) {
             if s.new.is_none() {
-                ctx.batch.delete(key);
+                match log {
+                    Some(_) => entry.push(&key[layout.prefix.len()..], None),
+                    None => ctx.batch.delete(key),
+                }
                 accs.push(None);
                 continue;
             }
@@ -122,8 +135,14 @@ impl AggregateOp {
             }
             value[..VALUE_SLOT].copy_from_slice(&encode_count(1));
             row_codec::encode_row(&s.acc, &mut value);
-            ctx.batch.put(key, &value);
+            match log {
+                Some(_) => entry.push(&key[layout.prefix.len()..], Some(&value)),
+                None => ctx.batch.put(key, &value),
+            }
             accs.push(Some(std::mem::take(&mut s.acc)));
+        }
+        if let Some(log) = log {
+            log.append(ctx.snapshot, ctx.batch, entry);
         }
         self.cache.set_accs(&found, &keys, accs);
         if !output {
