@@ -20,7 +20,7 @@
 //! Between folds a group changed in many epochs is written once instead of once per epoch.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use datafusion::error::{DataFusionError, Result};
 use freshet_common::TableId;
@@ -43,6 +43,11 @@ pub struct ContentsLog {
     budget: usize,
     /// Bytes logged since the last fold (as written by this process).
     bytes: AtomicUsize,
+    /// Entries of epochs before this one are folded and deleted: folds start here, so they
+    /// do not step over the deleted entries (tombstones) of every earlier fold.
+    folded_below: AtomicU64,
+    /// What `folded_below` becomes once the pending fold commits.
+    pending_below: AtomicU64,
 }
 
 /// One epoch's entry under construction: the changed groups, by key after the view prefix.
@@ -121,6 +126,8 @@ impl ContentsLog {
             prefix: contents_log_prefix(view),
             budget,
             bytes: AtomicUsize::new(0),
+            folded_below: AtomicU64::new(0),
+            pending_below: AtomicU64::new(0),
         }
     }
 
@@ -157,10 +164,21 @@ impl ContentsLog {
     ) -> Result<()> {
         let mut written: HashSet<Box<[u8]>> = HashSet::new();
         let mut upper: Option<Vec<u8>> = None;
+        let mut lower = self.prefix.clone();
+        lower.extend_from_slice(&self.folded_below.load(Ordering::Relaxed).to_be_bytes());
         loop {
             let page = snapshot
-                .scan_reverse(&self.prefix, upper.as_deref(), FOLD_PAGE)
+                .scan_reverse_from(&self.prefix, &lower, upper.as_deref(), FOLD_PAGE)
                 .map_err(state_err)?;
+            if upper.is_none() {
+                // The newest entry: everything up to it is folded once this batch commits.
+                if let Some(epoch) = page.first().and_then(|(k, _)| k.get(self.prefix.len()..)) {
+                    let epoch = u64::from_be_bytes(epoch.try_into().map_err(|_| {
+                        DataFusionError::Internal("a contents log key is malformed".into())
+                    })?);
+                    self.pending_below.store(epoch + 1, Ordering::Relaxed);
+                }
+            }
             for (log_key, value) in &page {
                 for item in entries(value) {
                     let (key, value) = item?;
@@ -188,6 +206,10 @@ impl ContentsLog {
     /// The fold's batch committed: the log is empty.
     pub fn folded(&self) {
         self.bytes.store(0, Ordering::Relaxed);
+        self.folded_below.fetch_max(
+            self.pending_below.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
     }
 }
 

@@ -480,8 +480,20 @@ impl Snapshot {
         upper: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries> {
+        self.scan_reverse_from(prefix, prefix, upper, limit)
+    }
+
+    /// [`Snapshot::scan_reverse`] stopping at `lower` (inclusive): what lies below, deleted
+    /// entries included, is never visited.
+    pub fn scan_reverse_from(
+        &self,
+        prefix: &[u8],
+        lower: &[u8],
+        upper: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries> {
         let mut ro = ReadOptions::default();
-        ro.set_iterate_lower_bound(prefix.to_vec());
+        ro.set_iterate_lower_bound(if lower > prefix { lower } else { prefix }.to_vec());
         if let Some(b) = upper_bound(prefix, upper) {
             ro.set_iterate_upper_bound(b);
         }
