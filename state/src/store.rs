@@ -79,6 +79,9 @@ const FAMILIES: [(u8, &str); 7] = [
 /// contents).
 const SCATTERED_MEMTABLE_BYTES: usize = 4 << 20;
 
+/// Memtable size of the contents log family (see `contents_log.rs` in freshet-dataflow).
+const CONTENTS_LOG_MEMTABLE_BYTES: usize = 16 << 20;
+
 /// Flushed files of a scattered family that wait in level 0 before compaction merges them
 /// into level 1. Scattered keys overlap all of level 1, so every such compaction rewrites it:
 /// merging many small files at once rewrites it less often. Measured (benchmarks.md, session
@@ -187,6 +190,14 @@ impl Store {
                     cf.set_level_zero_file_num_compaction_trigger(SCATTERED_L0_FILES);
                     cf.set_level_zero_slowdown_writes_trigger(SCATTERED_L0_FILES * 3);
                     cf.set_level_zero_stop_writes_trigger(SCATTERED_L0_FILES * 4);
+                }
+                if name == "contents_log" {
+                    // Entries live from their epoch to the next fold: a small memtable keeps
+                    // them from holding memory (a full one is flushed and the entries' files
+                    // dropped by compaction once folded).
+                    cf.set_write_buffer_size(
+                        CONTENTS_LOG_MEMTABLE_BYTES.min(config.memtable_bytes),
+                    );
                 }
                 // Each memtable insert starts from where the previous one went (the hint of
                 // the family's one-byte prefix) and climbs only as far as it must: a batch
