@@ -12,8 +12,9 @@
 //!
 //! * when the log passes its budget, or the aggregate's cache (which must keep every group
 //!   whose stored entry lags: `Cache::hold` in ops/cache.rs) passes its own;
-//! * before anything reads the contents: a statement's snapshot, a new view's backfill
-//!   ([`Dataflows::log_generation`](crate::Dataflows::log_generation) says when);
+//! * before anything reads the contents: a statement whose plan scans the view, `FLUSH`, a
+//!   new view's backfill ([`Dataflows::log_generation`](crate::Dataflows::log_generation)
+//!   says when one is needed);
 //! * before the first epoch after a restart or a failed epoch, when the cache lost the
 //!   lagging groups (the log still has them: nothing is recomputed).
 //!
