@@ -411,7 +411,7 @@ impl Dataflows {
 
     fn mark_unfolded(&self) {
         let g = self.log_generation.load(Ordering::SeqCst);
-        if g % 2 == 0 {
+        if g.is_multiple_of(2) {
             self.log_generation.store(g + 1, Ordering::SeqCst);
         }
     }
@@ -451,7 +451,7 @@ impl Dataflows {
         }
         self.must_fold.store(false, Ordering::SeqCst);
         let g = self.log_generation.load(Ordering::SeqCst);
-        if g % 2 == 1 {
+        if !g.is_multiple_of(2) {
             self.log_generation.store(g + 1, Ordering::SeqCst);
         }
     }

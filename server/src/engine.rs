@@ -160,7 +160,7 @@ impl Engine {
     /// a contents log may hold changes, folds it first under the writer lock.
     pub async fn read_snapshot(&self) -> datafusion::error::Result<Snapshot> {
         let g = self.dataflows.log_generation();
-        if g % 2 == 0 {
+        if g.is_multiple_of(2) {
             let snapshot = self.store.snapshot();
             if self.dataflows.log_generation() == g {
                 return Ok(snapshot);
@@ -172,7 +172,7 @@ impl Engine {
 
     /// [`Engine::read_snapshot`] for a caller holding the writer lock.
     pub fn fold_for_read(&self, writer: &mut WriteState) -> datafusion::error::Result<Snapshot> {
-        if self.dataflows.log_generation() % 2 == 1 {
+        if !self.dataflows.log_generation().is_multiple_of(2) {
             let why = if self.dataflows.must_fold() {
                 FoldReason::AfterLoss
             } else {
