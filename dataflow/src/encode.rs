@@ -60,12 +60,23 @@ pub fn encode_value_direct<'a>(
     schema: &Schema,
     row: impl ExactSizeIterator<Item = &'a Datum>,
 ) -> Option<Vec<u8>> {
-    if row.len() != schema.fields().len() {
-        return None;
-    }
     let mut v = Vec::with_capacity(VALUE_SLOT + 64);
-    v.extend_from_slice(&[0; VALUE_SLOT]);
-    row_codec::encode_row_header(row.len(), &mut v);
+    encode_value_direct_into(schema, row, &mut v).then_some(v)
+}
+
+/// [`encode_value_direct`] appending to `out`; false (and `out` as it was) when the row is
+/// not one it encodes.
+pub fn encode_value_direct_into<'a>(
+    schema: &Schema,
+    row: impl ExactSizeIterator<Item = &'a Datum>,
+    out: &mut Vec<u8>,
+) -> bool {
+    if row.len() != schema.fields().len() {
+        return false;
+    }
+    let start = out.len();
+    out.extend_from_slice(&[0; VALUE_SLOT]);
+    row_codec::encode_row_header(row.len(), out);
     for (field, d) in schema.fields().iter().zip(row) {
         let exact = match (field.data_type(), d) {
             (_, Datum::Null) => field.is_nullable(),
@@ -79,12 +90,15 @@ pub fn encode_value_direct<'a>(
             | (DataType::Utf8, Datum::Text(_)) => true,
             _ => false,
         };
-        if !exact {
-            return None;
+        match d.as_value_ref() {
+            Some(v) if exact => row_codec::encode_value_ref(v, out),
+            _ => {
+                out.truncate(start);
+                return false;
+            }
         }
-        row_codec::encode_value_ref(d.as_value_ref()?, &mut v);
     }
-    Some(v)
+    true
 }
 
 /// Appends one column's values to `values` and, when given, to `keys`.

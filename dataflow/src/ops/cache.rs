@@ -32,7 +32,7 @@ impl Weigh for Option<Vec<u8>> {
     }
 }
 
-impl Weigh for Option<Arc<Vec<Datum>>> {
+impl Weigh for Option<Arc<[Datum]>> {
     fn weigh(&self) -> usize {
         let datum = |d: &Datum| {
             std::mem::size_of::<Datum>()
@@ -53,8 +53,9 @@ pub struct Cache<V> {
     inner: Mutex<Inner<V>>,
 }
 
-/// Decoded accumulators by key (`None`: known to be absent).
-pub type AccCache = Cache<Option<Arc<Vec<Datum>>>>;
+/// Decoded accumulators by key (`None`: known to be absent). A slice behind the `Arc`: the
+/// datums sit right after the reference counts, one cache miss less per group than a `Vec`.
+pub type AccCache = Cache<Option<Arc<[Datum]>>>;
 
 impl<V> Default for Cache<V> {
     fn default() -> Self {
@@ -338,12 +339,16 @@ impl AccCache {
             };
             let rewritten = inner.slot_of(found, i, key).and_then(|at| {
                 let slot = inner.table.get_bucket_mut(at)?;
-                Arc::get_mut(slot.value.as_mut()?)?.clone_from(&acc);
+                let cached = Arc::get_mut(slot.value.as_mut()?)?;
+                if cached.len() != acc.len() {
+                    return None;
+                }
+                cached.clone_from_slice(&acc);
                 Some((at, cost(key, &slot.value)))
             });
             match rewritten {
                 Some((at, c)) => inner.recharge(at, c),
-                None => inner.set_found(found, i, key, Some(Arc::new(acc))),
+                None => inner.set_found(found, i, key, Some(Arc::from(acc))),
             }
         }
     }
@@ -420,7 +425,7 @@ mod tests {
     fn accumulators_are_rewritten_in_place_when_unshared() {
         let cache = AccCache::default();
         let key = b"g1".to_vec();
-        cache.insert(key.clone(), Some(Arc::new(vec![Datum::Int64(1)])));
+        cache.insert(key.clone(), Some(Arc::from(vec![Datum::Int64(1)])));
         let found = |cache: &AccCache| {
             let inner = cache.lock();
             Found {
@@ -428,23 +433,26 @@ mod tests {
                 slots: vec![inner.find(&key)],
             }
         };
-        let before = cache.get(&key).flatten().map(|a| Arc::as_ptr(&a));
+        let before = cache
+            .get(&key)
+            .flatten()
+            .map(|a| Arc::as_ptr(&a).cast::<Datum>());
         let keys = [key.clone()];
         cache.set_accs(&found(&cache), &keys, vec![Some(vec![Datum::Int64(2)])]);
         let after = cache.get(&key).flatten();
-        assert_eq!(after.as_deref(), Some(&vec![Datum::Int64(2)]));
+        assert_eq!(after.as_deref(), Some(&[Datum::Int64(2)][..]));
         assert_eq!(
-            after.map(|a| Arc::as_ptr(&a)),
+            after.map(|a| Arc::as_ptr(&a).cast::<Datum>()),
             before,
-            "the cached Vec is reused"
+            "the cached accumulator is reused"
         );
         // Someone still reads the old accumulator: it is left alone.
         let held = cache.get(&key).flatten();
         cache.set_accs(&found(&cache), &keys, vec![Some(vec![Datum::Int64(3)])]);
-        assert_eq!(held.as_deref(), Some(&vec![Datum::Int64(2)]));
+        assert_eq!(held.as_deref(), Some(&[Datum::Int64(2)][..]));
         assert_eq!(
             cache.get(&key).flatten().as_deref(),
-            Some(&vec![Datum::Int64(3)])
+            Some(&[Datum::Int64(3)][..])
         );
         // A group that is gone is cached as absent.
         cache.set_accs(&found(&cache), &keys, vec![None]);

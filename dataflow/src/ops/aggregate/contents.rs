@@ -19,11 +19,8 @@ use freshet_state::{key_codec, row_codec};
 use super::{AccHome, AggregateOp, Touched};
 use crate::contents_log::{ContentsLog, LogEntry};
 use crate::delta::{encode_count, Delta};
-use crate::encode::{encode_rows_keyed_by, encode_value_direct, EncodedRows, VALUE_SLOT};
+use crate::encode::{encode_rows_keyed_by, encode_value_direct_into, VALUE_SLOT};
 use crate::epoch::{state_err, EpochCtx};
-
-/// Encoded view rows: (key when the encoder made one, value).
-type EncodedIter = Box<dyn Iterator<Item = (Option<Vec<u8>>, Vec<u8>)>>;
 
 /// How a view's contents hold its root aggregate's groups.
 #[derive(Debug)]
@@ -54,6 +51,13 @@ impl ContentsLayout {
     fn row(&self, out: &[Datum]) -> Vec<Datum> {
         self.columns.iter().map(|&c| out[c].clone()).collect()
     }
+}
+
+/// Completes the contents value starting at `values[start..]` (an encoded row): its count
+/// (always 1), then the accumulator.
+fn finish_value(values: &mut Vec<u8>, start: usize, acc: &[Datum]) {
+    values[start..start + VALUE_SLOT].copy_from_slice(&encode_count(1));
+    row_codec::encode_row(acc, values);
 }
 
 /// The accumulator's encoding in a contents entry.
@@ -89,57 +93,77 @@ impl AggregateOp {
             keys,
             found,
             mut settled,
-        } = self.settle(input, ctx, &AccHome::Contents(layout))?;
+        } = self.settle(input, ctx, &AccHome::Contents(layout), output)?;
+        // Each new row's contents value (count, row, accumulator), back to back in `values`.
         // The bytes readers expect are those of the row through Arrow, as every view's rows
         // are encoded; straight from the datums when their types are plain (the same bytes).
-        let direct: Option<Vec<Vec<u8>>> = settled
-            .iter()
-            .filter_map(|s| s.new.as_deref())
-            .map(|r| encode_value_direct(&layout.schema, layout.columns.iter().map(|&c| &r[c])))
-            .collect();
-        let mut encoded: EncodedIter = match direct {
-            Some(values) => Box::new(values.into_iter().map(|v| (None, v))),
-            None => {
-                let rows: Vec<(Vec<Datum>, i64)> = settled
-                    .iter()
-                    .filter_map(|s| s.new.as_deref().map(|r| (layout.row(r), 1)))
-                    .collect();
-                if rows.is_empty() {
-                    Box::new(std::iter::empty())
-                } else {
-                    let d = Delta::from_rows(&rows, &layout.schema)?;
-                    let EncodedRows { keys, values } =
-                        encode_rows_keyed_by(&d.batch, &layout.prefix, layout.key_columns)?;
-                    Box::new(keys.into_iter().map(Some).zip(values))
-                }
+        let mut values: Vec<u8> = Vec::with_capacity(settled.len() * 64);
+        let mut ends: Vec<usize> = Vec::with_capacity(settled.len());
+        let mut direct = true;
+        for s in &settled {
+            let Some(r) = s.new.as_deref() else { continue };
+            let cols = layout.columns.iter().map(|&c| &r[c]);
+            if !encode_value_direct_into(&layout.schema, cols, &mut values) {
+                direct = false;
+                break;
             }
-        };
+            finish_value(&mut values, ends.last().copied().unwrap_or(0), &s.acc);
+            ends.push(values.len());
+        }
+        if !direct {
+            values.clear();
+            ends.clear();
+            let rows: Vec<(Vec<Datum>, i64)> = settled
+                .iter()
+                .filter_map(|s| s.new.as_deref().map(|r| (layout.row(r), 1)))
+                .collect();
+            let d = Delta::from_rows(&rows, &layout.schema)?;
+            let encoded = encode_rows_keyed_by(&d.batch, &layout.prefix, layout.key_columns)?;
+            let new_keys = keys.iter().zip(&settled).filter(|(_, s)| s.new.is_some());
+            let accs = settled
+                .iter()
+                .filter_map(|s| s.new.as_ref().map(|_| &s.acc));
+            for (((key, _), (row_key, value)), acc) in new_keys
+                .zip(encoded.keys.into_iter().zip(encoded.values))
+                .zip(accs)
+            {
+                if row_key != *key {
+                    return Err(DataFusionError::Internal(
+                        "a view row's key differs from its group's key".into(),
+                    ));
+                }
+                let start = values.len();
+                values.extend_from_slice(&value);
+                finish_value(&mut values, start, acc);
+                ends.push(values.len());
+            }
+        }
         let mut accs = Vec::with_capacity(keys.len());
-        let mut entry = LogEntry::with_capacity(if log.is_some() { keys.len() * 64 } else { 0 });
+        let mut entry = LogEntry::with_capacity(if log.is_some() {
+            values.len() + keys.len() * 16
+        } else {
+            0
+        });
+        let mut ends = ends.into_iter();
+        let mut from = 0;
         for (key, s) in keys.iter().zip(&mut settled) {
-            if s.new.is_none() {
-                match log {
-                    Some(_) => entry.push(&key[layout.prefix.len()..], None),
-                    None => ctx.batch.delete(key),
+            let value = match s.new {
+                None => None,
+                Some(_) => {
+                    let to = ends.next().ok_or_else(|| {
+                        DataFusionError::Internal("a view row was not encoded".into())
+                    })?;
+                    let value = &values[from..to];
+                    from = to;
+                    Some(value)
                 }
-                accs.push(None);
-                continue;
+            };
+            match (log, value) {
+                (Some(_), value) => entry.push(&key[layout.prefix.len()..], value),
+                (None, Some(value)) => ctx.batch.put(key, value),
+                (None, None) => ctx.batch.delete(key),
             }
-            let (row_key, mut value) = encoded
-                .next()
-                .ok_or_else(|| DataFusionError::Internal("a view row was not encoded".into()))?;
-            if row_key.is_some_and(|k| k != *key) {
-                return Err(DataFusionError::Internal(
-                    "a view row's key differs from its group's key".into(),
-                ));
-            }
-            value[..VALUE_SLOT].copy_from_slice(&encode_count(1));
-            row_codec::encode_row(&s.acc, &mut value);
-            match log {
-                Some(_) => entry.push(&key[layout.prefix.len()..], Some(&value)),
-                None => ctx.batch.put(key, &value),
-            }
-            accs.push(Some(std::mem::take(&mut s.acc)));
+            accs.push(value.map(|_| std::mem::take(&mut s.acc)));
         }
         if let Some(log) = log {
             log.append(ctx.snapshot, ctx.batch, entry);

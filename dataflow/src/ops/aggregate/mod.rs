@@ -17,17 +17,19 @@
 //! order reversed, and so `DISTINCT ON`) reads the first key; `string_agg` and `array_agg` read
 //! the touched group's values in order.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::hash_map::Entry;
 use datafusion::common::HashMap;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use freshet_common::{Datum, PgError, SqlState};
 use freshet_sql::df_convert::array_to_datums;
 use freshet_state::{key_codec, row_codec};
+use hashbrown::{DefaultHashBuilder, HashTable};
+use smallvec::SmallVec;
 
 mod contents;
 mod finish;
@@ -99,8 +101,11 @@ pub struct AggSpec {
 /// Multiset entries read ahead for an epoch: full key → stored value.
 type Prefetched = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// A value's key in its aggregate's multiset: most fit inline.
+type ValueKey = SmallVec<[u8; 16]>;
+
 /// A value with its key in the aggregate's multiset (empty when it keeps none) and its weight.
-type Keyed = (Vec<u8>, Datum, i64);
+type Keyed = (ValueKey, Datum, i64);
 
 /// GROUP BY with aggregates; DISTINCT is the case without aggregates.
 #[derive(Debug)]
@@ -161,8 +166,26 @@ struct GroupChange {
     key: Vec<u8>,
     datums: Vec<Datum>,
     count: i64,
-    /// Per aggregate: (value, weight) of non-NULL, filter-passing inputs.
+}
+
+/// An epoch's input changes by group: built without an allocation per row or per group and
+/// aggregate (most epochs of a large view bring one row to each group they touch).
+struct Collected {
+    /// The touched groups, in first-touched order.
+    groups: Vec<GroupChange>,
+    /// Per aggregate: (value, weight) of non-NULL, filter-passing inputs, group after group
+    /// (empty for a MAX reading its MIN's).
     values: Vec<Vec<Keyed>>,
+    /// Per aggregate: where each group's values start in `values`, and a last end.
+    bounds: Vec<Vec<u32>>,
+}
+
+impl Collected {
+    /// Aggregate `agg`'s values of group `g`.
+    fn values(&self, g: usize, agg: usize) -> &[Keyed] {
+        let b = &self.bounds[agg];
+        &self.values[agg][b[g] as usize..b[g + 1] as usize]
+    }
 }
 
 impl AggregateOp {
@@ -236,30 +259,25 @@ impl AggregateOp {
         k
     }
 
-    /// The key of `value` in aggregate `agg`'s multiset; `order` are its ORDER BY values.
-    fn value_key(&self, agg: usize, value: &Datum, order: &[Datum]) -> Vec<u8> {
-        let mut k = Vec::new();
+    /// Appends to `k` the key of `value` in aggregate `agg`'s multiset; `order` are its
+    /// ORDER BY values.
+    fn value_key(&self, agg: usize, value: &Datum, order: &[Datum], k: &mut Vec<u8>) {
         let spec = &self.aggs[agg];
         match spec.kind {
-            AggKind::Min => key_codec::encode_key(std::slice::from_ref(value), &mut k),
+            AggKind::Min => key_codec::encode_key(std::slice::from_ref(value), k),
             AggKind::Max => {
-                key_codec::encode_key(std::slice::from_ref(value), &mut k);
-                k.iter_mut().for_each(|b| *b = !*b);
+                let from = k.len();
+                key_codec::encode_key(std::slice::from_ref(value), k);
+                k[from..].iter_mut().for_each(|b| *b = !*b);
             }
             AggKind::StringAgg | AggKind::ArrayAgg | AggKind::FirstValue => {
                 for (v, s) in order.iter().zip(&spec.order) {
-                    key_codec::encode_sort_value(
-                        v,
-                        s.options.descending,
-                        s.options.nulls_first,
-                        &mut k,
-                    );
+                    key_codec::encode_sort_value(v, s.options.descending, s.options.nulls_first, k);
                 }
-                row_codec::encode_row(std::slice::from_ref(value), &mut k);
+                row_codec::encode_row(std::slice::from_ref(value), k);
             }
-            _ => row_codec::encode_row(std::slice::from_ref(value), &mut k),
+            _ => row_codec::encode_row(std::slice::from_ref(value), k),
         }
-        k
     }
 
     /// Applies one epoch's input changes; returns the output changes.
@@ -268,7 +286,7 @@ impl AggregateOp {
             keys,
             found,
             settled,
-        } = self.settle(input, ctx, &AccHome::Own)?;
+        } = self.settle(input, ctx, &AccHome::Own, true)?;
         let mut out: Vec<(Vec<Datum>, i64)> = Vec::new();
         let mut accs = Vec::with_capacity(keys.len());
         for (key, s) in keys.iter().zip(settled) {
@@ -294,25 +312,28 @@ impl AggregateOp {
     }
 
     /// The epoch's touched groups, settled, in first-touched order. Multiset changes are
-    /// written here; the accumulators are the caller's to write.
+    /// written here; the accumulators are the caller's to write. Their old rows only when
+    /// `want_old` (otherwise `Settled::old` is `Some(vec![])` for a group that had a row).
     fn settle(
         &self,
         input: Option<Delta>,
         ctx: &mut EpochCtx<'_>,
         home: &AccHome<'_>,
+        want_old: bool,
     ) -> Result<Touched> {
-        let mut groups = match &input {
+        let mut collected = match &input {
             Some(d) => self.collect(d)?,
-            None => Vec::new(),
+            None => self.collect_nothing(),
         };
-        if ctx.initial && self.is_global() && groups.is_empty() {
-            groups.push(GroupChange {
+        if ctx.initial && self.is_global() && collected.groups.is_empty() {
+            collected.groups.push(GroupChange {
                 key: encode(&[]),
                 datums: vec![],
                 count: 0,
-                values: vec![Vec::new(); self.aggs.len()],
             });
+            collected.bounds.iter_mut().for_each(|b| b.push(0));
         }
+        let groups = &collected.groups;
         if groups.is_empty() {
             return Ok(Touched::default());
         }
@@ -324,14 +345,15 @@ impl AggregateOp {
             })
             .collect();
         let (old_accs, found) = self.cache.multi_get(ctx.snapshot, &keys, |b| {
-            Ok(Arc::new(
+            Ok(Arc::from(
                 row_codec::decode_row(home.acc(b)?).map_err(state_err)?,
             ))
         })?;
         // Every multiset entry this epoch touches, read in one MultiGet.
         let mut value_keys: Vec<Vec<u8>> = Vec::new();
-        for g in &groups {
-            for (i, values) in g.values.iter().enumerate() {
+        for (gi, g) in groups.iter().enumerate() {
+            for i in 0..self.aggs.len() {
+                let values = collected.values(gi, i);
                 let kind = self.aggs[i].kind;
                 let blind = matches!(kind, AggKind::Min | AggKind::Max) && only_arrivals(values);
                 if kind.keeps_values() && !values.is_empty() && !blind {
@@ -339,7 +361,7 @@ impl AggregateOp {
                     value_keys.extend(
                         values
                             .iter()
-                            .map(|(k, _, _)| [prefix.as_slice(), k].concat()),
+                            .map(|(k, _, _)| [prefix.as_slice(), k.as_slice()].concat()),
                     );
                 }
             }
@@ -351,9 +373,9 @@ impl AggregateOp {
             value_keys.into_iter().zip(stored).collect();
         let mut settled = Vec::with_capacity(groups.len());
         let empty = self.empty_acc();
-        for (g, old) in groups.iter().zip(old_accs) {
-            let old_acc = old.as_deref().map_or(empty.as_slice(), Vec::as_slice);
-            settled.push(self.settle_group(g, old_acc, &prefetched, ctx)?);
+        for (g, old) in old_accs.into_iter().enumerate() {
+            let old_acc = old.as_deref().unwrap_or(empty.as_slice());
+            settled.push(self.settle_group(&collected, g, want_old, old_acc, &prefetched, ctx)?);
         }
         Ok(Touched {
             keys,
@@ -363,13 +385,17 @@ impl AggregateOp {
     }
 
     /// One group's epoch: its accumulator and output row from `old_acc` and its changes.
+    #[allow(clippy::too_many_arguments)]
     fn settle_group(
         &self,
-        change: &GroupChange,
+        collected: &Collected,
+        g: usize,
+        want_old: bool,
         old_acc: &[Datum],
         prefetched: &Prefetched,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<Settled> {
+        let change = &collected.groups[g];
         let old_count = as_i64(&old_acc[0]);
         let new_count = old_count + change.count;
         if new_count < 0 {
@@ -386,13 +412,15 @@ impl AggregateOp {
         let mut new_acc = old_acc.to_vec();
         new_acc[0] = Datum::Int64(new_count);
         let width = change.datums.len() + self.aggs.len();
-        let mut old_out = Vec::with_capacity(width);
-        old_out.extend_from_slice(&change.datums);
+        let mut old_out = Vec::with_capacity(if want_old { width } else { 0 });
+        if want_old {
+            old_out.extend_from_slice(&change.datums);
+        }
         let mut new_out = Vec::with_capacity(width);
         new_out.extend_from_slice(&change.datums);
         let mut field = 1;
         for (i, spec) in self.aggs.iter().enumerate() {
-            let values = &change.values[i];
+            let values = collected.values(g, i);
             match spec.kind {
                 AggKind::Min | AggKind::Max => {
                     let old_v = old_acc[field].clone();
@@ -405,27 +433,33 @@ impl AggregateOp {
                         agg,
                         &change.key,
                         &old_v,
-                        &change.values[agg],
+                        collected.values(g, agg),
                         prefetched,
                         ctx,
                         write,
                         reverse,
                     )?;
                     new_acc[field] = new_v.clone();
-                    old_out.push(old_v);
+                    if want_old {
+                        old_out.push(old_v);
+                    }
                     new_out.push(new_v);
                     field += 1;
                 }
                 AggKind::FirstValue | AggKind::Single => {
                     let prefix = self.multiset_prefix(i, &change.key);
                     let (old_v, new_v) = self.update_extreme(&prefix, values, prefetched, ctx)?;
-                    old_out.push(old_v);
+                    if want_old {
+                        old_out.push(old_v);
+                    }
                     new_out.push(new_v);
                 }
                 AggKind::StringAgg | AggKind::ArrayAgg => {
                     let prefix = self.multiset_prefix(i, &change.key);
                     let (old_v, new_v) = self.update_list(i, &prefix, values, prefetched, ctx)?;
-                    old_out.push(old_v);
+                    if want_old {
+                        old_out.push(old_v);
+                    }
                     new_out.push(new_v);
                 }
                 AggKind::CountDistinct => {
@@ -433,7 +467,9 @@ impl AggregateOp {
                     let old_n = as_i64(&old_acc[field]);
                     let new_n = old_n + self.update_distinct(&prefix, values, prefetched, ctx)?;
                     new_acc[field] = Datum::Int64(new_n);
-                    old_out.push(Datum::Int64(old_n));
+                    if want_old {
+                        old_out.push(Datum::Int64(old_n));
+                    }
                     new_out.push(Datum::Int64(new_n));
                     field += 1;
                 }
@@ -441,7 +477,9 @@ impl AggregateOp {
                     let old_n = as_i64(&old_acc[field]);
                     let new_n = old_n + values.iter().map(|(_, _, w)| w).sum::<i64>();
                     new_acc[field] = Datum::Int64(new_n);
-                    old_out.push(Datum::Int64(old_n));
+                    if want_old {
+                        old_out.push(Datum::Int64(old_n));
+                    }
                     new_out.push(Datum::Int64(new_n));
                     field += 1;
                 }
@@ -455,7 +493,9 @@ impl AggregateOp {
                     }
                     new_acc[field] = Datum::Int64(n);
                     new_acc[field + 1] = sum.clone();
-                    old_out.push(finish_sum(spec, old_n, &old_sum)?);
+                    if want_old {
+                        old_out.push(finish_sum(spec, old_n, &old_sum)?);
+                    }
                     new_out.push(finish_sum(spec, n, &sum)?);
                     field += 2;
                 }
@@ -470,7 +510,9 @@ impl AggregateOp {
                     }
                     new_acc[field] = Datum::Int64(t);
                     new_acc[field + 1] = Datum::Int64(f);
-                    old_out.push(finish_bool(spec.kind, old_t, old_f));
+                    if want_old {
+                        old_out.push(finish_bool(spec.kind, old_t, old_f));
+                    }
                     new_out.push(finish_bool(spec.kind, t, f));
                     field += 2;
                 }
@@ -504,86 +546,137 @@ impl AggregateOp {
         acc
     }
 
-    /// Evaluates group keys and arguments of `d`, grouping its rows (in first-seen order).
-    fn collect(&self, d: &Delta) -> Result<Vec<GroupChange>> {
-        let mut groups: Vec<GroupChange> = Vec::new();
-        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    /// No changes.
+    fn collect_nothing(&self) -> Collected {
+        Collected {
+            groups: Vec::new(),
+            values: vec![Vec::new(); self.aggs.len()],
+            bounds: vec![vec![0]; self.aggs.len()],
+        }
+    }
+
+    /// Evaluates group keys and arguments of `d`, grouping its rows (groups in first-seen
+    /// order, each group's rows in input order).
+    fn collect(&self, d: &Delta) -> Result<Collected> {
         let n = d.len();
         let datums_of = |e: &Arc<dyn PhysicalExpr>| -> Result<Vec<Datum>> {
             array_to_datums(&e.evaluate(&d.batch)?.into_array(n)?)
         };
         let group_cols: Vec<Vec<Datum>> =
             self.group.iter().map(datums_of).collect::<Result<_>>()?;
-        let mut arg_cols: Vec<Option<Vec<Datum>>> = Vec::with_capacity(self.aggs.len());
-        let mut filter_cols: Vec<Option<ArrayRef>> = Vec::with_capacity(self.aggs.len());
-        let mut order_cols: Vec<Vec<Vec<Datum>>> = Vec::with_capacity(self.aggs.len());
-        for spec in &self.aggs {
-            order_cols.push(
-                spec.order
-                    .iter()
-                    .map(|o| datums_of(&o.expr))
-                    .collect::<Result<_>>()?,
-            );
-            arg_cols.push(spec.arg.as_ref().map(datums_of).transpose()?);
-            filter_cols.push(
-                spec.filter
-                    .as_ref()
-                    .map(|e| e.evaluate(&d.batch)?.into_array(n))
-                    .transpose()?,
-            );
-        }
+        // Each row's group, the groups made on first sight.
+        let mut groups: Vec<GroupChange> = Vec::new();
+        let mut index: HashTable<u32> = HashTable::new();
+        let hasher = DefaultHashBuilder::default();
+        let mut row_group: Vec<u32> = Vec::with_capacity(n);
+        let mut key = Vec::new();
         for row in 0..n {
-            let w = d.weights[row];
-            let mut key = Vec::new();
+            key.clear();
             row_codec::encode_row_header(group_cols.len(), &mut key);
             for c in &group_cols {
                 row_codec::encode_value(&c[row], &mut key);
             }
-            let g = match index.entry(key) {
-                Entry::Occupied(e) => &mut groups[*e.get()],
-                Entry::Vacant(e) => {
-                    let key = e.key().clone();
-                    e.insert(groups.len());
+            let hash = hasher.hash_one(key.as_slice());
+            let g = match index.find(hash, |&g| groups[g as usize].key == key) {
+                Some(&g) => g as usize,
+                None => {
+                    let g = groups.len();
+                    index.insert_unique(hash, g as u32, |&g| {
+                        hasher.hash_one(groups[g as usize].key.as_slice())
+                    });
                     groups.push(GroupChange {
-                        key,
+                        key: key.clone(),
                         datums: group_cols.iter().map(|c| c[row].clone()).collect(),
                         count: 0,
-                        values: vec![Vec::new(); self.aggs.len()],
                     });
-                    groups.last_mut().expect("just pushed")
+                    g
                 }
             };
-            g.count += w;
-            for i in 0..self.aggs.len() {
-                if self.shares[i].is_some() {
-                    // Reads the values its MIN collects.
-                    continue;
-                }
-                if let Some(f) = &filter_cols[i] {
-                    let f = f.as_boolean_opt().ok_or_else(|| {
+            groups[g].count += d.weights[row];
+            row_group.push(g as u32);
+        }
+        // The rows in group order (a counting sort, stable).
+        let mut start = vec![0u32; groups.len() + 1];
+        for &g in &row_group {
+            start[g as usize + 1] += 1;
+        }
+        for g in 0..groups.len() {
+            start[g + 1] += start[g];
+        }
+        let mut next = start.clone();
+        let mut order = vec![0u32; n];
+        for (row, &g) in row_group.iter().enumerate() {
+            order[next[g as usize] as usize] = row as u32;
+            next[g as usize] += 1;
+        }
+        let mut values = Vec::with_capacity(self.aggs.len());
+        let mut bounds = Vec::with_capacity(self.aggs.len());
+        let mut scratch = Vec::new();
+        for (i, spec) in self.aggs.iter().enumerate() {
+            let mut vals: Vec<Keyed> = Vec::new();
+            let mut ends: Vec<u32> = Vec::with_capacity(groups.len() + 1);
+            ends.push(0);
+            if self.shares[i].is_some() {
+                // Reads the values its MIN collects.
+                ends.resize(groups.len() + 1, 0);
+                values.push(vals);
+                bounds.push(ends);
+                continue;
+            }
+            let order_cols: Vec<Vec<Datum>> = spec
+                .order
+                .iter()
+                .map(|o| datums_of(&o.expr))
+                .collect::<Result<_>>()?;
+            let arg = spec.arg.as_ref().map(datums_of).transpose()?;
+            let filter = spec
+                .filter
+                .as_ref()
+                .map(|e| e.evaluate(&d.batch)?.into_array(n))
+                .transpose()?;
+            let filter = filter
+                .as_ref()
+                .map(|f| {
+                    f.as_boolean_opt().ok_or_else(|| {
                         DataFusionError::Internal("aggregate FILTER is not boolean".into())
-                    })?;
-                    if !f.is_valid(row) || !f.value(row) {
+                    })
+                })
+                .transpose()?;
+            vals.reserve(n);
+            for g in 0..groups.len() {
+                for &row in &order[start[g] as usize..start[g + 1] as usize] {
+                    let row = row as usize;
+                    if let Some(f) = filter {
+                        if !f.is_valid(row) || !f.value(row) {
+                            continue;
+                        }
+                    }
+                    let v = match &arg {
+                        Some(c) => c[row].clone(),
+                        None => Datum::Bool(true),
+                    };
+                    if v.is_null() && spec.kind.skips_nulls() {
                         continue;
                     }
+                    let key = if spec.kind.keeps_values() {
+                        let order: Vec<Datum> = order_cols.iter().map(|c| c[row].clone()).collect();
+                        scratch.clear();
+                        self.value_key(i, &v, &order, &mut scratch);
+                        ValueKey::from_slice(&scratch)
+                    } else {
+                        ValueKey::new()
+                    };
+                    vals.push((key, v, d.weights[row]));
                 }
-                let v = match &arg_cols[i] {
-                    Some(c) => c[row].clone(),
-                    None => Datum::Bool(true),
-                };
-                let kind = self.aggs[i].kind;
-                if v.is_null() && kind.skips_nulls() {
-                    continue;
-                }
-                let key = if kind.keeps_values() {
-                    let order: Vec<Datum> = order_cols[i].iter().map(|c| c[row].clone()).collect();
-                    self.value_key(i, &v, &order)
-                } else {
-                    Vec::new()
-                };
-                g.values[i].push((key, v, w));
+                ends.push(vals.len() as u32);
             }
+            values.push(vals);
+            bounds.push(ends);
         }
-        Ok(groups)
+        Ok(Collected {
+            groups,
+            values,
+            bounds,
+        })
     }
 }

@@ -106,12 +106,12 @@ impl AggregateOp {
             let mut first: Option<(&[u8], &Datum)> = None;
             for (k, v, w) in values {
                 if write {
-                    ctx.batch.merge_with(&[&prefix, k], |buf| {
+                    ctx.batch.merge_with(&[&prefix, k.as_slice()], |buf| {
                         push_multiset_entry(buf, *w, v);
                     });
                 }
                 if first.is_none_or(|(fk, _)| first_of(k, fk)) {
-                    first = Some((k, v));
+                    first = Some((k.as_slice(), v));
                 }
             }
             return Ok(first.map_or_else(|| old_v.clone(), |(_, v)| pick(v)));
@@ -232,7 +232,7 @@ impl AggregateOp {
         let mut deltas: BTreeMap<Vec<u8>, (Datum, i64, i64)> = BTreeMap::new();
         for (k, v, w) in values {
             deltas
-                .entry(k.clone())
+                .entry(k.to_vec())
                 .or_insert_with(|| (v.clone(), 0, 0))
                 .2 += w;
         }
