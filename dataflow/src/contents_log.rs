@@ -20,12 +20,12 @@
 //!
 //! Between folds a group changed in many epochs is written once instead of once per epoch.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use datafusion::error::{DataFusionError, Result};
 use freshet_common::TableId;
 use freshet_state::{contents_log_prefix, Snapshot, WriteBatch};
+use hashbrown::HashSet;
 
 use crate::epoch::state_err;
 

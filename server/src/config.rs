@@ -31,8 +31,9 @@ pub struct ServerOpts {
 
     /// Contents log of aggregate views, in MiB: epochs log their changed groups in one
     /// sequential entry, written to the groups' own entries once this much is logged or
-    /// before a reader needs them. 0 writes every changed group in its epoch.
-    #[arg(long, env = "FRESHET_CONTENTS_LOG_MB", default_value_t = 32)]
+    /// before a reader needs them. 0 writes every changed group in its epoch. Per view; at
+    /// startup a view reads at most this much of its log back.
+    #[arg(long, env = "FRESHET_CONTENTS_LOG_MB", default_value_t = 128)]
     pub contents_log_mb: usize,
 
     /// Write the bound address to this file once listening (for tests that use port 0).

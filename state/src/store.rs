@@ -194,10 +194,12 @@ impl Store {
                 if name == "contents_log" {
                     // Entries live from their epoch to the next fold: a small memtable keeps
                     // them from holding memory (a full one is flushed and the entries' files
-                    // dropped by compaction once folded).
+                    // dropped by compaction once folded). Not compressed: most entries are
+                    // read back once, by the fold, and deleted.
                     cf.set_write_buffer_size(
                         CONTENTS_LOG_MEMTABLE_BYTES.min(config.memtable_bytes),
                     );
+                    cf.set_compression_type(rocksdb::DBCompressionType::None);
                 }
                 // Each memtable insert starts from where the previous one went (the hint of
                 // the family's one-byte prefix) and climbs only as far as it must: a batch
