@@ -52,20 +52,11 @@ pub fn encode_rows_keyed_by(
     Ok(EncodedRows { keys, values })
 }
 
-/// The value [`encode_rows_keyed_by`] makes of `row` (a row of `schema`) after building an
-/// Arrow batch of it, made straight from the datums — when each is NULL in a nullable column
-/// or exactly the variant its column's type converts to and from (the common types only);
-/// `None` otherwise, for the Arrow path to convert (or refuse) it.
-pub fn encode_value_direct<'a>(
-    schema: &Schema,
-    row: impl ExactSizeIterator<Item = &'a Datum>,
-) -> Option<Vec<u8>> {
-    let mut v = Vec::with_capacity(VALUE_SLOT + 64);
-    encode_value_direct_into(schema, row, &mut v).then_some(v)
-}
-
-/// [`encode_value_direct`] appending to `out`; false (and `out` as it was) when the row is
-/// not one it encodes.
+/// Appends the value [`encode_rows_keyed_by`] makes of `row` (a row of `schema`) after
+/// building an Arrow batch of it, made straight from the datums — when each is NULL in a
+/// nullable column or exactly the variant its column's type converts to and from (the common
+/// types only). Otherwise returns false with `out` as it was, for the Arrow path to convert
+/// (or refuse) the row.
 pub fn encode_value_direct_into<'a>(
     schema: &Schema,
     row: impl ExactSizeIterator<Item = &'a Datum>,
@@ -274,6 +265,15 @@ mod tests {
         }
     }
 
+    /// [`encode_value_direct_into`] into a new buffer.
+    fn encode_value_direct<'a>(
+        schema: &Schema,
+        row: impl ExactSizeIterator<Item = &'a Datum>,
+    ) -> Option<Vec<u8>> {
+        let mut v = Vec::new();
+        encode_value_direct_into(schema, row, &mut v).then_some(v)
+    }
+
     #[test]
     fn direct_values_refuse_other_variants() {
         use datafusion::arrow::datatypes::{Field, Schema};
@@ -281,6 +281,14 @@ mod tests {
         assert!(encode_value_direct(&schema, [Datum::Int32(1)].iter()).is_none());
         assert!(encode_value_direct(&schema, [Datum::Null].iter()).is_none());
         assert!(encode_value_direct(&schema, [Datum::Int64(1)].iter()).is_some());
+        // A refused row leaves what the buffer held.
+        let mut out = b"before".to_vec();
+        assert!(!encode_value_direct_into(
+            &schema,
+            [Datum::Int32(1)].iter(),
+            &mut out
+        ));
+        assert_eq!(out, b"before");
     }
 
     #[test]

@@ -102,12 +102,13 @@ impl AggregateOp {
         let mut direct = true;
         for s in &settled {
             let Some(r) = s.new.as_deref() else { continue };
+            let start = values.len();
             let cols = layout.columns.iter().map(|&c| &r[c]);
             if !encode_value_direct_into(&layout.schema, cols, &mut values) {
                 direct = false;
                 break;
             }
-            finish_value(&mut values, ends.last().copied().unwrap_or(0), &s.acc);
+            finish_value(&mut values, start, &s.acc);
             ends.push(values.len());
         }
         if !direct {
