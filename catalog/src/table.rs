@@ -76,6 +76,10 @@ pub struct ViewDef {
     /// created before this layout existed keep theirs under the operator's keys).
     #[serde(default)]
     pub aggregate_in_contents: bool,
+    /// Its aggregates keep one entry per occurrence of a MIN/MAX value, written with a put
+    /// (views created before keep one counted entry per distinct value, written with a merge).
+    #[serde(default)]
+    pub min_max_occurrences: bool,
 }
 
 /// A source: a Kafka topic read into the dataflow. Its progress (offsets per partition) and

@@ -72,6 +72,9 @@ pub struct Lowering<'a> {
     next_op: u32,
     props: &'a ExecutionProps,
     relations: &'a dyn Relations,
+    /// Aggregates keep MIN/MAX values as one entry per occurrence (see
+    /// `AggregateOp::with_occurrences`).
+    occurrences: bool,
 }
 
 impl<'a> Lowering<'a> {
@@ -81,7 +84,25 @@ impl<'a> Lowering<'a> {
             next_op: 0,
             props,
             relations,
+            occurrences: false,
         }
+    }
+
+    /// Aggregates keep MIN/MAX values as one entry per occurrence (new views do; existing
+    /// views keep the layout their catalog entry records).
+    pub fn with_occurrences(mut self, on: bool) -> Self {
+        self.occurrences = on;
+        self
+    }
+
+    /// A new aggregate operator, numbered next.
+    fn aggregate_op(
+        &mut self,
+        group: Vec<Arc<dyn PhysicalExpr>>,
+        aggs: Vec<AggSpec>,
+        schema: SchemaRef,
+    ) -> AggregateOp {
+        AggregateOp::new(self.op_prefix(), group, aggs, schema).with_occurrences(self.occurrences)
     }
 
     fn op_prefix(&mut self) -> Vec<u8> {
@@ -389,8 +410,7 @@ impl<'a> Lowering<'a> {
                 order: vec![],
                 delimiter: String::new(),
             };
-            let agg =
-                AggregateOp::new(self.op_prefix(), vec![], vec![single], Arc::clone(&one_row));
+            let agg = self.aggregate_op(vec![], vec![single], Arc::clone(&one_row));
             let right = Node::Aggregate {
                 input: Box::new(sq_node),
                 op: agg,
@@ -635,7 +655,7 @@ impl<'a> Lowering<'a> {
                 delimiter,
             });
         }
-        let op = AggregateOp::new(self.op_prefix(), group, aggs, nullable(out));
+        let op = self.aggregate_op(group, aggs, nullable(out));
         Ok(Node::Aggregate {
             input: Box::new(node),
             op,

@@ -45,6 +45,9 @@ pub struct MaterializedView {
     /// The root aggregate keeps its accumulators in the contents entries
     /// (see [`MaterializedView::with_aggregate_in_contents`]).
     aggregate_contents: Option<ContentsLayout>,
+    /// Its aggregates keep MIN/MAX values as one entry per occurrence (recorded in the
+    /// catalog; see [`MaterializedView::with_occurrences`]).
+    occurrences: bool,
 }
 
 impl MaterializedView {
@@ -63,6 +66,7 @@ impl MaterializedView {
             unique_prefix,
             append_only: false,
             aggregate_contents: None,
+            occurrences: false,
         }
     }
 
@@ -135,6 +139,19 @@ impl MaterializedView {
             Some(layout) => layout.prefix.clone(),
             None => view_prefix(self.id),
         }
+    }
+
+    /// Records that the dataflow was lowered with
+    /// [`Lowering::with_occurrences`](crate::lower::Lowering::with_occurrences)`(on)`, for
+    /// the view's catalog entry.
+    pub fn with_occurrences(mut self, on: bool) -> Self {
+        self.occurrences = on;
+        self
+    }
+
+    /// Whether the view's aggregates keep MIN/MAX values as one entry per occurrence.
+    pub fn occurrences(&self) -> bool {
+        self.occurrences
     }
 
     /// Whether the root aggregate keeps its accumulators in the contents entries.

@@ -33,9 +33,33 @@ impl Relations for Engine {
     }
 }
 
-/// Plans `query` and lowers it into view `id`'s dataflow; `aggregate_in_contents`: see
-/// [`MaterializedView::with_aggregate_in_contents`] (new views ask for it, existing ones keep
-/// what their catalog entry records).
+/// How a view keeps its state: decided at creation, recorded in its catalog entry, never
+/// changed (views created before a layout existed keep the older one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// See [`MaterializedView::with_aggregate_in_contents`].
+    pub aggregate_in_contents: bool,
+    /// MIN/MAX values as one entry per occurrence: see `Lowering::with_occurrences`.
+    pub min_max_occurrences: bool,
+}
+
+impl Layout {
+    /// What new views get.
+    pub const NEW: Layout = Layout {
+        aggregate_in_contents: true,
+        min_max_occurrences: true,
+    };
+
+    /// The layout a catalog entry records.
+    fn of(def: &ViewDef) -> Layout {
+        Layout {
+            aggregate_in_contents: def.aggregate_in_contents,
+            min_max_occurrences: def.min_max_occurrences,
+        }
+    }
+}
+
+/// Plans `query` and lowers it into view `id`'s dataflow, with its state kept as `layout` says.
 pub async fn build(
     engine: &Engine,
     state: &SessionState,
@@ -43,7 +67,7 @@ pub async fn build(
     name: &str,
     columns: &[String],
     query: &ast::Query,
-    aggregate_in_contents: bool,
+    layout: Layout,
 ) -> Result<MaterializedView, PgError> {
     let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
         Box::new(query.clone()),
@@ -61,6 +85,7 @@ pub async fn build(
     check_deterministic(&plan).map_err(|e| map_df_error(&e))?;
     let optimized = state.optimize(&plan).map_err(|e| map_df_error(&e))?;
     let root = Lowering::new(id, state.execution_props(), engine)
+        .with_occurrences(layout.min_max_occurrences)
         .lower(&optimized)
         .and_then(storable)
         .map_err(|e| map_df_error(&e))?;
@@ -93,7 +118,8 @@ pub async fn build(
         engine.catalog.sources().iter().map(|s| s.id).collect();
     Ok(MaterializedView::new(id, name.to_owned(), schema, root)
         .with_append_only(&|r| sources.contains(&r))
-        .with_aggregate_in_contents(aggregate_in_contents)
+        .with_aggregate_in_contents(layout.aggregate_in_contents)
+        .with_occurrences(layout.min_max_occurrences)
         .with_contents_log(engine.contents_log_bytes))
 }
 
@@ -118,6 +144,7 @@ fn view_def(view: &MaterializedView, sql: String) -> Result<ViewDef, PgError> {
         columns,
         inputs: view.inputs.clone(),
         aggregate_in_contents: view.aggregate_in_contents(),
+        min_max_occurrences: view.occurrences(),
     })
 }
 
@@ -145,7 +172,7 @@ pub async fn create(
         ));
     }
     let id = engine.catalog.peek_next_id();
-    let view = build(engine, state, id, name, columns, query, true).await?;
+    let view = build(engine, state, id, name, columns, query, Layout::NEW).await?;
     if explain {
         return Ok(Some(view.explain()));
     }
@@ -259,7 +286,7 @@ pub async fn load_all(engine: &Arc<Engine>, state: &SessionState) -> anyhow::Res
             &def.name,
             &columns,
             &query,
-            def.aggregate_in_contents,
+            Layout::of(&def),
         )
         .await
         .map_err(|e| anyhow::anyhow!("rebuilding materialized view {}: {e}", def.name))?;

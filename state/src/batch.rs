@@ -75,6 +75,12 @@ impl WriteBatch {
         self.push_with(WriteKind::Merge, key_parts, value);
     }
 
+    /// A put of the key `key_parts` make together and the value `value` appends to the
+    /// buffer it is given, built in place.
+    pub fn put_with(&mut self, key_parts: &[&[u8]], value: impl FnOnce(&mut Vec<u8>)) {
+        self.push_with(WriteKind::Put, key_parts, value);
+    }
+
     /// Deletes every key in `[begin, end)`.
     pub fn delete_range(&mut self, begin: impl AsRef<[u8]>, end: impl AsRef<[u8]>) {
         self.has_range = true;

@@ -6,6 +6,8 @@
 //!     (at a view's root, new views keep this accumulator in the group's contents entry
 //!     instead: see contents.rs)
 //! 'm' <agg: u8> <len-prefixed group row> <value key> → count (i64 BE) ++ [value] (row_codec)
+//! 'm' <agg: u8> <len-prefixed group row> <value key> <occurrence: 12 bytes> → [value] (row_codec)
+//!     (MIN/MAX of views created with occurrences: one entry per occurrence of a value)
 //! ```
 //! MIN keys are the memcomparable value encoding, MAX keys its bitwise complement, so the
 //! current extreme is always the first key of the group's range: deleting it costs one short
@@ -16,8 +18,15 @@
 //! directions) followed by the value's row encoding: `first_value` (also `last_value`, with the
 //! order reversed, and so `DISTINCT ON`) reads the first key; `string_agg` and `array_agg` read
 //! the touched group's values in order.
+//!
+//! With occurrences (`with_occurrences`, what new views get), MIN/MAX keep one entry per
+//! occurrence of a value instead of a counted entry per distinct value: an arrival is a put
+//! under a new occurrence id (the epoch's snapshot sequence number, then a counter), a
+//! retraction deletes one of the value's entries found by a short scan. Puts cost flushes
+//! and compactions less than merge operands do (benchmarks.md, session 15).
 
 use std::hash::BuildHasher;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray};
@@ -119,6 +128,10 @@ pub struct AggregateOp {
     /// it reads from the end instead of keeping its own.
     shares: Vec<Option<usize>>,
     pub schema: SchemaRef,
+    /// MIN/MAX keep one entry per occurrence of a value (see the module documentation).
+    occurrences: bool,
+    /// Numbers occurrences within an epoch (never reset: unique within any one snapshot).
+    next_occurrence: AtomicU32,
 }
 
 /// Where the groups' accumulators are stored.
@@ -223,7 +236,16 @@ impl AggregateOp {
             aggs,
             shares,
             schema,
+            occurrences: false,
+            next_occurrence: AtomicU32::new(0),
         }
+    }
+
+    /// With `on`, MIN/MAX keep one entry per occurrence of a value (see the module
+    /// documentation). Decided when a view is created and recorded in its catalog entry.
+    pub fn with_occurrences(mut self, on: bool) -> Self {
+        self.occurrences = on;
+        self
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -355,7 +377,9 @@ impl AggregateOp {
             for i in 0..self.aggs.len() {
                 let values = collected.values(gi, i);
                 let kind = self.aggs[i].kind;
-                let blind = matches!(kind, AggKind::Min | AggKind::Max) && only_arrivals(values);
+                // MIN/MAX read nothing for arrivals, and with occurrences scan per value.
+                let min_max = matches!(kind, AggKind::Min | AggKind::Max);
+                let blind = min_max && (self.occurrences || only_arrivals(values));
                 if kind.keeps_values() && !values.is_empty() && !blind {
                     let prefix = self.multiset_prefix(i, &g.key);
                     value_keys.extend(

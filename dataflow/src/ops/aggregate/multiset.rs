@@ -2,6 +2,7 @@
 //! applying an epoch's value changes and reading a group's result from them.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use datafusion::error::{DataFusionError, Result};
 use freshet_common::Datum;
@@ -11,19 +12,26 @@ use super::{AggKind, AggregateOp, Keyed, Prefetched};
 use crate::epoch::{state_err, EpochCtx};
 use crate::ops::merge::{merged_scan, Entry};
 
+/// Bytes of an occurrence id: the epoch's snapshot sequence number (u64 BE), then a counter
+/// (u32 BE).
+const OCCURRENCE_LEN: usize = 12;
+
 /// The first value of a multiset after this epoch's `changed` entries (the last when
-/// `reverse`; NULL when empty).
+/// `reverse`; NULL when empty). `occurrences`: its entries are occurrences (value only)
+/// rather than counted entries.
 fn first_surviving(
     ctx: &EpochCtx<'_>,
     prefix: &[u8],
     changed: &BTreeMap<Vec<u8>, (Datum, i64, i64)>,
     reverse: bool,
+    occurrences: bool,
 ) -> Result<Datum> {
     let mut first = Datum::Null;
     merged_scan(ctx.snapshot, prefix, changed, reverse, |_, entry| {
         match entry {
             Entry::Changed((_, _, n)) if *n <= 0 => return Ok(true),
             Entry::Changed((v, _, _)) => first = v.clone(),
+            Entry::Stored(b) if occurrences => first = occurrence_value(b)?,
             Entry::Stored(b) => first = entry_value(b)?.1,
         }
         Ok(false)
@@ -53,7 +61,7 @@ impl AggregateOp {
             return Ok((old_v.clone(), old_v));
         }
         let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
-        Ok((old_v, first_surviving(ctx, prefix, &changed, false)?))
+        Ok((old_v, first_surviving(ctx, prefix, &changed, false, false)?))
     }
 
     /// MIN/MAX over multiset `agg` (keyed as its values encode): applies `values` when
@@ -105,7 +113,14 @@ impl AggregateOp {
             };
             let mut first: Option<(&[u8], &Datum)> = None;
             for (k, v, w) in values {
-                if write {
+                if write && self.occurrences {
+                    for _ in 0..*w {
+                        let id = self.occurrence_id(ctx);
+                        ctx.batch.put_with(&[&prefix, k.as_slice(), &id], |buf| {
+                            row_codec::encode_row(std::slice::from_ref(v), buf);
+                        });
+                    }
+                } else if write {
                     ctx.batch.merge_with(&[&prefix, k.as_slice()], |buf| {
                         push_multiset_entry(buf, *w, v);
                     });
@@ -117,7 +132,9 @@ impl AggregateOp {
             return Ok(first.map_or_else(|| old_v.clone(), |(_, v)| pick(v)));
         }
         let prefix = self.multiset_prefix(agg, group);
-        let changed = if write {
+        let changed = if self.occurrences {
+            self.occurrence_changes(&prefix, values, ctx, write)?
+        } else if write {
             self.apply_multiset(&prefix, values, prefetched, ctx)?
         } else {
             self.multiset_changes(&prefix, values, prefetched, ctx)?
@@ -131,7 +148,71 @@ impl AggregateOp {
             };
             return Ok(first.map_or_else(|| old_v.clone(), |(_, (v, _, _))| pick(v)));
         }
-        first_surviving(ctx, &prefix, &changed, reverse)
+        first_surviving(ctx, &prefix, &changed, reverse, self.occurrences)
+    }
+
+    /// A new occurrence id, unique among this operator's entries: no two epochs that write
+    /// read the same snapshot (each commit moves the sequence number on), and within one
+    /// the counter differs.
+    fn occurrence_id(&self, ctx: &EpochCtx<'_>) -> [u8; OCCURRENCE_LEN] {
+        let mut id = [0; OCCURRENCE_LEN];
+        id[..8].copy_from_slice(&ctx.snapshot.sequence().to_be_bytes());
+        let n = self.next_occurrence.fetch_add(1, Ordering::Relaxed);
+        id[8..].copy_from_slice(&n.to_be_bytes());
+        id
+    }
+
+    /// MIN/MAX with occurrences: the occurrence entries `values` add (new ids) and remove
+    /// (the value's first stored occurrences), written when `write` (a MAX reading its MIN's
+    /// multiset computes the same changes without writing them: the same scans of the same
+    /// snapshot pick the same entries to remove; its arrivals' ids are never written).
+    /// Returns key suffix (value key ++ occurrence id) → (value, old count, new count), the
+    /// counts 0 or 1.
+    fn occurrence_changes(
+        &self,
+        prefix: &[u8],
+        values: &[Keyed],
+        ctx: &mut EpochCtx<'_>,
+        write: bool,
+    ) -> Result<BTreeMap<Vec<u8>, (Datum, i64, i64)>> {
+        let mut net: BTreeMap<&[u8], (&Datum, i64)> = BTreeMap::new();
+        for (k, v, w) in values {
+            net.entry(k.as_slice()).or_insert((v, 0)).1 += w;
+        }
+        let mut changed = BTreeMap::new();
+        for (k, (v, n)) in net {
+            if n > 0 {
+                for _ in 0..n {
+                    let id = self.occurrence_id(ctx);
+                    let suffix = [k, id.as_slice()].concat();
+                    if write {
+                        ctx.batch.put_with(&[prefix, &suffix], |buf| {
+                            row_codec::encode_row(std::slice::from_ref(v), buf);
+                        });
+                    }
+                    changed.insert(suffix, (v.clone(), 0, 1));
+                }
+            } else if n < 0 {
+                let gone = usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX);
+                let value_prefix = [prefix, k].concat();
+                let stored = ctx
+                    .snapshot
+                    .scan(&value_prefix, &value_prefix, None, gone)
+                    .map_err(state_err)?;
+                if stored.len() < gone {
+                    return Err(DataFusionError::Internal(
+                        "aggregate value count went negative".into(),
+                    ));
+                }
+                for (key, _) in stored {
+                    changed.insert(key[prefix.len()..].to_vec(), (v.clone(), 1, 0));
+                    if write {
+                        ctx.batch.delete(key);
+                    }
+                }
+            }
+        }
+        Ok(changed)
     }
 
     /// Applies value changes to a string_agg/array_agg multiset; returns (old result, new
@@ -287,6 +368,17 @@ fn entry_value(b: &[u8]) -> Result<(i64, Datum)> {
         return Err(corrupt());
     }
     Ok((n, row.pop().unwrap_or(Datum::Null)))
+}
+
+/// The value of a stored occurrence entry.
+fn occurrence_value(b: &[u8]) -> Result<Datum> {
+    let mut row = row_codec::decode_row(b).map_err(state_err)?;
+    match (row.pop(), row.is_empty()) {
+        (Some(v), true) => Ok(v),
+        _ => Err(DataFusionError::Internal(
+            "corrupt aggregate occurrence entry".into(),
+        )),
+    }
 }
 
 /// Whether every change is an arrival (MIN/MAX then need no read of their multiset).
