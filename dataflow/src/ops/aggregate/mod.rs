@@ -6,8 +6,9 @@
 //!     (at a view's root, new views keep this accumulator in the group's contents entry
 //!     instead: see contents.rs)
 //! 'm' <agg: u8> <len-prefixed group row> <value key> → count (i64 BE) ++ [value] (row_codec)
-//! 'm' <agg: u8> <len-prefixed group row> <value key> <occurrence: 12 bytes> → [value] (row_codec)
-//!     (MIN/MAX of views created with occurrences: one entry per occurrence of a value)
+//! 'm' <agg: u8> <len-prefixed group row> <value key> <occurrence: 12 bytes> → nothing, or
+//!     [value] (row_codec) when the key does not decode back to it (MIN/MAX of views created
+//!     with occurrences: one entry per occurrence of a value; multiset.rs `Occurrences`)
 //! ```
 //! MIN keys are the memcomparable value encoding, MAX keys its bitwise complement, so the
 //! current extreme is always the first key of the group's range: deleting it costs one short

@@ -4,9 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::error::{DataFusionError, Result};
 use freshet_common::Datum;
-use freshet_state::{key_codec, row_codec, COUNT_LEN};
+use freshet_state::key_codec::{self, KeyKind};
+use freshet_state::{row_codec, COUNT_LEN};
+use smallvec::SmallVec;
 
 use super::{AggKind, AggregateOp, Keyed, Prefetched};
 use crate::epoch::{state_err, EpochCtx};
@@ -17,22 +20,22 @@ use crate::ops::merge::{merged_scan, Entry};
 const OCCURRENCE_LEN: usize = 12;
 
 /// The first value of a multiset after this epoch's `changed` entries (the last when
-/// `reverse`; NULL when empty). `occurrences`: its entries are occurrences (value only)
-/// rather than counted entries.
+/// `reverse`; NULL when empty). `occurrences`: how to read its entries when they are
+/// occurrences rather than counted entries.
 fn first_surviving(
     ctx: &EpochCtx<'_>,
     prefix: &[u8],
     changed: &BTreeMap<Vec<u8>, (Datum, i64, i64)>,
     reverse: bool,
-    occurrences: bool,
+    occurrences: Option<&Occurrences>,
 ) -> Result<Datum> {
     let mut first = Datum::Null;
-    merged_scan(ctx.snapshot, prefix, changed, reverse, |_, entry| {
-        match entry {
-            Entry::Changed((_, _, n)) if *n <= 0 => return Ok(true),
-            Entry::Changed((v, _, _)) => first = v.clone(),
-            Entry::Stored(b) if occurrences => first = occurrence_value(b)?,
-            Entry::Stored(b) => first = entry_value(b)?.1,
+    merged_scan(ctx.snapshot, prefix, changed, reverse, |suffix, entry| {
+        match (entry, occurrences) {
+            (Entry::Changed((_, _, n)), _) if *n <= 0 => return Ok(true),
+            (Entry::Changed((v, _, _)), _) => first = v.clone(),
+            (Entry::Stored(b), Some(o)) => first = o.value(suffix, b)?,
+            (Entry::Stored(b), None) => first = entry_value(b)?.1,
         }
         Ok(false)
     })?;
@@ -61,7 +64,7 @@ impl AggregateOp {
             return Ok((old_v.clone(), old_v));
         }
         let changed = self.apply_multiset(prefix, values, prefetched, ctx)?;
-        Ok((old_v, first_surviving(ctx, prefix, &changed, false, false)?))
+        Ok((old_v, first_surviving(ctx, prefix, &changed, false, None)?))
     }
 
     /// MIN/MAX over multiset `agg` (keyed as its values encode): applies `values` when
@@ -114,11 +117,11 @@ impl AggregateOp {
             let mut first: Option<(&[u8], &Datum)> = None;
             for (k, v, w) in values {
                 if write && self.occurrences {
+                    let o = self.occurrences_of(agg);
                     for _ in 0..*w {
                         let id = self.occurrence_id(ctx);
-                        ctx.batch.put_with(&[&prefix, k.as_slice(), &id], |buf| {
-                            row_codec::encode_row(std::slice::from_ref(v), buf);
-                        });
+                        ctx.batch
+                            .put_with(&[&prefix, k.as_slice(), &id], |buf| o.payload(v, buf));
                     }
                 } else if write {
                     ctx.batch.merge_with(&[&prefix, k.as_slice()], |buf| {
@@ -133,7 +136,7 @@ impl AggregateOp {
         }
         let prefix = self.multiset_prefix(agg, group);
         let changed = if self.occurrences {
-            self.occurrence_changes(&prefix, values, ctx, write)?
+            self.occurrence_changes(agg, &prefix, values, ctx, write)?
         } else if write {
             self.apply_multiset(&prefix, values, prefetched, ctx)?
         } else {
@@ -148,7 +151,29 @@ impl AggregateOp {
             };
             return Ok(first.map_or_else(|| old_v.clone(), |(_, (v, _, _))| pick(v)));
         }
-        first_surviving(ctx, &prefix, &changed, reverse, self.occurrences)
+        let occurrences = self.occurrences.then(|| self.occurrences_of(agg));
+        first_surviving(ctx, &prefix, &changed, reverse, occurrences.as_ref())
+    }
+
+    /// How aggregate `agg` (a MIN or MAX keeping its multiset) writes and reads occurrences.
+    fn occurrences_of(&self, agg: usize) -> Occurrences {
+        let spec = &self.aggs[agg];
+        Occurrences {
+            kind: match &spec.arg_type {
+                DataType::Boolean => Some(KeyKind::Bool),
+                DataType::Int16 => Some(KeyKind::Int16),
+                DataType::Int32 => Some(KeyKind::Int32),
+                DataType::Int64 => Some(KeyKind::Int64),
+                DataType::Float32 => Some(KeyKind::Float32),
+                DataType::Float64 => Some(KeyKind::Float64),
+                DataType::Date32 => Some(KeyKind::Date),
+                DataType::Time64(TimeUnit::Microsecond) => Some(KeyKind::Time),
+                DataType::Timestamp(TimeUnit::Microsecond, _) => Some(KeyKind::Timestamp),
+                DataType::Utf8 => Some(KeyKind::Text),
+                _ => None,
+            },
+            complemented: spec.kind == AggKind::Max,
+        }
     }
 
     /// A new occurrence id, unique among this operator's entries: no two epochs that write
@@ -170,6 +195,7 @@ impl AggregateOp {
     /// counts 0 or 1.
     fn occurrence_changes(
         &self,
+        agg: usize,
         prefix: &[u8],
         values: &[Keyed],
         ctx: &mut EpochCtx<'_>,
@@ -179,6 +205,7 @@ impl AggregateOp {
         for (k, v, w) in values {
             net.entry(k.as_slice()).or_insert((v, 0)).1 += w;
         }
+        let o = self.occurrences_of(agg);
         let mut changed = BTreeMap::new();
         for (k, (v, n)) in net {
             if n > 0 {
@@ -186,9 +213,8 @@ impl AggregateOp {
                     let id = self.occurrence_id(ctx);
                     let suffix = [k, id.as_slice()].concat();
                     if write {
-                        ctx.batch.put_with(&[prefix, &suffix], |buf| {
-                            row_codec::encode_row(std::slice::from_ref(v), buf);
-                        });
+                        ctx.batch
+                            .put_with(&[prefix, &suffix], |buf| o.payload(v, buf));
                     }
                     changed.insert(suffix, (v.clone(), 0, 1));
                 }
@@ -370,14 +396,60 @@ fn entry_value(b: &[u8]) -> Result<(i64, Datum)> {
     Ok((n, row.pop().unwrap_or(Datum::Null)))
 }
 
-/// The value of a stored occurrence entry.
-fn occurrence_value(b: &[u8]) -> Result<Datum> {
-    let mut row = row_codec::decode_row(b).map_err(state_err)?;
-    match (row.pop(), row.is_empty()) {
-        (Some(v), true) => Ok(v),
-        _ => Err(DataFusionError::Internal(
-            "corrupt aggregate occurrence entry".into(),
-        )),
+/// How a MIN or MAX multiset's occurrence entries hold their value: an entry's value is empty
+/// when its key says it all (values of a kind `key_codec::decode_value` reads back exactly),
+/// otherwise the value's row encoding.
+pub(super) struct Occurrences {
+    /// The kind of the values, when keys can be decoded.
+    kind: Option<KeyKind>,
+    /// The value keys are complemented (a MAX's own multiset).
+    complemented: bool,
+}
+
+impl Occurrences {
+    /// Appends what an occurrence entry of `v` stores: nothing when its key decodes to `v`
+    /// (a value of another kind than the argument's type promised keeps its encoding).
+    fn payload(&self, v: &Datum, buf: &mut Vec<u8>) {
+        let decodes = matches!(
+            (self.kind, v),
+            (Some(KeyKind::Bool), Datum::Bool(_))
+                | (Some(KeyKind::Int16), Datum::Int16(_))
+                | (Some(KeyKind::Int32), Datum::Int32(_))
+                | (Some(KeyKind::Int64), Datum::Int64(_))
+                | (Some(KeyKind::Float32), Datum::Float32(_))
+                | (Some(KeyKind::Float64), Datum::Float64(_))
+                | (Some(KeyKind::Date), Datum::Date(_))
+                | (Some(KeyKind::Time), Datum::Time(_))
+                | (Some(KeyKind::Timestamp), Datum::Timestamp(_))
+                | (Some(KeyKind::Text), Datum::Text(_))
+        );
+        if !decodes {
+            row_codec::encode_row(std::slice::from_ref(v), buf);
+        }
+    }
+
+    /// The value of the occurrence entry with key suffix `suffix` (value key ++ occurrence
+    /// id) storing `stored`.
+    fn value(&self, suffix: &[u8], stored: &[u8]) -> Result<Datum> {
+        let corrupt = || DataFusionError::Internal("corrupt aggregate occurrence entry".into());
+        if let (Some(kind), true) = (self.kind, stored.is_empty()) {
+            let key = suffix
+                .get(..suffix.len().saturating_sub(OCCURRENCE_LEN))
+                .filter(|k| !k.is_empty())
+                .ok_or_else(corrupt)?;
+            return if self.complemented {
+                let key: SmallVec<[u8; 16]> = key.iter().map(|b| !b).collect();
+                key_codec::decode_value(kind, &key)
+            } else {
+                key_codec::decode_value(kind, key)
+            }
+            .map_err(state_err);
+        }
+        let mut row = row_codec::decode_row(stored).map_err(state_err)?;
+        match (row.pop(), row.is_empty()) {
+            (Some(v), true) => Ok(v),
+            _ => Err(corrupt()),
+        }
     }
 }
 
