@@ -6,6 +6,8 @@
 //! steps than scattered ones. A batch holding a range delete keeps its order instead, as a
 //! later put may fall inside the range.
 
+use crate::{Error, Result};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WriteKind {
     Put,
@@ -101,10 +103,116 @@ impl WriteBatch {
         let data = &self.data;
         let slice = move |(at, len): (usize, usize)| &data[at..at + len];
         if !self.has_range {
-            self.ops.sort_by(|a, b| slice(a.key).cmp(slice(b.key)));
+            // Writes of one key keep the order made: their keys' places in `data` grow with it.
+            self.ops.sort_unstable_by(|a, b| {
+                slice(a.key).cmp(slice(b.key)).then(a.key.0.cmp(&b.key.0))
+            });
         }
         self.ops
             .iter()
             .map(move |op| (op.kind, slice(op.key), slice(op.value)))
+    }
+}
+
+impl WriteBatch {
+    /// The writes in RocksDB's write batch representation, in [`WriteBatch::ordered`] order,
+    /// each in the column family `family_id` gives for its key: built here in one buffer
+    /// rather than by one FFI call per write. The format (rocksdb/db/write_batch.cc): a
+    /// 12-byte header (sequence number, then the count, little-endian), then per write a tag,
+    /// the family id (varint32, omitted with the default family's tags), the key and, but for
+    /// deletes, the value, each varint32-length-prefixed. The `rep_matches_rocksdb` test
+    /// checks it against RocksDB's own batches.
+    pub(crate) fn rocksdb_rep(&mut self, family_id: impl Fn(&[u8]) -> u32) -> Vec<u8> {
+        let mut rep = Vec::with_capacity(12 + self.data.len() + self.ops.len() * 8);
+        rep.extend_from_slice(&[0; 8]);
+        rep.extend_from_slice(&(self.ops.len() as u32).to_le_bytes());
+        for (kind, key, value) in self.ordered() {
+            let cf = family_id(key);
+            // (tag in the default family, tag with a family id)
+            let (plain, with_cf) = match kind {
+                WriteKind::Delete => (0x00, 0x04),
+                WriteKind::Put => (0x01, 0x05),
+                WriteKind::Merge => (0x02, 0x06),
+                WriteKind::DeleteRange => (0x0F, 0x0E),
+            };
+            if cf == 0 {
+                rep.push(plain);
+            } else {
+                rep.push(with_cf);
+                push_varint32(&mut rep, cf);
+            }
+            push_slice(&mut rep, key);
+            if kind != WriteKind::Delete {
+                push_slice(&mut rep, value);
+            }
+        }
+        rep
+    }
+}
+
+fn push_varint32(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn push_slice(out: &mut Vec<u8>, s: &[u8]) {
+    push_varint32(out, s.len() as u32);
+    out.extend_from_slice(s);
+}
+
+/// The id of column family `cf` in RocksDB's write batch format, read from a batch RocksDB
+/// builds with one write to it.
+pub(crate) fn family_id(cf: &rocksdb::ColumnFamily) -> Result<u32> {
+    let mut b = rocksdb::WriteBatch::default();
+    b.put_cf(cf, b"k", b"");
+    let corrupt = || Error::Corrupt("unexpected RocksDB write batch format".into());
+    match b.data().get(12..).ok_or_else(corrupt)? {
+        [0x01, ..] => Ok(0),
+        [0x05, rest @ ..] => {
+            let mut id = 0u32;
+            for (i, &byte) in rest.iter().take(5).enumerate() {
+                id |= u32::from(byte & 0x7F) << (7 * i);
+                if byte < 0x80 {
+                    return Ok(id);
+                }
+            }
+            Err(corrupt())
+        }
+        _ => Err(corrupt()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_sorts_keys_and_keeps_the_order_of_writes_to_one_key() {
+        let mut b = WriteBatch::default();
+        for i in 0..50u8 {
+            b.put([i % 7], [i]);
+            if i % 5 == 0 {
+                b.delete([i % 7]);
+            }
+        }
+        let got: Vec<(WriteKind, Vec<u8>, Vec<u8>)> = b
+            .ordered()
+            .map(|(k, key, v)| (k, key.to_vec(), v.to_vec()))
+            .collect();
+        let mut expected = Vec::new();
+        for key in 0..7u8 {
+            for i in 0..50u8 {
+                if i % 7 == key {
+                    expected.push((WriteKind::Put, vec![key], vec![i]));
+                    if i % 5 == 0 {
+                        expected.push((WriteKind::Delete, vec![key], vec![]));
+                    }
+                }
+            }
+        }
+        assert_eq!(got, expected);
     }
 }

@@ -60,7 +60,9 @@ fn count_read(key: &[u8]) {
     }
 }
 
-use crate::batch::{WriteBatch, WriteKind};
+use crate::batch::WriteBatch;
+#[cfg(test)]
+use crate::batch::WriteKind;
 
 /// Column families: one per keyspace, so each has its own memtable and files. Sequential
 /// keys (table rows by id, append-only view rows) then make non-overlapping files that
@@ -92,17 +94,37 @@ const SCATTERED_L0_FILES: i32 = 64;
 
 /// The column family handles, by [`FAMILIES`] index; the default family last.
 #[derive(Clone, Copy)]
-struct Families([&'static ColumnFamily; FAMILIES.len() + 1]);
+struct Families {
+    handles: [&'static ColumnFamily; FAMILIES.len() + 1],
+    /// Their ids in RocksDB's write batch format.
+    ids: [u32; FAMILIES.len() + 1],
+}
 
 impl Families {
-    /// The family holding `key` (by its keyspace byte).
-    fn of(&self, key: &[u8]) -> &'static ColumnFamily {
+    fn new(handles: [&'static ColumnFamily; FAMILIES.len() + 1]) -> Result<Self> {
+        let mut ids = [0; FAMILIES.len() + 1];
+        for (id, cf) in ids.iter_mut().zip(handles) {
+            *id = crate::batch::family_id(cf)?;
+        }
+        Ok(Families { handles, ids })
+    }
+
+    fn index(key: &[u8]) -> usize {
         let first = key.first().copied();
-        let i = FAMILIES
+        FAMILIES
             .iter()
             .position(|(b, _)| Some(*b) == first)
-            .unwrap_or(FAMILIES.len());
-        self.0[i]
+            .unwrap_or(FAMILIES.len())
+    }
+
+    /// The family holding `key` (by its keyspace byte).
+    fn of(&self, key: &[u8]) -> &'static ColumnFamily {
+        self.handles[Self::index(key)]
+    }
+
+    /// The id of the family holding `key`.
+    fn id_of(&self, key: &[u8]) -> u32 {
+        self.ids[Self::index(key)]
     }
 }
 
@@ -223,11 +245,11 @@ impl Store {
             handles.push(handle(name)?);
         }
         handles.push(handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)?);
-        let families = Families(
+        let families = Families::new(
             handles
                 .try_into()
                 .map_err(|_| Error::Corrupt("column families".into()))?,
-        );
+        )?;
         tracing::info!(path = %dir.display(), "state store opened");
         Ok(Store {
             db,
@@ -251,17 +273,10 @@ impl Store {
     fn write_opt(&self, mut batch: WriteBatch, sync: bool) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
-        let mut rb = rocksdb::WriteBatch::default();
-        for (kind, key, value) in batch.ordered() {
-            let cf = self.families.of(key);
-            match kind {
-                WriteKind::Put => rb.put_cf(cf, key, value),
-                WriteKind::Delete => rb.delete_cf(cf, key),
-                WriteKind::Merge => rb.merge_cf(cf, key, value),
-                WriteKind::DeleteRange => rb.delete_range_cf(cf, key, value),
-            }
-        }
-        self.db.write_opt(rb, &wo)?;
+        let families = self.families;
+        let rep = batch.rocksdb_rep(|key| families.id_of(key));
+        self.db
+            .write_opt(rocksdb::WriteBatch::from_data(&rep), &wo)?;
         Ok(())
     }
 
@@ -291,7 +306,7 @@ impl Store {
     pub fn memory_usage(&self) -> Result<Vec<(&'static str, u64)>> {
         let sum = |property: &str| -> Result<u64> {
             let mut total = 0;
-            for cf in self.families.0 {
+            for cf in self.families.handles {
                 total += self.db.property_int_value_cf(cf, property)?.unwrap_or(0);
             }
             Ok(total)
@@ -299,7 +314,7 @@ impl Store {
         let cache = |property: &str| -> Result<u64> {
             Ok(self
                 .db
-                .property_int_value_cf(self.families.0[0], property)?
+                .property_int_value_cf(self.families.handles[0], property)?
                 .unwrap_or(0))
         };
         Ok(vec![
@@ -662,6 +677,53 @@ mod tests {
         );
         assert!(s.scan_reverse(b"ob", Some(b"ob1"), 10).unwrap().is_empty());
         assert!(s.scan_reverse(b"od", None, 10).unwrap().is_empty());
+    }
+
+    /// The representation `WriteBatch::rocksdb_rep` builds is byte for byte the one RocksDB
+    /// builds through its API, in every family and for every kind of write.
+    #[test]
+    fn rep_matches_rocksdb() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StateConfig::for_test()).unwrap();
+        let fill = |b: &mut WriteBatch, range: bool| {
+            for (i, first) in [b'd', b'o', b'a', b'l', b'm', b's', b'v', b'z', b'o']
+                .into_iter()
+                .enumerate()
+            {
+                let key = |n: u8| vec![first, n, i as u8];
+                b.put(key(3), vec![7u8; 200 * i]);
+                b.merge(key(1), counted(2, b"x"));
+                b.delete(key(2));
+                b.put(key(0), b"");
+                if range && i % 2 == 0 {
+                    b.delete_range(key(0), key(9));
+                }
+            }
+        };
+        for range in [false, true] {
+            let mut ours = WriteBatch::default();
+            fill(&mut ours, range);
+            let families = store.families;
+            let rep = ours.rocksdb_rep(|k| families.id_of(k));
+            let mut theirs = WriteBatch::default();
+            fill(&mut theirs, range);
+            let mut rb = rocksdb::WriteBatch::default();
+            for (kind, key, value) in theirs.ordered() {
+                let cf = families.of(key);
+                match kind {
+                    WriteKind::Put => rb.put_cf(cf, key, value),
+                    WriteKind::Delete => rb.delete_cf(cf, key),
+                    WriteKind::Merge => rb.merge_cf(cf, key, value),
+                    WriteKind::DeleteRange => rb.delete_range_cf(cf, key, value),
+                }
+            }
+            assert_eq!(rep, rb.data(), "range deletes: {range}");
+        }
+        // And RocksDB applies it.
+        let mut b = WriteBatch::default();
+        b.put(b"d\x01k", b"v");
+        store.write(b).unwrap();
+        assert_eq!(store.get(b"d\x01k").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
     #[test]
