@@ -1,6 +1,7 @@
 //! Write batches: an atomic group of puts, merges and deletes, applied by [`crate::Store::write`].
 //!
-//! Keys and values are gathered in one buffer. At commit the writes go to RocksDB in key
+//! Keys and values are gathered in one buffer. At commit the writes go to RocksDB, as one
+//! prebuilt write batch representation ([`WriteBatch::rocksdb_rep`]), in key
 //! order (writes of one key in the order made, so the later wins): its memtable inserts each
 //! key starting from where the previous one went, so sorted inserts cost far fewer skip-list
 //! steps than scattered ones. A batch holding a range delete keeps its order instead, as a
