@@ -115,9 +115,9 @@ impl AggregateOp {
                 Vec::new()
             };
             let mut first: Option<(&[u8], &Datum)> = None;
+            let o = self.occurrences_of(agg);
             for (k, v, w) in values {
                 if write && self.occurrences {
-                    let o = self.occurrences_of(agg);
                     for _ in 0..*w {
                         let id = self.occurrence_id(ctx);
                         ctx.batch
