@@ -113,9 +113,7 @@ impl WriteBatch {
             .iter()
             .map(move |op| (op.kind, slice(op.key), slice(op.value)))
     }
-}
 
-impl WriteBatch {
     /// The writes in RocksDB's write batch representation, in [`WriteBatch::ordered`] order,
     /// each in the column family `family_id` gives for its key: built here in one buffer
     /// rather than by one FFI call per write. The format (rocksdb/db/write_batch.cc): a

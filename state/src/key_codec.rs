@@ -166,6 +166,25 @@ pub enum KeyKind {
     Text,
 }
 
+impl KeyKind {
+    /// The kind of `v`, when [`decode_value`] reads it back from its key (NULL has none).
+    pub fn of(v: &Datum) -> Option<KeyKind> {
+        Some(match v {
+            Datum::Bool(_) => KeyKind::Bool,
+            Datum::Int16(_) => KeyKind::Int16,
+            Datum::Int32(_) => KeyKind::Int32,
+            Datum::Int64(_) => KeyKind::Int64,
+            Datum::Float32(_) => KeyKind::Float32,
+            Datum::Float64(_) => KeyKind::Float64,
+            Datum::Date(_) => KeyKind::Date,
+            Datum::Time(_) => KeyKind::Time,
+            Datum::Timestamp(_) => KeyKind::Timestamp,
+            Datum::Text(_) => KeyKind::Text,
+            _ => return None,
+        })
+    }
+}
+
 /// The value whose [`encode_value`] bytes are exactly `b` (NULL, or a value of `kind`); every
 /// encoding of these kinds is one-to-one, so the value is the one encoded, bit for bit.
 pub fn decode_value(kind: KeyKind, b: &[u8]) -> Result<Datum> {
@@ -359,6 +378,7 @@ mod tests {
             ])
         ) {
             let key = enc(vec![v.clone()]);
+            prop_assert!(v.is_null() || KeyKind::of(&v) == Some(kind));
             let back = decode_value(kind, &key).expect("decodes");
             // Bit for bit (floats: NaN payloads and -0.0 included).
             prop_assert_eq!(enc(vec![back]), key);

@@ -410,20 +410,7 @@ impl Occurrences {
     /// Appends what an occurrence entry of `v` stores: nothing when its key decodes to `v`
     /// (a value of another kind than the argument's type promised keeps its encoding).
     fn payload(&self, v: &Datum, buf: &mut Vec<u8>) {
-        let decodes = matches!(
-            (self.kind, v),
-            (Some(KeyKind::Bool), Datum::Bool(_))
-                | (Some(KeyKind::Int16), Datum::Int16(_))
-                | (Some(KeyKind::Int32), Datum::Int32(_))
-                | (Some(KeyKind::Int64), Datum::Int64(_))
-                | (Some(KeyKind::Float32), Datum::Float32(_))
-                | (Some(KeyKind::Float64), Datum::Float64(_))
-                | (Some(KeyKind::Date), Datum::Date(_))
-                | (Some(KeyKind::Time), Datum::Time(_))
-                | (Some(KeyKind::Timestamp), Datum::Timestamp(_))
-                | (Some(KeyKind::Text), Datum::Text(_))
-        );
-        if !decodes {
+        if self.kind.is_none() || KeyKind::of(v) != self.kind {
             row_codec::encode_row(std::slice::from_ref(v), buf);
         }
     }
