@@ -10,7 +10,9 @@
 //! epoch is as durable and atomic as before. A **fold** writes each logged group's latest
 //! value to its key and deletes the folded log entries, in one batch of its own:
 //!
-//! * when the log passes its budget, or the aggregate's cache (which must keep every group
+//! * when the logs of all views together pass their budget (they share one memtable sized to
+//!   hold them, flushed after each fold: `Store::flush_contents_log` in freshet-state, so
+//!   folded entries never reach a file), or the aggregate's cache (which must keep every group
 //!   whose stored entry lags: `Cache::hold` in ops/cache.rs) passes its own;
 //! * before anything reads the contents: a statement whose plan scans the view, `FLUSH`, a
 //!   new view's backfill ([`Dataflows::log_generation`](crate::Dataflows::log_generation)
@@ -121,7 +123,7 @@ fn entries(mut buf: &[u8]) -> impl Iterator<Item = Result<(&[u8], Option<&[u8]>)
 }
 
 impl ContentsLog {
-    /// The log of view `view`, folded once past `budget` bytes.
+    /// The log of view `view`, folded once all views' logs hold more than `budget` bytes.
     pub fn new(view: TableId, budget: usize) -> Self {
         Self {
             prefix: contents_log_prefix(view),
@@ -149,9 +151,14 @@ impl ContentsLog {
         self.bytes.load(Ordering::Relaxed) > 0
     }
 
-    /// Whether the log passed its budget.
-    pub fn over_budget(&self) -> bool {
-        self.bytes.load(Ordering::Relaxed) > self.budget
+    /// Bytes logged since the last fold.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The budget of all views' logs together (each log is given the same).
+    pub fn budget(&self) -> usize {
+        self.budget
     }
 
     /// Writes into `batch` the latest logged value of every group in the log `snapshot` holds

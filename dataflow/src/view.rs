@@ -438,12 +438,26 @@ impl Dataflows {
         self.must_fold.load(Ordering::SeqCst)
     }
 
-    /// Whether a contents log, or the cache keeping its groups, passed its budget.
+    /// Bytes the contents logs took since their last fold (as written by this process).
+    pub fn logged_bytes(&self) -> usize {
+        let views = self.read();
+        let logs = views.values().filter_map(|v| v.contents_log());
+        logs.map(|(log, _, _)| log.bytes()).sum()
+    }
+
+    /// Whether the contents logs together, or a cache keeping a log's groups, passed their
+    /// budget.
     pub fn wants_fold(&self) -> bool {
-        self.read().values().any(|v| {
-            v.contents_log()
-                .is_some_and(|(log, _, op)| log.over_budget() || op.cache.over_budget())
-        })
+        let views = self.read();
+        let (mut logged, mut budget) = (0, usize::MAX);
+        for (log, _, op) in views.values().filter_map(|v| v.contents_log()) {
+            if op.cache.over_budget() {
+                return true;
+            }
+            logged += log.bytes();
+            budget = budget.min(log.budget());
+        }
+        logged > budget
     }
 
     /// Writes into `batch` every contents log's groups (their latest values, as of

@@ -29,10 +29,11 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_BLOCK_CACHE_MB", default_value_t = 256)]
     pub block_cache_mb: usize,
 
-    /// Contents log of aggregate views, in MiB: epochs log their changed groups in one
-    /// sequential entry, written to the groups' own entries once this much is logged or
-    /// before a reader needs them. 0 writes every changed group in its epoch. Per view; at
-    /// startup a view reads at most this much of its log back.
+    /// Contents logs of aggregate views, in MiB, all views together: epochs log their changed
+    /// groups in one sequential entry, written to the groups' own entries once this much is
+    /// logged or before a reader needs them. 0 writes every changed group in its epoch. The
+    /// logs are kept in memory (a memtable of 1.25 times this) as well as in the write-ahead
+    /// log; at startup at most this much is read back.
     #[arg(long, env = "FRESHET_CONTENTS_LOG_MB", default_value_t = 128)]
     pub contents_log_mb: usize,
 

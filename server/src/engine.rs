@@ -139,12 +139,24 @@ impl Engine {
     /// log already holds durably, and a later synced commit syncs it too.
     pub fn fold(&self, _writer: &mut WriteState, why: FoldReason) -> datafusion::error::Result<()> {
         let snapshot = self.store.snapshot();
+        let logged = self.dataflows.logged_bytes();
         let mut batch = WriteBatch::default();
         self.dataflows.fold(&snapshot, &mut batch)?;
         if !batch.is_empty() {
             self.store
                 .write_unsynced(batch)
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            // The logs' memtable now holds the folded entries with their deletions; once
+            // they fill more than its headroom over the budget, flush it, which drops both
+            // (otherwise the epochs logged until it fills would reach a file). Small folds,
+            // for readers, leave theirs to a later flush: one per fold would start a file
+            // and a write-ahead log file per statement.
+            if logged > self.contents_log_bytes / 4 {
+                if let Err(e) = self.store.flush_contents_log() {
+                    // The next epochs' entries then reach a file: slower, not wrong.
+                    tracing::warn!(error = %e, "flushing the folded contents logs failed");
+                }
+            }
         }
         self.dataflows.folded();
         self.folds[why as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -35,6 +35,7 @@ impl Server {
         let config = StateConfig {
             sync_commits: opts.sync_commits,
             block_cache_bytes: opts.block_cache_mb << 20,
+            contents_log_bytes: opts.contents_log_mb << 20,
             ..StateConfig::default()
         };
         let store = Store::open(&opts.data_dir.join("state"), &config)
