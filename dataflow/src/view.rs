@@ -2,7 +2,7 @@
 //! view's dataflow for each epoch.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -396,6 +396,10 @@ fn picked_rows(delta: &Delta, rows: &[(usize, i64)]) -> Result<Vec<(Vec<Datum>, 
         .collect())
 }
 
+/// Most an epoch's batch reserves for its views' writes (a bulk change's epoch is not a
+/// reason for the next to start large).
+const RESERVE_BYTES: usize = 16 << 20;
+
 /// Every running view, in creation (= dependency) order.
 #[derive(Debug, Default)]
 pub struct Dataflows {
@@ -406,6 +410,9 @@ pub struct Dataflows {
     /// Some aggregate cache lost groups its contents log still holds (a failed epoch, a
     /// restart): fold before the next epoch.
     must_fold: AtomicBool,
+    /// Bytes and writes the last epoch's views added to its batch: the next epoch reserves
+    /// as much up front (at most [`RESERVE_BYTES`]).
+    last_epoch: (AtomicUsize, AtomicUsize),
 }
 
 impl Dataflows {
@@ -534,6 +541,14 @@ impl Dataflows {
         batch: &mut WriteBatch,
     ) -> Result<()> {
         let views: Vec<Arc<MaterializedView>> = self.read().values().cloned().collect();
+        let (bytes, writes) = (batch.bytes(), batch.len());
+        batch.reserve(
+            self.last_epoch.0.load(Ordering::Relaxed).min(RESERVE_BYTES),
+            self.last_epoch
+                .1
+                .load(Ordering::Relaxed)
+                .min(RESERVE_BYTES / 64),
+        );
         let mut changed: HashSet<TableId> = changes.changed().collect();
         let read: HashSet<TableId> = views.iter().flat_map(|v| v.inputs.clone()).collect();
         for view in views {
@@ -555,6 +570,9 @@ impl Dataflows {
                 changes.tables.insert(view.id, out);
             }
         }
+        let added = (batch.bytes() - bytes, batch.len() - writes);
+        self.last_epoch.0.store(added.0, Ordering::Relaxed);
+        self.last_epoch.1.store(added.1, Ordering::Relaxed);
         Ok(())
     }
 

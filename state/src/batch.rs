@@ -90,6 +90,18 @@ impl WriteBatch {
         self.push(WriteKind::DeleteRange, begin.as_ref(), end.as_ref());
     }
 
+    /// Makes room for `bytes` more of keys and values in `writes` more writes: a batch that
+    /// would otherwise grow by doubling copies what it holds each time.
+    pub fn reserve(&mut self, bytes: usize, writes: usize) {
+        self.data.reserve(bytes);
+        self.ops.reserve(writes);
+    }
+
+    /// Bytes of keys and values so far.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
     /// Number of writes.
     pub fn len(&self) -> usize {
         self.ops.len()

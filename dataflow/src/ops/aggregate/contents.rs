@@ -40,7 +40,8 @@ pub struct ContentsLayout {
 impl ContentsLayout {
     /// The contents key of the group whose output group columns are `group`.
     pub(super) fn key(&self, group: &[Datum]) -> Vec<u8> {
-        let mut k = self.prefix.clone();
+        let mut k = Vec::with_capacity(self.prefix.len() + 16 * self.key_columns);
+        k.extend_from_slice(&self.prefix);
         for &c in &self.columns[..self.key_columns] {
             key_codec::encode_key(std::slice::from_ref(&group[c]), &mut k);
         }
@@ -141,7 +142,8 @@ impl AggregateOp {
         }
         let mut accs = Vec::with_capacity(keys.len());
         let mut entry = LogEntry::with_capacity(if log.is_some() {
-            values.len() + keys.len() * 16
+            let key_bytes: usize = keys.iter().map(|k| k.len() - layout.prefix.len()).sum();
+            values.len() + key_bytes + keys.len() * 8
         } else {
             0
         });

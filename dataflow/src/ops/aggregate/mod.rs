@@ -275,7 +275,8 @@ impl AggregateOp {
     }
 
     fn multiset_prefix(&self, agg: usize, group: &[u8]) -> Vec<u8> {
-        let mut k = self.prefix.clone();
+        let mut k = Vec::with_capacity(self.prefix.len() + 6 + group.len());
+        k.extend_from_slice(&self.prefix);
         k.push(b'm');
         k.push(agg as u8);
         push_len_prefixed(&mut k, group);
