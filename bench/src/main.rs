@@ -72,6 +72,11 @@ pub struct ViewsOpts {
     /// Only these scenarios (comma-separated: ingest,a,b,c,latency,postgres).
     #[arg(long, default_value = "ingest,a,b,c,latency,postgres")]
     only: String,
+    /// Runs of each load scenario, in rounds (ingest, a, b, c, then again), so that the
+    /// machine's speed drifting over minutes reaches every scenario alike; the table shows
+    /// each scenario's median run by server CPU, and every run's CPU is listed below it.
+    #[arg(long, default_value_t = 1)]
+    reps: usize,
 }
 
 /// A scenario's schema and view.
@@ -286,16 +291,32 @@ async fn views(o: ViewsOpts) -> anyhow::Result<()> {
         "# freshet-bench views: {} rows in COPY batches of {}, {} groups, block cache {} MB\n",
         o.rows, o.batch, o.groups, o.block_cache_mb
     );
-    let mut results: Vec<LoadResult> = Vec::new();
-    for s in scenarios(&o) {
-        if !only.contains(&s.name) {
-            continue;
+    let selected: Vec<Scenario> = scenarios(&o)
+        .into_iter()
+        .filter(|s| only.contains(&s.name))
+        .collect();
+    let mut runs: Vec<Vec<LoadResult>> = selected.iter().map(|_| Vec::new()).collect();
+    for round in 0..o.reps.max(1) {
+        for (s, runs) in selected.iter().zip(&mut runs) {
+            eprintln!("scenario {} (run {}) …", s.name, round + 1);
+            let r = run_scenario(s, &o).await?;
+            eprintln!("  cpu {:.1}s wall {:.1}s", r.cpu, r.wall.as_secs_f64());
+            runs.push(r);
         }
-        eprintln!("scenario {} …", s.name);
-        let r = run_scenario(&s, &o).await?;
-        eprintln!("  cpu {:.1}s wall {:.1}s", r.cpu, r.wall.as_secs_f64());
-        results.push(r);
     }
+    let all_cpu: Vec<(&str, Vec<f64>)> = runs
+        .iter()
+        .filter_map(|r| Some((r.first()?.name, r.iter().map(|r| r.cpu).collect())))
+        .collect();
+    // Each scenario's median run (the lower middle one of an even count).
+    let results: Vec<LoadResult> = runs
+        .into_iter()
+        .filter_map(|mut r| {
+            r.sort_by(|a, b| a.cpu.total_cmp(&b.cpu));
+            let mid = (r.len().max(1) - 1) / 2;
+            r.into_iter().nth(mid)
+        })
+        .collect();
     let ingest = results.iter().find(|r| r.name == "ingest").map(|r| r.cpu);
     if !results.is_empty() {
         println!("| scenario | server CPU s | wall s | maintenance CPU s | rows per maintenance CPU-s | peak RSS MB | state on disk MB |");
@@ -324,6 +345,17 @@ async fn views(o: ViewsOpts) -> anyhow::Result<()> {
             );
         }
         println!();
+        if o.reps > 1 {
+            println!(
+                "Median of {} runs per scenario; every run's server CPU s:",
+                o.reps
+            );
+            for (name, cpu) in &all_cpu {
+                let cpu: Vec<String> = cpu.iter().map(|c| format!("{c:.1}")).collect();
+                println!("- {name}: {}", cpu.join(", "));
+            }
+            println!();
+        }
         for r in results.iter().filter(|r| r.name == "b") {
             let samples: Vec<String> = r
                 .rss_samples
