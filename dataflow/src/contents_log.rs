@@ -11,8 +11,8 @@
 //! value to its key and deletes the folded log entries, in one batch of its own:
 //!
 //! * when the logs of all views together pass their budget (they share one memtable sized to
-//!   hold them, flushed after each fold: `Store::flush_contents_log` in freshet-state, so
-//!   folded entries never reach a file), or the aggregate's cache (which must keep every group
+//!   hold them, flushed after each large fold — `Store::flush_contents_log` in freshet-state
+//!   — so folded entries never reach a file), or the aggregate's cache (which must keep every group
 //!   whose stored entry lags: `Cache::hold` in ops/cache.rs) passes its own;
 //! * before anything reads the contents: a statement whose plan scans the view, `FLUSH`, a
 //!   new view's backfill ([`Dataflows::log_generation`](crate::Dataflows::log_generation)
