@@ -379,6 +379,34 @@ def test_metrics_say_where_rocksdb_memory_is(freshet):
         assert all(v >= 0 for v in after.values())
 
 
+def test_contents_log_budget_bounds_all_views_together(tmp_path):
+    """The contents log budget (1 MiB here) bounds the logs of all aggregate views together
+    (they share one memtable sized to it): two views each logging ~0.6-1 MB, under the budget
+    alone but over it together, are folded without any reader asking."""
+    from conftest import Freshet
+
+    server = Freshet(tmp_path, env={"FRESHET_CONTENTS_LOG_MB": "1"}).start()
+    try:
+        with server.connect() as c:
+            c.execute("CREATE TABLE t (id INT PRIMARY KEY, g INT, v INT)")
+            for name in ("va", "vb"):
+                c.execute(f"CREATE MATERIALIZED VIEW {name} AS SELECT g, count(*) AS n, "
+                          "sum(v) AS s, min(v) AS lo, max(v) AS hi FROM t GROUP BY g")
+            over_budget = ("SELECT value FROM freshet_internal.metrics "
+                           "WHERE name = 'contents_log_folds_over_budget'")
+            before = c.execute(over_budget).fetchone()[0]
+            # 9,000 changed groups of 70-110 logged bytes per view, in three epochs.
+            for lo in (0, 3000, 6000):
+                c.execute("INSERT INTO t SELECT value, value + 0, value % 997 "
+                          f"FROM generate_series({lo}, {lo + 2999}) AS s(value)")
+            assert c.execute(over_budget).fetchone()[0] > before
+            expected = sorted((i, 1, i % 997, i % 997, i % 997) for i in range(9000))
+            for name in ("va", "vb"):
+                assert sorted(c.execute(f"SELECT g, n, s, lo, hi FROM {name}").fetchall()) == expected
+    finally:
+        server.stop()
+
+
 def test_contents_log_folds_keep_aggregate_views_exact(tmp_path):
     """An aggregate view logs each epoch's changed groups in one entry and folds them into the
     groups' own entries: when the log passes its budget (1 MiB here), before a statement
