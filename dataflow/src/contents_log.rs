@@ -42,8 +42,6 @@ const FOLD_PAGE: usize = 16;
 pub struct ContentsLog {
     /// `'l' <view id>`.
     prefix: Vec<u8>,
-    /// Fold when more than this many bytes were logged since the last fold.
-    budget: usize,
     /// Bytes logged since the last fold (as written by this process).
     bytes: AtomicUsize,
     /// Entries of epochs before this one are folded and deleted: folds start here, so they
@@ -123,11 +121,11 @@ fn entries(mut buf: &[u8]) -> impl Iterator<Item = Result<(&[u8], Option<&[u8]>)
 }
 
 impl ContentsLog {
-    /// The log of view `view`, folded once all views' logs hold more than `budget` bytes.
-    pub fn new(view: TableId, budget: usize) -> Self {
+    /// The log of view `view` (folded once all views' logs together pass the budget the
+    /// engine holds: [`Dataflows::wants_fold`](crate::Dataflows::wants_fold)).
+    pub fn new(view: TableId) -> Self {
         Self {
             prefix: contents_log_prefix(view),
-            budget,
             bytes: AtomicUsize::new(0),
             folded_below: AtomicU64::new(0),
             pending_below: AtomicU64::new(0),
@@ -154,11 +152,6 @@ impl ContentsLog {
     /// Bytes logged since the last fold.
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
-    }
-
-    /// The budget of all views' logs together (each log is given the same).
-    pub fn budget(&self) -> usize {
-        self.budget
     }
 
     /// Writes into `batch` the latest logged value of every group in the log `snapshot` holds

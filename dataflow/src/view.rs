@@ -108,14 +108,15 @@ impl MaterializedView {
         self
     }
 
-    /// When the root aggregate keeps its accumulators in the contents, and `budget` is not
-    /// zero: epochs after the backfill log their changed groups in one entry and a fold
-    /// writes them to their entries, once the log passes `budget` bytes or before a reader
-    /// needs them (see `contents_log.rs`). Not recorded anywhere: the log is empty after a
-    /// fold, and the first fold after a restart empties whatever log is there.
-    pub fn with_contents_log(mut self, budget: usize) -> Self {
+    /// When the root aggregate keeps its accumulators in the contents, and `logged`:
+    /// epochs after the backfill log their changed groups in one entry and a fold writes
+    /// them to their entries, once the logs pass their budget ([`Dataflows::wants_fold`])
+    /// or before a reader needs them (see `contents_log.rs`). Not recorded anywhere: the log
+    /// is empty after a fold, and the first fold after a restart empties whatever log is
+    /// there.
+    pub fn with_contents_log(mut self, logged: bool) -> Self {
         if let Some(layout) = &mut self.aggregate_contents {
-            layout.log = (budget > 0).then(|| ContentsLog::new(self.id, budget));
+            layout.log = logged.then(|| ContentsLog::new(self.id));
         }
         self
     }
@@ -452,17 +453,16 @@ impl Dataflows {
         logs.map(|(log, _, _)| log.bytes()).sum()
     }
 
-    /// Whether the contents logs together, or a cache keeping a log's groups, passed their
-    /// budget.
-    pub fn wants_fold(&self) -> bool {
+    /// Whether the contents logs together passed `budget` bytes, or a cache keeping a log's
+    /// groups passed its own budget.
+    pub fn wants_fold(&self, budget: usize) -> bool {
         let views = self.read();
-        let (mut logged, mut budget) = (0, usize::MAX);
+        let mut logged = 0;
         for (log, _, op) in views.values().filter_map(|v| v.contents_log()) {
             if op.cache.over_budget() {
                 return true;
             }
             logged += log.bytes();
-            budget = budget.min(log.budget());
         }
         logged > budget
     }

@@ -228,7 +228,7 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
     let view = Arc::new(
         MaterializedView::new(view_id, "v".into(), root.schema(), root)
             .with_aggregate_in_contents(layout != Layout::Own)
-            .with_contents_log(if layout == Layout::Logged { 1 } else { 0 }),
+            .with_contents_log(layout == Layout::Logged),
     );
     let flows = Dataflows::default();
     flows.insert(Arc::clone(&view));

@@ -25,8 +25,8 @@ pub struct Engine {
     write_lock: Mutex<WriteState>,
     /// Data entries read from the store until startup finished (see `freshet_internal.metrics`).
     startup_entries_read: std::sync::atomic::AtomicU64,
-    /// Contents log budget of new and rebuilt aggregate views, in bytes (0: none; see
-    /// `MaterializedView::with_contents_log`).
+    /// Contents log budget of all aggregate views together, in bytes (0: no logs; see
+    /// `MaterializedView::with_contents_log` and `Dataflows::wants_fold`).
     pub contents_log_bytes: usize,
     /// Contents log folds so far, by why: [`FoldReason`] as index.
     folds: [std::sync::atomic::AtomicU64; 3],
@@ -124,7 +124,7 @@ impl Engine {
         if result.is_err() {
             // Operator caches were written through for an epoch that did not commit.
             self.dataflows.forget_cached();
-        } else if self.dataflows.wants_fold() {
+        } else if self.dataflows.wants_fold(self.contents_log_bytes) {
             // The epoch committed; a fold that fails leaves the logs and held caches as they
             // were, and is tried again after the next epoch.
             if let Err(e) = self.fold(writer, FoldReason::OverBudget) {

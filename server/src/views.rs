@@ -120,7 +120,7 @@ pub async fn build(
         .with_append_only(&|r| sources.contains(&r))
         .with_aggregate_in_contents(layout.aggregate_in_contents)
         .with_occurrences(layout.min_max_occurrences)
-        .with_contents_log(engine.contents_log_bytes))
+        .with_contents_log(engine.contents_log_bytes > 0))
 }
 
 /// The catalog entry for a built view.
