@@ -474,3 +474,53 @@ def test_contents_log_folds_keep_aggregate_views_exact(tmp_path):
             assert sorted(c.execute(view).fetchall()) == expected()
     finally:
         server.stop()
+
+
+def test_staged_min_max_values_are_in_state_before_a_retraction(tmp_path):
+    """MIN/MAX arrivals of an aggregate view ride in its contents log (staged) until a fold
+    writes them into the aggregate's state. An epoch that retracts a value must see them: it
+    folds first and runs again. Staged values logged before a kill -9 are folded at restart,
+    and an occurrence staged after a restart never takes the place of one staged before it
+    (its id carries the epoch's sequence number, not only a per-process counter)."""
+    from conftest import Freshet
+
+    server = Freshet(tmp_path).start()
+    view = "SELECT g, lo, hi, n FROM m ORDER BY g"
+
+    def retraction_folds(c):
+        return c.execute("SELECT value FROM freshet_internal.metrics "
+                         "WHERE name = 'contents_log_folds_for_retractions'").fetchone()[0]
+
+    try:
+        with server.connect() as c:
+            c.execute("CREATE TABLE t (id INT PRIMARY KEY, g INT, v INT)")
+            c.execute("CREATE MATERIALIZED VIEW m AS SELECT g, min(v) AS lo, max(v) AS hi, "
+                      "count(*) AS n FROM t GROUP BY g")
+            # The first occurrence this process stages: counter 0; folded for the reader.
+            c.execute("INSERT INTO t VALUES (10, 2, 3)")
+            assert c.execute(view).fetchall() == [(2, 3, 3, 1)]
+        server.stop()
+        server.start()
+        with server.connect() as c:
+            # Counter 0 again after the restart, in another epoch; no reader before the DELETE.
+            c.execute("INSERT INTO t VALUES (11, 2, 3)")
+            for i, v in enumerate([5, 7, 9]):
+                c.execute(f"INSERT INTO t VALUES ({i}, 1, {v})")
+            before = retraction_folds(c)
+            c.execute("DELETE FROM t WHERE id IN (0, 10)")  # group 1's MIN, one of group 2's 3s
+            assert retraction_folds(c) == before + 1
+            assert c.execute(view).fetchall() == [(1, 7, 9, 2), (2, 3, 3, 1)]
+            c.execute("DELETE FROM t WHERE id = 2")  # group 1's MAX
+            assert c.execute(view).fetchall() == [(1, 7, 7, 1), (2, 3, 3, 1)]
+            # Staged, never read, then kill -9: the restarted server folds the log first.
+            c.execute("INSERT INTO t VALUES (20, 3, 1)")
+            c.execute("INSERT INTO t VALUES (21, 3, 2)")
+        server.kill9()
+        server.start()
+        with server.connect() as c:
+            c.execute("DELETE FROM t WHERE id = 20")
+            assert c.execute(view).fetchall() == [(1, 7, 7, 1), (2, 3, 3, 1), (3, 2, 2, 1)]
+            c.execute("DELETE FROM t WHERE id IN (1, 21)")
+            assert c.execute(view).fetchall() == [(2, 3, 3, 1)]
+    finally:
+        server.stop()

@@ -21,6 +21,19 @@
 //!   lagging groups (the log still has them: nothing is recomputed).
 //!
 //! Between folds a group changed in many epochs is written once instead of once per epoch.
+//!
+//! ## Staged occurrences
+//!
+//! The root aggregate's MIN/MAX arrivals (one occurrence entry per input row, at a scattered
+//! key: see ops/aggregate/mod.rs) ride in the log entry too, as *staged* records, instead of
+//! going to the epoch's batch. The fold writes them in runs of [`RUN_BYTES`], each sorted by
+//! key ([`WriteBatch`] orders its writes), so RocksDB's memtable takes them in key order —
+//! each insert lands next to the previous one — instead of ~1,000 scattered inserts per epoch,
+//! which cost ~650 ns each (benchmarks.md, session 17). Staged occurrences are pure
+//! additions: an epoch about to read a multiset holding staged occurrences (a MIN/MAX
+//! retraction) stops with [`needs_fold`], and the engine folds and runs it again; an aggregate
+//! that saw a retraction between two folds stages nothing until a fold window without one
+//! (`AggregateOp::folded`), so workloads with deletes or updates write as before.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -33,6 +46,45 @@ use crate::epoch::state_err;
 
 /// Length marking a deleted group in a log entry.
 const DELETED: u32 = u32::MAX;
+
+/// Key length marking an entry's section of staged occurrences: the section's length (u32
+/// LE) and its records follow, each the key's length (varint), the key — the entry's key
+/// after the operator's prefix, without the 8 bytes of the epoch's sequence number its
+/// occurrence id starts with (the log entry's key holds it) — the value's length (varint) and
+/// the value.
+const STAGED: u32 = u32::MAX - 1;
+
+/// Bytes of an occurrence id after the epoch's sequence number (see ops/aggregate).
+pub const STAGED_ID_TAIL: usize = 4;
+
+/// Bytes of staged occurrences a fold writes per write batch (each sorted): runs of at least
+/// a memtable's worth keep its inserts in key order.
+const RUN_BYTES: usize = 4 << 20;
+
+/// The error an epoch stops with when it must read a multiset whose occurrences are staged in
+/// a contents log: the caller folds the logs and runs the epoch again.
+pub fn needs_fold() -> DataFusionError {
+    DataFusionError::External(Box::new(NeedsFold))
+}
+
+/// Whether `e` is [`needs_fold`]'s.
+pub fn is_needs_fold(e: &DataFusionError) -> bool {
+    match e.find_root() {
+        DataFusionError::External(inner) => inner.is::<NeedsFold>(),
+        _ => false,
+    }
+}
+
+#[derive(Debug)]
+struct NeedsFold;
+
+impl std::fmt::Display for NeedsFold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("staged aggregate values must be folded before this epoch")
+    }
+}
+
+impl std::error::Error for NeedsFold {}
 
 /// Log entries read per page while folding (each holds one epoch's groups).
 const FOLD_PAGE: usize = 16;
@@ -81,10 +133,111 @@ impl LogEntry {
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
+
+    /// Appends the epoch's staged occurrence records ([`push_staged`]) as its section.
+    pub fn extend_staged(&mut self, records: &[u8]) {
+        if records.is_empty() {
+            return;
+        }
+        self.buf.extend_from_slice(&STAGED.to_le_bytes());
+        self.buf
+            .extend_from_slice(&(records.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(records);
+    }
 }
 
-/// The (key, value) pairs of a stored log entry, in the order written.
-fn entries(mut buf: &[u8]) -> impl Iterator<Item = Result<(&[u8], Option<&[u8]>)>> {
+/// Appends to `buf` a staged occurrence record: the operator state entry whose key is
+/// `key_parts` (after the operator's prefix), then the epoch's sequence number, then `tail`,
+/// holding what `value` appends.
+pub fn push_staged(
+    buf: &mut Vec<u8>,
+    key_parts: &[&[u8]],
+    tail: &[u8; STAGED_ID_TAIL],
+    value: impl FnOnce(&mut Vec<u8>),
+) {
+    let key_len = key_parts.iter().map(|p| p.len()).sum::<usize>() + STAGED_ID_TAIL;
+    push_varint(buf, key_len);
+    key_parts.iter().for_each(|p| buf.extend_from_slice(p));
+    buf.extend_from_slice(tail);
+    // Values are mostly empty (the key holds the value): one length byte, moved over for
+    // the rare long value.
+    let len_at = buf.len();
+    buf.push(0);
+    value(buf);
+    let value_len = buf.len() - len_at - 1;
+    if value_len < 0x80 {
+        buf[len_at] = value_len as u8;
+    } else {
+        let mut len = Vec::with_capacity(5);
+        push_varint(&mut len, value_len);
+        buf.splice(len_at..len_at + 1, len);
+    }
+}
+
+fn push_varint(buf: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
+/// The staged occurrence records of a section: (key without the sequence number, value).
+fn staged_records(mut buf: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8])>> {
+    fn varint(buf: &mut &[u8]) -> Result<usize> {
+        let mut n = 0usize;
+        for shift in (0..35).step_by(7) {
+            let (&b, rest) = buf.split_first().ok_or_else(truncated)?;
+            *buf = rest;
+            n |= usize::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(n);
+            }
+        }
+        Err(truncated())
+    }
+    fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
+        let (head, rest) = buf.split_at_checked(n).ok_or_else(truncated)?;
+        *buf = rest;
+        Ok(head)
+    }
+    std::iter::from_fn(move || {
+        if buf.is_empty() {
+            return None;
+        }
+        let mut next = || {
+            let k = varint(&mut buf)?;
+            let key = take(&mut buf, k)?;
+            let v = varint(&mut buf)?;
+            Ok((key, take(&mut buf, v)?))
+        };
+        let item = next();
+        if item.is_err() {
+            buf = &[];
+        }
+        Some(item)
+    })
+}
+
+fn truncated() -> DataFusionError {
+    DataFusionError::Internal("a contents log entry is truncated".into())
+}
+
+/// One record of a log entry.
+#[derive(Debug, PartialEq, Eq)]
+enum Record<'a> {
+    /// Group `key` (after the contents prefix) now stores the value; `None`: it is gone.
+    Group(&'a [u8], Option<&'a [u8]>),
+    /// A section of staged occurrence records ([`staged_records`]).
+    Staged(&'a [u8]),
+}
+
+fn malformed() -> DataFusionError {
+    DataFusionError::Internal("a contents log entry is malformed".into())
+}
+
+/// The records of a stored log entry, in the order written.
+fn entries(mut buf: &[u8]) -> impl Iterator<Item = Result<Record<'_>>> {
     fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
         if buf.len() < n {
             return Err(DataFusionError::Internal(
@@ -104,13 +257,17 @@ fn entries(mut buf: &[u8]) -> impl Iterator<Item = Result<(&[u8], Option<&[u8]>)
             return None;
         }
         let mut next = || {
-            let k = len(&mut buf)? as usize;
-            let key = take(&mut buf, k)?;
+            let k = len(&mut buf)?;
+            if k == STAGED {
+                let n = len(&mut buf)? as usize;
+                return Ok(Record::Staged(take(&mut buf, n)?));
+            }
+            let key = take(&mut buf, k as usize)?;
             let value = match len(&mut buf)? {
                 DELETED => None,
                 n => Some(take(&mut buf, n as usize)?),
             };
-            Ok((key, value))
+            Ok(Record::Group(key, value))
         };
         let item = next();
         if item.is_err() {
@@ -156,14 +313,20 @@ impl ContentsLog {
 
     /// Writes into `batch` the latest logged value of every group in the log `snapshot` holds
     /// (under `contents_prefix`), and deletes those log entries. Reads the log newest first, so
-    /// each group is written once. Call [`ContentsLog::folded`] once the batch committed.
+    /// each group is written once. Staged occurrences (under `op_prefix`) go to `write` in
+    /// batches of their own, committed before `batch`: writing them again after a crash
+    /// between the two is harmless (the same entries, which no later epoch removed). Call
+    /// [`ContentsLog::folded`] once the batch committed.
     pub fn fold(
         &self,
         snapshot: &Snapshot,
         batch: &mut WriteBatch,
         contents_prefix: &[u8],
+        op_prefix: &[u8],
+        write: &mut dyn FnMut(WriteBatch) -> Result<()>,
     ) -> Result<()> {
         let mut written: HashSet<Box<[u8]>> = HashSet::new();
+        let mut run = WriteBatch::default();
         let mut upper: Option<Vec<u8>> = None;
         let mut lower = self.prefix.clone();
         lower.extend_from_slice(&self.folded_below.load(Ordering::Relaxed).to_be_bytes());
@@ -174,15 +337,32 @@ impl ContentsLog {
             if upper.is_none() {
                 // The newest entry: everything up to it is folded once this batch commits.
                 if let Some(epoch) = page.first().and_then(|(k, _)| k.get(self.prefix.len()..)) {
-                    let epoch = u64::from_be_bytes(epoch.try_into().map_err(|_| {
-                        DataFusionError::Internal("a contents log key is malformed".into())
-                    })?);
+                    let epoch = u64::from_be_bytes(epoch.try_into().map_err(|_| malformed())?);
                     self.pending_below.store(epoch + 1, Ordering::Relaxed);
                 }
             }
             for (log_key, value) in &page {
+                let epoch = log_key.get(self.prefix.len()..).ok_or_else(malformed)?;
                 for item in entries(value) {
-                    let (key, value) = item?;
+                    let (key, value) = match item? {
+                        Record::Group(key, value) => (key, value),
+                        Record::Staged(section) => {
+                            for record in staged_records(section) {
+                                let (key, value) = record?;
+                                let at = key
+                                    .len()
+                                    .checked_sub(STAGED_ID_TAIL)
+                                    .ok_or_else(malformed)?;
+                                run.put_with(&[op_prefix, &key[..at], epoch, &key[at..]], |b| {
+                                    b.extend_from_slice(value)
+                                });
+                                if run.bytes() >= RUN_BYTES {
+                                    write(std::mem::take(&mut run))?;
+                                }
+                            }
+                            continue;
+                        }
+                    };
                     if written.contains(key) {
                         continue;
                     }
@@ -199,7 +379,8 @@ impl ContentsLog {
             }
             match page.last() {
                 Some((k, _)) if page.len() == FOLD_PAGE => upper = Some(k.to_vec()),
-                _ => return Ok(()),
+                _ if run.is_empty() => return Ok(()),
+                _ => return write(run),
             }
         }
     }
@@ -224,15 +405,40 @@ mod tests {
         e.push(b"k1", Some(b"v1"));
         e.push(b"", None);
         e.push(b"k3", Some(b""));
+        let mut staged = Vec::new();
+        push_staged(&mut staged, &[b"m", b"1"], b"0001", |b| {
+            b.extend_from_slice(b"x")
+        });
+        let long = vec![7u8; 300];
+        push_staged(&mut staged, &[b"m2"], b"0002", |b| {
+            b.extend_from_slice(&long)
+        });
+        push_staged(&mut staged, &[&long], b"0003", |_| {});
+        e.extend_staged(&staged);
+        e.extend_staged(&[]);
+        e.push(b"k4", None);
         let got: Vec<_> = entries(&e.buf).collect::<Result<_>>().unwrap();
         assert_eq!(
             got,
             vec![
-                (&b"k1"[..], Some(&b"v1"[..])),
-                (&b""[..], None),
-                (&b"k3"[..], Some(&b""[..]))
+                Record::Group(b"k1", Some(b"v1")),
+                Record::Group(b"", None),
+                Record::Group(b"k3", Some(b"")),
+                Record::Staged(&staged),
+                Record::Group(b"k4", None),
             ]
         );
+        let records: Vec<_> = staged_records(&staged).collect::<Result<_>>().unwrap();
+        let long_key = [&long[..], b"0003"].concat();
+        assert_eq!(
+            records,
+            vec![
+                (&b"m10001"[..], &b"x"[..]),
+                (&b"m20002"[..], &long[..]),
+                (&long_key[..], &b""[..]),
+            ]
+        );
+        assert!(staged_records(&staged[..staged.len() - 1]).any(|r| r.is_err()));
         // A truncated entry is an error, not a panic.
         let cut = &e.buf[..e.buf.len() - 1];
         assert!(entries(cut).any(|r| r.is_err()));

@@ -470,10 +470,15 @@ impl Dataflows {
     /// Writes into `batch` every contents log's groups (their latest values, as of
     /// `snapshot`) and deletes the logs. Call with the writer lock held, and
     /// [`Dataflows::folded`] once the batch committed.
-    pub fn fold(&self, snapshot: &Snapshot, batch: &mut WriteBatch) -> Result<()> {
+    pub fn fold(
+        &self,
+        snapshot: &Snapshot,
+        batch: &mut WriteBatch,
+        write: &mut dyn FnMut(WriteBatch) -> Result<()>,
+    ) -> Result<()> {
         for v in self.read().values() {
-            if let Some((log, layout, _)) = v.contents_log() {
-                log.fold(snapshot, batch, &layout.prefix)?;
+            if let Some((log, layout, op)) = v.contents_log() {
+                log.fold(snapshot, batch, &layout.prefix, &op.prefix, write)?;
             }
         }
         Ok(())
@@ -485,6 +490,7 @@ impl Dataflows {
             if let Some((log, _, op)) = v.contents_log() {
                 log.folded();
                 op.cache.release();
+                op.folded();
             }
         }
         self.must_fold.store(false, Ordering::SeqCst);
@@ -533,10 +539,14 @@ impl Dataflows {
 
     /// Runs one epoch: `changes` to base tables flow through every view that depends on them,
     /// in dependency order. All state and contents writes go into `batch`, to be committed
-    /// with the base-table writes. `snapshot` must be the state the epoch starts from.
+    /// with the base-table writes. `snapshot` must be the state the epoch starts from. The
+    /// views' own changes are added to `changes`. Fails with
+    /// [`needs_fold`](crate::contents_log::needs_fold) when the contents logs must be folded
+    /// first: the caller drops what the run added to `batch` and `changes`, folds, and runs
+    /// the epoch again.
     pub fn process(
         &self,
-        mut changes: EpochChanges,
+        changes: &mut EpochChanges,
         snapshot: &Snapshot,
         batch: &mut WriteBatch,
     ) -> Result<()> {
@@ -560,7 +570,7 @@ impl Dataflows {
                 batch,
                 initial: false,
             };
-            let out = view.process(&changes, &mut ctx, read.contains(&view.id))?;
+            let out = view.process(changes, &mut ctx, read.contains(&view.id))?;
             if view.contents_log().is_some_and(|(log, _, _)| log.logged()) {
                 // Before the epoch commits: readers from then on fold first.
                 self.mark_unfolded();

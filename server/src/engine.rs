@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use freshet_catalog::Catalog;
 use freshet_common::TableId;
+use freshet_dataflow::contents_log::is_needs_fold;
 use freshet_dataflow::{Dataflows, EpochChanges};
 use freshet_state::{key_codec, table_prefix, Snapshot, Store, WriteBatch};
 use tokio::sync::{Mutex, MutexGuard};
@@ -29,7 +30,7 @@ pub struct Engine {
     /// `MaterializedView::with_contents_log` and `Dataflows::wants_fold`).
     pub contents_log_bytes: usize,
     /// Contents log folds so far, by why: [`FoldReason`] as index.
-    folds: [std::sync::atomic::AtomicU64; 3],
+    folds: [std::sync::atomic::AtomicU64; 4],
 }
 
 /// Why the contents logs were folded (counted in `freshet_internal.metrics`).
@@ -41,6 +42,8 @@ pub enum FoldReason {
     ForReader = 1,
     /// Caches lost groups only a log held (a failed epoch, a restart).
     AfterLoss = 2,
+    /// An epoch retracts MIN/MAX values of an aggregate whose arrivals a log stages.
+    ForRetraction = 3,
 }
 
 /// State only a writer may touch.
@@ -105,14 +108,29 @@ impl Engine {
         &self,
         writer: &mut WriteState,
         mut batch: WriteBatch,
-        changes: EpochChanges,
+        mut changes: EpochChanges,
     ) -> datafusion::error::Result<()> {
         if self.dataflows.must_fold() {
             self.fold(writer, FoldReason::AfterLoss)?;
         }
         let result = if !changes.is_empty() && !self.dataflows.is_empty() {
+            let (bytes, writes) = (batch.bytes(), batch.len());
+            let inputs: Vec<TableId> = changes.tables.keys().copied().collect();
             let snapshot = self.store.snapshot();
-            self.dataflows.process(changes, &snapshot, &mut batch)
+            match self.dataflows.process(&mut changes, &snapshot, &mut batch) {
+                Err(e) if is_needs_fold(&e) => {
+                    // An aggregate must read values staged in a contents log: fold, then run
+                    // the epoch again from its base-table writes (caches were written
+                    // through for the abandoned run).
+                    batch.truncate(bytes, writes);
+                    changes.tables.retain(|t, _| inputs.contains(t));
+                    self.dataflows.forget_cached();
+                    self.fold(writer, FoldReason::ForRetraction)?;
+                    let snapshot = self.store.snapshot();
+                    self.dataflows.process(&mut changes, &snapshot, &mut batch)
+                }
+                r => r,
+            }
         } else {
             Ok(())
         }
@@ -141,7 +159,12 @@ impl Engine {
         let snapshot = self.store.snapshot();
         let logged = self.dataflows.logged_bytes();
         let mut batch = WriteBatch::default();
-        self.dataflows.fold(&snapshot, &mut batch)?;
+        let store = &self.store;
+        self.dataflows.fold(&snapshot, &mut batch, &mut |run| {
+            store
+                .write_unsynced(run)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+        })?;
         if !batch.is_empty() {
             self.store
                 .write_unsynced(batch)

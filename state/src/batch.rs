@@ -111,6 +111,14 @@ impl WriteBatch {
         self.ops.is_empty()
     }
 
+    /// Drops the writes made after the batch held `bytes` of keys and values in `writes`
+    /// writes ([`WriteBatch::bytes`], [`WriteBatch::len`] then).
+    pub fn truncate(&mut self, bytes: usize, writes: usize) {
+        self.data.truncate(bytes);
+        self.ops.truncate(writes);
+        self.has_range = self.ops.iter().any(|o| o.kind == WriteKind::DeleteRange);
+    }
+
     /// The writes in the order they reach RocksDB: (kind, key, value).
     pub(crate) fn ordered(&mut self) -> impl Iterator<Item = (WriteKind, &[u8], &[u8])> {
         let data = &self.data;

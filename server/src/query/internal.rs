@@ -68,6 +68,10 @@ impl InternalSchema {
                 "contents_log_folds_after_loss",
                 clamp(self.engine.folds(FoldReason::AfterLoss)),
             ),
+            (
+                "contents_log_folds_for_retractions",
+                clamp(self.engine.folds(FoldReason::ForRetraction)),
+            ),
         ];
         let memory = self
             .engine

@@ -143,7 +143,7 @@ impl AggregateOp {
         let mut accs = Vec::with_capacity(keys.len());
         let mut entry = LogEntry::with_capacity(if log.is_some() {
             let key_bytes: usize = keys.iter().map(|k| k.len() - layout.prefix.len()).sum();
-            values.len() + key_bytes + keys.len() * 8
+            values.len() + key_bytes + keys.len() * 8 + self.staged_bytes() + 8
         } else {
             0
         });
@@ -169,6 +169,7 @@ impl AggregateOp {
             accs.push(value.map(|_| std::mem::take(&mut s.acc)));
         }
         if let Some(log) = log {
+            self.take_staged(|staged| entry.extend_staged(staged));
             log.append(ctx.snapshot, ctx.batch, entry);
         }
         self.cache.set_accs(&found, &keys, accs);

@@ -27,8 +27,8 @@
 //! and compactions less than merge operands do (benchmarks.md, session 15).
 
 use std::hash::BuildHasher;
-use std::sync::atomic::AtomicU32;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -133,6 +133,16 @@ pub struct AggregateOp {
     occurrences: bool,
     /// Numbers occurrences within an epoch (never reset: unique within any one snapshot).
     next_occurrence: AtomicU32,
+    /// This epoch's staged MIN/MAX arrivals, as contents log records (contents_log.rs,
+    /// "Staged occurrences"), for [`AggregateOp::take_staged`].
+    staged: Mutex<Vec<u8>>,
+    /// Arrivals are staged (at a logged view's root): off after a fold window in which a
+    /// MIN/MAX value was retracted, on again after one without.
+    staging: AtomicBool,
+    /// A MIN/MAX value was retracted since the last fold.
+    retracted: AtomicBool,
+    /// A contents log may hold this operator's staged occurrences (until the next fold).
+    staged_in_log: AtomicBool,
 }
 
 /// Where the groups' accumulators are stored.
@@ -239,6 +249,10 @@ impl AggregateOp {
             schema,
             occurrences: false,
             next_occurrence: AtomicU32::new(0),
+            staged: Mutex::new(Vec::new()),
+            staging: AtomicBool::new(true),
+            retracted: AtomicBool::new(false),
+            staged_in_log: AtomicBool::new(false),
         }
     }
 
@@ -251,6 +265,37 @@ impl AggregateOp {
 
     pub fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
+    }
+
+    /// Hands this epoch's staged occurrence records (empty when none) to `append`, for the
+    /// view's log entry: the log then holds staged occurrences until the next fold. The
+    /// buffer is kept for the next epoch (a fresh one would fault its pages in again).
+    pub(crate) fn take_staged(&self, append: impl FnOnce(&[u8])) {
+        let mut staged = self.staged_buffer();
+        if !staged.is_empty() {
+            self.staged_in_log.store(true, Ordering::SeqCst);
+        }
+        append(&staged);
+        staged.clear();
+    }
+
+    /// Bytes of this epoch's staged occurrence records so far.
+    pub(crate) fn staged_bytes(&self) -> usize {
+        self.staged_buffer().len()
+    }
+
+    /// The contents log holding this operator's staged occurrences was folded: they are in
+    /// its state now. Staging goes on unless a value was retracted since the last fold.
+    pub(crate) fn folded(&self) {
+        self.staged_in_log.store(false, Ordering::SeqCst);
+        let retracted = self.retracted.swap(false, Ordering::SeqCst);
+        self.staging.store(!retracted, Ordering::SeqCst);
+    }
+
+    fn staged_buffer(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.staged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Without GROUP BY: exactly one output row, even over empty input.
@@ -358,9 +403,16 @@ impl AggregateOp {
             collected.bounds.iter_mut().for_each(|b| b.push(0));
         }
         let groups = &collected.groups;
+        self.staged_buffer().clear();
         if groups.is_empty() {
             return Ok(Touched::default());
         }
+        // MIN/MAX arrivals ride in the log entry (contents_log.rs, "Staged occurrences"),
+        // except in a backfill, whose one epoch would make one huge entry.
+        let stage = self.occurrences
+            && !ctx.initial
+            && matches!(home, AccHome::Contents(layout) if layout.log.is_some())
+            && self.staging.load(Ordering::SeqCst);
         let keys: Vec<Vec<u8>> = groups
             .iter()
             .map(|g| match home {
@@ -401,7 +453,15 @@ impl AggregateOp {
         let empty = self.empty_acc();
         for (g, old) in old_accs.into_iter().enumerate() {
             let old_acc = old.as_deref().unwrap_or(empty.as_slice());
-            settled.push(self.settle_group(&collected, g, want_old, old_acc, &prefetched, ctx)?);
+            settled.push(self.settle_group(
+                &collected,
+                g,
+                want_old,
+                old_acc,
+                &prefetched,
+                ctx,
+                stage,
+            )?);
         }
         Ok(Touched {
             keys,
@@ -420,6 +480,7 @@ impl AggregateOp {
         old_acc: &[Datum],
         prefetched: &Prefetched,
         ctx: &mut EpochCtx<'_>,
+        stage: bool,
     ) -> Result<Settled> {
         let change = &collected.groups[g];
         let old_count = as_i64(&old_acc[0]);
@@ -464,6 +525,7 @@ impl AggregateOp {
                         ctx,
                         write,
                         reverse,
+                        stage,
                     )?;
                     new_acc[field] = new_v.clone();
                     if want_old {

@@ -12,12 +12,16 @@ use freshet_state::{row_codec, COUNT_LEN};
 use smallvec::SmallVec;
 
 use super::{AggKind, AggregateOp, Keyed, Prefetched};
+use crate::contents_log::{needs_fold, push_staged, STAGED_ID_TAIL};
 use crate::epoch::{state_err, EpochCtx};
 use crate::ops::merge::{merged_scan, Entry};
 
 /// Bytes of an occurrence id: the epoch's snapshot sequence number (u64 BE), then a counter
 /// (u32 BE).
 const OCCURRENCE_LEN: usize = 12;
+
+// A staged occurrence's record leaves the sequence number out (contents_log.rs).
+const _: () = assert!(OCCURRENCE_LEN == 8 + STAGED_ID_TAIL);
 
 /// The first value of a multiset after this epoch's `changed` entries (the last when
 /// `reverse`; NULL when empty). `occurrences`: how to read its entries when they are
@@ -83,6 +87,7 @@ impl AggregateOp {
         ctx: &mut EpochCtx<'_>,
         write: bool,
         reverse: bool,
+        stage: bool,
     ) -> Result<Datum> {
         if values.is_empty() {
             return Ok(old_v.clone());
@@ -116,8 +121,18 @@ impl AggregateOp {
             };
             let mut first: Option<(&[u8], &Datum)> = None;
             let o = self.occurrences_of(agg);
+            let mut staged = (write && self.occurrences && stage).then(|| self.staged_buffer());
             for (k, v, w) in values {
-                if write && self.occurrences {
+                if let Some(buf) = staged.as_deref_mut() {
+                    // Written by the next fold, in key order with the other epochs'.
+                    let suffix = &prefix[self.prefix.len()..];
+                    for _ in 0..*w {
+                        // The epoch's sequence number, the id's head, is the log entry's.
+                        let tail = self.next_occurrence.fetch_add(1, Ordering::Relaxed);
+                        let tail = tail.to_be_bytes();
+                        push_staged(buf, &[suffix, k.as_slice()], &tail, |b| o.payload(v, b));
+                    }
+                } else if write && self.occurrences {
                     for _ in 0..*w {
                         let id = self.occurrence_id(ctx);
                         ctx.batch
@@ -133,6 +148,11 @@ impl AggregateOp {
                 }
             }
             return Ok(first.map_or_else(|| old_v.clone(), |(_, v)| pick(v)));
+        }
+        // Reads the multiset: its staged occurrences must be in the state first.
+        self.retracted.store(true, Ordering::SeqCst);
+        if self.staged_in_log.load(Ordering::SeqCst) {
+            return Err(needs_fold());
         }
         let prefix = self.multiset_prefix(agg, group);
         let changed = if self.occurrences {
