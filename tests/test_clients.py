@@ -65,6 +65,15 @@ def test_constraint_sqlstates(freshet):
             conn.execute("CREATE TABLE k (id INT)")
         with pytest.raises(errors.FeatureNotSupported):
             conn.execute("CREATE VIEW kv AS SELECT 1")
+        # DELETE/UPDATE reading a subquery: refused, never "every row" (DataFusion hands
+        # the table only the predicates on its own columns).
+        conn.execute("INSERT INTO k VALUES (2, 'b'), (3, 'c')")
+        for sql in ("DELETE FROM k WHERE id IN (SELECT max(id) FROM k)",
+                    "UPDATE k SET v = 'x' WHERE EXISTS (SELECT 1 FROM k AS o WHERE o.id = 9)"):
+            with pytest.raises(errors.FeatureNotSupported, match="subquery"):
+                conn.execute(sql)
+        assert conn.execute("SELECT id, v FROM k ORDER BY id").fetchall() == [
+            (1, "a"), (2, "b"), (3, "c")]
 
 
 def test_writes_visible_to_other_sessions(freshet):

@@ -57,6 +57,11 @@ const STAGED: u32 = u32::MAX - 1;
 /// Bytes of an occurrence id after the epoch's sequence number (see ops/aggregate).
 pub const STAGED_ID_TAIL: usize = 4;
 
+/// Bytes of staged records one epoch's entry takes at most: a large epoch (a bulk INSERT)
+/// writes the rest of its arrivals to its batch directly, so entries stay small and their
+/// section length fits its u32.
+pub const STAGED_EPOCH_BYTES: usize = 16 << 20;
+
 /// Bytes of staged occurrences a fold writes per write batch (each sorted): runs of at least
 /// a memtable's worth keep its inserts in key order.
 const RUN_BYTES: usize = 4 << 20;

@@ -20,6 +20,7 @@ pub use provider::{FreshetCatalogProvider, StatementSnapshot};
 pub use source::SourceTable;
 pub use table::{table_schema, StoredTable};
 pub use view::ViewTable;
+pub use write::check_dml_input;
 
 /// Name of our DataFusion catalog; also the database name clients connect to.
 pub const DATABASE_NAME: &str = "freshet";

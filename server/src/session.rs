@@ -385,6 +385,9 @@ impl Session {
                 .map_err(|e| map_df_error(&e))?;
         }
         let state = self.with_snapshot(state, &plan).await?;
+        if let LogicalPlan::Dml(dml) = &plan {
+            crate::query::check_dml_input(dml)?;
+        }
         let dml_tag = match &plan {
             LogicalPlan::Dml(dml) => Some(match dml.op {
                 WriteOp::Insert(_) => "INSERT",

@@ -12,12 +12,13 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::memory::MemorySourceConfig;
 use datafusion::catalog::Session;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::DFSchema;
 use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
 use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use freshet_catalog::TableDef;
@@ -427,4 +428,50 @@ fn display_datum(d: &Datum) -> String {
 
 fn ext(e: freshet_state::Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
+}
+
+/// Refuses a DELETE or UPDATE whose rows depend on more than the target table's own row: a
+/// subquery (`WHERE id IN (SELECT …)`, `EXISTS`, `SET v = (SELECT …)`) or another table
+/// (`UPDATE … FROM`). DataFusion hands a table only the predicates on its own columns
+/// (`TableProvider::delete_from`/`update`) and drops the rest — after decorrelation an
+/// `IN (SELECT …)` is a join, not a filter — so such a statement would change every row.
+pub fn check_dml_input(dml: &DmlStatement) -> Result<(), PgError> {
+    let verb = match dml.op {
+        WriteOp::Delete => "DELETE",
+        WriteOp::Update => "UPDATE",
+        _ => return Ok(()),
+    };
+    let mut construct: Option<&str> = None;
+    let _ = dml.input.apply(|node| {
+        let subquery = node.expressions().iter().any(|e| {
+            e.exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::Exists(_)
+                        | Expr::InSubquery(_)
+                        | Expr::ScalarSubquery(_)
+                        | Expr::OuterReferenceColumn(..)
+                ))
+            })
+            .unwrap_or(true)
+        });
+        construct = match node {
+            _ if subquery => Some("a subquery"),
+            LogicalPlan::Subquery(_) => Some("a subquery"),
+            LogicalPlan::Join(_) => Some("another table (FROM or a join)"),
+            LogicalPlan::TableScan(scan) if !scan.table_name.resolved_eq(&dml.table_name) => {
+                Some("another table (FROM or a join)")
+            }
+            _ => None,
+        };
+        Ok(if construct.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    match construct {
+        Some(c) => Err(PgError::not_supported(format!("{verb} with {c}"))),
+        None => Ok(()),
+    }
 }

@@ -12,7 +12,7 @@ use freshet_state::{row_codec, COUNT_LEN};
 use smallvec::SmallVec;
 
 use super::{AggKind, AggregateOp, Keyed, Prefetched};
-use crate::contents_log::{needs_fold, push_staged, STAGED_ID_TAIL};
+use crate::contents_log::{needs_fold, push_staged, STAGED_EPOCH_BYTES, STAGED_ID_TAIL};
 use crate::epoch::{state_err, EpochCtx};
 use crate::ops::merge::{merged_scan, Entry};
 
@@ -123,7 +123,10 @@ impl AggregateOp {
             let o = self.occurrences_of(agg);
             let mut staged = (write && self.occurrences && stage).then(|| self.staged_buffer());
             for (k, v, w) in values {
-                if let Some(buf) = staged.as_deref_mut() {
+                if let Some(buf) = staged
+                    .as_deref_mut()
+                    .filter(|b| b.len() < STAGED_EPOCH_BYTES)
+                {
                     // Written by the next fold, in key order with the other epochs'.
                     let suffix = &prefix[self.prefix.len()..];
                     for _ in 0..*w {
