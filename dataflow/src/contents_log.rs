@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use datafusion::error::{DataFusionError, Result};
 use freshet_common::TableId;
+use freshet_state::row_codec::{read_varint, write_varint};
 use freshet_state::{contents_log_prefix, Snapshot, WriteBatch};
 use hashbrown::HashSet;
 
@@ -161,7 +162,7 @@ pub fn push_staged(
     value: impl FnOnce(&mut Vec<u8>),
 ) {
     let key_len = key_parts.iter().map(|p| p.len()).sum::<usize>() + STAGED_ID_TAIL;
-    push_varint(buf, key_len);
+    write_varint(key_len as u64, buf);
     key_parts.iter().for_each(|p| buf.extend_from_slice(p));
     buf.extend_from_slice(tail);
     // Values are mostly empty (the key holds the value): one length byte, moved over for
@@ -174,37 +175,23 @@ pub fn push_staged(
         buf[len_at] = value_len as u8;
     } else {
         let mut len = Vec::with_capacity(5);
-        push_varint(&mut len, value_len);
+        write_varint(value_len as u64, &mut len);
         buf.splice(len_at..len_at + 1, len);
     }
 }
 
-fn push_varint(buf: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        buf.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    buf.push(n as u8);
+/// The first `n` bytes of `buf`, which then starts after them.
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
+    let (head, rest) = buf.split_at_checked(n).ok_or_else(truncated)?;
+    *buf = rest;
+    Ok(head)
 }
 
 /// The staged occurrence records of a section: (key without the sequence number, value).
 fn staged_records(mut buf: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8])>> {
     fn varint(buf: &mut &[u8]) -> Result<usize> {
-        let mut n = 0usize;
-        for shift in (0..35).step_by(7) {
-            let (&b, rest) = buf.split_first().ok_or_else(truncated)?;
-            *buf = rest;
-            n |= usize::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(n);
-            }
-        }
-        Err(truncated())
-    }
-    fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
-        let (head, rest) = buf.split_at_checked(n).ok_or_else(truncated)?;
-        *buf = rest;
-        Ok(head)
+        let n = read_varint(buf).map_err(|_| truncated())?;
+        usize::try_from(n).map_err(|_| malformed())
     }
     std::iter::from_fn(move || {
         if buf.is_empty() {
@@ -243,16 +230,6 @@ fn malformed() -> DataFusionError {
 
 /// The records of a stored log entry, in the order written.
 fn entries(mut buf: &[u8]) -> impl Iterator<Item = Result<Record<'_>>> {
-    fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
-        if buf.len() < n {
-            return Err(DataFusionError::Internal(
-                "a contents log entry is truncated".into(),
-            ));
-        }
-        let (head, rest) = buf.split_at(n);
-        *buf = rest;
-        Ok(head)
-    }
     fn len(buf: &mut &[u8]) -> Result<u32> {
         let b = take(buf, 4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))

@@ -228,7 +228,16 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn write_varint(mut v: u64, out: &mut Vec<u8>) {
+/// Reads a varint ([`write_varint`]) from the front of `buf`, advancing it past.
+pub fn read_varint(buf: &mut &[u8]) -> Result<u64> {
+    let mut r = Reader { buf, pos: 0 };
+    let v = r.varint()?;
+    *buf = &buf[r.pos..];
+    Ok(v)
+}
+
+/// Appends `v` as a varint: 7 bits per byte, low bits first, as rows write lengths.
+pub fn write_varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
