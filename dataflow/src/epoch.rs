@@ -64,6 +64,7 @@ pub struct EpochCtx<'a> {
     pub initial: bool,
 }
 
-pub(crate) fn state_err(e: freshet_state::Error) -> DataFusionError {
+/// A state store error as DataFusion carries ours (the server unwraps it again).
+pub fn state_err(e: freshet_state::Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }

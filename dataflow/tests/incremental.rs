@@ -202,9 +202,7 @@ fn fold(store: &Store, flows: &Dataflows) {
     let mut batch = freshet_state::WriteBatch::default();
     flows
         .fold(&snapshot, &mut batch, &mut |run| {
-            store
-                .write(run)
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+            store.write(run).map_err(freshet_dataflow::epoch::state_err)
         })
         .expect("fold");
     store.write(batch).expect("commit fold");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use freshet_catalog::Catalog;
 use freshet_common::TableId;
 use freshet_dataflow::contents_log::is_needs_fold;
+use freshet_dataflow::epoch::state_err;
 use freshet_dataflow::{Dataflows, EpochChanges};
 use freshet_state::{key_codec, table_prefix, Snapshot, Store, WriteBatch};
 use tokio::sync::{Mutex, MutexGuard};
@@ -134,11 +135,7 @@ impl Engine {
         } else {
             Ok(())
         }
-        .and_then(|()| {
-            self.store
-                .write(batch)
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
-        });
+        .and_then(|()| self.store.write(batch).map_err(state_err));
         if result.is_err() {
             // Operator caches were written through for an epoch that did not commit.
             self.dataflows.forget_cached();
@@ -161,14 +158,10 @@ impl Engine {
         let mut batch = WriteBatch::default();
         let store = &self.store;
         self.dataflows.fold(&snapshot, &mut batch, &mut |run| {
-            store
-                .write_unsynced(run)
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+            store.write_unsynced(run).map_err(state_err)
         })?;
         if !batch.is_empty() {
-            self.store
-                .write_unsynced(batch)
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            self.store.write_unsynced(batch).map_err(state_err)?;
             // The logs' memtable now holds the folded entries with their deletions; once
             // they fill more than its headroom over the budget, flush it, which drops both
             // (otherwise the epochs logged until it fills would reach a file). Small folds,

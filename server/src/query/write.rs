@@ -15,7 +15,7 @@ use datafusion::catalog::Session;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::DFSchema;
 use datafusion::datasource::sink::DataSink;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
@@ -23,6 +23,7 @@ use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use freshet_catalog::TableDef;
 use freshet_common::{Datum, PgError, SqlState, SqlType};
+use freshet_dataflow::epoch::state_err;
 use freshet_dataflow::EpochChanges;
 use freshet_sql::df_convert::datum_at;
 use freshet_state::{key_codec, row_codec, table_prefix, table_row_key, Store, WriteBatch};
@@ -90,7 +91,7 @@ pub async fn insert_rows(engine: &Engine, def: &TableDef, rows: Vec<Vec<Datum>>)
     if def.has_primary_key() {
         let mut seen = HashSet::with_capacity(rows.len());
         let keys: Vec<Vec<u8>> = rows.iter().map(|row| row_key(def, row)).collect();
-        let existing = store.snapshot().multi_get(&keys).map_err(ext)?;
+        let existing = store.snapshot().multi_get(&keys).map_err(state_err)?;
         for ((row, key), old) in rows.iter().zip(keys).zip(existing) {
             if old.is_some() || !seen.insert(key.clone()) {
                 return Err(unique_violation(def, row).into_df());
@@ -98,7 +99,7 @@ pub async fn insert_rows(engine: &Engine, def: &TableDef, rows: Vec<Vec<Datum>>)
             put_row(&mut batch, &mut buf, key, row);
         }
     } else {
-        let first = w.allocate_row_ids(store, def.id, n).map_err(ext)?;
+        let first = w.allocate_row_ids(store, def.id, n).map_err(state_err)?;
         for (i, row) in rows.iter().enumerate() {
             let key = table_row_key(def.id, &key_codec::encode_row_id(first + i as u64));
             put_row(&mut batch, &mut buf, key, row);
@@ -234,7 +235,7 @@ pub async fn update_rows(
     for (key, row) in &updated {
         if def.has_primary_key()
             && (!seen.insert(key.clone())
-                || (!deleted.contains(key) && store.get(key).map_err(ext)?.is_some()))
+                || (!deleted.contains(key) && store.get(key).map_err(state_err)?.is_some()))
         {
             return Err(unique_violation(def, row).into_df());
         }
@@ -274,7 +275,7 @@ fn count_rows(def: &TableDef, engine: &Engine) -> Result<usize> {
             n += page.len();
             Ok(())
         })
-        .map_err(ext)?;
+        .map_err(state_err)?;
     Ok(n)
 }
 
@@ -424,10 +425,6 @@ fn display_datum(d: &Datum) -> String {
         Datum::Bool(b) => b.to_string(),
         other => format!("{other:?}"),
     }
-}
-
-fn ext(e: freshet_state::Error) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
 }
 
 /// Refuses a DELETE or UPDATE whose rows depend on more than the target table's own row: a
