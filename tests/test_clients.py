@@ -65,15 +65,21 @@ def test_constraint_sqlstates(freshet):
             conn.execute("CREATE TABLE k (id INT)")
         with pytest.raises(errors.FeatureNotSupported):
             conn.execute("CREATE VIEW kv AS SELECT 1")
-        # DELETE/UPDATE reading a subquery: refused, never "every row" (DataFusion hands
-        # the table only the predicates on its own columns).
+        # DELETE/UPDATE reading a subquery change exactly the rows it selects.
         conn.execute("INSERT INTO k VALUES (2, 'b'), (3, 'c')")
-        for sql in ("DELETE FROM k WHERE id IN (SELECT max(id) FROM k)",
-                    "UPDATE k SET v = 'x' WHERE EXISTS (SELECT 1 FROM k AS o WHERE o.id = 9)"):
-            with pytest.raises(errors.FeatureNotSupported, match="subquery"):
-                conn.execute(sql)
-        assert conn.execute("SELECT id, v FROM k ORDER BY id").fetchall() == [
-            (1, "a"), (2, "b"), (3, "c")]
+        cur = conn.execute("DELETE FROM k WHERE id IN (SELECT max(id) FROM k)")
+        assert cur.rowcount == 1
+        cur = conn.execute("UPDATE k SET v = 'x' WHERE EXISTS (SELECT 1 FROM k AS o WHERE o.id = 9)")
+        assert cur.rowcount == 0
+        assert conn.execute("SELECT id, v FROM k ORDER BY id").fetchall() == [(1, "a"), (2, "b")]
+        with pytest.raises(errors.NotNullViolation):
+            conn.execute("UPDATE k SET v = NULL WHERE id = 2")
+        with pytest.raises(errors.UniqueViolation):
+            conn.execute("UPDATE k SET id = 1 WHERE id = 2")
+        conn.execute("CREATE MATERIALIZED VIEW kmv AS SELECT count(*) AS n FROM k")
+        with pytest.raises(errors.WrongObjectType):
+            conn.execute("DELETE FROM kmv")
+        conn.execute("DROP MATERIALIZED VIEW kmv")
 
 
 def test_writes_visible_to_other_sessions(freshet):

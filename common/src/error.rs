@@ -22,8 +22,12 @@ impl SqlState {
     pub const NOT_NULL_VIOLATION: SqlState = SqlState("23502");
     pub const UNIQUE_VIOLATION: SqlState = SqlState("23505");
     pub const INVALID_TRANSACTION_STATE: SqlState = SqlState("25000");
+    pub const ACTIVE_SQL_TRANSACTION: SqlState = SqlState("25001");
+    pub const IN_FAILED_SQL_TRANSACTION: SqlState = SqlState("25P02");
+    pub const SERIALIZATION_FAILURE: SqlState = SqlState("40001");
     pub const DEPENDENT_OBJECTS_STILL_EXIST: SqlState = SqlState("2BP01");
     pub const SYNTAX_ERROR: SqlState = SqlState("42601");
+    pub const INSUFFICIENT_PRIVILEGE: SqlState = SqlState("42501");
     pub const UNDEFINED_COLUMN: SqlState = SqlState("42703");
     pub const UNDEFINED_FUNCTION: SqlState = SqlState("42883");
     pub const UNDEFINED_TABLE: SqlState = SqlState("42P01");
@@ -32,12 +36,14 @@ impl SqlState {
     pub const DUPLICATE_COLUMN: SqlState = SqlState("42701");
     pub const AMBIGUOUS_COLUMN: SqlState = SqlState("42702");
     pub const DATATYPE_MISMATCH: SqlState = SqlState("42804");
+    pub const WRONG_OBJECT_TYPE: SqlState = SqlState("42809");
     pub const GROUPING_ERROR: SqlState = SqlState("42803");
     pub const INVALID_TABLE_DEFINITION: SqlState = SqlState("42P16");
     pub const INVALID_COLUMN_REFERENCE: SqlState = SqlState("42P10");
     pub const UNDEFINED_PARAMETER: SqlState = SqlState("42P02");
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState("55000");
     pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState("54000");
+    pub const STATEMENT_TOO_COMPLEX: SqlState = SqlState("54001");
     pub const QUERY_CANCELED: SqlState = SqlState("57014");
     pub const IO_ERROR: SqlState = SqlState("58030");
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");

@@ -278,6 +278,10 @@ impl JsonDecoder {
                 Input::Payload => m.payload.as_deref().unwrap_or_default(),
                 Input::Pruned(a, b) => &arena[*a..*b],
             };
+            if let Err(e) = self.check_raw_json(m) {
+                bad.push(BadMessage::new(m, e));
+                continue;
+            }
             match self.feed(&mut decoder, bytes) {
                 Ok(()) => good.push((m, bytes)),
                 Err(e) => {
@@ -342,9 +346,11 @@ impl JsonDecoder {
         let mut raw: Vec<StringBuilder> = self.raw.iter().map(|_| StringBuilder::new()).collect();
         if !self.raw.is_empty() {
             for m in msgs {
+                // `decode` set aside the messages this fails for; a lenient re-read keeps
+                // them with NULLs.
                 let obj: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_slice(m.payload.as_deref().unwrap_or_default())
-                        .map_err(|e| ArrowError::JsonError(e.to_string()))?;
+                        .unwrap_or_default();
                 for (b, &i) in raw.iter_mut().zip(&self.raw) {
                     match obj.get(self.payload.field(i).name()) {
                         None | Some(serde_json::Value::Null) => b.append_null(),
@@ -374,6 +380,20 @@ impl JsonDecoder {
                 col.ok_or_else(|| ArrowError::SchemaError("raw JSON column mismatch".into()))
             })
             .collect()
+    }
+
+    /// For a decoder with raw JSON columns: whether serde_json takes `m` (it refuses nesting
+    /// deeper than 128 and numbers out of range), so that a message it refuses is set aside
+    /// alone rather than failing its batch.
+    fn check_raw_json(&self, m: &Message) -> Result<(), String> {
+        if self.keep.is_none() || self.raw.is_empty() {
+            return Ok(());
+        }
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(
+            m.payload.as_deref().unwrap_or_default(),
+        )
+        .map(drop)
+        .map_err(|e| format!("invalid JSON value: {e}"))
     }
 
     /// Decodes messages already accepted once (by [`JsonDecoder::decode`], possibly with
@@ -616,6 +636,28 @@ mod tests {
         assert_eq!(docs.value(3), "2.5");
         let ids = batch.column(0).as_primitive::<Int64Type>();
         assert_eq!(ids.values().to_vec(), vec![1, 2, 4, 5]);
+    }
+
+    #[test]
+    fn a_raw_json_value_serde_refuses_is_set_aside_alone() {
+        let payload = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("doc", DataType::Utf8, true),
+        ]));
+        let d =
+            JsonDecoder::new(Arc::clone(&payload), vec![], payload).with_raw_json_columns(vec![1]);
+        let deep = format!(r#"{{"id": 3, "doc": {}{}}}"#, "[".repeat(200), "]".repeat(200));
+        let msgs = vec![
+            msg(0, r#"{"id": 1, "doc": 1}"#),
+            msg(1, r#"{"id": 2, "doc": 1e400}"#),
+            msg(2, &deep),
+            msg(3, r#"{"id": 4, "doc": [1]}"#),
+        ];
+        let (batch, bad) = d.decode(&msgs).unwrap();
+        let offsets: Vec<i64> = bad.iter().map(|b| b.offset).collect();
+        assert_eq!(offsets, vec![1, 2]);
+        let ids = batch.unwrap().column(0).as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(ids, vec![1, 4]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod reader;
 pub mod tweets;
 
 pub use json::{BadMessage, JsonDecoder, Message};
-pub use options::{KafkaOptions, Startup};
+pub use options::{KafkaOptions, PropertyPolicy, Startup};
 pub use reader::{
     decode_batch, replay, resolve_start, Reader, ReaderConfig, SharedDecoder, SourceBatch, Status,
     BEGINNING,
@@ -39,6 +39,9 @@ pub enum Error {
     /// Messages that must be re-read are no longer in the topic.
     #[error("{0}")]
     Gone(String),
+    /// An option a client may not set (it would load code or read files on the server).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -289,6 +289,11 @@ impl<'a> Scanner<'a> {
                 if self.peek() == Some(close) {
                     self.pos += 1;
                 } else {
+                    if stack.len() >= MAX_DEPTH {
+                        // Decoders after this one recurse per level: the message is refused
+                        // here, alone, rather than exhausting their stack.
+                        return self.err("JSON nested too deeply");
+                    }
                     stack.push(object);
                     if object {
                         self.key()?;
@@ -393,6 +398,9 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// The deepest nesting of arrays and objects a message may have (serde_json's limit).
+pub const MAX_DEPTH: usize = 128;
+
 /// How many bytes at the start of `b` need no attention inside a string: ASCII other than
 /// `"`, `\\` and control characters.
 #[inline]
@@ -484,6 +492,14 @@ mod tests {
             run(r#"{"a":-1.5e+3,"b":true,"c":false,"d":null,"id":0}"#).unwrap(),
             r#"{"id":0}"#
         );
+    }
+
+    #[test]
+    fn rejects_nesting_deeper_than_the_limit_without_recursing() {
+        let deep = format!("{{\"x\":1,\"other\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(run(&deep).is_err());
+        let ok = format!("{{\"x\":1,\"other\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(run(&ok).is_ok());
     }
 
     #[test]

@@ -37,6 +37,17 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_CONTENTS_LOG_MB", default_value_t = 128)]
     pub contents_log_mb: usize,
 
+    /// Let clients pass any librdkafka property through a source's `properties.*` options,
+    /// including ones that load code or read files on this machine. Off: only connection,
+    /// security and tuning properties are accepted (42501 otherwise).
+    #[arg(long, env = "FRESHET_KAFKA_ALLOW_ANY_PROPERTY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub kafka_allow_any_property: bool,
+
+    /// A directory whose files sources may name in `properties.*.location` options
+    /// (certificates, keys, CA bundles, keytabs). Without it such options are refused.
+    #[arg(long, env = "FRESHET_KAFKA_FILES_DIR")]
+    pub kafka_files_dir: Option<PathBuf>,
+
     /// Write the bound address to this file once listening (for tests that use port 0).
     #[arg(long, env = "FRESHET_PORT_FILE")]
     pub port_file: Option<PathBuf>,

@@ -32,6 +32,8 @@ pub struct Engine {
     pub contents_log_bytes: usize,
     /// Contents log folds so far, by why: [`FoldReason`] as index.
     folds: [std::sync::atomic::AtomicU64; 4],
+    /// Which librdkafka properties sources may set.
+    pub kafka_policy: freshet_connector_kafka::PropertyPolicy,
 }
 
 /// Why the contents logs were folded (counted in `freshet_internal.metrics`).
@@ -84,7 +86,12 @@ impl WriteState {
 
 impl Engine {
     /// Builds the engine over an opened store.
-    pub fn new(store: Store, catalog: Arc<Catalog>, contents_log_bytes: usize) -> Arc<Engine> {
+    pub fn new(
+        store: Store,
+        catalog: Arc<Catalog>,
+        contents_log_bytes: usize,
+        kafka_policy: freshet_connector_kafka::PropertyPolicy,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
             catalog,
@@ -94,6 +101,7 @@ impl Engine {
             startup_entries_read: std::sync::atomic::AtomicU64::new(0),
             contents_log_bytes,
             folds: Default::default(),
+            kafka_policy,
         })
     }
 

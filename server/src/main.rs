@@ -19,11 +19,21 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Statements are planned and run, and views lowered, on these threads: their stacks are
+    // sized for the deepest statement the parser lets through (`freshet_sql::limits`).
+    let stack = freshet_sql::limits::STATEMENT_STACK_BYTES;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("freshet")
+        .thread_stack_size(stack)
         .build()?;
-    runtime.block_on(run(opts))
+    // Startup (rebuilding views) and the accept loop run on a thread of the same size.
+    std::thread::Builder::new()
+        .name("freshet-main".into())
+        .stack_size(stack)
+        .spawn(move || runtime.block_on(run(opts)))?
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 async fn run(opts: ServerOpts) -> anyhow::Result<()> {

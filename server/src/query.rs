@@ -4,7 +4,9 @@
 //! This is the only module of the server besides `session` that names DataFusion types.
 
 mod copy;
+pub mod dml;
 mod internal;
+pub mod pending;
 mod pg_attribute;
 mod provider;
 mod scan;
@@ -20,7 +22,7 @@ pub use provider::{FreshetCatalogProvider, StatementSnapshot};
 pub use source::SourceTable;
 pub use table::{table_schema, StoredTable};
 pub use view::ViewTable;
-pub use write::check_dml_input;
+pub use write::truncate;
 
 /// Name of our DataFusion catalog; also the database name clients connect to.
 pub const DATABASE_NAME: &str = "freshet";

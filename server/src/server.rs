@@ -41,7 +41,11 @@ impl Server {
         let store = Store::open(&opts.data_dir.join("state"), &config)
             .context("opening the state store")?;
         let catalog = Arc::new(Catalog::open(store.clone()).context("loading the catalog")?);
-        let engine = Engine::new(store, catalog, opts.contents_log_mb << 20);
+        let policy = freshet_connector_kafka::PropertyPolicy {
+            allow_any: opts.kafka_allow_any_property,
+            files_dir: opts.kafka_files_dir.clone(),
+        };
+        let engine = Engine::new(store, catalog, opts.contents_log_mb << 20, policy);
         let template = template_context(&engine)?;
         crate::views::load_all(&engine, &template.state())
             .await
@@ -63,13 +67,23 @@ impl Server {
     ) -> anyhow::Result<()> {
         let this = Arc::new(self);
         tokio::pin!(shutdown);
+        let mut last_accept_log: Option<std::time::Instant> = None;
+        let mut accept_errors = 0u64;
         loop {
             let (socket, peer) = tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        // Out of file descriptors and the like: back off so the loop does not
+                        // spin, and log at most once a second.
+                        accept_errors += 1;
+                        if last_accept_log.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+                            tracing::warn!(error = %e, failures = accept_errors, "accept failed");
+                            last_accept_log = Some(std::time::Instant::now());
+                            accept_errors = 0;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     }
                 },

@@ -2,6 +2,7 @@
 //!
 //! Protocol-agnostic: the pgwire handlers in [`crate::pg`] turn [`Outcome`]s into messages.
 
+mod txn;
 mod vars;
 
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use freshet_sql::error::map_df_error;
 use freshet_sql::{CreateTablePlan, Parsed, Statement, TransactionOp};
 
 use crate::engine::Engine;
+use crate::query::pending::StatementWrites;
 use crate::query::StatementSnapshot;
 pub use vars::SessionVars;
 
@@ -59,6 +61,10 @@ pub struct Session {
     vars: Mutex<SessionVars>,
     /// The COPY FROM STDIN in progress, if any.
     copy: Mutex<Option<crate::query::CopyIn>>,
+    /// The explicit transaction block this session is in, if any.
+    block: Mutex<txn::Block>,
+    /// While a statement runs inside a block: what it reads and stages.
+    current: Mutex<Option<Arc<StatementWrites>>>,
 }
 
 impl Session {
@@ -82,6 +88,8 @@ impl Session {
             ctx,
             vars: Mutex::new(vars),
             copy: Mutex::new(None),
+            block: Mutex::new(txn::Block::default()),
+            current: Mutex::new(None),
         }
     }
 
@@ -112,7 +120,12 @@ impl Session {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         match copy {
-            Some(c) if !fail => c.finish(&self.engine).await,
+            Some(c) if !fail => {
+                let writes = self.block().statement_writes();
+                let result = c.finish(&self.engine, writes.as_deref()).await;
+                self.statement_done(writes.as_deref(), false, result.is_ok());
+                result
+            }
             _ => Ok(0),
         }
     }
@@ -151,8 +164,175 @@ impl Session {
         stmt: Parsed,
         params: Option<ParamValues>,
     ) -> Result<Outcome, PgError> {
-        match freshet_sql::classify_parsed(stmt)? {
+        let stmt = match freshet_sql::classify_parsed(stmt) {
+            Ok(stmt) => stmt,
+            Err(e) => {
+                self.block().fail();
+                return Err(e);
+            }
+        };
+        if let Statement::Transaction { op, savepoint } = stmt {
+            let result = self.transaction(op, savepoint).await;
+            if result.is_err() {
+                // As in PostgreSQL, a savepoint statement that fails fails the block.
+                self.block().fail();
+            }
+            return result;
+        }
+        let ddl = is_ddl(&stmt);
+        let writes = {
+            let block = self.block();
+            let checked = block
+                .check_not_failed(false)
+                .and_then(|()| if ddl { block.check_ddl_allowed() } else { Ok(()) });
+            drop(block);
+            if let Err(e) = checked {
+                self.block().fail();
+                return Err(e);
+            }
+            self.block().statement_writes()
+        };
+        *self.current() = writes.clone();
+        let result = self.execute_classified(stmt, params).await;
+        *self.current() = None;
+        self.statement_done(writes.as_deref(), ddl, result.is_ok());
+        result
+    }
+
+    /// Ends a statement of the block (if one is open): a success adds its staged writes, a
+    /// failure fails the block; DDL, which committed, moves the block to a new snapshot.
+    fn statement_done(&self, writes: Option<&StatementWrites>, ddl: bool, ok: bool) {
+        let mut block = self.block();
+        if !ok {
+            block.fail();
+            return;
+        }
+        if let Some(w) = writes {
+            block.merge(w.take_staged());
+        }
+        if ddl && block.is_open() {
+            block.ddl_ran(self.engine.store.snapshot());
+        }
+    }
+
+    fn block(&self) -> std::sync::MutexGuard<'_, txn::Block> {
+        self.block
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What the running statement of a block reads and stages (`None` outside a block).
+    fn current_writes(&self) -> Option<Arc<StatementWrites>> {
+        self.current().clone()
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Option<Arc<StatementWrites>>> {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Transaction control (see `session/txn.rs`).
+    async fn transaction(
+        &self,
+        op: TransactionOp,
+        savepoint: Option<String>,
+    ) -> Result<Outcome, PgError> {
+        let name = || savepoint.clone().unwrap_or_default();
+        match op {
+            TransactionOp::Begin => {
+                if !self.block().is_open() {
+                    let snapshot = self
+                        .engine
+                        .read_snapshot()
+                        .await
+                        .map_err(|e| map_df_error(&e))?;
+                    self.block().begin(snapshot);
+                }
+            }
+            TransactionOp::Commit => {
+                let commit = self.block().commit();
+                match commit {
+                    txn::Commit::Nothing => {}
+                    txn::Commit::RolledBack => {
+                        return Ok(Outcome::Transaction(TransactionOp::Rollback))
+                    }
+                    txn::Commit::Writes(snapshot, writes) => {
+                        if let Err(e) =
+                            crate::query::pending::commit_block(&self.engine, &snapshot, &writes)
+                                .await
+                        {
+                            self.block().commit_failed(snapshot, writes);
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            TransactionOp::Rollback => self.block().rollback()?,
+            TransactionOp::Savepoint => {
+                let mut block = self.block();
+                block.check_not_failed(false)?;
+                block.savepoint(name())?;
+            }
+            TransactionOp::ReleaseSavepoint => {
+                let mut block = self.block();
+                block.check_not_failed(false)?;
+                block.release(&name())?;
+            }
+            TransactionOp::RollbackToSavepoint => self.block().rollback_to(&name())?,
+        }
+        Ok(Outcome::Transaction(op))
+    }
+
+    async fn execute_classified(
+        &self,
+        stmt: Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome, PgError> {
+        match stmt {
             Statement::Query(stmt) => self.run_query(*stmt, params).await,
+            Statement::Dml(plan) => {
+                let block = self.current_writes();
+                let rows = crate::query::dml::execute(
+                    &self.engine,
+                    self.statement_state(),
+                    &plan,
+                    params,
+                    block,
+                )
+                .await?;
+                Ok(Outcome::Command {
+                    tag: plan.kind.tag(),
+                    rows: Some(rows),
+                })
+            }
+            Statement::ExplainDml(explain) => self.explain_dml(*explain, params).await,
+            Statement::Truncate { table } => {
+                let def = crate::query::dml::target_table(&self.engine, &table, "truncate")?;
+                match self.current_writes() {
+                    // In a block: the deletion of every row it sees, staged.
+                    Some(block) => {
+                        let plan = freshet_sql::dml::delete_all(&def.name, freshet_sql::DML_TARGET_SCHEMA);
+                        crate::query::dml::execute(
+                            &self.engine,
+                            self.statement_state(),
+                            &plan,
+                            None,
+                            Some(block),
+                        )
+                        .await?;
+                    }
+                    None => {
+                        crate::query::truncate(&self.engine, &def)
+                            .await
+                            .map_err(|e| map_df_error(&e))?;
+                    }
+                }
+                Ok(Outcome::Command {
+                    tag: "TRUNCATE TABLE",
+                    rows: None,
+                })
+            }
             Statement::CreateTable(plan) => self.create_table(plan).await,
             Statement::DropTable {
                 names,
@@ -275,9 +455,38 @@ impl Session {
                 let (cols, rows) = crate::sources::show(&self.engine);
                 Ok(text_columns(&cols, rows))
             }
-            Statement::Transaction(op) => Ok(Outcome::Transaction(op)),
+            Statement::Transaction { op, savepoint } => self.transaction(op, savepoint).await,
             Statement::NoOp { tag } => Ok(Outcome::Command { tag, rows: None }),
         }
+    }
+
+    /// `EXPLAIN [ANALYZE]` of a DELETE or UPDATE: the plan of its read query. Only ANALYZE
+    /// runs the statement.
+    async fn explain_dml(
+        &self,
+        explain: freshet_sql::ExplainDml,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome, PgError> {
+        crate::query::dml::dml_target(&self.engine, &explain.plan)?;
+        if explain.analyze {
+            crate::query::dml::execute(
+                &self.engine,
+                self.statement_state(),
+                &explain.plan,
+                params.clone(),
+                self.current_writes(),
+            )
+            .await?;
+        }
+        let state = self.statement_state();
+        let plan = explain_plan(&state, &explain, params).await?;
+        let schema = pg_schema(&plan);
+        let state = self.with_snapshot(state, &plan).await?;
+        let stream = DataFrame::new(state, plan)
+            .execute_stream()
+            .await
+            .map_err(|e| map_df_error(&e))?;
+        Ok(Outcome::Rows { schema, stream })
     }
 
     /// Plans a statement without running it: parameter types and result columns.
@@ -285,15 +494,30 @@ impl Session {
         match freshet_sql::classify_parsed(stmt.clone())? {
             Statement::Query(stmt) => {
                 let (_, plan) = self.plan(*stmt).await?;
-                let types = plan.get_parameter_types().map_err(|e| map_df_error(&e))?;
-                let params = (1..=types.len())
-                    .map(|i| types.get(&format!("${i}")).cloned().flatten())
-                    .collect();
+                let params = param_types(&plan)?;
                 let schema = match &plan {
                     LogicalPlan::Dml(_) => None,
                     p => Some(pg_schema(p)),
                 };
                 Ok(Described { params, schema })
+            }
+            Statement::ExplainDml(explain) => {
+                crate::query::dml::dml_target(&self.engine, &explain.plan)?;
+                let state = self.statement_state();
+                let plan = explain_plan(&state, &explain, None).await?;
+                Ok(Described {
+                    params: param_types(&plan)?,
+                    schema: Some(pg_schema(&plan)),
+                })
+            }
+            Statement::Dml(plan) => {
+                crate::query::dml::dml_target(&self.engine, &plan)?;
+                let state = self.statement_state();
+                let lp = crate::query::dml::plan_read(&state, &plan, None).await?;
+                Ok(Described {
+                    params: param_types(&lp)?,
+                    schema: None,
+                })
             }
             Statement::Show { name } => {
                 let (col, _) = self.with_vars(|v| v.show(&name))?;
@@ -345,6 +569,15 @@ impl Session {
         mut state: datafusion::execution::SessionState,
         plan: &LogicalPlan,
     ) -> Result<datafusion::execution::SessionState, PgError> {
+        if let Some(block) = self.current_writes() {
+            // In a block: its snapshot, with its pending writes laid over.
+            let snapshot = Arc::clone(&block.snapshot);
+            state.config_mut().set_extension(block);
+            state
+                .config_mut()
+                .set_extension(Arc::new(StatementSnapshot(snapshot)));
+            return Ok(state);
+        }
         let snapshot = if reads_logged_view(plan) {
             self.engine
                 .read_snapshot()
@@ -385,15 +618,9 @@ impl Session {
                 .map_err(|e| map_df_error(&e))?;
         }
         let state = self.with_snapshot(state, &plan).await?;
-        if let LogicalPlan::Dml(dml) = &plan {
-            crate::query::check_dml_input(dml)?;
-        }
         let dml_tag = match &plan {
             LogicalPlan::Dml(dml) => Some(match dml.op {
                 WriteOp::Insert(_) => "INSERT",
-                WriteOp::Update => "UPDATE",
-                WriteOp::Delete => "DELETE",
-                WriteOp::Truncate => "TRUNCATE TABLE",
                 _ => return Err(PgError::not_supported(format!("{}", dml.op))),
             }),
             _ => None,
@@ -412,12 +639,10 @@ impl Session {
                             .map(|a| a.value(0))
                     })
                     .unwrap_or(0);
-                let rows = if tag == "TRUNCATE TABLE" {
-                    None
-                } else {
-                    Some(rows)
-                };
-                Ok(Outcome::Command { tag, rows })
+                Ok(Outcome::Command {
+                    tag,
+                    rows: Some(rows),
+                })
             }
             None => {
                 let stream = df.execute_stream().await.map_err(|e| map_df_error(&e))?;
@@ -640,6 +865,40 @@ fn pg_schema(plan: &LogicalPlan) -> SchemaRef {
         fields,
         arrow.metadata().clone(),
     ))
+}
+
+/// Whether `stmt` changes the catalog (DDL commits when it runs, in a block too).
+fn is_ddl(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::CreateTable(_)
+            | Statement::DropTable { .. }
+            | Statement::CreateMaterializedView { explain: false, .. }
+            | Statement::DropMaterializedView { .. }
+            | Statement::CreateSource(_)
+            | Statement::DropSource { .. }
+    )
+}
+
+/// The plan `EXPLAIN` of a DELETE or UPDATE shows: its read query's.
+async fn explain_plan(
+    state: &datafusion::execution::SessionState,
+    explain: &freshet_sql::ExplainDml,
+    params: Option<ParamValues>,
+) -> Result<LogicalPlan, PgError> {
+    let plan = crate::query::dml::plan_read(state, &explain.plan, params).await?;
+    datafusion::logical_expr::LogicalPlanBuilder::from(plan)
+        .explain(false, false)
+        .and_then(|b| b.build())
+        .map_err(|e| map_df_error(&e))
+}
+
+/// The types of `$1..$n` in `plan`, `None` where they cannot be inferred.
+fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, PgError> {
+    let types = plan.get_parameter_types().map_err(|e| map_df_error(&e))?;
+    Ok((1..=types.len())
+        .map(|i| types.get(&format!("${i}")).cloned().flatten())
+        .collect())
 }
 
 /// Whether `plan` (subqueries included) scans a materialized view keeping a contents log.

@@ -186,9 +186,14 @@ fn decoder(def: &SourceDef, schema: &SchemaRef) -> JsonDecoder {
     }
 }
 
-fn kafka_options(def: &SourceDef) -> Result<KafkaOptions, PgError> {
-    KafkaOptions::from_with(&def.options)
-        .map_err(|e| PgError::new(SqlState::INVALID_PARAMETER_VALUE, e.to_string()))
+fn kafka_options(engine: &Engine, def: &SourceDef) -> Result<KafkaOptions, PgError> {
+    KafkaOptions::from_with(&def.options, &engine.kafka_policy).map_err(|e| {
+        let state = match e {
+            freshet_connector_kafka::Error::Forbidden(_) => SqlState::INSUFFICIENT_PRIVILEGE,
+            _ => SqlState::INVALID_PARAMETER_VALUE,
+        };
+        PgError::new(state, e.to_string())
+    })
 }
 
 fn progress_key(id: TableId, partition: i32) -> Vec<u8> {
@@ -351,7 +356,7 @@ pub async fn create(engine: &Arc<Engine>, plan: CreateSourcePlan) -> Result<(), 
         format: plan.format.clone(),
         sql: plan.sql.clone(),
     };
-    let opts = kafka_options(&def)?;
+    let opts = kafka_options(engine, &def)?;
     let _w = engine.begin_write().await;
     if engine.catalog.name_taken(&def.name) {
         if plan.if_not_exists && engine.catalog.source(&def.name).is_some() {
@@ -410,7 +415,7 @@ fn start_runtime(
     progress: Progress,
     errors: u64,
 ) -> Result<(), PgError> {
-    let opts = kafka_options(&def)?;
+    let opts = kafka_options(engine, &def)?;
     let schema = Arc::new(source_schema(&def));
     let positions: BTreeMap<i32, i64> = progress.iter().map(|(&p, &(_, n))| (p, n)).collect();
     let (tx, rx) = mpsc::channel::<SourceBatch>(2);

@@ -8,17 +8,20 @@
 //! server: the server hands it what it needs.
 
 pub mod copy;
+pub mod dml;
 pub mod df_convert;
 pub mod error;
+pub mod limits;
 pub mod names;
 pub mod source;
 mod statement;
 pub mod types;
 
+pub use dml::{DmlKind, DmlPlan, ExplainDml};
 pub use source::CreateSourcePlan;
 pub use statement::{
     classify, classify_parsed, parse, parse_statements, CopyFormat, CopyFrom, CreateTablePlan,
-    Parsed, SetValue, Statement, TransactionOp,
+    Parsed, SetValue, Statement, TransactionOp, DML_TARGET_SCHEMA,
 };
 
 /// Re-exports of the DataFusion SQL AST, so the server names one sqlparser.

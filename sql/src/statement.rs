@@ -11,8 +11,14 @@ use crate::types::bind_type;
 /// A classified statement: what the server must do with it.
 #[derive(Debug, Clone)]
 pub enum Statement {
-    /// Planned and run by DataFusion: SELECT, VALUES, INSERT, UPDATE, DELETE, TRUNCATE, EXPLAIN.
+    /// Planned and run by DataFusion: SELECT, VALUES, INSERT, EXPLAIN.
     Query(Box<ast::Statement>),
+    /// DELETE or UPDATE, planned as a read query whose rows the server writes.
+    Dml(Box<crate::dml::DmlPlan>),
+    /// `EXPLAIN [ANALYZE]` of a DELETE or UPDATE.
+    ExplainDml(Box<crate::dml::ExplainDml>),
+    /// `TRUNCATE [TABLE] name`.
+    Truncate { table: String },
     /// `CREATE TABLE`.
     CreateTable(CreateTablePlan),
     /// `DROP TABLE`.
@@ -29,8 +35,11 @@ pub enum Statement {
     Show { name: String },
     /// `SHOW TABLES`.
     ShowTables,
-    /// Transaction control.
-    Transaction(TransactionOp),
+    /// Transaction control; `savepoint` names the savepoint of the savepoint statements.
+    Transaction {
+        op: TransactionOp,
+        savepoint: Option<String>,
+    },
     /// Accepted and ignored, answered with this command tag (`DISCARD ALL`, `DEALLOCATE`).
     NoOp { tag: &'static str },
     /// `CREATE MATERIALIZED VIEW name AS query`; `explain` for `EXPLAIN CREATE …`.
@@ -81,6 +90,10 @@ pub fn parse_statements(sql: &str) -> Result<Vec<Parsed>, PgError> {
     }
     Ok(parse(sql)?.into_iter().map(Parsed::Ast).collect())
 }
+
+/// The schema a DELETE's or UPDATE's read query names its target in: its tables carry each
+/// row's store key as a hidden last column (the server provides it).
+pub const DML_TARGET_SCHEMA: &str = "freshet_dml_target";
 
 /// Classifies one parsed statement.
 pub fn classify_parsed(stmt: Parsed) -> Result<Statement, PgError> {
@@ -166,6 +179,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
             sql,
         )
         .map_err(syntax_error)?;
+        for s in &mut stmts {
+            crate::limits::check_depth(s)?;
+        }
         if sql.contains('.') {
             for s in &mut stmts {
                 field_access_by_name(s);
@@ -177,6 +193,15 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     // keep one per thread.
     thread_local! {
         static PARSER: PostgresCompatibilityParser = PostgresCompatibilityParser::new();
+    }
+    // Its rewrites recurse over the tree: check the depth on a plain parse first.
+    if let Ok(mut stmts) = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        sql,
+    ) {
+        for s in &mut stmts {
+            crate::limits::check_depth(s)?;
+        }
     }
     PARSER.with(|p| p.parse(sql)).map_err(syntax_error)
 }
@@ -283,14 +308,32 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             legacy_options,
             ..
         } => bind_copy(source, to, target, options, legacy_options)?,
-        S::Query(_) | S::Insert(_) | S::Update(_) | S::Delete(_) | S::Explain { .. } => {
-            Statement::Query(Box::new(stmt))
+        S::Update(_) | S::Delete(_) => Statement::Dml(Box::new(
+            crate::dml::bind_dml(&stmt, DML_TARGET_SCHEMA)?
+                .ok_or_else(|| PgError::internal("DML statement not bound"))?,
+        )),
+        S::Explain {
+            ref statement,
+            analyze,
+            ref options,
+            ..
+        } if matches!(statement.as_ref(), S::Update(_) | S::Delete(_) | S::Truncate(_)) => {
+            let Some(plan) = crate::dml::bind_dml(statement, DML_TARGET_SCHEMA)? else {
+                return Err(PgError::not_supported("EXPLAIN TRUNCATE"));
+            };
+            Statement::ExplainDml(Box::new(crate::dml::ExplainDml {
+                plan,
+                analyze: crate::dml::explain_analyzes(analyze, options.as_deref()),
+            }))
         }
+        S::Query(_) | S::Insert(_) | S::Explain { .. } => Statement::Query(Box::new(stmt)),
         S::Truncate(ref t) => {
-            if t.table_names.len() != 1 {
+            let [target] = t.table_names.as_slice() else {
                 return Err(PgError::not_supported("TRUNCATE of several tables"));
+            };
+            Statement::Truncate {
+                table: object_name(&target.name)?,
             }
-            Statement::Query(Box::new(stmt))
         }
         S::CreateTable(ct) => Statement::CreateTable(bind_create_table(ct)?),
         S::Drop {
@@ -321,14 +364,17 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             }
         }
         S::ShowTables { .. } => Statement::ShowTables,
-        S::StartTransaction { .. } => Statement::Transaction(TransactionOp::Begin),
-        S::Commit { .. } => Statement::Transaction(TransactionOp::Commit),
+        S::StartTransaction { .. } => transaction(TransactionOp::Begin, None),
+        S::Commit { .. } => transaction(TransactionOp::Commit, None),
         S::Rollback {
-            savepoint: Some(_), ..
-        } => Statement::Transaction(TransactionOp::RollbackToSavepoint),
-        S::Rollback { .. } => Statement::Transaction(TransactionOp::Rollback),
-        S::Savepoint { .. } => Statement::Transaction(TransactionOp::Savepoint),
-        S::ReleaseSavepoint { .. } => Statement::Transaction(TransactionOp::ReleaseSavepoint),
+            savepoint: Some(name),
+            ..
+        } => transaction(TransactionOp::RollbackToSavepoint, Some(&name)),
+        S::Rollback { .. } => transaction(TransactionOp::Rollback, None),
+        S::Savepoint { name } => transaction(TransactionOp::Savepoint, Some(&name)),
+        S::ReleaseSavepoint { name } => {
+            transaction(TransactionOp::ReleaseSavepoint, Some(&name))
+        }
         S::Discard { .. } => Statement::NoOp { tag: "DISCARD ALL" },
         S::Deallocate { .. } => Statement::NoOp { tag: "DEALLOCATE" },
         other => {
@@ -506,6 +552,13 @@ fn normalize(s: &str, name: &ObjectName, idx: usize) -> String {
         s.to_owned()
     } else {
         s.to_lowercase()
+    }
+}
+
+fn transaction(op: TransactionOp, savepoint: Option<&ast::Ident>) -> Statement {
+    Statement::Transaction {
+        op,
+        savepoint: savepoint.map(ident),
     }
 }
 

@@ -13,6 +13,7 @@ use freshet_sql::df_convert::datum_at;
 use freshet_sql::CopyFrom;
 
 use super::table::table_schema;
+use super::pending::{stage_insert, StatementWrites};
 use super::write::insert_rows;
 use crate::engine::Engine;
 
@@ -64,13 +65,20 @@ impl CopyIn {
         })
     }
 
-    /// Parses, converts and inserts everything received. Returns the number of rows.
-    pub async fn finish(self, engine: &Engine) -> Result<u64, PgError> {
+    /// Parses, converts and inserts everything received, or stages it in the transaction
+    /// block's `block` writes. Returns the number of rows.
+    pub async fn finish(
+        self,
+        engine: &Engine,
+        block: Option<&StatementWrites>,
+    ) -> Result<u64, PgError> {
         let fields = parse_copy(&self.data, &self.opts, self.columns.len())?;
         let rows = self.typed_rows(&fields)?;
-        insert_rows(engine, &self.def, rows)
-            .await
-            .map_err(|e| freshet_sql::error::map_df_error(&e))
+        match block {
+            Some(writes) => stage_insert(engine, writes, &self.def, rows).await,
+            None => insert_rows(engine, &self.def, rows).await,
+        }
+        .map_err(|e| freshet_sql::error::map_df_error(&e))
     }
 
     /// Converts text fields to the table's types; columns not copied are NULL.

@@ -62,6 +62,11 @@ impl CatalogProvider for FreshetCatalogProvider {
         if name == DEFAULT_SCHEMA {
             return Some(Arc::clone(&self.public) as Arc<dyn SchemaProvider>);
         }
+        if name == DML_SCHEMA {
+            return Some(Arc::new(DmlTargets {
+                engine: Arc::clone(&self.public.engine),
+            }) as Arc<dyn SchemaProvider>);
+        }
         self.others
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -84,6 +89,33 @@ impl CatalogProvider for FreshetCatalogProvider {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(name.to_owned(), schema))
+    }
+}
+
+/// The schema a DELETE's or UPDATE's read query names its target in (see `dml.rs`); not
+/// listed among the catalog's schemas.
+pub const DML_SCHEMA: &str = freshet_sql::DML_TARGET_SCHEMA;
+
+/// [`DML_SCHEMA`]: every table, with its hidden key column ([`StoredTable::keyed`]).
+#[derive(Debug)]
+struct DmlTargets {
+    engine: Arc<Engine>,
+}
+
+#[async_trait]
+impl SchemaProvider for DmlTargets {
+    fn table_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(self.engine.catalog.table(name).map(|def| {
+            Arc::new(StoredTable::keyed(Arc::clone(&self.engine), def)) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.engine.catalog.table(name).is_some()
     }
 }
 

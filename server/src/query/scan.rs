@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
@@ -14,6 +13,8 @@ use freshet_catalog::TableDef;
 use freshet_common::Datum;
 use freshet_sql::df_convert::{rows_to_batch, scalar_to_datum};
 use freshet_state::{key_codec, next_key, row_codec, table_prefix, Snapshot};
+
+use super::pending::WriteSet;
 
 /// Rows per batch read from the store.
 const BATCH_ROWS: usize = 4096;
@@ -34,7 +35,13 @@ pub struct TableScan {
     columns: Vec<usize>,
     range: KeyRange,
     limit: Option<usize>,
+    /// A transaction block's pending writes, read over the snapshot.
+    overlay: Option<Arc<WriteSet>>,
 }
+
+/// The name of the hidden column a DML statement's read scan adds after a table's columns:
+/// each row's store key, which is how the statement's write set names the rows it changes.
+pub const KEY_COLUMN: &str = "__freshet_key";
 
 impl TableScan {
     /// `schema` is the projected schema; `columns[i]` is the table column feeding its field i.
@@ -53,7 +60,14 @@ impl TableScan {
             columns,
             range,
             limit,
+            overlay: None,
         }
+    }
+
+    /// Reads `overlay` (a transaction block's pending writes) over the snapshot.
+    pub fn with_overlay(mut self, overlay: Option<Arc<WriteSet>>) -> Self {
+        self.overlay = overlay;
+        self
     }
 
     /// The projected schema.
@@ -75,6 +89,9 @@ impl PartitionStream for TableScan {
             upper: self.range.upper.clone(),
             remaining: self.limit.unwrap_or(usize::MAX),
             done: false,
+            // Column index `columns.len()` of the table is the hidden key column.
+            with_key: self.columns.contains(&self.def.columns.len()),
+            overlay: self.overlay.clone(),
         };
         cursor.next = Some(
             self.range
@@ -106,79 +123,93 @@ struct Cursor {
     upper: Option<Vec<u8>>,
     remaining: usize,
     done: bool,
+    /// Append each row's store key as a last `Bytes` datum.
+    with_key: bool,
+    overlay: Option<Arc<WriteSet>>,
 }
 
 impl Cursor {
     fn next_rows(&mut self) -> Result<Option<Vec<Vec<Datum>>>> {
-        if self.done || self.remaining == 0 {
-            return Ok(None);
+        loop {
+            if self.done || self.remaining == 0 {
+                return Ok(None);
+            }
+            let lower = self.next.take().unwrap_or_else(|| self.prefix.clone());
+            let limit = BATCH_ROWS.min(self.remaining);
+            let page = self
+                .snapshot
+                .scan(&self.prefix, &lower, self.upper.as_deref(), limit)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            if page.len() < limit {
+                self.done = true;
+            } else if let Some((last, _)) = page.last() {
+                self.next = Some(next_key(last));
+            }
+            let mut entries: Vec<(&[u8], &[u8])> = match &self.overlay {
+                None => page.iter().map(|(k, v)| (&k[..], &v[..])).collect(),
+                Some(overlay) => {
+                    // Pending writes up to where the next page starts (or the range's end).
+                    let upper = if self.done {
+                        self.upper.as_deref()
+                    } else {
+                        self.next.as_deref()
+                    };
+                    merge_overlay(&page, overlay, &self.prefix, &lower, upper)
+                }
+            };
+            if entries.is_empty() {
+                if self.done {
+                    return Ok(None);
+                }
+                continue;
+            }
+            entries.truncate(self.remaining);
+            self.remaining -= entries.len();
+            let with_key = self.with_key;
+            let rows = entries
+                .iter()
+                .map(|(k, v)| {
+                    let mut row = row_codec::decode_row(v)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    if with_key {
+                        row.push(Datum::Bytes(k.to_vec()));
+                    }
+                    Ok(row)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Some(rows));
         }
-        let lower = self.next.take().unwrap_or_else(|| self.prefix.clone());
-        let limit = BATCH_ROWS.min(self.remaining);
-        let page = self
-            .snapshot
-            .scan(&self.prefix, &lower, self.upper.as_deref(), limit)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        if page.len() < limit {
-            self.done = true;
-        }
-        let Some((last, _)) = page.last() else {
-            return Ok(None);
-        };
-        self.next = Some(next_key(last));
-        self.remaining -= page.len();
-        let rows = page
-            .iter()
-            .map(|(_, v)| {
-                row_codec::decode_row(v).map_err(|e| DataFusionError::External(Box::new(e)))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(rows))
     }
 }
 
-/// Reads the rows of a table in `range` (all without one) from `snapshot` as full-schema
-/// batches (for UPDATE and DELETE), with each row's store key.
-pub fn read_all(
-    def: &TableDef,
-    snapshot: Arc<Snapshot>,
-    schema: &SchemaRef,
-    range: Option<KeyRange>,
-) -> Result<Vec<(Vec<Vec<u8>>, RecordBatch)>> {
-    let prefix = table_prefix(def.id);
-    let range = range.unwrap_or_default();
-    let mut cursor = Cursor {
-        prefix: prefix.clone(),
-        snapshot,
-        next: range.lower,
-        upper: range.upper,
-        remaining: usize::MAX,
-        done: false,
-    };
-    let columns: Vec<usize> = (0..def.columns.len()).collect();
-    let mut out = Vec::new();
-    loop {
-        let lower = cursor.next.take().unwrap_or_else(|| prefix.clone());
-        let page = cursor
-            .snapshot
-            .scan(&prefix, &lower, cursor.upper.as_deref(), BATCH_ROWS)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let Some((last, _)) = page.last() else { break };
-        cursor.next = Some(next_key(last));
-        let mut keys = Vec::with_capacity(page.len());
-        let mut rows = Vec::with_capacity(page.len());
-        for (k, v) in &page {
-            keys.push(k.to_vec());
-            rows.push(
-                row_codec::decode_row(v).map_err(|e| DataFusionError::External(Box::new(e)))?,
-            );
+/// The snapshot's `page` with the pending writes in `[lower, upper)` under `prefix` laid
+/// over it: a pending row replaces or adds its key, a pending deletion hides it.
+fn merge_overlay<'a>(
+    page: &'a [(Box<[u8]>, Box<[u8]>)],
+    overlay: &'a WriteSet,
+    prefix: &[u8],
+    lower: &[u8],
+    upper: Option<&[u8]>,
+) -> Vec<(&'a [u8], &'a [u8])> {
+    let pending = overlay
+        .range::<[u8], _>((
+            std::ops::Bound::Included(lower),
+            std::ops::Bound::Unbounded,
+        ))
+        .take_while(|(k, _)| k.starts_with(prefix) && upper.is_none_or(|u| k.as_slice() < u));
+    let mut out = Vec::with_capacity(page.len());
+    let mut stored = page.iter().peekable();
+    for (key, p) in pending {
+        while let Some((k, v)) = stored.next_if(|(k, _)| &k[..] < key.as_slice()) {
+            out.push((&k[..], &v[..]));
         }
-        out.push((keys, rows_to_batch(&rows, schema, &columns)?));
-        if page.len() < BATCH_ROWS {
-            break;
+        stored.next_if(|(k, _)| &k[..] == key.as_slice());
+        if let Some(row) = &p.row {
+            out.push((key.as_slice(), row.as_slice()));
         }
     }
-    Ok(out)
+    out.extend(stored.map(|(k, v)| (&k[..], &v[..])));
+    out
 }
 
 /// The key range implied by `filters` on the first primary-key column, if any narrows it.

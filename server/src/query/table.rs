@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::error::Result;
@@ -14,12 +14,13 @@ use datafusion::physical_plan::ExecutionPlan;
 use freshet_catalog::TableDef;
 use freshet_common::PgError;
 
+use super::pending::StatementWrites;
 use super::provider::StatementSnapshot;
-use super::scan::{key_range, TableScan};
-use super::write::{self, TableSink};
+use super::scan::{key_range, TableScan, KEY_COLUMN};
+use super::write::TableSink;
 use crate::engine::Engine;
 
-/// One table of the catalog, bound to the engine for reads and writes.
+/// One table of the catalog, bound to the engine for reads and INSERTs.
 #[derive(Debug)]
 pub struct StoredTable {
     engine: Arc<Engine>,
@@ -35,6 +36,18 @@ impl StoredTable {
             engine,
             def,
             schema,
+        }
+    }
+
+    /// The table as a DELETE or UPDATE reads its target: its columns and then
+    /// [`KEY_COLUMN`], each row's store key (see `dml.rs`).
+    pub fn keyed(engine: Arc<Engine>, def: Arc<TableDef>) -> Self {
+        let mut fields = table_schema(&def).fields().to_vec();
+        fields.push(Arc::new(Field::new(KEY_COLUMN, DataType::Binary, false)));
+        Self {
+            engine,
+            def,
+            schema: Arc::new(Schema::new(fields)),
         }
     }
 }
@@ -90,6 +103,10 @@ impl TableProvider for StoredTable {
         };
         let projected = Arc::new(self.schema.project(&columns)?);
         let range = key_range(&self.def, &self.schema, filters).unwrap_or_default();
+        let overlay = state
+            .config()
+            .get_extension::<StatementWrites>()
+            .map(|w| Arc::clone(&w.block));
         let scan = TableScan::new(
             Arc::clone(&self.def),
             snapshot,
@@ -97,7 +114,8 @@ impl TableProvider for StoredTable {
             columns,
             range,
             limit,
-        );
+        )
+        .with_overlay(overlay);
         let schema = Arc::clone(scan.schema_ref());
         Ok(Arc::new(StreamingTableExec::try_new(
             schema,
@@ -115,6 +133,9 @@ impl TableProvider for StoredTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.schema.fields().len() != self.def.columns.len() {
+            return Err(PgError::not_supported("INSERT into a DML target scan").into_df());
+        }
         if insert_op != InsertOp::Append {
             return Err(PgError::not_supported(format!("INSERT {insert_op}")).into_df());
         }
@@ -126,36 +147,27 @@ impl TableProvider for StoredTable {
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 
+    // DELETE, UPDATE and TRUNCATE never reach DataFusion's DML hooks (which would write
+    // while the plan is built): the session plans and runs them itself (`dml.rs`).
     async fn delete_from(
         &self,
-        state: &dyn Session,
-        filters: Vec<Expr>,
+        _state: &dyn Session,
+        _filters: Vec<Expr>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let n = write::delete_rows(&self.engine, &self.def, &self.schema, state, &filters).await?;
-        write::count_exec(n)
+        Err(PgError::not_supported("DELETE through this path").into_df())
     }
 
     async fn update(
         &self,
-        state: &dyn Session,
-        assignments: Vec<(String, Expr)>,
-        filters: Vec<Expr>,
+        _state: &dyn Session,
+        _assignments: Vec<(String, Expr)>,
+        _filters: Vec<Expr>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let n = write::update_rows(
-            &self.engine,
-            &self.def,
-            &self.schema,
-            state,
-            &assignments,
-            &filters,
-        )
-        .await?;
-        write::count_exec(n)
+        Err(PgError::not_supported("UPDATE through this path").into_df())
     }
 
     async fn truncate(&self, _state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
-        let n = write::truncate(&self.engine, &self.def).await?;
-        write::count_exec(n)
+        Err(PgError::not_supported("TRUNCATE through this path").into_df())
     }
 }
 

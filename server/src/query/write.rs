@@ -1,26 +1,20 @@
-//! The table write path: INSERT (a DataFusion `DataSink`), UPDATE, DELETE and TRUNCATE.
+//! The table write path: INSERT (a DataFusion `DataSink`), and the write sets of UPDATE,
+//! DELETE (see `dml.rs`) and TRUNCATE.
 //!
-//! Every statement takes the engine's writer lock, validates NOT NULL, lengths and primary
+//! Every statement holds the engine's writer lock, validates NOT NULL, lengths and primary
 //! keys against the latest committed state, and commits one RocksDB write batch.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::memory::MemorySourceConfig;
-use datafusion::catalog::Session;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::DFSchema;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::sink::DataSink;
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
-use datafusion::physical_expr::create_physical_expr;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use freshet_catalog::TableDef;
 use freshet_common::{Datum, PgError, SqlState, SqlType};
 use freshet_dataflow::epoch::state_err;
@@ -29,9 +23,9 @@ use freshet_sql::df_convert::datum_at;
 use freshet_state::{key_codec, row_codec, table_prefix, table_row_key, Store, WriteBatch};
 use futures::StreamExt;
 
-use super::scan::{key_range, read_all};
+use super::pending::{stage_insert, StatementWrites};
 use super::table::IntoDataFusion;
-use crate::engine::Engine;
+use crate::engine::{Engine, WriteState};
 
 /// INSERT target: collects the statement's rows, then validates and commits them at once.
 #[derive(Debug)]
@@ -67,13 +61,17 @@ impl DataSink for TableSink {
     async fn write_all(
         &self,
         mut data: SendableRecordBatchStream,
-        _ctx: &Arc<TaskContext>,
+        ctx: &Arc<TaskContext>,
     ) -> Result<u64> {
         let mut rows = Vec::new();
         while let Some(batch) = data.next().await {
             rows.extend(batch_rows(&batch?, &self.schema)?);
         }
-        insert_rows(&self.engine, &self.def, rows).await
+        match ctx.session_config().get_extension::<StatementWrites>() {
+            // Inside a transaction block: staged until COMMIT.
+            Some(writes) => stage_insert(&self.engine, &writes, &self.def, rows).await,
+            None => insert_rows(&self.engine, &self.def, rows).await,
+        }
     }
 }
 
@@ -113,118 +111,53 @@ pub async fn insert_rows(engine: &Engine, def: &TableDef, rows: Vec<Vec<Datum>>)
     Ok(n)
 }
 
-/// Deletes the rows matching every filter. Returns how many.
-pub async fn delete_rows(
+/// Deletes `rows` (each a store key with the row it holds) as one epoch. Returns how many.
+pub fn apply_delete(
     engine: &Engine,
+    writer: &mut WriteState,
     def: &TableDef,
-    schema: &SchemaRef,
-    state: &dyn Session,
-    filters: &[Expr],
+    rows: Vec<(Vec<u8>, Vec<Datum>)>,
 ) -> Result<u64> {
-    let mut w = engine.begin_write().await;
     let mut batch = WriteBatch::default();
     let mut changes = EpochChanges::default();
     let track = engine.has_dependents(def.id);
-    let mut n = 0u64;
-    for (keys, rows) in read_all(
-        def,
-        Arc::new(engine.store.snapshot()),
-        schema,
-        key_range(def, schema, filters),
-    )? {
-        let mask = filter_mask(filters, &rows, schema, state)?;
-        let old_rows = if track {
-            Some(batch_rows(&rows, schema)?)
-        } else {
-            None
-        };
-        for (i, key) in keys.iter().enumerate() {
-            if mask.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i)) {
-                batch.delete(key);
-                if let Some(old) = &old_rows {
-                    changes.add(def.id, [old[i].clone()], -1);
-                }
-                n += 1;
-            }
+    let n = rows.len() as u64;
+    for (key, old) in rows {
+        batch.delete(&key);
+        if track {
+            changes.add(def.id, [old], -1);
         }
     }
-    engine.commit(&mut w, batch, changes)?;
+    engine.commit(writer, batch, changes)?;
     Ok(n)
 }
 
-/// Applies `assignments` to the rows matching every filter. Returns how many.
-pub async fn update_rows(
+/// Replaces `rows` (each a store key, the row it holds and its new row) as one epoch,
+/// checking constraints on the new rows. Returns how many.
+pub fn apply_update(
     engine: &Engine,
+    writer: &mut WriteState,
     def: &TableDef,
-    schema: &SchemaRef,
-    state: &dyn Session,
-    assignments: &[(String, Expr)],
-    filters: &[Expr],
+    rows: Vec<(Vec<u8>, Vec<Datum>, Vec<Datum>)>,
 ) -> Result<u64> {
-    let df_schema = DFSchema::try_from(Arc::clone(schema))?;
-    let mut exprs = Vec::with_capacity(assignments.len());
-    for (name, expr) in assignments {
-        let idx = def.column_index(name).ok_or_else(|| {
-            PgError::new(
-                SqlState::UNDEFINED_COLUMN,
-                format!(
-                    "column \"{name}\" of relation \"{}\" does not exist",
-                    def.name
-                ),
-            )
-            .into_df()
-        })?;
-        exprs.push((
-            idx,
-            create_physical_expr(
-                expr,
-                &df_schema,
-                state.execution_props(),
-                &PhysicalPlanningContext::default(),
-            )?,
-        ));
-    }
-    let mut w = engine.begin_write().await;
     let store = &engine.store;
     let mut changes = EpochChanges::default();
     let track = engine.has_dependents(def.id);
-    let mut deleted = HashSet::new();
-    let mut updated: Vec<(Vec<u8>, Vec<Datum>)> = Vec::new();
-    for (keys, rows) in read_all(
-        def,
-        Arc::new(store.snapshot()),
-        schema,
-        key_range(def, schema, filters),
-    )? {
-        let mask = filter_mask(filters, &rows, schema, state)?;
-        let mut new_cols: Vec<ArrayRef> = rows.columns().to_vec();
-        for (idx, e) in &exprs {
-            let arr = e.evaluate(&rows)?.into_array(rows.num_rows())?;
-            new_cols[*idx] = cast(&arr, schema.field(*idx).data_type())?;
+    let mut deleted = HashSet::with_capacity(rows.len());
+    let mut updated: Vec<(Vec<u8>, Vec<Datum>)> = Vec::with_capacity(rows.len());
+    for (key, old, new) in rows {
+        validate_row(def, &new).map_err(PgError::into_df)?;
+        if track {
+            changes.add(def.id, [old], -1);
+            changes.add(def.id, [new.clone()], 1);
         }
-        let new_batch = RecordBatch::try_new(Arc::clone(schema), new_cols)?;
-        let new_rows = batch_rows(&new_batch, schema)?;
-        let old_rows = if track {
-            Some(batch_rows(&rows, schema)?)
+        let new_key = if def.has_primary_key() {
+            row_key(def, &new)
         } else {
-            None
+            key.clone()
         };
-        for (i, (key, row)) in keys.into_iter().zip(new_rows).enumerate() {
-            if mask.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i)) {
-                validate_row(def, &row).map_err(PgError::into_df)?;
-                if let Some(old) = &old_rows {
-                    changes.add(def.id, [old[i].clone()], -1);
-                    changes.add(def.id, [row.clone()], 1);
-                }
-                let new_key = if def.has_primary_key() {
-                    row_key(def, &row)
-                } else {
-                    key.clone()
-                };
-                deleted.insert(key);
-                updated.push((new_key, row));
-            }
-        }
+        deleted.insert(key);
+        updated.push((new_key, new));
     }
     let mut batch = WriteBatch::default();
     for key in &deleted {
@@ -241,7 +174,7 @@ pub async fn update_rows(
         }
         put_row(&mut batch, &mut buf, key.clone(), row);
     }
-    engine.commit(&mut w, batch, changes)?;
+    engine.commit(writer, batch, changes)?;
     Ok(updated.len() as u64)
 }
 
@@ -279,62 +212,6 @@ fn count_rows(def: &TableDef, engine: &Engine) -> Result<usize> {
     Ok(n)
 }
 
-/// A one-row `count` plan, what DataFusion expects back from DML hooks.
-pub fn count_exec(n: u64) -> Result<Arc<dyn ExecutionPlan>> {
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "count",
-        DataType::UInt64,
-        false,
-    )]));
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![Arc::new(UInt64Array::from(vec![n]))],
-    )?;
-    Ok(MemorySourceConfig::try_new_exec(
-        &[vec![batch]],
-        schema,
-        None,
-    )?)
-}
-
-fn filter_mask(
-    filters: &[Expr],
-    batch: &RecordBatch,
-    schema: &SchemaRef,
-    state: &dyn Session,
-) -> Result<Option<BooleanArray>> {
-    if filters.is_empty() {
-        return Ok(None);
-    }
-    let df_schema = DFSchema::try_from(Arc::clone(schema))?;
-    let mut combined: Option<BooleanArray> = None;
-    for f in filters {
-        let e = create_physical_expr(
-            f,
-            &df_schema,
-            state.execution_props(),
-            &PhysicalPlanningContext::default(),
-        )?;
-        let arr = e.evaluate(batch)?.into_array(batch.num_rows())?;
-        let mask = arr
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| {
-                PgError::new(
-                    SqlState::DATATYPE_MISMATCH,
-                    "argument of WHERE must be type boolean",
-                )
-                .into_df()
-            })?
-            .clone();
-        combined = Some(match combined {
-            None => mask,
-            Some(prev) => datafusion::arrow::compute::and(&prev, &mask)?,
-        });
-    }
-    Ok(combined)
-}
-
 /// The rows of `batch`, each column first cast to the table's type.
 fn batch_rows(batch: &RecordBatch, schema: &SchemaRef) -> Result<Vec<Vec<Datum>>> {
     let mut cols = Vec::with_capacity(batch.num_columns());
@@ -354,7 +231,7 @@ fn batch_rows(batch: &RecordBatch, schema: &SchemaRef) -> Result<Vec<Vec<Datum>>
         .collect()
 }
 
-fn validate_row(def: &TableDef, row: &[Datum]) -> Result<(), PgError> {
+pub(super) fn validate_row(def: &TableDef, row: &[Datum]) -> Result<(), PgError> {
     for (col, v) in def.columns.iter().zip(row) {
         if col.not_null && v.is_null() {
             return Err(PgError::new(
@@ -378,7 +255,7 @@ fn validate_row(def: &TableDef, row: &[Datum]) -> Result<(), PgError> {
     Ok(())
 }
 
-fn row_key(def: &TableDef, row: &[Datum]) -> Vec<u8> {
+pub(super) fn row_key(def: &TableDef, row: &[Datum]) -> Vec<u8> {
     let pk: Vec<Datum> = def.primary_key.iter().map(|&i| row[i].clone()).collect();
     let mut key = table_prefix(def.id);
     key_codec::encode_key(&pk, &mut key);
@@ -391,7 +268,7 @@ fn put_row(batch: &mut WriteBatch, buf: &mut Vec<u8>, key: Vec<u8>, row: &[Datum
     batch.put(key, &buf[..]);
 }
 
-fn unique_violation(def: &TableDef, row: &[Datum]) -> PgError {
+pub(super) fn unique_violation(def: &TableDef, row: &[Datum]) -> PgError {
     let cols: Vec<&str> = def
         .primary_key
         .iter()
@@ -424,51 +301,5 @@ fn display_datum(d: &Datum) -> String {
         Datum::Int64(i) => i.to_string(),
         Datum::Bool(b) => b.to_string(),
         other => format!("{other:?}"),
-    }
-}
-
-/// Refuses a DELETE or UPDATE whose rows depend on more than the target table's own row: a
-/// subquery (`WHERE id IN (SELECT …)`, `EXISTS`, `SET v = (SELECT …)`) or another table
-/// (`UPDATE … FROM`). DataFusion hands a table only the predicates on its own columns
-/// (`TableProvider::delete_from`/`update`) and drops the rest — after decorrelation an
-/// `IN (SELECT …)` is a join, not a filter — so such a statement would change every row.
-pub fn check_dml_input(dml: &DmlStatement) -> Result<(), PgError> {
-    let verb = match dml.op {
-        WriteOp::Delete => "DELETE",
-        WriteOp::Update => "UPDATE",
-        _ => return Ok(()),
-    };
-    let mut construct: Option<&str> = None;
-    let _ = dml.input.apply(|node| {
-        let subquery = node.expressions().iter().any(|e| {
-            e.exists(|e| {
-                Ok(matches!(
-                    e,
-                    Expr::Exists(_)
-                        | Expr::InSubquery(_)
-                        | Expr::ScalarSubquery(_)
-                        | Expr::OuterReferenceColumn(..)
-                ))
-            })
-            .unwrap_or(true)
-        });
-        construct = match node {
-            _ if subquery => Some("a subquery"),
-            LogicalPlan::Subquery(_) => Some("a subquery"),
-            LogicalPlan::Join(_) => Some("another table (FROM or a join)"),
-            LogicalPlan::TableScan(scan) if !scan.table_name.resolved_eq(&dml.table_name) => {
-                Some("another table (FROM or a join)")
-            }
-            _ => None,
-        };
-        Ok(if construct.is_some() {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    match construct {
-        Some(c) => Err(PgError::not_supported(format!("{verb} with {c}"))),
-        None => Ok(()),
     }
 }

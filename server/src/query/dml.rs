@@ -1,0 +1,249 @@
+//! DELETE and UPDATE executed by freshet.
+//!
+//! The statement is bound to a read query (`freshet_sql::dml`); here it runs, under the writer
+//! lock, over a snapshot of the latest commit, and the rows it yields become the statement's
+//! write set: each target row once (the first match wins, as in PostgreSQL's `UPDATE … FROM`),
+//! with its new values for UPDATE. The write set commits as one epoch with the views'
+//! changes. Planning writes nothing.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch};
+use datafusion::arrow::compute::{can_cast_types, cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use freshet_catalog::TableDef;
+use freshet_common::{Datum, PgError, SqlState};
+use freshet_sql::df_convert::datum_at;
+use freshet_sql::error::map_df_error;
+use freshet_sql::{DmlKind, DmlPlan};
+
+use super::pending::{self, StatementWrites};
+use super::provider::StatementSnapshot;
+use super::table::table_schema;
+use super::write;
+use crate::engine::Engine;
+
+/// The table a DELETE, UPDATE or TRUNCATE changes: a table, or PostgreSQL's errors.
+pub fn target_table(engine: &Engine, name: &str, verb: &str) -> Result<Arc<TableDef>, PgError> {
+    if let Some(def) = engine.catalog.table(name) {
+        return Ok(def);
+    }
+    let kind = if engine.catalog.view(name).is_some() {
+        "materialized view"
+    } else if engine.catalog.source(name).is_some() {
+        "source"
+    } else {
+        return Err(PgError::new(
+            SqlState::UNDEFINED_TABLE,
+            format!("relation \"{name}\" does not exist"),
+        ));
+    };
+    Err(PgError::new(
+        SqlState::WRONG_OBJECT_TYPE,
+        format!("cannot {verb} {kind} \"{name}\""),
+    ))
+}
+
+/// The table `plan` changes, or PostgreSQL's errors for other relations.
+pub fn dml_target(engine: &Engine, plan: &DmlPlan) -> Result<Arc<TableDef>, PgError> {
+    let verb = match plan.kind {
+        DmlKind::Delete => "delete from",
+        DmlKind::Update => "update",
+    };
+    target_table(engine, &plan.table, verb)
+}
+
+/// Plans `plan`'s read query with `state` (its parameters bound).
+pub async fn plan_read(
+    state: &SessionState,
+    plan: &DmlPlan,
+    params: Option<ParamValues>,
+) -> Result<LogicalPlan, PgError> {
+    let mut stmts = freshet_sql::parse(&plan.query)?;
+    let stmt = stmts
+        .pop()
+        .ok_or_else(|| PgError::internal("empty DML read query"))?;
+    let mut lp = state
+        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+            stmt,
+        )))
+        .await
+        .map_err(|e| map_df_error(&e))?;
+    if let Some(params) = params {
+        lp = lp.with_param_values(params).map_err(|e| map_df_error(&e))?;
+    }
+    Ok(lp)
+}
+
+/// Runs a DELETE or UPDATE: reads its write set and commits it, or, inside a transaction
+/// block (`block`), stages it. Returns the rows changed.
+pub async fn execute(
+    engine: &Arc<Engine>,
+    mut state: SessionState,
+    plan: &DmlPlan,
+    params: Option<ParamValues>,
+    block: Option<Arc<StatementWrites>>,
+) -> Result<u64, PgError> {
+    let def = dml_target(engine, plan)?;
+    let assigned = assigned_columns(&def, plan)?;
+    let df = |e| map_df_error(&e);
+    // Outside a block, the writer lock is held from the read to the commit, so the rows read
+    // are the latest committed ones.
+    let mut writer = None;
+    let snapshot = match &block {
+        Some(b) => {
+            state.config_mut().set_extension(Arc::clone(b));
+            Arc::clone(&b.snapshot)
+        }
+        None => {
+            let w = writer.insert(engine.begin_write().await);
+            Arc::new(engine.fold_for_read(w).map_err(df)?)
+        }
+    };
+    state
+        .config_mut()
+        .set_extension(Arc::new(StatementSnapshot(snapshot)));
+    let lp = plan_read(&state, plan, params).await?;
+    let batches = DataFrame::new(state, lp).collect().await.map_err(df)?;
+    let rows = changed_rows(&def, &assigned, &batches)?;
+    match (plan.kind, block, writer) {
+        (DmlKind::Delete, Some(b), _) => Ok(pending::stage_delete(
+            &b,
+            def.id,
+            rows.into_iter().map(|(k, _, _)| k).collect(),
+        )),
+        (DmlKind::Update, Some(b), _) => pending::stage_update(
+            &b,
+            &def,
+            rows.into_iter().map(|(k, _, new)| (k, new)).collect(),
+        )
+        .map_err(df),
+        (DmlKind::Delete, None, Some(mut w)) => write::apply_delete(
+            engine,
+            &mut w,
+            &def,
+            rows.into_iter().map(|(k, old, _)| (k, old)).collect(),
+        )
+        .map_err(df),
+        (DmlKind::Update, None, Some(mut w)) => {
+            write::apply_update(engine, &mut w, &def, rows).map_err(df)
+        }
+        (_, None, None) => Err(PgError::internal("DML without the writer lock")),
+    }
+}
+
+/// The rows a DML read query selected, each target row once (the first match wins, as in
+/// PostgreSQL's `UPDATE … FROM`): store key, row, and the new row (for DELETE, the row).
+#[allow(clippy::type_complexity)]
+fn changed_rows(
+    def: &TableDef,
+    assigned: &[usize],
+    batches: &[RecordBatch],
+) -> Result<Vec<(Vec<u8>, Vec<Datum>, Vec<Datum>)>, PgError> {
+    let df = |e| map_df_error(&e);
+    let width = def.columns.len();
+    let schema = table_schema(def);
+    let mut seen = HashSet::new();
+    let mut rows = Vec::new();
+    for b in batches {
+        let keys = key_column(b, width)?;
+        let new_values = assigned
+            .iter()
+            .enumerate()
+            .map(|(i, &col)| {
+                let field = schema.field(col);
+                assigned_value(b.column(width + 1 + i), field.data_type(), field.name())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in 0..b.num_rows() {
+            if !seen.insert(keys.value(r)) {
+                continue;
+            }
+            let old = row_at(b, width, r).map_err(df)?;
+            let mut new = old.clone();
+            for (&col, values) in assigned.iter().zip(&new_values) {
+                new[col] = datum_at(values, r).map_err(df)?;
+            }
+            rows.push((keys.value(r).to_vec(), old, new));
+        }
+    }
+    Ok(rows)
+}
+
+/// The table columns an UPDATE assigns, by index, in the read query's order.
+fn assigned_columns(def: &TableDef, plan: &DmlPlan) -> Result<Vec<usize>, PgError> {
+    plan.assignments
+        .iter()
+        .map(|name| {
+            def.column_index(name).ok_or_else(|| {
+                PgError::new(
+                    SqlState::UNDEFINED_COLUMN,
+                    format!(
+                        "column \"{name}\" of relation \"{}\" does not exist",
+                        def.name
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+fn key_column(b: &RecordBatch, width: usize) -> Result<&BinaryArray, PgError> {
+    b.column(width)
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .ok_or_else(|| PgError::internal("DML read query lost its key column"))
+}
+
+fn row_at(b: &RecordBatch, width: usize, r: usize) -> datafusion::error::Result<Vec<Datum>> {
+    (0..width).map(|c| datum_at(b.column(c), r)).collect()
+}
+
+/// An assigned value converted to its column's type: exactly, or an error.
+fn assigned_value(values: &ArrayRef, to: &DataType, column: &str) -> Result<ArrayRef, PgError> {
+    if values.data_type() == to {
+        return Ok(Arc::clone(values));
+    }
+    let mismatch = || {
+        PgError::new(
+            SqlState::DATATYPE_MISMATCH,
+            format!(
+                "column \"{column}\" is of type {} but expression is of type {}",
+                pg_type_name(to),
+                pg_type_name(values.data_type())
+            ),
+        )
+    };
+    if !can_cast_types(values.data_type(), to) {
+        return Err(mismatch());
+    }
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    cast_with_options(values, to, &options).map_err(|e| {
+        let state = match values.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                SqlState::INVALID_TEXT_REPRESENTATION
+            }
+            _ => SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+        };
+        PgError::new(state, format!("value for column \"{column}\" out of range or invalid: {e}"))
+    })
+}
+
+fn pg_type_name(dt: &DataType) -> String {
+    match freshet_sql::types::sql_type_of(&datafusion::arrow::datatypes::Field::new(
+        "x",
+        dt.clone(),
+        true,
+    )) {
+        Some(t) => t.pg_name().to_string(),
+        None => dt.to_string(),
+    }
+}

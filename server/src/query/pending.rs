@@ -1,0 +1,224 @@
+//! The writes of a transaction block: staged by its statements, read by them over the block's
+//! snapshot, committed at COMMIT as one epoch.
+//!
+//! Inside `BEGIN … COMMIT`, INSERT, UPDATE, DELETE, TRUNCATE and COPY FROM write nothing to the
+//! store: each stages its rows (new encoded rows, or deletions, by store key) in the running
+//! statement's [`StatementWrites`], which the session merges into the block when the statement
+//! succeeds. Table scans lay the block's writes over its snapshot, so a session reads its own
+//! writes. [`commit_block`] then checks, under the writer lock, that no key the block wrote
+//! changed since its snapshot (first committer wins; the loser gets 40001 and nothing of it
+//! is applied) and commits every write, with every view's maintenance for them, in one
+//! RocksDB write batch.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use datafusion::error::Result;
+use freshet_catalog::TableDef;
+use freshet_common::{Datum, PgError, SqlState, TableId};
+use freshet_dataflow::epoch::state_err;
+use freshet_dataflow::EpochChanges;
+use freshet_state::{key_codec, row_codec, table_row_key, Snapshot, WriteBatch};
+
+use super::table::IntoDataFusion;
+use super::write::{row_key, unique_violation, validate_row};
+use crate::engine::Engine;
+
+/// Pending writes by store key.
+pub type WriteSet = BTreeMap<Vec<u8>, Pending>;
+
+/// One pending write: the key's new encoded row, or `None` for a deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub table: TableId,
+    pub row: Option<Vec<u8>>,
+}
+
+/// What a statement inside a transaction block reads and writes (a session config extension
+/// while it runs).
+#[derive(Debug)]
+pub struct StatementWrites {
+    /// The block's snapshot: what the statement reads under the pending writes.
+    pub snapshot: Arc<Snapshot>,
+    /// The block's writes before this statement.
+    pub block: Arc<WriteSet>,
+    /// This statement's writes, merged into the block when it succeeds.
+    pub staged: Mutex<WriteSet>,
+}
+
+impl StatementWrites {
+    /// A statement's view of a block with `snapshot` and pending `block` writes.
+    pub fn new(snapshot: Arc<Snapshot>, block: Arc<WriteSet>) -> Self {
+        Self {
+            snapshot,
+            block,
+            staged: Mutex::new(WriteSet::new()),
+        }
+    }
+
+    /// This statement's writes so far.
+    pub fn take_staged(&self) -> WriteSet {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriteSet> {
+        self.staged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `key` holds a row as this statement sees it (`staged`: its own writes).
+    fn visible(&self, staged: &WriteSet, key: &[u8]) -> Result<bool> {
+        if let Some(p) = staged.get(key).or_else(|| self.block.get(key)) {
+            return Ok(p.row.is_some());
+        }
+        Ok(self.snapshot.get(key).map_err(state_err)?.is_some())
+    }
+}
+
+/// Stages an INSERT of `rows` (full rows in table column order).
+pub async fn stage_insert(
+    engine: &Engine,
+    writes: &StatementWrites,
+    def: &TableDef,
+    rows: Vec<Vec<Datum>>,
+) -> Result<u64> {
+    for row in &rows {
+        validate_row(def, row).map_err(PgError::into_df)?;
+    }
+    let n = rows.len() as u64;
+    let keys: Vec<Vec<u8>> = if def.has_primary_key() {
+        rows.iter().map(|row| row_key(def, row)).collect()
+    } else {
+        // Hidden row ids are handed out under the writer lock; a rolled-back block's are
+        // never reused.
+        let mut w = engine.begin_write().await;
+        let first = w
+            .allocate_row_ids(&engine.store, def.id, n)
+            .map_err(state_err)?;
+        (0..n)
+            .map(|i| table_row_key(def.id, &key_codec::encode_row_id(first + i)))
+            .collect()
+    };
+    let mut staged = writes.lock();
+    for (row, key) in rows.iter().zip(keys) {
+        if def.has_primary_key() && writes.visible(&staged, &key)? {
+            return Err(unique_violation(def, row).into_df());
+        }
+        staged.insert(key, put(def.id, row));
+    }
+    Ok(n)
+}
+
+/// Stages the deletion of `keys`.
+pub fn stage_delete(writes: &StatementWrites, table: TableId, keys: Vec<Vec<u8>>) -> u64 {
+    let mut staged = writes.lock();
+    let n = keys.len() as u64;
+    for key in keys {
+        staged.insert(key, Pending { table, row: None });
+    }
+    n
+}
+
+/// Stages an UPDATE: each (store key, new row) replaces its key's row, under a new key when
+/// the primary key changes.
+pub fn stage_update(
+    writes: &StatementWrites,
+    def: &TableDef,
+    rows: Vec<(Vec<u8>, Vec<Datum>)>,
+) -> Result<u64> {
+    let mut staged = writes.lock();
+    let mut deleted = HashSet::with_capacity(rows.len());
+    let mut updated = Vec::with_capacity(rows.len());
+    for (key, new) in rows {
+        validate_row(def, &new).map_err(PgError::into_df)?;
+        let new_key = if def.has_primary_key() {
+            row_key(def, &new)
+        } else {
+            key.clone()
+        };
+        deleted.insert(key);
+        updated.push((new_key, new));
+    }
+    for key in &deleted {
+        staged.insert(
+            key.clone(),
+            Pending {
+                table: def.id,
+                row: None,
+            },
+        );
+    }
+    let mut seen = HashSet::with_capacity(updated.len());
+    for (key, row) in &updated {
+        if def.has_primary_key()
+            && (!seen.insert(key.clone())
+                || (!deleted.contains(key) && writes.visible(&staged, key)?))
+        {
+            return Err(unique_violation(def, row).into_df());
+        }
+        staged.insert(key.clone(), put(def.id, row));
+    }
+    Ok(updated.len() as u64)
+}
+
+fn put(table: TableId, row: &[Datum]) -> Pending {
+    let mut buf = Vec::new();
+    row_codec::encode_row(row, &mut buf);
+    Pending {
+        table,
+        row: Some(buf),
+    }
+}
+
+/// Commits a block's `writes`, read over `snapshot`, as one epoch: 40001 if another commit
+/// changed any key they write since the snapshot, or dropped a table they write.
+pub async fn commit_block(
+    engine: &Engine,
+    snapshot: &Snapshot,
+    writes: &WriteSet,
+) -> Result<(), PgError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let mut w = engine.begin_write().await;
+    let latest = engine.store.snapshot();
+    let keys: Vec<&Vec<u8>> = writes.keys().collect();
+    let now = latest.multi_get(&keys).map_err(internal)?;
+    let then = snapshot.multi_get(&keys).map_err(internal)?;
+    let tables: HashSet<TableId> = writes.values().map(|p| p.table).collect();
+    let dropped = tables
+        .iter()
+        .any(|t| !engine.catalog.tables().iter().any(|d| d.id == *t));
+    if now != then || dropped {
+        return Err(PgError::new(
+            SqlState::SERIALIZATION_FAILURE,
+            "could not serialize access due to concurrent update",
+        )
+        .with_hint("Run the transaction again."));
+    }
+    let mut batch = WriteBatch::default();
+    let mut changes = EpochChanges::default();
+    let decode = |b: &[u8]| row_codec::decode_row(b).map_err(internal);
+    for ((key, p), old) in writes.iter().zip(now) {
+        match &p.row {
+            Some(row) => batch.put(key, row),
+            None => batch.delete(key),
+        }
+        if engine.has_dependents(p.table) {
+            if let Some(old) = old {
+                changes.add(p.table, [decode(&old)?], -1);
+            }
+            if let Some(row) = &p.row {
+                changes.add(p.table, [decode(row)?], 1);
+            }
+        }
+    }
+    engine
+        .commit(&mut w, batch, changes)
+        .map_err(|e| freshet_sql::error::map_df_error(&e))
+}
+
+fn internal(e: impl std::fmt::Display) -> PgError {
+    PgError::internal(e)
+}
