@@ -646,7 +646,11 @@ mod tests {
         ]));
         let d =
             JsonDecoder::new(Arc::clone(&payload), vec![], payload).with_raw_json_columns(vec![1]);
-        let deep = format!(r#"{{"id": 3, "doc": {}{}}}"#, "[".repeat(200), "]".repeat(200));
+        let deep = format!(
+            r#"{{"id": 3, "doc": {}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
         let msgs = vec![
             msg(0, r#"{"id": 1, "doc": 1}"#),
             msg(1, r#"{"id": 2, "doc": 1e400}"#),
@@ -656,7 +660,12 @@ mod tests {
         let (batch, bad) = d.decode(&msgs).unwrap();
         let offsets: Vec<i64> = bad.iter().map(|b| b.offset).collect();
         assert_eq!(offsets, vec![1, 2]);
-        let ids = batch.unwrap().column(0).as_primitive::<Int64Type>().values().to_vec();
+        let ids = batch
+            .unwrap()
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
         assert_eq!(ids, vec![1, 4]);
     }
 

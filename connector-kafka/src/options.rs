@@ -226,29 +226,40 @@ mod tests {
 
     #[test]
     fn options() {
-        let o = KafkaOptions::from_with(&with(&[
-            ("connector", "kafka"),
-            ("topic", "t"),
-            ("properties.bootstrap.server", "127.0.0.1:1"),
-            ("properties.fetch.max.bytes", "1000"),
-            ("scan.startup.mode", "latest"),
-        ]), &PropertyPolicy::default())
+        let o = KafkaOptions::from_with(
+            &with(&[
+                ("connector", "kafka"),
+                ("topic", "t"),
+                ("properties.bootstrap.server", "127.0.0.1:1"),
+                ("properties.fetch.max.bytes", "1000"),
+                ("scan.startup.mode", "latest"),
+            ]),
+            &PropertyPolicy::default(),
+        )
         .unwrap();
         assert_eq!(o.startup, Startup::Latest);
         assert_eq!(
             o.properties,
             vec![("fetch.max.bytes".into(), "1000".into())]
         );
-        assert!(KafkaOptions::from_with(&with(&[("topic", "t")]), &PropertyPolicy::default()).is_err());
+        assert!(
+            KafkaOptions::from_with(&with(&[("topic", "t")]), &PropertyPolicy::default()).is_err()
+        );
         assert!(matches!(
-            KafkaOptions::from_with(&with(&[("connector", "pulsar")]), &PropertyPolicy::default()),
+            KafkaOptions::from_with(
+                &with(&[("connector", "pulsar")]),
+                &PropertyPolicy::default()
+            ),
             Err(Error::Unsupported(_))
         ));
-        let o = KafkaOptions::from_with(&with(&[
-            ("topic", "t"),
-            ("properties.bootstrap.server", "x"),
-            ("scan.startup.timestamp.millis", "5"),
-        ]), &PropertyPolicy::default())
+        let o = KafkaOptions::from_with(
+            &with(&[
+                ("topic", "t"),
+                ("properties.bootstrap.server", "x"),
+                ("scan.startup.timestamp.millis", "5"),
+            ]),
+            &PropertyPolicy::default(),
+        )
         .unwrap();
         assert_eq!(o.startup, Startup::Timestamp(5));
     }
@@ -269,7 +280,10 @@ mod tests {
             let mut o = with(&base);
             o.insert(k.into(), v.into());
             assert!(
-                matches!(KafkaOptions::from_with(&o, &strict), Err(Error::Forbidden(_))),
+                matches!(
+                    KafkaOptions::from_with(&o, &strict),
+                    Err(Error::Forbidden(_))
+                ),
                 "{k} passed"
             );
             let any = PropertyPolicy {
@@ -286,7 +300,10 @@ mod tests {
             files_dir: Some(dir.path().to_owned()),
         };
         let mut o = with(&base);
-        o.insert("properties.ssl.ca.location".into(), ca.display().to_string());
+        o.insert(
+            "properties.ssl.ca.location".into(),
+            ca.display().to_string(),
+        );
         assert!(KafkaOptions::from_with(&o, &files).is_ok());
         o.insert(
             "properties.ssl.ca.location".into(),
@@ -297,7 +314,10 @@ mod tests {
             Err(Error::Forbidden(_))
         ));
         o.remove("properties.ssl.ca.location");
-        o.insert("properties.plugin.library.paths".into(), ca.display().to_string());
+        o.insert(
+            "properties.plugin.library.paths".into(),
+            ca.display().to_string(),
+        );
         assert!(matches!(
             KafkaOptions::from_with(&o, &files),
             Err(Error::Forbidden(_))

@@ -496,9 +496,17 @@ mod tests {
 
     #[test]
     fn rejects_nesting_deeper_than_the_limit_without_recursing() {
-        let deep = format!("{{\"x\":1,\"other\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            "{{\"x\":1,\"other\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         assert!(run(&deep).is_err());
-        let ok = format!("{{\"x\":1,\"other\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        let ok = format!(
+            "{{\"x\":1,\"other\":{}{}}}",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
         assert!(run(&ok).is_ok());
     }
 

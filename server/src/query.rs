@@ -5,10 +5,12 @@
 
 mod copy;
 pub mod dml;
+pub mod insert;
 mod internal;
 pub mod pending;
 mod pg_attribute;
 mod provider;
+mod rowexpr;
 mod scan;
 mod source;
 mod table;
@@ -26,3 +28,28 @@ pub use write::truncate;
 
 /// Name of our DataFusion catalog; also the database name clients connect to.
 pub const DATABASE_NAME: &str = "freshet";
+
+/// Whether `plan` (subqueries included) scans a materialized view keeping a contents log.
+pub fn reads_logged_view(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let logged = datafusion::datasource::source_as_provider(&scan.source)
+                .ok()
+                .and_then(|p| {
+                    let any: &dyn std::any::Any = p.as_ref();
+                    any.downcast_ref::<ViewTable>()
+                        .map(ViewTable::has_contents_log)
+                })
+                .unwrap_or(false);
+            if logged {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}

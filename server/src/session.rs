@@ -29,10 +29,12 @@ pub use vars::SessionVars;
 
 /// What a statement produced.
 pub enum Outcome {
-    /// Rows, streamed.
+    /// Rows, streamed; `tag` is the command tag for DML with `RETURNING` (`INSERT 0`, …: the
+    /// row count follows), `SELECT` when `None`.
     Rows {
         schema: SchemaRef,
         stream: SendableRecordBatchStream,
+        tag: Option<&'static str>,
     },
     /// A command tag such as `CREATE TABLE`, with a row count for DML (`INSERT 0 3`).
     Command {
@@ -182,9 +184,13 @@ impl Session {
         let ddl = is_ddl(&stmt);
         let writes = {
             let block = self.block();
-            let checked = block
-                .check_not_failed(false)
-                .and_then(|()| if ddl { block.check_ddl_allowed() } else { Ok(()) });
+            let checked = block.check_not_failed(false).and_then(|()| {
+                if ddl {
+                    block.check_ddl_allowed()
+                } else {
+                    Ok(())
+                }
+            });
             drop(block);
             if let Err(e) = checked {
                 self.block().fail();
@@ -292,19 +298,26 @@ impl Session {
         match stmt {
             Statement::Query(stmt) => self.run_query(*stmt, params).await,
             Statement::Dml(plan) => {
-                let block = self.current_writes();
-                let rows = crate::query::dml::execute(
+                let written = crate::query::dml::execute(
                     &self.engine,
                     self.statement_state(),
                     &plan,
                     params,
-                    block,
+                    self.current_writes(),
                 )
                 .await?;
-                Ok(Outcome::Command {
-                    tag: plan.kind.tag(),
-                    rows: Some(rows),
-                })
+                Ok(written_outcome(plan.kind.tag(), written))
+            }
+            Statement::Insert(plan) => {
+                let written = crate::query::insert::execute(
+                    &self.engine,
+                    self.statement_state(),
+                    &plan,
+                    params,
+                    self.current_writes(),
+                )
+                .await?;
+                Ok(written_outcome("INSERT", written))
             }
             Statement::ExplainDml(explain) => self.explain_dml(*explain, params).await,
             Statement::Truncate { table } => {
@@ -312,7 +325,8 @@ impl Session {
                 match self.current_writes() {
                     // In a block: the deletion of every row it sees, staged.
                     Some(block) => {
-                        let plan = freshet_sql::dml::delete_all(&def.name, freshet_sql::DML_TARGET_SCHEMA);
+                        let plan =
+                            freshet_sql::dml::delete_all(&def.name, freshet_sql::DML_TARGET_SCHEMA);
                         crate::query::dml::execute(
                             &self.engine,
                             self.statement_state(),
@@ -486,7 +500,11 @@ impl Session {
             .execute_stream()
             .await
             .map_err(|e| map_df_error(&e))?;
-        Ok(Outcome::Rows { schema, stream })
+        Ok(Outcome::Rows {
+            schema,
+            stream,
+            tag: None,
+        })
     }
 
     /// Plans a statement without running it: parameter types and result columns.
@@ -501,6 +519,43 @@ impl Session {
                 };
                 Ok(Described { params, schema })
             }
+            Statement::Insert(plan) => {
+                let def =
+                    crate::query::dml::target_table(&self.engine, &plan.table, "insert into")?;
+                // Parameter types as DataFusion infers them for the plain INSERT (from the
+                // target columns).
+                let params = match stmt {
+                    Parsed::Ast(ast::Statement::Insert(ins)) => {
+                        let mut plain = ins.clone();
+                        plain.on = None;
+                        plain.returning = None;
+                        plain.source = plan.source.clone();
+                        match self.plan(ast::Statement::Insert(plain)).await {
+                            Ok((_, lp)) => param_types(&lp)?,
+                            // Forms DataFusion does not plan: the source's own inference.
+                            Err(_) => match &plan.source {
+                                Some(q) => {
+                                    let (_, lp) =
+                                        self.plan(ast::Statement::Query(q.clone())).await?;
+                                    param_types(&lp)?
+                                }
+                                None => Vec::new(),
+                            },
+                        }
+                    }
+                    _ => Vec::new(),
+                };
+                let schema = match &plan.returning {
+                    Some(items) => Some(crate::query::insert::returning_schema(
+                        &self.statement_state(),
+                        &def,
+                        &plan.alias,
+                        items,
+                    )?),
+                    None => None,
+                };
+                Ok(Described { params, schema })
+            }
             Statement::ExplainDml(explain) => {
                 crate::query::dml::dml_target(&self.engine, &explain.plan)?;
                 let state = self.statement_state();
@@ -511,12 +566,21 @@ impl Session {
                 })
             }
             Statement::Dml(plan) => {
-                crate::query::dml::dml_target(&self.engine, &plan)?;
+                let def = crate::query::dml::dml_target(&self.engine, &plan)?;
                 let state = self.statement_state();
                 let lp = crate::query::dml::plan_read(&state, &plan, None).await?;
+                let schema = match &plan.returning {
+                    Some(items) => Some(crate::query::insert::returning_schema(
+                        &state,
+                        &def,
+                        &plan.alias,
+                        items,
+                    )?),
+                    None => None,
+                };
                 Ok(Described {
                     params: param_types(&lp)?,
-                    schema: None,
+                    schema,
                 })
             }
             Statement::Show { name } => {
@@ -578,7 +642,7 @@ impl Session {
                 .set_extension(Arc::new(StatementSnapshot(snapshot)));
             return Ok(state);
         }
-        let snapshot = if reads_logged_view(plan) {
+        let snapshot = if crate::query::reads_logged_view(plan) {
             self.engine
                 .read_snapshot()
                 .await
@@ -646,7 +710,11 @@ impl Session {
             }
             None => {
                 let stream = df.execute_stream().await.map_err(|e| map_df_error(&e))?;
-                Ok(Outcome::Rows { schema, stream })
+                Ok(Outcome::Rows {
+                    schema,
+                    stream,
+                    tag: None,
+                })
             }
         }
     }
@@ -835,6 +903,7 @@ fn text_columns(cols: &[&str], rows: Vec<Vec<Option<String>>>) -> Outcome {
     Outcome::Rows {
         schema: Arc::clone(&schema),
         stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+        tag: None,
     }
 }
 
@@ -848,6 +917,7 @@ fn one_text_column(col: &str, values: Vec<String>) -> Outcome {
     Outcome::Rows {
         schema: Arc::clone(&schema),
         stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+        tag: None,
     }
 }
 
@@ -865,6 +935,24 @@ fn pg_schema(plan: &LogicalPlan) -> SchemaRef {
         fields,
         arrow.metadata().clone(),
     ))
+}
+
+/// The outcome of DML: its command tag with the rows changed, or its `RETURNING` rows.
+fn written_outcome(tag: &'static str, written: crate::query::insert::Written) -> Outcome {
+    match written.returned {
+        None => Outcome::Command {
+            tag,
+            rows: Some(written.rows),
+        },
+        Some((schema, batch)) => {
+            let stream = futures::stream::iter(vec![Ok(batch)]);
+            Outcome::Rows {
+                schema: Arc::clone(&schema),
+                stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+                tag: Some(if tag == "INSERT" { "INSERT 0" } else { tag }),
+            }
+        }
+    }
 }
 
 /// Whether `stmt` changes the catalog (DDL commits when it runs, in a block too).
@@ -899,28 +987,4 @@ fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, PgError> {
     Ok((1..=types.len())
         .map(|i| types.get(&format!("${i}")).cloned().flatten())
         .collect())
-}
-
-/// Whether `plan` (subqueries included) scans a materialized view keeping a contents log.
-fn reads_logged_view(plan: &LogicalPlan) -> bool {
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let logged = datafusion::datasource::source_as_provider(&scan.source)
-                .ok()
-                .and_then(|p| {
-                    let any: &dyn std::any::Any = p.as_ref();
-                    any.downcast_ref::<crate::query::ViewTable>()
-                        .map(crate::query::ViewTable::has_contents_log)
-                })
-                .unwrap_or(false);
-            if logged {
-                found = true;
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    found
 }

@@ -9,8 +9,7 @@
 //! Subqueries, `DELETE … USING`, `UPDATE … FROM` and aliases are ordinary parts of that query.
 
 use datafusion::sql::sqlparser::ast::{
-    self, AssignmentTarget, FromTable, ObjectName, TableFactor, TableWithJoins,
-    UpdateTableFromKind,
+    self, AssignmentTarget, FromTable, ObjectName, TableFactor, TableWithJoins, UpdateTableFromKind,
 };
 use freshet_common::{PgError, SqlState};
 
@@ -45,6 +44,10 @@ pub struct DmlPlan {
     pub query: String,
     /// UPDATE: the assigned columns' names (normalized), in the query's order.
     pub assignments: Vec<String>,
+    /// What the target's columns are called in `RETURNING`: its alias, or its name.
+    pub alias: String,
+    /// `RETURNING`: over the deleted rows, or the updated rows' new values.
+    pub returning: Option<Vec<crate::insert::ReturningItem>>,
 }
 
 /// `EXPLAIN [ANALYZE]` of a DELETE or UPDATE.
@@ -73,15 +76,14 @@ pub fn delete_all(table: &str, target_schema: &str) -> DmlPlan {
         table: table.to_owned(),
         query: read_query(table, &alias, &[], &[], None, target_schema),
         assignments: Vec::new(),
+        alias: table.to_owned(),
+        returning: None,
     }
 }
 
 fn bind_delete(d: &ast::Delete, target_schema: &str) -> Result<DmlPlan, PgError> {
     if !d.tables.is_empty() {
         return Err(PgError::not_supported("DELETE of several tables"));
-    }
-    if d.returning.is_some() {
-        return Err(PgError::not_supported("DELETE … RETURNING"));
     }
     if !d.order_by.is_empty() || d.limit.is_some() {
         return Err(PgError::not_supported("DELETE with ORDER BY or LIMIT"));
@@ -106,13 +108,16 @@ fn bind_delete(d: &ast::Delete, target_schema: &str) -> Result<DmlPlan, PgError>
         table,
         query,
         assignments: Vec::new(),
+        alias: ident(&alias),
+        returning: d
+            .returning
+            .as_deref()
+            .map(crate::insert::bind_returning)
+            .transpose()?,
     })
 }
 
 fn bind_update(u: &ast::Update, target_schema: &str) -> Result<DmlPlan, PgError> {
-    if u.returning.is_some() {
-        return Err(PgError::not_supported("UPDATE … RETURNING"));
-    }
     if !u.order_by.is_empty() || u.limit.is_some() || u.or.is_some() {
         return Err(PgError::not_supported("UPDATE with ORDER BY, LIMIT or OR"));
     }
@@ -157,6 +162,12 @@ fn bind_update(u: &ast::Update, target_schema: &str) -> Result<DmlPlan, PgError>
         table,
         query,
         assignments,
+        alias: ident(&alias),
+        returning: u
+            .returning
+            .as_deref()
+            .map(crate::insert::bind_returning)
+            .transpose()?,
     })
 }
 
@@ -164,7 +175,9 @@ fn bind_update(u: &ast::Update, target_schema: &str) -> Result<DmlPlan, PgError>
 /// own name when the statement gives none).
 fn target_of(t: &TableWithJoins) -> Result<(String, ast::Ident), PgError> {
     if !t.joins.is_empty() {
-        return Err(PgError::not_supported("a join in the target of DELETE or UPDATE"));
+        return Err(PgError::not_supported(
+            "a join in the target of DELETE or UPDATE",
+        ));
     }
     let TableFactor::Table {
         name, alias, args, ..
@@ -243,7 +256,10 @@ pub fn explain_analyzes(analyze: bool, options: Option<&[ast::UtilityOption]>) -
         || options.unwrap_or_default().iter().any(|o| {
             o.name.value.eq_ignore_ascii_case("analyze")
                 && o.arg.as_ref().is_none_or(|a| {
-                    !matches!(a.to_string().to_ascii_lowercase().as_str(), "false" | "off" | "0")
+                    !matches!(
+                        a.to_string().to_ascii_lowercase().as_str(),
+                        "false" | "off" | "0"
+                    )
                 })
         })
 }
@@ -278,11 +294,7 @@ mod tests {
 
     #[test]
     fn refused_forms_say_so() {
-        for sql in [
-            "UPDATE t SET v = 1, v = 2",
-            "UPDATE t SET v = DEFAULT",
-            "DELETE FROM t RETURNING *",
-        ] {
+        for sql in ["UPDATE t SET v = 1, v = 2", "UPDATE t SET v = DEFAULT"] {
             let stmt = crate::parse(sql).unwrap().remove(0);
             assert!(bind_dml(&stmt, "dml").is_err(), "{sql}");
         }

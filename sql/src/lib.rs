@@ -8,9 +8,10 @@
 //! server: the server hands it what it needs.
 
 pub mod copy;
-pub mod dml;
 pub mod df_convert;
+pub mod dml;
 pub mod error;
+pub mod insert;
 pub mod limits;
 pub mod names;
 pub mod source;
@@ -18,6 +19,7 @@ mod statement;
 pub mod types;
 
 pub use dml::{DmlKind, DmlPlan, ExplainDml};
+pub use insert::{ConflictAction, InsertPlan, OnConflict, ReturningItem};
 pub use source::CreateSourcePlan;
 pub use statement::{
     classify, classify_parsed, parse, parse_statements, CopyFormat, CopyFrom, CreateTablePlan,

@@ -135,9 +135,8 @@ fn dismantle_expr(e: Expr) {
 fn dismantle_set(body: SetExpr) {
     let mut stack = vec![body];
     while let Some(mut node) = stack.pop() {
-        let take = |b: &mut Box<SetExpr>| {
-            std::mem::replace(b.as_mut(), SetExpr::Values(empty_values()))
-        };
+        let take =
+            |b: &mut Box<SetExpr>| std::mem::replace(b.as_mut(), SetExpr::Values(empty_values()));
         match &mut node {
             SetExpr::SetOperation { left, right, .. } => {
                 stack.push(take(left));

@@ -35,6 +35,8 @@ pub enum Statement {
     Show { name: String },
     /// `SHOW TABLES`.
     ShowTables,
+    /// `INSERT`, executed by the server.
+    Insert(Box<crate::insert::InsertPlan>),
     /// Transaction control; `savepoint` names the savepoint of the savepoint statements.
     Transaction {
         op: TransactionOp,
@@ -317,7 +319,11 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             analyze,
             ref options,
             ..
-        } if matches!(statement.as_ref(), S::Update(_) | S::Delete(_) | S::Truncate(_)) => {
+        } if matches!(
+            statement.as_ref(),
+            S::Update(_) | S::Delete(_) | S::Truncate(_)
+        ) =>
+        {
             let Some(plan) = crate::dml::bind_dml(statement, DML_TARGET_SCHEMA)? else {
                 return Err(PgError::not_supported("EXPLAIN TRUNCATE"));
             };
@@ -326,7 +332,8 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
                 analyze: crate::dml::explain_analyzes(analyze, options.as_deref()),
             }))
         }
-        S::Query(_) | S::Insert(_) | S::Explain { .. } => Statement::Query(Box::new(stmt)),
+        S::Insert(ref ins) => Statement::Insert(Box::new(crate::insert::bind_insert(ins)?)),
+        S::Query(_) | S::Explain { .. } => Statement::Query(Box::new(stmt)),
         S::Truncate(ref t) => {
             let [target] = t.table_names.as_slice() else {
                 return Err(PgError::not_supported("TRUNCATE of several tables"));
@@ -372,9 +379,7 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
         } => transaction(TransactionOp::RollbackToSavepoint, Some(&name)),
         S::Rollback { .. } => transaction(TransactionOp::Rollback, None),
         S::Savepoint { name } => transaction(TransactionOp::Savepoint, Some(&name)),
-        S::ReleaseSavepoint { name } => {
-            transaction(TransactionOp::ReleaseSavepoint, Some(&name))
-        }
+        S::ReleaseSavepoint { name } => transaction(TransactionOp::ReleaseSavepoint, Some(&name)),
         S::Discard { .. } => Statement::NoOp { tag: "DISCARD ALL" },
         S::Deallocate { .. } => Statement::NoOp { tag: "DEALLOCATE" },
         other => {

@@ -134,13 +134,22 @@ impl ExtendedQueryHandler for ExtendedHandler {
         if let Some(r) = command_response(&outcome) {
             return Ok(r);
         }
-        let Outcome::Rows { schema, stream } = outcome else {
+        let Outcome::Rows {
+            schema,
+            stream,
+            tag,
+        } = outcome
+        else {
             unreachable!("non-row outcomes answered above")
         };
         // The last await: see encode::cancel_signal.
         let cancel = encode::cancel_signal(&*client).await;
-        let resp = encode::query_response(&schema, stream, &portal.result_column_format, cancel)
-            .map_err(to_wire_error)?;
+        let mut resp =
+            encode::query_response(&schema, stream, &portal.result_column_format, cancel)
+                .map_err(to_wire_error)?;
+        if let Some(tag) = tag {
+            resp.set_command_tag(tag);
+        }
         Ok(Response::Query(resp))
     }
 }

@@ -64,13 +64,17 @@ fn respond(
     if let Some(r) = command_response(&outcome) {
         return Ok(r);
     }
-    let Outcome::Rows { schema, stream } = outcome else {
+    let Outcome::Rows {
+        schema,
+        stream,
+        tag,
+    } = outcome
+    else {
         unreachable!("non-row outcomes answered above")
     };
-    Ok(Response::Query(encode::query_response(
-        &schema,
-        stream,
-        &Format::UnifiedText,
-        cancel,
-    )?))
+    let mut resp = encode::query_response(&schema, stream, &Format::UnifiedText, cancel)?;
+    if let Some(tag) = tag {
+        resp.set_command_tag(tag);
+    }
+    Ok(Response::Query(resp))
 }

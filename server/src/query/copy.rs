@@ -12,8 +12,8 @@ use freshet_sql::copy::{parse_copy, CopyRow};
 use freshet_sql::df_convert::datum_at;
 use freshet_sql::CopyFrom;
 
-use super::table::table_schema;
 use super::pending::{stage_insert, StatementWrites};
+use super::table::table_schema;
 use super::write::insert_rows;
 use crate::engine::Engine;
 

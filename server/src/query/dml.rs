@@ -22,11 +22,13 @@ use freshet_sql::df_convert::datum_at;
 use freshet_sql::error::map_df_error;
 use freshet_sql::{DmlKind, DmlPlan};
 
+use super::insert::Written;
 use super::pending::{self, StatementWrites};
 use super::provider::StatementSnapshot;
 use super::table::table_schema;
 use super::write;
-use crate::engine::Engine;
+use crate::engine::{Engine, WriteState};
+use freshet_state::Snapshot;
 
 /// The table a DELETE, UPDATE or TRUNCATE changes: a table, or PostgreSQL's errors.
 pub fn target_table(engine: &Engine, name: &str, verb: &str) -> Result<Arc<TableDef>, PgError> {
@@ -56,6 +58,20 @@ pub fn dml_target(engine: &Engine, plan: &DmlPlan) -> Result<Arc<TableDef>, PgEr
         DmlKind::Update => "update",
     };
     target_table(engine, &plan.table, verb)
+}
+
+/// The latest commit, for a statement holding the writer lock `w` that runs `plan`: with
+/// the contents logs folded if `plan` reads a view that keeps one.
+pub(super) fn latest_snapshot(
+    engine: &Engine,
+    w: &mut WriteState,
+    plan: &LogicalPlan,
+) -> Result<Snapshot, PgError> {
+    if super::reads_logged_view(plan) {
+        engine.fold_for_read(w).map_err(|e| map_df_error(&e))
+    } else {
+        Ok(engine.store.snapshot())
+    }
 }
 
 /// Plans `plan`'s read query with `state` (its parameters bound).
@@ -88,10 +104,11 @@ pub async fn execute(
     plan: &DmlPlan,
     params: Option<ParamValues>,
     block: Option<Arc<StatementWrites>>,
-) -> Result<u64, PgError> {
+) -> Result<Written, PgError> {
     let def = dml_target(engine, plan)?;
     let assigned = assigned_columns(&def, plan)?;
     let df = |e| map_df_error(&e);
+    let lp = plan_read(&state, plan, params).await?;
     // Outside a block, the writer lock is held from the read to the commit, so the rows read
     // are the latest committed ones.
     let mut writer = None;
@@ -102,16 +119,37 @@ pub async fn execute(
         }
         None => {
             let w = writer.insert(engine.begin_write().await);
-            Arc::new(engine.fold_for_read(w).map_err(df)?)
+            Arc::new(latest_snapshot(engine, w, &lp)?)
         }
     };
     state
         .config_mut()
         .set_extension(Arc::new(StatementSnapshot(snapshot)));
-    let lp = plan_read(&state, plan, params).await?;
-    let batches = DataFrame::new(state, lp).collect().await.map_err(df)?;
+    let batches = DataFrame::new(state.clone(), lp)
+        .collect()
+        .await
+        .map_err(df)?;
     let rows = changed_rows(&def, &assigned, &batches)?;
-    match (plan.kind, block, writer) {
+    let returned = match &plan.returning {
+        Some(items) => {
+            let shown: Vec<Vec<Datum>> = rows
+                .iter()
+                .map(|(_, old, new)| match plan.kind {
+                    DmlKind::Delete => old.clone(),
+                    DmlKind::Update => new.clone(),
+                })
+                .collect();
+            Some(super::rowexpr::returning(
+                &state,
+                &def,
+                &plan.alias,
+                items,
+                &shown,
+            )?)
+        }
+        None => None,
+    };
+    let rows = match (plan.kind, block, writer) {
         (DmlKind::Delete, Some(b), _) => Ok(pending::stage_delete(
             &b,
             def.id,
@@ -134,7 +172,8 @@ pub async fn execute(
             write::apply_update(engine, &mut w, &def, rows).map_err(df)
         }
         (_, None, None) => Err(PgError::internal("DML without the writer lock")),
-    }
+    }?;
+    Ok(Written { rows, returned })
 }
 
 /// The rows a DML read query selected, each target row once (the first match wins, as in
@@ -205,7 +244,11 @@ fn row_at(b: &RecordBatch, width: usize, r: usize) -> datafusion::error::Result<
 }
 
 /// An assigned value converted to its column's type: exactly, or an error.
-fn assigned_value(values: &ArrayRef, to: &DataType, column: &str) -> Result<ArrayRef, PgError> {
+pub(super) fn assigned_value(
+    values: &ArrayRef,
+    to: &DataType,
+    column: &str,
+) -> Result<ArrayRef, PgError> {
     if values.data_type() == to {
         return Ok(Arc::clone(values));
     }
@@ -233,7 +276,10 @@ fn assigned_value(values: &ArrayRef, to: &DataType, column: &str) -> Result<Arra
             }
             _ => SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
         };
-        PgError::new(state, format!("value for column \"{column}\" out of range or invalid: {e}"))
+        PgError::new(
+            state,
+            format!("value for column \"{column}\" out of range or invalid: {e}"),
+        )
     })
 }
 

@@ -22,7 +22,7 @@ use freshet_state::{key_codec, row_codec, table_row_key, Snapshot, WriteBatch};
 
 use super::table::IntoDataFusion;
 use super::write::{row_key, unique_violation, validate_row};
-use crate::engine::Engine;
+use crate::engine::{Engine, WriteState};
 
 /// Pending writes by store key.
 pub type WriteSet = BTreeMap<Vec<u8>, Pending>;
@@ -61,7 +61,7 @@ impl StatementWrites {
         std::mem::take(&mut *self.lock())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, WriteSet> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, WriteSet> {
         self.staged
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -69,10 +69,19 @@ impl StatementWrites {
 
     /// Whether `key` holds a row as this statement sees it (`staged`: its own writes).
     fn visible(&self, staged: &WriteSet, key: &[u8]) -> Result<bool> {
+        Ok(self.visible_row(staged, key)?.is_some())
+    }
+
+    /// The encoded row `key` holds as this statement sees it (`staged`: its own writes).
+    pub(super) fn visible_row(&self, staged: &WriteSet, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if let Some(p) = staged.get(key).or_else(|| self.block.get(key)) {
-            return Ok(p.row.is_some());
+            return Ok(p.row.clone());
         }
-        Ok(self.snapshot.get(key).map_err(state_err)?.is_some())
+        Ok(self
+            .snapshot
+            .get(key)
+            .map_err(state_err)?
+            .map(|v| v.to_vec()))
     }
 }
 
@@ -162,7 +171,7 @@ pub fn stage_update(
     Ok(updated.len() as u64)
 }
 
-fn put(table: TableId, row: &[Datum]) -> Pending {
+pub(super) fn put(table: TableId, row: &[Datum]) -> Pending {
     let mut buf = Vec::new();
     row_codec::encode_row(row, &mut buf);
     Pending {
@@ -197,6 +206,17 @@ pub async fn commit_block(
         )
         .with_hint("Run the transaction again."));
     }
+    apply_writes(engine, &mut w, writes)
+}
+
+/// Commits `writes` as one epoch, with every view's changes for them; the caller holds the
+/// writer lock (`w`).
+pub fn apply_writes(engine: &Engine, w: &mut WriteState, writes: &WriteSet) -> Result<(), PgError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&Vec<u8>> = writes.keys().collect();
+    let now = engine.store.snapshot().multi_get(&keys).map_err(internal)?;
     let mut batch = WriteBatch::default();
     let mut changes = EpochChanges::default();
     let decode = |b: &[u8]| row_codec::decode_row(b).map_err(internal);
@@ -215,7 +235,7 @@ pub async fn commit_block(
         }
     }
     engine
-        .commit(&mut w, batch, changes)
+        .commit(w, batch, changes)
         .map_err(|e| freshet_sql::error::map_df_error(&e))
 }
 

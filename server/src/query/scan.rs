@@ -192,10 +192,7 @@ fn merge_overlay<'a>(
     upper: Option<&[u8]>,
 ) -> Vec<(&'a [u8], &'a [u8])> {
     let pending = overlay
-        .range::<[u8], _>((
-            std::ops::Bound::Included(lower),
-            std::ops::Bound::Unbounded,
-        ))
+        .range::<[u8], _>((std::ops::Bound::Included(lower), std::ops::Bound::Unbounded))
         .take_while(|(k, _)| k.starts_with(prefix) && upper.is_none_or(|u| k.as_slice() < u));
     let mut out = Vec::with_capacity(page.len());
     let mut stored = page.iter().peekable();

@@ -1,0 +1,435 @@
+//! INSERT executed by freshet: `ON CONFLICT`, `RETURNING`, inside and outside blocks.
+//!
+//! The statement's source (VALUES or a query) runs as a read over the statement's snapshot;
+//! its columns are converted to the target columns' types and completed with NULLs; each row
+//! is then checked against the rows the statement sees (the block's writes over its snapshot,
+//! and its own earlier rows) and staged as an insertion, skipped (`DO NOTHING`), or turned
+//! into an update of the row it conflicts with (`DO UPDATE`). Outside a block the staged
+//! writes commit at once as one epoch, under the writer lock held since the read.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::ParamValues;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use freshet_catalog::TableDef;
+use freshet_common::{Datum, PgError, SqlState};
+use freshet_sql::df_convert::datum_at;
+use freshet_sql::error::map_df_error;
+use freshet_sql::{ConflictAction, InsertPlan};
+use freshet_state::{key_codec, row_codec, table_row_key};
+
+use super::dml::{assigned_value, latest_snapshot, target_table};
+use super::pending::{self, put, Pending, StatementWrites, WriteSet};
+use super::provider::StatementSnapshot;
+use super::rowexpr::{self, Qualified};
+use super::table::table_schema;
+use super::write::{row_key, unique_violation, validate_row};
+use crate::engine::Engine;
+
+/// What an INSERT (or a DELETE or UPDATE) did: rows changed, and its `RETURNING` rows.
+pub struct Written {
+    pub rows: u64,
+    pub returned: Option<(SchemaRef, RecordBatch)>,
+}
+
+/// The columns `RETURNING items` gives over rows of `def`.
+pub fn returning_schema(
+    state: &SessionState,
+    def: &TableDef,
+    alias: &str,
+    items: &[freshet_sql::ReturningItem],
+) -> Result<SchemaRef, PgError> {
+    Ok(rowexpr::returning(state, def, alias, items, &[])?.0)
+}
+
+/// Runs an INSERT; inside a transaction block (`block`) its writes are staged there.
+pub async fn execute(
+    engine: &Arc<Engine>,
+    mut state: SessionState,
+    plan: &InsertPlan,
+    params: Option<ParamValues>,
+    block: Option<Arc<StatementWrites>>,
+) -> Result<Written, PgError> {
+    let def = target_table(engine, &plan.table, "insert into")?;
+    let targets = target_columns(&def, &plan.columns)?;
+    check_conflict_target(&def, plan)?;
+    let source = plan_source(&state, plan, targets.len(), params).await?;
+    let mut writer = None;
+    let writes = match block {
+        Some(b) => b,
+        None => {
+            let w = writer.insert(engine.begin_write().await);
+            let snapshot = match &source {
+                Some(lp) => latest_snapshot(engine, w, lp)?,
+                None => engine.store.snapshot(),
+            };
+            Arc::new(StatementWrites::new(
+                Arc::new(snapshot),
+                Arc::new(WriteSet::new()),
+            ))
+        }
+    };
+    state.config_mut().set_extension(Arc::clone(&writes));
+    state
+        .config_mut()
+        .set_extension(Arc::new(StatementSnapshot(Arc::clone(&writes.snapshot))));
+    let rows = source_rows(&state, &def, &targets, source).await?;
+    for row in &rows {
+        validate_row(&def, row)?;
+    }
+    let row_ids = if def.has_primary_key() {
+        None
+    } else {
+        let n = rows.len() as u64;
+        Some(
+            match writer.as_mut() {
+                Some(w) => w.allocate_row_ids(&engine.store, def.id, n),
+                None => engine
+                    .begin_write()
+                    .await
+                    .allocate_row_ids(&engine.store, def.id, n),
+            }
+            .map_err(PgError::internal)?,
+        )
+    };
+    let written = stage(&state, &def, plan, &writes, rows, row_ids)?;
+    if let Some(mut w) = writer {
+        pending::apply_writes(engine, &mut w, &writes.take_staged())?;
+    }
+    Ok(written)
+}
+
+/// Checks rows against what the statement sees and stages them: inserted, skipped, or
+/// updating the row they conflict with.
+fn stage(
+    state: &SessionState,
+    def: &TableDef,
+    plan: &InsertPlan,
+    writes: &StatementWrites,
+    rows: Vec<Vec<Datum>>,
+    row_ids: Option<u64>,
+) -> Result<Written, PgError> {
+    let action = plan.on_conflict.as_ref().map(|c| &c.action);
+    let mut staged = writes.lock();
+    let mut mine = HashSet::new();
+    let mut inserted = Vec::new();
+    let mut conflicts: Vec<Conflict> = Vec::new();
+    for (i, row) in rows.into_iter().enumerate() {
+        let key = match row_ids {
+            Some(first) => table_row_key(def.id, &key_codec::encode_row_id(first + i as u64)),
+            None => row_key(def, &row),
+        };
+        let existing = writes
+            .visible_row(&staged, &key)
+            .map_err(|e| map_df_error(&e))?;
+        match (existing, action) {
+            (None, _) => {
+                mine.insert(key.clone());
+                staged.insert(key, put(def.id, &row));
+                inserted.push((i, row));
+            }
+            (Some(_), None) => return Err(unique_violation(def, &row)),
+            (Some(_), Some(ConflictAction::Nothing)) => {}
+            (Some(old), Some(ConflictAction::Update { .. })) => {
+                if !mine.insert(key.clone()) {
+                    return Err(PgError::new(
+                        SqlState("21000"),
+                        "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                    )
+                    .with_hint(
+                        "Ensure that no rows proposed for insertion within the same command \
+                         have duplicate constrained values.",
+                    ));
+                }
+                let old = row_codec::decode_row(&old).map_err(PgError::internal)?;
+                conflicts.push(Conflict {
+                    order: i,
+                    key,
+                    old,
+                    excluded: row,
+                });
+            }
+        }
+    }
+    let mut changed = inserted;
+    if let Some(ConflictAction::Update {
+        assignments,
+        selection,
+    }) = action
+    {
+        let updated = conflict_updates(
+            state,
+            def,
+            plan,
+            assignments,
+            selection.as_deref(),
+            conflicts,
+        )?;
+        for (i, key, new) in updated {
+            validate_row(def, &new)?;
+            let new_key = row_key(def, &new);
+            if new_key != key {
+                let taken = writes
+                    .visible_row(&staged, &new_key)
+                    .map_err(|e| map_df_error(&e))?
+                    .is_some();
+                if taken || !mine.insert(new_key.clone()) {
+                    return Err(unique_violation(def, &new));
+                }
+                staged.insert(
+                    key,
+                    Pending {
+                        table: def.id,
+                        row: None,
+                    },
+                );
+            }
+            staged.insert(new_key, put(def.id, &new));
+            changed.push((i, new));
+        }
+    }
+    drop(staged);
+    // In the order the source gave them, as PostgreSQL returns them.
+    changed.sort_by_key(|(i, _)| *i);
+    let changed: Vec<Vec<Datum>> = changed.into_iter().map(|(_, row)| row).collect();
+    let returned = match &plan.returning {
+        Some(items) => Some(rowexpr::returning(
+            state,
+            def,
+            &plan.alias,
+            items,
+            &changed,
+        )?),
+        None => None,
+    };
+    Ok(Written {
+        rows: changed.len() as u64,
+        returned,
+    })
+}
+
+/// A proposed row whose key is taken, for `DO UPDATE`.
+struct Conflict {
+    /// Its position in the source.
+    order: usize,
+    key: Vec<u8>,
+    /// The row holding the key.
+    old: Vec<Datum>,
+    /// The proposed row.
+    excluded: Vec<Datum>,
+}
+
+/// `DO UPDATE`: the new rows of the conflicting rows whose `WHERE` (if any) holds.
+fn conflict_updates(
+    state: &SessionState,
+    def: &TableDef,
+    plan: &InsertPlan,
+    assignments: &[(String, String)],
+    selection: Option<&str>,
+    conflicts: Vec<Conflict>,
+) -> Result<Vec<(usize, Vec<u8>, Vec<Datum>)>, PgError> {
+    if conflicts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns = assignments
+        .iter()
+        .map(|(c, _)| column_index(def, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut exprs: Vec<&str> = assignments.iter().map(|(_, e)| e.as_str()).collect();
+    exprs.extend(selection);
+    let mut keys = Vec::with_capacity(conflicts.len());
+    let mut old = Vec::with_capacity(conflicts.len());
+    let mut excluded = Vec::with_capacity(conflicts.len());
+    for c in conflicts {
+        keys.push((c.order, c.key));
+        old.push(c.old);
+        excluded.push(c.excluded);
+    }
+    let values = rowexpr::evaluate(
+        state,
+        &[
+            Qualified {
+                qualifier: &plan.alias,
+                def,
+                rows: &old,
+            },
+            Qualified {
+                qualifier: "excluded",
+                def,
+                rows: &excluded,
+            },
+        ],
+        &exprs,
+    )?;
+    let schema = table_schema(def);
+    let assigned = columns
+        .iter()
+        .zip(&values)
+        .map(|(&c, v)| {
+            let field = schema.field(c);
+            assigned_value(v, field.data_type(), field.name())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let keep = match selection {
+        Some(_) => Some(
+            values[assignments.len()]
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+                .cloned()
+                .ok_or_else(|| {
+                    PgError::new(
+                        SqlState::DATATYPE_MISMATCH,
+                        "argument of WHERE must be type boolean",
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let df = |e| map_df_error(&e);
+    let mut out = Vec::with_capacity(keys.len());
+    for (r, ((order, key), mut row)) in keys.into_iter().zip(old).enumerate() {
+        if let Some(k) = &keep {
+            if !k.is_valid(r) || !k.value(r) {
+                continue;
+            }
+        }
+        for (&c, a) in columns.iter().zip(&assigned) {
+            row[c] = datum_at(a, r).map_err(df)?;
+        }
+        out.push((order, key, row));
+    }
+    Ok(out)
+}
+
+/// The source's plan (`None` for `DEFAULT VALUES`), yielding one column per target column.
+async fn plan_source(
+    state: &SessionState,
+    plan: &InsertPlan,
+    targets: usize,
+    params: Option<ParamValues>,
+) -> Result<Option<LogicalPlan>, PgError> {
+    let df = |e| map_df_error(&e);
+    let Some(source) = &plan.source else {
+        return Ok(None);
+    };
+    let stmt = datafusion::sql::sqlparser::ast::Statement::Query(source.clone());
+    let mut lp = state
+        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+            stmt,
+        )))
+        .await
+        .map_err(df)?;
+    if let Some(params) = params {
+        lp = lp.with_param_values(params).map_err(df)?;
+    }
+    let width = lp.schema().fields().len();
+    if width != targets {
+        return Err(PgError::new(
+            SqlState::SYNTAX_ERROR,
+            if width > targets {
+                "INSERT has more expressions than target columns"
+            } else {
+                "INSERT has more target columns than expressions"
+            },
+        ));
+    }
+    Ok(Some(lp))
+}
+
+/// The rows `source` yields, as full rows of `def` (NULL in columns not targeted).
+async fn source_rows(
+    state: &SessionState,
+    def: &TableDef,
+    targets: &[usize],
+    source: Option<LogicalPlan>,
+) -> Result<Vec<Vec<Datum>>, PgError> {
+    let df = |e| map_df_error(&e);
+    let Some(lp) = source else {
+        return Ok(vec![vec![Datum::Null; def.columns.len()]]);
+    };
+    let batches = DataFrame::new(state.clone(), lp)
+        .collect()
+        .await
+        .map_err(df)?;
+    let schema = table_schema(def);
+    let mut rows = Vec::new();
+    for b in &batches {
+        let columns = targets
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let field = schema.field(c);
+                assigned_value(b.column(i), field.data_type(), field.name())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in 0..b.num_rows() {
+            let mut row = vec![Datum::Null; def.columns.len()];
+            for (&c, a) in targets.iter().zip(&columns) {
+                row[c] = datum_at(a, r).map_err(df)?;
+            }
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// The target columns' indexes: those named, or every column.
+fn target_columns(def: &TableDef, names: &[String]) -> Result<Vec<usize>, PgError> {
+    if names.is_empty() {
+        return Ok((0..def.columns.len()).collect());
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let i = column_index(def, n)?;
+        if out.contains(&i) {
+            return Err(PgError::new(
+                SqlState("42701"),
+                format!("column \"{n}\" specified more than once"),
+            ));
+        }
+        out.push(i);
+    }
+    Ok(out)
+}
+
+fn column_index(def: &TableDef, name: &str) -> Result<usize, PgError> {
+    def.column_index(name).ok_or_else(|| {
+        PgError::new(
+            SqlState::UNDEFINED_COLUMN,
+            format!(
+                "column \"{name}\" of relation \"{}\" does not exist",
+                def.name
+            ),
+        )
+    })
+}
+
+/// `ON CONFLICT (columns)` must name the primary key (the only unique constraint).
+fn check_conflict_target(def: &TableDef, plan: &InsertPlan) -> Result<(), PgError> {
+    let Some(c) = &plan.on_conflict else {
+        return Ok(());
+    };
+    if c.target.is_empty() {
+        return Ok(());
+    }
+    let mut named = c
+        .target
+        .iter()
+        .map(|n| column_index(def, n))
+        .collect::<Result<Vec<_>, _>>()?;
+    named.sort_unstable();
+    let mut pk = def.primary_key.clone();
+    pk.sort_unstable();
+    if named != pk {
+        return Err(PgError::new(
+            SqlState("42P10"),
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+        ));
+    }
+    Ok(())
+}

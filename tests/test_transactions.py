@@ -1,0 +1,211 @@
+"""Transactions, differentially against PostgreSQL and across kill -9.
+
+Random multi-statement transactions (COMMIT, ROLLBACK, savepoints, failing statements) run on
+freshet and PostgreSQL side by side; tables and the views over them must agree after every
+transaction. Then eight clients move money between accounts while the server is killed
+again and again: the sum never changes, in the table or in the view over it, and every
+acknowledged COMMIT survives.
+"""
+
+import random
+import threading
+
+import psycopg
+import pytest
+
+from conftest import wait_for
+
+VIEWS = {
+    "va": "SELECT g, count(*) AS n, sum(v) AS s FROM a GROUP BY g",
+    "vj": "SELECT a.id, a.v, b.w FROM a JOIN b ON a.id = b.id",
+    "vb": "SELECT id, count(*) AS n, max(w) AS m FROM b GROUP BY id",
+}
+
+
+def _statement(rng):
+    k = rng.randrange
+    return rng.choice([
+        lambda: f"INSERT INTO a VALUES ({k(40)}, {k(-50, 50)}, {k(5)})",
+        lambda: f"INSERT INTO a VALUES ({k(40)}, {k(-50, 50)}, {k(5)}), ({k(40, 80)}, {k(9)}, {k(5)})",
+        lambda: f"UPDATE a SET v = v + {k(-5, 6)} WHERE id % {k(2, 5)} = {k(2)}",
+        lambda: f"UPDATE a SET g = {k(5)} WHERE id BETWEEN {k(40)} AND {k(40, 80)}",
+        lambda: f"UPDATE a SET id = id + 100 WHERE id = {k(40)}",
+        lambda: f"DELETE FROM a WHERE id = {k(80)}",
+        lambda: f"DELETE FROM a WHERE v < {k(-60, -20)}",
+        lambda: f"INSERT INTO b VALUES ({k(40)}, {k(100)}), ({k(40)}, {k(100)})",
+        lambda: f"INSERT INTO b SELECT id, v FROM a WHERE g = {k(5)}",
+        lambda: f"DELETE FROM b WHERE w > {k(50, 120)}",
+        lambda: f"UPDATE b SET w = w + 1 WHERE id IN (SELECT id FROM a WHERE g = {k(5)})",
+        lambda: f"DELETE FROM b USING a WHERE b.id = a.id AND a.v < {k(-20, 20)}",
+        lambda: f"UPDATE a SET v = b.w FROM b WHERE a.id = b.id AND b.w = {k(100)}",
+        lambda: f"INSERT INTO a (id, v, g) VALUES ({k(1000, 2000)}, NULL, 1)",  # fails: 23502
+        lambda: f"INSERT INTO a VALUES ({k(40)}, {k(9)}, {k(5)}) "
+                f"ON CONFLICT (id) DO UPDATE SET v = a.v + excluded.v RETURNING id, v",
+        lambda: f"INSERT INTO a VALUES ({k(40)}, {k(9)}, 1), ({k(40)}, {k(9)}, 2) "
+                f"ON CONFLICT DO NOTHING RETURNING *",
+        lambda: f"INSERT INTO a AS t VALUES ({k(40)}, 1, {k(5)}), ({k(40)}, 2, {k(5)}) "
+                f"ON CONFLICT (id) DO UPDATE SET g = excluded.g WHERE t.v > 0",
+        lambda: f"INSERT INTO a (id, v) SELECT id + 1, w FROM b WHERE w < {k(30)} "
+                f"ON CONFLICT (id) DO NOTHING",
+        lambda: f"UPDATE a SET v = v - 1 WHERE g = {k(5)} RETURNING id, v",
+        lambda: f"DELETE FROM b WHERE id = {k(40)} RETURNING *",
+        lambda: "SELECT count(*), coalesce(sum(v), 0), coalesce(max(id), -1) FROM a",
+        lambda: "SELECT count(*), coalesce(sum(w), 0) FROM b",
+    ])()
+
+
+def _run(conn, sql):
+    """(sqlstate or None, sorted rows or None, rowcount)."""
+    try:
+        cur = conn.execute(sql)
+    except psycopg.Error as e:
+        return e.sqlstate, None, None
+    if cur.description is not None:
+        # RETURNING rows come in each system's scan order
+        return None, sorted(cur.fetchall(), key=repr), cur.rowcount
+    return None, None, cur.rowcount
+
+
+def _contents(conn, views):
+    out = {"a": conn.execute("SELECT * FROM a ORDER BY 1, 2, 3").fetchall(),
+           "b": conn.execute("SELECT * FROM b ORDER BY 1, 2").fetchall()}
+    for name, sql in VIEWS.items():
+        out[name] = conn.execute(
+            f"SELECT * FROM {name if views else '(' + sql + ') AS q'} ORDER BY 1, 2, 3").fetchall()
+    return out
+
+
+def test_random_transactions_match_postgres(freshet, postgres):
+    rng = random.Random(20261202)
+    with freshet.connect() as f, postgres.connect() as p:
+        p.execute("DROP TABLE IF EXISTS a, b")
+        for conn in (f, p):
+            conn.execute("CREATE TABLE a (id INT PRIMARY KEY, v INT NOT NULL, g INT)")
+            conn.execute("CREATE TABLE b (id INT, w INT)")
+        for name, sql in VIEWS.items():
+            f.execute(f"CREATE MATERIALIZED VIEW {name} AS {sql}")
+        ended = {"COMMIT": 0, "ROLLBACK": 0}
+        for txn in range(320):
+            for conn in (f, p):
+                conn.execute("BEGIN")
+            savepoints = []
+            failed = False
+            log = []
+            for _ in range(rng.randrange(1, 7)):
+                r = rng.random()
+                if r < 0.12:
+                    sql = f"SAVEPOINT s{len(savepoints)}"
+                    savepoints.append(f"s{len(savepoints)}")
+                elif r < 0.2 and savepoints:
+                    sql = f"ROLLBACK TO SAVEPOINT {rng.choice(savepoints)}"
+                    failed = False
+                else:
+                    sql = _statement(rng)
+                log.append(sql)
+                fr, pr = _run(f, sql), _run(p, sql)
+                assert fr == pr, f"transaction {txn}: {sql}\n{log}"
+                if pr[0] is not None:
+                    failed = True
+                    if savepoints and rng.random() < 0.5:
+                        sql = f"ROLLBACK TO SAVEPOINT {savepoints[-1]}"
+                        log.append(sql)
+                        fr, pr = _run(f, sql), _run(p, sql)
+                        assert fr == pr, f"transaction {txn}: {sql}\n{log}"
+                        failed = pr[0] is not None
+            end = "ROLLBACK" if rng.random() < 0.3 else "COMMIT"
+            for conn in (f, p):
+                conn.execute(end)
+            ended["ROLLBACK" if failed else end] += 1
+            assert _contents(f, True) == _contents(p, False), f"after transaction {txn}: {log} {end}"
+        assert ended["ROLLBACK"] >= 0.2 * 320, ended
+        p.execute("DROP TABLE a, b")
+
+
+ACCOUNTS, START = 20, 1000
+
+
+def test_bank_transfers_survive_kill9(freshet):
+    with freshet.connect() as c:
+        c.execute("CREATE TABLE acct (id INT PRIMARY KEY, bal BIGINT NOT NULL)")
+        c.execute("CREATE TABLE ledger (tid BIGINT PRIMARY KEY, src INT, dst INT, amt INT)")
+        c.execute("INSERT INTO acct SELECT x, %d FROM generate_series(1, %d) AS t(x)"
+                  % (START, ACCOUNTS))
+        c.execute("CREATE MATERIALIZED VIEW bank AS SELECT sum(bal) AS total, count(*) AS n FROM acct")
+
+    acked, lock, stop = set(), threading.Lock(), threading.Event()
+    server = {"port": freshet.port}
+
+    def client(worker):
+        rng = random.Random(worker)
+        seq = 0
+        conn = None
+        while not stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(f"host=127.0.0.1 port={server['port']} dbname=freshet",
+                                           autocommit=True, connect_timeout=2)
+                seq += 1
+                tid = worker * 1_000_000 + seq
+                src, dst = rng.sample(range(1, ACCOUNTS + 1), 2)
+                amt = rng.randrange(1, 50)
+                conn.execute("BEGIN")
+                conn.execute("UPDATE acct SET bal = bal - %s WHERE id = %s", (amt, src))
+                conn.execute("UPDATE acct SET bal = bal + %s WHERE id = %s", (amt, dst))
+                conn.execute("INSERT INTO ledger VALUES (%s, %s, %s, %s)", (tid, src, dst, amt))
+                conn.execute("COMMIT")
+                with lock:
+                    acked.add(tid)
+            except psycopg.errors.SerializationFailure:
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    conn.close()
+                    conn = None
+            except psycopg.Error:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                stop.wait(0.05)
+        if conn is not None:
+            conn.close()
+
+    def check(acknowledged):
+        with freshet.connect() as c:
+            # One snapshot for all three reads, while the clients go on writing.
+            c.execute("BEGIN")
+            rows = dict(c.execute("SELECT id, bal FROM acct").fetchall())
+            ledger = c.execute("SELECT tid, src, dst, amt FROM ledger").fetchall()
+            view = c.execute("SELECT total, n FROM bank").fetchone()
+            c.execute("COMMIT")
+        assert len(rows) == ACCOUNTS and sum(rows.values()) == ACCOUNTS * START
+        assert view == (ACCOUNTS * START, ACCOUNTS)
+        expected = {i: START for i in range(1, ACCOUNTS + 1)}
+        for _, src, dst, amt in ledger:
+            expected[src] -= amt
+            expected[dst] += amt
+        assert rows == expected, "balances and ledger disagree"
+        missing = acknowledged - {t for t, *_ in ledger}
+        assert not missing, f"acknowledged commits lost: {sorted(missing)[:10]}"
+        return len(ledger)
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(1, 9)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(20):
+            with lock:
+                before = len(acked)
+            wait_for(lambda: len(acked) >= before + 15, timeout=60, what="transfers to commit")
+            freshet.kill9()
+            with lock:
+                acknowledged = set(acked)  # everything the killed server acknowledged
+            freshet.start()
+            server["port"] = freshet.port
+            check(acknowledged)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    with lock:
+        acknowledged = set(acked)
+    assert check(acknowledged) >= 20 * 15
