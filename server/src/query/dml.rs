@@ -24,11 +24,8 @@ use freshet_sql::{DmlKind, DmlPlan};
 
 use super::insert::Written;
 use super::pending::{self, StatementWrites};
-use super::provider::StatementSnapshot;
 use super::table::table_schema;
-use super::write;
-use crate::engine::{Engine, WriteState};
-use freshet_state::Snapshot;
+use crate::engine::Engine;
 
 /// The table a DELETE, UPDATE or TRUNCATE changes: a table, or PostgreSQL's errors.
 pub fn target_table(engine: &Engine, name: &str, verb: &str) -> Result<Arc<TableDef>, PgError> {
@@ -60,20 +57,6 @@ pub fn dml_target(engine: &Engine, plan: &DmlPlan) -> Result<Arc<TableDef>, PgEr
     target_table(engine, &plan.table, verb)
 }
 
-/// The latest commit, for a statement holding the writer lock `w` that runs `plan`: with
-/// the contents logs folded if `plan` reads a view that keeps one.
-pub(super) fn latest_snapshot(
-    engine: &Engine,
-    w: &mut WriteState,
-    plan: &LogicalPlan,
-) -> Result<Snapshot, PgError> {
-    if super::reads_logged_view(plan) {
-        engine.fold_for_read(w).map_err(|e| map_df_error(&e))
-    } else {
-        Ok(engine.store.snapshot())
-    }
-}
-
 /// Plans `plan`'s read query with `state` (its parameters bound).
 pub async fn plan_read(
     state: &SessionState,
@@ -97,7 +80,8 @@ pub async fn plan_read(
 }
 
 /// Runs a DELETE or UPDATE: reads its write set and commits it, or, inside a transaction
-/// block (`block`), stages it. Returns the rows changed.
+/// block (`block`), stages it. Outside a block the writer lock is held from the read to the
+/// commit, so the rows read are the latest committed ones.
 pub async fn execute(
     engine: &Arc<Engine>,
     mut state: SessionState,
@@ -109,22 +93,8 @@ pub async fn execute(
     let assigned = assigned_columns(&def, plan)?;
     let df = |e| map_df_error(&e);
     let lp = plan_read(&state, plan, params).await?;
-    // Outside a block, the writer lock is held from the read to the commit, so the rows read
-    // are the latest committed ones.
-    let mut writer = None;
-    let snapshot = match &block {
-        Some(b) => {
-            state.config_mut().set_extension(Arc::clone(b));
-            Arc::clone(&b.snapshot)
-        }
-        None => {
-            let w = writer.insert(engine.begin_write().await);
-            Arc::new(latest_snapshot(engine, w, &lp)?)
-        }
-    };
-    state
-        .config_mut()
-        .set_extension(Arc::new(StatementSnapshot(snapshot)));
+    let (writer, writes) = pending::for_statement(engine, block, Some(&lp)).await?;
+    writes.install(&mut state);
     let batches = DataFrame::new(state.clone(), lp)
         .collect()
         .await
@@ -149,30 +119,22 @@ pub async fn execute(
         }
         None => None,
     };
-    let rows = match (plan.kind, block, writer) {
-        (DmlKind::Delete, Some(b), _) => Ok(pending::stage_delete(
-            &b,
+    let rows = match plan.kind {
+        DmlKind::Delete => pending::stage_delete(
+            &writes,
             def.id,
             rows.into_iter().map(|(k, _, _)| k).collect(),
-        )),
-        (DmlKind::Update, Some(b), _) => pending::stage_update(
-            &b,
+        ),
+        DmlKind::Update => pending::stage_update(
+            &writes,
             &def,
             rows.into_iter().map(|(k, _, new)| (k, new)).collect(),
         )
-        .map_err(df),
-        (DmlKind::Delete, None, Some(mut w)) => write::apply_delete(
-            engine,
-            &mut w,
-            &def,
-            rows.into_iter().map(|(k, old, _)| (k, old)).collect(),
-        )
-        .map_err(df),
-        (DmlKind::Update, None, Some(mut w)) => {
-            write::apply_update(engine, &mut w, &def, rows).map_err(df)
-        }
-        (_, None, None) => Err(PgError::internal("DML without the writer lock")),
-    }?;
+        .map_err(df)?,
+    };
+    if let Some(mut w) = writer {
+        pending::apply_writes(engine, &mut w, &writes.take_staged())?;
+    }
     Ok(Written { rows, returned })
 }
 

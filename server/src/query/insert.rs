@@ -23,9 +23,8 @@ use freshet_sql::error::map_df_error;
 use freshet_sql::{ConflictAction, InsertPlan};
 use freshet_state::{key_codec, row_codec, table_row_key};
 
-use super::dml::{assigned_value, latest_snapshot, target_table};
-use super::pending::{self, put, Pending, StatementWrites, WriteSet};
-use super::provider::StatementSnapshot;
+use super::dml::{assigned_value, target_table};
+use super::pending::{self, put, Pending, StatementWrites};
 use super::rowexpr::{self, Qualified};
 use super::table::table_schema;
 use super::write::{row_key, unique_violation, validate_row};
@@ -59,25 +58,8 @@ pub async fn execute(
     let targets = target_columns(&def, &plan.columns)?;
     check_conflict_target(&def, plan)?;
     let source = plan_source(&state, plan, targets.len(), params).await?;
-    let mut writer = None;
-    let writes = match block {
-        Some(b) => b,
-        None => {
-            let w = writer.insert(engine.begin_write().await);
-            let snapshot = match &source {
-                Some(lp) => latest_snapshot(engine, w, lp)?,
-                None => engine.store.snapshot(),
-            };
-            Arc::new(StatementWrites::new(
-                Arc::new(snapshot),
-                Arc::new(WriteSet::new()),
-            ))
-        }
-    };
-    state.config_mut().set_extension(Arc::clone(&writes));
-    state
-        .config_mut()
-        .set_extension(Arc::new(StatementSnapshot(Arc::clone(&writes.snapshot))));
+    let (mut writer, writes) = pending::for_statement(engine, block, source.as_ref()).await?;
+    writes.install(&mut state);
     let rows = source_rows(&state, &def, &targets, source).await?;
     for row in &rows {
         validate_row(&def, row)?;

@@ -23,6 +23,10 @@ use freshet_state::{key_codec, row_codec, table_row_key, Snapshot, WriteBatch};
 use super::table::IntoDataFusion;
 use super::write::{row_key, unique_violation, validate_row};
 use crate::engine::{Engine, WriteState};
+use datafusion::logical_expr::LogicalPlan;
+use tokio::sync::MutexGuard;
+
+use super::provider::StatementSnapshot;
 
 /// Pending writes by store key.
 pub type WriteSet = BTreeMap<Vec<u8>, Pending>;
@@ -56,6 +60,15 @@ impl StatementWrites {
         }
     }
 
+    /// Makes `state` read through these writes: their snapshot, with the block's writes
+    /// over it.
+    pub fn install(self: &Arc<Self>, state: &mut datafusion::execution::SessionState) {
+        state.config_mut().set_extension(Arc::clone(self));
+        state
+            .config_mut()
+            .set_extension(Arc::new(StatementSnapshot(Arc::clone(&self.snapshot))));
+    }
+
     /// This statement's writes so far.
     pub fn take_staged(&self) -> WriteSet {
         std::mem::take(&mut *self.lock())
@@ -83,6 +96,29 @@ impl StatementWrites {
             .map_err(state_err)?
             .map(|v| v.to_vec()))
     }
+}
+
+/// What a writing statement reads and stages into: its block's, or, outside a block, a
+/// statement of its own over the latest commit, with the writer lock (returned) held until
+/// the caller applies the staged writes (`apply_writes`). `plan`, the statement's read, says
+/// whether contents logs must be folded first.
+pub async fn for_statement<'a>(
+    engine: &'a Engine,
+    block: Option<Arc<StatementWrites>>,
+    plan: Option<&LogicalPlan>,
+) -> Result<(Option<MutexGuard<'a, WriteState>>, Arc<StatementWrites>), PgError> {
+    if let Some(b) = block {
+        return Ok((None, b));
+    }
+    let mut w = engine.begin_write().await;
+    let snapshot = match plan {
+        Some(p) if super::reads_logged_view(p) => engine
+            .fold_for_read(&mut w)
+            .map_err(|e| freshet_sql::error::map_df_error(&e))?,
+        _ => engine.store.snapshot(),
+    };
+    let writes = StatementWrites::new(Arc::new(snapshot), Arc::new(WriteSet::new()));
+    Ok((Some(w), Arc::new(writes)))
 }
 
 /// Stages an INSERT of `rows` (full rows in table column order).

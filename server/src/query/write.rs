@@ -1,5 +1,6 @@
-//! The table write path: INSERT (a DataFusion `DataSink`), and the write sets of UPDATE,
-//! DELETE (see `dml.rs`) and TRUNCATE.
+//! Writes that do not go through a statement's staged write set: COPY outside a block and
+//! `EXPLAIN ANALYZE INSERT` (a DataFusion `DataSink`), TRUNCATE; and the row checks every
+//! write shares.
 //!
 //! Every statement holds the engine's writer lock, validates NOT NULL, lengths and primary
 //! keys against the latest committed state, and commits one RocksDB write batch.
@@ -25,7 +26,7 @@ use futures::StreamExt;
 
 use super::pending::{stage_insert, StatementWrites};
 use super::table::IntoDataFusion;
-use crate::engine::{Engine, WriteState};
+use crate::engine::Engine;
 
 /// INSERT target: collects the statement's rows, then validates and commits them at once.
 #[derive(Debug)]
@@ -109,73 +110,6 @@ pub async fn insert_rows(engine: &Engine, def: &TableDef, rows: Vec<Vec<Datum>>)
     }
     engine.commit(&mut w, batch, changes)?;
     Ok(n)
-}
-
-/// Deletes `rows` (each a store key with the row it holds) as one epoch. Returns how many.
-pub fn apply_delete(
-    engine: &Engine,
-    writer: &mut WriteState,
-    def: &TableDef,
-    rows: Vec<(Vec<u8>, Vec<Datum>)>,
-) -> Result<u64> {
-    let mut batch = WriteBatch::default();
-    let mut changes = EpochChanges::default();
-    let track = engine.has_dependents(def.id);
-    let n = rows.len() as u64;
-    for (key, old) in rows {
-        batch.delete(&key);
-        if track {
-            changes.add(def.id, [old], -1);
-        }
-    }
-    engine.commit(writer, batch, changes)?;
-    Ok(n)
-}
-
-/// Replaces `rows` (each a store key, the row it holds and its new row) as one epoch,
-/// checking constraints on the new rows. Returns how many.
-pub fn apply_update(
-    engine: &Engine,
-    writer: &mut WriteState,
-    def: &TableDef,
-    rows: Vec<(Vec<u8>, Vec<Datum>, Vec<Datum>)>,
-) -> Result<u64> {
-    let store = &engine.store;
-    let mut changes = EpochChanges::default();
-    let track = engine.has_dependents(def.id);
-    let mut deleted = HashSet::with_capacity(rows.len());
-    let mut updated: Vec<(Vec<u8>, Vec<Datum>)> = Vec::with_capacity(rows.len());
-    for (key, old, new) in rows {
-        validate_row(def, &new).map_err(PgError::into_df)?;
-        if track {
-            changes.add(def.id, [old], -1);
-            changes.add(def.id, [new.clone()], 1);
-        }
-        let new_key = if def.has_primary_key() {
-            row_key(def, &new)
-        } else {
-            key.clone()
-        };
-        deleted.insert(key);
-        updated.push((new_key, new));
-    }
-    let mut batch = WriteBatch::default();
-    for key in &deleted {
-        batch.delete(key);
-    }
-    let mut seen = HashSet::with_capacity(updated.len());
-    let mut buf = Vec::new();
-    for (key, row) in &updated {
-        if def.has_primary_key()
-            && (!seen.insert(key.clone())
-                || (!deleted.contains(key) && store.get(key).map_err(state_err)?.is_some()))
-        {
-            return Err(unique_violation(def, row).into_df());
-        }
-        put_row(&mut batch, &mut buf, key.clone(), row);
-    }
-    engine.commit(writer, batch, changes)?;
-    Ok(updated.len() as u64)
 }
 
 /// Removes every row. Returns how many there were.
