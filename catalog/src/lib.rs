@@ -15,7 +15,7 @@ use freshet_common::TableId;
 use freshet_state::{meta_key, table_prefix, Store, WriteBatch};
 
 pub use error::{Error, Result};
-pub use table::{ColumnDef, SourceDef, TableDef, ViewDef};
+pub use table::{CheckDef, ColumnDef, Identity, SourceDef, TableDef, ViewDef};
 
 /// The only schema for now; `search_path` resolves to it.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -327,12 +327,9 @@ mod tests {
             id: TableId(0),
             schema: DEFAULT_SCHEMA.into(),
             name: name.into(),
-            columns: vec![ColumnDef {
-                name: "a".into(),
-                ty: SqlType::Int4,
-                not_null: true,
-            }],
+            columns: vec![ColumnDef::new("a", SqlType::Int4, true)],
             primary_key: vec![0],
+            checks: Vec::new(),
         }
     }
 

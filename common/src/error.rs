@@ -21,6 +21,7 @@ impl SqlState {
     pub const CARDINALITY_VIOLATION: SqlState = SqlState("21000");
     pub const NOT_NULL_VIOLATION: SqlState = SqlState("23502");
     pub const UNIQUE_VIOLATION: SqlState = SqlState("23505");
+    pub const CHECK_VIOLATION: SqlState = SqlState("23514");
     pub const INVALID_TRANSACTION_STATE: SqlState = SqlState("25000");
     pub const ACTIVE_SQL_TRANSACTION: SqlState = SqlState("25001");
     pub const IN_FAILED_SQL_TRANSACTION: SqlState = SqlState("25P02");

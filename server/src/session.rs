@@ -124,7 +124,9 @@ impl Session {
         match copy {
             Some(c) if !fail => {
                 let writes = self.block().statement_writes();
-                let result = c.finish(&self.engine, writes.as_deref()).await;
+                let result = c
+                    .finish(&self.engine, self.statement_state(), writes.clone())
+                    .await;
                 self.statement_done(writes.as_deref(), false, result.is_ok());
                 result
             }
@@ -727,9 +729,25 @@ impl Session {
             columns: plan
                 .columns
                 .into_iter()
-                .map(|(name, ty, not_null)| ColumnDef { name, ty, not_null })
+                .map(|c| ColumnDef {
+                    name: c.name,
+                    ty: c.ty,
+                    not_null: c.not_null,
+                    default: c.default,
+                    identity: c.identity.map(|i| match i {
+                        freshet_sql::IdentityKind::Always => freshet_catalog::Identity::Always,
+                        freshet_sql::IdentityKind::ByDefault => {
+                            freshet_catalog::Identity::ByDefault
+                        }
+                    }),
+                })
                 .collect(),
             primary_key: plan.primary_key,
+            checks: plan
+                .checks
+                .into_iter()
+                .map(|(name, expr)| freshet_catalog::CheckDef { name, expr })
+                .collect(),
         };
         let _w = self.engine.begin_write().await;
         self.engine

@@ -325,18 +325,10 @@ pub async fn create(engine: &Arc<Engine>, plan: CreateSourcePlan) -> Result<(), 
     let mut columns = Vec::new();
     for (name, ty) in &plan.columns {
         check_type(name, ty)?;
-        columns.push(ColumnDef {
-            name: name.clone(),
-            ty: ty.clone(),
-            not_null: false,
-        });
+        columns.push(ColumnDef::new(name.clone(), ty.clone(), false));
     }
     for (kind, name) in &plan.include {
-        columns.push(ColumnDef {
-            name: name.clone(),
-            ty: kind.sql_type(),
-            not_null: false,
-        });
+        columns.push(ColumnDef::new(name.clone(), kind.sql_type(), false));
     }
     for (i, c) in columns.iter().enumerate() {
         if columns[..i].iter().any(|o| o.name == c.name) {

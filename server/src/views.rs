@@ -130,11 +130,7 @@ fn view_def(view: &MaterializedView, sql: String) -> Result<ViewDef, PgError> {
         let ty = freshet_sql::types::sql_type_of(f).ok_or_else(|| {
             PgError::not_supported(format!("a view column of type {}", f.data_type()))
         })?;
-        columns.push(ColumnDef {
-            name: f.name().clone(),
-            ty,
-            not_null: false,
-        });
+        columns.push(ColumnDef::new(f.name().clone(), ty, false));
     }
     Ok(ViewDef {
         id: view.id,

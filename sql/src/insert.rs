@@ -24,8 +24,11 @@ pub struct InsertPlan {
     /// The target columns named by the statement, normalized; empty: every column in order.
     pub columns: Vec<String>,
     /// The rows to insert; `None` for `DEFAULT VALUES`. `DEFAULT` in a VALUES list is NULL
-    /// (no column has another default).
+    /// here, its place listed in [`InsertPlan::defaults`].
     pub source: Option<Box<ast::Query>>,
+    /// (row, position) of each `DEFAULT` in a VALUES source: those values are the column's
+    /// default.
+    pub defaults: Vec<(usize, usize)>,
     pub on_conflict: Option<OnConflict>,
     pub returning: Option<Vec<ReturningItem>>,
 }
@@ -91,8 +94,9 @@ pub fn bind_insert(ins: &ast::Insert) -> Result<InsertPlan, PgError> {
                 .ok_or_else(|| PgError::internal("empty column name"))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut defaults = Vec::new();
     let source = ins.source.clone().map(|mut q| {
-        defaults_to_null(&mut q);
+        defaults = defaults_to_null(&mut q);
         q
     });
     let on_conflict = match &ins.on {
@@ -106,23 +110,27 @@ pub fn bind_insert(ins: &ast::Insert) -> Result<InsertPlan, PgError> {
         alias,
         columns,
         source,
+        defaults,
         on_conflict,
         returning,
     })
 }
 
-/// `DEFAULT` in the rows of a VALUES source: NULL, the default of every column.
-fn defaults_to_null(q: &mut ast::Query) {
+/// Replaces `DEFAULT` in the rows of a VALUES source with NULL; returns where they were.
+fn defaults_to_null(q: &mut ast::Query) -> Vec<(usize, usize)> {
+    let mut at = Vec::new();
     if let SetExpr::Values(values) = q.body.as_mut() {
-        for row in &mut values.rows {
-            for e in row.iter_mut() {
+        for (r, row) in values.rows.iter_mut().enumerate() {
+            for (c, e) in row.iter_mut().enumerate() {
                 if matches!(e, ast::Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
                 {
                     *e = ast::Expr::Value(ast::Value::Null.into());
+                    at.push((r, c));
                 }
             }
         }
     }
+    at
 }
 
 fn bind_on_conflict(c: &ast::OnConflict, alias: &str) -> Result<OnConflict, PgError> {
@@ -250,6 +258,7 @@ mod tests {
         assert_eq!(p.alias, "x");
         assert_eq!(p.columns, vec!["id", "v"]);
         assert_eq!(p.source.unwrap().to_string(), "VALUES (1, NULL)");
+        assert_eq!(p.defaults, vec![(0, 1)]);
         let c = p.on_conflict.unwrap();
         assert_eq!(c.target, vec!["id"]);
         assert_eq!(

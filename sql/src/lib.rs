@@ -8,6 +8,7 @@
 //! server: the server hands it what it needs.
 
 pub mod copy;
+pub mod create_table;
 pub mod df_convert;
 pub mod dml;
 pub mod error;
@@ -18,12 +19,13 @@ pub mod source;
 mod statement;
 pub mod types;
 
+pub use create_table::{ColumnPlan, CreateTablePlan, IdentityKind};
 pub use dml::{DmlKind, DmlPlan, ExplainDml};
 pub use insert::{ConflictAction, InsertPlan, OnConflict, ReturningItem};
 pub use source::CreateSourcePlan;
 pub use statement::{
-    classify, classify_parsed, parse, parse_statements, CopyFormat, CopyFrom, CreateTablePlan,
-    Parsed, SetValue, Statement, TransactionOp, DML_TARGET_SCHEMA,
+    classify, classify_parsed, parse, parse_statements, CopyFormat, CopyFrom, Parsed, SetValue,
+    Statement, TransactionOp, DML_TARGET_SCHEMA,
 };
 
 /// Re-exports of the DataFusion SQL AST, so the server names one sqlparser.

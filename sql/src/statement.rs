@@ -1,12 +1,10 @@
 //! Parsing and classifying statements.
 
 use datafusion::sql::sqlparser::ast::{
-    self, ColumnOption, Expr, ObjectName, ObjectNamePart, ObjectType, Set, TableConstraint, Value,
+    self, Expr, ObjectName, ObjectNamePart, ObjectType, Set, Value,
 };
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use freshet_common::{PgError, SqlState, SqlType};
-
-use crate::types::bind_type;
+use freshet_common::{PgError, SqlState};
 
 /// A classified statement: what the server must do with it.
 #[derive(Debug, Clone)]
@@ -20,7 +18,7 @@ pub enum Statement {
     /// `TRUNCATE [TABLE] name`.
     Truncate { table: String },
     /// `CREATE TABLE`.
-    CreateTable(CreateTablePlan),
+    CreateTable(crate::create_table::CreateTablePlan),
     /// `DROP TABLE`.
     DropTable {
         names: Vec<String>,
@@ -146,17 +144,6 @@ pub enum TransactionOp {
     Savepoint,
     ReleaseSavepoint,
     RollbackToSavepoint,
-}
-
-/// A bound `CREATE TABLE`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CreateTablePlan {
-    pub name: String,
-    pub if_not_exists: bool,
-    /// (name, type, not null)
-    pub columns: Vec<(String, SqlType, bool)>,
-    /// Indexes into `columns`.
-    pub primary_key: Vec<usize>,
 }
 
 /// Parses `sql` into AST statements.
@@ -333,6 +320,16 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             }))
         }
         S::Insert(ref ins) => Statement::Insert(Box::new(crate::insert::bind_insert(ins)?)),
+        S::Explain {
+            ref statement,
+            analyze,
+            ref options,
+            ..
+        } if matches!(statement.as_ref(), S::Insert(_))
+            && crate::dml::explain_analyzes(analyze, options.as_deref()) =>
+        {
+            return Err(PgError::not_supported("EXPLAIN ANALYZE INSERT"));
+        }
         S::Query(_) | S::Explain { .. } => Statement::Query(Box::new(stmt)),
         S::Truncate(ref t) => {
             let [target] = t.table_names.as_slice() else {
@@ -342,7 +339,7 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
                 table: object_name(&target.name)?,
             }
         }
-        S::CreateTable(ct) => Statement::CreateTable(bind_create_table(ct)?),
+        S::CreateTable(ct) => Statement::CreateTable(crate::create_table::bind_create_table(ct)?),
         S::Drop {
             object_type: ObjectType::Table,
             if_exists,
@@ -594,82 +591,6 @@ fn bind_create_mv(cv: ast::CreateView, explain: bool) -> Result<Statement, PgErr
     })
 }
 
-fn bind_create_table(ct: ast::CreateTable) -> Result<CreateTablePlan, PgError> {
-    if ct.query.is_some() {
-        return Err(PgError::not_supported("CREATE TABLE AS"));
-    }
-    if ct.or_replace || ct.external || ct.temporary {
-        return Err(PgError::not_supported(
-            "CREATE OR REPLACE / EXTERNAL / TEMPORARY TABLE",
-        ));
-    }
-    let name = object_name(&ct.name)?;
-    let mut columns = Vec::with_capacity(ct.columns.len());
-    let mut primary_key = Vec::new();
-    for (i, col) in ct.columns.iter().enumerate() {
-        let ty = bind_type(&col.data_type)?;
-        let mut not_null = false;
-        for opt in &col.options {
-            match &opt.option {
-                ColumnOption::NotNull => not_null = true,
-                ColumnOption::Null => {}
-                ColumnOption::PrimaryKey(_) => {
-                    if !primary_key.is_empty() {
-                        return Err(multiple_pk(&name));
-                    }
-                    primary_key.push(i);
-                    not_null = true;
-                }
-                other => return Err(PgError::not_supported(format!("column option {other}"))),
-            }
-        }
-        columns.push((ident(&col.name), ty, not_null));
-    }
-    for c in &ct.constraints {
-        match c {
-            TableConstraint::PrimaryKey(pk) => {
-                if !primary_key.is_empty() {
-                    return Err(multiple_pk(&name));
-                }
-                for ic in &pk.columns {
-                    let Expr::Identifier(id) = &ic.column.expr else {
-                        return Err(PgError::not_supported("expression in PRIMARY KEY"));
-                    };
-                    let col_name = ident(id);
-                    let idx = columns
-                        .iter()
-                        .position(|c| c.0 == col_name)
-                        .ok_or_else(|| {
-                            PgError::new(
-                                SqlState::UNDEFINED_COLUMN,
-                                format!("column \"{col_name}\" named in key does not exist"),
-                            )
-                        })?;
-                    columns[idx].2 = true;
-                    primary_key.push(idx);
-                }
-            }
-            other => return Err(PgError::not_supported(format!("table constraint {other}"))),
-        }
-    }
-    if columns.is_empty() {
-        return Err(PgError::not_supported("a table without columns"));
-    }
-    Ok(CreateTablePlan {
-        name,
-        if_not_exists: ct.if_not_exists,
-        columns,
-        primary_key,
-    })
-}
-
-fn multiple_pk(table: &str) -> PgError {
-    PgError::new(
-        SqlState::INVALID_TABLE_DEFINITION,
-        format!("multiple primary keys for table \"{table}\" are not allowed"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,35 +602,8 @@ mod tests {
     }
 
     #[test]
-    fn create_table_binds_keys_and_not_null() {
-        let Statement::CreateTable(p) =
-            one("CREATE TABLE IF NOT EXISTS Foo (a INT, \"B\" TEXT NOT NULL, c NUMERIC(10,2), PRIMARY KEY (a))").unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(p.name, "foo");
-        assert!(p.if_not_exists);
-        assert_eq!(p.primary_key, vec![0]);
-        assert_eq!(p.columns[0], ("a".into(), SqlType::Int4, true));
-        assert_eq!(p.columns[1], ("B".into(), SqlType::Text, true));
-        assert_eq!(
-            p.columns[2].1,
-            SqlType::Numeric {
-                precision: 10,
-                scale: 2
-            }
-        );
-    }
-
-    #[test]
     fn bad_sql_is_a_syntax_error() {
         assert_eq!(one("SELEC 1").unwrap_err().sqlstate, SqlState::SYNTAX_ERROR);
-    }
-
-    #[test]
-    fn two_primary_keys_are_refused() {
-        let e = one("CREATE TABLE t (a INT PRIMARY KEY, b INT PRIMARY KEY)").unwrap_err();
-        assert_eq!(e.sqlstate, SqlState::INVALID_TABLE_DEFINITION);
     }
 
     #[test]

@@ -12,9 +12,8 @@ use freshet_sql::copy::{parse_copy, CopyRow};
 use freshet_sql::df_convert::datum_at;
 use freshet_sql::CopyFrom;
 
-use super::pending::{stage_insert, StatementWrites};
+use super::pending::StatementWrites;
 use super::table::table_schema;
-use super::write::insert_rows;
 use crate::engine::Engine;
 
 /// A COPY in progress on a connection: the statement and the data received so far.
@@ -65,20 +64,18 @@ impl CopyIn {
         })
     }
 
-    /// Parses, converts and inserts everything received, or stages it in the transaction
-    /// block's `block` writes. Returns the number of rows.
+    /// Parses, converts and inserts everything received (columns not copied take their
+    /// defaults), or stages it in the transaction block's `block` writes. Returns the number
+    /// of rows.
     pub async fn finish(
         self,
-        engine: &Engine,
-        block: Option<&StatementWrites>,
+        engine: &Arc<Engine>,
+        state: datafusion::execution::SessionState,
+        block: Option<Arc<StatementWrites>>,
     ) -> Result<u64, PgError> {
         let fields = parse_copy(&self.data, &self.opts, self.columns.len())?;
         let rows = self.typed_rows(&fields)?;
-        match block {
-            Some(writes) => stage_insert(engine, writes, &self.def, rows).await,
-            None => insert_rows(engine, &self.def, rows).await,
-        }
-        .map_err(|e| freshet_sql::error::map_df_error(&e))
+        super::insert::copy_rows(engine, state, &self.def, &self.columns, rows, block).await
     }
 
     /// Converts text fields to the table's types; columns not copied are NULL.

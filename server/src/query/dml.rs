@@ -125,12 +125,13 @@ pub async fn execute(
             def.id,
             rows.into_iter().map(|(k, _, _)| k).collect(),
         ),
-        DmlKind::Update => pending::stage_update(
-            &writes,
-            &def,
-            rows.into_iter().map(|(k, _, new)| (k, new)).collect(),
-        )
-        .map_err(df)?,
+        DmlKind::Update => {
+            let new_rows: Vec<(Vec<u8>, Vec<Datum>)> =
+                rows.into_iter().map(|(k, _, new)| (k, new)).collect();
+            let values: Vec<Vec<Datum>> = new_rows.iter().map(|(_, r)| r.clone()).collect();
+            super::rowexpr::check_constraints(&state, &def, &values)?;
+            pending::stage_update(&writes, &def, new_rows).map_err(df)?
+        }
     };
     if let Some(mut w) = writer {
         pending::apply_writes(engine, &mut w, &writes.take_staged())?;

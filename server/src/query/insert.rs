@@ -16,8 +16,8 @@ use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
-use freshet_catalog::TableDef;
-use freshet_common::{Datum, PgError, SqlState};
+use freshet_catalog::{Identity, TableDef};
+use freshet_common::{Datum, PgError, SqlState, SqlType};
 use freshet_sql::df_convert::datum_at;
 use freshet_sql::error::map_df_error;
 use freshet_sql::{ConflictAction, InsertPlan};
@@ -28,7 +28,8 @@ use super::pending::{self, put, Pending, StatementWrites};
 use super::rowexpr::{self, Qualified};
 use super::table::table_schema;
 use super::write::{row_key, unique_violation, validate_row};
-use crate::engine::Engine;
+use crate::engine::{Engine, WriteState};
+use tokio::sync::MutexGuard;
 
 /// What an INSERT (or a DELETE or UPDATE) did: rows changed, and its `RETURNING` rows.
 pub struct Written {
@@ -55,15 +56,70 @@ pub async fn execute(
     block: Option<Arc<StatementWrites>>,
 ) -> Result<Written, PgError> {
     let def = target_table(engine, &plan.table, "insert into")?;
-    let targets = target_columns(&def, &plan.columns)?;
+    let targets = match &plan.source {
+        Some(_) => target_columns(&def, &plan.columns)?,
+        None => Vec::new(), // DEFAULT VALUES
+    };
     check_conflict_target(&def, plan)?;
     let source = plan_source(&state, plan, targets.len(), params).await?;
-    let (mut writer, writes) = pending::for_statement(engine, block, source.as_ref()).await?;
+    let (writer, writes) = pending::for_statement(engine, block, source.as_ref()).await?;
     writes.install(&mut state);
     let rows = source_rows(&state, &def, &targets, source).await?;
+    write(engine, &state, &def, plan, &targets, rows, writer, &writes).await
+}
+
+/// `COPY … FROM`: `rows` of `def` with the `targets` columns filled, the others taking their
+/// defaults; inside a transaction block (`block`) they are staged there. Returns how many.
+pub async fn copy_rows(
+    engine: &Arc<Engine>,
+    mut state: SessionState,
+    def: &TableDef,
+    targets: &[usize],
+    rows: Vec<Vec<Datum>>,
+    block: Option<Arc<StatementWrites>>,
+) -> Result<u64, PgError> {
+    let (writer, writes) = pending::for_statement(engine, block, None).await?;
+    writes.install(&mut state);
+    let plan = InsertPlan {
+        table: def.name.clone(),
+        alias: def.name.clone(),
+        columns: Vec::new(),
+        source: None,
+        defaults: Vec::new(),
+        on_conflict: None,
+        returning: None,
+    };
+    let written = write(engine, &state, def, &plan, targets, rows, writer, &writes).await?;
+    Ok(written.rows)
+}
+
+/// Completes, checks and stages `rows` (the `targets` columns filled); outside a block
+/// (`writer` held) commits them.
+#[allow(clippy::too_many_arguments)]
+async fn write(
+    engine: &Engine,
+    state: &SessionState,
+    def: &TableDef,
+    plan: &InsertPlan,
+    targets: &[usize],
+    mut rows: Vec<Vec<Datum>>,
+    mut writer: Option<MutexGuard<'_, WriteState>>,
+    writes: &StatementWrites,
+) -> Result<Written, PgError> {
+    complete_rows(
+        engine,
+        &mut writer,
+        state,
+        def,
+        targets,
+        &plan.defaults,
+        &mut rows,
+    )
+    .await?;
     for row in &rows {
-        validate_row(&def, row)?;
+        validate_row(def, row)?;
     }
+    rowexpr::check_constraints(state, def, &rows)?;
     let row_ids = if def.has_primary_key() {
         None
     } else {
@@ -79,11 +135,100 @@ pub async fn execute(
             .map_err(PgError::internal)?,
         )
     };
-    let written = stage(&state, &def, plan, &writes, rows, row_ids)?;
+    let written = stage(state, def, plan, writes, rows, row_ids)?;
     if let Some(mut w) = writer {
         pending::apply_writes(engine, &mut w, &writes.take_staged())?;
     }
     Ok(written)
+}
+
+/// Fills what the statement leaves to the table: every column not among `targets`, and
+/// the `DEFAULT`s (row, position in `targets`) of a VALUES list, from the column's identity
+/// sequence, its `DEFAULT` expression (evaluated for each row), or NULL.
+async fn complete_rows(
+    engine: &Engine,
+    writer: &mut Option<MutexGuard<'_, WriteState>>,
+    state: &SessionState,
+    def: &TableDef,
+    targets: &[usize],
+    defaults: &[(usize, usize)],
+    rows: &mut [Vec<Datum>],
+) -> Result<(), PgError> {
+    let schema = table_schema(def);
+    let df = |e| map_df_error(&e);
+    // Before any sequence value is taken, as in PostgreSQL.
+    for (c, col) in def.columns.iter().enumerate() {
+        let Some(p) = targets.iter().position(|&t| t == c) else {
+            continue;
+        };
+        let defaulted = defaults.iter().filter(|(_, q)| *q == p).count();
+        if col.identity == Some(Identity::Always) && defaulted < rows.len() {
+            return Err(PgError::new(
+                SqlState("428C9"),
+                format!(
+                    "cannot insert a non-DEFAULT value into column \"{}\"",
+                    col.name
+                ),
+            )
+            .with_detail(format!(
+                "Column \"{}\" is an identity column defined as GENERATED ALWAYS.",
+                col.name
+            )));
+        }
+    }
+    for (c, col) in def.columns.iter().enumerate() {
+        let position = targets.iter().position(|&t| t == c);
+        let needing: Vec<usize> = match position {
+            None => (0..rows.len()).collect(),
+            Some(p) => defaults
+                .iter()
+                .filter(|(_, q)| *q == p)
+                .map(|(r, _)| *r)
+                .collect(),
+        };
+        if needing.is_empty() {
+            continue;
+        }
+        if col.identity.is_some() {
+            let n = needing.len() as i64;
+            let first = match writer.as_mut() {
+                Some(w) => w.take_sequence_values(&engine.store, def.id, c, n),
+                None => {
+                    engine
+                        .begin_write()
+                        .await
+                        .take_sequence_values(&engine.store, def.id, c, n)
+                }
+            }
+            .map_err(PgError::internal)?;
+            for (i, &r) in needing.iter().enumerate() {
+                rows[r][c] = sequence_datum(&col.ty, first + i as i64, &col.name)?;
+            }
+        } else if let Some(expr) = &col.default {
+            let values = rowexpr::evaluate(state, &[], &[expr.as_str()], needing.len())?;
+            let field = schema.field(c);
+            let values = assigned_value(&values[0], field.data_type(), field.name())?;
+            for (i, &r) in needing.iter().enumerate() {
+                rows[r][c] = datum_at(&values, i).map_err(df)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A sequence value as the identity column's type.
+fn sequence_datum(ty: &SqlType, v: i64, column: &str) -> Result<Datum, PgError> {
+    let out_of_range = || {
+        PgError::new(
+            SqlState("2200H"),
+            format!("nextval: reached maximum value of sequence for column \"{column}\""),
+        )
+    };
+    Ok(match ty {
+        SqlType::Int2 => Datum::Int16(i16::try_from(v).map_err(|_| out_of_range())?),
+        SqlType::Int4 => Datum::Int32(i32::try_from(v).map_err(|_| out_of_range())?),
+        _ => Datum::Int64(v),
+    })
 }
 
 /// Checks rows against what the statement sees and stages them: inserted, skipped, or
@@ -118,15 +263,10 @@ fn stage(
             (Some(_), None) => return Err(unique_violation(def, &row)),
             (Some(_), Some(ConflictAction::Nothing)) => {}
             (Some(old), Some(ConflictAction::Update { .. })) => {
-                if !mine.insert(key.clone()) {
-                    return Err(PgError::new(
-                        SqlState("21000"),
-                        "ON CONFLICT DO UPDATE command cannot affect row a second time",
-                    )
-                    .with_hint(
-                        "Ensure that no rows proposed for insertion within the same command \
-                         have duplicate constrained values.",
-                    ));
+                // A row this statement inserted: PostgreSQL's error (a row it only would
+                // update is checked once the updates' WHERE is known).
+                if mine.contains(&key) {
+                    return Err(affect_twice());
                 }
                 let old = row_codec::decode_row(&old).map_err(PgError::internal)?;
                 conflicts.push(Conflict {
@@ -152,7 +292,22 @@ fn stage(
             selection.as_deref(),
             conflicts,
         )?;
+        // As in PostgreSQL: a row already updated by the statement is an error, whatever
+        // the later proposal's WHERE says.
+        let mut updated_keys = HashSet::new();
+        let mut to_write = Vec::with_capacity(updated.len());
         for (i, key, new) in updated {
+            if updated_keys.contains(&key) {
+                return Err(affect_twice());
+            }
+            if let Some(new) = new {
+                updated_keys.insert(key.clone());
+                to_write.push((i, key, new));
+            }
+        }
+        let new_rows: Vec<Vec<Datum>> = to_write.iter().map(|(_, _, r)| r.clone()).collect();
+        rowexpr::check_constraints(state, def, &new_rows)?;
+        for (i, key, new) in to_write {
             validate_row(def, &new)?;
             let new_key = row_key(def, &new);
             if new_key != key {
@@ -195,6 +350,17 @@ fn stage(
     })
 }
 
+fn affect_twice() -> PgError {
+    PgError::new(
+        SqlState::CARDINALITY_VIOLATION,
+        "ON CONFLICT DO UPDATE command cannot affect row a second time",
+    )
+    .with_hint(
+        "Ensure that no rows proposed for insertion within the same command have duplicate \
+         constrained values.",
+    )
+}
+
 /// A proposed row whose key is taken, for `DO UPDATE`.
 struct Conflict {
     /// Its position in the source.
@@ -206,7 +372,8 @@ struct Conflict {
     excluded: Vec<Datum>,
 }
 
-/// `DO UPDATE`: the new rows of the conflicting rows whose `WHERE` (if any) holds.
+/// `DO UPDATE`: for each conflicting row, in order, its new row, or `None` where the
+/// `WHERE` does not hold.
 fn conflict_updates(
     state: &SessionState,
     def: &TableDef,
@@ -214,7 +381,7 @@ fn conflict_updates(
     assignments: &[(String, String)],
     selection: Option<&str>,
     conflicts: Vec<Conflict>,
-) -> Result<Vec<(usize, Vec<u8>, Vec<Datum>)>, PgError> {
+) -> Result<Vec<(usize, Vec<u8>, Option<Vec<Datum>>)>, PgError> {
     if conflicts.is_empty() {
         return Ok(Vec::new());
     }
@@ -247,6 +414,7 @@ fn conflict_updates(
             },
         ],
         &exprs,
+        keys.len(),
     )?;
     let schema = table_schema(def);
     let assigned = columns
@@ -277,13 +445,14 @@ fn conflict_updates(
     for (r, ((order, key), mut row)) in keys.into_iter().zip(old).enumerate() {
         if let Some(k) = &keep {
             if !k.is_valid(r) || !k.value(r) {
+                out.push((order, key, None));
                 continue;
             }
         }
         for (&c, a) in columns.iter().zip(&assigned) {
             row[c] = datum_at(a, r).map_err(df)?;
         }
-        out.push((order, key, row));
+        out.push((order, key, Some(row)));
     }
     Ok(out)
 }

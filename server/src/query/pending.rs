@@ -18,7 +18,7 @@ use freshet_catalog::TableDef;
 use freshet_common::{Datum, PgError, SqlState, TableId};
 use freshet_dataflow::epoch::state_err;
 use freshet_dataflow::EpochChanges;
-use freshet_state::{key_codec, row_codec, table_row_key, Snapshot, WriteBatch};
+use freshet_state::{row_codec, Snapshot, WriteBatch};
 
 use super::table::IntoDataFusion;
 use super::write::{row_key, unique_violation, validate_row};
@@ -62,7 +62,11 @@ impl StatementWrites {
 
     /// Makes `state` read through these writes: their snapshot, with the block's writes
     /// over it.
+    /// Its start also fixes `now()` for the expressions the statement evaluates itself
+    /// (defaults, `RETURNING`, `ON CONFLICT`).
     pub fn install(self: &Arc<Self>, state: &mut datafusion::execution::SessionState) {
+        let options = Arc::clone(state.config().options());
+        state.execution_props_mut().mark_start_execution(options);
         state.config_mut().set_extension(Arc::clone(self));
         state
             .config_mut()
@@ -119,40 +123,6 @@ pub async fn for_statement<'a>(
     };
     let writes = StatementWrites::new(Arc::new(snapshot), Arc::new(WriteSet::new()));
     Ok((Some(w), Arc::new(writes)))
-}
-
-/// Stages an INSERT of `rows` (full rows in table column order).
-pub async fn stage_insert(
-    engine: &Engine,
-    writes: &StatementWrites,
-    def: &TableDef,
-    rows: Vec<Vec<Datum>>,
-) -> Result<u64> {
-    for row in &rows {
-        validate_row(def, row).map_err(PgError::into_df)?;
-    }
-    let n = rows.len() as u64;
-    let keys: Vec<Vec<u8>> = if def.has_primary_key() {
-        rows.iter().map(|row| row_key(def, row)).collect()
-    } else {
-        // Hidden row ids are handed out under the writer lock; a rolled-back block's are
-        // never reused.
-        let mut w = engine.begin_write().await;
-        let first = w
-            .allocate_row_ids(&engine.store, def.id, n)
-            .map_err(state_err)?;
-        (0..n)
-            .map(|i| table_row_key(def.id, &key_codec::encode_row_id(first + i)))
-            .collect()
-    };
-    let mut staged = writes.lock();
-    for (row, key) in rows.iter().zip(keys) {
-        if def.has_primary_key() && writes.visible(&staged, &key)? {
-            return Err(unique_violation(def, row).into_df());
-        }
-        staged.insert(key, put(def.id, row));
-    }
-    Ok(n)
 }
 
 /// Stages the deletion of `keys`.

@@ -4,12 +4,15 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::Array;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use freshet_catalog::TableDef;
-use freshet_common::{Datum, PgError};
+use freshet_common::{Datum, PgError, SqlState};
 use freshet_sql::df_convert::rows_to_full_batch;
 use freshet_sql::error::map_df_error;
 use freshet_sql::ReturningItem;
@@ -23,24 +26,23 @@ pub struct Qualified<'a> {
     pub rows: &'a [Vec<Datum>],
 }
 
-/// Evaluates each SQL expression in `exprs` over `inputs` (all with the same number of rows,
-/// side by side): one array per expression.
+/// Evaluates each SQL expression in `exprs` over `rows` rows of `inputs` (side by side; none
+/// for expressions of no column, such as defaults): one array per expression.
 pub fn evaluate(
     state: &SessionState,
     inputs: &[Qualified<'_>],
     exprs: &[&str],
+    rows: usize,
 ) -> Result<Vec<ArrayRef>, PgError> {
     let df = |e| map_df_error(&e);
     let mut schema = DFSchema::empty();
     let mut columns = Vec::new();
-    let mut rows = 0;
     for input in inputs {
         let table = table_schema(input.def);
         schema = schema
             .join(&DFSchema::try_from_qualified_schema(input.qualifier, &table).map_err(df)?)
             .map_err(df)?;
         let batch = rows_to_full_batch(input.rows, &Arc::new(table)).map_err(df)?;
-        rows = batch.num_rows();
         columns.extend(batch.columns().iter().cloned());
     }
     let batch = RecordBatch::try_new_with_options(
@@ -49,10 +51,22 @@ pub fn evaluate(
         &RecordBatchOptions::new().with_row_count(Some(rows)),
     )
     .map_err(PgError::internal)?;
+    let schema_ref = Arc::new(schema.clone());
     exprs
         .iter()
         .map(|sql| {
             let expr = state.create_logical_expr(sql, &schema).map_err(df)?;
+            // Folds now() and friends to the statement's start, as DataFusion's optimizer
+            // does for queries.
+            let context = SimplifyContext::builder()
+                .with_schema(Arc::clone(&schema_ref))
+                .with_config_options(Arc::clone(state.config_options()))
+                .with_query_execution_start_time(state.execution_props().query_execution_start_time)
+                .build();
+            let simplifier = ExprSimplifier::new(context);
+            let expr = simplifier
+                .simplify(simplifier.coerce(expr, &schema).map_err(df)?)
+                .map_err(df)?;
             let physical = state.create_physical_expr(expr, &schema).map_err(df)?;
             physical
                 .evaluate(&batch)
@@ -99,6 +113,7 @@ pub fn returning(
             rows,
         }],
         &exprs,
+        rows.len(),
     )?;
     let schema = Arc::new(Schema::new(
         arrays
@@ -114,6 +129,63 @@ pub fn returning(
     )
     .map_err(PgError::internal)?;
     Ok((schema, batch))
+}
+
+/// 23514 if a `CHECK` constraint of `def` is false for one of `rows`.
+pub fn check_constraints(
+    state: &SessionState,
+    def: &TableDef,
+    rows: &[Vec<Datum>],
+) -> Result<(), PgError> {
+    if def.checks.is_empty() || rows.is_empty() {
+        return Ok(());
+    }
+    let exprs: Vec<&str> = def.checks.iter().map(|c| c.expr.as_str()).collect();
+    let values = evaluate(
+        state,
+        &[Qualified {
+            qualifier: &def.name,
+            def,
+            rows,
+        }],
+        &exprs,
+        rows.len(),
+    )?;
+    for (check, v) in def.checks.iter().zip(&values) {
+        let v =
+            datafusion::arrow::compute::cast(v, &datafusion::arrow::datatypes::DataType::Boolean)
+                .map_err(|e| map_df_error(&e.into()))?;
+        let v = v
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+            .ok_or_else(|| PgError::internal("CHECK result is not boolean"))?;
+        if let Some(r) = (0..rows.len()).find(|&r| v.is_valid(r) && !v.value(r)) {
+            return Err(PgError::new(
+                SqlState::CHECK_VIOLATION,
+                format!(
+                    "new row for relation \"{}\" violates check constraint \"{}\"",
+                    def.name, check.name
+                ),
+            )
+            .with_detail(format!("Failing row contains ({}).", show_row(&rows[r]))));
+        }
+    }
+    Ok(())
+}
+
+fn show_row(row: &[Datum]) -> String {
+    row.iter()
+        .map(|d| match d {
+            Datum::Null => "null".to_owned(),
+            Datum::Text(s) => s.clone(),
+            Datum::Int16(i) => i.to_string(),
+            Datum::Int32(i) => i.to_string(),
+            Datum::Int64(i) => i.to_string(),
+            Datum::Bool(b) => if *b { "t" } else { "f" }.to_owned(),
+            other => format!("{other:?}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn quote(name: &str) -> String {

@@ -139,11 +139,7 @@ impl TableProvider for StoredTable {
         if insert_op != InsertOp::Append {
             return Err(PgError::not_supported(format!("INSERT {insert_op}")).into_df());
         }
-        let sink = TableSink::new(
-            Arc::clone(&self.engine),
-            Arc::clone(&self.def),
-            Arc::clone(&self.schema),
-        );
+        let sink = TableSink::new(Arc::clone(&self.def), Arc::clone(&self.schema));
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 
