@@ -47,8 +47,8 @@ def _statement(rng):
                 f"ON CONFLICT DO NOTHING RETURNING *",
         lambda: f"INSERT INTO a AS t VALUES ({k(40)}, 1, {k(5)}), ({k(40)}, 2, {k(5)}) "
                 f"ON CONFLICT (id) DO UPDATE SET g = excluded.g WHERE t.v > 0",
-        lambda: f"INSERT INTO a (id, v) SELECT id + 1, w FROM b WHERE w < {k(30)} "
-                f"ON CONFLICT (id) DO NOTHING",
+        lambda: f"INSERT INTO a (id, v) SELECT id + 1, max(w) FROM b WHERE w < {k(30)} "
+                f"GROUP BY id ON CONFLICT (id) DO NOTHING",
         lambda: f"UPDATE a SET v = v - 1 WHERE g = {k(5)} RETURNING id, v",
         lambda: f"DELETE FROM b WHERE id = {k(40)} RETURNING *",
         # identity, DEFAULT and CHECK (one row at a time: PostgreSQL takes sequence values
@@ -58,6 +58,10 @@ def _statement(rng):
         lambda: f"INSERT INTO c (v, note) VALUES (DEFAULT, 'n{k(3)}')",
         lambda: f"UPDATE c SET v = v - {k(4)} WHERE id % 3 = {k(3)}",
         lambda: f"DELETE FROM c WHERE v > {k(3, 9)} RETURNING id",
+        lambda: f"INSERT INTO c (v, tag) VALUES ({k(5)}, {k(12)})",
+        lambda: f"INSERT INTO c (tag) VALUES ({k(12)}) ON CONFLICT (tag) DO NOTHING",
+        lambda: f"UPDATE c SET tag = tag + 1 WHERE id = {k(1, 30)}",
+        lambda: f"UPDATE c SET tag = NULL WHERE tag > {k(12)}",
         lambda: "SELECT count(*), coalesce(sum(v), 0), coalesce(max(id), -1) FROM a",
         lambda: "SELECT count(*), coalesce(sum(w), 0) FROM b",
     ])()
@@ -93,7 +97,7 @@ def test_random_transactions_match_postgres(freshet, postgres):
             conn.execute("CREATE TABLE a (id INT PRIMARY KEY, v INT NOT NULL, g INT)")
             conn.execute("CREATE TABLE b (id INT, w INT)")
             conn.execute("CREATE TABLE c (id SERIAL PRIMARY KEY, v INT DEFAULT 5 CHECK (v >= 0), "
-                         "note TEXT DEFAULT 'x')")
+                         "note TEXT DEFAULT 'x', tag INT UNIQUE)")
         for name, sql in VIEWS.items():
             f.execute(f"CREATE MATERIALIZED VIEW {name} AS {sql}")
         ended = {"COMMIT": 0, "ROLLBACK": 0}

@@ -15,7 +15,7 @@ use freshet_common::TableId;
 use freshet_state::{meta_key, table_prefix, Store, WriteBatch};
 
 pub use error::{Error, Result};
-pub use table::{CheckDef, ColumnDef, Identity, SourceDef, TableDef, ViewDef};
+pub use table::{CheckDef, ColumnDef, Identity, SourceDef, TableDef, UniqueDef, ViewDef};
 
 /// The only schema for now; `search_path` resolves to it.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -116,16 +116,22 @@ impl Catalog {
             return Err(Error::DuplicateTable(def.name));
         }
         def.id = TableId(inner.next_id);
+        for (i, u) in def.uniques.iter_mut().enumerate() {
+            u.id = TableId(inner.next_id + 1 + i as u64);
+        }
+        let next_id = inner.next_id + 1 + def.uniques.len() as u64;
         let mut batch = WriteBatch::default();
-        batch.put(meta_key(NEXT_ID_KEY), (inner.next_id + 1).to_be_bytes());
+        batch.put(meta_key(NEXT_ID_KEY), next_id.to_be_bytes());
         batch.put(
             table_key(def.id),
             serde_json::to_vec(&def).map_err(Error::Decode)?,
         );
         // A fresh id owns no rows, but clear the range anyway so a reused data dir cannot leak.
-        Store::delete_prefix(&mut batch, &table_prefix(def.id));
+        for id in def.storage_ids() {
+            Store::delete_prefix(&mut batch, &table_prefix(id));
+        }
         self.store.write(batch)?;
-        inner.next_id += 1;
+        inner.next_id = next_id;
         let def = Arc::new(def);
         inner.tables.insert(def.name.clone(), Arc::clone(&def));
         tracing::info!(table = %def.name, id = %def.id, "table created");
@@ -144,7 +150,9 @@ impl Catalog {
         };
         let mut batch = WriteBatch::default();
         batch.delete(table_key(def.id));
-        Store::delete_prefix(&mut batch, &table_prefix(def.id));
+        for id in def.storage_ids() {
+            Store::delete_prefix(&mut batch, &table_prefix(id));
+        }
         self.store.write(batch)?;
         inner.tables.remove(name);
         tracing::info!(table = %name, id = %def.id, "table dropped");
@@ -330,6 +338,7 @@ mod tests {
             columns: vec![ColumnDef::new("a", SqlType::Int4, true)],
             primary_key: vec![0],
             checks: Vec::new(),
+            uniques: Vec::new(),
         }
     }
 

@@ -68,9 +68,29 @@ pub struct TableDef {
     /// `CHECK` constraints, each row written must not make false.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckDef>,
+    /// `UNIQUE` constraints, each kept as an index of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uniques: Vec<UniqueDef>,
+}
+
+/// A `UNIQUE` constraint, enforced through an index: one entry per row whose constrained
+/// columns are all non-NULL, under the index's own id (keyspace `d`), keyed by those values,
+/// holding the row's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UniqueDef {
+    pub name: String,
+    /// Assigned by the catalog with the table's.
+    pub id: TableId,
+    /// Indexes into the table's columns.
+    pub columns: Vec<usize>,
 }
 
 impl TableDef {
+    /// The ids whose key ranges hold the table's data: its own (rows) and its unique indexes'.
+    pub fn storage_ids(&self) -> impl Iterator<Item = TableId> + '_ {
+        std::iter::once(self.id).chain(self.uniques.iter().map(|u| u.id))
+    }
+
     /// Whether rows are keyed by a primary key (otherwise by a hidden row id).
     pub fn has_primary_key(&self) -> bool {
         !self.primary_key.is_empty()
@@ -87,7 +107,11 @@ impl TableDef {
                 return Err(Error::DuplicateColumn(c.name.clone()));
             }
         }
-        for &k in &self.primary_key {
+        for &k in self
+            .primary_key
+            .iter()
+            .chain(self.uniques.iter().flat_map(|u| &u.columns))
+        {
             let col = self.columns.get(k).ok_or(Error::Corrupt)?;
             if !col.ty.is_keyable() {
                 return Err(Error::UnkeyableType(col.name.clone(), col.ty.pg_name()));

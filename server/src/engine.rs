@@ -145,8 +145,41 @@ impl Engine {
     pub fn commit(
         &self,
         writer: &mut WriteState,
+        batch: WriteBatch,
+        changes: EpochChanges,
+    ) -> datafusion::error::Result<()> {
+        self.commit_epoch(writer, batch, changes, false)
+    }
+
+    /// [`Engine::commit`] that does not wait for the disk: the caller releases the writer
+    /// lock, then awaits [`Engine::sync_commits`] before acknowledging, so that concurrent
+    /// committers share fsyncs (group commit). Until then, other sessions may already read
+    /// the epoch; only a crash of the machine (not of the process) could still undo it.
+    pub fn commit_grouped(
+        &self,
+        writer: &mut WriteState,
+        batch: WriteBatch,
+        changes: EpochChanges,
+    ) -> datafusion::error::Result<()> {
+        self.commit_epoch(writer, batch, changes, true)
+    }
+
+    /// Makes every epoch committed so far durable (with `--sync-commits`), sharing the fsync
+    /// with every other session waiting meanwhile.
+    pub async fn sync_commits(&self) -> datafusion::error::Result<()> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.sync_wal())
+            .await
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+            .map_err(state_err)
+    }
+
+    fn commit_epoch(
+        &self,
+        writer: &mut WriteState,
         mut batch: WriteBatch,
         mut changes: EpochChanges,
+        grouped: bool,
     ) -> datafusion::error::Result<()> {
         if self.dataflows.must_fold() {
             self.fold(writer, FoldReason::AfterLoss)?;
@@ -172,7 +205,14 @@ impl Engine {
         } else {
             Ok(())
         }
-        .and_then(|()| self.store.write(batch).map_err(state_err));
+        .and_then(|()| {
+            if grouped {
+                self.store.write_grouped(batch)
+            } else {
+                self.store.write(batch)
+            }
+            .map_err(state_err)
+        });
         if result.is_err() {
             // Operator caches were written through for an epoch that did not commit.
             self.dataflows.forget_cached();

@@ -14,6 +14,7 @@ mod rowexpr;
 mod scan;
 mod source;
 mod table;
+mod unique;
 mod view;
 mod write;
 

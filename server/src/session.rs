@@ -748,6 +748,15 @@ impl Session {
                 .into_iter()
                 .map(|(name, expr)| freshet_catalog::CheckDef { name, expr })
                 .collect(),
+            uniques: plan
+                .uniques
+                .into_iter()
+                .map(|(name, columns)| freshet_catalog::UniqueDef {
+                    name,
+                    id: TableId(0),
+                    columns,
+                })
+                .collect(),
         };
         let _w = self.engine.begin_write().await;
         self.engine

@@ -19,6 +19,8 @@ pub struct CreateTablePlan {
     pub primary_key: Vec<usize>,
     /// `CHECK` constraints: (name, condition SQL).
     pub checks: Vec<(String, String)>,
+    /// `UNIQUE` constraints: (name, indexes into `columns`).
+    pub uniques: Vec<(String, Vec<usize>)>,
 }
 
 /// One column of a [`CreateTablePlan`].
@@ -54,6 +56,7 @@ pub(crate) fn bind_create_table(ct: ast::CreateTable) -> Result<CreateTablePlan,
     let mut columns = Vec::with_capacity(ct.columns.len());
     let mut primary_key = Vec::new();
     let mut checks = Vec::new();
+    let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     for (i, col) in ct.columns.iter().enumerate() {
         let column = ident(&col.name);
         let (ty, mut identity) = match serial_type(&col.data_type) {
@@ -74,6 +77,10 @@ pub(crate) fn bind_create_table(ct: ast::CreateTable) -> Result<CreateTablePlan,
                     not_null = true;
                 }
                 ColumnOption::Default(e) => default = Some(e.to_string()),
+                ColumnOption::Unique(u) => {
+                    unique_options(u)?;
+                    uniques.push((opt.name.as_ref().or(u.name.as_ref()).map(ident), vec![i]));
+                }
                 ColumnOption::Generated {
                     generated_as: generated @ (GeneratedAs::Always | GeneratedAs::ByDefault),
                     generation_expr: None,
@@ -143,6 +150,27 @@ pub(crate) fn bind_create_table(ct: ast::CreateTable) -> Result<CreateTablePlan,
                     primary_key.push(idx);
                 }
             }
+            TableConstraint::Unique(u) => {
+                unique_options(u)?;
+                let mut cols = Vec::with_capacity(u.columns.len());
+                for ic in &u.columns {
+                    let Expr::Identifier(id) = &ic.column.expr else {
+                        return Err(PgError::not_supported("expression in UNIQUE"));
+                    };
+                    let col_name = ident(id);
+                    let idx = columns
+                        .iter()
+                        .position(|c| c.name == col_name)
+                        .ok_or_else(|| {
+                            PgError::new(
+                                SqlState::UNDEFINED_COLUMN,
+                                format!("column \"{col_name}\" named in key does not exist"),
+                            )
+                        })?;
+                    cols.push(idx);
+                }
+                uniques.push((u.name.as_ref().map(ident), cols));
+            }
             TableConstraint::Check(c) => {
                 let check = c
                     .name
@@ -166,13 +194,53 @@ pub(crate) fn bind_create_table(ct: ast::CreateTable) -> Result<CreateTablePlan,
         }
         *n += 1;
     }
+    // A UNIQUE on the primary key's columns adds nothing; others are named as PostgreSQL
+    // names them (table_col1_col2_key, numbered when taken).
+    let mut named: Vec<(String, Vec<usize>)> = Vec::new();
+    for (given, cols) in uniques {
+        let mut sorted = cols.clone();
+        sorted.sort_unstable();
+        let mut pk = primary_key.clone();
+        pk.sort_unstable();
+        if sorted == pk || named.iter().any(|(_, c)| *c == cols) {
+            continue;
+        }
+        let base = given.unwrap_or_else(|| {
+            let parts: Vec<&str> = cols.iter().map(|&c| columns[c].name.as_str()).collect();
+            format!("{name}_{}_key", parts.join("_"))
+        });
+        let mut unique_name = base.clone();
+        let mut n = 0;
+        while named.iter().any(|(u, _)| *u == unique_name) {
+            n += 1;
+            unique_name = format!("{base}{n}");
+        }
+        named.push((unique_name, cols));
+    }
     Ok(CreateTablePlan {
         name,
         if_not_exists: ct.if_not_exists,
         columns,
         primary_key,
         checks,
+        uniques: named,
     })
+}
+
+/// 0A000 for what a UNIQUE constraint may say that freshet does not do.
+fn unique_options(u: &ast::UniqueConstraint) -> Result<(), PgError> {
+    if !matches!(
+        u.nulls_distinct,
+        ast::NullsDistinctOption::None | ast::NullsDistinctOption::Distinct
+    ) || u.characteristics.is_some()
+        || !u.index_options.is_empty()
+        || u.index_type.is_some()
+    {
+        return Err(PgError::not_supported(format!(
+            "UNIQUE constraint options: {u}"
+        )));
+    }
+    Ok(())
 }
 
 /// The integer type of `SMALLSERIAL`, `SERIAL`, `BIGSERIAL` (and `serial2/4/8`).
@@ -252,6 +320,19 @@ mod tests {
         let names: Vec<&str> = p.checks.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["t_v_check", "t_check", "named", "t_check1"]);
         assert!(bind("CREATE TABLE t (a TEXT GENERATED ALWAYS AS IDENTITY)").is_err());
+        let p = bind(
+            "CREATE TABLE u (a INT PRIMARY KEY UNIQUE, b TEXT UNIQUE, c INT, UNIQUE (c, b), \
+             CONSTRAINT mine UNIQUE (c))",
+        )
+        .unwrap();
+        assert_eq!(
+            p.uniques,
+            vec![
+                ("u_b_key".to_owned(), vec![1]),
+                ("u_c_b_key".to_owned(), vec![2, 1]),
+                ("mine".to_owned(), vec![2]),
+            ]
+        );
         assert!(bind("CREATE TABLE t (a SERIAL DEFAULT 1)").is_err());
     }
 

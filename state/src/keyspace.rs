@@ -3,6 +3,8 @@
 //! ```text
 //! 'm' <name bytes>                          catalog metadata (see freshet-catalog)
 //! 'd' <table id: u64 BE> <row key>          one table row; value = row_codec encoding
+//! 'd' <unique id: u64 BE> <values key>      one entry of a UNIQUE constraint's index: the
+//!                                           constrained values (key_codec); value = the row key
 //! 'v' <view id: u64 BE> <row key>           one distinct row of a materialized view, keyed by
 //!                                           the row's memcomparable encoding (key_codec);
 //!                                           value = multiplicity (i64 BE) ++ row (row_codec);

@@ -151,6 +151,15 @@ pub struct Store {
     db: &'static DB,
     families: Families,
     sync: bool,
+    group: &'static GroupSync,
+}
+
+/// Shared fsyncs of the write-ahead log (group commit): the highest sequence number known
+/// durable, and the lock the one caller syncing for everyone holds.
+#[derive(Default)]
+struct GroupSync {
+    synced: std::sync::atomic::AtomicU64,
+    leader: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -275,12 +284,47 @@ impl Store {
             db,
             families,
             sync: config.sync_commits,
+            group: Box::leak(Box::default()),
         })
     }
 
     /// Commits `batch` atomically (and durably when `sync_commits` is on).
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
         self.write_opt(batch, self.sync)
+    }
+
+    /// Commits `batch` atomically without waiting for the disk; it becomes durable with the
+    /// next [`Store::sync_wal`] (see there). A crash of the process alone loses nothing
+    /// written: the log is in the operating system's hands once this returns.
+    pub fn write_grouped(&self, batch: WriteBatch) -> Result<()> {
+        self.write_opt(batch, false)
+    }
+
+    /// When `sync_commits` is on, makes every write made before this call durable: one
+    /// fsync of the write-ahead log serves every caller waiting meanwhile (group commit), so
+    /// concurrent committers share fsyncs instead of queueing one each. Blocks.
+    pub fn sync_wal(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if !self.sync {
+            return Ok(());
+        }
+        let mine = self.db.latest_sequence_number();
+        if self.group.synced.load(Ordering::Acquire) >= mine {
+            return Ok(());
+        }
+        let _leader = self
+            .group
+            .leader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.group.synced.load(Ordering::Acquire) >= mine {
+            return Ok(()); // a leader synced for us while we waited
+        }
+        // Everything with a sequence number up to here is in the log already.
+        let upto = self.db.latest_sequence_number();
+        self.db.flush_wal(true)?;
+        self.group.synced.fetch_max(upto, Ordering::Release);
+        Ok(())
     }
 
     /// [`Store::write`] without waiting for the write-ahead log to reach the disk, for writes

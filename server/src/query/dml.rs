@@ -122,19 +122,17 @@ pub async fn execute(
     let rows = match plan.kind {
         DmlKind::Delete => pending::stage_delete(
             &writes,
-            def.id,
-            rows.into_iter().map(|(k, _, _)| k).collect(),
+            &def,
+            rows.into_iter().map(|(k, old, _)| (k, old)).collect(),
         ),
         DmlKind::Update => {
-            let new_rows: Vec<(Vec<u8>, Vec<Datum>)> =
-                rows.into_iter().map(|(k, _, new)| (k, new)).collect();
-            let values: Vec<Vec<Datum>> = new_rows.iter().map(|(_, r)| r.clone()).collect();
+            let values: Vec<Vec<Datum>> = rows.iter().map(|(_, _, new)| new.clone()).collect();
             super::rowexpr::check_constraints(&state, &def, &values)?;
-            pending::stage_update(&writes, &def, new_rows).map_err(df)?
+            pending::stage_update(&writes, &def, rows)?
         }
     };
-    if let Some(mut w) = writer {
-        pending::apply_writes(engine, &mut w, &writes.take_staged())?;
+    if let Some(w) = writer {
+        pending::commit_writes(engine, w, &writes.take_staged()).await?;
     }
     Ok(Written { rows, returned })
 }

@@ -27,6 +27,7 @@ use super::dml::{assigned_value, target_table};
 use super::pending::{self, put, Pending, StatementWrites};
 use super::rowexpr::{self, Qualified};
 use super::table::table_schema;
+use super::unique;
 use super::write::{row_key, unique_violation, validate_row};
 use crate::engine::{Engine, WriteState};
 use tokio::sync::MutexGuard;
@@ -60,7 +61,7 @@ pub async fn execute(
         Some(_) => target_columns(&def, &plan.columns)?,
         None => Vec::new(), // DEFAULT VALUES
     };
-    check_conflict_target(&def, plan)?;
+    Arbiter::of(&def, plan)?;
     let source = plan_source(&state, plan, targets.len(), params).await?;
     let (writer, writes) = pending::for_statement(engine, block, source.as_ref()).await?;
     writes.install(&mut state);
@@ -136,8 +137,8 @@ async fn write(
         )
     };
     let written = stage(state, def, plan, writes, rows, row_ids)?;
-    if let Some(mut w) = writer {
-        pending::apply_writes(engine, &mut w, &writes.take_staged())?;
+    if let Some(w) = writer {
+        pending::commit_writes(engine, w, &writes.take_staged()).await?;
     }
     Ok(written)
 }
@@ -242,6 +243,7 @@ fn stage(
     row_ids: Option<u64>,
 ) -> Result<Written, PgError> {
     let action = plan.on_conflict.as_ref().map(|c| &c.action);
+    let arbiter = Arbiter::of(def, plan)?;
     let mut staged = writes.lock();
     let mut mine = HashSet::new();
     let mut inserted = Vec::new();
@@ -256,9 +258,19 @@ fn stage(
             .map_err(|e| map_df_error(&e))?;
         match (existing, action) {
             (None, _) => {
+                if let Some(u) = unique::conflict(writes, &staged, def, &key, &row)? {
+                    if action.is_some() && arbiter.covers(&u.columns) {
+                        continue; // DO NOTHING (DO UPDATE only arbitrates on the key)
+                    }
+                    return Err(unique::violation(def, u, &row));
+                }
                 mine.insert(key.clone());
+                unique::stage(&mut staged, def, &key, None, Some(&row));
                 staged.insert(key, put(def.id, &row));
                 inserted.push((i, row));
+            }
+            (Some(_), Some(_)) if !arbiter.covers(&def.primary_key) => {
+                return Err(unique_violation(def, &row))
             }
             (Some(_), None) => return Err(unique_violation(def, &row)),
             (Some(_), Some(ConflictAction::Nothing)) => {}
@@ -309,7 +321,18 @@ fn stage(
         rowexpr::check_constraints(state, def, &new_rows)?;
         for (i, key, new) in to_write {
             validate_row(def, &new)?;
+            let old = writes
+                .visible_row(&staged, &key)
+                .map_err(|e| map_df_error(&e))?
+                .map(|b| row_codec::decode_row(&b))
+                .transpose()
+                .map_err(PgError::internal)?;
+            unique::stage(&mut staged, def, &key, old.as_deref(), None);
             let new_key = row_key(def, &new);
+            if let Some(u) = unique::conflict(writes, &staged, def, &new_key, &new)? {
+                return Err(unique::violation(def, u, &new));
+            }
+            unique::stage(&mut staged, def, &new_key, None, Some(&new));
             if new_key != key {
                 let taken = writes
                     .visible_row(&staged, &new_key)
@@ -560,27 +583,56 @@ fn column_index(def: &TableDef, name: &str) -> Result<usize, PgError> {
     })
 }
 
-/// `ON CONFLICT (columns)` must name the primary key (the only unique constraint).
-fn check_conflict_target(def: &TableDef, plan: &InsertPlan) -> Result<(), PgError> {
-    let Some(c) = &plan.on_conflict else {
-        return Ok(());
-    };
-    if c.target.is_empty() {
-        return Ok(());
-    }
-    let mut named = c
-        .target
-        .iter()
-        .map(|n| column_index(def, n))
-        .collect::<Result<Vec<_>, _>>()?;
-    named.sort_unstable();
-    let mut pk = def.primary_key.clone();
-    pk.sort_unstable();
-    if named != pk {
-        return Err(PgError::new(
+/// Which constraints `ON CONFLICT` arbitrates on: every one when it names none, else the one
+/// whose columns it names (42P10 when none matches).
+struct Arbiter {
+    /// The named columns, sorted; `None`: every constraint.
+    columns: Option<Vec<usize>>,
+}
+
+impl Arbiter {
+    fn of(def: &TableDef, plan: &InsertPlan) -> Result<Arbiter, PgError> {
+        let Some(c) = &plan.on_conflict else {
+            return Ok(Arbiter { columns: None });
+        };
+        if c.target.is_empty() {
+            return Ok(Arbiter { columns: None });
+        }
+        let mut named = c
+            .target
+            .iter()
+            .map(|n| column_index(def, n))
+            .collect::<Result<Vec<_>, _>>()?;
+        named.sort_unstable();
+        let arbiter = Arbiter {
+            columns: Some(named),
+        };
+        if arbiter.covers(&def.primary_key) && !def.primary_key.is_empty() {
+            return Ok(arbiter);
+        }
+        if def.uniques.iter().any(|u| arbiter.covers(&u.columns)) {
+            if matches!(c.action, ConflictAction::Update { .. }) {
+                return Err(PgError::not_supported(
+                    "ON CONFLICT … DO UPDATE on a UNIQUE constraint other than the primary key",
+                ));
+            }
+            return Ok(arbiter);
+        }
+        Err(PgError::new(
             SqlState("42P10"),
             "there is no unique or exclusion constraint matching the ON CONFLICT specification",
-        ));
+        ))
     }
-    Ok(())
+
+    /// Whether a conflict on `columns` is arbitrated (skipped or updated, not an error).
+    fn covers(&self, columns: &[usize]) -> bool {
+        match &self.columns {
+            None => true,
+            Some(named) => {
+                let mut c = columns.to_vec();
+                c.sort_unstable();
+                *named == c
+            }
+        }
+    }
 }

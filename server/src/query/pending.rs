@@ -20,7 +20,6 @@ use freshet_dataflow::epoch::state_err;
 use freshet_dataflow::EpochChanges;
 use freshet_state::{row_codec, Snapshot, WriteBatch};
 
-use super::table::IntoDataFusion;
 use super::write::{row_key, unique_violation, validate_row};
 use crate::engine::{Engine, WriteState};
 use datafusion::logical_expr::LogicalPlan;
@@ -104,7 +103,7 @@ impl StatementWrites {
 
 /// What a writing statement reads and stages into: its block's, or, outside a block, a
 /// statement of its own over the latest commit, with the writer lock (returned) held until
-/// the caller applies the staged writes (`apply_writes`). `plan`, the statement's read, says
+/// the caller commits the staged writes (`commit_writes`). `plan`, the statement's read, says
 /// whether contents logs must be folded first.
 pub async fn for_statement<'a>(
     engine: &'a Engine,
@@ -125,37 +124,46 @@ pub async fn for_statement<'a>(
     Ok((Some(w), Arc::new(writes)))
 }
 
-/// Stages the deletion of `keys`.
-pub fn stage_delete(writes: &StatementWrites, table: TableId, keys: Vec<Vec<u8>>) -> u64 {
+/// Stages the deletion of `rows` (each a store key and the row it holds) of `def`.
+pub fn stage_delete(
+    writes: &StatementWrites,
+    def: &TableDef,
+    rows: Vec<(Vec<u8>, Vec<Datum>)>,
+) -> u64 {
     let mut staged = writes.lock();
-    let n = keys.len() as u64;
-    for key in keys {
-        staged.insert(key, Pending { table, row: None });
+    let n = rows.len() as u64;
+    for (key, old) in rows {
+        super::unique::stage(&mut staged, def, &key, Some(&old), None);
+        staged.insert(
+            key,
+            Pending {
+                table: def.id,
+                row: None,
+            },
+        );
     }
     n
 }
 
-/// Stages an UPDATE: each (store key, new row) replaces its key's row, under a new key when
-/// the primary key changes.
+/// Stages an UPDATE: each (store key, row, new row) replaces its key's row, under a new key
+/// when the primary key changes. Every old row is gone before the new rows are checked, so
+/// rows may trade key or unique values within one statement.
 pub fn stage_update(
     writes: &StatementWrites,
     def: &TableDef,
-    rows: Vec<(Vec<u8>, Vec<Datum>)>,
-) -> Result<u64> {
+    rows: Vec<(Vec<u8>, Vec<Datum>, Vec<Datum>)>,
+) -> Result<u64, PgError> {
     let mut staged = writes.lock();
     let mut deleted = HashSet::with_capacity(rows.len());
     let mut updated = Vec::with_capacity(rows.len());
-    for (key, new) in rows {
-        validate_row(def, &new).map_err(PgError::into_df)?;
+    for (key, old, new) in rows {
+        validate_row(def, &new)?;
         let new_key = if def.has_primary_key() {
             row_key(def, &new)
         } else {
             key.clone()
         };
-        deleted.insert(key);
-        updated.push((new_key, new));
-    }
-    for key in &deleted {
+        super::unique::stage(&mut staged, def, &key, Some(&old), None);
         staged.insert(
             key.clone(),
             Pending {
@@ -163,15 +171,21 @@ pub fn stage_update(
                 row: None,
             },
         );
+        deleted.insert(key);
+        updated.push((new_key, new));
     }
     let mut seen = HashSet::with_capacity(updated.len());
     for (key, row) in &updated {
-        if def.has_primary_key()
-            && (!seen.insert(key.clone())
-                || (!deleted.contains(key) && writes.visible(&staged, key)?))
-        {
-            return Err(unique_violation(def, row).into_df());
+        let visible = writes
+            .visible(&staged, key)
+            .map_err(|e| freshet_sql::error::map_df_error(&e))?;
+        if def.has_primary_key() && (!seen.insert(key.clone()) || visible) {
+            return Err(unique_violation(def, row));
         }
+        if let Some(u) = super::unique::conflict(writes, &staged, def, key, row)? {
+            return Err(super::unique::violation(def, u, row));
+        }
+        super::unique::stage(&mut staged, def, key, None, Some(row));
         staged.insert(key.clone(), put(def.id, row));
     }
     Ok(updated.len() as u64)
@@ -196,15 +210,19 @@ pub async fn commit_block(
     if writes.is_empty() {
         return Ok(());
     }
-    let mut w = engine.begin_write().await;
+    let w = engine.begin_write().await;
     let latest = engine.store.snapshot();
     let keys: Vec<&Vec<u8>> = writes.keys().collect();
     let now = latest.multi_get(&keys).map_err(internal)?;
     let then = snapshot.multi_get(&keys).map_err(internal)?;
-    let tables: HashSet<TableId> = writes.values().map(|p| p.table).collect();
-    let dropped = tables
+    let written: HashSet<TableId> = writes.values().map(|p| p.table).collect();
+    let live: HashSet<TableId> = engine
+        .catalog
+        .tables()
         .iter()
-        .any(|t| !engine.catalog.tables().iter().any(|d| d.id == *t));
+        .flat_map(|d| d.storage_ids().collect::<Vec<_>>())
+        .collect();
+    let dropped = !written.is_subset(&live);
     if now != then || dropped {
         return Err(PgError::new(
             SqlState::SERIALIZATION_FAILURE,
@@ -212,12 +230,12 @@ pub async fn commit_block(
         )
         .with_hint("Run the transaction again."));
     }
-    apply_writes(engine, &mut w, writes)
+    commit_writes(engine, w, writes).await
 }
 
-/// Commits `writes` as one epoch, with every view's changes for them; the caller holds the
-/// writer lock (`w`).
-pub fn apply_writes(engine: &Engine, w: &mut WriteState, writes: &WriteSet) -> Result<(), PgError> {
+/// Commits `writes` as one epoch, with every view's changes for them, not yet durable (see
+/// [`commit_writes`]); the caller holds the writer lock (`w`).
+fn apply_writes(engine: &Engine, w: &mut WriteState, writes: &WriteSet) -> Result<(), PgError> {
     if writes.is_empty() {
         return Ok(());
     }
@@ -241,7 +259,25 @@ pub fn apply_writes(engine: &Engine, w: &mut WriteState, writes: &WriteSet) -> R
         }
     }
     engine
-        .commit(w, batch, changes)
+        .commit_grouped(w, batch, changes)
+        .map_err(|e| freshet_sql::error::map_df_error(&e))
+}
+
+/// Commits a statement's or block's `writes` under the writer lock `w`, releases the lock,
+/// then waits until they are durable (sharing the fsync with concurrent committers).
+pub async fn commit_writes(
+    engine: &Engine,
+    mut w: MutexGuard<'_, WriteState>,
+    writes: &WriteSet,
+) -> Result<(), PgError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    apply_writes(engine, &mut w, writes)?;
+    drop(w);
+    engine
+        .sync_commits()
+        .await
         .map_err(|e| freshet_sql::error::map_df_error(&e))
 }
 

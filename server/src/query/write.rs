@@ -74,7 +74,9 @@ pub async fn truncate(engine: &Engine, def: &TableDef) -> Result<u64> {
         count_rows(def, engine)?
     };
     let mut batch = WriteBatch::default();
-    Store::delete_prefix(&mut batch, &table_prefix(def.id));
+    for id in def.storage_ids() {
+        Store::delete_prefix(&mut batch, &table_prefix(id));
+    }
     engine.commit(&mut w, batch, changes)?;
     w.forget(def.id);
     Ok(n as u64)
@@ -149,7 +151,7 @@ pub(super) fn unique_violation(def: &TableDef, row: &[Datum]) -> PgError {
     ))
 }
 
-fn display_datum(d: &Datum) -> String {
+pub(super) fn display_datum(d: &Datum) -> String {
     match d {
         Datum::Text(s) => s.clone(),
         Datum::Int16(i) => i.to_string(),
