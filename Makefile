@@ -13,7 +13,7 @@ SLT     := $(CARGO_TARGET_DIR)/debug/freshet-slt
 DEB_PKGS := clang libclang-dev postgresql postgresql-client
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv build run test test-rust test-slt test-e2e bench bench-tweets
+.PHONY: help deps venv build run test test-rust test-slt test-e2e bench bench-tweets bench-tpcb
 
 help:
 	@echo "make run   - build and start freshet on 127.0.0.1:6543"
@@ -59,3 +59,8 @@ bench: deps
 bench-tweets: deps
 	cargo build --release -p freshet-server -p freshet-bench
 	$(CARGO_TARGET_DIR)/release/freshet-bench tweets --freshet-bin $(CARGO_TARGET_DIR)/release/freshet $(BENCH_ARGS)
+
+# Release build + pgbench's TPC-B-like transactions, freshet next to PostgreSQL (fsync on both).
+bench-tpcb: deps
+	cargo build --release -p freshet-server -p freshet-bench
+	$(CARGO_TARGET_DIR)/release/freshet-bench tpcb --freshet-bin $(CARGO_TARGET_DIR)/release/freshet $(BENCH_ARGS)

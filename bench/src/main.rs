@@ -15,6 +15,7 @@
 mod pg;
 mod procstat;
 mod server;
+mod tpcb;
 mod tweets;
 
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ enum Cmd {
     Views(ViewsOpts),
     /// Kafka source throughput and freshness with realistic tweets (issue: Kafka sources).
     Tweets(tweets::TweetsOpts),
+    /// pgbench's TPC-B-like transactions, freshet next to PostgreSQL, fsync on both.
+    Tpcb(tpcb::TpcbOpts),
 }
 
 #[derive(Parser, Clone)]
@@ -400,5 +403,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Views(o) => views(o).await,
         Cmd::Tweets(o) => tweets::run(o).await,
+        Cmd::Tpcb(o) => tpcb::run(o).await,
     }
 }

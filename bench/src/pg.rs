@@ -11,15 +11,15 @@ use tokio_postgres::Client;
 use crate::server::{connect_until, free_port};
 use crate::{load, percentiles, procstat, ViewsOpts};
 
-struct Cluster {
+pub(crate) struct Cluster {
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
     bin: std::path::PathBuf,
-    port: u16,
     as_postgres: bool,
 }
 
 impl Cluster {
-    fn command(&self, tool: &str) -> Command {
+    pub(crate) fn command(&self, tool: &str) -> Command {
         let exe = self.bin.join(tool);
         if self.as_postgres {
             let mut c = Command::new("runuser");
@@ -31,6 +31,11 @@ impl Cluster {
     }
 
     fn start(bin: &Path) -> anyhow::Result<Cluster> {
+        Self::start_with(bin, false)
+    }
+
+    /// A cluster; `durable`: fsync and synchronous commit on (PostgreSQL's defaults).
+    pub(crate) fn start_with(bin: &Path, durable: bool) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("freshet-bench-pg-")
             .tempdir()?;
@@ -69,8 +74,13 @@ impl Cluster {
             .status()?
             .success();
         anyhow::ensure!(ok, "initdb failed");
+        let durability = if durable {
+            "-c fsync=on -c synchronous_commit=on"
+        } else {
+            "-c fsync=off -c synchronous_commit=off"
+        };
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c shared_buffers=256MB",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 {durability} -c shared_buffers=256MB -c max_connections=200",
             c.port,
             c.dir.path().display()
         );
@@ -91,7 +101,7 @@ impl Cluster {
         Ok(c)
     }
 
-    async fn connect(&self) -> anyhow::Result<Client> {
+    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
         let dsn = format!(
             "host=127.0.0.1 port={} dbname=postgres user=postgres",
             self.port
@@ -99,7 +109,7 @@ impl Cluster {
         connect_until(&dsn, Instant::now() + Duration::from_secs(60)).await
     }
 
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let _ = self
             .command("pg_ctl")
             .arg("-D")

@@ -36,6 +36,15 @@ pub async fn connect_until(dsn: &str, deadline: Instant) -> anyhow::Result<Clien
 impl FreshetServer {
     /// Starts `bin` on a fresh data directory, without fsync (as the PostgreSQL side runs).
     pub async fn start(bin: &Path, block_cache_mb: u64) -> anyhow::Result<FreshetServer> {
+        Self::start_with(bin, block_cache_mb, false).await
+    }
+
+    /// Starts `bin` on a fresh data directory; `durable`: fsync at commit (`--sync-commits`).
+    pub async fn start_with(
+        bin: &Path,
+        block_cache_mb: u64,
+        durable: bool,
+    ) -> anyhow::Result<FreshetServer> {
         let dir = tempfile::Builder::new()
             .prefix("freshet-bench-")
             .tempdir()?;
@@ -46,7 +55,7 @@ impl FreshetServer {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--sync-commits")
-            .arg("false")
+            .arg(durable.to_string())
             .arg("--block-cache-mb")
             .arg(block_cache_mb.to_string())
             .stdout(Stdio::null())
@@ -64,6 +73,10 @@ impl FreshetServer {
             self.port
         );
         connect_until(&dsn, Instant::now() + Duration::from_secs(60)).await
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn pid(&self) -> u32 {

@@ -99,6 +99,16 @@ pub fn bind_insert(ins: &ast::Insert) -> Result<InsertPlan, PgError> {
         defaults = defaults_to_null(&mut q);
         q
     });
+    if let Some(q) = &source {
+        // The rows must come in the order the list gives them for DEFAULT's places to hold.
+        if !defaults.is_empty()
+            && (q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some())
+        {
+            return Err(PgError::not_supported(
+                "DEFAULT in a VALUES list with ORDER BY, LIMIT or FETCH",
+            ));
+        }
+    }
     let on_conflict = match &ins.on {
         None => None,
         Some(OnInsert::OnConflict(c)) => Some(bind_on_conflict(c, &alias)?),

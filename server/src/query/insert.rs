@@ -183,7 +183,7 @@ async fn complete_rows(
             None => (0..rows.len()).collect(),
             Some(p) => defaults
                 .iter()
-                .filter(|(_, q)| *q == p)
+                .filter(|&&(r, q)| q == p && r < rows.len())
                 .map(|(r, _)| *r)
                 .collect(),
         };
