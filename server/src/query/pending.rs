@@ -10,7 +10,7 @@
 //! is applied) and commits every write, with every view's maintenance for them, in one
 //! RocksDB write batch.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use datafusion::error::Result;
@@ -239,18 +239,35 @@ fn apply_writes(engine: &Engine, w: &mut WriteState, writes: &WriteSet) -> Resul
     if writes.is_empty() {
         return Ok(());
     }
-    let keys: Vec<&Vec<u8>> = writes.keys().collect();
-    let now = engine.store.snapshot().multi_get(&keys).map_err(internal)?;
+    // Views need each written key's row as it was: read those of tables views read, only.
+    let tracked: HashMap<TableId, bool> = writes
+        .values()
+        .map(|p| p.table)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .map(|t| (t, engine.has_dependents(t)))
+        .collect();
+    let read: Vec<&Vec<u8>> = writes
+        .iter()
+        .filter(|(_, p)| tracked[&p.table])
+        .map(|(k, _)| k)
+        .collect();
+    let mut olds = engine
+        .store
+        .snapshot()
+        .multi_get(&read)
+        .map_err(internal)?
+        .into_iter();
     let mut batch = WriteBatch::default();
     let mut changes = EpochChanges::default();
     let decode = |b: &[u8]| row_codec::decode_row(b).map_err(internal);
-    for ((key, p), old) in writes.iter().zip(now) {
+    for (key, p) in writes {
         match &p.row {
             Some(row) => batch.put(key, row),
             None => batch.delete(key),
         }
-        if engine.has_dependents(p.table) {
-            if let Some(old) = old {
+        if tracked[&p.table] {
+            if let Some(old) = olds.next().flatten() {
                 changes.add(p.table, [decode(&old)?], -1);
             }
             if let Some(row) = &p.row {
