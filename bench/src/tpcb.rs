@@ -260,7 +260,10 @@ pub async fn run(o: TpcbOpts) -> anyhow::Result<()> {
         for (c, r) in result? {
             row(system, c, &r);
             if let Some((_, p)) = pg_runs.iter().find(|(pc, _)| *pc == c) {
-                eprintln!("{system} at {c} clients: {:.2}× PostgreSQL's TPS", r.tps / p.tps);
+                eprintln!(
+                    "{system} at {c} clients: {:.2}× PostgreSQL's TPS",
+                    r.tps / p.tps
+                );
             }
         }
     }

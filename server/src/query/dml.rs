@@ -119,6 +119,19 @@ pub async fn execute(
         }
         None => None,
     };
+    // Outside a block the views' input is known here: the rows read under the writer lock.
+    let known = match &writer {
+        Some(_) if engine.has_dependents(def.id) => {
+            let mut changes = freshet_dataflow::EpochChanges::default();
+            changes.add(def.id, rows.iter().map(|(_, old, _)| old.clone()), -1);
+            if plan.kind == DmlKind::Update {
+                changes.add(def.id, rows.iter().map(|(_, _, new)| new.clone()), 1);
+            }
+            Some(changes)
+        }
+        Some(_) => Some(freshet_dataflow::EpochChanges::default()),
+        None => None,
+    };
     let rows = match plan.kind {
         DmlKind::Delete => pending::stage_delete(
             &writes,
@@ -132,7 +145,7 @@ pub async fn execute(
         }
     };
     if let Some(w) = writer {
-        pending::commit_writes(engine, w, &writes.take_staged()).await?;
+        pending::commit_writes(engine, w, &writes.take_staged(), known).await?;
     }
     Ok(Written { rows, returned })
 }

@@ -18,6 +18,7 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use freshet_catalog::{Identity, TableDef};
 use freshet_common::{Datum, PgError, SqlState, SqlType};
+use freshet_dataflow::EpochChanges;
 use freshet_sql::df_convert::datum_at;
 use freshet_sql::error::map_df_error;
 use freshet_sql::{ConflictAction, InsertPlan};
@@ -136,9 +137,11 @@ async fn write(
             .map_err(PgError::internal)?,
         )
     };
-    let written = stage(state, def, plan, writes, rows, row_ids)?;
+    // Outside a block the views' input is known here (the rows staged under the writer lock).
+    let track = writer.is_some() && engine.has_dependents(def.id);
+    let (written, changes) = stage(state, def, plan, writes, rows, row_ids, track)?;
     if let Some(w) = writer {
-        pending::commit_writes(engine, w, &writes.take_staged()).await?;
+        pending::commit_writes(engine, w, &writes.take_staged(), Some(changes)).await?;
     }
     Ok(written)
 }
@@ -241,7 +244,9 @@ fn stage(
     writes: &StatementWrites,
     rows: Vec<Vec<Datum>>,
     row_ids: Option<u64>,
-) -> Result<Written, PgError> {
+    track: bool,
+) -> Result<(Written, EpochChanges), PgError> {
+    let mut changes = EpochChanges::default();
     let action = plan.on_conflict.as_ref().map(|c| &c.action);
     let arbiter = Arbiter::of(def, plan)?;
     let mut staged = writes.lock();
@@ -328,6 +333,9 @@ fn stage(
                 .transpose()
                 .map_err(PgError::internal)?;
             unique::stage(&mut staged, def, &key, old.as_deref(), None);
+            if track {
+                changes.add(def.id, old.into_iter(), -1);
+            }
             let new_key = row_key(def, &new);
             if let Some(u) = unique::conflict(writes, &staged, def, &new_key, &new)? {
                 return Err(unique::violation(def, u, &new));
@@ -357,6 +365,7 @@ fn stage(
     // In the order the source gave them, as PostgreSQL returns them.
     changed.sort_by_key(|(i, _)| *i);
     let changed: Vec<Vec<Datum>> = changed.into_iter().map(|(_, row)| row).collect();
+    let n = changed.len() as u64;
     let returned = match &plan.returning {
         Some(items) => Some(rowexpr::returning(
             state,
@@ -367,10 +376,10 @@ fn stage(
         )?),
         None => None,
     };
-    Ok(Written {
-        rows: changed.len() as u64,
-        returned,
-    })
+    if track {
+        changes.add(def.id, changed, 1);
+    }
+    Ok((Written { rows: n, returned }, changes))
 }
 
 fn affect_twice() -> PgError {

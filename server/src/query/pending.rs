@@ -230,14 +230,31 @@ pub async fn commit_block(
         )
         .with_hint("Run the transaction again."));
     }
-    commit_writes(engine, w, writes).await
+    commit_writes(engine, w, writes, None).await
 }
 
 /// Commits `writes` as one epoch, with every view's changes for them, not yet durable (see
 /// [`commit_writes`]); the caller holds the writer lock (`w`).
-fn apply_writes(engine: &Engine, w: &mut WriteState, writes: &WriteSet) -> Result<(), PgError> {
+fn apply_writes(
+    engine: &Engine,
+    w: &mut WriteState,
+    writes: &WriteSet,
+    known: Option<EpochChanges>,
+) -> Result<(), PgError> {
     if writes.is_empty() {
         return Ok(());
+    }
+    if let Some(changes) = known {
+        let mut batch = WriteBatch::default();
+        for (key, p) in writes {
+            match &p.row {
+                Some(row) => batch.put(key, row),
+                None => batch.delete(key),
+            }
+        }
+        return engine
+            .commit_grouped(w, batch, changes)
+            .map_err(|e| freshet_sql::error::map_df_error(&e));
     }
     // Views need each written key's row as it was: read those of tables views read, only.
     let tracked: HashMap<TableId, bool> = writes
@@ -282,15 +299,18 @@ fn apply_writes(engine: &Engine, w: &mut WriteState, writes: &WriteSet) -> Resul
 
 /// Commits a statement's or block's `writes` under the writer lock `w`, releases the lock,
 /// then waits until they are durable (sharing the fsync with concurrent committers).
+/// `known`: the views' input for them, when the statement has it (the rows it read and
+/// wrote under the lock), which spares reading and decoding every written row again.
 pub async fn commit_writes(
     engine: &Engine,
     mut w: MutexGuard<'_, WriteState>,
     writes: &WriteSet,
+    known: Option<EpochChanges>,
 ) -> Result<(), PgError> {
     if writes.is_empty() {
         return Ok(());
     }
-    apply_writes(engine, &mut w, writes)?;
+    apply_writes(engine, &mut w, writes, known)?;
     drop(w);
     engine
         .sync_commits()
