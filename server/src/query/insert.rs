@@ -253,14 +253,19 @@ fn stage(
     let mut mine = HashSet::new();
     let mut inserted = Vec::new();
     let mut conflicts: Vec<Conflict> = Vec::new();
-    for (i, row) in rows.into_iter().enumerate() {
-        let key = match row_ids {
-            Some(first) => table_row_key(def.id, &key_codec::encode_row_id(first + i as u64)),
-            None => row_key(def, &row),
-        };
-        let existing = writes
-            .visible_row(&staged, &key)
-            .map_err(|e| map_df_error(&e))?;
+    let keys: Vec<Vec<u8>> = match row_ids {
+        Some(first) => (0..rows.len())
+            .map(|i| table_row_key(def.id, &key_codec::encode_row_id(first + i as u64)))
+            .collect(),
+        None => rows.iter().map(|row| row_key(def, row)).collect(),
+    };
+    // Fresh row ids hold nothing; primary keys are looked up in one read.
+    let in_snapshot = match row_ids {
+        Some(_) => vec![None; keys.len()],
+        None => writes.snapshot_rows(&keys).map_err(|e| map_df_error(&e))?,
+    };
+    for (i, ((row, key), in_snapshot)) in rows.into_iter().zip(keys).zip(&in_snapshot).enumerate() {
+        let existing = writes.visible_row_in(&staged, &key, in_snapshot);
         match (existing, action) {
             (None, _) => {
                 if let Some(u) = unique::conflict(writes, &staged, def, &key, &row)? {

@@ -88,6 +88,24 @@ impl StatementWrites {
         Ok(self.visible_row(staged, key)?.is_some())
     }
 
+    /// What the snapshot holds at each of `keys`, read at once (for [`Self::visible_row_in`]).
+    pub(super) fn snapshot_rows(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.snapshot.multi_get(keys).map_err(state_err)
+    }
+
+    /// [`Self::visible_row`] with the snapshot's value already read (`in_snapshot`).
+    pub(super) fn visible_row_in(
+        &self,
+        staged: &WriteSet,
+        key: &[u8],
+        in_snapshot: &Option<Vec<u8>>,
+    ) -> Option<Vec<u8>> {
+        match staged.get(key).or_else(|| self.block.get(key)) {
+            Some(p) => p.row.clone(),
+            None => in_snapshot.clone(),
+        }
+    }
+
     /// The encoded row `key` holds as this statement sees it (`staged`: its own writes).
     pub(super) fn visible_row(&self, staged: &WriteSet, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if let Some(p) = staged.get(key).or_else(|| self.block.get(key)) {
