@@ -167,22 +167,37 @@ pub fn check_constraints(
                     def.name, check.name
                 ),
             )
-            .with_detail(format!("Failing row contains ({}).", show_row(&rows[r]))));
+            .with_detail(format!(
+                "Failing row contains ({}).",
+                show_row(def, &rows[r])
+            )));
         }
     }
     Ok(())
 }
 
-fn show_row(row: &[Datum]) -> String {
-    row.iter()
-        .map(|d| match d {
-            Datum::Null => "null".to_owned(),
-            Datum::Text(s) => s.clone(),
-            Datum::Int16(i) => i.to_string(),
-            Datum::Int32(i) => i.to_string(),
-            Datum::Int64(i) => i.to_string(),
-            Datum::Bool(b) => if *b { "t" } else { "f" }.to_owned(),
-            other => format!("{other:?}"),
+/// A row as PostgreSQL shows it in "Failing row contains (…)": each value's text, `null`.
+fn show_row(def: &TableDef, row: &[Datum]) -> String {
+    use datafusion::arrow::util::display::array_value_to_string;
+    let schema = Arc::new(table_schema(def));
+    let Ok(batch) = rows_to_full_batch(&[row.to_vec()], &schema) else {
+        return format!("{row:?}");
+    };
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            if c.is_null(0) {
+                return "null".to_owned();
+            }
+            let text = array_value_to_string(c, 0).unwrap_or_default();
+            match c.data_type() {
+                datafusion::arrow::datatypes::DataType::Timestamp(..) => text.replacen('T', " ", 1),
+                datafusion::arrow::datatypes::DataType::Boolean => {
+                    if text == "true" { "t" } else { "f" }.to_owned()
+                }
+                _ => text,
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")
