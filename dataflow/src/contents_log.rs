@@ -29,7 +29,7 @@
 //! going to the epoch's batch. The fold writes them in runs of [`RUN_BYTES`], each sorted by
 //! key ([`WriteBatch`] orders its writes), so RocksDB's memtable takes them in key order —
 //! each insert lands next to the previous one — instead of ~1,000 scattered inserts per epoch,
-//! which cost ~650 ns each (benchmarks.md, session 17). Staged occurrences are pure
+//! which cost ~650 ns each (benchmarks.md, 2026-11-25). Staged occurrences are pure
 //! additions: an epoch about to read a multiset holding staged occurrences (a MIN/MAX
 //! retraction) stops with [`needs_fold`], and the engine folds and runs it again; an aggregate
 //! that saw a retraction between two folds stages nothing until a fold window without one

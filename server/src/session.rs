@@ -2,6 +2,7 @@
 //!
 //! Protocol-agnostic: the pgwire handlers in [`crate::pg`] turn [`Outcome`]s into messages.
 
+mod ddl;
 mod txn;
 mod vars;
 
@@ -16,11 +17,10 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
-use freshet_catalog::{ColumnDef, TableDef, DEFAULT_SCHEMA};
-use freshet_common::{PgError, TableId};
+use freshet_common::PgError;
 use freshet_sql::ast;
 use freshet_sql::error::map_df_error;
-use freshet_sql::{CreateTablePlan, Parsed, Statement, TransactionOp};
+use freshet_sql::{Parsed, Statement, TransactionOp};
 
 use crate::engine::Engine;
 use crate::query::pending::StatementWrites;
@@ -238,58 +238,6 @@ impl Session {
         self.current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Transaction control (see `session/txn.rs`).
-    async fn transaction(
-        &self,
-        op: TransactionOp,
-        savepoint: Option<String>,
-    ) -> Result<Outcome, PgError> {
-        let name = || savepoint.clone().unwrap_or_default();
-        match op {
-            TransactionOp::Begin => {
-                if !self.block().is_open() {
-                    let snapshot = self
-                        .engine
-                        .read_snapshot()
-                        .await
-                        .map_err(|e| map_df_error(&e))?;
-                    self.block().begin(snapshot);
-                }
-            }
-            TransactionOp::Commit => {
-                let commit = self.block().commit();
-                match commit {
-                    txn::Commit::Nothing => {}
-                    txn::Commit::RolledBack => {
-                        return Ok(Outcome::Transaction(TransactionOp::Rollback))
-                    }
-                    txn::Commit::Writes(snapshot, writes) => {
-                        if let Err(e) =
-                            crate::query::pending::commit_block(&self.engine, &snapshot, &writes)
-                                .await
-                        {
-                            self.block().commit_failed(snapshot, writes);
-                            return Err(e);
-                        }
-                    }
-                }
-            }
-            TransactionOp::Rollback => self.block().rollback()?,
-            TransactionOp::Savepoint => {
-                let mut block = self.block();
-                block.check_not_failed(false)?;
-                block.savepoint(name())?;
-            }
-            TransactionOp::ReleaseSavepoint => {
-                let mut block = self.block();
-                block.check_not_failed(false)?;
-                block.release(&name())?;
-            }
-            TransactionOp::RollbackToSavepoint => self.block().rollback_to(&name())?,
-        }
-        Ok(Outcome::Transaction(op))
     }
 
     async fn execute_classified(
@@ -719,176 +667,6 @@ impl Session {
                 })
             }
         }
-    }
-
-    async fn create_table(&self, plan: CreateTablePlan) -> Result<Outcome, PgError> {
-        let def = TableDef {
-            id: TableId(0),
-            schema: DEFAULT_SCHEMA.to_owned(),
-            name: plan.name,
-            columns: plan
-                .columns
-                .into_iter()
-                .map(|c| ColumnDef {
-                    name: c.name,
-                    ty: c.ty,
-                    not_null: c.not_null,
-                    default: c.default,
-                    identity: c.identity.map(|i| match i {
-                        freshet_sql::IdentityKind::Always => freshet_catalog::Identity::Always,
-                        freshet_sql::IdentityKind::ByDefault => {
-                            freshet_catalog::Identity::ByDefault
-                        }
-                    }),
-                })
-                .collect(),
-            primary_key: plan.primary_key,
-            checks: plan
-                .checks
-                .into_iter()
-                .map(|(name, expr)| freshet_catalog::CheckDef { name, expr })
-                .collect(),
-            uniques: plan
-                .uniques
-                .into_iter()
-                .map(|(name, columns)| freshet_catalog::UniqueDef {
-                    name,
-                    id: TableId(0),
-                    columns,
-                })
-                .collect(),
-        };
-        let _w = self.engine.begin_write().await;
-        self.engine
-            .catalog
-            .create_table(def, plan.if_not_exists)
-            .map_err(user_error)?;
-        Ok(Outcome::Command {
-            tag: "CREATE TABLE",
-            rows: None,
-        })
-    }
-
-    async fn drop_tables(
-        &self,
-        names: &[String],
-        if_exists: bool,
-        cascade: bool,
-    ) -> Result<Outcome, PgError> {
-        let mut w = self.engine.begin_write().await;
-        // Check all first so a failing name drops nothing, as in PostgreSQL.
-        if !if_exists {
-            if let Some(missing) = names
-                .iter()
-                .find(|n| self.engine.catalog.table(n).is_none())
-            {
-                return Err(user_error(freshet_catalog::Error::UndefinedTable(
-                    missing.clone(),
-                )));
-            }
-        }
-        let roots: Vec<(TableId, String)> = names
-            .iter()
-            .filter_map(|n| {
-                self.engine
-                    .catalog
-                    .table(n)
-                    .map(|d| (d.id, format!("table {n}")))
-            })
-            .collect();
-        let deps = crate::views::check_dependents(&self.engine, &roots, cascade)?;
-        crate::views::drop_views(&self.engine, &deps)?;
-        for name in names {
-            if let Some(def) = self
-                .engine
-                .catalog
-                .drop_table(name, if_exists)
-                .map_err(user_error)?
-            {
-                w.forget(def.id);
-            }
-        }
-        Ok(Outcome::Command {
-            tag: "DROP TABLE",
-            rows: None,
-        })
-    }
-
-    async fn drop_views(
-        &self,
-        names: &[String],
-        if_exists: bool,
-        cascade: bool,
-    ) -> Result<Outcome, PgError> {
-        let _w = self.engine.begin_write().await;
-        let mut roots = Vec::new();
-        let mut all = Vec::new();
-        for name in names {
-            match self.engine.catalog.view(name) {
-                Some(def) => {
-                    roots.push((def.id, format!("materialized view {name}")));
-                    all.push(def);
-                }
-                None if if_exists => {}
-                None => {
-                    return Err(PgError::new(
-                        freshet_common::SqlState::UNDEFINED_TABLE,
-                        format!("materialized view \"{name}\" does not exist"),
-                    ))
-                }
-            }
-        }
-        all.extend(crate::views::check_dependents(
-            &self.engine,
-            &roots,
-            cascade,
-        )?);
-        crate::views::drop_views(&self.engine, &all)?;
-        Ok(Outcome::Command {
-            tag: "DROP MATERIALIZED VIEW",
-            rows: None,
-        })
-    }
-
-    async fn drop_sources(
-        &self,
-        names: &[String],
-        if_exists: bool,
-        cascade: bool,
-    ) -> Result<Outcome, PgError> {
-        let detached = {
-            let _w = self.engine.begin_write().await;
-            let mut roots = Vec::new();
-            let mut found = Vec::new();
-            for name in names {
-                match self.engine.catalog.source(name) {
-                    Some(def) => {
-                        roots.push((def.id, format!("source {name}")));
-                        found.push(def.name.clone());
-                    }
-                    None if if_exists => {}
-                    None => {
-                        return Err(PgError::new(
-                            freshet_common::SqlState::UNDEFINED_TABLE,
-                            format!("source \"{name}\" does not exist"),
-                        ))
-                    }
-                }
-            }
-            let deps = crate::views::check_dependents(&self.engine, &roots, cascade)?;
-            crate::views::drop_views(&self.engine, &deps)?;
-            self.engine
-                .catalog
-                .drop_sources(&found)
-                .map_err(user_error)?;
-            let ids: Vec<_> = roots.iter().map(|(id, _)| *id).collect();
-            crate::sources::detach(&self.engine, &ids)
-        };
-        crate::sources::stop(detached).await;
-        Ok(Outcome::Command {
-            tag: "DROP SOURCE",
-            rows: None,
-        })
     }
 
     fn with_vars<T>(&self, f: impl FnOnce(&mut SessionVars) -> T) -> T {

@@ -132,43 +132,14 @@ pub(crate) fn bind_create_table(ct: ast::CreateTable) -> Result<CreateTablePlan,
                 if !primary_key.is_empty() {
                     return Err(multiple_pk(&name));
                 }
-                for ic in &pk.columns {
-                    let Expr::Identifier(id) = &ic.column.expr else {
-                        return Err(PgError::not_supported("expression in PRIMARY KEY"));
-                    };
-                    let col_name = ident(id);
-                    let idx = columns
-                        .iter()
-                        .position(|c| c.name == col_name)
-                        .ok_or_else(|| {
-                            PgError::new(
-                                SqlState::UNDEFINED_COLUMN,
-                                format!("column \"{col_name}\" named in key does not exist"),
-                            )
-                        })?;
+                for idx in key_columns(&columns, &pk.columns, "PRIMARY KEY")? {
                     columns[idx].not_null = true;
                     primary_key.push(idx);
                 }
             }
             TableConstraint::Unique(u) => {
                 unique_options(u)?;
-                let mut cols = Vec::with_capacity(u.columns.len());
-                for ic in &u.columns {
-                    let Expr::Identifier(id) = &ic.column.expr else {
-                        return Err(PgError::not_supported("expression in UNIQUE"));
-                    };
-                    let col_name = ident(id);
-                    let idx = columns
-                        .iter()
-                        .position(|c| c.name == col_name)
-                        .ok_or_else(|| {
-                            PgError::new(
-                                SqlState::UNDEFINED_COLUMN,
-                                format!("column \"{col_name}\" named in key does not exist"),
-                            )
-                        })?;
-                    cols.push(idx);
-                }
+                let cols = key_columns(&columns, &u.columns, "UNIQUE")?;
                 uniques.push((u.name.as_ref().map(ident), cols));
             }
             TableConstraint::Check(c) => {
@@ -258,6 +229,32 @@ fn serial_type(ty: &AstType) -> Option<SqlType> {
         "bigserial" | "serial8" => SqlType::Int8,
         _ => return None,
     })
+}
+
+/// The indexes of the columns a table constraint (`what`) names.
+fn key_columns(
+    columns: &[ColumnPlan],
+    named: &[ast::IndexColumn],
+    what: &str,
+) -> Result<Vec<usize>, PgError> {
+    named
+        .iter()
+        .map(|ic| {
+            let Expr::Identifier(id) = &ic.column.expr else {
+                return Err(PgError::not_supported(format!("expression in {what}")));
+            };
+            let col_name = ident(id);
+            columns
+                .iter()
+                .position(|c| c.name == col_name)
+                .ok_or_else(|| {
+                    PgError::new(
+                        SqlState::UNDEFINED_COLUMN,
+                        format!("column \"{col_name}\" named in key does not exist"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn multiple_pk(table: &str) -> PgError {

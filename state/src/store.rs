@@ -1,5 +1,7 @@
 //! The RocksDB handle, write batches and read snapshots.
 
+mod group;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -151,15 +153,7 @@ pub struct Store {
     db: &'static DB,
     families: Families,
     sync: bool,
-    group: &'static GroupSync,
-}
-
-/// Shared fsyncs of the write-ahead log (group commit): the highest sequence number known
-/// durable, and the lock the one caller syncing for everyone holds.
-#[derive(Default)]
-struct GroupSync {
-    synced: std::sync::atomic::AtomicU64,
-    leader: std::sync::Mutex<()>,
+    group: &'static group::GroupSync,
 }
 
 impl std::fmt::Debug for Store {
@@ -184,7 +178,7 @@ impl Store {
         // only the partitions it needs; only each file's small top-level index stays pinned.
         // Outside the cache they grow with the number of keys (~20M keys in benchmark (b):
         // peak RSS 402 MB at 10M rows against 321 MB with them in the cache, CPU the same
-        // within noise; benchmarks.md, session 11).
+        // within noise; benchmarks.md, 2026-11-25).
         block.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
         block.set_partition_filters(true);
         block.set_metadata_block_size(4096);
@@ -236,7 +230,7 @@ impl Store {
                     cf.set_write_buffer_size(SCATTERED_MEMTABLE_BYTES.min(config.memtable_bytes));
                     // No memtable bloom filter: its upkeep on every insert cost more than it
                     // saved — these families are read through operator caches and by short
-                    // scans (session 10: (b) −5%, (c) −8% server CPU without it).
+                    // scans ((b) −5%, (c) −8% server CPU without it; benchmarks.md, 2026-11-25).
                     cf.set_memtable_prefix_bloom_ratio(0.0);
                     cf.set_memtable_whole_key_filtering(false);
                     cf.set_level_zero_file_num_compaction_trigger(SCATTERED_L0_FILES);
@@ -304,27 +298,10 @@ impl Store {
     /// fsync of the write-ahead log serves every caller waiting meanwhile (group commit), so
     /// concurrent committers share fsyncs instead of queueing one each. Blocks.
     pub fn sync_wal(&self) -> Result<()> {
-        use std::sync::atomic::Ordering;
         if !self.sync {
             return Ok(());
         }
-        let mine = self.db.latest_sequence_number();
-        if self.group.synced.load(Ordering::Acquire) >= mine {
-            return Ok(());
-        }
-        let _leader = self
-            .group
-            .leader
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.group.synced.load(Ordering::Acquire) >= mine {
-            return Ok(()); // a leader synced for us while we waited
-        }
-        // Everything with a sequence number up to here is in the log already.
-        let upto = self.db.latest_sequence_number();
-        self.db.flush_wal(true)?;
-        self.group.synced.fetch_max(upto, Ordering::Release);
-        Ok(())
+        self.group.sync(self.db)
     }
 
     /// [`Store::write`] without waiting for the write-ahead log to reach the disk, for writes

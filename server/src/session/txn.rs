@@ -14,6 +14,10 @@ use std::sync::Arc;
 use freshet_common::{PgError, SqlState};
 use freshet_state::Snapshot;
 
+use freshet_sql::error::map_df_error;
+use freshet_sql::TransactionOp;
+
+use super::{Outcome, Session};
 use crate::query::pending::{StatementWrites, WriteSet};
 
 /// The explicit transaction block of a session, if one is open.
@@ -211,4 +215,56 @@ fn ddl_stays() -> PgError {
         "rolling back DDL (it committed when it ran and stays; the block's row writes were \
          discarded)",
     )
+}
+
+impl Session {
+    /// Transaction control (see `session/txn.rs`).
+    pub(super) async fn transaction(
+        &self,
+        op: TransactionOp,
+        savepoint: Option<String>,
+    ) -> Result<Outcome, PgError> {
+        let name = || savepoint.clone().unwrap_or_default();
+        match op {
+            TransactionOp::Begin => {
+                if !self.block().is_open() {
+                    let snapshot = self
+                        .engine
+                        .read_snapshot()
+                        .await
+                        .map_err(|e| map_df_error(&e))?;
+                    self.block().begin(snapshot);
+                }
+            }
+            TransactionOp::Commit => {
+                let commit = self.block().commit();
+                match commit {
+                    Commit::Nothing => {}
+                    Commit::RolledBack => return Ok(Outcome::Transaction(TransactionOp::Rollback)),
+                    Commit::Writes(snapshot, writes) => {
+                        if let Err(e) =
+                            crate::query::pending::commit_block(&self.engine, &snapshot, &writes)
+                                .await
+                        {
+                            self.block().commit_failed(snapshot, writes);
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            TransactionOp::Rollback => self.block().rollback()?,
+            TransactionOp::Savepoint => {
+                let mut block = self.block();
+                block.check_not_failed(false)?;
+                block.savepoint(name())?;
+            }
+            TransactionOp::ReleaseSavepoint => {
+                let mut block = self.block();
+                block.check_not_failed(false)?;
+                block.release(&name())?;
+            }
+            TransactionOp::RollbackToSavepoint => self.block().rollback_to(&name())?,
+        }
+        Ok(Outcome::Transaction(op))
+    }
 }

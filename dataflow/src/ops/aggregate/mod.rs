@@ -24,7 +24,7 @@
 //! occurrence of a value instead of a counted entry per distinct value: an arrival is a put
 //! under a new occurrence id (the epoch's snapshot sequence number, then a counter), a
 //! retraction deletes one of the value's entries found by a short scan. Puts cost flushes
-//! and compactions less than merge operands do (benchmarks.md, session 15).
+//! and compactions less than merge operands do (benchmarks.md, 2026-11-25).
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
