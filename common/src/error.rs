@@ -25,6 +25,10 @@ impl SqlState {
     pub const INVALID_TRANSACTION_STATE: SqlState = SqlState("25000");
     pub const ACTIVE_SQL_TRANSACTION: SqlState = SqlState("25001");
     pub const IN_FAILED_SQL_TRANSACTION: SqlState = SqlState("25P02");
+    pub const NO_ACTIVE_SQL_TRANSACTION: SqlState = SqlState("25P01");
+    pub const INVALID_CURSOR_STATE: SqlState = SqlState("24000");
+    pub const INVALID_CURSOR_NAME: SqlState = SqlState("34000");
+    pub const DUPLICATE_CURSOR: SqlState = SqlState("42P03");
     pub const SERIALIZATION_FAILURE: SqlState = SqlState("40001");
     pub const DEPENDENT_OBJECTS_STILL_EXIST: SqlState = SqlState("2BP01");
     pub const SYNTAX_ERROR: SqlState = SqlState("42601");
@@ -44,6 +48,7 @@ impl SqlState {
     pub const UNDEFINED_PARAMETER: SqlState = SqlState("42P02");
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState("55000");
     pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState("54000");
+    pub const CONFIGURATION_LIMIT_EXCEEDED: SqlState = SqlState("53400");
     pub const STATEMENT_TOO_COMPLEX: SqlState = SqlState("54001");
     pub const QUERY_CANCELED: SqlState = SqlState("57014");
     pub const IO_ERROR: SqlState = SqlState("58030");

@@ -414,6 +414,10 @@ pub struct Dataflows {
     /// Bytes and writes the last epoch's views added to its batch: the next epoch reserves
     /// as much up front (at most [`RESERVE_BYTES`]).
     last_epoch: (AtomicUsize, AtomicUsize),
+    /// Relations whose changes someone outside the dataflows observes (subscriptions), with
+    /// how many observers each: their epochs produce their changes even when no view reads
+    /// them (see [`Dataflows::observe`]).
+    observed: RwLock<std::collections::HashMap<TableId, usize>>,
 }
 
 impl Dataflows {
@@ -532,9 +536,39 @@ impl Dataflows {
         }
     }
 
-    /// Whether any view reads `table` (directly or through views).
+    /// Whether any view reads `table` (directly or through views), or an observer watches
+    /// it: only then do writers collect its changes.
     pub fn reads(&self, table: TableId) -> bool {
-        self.read().values().any(|v| v.inputs.contains(&table))
+        self.is_observed(table) || self.read().values().any(|v| v.inputs.contains(&table))
+    }
+
+    /// Starts (`true`) or stops observing `relation`'s changes: from the next epoch on,
+    /// [`Dataflows::process`] leaves an observed view's changes in the epoch's
+    /// [`EpochChanges`], and writers collect an observed table's. Call under the writer
+    /// lock, so that no epoch is half-observed.
+    pub fn observe(&self, relation: TableId, on: bool) {
+        let mut observed = self
+            .observed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = observed.entry(relation).or_insert(0);
+        if on {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                observed.remove(&relation);
+            }
+        }
+    }
+
+    /// Whether something observes `relation`'s changes.
+    pub fn is_observed(&self, relation: TableId) -> bool {
+        let observed = self
+            .observed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        !observed.is_empty() && observed.contains_key(&relation)
     }
 
     /// Runs one epoch: `changes` to base tables flow through every view that depends on them,
@@ -570,7 +604,8 @@ impl Dataflows {
                 batch,
                 initial: false,
             };
-            let out = view.process(changes, &mut ctx, read.contains(&view.id))?;
+            let wanted = read.contains(&view.id) || self.is_observed(view.id);
+            let out = view.process(changes, &mut ctx, wanted)?;
             if view.contents_log().is_some_and(|(log, _, _)| log.logged()) {
                 // Before the epoch commits: readers from then on fold first.
                 self.mark_unfolded();

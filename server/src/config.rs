@@ -48,6 +48,11 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_KAFKA_FILES_DIR")]
     pub kafka_files_dir: Option<PathBuf>,
 
+    /// Changed rows one subscriber (SUBSCRIBE) may have waiting to be read; a subscriber that
+    /// falls further behind is ended with an error (53400) instead of holding more memory.
+    #[arg(long, env = "FRESHET_SUBSCRIBER_QUEUE_ROWS", default_value_t = 262_144)]
+    pub subscriber_queue_rows: usize,
+
     /// Write the bound address to this file once listening (for tests that use port 0).
     #[arg(long, env = "FRESHET_PORT_FILE")]
     pub port_file: Option<PathBuf>,

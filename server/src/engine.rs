@@ -34,6 +34,8 @@ pub struct Engine {
     folds: [std::sync::atomic::AtomicU64; 4],
     /// Which librdkafka properties sources may set.
     pub kafka_policy: freshet_connector_kafka::PropertyPolicy,
+    /// Subscribers of relations' changes, fed after each commit.
+    pub subscriptions: crate::coord::Subscriptions,
 }
 
 /// Why the contents logs were folded (counted in `freshet_internal.metrics`).
@@ -120,7 +122,9 @@ impl Engine {
         catalog: Arc<Catalog>,
         contents_log_bytes: usize,
         kafka_policy: freshet_connector_kafka::PropertyPolicy,
+        subscriber_queue_rows: usize,
     ) -> Arc<Engine> {
+        let latest = store.latest_sequence();
         Arc::new(Engine {
             store,
             catalog,
@@ -131,6 +135,7 @@ impl Engine {
             contents_log_bytes,
             folds: Default::default(),
             kafka_policy,
+            subscriptions: crate::coord::Subscriptions::new(subscriber_queue_rows, latest),
         })
     }
 
@@ -216,7 +221,12 @@ impl Engine {
         if result.is_err() {
             // Operator caches were written through for an epoch that did not commit.
             self.dataflows.forget_cached();
-        } else if self.dataflows.wants_fold(self.contents_log_bytes) {
+            return result;
+        }
+        // Committed: subscribers get the epoch's changes.
+        self.subscriptions
+            .publish(self.store.latest_sequence(), &changes);
+        if self.dataflows.wants_fold(self.contents_log_bytes) {
             // The epoch committed; a fold that fails leaves the logs and held caches as they
             // were, and is tried again after the next epoch.
             if let Err(e) = self.fold(writer, FoldReason::OverBudget) {

@@ -2,11 +2,13 @@
 //!
 //! Owns the pgwire front end ([`pg`]), sessions and statement execution ([`session`]), the
 //! engine shared by all sessions ([`engine`]), DataFusion's view of our tables ([`query`]),
+//! the coordinator's subscriptions ([`coord`]),
 //! SQL functions PostgreSQL clients expect ([`functions`]), materialized view lifecycle
 //! ([`views`]), Kafka sources ([`sources`]) and the listener ([`server`]).
 //! It is the only crate that builds a tokio runtime, parses the CLI or imports pgwire.
 
 pub mod config;
+pub mod coord;
 pub mod engine;
 pub mod functions;
 pub mod pg;

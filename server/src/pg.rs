@@ -4,6 +4,7 @@
 mod encode;
 mod extended;
 mod simple;
+mod subscribe;
 
 use std::sync::Arc;
 
@@ -149,7 +150,7 @@ pub(crate) fn error_info(e: PgError) -> ErrorInfo {
 /// The protocol response for a non-row outcome.
 pub(crate) fn command_response(outcome: &Outcome) -> Option<Response> {
     match outcome {
-        Outcome::Rows { .. } => None,
+        Outcome::Rows { .. } | Outcome::Subscribe(_) => None,
         Outcome::Command { tag, rows } => Some(Response::Execution(match (*tag, rows) {
             ("INSERT", Some(n)) => Tag::new("INSERT").with_oid(0).with_rows(*n as usize),
             (t, Some(n)) => Tag::new(t).with_rows(*n as usize),

@@ -45,7 +45,13 @@ impl Server {
             allow_any: opts.kafka_allow_any_property,
             files_dir: opts.kafka_files_dir.clone(),
         };
-        let engine = Engine::new(store, catalog, opts.contents_log_mb << 20, policy);
+        let engine = Engine::new(
+            store,
+            catalog,
+            opts.contents_log_mb << 20,
+            policy,
+            opts.subscriber_queue_rows,
+        );
         let template = template_context(&engine)?;
         crate::views::load_all(&engine, &template.state())
             .await

@@ -3,6 +3,7 @@
 //! Protocol-agnostic: the pgwire handlers in [`crate::pg`] turn [`Outcome`]s into messages.
 
 mod ddl;
+mod subscribe;
 mod txn;
 mod vars;
 
@@ -45,6 +46,8 @@ pub enum Outcome {
     Transaction(TransactionOp),
     /// `COPY … FROM STDIN` started: the client now sends data (see [`Session::copy_data`]).
     CopyIn { columns: usize },
+    /// `SUBSCRIBE` started: the protocol layer streams its rows as COPY data.
+    Subscribe(Box<crate::coord::Subscription>),
 }
 
 /// The shape of a statement, known before it runs (extended protocol Describe).
@@ -67,6 +70,8 @@ pub struct Session {
     block: Mutex<txn::Block>,
     /// While a statement runs inside a block: what it reads and stages.
     current: Mutex<Option<Arc<StatementWrites>>>,
+    /// Open cursors (over subscriptions).
+    cursors: Mutex<subscribe::Cursors>,
 }
 
 impl Session {
@@ -92,6 +97,7 @@ impl Session {
             copy: Mutex::new(None),
             block: Mutex::new(txn::Block::default()),
             current: Mutex::new(None),
+            cursors: Mutex::new(subscribe::Cursors::default()),
         }
     }
 
@@ -421,6 +427,14 @@ impl Session {
             }
             Statement::Transaction { op, savepoint } => self.transaction(op, savepoint).await,
             Statement::NoOp { tag } => Ok(Outcome::Command { tag, rows: None }),
+            Statement::Subscribe(plan) => self.subscribe(&plan).await,
+            Statement::DeclareSubscribe { cursor, plan } => self.declare(cursor, &plan).await,
+            Statement::Fetch {
+                cursor,
+                count,
+                timeout,
+            } => self.fetch(&cursor, count, timeout).await,
+            Statement::CloseCursor { cursor } => self.close_cursor(cursor.as_deref()),
         }
     }
 
@@ -558,6 +572,15 @@ impl Session {
             Statement::CreateMaterializedView { explain: true, .. } => Ok(Described {
                 params: vec![],
                 schema: Some(text_schema("QUERY PLAN")),
+            }),
+            Statement::Fetch { cursor, .. } => Ok(Described {
+                params: vec![],
+                schema: Some(self.cursor_schema(&cursor).ok_or_else(|| {
+                    PgError::new(
+                        freshet_common::SqlState::INVALID_CURSOR_NAME,
+                        format!("cursor \"{cursor}\" does not exist"),
+                    )
+                })?),
             }),
             _ => Ok(Described {
                 params: vec![],

@@ -258,9 +258,18 @@ pub fn drop_views(engine: &Engine, defs: &[Arc<ViewDef>]) -> Result<(), PgError>
         .map_err(crate::session::user_error)?;
     for d in defs {
         engine.dataflows.remove(d.id);
+        engine.subscriptions.close(d.id, &dropped("materialized view", &d.name));
     }
     crate::sources::refresh_all_columns(engine);
     Ok(())
+}
+
+/// How a subscription to a relation dropped meanwhile ends.
+pub fn dropped(kind: &str, name: &str) -> PgError {
+    PgError::new(
+        freshet_common::SqlState::UNDEFINED_TABLE,
+        format!("{kind} \"{name}\" was dropped while subscribed to"),
+    )
 }
 
 /// Rebuilds every persisted view's dataflow from its SQL. Reads no rows: the views' state and

@@ -229,8 +229,9 @@ fn read_query(
     target_schema: &str,
 ) -> String {
     let mut q = format!("SELECT {alias}.*");
-    for v in values {
-        q.push_str(&format!(", ({v})"));
+    // Named, so that `SET v = v` does not repeat the target's own column name.
+    for (i, v) in values.iter().enumerate() {
+        q.push_str(&format!(", ({v}) AS freshet_new_{i}"));
     }
     q.push_str(&format!(
         " FROM {}.{} AS {alias}",
@@ -288,7 +289,7 @@ mod tests {
         assert_eq!(p.assignments, vec!["v", "w"]);
         assert_eq!(
             p.query,
-            "SELECT t.*, (v + 1), ((SELECT max(a) FROM u)) FROM \"dml\".\"t\" AS t, u WHERE t.id = u.id"
+            "SELECT t.*, (v + 1) AS freshet_new_0, ((SELECT max(a) FROM u)) AS freshet_new_1 FROM \"dml\".\"t\" AS t, u WHERE t.id = u.id"
         );
     }
 

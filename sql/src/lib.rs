@@ -16,6 +16,7 @@ pub mod insert;
 pub mod limits;
 pub mod names;
 pub mod source;
+pub mod subscribe;
 mod statement;
 pub mod types;
 
@@ -23,6 +24,7 @@ pub use create_table::{ColumnPlan, CreateTablePlan, IdentityKind};
 pub use dml::{DmlKind, DmlPlan, ExplainDml};
 pub use insert::{ConflictAction, InsertPlan, OnConflict, ReturningItem};
 pub use source::CreateSourcePlan;
+pub use subscribe::{FetchCount, SubscribePlan};
 pub use statement::{
     classify, classify_parsed, parse, parse_statements, CopyFormat, CopyFrom, Parsed, SetValue,
     Statement, TransactionOp, DML_TARGET_SCHEMA,

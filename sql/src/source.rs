@@ -50,7 +50,7 @@ pub fn parse_source_statement(sql: &str) -> Option<Result<Statement, PgError>> {
 }
 
 /// The first `n` words of `sql`, lower-cased (comments and whitespace skipped).
-fn leading_words(sql: &str, n: usize) -> Vec<String> {
+pub(crate) fn leading_words(sql: &str, n: usize) -> Vec<String> {
     let Ok(tokens) =
         datafusion::sql::sqlparser::tokenizer::Tokenizer::new(&GenericDialect {}, sql).tokenize()
     else {
@@ -67,13 +67,13 @@ fn leading_words(sql: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-fn syntax(e: ParserError) -> PgError {
+pub(crate) fn syntax(e: ParserError) -> PgError {
     let msg = e.to_string();
     let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg);
     PgError::new(SqlState::SYNTAX_ERROR, format!("syntax error: {msg}"))
 }
 
-fn parser(sql: &str) -> Result<Parser<'static>, PgError> {
+pub(crate) fn parser(sql: &str) -> Result<Parser<'static>, PgError> {
     static DIALECT: GenericDialect = GenericDialect {};
     Parser::new(&DIALECT).try_with_sql(sql).map_err(syntax)
 }
@@ -87,7 +87,7 @@ fn expect_only(sql: &str, n: usize) -> Result<(), PgError> {
     expect_end(&mut p)
 }
 
-fn expect_end(p: &mut Parser<'_>) -> Result<(), PgError> {
+pub(crate) fn expect_end(p: &mut Parser<'_>) -> Result<(), PgError> {
     while p.consume_token(&Token::SemiColon) {}
     match p.peek_token().token {
         Token::EOF => Ok(()),
@@ -99,7 +99,7 @@ fn expect_end(p: &mut Parser<'_>) -> Result<(), PgError> {
 }
 
 /// Consumes the word `w` (case-insensitive, unquoted) if it comes next.
-fn word(p: &mut Parser<'_>, w: &str) -> bool {
+pub(crate) fn word(p: &mut Parser<'_>, w: &str) -> bool {
     match p.peek_token().token {
         Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w) => {
             p.next_token();
@@ -109,7 +109,7 @@ fn word(p: &mut Parser<'_>, w: &str) -> bool {
     }
 }
 
-fn expect_word(p: &mut Parser<'_>, w: &str) -> Result<(), PgError> {
+pub(crate) fn expect_word(p: &mut Parser<'_>, w: &str) -> Result<(), PgError> {
     if word(p, w) {
         Ok(())
     } else {

@@ -73,6 +73,21 @@ pub enum Statement {
     },
     /// `SHOW SOURCES`.
     ShowSources,
+    /// `SUBSCRIBE …` or `COPY (SUBSCRIBE …) TO STDOUT`: changes streamed as COPY data.
+    Subscribe(Box<crate::subscribe::SubscribePlan>),
+    /// `DECLARE name CURSOR FOR SUBSCRIBE …`.
+    DeclareSubscribe {
+        cursor: String,
+        plan: Box<crate::subscribe::SubscribePlan>,
+    },
+    /// `FETCH … name [WITH (timeout = …)]`.
+    Fetch {
+        cursor: String,
+        count: crate::subscribe::FetchCount,
+        timeout: Option<std::time::Duration>,
+    },
+    /// `CLOSE name`, or `CLOSE ALL` when `None`.
+    CloseCursor { cursor: Option<String> },
 }
 
 /// One parsed statement: sqlparser's AST, or one of ours that sqlparser does not know
@@ -86,6 +101,9 @@ pub enum Parsed {
 /// Parses `sql` into statements, ours included.
 pub fn parse_statements(sql: &str) -> Result<Vec<Parsed>, PgError> {
     if let Some(stmt) = crate::source::parse_source_statement(sql) {
+        return Ok(vec![Parsed::Ours(stmt?)]);
+    }
+    if let Some(stmt) = crate::subscribe::parse_subscribe_statement(sql) {
         return Ok(vec![Parsed::Ours(stmt?)]);
     }
     Ok(parse(sql)?.into_iter().map(Parsed::Ast).collect())

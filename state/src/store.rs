@@ -282,7 +282,14 @@ impl Store {
         })
     }
 
+    /// RocksDB's latest sequence number: after a commit, the commit's epoch number (later
+    /// commits have higher ones, restarts included).
+    pub fn latest_sequence(&self) -> u64 {
+        self.db.latest_sequence_number()
+    }
+
     /// Commits `batch` atomically (and durably when `sync_commits` is on).
+
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
         self.write_opt(batch, self.sync)
     }

@@ -75,7 +75,14 @@ impl QueryParser for FreshetQueryParser {
         stmt: &Self::Statement,
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        match &stmt.described.schema {
+        // A prepared FETCH returns its cursor's columns, whichever cursor that is now.
+        let schema = match &stmt.stmt {
+            freshet_sql::Parsed::Ours(freshet_sql::Statement::Fetch { cursor, .. }) => {
+                self.session.cursor_schema(cursor)
+            }
+            _ => stmt.described.schema.clone(),
+        };
+        match &schema {
             Some(schema) => encode::fields(schema, format.unwrap_or(&Format::UnifiedText))
                 .map_err(to_wire_error),
             None => Ok(vec![]),
@@ -131,6 +138,9 @@ impl ExtendedQueryHandler for ExtendedHandler {
             .execute(prepared.stmt.clone(), params)
             .await
             .map_err(to_wire_error)?;
+        if let Outcome::Subscribe(sub) = outcome {
+            return super::subscribe::stream_copy(client, sub).await;
+        }
         if let Some(r) = command_response(&outcome) {
             return Ok(r);
         }

@@ -7,7 +7,11 @@ use pgwire::api::portal::Format;
 use pgwire::api::query::SimpleQueryHandler;
 use pgwire::api::results::Response;
 use pgwire::api::{ClientInfo, ClientPortalStore};
-use pgwire::error::PgWireResult;
+use std::fmt::Debug;
+
+use futures::Sink;
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
 
 use super::{command_response, encode, error_info};
 use crate::session::{Outcome, Session};
@@ -20,7 +24,9 @@ pub struct SimpleHandler {
 impl SimpleQueryHandler for SimpleHandler {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
-        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let stmts = match Session::parse(query) {
             Ok(s) => s,
@@ -31,6 +37,10 @@ impl SimpleQueryHandler for SimpleHandler {
         // Like PostgreSQL: statements run in order and the first error ends the string.
         for stmt in stmts {
             match self.session.execute(stmt, None).await {
+                // Alone in its query string (its parser sees to that): streamed from here.
+                Ok(Outcome::Subscribe(sub)) => {
+                    return Ok(vec![super::subscribe::stream_copy(client, sub).await?]);
+                }
                 Ok(o) => outcomes.push(o),
                 Err(e) => {
                     failed = Some(e);

@@ -92,6 +92,9 @@ impl Session {
                 .map_err(user_error)?
             {
                 w.forget(def.id);
+                self.engine
+                    .subscriptions
+                    .close(def.id, &crate::views::dropped("table", name));
             }
         }
         Ok(Outcome::Command {

@@ -225,6 +225,10 @@ impl Session {
         savepoint: Option<String>,
     ) -> Result<Outcome, PgError> {
         let name = || savepoint.clone().unwrap_or_default();
+        if matches!(op, TransactionOp::Commit | TransactionOp::Rollback) {
+            // Cursors live as long as their block.
+            self.close_cursors();
+        }
         match op {
             TransactionOp::Begin => {
                 if !self.block().is_open() {

@@ -1,0 +1,329 @@
+//! One `SUBSCRIBE`: the relation's rows as of a starting epoch (the snapshot), then every
+//! later epoch's changes, shaped into output rows.
+//!
+//! Output columns: `freshet_epoch` (the commit's epoch), `freshet_progressed` (only `WITH
+//! (PROGRESS)`: true on a progress row, which says every change of an epoch before its
+//! `freshet_epoch` has been emitted), `freshet_diff` (how many times the row arrived, negative
+//! when it left), then the relation's columns. With `ENVELOPE UPSERT (KEY (…))`:
+//! `freshet_epoch`, [`freshet_progressed`], `freshet_state` (`upsert` or `delete`, or
+//! `key_violation` when two rows hold one key), the key columns, then the other columns
+//! (NULL for a delete).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use freshet_common::{Datum, PgError, SqlState, TableId};
+use freshet_dataflow::{read_table_rows, read_view_rows};
+use freshet_sql::error::map_df_error;
+use freshet_sql::SubscribePlan;
+
+use super::subscriptions::{Changes, EpochRows, Woke};
+use crate::engine::Engine;
+
+/// A running subscription.
+pub struct Subscription {
+    /// The output columns.
+    pub schema: SchemaRef,
+    progress: bool,
+    up_to: Option<u64>,
+    /// Upsert envelope: the key columns' positions, and the other columns' positions.
+    upsert: Option<(Vec<usize>, Vec<usize>)>,
+    changes: Changes,
+    /// Output rows ready to hand out.
+    ready: VecDeque<Vec<Datum>>,
+    /// Every change of an epoch before this one has been emitted.
+    frontier: u64,
+    /// The frontier passed `up_to`: once `ready` is empty, the subscription is over.
+    finished: bool,
+}
+
+impl Subscription {
+    /// Starts `plan`: registers for changes and reads the snapshot at one epoch, with no
+    /// commit in between.
+    pub async fn start(engine: &Arc<Engine>, plan: &SubscribePlan) -> Result<Subscription, PgError> {
+        if plan.as_of.is_some() {
+            return Err(PgError::not_supported(
+                "SUBSCRIBE … AS OF: views keep no history of their changes to start from",
+            ));
+        }
+        let (relation, fields) = resolve(engine, &plan.relation)?;
+        let upsert = match &plan.upsert_key {
+            Some(key) => Some(upsert_columns(&fields, key)?),
+            None => None,
+        };
+        let mut w = engine.begin_write().await;
+        // Still there under the writer lock (DDL takes it too).
+        let (relation2, _) = resolve(engine, &plan.relation)?;
+        if relation2 != relation {
+            return Err(PgError::new(
+                SqlState::UNDEFINED_TABLE,
+                format!("relation \"{}\" changed while subscribing", plan.relation),
+            ));
+        }
+        let snapshot = engine.fold_for_read(&mut w).map_err(|e| map_df_error(&e))?;
+        let changes = Changes::register(engine, &mut w, relation);
+        // The snapshot holds exactly the epochs published so far.
+        let start = engine.subscriptions.latest();
+        drop(w);
+        let mut sub = Subscription {
+            schema: output_schema(&fields, plan.progress, upsert.as_ref()),
+            progress: plan.progress,
+            up_to: plan.up_to,
+            upsert,
+            changes,
+            ready: VecDeque::new(),
+            frontier: start + 1,
+            finished: false,
+        };
+        if plan.snapshot {
+            let rows = match engine.dataflows.get(relation) {
+                Some(view) => read_view_rows(&snapshot, &view),
+                None => read_table_rows(&snapshot, relation),
+            }
+            .map_err(|e| map_df_error(&e))?;
+            sub.emit(&EpochRows { epoch: start, rows });
+        }
+        sub.announce();
+        Ok(sub)
+    }
+
+    /// Up to `max` output rows as one batch: what is ready, else waits for changes until
+    /// `deadline` (forever when `None`; an empty batch when it passes). `None` once the
+    /// subscription is over (`UP TO` reached).
+    pub async fn next_batch(
+        &mut self,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Option<RecordBatch>, PgError> {
+        self.take_ready()?;
+        while self.ready.is_empty() && !self.finished {
+            let wait = self.wait();
+            let woke = match deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), wait).await.ok(),
+                None => Some(wait.await),
+            };
+            match woke {
+                Some(r) => r?,
+                None => break,
+            }
+            self.take_ready()?;
+        }
+        if self.ready.is_empty() && self.finished {
+            return Ok(None);
+        }
+        let n = max.min(self.ready.len());
+        let rows: Vec<Vec<Datum>> = self.ready.drain(..n).collect();
+        let columns: Vec<usize> = (0..self.schema.fields().len()).collect();
+        freshet_sql::df_convert::rows_to_batch(&rows, &self.schema, &columns)
+            .map(Some)
+            .map_err(|e| map_df_error(&e))
+    }
+
+    /// Waits for the next change or, with progress rows, the next committed epoch; queues
+    /// what it brings.
+    async fn wait(&mut self) -> Result<(), PgError> {
+        let latest_too = self.progress || self.up_to.is_some();
+        if let Woke::Rows(e) = self.changes.wait(latest_too).await? {
+            self.emit(&e);
+        }
+        Ok(())
+    }
+
+    /// Queues every change committed up to the latest epoch, then announces it.
+    fn take_ready(&mut self) -> Result<(), PgError> {
+        let latest = self.changes.latest();
+        while let Some(e) = self.changes.next_through(latest)? {
+            self.emit(&e);
+        }
+        if latest >= self.frontier {
+            self.frontier = latest + 1;
+            self.announce();
+        }
+        Ok(())
+    }
+
+    /// Records that every epoch before the frontier is out: a progress row, and the end
+    /// once the frontier reaches `UP TO`.
+    fn announce(&mut self) {
+        if let Some(up_to) = self.up_to {
+            if self.frontier >= up_to {
+                self.finished = true;
+            }
+        }
+        if self.progress {
+            let epoch = match self.up_to {
+                Some(u) => self.frontier.min(u),
+                None => self.frontier,
+            };
+            let mut row = vec![Datum::Int64(epoch as i64), Datum::Bool(true)];
+            row.resize(self.schema.fields().len(), Datum::Null);
+            self.ready.push_back(row);
+        }
+    }
+
+    /// Shapes one epoch's changes into output rows (consolidated: a row that left and came
+    /// back in the same epoch is not shown).
+    fn emit(&mut self, e: &EpochRows) {
+        if self.up_to.is_some_and(|u| e.epoch >= u) || self.finished {
+            return;
+        }
+        let head = |progress: bool| {
+            let mut h = vec![Datum::Int64(e.epoch as i64)];
+            if progress {
+                h.push(Datum::Bool(false));
+            }
+            h
+        };
+        let rows = consolidate(&e.rows);
+        match &self.upsert {
+            None => {
+                for (row, diff) in rows {
+                    let mut out = head(self.progress);
+                    out.push(Datum::Int64(diff));
+                    out.extend(row.iter().cloned());
+                    self.ready.push_back(out);
+                }
+            }
+            Some((key, rest)) => {
+                // Per key: the rows arriving under it, and whether one left.
+                let mut by_key: HashMap<Vec<u8>, (Vec<&Vec<Datum>>, Option<&Vec<Datum>>)> =
+                    HashMap::new();
+                let mut order = Vec::new();
+                for (row, diff) in &rows {
+                    let k: Vec<Datum> = key.iter().map(|&i| row[i].clone()).collect();
+                    let mut kb = Vec::new();
+                    freshet_state::key_codec::encode_key(&k, &mut kb);
+                    let slot = by_key.entry(kb.clone()).or_insert_with(|| {
+                        order.push(kb);
+                        (Vec::new(), None)
+                    });
+                    if *diff > 0 {
+                        for _ in 0..*diff {
+                            slot.0.push(row);
+                        }
+                    } else {
+                        slot.1 = Some(row);
+                    }
+                }
+                for kb in order {
+                    let (arrived, left) = &by_key[&kb];
+                    let (state, row) = match (arrived.as_slice(), left) {
+                        ([row], _) => ("upsert", Some(*row)),
+                        ([], Some(row)) => ("delete", Some(*row)),
+                        ([first, ..], _) => ("key_violation", Some(*first)),
+                        ([], None) => continue,
+                    };
+                    let row = row.expect("a row per state");
+                    let mut out = head(self.progress);
+                    out.push(Datum::Text(state.to_owned()));
+                    out.extend(key.iter().map(|&i| row[i].clone()));
+                    if state == "delete" {
+                        out.extend(rest.iter().map(|_| Datum::Null));
+                    } else {
+                        out.extend(rest.iter().map(|&i| row[i].clone()));
+                    }
+                    self.ready.push_back(out);
+                }
+            }
+        }
+    }
+}
+
+/// Sums the weights of equal rows (by their key encoding, which is injective), dropping
+/// rows whose weights cancel. Keeps the rows' first-seen order.
+fn consolidate(rows: &[(Vec<Datum>, i64)]) -> Vec<(&Vec<Datum>, i64)> {
+    let mut at: HashMap<Vec<u8>, usize> = HashMap::with_capacity(rows.len());
+    let mut out: Vec<(&Vec<Datum>, i64)> = Vec::with_capacity(rows.len());
+    for (row, w) in rows {
+        let mut k = Vec::new();
+        freshet_state::key_codec::encode_key(row, &mut k);
+        match at.get(&k) {
+            Some(&i) => out[i].1 += w,
+            None => {
+                at.insert(k, out.len());
+                out.push((row, *w));
+            }
+        }
+    }
+    out.retain(|(_, w)| *w != 0);
+    out
+}
+
+/// The view or table called `name`: its id and its columns.
+fn resolve(engine: &Engine, name: &str) -> Result<(TableId, Vec<Field>), PgError> {
+    if let Some(view) = engine.catalog.view(name) {
+        let fields = engine
+            .dataflows
+            .get(view.id)
+            .map(|v| v.schema.fields().iter().map(|f| f.as_ref().clone()).collect())
+            .ok_or_else(|| {
+                PgError::new(
+                    SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("materialized view \"{name}\" is not running"),
+                )
+            })?;
+        return Ok((view.id, fields));
+    }
+    if let Some(table) = engine.catalog.table(name) {
+        let schema = crate::query::table_schema(&table);
+        return Ok((table.id, schema.fields().iter().map(|f| f.as_ref().clone()).collect()));
+    }
+    if engine.catalog.source(name).is_some() {
+        return Err(PgError::not_supported(format!(
+            "SUBSCRIBE to source \"{name}\"; create a materialized view over it and subscribe to the view"
+        )));
+    }
+    Err(PgError::new(
+        SqlState::UNDEFINED_TABLE,
+        format!("relation \"{name}\" does not exist"),
+    ))
+}
+
+/// The upsert envelope's key positions and the other columns' positions.
+fn upsert_columns(fields: &[Field], key: &[String]) -> Result<(Vec<usize>, Vec<usize>), PgError> {
+    let mut at = Vec::with_capacity(key.len());
+    for k in key {
+        let i = fields.iter().position(|f| f.name() == k).ok_or_else(|| {
+            PgError::new(
+                SqlState::UNDEFINED_COLUMN,
+                format!("column \"{k}\" does not exist"),
+            )
+        })?;
+        if at.contains(&i) {
+            return Err(PgError::new(
+                SqlState::DUPLICATE_COLUMN,
+                format!("column \"{k}\" appears twice in the upsert key"),
+            ));
+        }
+        at.push(i);
+    }
+    let rest = (0..fields.len()).filter(|i| !at.contains(i)).collect();
+    Ok((at, rest))
+}
+
+fn output_schema(
+    fields: &[Field],
+    progress: bool,
+    upsert: Option<&(Vec<usize>, Vec<usize>)>,
+) -> SchemaRef {
+    let mut out = vec![Field::new("freshet_epoch", DataType::Int64, false)];
+    if progress {
+        out.push(Field::new("freshet_progressed", DataType::Boolean, false));
+    }
+    let nullable = |f: &Field| f.clone().with_nullable(true);
+    match upsert {
+        None => {
+            out.push(Field::new("freshet_diff", DataType::Int64, true));
+            out.extend(fields.iter().map(nullable));
+        }
+        Some((key, rest)) => {
+            out.push(Field::new("freshet_state", DataType::Utf8, true));
+            out.extend(key.iter().map(|&i| nullable(&fields[i])));
+            out.extend(rest.iter().map(|&i| nullable(&fields[i])));
+        }
+    }
+    Arc::new(Schema::new(out))
+}

@@ -1,0 +1,279 @@
+"""SUBSCRIBE: changefeeds of views and tables, read by real clients.
+
+The differential check: a long-running `COPY (SUBSCRIBE v WITH (PROGRESS)) TO STDOUT` applies
+its diffs to an empty multiset; after every round of random DML a fresh snapshot (a cursor's
+snapshot rows, with the epoch they are as of) must equal both that multiset at the same epoch
+and what PostgreSQL computes from scratch for the same data.
+"""
+
+import collections
+import os
+import random
+import subprocess
+
+import psycopg
+import pytest
+
+from conftest import Freshet, wait_for
+
+SETUP = [
+    "CREATE TABLE a (id INT PRIMARY KEY, v INT, g INT)",
+    "CREATE TABLE b (id INT, w INT)",
+]
+VIEWS = {
+    "va": "SELECT g, count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi FROM a GROUP BY g",
+    "vj": "SELECT a.id, a.v, b.w FROM a JOIN b ON a.id = b.id",
+    "vf": "SELECT id, v FROM a WHERE v > 0",
+}
+
+
+def _statement(rng):
+    k = rng.randrange
+    return rng.choice([
+        lambda: f"INSERT INTO a VALUES ({k(40)}, {k(-50, 50)}, {k(5)}) ON CONFLICT (id) DO NOTHING",
+        lambda: f"UPDATE a SET v = v + {k(-5, 6)} WHERE id % {k(2, 5)} = {k(2)}",
+        lambda: f"UPDATE a SET g = {k(5)} WHERE id BETWEEN {k(40)} AND {k(40, 80)}",
+        lambda: f"DELETE FROM a WHERE id = {k(40)}",
+        lambda: f"INSERT INTO b VALUES ({k(40)}, {k(100)}), ({k(40)}, {k(100)})",
+        lambda: f"DELETE FROM b WHERE w > {k(50, 120)}",
+        lambda: "UPDATE a SET v = v",  # changes nothing: no diffs
+    ])()
+
+
+def _unescape(field):
+    if field == "\\N":
+        return None
+    out, i = [], 0
+    while i < len(field):
+        c = field[i]
+        if c == "\\" and i + 1 < len(field):
+            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(field[i + 1], field[i + 1]))
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+class Tail:
+    """A `COPY (SUBSCRIBE …) TO STDOUT` read line by line, its diffs applied to a multiset."""
+
+    def __init__(self, conn, sql, progress=True):
+        self.cur = conn.cursor()
+        self.cm = self.cur.copy(sql)
+        self.copy = self.cm.__enter__()
+        self.progress = progress
+        self.pending = b""
+        self.state = collections.Counter()
+        self.frontier = 0
+        self.rows_seen = 0
+
+    def lines(self):
+        while b"\n" not in self.pending:
+            block = self.copy.read()
+            if not block:
+                raise EOFError("subscription ended")
+            self.pending += bytes(block)
+        line, self.pending = self.pending.split(b"\n", 1)
+        return [_unescape(f) for f in line.decode().split("\t")]
+
+    def advance_past(self, epoch):
+        """Reads until every change of epochs <= `epoch` is applied."""
+        while self.frontier <= epoch:
+            f = self.lines()
+            ep = int(f[0])
+            if f[1] == "t":
+                assert ep >= self.frontier, f"progress went back: {ep} < {self.frontier}"
+                self.frontier = ep
+                continue
+            assert ep >= self.frontier, f"a change at {ep} after progress {self.frontier}"
+            diff = int(f[2])
+            row = tuple(None if x is None else int(x) for x in f[3:])
+            self.state[row] += diff
+            assert self.state[row] >= 0, f"{row} went negative"
+            if self.state[row] == 0:
+                del self.state[row]
+            self.rows_seen += 1
+
+    def close(self):
+        self.cm.__exit__(None, None, None)
+
+
+def _snapshot(conn, view):
+    """The view's rows as of some epoch, and that epoch, read through a cursor."""
+    with conn.transaction():
+        conn.execute(f"DECLARE snap CURSOR FOR SUBSCRIBE {view} WITH (PROGRESS)")
+        rows = conn.execute("FETCH ALL snap WITH (timeout = '0s')").fetchall()
+    state = collections.Counter()
+    epoch = None
+    for r in rows:
+        if r[1]:
+            epoch = r[0] - 1
+            break
+        state[tuple(r[3:])] += r[2]
+    assert epoch is not None, f"no progress row in the snapshot: {rows}"
+    return epoch, state
+
+
+def test_subscribe_differential(freshet, postgres):
+    rng = random.Random(int(os.environ.get("FRESHET_SUB_SEED", "7")))
+    fc = freshet.connect()
+    pg = postgres.connect()
+    pg.execute("DROP TABLE IF EXISTS a, b")
+    for sql in SETUP:
+        fc.execute(sql)
+        pg.execute(sql)
+    for name, sql in VIEWS.items():
+        fc.execute(f"CREATE MATERIALIZED VIEW {name} AS {sql}")
+    fc.execute("INSERT INTO a VALUES (1, 5, 1), (2, -3, 1), (3, 7, 2)")
+    pg.execute("INSERT INTO a VALUES (1, 5, 1), (2, -3, 1), (3, 7, 2)")
+    tails = {}
+    for name in [*VIEWS, "a", "b"]:
+        tails[name] = Tail(psycopg.connect(freshet.dsn(), autocommit=True),
+                           f"COPY (SUBSCRIBE {name} WITH (PROGRESS)) TO STDOUT")
+    reader = freshet.connect()
+    for rnd in range(25):
+        for _ in range(rng.randrange(1, 6)):
+            sql = _statement(rng)
+            fc.execute(sql)
+            pg.execute(sql)
+        for name, tail in tails.items():
+            epoch, snap = _snapshot(reader, name)
+            tail.advance_past(epoch)
+            assert tail.state == snap, f"round {rnd}: {name} at epoch {epoch}"
+            query = VIEWS.get(name, f"SELECT * FROM {name}")
+            oracle = collections.Counter(tuple(r) for r in pg.execute(query).fetchall())
+            assert snap == oracle, f"round {rnd}: {name} differs from PostgreSQL"
+    assert all(t.rows_seen > 0 for t in tails.values())
+    for t in tails.values():
+        t.close()
+
+
+def test_fetch_cursor_and_envelope(freshet):
+    c = freshet.connect()
+    c.execute("CREATE TABLE t (k INT PRIMARY KEY, v TEXT)")
+    c.execute("INSERT INTO t VALUES (1, 'one'), (2, 'two')")
+    c.execute("CREATE MATERIALIZED VIEW tv AS SELECT k, v FROM t WHERE k < 100")
+    sub = freshet.connect()
+    with sub.transaction():
+        sub.execute("DECLARE c CURSOR FOR SUBSCRIBE tv")
+        cur = sub.execute("FETCH ALL c WITH (timeout = '5s')")
+        assert [d.name for d in cur.description] == ["freshet_epoch", "freshet_diff", "k", "v"]
+        snap = cur.fetchall()
+        assert sorted((r[1], r[2], r[3]) for r in snap) == [(1, 1, "one"), (1, 2, "two")]
+        start = snap[0][0]
+        # Nothing changes: a timeout returns no rows.
+        assert sub.execute("FETCH ALL c WITH (timeout = '0.1s')").fetchall() == []
+        c.execute("UPDATE t SET v = 'uno' WHERE k = 1")
+        c.execute("DELETE FROM t WHERE k = 2")
+        got = []
+        while len(got) < 3:
+            got += sub.execute("FETCH 10 c WITH (timeout = '10s')").fetchall()
+        assert all(r[0] > start for r in got)
+        assert sorted((r[1], r[2], r[3]) for r in got) == [(-1, 1, "one"), (-1, 2, "two"), (1, 1, "uno")]
+        # FETCH n returns at most n rows.
+        c.execute("INSERT INTO t VALUES (3, 'c'), (4, 'd'), (5, 'e')")
+        assert len(sub.execute("FETCH 2 c WITH (timeout = '10s')").fetchall()) == 2
+        assert len(sub.execute("FETCH ALL c WITH (timeout = '10s')").fetchall()) == 1
+    # The cursor closed with its block.
+    with pytest.raises(psycopg.Error) as e:
+        sub.execute("FETCH ALL c")
+    assert e.value.sqlstate == "34000"
+
+    with sub.transaction():
+        sub.execute("DECLARE u CURSOR FOR SUBSCRIBE t ENVELOPE UPSERT (KEY (k)) WITH (SNAPSHOT = false)")
+        c.execute("UPDATE t SET v = 'eins' WHERE k = 1")
+        c.execute("DELETE FROM t WHERE k = 3")
+        got = []
+        while len(got) < 2:
+            cur = sub.execute("FETCH ALL u WITH (timeout = '10s')")
+            got += cur.fetchall()
+        assert [d.name for d in cur.description] == ["freshet_epoch", "freshet_state", "k", "v"]
+        assert sorted(r[1:] for r in got) == [("delete", 3, None), ("upsert", 1, "eins")]
+
+
+def test_copy_subscribe_in_psql_up_to(freshet):
+    c = freshet.connect()
+    c.execute("CREATE TABLE p (id INT, s TEXT)")
+    c.execute("INSERT INTO p VALUES (1, 'tab\there'), (2, NULL)")
+    with c.transaction():
+        c.execute("DECLARE s CURSOR FOR SUBSCRIBE p WITH (PROGRESS)")
+        rows = c.execute("FETCH ALL s WITH (timeout = '0s')").fetchall()
+    epoch = rows[0][0]
+    # UP TO the next epoch: the snapshot, then the end.
+    out = subprocess.run(
+        ["psql", "-X", "-h", "127.0.0.1", "-p", str(freshet.port), "-U", "tester", "freshet",
+         "-c", f"COPY (SUBSCRIBE p UP TO {epoch + 1}) TO STDOUT"],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stdout.splitlines()) == [f"{epoch}\t1\t1\ttab\\there", f"{epoch}\t1\t2\t\\N"]
+
+
+def test_subscribe_errors_and_drop(freshet):
+    c = freshet.connect()
+    c.execute("CREATE TABLE e (id INT PRIMARY KEY, v INT)")
+    c.execute("CREATE MATERIALIZED VIEW ev AS SELECT id, v FROM e")
+    bad = {
+        "SUBSCRIBE nope": "42P01",
+        "SUBSCRIBE (SELECT 1)": "0A000",
+        "SUBSCRIBE ev AS OF 1": "0A000",
+        "SUBSCRIBE ev WITH (bogus = 1)": "22023",
+        "SUBSCRIBE ev ENVELOPE UPSERT (KEY (nope))": "42703",
+        "DECLARE c CURSOR FOR SUBSCRIBE ev": "25P01",
+        "FETCH ALL nope": "34000",
+        "CLOSE nope": "34000",
+        "SUBSCRIBE ev junk": "42601",
+    }
+    for sql, state in bad.items():
+        with pytest.raises(psycopg.Error) as e:
+            c.execute(sql)
+        assert e.value.sqlstate == state, f"{sql}: {e.value.sqlstate} {e.value}"
+    with c.transaction():
+        with pytest.raises(psycopg.Error) as e:
+            c.execute("SUBSCRIBE ev")
+        assert e.value.sqlstate == "25001"
+    # The connection still works, and a subscription ends when its view is dropped.
+    assert c.execute("SELECT 1").fetchone() == (1,)
+    tail = Tail(psycopg.connect(freshet.dsn(), autocommit=True),
+                "COPY (SUBSCRIBE ev WITH (PROGRESS)) TO STDOUT")
+    c.execute("INSERT INTO e VALUES (1, 1)")
+    epoch, _ = _snapshot(c, "ev")
+    tail.advance_past(epoch)
+    c.execute("DROP MATERIALIZED VIEW ev")
+    with pytest.raises(psycopg.Error) as e:
+        tail.advance_past(1 << 62)
+    assert e.value.sqlstate == "42P01"
+
+
+def _rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_slow_subscriber_is_cut_off(tmp_path):
+    server = Freshet(tmp_path, env={"FRESHET_SUBSCRIBER_QUEUE_ROWS": "20000"}).start()
+    try:
+        c = server.connect()
+        c.execute("CREATE TABLE big (id BIGINT PRIMARY KEY, s TEXT)")
+        idle = psycopg.connect(server.dsn(), autocommit=True)
+        tail = Tail(idle, "COPY (SUBSCRIBE big) TO STDOUT", progress=False)
+        before = _rss_kb(server.proc.pid)
+        n, chunk = 300_000, 50_000
+        for start in range(0, n, chunk):
+            with c.cursor().copy("COPY big FROM STDIN") as cp:
+                for i in range(start, start + chunk):
+                    cp.write_row((i, "x" * 40))
+        after = _rss_kb(server.proc.pid)
+        # The writer never waited on the subscriber, whose queue stayed bounded.
+        assert c.execute("SELECT count(*) FROM big").fetchone() == (n,)
+        assert after - before < 400_000, f"RSS grew {before} -> {after} kB"
+        with pytest.raises(psycopg.Error) as e:
+            while True:
+                tail.lines()
+        assert e.value.sqlstate == "53400"
+        assert server.alive()
+    finally:
+        server.stop()
