@@ -232,6 +232,11 @@ impl Catalog {
             Store::delete_prefix(&mut batch, &freshet_state::aggregate_view_prefix(def.id));
             Store::delete_prefix(&mut batch, &freshet_state::contents_log_prefix(def.id));
             Store::delete_prefix(&mut batch, &freshet_state::view_state_prefix(def.id));
+            Store::delete_prefix(
+                &mut batch,
+                &freshet_state::changelog::changelog_prefix(def.id),
+            );
+            batch.delete(freshet_state::changelog::since_key(def.id));
         }
         self.store.write(batch)?;
         for name in names {

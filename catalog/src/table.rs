@@ -143,6 +143,10 @@ pub struct ViewDef {
     /// (views created before keep one counted entry per distinct value, written with a merge).
     #[serde(default)]
     pub min_max_occurrences: bool,
+    /// `WITH (retain_changes = …)` in milliseconds: how long each epoch's changes are kept for
+    /// subscribers resuming from an epoch. `None`: the server's default.
+    #[serde(default)]
+    pub retain_changes_ms: Option<u64>,
 }
 
 /// A source: a Kafka topic read into the dataflow. Its progress (offsets per partition) and

@@ -53,7 +53,17 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_SUBSCRIBER_QUEUE_ROWS", default_value_t = 262_144)]
     pub subscriber_queue_rows: usize,
 
+    /// How long materialized views keep each epoch's changes, so that a subscriber can resume
+    /// `AS OF` an epoch after a disconnect or a restart (`'10m'`, `'1h'`; `0` keeps none).
+    /// A view's own `WITH (retain_changes = …)` overrides it.
+    #[arg(long, env = "FRESHET_RETAIN_CHANGES", default_value = "0", value_parser = parse_retention)]
+    pub retain_changes: std::time::Duration,
+
     /// Write the bound address to this file once listening (for tests that use port 0).
     #[arg(long, env = "FRESHET_PORT_FILE")]
     pub port_file: Option<PathBuf>,
+}
+
+fn parse_retention(v: &str) -> Result<std::time::Duration, String> {
+    freshet_sql::subscribe::parse_duration(v).map_err(|e| e.message)
 }

@@ -36,6 +36,8 @@ pub struct Engine {
     pub kafka_policy: freshet_connector_kafka::PropertyPolicy,
     /// Subscribers of relations' changes, fed after each commit.
     pub subscriptions: crate::coord::Subscriptions,
+    /// Views' retained changelogs.
+    pub changelogs: crate::coord::Changelogs,
 }
 
 /// Why the contents logs were folded (counted in `freshet_internal.metrics`).
@@ -58,9 +60,16 @@ pub struct WriteState {
     next_row_id: HashMap<TableId, u64>,
     /// Next value of each identity column's sequence (by table and column index).
     next_value: HashMap<(TableId, usize), i64>,
+    /// The last committed epoch's number.
+    epoch: u64,
 }
 
 impl WriteState {
+    /// The last committed epoch's number.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Allocates `n` consecutive row ids for `table`, returning the first.
     pub fn allocate_row_ids(
         &mut self,
@@ -123,20 +132,39 @@ impl Engine {
         contents_log_bytes: usize,
         kafka_policy: freshet_connector_kafka::PropertyPolicy,
         subscriber_queue_rows: usize,
-    ) -> Arc<Engine> {
-        let latest = store.latest_sequence();
-        Arc::new(Engine {
+        retain_changes: std::time::Duration,
+    ) -> freshet_state::Result<Arc<Engine>> {
+        let latest = match store.get(&freshet_state::changelog::epoch_key())? {
+            Some(v) => v
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| freshet_state::Error::Corrupt("epoch number".into()))?,
+            None => 0,
+        };
+        let writer = WriteState {
+            epoch: latest,
+            ..WriteState::default()
+        };
+        Ok(Arc::new(Engine {
             store,
             catalog,
             dataflows: Dataflows::default(),
             sources: crate::sources::Sources::default(),
-            write_lock: Mutex::new(WriteState::default()),
+            write_lock: Mutex::new(writer),
             startup_entries_read: std::sync::atomic::AtomicU64::new(0),
             contents_log_bytes,
             folds: Default::default(),
             kafka_policy,
             subscriptions: crate::coord::Subscriptions::new(subscriber_queue_rows, latest),
-        })
+            changelogs: crate::coord::Changelogs::new(retain_changes),
+        }))
+    }
+
+    /// The last committed epoch's number (epochs count commits that go through the views:
+    /// DML, COPY, a source's batch).
+    pub fn latest_epoch(&self) -> u64 {
+        self.subscriptions.latest()
     }
 
     /// Whether any materialized view reads `table`: only then do writers collect changes.
@@ -211,6 +239,12 @@ impl Engine {
             Ok(())
         }
         .and_then(|()| {
+            // Numbered and, for views that keep them, logged with the epoch's own writes.
+            batch.put(
+                freshet_state::changelog::epoch_key(),
+                (writer.epoch + 1).to_be_bytes(),
+            );
+            self.changelogs.write(writer.epoch + 1, &changes, &mut batch);
             if grouped {
                 self.store.write_grouped(batch)
             } else {
@@ -224,8 +258,11 @@ impl Engine {
             return result;
         }
         // Committed: subscribers get the epoch's changes.
-        self.subscriptions
-            .publish(self.store.latest_sequence(), &changes);
+        writer.epoch += 1;
+        self.subscriptions.publish(writer.epoch, &changes);
+        if let Err(e) = self.changelogs.prune(&self.store) {
+            tracing::warn!(error = %e, "pruning changelogs failed");
+        }
         if self.dataflows.wants_fold(self.contents_log_bytes) {
             // The epoch committed; a fold that fails leaves the logs and held caches as they
             // were, and is tried again after the next epoch.

@@ -51,7 +51,9 @@ impl Server {
             opts.contents_log_mb << 20,
             policy,
             opts.subscriber_queue_rows,
-        );
+            opts.retain_changes,
+        )
+        .context("opening the engine")?;
         let template = template_context(&engine)?;
         crate::views::load_all(&engine, &template.state())
             .await

@@ -310,26 +310,9 @@ impl Session {
                 if_exists,
                 cascade,
             } => self.drop_tables(&names, if_exists, cascade).await,
-            Statement::CreateMaterializedView {
-                name,
-                if_not_exists,
-                columns,
-                query,
-                sql,
-                explain,
-            } => {
+            Statement::CreateMaterializedView(plan) => {
                 let state = self.statement_state();
-                let plan = crate::views::create(
-                    &self.engine,
-                    &state,
-                    &name,
-                    if_not_exists,
-                    &columns,
-                    &query,
-                    sql,
-                    explain,
-                )
-                .await?;
+                let plan = crate::views::create(&self.engine, &state, &plan).await?;
                 match plan {
                     Some(text) => Ok(one_text_column(
                         "QUERY PLAN",
@@ -668,15 +651,17 @@ fn written_outcome(tag: &'static str, written: crate::query::insert::Written) ->
 
 /// Whether `stmt` changes the catalog (DDL commits when it runs, in a block too).
 fn is_ddl(stmt: &Statement) -> bool {
-    matches!(
-        stmt,
-        Statement::CreateTable(_)
-            | Statement::DropTable { .. }
-            | Statement::CreateMaterializedView { explain: false, .. }
-            | Statement::DropMaterializedView { .. }
-            | Statement::CreateSource(_)
-            | Statement::DropSource { .. }
-    )
+    match stmt {
+        Statement::CreateMaterializedView(plan) => !plan.explain,
+        s => matches!(
+            s,
+            Statement::CreateTable(_)
+                | Statement::DropTable { .. }
+                | Statement::DropMaterializedView { .. }
+                | Statement::CreateSource(_)
+                | Statement::DropSource { .. }
+        ),
+    }
 }
 
 /// The plan `EXPLAIN` of a DELETE or UPDATE shows: its read query's.

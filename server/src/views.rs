@@ -124,7 +124,11 @@ pub async fn build(
 }
 
 /// The catalog entry for a built view.
-fn view_def(view: &MaterializedView, sql: String) -> Result<ViewDef, PgError> {
+fn view_def(
+    view: &MaterializedView,
+    sql: String,
+    retain_changes: Option<std::time::Duration>,
+) -> Result<ViewDef, PgError> {
     let mut columns = Vec::with_capacity(view.schema.fields().len());
     for f in view.schema.fields() {
         let ty = freshet_sql::types::sql_type_of(f).ok_or_else(|| {
@@ -141,6 +145,7 @@ fn view_def(view: &MaterializedView, sql: String) -> Result<ViewDef, PgError> {
         inputs: view.inputs.clone(),
         aggregate_in_contents: view.aggregate_in_contents(),
         min_max_occurrences: view.occurrences(),
+        retain_changes_ms: retain_changes.map(|d| d.as_millis() as u64),
     })
 }
 
@@ -150,13 +155,18 @@ fn view_def(view: &MaterializedView, sql: String) -> Result<ViewDef, PgError> {
 pub async fn create(
     engine: &Arc<Engine>,
     state: &SessionState,
-    name: &str,
-    if_not_exists: bool,
-    columns: &[String],
-    query: &ast::Query,
-    sql: String,
-    explain: bool,
+    plan: &freshet_sql::CreateViewPlan,
 ) -> Result<Option<String>, PgError> {
+    let freshet_sql::CreateViewPlan {
+        name,
+        if_not_exists,
+        columns,
+        query,
+        sql,
+        explain,
+        retain_changes,
+    } = plan;
+    let (name, if_not_exists, explain) = (name.as_str(), *if_not_exists, *explain);
     let mut w = engine.begin_write().await;
     if !explain && engine.catalog.name_taken(name) {
         if if_not_exists && engine.catalog.view(name).is_some() {
@@ -172,8 +182,14 @@ pub async fn create(
     if explain {
         return Ok(Some(view.explain()));
     }
-    let def = view_def(&view, sql)?;
+    let def = view_def(&view, sql.clone(), *retain_changes)?;
     let mut batch = WriteBatch::default();
+    // Its changelog, if it keeps one, is complete from the next epoch on.
+    let since = w.epoch() + 1;
+    batch.put(
+        freshet_state::changelog::since_key(view.id),
+        since.to_be_bytes(),
+    );
     // Views it reads hold their whole contents in this snapshot.
     let snapshot = engine.fold_for_read(&mut w).map_err(|e| map_df_error(&e))?;
     // Sources: re-read exactly what they have committed (the writer lock keeps it fixed).
@@ -196,7 +212,12 @@ pub async fn create(
         .create_view(def, batch)
         .map_err(crate::session::user_error)?;
     let inputs = view.inputs.clone();
+    let id = view.id;
     engine.dataflows.insert(Arc::new(view));
+    let retention = retain_changes.unwrap_or(engine.changelogs.default_retention);
+    engine
+        .changelogs
+        .retain(&engine.dataflows, id, retention, since);
     for input in inputs {
         crate::sources::refresh_columns(engine, input);
     }
@@ -258,6 +279,7 @@ pub fn drop_views(engine: &Engine, defs: &[Arc<ViewDef>]) -> Result<(), PgError>
         .map_err(crate::session::user_error)?;
     for d in defs {
         engine.dataflows.remove(d.id);
+        engine.changelogs.forget(&engine.dataflows, d.id);
         engine.subscriptions.close(d.id, &dropped("materialized view", &d.name));
     }
     crate::sources::refresh_all_columns(engine);
@@ -301,6 +323,18 @@ pub async fn load_all(engine: &Arc<Engine>, state: &SessionState) -> anyhow::Res
             def.name
         );
         engine.dataflows.insert(Arc::new(view));
+        let retention = def
+            .retain_changes_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(engine.changelogs.default_retention);
+        let since = match engine.store.get(&freshet_state::changelog::since_key(def.id))? {
+            Some(v) => v.as_slice().try_into().map(u64::from_be_bytes)?,
+            // Not recorded: complete from the next epoch only.
+            None => engine.latest_epoch() + 1,
+        };
+        engine
+            .changelogs
+            .retain(&engine.dataflows, def.id, retention, since);
     }
     Ok(())
 }

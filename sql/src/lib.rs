@@ -26,6 +26,7 @@ pub use insert::{ConflictAction, InsertPlan, OnConflict, ReturningItem};
 pub use source::CreateSourcePlan;
 pub use subscribe::{FetchCount, SubscribePlan};
 pub use statement::{
+    CreateViewPlan,
     classify, classify_parsed, parse, parse_statements, CopyFormat, CopyFrom, Parsed, SetValue,
     Statement, TransactionOp, DML_TARGET_SCHEMA,
 };

@@ -42,15 +42,8 @@ pub enum Statement {
     },
     /// Accepted and ignored, answered with this command tag (`DISCARD ALL`, `DEALLOCATE`).
     NoOp { tag: &'static str },
-    /// `CREATE MATERIALIZED VIEW name AS query`; `explain` for `EXPLAIN CREATE …`.
-    CreateMaterializedView {
-        name: String,
-        if_not_exists: bool,
-        columns: Vec<String>,
-        query: Box<ast::Query>,
-        sql: String,
-        explain: bool,
-    },
+    /// `CREATE MATERIALIZED VIEW name [WITH (…)] AS query`, or `EXPLAIN CREATE …`.
+    CreateMaterializedView(Box<CreateViewPlan>),
     /// `DROP MATERIALIZED VIEW`.
     DropMaterializedView {
         names: Vec<String>,
@@ -88,6 +81,23 @@ pub enum Statement {
     },
     /// `CLOSE name`, or `CLOSE ALL` when `None`.
     CloseCursor { cursor: Option<String> },
+}
+
+/// A bound `CREATE MATERIALIZED VIEW`.
+#[derive(Debug, Clone)]
+pub struct CreateViewPlan {
+    pub name: String,
+    pub if_not_exists: bool,
+    /// Column names given after the view's name; empty for the query's own.
+    pub columns: Vec<String>,
+    pub query: Box<ast::Query>,
+    /// The query as written.
+    pub sql: String,
+    /// `EXPLAIN CREATE …`: show the dataflow, create nothing.
+    pub explain: bool,
+    /// `WITH (retain_changes = '…')`: how long the view keeps each epoch's changes for
+    /// subscribers resuming `AS OF` an epoch; `None` for the server's default.
+    pub retain_changes: Option<std::time::Duration>,
 }
 
 /// One parsed statement: sqlparser's AST, or one of ours that sqlparser does not know
@@ -599,14 +609,48 @@ fn bind_create_mv(cv: ast::CreateView, explain: bool) -> Result<Statement, PgErr
     let name = object_name(&cv.name)?;
     let columns = cv.columns.iter().map(|c| ident(&c.name)).collect();
     let sql = cv.query.to_string();
-    Ok(Statement::CreateMaterializedView {
+    let mut retain_changes = None;
+    let options = match cv.options {
+        ast::CreateTableOptions::None => vec![],
+        ast::CreateTableOptions::With(o) => o,
+        other => {
+            return Err(PgError::not_supported(format!(
+                "materialized view options {other}"
+            )))
+        }
+    };
+    for o in options {
+        let ast::SqlOption::KeyValue { key, value } = o else {
+            return Err(PgError::not_supported(format!("materialized view option {o}")));
+        };
+        match ident(&key).as_str() {
+            "retain_changes" => {
+                let text = match &value {
+                    Expr::Value(v) => match &v.value {
+                        Value::SingleQuotedString(s) | Value::Number(s, _) => s.clone(),
+                        other => other.to_string(),
+                    },
+                    other => other.to_string(),
+                };
+                retain_changes = Some(crate::subscribe::parse_duration(&text)?);
+            }
+            k => {
+                return Err(PgError::new(
+                    SqlState::INVALID_PARAMETER_VALUE,
+                    format!("unrecognized materialized view option \"{k}\""),
+                ))
+            }
+        }
+    }
+    Ok(Statement::CreateMaterializedView(Box::new(CreateViewPlan {
         name,
         if_not_exists: cv.if_not_exists,
         columns,
         query: cv.query,
         sql,
         explain,
-    })
+        retain_changes,
+    })))
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@
 //!                                           contents_log.rs): a sequence of (u32 LE length,
 //!                                           group key after the view prefix, u32 LE length or
 //!                                           u32::MAX for a deleted group, value)
+//! 'c' <view id: u64 BE> <epoch: u64 BE>     one epoch's changes of a view that retains them
+//!                                           (see changelog.rs): commit time, rows, weights
 //! 'o' <view id: u64 BE> <op id: u32 BE> …   the state of one operator of a view's dataflow
 //! 's' <source id: u64 BE> 'p' <partition: i32 BE>
 //!                                           a source's progress in one partition: start offset
@@ -55,6 +57,9 @@ pub enum Keyspace {
     /// Per-epoch logs of changed aggregate-view entries, folded into `AggregateViewData`
     /// later: written in key (epoch) order, deleted soon after.
     ContentsLog = b'l',
+    /// Per-epoch changes of views, retained for subscribers resuming from an epoch: written
+    /// in key (epoch) order, deleted by range once past their retention.
+    Changelog = b'c',
     /// Operator state of view dataflows.
     Operator = b'o',
     /// Source progress (offsets) and bad-message records.

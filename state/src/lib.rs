@@ -8,6 +8,7 @@
 //! [`WriteBatch`] committed with one [`Store::write`], so a crash exposes all of it or none.
 
 mod batch;
+pub mod changelog;
 mod error;
 pub mod key_codec;
 mod keyspace;

@@ -75,7 +75,7 @@ use crate::batch::WriteKind;
 /// Column families: one per keyspace, so each has its own memtable and files. Sequential
 /// keys (table rows by id, append-only view rows) then make non-overlapping files that
 /// compaction moves without rewriting, instead of being merged with random operator state.
-const FAMILIES: [(u8, &str); 7] = [
+const FAMILIES: [(u8, &str); 8] = [
     (crate::Keyspace::Meta as u8, "meta"),
     (crate::Keyspace::TableData as u8, "tables"),
     (crate::Keyspace::ViewData as u8, "views"),
@@ -83,6 +83,7 @@ const FAMILIES: [(u8, &str); 7] = [
     (crate::Keyspace::Operator as u8, "operators"),
     (crate::Keyspace::Source as u8, "sources"),
     (crate::Keyspace::ContentsLog as u8, "contents_log"),
+    (crate::Keyspace::Changelog as u8, "changelog"),
 ];
 
 /// Memtable size of the families written at scattered keys (operator state, aggregate views'
@@ -101,8 +102,8 @@ const WAL_BYTES: u64 = 256 << 20;
 
 /// Flushed files of a scattered family that wait in level 0 before compaction merges them
 /// into level 1. Scattered keys overlap all of level 1, so every such compaction rewrites it:
-/// merging many small files at once rewrites it less often. Measured (benchmarks.md, session
-/// 10): 16 → 64 cut (b)'s server CPU by ~15% and (c)'s by ~8% once MIN/MAX multisets hold
+/// merging many small files at once rewrites it less often. Measured (benchmarks.md history,
+/// 2026-11-25): 16 → 64 cut (b)'s server CPU by ~15% and (c)'s by ~8% once MIN/MAX multisets hold
 /// millions of entries; point reads and short scans pay a bloom filter check per waiting file
 /// (the 1-row update latency went from ~1.5 to ~1.8 ms).
 const SCATTERED_L0_FILES: i32 = 64;
@@ -280,12 +281,6 @@ impl Store {
             sync: config.sync_commits,
             group: Box::leak(Box::default()),
         })
-    }
-
-    /// RocksDB's latest sequence number: after a commit, the commit's epoch number (later
-    /// commits have higher ones, restarts included).
-    pub fn latest_sequence(&self) -> u64 {
-        self.db.latest_sequence_number()
     }
 
     /// Commits `batch` atomically (and durably when `sync_commits` is on).

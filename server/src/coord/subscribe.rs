@@ -38,17 +38,14 @@ pub struct Subscription {
     frontier: u64,
     /// The frontier passed `up_to`: once `ready` is empty, the subscription is over.
     finished: bool,
+    /// `AS OF`: changes of earlier epochs are not shown.
+    from: u64,
 }
 
 impl Subscription {
     /// Starts `plan`: registers for changes and reads the snapshot at one epoch, with no
     /// commit in between.
     pub async fn start(engine: &Arc<Engine>, plan: &SubscribePlan) -> Result<Subscription, PgError> {
-        if plan.as_of.is_some() {
-            return Err(PgError::not_supported(
-                "SUBSCRIBE … AS OF: views keep no history of their changes to start from",
-            ));
-        }
         let (relation, fields) = resolve(engine, &plan.relation)?;
         let upsert = match &plan.upsert_key {
             Some(key) => Some(upsert_columns(&fields, key)?),
@@ -66,8 +63,41 @@ impl Subscription {
         let snapshot = engine.fold_for_read(&mut w).map_err(|e| map_df_error(&e))?;
         let changes = Changes::register(engine, &mut w, relation);
         // The snapshot holds exactly the epochs published so far.
-        let start = engine.subscriptions.latest();
+        let latest = engine.subscriptions.latest();
+        let since = engine.changelogs.since(relation);
         drop(w);
+        // `AS OF e`: the changes of epochs `e..=latest` come from the changelog.
+        let (start, history) = match plan.as_of {
+            None => (latest, Vec::new()),
+            Some(e) => {
+                let since = since.ok_or_else(|| no_changelog(&plan.relation))?;
+                if e < since {
+                    return Err(PgError::new(
+                        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format!(
+                            "AS OF {e} is before the oldest change \"{}\" keeps (epoch {since})",
+                            plan.relation
+                        ),
+                    )
+                    .with_hint("Its changes are kept for its retain_changes period."));
+                }
+                if plan.snapshot && e > latest + 1 {
+                    return Err(PgError::new(
+                        SqlState::INVALID_PARAMETER_VALUE,
+                        format!(
+                            "AS OF {e} with SNAPSHOT is after the latest epoch ({latest}); use SNAPSHOT = false to wait for it"
+                        ),
+                    ));
+                }
+                let history = if e <= latest {
+                    super::changelog::read(&snapshot, relation, e, latest)
+                        .map_err(|e| map_df_error(&freshet_dataflow::epoch::state_err(e)))?
+                } else {
+                    Vec::new()
+                };
+                (e.saturating_sub(1).min(latest), history)
+            }
+        };
         let mut sub = Subscription {
             schema: output_schema(&fields, plan.progress, upsert.as_ref()),
             progress: plan.progress,
@@ -75,16 +105,28 @@ impl Subscription {
             upsert,
             changes,
             ready: VecDeque::new(),
-            frontier: start + 1,
+            frontier: latest + 1,
             finished: false,
+            from: plan.as_of.unwrap_or(0),
         };
         if plan.snapshot {
-            let rows = match engine.dataflows.get(relation) {
+            let mut rows = match engine.dataflows.get(relation) {
                 Some(view) => read_view_rows(&snapshot, &view),
                 None => read_table_rows(&snapshot, relation),
             }
             .map_err(|e| map_df_error(&e))?;
-            sub.emit(&EpochRows { epoch: start, rows });
+            // As of the epoch before `AS OF`: the later changes taken back out.
+            for e in &history {
+                rows.extend(e.rows.iter().map(|(r, w)| (r.clone(), -w)));
+            }
+            let rows = consolidate(&rows)
+                .into_iter()
+                .map(|(r, w)| (r.clone(), w))
+                .collect();
+            sub.emit_at(&EpochRows { epoch: start, rows });
+        }
+        for e in &history {
+            sub.emit(e);
         }
         sub.announce();
         Ok(sub)
@@ -167,6 +209,15 @@ impl Subscription {
     /// Shapes one epoch's changes into output rows (consolidated: a row that left and came
     /// back in the same epoch is not shown).
     fn emit(&mut self, e: &EpochRows) {
+        if e.epoch < self.from {
+            return;
+        }
+        self.emit_at(e);
+    }
+
+    /// [`Subscription::emit`] whatever the epoch (the snapshot, as of the epoch before
+    /// `AS OF`).
+    fn emit_at(&mut self, e: &EpochRows) {
         if self.up_to.is_some_and(|u| e.epoch >= u) || self.finished {
             return;
         }
@@ -250,6 +301,16 @@ fn consolidate(rows: &[(Vec<Datum>, i64)]) -> Vec<(&Vec<Datum>, i64)> {
     }
     out.retain(|(_, w)| *w != 0);
     out
+}
+
+fn no_changelog(name: &str) -> PgError {
+    PgError::new(
+        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("\"{name}\" keeps no changelog to start AS OF an epoch from"),
+    )
+    .with_hint(
+        "Create the materialized view WITH (retain_changes = '10m'), or start the server with --retain-changes.",
+    )
 }
 
 /// The view or table called `name`: its id and its columns.

@@ -109,7 +109,7 @@ impl Session {
                 params: vec![],
                 schema: Some(text_schema("name")),
             }),
-            Statement::CreateMaterializedView { explain: true, .. } => Ok(Described {
+            Statement::CreateMaterializedView(p) if p.explain => Ok(Described {
                 params: vec![],
                 schema: Some(text_schema("QUERY PLAN")),
             }),
