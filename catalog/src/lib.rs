@@ -15,7 +15,7 @@ use freshet_common::TableId;
 use freshet_state::{meta_key, table_prefix, Store, WriteBatch};
 
 pub use error::{Error, Result};
-pub use table::{CheckDef, ColumnDef, Identity, SourceDef, TableDef, UniqueDef, ViewDef};
+pub use table::{CheckDef, ColumnDef, Identity, SinkDef, SourceDef, TableDef, UniqueDef, ViewDef};
 
 /// The only schema for now; `search_path` resolves to it.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -24,6 +24,7 @@ const NEXT_ID_KEY: &[u8] = b"next_id";
 const TABLE_KEY_PREFIX: &[u8] = b"table/";
 const VIEW_KEY_PREFIX: &[u8] = b"view/";
 const SOURCE_KEY_PREFIX: &[u8] = b"source/";
+const SINK_KEY_PREFIX: &[u8] = b"sink/";
 
 /// The in-memory mirror of the persisted catalog. Cheap to share (`Arc`).
 #[derive(Debug)]
@@ -37,6 +38,7 @@ struct Inner {
     tables: BTreeMap<String, Arc<TableDef>>,
     views: BTreeMap<String, Arc<ViewDef>>,
     sources: BTreeMap<String, Arc<SourceDef>>,
+    sinks: BTreeMap<String, Arc<SinkDef>>,
     next_id: u64,
 }
 
@@ -72,6 +74,10 @@ impl Catalog {
         for (_, v) in snap.scan_prefix(&meta_key(SOURCE_KEY_PREFIX))? {
             let def: SourceDef = serde_json::from_slice(&v).map_err(Error::Decode)?;
             inner.sources.insert(def.name.clone(), Arc::new(def));
+        }
+        for (_, v) in snap.scan_prefix(&meta_key(SINK_KEY_PREFIX))? {
+            let def: SinkDef = serde_json::from_slice(&v).map_err(Error::Decode)?;
+            inner.sinks.insert(def.name.clone(), Arc::new(def));
         }
         inner.next_id = match snap.get(&meta_key(NEXT_ID_KEY))? {
             Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| Error::Corrupt)?),
@@ -287,6 +293,45 @@ impl Catalog {
         Ok(())
     }
 
+    /// The sink called `name`.
+    pub fn sink(&self, name: &str) -> Option<Arc<SinkDef>> {
+        self.read().sinks.get(name).cloned()
+    }
+
+    /// Every sink, in id order.
+    pub fn sinks(&self) -> Vec<Arc<SinkDef>> {
+        let mut v: Vec<_> = self.read().sinks.values().cloned().collect();
+        v.sort_by_key(|d| d.id);
+        v
+    }
+
+    /// Creates a sink, committing `batch` (its initial progress) in the same write.
+    /// `def.id` must be [`Catalog::peek_next_id`].
+    pub fn create_sink(&self, def: SinkDef, batch: WriteBatch) -> Result<Arc<SinkDef>> {
+        let (name, id) = (def.name.clone(), def.id);
+        let def = self.create_with_id(&name, id, sink_key(id), def, batch, |i| &mut i.sinks)?;
+        tracing::info!(sink = %def.name, id = %def.id, "sink created");
+        Ok(def)
+    }
+
+    /// Drops sinks (definitions, and `batch`: their progress) in one write.
+    pub fn drop_sinks(&self, names: &[String], mut batch: WriteBatch) -> Result<()> {
+        let mut inner = self.write();
+        for name in names {
+            let def = inner
+                .sinks
+                .get(name)
+                .ok_or_else(|| Error::UndefinedTable(name.clone()))?;
+            batch.delete(sink_key(def.id));
+        }
+        self.store.write(batch)?;
+        for name in names {
+            inner.sinks.remove(name);
+            tracing::info!(sink = %name, "sink dropped");
+        }
+        Ok(())
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         // A poisoned lock means a panic mid-update of the in-memory map; the persisted state is
         // intact, and the map is only replaced whole, so reading on is safe.
@@ -307,11 +352,18 @@ impl Inner {
         self.tables.contains_key(name)
             || self.views.contains_key(name)
             || self.sources.contains_key(name)
+            || self.sinks.contains_key(name)
     }
 }
 
 fn source_key(id: TableId) -> Vec<u8> {
     let mut k = meta_key(SOURCE_KEY_PREFIX);
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+fn sink_key(id: TableId) -> Vec<u8> {
+    let mut k = meta_key(SINK_KEY_PREFIX);
     k.extend_from_slice(&id.0.to_be_bytes());
     k
 }

@@ -174,3 +174,15 @@ impl SourceDef {
         &self.columns[..self.columns.len() - self.include.len()]
     }
 }
+
+/// A sink: a view's committed changes written out (see the server's `coord/sinks.rs`). Its
+/// progress (the last epoch it committed) lives in the `'m'` keyspace under its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkDef {
+    /// Assigned by the catalog at creation, from the same counter as tables.
+    pub id: TableId,
+    pub name: String,
+    /// The view it writes.
+    pub from: TableId,
+    pub config: freshet_common::SinkConfig,
+}

@@ -8,6 +8,7 @@ mod datum;
 mod error;
 mod ids;
 mod selection;
+mod sink;
 mod source;
 mod types;
 
@@ -15,5 +16,6 @@ pub use datum::{Datum, ValueRef};
 pub use error::{PgError, SqlState, UserError};
 pub use ids::TableId;
 pub use selection::{Selected, Selection};
+pub use sink::{FileSinkConfig, SinkConfig, SinkMode};
 pub use source::{IncludeKind, SourceFormat};
 pub use types::SqlType;

@@ -155,6 +155,11 @@ impl MaterializedView {
         self.occurrences
     }
 
+    /// Whether the view only ever gains rows (see [`MaterializedView::with_append_only`]).
+    pub fn is_append_only(&self) -> bool {
+        self.append_only
+    }
+
     /// Whether the root aggregate keeps its accumulators in the contents entries.
     pub fn aggregate_in_contents(&self) -> bool {
         self.aggregate_contents.is_some()

@@ -38,6 +38,8 @@ pub struct Engine {
     pub subscriptions: crate::coord::Subscriptions,
     /// Views' retained changelogs.
     pub changelogs: crate::coord::Changelogs,
+    /// The running sinks.
+    pub sinks: crate::coord::sinks::Sinks,
 }
 
 /// Why the contents logs were folded (counted in `freshet_internal.metrics`).
@@ -158,6 +160,7 @@ impl Engine {
             kafka_policy,
             subscriptions: crate::coord::Subscriptions::new(subscriber_queue_rows, latest),
             changelogs: crate::coord::Changelogs::new(retain_changes),
+            sinks: crate::coord::sinks::Sinks::default(),
         }))
     }
 

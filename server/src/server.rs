@@ -59,6 +59,8 @@ impl Server {
             .await
             .context("rebuilding materialized views")?;
         engine.finish_startup();
+        // Sinks before sources: they pin the changelog entries the next epochs write.
+        crate::coord::sinks::start_all(&engine).context("starting sinks")?;
         crate::sources::start_all(&engine).context("starting sources")?;
         Ok(Server {
             engine,

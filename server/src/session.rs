@@ -419,6 +419,18 @@ impl Session {
                 timeout,
             } => self.fetch(&cursor, count, timeout).await,
             Statement::CloseCursor { cursor } => self.close_cursor(cursor.as_deref()),
+            Statement::CreateSink(plan) => {
+                crate::coord::sinks::create(&self.engine, &plan).await?;
+                Ok(Outcome::Command {
+                    tag: "CREATE SINK",
+                    rows: None,
+                })
+            }
+            Statement::DropSink { names, if_exists } => self.drop_sinks(&names, if_exists).await,
+            Statement::ShowSinks => Ok(text_columns(
+                crate::coord::sinks::SHOW_COLUMNS,
+                crate::coord::sinks::show(&self.engine),
+            )),
         }
     }
 
@@ -660,6 +672,8 @@ fn is_ddl(stmt: &Statement) -> bool {
                 | Statement::DropMaterializedView { .. }
                 | Statement::CreateSource(_)
                 | Statement::DropSource { .. }
+                | Statement::CreateSink(_)
+                | Statement::DropSink { .. }
         ),
     }
 }

@@ -250,6 +250,22 @@ pub fn check_dependents(
         .into_iter()
         .filter(|d| !ids.contains(&d.id))
         .collect();
+    // Sinks from any view that goes: dropped with it under CASCADE (`drop_views`).
+    if !cascade {
+        let going: HashSet<TableId> = ids.iter().copied().chain(deps.iter().map(|d| d.id)).collect();
+        if let Some(sink) = engine.catalog.sinks().into_iter().find(|s| going.contains(&s.from)) {
+            let what = roots
+                .iter()
+                .find(|(id, _)| *id == sink.from)
+                .map_or_else(|| roots[0].1.clone(), |(_, n)| n.clone());
+            return Err(PgError::new(
+                SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                format!("cannot drop {what} because other objects depend on it"),
+            )
+            .with_detail(format!("sink {} depends on it", sink.name))
+            .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+        }
+    }
     if let Some(first) = deps.first() {
         if !cascade {
             let what = roots
@@ -272,6 +288,16 @@ pub fn check_dependents(
 
 /// Drops views (already checked) from the catalog and the running dataflows.
 pub fn drop_views(engine: &Engine, defs: &[Arc<ViewDef>]) -> Result<(), PgError> {
+    let ids: HashSet<TableId> = defs.iter().map(|d| d.id).collect();
+    let sinks: Vec<_> = engine
+        .catalog
+        .sinks()
+        .into_iter()
+        .filter(|s| ids.contains(&s.from))
+        .collect();
+    if !sinks.is_empty() {
+        crate::coord::sinks::drop_sinks(engine, &sinks)?;
+    }
     let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
     engine
         .catalog

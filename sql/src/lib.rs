@@ -15,6 +15,7 @@ pub mod error;
 pub mod insert;
 pub mod limits;
 pub mod names;
+pub mod sink;
 pub mod source;
 pub mod subscribe;
 mod statement;
@@ -23,6 +24,7 @@ pub mod types;
 pub use create_table::{ColumnPlan, CreateTablePlan, IdentityKind};
 pub use dml::{DmlKind, DmlPlan, ExplainDml};
 pub use insert::{ConflictAction, InsertPlan, OnConflict, ReturningItem};
+pub use sink::CreateSinkPlan;
 pub use source::CreateSourcePlan;
 pub use subscribe::{FetchCount, SubscribePlan};
 pub use statement::{

@@ -211,7 +211,7 @@ fn duplicate(name: &str) -> PgError {
 }
 
 /// `( key = value, … )` where keys may be dotted (`properties.bootstrap.server`).
-fn parse_options(p: &mut Parser<'_>) -> Result<BTreeMap<String, String>, PgError> {
+pub(crate) fn parse_options(p: &mut Parser<'_>) -> Result<BTreeMap<String, String>, PgError> {
     p.expect_token(&Token::LParen).map_err(syntax)?;
     let mut out = BTreeMap::new();
     if p.consume_token(&Token::RParen) {

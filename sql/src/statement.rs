@@ -81,6 +81,12 @@ pub enum Statement {
     },
     /// `CLOSE name`, or `CLOSE ALL` when `None`.
     CloseCursor { cursor: Option<String> },
+    /// `CREATE SINK … FROM …`.
+    CreateSink(Box<crate::sink::CreateSinkPlan>),
+    /// `DROP SINK`.
+    DropSink { names: Vec<String>, if_exists: bool },
+    /// `SHOW SINKS`.
+    ShowSinks,
 }
 
 /// A bound `CREATE MATERIALIZED VIEW`.
@@ -111,6 +117,9 @@ pub enum Parsed {
 /// Parses `sql` into statements, ours included.
 pub fn parse_statements(sql: &str) -> Result<Vec<Parsed>, PgError> {
     if let Some(stmt) = crate::source::parse_source_statement(sql) {
+        return Ok(vec![Parsed::Ours(stmt?)]);
+    }
+    if let Some(stmt) = crate::sink::parse_sink_statement(sql) {
         return Ok(vec![Parsed::Ours(stmt?)]);
     }
     if let Some(stmt) = crate::subscribe::parse_subscribe_statement(sql) {

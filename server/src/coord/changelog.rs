@@ -28,11 +28,15 @@ pub struct Changelogs {
     pub default_retention: Duration,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Retained {
+    /// Zero when only sinks keep the view's changes.
     retention: Duration,
     /// Every change of an epoch from this one on is kept.
     since: u64,
+    /// Sinks reading the changes, each with the last epoch it committed: later entries stay
+    /// whatever the retention.
+    pins: HashMap<TableId, u64>,
 }
 
 impl Changelogs {
@@ -55,13 +59,48 @@ impl Changelogs {
         if retention.is_zero() {
             return;
         }
-        if self
-            .views()
-            .insert(view, Retained { retention, since })
-            .is_none()
-        {
-            // Its epochs must produce its changes even when nothing reads it.
+        let mut views = self.views();
+        match views.get_mut(&view) {
+            Some(r) => r.retention = retention,
+            None => {
+                views.insert(
+                    view,
+                    Retained {
+                        retention,
+                        since,
+                        pins: HashMap::new(),
+                    },
+                );
+                // Its epochs must produce its changes even when nothing reads it.
+                dataflows.observe(view, true);
+            }
+        }
+    }
+
+    /// Keeps `view`'s changes after epoch `committed` for sink `sink`, whatever the view's
+    /// retention, until [`Changelogs::unpin`]; `since` as for [`Changelogs::retain`].
+    pub fn pin(&self, dataflows: &Dataflows, view: TableId, sink: TableId, committed: u64, since: u64) {
+        let mut views = self.views();
+        let r = views.entry(view).or_insert_with(|| {
             dataflows.observe(view, true);
+            Retained {
+                retention: Duration::ZERO,
+                since,
+                pins: HashMap::new(),
+            }
+        });
+        r.pins.insert(sink, committed);
+    }
+
+    /// Sink `sink` no longer needs `view`'s changes.
+    pub fn unpin(&self, dataflows: &Dataflows, view: TableId, sink: TableId) {
+        let mut views = self.views();
+        if let Some(r) = views.get_mut(&view) {
+            r.pins.remove(&sink);
+            if r.retention.is_zero() && r.pins.is_empty() {
+                views.remove(&view);
+                dataflows.observe(view, false);
+            }
         }
     }
 
@@ -105,7 +144,8 @@ impl Changelogs {
             }
             *last = Instant::now();
         }
-        let views: Vec<(TableId, Retained)> = self.views().iter().map(|(v, r)| (*v, *r)).collect();
+        let views: Vec<(TableId, Retained)> =
+            self.views().iter().map(|(v, r)| (*v, r.clone())).collect();
         if views.is_empty() {
             return Ok(());
         }
@@ -115,6 +155,8 @@ impl Changelogs {
         let mut moved = Vec::new();
         for (view, r) in views {
             let cutoff = now - r.retention.as_micros().min(i64::MAX as u128) as i64;
+            // Entries a sink has not committed yet stay.
+            let pinned = r.pins.values().min().copied().unwrap_or(u64::MAX);
             let prefix = changelog_prefix(view);
             let mut last_expired = None;
             let mut lower = prefix.clone();
@@ -122,10 +164,11 @@ impl Changelogs {
                 let page = snapshot.scan(&prefix, &lower, None, 64)?;
                 let full = page.len() == 64;
                 for (k, v) in &page {
-                    if entry_time(v)? >= cutoff {
+                    let epoch = epoch_of(k)?;
+                    if entry_time(v)? >= cutoff || epoch > pinned {
                         break 'scan;
                     }
-                    last_expired = Some(epoch_of(k)?);
+                    last_expired = Some(epoch);
                 }
                 match page.last() {
                     Some((k, _)) if full => lower = freshet_state::next_key(k),

@@ -1,7 +1,9 @@
 //! The coordinator: what sequences work across sessions. Today: subscriptions, fed after each
-//! epoch commits, and the changelogs views keep for subscribers starting from a past epoch.
+//! epoch commits; the changelogs views keep for subscribers starting from a past epoch and for
+//! sinks; and the sinks, which write those changes out.
 
 pub mod changelog;
+pub mod sinks;
 pub mod subscribe;
 pub mod subscriptions;
 

@@ -97,6 +97,11 @@ impl Subscriptions {
         *self.latest.borrow()
     }
 
+    /// A receiver of the latest published epoch.
+    pub fn watch_latest(&self) -> watch::Receiver<u64> {
+        self.latest.subscribe()
+    }
+
     /// Subscribers right now, for `freshet_internal` and tests.
     pub fn count(&self) -> usize {
         self.feeds().values().map(Vec::len).sum()

@@ -179,4 +179,26 @@ impl Session {
             rows: None,
         })
     }
+
+    pub(super) async fn drop_sinks(&self, names: &[String], if_exists: bool) -> Result<Outcome, PgError> {
+        let _w = self.engine.begin_write().await;
+        let mut found = Vec::new();
+        for name in names {
+            match self.engine.catalog.sink(name) {
+                Some(def) => found.push(def),
+                None if if_exists => {}
+                None => {
+                    return Err(PgError::new(
+                        freshet_common::SqlState::UNDEFINED_OBJECT,
+                        format!("sink \"{name}\" does not exist"),
+                    ))
+                }
+            }
+        }
+        crate::coord::sinks::drop_sinks(&self.engine, &found)?;
+        Ok(Outcome::Command {
+            tag: "DROP SINK",
+            rows: None,
+        })
+    }
 }

@@ -105,6 +105,15 @@ impl Session {
                     ))
                 }),
             }),
+            Statement::ShowSinks => Ok(Described {
+                params: vec![],
+                schema: Some(Arc::new(Schema::new(
+                    crate::coord::sinks::SHOW_COLUMNS
+                        .iter()
+                        .map(|c| Field::new(*c, DataType::Utf8, true))
+                        .collect::<Vec<_>>(),
+                ))),
+            }),
             Statement::ShowTables | Statement::ShowMaterializedViews => Ok(Described {
                 params: vec![],
                 schema: Some(text_schema("name")),
