@@ -147,6 +147,10 @@ pub struct ViewDef {
     /// subscribers resuming from an epoch. `None`: the server's default.
     #[serde(default)]
     pub retain_changes_ms: Option<u64>,
+    /// The fingerprint of its dataflow when created (see the dataflow crate's
+    /// `MaterializedView::fingerprint`): a view planned differently at start is refused.
+    #[serde(default)]
+    pub fingerprint: Option<u64>,
 }
 
 /// A source: a Kafka topic read into the dataflow. Its progress (offsets per partition) and

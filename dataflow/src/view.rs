@@ -155,6 +155,19 @@ impl MaterializedView {
         self.occurrences
     }
 
+    /// A fingerprint of the lowered dataflow (FNV-1a over its description): stored with the
+    /// view and compared when the view is planned again at start, so that a change in how
+    /// freshet plans its SQL (a new version, a DataFusion upgrade) cannot attach stored state
+    /// to operators it was not written by.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.explain().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    }
+
     /// Whether the view only ever gains rows (see [`MaterializedView::with_append_only`]).
     pub fn is_append_only(&self) -> bool {
         self.append_only

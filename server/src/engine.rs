@@ -40,6 +40,8 @@ pub struct Engine {
     pub changelogs: crate::coord::Changelogs,
     /// The running sinks.
     pub sinks: crate::coord::sinks::Sinks,
+    /// LISTEN registrations.
+    pub listeners: crate::coord::notify::Listeners,
 }
 
 /// Why the contents logs were folded (counted in `freshet_internal.metrics`).
@@ -161,6 +163,7 @@ impl Engine {
             subscriptions: crate::coord::Subscriptions::new(subscriber_queue_rows, latest),
             changelogs: crate::coord::Changelogs::new(retain_changes),
             sinks: crate::coord::sinks::Sinks::default(),
+            listeners: crate::coord::notify::Listeners::default(),
         }))
     }
 
@@ -263,6 +266,7 @@ impl Engine {
         // Committed: subscribers get the epoch's changes.
         writer.epoch += 1;
         self.subscriptions.publish(writer.epoch, &changes);
+        self.listeners.publish(writer.epoch, &changes);
         if let Err(e) = self.changelogs.prune(&self.store) {
             tracing::warn!(error = %e, "pruning changelogs failed");
         }

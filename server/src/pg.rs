@@ -3,6 +3,7 @@
 
 mod encode;
 mod extended;
+mod serve;
 mod simple;
 mod subscribe;
 
@@ -27,6 +28,7 @@ use crate::session::{Outcome, Session};
 use freshet_sql::TransactionOp;
 
 pub use extended::FreshetQueryParser;
+pub use serve::serve;
 
 /// The handlers of one connection. Built per accepted socket, so `session` is this
 /// connection's own.

@@ -101,14 +101,16 @@ impl Server {
             let server = Arc::clone(&this);
             tokio::spawn(async move {
                 tracing::debug!(%peer, "connection accepted");
+                let (notes_tx, notes) = tokio::sync::mpsc::unbounded_channel();
                 let session = Arc::new(Session::new(
                     Arc::clone(&server.engine),
                     &server.template,
                     None,
                     None,
+                    Some(notes_tx),
                 ));
                 let handlers = ConnectionHandlers::new(session, Arc::clone(&server.manager));
-                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                if let Err(e) = crate::pg::serve(socket, handlers, notes).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             });

@@ -4,6 +4,7 @@
 
 mod ddl;
 mod describe;
+mod notify;
 mod subscribe;
 mod txn;
 mod vars;
@@ -73,6 +74,8 @@ pub struct Session {
     current: Mutex<Option<Arc<StatementWrites>>>,
     /// Open cursors (over subscriptions).
     cursors: Mutex<subscribe::Cursors>,
+    /// LISTEN/NOTIFY state.
+    notifier: Mutex<notify::Notifier>,
 }
 
 impl Session {
@@ -82,6 +85,7 @@ impl Session {
         template: &SessionContext,
         user: Option<&str>,
         app: Option<&str>,
+        notifications: Option<tokio::sync::mpsc::UnboundedSender<crate::coord::notify::Notification>>,
     ) -> Self {
         let ctx = SessionContext::new_with_state(template.state());
         let mut vars = SessionVars::default();
@@ -99,6 +103,7 @@ impl Session {
             block: Mutex::new(txn::Block::default()),
             current: Mutex::new(None),
             cursors: Mutex::new(subscribe::Cursors::default()),
+            notifier: Mutex::new(notify::Notifier::new(notifications)),
         }
     }
 
@@ -427,6 +432,9 @@ impl Session {
                 })
             }
             Statement::DropSink { names, if_exists } => self.drop_sinks(&names, if_exists).await,
+            Statement::Listen { channel } => self.listen(&channel),
+            Statement::Unlisten { channel } => Ok(self.unlisten(channel.as_deref())),
+            Statement::Notify { channel, payload } => Ok(self.notify(channel, payload)),
             Statement::ShowSinks => Ok(text_columns(
                 crate::coord::sinks::SHOW_COLUMNS,
                 crate::coord::sinks::show(&self.engine),

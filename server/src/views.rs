@@ -146,6 +146,7 @@ fn view_def(
         aggregate_in_contents: view.aggregate_in_contents(),
         min_max_occurrences: view.occurrences(),
         retain_changes_ms: retain_changes.map(|d| d.as_millis() as u64),
+        fingerprint: Some(view.fingerprint()),
     })
 }
 
@@ -343,6 +344,16 @@ pub async fn load_all(engine: &Arc<Engine>, state: &SessionState) -> anyhow::Res
         )
         .await
         .map_err(|e| anyhow::anyhow!("rebuilding materialized view {}: {e}", def.name))?;
+        if let Some(stored) = def.fingerprint {
+            let now = view.fingerprint();
+            anyhow::ensure!(
+                stored == now,
+                "materialized view {} was stored for a dataflow (fingerprint {stored:016x}) that this \
+                 freshet plans differently ({now:016x}): its stored state belongs to other operators. \
+                 Start the freshet that created it, or drop and recreate the view there",
+                def.name
+            );
+        }
         anyhow::ensure!(
             view.aggregate_in_contents() == def.aggregate_in_contents,
             "materialized view {} was stored with a layout its query no longer plans to",

@@ -87,6 +87,12 @@ pub enum Statement {
     DropSink { names: Vec<String>, if_exists: bool },
     /// `SHOW SINKS`.
     ShowSinks,
+    /// `LISTEN channel`.
+    Listen { channel: String },
+    /// `UNLISTEN channel`, or `UNLISTEN *` when `None`.
+    Unlisten { channel: Option<String> },
+    /// `NOTIFY channel [, 'payload']`.
+    Notify { channel: String, payload: String },
 }
 
 /// A bound `CREATE MATERIALIZED VIEW`.
@@ -414,6 +420,25 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
         S::Rollback { .. } => transaction(TransactionOp::Rollback, None),
         S::Savepoint { name } => transaction(TransactionOp::Savepoint, Some(&name)),
         S::ReleaseSavepoint { name } => transaction(TransactionOp::ReleaseSavepoint, Some(&name)),
+        S::LISTEN { channel } => Statement::Listen {
+            channel: ident(&channel),
+        },
+        S::UNLISTEN { channel } => Statement::Unlisten {
+            channel: (channel.value != "*").then(|| ident(&channel)),
+        },
+        S::NOTIFY { channel, payload } => {
+            let payload = payload.unwrap_or_default();
+            if payload.len() >= 8000 {
+                return Err(PgError::new(
+                    SqlState::INVALID_PARAMETER_VALUE,
+                    "payload string too long",
+                ));
+            }
+            Statement::Notify {
+                channel: ident(&channel),
+                payload,
+            }
+        }
         S::Discard { .. } => Statement::NoOp { tag: "DISCARD ALL" },
         S::Deallocate { .. } => Statement::NoOp { tag: "DEALLOCATE" },
         other => {

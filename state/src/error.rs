@@ -9,6 +9,12 @@ pub enum Error {
     /// A stored value could not be decoded: corruption or a bug.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// The data directory holds another layout version.
+    #[error(
+        "data directory {dir} holds store format version {found}; this freshet reads and writes \
+         version {expected} only: start it on a new data directory, or the freshet that wrote this one"
+    )]
+    FormatVersion { dir: String, found: u32, expected: u32 },
 }
 
 /// Result with the state store's [`Error`].

@@ -3,6 +3,7 @@
 //! sinks; and the sinks, which write those changes out.
 
 pub mod changelog;
+pub mod notify;
 pub mod sinks;
 pub mod subscribe;
 pub mod subscriptions;

@@ -244,7 +244,10 @@ impl Session {
                 let commit = self.block().commit();
                 match commit {
                     Commit::Nothing => {}
-                    Commit::RolledBack => return Ok(Outcome::Transaction(TransactionOp::Rollback)),
+                    Commit::RolledBack => {
+                        self.block_ended(false);
+                        return Ok(Outcome::Transaction(TransactionOp::Rollback));
+                    }
                     Commit::Writes(snapshot, writes) => {
                         if let Err(e) =
                             crate::query::pending::commit_block(&self.engine, &snapshot, &writes)
@@ -255,8 +258,12 @@ impl Session {
                         }
                     }
                 }
+                self.block_ended(true);
             }
-            TransactionOp::Rollback => self.block().rollback()?,
+            TransactionOp::Rollback => {
+                self.block().rollback()?;
+                self.block_ended(false);
+            }
             TransactionOp::Savepoint => {
                 let mut block = self.block();
                 block.check_not_failed(false)?;
