@@ -34,13 +34,30 @@ fn start(data: &Path) -> (std::process::Child, u16) {
 
 /// Runs freshet on `data` expecting it to refuse to start; returns what it printed.
 fn refused(data: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_freshet"))
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run freshet");
-    assert!(!out.status.success(), "freshet started on a data directory it must refuse");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("freshet started on a data directory it must refuse");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "freshet exited cleanly instead of refusing");
+    let mut out = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut out).unwrap();
+    out
 }
 
 /// Changes the stored data directory in a process of its own (the store's handle lives as long
@@ -107,7 +124,7 @@ fn tamper_helper() {
         return;
     };
     let config = freshet_state::StateConfig::for_test();
-    let store = freshet_state::Store::open(Path::new(&dir), &config).unwrap();
+    let store = freshet_state::Store::open(&Path::new(&dir).join("state"), &config).unwrap();
     let mut batch = freshet_state::WriteBatch::default();
     match what.as_str() {
         "fingerprint" => {
