@@ -30,12 +30,14 @@ def _read_all(path, columns):
 
 
 def _sink_caught_up(conn, name):
-    """The sink's committed epoch has reached the latest epoch."""
+    """The sink's committed epoch has reached the latest epoch (checked two ways)."""
     with conn.transaction():
         conn.execute("DECLARE e CURSOR FOR SUBSCRIBE sink_probe WITH (PROGRESS, SNAPSHOT = false)")
         latest = conn.execute("FETCH ALL e WITH (timeout = '0s')").fetchall()[0][0] - 1
     rows = {r[0]: r for r in conn.execute("SHOW SINKS").fetchall()}
-    return int(rows[name][4]) >= latest
+    lag = conn.execute("SELECT lag_epochs, committed_epoch FROM freshet_internal.sink_progress "
+                       "WHERE sink = %s", (name,)).fetchone()
+    return int(rows[name][4]) >= latest and lag[0] == 0 and lag[1] == int(rows[name][4])
 
 
 def test_parquet_sink_modes_and_errors(freshet, tmp_path):

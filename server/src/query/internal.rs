@@ -13,6 +13,9 @@
 //! - `source_progress (source, topic, partition, start_offset, "offset", high_watermark, lag,
 //!   status)`: per partition, the committed next offset, the last seen high watermark and the
 //!   source's status (running / broker unreachable / stalled).
+//! - `sink_progress (sink, view, committed_epoch, lag_epochs, rows, files, status)`: per sink,
+//!   the last epoch its destination holds, how many epochs it trails the latest, the rows and
+//!   files it wrote since the server started, and its status (running / retrying: why).
 
 use std::sync::Arc;
 
@@ -28,7 +31,7 @@ use crate::engine::{Engine, FoldReason};
 /// The schema name.
 pub const INTERNAL_SCHEMA: &str = "freshet_internal";
 
-const TABLES: &[&str] = &["metrics", "source_errors", "source_progress"];
+const TABLES: &[&str] = &["metrics", "sink_progress", "source_errors", "source_progress"];
 
 /// The `freshet_internal` schema.
 #[derive(Debug)]
@@ -52,6 +55,8 @@ impl InternalSchema {
                 clamp(freshet_state::data_entries_read()),
             ),
             ("tables", self.engine.catalog.tables().len() as i64),
+            ("subscribers", self.engine.subscriptions.count() as i64),
+            ("latest_epoch", clamp(self.engine.latest_epoch())),
             (
                 "materialized_views",
                 self.engine.catalog.views().len() as i64,
@@ -187,6 +192,54 @@ impl InternalSchema {
     }
 }
 
+impl InternalSchema {
+    fn sink_progress(&self) -> Result<Arc<dyn TableProvider>> {
+        use std::sync::atomic::Ordering;
+        let latest = self.engine.latest_epoch();
+        let views: std::collections::HashMap<_, _> = self
+            .engine
+            .catalog
+            .views()
+            .iter()
+            .map(|v| (v.id, v.name.clone()))
+            .collect();
+        let (mut name, mut view, mut committed, mut lag, mut rows, mut files, mut status) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        for rt in self.engine.sinks.all() {
+            let c = rt.committed.load(Ordering::Relaxed);
+            name.push(rt.def.name.clone());
+            view.push(views.get(&rt.def.from).cloned().unwrap_or_default());
+            committed.push(clamp(c));
+            lag.push(clamp(latest.saturating_sub(c)));
+            rows.push(clamp(rt.rows.load(Ordering::Relaxed)));
+            files.push(clamp(rt.files.load(Ordering::Relaxed)));
+            status.push(rt.status());
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("sink", DataType::Utf8, false),
+            Field::new("view", DataType::Utf8, false),
+            Field::new("committed_epoch", DataType::Int64, false),
+            Field::new("lag_epochs", DataType::Int64, false),
+            Field::new("rows", DataType::Int64, false),
+            Field::new("files", DataType::Int64, false),
+            Field::new("status", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(name)),
+                Arc::new(StringArray::from(view)),
+                Arc::new(Int64Array::from(committed)),
+                Arc::new(Int64Array::from(lag)),
+                Arc::new(Int64Array::from(rows)),
+                Arc::new(Int64Array::from(files)),
+                Arc::new(StringArray::from(status)),
+            ],
+        )?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
+
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -202,6 +255,7 @@ impl SchemaProvider for InternalSchema {
             "metrics" => self.metrics().map(Some),
             "source_errors" => self.source_errors().map(Some),
             "source_progress" => self.source_progress().map(Some),
+            "sink_progress" => self.sink_progress().map(Some),
             _ => Ok(None),
         }
     }
