@@ -373,3 +373,33 @@ def test_changelog_retention_expires(freshet):
     with pytest.raises(psycopg.Error) as e:
         c.execute("CREATE MATERIALIZED VIEW bad WITH (retain = '1s') AS SELECT id FROM x")
     assert e.value.sqlstate == "22023"
+
+
+def test_a_block_is_one_epoch_and_a_rollback_is_nothing(freshet):
+    c = freshet.connect()
+    c.execute("CREATE TABLE k (id INT PRIMARY KEY, v INT)")
+    sub = freshet.connect()
+    with sub.transaction():
+        sub.execute("DECLARE c CURSOR FOR SUBSCRIBE k WITH (SNAPSHOT = false, PROGRESS)")
+        c.execute("BEGIN")
+        c.execute("INSERT INTO k VALUES (1, 1)")
+        c.execute("INSERT INTO k VALUES (2, 2)")
+        c.execute("UPDATE k SET v = 10 WHERE id = 1")
+        c.execute("COMMIT")
+        c.execute("BEGIN")
+        c.execute("INSERT INTO k VALUES (3, 3)")
+        c.execute("ROLLBACK")
+        c.execute("INSERT INTO k VALUES (4, 4)")
+        rows = []
+        for _ in range(50):
+            if len([r for r in rows if not r[1]]) >= 3:
+                break
+            rows += sub.execute("FETCH ALL c WITH (timeout = '10s')").fetchall()
+        rows += sub.execute("FETCH ALL c WITH (timeout = '0.3s')").fetchall()
+        changes = [r for r in rows if not r[1]]
+        epochs = sorted({r[0] for r in changes})
+        assert len(epochs) == 2, changes  # the block, then the lone INSERT
+        first = sorted((r[2], r[3], r[4]) for r in changes if r[0] == epochs[0])
+        assert first == [(1, 1, 10), (1, 2, 2)]  # the block's net effect, atomically
+        assert [(r[2], r[3]) for r in changes if r[0] == epochs[1]] == [(1, 4)]
+        assert all(r[3] != 3 for r in changes)  # the rolled-back row never appears

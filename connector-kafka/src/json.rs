@@ -316,7 +316,7 @@ impl JsonDecoder {
                             kept.push((m, g));
                         }
                         Ok(None) => bad.push(BadMessage::new(m, "empty message".into())),
-                        Err(e) => bad.push(BadMessage::new(m, clean_error(&e))),
+                        Err(e) => bad.push(BadMessage::new(m, crate::clean_error(&e))),
                     }
                 }
                 // Messages arrive in order; only this pass appends out of order.
@@ -470,7 +470,7 @@ impl JsonDecoder {
             });
         }
         let before = decoder.len();
-        let n = decoder.decode(payload).map_err(|e| clean_error(&e))?;
+        let n = decoder.decode(payload).map_err(|e| crate::clean_error(&e))?;
         if n != payload.len() {
             return Err("more than one JSON value in the message".into());
         }
@@ -527,16 +527,6 @@ enum Input {
     Pruned(usize, usize),
     /// Not one JSON object.
     Bad(String),
-}
-
-/// An arrow-json/arrow-csv error as users read it: without the crate's prefix.
-pub(crate) fn clean_error(e: &ArrowError) -> String {
-    let s = e.to_string();
-    ["Json error: ", "Csv error: ", "Parser error: "]
-        .iter()
-        .find_map(|p| s.strip_prefix(p))
-        .unwrap_or(&s)
-        .to_owned()
 }
 
 #[cfg(test)]
@@ -695,5 +685,91 @@ mod tests {
                 _ => assert!(ids.value(i) == 2 && texts.is_null(i)),
             }
         }
+    }
+}
+
+/// CSV payloads, decoded through the same decoder.
+#[cfg(test)]
+mod csv_tests {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
+
+    use super::super::*;
+    use crate::csv::CsvFormat;
+    use datafusion::arrow::datatypes::Schema;
+
+    fn msg(offset: i64, payload: &str) -> Message {
+        Message {
+            partition: 0,
+            offset,
+            timestamp_ms: None,
+            key: None,
+            payload: Some(bytes::Bytes::copy_from_slice(payload.as_bytes())),
+        }
+    }
+
+    fn decoder(header: bool) -> JsonDecoder {
+        let payload = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let mut fields: Vec<Field> = payload
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("off", DataType::Int64, true));
+        JsonDecoder::new(
+            Arc::clone(&payload),
+            vec![freshet_common::IncludeKind::Offset],
+            Arc::new(Schema::new(fields)),
+        )
+        .with_csv(CsvFormat {
+            delimiter: b',',
+            header,
+        })
+    }
+
+    #[test]
+    fn lines_are_rows_and_bad_messages_are_isolated() {
+        let msgs = vec![
+            msg(0, "1,a\n2,b"),
+            msg(1, "x,c"),
+            msg(2, "3"),
+            msg(3, "4,\"d, e\"\n"),
+        ];
+        let (batch, bad) = decoder(false).decode(&msgs).unwrap();
+        let batch = batch.unwrap();
+        let ids: Vec<i64> = batch
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(ids, vec![1, 2, 4]);
+        assert_eq!(batch.column(1).as_string::<i32>().value(2), "d, e");
+        let offs: Vec<i64> = batch
+            .column(2)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(offs, vec![0, 0, 3]);
+        assert_eq!(bad.iter().map(|b| b.offset).collect::<Vec<_>>(), vec![1, 2]);
+        // Only `name` decoded: "x" is not checked; a re-read of everything makes it NULL.
+        let (batch, bad) = decoder(false).with_columns(&[1]).decode(&msgs).unwrap();
+        assert_eq!(batch.unwrap().num_rows(), 4);
+        assert_eq!(bad.len(), 1);
+        let lenient = decoder(false).decode_lenient(&msgs[1..2]).unwrap().unwrap();
+        assert!(lenient.column(0).is_null(0));
+        assert_eq!(lenient.column(1).as_string::<i32>().value(0), "c");
+        // A header line per message is skipped.
+        let (batch, _) = decoder(true).decode(&[msg(0, "id,name\n7,g")]).unwrap();
+        assert_eq!(
+            batch
+                .unwrap()
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .value(0),
+            7
+        );
     }
 }

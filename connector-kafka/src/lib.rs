@@ -45,3 +45,13 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An arrow-json/arrow-csv error as users read it: without the crate's prefix.
+pub(crate) fn clean_error(e: &datafusion::arrow::error::ArrowError) -> String {
+    let s = e.to_string();
+    ["Json error: ", "Csv error: ", "Parser error: "]
+        .iter()
+        .find_map(|p| s.strip_prefix(p))
+        .unwrap_or(&s)
+        .to_owned()
+}

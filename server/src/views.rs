@@ -185,12 +185,16 @@ pub async fn create(
     }
     let def = view_def(&view, sql.clone(), *retain_changes)?;
     let mut batch = WriteBatch::default();
-    // Its changelog, if it keeps one, is complete from the next epoch on.
+    // Its changelog, if it keeps one, is complete from the next epoch on (recorded only
+    // while it keeps one: a view that kept none for a while has a gap).
     let since = w.epoch() + 1;
-    batch.put(
-        freshet_state::changelog::since_key(view.id),
-        since.to_be_bytes(),
-    );
+    let retention = retain_changes.unwrap_or(engine.changelogs.default_retention);
+    if !retention.is_zero() {
+        batch.put(
+            freshet_state::changelog::since_key(view.id),
+            since.to_be_bytes(),
+        );
+    }
     // Views it reads hold their whole contents in this snapshot.
     let snapshot = engine.fold_for_read(&mut w).map_err(|e| map_df_error(&e))?;
     // Sources: re-read exactly what they have committed (the writer lock keeps it fixed).
@@ -215,7 +219,6 @@ pub async fn create(
     let inputs = view.inputs.clone();
     let id = view.id;
     engine.dataflows.insert(Arc::new(view));
-    let retention = retain_changes.unwrap_or(engine.changelogs.default_retention);
     engine
         .changelogs
         .retain(&engine.dataflows, id, retention, since);
@@ -364,14 +367,31 @@ pub async fn load_all(engine: &Arc<Engine>, state: &SessionState) -> anyhow::Res
             .retain_changes_ms
             .map(std::time::Duration::from_millis)
             .unwrap_or(engine.changelogs.default_retention);
-        let since = match engine.store.get(&freshet_state::changelog::since_key(def.id))? {
-            Some(v) => v.as_slice().try_into().map(u64::from_be_bytes)?,
-            // Not recorded: complete from the next epoch only.
-            None => engine.latest_epoch() + 1,
+        let key = freshet_state::changelog::since_key(def.id);
+        let stored = match engine.store.get(&key)? {
+            Some(v) => Some(v.as_slice().try_into().map(u64::from_be_bytes)?),
+            None => None,
         };
-        engine
-            .changelogs
-            .retain(&engine.dataflows, def.id, retention, since);
+        if retention.is_zero() {
+            // Keeps none from now on: a later start that keeps some again must not trust
+            // the old record.
+            if stored.is_some() {
+                let mut b = WriteBatch::default();
+                b.delete(&key);
+                engine.store.write(b)?;
+            }
+        } else {
+            // Not recorded: it kept none before, so complete from the next epoch only.
+            let since = stored.unwrap_or(engine.latest_epoch() + 1);
+            if stored.is_none() {
+                let mut b = WriteBatch::default();
+                b.put(&key, since.to_be_bytes());
+                engine.store.write(b)?;
+            }
+            engine
+                .changelogs
+                .retain(&engine.dataflows, def.id, retention, since);
+        }
     }
     Ok(())
 }

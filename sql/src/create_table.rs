@@ -6,7 +6,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use freshet_common::{PgError, SqlState, SqlType};
 
-use crate::statement::{ident, object_name};
+use crate::words::{ident, object_name};
 use crate::types::bind_type;
 
 /// A bound `CREATE TABLE`.

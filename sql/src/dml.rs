@@ -13,7 +13,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use freshet_common::{PgError, SqlState};
 
-use crate::statement::{ident, object_name};
+use crate::words::{ident, object_name};
 
 /// Which statement a [`DmlPlan`] carries out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

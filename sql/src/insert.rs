@@ -11,7 +11,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use freshet_common::{PgError, SqlState};
 
-use crate::statement::{ident, object_name};
+use crate::words::{ident, object_name};
 
 /// An INSERT bound for execution.
 #[derive(Debug, Clone, PartialEq)]

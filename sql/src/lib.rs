@@ -20,6 +20,7 @@ pub mod source;
 pub mod subscribe;
 mod statement;
 pub mod types;
+mod words;
 
 pub use create_table::{ColumnPlan, CreateTablePlan, IdentityKind};
 pub use dml::{DmlKind, DmlPlan, ExplainDml};

@@ -15,8 +15,17 @@ use std::collections::BTreeMap;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use freshet_common::{FileSinkConfig, PgError, SinkConfig, SinkMode, SqlState};
 
-use crate::source::{expect_end, expect_word, leading_words, parse_options, parser, syntax, word};
-use crate::statement::Statement;
+use crate::words::{
+    expect_end, expect_word, leading_words, object_name, parse_options, parser, syntax, word,
+};
+
+/// A parsed sink statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkStatement {
+    Create(Box<CreateSinkPlan>),
+    Drop { names: Vec<String>, if_exists: bool },
+    Show,
+}
 
 /// A bound `CREATE SINK`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +38,7 @@ pub struct CreateSinkPlan {
 }
 
 /// Parses `sql` when it is one of the sink statements; `None` otherwise.
-pub fn parse_sink_statement(sql: &str) -> Option<Result<Statement, PgError>> {
+pub fn parse_sink_statement(sql: &str) -> Option<Result<SinkStatement, PgError>> {
     let words = leading_words(sql, 2);
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     match w.as_slice() {
@@ -40,15 +49,15 @@ pub fn parse_sink_statement(sql: &str) -> Option<Result<Statement, PgError>> {
     }
 }
 
-fn parse_show(sql: &str) -> Result<Statement, PgError> {
+fn parse_show(sql: &str) -> Result<SinkStatement, PgError> {
     let mut p = parser(sql)?;
     expect_word(&mut p, "show")?;
     expect_word(&mut p, "sinks")?;
     expect_end(&mut p)?;
-    Ok(Statement::ShowSinks)
+    Ok(SinkStatement::Show)
 }
 
-fn parse_create(sql: &str) -> Result<Statement, PgError> {
+fn parse_create(sql: &str) -> Result<SinkStatement, PgError> {
     let mut p = parser(sql)?;
     expect_word(&mut p, "create")?;
     expect_word(&mut p, "sink")?;
@@ -59,14 +68,14 @@ fn parse_create(sql: &str) -> Result<Statement, PgError> {
     } else {
         false
     };
-    let name = crate::statement::object_name(&p.parse_object_name(false).map_err(syntax)?)?;
+    let name = object_name(&p.parse_object_name(false).map_err(syntax)?)?;
     if word(&mut p, "as") {
         return Err(PgError::not_supported(
             "CREATE SINK … AS SELECT; create a materialized view and CREATE SINK … FROM it",
         ));
     }
     expect_word(&mut p, "from")?;
-    let from = crate::statement::object_name(&p.parse_object_name(false).map_err(syntax)?)?;
+    let from = object_name(&p.parse_object_name(false).map_err(syntax)?)?;
     expect_word(&mut p, "with")?;
     let options = parse_options(&mut p)?;
     let encode = if word(&mut p, "format") {
@@ -82,7 +91,7 @@ fn parse_create(sql: &str) -> Result<Statement, PgError> {
     };
     expect_end(&mut p)?;
     let config = bind_config(options, encode.as_deref())?;
-    Ok(Statement::CreateSink(Box::new(CreateSinkPlan {
+    Ok(SinkStatement::Create(Box::new(CreateSinkPlan {
         name,
         if_not_exists,
         from,
@@ -182,7 +191,7 @@ fn positive(key: &str, v: &str) -> Result<u64, PgError> {
         .ok_or_else(|| invalid(format!("{key} must be a positive integer, not \"{v}\"")))
 }
 
-fn parse_drop(sql: &str) -> Result<Statement, PgError> {
+fn parse_drop(sql: &str) -> Result<SinkStatement, PgError> {
     let mut p = parser(sql)?;
     expect_word(&mut p, "drop")?;
     expect_word(&mut p, "sink")?;
@@ -194,7 +203,7 @@ fn parse_drop(sql: &str) -> Result<Statement, PgError> {
     };
     let mut names = Vec::new();
     loop {
-        names.push(crate::statement::object_name(
+        names.push(object_name(
             &p.parse_object_name(false).map_err(syntax)?,
         )?);
         if !p.consume_token(&Token::Comma) {
@@ -202,7 +211,7 @@ fn parse_drop(sql: &str) -> Result<Statement, PgError> {
         }
     }
     expect_end(&mut p)?;
-    Ok(Statement::DropSink { names, if_exists })
+    Ok(SinkStatement::Drop { names, if_exists })
 }
 
 #[cfg(test)]
@@ -211,7 +220,7 @@ mod tests {
 
     fn create(sql: &str) -> Result<CreateSinkPlan, PgError> {
         match parse_sink_statement(sql).unwrap()? {
-            Statement::CreateSink(p) => Ok(*p),
+            SinkStatement::Create(p) => Ok(*p),
             s => panic!("{s:?}"),
         }
     }

@@ -13,13 +13,27 @@
 use std::collections::BTreeMap;
 
 use datafusion::sql::sqlparser::ast::ColumnOption;
-use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use freshet_common::{IncludeKind, PgError, SourceFormat, SqlState, SqlType};
 
-use crate::statement::{ident, Statement};
 use crate::types::bind_type;
+use crate::words::{
+    expect_end, expect_only, expect_word, ident, leading_words, object_name, parse_options,
+    parser, syntax, word,
+};
+
+/// A parsed source statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceStatement {
+    Create(CreateSourcePlan),
+    Drop {
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    },
+    Show,
+}
 
 /// A bound `CREATE SOURCE`.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,93 +52,18 @@ pub struct CreateSourcePlan {
 }
 
 /// Parses `sql` when it is one of the source statements; `None` otherwise.
-pub fn parse_source_statement(sql: &str) -> Option<Result<Statement, PgError>> {
+pub fn parse_source_statement(sql: &str) -> Option<Result<SourceStatement, PgError>> {
     let words = leading_words(sql, 2);
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     match w.as_slice() {
         ["create", "source"] => Some(parse_create(sql)),
         ["drop", "source"] => Some(parse_drop(sql)),
-        ["show", "sources"] => Some(expect_only(sql, 2).map(|()| Statement::ShowSources)),
+        ["show", "sources"] => Some(expect_only(sql, 2).map(|()| SourceStatement::Show)),
         _ => None,
     }
 }
 
-/// The first `n` words of `sql`, lower-cased (comments and whitespace skipped).
-pub(crate) fn leading_words(sql: &str, n: usize) -> Vec<String> {
-    let Ok(tokens) =
-        datafusion::sql::sqlparser::tokenizer::Tokenizer::new(&GenericDialect {}, sql).tokenize()
-    else {
-        return vec![];
-    };
-    tokens
-        .into_iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .take(n)
-        .map(|t| match t {
-            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_lowercase(),
-            _ => String::new(),
-        })
-        .collect()
-}
-
-pub(crate) fn syntax(e: ParserError) -> PgError {
-    let msg = e.to_string();
-    let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg);
-    PgError::new(SqlState::SYNTAX_ERROR, format!("syntax error: {msg}"))
-}
-
-pub(crate) fn parser(sql: &str) -> Result<Parser<'static>, PgError> {
-    static DIALECT: GenericDialect = GenericDialect {};
-    Parser::new(&DIALECT).try_with_sql(sql).map_err(syntax)
-}
-
-/// Consumes `n` words, then requires the end of the statement.
-fn expect_only(sql: &str, n: usize) -> Result<(), PgError> {
-    let mut p = parser(sql)?;
-    for _ in 0..n {
-        p.next_token();
-    }
-    expect_end(&mut p)
-}
-
-pub(crate) fn expect_end(p: &mut Parser<'_>) -> Result<(), PgError> {
-    while p.consume_token(&Token::SemiColon) {}
-    match p.peek_token().token {
-        Token::EOF => Ok(()),
-        t => Err(PgError::new(
-            SqlState::SYNTAX_ERROR,
-            format!("syntax error at or near \"{t}\""),
-        )),
-    }
-}
-
-/// Consumes the word `w` (case-insensitive, unquoted) if it comes next.
-pub(crate) fn word(p: &mut Parser<'_>, w: &str) -> bool {
-    match p.peek_token().token {
-        Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w) => {
-            p.next_token();
-            true
-        }
-        _ => false,
-    }
-}
-
-pub(crate) fn expect_word(p: &mut Parser<'_>, w: &str) -> Result<(), PgError> {
-    if word(p, w) {
-        Ok(())
-    } else {
-        Err(PgError::new(
-            SqlState::SYNTAX_ERROR,
-            format!(
-                "syntax error at or near \"{}\": expected {}",
-                p.peek_token().token,
-                w.to_ascii_uppercase()
-            ),
-        ))
-    }
-}
-
-fn parse_create(sql: &str) -> Result<Statement, PgError> {
+fn parse_create(sql: &str) -> Result<SourceStatement, PgError> {
     let mut p = parser(sql)?;
     expect_word(&mut p, "create")?;
     expect_word(&mut p, "source")?;
@@ -135,7 +74,7 @@ fn parse_create(sql: &str) -> Result<Statement, PgError> {
     } else {
         false
     };
-    let name = crate::statement::object_name(&p.parse_object_name(false).map_err(syntax)?)?;
+    let name = object_name(&p.parse_object_name(false).map_err(syntax)?)?;
     p.expect_token(&Token::LParen).map_err(syntax)?;
     let mut columns = Vec::new();
     loop {
@@ -192,7 +131,7 @@ fn parse_create(sql: &str) -> Result<Statement, PgError> {
     let options = parse_options(&mut p)?;
     let format = parse_format(&mut p)?;
     expect_end(&mut p)?;
-    Ok(Statement::CreateSource(CreateSourcePlan {
+    Ok(SourceStatement::Create(CreateSourcePlan {
         name,
         if_not_exists,
         columns,
@@ -211,46 +150,6 @@ fn duplicate(name: &str) -> PgError {
 }
 
 /// `( key = value, … )` where keys may be dotted (`properties.bootstrap.server`).
-pub(crate) fn parse_options(p: &mut Parser<'_>) -> Result<BTreeMap<String, String>, PgError> {
-    p.expect_token(&Token::LParen).map_err(syntax)?;
-    let mut out = BTreeMap::new();
-    if p.consume_token(&Token::RParen) {
-        return Ok(out);
-    }
-    loop {
-        let mut key = Vec::new();
-        loop {
-            key.push(
-                p.parse_identifier()
-                    .map_err(syntax)?
-                    .value
-                    .to_ascii_lowercase(),
-            );
-            if !p.consume_token(&Token::Period) {
-                break;
-            }
-        }
-        p.expect_token(&Token::Eq).map_err(syntax)?;
-        let value = match p.next_token().token {
-            Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
-            Token::Number(n, _) => n,
-            Token::Word(w) => w.value,
-            t => {
-                return Err(PgError::new(
-                    SqlState::SYNTAX_ERROR,
-                    format!("syntax error at or near \"{t}\": expected an option value"),
-                ))
-            }
-        };
-        out.insert(key.join("."), value);
-        if !p.consume_token(&Token::Comma) {
-            break;
-        }
-    }
-    p.expect_token(&Token::RParen).map_err(syntax)?;
-    Ok(out)
-}
-
 /// `FORMAT PLAIN ENCODE JSON`, `FORMAT JSON`, `FORMAT PLAIN ENCODE CSV (…)`.
 fn parse_format(p: &mut Parser<'_>) -> Result<SourceFormat, PgError> {
     expect_word(p, "format")?;
@@ -339,7 +238,7 @@ fn invalid(msg: impl Into<String>) -> PgError {
 }
 
 /// `DROP SOURCE [IF EXISTS] name [, …] [CASCADE | RESTRICT]`.
-fn parse_drop(sql: &str) -> Result<Statement, PgError> {
+fn parse_drop(sql: &str) -> Result<SourceStatement, PgError> {
     let mut p = parser(sql)?;
     expect_word(&mut p, "drop")?;
     expect_word(&mut p, "source")?;
@@ -351,7 +250,7 @@ fn parse_drop(sql: &str) -> Result<Statement, PgError> {
     };
     let mut names = Vec::new();
     loop {
-        names.push(crate::statement::object_name(
+        names.push(object_name(
             &p.parse_object_name(false).map_err(syntax)?,
         )?);
         if !p.consume_token(&Token::Comma) {
@@ -363,7 +262,7 @@ fn parse_drop(sql: &str) -> Result<Statement, PgError> {
         word(&mut p, "restrict");
     }
     expect_end(&mut p)?;
-    Ok(Statement::DropSource {
+    Ok(SourceStatement::Drop {
         names,
         if_exists,
         cascade,
@@ -376,7 +275,7 @@ mod tests {
 
     fn create(sql: &str) -> CreateSourcePlan {
         match parse_source_statement(sql).unwrap().unwrap() {
-            Statement::CreateSource(p) => p,
+            SourceStatement::Create(p) => p,
             other => panic!("{other:?}"),
         }
     }
@@ -451,11 +350,11 @@ mod tests {
     fn drop_and_show() {
         assert!(matches!(
             parse_source_statement("DROP SOURCE IF EXISTS a, b CASCADE;").unwrap().unwrap(),
-            Statement::DropSource { names, if_exists: true, cascade: true } if names == ["a", "b"]
+            SourceStatement::Drop { names, if_exists: true, cascade: true } if names == ["a", "b"]
         ));
         assert!(matches!(
             parse_source_statement("show sources").unwrap().unwrap(),
-            Statement::ShowSources
+            SourceStatement::Show
         ));
         assert!(parse_source_statement("select 1").is_none());
         assert!(parse_source_statement("create table source (a int)").is_none());

@@ -1,10 +1,12 @@
 //! Parsing and classifying statements.
 
 use datafusion::sql::sqlparser::ast::{
-    self, Expr, ObjectName, ObjectNamePart, ObjectType, Set, Value,
+    self, Expr, ObjectType, Set, Value,
 };
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use freshet_common::{PgError, SqlState};
+
+pub(crate) use crate::words::{ident, object_name};
 
 /// A classified statement: what the server must do with it.
 #[derive(Debug, Clone)]
@@ -112,6 +114,56 @@ pub struct CreateViewPlan {
     pub retain_changes: Option<std::time::Duration>,
 }
 
+impl From<crate::source::SourceStatement> for Statement {
+    fn from(s: crate::source::SourceStatement) -> Self {
+        use crate::source::SourceStatement as S;
+        match s {
+            S::Create(p) => Statement::CreateSource(p),
+            S::Drop {
+                names,
+                if_exists,
+                cascade,
+            } => Statement::DropSource {
+                names,
+                if_exists,
+                cascade,
+            },
+            S::Show => Statement::ShowSources,
+        }
+    }
+}
+
+impl From<crate::sink::SinkStatement> for Statement {
+    fn from(s: crate::sink::SinkStatement) -> Self {
+        use crate::sink::SinkStatement as S;
+        match s {
+            S::Create(p) => Statement::CreateSink(p),
+            S::Drop { names, if_exists } => Statement::DropSink { names, if_exists },
+            S::Show => Statement::ShowSinks,
+        }
+    }
+}
+
+impl From<crate::subscribe::CursorStatement> for Statement {
+    fn from(s: crate::subscribe::CursorStatement) -> Self {
+        use crate::subscribe::CursorStatement as S;
+        match s {
+            S::Subscribe(p) => Statement::Subscribe(p),
+            S::Declare { cursor, plan } => Statement::DeclareSubscribe { cursor, plan },
+            S::Fetch {
+                cursor,
+                count,
+                timeout,
+            } => Statement::Fetch {
+                cursor,
+                count,
+                timeout,
+            },
+            S::Close { cursor } => Statement::CloseCursor { cursor },
+        }
+    }
+}
+
 /// One parsed statement: sqlparser's AST, or one of ours that sqlparser does not know
 /// (source DDL), already classified.
 #[derive(Debug, Clone)]
@@ -123,13 +175,13 @@ pub enum Parsed {
 /// Parses `sql` into statements, ours included.
 pub fn parse_statements(sql: &str) -> Result<Vec<Parsed>, PgError> {
     if let Some(stmt) = crate::source::parse_source_statement(sql) {
-        return Ok(vec![Parsed::Ours(stmt?)]);
+        return Ok(vec![Parsed::Ours(stmt?.into())]);
     }
     if let Some(stmt) = crate::sink::parse_sink_statement(sql) {
-        return Ok(vec![Parsed::Ours(stmt?)]);
+        return Ok(vec![Parsed::Ours(stmt?.into())]);
     }
     if let Some(stmt) = crate::subscribe::parse_subscribe_statement(sql) {
-        return Ok(vec![Parsed::Ours(stmt?)]);
+        return Ok(vec![Parsed::Ours(stmt?.into())]);
     }
     Ok(parse(sql)?.into_iter().map(Parsed::Ast).collect())
 }
@@ -590,47 +642,10 @@ fn bind_copy(
     Ok(Statement::CopyFrom(copy))
 }
 
-pub(crate) fn object_name(name: &ObjectName) -> Result<String, PgError> {
-    let parts: Vec<&str> = name
-        .0
-        .iter()
-        .map(|p| match p {
-            ObjectNamePart::Identifier(i) => Ok(i.value.as_str()),
-            ObjectNamePart::Function(_) => Err(PgError::not_supported("function in object name")),
-        })
-        .collect::<Result<_, _>>()?;
-    match parts.as_slice() {
-        [t] => Ok(normalize(t, name, 0)),
-        [s, t] if s.eq_ignore_ascii_case("public") => Ok(normalize(t, name, 1)),
-        [_, s, t] if s.eq_ignore_ascii_case("public") => Ok(normalize(t, name, 2)),
-        _ => Err(PgError::new(
-            SqlState::UNDEFINED_OBJECT,
-            format!("schema of \"{name}\" does not exist"),
-        )),
-    }
-}
-
-fn normalize(s: &str, name: &ObjectName, idx: usize) -> String {
-    let quoted = matches!(&name.0[idx], ObjectNamePart::Identifier(i) if i.quote_style.is_some());
-    if quoted {
-        s.to_owned()
-    } else {
-        s.to_lowercase()
-    }
-}
-
 fn transaction(op: TransactionOp, savepoint: Option<&ast::Ident>) -> Statement {
     Statement::Transaction {
         op,
         savepoint: savepoint.map(ident),
-    }
-}
-
-pub(crate) fn ident(i: &ast::Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_lowercase()
     }
 }
 

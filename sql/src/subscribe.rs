@@ -18,8 +18,25 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use freshet_common::{PgError, SqlState};
 
-use crate::source::{expect_end, expect_word, leading_words, parser, syntax, word};
-use crate::statement::{ident, Statement};
+use crate::words::{expect_end, expect_word, ident, leading_words, object_name, parser, syntax, word};
+
+/// A parsed SUBSCRIBE or cursor statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CursorStatement {
+    /// `SUBSCRIBE …` or `COPY (SUBSCRIBE …) TO STDOUT`.
+    Subscribe(Box<SubscribePlan>),
+    Declare {
+        cursor: String,
+        plan: Box<SubscribePlan>,
+    },
+    Fetch {
+        cursor: String,
+        count: FetchCount,
+        timeout: Option<Duration>,
+    },
+    /// `CLOSE name`, or `CLOSE ALL` when `None`.
+    Close { cursor: Option<String> },
+}
 
 /// A bound `SUBSCRIBE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +63,7 @@ pub enum FetchCount {
 }
 
 /// Parses `sql` when it is a SUBSCRIBE or cursor statement; `None` otherwise.
-pub fn parse_subscribe_statement(sql: &str) -> Option<Result<Statement, PgError>> {
+pub fn parse_subscribe_statement(sql: &str) -> Option<Result<CursorStatement, PgError>> {
     let words = leading_words(sql, 2);
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     match w.as_slice() {
@@ -59,11 +76,11 @@ pub fn parse_subscribe_statement(sql: &str) -> Option<Result<Statement, PgError>
     }
 }
 
-fn parse_bare(sql: &str) -> Result<Statement, PgError> {
+fn parse_bare(sql: &str) -> Result<CursorStatement, PgError> {
     let mut p = parser(sql)?;
     let plan = parse_subscribe(&mut p)?;
     expect_end(&mut p)?;
-    Ok(Statement::Subscribe(Box::new(plan)))
+    Ok(CursorStatement::Subscribe(Box::new(plan)))
 }
 
 /// `COPY ( SUBSCRIBE …`: the third word decides.
@@ -76,7 +93,7 @@ fn declares_subscribe(sql: &str) -> bool {
     leading_words(sql, 7).iter().any(|w| w == "subscribe")
 }
 
-fn parse_copy(sql: &str) -> Result<Statement, PgError> {
+fn parse_copy(sql: &str) -> Result<CursorStatement, PgError> {
     let mut p = parser(sql)?;
     expect_word(&mut p, "copy")?;
     p.expect_token(&Token::LParen).map_err(syntax)?;
@@ -102,10 +119,10 @@ fn parse_copy(sql: &str) -> Result<Statement, PgError> {
         p.expect_token(&Token::RParen).map_err(syntax)?;
     }
     expect_end(&mut p)?;
-    Ok(Statement::Subscribe(Box::new(plan)))
+    Ok(CursorStatement::Subscribe(Box::new(plan)))
 }
 
-fn parse_declare(sql: &str) -> Result<Statement, PgError> {
+fn parse_declare(sql: &str) -> Result<CursorStatement, PgError> {
     let mut p = parser(sql)?;
     expect_word(&mut p, "declare")?;
     let cursor = ident(&p.parse_identifier().map_err(syntax)?);
@@ -128,13 +145,13 @@ fn parse_declare(sql: &str) -> Result<Statement, PgError> {
     expect_word(&mut p, "for")?;
     let plan = parse_subscribe(&mut p)?;
     expect_end(&mut p)?;
-    Ok(Statement::DeclareSubscribe {
+    Ok(CursorStatement::Declare {
         cursor,
         plan: Box::new(plan),
     })
 }
 
-fn parse_fetch(sql: &str) -> Result<Statement, PgError> {
+fn parse_fetch(sql: &str) -> Result<CursorStatement, PgError> {
     let mut p = parser(sql)?;
     expect_word(&mut p, "fetch")?;
     word(&mut p, "forward");
@@ -177,14 +194,14 @@ fn parse_fetch(sql: &str) -> Result<Statement, PgError> {
         p.expect_token(&Token::RParen).map_err(syntax)?;
     }
     expect_end(&mut p)?;
-    Ok(Statement::Fetch {
+    Ok(CursorStatement::Fetch {
         cursor,
         count,
         timeout,
     })
 }
 
-fn parse_close(sql: &str) -> Result<Statement, PgError> {
+fn parse_close(sql: &str) -> Result<CursorStatement, PgError> {
     let mut p = parser(sql)?;
     expect_word(&mut p, "close")?;
     let cursor = if word(&mut p, "all") {
@@ -193,7 +210,7 @@ fn parse_close(sql: &str) -> Result<Statement, PgError> {
         Some(ident(&p.parse_identifier().map_err(syntax)?))
     };
     expect_end(&mut p)?;
-    Ok(Statement::CloseCursor { cursor })
+    Ok(CursorStatement::Close { cursor })
 }
 
 /// `SUBSCRIBE [TO] relation …`, from the word SUBSCRIBE on.
@@ -205,7 +222,7 @@ fn parse_subscribe(p: &mut Parser<'_>) -> Result<SubscribePlan, PgError> {
             "SUBSCRIBE to a query; create a materialized view of it and subscribe to the view",
         ));
     }
-    let relation = crate::statement::object_name(&p.parse_object_name(false).map_err(syntax)?)?;
+    let relation = object_name(&p.parse_object_name(false).map_err(syntax)?)?;
     let mut plan = SubscribePlan {
         relation,
         snapshot: true,
@@ -340,8 +357,8 @@ mod tests {
 
     fn plan(sql: &str) -> SubscribePlan {
         match parse_subscribe_statement(sql).unwrap().unwrap() {
-            Statement::Subscribe(p) => *p,
-            Statement::DeclareSubscribe { plan, .. } => *plan,
+            CursorStatement::Subscribe(p) => *p,
+            CursorStatement::Declare { plan, .. } => *plan,
             s => panic!("{s:?}"),
         }
     }
@@ -358,11 +375,11 @@ mod tests {
         assert!(!p.snapshot);
         assert!(matches!(
             parse_subscribe_statement("FETCH 10 c WITH (timeout = '1s')").unwrap().unwrap(),
-            Statement::Fetch { count: FetchCount::Count(10), timeout: Some(t), .. } if t == Duration::from_secs(1)
+            CursorStatement::Fetch { count: FetchCount::Count(10), timeout: Some(t), .. } if t == Duration::from_secs(1)
         ));
         assert!(matches!(
             parse_subscribe_statement("FETCH ALL FROM c").unwrap().unwrap(),
-            Statement::Fetch { count: FetchCount::All, timeout: None, .. }
+            CursorStatement::Fetch { count: FetchCount::All, timeout: None, .. }
         ));
         assert!(parse_subscribe_statement("COPY t FROM STDIN").is_none());
         assert!(parse_subscribe_statement("SELECT 1").is_none());

@@ -76,7 +76,7 @@ pub fn bind_type(ty: &AstType) -> Result<SqlType, PgError> {
                 let name = f
                     .field_name
                     .as_ref()
-                    .map(crate::statement::ident)
+                    .map(crate::words::ident)
                     .ok_or_else(|| PgError::not_supported("a STRUCT field without a name"))?;
                 out.push((name, bind_type(&f.field_type)?));
             }

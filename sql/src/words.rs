@@ -1,0 +1,164 @@
+//! Shared pieces of parsing: leading words, sqlparser's parser over one statement, words and
+//! options of the statements sqlparser does not know, and PostgreSQL's identifier and object
+//! name rules.
+
+use std::collections::BTreeMap;
+
+use datafusion::sql::sqlparser::ast::{self, ObjectName, ObjectNamePart};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
+use freshet_common::{PgError, SqlState};
+
+/// The first `n` words of `sql`, lower-cased (comments and whitespace skipped).
+pub(crate) fn leading_words(sql: &str, n: usize) -> Vec<String> {
+    let Ok(tokens) =
+        datafusion::sql::sqlparser::tokenizer::Tokenizer::new(&GenericDialect {}, sql).tokenize()
+    else {
+        return vec![];
+    };
+    tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .take(n)
+        .map(|t| match t {
+            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_lowercase(),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+pub(crate) fn syntax(e: ParserError) -> PgError {
+    let msg = e.to_string();
+    let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg);
+    PgError::new(SqlState::SYNTAX_ERROR, format!("syntax error: {msg}"))
+}
+
+pub(crate) fn parser(sql: &str) -> Result<Parser<'static>, PgError> {
+    static DIALECT: GenericDialect = GenericDialect {};
+    Parser::new(&DIALECT).try_with_sql(sql).map_err(syntax)
+}
+
+/// Consumes `n` words, then requires the end of the statement.
+pub(crate) fn expect_only(sql: &str, n: usize) -> Result<(), PgError> {
+    let mut p = parser(sql)?;
+    for _ in 0..n {
+        p.next_token();
+    }
+    expect_end(&mut p)
+}
+
+pub(crate) fn expect_end(p: &mut Parser<'_>) -> Result<(), PgError> {
+    while p.consume_token(&Token::SemiColon) {}
+    match p.peek_token().token {
+        Token::EOF => Ok(()),
+        t => Err(PgError::new(
+            SqlState::SYNTAX_ERROR,
+            format!("syntax error at or near \"{t}\""),
+        )),
+    }
+}
+
+/// Consumes the word `w` (case-insensitive, unquoted) if it comes next.
+pub(crate) fn word(p: &mut Parser<'_>, w: &str) -> bool {
+    match p.peek_token().token {
+        Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w) => {
+            p.next_token();
+            true
+        }
+        _ => false,
+    }
+}
+
+pub(crate) fn expect_word(p: &mut Parser<'_>, w: &str) -> Result<(), PgError> {
+    if word(p, w) {
+        Ok(())
+    } else {
+        Err(PgError::new(
+            SqlState::SYNTAX_ERROR,
+            format!(
+                "syntax error at or near \"{}\": expected {}",
+                p.peek_token().token,
+                w.to_ascii_uppercase()
+            ),
+        ))
+    }
+}
+
+pub(crate) fn parse_options(p: &mut Parser<'_>) -> Result<BTreeMap<String, String>, PgError> {
+    p.expect_token(&Token::LParen).map_err(syntax)?;
+    let mut out = BTreeMap::new();
+    if p.consume_token(&Token::RParen) {
+        return Ok(out);
+    }
+    loop {
+        let mut key = Vec::new();
+        loop {
+            key.push(
+                p.parse_identifier()
+                    .map_err(syntax)?
+                    .value
+                    .to_ascii_lowercase(),
+            );
+            if !p.consume_token(&Token::Period) {
+                break;
+            }
+        }
+        p.expect_token(&Token::Eq).map_err(syntax)?;
+        let value = match p.next_token().token {
+            Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
+            Token::Number(n, _) => n,
+            Token::Word(w) => w.value,
+            t => {
+                return Err(PgError::new(
+                    SqlState::SYNTAX_ERROR,
+                    format!("syntax error at or near \"{t}\": expected an option value"),
+                ))
+            }
+        };
+        out.insert(key.join("."), value);
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    p.expect_token(&Token::RParen).map_err(syntax)?;
+    Ok(out)
+}
+
+pub(crate) fn object_name(name: &ObjectName) -> Result<String, PgError> {
+    let parts: Vec<&str> = name
+        .0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => Ok(i.value.as_str()),
+            ObjectNamePart::Function(_) => Err(PgError::not_supported("function in object name")),
+        })
+        .collect::<Result<_, _>>()?;
+    match parts.as_slice() {
+        [t] => Ok(normalize(t, name, 0)),
+        [s, t] if s.eq_ignore_ascii_case("public") => Ok(normalize(t, name, 1)),
+        [_, s, t] if s.eq_ignore_ascii_case("public") => Ok(normalize(t, name, 2)),
+        _ => Err(PgError::new(
+            SqlState::UNDEFINED_OBJECT,
+            format!("schema of \"{name}\" does not exist"),
+        )),
+    }
+}
+
+fn normalize(s: &str, name: &ObjectName, idx: usize) -> String {
+    let quoted = matches!(&name.0[idx], ObjectNamePart::Identifier(i) if i.quote_style.is_some());
+    if quoted {
+        s.to_owned()
+    } else {
+        s.to_lowercase()
+    }
+}
+
+pub(crate) fn ident(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
