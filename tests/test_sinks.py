@@ -186,3 +186,34 @@ def test_origin_workload_tail_and_parquet_from_kafka(kafka, freshet, tmp_path):
     assert table.num_rows == n
     assert sorted(table.column("id").to_pylist()) == list(range(n))
     tail.cur.connection.close()
+
+
+def test_failing_destination_does_not_hold_up_writes_and_catches_up(freshet, tmp_path):
+    c = freshet.connect()
+    c.execute("CREATE TABLE w (id INT PRIMARY KEY)")
+    c.execute("CREATE TABLE sink_probe_t (x INT)")
+    c.execute("CREATE MATERIALIZED VIEW sink_probe AS SELECT x FROM sink_probe_t")
+    c.execute("CREATE MATERIALIZED VIEW wv AS SELECT id FROM w")
+    out = tmp_path / "dest"
+    c.execute(f"CREATE SINK ws FROM wv WITH (connector = 'file', path = '{out}', "
+              f"force_append_only = 'true', rollover_rows = 1)")
+    c.execute("INSERT INTO w VALUES (1)")
+    wait_for(lambda: _sink_caught_up(c, "ws"), timeout=60, what="the sink")
+    # The destination breaks: its directory moves away and a file takes its name.
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    out.write_text("not a directory")
+    for i in range(2, 40):
+        c.execute(f"INSERT INTO w VALUES ({i})")  # writes go on meanwhile
+
+    def retrying():
+        status = c.execute("SELECT status, lag_epochs FROM freshet_internal.sink_progress").fetchone()
+        return status[0].startswith("retrying") and status[1] > 0
+    wait_for(retrying, timeout=60, what="the sink to report its failure")
+    # The destination comes back: the sink catches up, nothing lost or written twice.
+    out.unlink()
+    moved.rename(out)
+    c.execute("INSERT INTO sink_probe_t VALUES (1)")
+    wait_for(lambda: _sink_caught_up(c, "ws"), timeout=60, what="the sink to catch up")
+    assert _read_all(out, ["id"]) == {(i,): 1 for i in range(1, 40)}
+    assert c.execute("SELECT status FROM freshet_internal.sink_progress").fetchone() == ("running",)

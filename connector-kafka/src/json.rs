@@ -694,7 +694,9 @@ mod csv_tests {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
 
-    use super::super::*;
+    use std::sync::Arc;
+
+    use super::*;
     use crate::csv::CsvFormat;
     use datafusion::arrow::datatypes::Schema;
 
