@@ -503,3 +503,31 @@ def test_csv_source(kafka, freshet):
         ("Lagos", 300, 40.0), ("Lisbon", 300, 39.0), ("Osaka", 300, 39.5)]
     assert conn.execute("SELECT count(*) FROM freshet_internal.source_errors").fetchone() == (2,)
     assert conn.execute("SELECT count(*), count(DISTINCT kp) FROM c").fetchone() == (900, 2)
+
+
+def test_a_row_a_view_cannot_evaluate_is_recorded_and_the_source_goes_on(kafka, freshet):
+    kafka.create_topic("bad_rows", 2)
+    c = freshet.connect()
+    c.execute(source_ddl("ev", "bad_rows", kafka.bootstrap))
+    c.execute("CREATE MATERIALIZED VIEW ratio AS SELECT id, 1000 / retweets AS r FROM ev")
+    c.execute("CREATE MATERIALIZED VIEW ratio_sum AS SELECT lang, sum(100 / retweets) AS s, count(*) AS n FROM ev GROUP BY lang")
+    c.execute("CREATE MATERIALIZED VIEW everything AS SELECT count(*) AS n FROM ev")
+    msgs = [(i % 2, json.dumps({"id": i, "lang": "en", "retweets": 0 if i == 7 else i + 1}).encode(), None)
+            for i in range(50)]
+    send(kafka.producer(), "bad_rows", msgs)
+    c.execute("FLUSH")
+    # The other views are complete; the failing ones lack only the bad row.
+    assert c.execute("SELECT n FROM everything").fetchone() == (50,)
+    assert c.execute("SELECT count(*) FROM ratio").fetchone() == (49,)
+    assert c.execute("SELECT n FROM ratio_sum").fetchone() == (49,)
+    errs = c.execute("SELECT view, error, row, weight FROM freshet_internal.view_errors ORDER BY view").fetchall()
+    assert [e[0] for e in errs] == ["ratio", "ratio_sum"], errs
+    assert all("zero" in e[1].lower() and e[3] == 1 for e in errs), errs
+    assert "7" in errs[0][2]
+    # The source never stalled.
+    status = c.execute("SELECT DISTINCT status FROM freshet_internal.source_progress WHERE source = 'ev'").fetchall()
+    assert status == [("running",)], status
+    # More messages flow through.
+    send(kafka.producer(), "bad_rows", [(0, json.dumps({"id": 100, "retweets": 4}).encode(), None)])
+    c.execute("FLUSH")
+    assert c.execute("SELECT r FROM ratio WHERE id = 100").fetchone() == (250,)

@@ -257,10 +257,11 @@ def test_failed_epoch_leaves_no_trace_in_cached_state(freshet):
         c.execute("INSERT INTO f VALUES (1, 1, 10), (2, 2, 20)")
         c.execute("CREATE MATERIALIZED VIEW fa AS SELECT g, count(*) AS c, sum(v) AS s, min(v) AS lo FROM f GROUP BY g")
         c.execute("CREATE MATERIALIZED VIEW fj AS SELECT n.name, count(*) AS c FROM f JOIN names n ON f.g = n.g GROUP BY n.name")
-        # fails whenever a group reaches two rows
-        c.execute("CREATE MATERIALIZED VIEW fz AS SELECT g, 10 / (c - 2) AS x FROM fa")
-        with pytest.raises(psycopg.Error):
-            c.execute("INSERT INTO f VALUES (3, 1, 5)")
+        # fails (21000) once two groups have two rows: its scalar subquery returns both
+        c.execute("CREATE MATERIALIZED VIEW fz AS SELECT (SELECT g FROM fa WHERE c >= 2) AS x")
+        with pytest.raises(psycopg.Error) as e:
+            c.execute("INSERT INTO f VALUES (3, 1, 5), (5, 2, 6)")
+        assert e.value.sqlstate == "21000"
         c.execute("DROP MATERIALIZED VIEW fz")
         c.execute("INSERT INTO f VALUES (4, 1, 7)")
         assert sorted(c.execute("SELECT * FROM fa").fetchall()) == [(1, 2, 17, 7), (2, 1, 20, 20)]
@@ -447,14 +448,17 @@ def test_contents_log_folds_keep_aggregate_views_exact(tmp_path):
                 insert(c, k * 5000, k * 5000 + 4999)
             assert folds(c)["contents_log_folds_over_budget"] >= 3
             assert sorted(c.execute(view).fetchall()) == expected()
-            # A group reaching four rows makes the dependent view fail its epoch: the cache is
-            # dropped, and the groups only the log holds are folded before the next epoch.
-            c.execute("CREATE MATERIALIZED VIEW fz AS SELECT g, 10 / (n - 4) AS x FROM tg")
+            # Two groups reaching four rows make the dependent view fail its epoch (21000: its
+            # scalar subquery returns both): the cache is dropped, and the groups only the log
+            # holds are folded before the next epoch.
+            c.execute("CREATE MATERIALIZED VIEW fz AS SELECT (SELECT g FROM tg WHERE n >= 4) AS x")
             insert(c, 100000, 100099)
             lost = folds(c)["contents_log_folds_after_loss"]
             insert(c, 100100, 100199)  # logged, not read before the failure
-            with pytest.raises(psycopg.Error):
-                c.execute("INSERT INTO t VALUES (200000, 7, 1)")  # group 7 had three rows
+            with pytest.raises(psycopg.Error) as e:
+                # groups 7 and 8 had three rows
+                c.execute("INSERT INTO t VALUES (200000, 7, 1), (200001, 8, 1)")
+            assert e.value.sqlstate == "21000"
             c.execute("DROP MATERIALIZED VIEW fz")
             insert(c, 100200, 100299)
             assert folds(c)["contents_log_folds_after_loss"] == lost + 1

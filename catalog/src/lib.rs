@@ -243,6 +243,10 @@ impl Catalog {
                 &freshet_state::changelog::changelog_prefix(def.id),
             );
             batch.delete(freshet_state::changelog::since_key(def.id));
+            Store::delete_prefix(
+                &mut batch,
+                &freshet_state::changelog::view_errors_prefix(def.id),
+            );
         }
         self.store.write(batch)?;
         for name in names {

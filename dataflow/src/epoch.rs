@@ -62,6 +62,9 @@ pub struct EpochCtx<'a> {
     /// True for the backfill epoch of a new view (constant relations emit their rows, a global
     /// aggregate emits its empty-input row).
     pub initial: bool,
+    /// Input rows the view could not evaluate, taken out of its epoch (see
+    /// `ops/bad_rows.rs`); the caller records them.
+    pub errors: Vec<crate::ops::bad_rows::RowError>,
 }
 
 /// A state store error as DataFusion carries ours (the server unwraps it again).

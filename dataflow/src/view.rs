@@ -621,9 +621,11 @@ impl Dataflows {
                 snapshot,
                 batch,
                 initial: false,
+                errors: Vec::new(),
             };
             let wanted = read.contains(&view.id) || self.is_observed(view.id);
             let out = view.process(changes, &mut ctx, wanted)?;
+            record_errors(view.id, &mut ctx);
             if view.contents_log().is_some_and(|(log, _, _)| log.logged()) {
                 // Before the epoch commits: readers from then on fold first.
                 self.mark_unfolded();
@@ -664,8 +666,10 @@ impl Dataflows {
             snapshot,
             batch,
             initial: true,
+            errors: Vec::new(),
         };
         view.process(&changes, &mut ctx, false)?;
+        record_errors(view.id, &mut ctx);
         Ok(())
     }
 
@@ -679,6 +683,19 @@ impl Dataflows {
         self.views
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Writes the rows `view` could not evaluate this epoch into the epoch's batch, where
+/// `freshet_internal.view_errors` reads them.
+fn record_errors(view: TableId, ctx: &mut EpochCtx<'_>) {
+    use freshet_state::changelog::{encode_view_error, view_error_key};
+    let sequence = ctx.snapshot.sequence();
+    for (n, e) in std::mem::take(&mut ctx.errors).into_iter().enumerate() {
+        ctx.batch.put(
+            view_error_key(view, sequence, n),
+            encode_view_error(e.weight, &e.message, &e.row),
+        );
     }
 }
 

@@ -249,6 +249,7 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
             snapshot: &snapshot,
             batch: &mut batch,
             initial: true,
+            errors: Vec::new(),
         };
         view.process(&changes, &mut ectx, false).expect("backfill");
         store.write(batch).expect("commit");

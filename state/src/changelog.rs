@@ -119,3 +119,40 @@ mod tests {
         assert!(k.starts_with(&changelog_prefix(TableId(7))));
     }
 }
+
+/// The prefix of every recorded row error of `view` (rows it could not evaluate; see the
+/// dataflow crate's `ops/bad_rows.rs`).
+pub fn view_errors_prefix(view: TableId) -> Vec<u8> {
+    crate::meta_key(format!("view_error/{:020}/", view.0).as_bytes())
+}
+
+/// The key of the `n`th row error of `view` in the epoch whose snapshot was `sequence`.
+pub fn view_error_key(view: TableId, sequence: u64, n: usize) -> Vec<u8> {
+    let mut k = view_errors_prefix(view);
+    k.extend_from_slice(format!("{sequence:020}/{n:06}").as_bytes());
+    k
+}
+
+/// A row error's value: weight (i64 BE), message length (u32 BE), message, row text.
+pub fn encode_view_error(weight: i64, message: &str, row: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(12 + message.len() + row.len());
+    v.extend_from_slice(&weight.to_be_bytes());
+    v.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    v.extend_from_slice(message.as_bytes());
+    v.extend_from_slice(row.as_bytes());
+    v
+}
+
+/// Decodes [`encode_view_error`]: (weight, message, row).
+pub fn decode_view_error(v: &[u8]) -> Result<(i64, String, String)> {
+    let corrupt = || Error::Corrupt("view error entry".into());
+    let weight = v.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes).ok_or_else(corrupt)?;
+    let len = v.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(corrupt)? as usize;
+    let message = v.get(12..12 + len).ok_or_else(corrupt)?;
+    let row = &v[12 + len..];
+    Ok((
+        weight,
+        String::from_utf8_lossy(message).into_owned(),
+        String::from_utf8_lossy(row).into_owned(),
+    ))
+}

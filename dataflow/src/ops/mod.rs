@@ -5,6 +5,7 @@
 //! stateful nodes, from its state as of the previous epoch.
 
 mod aggregate;
+pub mod bad_rows;
 mod cache;
 mod join;
 mod merge;
@@ -241,10 +242,17 @@ impl Node {
                 }
             }
             Node::Filter { input, predicate } => {
-                let Some(d) = input.eval(changes, ctx)? else {
+                let Some(mut d) = input.eval(changes, ctx)? else {
                     return Ok(None);
                 };
-                let mask = predicate.evaluate(&d.batch)?.into_array(d.len())?;
+                let test = |d: &Delta| predicate.evaluate(&d.batch)?.into_array(d.len());
+                let mask = match test(&d) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        d = bad_rows::without_bad_rows(&d, ctx, e, |d| test(d).map(|_| ()))?;
+                        test(&d)?
+                    }
+                };
                 let mask = mask.as_boolean_opt().ok_or_else(|| {
                     DataFusionError::Internal(format!("filter predicate is {}", mask.data_type()))
                 })?;
@@ -255,10 +263,18 @@ impl Node {
                 exprs,
                 schema,
             } => {
-                let Some(d) = input.eval(changes, ctx)? else {
+                let Some(mut d) = input.eval(changes, ctx)? else {
                     return Ok(None);
                 };
-                let batch = project_batch(&d.batch, exprs, schema)?;
+                let batch = match project_batch(&d.batch, exprs, schema) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        d = bad_rows::without_bad_rows(&d, ctx, e, |d| {
+                            project_batch(&d.batch, exprs, schema).map(|_| ())
+                        })?;
+                        project_batch(&d.batch, exprs, schema)?
+                    }
+                };
                 Ok(Some(Delta {
                     batch,
                     weights: d.weights,

@@ -13,6 +13,8 @@
 //! - `source_progress (source, topic, partition, start_offset, "offset", high_watermark, lag,
 //!   status)`: per partition, the committed next offset, the last seen high watermark and the
 //!   source's status (running / broker unreachable / stalled).
+//! - `view_errors (view, error, "row", weight)`: input rows a view could not evaluate (division
+//!   by zero, a failed cast…), left out of that view alone; the source or statement went on.
 //! - `sink_progress (sink, view, committed_epoch, lag_epochs, rows, files, status)`: per sink,
 //!   the last epoch its destination holds, how many epochs it trails the latest, the rows and
 //!   files it wrote since the server started, and its status (running / retrying: why).
@@ -31,7 +33,13 @@ use crate::engine::{Engine, FoldReason};
 /// The schema name.
 pub const INTERNAL_SCHEMA: &str = "freshet_internal";
 
-const TABLES: &[&str] = &["metrics", "sink_progress", "source_errors", "source_progress"];
+const TABLES: &[&str] = &[
+    "metrics",
+    "sink_progress",
+    "source_errors",
+    "source_progress",
+    "view_errors",
+];
 
 /// The `freshet_internal` schema.
 #[derive(Debug)]
@@ -193,6 +201,41 @@ impl InternalSchema {
 }
 
 impl InternalSchema {
+    fn view_errors(&self) -> Result<Arc<dyn TableProvider>> {
+        let snapshot = self.engine.store.snapshot();
+        let (mut view, mut error, mut row, mut weight) = (vec![], vec![], vec![], vec![]);
+        for def in self.engine.catalog.views() {
+            let prefix = freshet_state::changelog::view_errors_prefix(def.id);
+            let entries = snapshot
+                .scan_prefix(&prefix)
+                .map_err(freshet_dataflow::epoch::state_err)?;
+            for (_, v) in entries {
+                let (w, e, r) = freshet_state::changelog::decode_view_error(&v)
+                    .map_err(freshet_dataflow::epoch::state_err)?;
+                view.push(def.name.clone());
+                error.push(e);
+                row.push(r);
+                weight.push(w);
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("view", DataType::Utf8, false),
+            Field::new("error", DataType::Utf8, false),
+            Field::new("row", DataType::Utf8, false),
+            Field::new("weight", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(view)),
+                Arc::new(StringArray::from(error)),
+                Arc::new(StringArray::from(row)),
+                Arc::new(Int64Array::from(weight)),
+            ],
+        )?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+
     fn sink_progress(&self) -> Result<Arc<dyn TableProvider>> {
         use std::sync::atomic::Ordering;
         let latest = self.engine.latest_epoch();
@@ -256,6 +299,7 @@ impl SchemaProvider for InternalSchema {
             "source_errors" => self.source_errors().map(Some),
             "source_progress" => self.source_progress().map(Some),
             "sink_progress" => self.sink_progress().map(Some),
+            "view_errors" => self.view_errors().map(Some),
             _ => Ok(None),
         }
     }

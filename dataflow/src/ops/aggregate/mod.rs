@@ -391,7 +391,15 @@ impl AggregateOp {
         want_old: bool,
     ) -> Result<Touched> {
         let mut collected = match &input {
-            Some(d) => self.collect(d)?,
+            Some(d) => match self.collect(d) {
+                Ok(c) => c,
+                Err(e) => {
+                    let good = crate::ops::bad_rows::without_bad_rows(d, ctx, e, |d| {
+                        self.collect(d).map(|_| ())
+                    })?;
+                    self.collect(&good)?
+                }
+            },
             None => self.collect_nothing(),
         };
         if ctx.initial && self.is_global() && collected.groups.is_empty() {
