@@ -101,8 +101,8 @@ impl JoinOp {
         right: Option<Delta>,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<Option<Delta>> {
-        let l = self.split(left.as_ref(), &self.left_keys)?;
-        let r = self.split(right.as_ref(), &self.right_keys)?;
+        let l = self.split_or_isolate(left, &self.left_keys, ctx)?;
+        let r = self.split_or_isolate(right, &self.right_keys, ctx)?;
         let mut out: Rows = Vec::new();
         if self.kind == JoinKind::NullAwareAnti {
             self.apply_not_in(&l, &r, ctx, &mut out)?;
@@ -213,6 +213,25 @@ impl JoinOp {
             }
         }
         self.store_all(&writes, ctx)
+    }
+
+    /// [`JoinOp::split`], leaving out (and recording) the rows whose keys cannot be evaluated.
+    fn split_or_isolate(
+        &self,
+        d: Option<Delta>,
+        keys: &[Arc<dyn PhysicalExpr>],
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<SideChanges> {
+        match self.split(d.as_ref(), keys) {
+            Ok(sc) => Ok(sc),
+            Err(e) => {
+                let Some(d) = d else { return Err(e) };
+                let good = super::bad_rows::without_bad_rows(&d, ctx, e, |one| {
+                    self.split(Some(one), keys).map(|_| ())
+                })?;
+                self.split(Some(&good), keys)
+            }
+        }
     }
 
     /// Rows of `d` by the encoding of their key values.
