@@ -538,12 +538,14 @@ def test_a_row_a_view_cannot_evaluate_does_not_fail_the_write(freshet):
     c.execute("CREATE MATERIALIZED VIEW inv AS SELECT id, 100 / x AS q FROM d")
     c.execute("CREATE MATERIALIZED VIEW cnt AS SELECT count(*) AS n, sum(x) AS s FROM d")
     c.execute("CREATE MATERIALIZED VIEW j AS SELECT a.id, b.x FROM d a JOIN d b ON 100 / a.x = b.x")
+    c.execute("CREATE MATERIALIZED VIEW top AS SELECT id FROM d ORDER BY 100 / x LIMIT 2")
     c.execute("INSERT INTO d VALUES (1, 4), (2, 0), (3, 5), (25, 25)")
     assert sorted(c.execute("SELECT * FROM inv").fetchall()) == [(1, 25), (3, 20), (25, 4)]
     assert c.execute("SELECT n, s FROM cnt").fetchone() == (4, 34)
     assert sorted(c.execute("SELECT * FROM j").fetchall()) == [(1, 25), (25, 4)]
+    assert sorted(c.execute("SELECT * FROM top").fetchall()) == [(3,), (25,)]  # 20 and 4
     errs = c.execute("SELECT view, weight FROM freshet_internal.view_errors ORDER BY view").fetchall()
-    assert errs == [("inv", 1), ("j", 1)], errs
+    assert errs == [("inv", 1), ("j", 1), ("top", 1)], errs
     assert "(2, 0)" in c.execute("SELECT row FROM freshet_internal.view_errors WHERE view = 'inv'").fetchone()[0]
     c.execute("DELETE FROM d WHERE id = 2")  # its retraction fails the same way: left out too
     assert sorted(c.execute("SELECT * FROM inv").fetchall()) == [(1, 25), (3, 20), (25, 4)]
@@ -551,4 +553,5 @@ def test_a_row_a_view_cannot_evaluate_does_not_fail_the_write(freshet):
     assert sorted(c.execute("SELECT * FROM j").fetchall()) == [(1, 25), (25, 4)]
     c.execute("DROP MATERIALIZED VIEW inv")
     c.execute("DROP MATERIALIZED VIEW j")
+    c.execute("DROP MATERIALIZED VIEW top")
     assert c.execute("SELECT count(*) FROM freshet_internal.view_errors").fetchone() == (0,)

@@ -96,7 +96,16 @@ impl OrderedOp {
 
     pub fn apply(&self, input: Option<Delta>, ctx: &mut EpochCtx<'_>) -> Result<Option<Delta>> {
         let Some(d) = input else { return Ok(None) };
-        let parts = self.split(&d)?;
+        let parts = match self.split(&d) {
+            Ok(p) => p,
+            Err(e) => {
+                // Rows whose partition or sort keys cannot be evaluated stay out of this view.
+                let good = super::bad_rows::without_bad_rows(&d, ctx, e, |one| {
+                    self.split(one).map(|_| ())
+                })?;
+                self.split(&good)?
+            }
+        };
         let mut out: Rows = Vec::new();
         for (partition, changes) in parts {
             let in_prefix = self.key(b'i', &partition);
