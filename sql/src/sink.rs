@@ -16,6 +16,7 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use freshet_common::{FileSinkConfig, PgError, SinkConfig, SinkMode, SqlState};
 
 use crate::words::{
+    drop_targets,
     expect_end, expect_word, leading_words, object_name, parse_options, parser, syntax, word,
 };
 
@@ -195,21 +196,7 @@ fn parse_drop(sql: &str) -> Result<SinkStatement, PgError> {
     let mut p = parser(sql)?;
     expect_word(&mut p, "drop")?;
     expect_word(&mut p, "sink")?;
-    let if_exists = if word(&mut p, "if") {
-        expect_word(&mut p, "exists")?;
-        true
-    } else {
-        false
-    };
-    let mut names = Vec::new();
-    loop {
-        names.push(object_name(
-            &p.parse_object_name(false).map_err(syntax)?,
-        )?);
-        if !p.consume_token(&Token::Comma) {
-            break;
-        }
-    }
+    let (names, if_exists) = drop_targets(&mut p)?;
     expect_end(&mut p)?;
     Ok(SinkStatement::Drop { names, if_exists })
 }

@@ -19,6 +19,7 @@ use freshet_common::{IncludeKind, PgError, SourceFormat, SqlState, SqlType};
 
 use crate::types::bind_type;
 use crate::words::{
+    drop_targets,
     expect_end, expect_only, expect_word, ident, leading_words, object_name, parse_options,
     parser, syntax, word,
 };
@@ -242,21 +243,7 @@ fn parse_drop(sql: &str) -> Result<SourceStatement, PgError> {
     let mut p = parser(sql)?;
     expect_word(&mut p, "drop")?;
     expect_word(&mut p, "source")?;
-    let if_exists = if word(&mut p, "if") {
-        expect_word(&mut p, "exists")?;
-        true
-    } else {
-        false
-    };
-    let mut names = Vec::new();
-    loop {
-        names.push(object_name(
-            &p.parse_object_name(false).map_err(syntax)?,
-        )?);
-        if !p.consume_token(&Token::Comma) {
-            break;
-        }
-    }
+    let (names, if_exists) = drop_targets(&mut p)?;
     let cascade = word(&mut p, "cascade");
     if !cascade {
         word(&mut p, "restrict");

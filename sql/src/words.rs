@@ -162,3 +162,21 @@ pub(crate) fn ident(i: &ast::Ident) -> String {
     }
 }
 
+
+/// `[IF EXISTS] name [, …]` after `DROP <kind>`: the names and whether IF EXISTS was given.
+pub(crate) fn drop_targets(p: &mut Parser<'_>) -> Result<(Vec<String>, bool), PgError> {
+    let if_exists = if word(p, "if") {
+        expect_word(p, "exists")?;
+        true
+    } else {
+        false
+    };
+    let mut names = Vec::new();
+    loop {
+        names.push(object_name(&p.parse_object_name(false).map_err(syntax)?)?);
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    Ok((names, if_exists))
+}
