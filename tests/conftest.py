@@ -131,8 +131,12 @@ class KafkaMock:
     """librdkafka's mock Kafka cluster in a process of its own (`freshet-kafka-mock`): real
     Kafka protocol over loopback TCP, outliving any freshet process a test kills."""
 
-    def __init__(self, brokers=1):
-        self.proc = subprocess.Popen([MOCK_BIN, "--brokers", str(brokers)], stdin=subprocess.PIPE,
+    def __init__(self, brokers=1, proxy_port=None):
+        args = [MOCK_BIN, "--brokers", str(brokers)]
+        if proxy_port:
+            # clients bootstrap from 127.0.0.1:proxy_port, which a replacement can take over
+            args += ["--proxy-port", str(proxy_port)]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
         line = self.proc.stdout.readline().split()
         assert line and line[0] == "bootstrap", f"mock broker did not start: {line}"

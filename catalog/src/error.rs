@@ -38,7 +38,7 @@ impl UserError for Error {
             Error::UndefinedTable(_) => SqlState::UNDEFINED_TABLE,
             Error::DuplicateColumn(_) => SqlState::DUPLICATE_COLUMN,
             Error::UnkeyableType(..) => SqlState::FEATURE_NOT_SUPPORTED,
-            Error::State(_) => SqlState::IO_ERROR,
+            Error::State(e) => e.sqlstate(),
             Error::Decode(_) | Error::Corrupt => SqlState::INTERNAL_ERROR,
         }
     }

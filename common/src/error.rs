@@ -14,6 +14,12 @@ impl SqlState {
     pub const DATA_EXCEPTION: SqlState = SqlState("22000");
     pub const NUMERIC_VALUE_OUT_OF_RANGE: SqlState = SqlState("22003");
     pub const DIVISION_BY_ZERO: SqlState = SqlState("22012");
+    pub const INVALID_REGULAR_EXPRESSION: SqlState = SqlState("2201B");
+    pub const INVALID_ARGUMENT_FOR_LOGARITHM: SqlState = SqlState("2201E");
+    pub const INVALID_ARGUMENT_FOR_POWER_FUNCTION: SqlState = SqlState("2201F");
+    pub const INVALID_ROW_COUNT_IN_LIMIT: SqlState = SqlState("2201W");
+    pub const INVALID_ROW_COUNT_IN_OFFSET: SqlState = SqlState("2201X");
+    pub const SUBSTRING_ERROR: SqlState = SqlState("22011");
     pub const INVALID_TEXT_REPRESENTATION: SqlState = SqlState("22P02");
     pub const DATETIME_FIELD_OVERFLOW: SqlState = SqlState("22008");
     pub const CHARACTER_NOT_IN_REPERTOIRE: SqlState = SqlState("22021");
@@ -52,6 +58,9 @@ impl SqlState {
     pub const STATEMENT_TOO_COMPLEX: SqlState = SqlState("54001");
     pub const QUERY_CANCELED: SqlState = SqlState("57014");
     pub const IO_ERROR: SqlState = SqlState("58030");
+    pub const DISK_FULL: SqlState = SqlState("53100");
+    pub const OUT_OF_MEMORY: SqlState = SqlState("53200");
+    pub const DATA_CORRUPTED: SqlState = SqlState("XX001");
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
 
     /// The five-character code.

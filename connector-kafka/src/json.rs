@@ -19,6 +19,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::reader::{Decoder, ReaderBuilder};
 use freshet_common::{IncludeKind, Selection};
 
+use crate::numbers::TimestampUnit;
 use crate::prune::Keep;
 
 /// Bytes of a bad message's payload kept in the error relation.
@@ -80,6 +81,8 @@ pub struct JsonDecoder {
     schema: SchemaRef,
     /// CSV payloads instead of JSON.
     csv: Option<crate::csv::CsvFormat>,
+    /// The unit of JSON numbers for TIMESTAMP columns.
+    timestamp_unit: TimestampUnit,
 }
 
 impl JsonDecoder {
@@ -145,9 +148,17 @@ impl JsonDecoder {
             include,
             schema,
             csv: None,
+            timestamp_unit: TimestampUnit::default(),
         };
         d.rebuild();
         d
+    }
+
+    /// JSON numbers for TIMESTAMP columns are Unix times in `unit`.
+    pub fn with_timestamp_unit(mut self, unit: TimestampUnit) -> Self {
+        self.timestamp_unit = unit;
+        self.rebuild();
+        self
     }
 
     /// Payload columns (indexes; Utf8) that take any JSON value as its JSON text. Messages
@@ -196,7 +207,7 @@ impl JsonDecoder {
         self.selected = (0..width)
             .map(|i| self.selection.get(i).is_some())
             .collect();
-        let mut keep = Keep::default();
+        let mut keep = Keep::new(self.timestamp_unit);
         let mut narrowed = false;
         let mut fields = Vec::new();
         for (i, f) in self.payload.fields().iter().enumerate() {
@@ -212,7 +223,8 @@ impl JsonDecoder {
             fields.push(field);
         }
         let drops = narrowed || self.selected.iter().any(|s| !s) || !self.raw_all.is_empty();
-        self.keep = drops.then_some(keep);
+        // Numbers are checked (and timestamps converted) on the way through the pruner.
+        self.keep = (drops || keep.converts()).then_some(keep);
         self.typed = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
         self.raw = self
             .raw_all

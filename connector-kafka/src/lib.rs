@@ -12,13 +12,17 @@
 
 pub mod csv;
 pub mod json;
+pub mod numbers;
 pub mod options;
+pub mod positions;
 pub mod prune;
 pub mod reader;
 pub mod tweets;
 
 pub use json::{BadMessage, JsonDecoder, Message};
+pub use numbers::TimestampUnit;
 pub use options::{KafkaOptions, PropertyPolicy, Startup};
+pub use positions::OffsetProblem;
 pub use reader::{
     decode_batch, replay, resolve_start, Reader, ReaderConfig, SharedDecoder, SourceBatch, Status,
     BEGINNING,

@@ -22,6 +22,8 @@ pub struct KafkaOptions {
     pub startup: Startup,
     /// `properties.*` options other than the bootstrap servers, passed to librdkafka as is.
     pub properties: Vec<(String, String)>,
+    /// `timestamp.unit`: what a JSON number for a TIMESTAMP column counts.
+    pub timestamp_unit: crate::numbers::TimestampUnit,
 }
 
 /// Which librdkafka properties a client may set through `properties.*`.
@@ -159,6 +161,7 @@ impl KafkaOptions {
         let mut bootstrap = None;
         let mut mode = None;
         let mut timestamp = None;
+        let mut timestamp_unit = crate::numbers::TimestampUnit::default();
         let mut properties = Vec::new();
         for (k, v) in options {
             match k.as_str() {
@@ -172,6 +175,13 @@ impl KafkaOptions {
                     bootstrap = Some(v.clone())
                 }
                 "scan.startup.mode" => mode = Some(v.to_ascii_lowercase()),
+                "timestamp.unit" => {
+                    timestamp_unit = crate::numbers::TimestampUnit::parse(v).ok_or_else(|| {
+                        Error::Options(format!(
+                            "invalid timestamp.unit \"{v}\": expected 'seconds', 'milliseconds' or 'microseconds'"
+                        ))
+                    })?
+                }
                 "scan.startup.timestamp.millis" | "scan.startup.timestamp_millis" => {
                     timestamp =
                         Some(v.parse::<i64>().map_err(|_| {
@@ -209,6 +219,7 @@ impl KafkaOptions {
             })?,
             startup,
             properties,
+            timestamp_unit,
         })
     }
 }

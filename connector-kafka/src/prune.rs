@@ -15,19 +15,31 @@ use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::arrow::error::ArrowError;
 use freshet_common::Selected;
 
+use crate::numbers::{Rule, TimestampUnit};
+
 /// The fields to keep, by name: `None` keeps the whole value, `Some` keeps only some of the
-/// fields of an object value (any other value is kept whole).
+/// fields of an object value (any other value is kept whole). A kept number is converted by
+/// its column's [`Rule`] (exactly, or the message is refused).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keep {
-    fields: Vec<(Box<[u8]>, Option<Keep>)>,
+    fields: Vec<(Box<[u8]>, Option<Keep>, Rule)>,
+    unit: TimestampUnit,
 }
 
 impl Keep {
+    /// Keeps nothing yet; numbers for TIMESTAMP columns are in `unit`.
+    pub fn new(unit: TimestampUnit) -> Keep {
+        Keep {
+            fields: Vec::new(),
+            unit,
+        }
+    }
+
     /// Keeps `name`: all of it, or the `selected` fields of it when its type is a struct.
     pub fn add(&mut self, name: &str, data_type: &DataType, selected: &Selected) {
         let sub = match (selected, data_type) {
             (Selected::Fields(sel), DataType::Struct(fields)) => {
-                let mut keep = Keep::default();
+                let mut keep = Keep::new(self.unit);
                 for f in fields.iter() {
                     if let Some(s) = sel.get(f.name()) {
                         keep.add(f.name(), f.data_type(), s);
@@ -37,14 +49,22 @@ impl Keep {
             }
             _ => None,
         };
-        self.fields.push((name.as_bytes().into(), sub));
+        let rule = Rule::for_type(data_type, self.unit);
+        self.fields.push((name.as_bytes().into(), sub, rule));
     }
 
-    fn find(&self, key: &[u8]) -> Option<&Option<Keep>> {
+    /// Whether some kept number must be checked or converted.
+    pub fn converts(&self) -> bool {
         self.fields
             .iter()
-            .find(|(name, _)| name.as_ref() == key)
-            .map(|(_, k)| k)
+            .any(|(_, sub, rule)| *rule != Rule::Any || sub.as_ref().is_some_and(Keep::converts))
+    }
+
+    fn find(&self, key: &[u8]) -> Option<(&Option<Keep>, Rule)> {
+        self.fields
+            .iter()
+            .find(|(name, _, _)| name.as_ref() == key)
+            .map(|(_, k, r)| (k, *r))
     }
 }
 
@@ -367,7 +387,7 @@ impl<'a> Scanner<'a> {
             };
             match keep.find(name) {
                 None => self.skip_value()?,
-                Some(sub) => {
+                Some((sub, rule)) => {
                     if !first {
                         out.push(b',');
                     }
@@ -379,7 +399,16 @@ impl<'a> Scanner<'a> {
                         _ => {
                             let v = self.pos;
                             self.skip_value()?;
-                            out.extend_from_slice(&self.b[v..self.pos]);
+                            let value = &self.b[v..self.pos];
+                            match value.first() {
+                                Some(b'-' | b'0'..=b'9') if rule != Rule::Any => {
+                                    let converted = rule.apply(value).map_err(|e| {
+                                        format!("field \"{}\": {e}", String::from_utf8_lossy(name))
+                                    })?;
+                                    out.extend_from_slice(&converted);
+                                }
+                                _ => out.extend_from_slice(value),
+                            }
                         }
                     }
                 }
@@ -464,7 +493,7 @@ mod tests {
             Field::new("id", DataType::Int64, true),
             Field::new("name", DataType::Utf8, true),
         ]));
-        let mut k = Keep::default();
+        let mut k = Keep::new(TimestampUnit::Seconds);
         k.add("id", &DataType::Int64, &Selected::All);
         let sel = Selected::Fields([("name".to_string(), Selected::All)].into());
         k.add("user", &user, &sel);

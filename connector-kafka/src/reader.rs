@@ -19,6 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::json::{BadMessage, JsonDecoder, Message};
 use crate::options::{KafkaOptions, Startup};
+use crate::positions::{self, OffsetProblem};
 use crate::{Error, Result};
 
 /// `start` of a partition read from its beginning (wherever the broker's log starts).
@@ -69,6 +70,9 @@ pub struct SourceBatch {
     pub next: BTreeMap<i32, i64>,
     /// Messages read (good and bad).
     pub messages: usize,
+    /// Positions found out of the topic's log range (a batch carrying these has no messages;
+    /// after a [`OffsetProblem::Reset`] the reader stops).
+    pub problems: Vec<OffsetProblem>,
 }
 
 /// Per-partition watermarks and the broker's reachability, refreshed about once a second.
@@ -100,14 +104,21 @@ impl Default for ReaderConfig {
     }
 }
 
-fn client_config(opts: &KafkaOptions) -> ClientConfig {
+/// What librdkafka does when a position is outside the log: a reader must be told
+/// ([`positions`] decides), a replay or a start resolution may jump to the log start.
+#[derive(Clone, Copy)]
+enum OutOfRange {
+    Report,
+    Earliest,
+}
+
+fn client_config(opts: &KafkaOptions, out_of_range: OutOfRange) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &opts.bootstrap)
         .set("group.id", "freshet")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest")
         // Freshness over fetch efficiency: a fetch returns within 10 ms (librdkafka's default
         // waits up to 500 ms). `properties.fetch.wait.max.ms` overrides it.
         .set("fetch.wait.max.ms", "10")
@@ -122,11 +133,21 @@ fn client_config(opts: &KafkaOptions) -> ClientConfig {
     for (k, v) in &opts.properties {
         c.set(k, v);
     }
+    // Set last: exactly-once depends on it, so no property overrides it.
+    c.set(
+        "auto.offset.reset",
+        match out_of_range {
+            OutOfRange::Report => "error",
+            OutOfRange::Earliest => "earliest",
+        },
+    );
     c
 }
 
 fn consumer(opts: &KafkaOptions) -> Result<BaseConsumer> {
-    client_config(opts).create().map_err(kafka)
+    client_config(opts, OutOfRange::Earliest)
+        .create()
+        .map_err(kafka)
 }
 
 fn kafka(e: rdkafka::error::KafkaError) -> Error {
@@ -261,7 +282,11 @@ impl Reader {
         config: ReaderConfig,
         mut sink: impl FnMut(SourceBatch) -> bool + Send + 'static,
     ) -> Result<Reader> {
-        let consumer = Arc::new(consumer(opts)?);
+        let consumer = Arc::new(
+            client_config(opts, OutOfRange::Report)
+                .create::<BaseConsumer>()
+                .map_err(kafka)?,
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Mutex::new(Status::default()));
         let discovered: Arc<Mutex<Vec<i32>>> = Arc::default();
@@ -306,6 +331,43 @@ impl Reader {
                             tracing::warn!(%topic, error = %e, "assign failed");
                         }
                     };
+                    // Positions out of the log's range: a batch reporting them, whether
+                    // to stop, and the positions gaps move to.
+                    let settle = |assigned: &mut BTreeMap<i32, i64>| -> Option<(SourceBatch, bool)> {
+                        let problems = match positions::check(
+                            &consumer,
+                            &topic,
+                            assigned,
+                            Duration::from_secs(5),
+                        ) {
+                            Ok(p) if !p.is_empty() => p,
+                            Ok(_) => return None,
+                            Err(e) => {
+                                tracing::warn!(%topic, error = %e, "cannot check positions");
+                                return None;
+                            }
+                        };
+                        let mut b = decode_batch(&decoder.get().1, Vec::new());
+                        b.version = decoder.get().0;
+                        let mut halt = false;
+                        for pr in &problems {
+                            tracing::warn!(%topic, problem = %pr, "offsets out of range");
+                            match *pr {
+                                OffsetProblem::Gap { partition, last, .. } => {
+                                    assigned.insert(partition, last + 1);
+                                    b.next.insert(partition, last + 1);
+                                }
+                                OffsetProblem::Reset { .. } => halt = true,
+                            }
+                        }
+                        b.problems = problems;
+                        Some((b, halt))
+                    };
+                    if let Some((b, halt)) = settle(&mut assigned) {
+                        if !sink(b) || halt {
+                            return;
+                        }
+                    }
                     assign(&assigned);
                     while !stop.load(Ordering::Relaxed) {
                         let new: Vec<i32> = std::mem::take(
@@ -329,14 +391,23 @@ impl Reader {
                             }
                             assign(&assigned);
                         }
-                        let Some(batch) = read_batch(&consumer, &decoder, &config, &stop) else {
-                            continue;
-                        };
-                        for (&p, &n) in &batch.next {
-                            assigned.insert(p, n);
+                        let (batch, out_of_range) = read_batch(&consumer, &decoder, &config, &stop);
+                        if let Some(batch) = batch {
+                            for (&p, &n) in &batch.next {
+                                assigned.insert(p, n);
+                            }
+                            if !sink(batch) {
+                                break;
+                            }
                         }
-                        if !sink(batch) {
-                            break;
+                        if out_of_range {
+                            if let Some((b, halt)) = settle(&mut assigned) {
+                                if !sink(b) || halt {
+                                    break;
+                                }
+                            }
+                            // librdkafka stopped fetching the partition: resume it.
+                            assign(&assigned);
                         }
                     }
                 })
@@ -447,13 +518,14 @@ fn watch_once(
 }
 
 /// Polls one batch: waits up to 100 ms for a first message, then takes what arrives within
-/// `max_wait`, up to `max_batch` messages.
+/// `max_wait`, up to `max_batch` messages. The flag says librdkafka found a position outside
+/// its partition's log (the batch ends there).
 fn read_batch(
     consumer: &BaseConsumer,
     decoder: &SharedDecoder,
     config: &ReaderConfig,
     stop: &AtomicBool,
-) -> Option<SourceBatch> {
+) -> (Option<SourceBatch>, bool) {
     let mut msgs = Vec::new();
     let mut arena = Arena::default();
     // The INCLUDE columns are fixed for a source: later decoders want keys just the same.
@@ -461,6 +533,7 @@ fn read_batch(
     let mut deadline: Option<Instant> = None;
     // Whether the last poll found nothing: only then wait (and read the clock).
     let mut waiting = false;
+    let mut out_of_range = false;
     while msgs.len() < config.max_batch && !stop.load(Ordering::Relaxed) {
         let timeout = match deadline {
             None => Duration::from_millis(100),
@@ -475,9 +548,13 @@ fn read_batch(
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "consumer error");
-                if msgs.is_empty() {
-                    return None;
-                }
+                out_of_range = matches!(
+                    e,
+                    rdkafka::error::KafkaError::MessageConsumption(
+                        rdkafka::types::RDKafkaErrorCode::AutoOffsetReset
+                            | rdkafka::types::RDKafkaErrorCode::OffsetOutOfRange
+                    )
+                );
                 break;
             }
             None => {
@@ -489,12 +566,12 @@ fn read_batch(
         }
     }
     if msgs.is_empty() {
-        return None;
+        return (None, out_of_range);
     }
     let (version, decoder) = decoder.get();
     let mut b = decode_batch(&decoder, msgs);
     b.version = version;
-    Some(b)
+    (Some(b), out_of_range)
 }
 
 /// Decodes `msgs` into a batch (version 0).
@@ -526,6 +603,7 @@ pub fn decode_batch(decoder: &JsonDecoder, msgs: Vec<Message>) -> SourceBatch {
         version: 0,
         next,
         messages,
+        problems: Vec::new(),
     }
 }
 

@@ -69,5 +69,5 @@ pub struct EpochCtx<'a> {
 
 /// A state store error as DataFusion carries ours (the server unwraps it again).
 pub fn state_err(e: freshet_state::Error) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
+    DataFusionError::External(Box::new(freshet_common::PgError::from(e)))
 }

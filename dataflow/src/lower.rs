@@ -114,7 +114,10 @@ impl<'a> Lowering<'a> {
         if e.exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_))))? {
             return Err(unsupported(format!("the scalar subquery in {e}")));
         }
-        create_physical_expr(e, schema, self.props, &PhysicalPlanningContext::default())
+        let physical =
+            create_physical_expr(e, schema, self.props, &PhysicalPlanningContext::default())?;
+        // PostgreSQL's arithmetic, as ad-hoc queries have it.
+        freshet_sql::arith::pg_expr(physical)
     }
 
     pub fn lower(&mut self, plan: &LogicalPlan) -> Result<Node> {

@@ -59,6 +59,17 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_RETAIN_CHANGES", default_value = "0", value_parser = parse_retention)]
     pub retain_changes: std::time::Duration,
 
+    /// Memory one statement may use for sorting, grouping, joining and aggregating, in MiB.
+    /// Operators that can spill write to `<data-dir>/spill` past it; others fail with 53200.
+    #[arg(long, env = "FRESHET_QUERY_MEMORY_MB", default_value_t = 1024)]
+    pub query_memory_mb: usize,
+
+    /// The largest protocol message a client may send, in MiB (a query's text, a Bind's
+    /// parameters, a COPY data chunk). A larger one ends the connection with 54000 before
+    /// its body is read.
+    #[arg(long, env = "FRESHET_MAX_MESSAGE_MB", default_value_t = 64)]
+    pub max_message_mb: usize,
+
     /// Write the bound address to this file once listening (for tests that use port 0).
     #[arg(long, env = "FRESHET_PORT_FILE")]
     pub port_file: Option<PathBuf>,

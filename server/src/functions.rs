@@ -1,14 +1,23 @@
-//! SQL functions PostgreSQL clients call that DataFusion lacks.
+//! SQL functions PostgreSQL clients call that DataFusion lacks, and bounds on the ones whose
+//! result size a caller chooses.
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{
+    create_udf, ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
+};
+use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::SessionContext;
+use freshet_common::{PgError, SqlState};
 
-/// Registers our functions on `ctx`.
-pub fn register(ctx: &SessionContext) {
+/// Registers our functions on `ctx`, and guards on built-ins ([`Guard`]); `max_result` bounds
+/// the bytes one value of `lpad`, `rpad` or `repeat` may take.
+pub fn register(ctx: &SessionContext, max_result: usize) {
     let version = format!(
         "PostgreSQL {} (freshet {}) on x86_64-pc-linux-gnu, compiled by rustc, 64-bit",
         crate::SERVER_VERSION,
@@ -25,4 +34,202 @@ pub fn register(ctx: &SessionContext) {
             ))))
         }),
     ));
+    if let Ok(sum) = ctx.udaf("sum") {
+        ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(
+            freshet_sql::checked_sum::CheckedSum::new(sum),
+        ));
+    }
+    for (name, guard) in [
+        ("lpad", Guard::Padded(max_result)),
+        ("rpad", Guard::Padded(max_result)),
+        ("repeat", Guard::Repeated(max_result)),
+        ("ln", Guard::Logarithm),
+        ("log", Guard::Logarithm),
+        ("log10", Guard::Logarithm),
+        ("log2", Guard::Logarithm),
+        ("power", Guard::Power),
+        ("pow", Guard::Power),
+    ] {
+        if let Ok(inner) = ctx.udf(name) {
+            ctx.register_udf(ScalarUDF::new_from_impl(Guarded { inner, guard }));
+        }
+    }
+}
+
+/// What a built-in function is checked for before it runs, where DataFusion would answer
+/// what PostgreSQL refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Guard {
+    /// `f(text, n, …)` builds n characters (counted as a byte each: the bound is on the
+    /// common case); more than this many bytes is refused (54000, as PostgreSQL past its 1 GB
+    /// value limit) before anything is allocated.
+    Padded(usize),
+    /// `repeat(text, n)`: n times the text, bounded as above.
+    Repeated(usize),
+    /// Logarithms of zero or negative numbers fail (2201E) instead of giving -inf or NaN.
+    Logarithm,
+    /// `power(0, negative)` and `power(negative, non-integer)` fail (2201F).
+    Power,
+}
+
+/// A built-in function behind a [`Guard`].
+#[derive(Debug)]
+struct Guarded {
+    inner: Arc<ScalarUDF>,
+    guard: Guard,
+}
+
+impl PartialEq for Guarded {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.name() == other.inner.name() && self.guard == other.guard
+    }
+}
+
+impl Eq for Guarded {}
+
+impl std::hash::Hash for Guarded {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.name().hash(state);
+        self.guard.hash(state);
+    }
+}
+
+fn refuse(state: SqlState, msg: String) -> DataFusionError {
+    DataFusionError::External(Box::new(PgError::new(state, msg)))
+}
+
+/// The `i`-th argument as float64 values.
+fn floats(args: &[ColumnarValue], i: usize, rows: usize) -> Result<Option<ArrayRef>> {
+    let Some(arg) = args.get(i) else {
+        return Ok(None);
+    };
+    Ok(Some(datafusion::arrow::compute::cast(
+        &arg.to_array(rows)?,
+        &DataType::Float64,
+    )?))
+}
+
+impl Guarded {
+    fn check(&self, args: &[ColumnarValue], rows: usize) -> Result<()> {
+        match self.guard {
+            Guard::Padded(max) | Guard::Repeated(max) => {
+                let n = largest(args, 1)?.unwrap_or(0).max(0) as u128;
+                let bytes = match self.guard {
+                    Guard::Repeated(_) => n * longest_text(args, 0)? as u128,
+                    _ => n,
+                };
+                if bytes > max as u128 {
+                    return Err(refuse(
+                        SqlState::PROGRAM_LIMIT_EXCEEDED,
+                        format!(
+                            "requested length too large: {}() would build a value of up to {bytes} bytes (limit {max} bytes, --query-memory-mb)",
+                            self.inner.name()
+                        ),
+                    ));
+                }
+            }
+            Guard::Logarithm => {
+                for i in 0..args.len() {
+                    let Some(a) = floats(args, i, rows)? else { continue };
+                    let a = a.as_primitive::<Float64Type>();
+                    for v in a.iter().flatten() {
+                        if v == 0.0 {
+                            return Err(refuse(
+                                SqlState::INVALID_ARGUMENT_FOR_LOGARITHM,
+                                "cannot take logarithm of zero".into(),
+                            ));
+                        }
+                        if v < 0.0 {
+                            return Err(refuse(
+                                SqlState::INVALID_ARGUMENT_FOR_LOGARITHM,
+                                "cannot take logarithm of a negative number".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+            Guard::Power => {
+                let (Some(b), Some(e)) = (floats(args, 0, rows)?, floats(args, 1, rows)?) else {
+                    return Ok(());
+                };
+                let (b, e) = (b.as_primitive::<Float64Type>(), e.as_primitive::<Float64Type>());
+                for i in 0..b.len().max(e.len()) {
+                    let bi = if b.len() == 1 { 0 } else { i };
+                    let ei = if e.len() == 1 { 0 } else { i };
+                    if b.is_null(bi) || e.is_null(ei) {
+                        continue;
+                    }
+                    let (x, y) = (b.value(bi), e.value(ei));
+                    if x == 0.0 && y < 0.0 {
+                        return Err(refuse(
+                            SqlState::INVALID_ARGUMENT_FOR_POWER_FUNCTION,
+                            "zero raised to a negative power is undefined".into(),
+                        ));
+                    }
+                    if x < 0.0 && y.fract() != 0.0 {
+                        return Err(refuse(
+                            SqlState::INVALID_ARGUMENT_FOR_POWER_FUNCTION,
+                            "a negative number raised to a non-integer power yields a complex result".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The largest of the `i`-th argument's values, as i64.
+fn largest(args: &[ColumnarValue], i: usize) -> Result<Option<i64>> {
+    let Some(arg) = args.get(i) else {
+        return Ok(None);
+    };
+    let values = arg.to_array(1)?;
+    let values = datafusion::arrow::compute::cast(&values, &DataType::Int64)?;
+    Ok(datafusion::arrow::compute::max(values.as_primitive::<Int64Type>()))
+}
+
+/// The longest text of the `i`-th argument, in bytes.
+fn longest_text(args: &[ColumnarValue], i: usize) -> Result<usize> {
+    let Some(arg) = args.get(i) else {
+        return Ok(0);
+    };
+    let values = datafusion::arrow::compute::cast(&arg.to_array(1)?, &DataType::Utf8)?;
+    let s = values.as_string::<i32>();
+    Ok((0..s.len())
+        .filter(|&j| s.is_valid(j))
+        .map(|j| s.value(j).len())
+        .max()
+        .unwrap_or(0))
+}
+
+impl ScalarUDFImpl for Guarded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.check(&args.args, args.number_rows.max(1))?;
+        self.inner.invoke_with_args(args)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
 }

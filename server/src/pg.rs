@@ -3,6 +3,7 @@
 
 mod encode;
 mod extended;
+mod limit;
 mod serve;
 mod simple;
 mod subscribe;

@@ -4,6 +4,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use datafusion::execution::config::SessionConfig;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use freshet_catalog::{Catalog, DEFAULT_SCHEMA};
@@ -25,6 +28,8 @@ pub struct Server {
     engine: Arc<Engine>,
     template: SessionContext,
     manager: Arc<ConnectionManager>,
+    /// Largest protocol message a client may send, in bytes.
+    max_message: usize,
 }
 
 impl Server {
@@ -54,7 +59,7 @@ impl Server {
             opts.retain_changes,
         )
         .context("opening the engine")?;
-        let template = template_context(&engine)?;
+        let template = template_context(&engine, opts)?;
         crate::views::load_all(&engine, &template.state())
             .await
             .context("rebuilding materialized views")?;
@@ -66,6 +71,7 @@ impl Server {
             engine,
             template,
             manager: Arc::new(ConnectionManager::new()),
+            max_message: opts.max_message_mb << 20,
         })
     }
 
@@ -110,7 +116,7 @@ impl Server {
                     Some(notes_tx),
                 ));
                 let handlers = ConnectionHandlers::new(session, Arc::clone(&server.manager));
-                if let Err(e) = crate::pg::serve(socket, handlers, notes).await {
+                if let Err(e) = crate::pg::serve(socket, handlers, notes, server.max_message).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             });
@@ -120,14 +126,34 @@ impl Server {
     }
 }
 
-/// The DataFusion context every session starts from: our catalog, pg_catalog, our functions.
-fn template_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
+/// The DataFusion context every session starts from: our catalog, pg_catalog, our functions,
+/// PostgreSQL's arithmetic, and a memory limit per statement with spilling into the data
+/// directory.
+fn template_context(engine: &Arc<Engine>, opts: &ServerOpts) -> anyhow::Result<SessionContext> {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE_NAME, DEFAULT_SCHEMA)
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(true)
         .with_target_partitions(2);
-    let ctx = SessionContext::new_with_config(config);
+    let spill = opts.data_dir.join("spill");
+    // Spill files of an earlier run are garbage.
+    let _ = std::fs::remove_dir_all(&spill);
+    std::fs::create_dir_all(&spill)
+        .with_context(|| format!("creating {}", spill.display()))?;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(opts.query_memory_mb << 20, 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![spill])),
+        )
+        .build_arc()?;
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_analyzer_rule(Arc::new(freshet_sql::arith::FoldConstants))
+        .with_physical_optimizer_rule(Arc::new(freshet_sql::arith::PgArithmetic))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     let catalog = Arc::new(FreshetCatalogProvider::new(Arc::clone(engine)));
     ctx.register_catalog(DATABASE_NAME, Arc::clone(&catalog) as _);
     datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
@@ -144,6 +170,6 @@ fn template_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
         INTERNAL_SCHEMA,
         Arc::new(InternalSchema::new(Arc::clone(engine))),
     )?;
-    crate::functions::register(&ctx);
+    crate::functions::register(&ctx, opts.query_memory_mb << 20);
     Ok(ctx)
 }

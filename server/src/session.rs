@@ -78,6 +78,32 @@ pub struct Session {
     notifier: Mutex<notify::Notifier>,
 }
 
+/// The template's state with a memory pool of the session's own, as large as the template's:
+/// the limit holds for each statement (a session runs one at a time), not for all sessions
+/// together. Spill files, caches and object stores are shared.
+fn own_memory(template: &SessionContext) -> datafusion::execution::SessionState {
+    use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryLimit, MemoryPool, TrackConsumersPool};
+    use datafusion::execution::runtime_env::RuntimeEnv;
+    let state = template.state();
+    let rt = state.runtime_env();
+    let MemoryLimit::Finite(limit) = rt.memory_pool.memory_limit() else {
+        return state;
+    };
+    let pool: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(
+        GreedyMemoryPool::new(limit),
+        std::num::NonZeroUsize::new(3).expect("3 is not zero"),
+    ));
+    let runtime = Arc::new(RuntimeEnv {
+        memory_pool: pool,
+        disk_manager: Arc::clone(&rt.disk_manager),
+        cache_manager: Arc::clone(&rt.cache_manager),
+        object_store_registry: Arc::clone(&rt.object_store_registry),
+    });
+    datafusion::execution::SessionStateBuilder::new_from_existing(state)
+        .with_runtime_env(runtime)
+        .build()
+}
+
 impl Session {
     /// A new session over `engine`, cloning the server's template DataFusion state.
     pub fn new(
@@ -87,7 +113,7 @@ impl Session {
         app: Option<&str>,
         notifications: Option<tokio::sync::mpsc::UnboundedSender<crate::coord::notify::Notification>>,
     ) -> Self {
-        let ctx = SessionContext::new_with_state(template.state());
+        let ctx = SessionContext::new_with_state(own_memory(template));
         let mut vars = SessionVars::default();
         if let Some(app) = app {
             vars.set("application_name", app.to_owned());
@@ -414,6 +440,13 @@ impl Session {
                 let (cols, rows) = crate::sources::show(&self.engine);
                 Ok(text_columns(&cols, rows))
             }
+            Statement::ResetSource { name } => {
+                crate::sources::reset(&self.engine, &name).await?;
+                Ok(Outcome::Command {
+                    tag: "ALTER SOURCE",
+                    rows: None,
+                })
+            }
             Statement::Transaction { op, savepoint } => self.transaction(op, savepoint).await,
             Statement::NoOp { tag } => Ok(Outcome::Command { tag, rows: None }),
             Statement::Subscribe(plan) => self.subscribe(&plan).await,
@@ -680,6 +713,7 @@ fn is_ddl(stmt: &Statement) -> bool {
                 | Statement::DropMaterializedView { .. }
                 | Statement::CreateSource(_)
                 | Statement::DropSource { .. }
+                | Statement::ResetSource { .. }
                 | Statement::CreateSink(_)
                 | Statement::DropSink { .. }
         ),

@@ -31,6 +31,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::engine::Engine;
 
+mod positions;
+pub use positions::{read_gaps, reset, Gap};
+
 /// How long DDL waits for the broker.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a re-read (backfill, ad-hoc SELECT) may go without progress.
@@ -65,6 +68,10 @@ pub struct SourceRuntime {
     errors: std::sync::atomic::AtomicU64,
     /// Why the last epoch failed to commit, while it keeps failing.
     stalled: Mutex<Option<String>>,
+    /// Why the source stopped reading (a topic reset), until `ALTER SOURCE … RESET`.
+    halted: Mutex<Option<String>>,
+    /// Retention gaps recorded so far.
+    gaps: std::sync::atomic::AtomicU64,
 }
 
 impl SourceRuntime {
@@ -78,8 +85,19 @@ impl SourceRuntime {
         self.errors.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Retention gaps recorded so far.
+    pub fn gap_count(&self) -> u64 {
+        self.gaps.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Broker status and last seen high watermarks.
     pub fn status(&self) -> (String, BTreeMap<i32, i64>) {
+        if let Some(h) = lock(&self.halted).as_ref() {
+            return (
+                format!("halted: {h}; views keep what they hold; ALTER SOURCE {} RESET reads the topic anew", self.def.name),
+                BTreeMap::new(),
+            );
+        }
         let st = lock(&self.reader).as_ref().map(Reader::status);
         let marks = st
             .as_ref()
@@ -176,8 +194,14 @@ fn decoder(def: &SourceDef, schema: &SchemaRef) -> JsonDecoder {
         .filter(|(_, c)| c.ty == SqlType::Jsonb)
         .map(|(i, _)| i)
         .collect();
+    let unit = def
+        .options
+        .get("timestamp.unit")
+        .and_then(|u| freshet_connector_kafka::TimestampUnit::parse(u))
+        .unwrap_or_default();
     let d = JsonDecoder::new(payload, def.include.clone(), Arc::clone(schema))
-        .with_raw_json_columns(raw);
+        .with_raw_json_columns(raw)
+        .with_timestamp_unit(unit);
     match def.format {
         SourceFormat::Json => d,
         SourceFormat::Csv { delimiter, header } => {
@@ -227,11 +251,11 @@ fn error_value(b: &BadMessage) -> Vec<u8> {
     v
 }
 
-fn be_i32(b: &[u8]) -> i32 {
+pub(crate) fn be_i32(b: &[u8]) -> i32 {
     i32::from_be_bytes(b.try_into().unwrap_or_default())
 }
 
-fn be_i64(b: &[u8]) -> i64 {
+pub(crate) fn be_i64(b: &[u8]) -> i64 {
     i64::from_be_bytes(b.try_into().unwrap_or_default())
 }
 
@@ -275,7 +299,7 @@ pub fn read_errors(snapshot: &Snapshot, id: TableId) -> Result<Vec<ErrorRecord>,
 }
 
 fn state_error(e: freshet_state::Error) -> PgError {
-    PgError::new(SqlState::IO_ERROR, e.to_string())
+    e.into()
 }
 
 fn internal(e: impl std::fmt::Display) -> PgError {
@@ -384,7 +408,7 @@ pub async fn create(engine: &Arc<Engine>, plan: CreateSourcePlan) -> Result<(), 
         .create_source(def, batch)
         .map_err(crate::session::user_error)?;
     let progress = start.into_iter().map(|(p, o)| (p, (o, o))).collect();
-    start_runtime(engine, def, progress, 0)?;
+    start_runtime(engine, def, progress, 0, None)?;
     Ok(())
 }
 
@@ -396,16 +420,19 @@ pub fn start_all(engine: &Arc<Engine>) -> anyhow::Result<()> {
         let errors = read_errors(&snapshot, def.id)
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .len() as u64;
-        start_runtime(engine, def, progress, errors).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let halt = positions::read_halt(&snapshot, def.id).map_err(|e| anyhow::anyhow!("{e}"))?;
+        start_runtime(engine, def, progress, errors, halt).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     Ok(())
 }
 
+/// Starts a source's reader and ingest task; a halted source (`halt`) reads nothing.
 fn start_runtime(
     engine: &Arc<Engine>,
     def: Arc<SourceDef>,
     progress: Progress,
     errors: u64,
+    halt: Option<String>,
 ) -> Result<(), PgError> {
     let opts = kafka_options(engine, &def)?;
     let schema = Arc::new(source_schema(&def));
@@ -413,24 +440,32 @@ fn start_runtime(
     let (tx, rx) = mpsc::channel::<SourceBatch>(2);
     let selection = engine.dataflows.selection_read(def.id);
     let shared = SharedDecoder::new(decoder_for(&def, &schema, Some(selection)));
-    let reader = Reader::spawn(
-        &opts,
-        Arc::clone(&shared),
-        positions,
-        ReaderConfig::default(),
-        move |b| tx.blocking_send(b).is_ok(),
-    )
-    .map_err(|e| PgError::new(SqlState::UNABLE_TO_CONNECT, e.to_string()))?;
+    let reader = match halt {
+        Some(_) => None,
+        None => Some(
+            Reader::spawn(
+                &opts,
+                Arc::clone(&shared),
+                positions,
+                ReaderConfig::default(),
+                move |b| tx.blocking_send(b).is_ok(),
+            )
+            .map_err(|e| PgError::new(SqlState::UNABLE_TO_CONNECT, e.to_string()))?,
+        ),
+    };
+    let gaps = positions::read_gaps(&engine.store.snapshot(), def.id)?.len() as u64;
     let (committed, _) = watch::channel(progress);
     let rt = Arc::new(SourceRuntime {
         def,
         opts,
         schema,
-        reader: Mutex::new(Some(reader)),
+        reader: Mutex::new(reader),
         decoder: shared,
         committed,
         errors: std::sync::atomic::AtomicU64::new(errors),
         stalled: Mutex::new(None),
+        halted: Mutex::new(halt),
+        gaps: std::sync::atomic::AtomicU64::new(gaps),
     });
     engine.sources.write().insert(rt.def.id, Arc::clone(&rt));
     tokio::spawn(ingest(Arc::clone(engine), rt, rx));
@@ -465,6 +500,7 @@ async fn ingest(engine: Arc<Engine>, rt: Arc<SourceRuntime>, mut rx: mpsc::Recei
             let mut batch = WriteBatch::default();
             let mut changes = EpochChanges::default();
             let mut bad = 0u64;
+            let (mut gaps, mut halt) = (0u64, None);
             let mut rows = Vec::new();
             for b in &group {
                 // A partition read "from its beginning" starts where its first message was, so
@@ -486,6 +522,11 @@ async fn ingest(engine: Arc<Engine>, rt: Arc<SourceRuntime>, mut rx: mpsc::Recei
                     batch.put(error_key(id, m.partition, m.offset), error_value(m));
                     bad += 1;
                 }
+                if !b.problems.is_empty() {
+                    let (g, h) = positions::record(id, &b.problems, &mut batch);
+                    gaps += g;
+                    halt = halt.or(h);
+                }
                 if let Some(r) = &b.batch {
                     rows.push(r.clone());
                 }
@@ -498,8 +539,16 @@ async fn ingest(engine: Arc<Engine>, rt: Arc<SourceRuntime>, mut rx: mpsc::Recei
                 Ok(()) => {
                     rt.errors
                         .fetch_add(bad, std::sync::atomic::Ordering::Relaxed);
+                    rt.gaps
+                        .fetch_add(gaps, std::sync::atomic::Ordering::Relaxed);
                     *lock(&rt.stalled) = None;
                     rt.committed.send_replace(progress);
+                    if let Some(h) = halt {
+                        tracing::error!(source = %rt.def.name, reason = %h, "source halted");
+                        *lock(&rt.halted) = Some(h);
+                        // The reader stopped itself after reporting the reset.
+                        drop(lock(&rt.reader).take());
+                    }
                     break;
                 }
                 Err(e) => {
@@ -637,6 +686,7 @@ pub const SHOW_COLUMNS: &[&str] = &[
     "lag",
     "errors",
     "status",
+    "gaps",
 ];
 
 /// `SHOW SOURCES`: one summary row per source.
@@ -658,6 +708,7 @@ pub fn show(engine: &Engine) -> (&'static [&'static str], Vec<Vec<Option<String>
                 lag.map(|l| l.to_string()),
                 Some(rt.error_count().to_string()),
                 Some(status),
+                Some(rt.gap_count().to_string()),
             ]
         })
         .collect();

@@ -48,7 +48,7 @@ fn map_external(e: &(dyn std::error::Error + Send + Sync + 'static)) -> PgError 
     if let Some(arrow) = e.downcast_ref::<ArrowError>() {
         return map_arrow_error(arrow);
     }
-    PgError::internal(e.to_string())
+    known_message(&e.to_string()).unwrap_or_else(|| PgError::internal(e.to_string()))
 }
 
 fn map_schema_error(e: &SchemaError) -> PgError {
@@ -69,8 +69,50 @@ fn map_schema_error(e: &SchemaError) -> PgError {
     }
 }
 
+/// PostgreSQL's code for a message DataFusion or arrow words its own way, when we know it.
+fn known_message(m: &str) -> Option<PgError> {
+    let lower = m.to_ascii_lowercase();
+    let state = if m.contains("Regular expression did not compile") || m.contains("regex parse error") {
+        SqlState::INVALID_REGULAR_EXPRESSION
+    } else if m.contains("square root of a negative number")
+        || m.contains("raised to a negative power")
+        || m.contains("raised to a non-integer power")
+    {
+        SqlState::INVALID_ARGUMENT_FOR_POWER_FUNCTION
+    } else if m.contains("logarithm of zero") || m.contains("logarithm of a negative number") {
+        SqlState::INVALID_ARGUMENT_FOR_LOGARITHM
+    } else if m.contains("negative substring length") || m.contains("negative count not allowed") {
+        return Some(PgError::new(
+            SqlState::SUBSTRING_ERROR,
+            "negative substring length not allowed",
+        ));
+    } else if lower.contains("step cannot be zero") || lower.contains("step size cannot equal zero") {
+        SqlState::INVALID_PARAMETER_VALUE
+    } else if m.contains("calls cannot be nested") {
+        SqlState::GROUPING_ERROR
+    } else if m.starts_with("LIMIT must be >= 0") {
+        return Some(PgError::new(
+            SqlState::INVALID_ROW_COUNT_IN_LIMIT,
+            "LIMIT must not be negative",
+        ));
+    } else if m.starts_with("OFFSET must be >=0") {
+        return Some(PgError::new(
+            SqlState::INVALID_ROW_COUNT_IN_OFFSET,
+            "OFFSET must not be negative",
+        ));
+    } else if m.contains("Can't cast value") || m.contains("Overflowing on") {
+        SqlState::NUMERIC_VALUE_OUT_OF_RANGE
+    } else {
+        return None;
+    };
+    Some(PgError::new(state, m))
+}
+
 fn map_plan_message(msg: &str) -> PgError {
     let m = tidy(msg);
+    if let Some(e) = known_message(&m) {
+        return e;
+    }
     if let Some(name) = between(&m, "table '", "' not found") {
         let short = name.rsplit('.').next().unwrap_or(name);
         return PgError::new(
@@ -114,6 +156,9 @@ fn map_plan_message(msg: &str) -> PgError {
 }
 
 fn map_arrow_error(e: &ArrowError) -> PgError {
+    if let Some(known) = known_message(&e.to_string()) {
+        return PgError::new(known.sqlstate, tidy(&known.message.replace("Compute error: ", "")));
+    }
     match e {
         ArrowError::DivideByZero => PgError::new(SqlState::DIVISION_BY_ZERO, "division by zero"),
         ArrowError::CastError(m) | ArrowError::ParseError(m) => {
@@ -135,7 +180,9 @@ fn map_arrow_error(e: &ArrowError) -> PgError {
 
 fn map_execution_message(msg: &str) -> PgError {
     let m = tidy(msg);
-    if m.contains("Divide by zero") || m.contains("division by zero") {
+    if let Some(e) = known_message(&m) {
+        e
+    } else if m.contains("Divide by zero") || m.contains("division by zero") {
         PgError::new(SqlState::DIVISION_BY_ZERO, "division by zero")
     } else if m.contains("non-nullable") || m.contains("is not nullable") {
         PgError::new(SqlState::NOT_NULL_VIOLATION, m)

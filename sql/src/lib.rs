@@ -7,6 +7,8 @@
 //! errors to SQLSTATEs ([`error`]). It must not depend on the catalog, the state store or the
 //! server: the server hands it what it needs.
 
+pub mod arith;
+pub mod checked_sum;
 pub mod copy;
 pub mod create_table;
 pub mod df_convert;

@@ -34,6 +34,8 @@ pub enum SourceStatement {
         cascade: bool,
     },
     Show,
+    /// `ALTER SOURCE name RESET`: read a reset topic anew.
+    Reset { name: String },
 }
 
 /// A bound `CREATE SOURCE`.
@@ -59,6 +61,7 @@ pub fn parse_source_statement(sql: &str) -> Option<Result<SourceStatement, PgErr
     match w.as_slice() {
         ["create", "source"] => Some(parse_create(sql)),
         ["drop", "source"] => Some(parse_drop(sql)),
+        ["alter", "source"] => Some(parse_alter(sql)),
         ["show", "sources"] => Some(expect_only(sql, 2).map(|()| SourceStatement::Show)),
         _ => None,
     }
@@ -238,6 +241,21 @@ fn invalid(msg: impl Into<String>) -> PgError {
     PgError::new(SqlState::INVALID_PARAMETER_VALUE, msg)
 }
 
+/// `ALTER SOURCE name RESET`, the only ALTER SOURCE there is.
+fn parse_alter(sql: &str) -> Result<SourceStatement, PgError> {
+    let mut p = parser(sql)?;
+    expect_word(&mut p, "alter")?;
+    expect_word(&mut p, "source")?;
+    let name = object_name(&p.parse_object_name(false).map_err(syntax)?)?;
+    if !word(&mut p, "reset") {
+        return Err(PgError::not_supported(
+            "ALTER SOURCE other than ALTER SOURCE name RESET",
+        ));
+    }
+    expect_end(&mut p)?;
+    Ok(SourceStatement::Reset { name })
+}
+
 /// `DROP SOURCE [IF EXISTS] name [, …] [CASCADE | RESTRICT]`.
 fn parse_drop(sql: &str) -> Result<SourceStatement, PgError> {
     let mut p = parser(sql)?;
@@ -331,6 +349,18 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(err.sqlstate, SqlState::SYNTAX_ERROR);
+    }
+
+    #[test]
+    fn alter_reset() {
+        assert_eq!(
+            parse_source_statement("ALTER SOURCE ev RESET;").unwrap().unwrap(),
+            SourceStatement::Reset { name: "ev".into() }
+        );
+        let err = parse_source_statement("ALTER SOURCE ev RENAME TO x")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.sqlstate, SqlState::FEATURE_NOT_SUPPORTED);
     }
 
     #[test]

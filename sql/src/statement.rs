@@ -68,6 +68,8 @@ pub enum Statement {
     },
     /// `SHOW SOURCES`.
     ShowSources,
+    /// `ALTER SOURCE name RESET`.
+    ResetSource { name: String },
     /// `SUBSCRIBE …` or `COPY (SUBSCRIBE …) TO STDOUT`: changes streamed as COPY data.
     Subscribe(Box<crate::subscribe::SubscribePlan>),
     /// `DECLARE name CURSOR FOR SUBSCRIBE …`.
@@ -129,6 +131,7 @@ impl From<crate::source::SourceStatement> for Statement {
                 cascade,
             },
             S::Show => Statement::ShowSources,
+            S::Reset { name } => Statement::ResetSource { name },
         }
     }
 }

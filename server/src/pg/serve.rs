@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers};
+use pgwire::error::{ErrorInfo, PgWireError};
 use pgwire::messages::response::{NotificationResponse, TransactionStatus};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::codec::{Framed, FramedParts};
 
 use super::extended::Prepared;
+use super::limit::{Limited, TooLarge};
 use super::ConnectionHandlers;
 use crate::coord::notify::Notification;
 
@@ -26,16 +29,28 @@ pub async fn serve(
     socket: TcpStream,
     handlers: Arc<ConnectionHandlers>,
     mut notes: UnboundedReceiver<Notification>,
+    max_message: usize,
 ) -> std::io::Result<()> {
+    // A second handle on the socket, to notice the client leaving while a statement runs.
+    let std_socket = socket.into_std()?;
+    let watch = TcpStream::from_std(std_socket.try_clone()?)?;
+    let socket = TcpStream::from_std(std_socket)?;
     let startup_timeout = tokio::time::sleep(STARTUP_TIMEOUT);
     tokio::pin!(startup_timeout);
     let negotiated = tokio::select! {
         _ = &mut startup_timeout => return Ok(()),
         s = negotiate_tls::<Arc<Prepared>>(socket, None) => s?,
     };
-    let Some(mut socket) = negotiated else {
+    let Some(socket) = negotiated else {
         return Ok(());
     };
+    // Messages past `max_message` bytes are refused from their header on.
+    let parts = socket.into_parts();
+    let limited = Limited::new(parts.io, max_message, &parts.read_buf)?;
+    let mut limited_parts = FramedParts::new(limited, parts.codec);
+    limited_parts.read_buf = parts.read_buf;
+    limited_parts.write_buf = parts.write_buf;
+    let mut socket = Framed::from_parts(limited_parts);
     // The concrete handlers (PgWireServerHandlers hides their types, which the codec needs).
     let startup = handlers.startup_handler();
     let simple = Arc::new(super::simple::SimpleHandler {
@@ -68,8 +83,18 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(Ok(msg)) = msg else {
-            break;
+        let msg = match msg {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                if let Some(t) = too_large(&e) {
+                    let info = ErrorInfo::new("FATAL".into(), "54000".into(), t.to_string());
+                    let _ = socket
+                        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                        .await;
+                }
+                break;
+            }
+            None => break,
         };
         // A Terminate means the client is leaving: close at once (asyncpg waits for it).
         if matches!(msg, PgWireFrontendMessage::Terminate(_)) {
@@ -79,19 +104,45 @@ pub async fn serve(
             PgWireConnectionState::CopyInProgress(extended) => extended,
             _ => msg.is_extended_query(),
         };
-        if let Err(e) = process_message(
-            msg,
-            &mut socket,
-            Arc::clone(&startup),
-            Arc::clone(&simple),
-            Arc::clone(&extended),
-            Arc::clone(&copy),
-            Arc::clone(&cancel),
-        )
-        .await
-        {
+        let processed = tokio::select! {
+            r = process_message(
+                msg,
+                &mut socket,
+                Arc::clone(&startup),
+                Arc::clone(&simple),
+                Arc::clone(&extended),
+                Arc::clone(&copy),
+                Arc::clone(&cancel),
+            ) => r,
+            () = gone(&watch) => {
+                // Nobody will read the answer: stop the statement (dropping it stops its
+                // execution; a write not yet committed is not committed), as PostgreSQL
+                // does with client_connection_check_interval.
+                tracing::debug!("client left during a statement: statement stopped");
+                break;
+            }
+        };
+        if let Err(e) = processed {
             process_error(&mut socket, e, is_extended).await?;
         }
     }
     Ok(())
+}
+
+/// Resolves when the peer has closed the connection (or reset it). Bytes the client has
+/// already sent (pipelined messages) hide a close behind them: then it never resolves.
+async fn gone(watch: &TcpStream) {
+    let mut b = [0u8; 1];
+    match watch.peek(&mut b).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// The limit a message broke, when that is why reading failed.
+fn too_large(e: &PgWireError) -> Option<&TooLarge> {
+    match e {
+        PgWireError::IoError(io) => io.get_ref()?.downcast_ref::<TooLarge>(),
+        _ => None,
+    }
 }

@@ -10,6 +10,8 @@
 //!   `rocksdb_table_files`.
 //! - `source_errors (source, partition, "offset", error, payload)`: every message a source
 //!   could not decode (payload: its first 256 bytes, as text).
+//! - `source_gaps (source, partition, first_offset, last_offset, missing, detected_at)`:
+//!   offsets retention deleted before a source read them (reading went on after them).
 //! - `source_progress (source, topic, partition, start_offset, "offset", high_watermark, lag,
 //!   status)`: per partition, the committed next offset, the last seen high watermark and the
 //!   source's status (running / broker unreachable / stalled).
@@ -22,8 +24,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::array::{
+    Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
@@ -37,6 +41,7 @@ const TABLES: &[&str] = &[
     "metrics",
     "sink_progress",
     "source_errors",
+    "source_gaps",
     "source_progress",
     "view_errors",
 ];
@@ -283,6 +288,50 @@ impl InternalSchema {
     }
 }
 
+impl InternalSchema {
+    fn source_gaps(&self) -> Result<Arc<dyn TableProvider>> {
+        let snapshot = self.engine.store.snapshot();
+        let (mut src, mut part, mut first, mut last, mut missing, mut at) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for def in self.engine.catalog.sources() {
+            let gaps = crate::sources::read_gaps(&snapshot, def.id)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            for g in gaps {
+                src.push(def.name.clone());
+                part.push(g.partition);
+                first.push(g.first);
+                last.push(g.last);
+                missing.push(g.last - g.first + 1);
+                at.push(g.detected_ms * 1000);
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("source", DataType::Utf8, false),
+            Field::new("partition", DataType::Int32, false),
+            Field::new("first_offset", DataType::Int64, false),
+            Field::new("last_offset", DataType::Int64, false),
+            Field::new("missing", DataType::Int64, false),
+            Field::new(
+                "detected_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                false,
+            ),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(src)),
+                Arc::new(Int32Array::from(part)),
+                Arc::new(Int64Array::from(first)),
+                Arc::new(Int64Array::from(last)),
+                Arc::new(Int64Array::from(missing)),
+                Arc::new(TimestampMicrosecondArray::from(at).with_timezone("+00:00")),
+            ],
+        )?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
+
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -297,6 +346,7 @@ impl SchemaProvider for InternalSchema {
         match name {
             "metrics" => self.metrics().map(Some),
             "source_errors" => self.source_errors().map(Some),
+            "source_gaps" => self.source_gaps().map(Some),
             "source_progress" => self.source_progress().map(Some),
             "sink_progress" => self.sink_progress().map(Some),
             "view_errors" => self.view_errors().map(Some),

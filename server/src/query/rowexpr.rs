@@ -67,7 +67,10 @@ pub fn evaluate(
             let expr = simplifier
                 .simplify(simplifier.coerce(expr, &schema).map_err(df)?)
                 .map_err(df)?;
-            let physical = state.create_physical_expr(expr, &schema).map_err(df)?;
+            let physical = state
+                .create_physical_expr(expr, &schema)
+                .and_then(freshet_sql::arith::pg_expr)
+                .map_err(df)?;
             physical
                 .evaluate(&batch)
                 .and_then(|v| v.into_array(rows))

@@ -1,0 +1,251 @@
+"""Hardening: PostgreSQL's SQLSTATEs for user mistakes (PostgreSQL is the oracle), PostgreSQL's
+arithmetic in ad-hoc queries and views alike, a memory limit per statement, statements of
+clients that left, a ceiling on message size, and a full disk."""
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import time
+
+import psycopg
+import pytest
+
+from conftest import Freshet, wait_for
+
+SETUP = [
+    "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
+    "CREATE TABLE n (k INT PRIMARY KEY, i INT, b BIGINT, f DOUBLE PRECISION)",
+    "INSERT INTO t VALUES (1, 1), (2, 2)",
+    "INSERT INTO n VALUES (1, 2147483647, 9223372036854775807, 0), (2, -2147483648, -9223372036854775808, 2)",
+]
+
+# (statement, SQLSTATE PostgreSQL answers with); each is checked against PostgreSQL too.
+CASES = [
+    ("SELECT 'abc' ~ '('", "2201B"),
+    ("SELECT 99999999999::int", "22003"),
+    ("SELECT 70000::smallint", "22003"),
+    ("INSERT INTO t VALUES (NULL, 1)", "23502"),
+    ("SELECT sqrt(-1)", "2201F"),
+    ("SELECT ln(0)", "2201E"),
+    ("SELECT ln(-1)", "2201E"),
+    ("SELECT log(10, 0)", "2201E"),
+    ("SELECT power(0, -1)", "2201F"),
+    ("SELECT power(-8, 0.5)", "2201F"),
+    ("SELECT power(-2, 3)", None),
+    ("SELECT substr('abc', 1, -1)", "22011"),
+    ("SELECT * FROM generate_series(1, 10, 0)", "22023"),
+    ("INSERT INTO t VALUES (3, 3, 3)", "42601"),
+    ("SELECT sum(count(*)) FROM t", "42803"),
+    ("SELECT * FROM t LIMIT -1", "2201W"),
+    ("SELECT * FROM t OFFSET -1", "2201X"),
+    ("SELECT 9223372036854775807 + 1", "22003"),
+    ("SELECT -9223372036854775807 - 2", "22003"),
+    ("SELECT 1.0 / 0.0", "22012"),
+    ("SELECT 1 / 0", "22012"),
+    ("SELECT 1 % 0", "22012"),
+    ("SELECT i * i FROM n", "22003"),
+    ("SELECT i + i FROM n", "22003"),
+    ("SELECT b + 1 FROM n", "22003"),
+    ("SELECT b * 2 FROM n", "22003"),
+    ("SELECT i - (i + i) FROM n WHERE k = 2", "22003"),
+    ("SELECT 1.0 / f FROM n", "22012"),
+    ("SELECT sum(b) FROM n WHERE k = 1 OR k = 1", None),
+    ("SELECT k FROM n WHERE i + i > 0", "22003"),
+    ("SELECT length(lpad('x', 2000000000))", "54000"),
+    ("SELECT length(repeat('xy', 1500000000))", "54000"),
+    ("SELECT nope FROM t", "42703"),
+    ("SELECT * FROM nope", "42P01"),
+    ("SELECT nope(1)", "42883"),
+    ("SELEC 1", "42601"),
+]
+
+
+def sqlstate(conn, sql):
+    try:
+        conn.execute(sql).fetchall()
+        return None
+    except psycopg.Error as e:
+        return e.sqlstate
+
+
+def test_sqlstates_match_postgres(freshet, postgres):
+    conn = freshet.connect()
+    pg = postgres.connect()
+    pg.execute("DROP TABLE IF EXISTS t, n")
+    for s in SETUP:
+        conn.execute(s)
+        pg.execute(s)
+    mismatches = []
+    for sql, expected in CASES:
+        got, oracle = sqlstate(conn, sql), sqlstate(pg, sql)
+        assert oracle == expected, f"PostgreSQL answers {sql!r} with {oracle}, the test says {expected}"
+        if got != oracle:
+            mismatches.append((sql, oracle, got))
+    assert mismatches == [], "statement, PostgreSQL's SQLSTATE, freshet's:\n" + "\n".join(map(str, mismatches))
+    # The server kept serving, and nothing changed.
+    assert conn.execute("SELECT * FROM t ORDER BY id").fetchall() == [(1, 1), (2, 2)]
+
+
+def test_views_and_ad_hoc_queries_agree_on_arithmetic(freshet):
+    """An expression a view cannot evaluate for a row leaves that row out of the view and is
+    recorded; the same expression ad hoc fails the statement with the same SQLSTATE."""
+    conn = freshet.connect()
+    conn.execute("CREATE TABLE a (k INT PRIMARY KEY, i INT, f DOUBLE PRECISION)")
+    conn.execute("INSERT INTO a VALUES (1, 2147483647, 0), (2, 5, 2)")
+    conn.execute("CREATE MATERIALIZED VIEW va AS SELECT k, i * i AS sq, 1 / f AS inv FROM a")
+    conn.execute("CREATE MATERIALIZED VIEW vb AS SELECT k, i * i AS sq FROM a")
+    assert conn.execute("SELECT * FROM va").fetchall() == [(2, 25, 0.5)]
+    assert conn.execute("SELECT * FROM vb").fetchall() == [(2, 25)]
+    errors = conn.execute("SELECT error FROM freshet_internal.view_errors WHERE view = 'va'").fetchall()
+    assert len(errors) == 1, errors
+    for sql, state in [("SELECT i * i FROM a WHERE k = 1", "22003"), ("SELECT 1 / f FROM a WHERE k = 1", "22012")]:
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute(sql)
+        assert e.value.sqlstate == state, (sql, e.value.sqlstate)
+
+
+def rss_peak_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_until_ready(sock):
+    """Reads backend messages up to ReadyForQuery."""
+    buf = b""
+    while True:
+        while len(buf) >= 5:
+            kind, length = buf[:1], struct.unpack("!i", buf[1:5])[0]
+            if len(buf) < 1 + length:
+                break
+            buf = buf[1 + length:]
+            if kind == b"Z":
+                return
+        chunk = sock.recv(4096)
+        assert chunk, "connection closed during startup"
+        buf += chunk
+
+
+def test_memory_limit_disconnects_and_message_size(tmp_path):
+    server = Freshet(tmp_path, env={"FRESHET_QUERY_MEMORY_MB": "64", "FRESHET_BLOCK_CACHE_MB": "8",
+                                    "FRESHET_MAX_MESSAGE_MB": "1"}).start()
+    try:
+        conn = server.connect()
+        base = rss_peak_kb(server.proc.pid)
+        # An aggregate that would hold ~400 MB fails with 53200 and holds far less meanwhile.
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute("SELECT length(string_agg(repeat('x', 2000), ',')) FROM generate_series(1, 200000)")
+        assert e.value.sqlstate == "53200", e.value
+        # A sort over more than the limit spills to disk and answers.
+        row = conn.execute("""SELECT max(r), min(x) FROM (
+                                SELECT x, row_number() OVER (ORDER BY p || x::text DESC) AS r
+                                FROM (SELECT x, repeat('y', 100) AS p
+                                      FROM generate_series(1, 1500000) AS g(x)) s) w""").fetchone()
+        assert row == (1500000, 1), row
+        # DataFusion's accounting lags allocations (batches in flight, a string's doubled
+        # capacity): the peak stays within a few times the limit, not within it.
+        grown = (rss_peak_kb(server.proc.pid) - base) / 1024
+        assert grown < 64 * 5, f"peak RSS grew by {grown:.0f} MiB under a 64 MiB limit"
+        assert not list((tmp_path / "data" / "spill").rglob("*.arrow")), "spill files left behind"
+
+        # A client that leaves stops its statement.
+        victim = server.connect()
+        pid = victim.info.backend_pid
+        sock = socket.socket(fileno=os.dup(victim.pgconn.socket))
+        victim.pgconn.send_query(b"SELECT count(*) FROM generate_series(1, 100000000000)")
+        idle = cpu_seconds(server.proc.pid)
+        time.sleep(0.5)  # let it run: it is meant to be busy
+        assert cpu_seconds(server.proc.pid) - idle > 0.2, "the statement did not run"
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        victim.pgconn.finish()
+        time.sleep(1.0)
+        before = cpu_seconds(server.proc.pid)
+        time.sleep(1.0)
+        assert cpu_seconds(server.proc.pid) - before < 0.3, f"backend {pid}'s statement still runs"
+
+        # A message announcing more than the limit ends that connection with 54000 at once.
+        raw = socket.create_connection(("127.0.0.1", server.port))
+        params = b"user\0tester\0database\0freshet\0\0"
+        raw.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+        read_until_ready(raw)
+        raw.sendall(b"Q" + struct.pack("!i", 1_000_000_000) + b"SELECT ")
+        answer = b""
+        raw.settimeout(10)
+        while True:
+            chunk = raw.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        assert answer[:1] == b"E" and b"54000" in answer, answer
+        raw.close()
+        # Messages under the limit work; the server is fine.
+        big = "SELECT length('" + "x" * 900_000 + "')"
+        assert len(big) < 1 << 20
+        assert conn.execute(big).fetchone() == (900_000,)
+    finally:
+        server.stop()
+
+
+def test_disk_full_is_53100_and_writes_resume(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    server = None
+    try:
+        server = Freshet(mnt).start()
+        conn = server.connect()
+        conn.execute("CREATE TABLE big (id INT PRIMARY KEY, pad TEXT)")
+        conn.execute("CREATE MATERIALIZED VIEW bn AS SELECT count(*) AS n FROM big")
+        # Leave a little room, then write past it.
+        filler = mnt / "filler"
+        free = shutil.disk_usage(mnt).free
+        with open(filler, "wb") as f:
+            f.write(b"\0" * max(0, free - (6 << 20)))
+        failed = None
+        n = 0
+        for i in range(2000):
+            try:
+                conn.execute("INSERT INTO big VALUES (%s, repeat('x', 100000))", (i,))
+                n += 1
+            except psycopg.Error as e:
+                failed = e
+                break
+        assert failed is not None, "the disk never filled"
+        assert failed.sqlstate == "53100", (failed.sqlstate, str(failed))
+        assert str(mnt) not in str(failed) and "/" not in failed.diag.message_primary, str(failed)
+        # Reads of tables go on. (Reading an aggregate view first writes the epochs its contents
+        # log holds into its rows, so that read may wait for space too.)
+        assert conn.execute("SELECT count(*) FROM big").fetchone() == (n,)
+        assert sqlstate(conn, "SELECT n FROM bn") in (None, "53100")
+        filler.unlink()
+
+        def write():
+            try:
+                conn.execute("INSERT INTO big VALUES (100000, 'after')")
+                return True
+            except psycopg.Error as e:
+                assert e.sqlstate == "53100", e
+                return False
+        wait_for(write, timeout=60, what="writes to resume once space is back")
+        assert conn.execute("SELECT n FROM bn").fetchone() == (n + 1,)
+        conn.close()
+        server.stop()
+        server.start()
+        conn = server.connect()
+        assert conn.execute("SELECT n FROM bn").fetchone() == (n + 1,)
+        assert conn.execute("SELECT count(*) FROM big").fetchone() == (n + 1,)
+    finally:
+        if server:
+            server.stop()
+        subprocess.run(["umount", "-l", str(mnt)])
