@@ -4,6 +4,7 @@ before they were read (a recorded, counted gap; reading goes on after it), and a
 restarts add nothing until ALTER SOURCE … RESET)."""
 import json
 import socket
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -129,3 +130,46 @@ def test_topic_reset_halts_the_source_until_reset(tmp_path):
     finally:
         server.stop()
         broker.stop()
+
+
+def test_json_numbers_convert_exactly_or_are_recorded(kafka, freshet):
+    """A number that does not fit its column exactly is the message's error, never a truncated,
+    clamped or infinite value; numbers for TIMESTAMP columns are Unix time in the source's
+    unit (seconds unless set)."""
+    kafka.create_topic("nums", 1)
+    conn = freshet.connect()
+    for name, unit in [("secs", None), ("millis", "milliseconds")]:
+        extra = f", timestamp.unit = '{unit}'" if unit else ""
+        conn.execute(f"""CREATE SOURCE {name} (id BIGINT, n BIGINT, i INT, d DOUBLE PRECISION, ts TIMESTAMP)
+                         WITH (connector = 'kafka', topic = 'nums',
+                               properties.bootstrap.server = '{kafka.bootstrap}'{extra}) FORMAT JSON""")
+        conn.execute(f"CREATE MATERIALIZED VIEW {name}_v AS SELECT id, n, i, d, ts FROM {name}")
+    good = [
+        {"id": 1, "n": 42, "i": 7, "d": 1.5, "ts": 1700000000},
+        {"id": 2, "n": 1.0, "i": 1e3, "d": -2.5e300, "ts": 1700000000.25},
+        {"id": 3, "n": -9223372036854775808, "i": -2147483648, "d": 0},
+    ]
+    bad = [
+        '{"id": 10, "n": 1000037.5}',
+        '{"id": 11, "n": -9223372036854775809}',
+        '{"id": 12, "n": 9223372036854775808}',
+        '{"id": 13, "i": 2147483648}',
+        '{"id": 14, "d": 1e400}',
+        '{"id": 15, "n": 1e-2}',
+    ]
+    send(kafka.producer(), "nums", [(0, json.dumps(m).encode(), None) for m in good]
+         + [(0, b.encode(), None) for b in bad])
+    conn.execute("FLUSH")
+    rows = conn.execute("SELECT id, n, i, d, ts FROM secs_v ORDER BY id").fetchall()
+    assert rows == [
+        (1, 42, 7, 1.5, datetime(2023, 11, 14, 22, 13, 20)),
+        (2, 1, 1000, -2.5e300, datetime(2023, 11, 14, 22, 13, 20, 250000)),
+        (3, -9223372036854775808, -2147483648, 0.0, None),
+    ], rows
+    millis = conn.execute("SELECT ts FROM millis_v WHERE id = 1").fetchone()
+    assert millis == (datetime(1970, 1, 20, 16, 13, 20),), millis
+    errors = conn.execute("""SELECT "offset", error FROM freshet_internal.source_errors
+                             WHERE source = 'secs' ORDER BY "offset" """).fetchall()
+    assert [o for o, _ in errors] == list(range(3, 9)), errors
+    assert "not an integer" in errors[0][1] and "out of range" in errors[1][1], errors
+    assert "double precision" in errors[4][1], errors
