@@ -18,6 +18,7 @@ use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{BinaryExpr as LogicalBinary, ColumnarValue, Expr, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
@@ -222,7 +223,18 @@ pub struct FoldConstants;
 impl AnalyzerRule for FoldConstants {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|p| {
-            p.map_expressions(|e| e.transform_up(fold))
+            // Folding renames an expression (`1 + 1` → `2`): keep the names the plan's schema
+            // has.
+            let names = NamePreserver::new(&p);
+            p.map_expressions(|e| {
+                let saved = names.save(&e);
+                let folded = e.transform_up(fold)?;
+                Ok(if folded.transformed {
+                    folded.update_data(|e| saved.restore(e))
+                } else {
+                    folded
+                })
+            })
         })
         .data()
     }
