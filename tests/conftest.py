@@ -15,6 +15,10 @@ FRESHET_BIN = os.environ.get("FRESHET_BIN") or str(
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
+# kill -9 rounds of the crash tests: 20 in `make test`; FRESHET_KILL_ROUNDS=155 for the long run.
+KILL_ROUNDS = int(os.environ.get("FRESHET_KILL_ROUNDS", "20"))
+
+
 def wait_for(pred, timeout=60.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -10,7 +10,7 @@ from collections import Counter
 import psycopg
 import pytest
 
-from conftest import Freshet, wait_for
+from conftest import KILL_ROUNDS, Freshet, wait_for
 
 
 def source_ddl(name, topic, bootstrap, startup="earliest"):
@@ -331,7 +331,7 @@ def test_kill9_during_ingest_loses_and_duplicates_nothing(kafka, tmp_path):
     conn.close()
     producer, bad = produce_in_background(kafka, "stream", range(1, total + 1), 3, every_bad=101)
     try:
-        for _ in range(20):
+        for _ in range(KILL_ROUNDS):
             time.sleep(rng.uniform(0.05, 0.5))
             server.kill9()
             server.start()

@@ -14,7 +14,7 @@ import threading
 import psycopg
 import pytest
 
-from conftest import wait_for
+from conftest import KILL_ROUNDS, wait_for
 
 VIEWS = {
     "va": "SELECT g, count(*) AS n, sum(v) AS s FROM a GROUP BY g",
@@ -208,7 +208,7 @@ def test_bank_transfers_survive_kill9(freshet):
     for t in threads:
         t.start()
     try:
-        for _ in range(20):
+        for _ in range(KILL_ROUNDS):
             with lock:
                 before = len(acked)
             wait_for(lambda: len(acked) >= before + 15, timeout=60, what="transfers to commit")

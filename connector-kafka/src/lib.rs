@@ -25,8 +25,10 @@ pub use options::{KafkaOptions, PropertyPolicy, Startup};
 pub use positions::OffsetProblem;
 pub use reader::{
     decode_batch, replay, resolve_start, Reader, ReaderConfig, SharedDecoder, SourceBatch, Status,
-    BEGINNING,
 };
+
+/// `start` of a partition read from its beginning (wherever the broker's log starts).
+pub const BEGINNING: i64 = -2;
 
 /// Errors of the Kafka connector.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::reader::BEGINNING;
-use crate::{Error, Result};
+use crate::{Error, Result, BEGINNING};
 
 /// What is wrong with a partition's position.
 #[derive(Debug, Clone, PartialEq, Eq)]

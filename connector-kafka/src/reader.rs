@@ -20,10 +20,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::json::{BadMessage, JsonDecoder, Message};
 use crate::options::{KafkaOptions, Startup};
 use crate::positions::{self, OffsetProblem};
-use crate::{Error, Result};
+use crate::{Error, Result, BEGINNING};
 
-/// `start` of a partition read from its beginning (wherever the broker's log starts).
-pub const BEGINNING: i64 = -2;
 
 /// The decoder a reader uses, replaceable while it runs (when the columns views read change).
 #[derive(Debug)]
