@@ -133,9 +133,32 @@ def read_until_ready(sock):
         buf += chunk
 
 
+def raw_session(port):
+    """A connection past startup, speaking the protocol by hand."""
+    raw = socket.create_connection(("127.0.0.1", port))
+    params = b"user\0tester\0database\0freshet\0\0"
+    raw.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+    read_until_ready(raw)
+    return raw
+
+
+def assert_ended_with(raw, sqlstate):
+    """The server answers with one error carrying `sqlstate` and closes the connection."""
+    answer = b""
+    raw.settimeout(10)
+    while True:
+        chunk = raw.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    assert answer[:1] == b"E" and sqlstate in answer, answer
+    raw.close()
+
+
 def test_memory_limit_disconnects_and_message_size(tmp_path):
     server = Freshet(tmp_path, env={"FRESHET_QUERY_MEMORY_MB": "64", "FRESHET_BLOCK_CACHE_MB": "8",
-                                    "FRESHET_MAX_MESSAGE_MB": "1"}).start()
+                                    "FRESHET_MAX_MESSAGE_MB": "1",
+                                    "FRESHET_MAX_BUFFERED_MESSAGES_MB": "1"}).start()
     try:
         conn = server.connect()
         base = rss_peak_kb(server.proc.pid)
@@ -172,20 +195,31 @@ def test_memory_limit_disconnects_and_message_size(tmp_path):
         assert cpu_seconds(server.proc.pid) - before < 0.3, f"backend {pid}'s statement still runs"
 
         # A message announcing more than the limit ends that connection with 54000 at once.
-        raw = socket.create_connection(("127.0.0.1", server.port))
-        params = b"user\0tester\0database\0freshet\0\0"
-        raw.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
-        read_until_ready(raw)
+        raw = raw_session(server.port)
         raw.sendall(b"Q" + struct.pack("!i", 1_000_000_000) + b"SELECT ")
-        answer = b""
-        raw.settimeout(10)
-        while True:
-            chunk = raw.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
-        assert answer[:1] == b"E" and b"54000" in answer, answer
-        raw.close()
+        assert_ended_with(raw, b"54000")
+        # Large messages being received share a server-wide budget (1 MiB here): while one
+        # connection is sending a 1 MiB message, another starting one is refused with 53400.
+        holder = raw_session(server.port)
+        holder.sendall(b"Q" + struct.pack("!i", 1 << 20) + b"SELECT ")
+
+        def second_refused():
+            second = raw_session(server.port)
+            second.sendall(b"Q" + struct.pack("!i", 1 << 20) + b"SELECT ")
+            second.settimeout(0.5)
+            try:
+                first = second.recv(4096)
+            except socket.timeout:  # accepted: the holder's header was not read yet
+                second.close()
+                return False
+            rest = b""
+            while chunk := second.recv(4096):
+                rest += chunk
+            second.close()
+            assert first[:1] == b"E" and b"53400" in first + rest, first + rest
+            return True
+        wait_for(second_refused, timeout=30, what="a second large message to be refused")
+        holder.close()
         # Messages under the limit work; the server is fine.
         big = "SELECT length('" + "x" * 900_000 + "')"
         assert len(big) < 1 << 20

@@ -70,6 +70,11 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_MAX_MESSAGE_MB", default_value_t = 64)]
     pub max_message_mb: usize,
 
+    /// Protocol messages of 1 MiB or more being received, all connections together, in MiB.
+    /// A client starting one past it is disconnected with 53400.
+    #[arg(long, env = "FRESHET_MAX_BUFFERED_MESSAGES_MB", default_value_t = 256)]
+    pub max_buffered_messages_mb: usize,
+
     /// Write the bound address to this file once listening (for tests that use port 0).
     #[arg(long, env = "FRESHET_PORT_FILE")]
     pub port_file: Option<PathBuf>,

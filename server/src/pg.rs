@@ -3,7 +3,7 @@
 
 mod encode;
 mod extended;
-mod limit;
+pub mod limit;
 mod serve;
 mod simple;
 mod subscribe;

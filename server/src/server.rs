@@ -30,6 +30,8 @@ pub struct Server {
     manager: Arc<ConnectionManager>,
     /// Largest protocol message a client may send, in bytes.
     max_message: usize,
+    /// Large messages being received, all connections together.
+    message_budget: Arc<crate::pg::limit::Budget>,
 }
 
 impl Server {
@@ -72,6 +74,7 @@ impl Server {
             template,
             manager: Arc::new(ConnectionManager::new()),
             max_message: opts.max_message_mb << 20,
+            message_budget: crate::pg::limit::Budget::new(opts.max_buffered_messages_mb << 20),
         })
     }
 
@@ -116,7 +119,14 @@ impl Server {
                     Some(notes_tx),
                 ));
                 let handlers = ConnectionHandlers::new(session, Arc::clone(&server.manager));
-                if let Err(e) = crate::pg::serve(socket, handlers, notes, server.max_message).await {
+                if let Err(e) = crate::pg::serve(
+                    socket,
+                    handlers,
+                    notes,
+                    server.max_message,
+                    Arc::clone(&server.message_budget),
+                )
+                .await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             });

@@ -1,10 +1,13 @@
 //! A ceiling on the size of the messages a client may send. pgwire buffers a whole message
 //! before decoding it and accepts up to 1 GB, so a client announcing a huge message could
 //! make the server hold that much. [`Limited`] follows the message framing of the bytes it
-//! reads and fails the read as soon as a header announces more than the limit.
+//! reads and fails the read as soon as a header announces more than the limit, or more than
+//! what is left of a [`Budget`] all connections share for large messages being received.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -24,43 +27,134 @@ enum Framing {
     Body { left: usize, untyped_next: bool },
 }
 
-/// The error a too-large message gets: the caller answers it with 54000.
+impl Framing {
+    /// At the start of the next message's header.
+    fn header(untyped: bool) -> Framing {
+        if untyped {
+            Framing::Untyped {
+                have: 0,
+                header: [0; 8],
+            }
+        } else {
+            Framing::Typed {
+                have: 0,
+                header: [0; 5],
+            }
+        }
+    }
+}
+
+/// Messages from this size on count against the shared [`Budget`] while they arrive.
+const LARGE: usize = 1 << 20;
+
+/// Bytes of large messages being received, all connections together, and their ceiling.
+#[derive(Debug)]
+pub struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            used: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    fn take(&self, n: usize) -> bool {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            if used + n > self.limit {
+                return false;
+            }
+            match self
+                .used
+                .compare_exchange_weak(used, used + n, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// Why a message was refused: the caller answers 54000 for one too large, 53400 when the
+/// server is already receiving too much.
 #[derive(Debug)]
 pub struct TooLarge {
     pub announced: usize,
     pub limit: usize,
+    /// The shared budget, not the per-message limit, was exceeded.
+    pub server_wide: bool,
 }
 
 impl std::fmt::Display for TooLarge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "message of {} bytes exceeds the server's limit of {} bytes (--max-message-mb)",
-            self.announced, self.limit
-        )
+        if self.server_wide {
+            write!(
+                f,
+                "message of {} bytes refused: the server is already receiving large messages up to its limit of {} bytes (--max-buffered-messages-mb)",
+                self.announced, self.limit
+            )
+        } else {
+            write!(
+                f,
+                "message of {} bytes exceeds the server's limit of {} bytes (--max-message-mb)",
+                self.announced, self.limit
+            )
+        }
+    }
+}
+
+impl TooLarge {
+    /// The SQLSTATE the client gets.
+    pub fn sqlstate(&self) -> &'static str {
+        if self.server_wide {
+            "53400"
+        } else {
+            "54000"
+        }
     }
 }
 
 impl std::error::Error for TooLarge {}
 
-/// `S`, reading only messages of at most `limit` bytes.
+/// `S`, reading only messages of at most `limit` bytes, and large ones only within `budget`.
 pub struct Limited<S> {
     inner: S,
     limit: usize,
     framing: Framing,
+    budget: Arc<Budget>,
+    /// What the message being read holds of the budget.
+    held: usize,
+}
+
+impl<S> Drop for Limited<S> {
+    fn drop(&mut self) {
+        self.budget.give_back(std::mem::take(&mut self.held));
+    }
 }
 
 impl<S> Limited<S> {
     /// `consumed`: bytes already read from `inner` from the start of the stream's first
     /// message (after any SSL negotiation), e.g. what a framed reader has buffered.
-    pub fn new(inner: S, limit: usize, consumed: &[u8]) -> io::Result<Limited<S>> {
+    pub fn new(
+        inner: S,
+        limit: usize,
+        budget: Arc<Budget>,
+        consumed: &[u8],
+    ) -> io::Result<Limited<S>> {
         let mut l = Limited {
             inner,
             limit,
-            framing: Framing::Untyped {
-                have: 0,
-                header: [0; 8],
-            },
+            framing: Framing::header(true),
+            budget,
+            held: 0,
         };
         l.advance(consumed)?;
         Ok(l)
@@ -75,17 +169,8 @@ impl<S> Limited<S> {
                     *left -= n;
                     bytes = &bytes[n..];
                     if *left == 0 {
-                        self.framing = if *untyped_next {
-                            Framing::Untyped {
-                                have: 0,
-                                header: [0; 8],
-                            }
-                        } else {
-                            Framing::Typed {
-                                have: 0,
-                                header: [0; 5],
-                            }
-                        };
+                        self.framing = Framing::header(*untyped_next);
+                        self.budget.give_back(std::mem::take(&mut self.held));
                     }
                 }
                 Framing::Untyped { have, header } => {
@@ -133,29 +218,29 @@ impl<S> Limited<S> {
             untyped_next,
         } = self.framing
         {
-            self.framing = if untyped_next {
-                Framing::Untyped {
-                    have: 0,
-                    header: [0; 8],
-                }
-            } else {
-                Framing::Typed {
-                    have: 0,
-                    header: [0; 5],
-                }
-            };
+            self.framing = Framing::header(untyped_next);
         }
     }
 
-    fn check(&self, len: usize) -> io::Result<()> {
-        if len > self.limit {
-            return Err(io::Error::new(
+    fn check(&mut self, len: usize) -> io::Result<()> {
+        let refuse = |limit, server_wide| {
+            io::Error::new(
                 io::ErrorKind::InvalidData,
                 TooLarge {
                     announced: len,
-                    limit: self.limit,
+                    limit,
+                    server_wide,
                 },
-            ));
+            )
+        };
+        if len > self.limit {
+            return Err(refuse(self.limit, false));
+        }
+        if len >= LARGE {
+            if !self.budget.take(len) {
+                return Err(refuse(self.budget.limit, true));
+            }
+            self.held = len;
         }
         Ok(())
     }
@@ -223,20 +308,48 @@ mod tests {
         stream.extend(typed(b'S', b""));
         stream.extend(typed(b'Q', &[b'x'; 100]));
         // byte by byte, and all at once
-        let mut l = Limited::new((), 200, &[]).unwrap();
+        let budget = Budget::new(1 << 30);
+        let mut l = Limited::new((), 200, Arc::clone(&budget), &[]).unwrap();
         for b in &stream {
             l.advance(std::slice::from_ref(b)).unwrap();
         }
-        assert!(Limited::new((), 200, &stream).is_ok());
+        assert!(Limited::new((), 200, Arc::clone(&budget), &stream).is_ok());
         let mut big = stream.clone();
         big.push(b'Q');
         big.extend_from_slice(&1_000_000_000u32.to_be_bytes());
-        let e = Limited::new((), 200, &big).err().unwrap();
+        let e = Limited::new((), 200, Arc::clone(&budget), &big).err().unwrap();
         assert!(e.get_ref().unwrap().is::<TooLarge>());
         // the startup message counts too
         let mut huge_startup = Vec::new();
         huge_startup.extend_from_slice(&500u32.to_be_bytes());
         huge_startup.extend_from_slice(&196_608u32.to_be_bytes());
-        assert!(Limited::new((), 200, &huge_startup).is_err());
+        assert!(Limited::new((), 200, Arc::clone(&budget), &huge_startup).is_err());
+    }
+
+    #[test]
+    fn large_messages_share_a_budget() {
+        let budget = Budget::new(3 << 20);
+        let header = |n: usize| {
+            let mut v = vec![b'Q'];
+            v.extend_from_slice(&(n as u32).to_be_bytes());
+            v
+        };
+        let mut startup = Vec::new();
+        startup.extend_from_slice(&8u32.to_be_bytes());
+        startup.extend_from_slice(&196_608u32.to_be_bytes());
+        let open = |extra: &[u8]| {
+            let mut s = startup.clone();
+            s.extend_from_slice(extra);
+            Limited::new((), 1 << 30, Arc::clone(&budget), &s)
+        };
+        let a = open(&header(2 << 20)).unwrap();
+        let e = open(&header(2 << 20)).err().unwrap();
+        let t = e.get_ref().unwrap().downcast_ref::<TooLarge>().unwrap();
+        assert!(t.server_wide);
+        drop(a); // its bytes go back
+        let mut b = open(&header(2 << 20)).unwrap();
+        b.advance(&vec![0; (2 << 20) - 4]).unwrap(); // the body arrives: the budget is free
+        assert_eq!(budget.used.load(Ordering::Relaxed), 0);
+        assert!(open(&header(3 << 20)).is_ok());
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::codec::{Framed, FramedParts};
 
 use super::extended::Prepared;
-use super::limit::{Limited, TooLarge};
+use super::limit::{Budget, Limited, TooLarge};
 use super::ConnectionHandlers;
 use crate::coord::notify::Notification;
 
@@ -30,6 +30,7 @@ pub async fn serve(
     handlers: Arc<ConnectionHandlers>,
     mut notes: UnboundedReceiver<Notification>,
     max_message: usize,
+    budget: Arc<Budget>,
 ) -> std::io::Result<()> {
     // A second handle on the socket, to notice the client leaving while a statement runs.
     let std_socket = socket.into_std()?;
@@ -46,7 +47,7 @@ pub async fn serve(
     };
     // Messages past `max_message` bytes are refused from their header on.
     let parts = socket.into_parts();
-    let limited = Limited::new(parts.io, max_message, &parts.read_buf)?;
+    let limited = Limited::new(parts.io, max_message, budget, &parts.read_buf)?;
     let mut limited_parts = FramedParts::new(limited, parts.codec);
     limited_parts.read_buf = parts.read_buf;
     limited_parts.write_buf = parts.write_buf;
@@ -87,7 +88,7 @@ pub async fn serve(
             Some(Ok(m)) => m,
             Some(Err(e)) => {
                 if let Some(t) = too_large(&e) {
-                    let info = ErrorInfo::new("FATAL".into(), "54000".into(), t.to_string());
+                    let info = ErrorInfo::new("FATAL".into(), t.sqlstate().into(), t.to_string());
                     let _ = socket
                         .send(PgWireBackendMessage::ErrorResponse(info.into()))
                         .await;
