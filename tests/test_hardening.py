@@ -283,3 +283,52 @@ def test_disk_full_is_53100_and_writes_resume(tmp_path):
         if server:
             server.stop()
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_timeouts_and_connection_limit(tmp_path):
+    """statement_timeout stops a query while it plans or streams (57014) and the session goes
+    on; idle_in_transaction_session_timeout ends a connection left in a block (25P03);
+    max_connections answers one client too many with 53300."""
+    server = Freshet(tmp_path, env={"FRESHET_MAX_CONNECTIONS": "3"}).start()
+    try:
+        conn = server.connect()
+        conn.execute("SET statement_timeout = '300ms'")
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("300ms",)
+        for sql in ["SELECT count(*) FROM generate_series(1, 100000000000)",
+                    "SELECT x FROM generate_series(1, 100000000000) AS g(x)"]:
+            started = time.monotonic()
+            with pytest.raises(psycopg.errors.QueryCanceled) as e:
+                conn.execute(sql).fetchall()
+            assert "statement timeout" in str(e.value)
+            assert time.monotonic() - started < 10
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("SET statement_timeout = 'soon'")
+        conn.execute("RESET statement_timeout")
+
+        raw = raw_session(server.port)
+        for q in [b"SET idle_in_transaction_session_timeout = 300\0", b"BEGIN\0"]:
+            raw.sendall(b"Q" + struct.pack("!i", 4 + len(q)) + q)
+            read_until_ready(raw)
+        assert_ended_with(raw, b"25P03")
+
+        conns = [conn]
+        while (c := try_connect(server)) is not None:
+            conns.append(c)
+            assert len(conns) <= 3, "more connections than max_connections"
+        assert len(conns) == 3
+        with pytest.raises(psycopg.OperationalError) as e:
+            server.connect()
+        assert "too many clients" in str(e.value)
+        conns.pop().close()
+        again = wait_for(lambda: try_connect(server), timeout=30, what="a slot to free up")
+        assert again.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
+
+
+def try_connect(server):
+    try:
+        return server.connect()
+    except psycopg.OperationalError:
+        return None

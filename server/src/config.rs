@@ -75,6 +75,10 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_MAX_BUFFERED_MESSAGES_MB", default_value_t = 256)]
     pub max_buffered_messages_mb: usize,
 
+    /// Client connections served at once; one more is answered with 53300 and closed.
+    #[arg(long, env = "FRESHET_MAX_CONNECTIONS", default_value_t = 100)]
+    pub max_connections: usize,
+
     /// Write the bound address to this file once listening (for tests that use port 0).
     #[arg(long, env = "FRESHET_PORT_FILE")]
     pub port_file: Option<PathBuf>,

@@ -32,6 +32,18 @@ pub struct Server {
     max_message: usize,
     /// Large messages being received, all connections together.
     message_budget: Arc<crate::pg::limit::Budget>,
+    /// Connections served at once (`--max-connections`), and how many are.
+    max_connections: usize,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One connection counted in [`Server::connections`] while it lives.
+struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Server {
@@ -75,6 +87,8 @@ impl Server {
             manager: Arc::new(ConnectionManager::new()),
             max_message: opts.max_message_mb << 20,
             message_budget: crate::pg::limit::Budget::new(opts.max_buffered_messages_mb << 20),
+            max_connections: opts.max_connections,
+            connections: Arc::default(),
         })
     }
 
@@ -108,7 +122,14 @@ impl Server {
                 },
             };
             let server = Arc::clone(&this);
+            let counted = Counted(Arc::clone(&this.connections));
+            // Past the limit a client still gets PostgreSQL's answer (53300), then is closed.
+            let admitted = this
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+                < this.max_connections;
             tokio::spawn(async move {
+                let _counted = counted;
                 tracing::debug!(%peer, "connection accepted");
                 let (notes_tx, notes) = tokio::sync::mpsc::unbounded_channel();
                 let session = Arc::new(Session::new(
@@ -125,6 +146,7 @@ impl Server {
                     notes,
                     server.max_message,
                     Arc::clone(&server.message_budget),
+                    admitted,
                 )
                 .await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");

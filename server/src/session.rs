@@ -76,6 +76,9 @@ pub struct Session {
     cursors: Mutex<subscribe::Cursors>,
     /// LISTEN/NOTIFY state.
     notifier: Mutex<notify::Notifier>,
+    /// When the running query's `statement_timeout` expires (its rows stream after
+    /// `execute` returns, so the response stream ends them then).
+    deadline: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// The template's state with a memory pool of the session's own, as large as the template's:
@@ -130,6 +133,7 @@ impl Session {
             current: Mutex::new(None),
             cursors: Mutex::new(subscribe::Cursors::default()),
             notifier: Mutex::new(notify::Notifier::new(notifications)),
+            deadline: Mutex::new(None),
         }
     }
 
@@ -562,7 +566,36 @@ impl Session {
         Ok((state, plan))
     }
 
+    /// A query, within `statement_timeout` (57014): planning here, its rows as they stream
+    /// ([`Session::take_deadline`]). Only reads are timed: a write is never cut off between
+    /// its commit and its acknowledgement.
     async fn run_query(
+        &self,
+        stmt: ast::Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome, PgError> {
+        let Some(limit) = self.with_vars(|v| v.timeout("statement_timeout")) else {
+            return self.run_query_untimed(stmt, params).await;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        *lock(&self.deadline) = Some(deadline);
+        match tokio::time::timeout_at(deadline, self.run_query_untimed(stmt, params)).await {
+            Ok(r) => r,
+            Err(_) => Err(statement_timeout()),
+        }
+    }
+
+    /// When the rows of the query just run must be done by (`statement_timeout`).
+    pub fn take_deadline(&self) -> Option<tokio::time::Instant> {
+        lock(&self.deadline).take()
+    }
+
+    /// The session's `idle_in_transaction_session_timeout`, if set.
+    pub fn idle_in_transaction_timeout(&self) -> Option<std::time::Duration> {
+        self.with_vars(|v| v.timeout("idle_in_transaction_session_timeout"))
+    }
+
+    async fn run_query_untimed(
         &self,
         stmt: ast::Statement,
         params: Option<ParamValues>,
@@ -618,6 +651,18 @@ impl Session {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard)
     }
+}
+
+/// The error of a query stopped by `statement_timeout`.
+pub fn statement_timeout() -> PgError {
+    PgError::new(
+        freshet_common::SqlState::QUERY_CANCELED,
+        "canceling statement due to statement timeout",
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub(crate) fn user_error(e: freshet_catalog::Error) -> PgError {

@@ -453,6 +453,17 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             return Err(PgError::not_supported(format!("DROP {object_type}")))
         }
         S::Set(set) => classify_set(set)?,
+        S::Reset(r) => Statement::Reset {
+            name: match r.reset {
+                ast::Reset::ALL => None,
+                ast::Reset::ConfigurationParameter(n) => Some(
+                    n.0.iter()
+                        .filter_map(|p| p.as_ident().map(|i| i.value.clone()))
+                        .collect::<Vec<_>>()
+                        .join("."),
+                ),
+            },
+        },
         S::ShowVariable { variable } => {
             let name = variable
                 .iter()
@@ -727,6 +738,12 @@ mod tests {
         );
         assert!(
             matches!(one("SET extra_float_digits = 3").unwrap(), Statement::Set { value: SetValue::Value(ref v), .. } if v == "3")
+        );
+        assert!(
+            matches!(one("RESET statement_timeout").unwrap(), Statement::Reset { name: Some(ref n) } if n == "statement_timeout")
+        );
+        assert!(
+            matches!(one("RESET ALL").unwrap(), Statement::Reset { name: None })
         );
         assert!(matches!(one("SHOW TABLES").unwrap(), Statement::ShowTables));
         assert!(

@@ -18,19 +18,45 @@ use pgwire::messages::data::DataRow;
 
 use super::to_wire_error;
 
-/// Resolves to `true` when the client sent a CancelRequest for the statement whose rows
-/// are streaming, `false` when the connection moved on to another statement.
-pub type CancelSignal = Shared<BoxFuture<'static, bool>>;
+/// Resolves to why the statement whose rows are streaming must stop (a CancelRequest, or its
+/// `statement_timeout`), or to `None` when the connection moved on to another statement.
+pub type CancelSignal = Shared<BoxFuture<'static, Option<&'static str>>>;
 
 /// pgwire only races a statement's `do_query` future against CancelRequest; rows are
 /// pulled after that future returns. This installs a fresh cancel receiver on the
 /// connection (the old one, already consumed by pgwire's race, is retired) so that the
-/// row streams can be interrupted too. Must be the last await of a `do_query`: the
-/// replaced sender wakes pgwire's race, which still sees `do_query` finish first.
-pub async fn cancel_signal<C: ClientInfo>(client: &C) -> Option<CancelSignal> {
-    let handle = client.session_extensions().get::<Arc<ConnectionHandle>>()?;
-    let rx = handle.start_query().await;
-    Some(rx.map(|r| r.is_ok()).boxed().shared())
+/// row streams can be interrupted too, also when `deadline` passes. Must be the last await
+/// of a `do_query`: the replaced sender wakes pgwire's race, which still sees `do_query`
+/// finish first.
+pub async fn cancel_signal<C: ClientInfo>(
+    client: &C,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<CancelSignal> {
+    let user = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+        Some(handle) => {
+            let rx = handle.start_query().await;
+            Some(rx.map(|r| r.is_ok().then_some("canceling statement due to user request")))
+        }
+        None => None,
+    };
+    let timeout = deadline.map(|d| {
+        tokio::time::sleep_until(d).map(|()| Some("canceling statement due to statement timeout"))
+    });
+    match (user, timeout) {
+        (Some(u), Some(t)) => Some(
+            async move {
+                tokio::select! {
+                    r = u => r,
+                    r = t => r,
+                }
+            }
+            .boxed()
+            .shared(),
+        ),
+        (Some(u), None) => Some(u.boxed().shared()),
+        (None, Some(t)) => Some(t.boxed().shared()),
+        (None, None) => None,
+    }
 }
 
 /// Result column descriptions for `schema` in the client's requested `format`.
@@ -95,8 +121,8 @@ where
             tokio::select! {
                 biased;
                 canceled = signal.clone() => {
-                    if canceled {
-                        let e = PgError::new(SqlState::QUERY_CANCELED, "canceling statement due to user request");
+                    if let Some(why) = canceled {
+                        let e = PgError::new(SqlState::QUERY_CANCELED, why);
                         Some((Err(to_wire_error(e)), State::Done))
                     } else {
                         rows.next().await.map(|r| (r, State::Running(rows, None)))

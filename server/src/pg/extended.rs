@@ -153,7 +153,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
             unreachable!("non-row outcomes answered above")
         };
         // The last await: see encode::cancel_signal.
-        let cancel = encode::cancel_signal(&*client).await;
+        let cancel = encode::cancel_signal(&*client, self.session.take_deadline()).await;
         let mut resp =
             encode::query_response(&schema, stream, &portal.result_column_format, cancel)
                 .map_err(to_wire_error)?;

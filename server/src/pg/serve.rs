@@ -31,6 +31,7 @@ pub async fn serve(
     mut notes: UnboundedReceiver<Notification>,
     max_message: usize,
     budget: Arc<Budget>,
+    admitted: bool,
 ) -> std::io::Result<()> {
     // A second handle on the socket, to notice the client leaving while a statement runs.
     let std_socket = socket.into_std()?;
@@ -72,8 +73,24 @@ pub async fn serve(
         let idle = !starting
             && matches!(socket.state(), PgWireConnectionState::ReadyForQuery)
             && matches!(socket.transaction_status(), TransactionStatus::Idle);
+        // A block left open and idle too long ends the connection, as in PostgreSQL.
+        let in_block = !starting
+            && matches!(socket.state(), PgWireConnectionState::ReadyForQuery)
+            && !matches!(socket.transaction_status(), TransactionStatus::Idle);
+        let idle_limit = in_block
+            .then(|| handlers.session.idle_in_transaction_timeout())
+            .flatten();
         let msg = tokio::select! {
             _ = &mut startup_timeout, if starting => None,
+            () = sleep_or_never(idle_limit) => {
+                let info = ErrorInfo::new(
+                    "FATAL".into(),
+                    "25P03".into(),
+                    "terminating connection due to idle-in-transaction timeout".into(),
+                );
+                let _ = socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await;
+                break;
+            }
             m = socket.next() => m,
             Some(n) = notes.recv(), if idle => {
                 socket
@@ -99,6 +116,17 @@ pub async fn serve(
         };
         // A Terminate means the client is leaving: close at once (asyncpg waits for it).
         if matches!(msg, PgWireFrontendMessage::Terminate(_)) {
+            break;
+        }
+        if !admitted && matches!(msg, PgWireFrontendMessage::Startup(_)) {
+            let info = ErrorInfo::new(
+                "FATAL".into(),
+                "53300".into(),
+                "sorry, too many clients already".into(),
+            );
+            let _ = socket
+                .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                .await;
             break;
         }
         let is_extended = match socket.state() {
@@ -145,5 +173,13 @@ fn too_large(e: &PgWireError) -> Option<&TooLarge> {
     match e {
         PgWireError::IoError(io) => io.get_ref()?.downcast_ref::<TooLarge>(),
         _ => None,
+    }
+}
+
+/// Sleeps `d`, or forever when there is none.
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }

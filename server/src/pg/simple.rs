@@ -49,7 +49,7 @@ impl SimpleQueryHandler for SimpleHandler {
             }
         }
         // The last await: see encode::cancel_signal.
-        let cancel = encode::cancel_signal(&*client).await;
+        let cancel = encode::cancel_signal(&*client, self.session.take_deadline()).await;
         let mut out = Vec::with_capacity(outcomes.len() + 1);
         for outcome in outcomes {
             match respond(outcome, cancel.clone()) {

@@ -14,6 +14,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("default_transaction_isolation", "read committed"),
     ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
+    ("idle_in_transaction_session_timeout", "0"),
     ("integer_datetimes", "on"),
     ("intervalstyle", "postgres"),
     ("is_superuser", "on"),
@@ -83,6 +84,9 @@ impl SessionVars {
                 if key == "timezone" {
                     validate_time_zone(&v)?;
                 }
+                if TIMEOUTS.contains(&key.as_str()) {
+                    parse_timeout(name, &v)?;
+                }
                 self.overrides.insert(key, v);
             }
         }
@@ -112,6 +116,12 @@ impl SessionVars {
             .ok_or_else(|| unrecognized(name))
     }
 
+    /// A timeout variable's value; `None` when it is 0 (no timeout).
+    pub fn timeout(&self, name: &str) -> Option<std::time::Duration> {
+        let v = self.overrides.get(name)?;
+        parse_timeout(name, v).ok().flatten()
+    }
+
     /// The session time zone in the form DataFusion takes (`+00:00` or an IANA name).
     pub fn datafusion_time_zone(&self) -> Option<String> {
         let tz = self
@@ -123,6 +133,37 @@ impl SessionVars {
             "UTC" | "GMT" | "ETC/UTC" | "Z" => "+00:00".to_owned(),
             _ => tz.to_owned(),
         })
+    }
+}
+
+/// Variables holding durations (milliseconds unless a unit is given).
+const TIMEOUTS: &[&str] = &["statement_timeout", "idle_in_transaction_session_timeout"];
+
+/// A duration as PostgreSQL's GUCs take it: `250`, `'250ms'`, `'5s'`, `'2min'`, `'1h'`,
+/// `'1d'`; 0 is none.
+fn parse_timeout(name: &str, v: &str) -> Result<Option<std::time::Duration>, PgError> {
+    let t = v.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = (&t[..split], t[split..].trim());
+    let ms_per = match unit.to_ascii_lowercase().as_str() {
+        "" | "ms" => 1.0,
+        "s" => 1_000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => f64::NAN,
+    };
+    match num.parse::<f64>() {
+        Ok(n) if ms_per.is_finite() && n >= 0.0 && n * ms_per <= i32::MAX as f64 => {
+            let ms = (n * ms_per).round() as u64;
+            Ok((ms > 0).then(|| std::time::Duration::from_millis(ms)))
+        }
+        _ => Err(PgError::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            format!("invalid value for parameter \"{name}\": \"{v}\""),
+        )),
     }
 }
 
