@@ -75,6 +75,19 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_MAX_BUFFERED_MESSAGES_MB", default_value_t = 256)]
     pub max_buffered_messages_mb: usize,
 
+    /// PEM certificate chain for TLS (with `--tls-key`): clients may then connect with
+    /// `sslmode=require` / `verify-full`.
+    #[arg(long, env = "FRESHET_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "FRESHET_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// With TLS configured, refuse connections from other hosts that do not use it (28000).
+    #[arg(long, env = "FRESHET_TLS_REQUIRED_REMOTE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_required_remote: bool,
+
     /// Client connections served at once; one more is answered with 53300 and closed.
     #[arg(long, env = "FRESHET_MAX_CONNECTIONS", default_value_t = 100)]
     pub max_connections: usize,

@@ -7,6 +7,7 @@ pub mod limit;
 mod serve;
 mod simple;
 mod subscribe;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ use crate::session::{Outcome, Session};
 use freshet_sql::TransactionOp;
 
 pub use extended::FreshetQueryParser;
-pub use serve::serve;
+pub use serve::{serve, Terms};
 
 /// The handlers of one connection. Built per accepted socket, so `session` is this
 /// connection's own.

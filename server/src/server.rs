@@ -35,6 +35,9 @@ pub struct Server {
     /// Connections served at once (`--max-connections`), and how many are.
     max_connections: usize,
     connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// TLS for clients that ask for it (`--tls-cert`, `--tls-key`).
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+    tls_required_remote: bool,
 }
 
 /// One connection counted in [`Server::connections`] while it lives.
@@ -89,6 +92,11 @@ impl Server {
             message_budget: crate::pg::limit::Budget::new(opts.max_buffered_messages_mb << 20),
             max_connections: opts.max_connections,
             connections: Arc::default(),
+            tls: match (&opts.tls_cert, &opts.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::pg::tls::acceptor(cert, key)?),
+                _ => None,
+            },
+            tls_required_remote: opts.tls_required_remote,
         })
     }
 
@@ -144,9 +152,13 @@ impl Server {
                     socket,
                     handlers,
                     notes,
-                    server.max_message,
-                    Arc::clone(&server.message_budget),
-                    admitted,
+                    crate::pg::Terms {
+                        max_message: server.max_message,
+                        budget: Arc::clone(&server.message_budget),
+                        admitted,
+                        tls: server.tls.clone(),
+                        tls_required_remote: server.tls_required_remote,
+                    },
                 )
                 .await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -25,14 +25,34 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves `socket` with `handlers` until the client leaves; `notes` are its session's
 /// notifications.
+/// What the server settled for a connection before serving it.
+pub struct Terms {
+    /// Largest message the client may send (bytes).
+    pub max_message: usize,
+    /// Large messages being received, all connections together.
+    pub budget: Arc<Budget>,
+    /// Within `--max-connections`; otherwise the client gets 53300 after its startup.
+    pub admitted: bool,
+    /// TLS, when the server has a certificate.
+    pub tls: Option<pgwire::tokio::TlsAcceptor>,
+    /// Refuse clients from other hosts that do not use TLS (when there is TLS).
+    pub tls_required_remote: bool,
+}
+
 pub async fn serve(
     socket: TcpStream,
     handlers: Arc<ConnectionHandlers>,
     mut notes: UnboundedReceiver<Notification>,
-    max_message: usize,
-    budget: Arc<Budget>,
-    admitted: bool,
+    terms: Terms,
 ) -> std::io::Result<()> {
+    let Terms {
+        max_message,
+        budget,
+        admitted,
+        tls,
+        tls_required_remote,
+    } = terms;
+    let remote = !socket.peer_addr()?.ip().is_loopback();
     // A second handle on the socket, to notice the client leaving while a statement runs.
     let std_socket = socket.into_std()?;
     let watch = TcpStream::from_std(std_socket.try_clone()?)?;
@@ -41,11 +61,23 @@ pub async fn serve(
     tokio::pin!(startup_timeout);
     let negotiated = tokio::select! {
         _ = &mut startup_timeout => return Ok(()),
-        s = negotiate_tls::<Arc<Prepared>>(socket, None) => s?,
+        s = negotiate_tls::<Arc<Prepared>>(socket, tls.clone()) => s?,
     };
-    let Some(socket) = negotiated else {
+    let Some(mut socket) = negotiated else {
         return Ok(());
     };
+    let encrypted = !matches!(socket.get_ref(), pgwire::tokio::server::MaybeTls::Plain(_));
+    if tls.is_some() && tls_required_remote && remote && !encrypted {
+        let info = ErrorInfo::new(
+            "FATAL".into(),
+            "28000".into(),
+            "connections from other hosts must use TLS (sslmode=require)".into(),
+        );
+        let _ = socket
+            .send(PgWireBackendMessage::ErrorResponse(info.into()))
+            .await;
+        return Ok(());
+    }
     // Messages past `max_message` bytes are refused from their header on.
     let parts = socket.into_parts();
     let limited = Limited::new(parts.io, max_message, budget, &parts.read_buf)?;
