@@ -104,6 +104,18 @@ impl Rule {
                 type_name,
             } => {
                 let out_of_range = || format!("value \"{}\" is out of range for type {type_name}", text());
+                // Plain digits (the common case): checked in place, passed on as written.
+                let digits = tok.strip_prefix(b"-").unwrap_or(tok);
+                if !digits.is_empty() && digits.len() <= 38 && digits.iter().all(u8::is_ascii_digit) {
+                    let v: i128 = std::str::from_utf8(tok)
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(out_of_range)?;
+                    if v < min || v > max {
+                        return Err(out_of_range());
+                    }
+                    return Ok(Cow::Borrowed(tok));
+                }
                 let d = Decimal::parse(tok).ok_or_else(out_of_range)?;
                 let v = d
                     .integer()

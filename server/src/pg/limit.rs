@@ -255,10 +255,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let new = buf.filled()[before..].to_vec();
-                Poll::Ready(this.advance(&new))
-            }
+            Poll::Ready(Ok(())) => Poll::Ready(this.advance(&buf.filled()[before..])),
             other => other,
         }
     }

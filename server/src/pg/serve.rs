@@ -68,14 +68,12 @@ pub async fn serve(
     };
     let encrypted = !matches!(socket.get_ref(), pgwire::tokio::server::MaybeTls::Plain(_));
     if tls.is_some() && tls_required_remote && remote && !encrypted {
-        let info = ErrorInfo::new(
-            "FATAL".into(),
-            "28000".into(),
+        fatal(
+            &mut socket,
+            "28000",
             "connections from other hosts must use TLS (sslmode=require)".into(),
-        );
-        let _ = socket
-            .send(PgWireBackendMessage::ErrorResponse(info.into()))
-            .await;
+        )
+        .await;
         return Ok(());
     }
     // Messages past `max_message` bytes are refused from their header on.
@@ -115,12 +113,12 @@ pub async fn serve(
         let msg = tokio::select! {
             _ = &mut startup_timeout, if starting => None,
             () = sleep_or_never(idle_limit) => {
-                let info = ErrorInfo::new(
-                    "FATAL".into(),
-                    "25P03".into(),
+                fatal(
+                    &mut socket,
+                    "25P03",
                     "terminating connection due to idle-in-transaction timeout".into(),
-                );
-                let _ = socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await;
+                )
+                .await;
                 break;
             }
             m = socket.next() => m,
@@ -137,10 +135,7 @@ pub async fn serve(
             Some(Ok(m)) => m,
             Some(Err(e)) => {
                 if let Some(t) = too_large(&e) {
-                    let info = ErrorInfo::new("FATAL".into(), t.sqlstate().into(), t.to_string());
-                    let _ = socket
-                        .send(PgWireBackendMessage::ErrorResponse(info.into()))
-                        .await;
+                    fatal(&mut socket, t.sqlstate(), t.to_string()).await;
                 }
                 break;
             }
@@ -151,14 +146,7 @@ pub async fn serve(
             break;
         }
         if !admitted && matches!(msg, PgWireFrontendMessage::Startup(_)) {
-            let info = ErrorInfo::new(
-                "FATAL".into(),
-                "53300".into(),
-                "sorry, too many clients already".into(),
-            );
-            let _ = socket
-                .send(PgWireBackendMessage::ErrorResponse(info.into()))
-                .await;
+            fatal(&mut socket, "53300", "sorry, too many clients already".into()).await;
             break;
         }
         let is_extended = match socket.state() {
@@ -214,4 +202,15 @@ async fn sleep_or_never(d: Option<Duration>) {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// Sends a FATAL error before the connection is closed (a failed send changes nothing then).
+async fn fatal<S>(socket: &mut S, sqlstate: &str, message: String)
+where
+    S: futures::Sink<PgWireBackendMessage> + Unpin,
+{
+    let info = ErrorInfo::new("FATAL".into(), sqlstate.into(), message);
+    let _ = socket
+        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+        .await;
 }
