@@ -17,6 +17,18 @@ pub enum Error {
     /// A primary key over a type we cannot key by.
     #[error("data type {1} of column \"{0}\" cannot be part of a primary key")]
     UnkeyableType(String, String),
+    /// `CREATE ROLE` of a name that exists.
+    #[error("role \"{0}\" already exists")]
+    DuplicateRole(String),
+    /// A role name that does not exist.
+    #[error("role \"{0}\" does not exist")]
+    UndefinedRole(String),
+    /// `DROP ROLE` of a role that owns objects or holds privileges.
+    #[error("role \"{0}\" cannot be dropped because some objects depend on it ({1})")]
+    RoleInUse(String, String),
+    /// A membership grant that would make a role a member of itself.
+    #[error("role \"{0}\" is a member of role \"{1}\"")]
+    CircularMembership(String, String),
     /// The store failed.
     #[error(transparent)]
     State(#[from] freshet_state::Error),
@@ -38,6 +50,10 @@ impl UserError for Error {
             Error::UndefinedTable(_) => SqlState::UNDEFINED_TABLE,
             Error::DuplicateColumn(_) => SqlState::DUPLICATE_COLUMN,
             Error::UnkeyableType(..) => SqlState::FEATURE_NOT_SUPPORTED,
+            Error::DuplicateRole(_) => SqlState::DUPLICATE_OBJECT,
+            Error::UndefinedRole(_) => SqlState::UNDEFINED_OBJECT,
+            Error::RoleInUse(..) => SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+            Error::CircularMembership(..) => SqlState::INVALID_GRANT_OPERATION,
             Error::State(e) => e.sqlstate(),
             Error::Decode(_) | Error::Corrupt => SqlState::INTERNAL_ERROR,
         }

@@ -5,7 +5,9 @@
 //! write batch: the definition, the id counter and (for DROP) the deletion of the table's rows
 //! commit together. It knows nothing of SQL text parsing, DataFusion or pgwire.
 
+mod access;
 mod error;
+mod role;
 mod table;
 
 use std::collections::BTreeMap;
@@ -14,13 +16,17 @@ use std::sync::{Arc, RwLock};
 use freshet_common::TableId;
 use freshet_state::{meta_key, table_prefix, Store, WriteBatch};
 
+pub use access::{ObjectAccess, ObjectKind};
 pub use error::{Error, Result};
+pub use role::{
+    grant, render_acl, revoke, AclItem, Privileges, RoleDef, ScramSecret, BOOTSTRAP_ROLE_OID,
+};
 pub use table::{CheckDef, ColumnDef, Identity, SinkDef, SourceDef, TableDef, UniqueDef, ViewDef};
 
 /// The only schema for now; `search_path` resolves to it.
 pub const DEFAULT_SCHEMA: &str = "public";
 
-const NEXT_ID_KEY: &[u8] = b"next_id";
+pub(crate) const NEXT_ID_KEY: &[u8] = b"next_id";
 const TABLE_KEY_PREFIX: &[u8] = b"table/";
 const VIEW_KEY_PREFIX: &[u8] = b"view/";
 const SOURCE_KEY_PREFIX: &[u8] = b"source/";
@@ -39,6 +45,9 @@ struct Inner {
     views: BTreeMap<String, Arc<ViewDef>>,
     sources: BTreeMap<String, Arc<SourceDef>>,
     sinks: BTreeMap<String, Arc<SinkDef>>,
+    roles: BTreeMap<String, Arc<RoleDef>>,
+    /// Grants on the schema `public`.
+    schema_acl: Vec<AclItem>,
     next_id: u64,
 }
 
@@ -78,6 +87,13 @@ impl Catalog {
         for (_, v) in snap.scan_prefix(&meta_key(SINK_KEY_PREFIX))? {
             let def: SinkDef = serde_json::from_slice(&v).map_err(Error::Decode)?;
             inner.sinks.insert(def.name.clone(), Arc::new(def));
+        }
+        for (_, v) in snap.scan_prefix(&meta_key(access::ROLE_KEY_PREFIX))? {
+            let def: RoleDef = serde_json::from_slice(&v).map_err(Error::Decode)?;
+            inner.roles.insert(def.name.clone(), Arc::new(def));
+        }
+        if let Some(v) = snap.get(&meta_key(access::SCHEMA_ACL_KEY))? {
+            inner.schema_acl = serde_json::from_slice(&v).map_err(Error::Decode)?;
         }
         inner.next_id = match snap.get(&meta_key(NEXT_ID_KEY))? {
             Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| Error::Corrupt)?),
@@ -360,25 +376,25 @@ impl Inner {
     }
 }
 
-fn source_key(id: TableId) -> Vec<u8> {
+pub(crate) fn source_key(id: TableId) -> Vec<u8> {
     let mut k = meta_key(SOURCE_KEY_PREFIX);
     k.extend_from_slice(&id.0.to_be_bytes());
     k
 }
 
-fn sink_key(id: TableId) -> Vec<u8> {
+pub(crate) fn sink_key(id: TableId) -> Vec<u8> {
     let mut k = meta_key(SINK_KEY_PREFIX);
     k.extend_from_slice(&id.0.to_be_bytes());
     k
 }
 
-fn view_key(id: TableId) -> Vec<u8> {
+pub(crate) fn view_key(id: TableId) -> Vec<u8> {
     let mut k = meta_key(VIEW_KEY_PREFIX);
     k.extend_from_slice(&id.0.to_be_bytes());
     k
 }
 
-fn table_key(id: TableId) -> Vec<u8> {
+pub(crate) fn table_key(id: TableId) -> Vec<u8> {
     let mut k = meta_key(TABLE_KEY_PREFIX);
     k.extend_from_slice(&id.0.to_be_bytes());
     k
@@ -400,6 +416,8 @@ mod tests {
             primary_key: vec![0],
             checks: Vec::new(),
             uniques: Vec::new(),
+            owner: String::new(),
+            acl: Vec::new(),
         }
     }
 

@@ -71,6 +71,12 @@ pub struct TableDef {
     /// `UNIQUE` constraints, each kept as an index of its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uniques: Vec<UniqueDef>,
+    /// The role that owns it; empty for the bootstrap superuser.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+    /// Privileges granted on it (beyond the owner's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<crate::AclItem>,
 }
 
 /// A `UNIQUE` constraint, enforced through an index: one entry per row whose constrained
@@ -151,6 +157,12 @@ pub struct ViewDef {
     /// `MaterializedView::fingerprint`): a view planned differently at start is refused.
     #[serde(default)]
     pub fingerprint: Option<u64>,
+    /// The role that owns it; empty for the bootstrap superuser.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+    /// Privileges granted on it (beyond the owner's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<crate::AclItem>,
 }
 
 /// A source: a Kafka topic read into the dataflow. Its progress (offsets per partition) and
@@ -170,6 +182,12 @@ pub struct SourceDef {
     pub format: freshet_common::SourceFormat,
     /// The statement as written.
     pub sql: String,
+    /// The role that owns it; empty for the bootstrap superuser.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+    /// Privileges granted on it (beyond the owner's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<crate::AclItem>,
 }
 
 impl SourceDef {
@@ -189,4 +207,7 @@ pub struct SinkDef {
     /// The view it writes.
     pub from: TableId,
     pub config: freshet_common::SinkConfig,
+    /// The role that owns it; empty for the bootstrap superuser.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
 }

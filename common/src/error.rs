@@ -43,6 +43,13 @@ impl SqlState {
     pub const UNDEFINED_FUNCTION: SqlState = SqlState("42883");
     pub const UNDEFINED_TABLE: SqlState = SqlState("42P01");
     pub const UNDEFINED_OBJECT: SqlState = SqlState("42704");
+    pub const INVALID_SCHEMA_NAME: SqlState = SqlState("3F000");
+    pub const RESERVED_NAME: SqlState = SqlState("42939");
+    pub const OBJECT_IN_USE: SqlState = SqlState("55006");
+    pub const DUPLICATE_OBJECT: SqlState = SqlState("42710");
+    pub const INVALID_GRANT_OPERATION: SqlState = SqlState("0LP01");
+    pub const INVALID_AUTHORIZATION: SqlState = SqlState("28000");
+    pub const INVALID_PASSWORD: SqlState = SqlState("28P01");
     pub const DUPLICATE_TABLE: SqlState = SqlState("42P07");
     pub const DUPLICATE_COLUMN: SqlState = SqlState("42701");
     pub const AMBIGUOUS_COLUMN: SqlState = SqlState("42702");

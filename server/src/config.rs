@@ -8,7 +8,8 @@ use clap::Parser;
 /// freshet: a streaming SQL database that speaks the PostgreSQL wire protocol.
 ///
 /// Connect with any PostgreSQL client, e.g. `psql -h 127.0.0.1 -p 6543 freshet`.
-/// Any user name is accepted without a password (bind to loopback only).
+/// On a loopback address clients are trusted by default; elsewhere they log in with
+/// SCRAM-SHA-256 as a role (`--auth`).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "freshet", version, about, long_about)]
 pub struct ServerOpts {
@@ -88,6 +89,26 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_TLS_REQUIRED_REMOTE", default_value_t = true, action = clap::ArgAction::Set)]
     pub tls_required_remote: bool,
 
+    /// How clients log in: `trust` (allowed only on a loopback `--listen` address: any client
+    /// connects as the role it names) or `scram` (SCRAM-SHA-256 with a role's password).
+    /// Default: `trust` on a loopback address, `scram` otherwise.
+    #[arg(long, env = "FRESHET_AUTH", value_enum)]
+    pub auth: Option<crate::pg::auth::AuthMode>,
+
+    /// The superuser created at first start (when the catalog has no roles).
+    #[arg(long, env = "FRESHET_SUPERUSER", default_value = "freshet")]
+    pub superuser: String,
+
+    /// The password of `--superuser`, set at first start or while it has none. Prefer the
+    /// environment variable: command lines are visible to other users of the machine.
+    #[arg(long, env = "FRESHET_SUPERUSER_PASSWORD", hide_env_values = true)]
+    pub superuser_password: Option<String>,
+
+    /// Failed logins one client address may make per minute before it is refused (28000)
+    /// for the rest of the minute; 0 for no bound.
+    #[arg(long, env = "FRESHET_MAX_AUTH_FAILURES", default_value_t = 10)]
+    pub max_auth_failures: u32,
+
     /// Client connections served at once; one more is answered with 53300 and closed.
     #[arg(long, env = "FRESHET_MAX_CONNECTIONS", default_value_t = 100)]
     pub max_connections: usize,
@@ -95,6 +116,23 @@ pub struct ServerOpts {
     /// Write the bound address to this file once listening (for tests that use port 0).
     #[arg(long, env = "FRESHET_PORT_FILE")]
     pub port_file: Option<PathBuf>,
+}
+
+impl ServerOpts {
+    /// The authentication mode: `--auth`, or what the listen address implies.
+    pub fn auth_mode(&self) -> anyhow::Result<crate::pg::auth::AuthMode> {
+        use crate::pg::auth::AuthMode;
+        let loopback = self.listen.ip().is_loopback();
+        match self.auth {
+            Some(AuthMode::Trust) if !loopback => anyhow::bail!(
+                "--auth trust is allowed only with a loopback --listen address (this one is {})",
+                self.listen
+            ),
+            Some(mode) => Ok(mode),
+            None if loopback => Ok(AuthMode::Trust),
+            None => Ok(AuthMode::Scram),
+        }
+    }
 }
 
 fn parse_retention(v: &str) -> Result<std::time::Duration, String> {

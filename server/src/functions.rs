@@ -233,3 +233,173 @@ impl ScalarUDFImpl for Guarded {
         self.inner.documentation()
     }
 }
+
+/// Registers on a session's `ctx` the functions that answer for its user: `current_user`,
+/// `session_user`, `current_role`, `current_catalog`, `has_table_privilege` and
+/// `has_schema_privilege` (replacing datafusion-pg-catalog's, which always say yes).
+pub fn register_identity(
+    ctx: &SessionContext,
+    who: &crate::access::Identity,
+    catalog: &Arc<freshet_catalog::Catalog>,
+) {
+    for (name, value) in [
+        ("current_user", who.current_user.clone()),
+        ("current_role", who.current_user.clone()),
+        ("session_user", who.session_user.clone()),
+        ("current_catalog", crate::query::DATABASE_NAME.to_owned()),
+    ] {
+        ctx.register_udf(create_udf(
+            name,
+            vec![],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(value.clone()))))),
+        ));
+    }
+    for schema in [false, true] {
+        ctx.register_udf(ScalarUDF::new_from_impl(HasPrivilege {
+            who: who.clone(),
+            catalog: Arc::clone(catalog),
+            schema,
+            signature: Signature::one_of(
+                vec![
+                    datafusion::logical_expr::TypeSignature::String(2),
+                    datafusion::logical_expr::TypeSignature::String(3),
+                ],
+                Volatility::Stable,
+            ),
+        }));
+    }
+}
+
+/// `has_table_privilege([user,] table, privileges)` / `has_schema_privilege([user,] schema,
+/// privileges)`: whether the user holds any of the comma-separated privileges.
+#[derive(Debug)]
+struct HasPrivilege {
+    who: crate::access::Identity,
+    catalog: Arc<freshet_catalog::Catalog>,
+    schema: bool,
+    signature: Signature,
+}
+
+impl PartialEq for HasPrivilege {
+    fn eq(&self, other: &Self) -> bool {
+        self.schema == other.schema && self.who == other.who
+    }
+}
+
+impl Eq for HasPrivilege {}
+
+impl std::hash::Hash for HasPrivilege {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.schema.hash(state);
+        self.who.current_user.hash(state);
+    }
+}
+
+impl HasPrivilege {
+    fn check(&self, user: Option<&str>, object: &str, privileges: &str) -> Result<bool> {
+        use freshet_catalog::Privileges;
+        let who = match user {
+            Some(u) => {
+                if self.catalog.role(u).is_none() {
+                    return Err(pg(PgError::new(
+                        SqlState::UNDEFINED_OBJECT,
+                        format!("role \"{u}\" does not exist"),
+                    )));
+                }
+                crate::access::Identity::login(u, false)
+            }
+            None => self.who.clone(),
+        };
+        let mut wants = Vec::new();
+        for p in privileges.split(',') {
+            let p = p.trim();
+            let p = p
+                .strip_suffix(" WITH GRANT OPTION")
+                .or_else(|| p.strip_suffix(" with grant option"))
+                .unwrap_or(p);
+            wants.push(Privileges::from_name(p.trim()).ok_or_else(|| {
+                pg(PgError::new(
+                    SqlState::INVALID_PARAMETER_VALUE,
+                    format!("unrecognized privilege type: \"{p}\""),
+                ))
+            })?);
+        }
+        if self.schema {
+            if object != freshet_catalog::DEFAULT_SCHEMA {
+                return Ok(object == "pg_catalog" || object == "information_schema")
+                    .map(|known| known && wants.iter().any(|w| *w == Privileges::USAGE));
+            }
+            return Ok(wants.iter().any(|w| {
+                *w == Privileges::USAGE || (*w == Privileges::CREATE && who.require_create(&self.catalog).is_ok())
+            }));
+        }
+        let name = object.strip_prefix("public.").unwrap_or(object);
+        let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\"\"", "\""),
+            None => name.to_lowercase(),
+        };
+        let Some(access) = self.catalog.object_access(&name) else {
+            // System catalogs are readable by everyone.
+            if object.starts_with("pg_catalog.") || object.starts_with("information_schema.") {
+                return Ok(wants.contains(&Privileges::SELECT));
+            }
+            return Err(pg(PgError::new(
+                SqlState::UNDEFINED_TABLE,
+                format!("relation \"{object}\" does not exist"),
+            )));
+        };
+        Ok(wants.iter().any(|w| who.has(&self.catalog, &access, *w)))
+    }
+}
+
+fn pg(e: PgError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+impl ScalarUDFImpl for HasPrivilege {
+    fn name(&self) -> &str {
+        if self.schema {
+            "has_schema_privilege"
+        } else {
+            "has_table_privilege"
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::BooleanBuilder;
+        let n = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?
+            .into_iter()
+            .map(|a| datafusion::arrow::compute::cast(&a, &DataType::Utf8))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let strings: Vec<_> = arrays.iter().map(|a| a.as_string::<i32>()).collect();
+        let mut out = BooleanBuilder::with_capacity(n);
+        for row in 0..n {
+            let vals: Vec<Option<&str>> = strings
+                .iter()
+                .map(|s| (!s.is_null(row)).then(|| s.value(row)))
+                .collect();
+            let result = match vals.as_slice() {
+                [Some(o), Some(p)] => Some(self.check(None, o, p)?),
+                [Some(u), Some(o), Some(p)] => Some(self.check(Some(u), o, p)?),
+                _ => None,
+            };
+            out.append_option(result);
+        }
+        let array: ArrayRef = Arc::new(out.finish());
+        if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?));
+        }
+        Ok(ColumnarValue::Array(array))
+    }
+}

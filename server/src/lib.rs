@@ -7,6 +7,7 @@
 //! ([`views`]), Kafka sources ([`sources`]) and the listener ([`server`]).
 //! It is the only crate that builds a tokio runtime, parses the CLI or imports pgwire.
 
+pub mod access;
 pub mod config;
 pub mod coord;
 pub mod engine;

@@ -1,6 +1,7 @@
 //! The PostgreSQL wire protocol front end (pgwire): startup, simple and extended query,
 //! cancel. Turns [`crate::session::Outcome`]s into protocol messages.
 
+pub mod auth;
 mod encode;
 mod extended;
 pub mod limit;
@@ -14,7 +15,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use freshet_common::PgError;
 use futures::{Sink, SinkExt};
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::results::{CopyResponse, Response, Tag};
@@ -38,11 +38,16 @@ pub struct ConnectionHandlers {
     pub(crate) session: Arc<Session>,
     pub(crate) parser: Arc<FreshetQueryParser>,
     pub(crate) manager: Arc<ConnectionManager>,
+    pub(crate) auth: Arc<auth::Auth>,
 }
 
 impl ConnectionHandlers {
     /// Handlers for a new connection with `session`.
-    pub fn new(session: Arc<Session>, manager: Arc<ConnectionManager>) -> Arc<Self> {
+    pub fn new(
+        session: Arc<Session>,
+        manager: Arc<ConnectionManager>,
+        auth: Arc<auth::Auth>,
+    ) -> Arc<Self> {
         let parser = Arc::new(FreshetQueryParser {
             session: Arc::clone(&session),
         });
@@ -50,14 +55,8 @@ impl ConnectionHandlers {
             session,
             parser,
             manager,
+            auth,
         })
-    }
-}
-
-#[async_trait]
-impl NoopStartupHandler for ConnectionHandlers {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(Arc::clone(&self.manager))
     }
 }
 
@@ -76,11 +75,11 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        Arc::new(ConnectionHandlers {
-            session: Arc::clone(&self.session),
-            parser: Arc::clone(&self.parser),
-            manager: Arc::clone(&self.manager),
-        })
+        Arc::new(auth::Startup::new(
+            Arc::clone(&self.session),
+            Arc::clone(&self.auth),
+            Arc::clone(&self.manager),
+        ))
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {

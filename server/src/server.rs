@@ -38,6 +38,7 @@ pub struct Server {
     /// TLS for clients that ask for it (`--tls-cert`, `--tls-key`).
     tls: Option<pgwire::tokio::TlsAcceptor>,
     tls_required_remote: bool,
+    auth: Arc<crate::pg::auth::Auth>,
 }
 
 /// One connection counted in [`Server::connections`] while it lives.
@@ -63,6 +64,19 @@ impl Server {
         let store = Store::open(&opts.data_dir.join("state"), &config)
             .context("opening the state store")?;
         let catalog = Arc::new(Catalog::open(store.clone()).context("loading the catalog")?);
+        let auth_mode = opts.auth_mode()?;
+        crate::access::bootstrap(&catalog, &opts.superuser, opts.superuser_password.as_deref())
+            .context("creating the bootstrap superuser")?;
+        if auth_mode == crate::pg::auth::AuthMode::Scram
+            && !catalog.roles().iter().any(|r| r.login && r.password.is_some())
+        {
+            anyhow::bail!(
+                "--auth scram, but no role can log in with a password: set FRESHET_SUPERUSER_PASSWORD \
+                 (the password of --superuser {})",
+                opts.superuser
+            );
+        }
+        let auth = crate::pg::auth::Auth::new(auth_mode, Arc::clone(&catalog), opts.max_auth_failures);
         let policy = freshet_connector_kafka::PropertyPolicy {
             allow_any: opts.kafka_allow_any_property,
             files_dir: opts.kafka_files_dir.clone(),
@@ -97,6 +111,7 @@ impl Server {
                 _ => None,
             },
             tls_required_remote: opts.tls_required_remote,
+            auth,
         })
     }
 
@@ -147,7 +162,11 @@ impl Server {
                     None,
                     Some(notes_tx),
                 ));
-                let handlers = ConnectionHandlers::new(session, Arc::clone(&server.manager));
+                let handlers = ConnectionHandlers::new(
+                    session,
+                    Arc::clone(&server.manager),
+                    Arc::clone(&server.auth),
+                );
                 if let Err(e) = crate::pg::serve(
                     socket,
                     handlers,

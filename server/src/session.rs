@@ -2,6 +2,7 @@
 //!
 //! Protocol-agnostic: the pgwire handlers in [`crate::pg`] turn [`Outcome`]s into messages.
 
+mod authorize;
 mod ddl;
 mod describe;
 mod notify;
@@ -79,6 +80,8 @@ pub struct Session {
     /// When the running query's `statement_timeout` expires (its rows stream after
     /// `execute` returns, so the response stream ends them then).
     deadline: Mutex<Option<tokio::time::Instant>>,
+    /// Who the session acts as (set when the login completes).
+    identity: Mutex<Arc<crate::access::Identity>>,
 }
 
 /// The template's state with a memory pool of the session's own, as large as the template's:
@@ -134,7 +137,25 @@ impl Session {
             cursors: Mutex::new(subscribe::Cursors::default()),
             notifier: Mutex::new(notify::Notifier::new(notifications)),
             deadline: Mutex::new(None),
+            identity: Mutex::new(Arc::new(crate::access::Identity::nobody())),
         }
+    }
+
+    /// Sets who the session acts as.
+    pub fn set_identity(&self, identity: crate::access::Identity) {
+        self.with_vars(|v| v.set("session_authorization", identity.session_user.clone()));
+        crate::functions::register_identity(&self.ctx, &identity, &self.engine.catalog);
+        *lock(&self.identity) = Arc::new(identity);
+    }
+
+    /// The owner of objects the session creates.
+    fn new_owner(&self) -> String {
+        self.identity().owner_for_new(&self.engine.catalog)
+    }
+
+    /// Who the session acts as.
+    pub fn identity(&self) -> Arc<crate::access::Identity> {
+        Arc::clone(&lock(&self.identity))
     }
 
     /// Parses `sql` into its statements.
@@ -243,7 +264,10 @@ impl Session {
             self.block().statement_writes()
         };
         *self.current() = writes.clone();
-        let result = self.execute_classified(stmt, params).await;
+        let result = match self.authorize(&stmt) {
+            Ok(()) => self.execute_classified(stmt, params).await,
+            Err(e) => Err(e),
+        };
         *self.current() = None;
         self.statement_done(writes.as_deref(), ddl, result.is_ok());
         result
@@ -429,7 +453,7 @@ impl Session {
                 Ok(one_text_column("name", names))
             }
             Statement::CreateSource(plan) => {
-                crate::sources::create(&self.engine, plan).await?;
+                crate::sources::create(&self.engine, plan, self.new_owner()).await?;
                 Ok(Outcome::Command {
                     tag: "CREATE SOURCE",
                     rows: None,
@@ -462,7 +486,7 @@ impl Session {
             } => self.fetch(&cursor, count, timeout).await,
             Statement::CloseCursor { cursor } => self.close_cursor(cursor.as_deref()),
             Statement::CreateSink(plan) => {
-                crate::coord::sinks::create(&self.engine, &plan).await?;
+                crate::coord::sinks::create(&self.engine, &plan, self.new_owner()).await?;
                 Ok(Outcome::Command {
                     tag: "CREATE SINK",
                     rows: None,
@@ -472,6 +496,19 @@ impl Session {
             Statement::Listen { channel } => self.listen(&channel),
             Statement::Unlisten { channel } => Ok(self.unlisten(channel.as_deref())),
             Statement::Notify { channel, payload } => Ok(self.notify(channel, payload)),
+            Statement::Role(stmt) => {
+                let tag = {
+                    let _w = self.engine.begin_write().await;
+                    crate::access::execute(&self.engine.catalog, &self.identity(), stmt)?
+                };
+                Ok(Outcome::Command { tag, rows: None })
+            }
+            Statement::SetRole(role) => {
+                let next = crate::access::set_role(&self.engine.catalog, &self.identity(), role.as_deref())?;
+                crate::functions::register_identity(&self.ctx, &next, &self.engine.catalog);
+                *lock(&self.identity) = Arc::new(next);
+                Ok(Outcome::Command { tag: "SET", rows: None })
+            }
             Statement::ShowSinks => Ok(text_columns(
                 crate::coord::sinks::SHOW_COLUMNS,
                 crate::coord::sinks::show(&self.engine),
@@ -518,6 +555,12 @@ impl Session {
         let mut state = self.ctx.state();
         let tz = self.with_vars(|v| v.datafusion_time_zone());
         state.config_mut().options_mut().execution.time_zone = tz;
+        state
+            .config_mut()
+            .set_extension(Arc::new(crate::access::StatementIdentity {
+                identity: crate::access::Identity::clone(&self.identity()),
+                catalog: Arc::clone(&self.engine.catalog),
+            }));
         state
     }
 
@@ -761,6 +804,7 @@ fn is_ddl(stmt: &Statement) -> bool {
                 | Statement::ResetSource { .. }
                 | Statement::CreateSink(_)
                 | Statement::DropSink { .. }
+                | Statement::Role(_)
         ),
     }
 }

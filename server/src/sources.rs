@@ -327,7 +327,11 @@ fn check_type(name: &str, ty: &SqlType) -> Result<(), PgError> {
 
 /// `CREATE SOURCE`: validate, resolve the start offsets against the broker, persist the
 /// definition with its initial progress in one write, start reading.
-pub async fn create(engine: &Arc<Engine>, plan: CreateSourcePlan) -> Result<(), PgError> {
+pub async fn create(
+    engine: &Arc<Engine>,
+    plan: CreateSourcePlan,
+    owner: String,
+) -> Result<(), PgError> {
     if matches!(plan.format, SourceFormat::Csv { .. }) {
         if let Some((name, ty)) = plan
             .columns
@@ -371,6 +375,8 @@ pub async fn create(engine: &Arc<Engine>, plan: CreateSourcePlan) -> Result<(), 
         options: plan.options.clone(),
         format: plan.format.clone(),
         sql: plan.sql.clone(),
+        owner,
+        acl: Vec::new(),
     };
     let opts = kafka_options(engine, &def)?;
     let _w = engine.begin_write().await;

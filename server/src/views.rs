@@ -147,6 +147,8 @@ fn view_def(
         min_max_occurrences: view.occurrences(),
         retain_changes_ms: retain_changes.map(|d| d.as_millis() as u64),
         fingerprint: Some(view.fingerprint()),
+        owner: String::new(),
+        acl: Vec::new(),
     })
 }
 
@@ -183,7 +185,8 @@ pub async fn create(
     if explain {
         return Ok(Some(view.explain()));
     }
-    let def = view_def(&view, sql.clone(), *retain_changes)?;
+    let mut def = view_def(&view, sql.clone(), *retain_changes)?;
+    def.owner = crate::access::StatementIdentity::new_owner(state);
     let mut batch = WriteBatch::default();
     // Its changelog, if it keeps one, is complete from the next epoch on (recorded only
     // while it keeps one: a view that kept none for a while has a gap).

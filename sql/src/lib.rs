@@ -17,6 +17,7 @@ pub mod error;
 pub mod insert;
 pub mod limits;
 pub mod names;
+pub mod role;
 pub mod sink;
 pub mod source;
 pub mod subscribe;
@@ -35,6 +36,9 @@ pub use statement::{
     classify, classify_parsed, parse, parse_statements, CopyFormat, CopyFrom, Parsed, SetValue,
     Statement, TransactionOp, DML_TARGET_SCHEMA,
 };
+
+/// The one schema (`public`).
+pub const DEFAULT_SCHEMA_NAME: &str = "public";
 
 /// Re-exports of the DataFusion SQL AST, so the server names one sqlparser.
 pub use datafusion::sql::sqlparser::ast;

@@ -97,6 +97,10 @@ pub enum Statement {
     Unlisten { channel: Option<String> },
     /// `NOTIFY channel [, 'payload']`.
     Notify { channel: String, payload: String },
+    /// Role and privilege statements (`CREATE ROLE`, `GRANT`, …).
+    Role(crate::role::RoleStatement),
+    /// `SET ROLE name`; `None` for `SET ROLE NONE` / `RESET ROLE`.
+    SetRole(Option<String>),
 }
 
 /// A bound `CREATE MATERIALIZED VIEW`.
@@ -186,6 +190,9 @@ pub fn parse_statements(sql: &str) -> Result<Vec<Parsed>, PgError> {
     if let Some(stmt) = crate::subscribe::parse_subscribe_statement(sql) {
         return Ok(vec![Parsed::Ours(stmt?.into())]);
     }
+    if let Some(stmt) = crate::role::parse_role_statement(sql) {
+        return Ok(vec![Parsed::Ours(Statement::Role(stmt?))]);
+    }
     Ok(parse(sql)?.into_iter().map(Parsed::Ast).collect())
 }
 
@@ -274,6 +281,7 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
                 field_access_by_name(s);
             }
         }
+        session_functions(sql, &mut stmts);
         return Ok(stmts);
     }
     // The rewriting parser is cheap to build relative to a statement's planning, but not free;
@@ -290,7 +298,84 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
             crate::limits::check_depth(s)?;
         }
     }
-    PARSER.with(|p| p.parse(sql)).map_err(syntax_error)
+    let mut stmts = PARSER.with(|p| p.parse(sql)).map_err(syntax_error)?;
+    session_functions(sql, &mut stmts);
+    Ok(stmts)
+}
+
+/// PostgreSQL's parameterless SQL functions (`current_user`, `session_user`, `user`,
+/// `current_role`, `current_catalog`) become calls DataFusion plans (the session registers
+/// them); sqlparser reads them as functions without an argument list, which DataFusion takes
+/// for column names.
+fn session_functions(sql: &str, stmts: &mut [ast::Statement]) {
+    use std::ops::ControlFlow;
+    const NAMES: [&str; 5] = ["current_user", "session_user", "user", "current_role", "current_catalog"];
+    let lower = sql.to_ascii_lowercase();
+    if !lower.contains("user") && !lower.contains("current_") {
+        return;
+    }
+    let call = |name: &str| {
+        ast::Expr::Function(ast::Function {
+            name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
+            uses_odbc_syntax: false,
+            parameters: ast::FunctionArguments::None,
+            args: ast::FunctionArguments::List(ast::FunctionArgumentList {
+                duplicate_treatment: None,
+                args: vec![],
+                clauses: vec![],
+            }),
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: vec![],
+        })
+    };
+    for stmt in stmts.iter_mut() {
+        // A bare call in a SELECT list is named as PostgreSQL names it (`current_user`).
+        if let ast::Statement::Query(q) = stmt {
+            if let ast::SetExpr::Select(sel) = q.body.as_mut() {
+                for item in sel.projection.iter_mut() {
+                    let ast::SelectItem::UnnamedExpr(e) = item else { continue };
+                    let name = match e {
+                        ast::Expr::Function(f) if matches!(f.args, ast::FunctionArguments::None) => {
+                            match f.name.0.as_slice() {
+                                [p] => p.as_ident().map(|i| i.value.to_ascii_lowercase()),
+                                _ => None,
+                            }
+                        }
+                        ast::Expr::Identifier(i) if i.quote_style.is_none() => {
+                            Some(i.value.to_ascii_lowercase()).filter(|n| n == "current_role")
+                        }
+                        _ => None,
+                    };
+                    if let Some(n) = name.filter(|n| NAMES.contains(&n.as_str())) {
+                        *item = ast::SelectItem::ExprWithAlias {
+                            expr: e.clone(),
+                            alias: ast::Ident::new(n),
+                        };
+                    }
+                }
+            }
+        }
+        let _ = ast::visit_expressions_mut(stmt, |e| {
+            let name = match e {
+                ast::Expr::Function(f) if matches!(f.args, ast::FunctionArguments::None) => {
+                    match f.name.0.as_slice() {
+                        [p] => p.as_ident().map(|i| i.value.to_ascii_lowercase()),
+                        _ => None,
+                    }
+                }
+                ast::Expr::Identifier(i) if i.quote_style.is_none() => {
+                    Some(i.value.to_ascii_lowercase()).filter(|n| n == "current_role")
+                }
+                _ => None,
+            };
+            if let Some(n) = name.filter(|n| NAMES.contains(&n.as_str())) {
+                *e = call(if n == "user" { "current_user" } else { &n });
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
 }
 
 /// PostgreSQL's composite field access `(col).field`: DataFusion's planner only takes a field
@@ -453,15 +538,22 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             return Err(PgError::not_supported(format!("DROP {object_type}")))
         }
         S::Set(set) => classify_set(set)?,
-        S::Reset(r) => Statement::Reset {
-            name: match r.reset {
-                ast::Reset::ALL => None,
-                ast::Reset::ConfigurationParameter(n) => Some(
-                    n.0.iter()
-                        .filter_map(|p| p.as_ident().map(|i| i.value.clone()))
-                        .collect::<Vec<_>>()
-                        .join("."),
-                ),
+        S::Reset(r) => match r.reset {
+            ast::Reset::ConfigurationParameter(n)
+                if matches!(n.0.as_slice(), [p] if p.as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case("role"))) =>
+            {
+                Statement::SetRole(None)
+            }
+            reset => Statement::Reset {
+                name: match reset {
+                    ast::Reset::ALL => None,
+                    ast::Reset::ConfigurationParameter(n) => Some(
+                        n.0.iter()
+                            .filter_map(|p| p.as_ident().map(|i| i.value.clone()))
+                            .collect::<Vec<_>>()
+                            .join("."),
+                    ),
+                },
             },
         },
         S::ShowVariable { variable } => {
@@ -546,10 +638,12 @@ fn classify_set(set: Set) -> Result<Statement, PgError> {
             name: "client_encoding".into(),
             value: SetValue::Value(charset_name.value),
         }),
-        Set::SetTransaction { .. }
-        | Set::SetSessionParam(_)
-        | Set::SetRole { .. }
-        | Set::SetSessionAuthorization(_) => Ok(Statement::NoOp { tag: "SET" }),
+        Set::SetRole { role_name, .. } => Ok(Statement::SetRole(role_name.map(|r| ident(&r)))),
+        Set::SetSessionAuthorization(a) if a.to_string().to_ascii_uppercase().ends_with("DEFAULT") => {
+            Ok(Statement::SetRole(None))
+        }
+        Set::SetSessionAuthorization(_) => Err(PgError::not_supported("SET SESSION AUTHORIZATION")),
+        Set::SetTransaction { .. } | Set::SetSessionParam(_) => Ok(Statement::NoOp { tag: "SET" }),
         other => Err(PgError::not_supported(format!("{other}"))),
     }
 }

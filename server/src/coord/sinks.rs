@@ -84,7 +84,11 @@ pub fn progress_key(sink: TableId) -> Vec<u8> {
 
 /// `CREATE SINK`: checks the view and the options, writes the view's current rows as the
 /// first file (two phases, as every file), commits the sink with its progress, and starts it.
-pub async fn create(engine: &Arc<Engine>, plan: &freshet_sql::CreateSinkPlan) -> Result<(), PgError> {
+pub async fn create(
+    engine: &Arc<Engine>,
+    plan: &freshet_sql::CreateSinkPlan,
+    owner: String,
+) -> Result<(), PgError> {
     let mut w = engine.begin_write().await;
     if engine.catalog.name_taken(&plan.name) {
         if plan.if_not_exists && engine.catalog.sink(&plan.name).is_some() {
@@ -142,6 +146,7 @@ pub async fn create(engine: &Arc<Engine>, plan: &freshet_sql::CreateSinkPlan) ->
         name: plan.name.clone(),
         from: view_def.id,
         config: plan.config.clone(),
+        owner,
     };
     let mut batch = WriteBatch::default();
     batch.put(progress_key(id), start.to_be_bytes());

@@ -53,6 +53,7 @@ impl TableProvider for SourceTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        crate::access::StatementIdentity::require_select(state, &self.def.name)?;
         let snapshot = StatementSnapshot::of(state, &self.engine);
         // Decode only the payload columns the query reads.
         let payload = self.def.payload_columns().len();

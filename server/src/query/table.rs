@@ -96,6 +96,10 @@ impl TableProvider for StoredTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // A DELETE's or UPDATE's own target (keyed) is checked with the statement.
+        if self.schema.fields().len() == self.def.columns.len() {
+            crate::access::StatementIdentity::require_select(state, &self.def.name)?;
+        }
         let snapshot = StatementSnapshot::of(state, &self.engine);
         let columns: Vec<usize> = match projection {
             Some(p) => p.clone(),

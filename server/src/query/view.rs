@@ -70,6 +70,7 @@ impl TableProvider for ViewTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        crate::access::StatementIdentity::require_select(state, &self.view.name)?;
         let prefix = self.view.contents_prefix();
         let range = self
             .view

@@ -43,6 +43,8 @@ impl Session {
                     columns,
                 })
                 .collect(),
+            owner: self.new_owner(),
+            acl: Vec::new(),
         };
         let _w = self.engine.begin_write().await;
         self.engine
