@@ -6,9 +6,11 @@
 mod copy;
 pub mod dml;
 pub mod insert;
+mod information_schema;
 mod internal;
 pub mod pending;
 mod pg_attribute;
+mod pg_roles;
 mod provider;
 mod rowexpr;
 mod scan;
@@ -19,6 +21,7 @@ mod view;
 mod write;
 
 pub use copy::CopyIn;
+pub use information_schema::InformationSchemaOverlay;
 pub use internal::{InternalSchema, INTERNAL_SCHEMA};
 pub use pg_attribute::PgCatalogOverlay;
 pub use provider::{FreshetCatalogProvider, StatementSnapshot};

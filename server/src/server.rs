@@ -196,7 +196,8 @@ fn template_context(engine: &Arc<Engine>, opts: &ServerOpts) -> anyhow::Result<S
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE_NAME, DEFAULT_SCHEMA)
         .with_create_default_catalog_and_schema(false)
-        .with_information_schema(true)
+        // Ours (DataFusion's plus table_privileges) is registered in the catalog below.
+        .with_information_schema(false)
         .with_target_partitions(2);
     let spill = opts.data_dir.join("spill");
     // Spill files of an earlier run are garbage.
@@ -228,6 +229,16 @@ fn template_context(engine: &Arc<Engine>, opts: &ServerOpts) -> anyhow::Result<S
     catalog.register_schema(
         "pg_catalog",
         Arc::new(PgCatalogOverlay::new(pg_catalog, Arc::clone(engine))),
+    )?;
+    let information_schema = datafusion::catalog::information_schema::InformationSchemaProvider::new(
+        Arc::clone(ctx.state().catalog_list()),
+    );
+    catalog.register_schema(
+        "information_schema",
+        Arc::new(crate::query::InformationSchemaOverlay::new(
+            Arc::new(information_schema),
+            Arc::clone(&engine.catalog),
+        )),
     )?;
     catalog.register_schema(
         INTERNAL_SCHEMA,

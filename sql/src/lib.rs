@@ -8,6 +8,7 @@
 //! server: the server hands it what it needs.
 
 pub mod arith;
+mod array_subquery;
 pub mod checked_sum;
 pub mod copy;
 pub mod create_table;

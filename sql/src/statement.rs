@@ -300,6 +300,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     }
     let mut stmts = PARSER.with(|p| p.parse(sql)).map_err(syntax_error)?;
     session_functions(sql, &mut stmts);
+    if sql.to_ascii_lowercase().contains("array(") {
+        stmts.iter_mut().for_each(crate::array_subquery::rewrite);
+    }
     Ok(stmts)
 }
 

@@ -40,10 +40,19 @@ impl PgCatalogOverlay {
 #[async_trait]
 impl SchemaProvider for PgCatalogOverlay {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        for t in super::pg_roles::ROLE_TABLES {
+            if !names.iter().any(|n| n == t) {
+                names.push((*t).to_owned());
+            }
+        }
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if super::pg_roles::ROLE_TABLES.contains(&name) {
+            return super::pg_roles::role_table(&self.engine.catalog, name);
+        }
         let table = self.inner.table(name).await?;
         if name == "pg_class" {
             let (Some(class), Some(namespace)) =
@@ -51,7 +60,16 @@ impl SchemaProvider for PgCatalogOverlay {
             else {
                 return Ok(table);
             };
+            let mut fields = class.schema().fields().to_vec();
+            fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+                "relacl",
+                datafusion::arrow::datatypes::DataType::List(Arc::new(
+                    datafusion::arrow::datatypes::Field::new("item", datafusion::arrow::datatypes::DataType::Utf8, true),
+                )),
+                true,
+            )));
             return Ok(Some(Arc::new(MatviewPgClass {
+                schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
                 class,
                 namespace,
                 engine: Arc::clone(&self.engine),
@@ -78,7 +96,7 @@ impl SchemaProvider for PgCatalogOverlay {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        super::pg_roles::ROLE_TABLES.contains(&name) || self.inner.table_exist(name)
     }
 }
 
@@ -115,9 +133,11 @@ async fn public_oid(
     Ok(public)
 }
 
-/// pg_class with relkind `m` for our materialized views.
+/// pg_class with relkind `m` for our materialized views, our objects' owners in `relowner`
+/// and their grants in `relacl`.
 #[derive(Debug)]
 struct MatviewPgClass {
+    schema: SchemaRef,
     class: Arc<dyn TableProvider>,
     namespace: Arc<dyn TableProvider>,
     engine: Arc<Engine>,
@@ -126,7 +146,7 @@ struct MatviewPgClass {
 #[async_trait]
 impl TableProvider for MatviewPgClass {
     fn schema(&self) -> SchemaRef {
-        self.class.schema()
+        Arc::clone(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -163,11 +183,50 @@ impl TableProvider for MatviewPgClass {
             let idx = b.schema().index_of("relkind")?;
             let mut cols = b.columns().to_vec();
             cols[idx] = Arc::new(patched);
-            out.push(RecordBatch::try_new(b.schema(), cols)?);
+            let (owners, acl) = self.access(&b, public)?;
+            let idx = b.schema().index_of("relowner")?;
+            cols[idx] = owners;
+            cols.push(acl);
+            out.push(RecordBatch::try_new(Arc::clone(&self.schema), cols)?);
         }
         let exec = MemorySourceConfig::try_new(&[out], self.schema(), projection.cloned())?
             .with_limit(limit);
         Ok(datafusion::datasource::source::DataSourceExec::from_data_source(exec))
+    }
+}
+
+impl MatviewPgClass {
+    /// `relowner` and `relacl` of a pg_class batch: our objects' from the catalog.
+    fn access(&self, b: &RecordBatch, public: Option<i64>) -> Result<(ArrayRef, ArrayRef)> {
+        use datafusion::arrow::array::{ListBuilder, StringBuilder};
+        let name = column(b, "relname")?.as_string::<i32>();
+        let ns = column(b, "relnamespace")?;
+        let owners = column(b, "relowner")?.as_primitive::<Int32Type>();
+        let catalog = &self.engine.catalog;
+        let mut owner_out = Vec::with_capacity(b.num_rows());
+        let mut acl_out = ListBuilder::new(StringBuilder::new());
+        for i in 0..b.num_rows() {
+            let ours = (public.is_some() && oid_at(ns, i) == public)
+                .then(|| catalog.object_access(name.value(i)))
+                .flatten();
+            let Some(a) = ours else {
+                owner_out.push(owners.value(i));
+                acl_out.append(false);
+                continue;
+            };
+            owner_out.push(catalog.role(&a.owner).map_or(10, |r| r.oid as i32));
+            let all = freshet_catalog::Privileges::ALL_TABLE;
+            match freshet_catalog::render_acl(&a.owner, all, &a.acl) {
+                Some(items) => {
+                    for item in items {
+                        acl_out.values().append_value(item);
+                    }
+                    acl_out.append(true);
+                }
+                None => acl_out.append(false),
+            }
+        }
+        Ok((Arc::new(Int32Array::from(owner_out)), Arc::new(acl_out.finish())))
     }
 }
 
@@ -219,7 +278,7 @@ fn typlen(ty: &SqlType) -> i16 {
 #[async_trait]
 impl TableProvider for TypedPgAttribute {
     fn schema(&self) -> SchemaRef {
-        self.attribute.schema()
+        attacl_as_list(&self.attribute.schema())
     }
 
     fn table_type(&self) -> TableType {
@@ -313,6 +372,10 @@ fn patch(
     }
     let schema = b.schema();
     let mut columns = b.columns().to_vec();
+    // No column privileges: attacl is a NULL aclitem[] (datafusion-pg-catalog makes it text).
+    if let Ok(idx) = schema.index_of("attacl") {
+        columns[idx] = datafusion::arrow::array::new_null_array(&acl_type(), b.num_rows());
+    }
     for (name, array) in [
         ("atttypid", Arc::new(Int32Array::from(typid)) as ArrayRef),
         ("atttypmod", Arc::new(Int32Array::from(typmods))),
@@ -324,5 +387,28 @@ fn patch(
             .ok_or_else(|| DataFusionError::Internal(format!("pg_attribute.{name} missing")))?;
         columns[idx] = array;
     }
-    Ok(RecordBatch::try_new(schema, columns)?)
+    Ok(RecordBatch::try_new(attacl_as_list(&schema), columns)?)
+}
+
+/// The type of an aclitem[] column: a list of text.
+fn acl_type() -> datafusion::arrow::datatypes::DataType {
+    use datafusion::arrow::datatypes::{DataType, Field};
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+/// `schema` with `attacl` typed as an aclitem[] (a list of text).
+fn attacl_as_list(schema: &SchemaRef) -> SchemaRef {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.name() == "attacl" {
+                Field::new("attacl", acl_type(), true)
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }

@@ -1,0 +1,105 @@
+//! `information_schema`: DataFusion's, plus `table_privileges` from the catalog's owners and
+//! grants (computed when a statement looks it up).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::error::Result;
+use freshet_catalog::{Catalog, ObjectKind, Privileges, DEFAULT_SCHEMA};
+
+use super::DATABASE_NAME;
+
+const TABLE_PRIVILEGES: &str = "table_privileges";
+
+/// DataFusion's information schema with `table_privileges` added.
+#[derive(Debug)]
+pub struct InformationSchemaOverlay {
+    inner: Arc<dyn SchemaProvider>,
+    catalog: Arc<Catalog>,
+}
+
+impl InformationSchemaOverlay {
+    pub fn new(inner: Arc<dyn SchemaProvider>, catalog: Arc<Catalog>) -> Self {
+        Self { inner, catalog }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for InformationSchemaOverlay {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.inner.table_names();
+        names.push(TABLE_PRIVILEGES.to_owned());
+        names
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if name == TABLE_PRIVILEGES {
+            return table_privileges(&self.catalog).map(Some);
+        }
+        self.inner.table(name).await
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        name == TABLE_PRIVILEGES || self.inner.table_exist(name)
+    }
+}
+
+/// One row per privilege held on a table, view or source: the owner's, and each grant's.
+fn table_privileges(catalog: &Catalog) -> Result<Arc<dyn TableProvider>> {
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    for a in catalog.objects_access() {
+        if a.kind == ObjectKind::Sink {
+            continue;
+        }
+        let mut push = |grantor: &str, grantee: &str, privileges: Privileges| {
+            for p in privileges.names() {
+                let hierarchy = if p == "SELECT" { "YES" } else { "NO" };
+                rows.push([
+                    grantor.to_owned(),
+                    grantee.to_owned(),
+                    a.name.clone(),
+                    p.to_owned(),
+                    if grantee == a.owner { "YES" } else { "NO" }.to_owned(),
+                    hierarchy.to_owned(),
+                ]);
+            }
+        };
+        push(&a.owner, &a.owner, Privileges::ALL_TABLE);
+        for item in &a.acl {
+            let grantee = if item.grantee.is_empty() { "PUBLIC" } else { &item.grantee };
+            if grantee != a.owner {
+                push(&item.grantor, grantee, item.privileges);
+            }
+        }
+    }
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    let schema = Arc::new(Schema::new(vec![
+        text("grantor"),
+        text("grantee"),
+        text("table_catalog"),
+        text("table_schema"),
+        text("table_name"),
+        text("privilege_type"),
+        text("is_grantable"),
+        text("with_hierarchy"),
+    ]));
+    let col = |f: &dyn Fn(&[String; 6]) -> String| -> ArrayRef {
+        Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
+    };
+    let columns = vec![
+        col(&|r| r[0].clone()),
+        col(&|r| r[1].clone()),
+        col(&|_| DATABASE_NAME.to_owned()),
+        col(&|_| DEFAULT_SCHEMA.to_owned()),
+        col(&|r| r[2].clone()),
+        col(&|r| r[3].clone()),
+        col(&|r| r[4].clone()),
+        col(&|r| r[5].clone()),
+    ];
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
