@@ -8,12 +8,14 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/freshet/target
 CACHE   := $(HOME)/.cache/freshet
 VENV    := $(CACHE)/venv
+NODE    := $(CACHE)/node
 BIN     := $(CARGO_TARGET_DIR)/debug/freshet
 SLT     := $(CARGO_TARGET_DIR)/debug/freshet-slt
-DEB_PKGS := clang libclang-dev postgresql postgresql-client
+DEB_PKGS := clang libclang-dev postgresql postgresql-client openssl libpostgresql-jdbc-java \
+            openjdk-17-jre-headless nodejs
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv build run test test-rust test-slt test-e2e bench bench-tweets bench-tpcb
+.PHONY: help deps venv node build run test test-rust test-slt test-e2e bench bench-tweets bench-tpcb
 
 help:
 	@echo "make run   - build and start freshet on 127.0.0.1:6543"
@@ -33,13 +35,21 @@ $(VENV)/.ok: tests/requirements.txt
 
 venv: $(VENV)/.ok
 
+# node-postgres for the client tests (NODE_PATH=$(NODE)/node_modules).
+$(NODE)/.ok:
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
+	mkdir -p $(NODE) && npm install -s --prefix $(NODE) pg@8
+	touch $@
+
+node: $(NODE)/.ok
+
 build: deps
 	cargo build --workspace
 
 run: build
 	bash scripts/run.sh $(CARGO_TARGET_DIR)/debug
 
-test: deps venv build test-rust test-slt test-e2e
+test: deps venv node build test-rust test-slt test-e2e
 
 test-rust:
 	cargo test --workspace

@@ -428,10 +428,18 @@ fn change_privileges(
             .collect(),
         GrantOn::Schema => unreachable!("handled above"),
     };
-    for object in &objects {
-        who.require_owner(catalog, object).map_err(|_| denied(object.kind, &object.name))?;
-    }
+    // As in PostgreSQL (where only owners hold grant options here): a role with some
+    // privilege on an object it does not own grants nothing (PostgreSQL warns "no privileges
+    // were granted"); one with none is refused.
+    let mut owned = Vec::with_capacity(objects.len());
     for object in objects {
+        if who.require_owner(catalog, &object).is_ok() {
+            owned.push(object);
+        } else if !any_privilege(catalog, who, &object) {
+            return Err(denied(object.kind, &object.name));
+        }
+    }
+    for object in owned {
         let mut acl = object.acl.clone();
         for g in &grantees {
             if grant {
@@ -443,6 +451,10 @@ fn change_privileges(
         catalog.set_object_acl(&object.name, acl).map_err(user_error)?;
     }
     Ok(())
+}
+
+fn any_privilege(catalog: &Catalog, who: &Identity, object: &ObjectAccess) -> bool {
+    (0..7).any(|bit| who.has(catalog, object, Privileges(1 << bit)))
 }
 
 fn change_membership(

@@ -172,6 +172,16 @@ pub async fn serve(
             }
         };
         if let Err(e) = processed {
+            if starting {
+                // A failed login ends the connection: the error is FATAL, with no
+                // ReadyForQuery after it (asyncpg and libpq expect the close).
+                let mut info = ErrorInfo::from(e);
+                info.severity = "FATAL".into();
+                let _ = socket
+                    .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                    .await;
+                break;
+            }
             process_error(&mut socket, e, is_extended).await?;
         }
     }

@@ -44,7 +44,14 @@ impl Session {
                 Ok(())
             }
             Statement::CreateSink(plan) => {
-                who.require_create(cat)?;
+                // Every sink writes files on the server (as COPY … TO 'file' in PostgreSQL).
+                if !who.is_superuser(cat) {
+                    return Err(PgError::new(
+                        freshet_common::SqlState::INSUFFICIENT_PRIVILEGE,
+                        "permission denied to create a file sink",
+                    )
+                    .with_detail("Only roles with the SUPERUSER attribute may write files on the server."));
+                }
                 who.require(cat, &plan.from, Privileges::SELECT)
             }
             Statement::DropTable { names, .. }
