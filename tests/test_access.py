@@ -346,3 +346,35 @@ def test_reads_without_a_scan_check_privileges(freshet, kafka, tmp_path):
         owner = bi.execute("SELECT r.rolname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r "
                            "ON c.relowner = r.oid WHERE c.relname = 'mine'").fetchone()
         assert owner == ("bi",)
+
+
+def test_set_role_and_role_statements(freshet):
+    with freshet.connect() as c:
+        c.execute("CREATE ROLE analyst LOGIN")
+        c.execute("CREATE ROLE readers")
+        c.execute("GRANT readers TO analyst")
+        c.execute("CREATE TABLE t (a int PRIMARY KEY)")
+        c.execute("GRANT SELECT ON t TO readers")
+        # Already-hashed passwords (psql's \password) cannot become our secret: refused.
+        assert sqlstate_of(lambda: c.execute(
+            "ALTER ROLE analyst PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2Vydg=='")) == "0A000"
+        assert sqlstate_of(lambda: c.execute("CREATE ROLE analyst")) == "42710"
+        assert sqlstate_of(lambda: c.execute("DROP ROLE ghost")) == "42704"
+        c.execute("DROP ROLE IF EXISTS ghost")
+        assert sqlstate_of(lambda: c.execute("GRANT analyst TO readers")) == "0LP01"
+        assert sqlstate_of(lambda: c.execute("CREATE ROLE pg_mine")) == "42939"
+        assert sqlstate_of(lambda: c.execute("GRANT SELECT ON nope TO analyst")) == "42P01"
+        assert sqlstate_of(lambda: c.execute("GRANT SELECT ON t TO ghost")) == "42704"
+    with psycopg.connect(f"host=127.0.0.1 port={freshet.port} dbname=freshet user=analyst",
+                         autocommit=True) as a:
+        assert a.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        a.execute("SET ROLE readers")
+        assert a.execute("SELECT current_user, session_user").fetchone() == ("readers", "analyst")
+        assert a.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        a.execute("RESET ROLE")
+        assert a.execute("SELECT current_user").fetchone() == ("analyst",)
+        assert sqlstate_of(lambda: a.execute("SET ROLE freshet")) == "42501"
+        assert sqlstate_of(lambda: a.execute("CREATE ROLE x")) == "42501"
+        # A role may change its own password, nothing else about itself.
+        a.execute("ALTER ROLE analyst PASSWORD 'mine'")
+        assert sqlstate_of(lambda: a.execute("ALTER ROLE analyst SUPERUSER")) == "42501"

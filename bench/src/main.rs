@@ -12,6 +12,7 @@
 //!
 //! Loopback only; it ends only the processes it started.
 
+mod auth;
 mod pg;
 mod procstat;
 mod server;
@@ -41,6 +42,8 @@ enum Cmd {
     Tweets(tweets::TweetsOpts),
     /// pgbench's TPC-B-like transactions, freshet next to PostgreSQL, fsync on both.
     Tpcb(tpcb::TpcbOpts),
+    /// Connection set-up and point reads with trust and SCRAM logins, next to PostgreSQL.
+    Auth(auth::AuthOpts),
 }
 
 #[derive(Parser, Clone)]
@@ -404,5 +407,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Views(o) => views(o).await,
         Cmd::Tweets(o) => tweets::run(o).await,
         Cmd::Tpcb(o) => tpcb::run(o).await,
+        Cmd::Auth(o) => auth::run(o).await,
     }
 }

@@ -198,6 +198,11 @@ pub fn execute(
     who: &Identity,
     stmt: RoleStatement,
 ) -> Result<&'static str, PgError> {
+    if let RoleStatement::Create { options, .. } | RoleStatement::Alter { options, .. } = &stmt {
+        if let Some(Some(p)) = &options.password {
+            check_clear_text(p)?;
+        }
+    }
     match stmt {
         RoleStatement::Create { name, options } => {
             require_role_admin(catalog, who, "create role")?;
@@ -300,6 +305,19 @@ pub fn execute(
             Ok("REVOKE ROLE")
         }
     }
+}
+
+/// A password given already hashed (psql's `\password` sends a SCRAM verifier) cannot be
+/// turned into the secret this server keeps.
+fn check_clear_text(password: &str) -> Result<(), PgError> {
+    let md5 = password.len() == 35
+        && password.starts_with("md5")
+        && password[3..].chars().all(|c| c.is_ascii_hexdigit());
+    if password.starts_with("SCRAM-SHA-256$") || md5 {
+        return Err(PgError::not_supported("passwords given already hashed")
+            .with_hint("Give the password itself (over TLS): ALTER ROLE name PASSWORD '…'."));
+    }
+    Ok(())
 }
 
 fn require_role_admin(catalog: &Catalog, who: &Identity, what: &str) -> Result<(), PgError> {

@@ -1,0 +1,217 @@
+//! `freshet-bench auth`: what logins cost. For freshet with `--auth trust` and `--auth scram`,
+//! and PostgreSQL with `trust` and `scram-sha-256` host authentication: connection set-up
+//! time (TCP connect, startup, authentication, first ReadyForQuery) over `--connections`
+//! fresh connections, and point reads (`SELECT v FROM kv WHERE k = $1`, prepared) on one
+//! reused connection, as reads per server CPU-second and latency percentiles.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::server::free_port;
+use crate::{percentiles, procstat};
+
+#[derive(clap::Parser, Clone)]
+pub struct AuthOpts {
+    /// The server binary (a release build).
+    #[arg(long, default_value = "target/release/freshet", env = "FRESHET_BIN")]
+    freshet_bin: PathBuf,
+    /// Debian's PostgreSQL binaries.
+    #[arg(long, default_value = "/usr/lib/postgresql/15/bin")]
+    pg_bin: PathBuf,
+    /// Fresh connections timed per server.
+    #[arg(long, default_value_t = 300)]
+    connections: usize,
+    /// Point reads on one reused connection per server.
+    #[arg(long, default_value_t = 20_000)]
+    reads: usize,
+}
+
+const PASSWORD: &str = "bench password";
+const KEYS: i32 = 10_000;
+
+struct Measured {
+    label: String,
+    connect_p50_ms: f64,
+    connect_p99_ms: f64,
+    reads_per_cpu_s: f64,
+    read_p50_ms: f64,
+    read_p99_ms: f64,
+}
+
+pub async fn run(o: AuthOpts) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    for scram in [false, true] {
+        out.push(freshet(&o, scram).await?);
+    }
+    for scram in [false, true] {
+        out.push(postgres(&o, scram).await?);
+    }
+    println!("\n| server | connection set-up p50 / p99 (ms) | point reads per server CPU-s | read p50 / p99 (ms) |");
+    println!("|---|---|---|---|");
+    for m in &out {
+        println!(
+            "| {} | {:.2} / {:.2} | {:.0} | {:.3} / {:.3} |",
+            m.label, m.connect_p50_ms, m.connect_p99_ms, m.reads_per_cpu_s, m.read_p50_ms, m.read_p99_ms
+        );
+    }
+    Ok(())
+}
+
+async fn connect(dsn: &str) -> anyhow::Result<Client> {
+    let (client, conn) = tokio_postgres::connect(dsn, NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+async fn connect_retrying(dsn: &str) -> anyhow::Result<Client> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match connect(dsn).await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Loads `kv`, then times `o.connections` fresh connections and `o.reads` point reads on one.
+/// `pid`: the process serving the reads; `None` for PostgreSQL's backend of the connection.
+async fn measure(o: &AuthOpts, label: String, dsn: &str, pid: Option<u32>) -> anyhow::Result<Measured> {
+    let setup = connect_retrying(dsn).await?;
+    setup
+        .batch_execute("DROP TABLE IF EXISTS kv; CREATE TABLE kv (k INT PRIMARY KEY, v INT)")
+        .await?;
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
+        let values: Vec<String> = chunk.iter().map(|k| format!("({k}, {})", k * 7)).collect();
+        setup
+            .batch_execute(&format!("INSERT INTO kv VALUES {}", values.join(",")))
+            .await?;
+    }
+    drop(setup);
+    let mut connects = Vec::new();
+    for _ in 0..o.connections {
+        let t = Instant::now();
+        let c = connect(dsn).await?;
+        connects.push(t.elapsed());
+        drop(c);
+    }
+    let (c50, c99) = percentiles(connects);
+    let client = connect(dsn).await?;
+    let pid = match pid {
+        Some(p) => p,
+        None => client.query_one("SELECT pg_backend_pid()", &[]).await?.get::<_, i32>(0) as u32,
+    };
+    let stmt = client.prepare("SELECT v FROM kv WHERE k = $1").await?;
+    let cpu0 = procstat::cpu_seconds(pid)?;
+    let mut reads = Vec::with_capacity(o.reads);
+    for i in 0..o.reads {
+        let k = (i as i32 * 7919) % KEYS;
+        let t = Instant::now();
+        let row = client.query_one(&stmt, &[&k]).await?;
+        reads.push(t.elapsed());
+        anyhow::ensure!(row.get::<_, i32>(0) == k * 7, "wrong value for key {k}");
+    }
+    let cpu = procstat::cpu_seconds(pid)? - cpu0;
+    let n = reads.len() as f64;
+    let (r50, r99) = percentiles(reads);
+    Ok(Measured {
+        label,
+        connect_p50_ms: c50,
+        connect_p99_ms: c99,
+        reads_per_cpu_s: n / cpu.max(1e-9),
+        read_p50_ms: r50,
+        read_p99_ms: r99,
+    })
+}
+
+async fn freshet(o: &AuthOpts, scram: bool) -> anyhow::Result<Measured> {
+    let dir = tempfile::Builder::new().prefix("freshet-bench-auth-").tempdir()?;
+    let port = free_port()?;
+    let mode = if scram { "scram" } else { "trust" };
+    let mut child = Command::new(&o.freshet_bin)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--sync-commits", "false", "--auth", mode])
+        .env("FRESHET_SUPERUSER_PASSWORD", PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let dsn = format!("host=127.0.0.1 port={port} dbname=freshet user=freshet password='{PASSWORD}'");
+    let result = measure(o, format!("freshet, {mode}"), &dsn, Some(child.id())).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+async fn postgres(o: &AuthOpts, scram: bool) -> anyhow::Result<Measured> {
+    let dir = tempfile::Builder::new().prefix("freshet-bench-pg-auth-").tempdir()?;
+    // SAFETY: geteuid has no preconditions.
+    let as_postgres = unsafe { geteuid() } == 0;
+    let cmd = |tool: &str| {
+        let exe = o.pg_bin.join(tool);
+        if as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    };
+    if as_postgres {
+        anyhow::ensure!(Command::new("chown").arg("postgres").arg(dir.path()).status()?.success());
+    }
+    let pwfile = dir.path().join("pw");
+    std::fs::write(&pwfile, PASSWORD)?;
+    if as_postgres {
+        anyhow::ensure!(Command::new("chown").arg("postgres").arg(&pwfile).status()?.success());
+    }
+    let host_auth = if scram { "scram-sha-256" } else { "trust" };
+    let data = dir.path().join("data");
+    let ok = cmd("initdb")
+        .arg("-D")
+        .arg(&data)
+        .args(["-U", "postgres", "--auth-local", "trust", "--auth-host", host_auth])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .args(["--no-sync", "-E", "UTF8", "--locale=C"])
+        .stdout(Stdio::null())
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "initdb failed");
+    let port = free_port()?;
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+        dir.path().display()
+    );
+    let ok = cmd("pg_ctl")
+        .arg("-D")
+        .arg(&data)
+        .args(["-w", "-l"])
+        .arg(dir.path().join("log"))
+        .arg("-o")
+        .arg(opts)
+        .arg("start")
+        .stdout(Stdio::null())
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "pg_ctl start failed");
+    let dsn = format!("host=127.0.0.1 port={port} dbname=postgres user=postgres password='{PASSWORD}'");
+    // Reads are served by the connection's own backend process.
+    let result = measure(o, format!("PostgreSQL, {host_auth}"), &dsn, None).await;
+    let _ = cmd("pg_ctl")
+        .arg("-D")
+        .arg(&data)
+        .args(["-m", "immediate", "stop"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    result
+}
+
+extern "C" {
+    fn geteuid() -> u32;
+}
