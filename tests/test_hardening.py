@@ -228,6 +228,43 @@ def test_memory_limit_disconnects_and_message_size(tmp_path):
         server.stop()
 
 
+def test_server_wide_query_memory(tmp_path):
+    """Statements of all sessions share --query-memory-total-mb: one that fits its session's
+    limit is refused with 53200 while another session holds most of the total, other clients
+    are served meanwhile, and it runs once the holder is gone."""
+    server = Freshet(tmp_path, env={"FRESHET_QUERY_MEMORY_MB": "256",
+                                    "FRESHET_QUERY_MEMORY_TOTAL_MB": "300"}).start()
+    agg = "SELECT length(string_agg(repeat('x', 1000), ',')) FROM generate_series(1, 120000)"
+    try:
+        conn = server.connect()
+        conn.autocommit = True
+
+        def reserved():
+            return conn.execute("SELECT value FROM freshet_internal.metrics "
+                                "WHERE name = 'query_memory_reserved_bytes'").fetchone()[0]
+        assert conn.execute(agg).fetchone() == (120000 * 1001 - 1,)
+        assert reserved() == 0
+        # The holder's sorted rows (about 200 MiB, within its own limit) stay reserved while
+        # it stops reading them.
+        holder = raw_session(server.port)
+        sql = ("SELECT repeat('y', 300) || x::text AS p FROM generate_series(1, 300000) AS g(x) "
+               "ORDER BY p").encode()
+        holder.sendall(b"Q" + struct.pack("!i", 4 + len(sql) + 1) + sql + b"\0")
+        wait_for(lambda: reserved() > 200 << 20, timeout=60, what="the holder's sort to reserve")
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute(agg)
+        assert e.value.sqlstate == "53200", e.value
+        assert "query-memory-total-mb" in str(e.value), e.value
+        other = server.connect()
+        assert other.execute("SELECT 1").fetchone() == (1,)
+        holder.close()
+        wait_for(lambda: reserved() == 0, timeout=60, what="the holder's memory to return")
+        assert conn.execute(agg).fetchone() == (120000 * 1001 - 1,)
+        other.close()
+    finally:
+        server.stop()
+
+
 def test_disk_full_is_53100_and_writes_resume(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")

@@ -180,6 +180,9 @@ pub struct SourceDef {
     /// The `WITH (…)` options.
     pub options: std::collections::BTreeMap<String, String>,
     pub format: freshet_common::SourceFormat,
+    /// `WATERMARK FOR …`: the event-time column and how far the watermark trails it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<freshet_common::WatermarkDef>,
     /// The statement as written.
     pub sql: String,
     /// The role that owns it; empty for the bootstrap superuser.

@@ -17,5 +17,5 @@ pub use error::{PgError, SqlState, UserError};
 pub use ids::TableId;
 pub use selection::{Selected, Selection};
 pub use sink::{FileSinkConfig, SinkConfig, SinkMode};
-pub use source::{IncludeKind, SourceFormat};
+pub use source::{IncludeKind, SourceFormat, WatermarkDef};
 pub use types::SqlType;

@@ -64,3 +64,14 @@ pub enum SourceFormat {
         header: bool,
     },
 }
+
+/// `WATERMARK FOR column AS column - INTERVAL '…'`: a source's rows are expected at most
+/// `delay_micros` behind the largest event time read so far (per partition, the smallest of
+/// the partitions'); a row further behind than that is late.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkDef {
+    /// The event-time column (TIMESTAMP or TIMESTAMPTZ).
+    pub column: String,
+    /// How far behind the largest event time the watermark trails, in microseconds.
+    pub delay_micros: i64,
+}

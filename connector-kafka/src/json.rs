@@ -98,7 +98,7 @@ impl JsonDecoder {
         format: crate::csv::CsvFormat,
         msgs: &[Message],
         lenient: bool,
-    ) -> Result<(Option<RecordBatch>, Vec<BadMessage>), ArrowError> {
+    ) -> Result<Decoded, ArrowError> {
         let columns = self.columns();
         let mut parts: Vec<Vec<ArrayRef>> = Vec::new();
         let mut rows_of: Vec<&Message> = Vec::new();
@@ -122,7 +122,7 @@ impl JsonDecoder {
             }
         }
         if parts.is_empty() {
-            return Ok((None, bad));
+            return Ok((None, bad, Vec::new()));
         }
         let width = self.payload.fields().len();
         let mut columns = Vec::with_capacity(width);
@@ -131,7 +131,7 @@ impl JsonDecoder {
                 parts.iter().map(|p| p[i].as_ref()).collect();
             columns.push(datafusion::arrow::compute::concat(&arrays)?);
         }
-        Ok((Some(self.with_metadata(columns, &rows_of)?), bad))
+        Ok((Some(self.with_metadata(columns, &rows_of)?), bad, origins(&rows_of)))
     }
 
     /// `schema` must be `payload`'s fields followed by the `include` columns' fields. Every
@@ -273,6 +273,11 @@ impl JsonDecoder {
         &self,
         msgs: &[Message],
     ) -> Result<(Option<RecordBatch>, Vec<BadMessage>), ArrowError> {
+        self.decode_traced(msgs).map(|(batch, bad, _)| (batch, bad))
+    }
+
+    /// [`JsonDecoder::decode`], with the message each row comes from.
+    pub fn decode_traced(&self, msgs: &[Message]) -> Result<Decoded, ArrowError> {
         if let Some(format) = self.csv {
             return self.decode_csv(format, msgs, false);
         }
@@ -307,11 +312,11 @@ impl JsonDecoder {
             }
         }
         if good.is_empty() {
-            return Ok((None, bad));
+            return Ok((None, bad, Vec::new()));
         }
         let payload = match decoder.flush() {
             Ok(Some(b)) => b,
-            Ok(None) => return Ok((None, bad)),
+            Ok(None) => return Ok((None, bad, Vec::new())),
             Err(_) => {
                 // Some value does not convert to its column's type: find which, one by one.
                 let mut parts = Vec::with_capacity(good.len());
@@ -335,14 +340,14 @@ impl JsonDecoder {
                 bad.sort_by_key(|b| (b.partition, b.offset));
                 good = kept;
                 if parts.is_empty() {
-                    return Ok((None, bad));
+                    return Ok((None, bad, Vec::new()));
                 }
                 concat_batches(&self.typed, &parts)?
             }
         };
         let good: Vec<&Message> = good.into_iter().map(|(m, _)| m).collect();
         let payload = self.with_raw_json(payload, &good)?;
-        Ok((Some(self.with_metadata(payload, &good)?), bad))
+        Ok((Some(self.with_metadata(payload, &good)?), bad, origins(&good)))
     }
 
     /// Inserts the raw-JSON columns of `msgs` (already known to be JSON objects) and NULL
@@ -413,10 +418,19 @@ impl JsonDecoder {
     /// type is NULL instead of rejecting the message. For re-reads (backfills), which must
     /// keep exactly the messages that were accepted when first read.
     pub fn decode_lenient(&self, msgs: &[Message]) -> Result<Option<RecordBatch>, ArrowError> {
+        self.decode_lenient_traced(msgs).map(|(batch, _)| batch)
+    }
+
+    /// [`JsonDecoder::decode_lenient`], with the message each row comes from.
+    pub fn decode_lenient_traced(
+        &self,
+        msgs: &[Message],
+    ) -> Result<(Option<RecordBatch>, Origins), ArrowError> {
         if let Some(format) = self.csv {
-            return Ok(self.decode_csv(format, msgs, true)?.0);
+            let (batch, _, origins) = self.decode_csv(format, msgs, true)?;
+            return Ok((batch, origins));
         }
-        let (good, bad) = self.decode(msgs)?;
+        let (good, bad, mut origins) = self.decode_traced(msgs)?;
         let mut parts: Vec<RecordBatch> = good.into_iter().collect();
         for b in bad {
             let Some(m) = msgs
@@ -426,14 +440,16 @@ impl JsonDecoder {
                 continue;
             };
             if let Some(row) = self.decode_fieldwise(m)? {
+                origins.extend(std::iter::repeat_n((m.partition, m.offset), row.num_rows()));
                 parts.push(row);
             }
         }
-        match parts.len() {
-            0 => Ok(None),
-            1 => Ok(parts.pop()),
-            _ => concat_batches(&self.schema, &parts).map(Some),
-        }
+        let batch = match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(concat_batches(&self.schema, &parts)?),
+        };
+        Ok((batch, origins))
     }
 
     /// One message, each selected typed field on its own (NULL when it does not convert);
@@ -529,6 +545,17 @@ impl JsonDecoder {
         }
         RecordBatch::try_new(Arc::clone(&self.schema), columns)
     }
+}
+
+/// Each decoded row's message: (partition, offset).
+pub type Origins = Vec<(i32, i64)>;
+
+/// Decoded rows (in message order), the messages that could not be decoded, and each row's
+/// message.
+pub type Decoded = (Option<RecordBatch>, Vec<BadMessage>, Origins);
+
+fn origins(rows: &[&Message]) -> Origins {
+    rows.iter().map(|m| (m.partition, m.offset)).collect()
 }
 
 /// What the typed decoder reads of one message.

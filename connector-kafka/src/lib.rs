@@ -19,7 +19,7 @@ pub mod prune;
 pub mod reader;
 pub mod tweets;
 
-pub use json::{BadMessage, JsonDecoder, Message};
+pub use json::{BadMessage, JsonDecoder, Message, Origins};
 pub use numbers::TimestampUnit;
 pub use options::{KafkaOptions, PropertyPolicy, Startup};
 pub use positions::OffsetProblem;

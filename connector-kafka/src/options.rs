@@ -182,6 +182,8 @@ impl KafkaOptions {
                         ))
                     })?
                 }
+                // Event time, read by the server (the source's watermark).
+                "watermark.idle_timeout" => {}
                 "scan.startup.timestamp.millis" | "scan.startup.timestamp_millis" => {
                     timestamp =
                         Some(v.parse::<i64>().map_err(|_| {

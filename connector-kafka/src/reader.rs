@@ -59,6 +59,8 @@ impl SharedDecoder {
 #[derive(Debug)]
 pub struct SourceBatch {
     pub batch: Option<RecordBatch>,
+    /// Each row's message (partition, offset).
+    pub origins: crate::json::Origins,
     pub bad: Vec<BadMessage>,
     /// The messages themselves, to decode again if the decoder changed since.
     pub raw: Vec<Message>,
@@ -580,7 +582,7 @@ pub fn decode_batch(decoder: &JsonDecoder, msgs: Vec<Message>) -> SourceBatch {
         *e = (*e).max(m.offset + 1);
     }
     let messages = msgs.len();
-    let (batch, bad) = match decoder.decode(&msgs) {
+    let (batch, bad, origins) = match decoder.decode_traced(&msgs) {
         Ok(r) => r,
         Err(e) => (
             None,
@@ -592,10 +594,12 @@ pub fn decode_batch(decoder: &JsonDecoder, msgs: Vec<Message>) -> SourceBatch {
                     payload: Vec::new(),
                 })
                 .collect(),
+            Vec::new(),
         ),
     };
     SourceBatch {
         batch,
+        origins,
         bad,
         raw: msgs,
         version: 0,
@@ -615,7 +619,7 @@ pub fn replay(
     ranges: &BTreeMap<i32, (i64, i64)>,
     skip: &std::collections::HashSet<(i32, i64)>,
     timeout: Duration,
-) -> Result<Vec<RecordBatch>> {
+) -> Result<Vec<(RecordBatch, crate::json::Origins)>> {
     let c = consumer(opts)?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
@@ -668,11 +672,11 @@ pub fn replay(
                     let _ = c.incremental_unassign(&tpl);
                 }
                 if msgs.len() >= 10_000 {
-                    if let Some(b) = decoder
-                        .decode_lenient(&std::mem::take(&mut msgs))
+                    if let (Some(b), origins) = decoder
+                        .decode_lenient_traced(&std::mem::take(&mut msgs))
                         .map_err(|e| Error::Kafka(e.to_string()))?
                     {
-                        out.push(b);
+                        out.push((b, origins));
                     }
                 }
             }
@@ -687,11 +691,11 @@ pub fn replay(
             )));
         }
     }
-    if let Some(b) = decoder
-        .decode_lenient(&msgs)
+    if let (Some(b), origins) = decoder
+        .decode_lenient_traced(&msgs)
         .map_err(|e| Error::Kafka(e.to_string()))?
     {
-        out.push(b);
+        out.push((b, origins));
     }
     Ok(out)
 }

@@ -158,14 +158,17 @@ impl MaterializedView {
     /// A fingerprint of the lowered dataflow (FNV-1a over its description): stored with the
     /// view and compared when the view is planned again at start, so that a change in how
     /// freshet plans its SQL (a new version, a DataFusion upgrade) cannot attach stored state
-    /// to operators it was not written by.
+    /// to operators it was not written by. Names DataFusion numbers per session
+    /// (`__common_expr_7`) are counted without their number: planning the same views in
+    /// another order names them differently.
     pub fn fingerprint(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.explain().bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
+        fnv1a(&unnumbered(&self.explain()))
+    }
+
+    /// Whether `stored` is this dataflow's fingerprint (or the one views created before
+    /// [`MaterializedView::fingerprint`] left generated names out of it got).
+    pub fn matches_fingerprint(&self, stored: u64) -> bool {
+        stored == self.fingerprint() || stored == fnv1a(&self.explain())
     }
 
     /// Whether the view only ever gains rows (see [`MaterializedView::with_append_only`]).
@@ -741,4 +744,37 @@ pub fn read_view_rows(
         rows.push((row, n));
     }
     Ok(rows)
+}
+
+fn fnv1a(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// `text` with the digits after each `__common_expr_` left out.
+fn unnumbered(text: &str) -> String {
+    const GENERATED: &str = "__common_expr_";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(GENERATED) {
+        out.push_str(&rest[..i + GENERATED.len()]);
+        rest = rest[i + GENERATED.len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    #[test]
+    fn generated_names_do_not_count() {
+        assert_eq!(
+            super::unnumbered("Project: __common_expr_17@0, __common_expr_1@1 + x_2"),
+            "Project: __common_expr_@0, __common_expr_@1 + x_2"
+        );
+    }
 }

@@ -65,6 +65,11 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_QUERY_MEMORY_MB", default_value_t = 1024)]
     pub query_memory_mb: usize,
 
+    /// Memory all running statements together may use, in MiB: a statement that would take
+    /// more spills where it can, or fails with 53200, while the others go on.
+    #[arg(long, env = "FRESHET_QUERY_MEMORY_TOTAL_MB", default_value_t = 4096)]
+    pub query_memory_total_mb: usize,
+
     /// The largest protocol message a client may send, in MiB (a query's text, a Bind's
     /// parameters, a COPY data chunk). A larger one ends the connection with 54000 before
     /// its body is read.

@@ -8,6 +8,7 @@ pub mod limit;
 mod serve;
 mod simple;
 mod subscribe;
+mod text;
 pub mod tls;
 
 use std::sync::Arc;

@@ -27,6 +27,8 @@ use datafusion::catalog::CatalogProvider;
 pub struct Server {
     engine: Arc<Engine>,
     template: SessionContext,
+    /// Query memory of all sessions together (`--query-memory-total-mb`).
+    query_budget: Arc<crate::session::memory::ServerBudget>,
     manager: Arc<ConnectionManager>,
     /// Largest protocol message a client may send, in bytes.
     max_message: usize,
@@ -90,7 +92,8 @@ impl Server {
             opts.retain_changes,
         )
         .context("opening the engine")?;
-        let template = template_context(&engine, opts)?;
+        let query_budget = crate::session::memory::ServerBudget::new(opts.query_memory_total_mb << 20);
+        let template = template_context(&engine, opts, &query_budget)?;
         crate::views::load_all(&engine, &template.state())
             .await
             .context("rebuilding materialized views")?;
@@ -101,6 +104,7 @@ impl Server {
         Ok(Server {
             engine,
             template,
+            query_budget,
             manager: Arc::new(ConnectionManager::new()),
             max_message: opts.max_message_mb << 20,
             message_budget: crate::pg::limit::Budget::new(opts.max_buffered_messages_mb << 20),
@@ -158,6 +162,7 @@ impl Server {
                 let session = Arc::new(Session::new(
                     Arc::clone(&server.engine),
                     &server.template,
+                    &server.query_budget,
                     None,
                     None,
                     Some(notes_tx),
@@ -192,7 +197,11 @@ impl Server {
 /// The DataFusion context every session starts from: our catalog, pg_catalog, our functions,
 /// PostgreSQL's arithmetic, and a memory limit per statement with spilling into the data
 /// directory.
-fn template_context(engine: &Arc<Engine>, opts: &ServerOpts) -> anyhow::Result<SessionContext> {
+fn template_context(
+    engine: &Arc<Engine>,
+    opts: &ServerOpts,
+    query_budget: &Arc<crate::session::memory::ServerBudget>,
+) -> anyhow::Result<SessionContext> {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE_NAME, DEFAULT_SCHEMA)
         .with_create_default_catalog_and_schema(false)
@@ -242,7 +251,7 @@ fn template_context(engine: &Arc<Engine>, opts: &ServerOpts) -> anyhow::Result<S
     )?;
     catalog.register_schema(
         INTERNAL_SCHEMA,
-        Arc::new(InternalSchema::new(Arc::clone(engine))),
+        Arc::new(InternalSchema::new(Arc::clone(engine), Arc::clone(query_budget))),
     )?;
     crate::functions::register(&ctx, opts.query_memory_mb << 20);
     Ok(ctx)

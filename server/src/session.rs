@@ -5,6 +5,7 @@
 mod authorize;
 mod ddl;
 mod describe;
+pub mod memory;
 mod notify;
 mod subscribe;
 mod txn;
@@ -85,9 +86,12 @@ pub struct Session {
 }
 
 /// The template's state with a memory pool of the session's own, as large as the template's:
-/// the limit holds for each statement (a session runs one at a time), not for all sessions
-/// together. Spill files, caches and object stores are shared.
-fn own_memory(template: &SessionContext) -> datafusion::execution::SessionState {
+/// the limit holds for each statement (a session runs one at a time); every reservation also
+/// draws on `budget`, shared by all sessions. Spill files, caches and object stores are shared.
+fn own_memory(
+    template: &SessionContext,
+    budget: &Arc<memory::ServerBudget>,
+) -> datafusion::execution::SessionState {
     use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryLimit, MemoryPool, TrackConsumersPool};
     use datafusion::execution::runtime_env::RuntimeEnv;
     let state = template.state();
@@ -95,10 +99,14 @@ fn own_memory(template: &SessionContext) -> datafusion::execution::SessionState 
     let MemoryLimit::Finite(limit) = rt.memory_pool.memory_limit() else {
         return state;
     };
-    let pool: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(
+    let own: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(
         GreedyMemoryPool::new(limit),
         std::num::NonZeroUsize::new(3).expect("3 is not zero"),
     ));
+    let pool: Arc<dyn MemoryPool> = Arc::new(memory::BudgetedPool {
+        inner: own,
+        server: Arc::clone(budget),
+    });
     let runtime = Arc::new(RuntimeEnv {
         memory_pool: pool,
         disk_manager: Arc::clone(&rt.disk_manager),
@@ -111,15 +119,17 @@ fn own_memory(template: &SessionContext) -> datafusion::execution::SessionState 
 }
 
 impl Session {
-    /// A new session over `engine`, cloning the server's template DataFusion state.
+    /// A new session over `engine`, cloning the server's template DataFusion state; its
+    /// statements' memory also counts against `budget`, shared by all sessions.
     pub fn new(
         engine: Arc<Engine>,
         template: &SessionContext,
+        budget: &Arc<memory::ServerBudget>,
         user: Option<&str>,
         app: Option<&str>,
         notifications: Option<tokio::sync::mpsc::UnboundedSender<crate::coord::notify::Notification>>,
     ) -> Self {
-        let ctx = SessionContext::new_with_state(own_memory(template));
+        let ctx = SessionContext::new_with_state(own_memory(template, budget));
         let mut vars = SessionVars::default();
         if let Some(app) = app {
             vars.set("application_name", app.to_owned());

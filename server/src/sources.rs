@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use crate::engine::Engine;
 
 mod positions;
+pub mod watermark;
 pub use positions::{read_gaps, reset, Gap};
 
 /// How long DDL waits for the broker.
@@ -72,6 +73,8 @@ pub struct SourceRuntime {
     halted: Mutex<Option<String>>,
     /// Retention gaps recorded so far.
     gaps: std::sync::atomic::AtomicU64,
+    /// Event time (`WATERMARK FOR`), as committed.
+    watermarks: Mutex<Option<watermark::Watermarks>>,
 }
 
 impl SourceRuntime {
@@ -88,6 +91,14 @@ impl SourceRuntime {
     /// Retention gaps recorded so far.
     pub fn gap_count(&self) -> u64 {
         self.gaps.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The watermark now (micros) and each partition's largest event time and idleness;
+    /// `None` for a source without `WATERMARK FOR`.
+    pub fn watermarks(&self) -> Option<(Option<i64>, Vec<(i32, Option<i64>, bool)>)> {
+        let g = lock(&self.watermarks);
+        let w = g.as_ref()?;
+        Some((w.at(std::time::Instant::now()), w.partition_maxima()))
     }
 
     /// Broker status and last seen high watermarks.
@@ -154,10 +165,16 @@ pub fn source_schema(def: &SourceDef) -> Schema {
 }
 
 /// A decoder of what `selection` reads of the payload (all of it when `None`).
+/// The event-time column of a source with a watermark is always decoded.
 fn decoder_for(def: &SourceDef, schema: &SchemaRef, selection: Option<Selection>) -> JsonDecoder {
     let d = decoder(def, schema);
     match selection {
-        Some(s) => d.with_selection(s),
+        Some(mut s) => {
+            if let Some(c) = watermark::column(def).filter(|&c| c < def.payload_columns().len()) {
+                s.add_column(c);
+            }
+            d.with_selection(s)
+        }
         None => d,
     }
 }
@@ -374,11 +391,13 @@ pub async fn create(
         include: plan.include.iter().map(|(k, _)| *k).collect(),
         options: plan.options.clone(),
         format: plan.format.clone(),
+        watermark: plan.watermark.clone(),
         sql: plan.sql.clone(),
         owner,
         acl: Vec::new(),
     };
     let opts = kafka_options(engine, &def)?;
+    watermark::idle_timeout(&def)?;
     let _w = engine.begin_write().await;
     if engine.catalog.name_taken(&def.name) {
         if plan.if_not_exists && engine.catalog.source(&def.name).is_some() {
@@ -459,7 +478,9 @@ fn start_runtime(
             .map_err(|e| PgError::new(SqlState::UNABLE_TO_CONNECT, e.to_string()))?,
         ),
     };
-    let gaps = positions::read_gaps(&engine.store.snapshot(), def.id)?.len() as u64;
+    let snapshot = engine.store.snapshot();
+    let gaps = positions::read_gaps(&snapshot, def.id)?.len() as u64;
+    let watermarks = watermark::Watermarks::load(&def, &snapshot)?;
     let (committed, _) = watch::channel(progress);
     let rt = Arc::new(SourceRuntime {
         def,
@@ -472,6 +493,7 @@ fn start_runtime(
         stalled: Mutex::new(None),
         halted: Mutex::new(halt),
         gaps: std::sync::atomic::AtomicU64::new(gaps),
+        watermarks: Mutex::new(watermarks),
     });
     engine.sources.write().insert(rt.def.id, Arc::clone(&rt));
     tokio::spawn(ingest(Arc::clone(engine), rt, rx));
@@ -500,7 +522,8 @@ async fn ingest(engine: Arc<Engine>, rt: Arc<SourceRuntime>, mut rx: mpsc::Recei
             let (version, current) = rt.decoder.get();
             for b in group.iter_mut().filter(|b| b.version != version) {
                 let again = decode_batch(&current, std::mem::take(&mut b.raw));
-                (b.batch, b.bad, b.raw, b.version) = (again.batch, again.bad, again.raw, version);
+                (b.batch, b.origins, b.bad, b.raw, b.version) =
+                    (again.batch, again.origins, again.bad, again.raw, version);
             }
             let mut progress = rt.progress();
             let mut batch = WriteBatch::default();
@@ -508,6 +531,9 @@ async fn ingest(engine: Arc<Engine>, rt: Arc<SourceRuntime>, mut rx: mpsc::Recei
             let mut bad = 0u64;
             let (mut gaps, mut halt) = (0u64, None);
             let mut rows = Vec::new();
+            let mut marks = lock(&rt.watermarks).clone();
+            let mut late = Vec::new();
+            let now = std::time::Instant::now();
             for b in &group {
                 // A partition read "from its beginning" starts where its first message was, so
                 // a later re-read can tell when retention has removed messages since.
@@ -533,12 +559,23 @@ async fn ingest(engine: Arc<Engine>, rt: Arc<SourceRuntime>, mut rx: mpsc::Recei
                     gaps += g;
                     halt = halt.or(h);
                 }
-                if let Some(r) = &b.batch {
-                    rows.push(r.clone());
+                let mut admitted = b.batch.clone();
+                if let Some(m) = marks.as_mut() {
+                    let arrived = b.raw.iter().map(|m| m.partition);
+                    match m.admit(&mut admitted, &b.origins, arrived, now) {
+                        Ok(l) => late.extend(l),
+                        Err(e) => tracing::error!(source = %rt.def.name, error = %e, "event time"),
+                    }
+                }
+                if let Some(r) = admitted {
+                    rows.push(r);
                 }
             }
             for (&p, &(s, n)) in &progress {
                 batch.put(progress_key(id, p), progress_value(s, n));
+            }
+            if let Some(m) = &marks {
+                m.stage(id, &late, &mut batch);
             }
             changes.appends.insert(id, rows);
             match engine.commit(&mut w, batch, changes) {
@@ -548,6 +585,9 @@ async fn ingest(engine: Arc<Engine>, rt: Arc<SourceRuntime>, mut rx: mpsc::Recei
                     rt.gaps
                         .fetch_add(gaps, std::sync::atomic::Ordering::Relaxed);
                     *lock(&rt.stalled) = None;
+                    if marks.is_some() {
+                        *lock(&rt.watermarks) = marks;
+                    }
                     rt.committed.send_replace(progress);
                     if let Some(h) = halt {
                         tracing::error!(source = %rt.def.name, reason = %h, "source halted");
@@ -649,9 +689,13 @@ pub async fn replay_committed(
         .into_iter()
         .map(|(p, o, _, _)| (p, o))
         .collect();
+    let late: HashMap<(i32, i64), i64> = watermark::read_late(snapshot, id)?
+        .into_iter()
+        .map(|(p, o, _, w)| ((p, o), w))
+        .collect();
     let dec = decoder_for(&rt.def, &rt.schema, selection);
     let opts = rt.opts.clone();
-    tokio::task::spawn_blocking(move || replay(&opts, &dec, &ranges, &skip, REPLAY_TIMEOUT))
+    let read = tokio::task::spawn_blocking(move || replay(&opts, &dec, &ranges, &skip, REPLAY_TIMEOUT))
         .await
         .map_err(internal)?
         .map_err(|e| {
@@ -662,7 +706,12 @@ pub async fn replay_committed(
                 _ => SqlState::UNABLE_TO_CONNECT,
             };
             PgError::new(state, format!("re-reading source \"{}\": {e}", rt.def.name))
-        })
+        })?;
+    let mut out = Vec::with_capacity(read.len());
+    for (b, origins) in read {
+        out.extend(watermark::drop_late(&rt.def, &late, b, &origins)?);
+    }
+    Ok(out)
 }
 
 /// Forgets dropped sources (the catalog already deleted their keys): their ingest tasks stop

@@ -353,7 +353,7 @@ pub async fn load_all(engine: &Arc<Engine>, state: &SessionState) -> anyhow::Res
         if let Some(stored) = def.fingerprint {
             let now = view.fingerprint();
             anyhow::ensure!(
-                stored == now,
+                view.matches_fingerprint(stored),
                 "materialized view {} was stored for a dataflow (fingerprint {stored:016x}) that this \
                  freshet plans differently ({now:016x}): its stored state belongs to other operators. \
                  Start the freshet that created it, or drop and recreate the view there",

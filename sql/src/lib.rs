@@ -9,6 +9,7 @@
 
 pub mod arith;
 mod array_subquery;
+pub mod window_tvf;
 pub mod checked_sum;
 pub mod copy;
 pub mod create_table;

@@ -4,7 +4,7 @@
 //! primitives (the generic dialect, which reads `STRUCT<…>` column types):
 //!
 //! ```text
-//! CREATE SOURCE [IF NOT EXISTS] name ( column type, … )
+//! CREATE SOURCE [IF NOT EXISTS] name ( column type, … [, WATERMARK FOR column AS column [- INTERVAL '…']] )
 //!   [INCLUDE partition|offset|timestamp|key [AS name] [, …]] …
 //!   WITH ( key = 'value', … )
 //!   FORMAT PLAIN ENCODE JSON | FORMAT JSON | FORMAT PLAIN ENCODE CSV [( delimiter = ',', without_header = true )]
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use datafusion::sql::sqlparser::ast::ColumnOption;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
-use freshet_common::{IncludeKind, PgError, SourceFormat, SqlState, SqlType};
+use freshet_common::{IncludeKind, PgError, SourceFormat, SqlState, SqlType, WatermarkDef};
 
 use crate::types::bind_type;
 use crate::words::{
@@ -50,6 +50,8 @@ pub struct CreateSourcePlan {
     /// `WITH (…)` options, keys lower-cased.
     pub options: BTreeMap<String, String>,
     pub format: SourceFormat,
+    /// `WATERMARK FOR …`, if given.
+    pub watermark: Option<WatermarkDef>,
     /// The statement as written.
     pub sql: String,
 }
@@ -81,7 +83,18 @@ fn parse_create(sql: &str) -> Result<SourceStatement, PgError> {
     let name = object_name(&p.parse_object_name(false).map_err(syntax)?)?;
     p.expect_token(&Token::LParen).map_err(syntax)?;
     let mut columns = Vec::new();
+    let mut watermark_clause = None;
     loop {
+        if is_watermark_clause(&p) {
+            if watermark_clause.is_some() {
+                return Err(PgError::not_supported("more than one WATERMARK on a source"));
+            }
+            watermark_clause = Some(parse_watermark(&mut p)?);
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+            continue;
+        }
         let col = p.parse_column_def().map_err(syntax)?;
         if let Some(opt) = col
             .options
@@ -135,6 +148,40 @@ fn parse_create(sql: &str) -> Result<SourceStatement, PgError> {
     let options = parse_options(&mut p)?;
     let format = parse_format(&mut p)?;
     expect_end(&mut p)?;
+    let watermark = match watermark_clause {
+        Some((column, delay_micros)) => {
+            let ty = columns
+                .iter()
+                .find(|(n, _)| *n == column)
+                .map(|(_, t)| t.clone())
+                .or_else(|| {
+                    include
+                        .iter()
+                        .find(|(_, n)| *n == column)
+                        .map(|(k, _)| k.sql_type())
+                })
+                .ok_or_else(|| {
+                    PgError::new(
+                        SqlState::UNDEFINED_COLUMN,
+                        format!("column \"{column}\" named in WATERMARK does not exist"),
+                    )
+                })?;
+            if !matches!(ty, SqlType::Timestamp | SqlType::TimestampTz) {
+                return Err(PgError::new(
+                    SqlState::DATATYPE_MISMATCH,
+                    format!(
+                        "WATERMARK column \"{column}\" must be timestamp or timestamp with time zone, not {}",
+                        ty.pg_name()
+                    ),
+                ));
+            }
+            Some(WatermarkDef {
+                column,
+                delay_micros,
+            })
+        }
+        None => None,
+    };
     Ok(SourceStatement::Create(CreateSourcePlan {
         name,
         if_not_exists,
@@ -142,8 +189,41 @@ fn parse_create(sql: &str) -> Result<SourceStatement, PgError> {
         include,
         options,
         format,
+        watermark,
         sql: sql.trim().trim_end_matches(';').trim_end().to_owned(),
     }))
+}
+
+/// Whether the column list goes on with `WATERMARK FOR` (a column may be named `watermark`).
+fn is_watermark_clause(p: &Parser<'_>) -> bool {
+    let is = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
+    is(&p.peek_nth_token_ref(0).token, "watermark") && is(&p.peek_nth_token_ref(1).token, "for")
+}
+
+/// `WATERMARK FOR column AS column [- INTERVAL '…']` → (column, delay in microseconds).
+fn parse_watermark(p: &mut Parser<'_>) -> Result<(String, i64), PgError> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr};
+    expect_word(p, "watermark")?;
+    expect_word(p, "for")?;
+    let column = ident(&p.parse_identifier().map_err(syntax)?);
+    expect_word(p, "as")?;
+    let expr = p.parse_expr().map_err(syntax)?;
+    let unsupported = || {
+        PgError::not_supported(format!(
+            "WATERMARK expression {expr}: only {column} or {column} - INTERVAL '…' is supported"
+        ))
+    };
+    let names_column = |e: &Expr| matches!(e, Expr::Identifier(i) if ident(i) == column);
+    let delay = match &expr {
+        e if names_column(e) => 0,
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Minus,
+            right,
+        } if names_column(left) => crate::window_tvf::interval_micros(right)?.ok_or_else(unsupported)?,
+        _ => return Err(unsupported()),
+    };
+    Ok((column, delay))
 }
 
 fn duplicate(name: &str) -> PgError {

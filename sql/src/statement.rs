@@ -282,6 +282,7 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
             }
         }
         session_functions(sql, &mut stmts);
+        window_tables(sql, &mut stmts)?;
         return Ok(stmts);
     }
     // The rewriting parser is cheap to build relative to a statement's planning, but not free;
@@ -303,7 +304,18 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     if sql.to_ascii_lowercase().contains("array(") {
         stmts.iter_mut().for_each(crate::array_subquery::rewrite);
     }
+    window_tables(sql, &mut stmts)?;
     Ok(stmts)
+}
+
+/// `TUMBLE(…)` and `HOP(…)` in FROM clauses as the derived tables they stand for.
+fn window_tables(sql: &str, stmts: &mut [ast::Statement]) -> Result<(), PgError> {
+    if crate::window_tvf::mentions(&sql.to_ascii_lowercase()) {
+        for s in stmts {
+            crate::window_tvf::rewrite(s)?;
+        }
+    }
+    Ok(())
 }
 
 /// PostgreSQL's parameterless SQL functions (`current_user`, `session_user`, `user`,

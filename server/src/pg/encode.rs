@@ -84,10 +84,14 @@ pub fn query_response(
 ) -> Result<QueryResponse, PgError> {
     let fields = Arc::new(fields(schema, format)?);
     let f = Arc::clone(&fields);
+    let format = format.clone();
     let rows = stream
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
-                Ok(b) => encode_recordbatch(Arc::clone(&f), b),
+                Ok(b) => encode_recordbatch(
+                    Arc::clone(&f),
+                    super::text::timestamps_as_text(b, &format),
+                ),
                 Err(e) => Box::new(std::iter::once(Err(to_wire_error(map_df_error(&e))))),
             };
             futures::stream::iter(rows)

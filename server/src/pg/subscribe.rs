@@ -42,6 +42,7 @@ where
     loop {
         match sub.next_batch(usize::MAX, None).await {
             Ok(Some(batch)) => {
+                let batch = super::text::timestamps_as_text(batch, &Format::UnifiedText);
                 for row in encode_recordbatch(Arc::clone(&fields), batch) {
                     let line = copy_line(&row?);
                     client

@@ -7,7 +7,8 @@
 //!   the views are); and where RocksDB's memory is: `rocksdb_memtable_bytes`,
 //!   `rocksdb_table_reader_bytes` (index and filter blocks outside the block cache),
 //!   `rocksdb_block_cache_bytes`, `rocksdb_block_cache_pinned_bytes`, and
-//!   `rocksdb_table_files`.
+//!   `rocksdb_table_files`; `query_memory_reserved_bytes`, what running statements of all
+//!   sessions hold of `--query-memory-total-mb`.
 //! - `source_errors (source, partition, "offset", error, payload)`: every message a source
 //!   could not decode (payload: its first 256 bytes, as text).
 //! - `source_gaps (source, partition, first_offset, last_offset, missing, detected_at)`:
@@ -20,12 +21,15 @@
 //! - `sink_progress (sink, view, committed_epoch, lag_epochs, rows, files, status)`: per sink,
 //!   the last epoch its destination holds, how many epochs it trails the latest, the rows and
 //!   files it wrote since the server started, and its status (running / retrying: why).
+//! - `source_watermarks (source, partition, max_event_time, idle, watermark)` and
+//!   `late_rows (source, partition, "offset", event_time, watermark)`: event time of sources
+//!   with `WATERMARK FOR` (see `sources/watermark.rs`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{SchemaProvider, TableProvider};
@@ -34,15 +38,19 @@ use datafusion::error::{DataFusionError, Result};
 
 use crate::engine::{Engine, FoldReason};
 
+mod event_time;
+
 /// The schema name.
 pub const INTERNAL_SCHEMA: &str = "freshet_internal";
 
 const TABLES: &[&str] = &[
+    "late_rows",
     "metrics",
     "sink_progress",
     "source_errors",
     "source_gaps",
     "source_progress",
+    "source_watermarks",
     "view_errors",
 ];
 
@@ -50,11 +58,16 @@ const TABLES: &[&str] = &[
 #[derive(Debug)]
 pub struct InternalSchema {
     engine: Arc<Engine>,
+    /// Query memory of all sessions (`--query-memory-total-mb`).
+    query_memory: Arc<crate::session::memory::ServerBudget>,
 }
 
 impl InternalSchema {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    pub fn new(engine: Arc<Engine>, query_memory: Arc<crate::session::memory::ServerBudget>) -> Self {
+        Self {
+            engine,
+            query_memory,
+        }
     }
 
     fn metrics(&self) -> Result<Arc<dyn TableProvider>> {
@@ -97,18 +110,20 @@ impl InternalSchema {
             .memory_usage()
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         rows.extend(memory.into_iter().map(|(name, v)| (name, clamp(v))));
-        let schema = Arc::new(Schema::new(vec![
+        rows.push((
+            "query_memory_reserved_bytes",
+            clamp(self.query_memory.used() as u64),
+        ));
+        relation(
+            vec![
             Field::new("name", DataType::Utf8, false),
             Field::new("value", DataType::Int64, false),
-        ]));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
+        ],
             vec![
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|(n, _)| *n))),
                 Arc::new(Int64Array::from_iter_values(rows.iter().map(|(_, v)| *v))),
             ],
-        )?;
-        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+        )
     }
 }
 
@@ -128,15 +143,14 @@ impl InternalSchema {
                 payload.push(String::from_utf8_lossy(&bytes).into_owned());
             }
         }
-        let schema = Arc::new(Schema::new(vec![
+        relation(
+            vec![
             Field::new("source", DataType::Utf8, false),
             Field::new("partition", DataType::Int32, false),
             Field::new("offset", DataType::Int64, false),
             Field::new("error", DataType::Utf8, false),
             Field::new("payload", DataType::Utf8, false),
-        ]));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
+        ],
             vec![
                 Arc::new(StringArray::from(src)),
                 Arc::new(Int32Array::from(part)),
@@ -144,8 +158,7 @@ impl InternalSchema {
                 Arc::new(StringArray::from(err)),
                 Arc::new(StringArray::from(payload)),
             ],
-        )?;
-        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+        )
     }
 
     fn source_progress(&self) -> Result<Arc<dyn TableProvider>> {
@@ -178,7 +191,8 @@ impl InternalSchema {
                 status.push(st.clone());
             }
         }
-        let schema = Arc::new(Schema::new(vec![
+        relation(
+            vec![
             Field::new("source", DataType::Utf8, false),
             Field::new("topic", DataType::Utf8, false),
             Field::new("partition", DataType::Int32, false),
@@ -187,9 +201,7 @@ impl InternalSchema {
             Field::new("high_watermark", DataType::Int64, true),
             Field::new("lag", DataType::Int64, true),
             Field::new("status", DataType::Utf8, false),
-        ]));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
+        ],
             vec![
                 Arc::new(StringArray::from(src)),
                 Arc::new(StringArray::from(topic)),
@@ -200,8 +212,7 @@ impl InternalSchema {
                 Arc::new(Int64Array::from(lag)),
                 Arc::new(StringArray::from(status)),
             ],
-        )?;
-        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+        )
     }
 }
 
@@ -223,22 +234,20 @@ impl InternalSchema {
                 weight.push(w);
             }
         }
-        let schema = Arc::new(Schema::new(vec![
+        relation(
+            vec![
             Field::new("view", DataType::Utf8, false),
             Field::new("error", DataType::Utf8, false),
             Field::new("row", DataType::Utf8, false),
             Field::new("weight", DataType::Int64, false),
-        ]));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
+        ],
             vec![
                 Arc::new(StringArray::from(view)),
                 Arc::new(StringArray::from(error)),
                 Arc::new(StringArray::from(row)),
                 Arc::new(Int64Array::from(weight)),
             ],
-        )?;
-        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+        )
     }
 
     fn sink_progress(&self) -> Result<Arc<dyn TableProvider>> {
@@ -263,7 +272,8 @@ impl InternalSchema {
             files.push(clamp(rt.files.load(Ordering::Relaxed)));
             status.push(rt.status());
         }
-        let schema = Arc::new(Schema::new(vec![
+        relation(
+            vec![
             Field::new("sink", DataType::Utf8, false),
             Field::new("view", DataType::Utf8, false),
             Field::new("committed_epoch", DataType::Int64, false),
@@ -271,9 +281,7 @@ impl InternalSchema {
             Field::new("rows", DataType::Int64, false),
             Field::new("files", DataType::Int64, false),
             Field::new("status", DataType::Utf8, false),
-        ]));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
+        ],
             vec![
                 Arc::new(StringArray::from(name)),
                 Arc::new(StringArray::from(view)),
@@ -283,8 +291,7 @@ impl InternalSchema {
                 Arc::new(Int64Array::from(files)),
                 Arc::new(StringArray::from(status)),
             ],
-        )?;
-        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+        )
     }
 }
 
@@ -305,7 +312,8 @@ impl InternalSchema {
                 at.push(g.detected_ms * 1000);
             }
         }
-        let schema = Arc::new(Schema::new(vec![
+        relation(
+            vec![
             Field::new("source", DataType::Utf8, false),
             Field::new("partition", DataType::Int32, false),
             Field::new("first_offset", DataType::Int64, false),
@@ -316,9 +324,7 @@ impl InternalSchema {
                 DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
                 false,
             ),
-        ]));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
+        ],
             vec![
                 Arc::new(StringArray::from(src)),
                 Arc::new(Int32Array::from(part)),
@@ -327,9 +333,15 @@ impl InternalSchema {
                 Arc::new(Int64Array::from(missing)),
                 Arc::new(TimestampMicrosecondArray::from(at).with_timezone("+00:00")),
             ],
-        )?;
-        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+        )
     }
+}
+
+/// A relation of one batch: `fields` and their `columns`.
+fn relation(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<Arc<dyn TableProvider>> {
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
 fn clamp(n: u64) -> i64 {
@@ -345,6 +357,8 @@ impl SchemaProvider for InternalSchema {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         match name {
             "metrics" => self.metrics().map(Some),
+            "late_rows" => event_time::late_rows(&self.engine).map(Some),
+            "source_watermarks" => event_time::source_watermarks(&self.engine).map(Some),
             "source_errors" => self.source_errors().map(Some),
             "source_gaps" => self.source_gaps().map(Some),
             "source_progress" => self.source_progress().map(Some),

@@ -1,0 +1,243 @@
+//! Window table functions (Flink's and RisingWave's syntax), as derived tables DataFusion
+//! and the dataflow already plan:
+//!
+//! - `TUMBLE(rel, ts, size)`: each row of `rel` with `window_start = date_bin(size, ts)` and
+//!   `window_end = window_start + size`;
+//! - `HOP(rel, ts, slide, size)`: each row once per window of `size` starting every `slide`
+//!   that holds `ts` (`size` a multiple of `slide`, at most 64 windows per row): a UNION ALL
+//!   of the `size / slide` shifted tumbling windows.
+//!
+//! Windows are aligned to 1970-01-01 00:00:00 (UTC for `timestamptz`). Sizes are fixed-length
+//! intervals (no months).
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    self, Expr, FunctionArg, FunctionArgExpr, TableFactor, Value, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use freshet_common::{PgError, SqlState};
+
+/// Most windows `HOP` puts one row in.
+const MAX_HOP_WINDOWS: i64 = 64;
+
+/// Whether `sql` may call a window table function (a cheap test before walking the tree).
+pub fn mentions(sql_lower: &str) -> bool {
+    sql_lower.contains("tumble") || sql_lower.contains("hop")
+}
+
+/// Rewrites every `TUMBLE(…)` and `HOP(…)` in `stmt`'s FROM clauses.
+pub fn rewrite(stmt: &mut ast::Statement) -> Result<(), PgError> {
+    struct Rewriter;
+    impl VisitorMut for Rewriter {
+        type Break = PgError;
+        fn pre_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<PgError> {
+            match window_table(tf) {
+                Ok(Some(derived)) => *tf = derived,
+                Ok(None) => {}
+                Err(e) => return ControlFlow::Break(e),
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    match stmt.visit(&mut Rewriter) {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// The microseconds of a fixed-length interval literal (`INTERVAL '5 seconds'`,
+/// `INTERVAL '5' SECOND`); `None` for any other expression.
+pub fn interval_micros(e: &Expr) -> Result<Option<i64>, PgError> {
+    let Expr::Interval(iv) = e else {
+        return Ok(None);
+    };
+    let Expr::Value(v) = iv.value.as_ref() else {
+        return Ok(None);
+    };
+    let Value::SingleQuotedString(text) = &v.value else {
+        return Ok(None);
+    };
+    let text = match &iv.leading_field {
+        Some(f) => format!("{text} {f}"),
+        None => text.clone(),
+    };
+    let d = crate::subscribe::parse_duration(&text)?;
+    Ok(i64::try_from(d.as_micros()).ok())
+}
+
+fn window_table(tf: &TableFactor) -> Result<Option<TableFactor>, PgError> {
+    let TableFactor::Table {
+        name,
+        alias,
+        args: Some(args),
+        ..
+    } = tf
+    else {
+        return Ok(None);
+    };
+    let [part] = name.0.as_slice() else {
+        return Ok(None);
+    };
+    let Some(func) = part.as_ident().map(|i| i.value.to_ascii_lowercase()) else {
+        return Ok(None);
+    };
+    if func != "tumble" && func != "hop" {
+        return Ok(None);
+    }
+    let upper = func.to_ascii_uppercase();
+    let exprs: Vec<&Expr> = args
+        .args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+            _ => Err(PgError::not_supported(format!(
+                "named or wildcard arguments of {upper}"
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
+    let relation = match exprs.first() {
+        Some(Expr::Identifier(i)) => ast::ObjectName::from(vec![i.clone()]),
+        Some(Expr::CompoundIdentifier(p)) => ast::ObjectName::from(p.clone()),
+        _ => {
+            return Err(PgError::new(
+                SqlState::SYNTAX_ERROR,
+                format!("the first argument of {upper} must name a table, view or source"),
+            ));
+        }
+    };
+    let size_of = |e: &Expr, what: &str| -> Result<i64, PgError> {
+        match interval_micros(e)? {
+            Some(n) if n > 0 => Ok(n),
+            _ => Err(PgError::not_supported(format!(
+                "{upper} {what} {e}: a positive fixed-length interval literal is needed"
+            ))),
+        }
+    };
+    let query = match (func.as_str(), exprs.as_slice()) {
+        ("tumble", [_, ts, size]) => {
+            let size = size_of(size, "size")?;
+            windows(&relation, ts, size, size, 1)
+        }
+        ("hop", [_, ts, slide, size]) => {
+            let (slide, size) = (size_of(slide, "slide")?, size_of(size, "size")?);
+            if size % slide != 0 || size / slide > MAX_HOP_WINDOWS {
+                return Err(PgError::not_supported(format!(
+                    "HOP with a size that is not a multiple of its slide, or more than \
+                     {MAX_HOP_WINDOWS} windows per row"
+                )));
+            }
+            windows(&relation, ts, slide, size, size / slide)
+        }
+        ("tumble", [_, _, _, _]) => return Err(PgError::not_supported("TUMBLE with an offset")),
+        ("hop", [_, _, _, _, _]) => return Err(PgError::not_supported("HOP with an offset")),
+        _ => {
+            return Err(PgError::new(
+                SqlState::UNDEFINED_FUNCTION,
+                format!(
+                    "function {func} does not exist: {upper}(relation, time column, {})",
+                    if func == "tumble" {
+                        "size"
+                    } else {
+                        "slide, size"
+                    }
+                ),
+            ));
+        }
+    };
+    let alias = match alias {
+        Some(a) if a.columns.is_empty() => a.name.to_string(),
+        Some(a) => {
+            let cols: Vec<String> = a.columns.iter().map(|c| c.name.to_string()).collect();
+            format!("{} ({})", a.name, cols.join(", "))
+        }
+        None => relation
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| func.clone()),
+    };
+    let sql = format!("SELECT * FROM ({query}) AS {alias}");
+    let parsed = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
+        .map_err(|e| PgError::new(SqlState::SYNTAX_ERROR, e.to_string()))?;
+    let Some(ast::Statement::Query(q)) = parsed.into_iter().next() else {
+        return Err(PgError::internal("window table function rewrite"));
+    };
+    let ast::SetExpr::Select(select) = *q.body else {
+        return Err(PgError::internal("window table function rewrite"));
+    };
+    select
+        .from
+        .into_iter()
+        .next()
+        .map(|t| Some(t.relation))
+        .ok_or_else(|| PgError::internal("window table function rewrite"))
+}
+
+/// `count` windows of `size` per row, starting `slide` apart: branch `i` is the window that
+/// starts `i` slides before the row's slide-aligned time.
+fn windows(relation: &ast::ObjectName, ts: &Expr, slide: i64, size: i64, count: i64) -> String {
+    (0..count)
+        .map(|i| {
+            let start = if i == 0 {
+                format!("date_bin(INTERVAL '{slide} microseconds', {ts})")
+            } else {
+                format!(
+                    "date_bin(INTERVAL '{slide} microseconds', {ts}) - INTERVAL '{} microseconds'",
+                    i * slide
+                )
+            };
+            format!(
+                "SELECT *, {start} AS window_start, {start} + INTERVAL '{size} microseconds' AS window_end FROM {relation}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(sql: &str) -> Result<String, PgError> {
+        let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
+        rewrite(&mut stmts[0])?;
+        Ok(stmts[0].to_string())
+    }
+
+    #[test]
+    fn tumble_and_hop() {
+        let t = rewritten(
+            "SELECT window_start, count(*) FROM TUMBLE(bids, ts, INTERVAL '10' SECOND) GROUP BY 1",
+        )
+        .unwrap();
+        assert!(
+            t.contains("date_bin(INTERVAL '10000000 microseconds', ts) AS window_start"),
+            "{t}"
+        );
+        assert!(t.contains(") AS bids GROUP BY"), "{t}");
+        let h = rewritten(
+            "SELECT * FROM HOP(bids, ts, INTERVAL '2 seconds', INTERVAL '10 seconds') AS h",
+        )
+        .unwrap();
+        assert_eq!(h.matches("UNION ALL").count(), 4, "{h}");
+        assert!(h.ends_with("AS h"), "{h}");
+        assert_eq!(
+            rewritten("SELECT * FROM HOP(b, ts, INTERVAL '3 seconds', INTERVAL '10 seconds')")
+                .unwrap_err()
+                .sqlstate,
+            SqlState::FEATURE_NOT_SUPPORTED
+        );
+        assert_eq!(
+            rewritten("SELECT * FROM TUMBLE(b, ts)")
+                .unwrap_err()
+                .sqlstate,
+            SqlState::UNDEFINED_FUNCTION
+        );
+        // Other table functions are left alone.
+        let g = rewritten("SELECT * FROM generate_series(1, 3)").unwrap();
+        assert!(g.contains("generate_series(1, 3)"), "{g}");
+    }
+}
