@@ -8,7 +8,7 @@ use freshet_common::TableId;
 use freshet_dataflow::contents_log::is_needs_fold;
 use freshet_dataflow::epoch::state_err;
 use freshet_dataflow::{Dataflows, EpochChanges};
-use freshet_state::{key_codec, meta_key, table_prefix, Snapshot, Store, WriteBatch};
+use freshet_state::{key_codec, table_prefix, Snapshot, Store, WriteBatch};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// Shared server state. One per process.
@@ -42,6 +42,8 @@ pub struct Engine {
     pub sinks: crate::coord::sinks::Sinks,
     /// LISTEN registrations.
     pub listeners: crate::coord::notify::Listeners,
+    /// Identity columns' sequences.
+    pub sequences: crate::sequences::Sequences,
 }
 
 /// Why the contents logs were folded (counted in `freshet_internal.metrics`).
@@ -62,8 +64,6 @@ pub enum FoldReason {
 pub struct WriteState {
     /// Next hidden row id per table without a primary key.
     next_row_id: HashMap<TableId, u64>,
-    /// Next value of each identity column's sequence (by table and column index).
-    next_value: HashMap<(TableId, usize), i64>,
     /// The last committed epoch's number.
     epoch: u64,
 }
@@ -98,33 +98,6 @@ impl WriteState {
     /// Forgets a dropped table's counter.
     pub fn forget(&mut self, table: TableId) {
         self.next_row_id.remove(&table);
-    }
-
-    /// Takes `n` consecutive values of the sequence of identity column `column` of `table`,
-    /// returning the first. As in PostgreSQL a sequence is not transactional: values taken
-    /// by a statement or block that then fails are never handed out again. The next value
-    /// is stored before the values are used (its write reaches the log before any commit
-    /// holding them), so no value is handed out twice, restarts included.
-    pub fn take_sequence_values(
-        &mut self,
-        store: &Store,
-        table: TableId,
-        column: usize,
-        n: i64,
-    ) -> freshet_state::Result<i64> {
-        let key = meta_key(format!("seq/{}/{column}", table.0).as_bytes());
-        let next = match self.next_value.get(&(table, column)) {
-            Some(v) => *v,
-            None => match store.get(&key)? {
-                Some(v) => v.as_slice().try_into().map(i64::from_be_bytes).unwrap_or(1),
-                None => 1,
-            },
-        };
-        let mut batch = WriteBatch::default();
-        batch.put(key, (next + n).to_be_bytes());
-        store.write_unsynced(batch)?;
-        self.next_value.insert((table, column), next + n);
-        Ok(next)
     }
 }
 
@@ -164,6 +137,7 @@ impl Engine {
             changelogs: crate::coord::Changelogs::new(retain_changes),
             sinks: crate::coord::sinks::Sinks::default(),
             listeners: crate::coord::notify::Listeners::default(),
+            sequences: crate::sequences::Sequences::default(),
         }))
     }
 

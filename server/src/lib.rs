@@ -14,6 +14,7 @@ pub mod engine;
 pub mod functions;
 pub mod pg;
 pub mod query;
+pub mod sequences;
 pub mod server;
 pub mod session;
 pub mod sources;

@@ -83,6 +83,8 @@ pub struct Session {
     deadline: Mutex<Option<tokio::time::Instant>>,
     /// Who the session acts as (set when the login completes).
     identity: Mutex<Arc<crate::access::Identity>>,
+    /// What the session took of each sequence (`currval`, `lastval`).
+    sequences: Arc<crate::sequences::SessionSequences>,
 }
 
 /// The template's state with a memory pool of the session's own, as large as the template's:
@@ -148,6 +150,7 @@ impl Session {
             notifier: Mutex::new(notify::Notifier::new(notifications)),
             deadline: Mutex::new(None),
             identity: Mutex::new(Arc::new(crate::access::Identity::nobody())),
+            sequences: Arc::default(),
         }
     }
 
@@ -155,6 +158,7 @@ impl Session {
     pub fn set_identity(&self, identity: crate::access::Identity) {
         self.with_vars(|v| v.set("session_authorization", identity.session_user.clone()));
         crate::functions::register_identity(&self.ctx, &identity, &self.engine.catalog);
+        crate::sequences::register(&self.ctx, &self.engine, &self.sequences, &identity);
         *lock(&self.identity) = Arc::new(identity);
     }
 
@@ -571,6 +575,9 @@ impl Session {
                 identity: crate::access::Identity::clone(&self.identity()),
                 catalog: Arc::clone(&self.engine.catalog),
             }));
+        state
+            .config_mut()
+            .set_extension(Arc::clone(&self.sequences));
         state
     }
 

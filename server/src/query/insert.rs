@@ -110,7 +110,6 @@ async fn write(
 ) -> Result<Written, PgError> {
     complete_rows(
         engine,
-        &mut writer,
         state,
         def,
         targets,
@@ -151,7 +150,6 @@ async fn write(
 /// sequence, its `DEFAULT` expression (evaluated for each row), or NULL.
 async fn complete_rows(
     engine: &Engine,
-    writer: &mut Option<MutexGuard<'_, WriteState>>,
     state: &SessionState,
     def: &TableDef,
     targets: &[usize],
@@ -195,16 +193,11 @@ async fn complete_rows(
         }
         if col.identity.is_some() {
             let n = needing.len() as i64;
-            let first = match writer.as_mut() {
-                Some(w) => w.take_sequence_values(&engine.store, def.id, c, n),
-                None => {
-                    engine
-                        .begin_write()
-                        .await
-                        .take_sequence_values(&engine.store, def.id, c, n)
-                }
-            }
+            let first = engine.sequences.take(&engine.store, def.id, c, n)
             .map_err(PgError::internal)?;
+            if let Some(taken) = crate::sequences::SessionSequences::of(state) {
+                taken.record(def.id, c, first + n - 1);
+            }
             for (i, &r) in needing.iter().enumerate() {
                 rows[r][c] = sequence_datum(&col.ty, first + i as i64, &col.name)?;
             }
