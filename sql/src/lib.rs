@@ -9,6 +9,7 @@
 
 pub mod arith;
 mod array_subquery;
+pub mod pg_text;
 pub mod window_tvf;
 pub mod checked_sum;
 pub mod copy;

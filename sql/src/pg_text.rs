@@ -1,0 +1,235 @@
+//! PostgreSQL's text form of timestamps: `2026-01-01 00:00:05`, `2026-01-01 00:00:05.25`, and
+//! for `timestamptz` the offset as PostgreSQL prints it (`+00`, `+05:30`). Arrow writes an ISO
+//! `T` between date and time and pgwire always six fraction digits; both differ from what
+//! clients compare against. Used by the server's encoder for result columns, and for casts
+//! to text (`ts::text`, `ts || ''`) through [`TimestampText`], an analyzer rule that replaces
+//! them by the `pg_timestamp_text` function.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::datatypes::{
+    DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+/// The offset of a fixed time zone (`+00:00`, `UTC`, `-05:30`) in seconds, `Some(0)` without
+/// one; `None` for a named zone (left as it is).
+pub fn offset_seconds(tz: Option<&str>) -> Option<i32> {
+    let Some(tz) = tz else {
+        return Some(0);
+    };
+    if tz.eq_ignore_ascii_case("utc") || tz == "Z" {
+        return Some(0);
+    }
+    let (sign, rest) = match tz.as_bytes().first()? {
+        b'+' => (1, &tz[1..]),
+        b'-' => (-1, &tz[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+    Some(sign * (h.parse::<i32>().ok()? * 3600 + m.parse::<i32>().ok()? * 60))
+}
+
+/// Whether timestamps of type `t` have a PostgreSQL text form here.
+pub fn has_text_form(t: &DataType) -> bool {
+    matches!(t, DataType::Timestamp(_, tz) if offset_seconds(tz.as_deref()).is_some())
+}
+
+/// One timestamp (microseconds since 1970-01-01 00:00 UTC) as PostgreSQL prints it; shifted
+/// to `offset` seconds east and followed by the offset when it is a timestamptz.
+pub fn timestamp_text(micros: i64, offset: Option<i32>) -> Option<String> {
+    let shifted = micros.checked_add(i64::from(offset.unwrap_or(0)) * 1_000_000)?;
+    let secs = shifted.div_euclid(1_000_000);
+    let frac = shifted.rem_euclid(1_000_000);
+    let date = datafusion::arrow::temporal_conversions::timestamp_s_to_datetime(secs)?;
+    let mut s = date.format("%Y-%m-%d %H:%M:%S").to_string();
+    if frac != 0 {
+        let digits = format!("{frac:06}");
+        let _ = write!(s, ".{}", digits.trim_end_matches('0'));
+    }
+    if let Some(o) = offset {
+        let sign = if o < 0 { '-' } else { '+' };
+        let (h, m) = (o.abs() / 3600, o.abs() % 3600 / 60);
+        let _ = write!(s, "{sign}{h:02}");
+        if m != 0 {
+            let _ = write!(s, ":{m:02}");
+        }
+    }
+    Some(s)
+}
+
+/// A timestamp array of type `t` (see [`has_text_form`]) as PostgreSQL's text.
+pub fn timestamps_text(c: &ArrayRef) -> ArrayRef {
+    let DataType::Timestamp(unit, tz) = c.data_type() else {
+        return Arc::clone(c);
+    };
+    let Some(offset) = offset_seconds(tz.as_deref()) else {
+        return Arc::clone(c);
+    };
+    let offset = tz.is_some().then_some(offset);
+    let micros: Vec<Option<i64>> = match unit {
+        TimeUnit::Second => c
+            .as_primitive::<TimestampSecondType>()
+            .iter()
+            .map(|v| v.and_then(|v| v.checked_mul(1_000_000)))
+            .collect(),
+        TimeUnit::Millisecond => c
+            .as_primitive::<TimestampMillisecondType>()
+            .iter()
+            .map(|v| v.and_then(|v| v.checked_mul(1000)))
+            .collect(),
+        TimeUnit::Microsecond => c
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .collect(),
+        TimeUnit::Nanosecond => c
+            .as_primitive::<TimestampNanosecondType>()
+            .iter()
+            .map(|v| v.map(|v| v.div_euclid(1000)))
+            .collect(),
+    };
+    let mut out = StringBuilder::with_capacity(c.len(), c.len() * 26);
+    for v in micros {
+        out.append_option(v.and_then(|m| timestamp_text(m, offset)));
+    }
+    Arc::new(out.finish())
+}
+
+/// `pg_timestamp_text(ts)`: what `ts::text` gives in PostgreSQL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PgTimestampText {
+    signature: Signature,
+}
+
+impl PgTimestampText {
+    pub fn udf() -> Arc<ScalarUDF> {
+        Arc::new(ScalarUDF::new_from_impl(PgTimestampText {
+            signature: Signature::any(1, Volatility::Immutable),
+        }))
+    }
+}
+
+impl ScalarUDFImpl for PgTimestampText {
+    fn name(&self) -> &str {
+        "pg_timestamp_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        match &args.args[0] {
+            ColumnarValue::Array(a) => Ok(ColumnarValue::Array(timestamps_text(a))),
+            ColumnarValue::Scalar(s) => {
+                let text = timestamps_text(&s.to_array()?);
+                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                    &text, 0,
+                )?))
+            }
+        }
+    }
+}
+
+/// Casts of timestamps to text become `pg_timestamp_text` (names kept).
+#[derive(Debug, Default)]
+pub struct TimestampText;
+
+impl AnalyzerRule for TimestampText {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        let udf = PgTimestampText::udf();
+        plan.transform_up_with_subqueries(|p| {
+            let inputs = p.inputs();
+            let mut schema = DFSchema::empty();
+            for i in &inputs {
+                schema.merge(i.schema());
+            }
+            let names = NamePreserver::new(&p);
+            p.map_expressions(|e| {
+                let saved = names.save(&e);
+                let rewritten = e.transform_up(|e| {
+                    let (inner, to) = match &e {
+                        Expr::Cast(Cast { expr, field }) => (expr, field.data_type()),
+                        Expr::TryCast(TryCast { expr, field }) => (expr, field.data_type()),
+                        _ => return Ok(Transformed::no(e)),
+                    };
+                    let text = matches!(
+                        to,
+                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                    );
+                    let from = inner.get_type(&schema).ok();
+                    if !text || !from.as_ref().is_some_and(has_text_form) {
+                        return Ok(Transformed::no(e));
+                    }
+                    let call = Expr::ScalarFunction(ScalarFunction::new_udf(
+                        Arc::clone(&udf),
+                        vec![inner.as_ref().clone()],
+                    ));
+                    Ok(Transformed::yes(if *to == DataType::Utf8 {
+                        call
+                    } else {
+                        Expr::Cast(Cast::new(Box::new(call), to.clone()))
+                    }))
+                })?;
+                Ok(if rewritten.transformed {
+                    rewritten.update_data(|e| saved.restore(e))
+                } else {
+                    rewritten
+                })
+            })
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "pg_timestamp_text"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_text() {
+        assert_eq!(
+            timestamp_text(1_767_225_605_000_000, None).unwrap(),
+            "2026-01-01 00:00:05"
+        );
+        assert_eq!(
+            timestamp_text(1_767_225_605_250_000, None).unwrap(),
+            "2026-01-01 00:00:05.25"
+        );
+        assert_eq!(
+            timestamp_text(1_767_225_605_000_001, Some(0)).unwrap(),
+            "2026-01-01 00:00:05.000001+00"
+        );
+        assert_eq!(
+            timestamp_text(0, Some(19800)).unwrap(),
+            "1970-01-01 05:30:00+05:30"
+        );
+        assert_eq!(
+            timestamp_text(-1, None).unwrap(),
+            "1969-12-31 23:59:59.999999"
+        );
+        assert_eq!(offset_seconds(Some("+00:00")), Some(0));
+        assert_eq!(offset_seconds(Some("-05:30")), Some(-19800));
+        assert_eq!(offset_seconds(Some("Europe/Paris")), None);
+    }
+}
