@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import Freshet
+from conftest import Freshet, wait_for
 from test_tls import make_certs
 
 SUPER_PW = "bootstrap secret"
@@ -159,6 +159,38 @@ def test_failed_logins_are_bounded_per_address(tmp_path):
         # The address is refused for the rest of the window, even with the right password.
         with pytest.raises(psycopg.OperationalError, match="too many failed authentication"):
             psycopg.connect(dsn(server, "freshet", SUPER_PW))
+    finally:
+        server.stop()
+
+
+def test_role_connection_limit(tmp_path):
+    """A role's CONNECTION LIMIT holds over SCRAM logins (53300 past it, as PostgreSQL says
+    it); a connection that ends frees its place; superusers are not bound."""
+    server = scram_server(tmp_path)
+    try:
+        admin = psycopg.connect(dsn(server, "freshet", SUPER_PW), autocommit=True)
+        admin.execute("CREATE ROLE limited LOGIN PASSWORD 'pw' CONNECTION LIMIT 2")
+        first = psycopg.connect(dsn(server, "limited", "pw"))
+        second = psycopg.connect(dsn(server, "limited", "pw"))
+        with pytest.raises(psycopg.OperationalError, match='too many connections for role "limited"'):
+            psycopg.connect(dsn(server, "limited", "pw"))
+        first.close()
+        # A wrong password is still a wrong password, and takes no place.
+        assert psycopg_login(server, "limited", "nope") == "28P01"
+
+        def place():  # the server notices the close soon after, not at once
+            try:
+                return psycopg.connect(dsn(server, "limited", "pw"))
+            except psycopg.OperationalError as e:
+                assert "too many connections" in str(e), e
+                return None
+        third = wait_for(place, timeout=30, what="the closed connection's place")
+        assert third.execute("SELECT current_user").fetchone() == ("limited",)
+        admin.execute("ALTER ROLE limited CONNECTION LIMIT -1")
+        more = [psycopg.connect(dsn(server, "limited", "pw")) for _ in range(3)]
+        supers = [psycopg.connect(dsn(server, "freshet", SUPER_PW)) for _ in range(3)]
+        for c in [second, third, *more, *supers]:
+            c.close()
     finally:
         server.stop()
 

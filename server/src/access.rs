@@ -575,3 +575,59 @@ impl StatementIdentity {
         }
     }
 }
+
+/// Connections per login role, for roles' `CONNECTION LIMIT` (superusers are not bound).
+#[derive(Debug, Default)]
+pub struct RoleConnections {
+    counts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+/// One connection counted against its role until dropped.
+#[derive(Debug)]
+pub struct RoleSlot {
+    connections: Arc<RoleConnections>,
+    role: String,
+}
+
+impl RoleConnections {
+    fn counts(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a connection of `role` (53300 past its limit); `None` for a role without one.
+    pub fn admit(self: &Arc<Self>, catalog: &Catalog, role: &str) -> Result<Option<RoleSlot>, PgError> {
+        let Some(def) = catalog.role(role) else {
+            return Ok(None);
+        };
+        if def.superuser || def.connection_limit < 0 {
+            return Ok(None);
+        }
+        let mut counts = self.counts();
+        let n = counts.entry(role.to_owned()).or_default();
+        if *n >= def.connection_limit.unsigned_abs() {
+            return Err(PgError::new(
+                SqlState::TOO_MANY_CONNECTIONS,
+                format!("too many connections for role \"{role}\""),
+            ));
+        }
+        *n += 1;
+        Ok(Some(RoleSlot {
+            connections: Arc::clone(self),
+            role: role.to_owned(),
+        }))
+    }
+}
+
+impl Drop for RoleSlot {
+    fn drop(&mut self) {
+        let mut counts = self.connections.counts();
+        if let Some(n) = counts.get_mut(&self.role) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.role);
+            }
+        }
+    }
+}

@@ -85,6 +85,8 @@ pub struct Session {
     identity: Mutex<Arc<crate::access::Identity>>,
     /// What the session took of each sequence (`currval`, `lastval`).
     sequences: Arc<crate::sequences::SessionSequences>,
+    /// This connection, counted against its role's `CONNECTION LIMIT`.
+    role_slot: Mutex<Option<crate::access::RoleSlot>>,
 }
 
 /// The template's state with a memory pool of the session's own, as large as the template's:
@@ -151,6 +153,7 @@ impl Session {
             deadline: Mutex::new(None),
             identity: Mutex::new(Arc::new(crate::access::Identity::nobody())),
             sequences: Arc::default(),
+            role_slot: Mutex::new(None),
         }
     }
 
@@ -160,6 +163,11 @@ impl Session {
         crate::functions::register_identity(&self.ctx, &identity, &self.engine.catalog);
         crate::sequences::register(&self.ctx, &self.engine, &self.sequences, &identity);
         *lock(&self.identity) = Arc::new(identity);
+    }
+
+    /// Keeps this connection counted against its role until the session ends.
+    pub fn hold_role_slot(&self, slot: Option<crate::access::RoleSlot>) {
+        *lock(&self.role_slot) = slot;
     }
 
     /// The owner of objects the session creates.

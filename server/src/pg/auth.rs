@@ -42,6 +42,8 @@ pub struct Auth {
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     /// Failures an address may have per [`FAILURE_WINDOW`]; 0 for no bound.
     max_failures: u32,
+    /// Connections per role, for their `CONNECTION LIMIT`.
+    connections: Arc<crate::access::RoleConnections>,
 }
 
 /// The window failed logins are counted over.
@@ -54,6 +56,7 @@ impl Auth {
             catalog,
             failures: Mutex::new(HashMap::new()),
             max_failures,
+            connections: Arc::default(),
         })
     }
 
@@ -119,6 +122,8 @@ pub struct Startup {
     auth: Arc<Auth>,
     manager: Arc<ConnectionManager>,
     sasl: SASLAuthStartupHandler<DefaultServerParameterProvider>,
+    /// SASL messages the client has sent (the second is SCRAM's final one).
+    sasl_messages: std::sync::atomic::AtomicU32,
 }
 
 impl Startup {
@@ -135,7 +140,22 @@ impl Startup {
             auth,
             manager,
             sasl,
+            sasl_messages: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+}
+
+impl Startup {
+    /// Counts the connection against `user`'s `CONNECTION LIMIT` for the session's life
+    /// (53300 past it).
+    fn admit(&self, user: &str) -> PgWireResult<()> {
+        let slot = self
+            .auth
+            .connections
+            .admit(&self.auth.catalog, user)
+            .map_err(|e| fatal(e.sqlstate.0, e.message))?;
+        self.session.hold_role_slot(slot);
+        Ok(())
     }
 }
 
@@ -169,11 +189,13 @@ impl StartupHandler for Startup {
                     format!("too many failed authentication attempts from {addr}; try again later"),
                 ));
             }
+
             if self.auth.mode == AuthMode::Trust {
                 let role = self.auth.catalog.role(user);
                 if role.as_ref().is_some_and(|r| !r.login) {
                     return Err(fatal("28000", format!("role \"{user}\" is not permitted to log in")));
                 }
+                self.admit(user)?;
                 self.session.set_identity(Identity::login(user, role.is_none()));
                 let trust = TrustStartup {
                     manager: Arc::clone(&self.manager),
@@ -185,8 +207,20 @@ impl StartupHandler for Startup {
             return Ok(());
         }
         let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
+        // The client's final SCRAM message: once its proof checks, pgwire answers with
+        // AuthenticationOk and ReadyForQuery, so the role's CONNECTION LIMIT is checked first
+        // (and the place given back if the proof fails).
+        if matches!(message, PgWireFrontendMessage::PasswordMessageFamily(_))
+            && self
+                .sasl_messages
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                == 1
+        {
+            self.admit(&user)?;
+        }
         match self.sasl.on_startup(client, message).await {
             Err(PgWireError::InvalidPassword(_)) => {
+                self.session.hold_role_slot(None);
                 self.auth.failed(addr, &user);
                 Err(fatal("28P01", format!("password authentication failed for user \"{user}\"")))
             }
