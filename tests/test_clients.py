@@ -155,3 +155,24 @@ def test_result_column_names_follow_postgres(freshet, postgres, query):
             names.append([d.name for d in cur.description])
             c.execute("DROP TABLE names_t")
     assert names[0] == names[1]
+
+
+def test_sqlalchemy_connects_and_catalogs_resolve_unqualified(freshet):
+    """SQLAlchemy 2 (psycopg 3 dialect) connects with default engine options: its first
+    connection reads pg_type by unqualified name and calls to_regtype, as drivers do."""
+    import sqlalchemy as sa
+    with freshet.connect() as conn:
+        conn.execute("CREATE TABLE orm_t (id INT PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO orm_t VALUES (1, 'a'), (2, 'b')")
+        conn.commit()
+        assert conn.execute("SELECT rolname FROM pg_roles WHERE rolsuper").fetchall()
+        assert conn.execute("SELECT to_regtype('integer'), to_regtype('hstore'), "
+                            "to_regtype('text[]')").fetchone() == (23, None, 1009)
+    engine = sa.create_engine(f"postgresql+psycopg://tester@127.0.0.1:{freshet.port}/freshet")
+    try:
+        with engine.connect() as c:
+            rows = c.execute(sa.text("SELECT id, name FROM orm_t WHERE id > :i ORDER BY id"), {"i": 0})
+            assert rows.fetchall() == [(1, "a"), (2, "b")]
+            assert "orm_t" in sa.inspect(c).get_table_names()
+    finally:
+        engine.dispose()

@@ -34,6 +34,23 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
             ))))
         }),
     ));
+    ctx.register_udf(create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let names = ColumnarValue::values_to_arrays(args)?;
+            let names = names[0].as_string::<i32>();
+            let oids: datafusion::arrow::array::Int32Array =
+                names.iter().map(|n| n.and_then(type_oid)).collect();
+            Ok(if matches!(args[0], ColumnarValue::Scalar(_)) {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&oids, 0)?)
+            } else {
+                ColumnarValue::Array(Arc::new(oids))
+            })
+        }),
+    ));
     if let Ok(sum) = ctx.udaf("sum") {
         ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(
             freshet_sql::checked_sum::CheckedSum::new(sum),
@@ -402,4 +419,40 @@ impl ScalarUDFImpl for HasPrivilege {
         }
         Ok(ColumnarValue::Array(array))
     }
+}
+
+/// The oid of a type by any of its PostgreSQL names (`to_regtype`); `None` for types freshet
+/// does not have (`hstore`, …).
+fn type_oid(name: &str) -> Option<i32> {
+    let name = name.trim().trim_start_matches("pg_catalog.").to_ascii_lowercase();
+    let (base, array) = match name.strip_suffix("[]") {
+        Some(b) => (b.trim(), true),
+        None => (name.as_str(), false),
+    };
+    let (oid, array_oid) = match base {
+        "bool" | "boolean" => (16, 1000),
+        "bytea" => (17, 1001),
+        "char" => (18, 1002),
+        "name" => (19, 1003),
+        "int8" | "bigint" => (20, 1016),
+        "int2" | "smallint" => (21, 1005),
+        "int4" | "integer" | "int" => (23, 1007),
+        "text" => (25, 1009),
+        "oid" => (26, 1028),
+        "json" => (114, 199),
+        "float4" | "real" => (700, 1021),
+        "float8" | "double precision" => (701, 1022),
+        "bpchar" | "character" => (1042, 1014),
+        "varchar" | "character varying" => (1043, 1015),
+        "date" => (1082, 1182),
+        "time" | "time without time zone" => (1083, 1183),
+        "timestamp" | "timestamp without time zone" => (1114, 1115),
+        "timestamptz" | "timestamp with time zone" => (1184, 1185),
+        "interval" => (1186, 1187),
+        "numeric" | "decimal" => (1700, 1231),
+        "uuid" => (2950, 2951),
+        "jsonb" => (3802, 3807),
+        _ => return None,
+    };
+    Some(if array { array_oid } else { oid })
 }

@@ -32,15 +32,28 @@ impl StatementSnapshot {
 #[derive(Debug)]
 pub struct FreshetCatalogProvider {
     public: Arc<PublicSchema>,
-    others: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
+    others: Schemas,
+}
+
+/// Schemas registered beside `public`.
+type Schemas = Arc<RwLock<HashMap<String, Arc<dyn SchemaProvider>>>>;
+
+fn read(schemas: &Schemas) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<dyn SchemaProvider>>> {
+    schemas
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl FreshetCatalogProvider {
     /// A catalog provider reading `engine`'s catalog live.
     pub fn new(engine: Arc<Engine>) -> Self {
+        let others = Schemas::default();
         Self {
-            public: Arc::new(PublicSchema { engine }),
-            others: RwLock::new(HashMap::new()),
+            public: Arc::new(PublicSchema {
+                engine,
+                others: Arc::clone(&others),
+            }),
+            others,
         }
     }
 }
@@ -48,13 +61,7 @@ impl FreshetCatalogProvider {
 impl CatalogProvider for FreshetCatalogProvider {
     fn schema_names(&self) -> Vec<String> {
         let mut names = vec![DEFAULT_SCHEMA.to_owned()];
-        names.extend(
-            self.others
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .keys()
-                .cloned(),
-        );
+        names.extend(read(&self.others).keys().cloned());
         names
     }
 
@@ -67,11 +74,7 @@ impl CatalogProvider for FreshetCatalogProvider {
                 engine: Arc::clone(&self.public.engine),
             }) as Arc<dyn SchemaProvider>);
         }
-        self.others
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        read(&self.others).get(name).cloned()
     }
 
     fn register_schema(
@@ -120,10 +123,19 @@ impl SchemaProvider for DmlTargets {
 }
 
 /// `public`: every table in the catalog, resolved at each lookup so DDL in one session is
-/// visible to the next statement of every other.
+/// visible to the next statement of every other. An unqualified name that is none of ours
+/// is looked up in `pg_catalog`, which PostgreSQL's search path always holds (`pg_type`,
+/// `pg_class`, `pg_roles` …, as drivers and ORMs write them).
 #[derive(Debug)]
 struct PublicSchema {
     engine: Arc<Engine>,
+    others: Schemas,
+}
+
+impl PublicSchema {
+    fn pg_catalog(&self) -> Option<Arc<dyn SchemaProvider>> {
+        read(&self.others).get("pg_catalog").cloned()
+    }
 }
 
 #[async_trait]
@@ -158,12 +170,22 @@ impl SchemaProvider for PublicSchema {
             .catalog
             .view(name)
             .and_then(|def| self.engine.dataflows.get(def.id));
-        Ok(view.map(|v| {
-            Arc::new(ViewTable::new(Arc::clone(&self.engine), v)) as Arc<dyn TableProvider>
-        }))
+        if let Some(v) = view {
+            return Ok(Some(
+                Arc::new(ViewTable::new(Arc::clone(&self.engine), v)) as Arc<dyn TableProvider>,
+            ));
+        }
+        if self.engine.catalog.name_taken(name) {
+            return Ok(None);
+        }
+        match self.pg_catalog() {
+            Some(pg) => pg.table(name).await,
+            None => Ok(None),
+        }
     }
 
     fn table_exist(&self, name: &str) -> bool {
         self.engine.catalog.name_taken(name)
+            || self.pg_catalog().is_some_and(|pg| pg.table_exist(name))
     }
 }
