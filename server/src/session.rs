@@ -625,12 +625,28 @@ impl Session {
         stmt: ast::Statement,
     ) -> Result<(datafusion::execution::SessionState, LogicalPlan), PgError> {
         let state = self.statement_state();
-        let plan = state
+        let plan = match state
             .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-                stmt,
+                stmt.clone(),
             )))
             .await
-            .map_err(|e| map_df_error(&e))?;
+        {
+            // PostgreSQL allows output columns of the same name (`SELECT id, id::text`);
+            // DataFusion does not: plan again with the columns aliased apart.
+            Err(e) if e.to_string().contains("require unique expression names") => {
+                let mut stmt = stmt;
+                if !freshet_sql::names::alias_output_columns(&mut stmt) {
+                    return Err(map_df_error(&e));
+                }
+                state
+                    .statement_to_plan(datafusion::sql::parser::Statement::Statement(
+                        Box::new(stmt),
+                    ))
+                    .await
+            }
+            r => r,
+        }
+        .map_err(|e| map_df_error(&e))?;
         Ok((state, plan))
     }
 

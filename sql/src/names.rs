@@ -5,6 +5,39 @@
 //! it calls, or `?column?`. Clients show these names as headers and drivers key rows by them.
 
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::sql::sqlparser::ast;
+
+/// Prefix of the aliases [`alias_output_columns`] gives: such a column is named after its
+/// expression.
+pub const OUTPUT_ALIAS: &str = "__freshet_out_";
+
+/// Gives each unaliased output column of a plain `SELECT` an alias of its own, so that
+/// DataFusion plans columns PostgreSQL names alike (`SELECT id, id::text`, `SELECT *, id`);
+/// [`pg_output_names`] still names them as PostgreSQL does. Whether anything changed.
+pub fn alias_output_columns(stmt: &mut ast::Statement) -> bool {
+    let ast::Statement::Query(q) = stmt else {
+        return false;
+    };
+    let ast::SetExpr::Select(select) = q.body.as_mut() else {
+        return false;
+    };
+    let mut changed = false;
+    for (i, item) in select.projection.iter_mut().enumerate() {
+        let (expr, alias) = match item {
+            ast::SelectItem::UnnamedExpr(e) => (e.clone(), format!("{OUTPUT_ALIAS}{i}")),
+            ast::SelectItem::ExprWithAlias { expr, alias } => {
+                (expr.clone(), format!("{OUTPUT_ALIAS}{i}:{}", alias.value))
+            }
+            _ => continue,
+        };
+        *item = ast::SelectItem::ExprWithAlias {
+            expr,
+            alias: ast::Ident::with_quote('"', alias),
+        };
+        changed = true;
+    }
+    changed
+}
 
 /// The PostgreSQL name of each output column of `plan`.
 pub fn pg_output_names(plan: &LogicalPlan) -> Vec<String> {
@@ -37,6 +70,10 @@ fn expr_name(e: &Expr) -> String {
     match e {
         // DataFusion aliases what it names after the expression (an aggregate's output is
         // `count(*)`); such names hold parentheses, a user's alias rarely does.
+        Expr::Alias(a) if a.name.starts_with(OUTPUT_ALIAS) => match a.name.split_once(':') {
+            Some((_, given)) => given.to_owned(),
+            None => expr_name(&a.expr),
+        },
         Expr::Alias(a) if a.name.contains('(') => name_from_display(&a.name),
         Expr::Alias(a) => a.name.clone(),
         Expr::Column(c) => name_from_display(&c.name),
