@@ -142,7 +142,7 @@ def test_cancel_request(freshet, params):
     "SELECT names_t.id, coalesce(s, 'none') FROM names_t",
     "SELECT * FROM names_t",
     "SELECT s, count(*) FROM names_t GROUP BY s",
-    "SELECT id, id::text, id FROM names_t ORDER BY id",
+    "SELECT id, id::text, id FROM names_t",
     "SELECT *, id FROM names_t",
     "SELECT 1 AS a, 2 AS a, 3 AS \"B\", count(*), count(*) FROM names_t",
 ])
