@@ -176,6 +176,9 @@ def test_sqlalchemy_connects_and_catalogs_resolve_unqualified(freshet):
         with engine.connect() as c:
             rows = c.execute(sa.text("SELECT id, name FROM orm_t WHERE id > :i ORDER BY id"), {"i": 0})
             assert rows.fetchall() == [(1, "a"), (2, "b")]
-            assert "orm_t" in sa.inspect(c).get_table_names()
+            # Only the search path's relations: not freshet_internal's, not information_schema's.
+            inspector = sa.inspect(c)
+            assert inspector.get_table_names() == ["orm_t"]
+            assert inspector.get_view_names() == []
     finally:
         engine.dispose()

@@ -301,8 +301,12 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     }
     let mut stmts = PARSER.with(|p| p.parse(sql)).map_err(syntax_error)?;
     session_functions(sql, &mut stmts);
-    if sql.to_ascii_lowercase().contains("array(") {
+    let lower = sql.to_ascii_lowercase();
+    if lower.contains("array(") {
         stmts.iter_mut().for_each(crate::array_subquery::rewrite);
+    }
+    if lower.contains("pg_table_is_visible") {
+        stmts.iter_mut().for_each(crate::visibility::rewrite);
     }
     window_tables(sql, &mut stmts)?;
     Ok(stmts)
