@@ -51,6 +51,16 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
             })
         }),
     ));
+    ctx.register_udf(create_udf(
+        "pg_collation_is_visible",
+        vec![DataType::Int64],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
+    ));
+    ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject {
+        signature: Signature::variadic_any(Volatility::Immutable),
+    }));
     if let Ok(sum) = ctx.udaf("sum") {
         ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(
             freshet_sql::checked_sum::CheckedSum::new(sum),
@@ -455,4 +465,98 @@ fn type_oid(name: &str) -> Option<i32> {
         _ => return None,
     };
     Some(if array { array_oid } else { oid })
+}
+
+/// `json_build_object(key, value, …)`: a JSON object of the pairs (as `json` text), values
+/// as JSON numbers, booleans, strings or null.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if args.args.len() % 2 != 0 {
+            return Err(pg(PgError::new(
+                SqlState::INVALID_PARAMETER_VALUE,
+                "argument list must have even number of elements",
+            )));
+        }
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if scalar { 1 } else { args.number_rows };
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut out = datafusion::arrow::array::StringBuilder::new();
+        for row in 0..rows {
+            // PostgreSQL's spacing: {"a" : 1, "b" : "x"}
+            let mut text = String::from("{");
+            for (i, pair) in arrays.chunks(2).enumerate() {
+                let at = |a: &ArrayRef| if a.len() == 1 { 0 } else { row };
+                let key = ScalarValue::try_from_array(&pair[0], at(&pair[0]))?;
+                if key.is_null() {
+                    return Err(pg(PgError::new(
+                        SqlState::INVALID_PARAMETER_VALUE,
+                        "null value not allowed for object key",
+                    )));
+                }
+                let value = ScalarValue::try_from_array(&pair[1], at(&pair[1]))?;
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                text.push_str(&serde_json::Value::String(scalar_text(&key)).to_string());
+                text.push_str(" : ");
+                text.push_str(&json_value(&value).to_string());
+            }
+            text.push('}');
+            out.append_value(text);
+        }
+        let array: ArrayRef = Arc::new(out.finish());
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
+        } else {
+            ColumnarValue::Array(array)
+        })
+    }
+}
+
+fn scalar_text(v: &ScalarValue) -> String {
+    match v {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn json_value(v: &ScalarValue) -> serde_json::Value {
+    use serde_json::Value;
+    if v.is_null() {
+        return Value::Null;
+    }
+    match v {
+        ScalarValue::Boolean(Some(b)) => Value::Bool(*b),
+        ScalarValue::Int8(Some(n)) => Value::from(*n),
+        ScalarValue::Int16(Some(n)) => Value::from(*n),
+        ScalarValue::Int32(Some(n)) => Value::from(*n),
+        ScalarValue::Int64(Some(n)) => Value::from(*n),
+        ScalarValue::UInt8(Some(n)) => Value::from(*n),
+        ScalarValue::UInt16(Some(n)) => Value::from(*n),
+        ScalarValue::UInt32(Some(n)) => Value::from(*n),
+        ScalarValue::UInt64(Some(n)) => Value::from(*n),
+        ScalarValue::Float32(Some(f)) => serde_json::Number::from_f64(f64::from(*f)).map_or(Value::Null, Value::Number),
+        ScalarValue::Float64(Some(f)) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        ScalarValue::Decimal128(Some(_), _, _) => {
+            serde_json::from_str(&v.to_string()).unwrap_or_else(|_| Value::String(v.to_string()))
+        }
+        other => Value::String(scalar_text(other)),
+    }
 }
