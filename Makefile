@@ -15,7 +15,7 @@ DEB_PKGS := clang libclang-dev postgresql postgresql-client openssl libpostgresq
             openjdk-17-jre-headless nodejs
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv node build run test test-rust test-slt test-e2e bench bench-tweets bench-tpcb
+.PHONY: help deps venv node build run test test-rust test-slt test-e2e bench bench-tweets bench-tpcb bench-auth
 
 help:
 	@echo "make run   - build and start freshet on 127.0.0.1:6543"
@@ -74,3 +74,8 @@ bench-tweets: deps
 bench-tpcb: deps
 	cargo build --release -p freshet-server -p freshet-bench
 	$(CARGO_TARGET_DIR)/release/freshet-bench tpcb --freshet-bin $(CARGO_TARGET_DIR)/release/freshet $(BENCH_ARGS)
+
+# Release build + what logins cost: connection set-up and point reads, trust vs SCRAM, next to PostgreSQL.
+bench-auth: deps
+	cargo build --release -p freshet-server -p freshet-bench
+	$(CARGO_TARGET_DIR)/release/freshet-bench auth --freshet-bin $(CARGO_TARGET_DIR)/release/freshet $(BENCH_ARGS)
