@@ -312,6 +312,18 @@ def test_catalogs_tell_the_truth(freshet, postgres):
                         ("writer", "t", "SELECT"), ("writer", "t", "INSERT"),
                         ("writer", "t", "UPDATE"), ("writer", "t", "DELETE"),
                         ("PUBLIC", "open_t", "INSERT")}
+        # Each role sees the grants it gives or holds (through its roles too), and PUBLIC's,
+        # as in PostgreSQL.
+        seen = {}
+        for role in ("member", "outsider", "writer"):
+            with psycopg.connect(f"host=127.0.0.1 port={freshet.port} dbname=freshet user={role}") as r:
+                seen[role] = set(r.execute(
+                    "SELECT grantee, table_name, privilege_type "
+                    "FROM information_schema.table_privileges").fetchall())
+        assert seen["member"] == {("reader", "t", "SELECT"), ("reader", "v", "SELECT"),
+                                  ("PUBLIC", "open_t", "INSERT")}, seen
+        assert seen["outsider"] == {("PUBLIC", "open_t", "INSERT")}, seen
+        assert ("writer", "t", "DELETE") in seen["writer"] and len(seen["writer"]) == 5, seen
         acl = c.execute("SELECT relacl FROM pg_catalog.pg_class WHERE relname = 't'").fetchone()[0]
         assert acl == ["freshet=arwdDxt/freshet", "reader=r/freshet", "writer=arwd/freshet"]
         members = c.execute(

@@ -609,6 +609,20 @@ mod tests {
     }
 
     #[test]
+    fn json_rows_know_their_messages() {
+        let msgs = vec![
+            msg(0, r#"{"id": 1}"#),
+            msg(1, r#"not json"#),
+            msg(2, r#"{"id": "abc"}"#),
+            msg(3, r#"{"id": 4}"#),
+        ];
+        let (batch, bad, origins) = decoder().decode_traced(&msgs).unwrap();
+        assert_eq!(batch.unwrap().num_rows(), 2);
+        assert_eq!(bad.len(), 2);
+        assert_eq!(origins, vec![(0, 0), (0, 3)]);
+    }
+
+    #[test]
     fn good_and_bad_messages_are_separated() {
         let msgs = vec![
             msg(0, r#"{"id": 1, "text": "a", "extra": {"x": [1]}}"#),
@@ -769,6 +783,17 @@ mod csv_tests {
             delimiter: b',',
             header,
         })
+    }
+
+    #[test]
+    fn each_row_knows_its_message() {
+        let msgs = vec![msg(0, "1,a\n2,b"), msg(1, "x,c"), msg(2, "3,c")];
+        let (_, _, origins) = decoder(false).decode_traced(&msgs).unwrap();
+        assert_eq!(origins, vec![(0, 0), (0, 0), (0, 2)]);
+        // Leniently (a re-read): the bad message's row comes too, fields it cannot convert NULL.
+        let (batch, origins) = decoder(false).decode_lenient_traced(&msgs).unwrap();
+        assert_eq!(batch.unwrap().num_rows(), 4);
+        assert_eq!(origins, vec![(0, 0), (0, 0), (0, 1), (0, 2)]);
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! `information_schema`: DataFusion's, plus `table_privileges` from the catalog's owners and
-//! grants (computed when a statement looks it up).
+//! grants (computed when a statement scans it). As in PostgreSQL, `table_privileges` shows
+//! the grants whose grantor or grantee is one of the current user's roles, or PUBLIC.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use freshet_catalog::{Catalog, ObjectKind, Privileges, DEFAULT_SCHEMA};
@@ -38,7 +42,9 @@ impl SchemaProvider for InformationSchemaOverlay {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         if name == TABLE_PRIVILEGES {
-            return table_privileges(&self.catalog).map(Some);
+            return Ok(Some(Arc::new(TablePrivileges {
+                catalog: Arc::clone(&self.catalog),
+            })));
         }
         self.inner.table(name).await
     }
@@ -48,14 +54,80 @@ impl SchemaProvider for InformationSchemaOverlay {
     }
 }
 
-/// One row per privilege held on a table, view or source: the owner's, and each grant's.
-fn table_privileges(catalog: &Catalog) -> Result<Arc<dyn TableProvider>> {
+/// `information_schema.table_privileges`, for the statement's user.
+#[derive(Debug)]
+struct TablePrivileges {
+    catalog: Arc<Catalog>,
+}
+
+#[async_trait]
+impl TableProvider for TablePrivileges {
+    fn schema(&self) -> SchemaRef {
+        table_privileges_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let enabled = state
+            .config()
+            .get_extension::<crate::access::StatementIdentity>()
+            .map(|s| {
+                let mut roles = self.catalog.roles_of(&s.identity.current_user);
+                if s.identity.unlisted_superuser {
+                    // Acts as the bootstrap superuser, who owns what it creates.
+                    if let Some(b) = self.catalog.bootstrap_role() {
+                        roles.insert(b.name.clone());
+                    }
+                }
+                roles
+            });
+        table_privileges(&self.catalog, enabled.as_ref())?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+fn table_privileges_schema() -> SchemaRef {
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        text("grantor"),
+        text("grantee"),
+        text("table_catalog"),
+        text("table_schema"),
+        text("table_name"),
+        text("privilege_type"),
+        text("is_grantable"),
+        text("with_hierarchy"),
+    ]))
+}
+
+/// One row per privilege held on a table, view or source: the owner's, and each grant's;
+/// with `enabled`, only those whose grantor or grantee is among those roles, or PUBLIC.
+fn table_privileges(
+    catalog: &Catalog,
+    enabled: Option<&std::collections::BTreeSet<String>>,
+) -> Result<Arc<dyn TableProvider>> {
     let mut rows: Vec<[String; 6]> = Vec::new();
     for a in catalog.objects_access() {
         if a.kind == ObjectKind::Sink {
             continue;
         }
         let mut push = |grantor: &str, grantee: &str, privileges: Privileges| {
+            let shown = enabled.is_none_or(|roles| {
+                grantee == "PUBLIC" || roles.contains(grantor) || roles.contains(grantee)
+            });
+            if !shown {
+                return;
+            }
             for p in privileges.names() {
                 let hierarchy = if p == "SELECT" { "YES" } else { "NO" };
                 rows.push([
@@ -76,17 +148,7 @@ fn table_privileges(catalog: &Catalog) -> Result<Arc<dyn TableProvider>> {
             }
         }
     }
-    let text = |name: &str| Field::new(name, DataType::Utf8, true);
-    let schema = Arc::new(Schema::new(vec![
-        text("grantor"),
-        text("grantee"),
-        text("table_catalog"),
-        text("table_schema"),
-        text("table_name"),
-        text("privilege_type"),
-        text("is_grantable"),
-        text("with_hierarchy"),
-    ]));
+    let schema = table_privileges_schema();
     let col = |f: &dyn Fn(&[String; 6]) -> String| -> ArrayRef {
         Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
     };
