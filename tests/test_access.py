@@ -195,6 +195,37 @@ def test_role_connection_limit(tmp_path):
         server.stop()
 
 
+def test_no_file_system_reach_from_sql(freshet, tmp_path):
+    """No statement a client sends reads or writes the server's files: not as a superuser,
+    not as another role (file sinks, the one way out, are for superusers)."""
+    secret = tmp_path / "secret.csv"
+    secret.write_text("1,2\n")
+    out = tmp_path / "out.csv"
+    statements = [
+        f"CREATE EXTERNAL TABLE x (a INT, b INT) STORED AS TEXTFILE LOCATION '{secret}'",
+        f"COPY fs_t FROM '{secret}'",
+        "COPY fs_t FROM PROGRAM 'id'",
+        f"COPY fs_t TO '{out}'",
+        f"COPY (SELECT 1) TO '{out}'",
+        f"SELECT * FROM read_csv('{secret}')",
+        f"SELECT pg_read_file('{secret}')",
+        f"SELECT lo_import('{secret}')",
+    ]
+    with freshet.connect() as su:
+        su.execute("CREATE TABLE fs_t (a INT PRIMARY KEY)")
+        su.execute("CREATE ROLE fs_user LOGIN")
+        su.execute("GRANT ALL ON fs_t TO fs_user")
+        su.commit()
+    for user in ("tester", "fs_user"):
+        with psycopg.connect(f"host=127.0.0.1 port={freshet.port} dbname=freshet user={user}",
+                             autocommit=True) as c:
+            for sql in statements:
+                state = sqlstate_of(lambda: c.execute(sql))
+                assert state in {"0A000", "42883", "42601", "42P01"}, (user, sql, state)
+            assert c.execute("SELECT count(*) FROM fs_t").fetchone() == (0,)
+    assert not out.exists()
+
+
 def test_scram_needs_a_password_to_start(tmp_path):
     data = tmp_path / "data"
     out = subprocess.run([os.environ.get("FRESHET_BIN") or str(

@@ -112,6 +112,13 @@ def rss_peak_kb(pid):
     return 0
 
 
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 def cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -261,6 +268,34 @@ def test_server_wide_query_memory(tmp_path):
         wait_for(lambda: reserved() == 0, timeout=60, what="the holder's memory to return")
         assert conn.execute(agg).fetchone() == (120000 * 1001 - 1,)
         other.close()
+    finally:
+        server.stop()
+
+
+def test_a_client_that_stops_reading_costs_bounded_memory(tmp_path):
+    """Results stream with backpressure: a client that asks for ~10 GB of rows and reads none
+    holds the server at a bounded size while others are served."""
+    server = Freshet(tmp_path).start()
+    try:
+        conn = server.connect()
+        before = rss_kb(server.proc.pid)
+        holder = raw_session(server.port)
+        sql = b"SELECT repeat('x', 1000) FROM generate_series(1, 10000000)"
+        holder.sendall(b"Q" + struct.pack("!i", 4 + len(sql) + 1) + sql + b"\0")
+        assert holder.recv(65536)  # rows are coming
+        # Its rows fill the socket buffers, then it waits: the server stops growing.
+        samples = []
+        for _ in range(5):
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            samples.append(rss_kb(server.proc.pid))
+            time.sleep(0.5)  # sample the server's size over time while the holder waits
+        grown = (max(samples) - before) / 1024
+        assert grown < 200, f"RSS grew by {grown:.0f} MiB for a client that reads nothing"
+        # The statement was waiting, not finished: more rows come when the client reads.
+        got = 0
+        while got < 10 << 20:
+            got += len(holder.recv(1 << 20))
+        holder.close()
     finally:
         server.stop()
 

@@ -126,6 +126,12 @@ fn map_plan_message(msg: &str) -> PgError {
             format!("column \"{name}\" does not exist"),
         );
     }
+    if let Some(name) = between(&m, "table function '", "' not found") {
+        return PgError::new(
+            SqlState::UNDEFINED_FUNCTION,
+            format!("function {name} does not exist"),
+        );
+    }
     if m.contains("Invalid function")
         || m.contains("function not found")
         || m.contains("No function matches")
