@@ -169,9 +169,10 @@ def test_memory_limit_disconnects_and_message_size(tmp_path):
     try:
         conn = server.connect()
         base = rss_peak_kb(server.proc.pid)
-        # An aggregate that would hold ~400 MB fails with 53200 and holds far less meanwhile.
+        # An aggregate that would hold ~640 MB (10× the limit) fails with 53200 and holds far
+        # less meanwhile.
         with pytest.raises(psycopg.Error) as e:
-            conn.execute("SELECT length(string_agg(repeat('x', 2000), ',')) FROM generate_series(1, 200000)")
+            conn.execute("SELECT length(string_agg(repeat('x', 2000), ',')) FROM generate_series(1, 320000)")
         assert e.value.sqlstate == "53200", e.value
         # A sort over more than the limit spills to disk and answers.
         row = conn.execute("""SELECT max(r), min(x) FROM (
@@ -231,6 +232,21 @@ def test_memory_limit_disconnects_and_message_size(tmp_path):
         big = "SELECT length('" + "x" * 900_000 + "')"
         assert len(big) < 1 << 20
         assert conn.execute(big).fetchone() == (900_000,)
+        # A COPY is held until it ends, within the statement memory limit (64 MiB here):
+        # ~100 MB of rows fail with 54000 and write nothing.
+        copier = server.connect()
+        copier.autocommit = True
+        copier.execute("CREATE TABLE big_copy (id INT PRIMARY KEY, s TEXT)")
+        with pytest.raises(psycopg.Error) as e:
+            with copier.cursor().copy("COPY big_copy FROM STDIN") as cp:
+                for i in range(100_000):
+                    cp.write_row((i, "y" * 1000))
+        assert e.value.sqlstate == "54000", e.value
+        assert copier.execute("SELECT count(*) FROM big_copy").fetchone() == (0,)
+        with copier.cursor().copy("COPY big_copy FROM STDIN") as cp:
+            for i in range(1000):
+                cp.write_row((i, "y" * 1000))
+        assert copier.execute("SELECT count(*) FROM big_copy").fetchone() == (1000,)
     finally:
         server.stop()
 

@@ -24,6 +24,9 @@ pub struct CopyIn {
     pub columns: Vec<usize>,
     pub opts: CopyFrom,
     pub data: Vec<u8>,
+    /// More data came than one statement may hold (`--query-memory-mb`): what came past it
+    /// was dropped, and the COPY fails with 54000 when it ends.
+    pub overflowed: bool,
 }
 
 impl CopyIn {
@@ -61,6 +64,7 @@ impl CopyIn {
             columns,
             opts,
             data: Vec::new(),
+            overflowed: false,
         })
     }
 
