@@ -3,6 +3,7 @@
 //! Protocol-agnostic: the pgwire handlers in [`crate::pg`] turn [`Outcome`]s into messages.
 
 mod authorize;
+mod copy;
 mod ddl;
 mod describe;
 pub mod memory;
@@ -22,7 +23,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
-use freshet_common::{PgError, SqlState};
+use freshet_common::PgError;
 use freshet_sql::ast;
 use freshet_sql::error::map_df_error;
 use freshet_sql::{Parsed, Statement, TransactionOp};
@@ -183,57 +184,6 @@ impl Session {
     /// Parses `sql` into its statements.
     pub fn parse(sql: &str) -> Result<Vec<Parsed>, PgError> {
         freshet_sql::parse_statements(sql)
-    }
-
-    /// Runs one statement with optional parameter values.
-    /// Data of the COPY in progress.
-    /// The COPY is held in memory until it ends, within the statement memory limit
-    /// (`--query-memory-mb`); past it the rest is dropped and the COPY fails with 54000.
-    pub fn copy_data(&self, data: &[u8]) {
-        use datafusion::execution::memory_pool::MemoryLimit;
-        let limit = match self.ctx.runtime_env().memory_pool.memory_limit() {
-            MemoryLimit::Finite(n) => n,
-            _ => usize::MAX,
-        };
-        if let Some(c) = self
-            .copy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_mut()
-        {
-            if c.overflowed || c.data.len().saturating_add(data.len()) > limit {
-                c.overflowed = true;
-                c.data = Vec::new();
-                return;
-            }
-            c.data.extend_from_slice(data);
-        }
-    }
-
-    /// Ends the COPY in progress: inserts everything it received (`fail` discards it).
-    /// Returns the number of rows.
-    pub async fn copy_done(&self, fail: bool) -> Result<u64, PgError> {
-        let copy = self
-            .copy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        match copy {
-            Some(c) if c.overflowed && !fail => Err(PgError::new(
-                SqlState::PROGRAM_LIMIT_EXCEEDED,
-                "COPY data exceeds the memory one statement may use (--query-memory-mb); \
-                 split it into several COPY statements",
-            )),
-            Some(c) if !fail => {
-                let writes = self.block().statement_writes();
-                let result = c
-                    .finish(&self.engine, self.statement_state(), writes.clone())
-                    .await;
-                self.statement_done(writes.as_deref(), false, result.is_ok());
-                result
-            }
-            _ => Ok(0),
-        }
     }
 
     /// Runs one statement. A bug that panics while it runs becomes an XX000 error for this

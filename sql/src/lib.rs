@@ -10,6 +10,7 @@
 pub mod arith;
 mod array_subquery;
 pub mod pg_text;
+mod session_functions;
 mod visibility;
 pub mod window_tvf;
 pub mod checked_sum;

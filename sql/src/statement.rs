@@ -281,7 +281,7 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
                 field_access_by_name(s);
             }
         }
-        session_functions(sql, &mut stmts);
+        crate::session_functions::rewrite(sql, &mut stmts);
         window_tables(sql, &mut stmts)?;
         return Ok(stmts);
     }
@@ -300,7 +300,7 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
         }
     }
     let mut stmts = PARSER.with(|p| p.parse(sql)).map_err(syntax_error)?;
-    session_functions(sql, &mut stmts);
+    crate::session_functions::rewrite(sql, &mut stmts);
     let lower = sql.to_ascii_lowercase();
     if lower.contains("array(") {
         stmts.iter_mut().for_each(crate::array_subquery::rewrite);
@@ -320,81 +320,6 @@ fn window_tables(sql: &str, stmts: &mut [ast::Statement]) -> Result<(), PgError>
         }
     }
     Ok(())
-}
-
-/// PostgreSQL's parameterless SQL functions (`current_user`, `session_user`, `user`,
-/// `current_role`, `current_catalog`) become calls DataFusion plans (the session registers
-/// them); sqlparser reads them as functions without an argument list, which DataFusion takes
-/// for column names.
-fn session_functions(sql: &str, stmts: &mut [ast::Statement]) {
-    use std::ops::ControlFlow;
-    const NAMES: [&str; 5] = ["current_user", "session_user", "user", "current_role", "current_catalog"];
-    let lower = sql.to_ascii_lowercase();
-    if !lower.contains("user") && !lower.contains("current_") {
-        return;
-    }
-    let call = |name: &str| {
-        ast::Expr::Function(ast::Function {
-            name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
-            uses_odbc_syntax: false,
-            parameters: ast::FunctionArguments::None,
-            args: ast::FunctionArguments::List(ast::FunctionArgumentList {
-                duplicate_treatment: None,
-                args: vec![],
-                clauses: vec![],
-            }),
-            filter: None,
-            null_treatment: None,
-            over: None,
-            within_group: vec![],
-        })
-    };
-    for stmt in stmts.iter_mut() {
-        // A bare call in a SELECT list is named as PostgreSQL names it (`current_user`).
-        if let ast::Statement::Query(q) = stmt {
-            if let ast::SetExpr::Select(sel) = q.body.as_mut() {
-                for item in sel.projection.iter_mut() {
-                    let ast::SelectItem::UnnamedExpr(e) = item else { continue };
-                    let name = match e {
-                        ast::Expr::Function(f) if matches!(f.args, ast::FunctionArguments::None) => {
-                            match f.name.0.as_slice() {
-                                [p] => p.as_ident().map(|i| i.value.to_ascii_lowercase()),
-                                _ => None,
-                            }
-                        }
-                        ast::Expr::Identifier(i) if i.quote_style.is_none() => {
-                            Some(i.value.to_ascii_lowercase()).filter(|n| n == "current_role")
-                        }
-                        _ => None,
-                    };
-                    if let Some(n) = name.filter(|n| NAMES.contains(&n.as_str())) {
-                        *item = ast::SelectItem::ExprWithAlias {
-                            expr: e.clone(),
-                            alias: ast::Ident::new(n),
-                        };
-                    }
-                }
-            }
-        }
-        let _ = ast::visit_expressions_mut(stmt, |e| {
-            let name = match e {
-                ast::Expr::Function(f) if matches!(f.args, ast::FunctionArguments::None) => {
-                    match f.name.0.as_slice() {
-                        [p] => p.as_ident().map(|i| i.value.to_ascii_lowercase()),
-                        _ => None,
-                    }
-                }
-                ast::Expr::Identifier(i) if i.quote_style.is_none() => {
-                    Some(i.value.to_ascii_lowercase()).filter(|n| n == "current_role")
-                }
-                _ => None,
-            };
-            if let Some(n) = name.filter(|n| NAMES.contains(&n.as_str())) {
-                *e = call(if n == "user" { "current_user" } else { &n });
-            }
-            ControlFlow::<()>::Continue(())
-        });
-    }
 }
 
 /// PostgreSQL's composite field access `(col).field`: DataFusion's planner only takes a field

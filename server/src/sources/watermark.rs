@@ -220,16 +220,7 @@ impl Watermarks {
         }
         let mut late = Vec::new();
         if let Some(b) = batch.as_ref() {
-            let ts = b
-                .column(self.column)
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .ok_or_else(|| {
-                    PgError::new(
-                        SqlState::INTERNAL_ERROR,
-                        "event-time column is not a timestamp",
-                    )
-                })?;
+            let ts = event_times(b, self.column)?;
             let mut keep = Vec::with_capacity(ts.len());
             for (i, &(p, o)) in origins.iter().enumerate().take(ts.len()) {
                 if ts.is_null(i) {
@@ -286,6 +277,15 @@ impl Watermarks {
     }
 }
 
+/// The event-time column of a decoded batch (microseconds).
+fn event_times(batch: &RecordBatch, column: usize) -> Result<&TimestampMicrosecondArray, PgError> {
+    batch
+        .column(column)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .ok_or_else(|| PgError::internal("event-time column is not a timestamp"))
+}
+
 /// A source's late rows as of `snapshot`.
 pub fn read_late(snapshot: &Snapshot, id: TableId) -> Result<Vec<LateRow>, PgError> {
     let mut prefix = source_prefix(id);
@@ -319,16 +319,7 @@ pub fn drop_late(
     if late.is_empty() {
         return Ok(Some(batch));
     }
-    let ts = batch
-        .column(column)
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .ok_or_else(|| {
-            PgError::new(
-                SqlState::INTERNAL_ERROR,
-                "event-time column is not a timestamp",
-            )
-        })?;
+    let ts = event_times(&batch, column)?;
     let keep: BooleanArray = origins
         .iter()
         .enumerate()
