@@ -11,6 +11,7 @@ mod internal;
 pub mod pending;
 mod pg_attribute;
 mod pg_roles;
+pub mod point;
 mod provider;
 mod rowexpr;
 mod scan;
@@ -56,4 +57,31 @@ pub fn reads_logged_view(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
         Ok(TreeNodeRecursion::Continue)
     });
     found
+}
+
+/// Plans one statement with `state`. PostgreSQL allows output columns of the same name
+/// (`SELECT id, id::text`); DataFusion does not: such a statement is planned again with its
+/// columns aliased apart.
+pub async fn plan_statement(
+    state: &datafusion::execution::SessionState,
+    stmt: freshet_sql::ast::Statement,
+) -> Result<datafusion::logical_expr::LogicalPlan, freshet_common::PgError> {
+    use datafusion::sql::parser::Statement as DfStatement;
+    let df = |e: datafusion::error::DataFusionError| freshet_sql::error::map_df_error(&e);
+    match state
+        .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+        .await
+    {
+        Err(e) if e.to_string().contains("require unique expression names") => {
+            let mut stmt = stmt;
+            if !freshet_sql::names::alias_output_columns(&mut stmt) {
+                return Err(df(e));
+            }
+            state
+                .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
+                .await
+                .map_err(df)
+        }
+        r => r.map_err(df),
+    }
 }

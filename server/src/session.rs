@@ -301,8 +301,23 @@ impl Session {
         params: Option<ParamValues>,
     ) -> Result<Outcome, PgError> {
         match stmt {
-            Statement::Query(stmt) => self.run_query(*stmt, params).await,
+            Statement::Query(stmt) => {
+                if let Some(out) = self.point_select(&stmt, params.as_ref()).await? {
+                    return Ok(out);
+                }
+                self.run_query(*stmt, params).await
+            }
             Statement::Dml(plan) => {
+                let point = crate::query::point::write(
+                    &self.engine,
+                    self.current_writes(),
+                    &plan,
+                    params.as_ref(),
+                )
+                .await?;
+                if let Some(written) = point {
+                    return Ok(written_outcome(plan.kind.tag(), written));
+                }
                 let written = crate::query::dml::execute(
                     &self.engine,
                     self.statement_state(),
@@ -592,29 +607,37 @@ impl Session {
         stmt: ast::Statement,
     ) -> Result<(datafusion::execution::SessionState, LogicalPlan), PgError> {
         let state = self.statement_state();
-        let plan = match state
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-                stmt.clone(),
-            )))
-            .await
-        {
-            // PostgreSQL allows output columns of the same name (`SELECT id, id::text`);
-            // DataFusion does not: plan again with the columns aliased apart.
-            Err(e) if e.to_string().contains("require unique expression names") => {
-                let mut stmt = stmt;
-                if !freshet_sql::names::alias_output_columns(&mut stmt) {
-                    return Err(map_df_error(&e));
-                }
-                state
-                    .statement_to_plan(datafusion::sql::parser::Statement::Statement(
-                        Box::new(stmt),
-                    ))
-                    .await
-            }
-            r => r,
-        }
-        .map_err(|e| map_df_error(&e))?;
+        let plan = crate::query::plan_statement(&state, stmt).await?;
         Ok((state, plan))
+    }
+
+    /// A query that names its rows by key, answered from the store without planning
+    /// (`query/point.rs`); `None` for every other query.
+    async fn point_select(
+        &self,
+        stmt: &ast::Statement,
+        params: Option<&ParamValues>,
+    ) -> Result<Option<Outcome>, PgError> {
+        let Some(shape) = freshet_sql::point::point_select(stmt) else {
+            return Ok(None);
+        };
+        let block = self.current_writes();
+        let found = crate::query::point::select(
+            &self.engine,
+            &self.identity(),
+            block.as_deref(),
+            &shape,
+            params,
+        )
+        .await?;
+        Ok(found.map(|(schema, batch)| {
+            let stream = futures::stream::iter(vec![Ok(batch)]);
+            Outcome::Rows {
+                schema: Arc::clone(&schema),
+                stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+                tag: None,
+            }
+        }))
     }
 
     /// A query, within `statement_timeout` (57014): planning here, its rows as they stream

@@ -48,6 +48,8 @@ pub struct DmlPlan {
     pub alias: String,
     /// `RETURNING`: over the deleted rows, or the updated rows' new values.
     pub returning: Option<Vec<crate::insert::ReturningItem>>,
+    /// The statement's point shape, when it names its one row by key (see `point.rs`).
+    pub point: Option<crate::point::PointWrite>,
 }
 
 /// `EXPLAIN [ANALYZE]` of a DELETE or UPDATE.
@@ -61,11 +63,13 @@ pub struct ExplainDml {
 /// Binds a DELETE or UPDATE; `target_schema` is the schema whose tables carry the hidden key
 /// column. Other statements give `None`.
 pub fn bind_dml(stmt: &ast::Statement, target_schema: &str) -> Result<Option<DmlPlan>, PgError> {
-    match stmt {
-        ast::Statement::Delete(d) => bind_delete(d, target_schema).map(Some),
-        ast::Statement::Update(u) => bind_update(u, target_schema).map(Some),
-        _ => Ok(None),
-    }
+    let mut plan = match stmt {
+        ast::Statement::Delete(d) => bind_delete(d, target_schema)?,
+        ast::Statement::Update(u) => bind_update(u, target_schema)?,
+        _ => return Ok(None),
+    };
+    plan.point = crate::point::point_write(stmt);
+    Ok(Some(plan))
 }
 
 /// `DELETE FROM table` (every row): what TRUNCATE stages inside a transaction block.
@@ -78,6 +82,7 @@ pub fn delete_all(table: &str, target_schema: &str) -> DmlPlan {
         assignments: Vec::new(),
         alias: table.to_owned(),
         returning: None,
+        point: None,
     }
 }
 
@@ -114,6 +119,7 @@ fn bind_delete(d: &ast::Delete, target_schema: &str) -> Result<DmlPlan, PgError>
             .as_deref()
             .map(crate::insert::bind_returning)
             .transpose()?,
+        point: None,
     })
 }
 
@@ -168,6 +174,7 @@ fn bind_update(u: &ast::Update, target_schema: &str) -> Result<DmlPlan, PgError>
             .as_deref()
             .map(crate::insert::bind_returning)
             .transpose()?,
+        point: None,
     })
 }
 

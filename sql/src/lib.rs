@@ -22,6 +22,7 @@ pub mod error;
 pub mod insert;
 pub mod limits;
 pub mod names;
+pub mod point;
 pub mod role;
 pub mod sink;
 pub mod source;

@@ -122,14 +122,30 @@ impl ExtendedQueryHandler for ExtendedHandler {
         PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
+        // A parameter whose type nothing determines is text (as described to the client):
+        // decoded as anything else, or left untyped, arrow-pg drops a NULL of it from the
+        // list, shifting every later parameter.
+        let text = datafusion::arrow::datatypes::DataType::Utf8;
         let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> = prepared
             .described
             .params
             .iter()
-            .map(Option::as_ref)
+            .map(|p| Some(p.as_ref().unwrap_or(&text)))
             .collect();
         let params = if portal.parameter_len() > 0 {
-            Some(deserialize_parameters(portal, &inferred).map_err(param_error)?)
+            let values = deserialize_parameters(portal, &inferred).map_err(param_error)?;
+            let decoded = match &values {
+                datafusion::common::ParamValues::List(l) => l.len(),
+                datafusion::common::ParamValues::Map(m) => m.len(),
+            };
+            if decoded != portal.parameter_len() {
+                return Err(to_wire_error(PgError::new(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    "a parameter of this type cannot be NULL here",
+                )
+                .with_hint("Give the parameter a type the server knows, e.g. text.")));
+            }
+            Some(values)
         } else {
             None
         };

@@ -499,12 +499,7 @@ async fn plan_source(
         return Ok(None);
     };
     let stmt = datafusion::sql::sqlparser::ast::Statement::Query(source.clone());
-    let mut lp = state
-        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-            stmt,
-        )))
-        .await
-        .map_err(df)?;
+    let mut lp = super::plan_statement(state, stmt).await?;
     if let Some(params) = params {
         lp = lp.with_param_values(params).map_err(df)?;
     }

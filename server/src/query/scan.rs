@@ -280,7 +280,7 @@ fn encode_bound(prefix: &[u8], lit: &ScalarValue) -> Option<Vec<u8>> {
     Some(k)
 }
 
-fn successor(k: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn successor(k: &[u8]) -> Option<Vec<u8>> {
     let mut s = k.to_vec();
     while let Some(last) = s.last_mut() {
         if *last < 0xFF {
