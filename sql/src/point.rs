@@ -63,6 +63,69 @@ pub struct PointWrite {
     pub assignments: Vec<(String, PointExpr)>,
 }
 
+/// One value of an INSERT's VALUES row that the server converts without planning.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InsertValue {
+    Value(PointValue),
+    Null,
+    /// `CURRENT_TIMESTAMP`, `now()`, `LOCALTIMESTAMP`: the statement's start.
+    Now,
+}
+
+/// The rows of an INSERT's `VALUES` source when every value is a literal, a parameter,
+/// NULL or the current time; `None` for any other source.
+pub fn insert_values(source: &ast::Query) -> Option<Vec<Vec<InsertValue>>> {
+    if source.with.is_some()
+        || source.order_by.is_some()
+        || source.limit_clause.is_some()
+        || source.fetch.is_some()
+        || !source.locks.is_empty()
+        || !source.pipe_operators.is_empty()
+    {
+        return None;
+    }
+    let SetExpr::Values(values) = source.body.as_ref() else {
+        return None;
+    };
+    values
+        .rows
+        .iter()
+        .map(|row| row.iter().map(insert_value).collect())
+        .collect()
+}
+
+/// The width of a `VALUES` source's rows (its first row's).
+pub fn values_width(source: &ast::Query) -> Option<usize> {
+    match source.body.as_ref() {
+        SetExpr::Values(v) => v.rows.first().map(|r| r.len()),
+        _ => None,
+    }
+}
+
+fn insert_value(e: &Expr) -> Option<InsertValue> {
+    if let Some(v) = value(e) {
+        return Some(InsertValue::Value(v));
+    }
+    match e {
+        Expr::Value(v) if matches!(v.value, Value::Null) => Some(InsertValue::Null),
+        Expr::Function(f) if f.over.is_none() && f.filter.is_none() && f.within_group.is_empty() => {
+            let [part] = f.name.0.as_slice() else {
+                return None;
+            };
+            let name = part.as_ident()?.value.to_ascii_lowercase();
+            let no_args = match &f.args {
+                ast::FunctionArguments::None => name != "now",
+                ast::FunctionArguments::List(l) => l.args.is_empty() && name == "now",
+                ast::FunctionArguments::Subquery(_) => false,
+            };
+            let known = matches!(name.as_str(), "current_timestamp" | "now" | "localtimestamp");
+            (no_args && known).then_some(InsertValue::Now)
+        }
+        Expr::Nested(e) => insert_value(e),
+        _ => None,
+    }
+}
+
 /// The point shape of a query statement, if it has one.
 pub fn point_select(stmt: &ast::Statement) -> Option<PointSelect> {
     let ast::Statement::Query(q) = stmt else {
@@ -400,6 +463,39 @@ mod tests {
             "SELECT v FROM other.kv WHERE k = 1",
         ] {
             assert_eq!(point_select(&stmt(sql)), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn plain_values_are_recognized() {
+        let ast::Statement::Insert(ins) = stmt(
+            "INSERT INTO h VALUES (1, 'a', $1, NULL, CURRENT_TIMESTAMP, now(), -2.5)",
+        ) else {
+            panic!("not an insert")
+        };
+        let rows = insert_values(ins.source.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            rows[0],
+            vec![
+                InsertValue::Value(PointValue::Number("1".into())),
+                InsertValue::Value(PointValue::Text("a".into())),
+                InsertValue::Value(PointValue::Param(0)),
+                InsertValue::Null,
+                InsertValue::Now,
+                InsertValue::Now,
+                InsertValue::Value(PointValue::Number("-2.5".into())),
+            ]
+        );
+        for sql in [
+            "INSERT INTO h VALUES (1 + 1)",
+            "INSERT INTO h VALUES (now(1))",
+            "INSERT INTO h VALUES (current_date)",
+            "INSERT INTO h SELECT 1",
+        ] {
+            let ast::Statement::Insert(ins) = stmt(sql) else {
+                panic!("not an insert")
+            };
+            assert_eq!(insert_values(ins.source.as_ref().unwrap()), None, "{sql}");
         }
     }
 

@@ -239,12 +239,18 @@ pub(super) fn assigned_value(
     if !can_cast_types(values.data_type(), to) {
         return Err(mismatch());
     }
+    if let Some(parsed) = pg_time_input(values, to) {
+        return Ok(parsed);
+    }
     let options = CastOptions {
         safe: false,
         ..CastOptions::default()
     };
     cast_with_options(values, to, &options).map_err(|e| {
         let state = match values.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if to.is_temporal() => {
+                SqlState("22007") // invalid_datetime_format
+            }
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
                 SqlState::INVALID_TEXT_REPRESENTATION
             }
@@ -255,6 +261,35 @@ pub(super) fn assigned_value(
             format!("value for column \"{column}\" out of range or invalid: {e}"),
         )
     })
+}
+
+/// Text assigned to a `timestamp`, `timestamptz` or `date` column, read in PostgreSQL's input
+/// forms (`'2026-11-01 10:00'`); `None` when a value is in none of them (Arrow's cast then
+/// reads it, or says what is wrong).
+fn pg_time_input(values: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
+    use datafusion::arrow::array::{Date32Array, StringArray, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::TimeUnit;
+    use freshet_sql::pg_input::{parse_date, parse_timestamp};
+    let text = values.as_any().downcast_ref::<StringArray>()?;
+    match to {
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+            let parsed = text
+                .iter()
+                .map(|s| s.map(|s| parse_timestamp(s, tz.is_some()).ok_or(())).transpose())
+                .collect::<Result<Vec<_>, ()>>()
+                .ok()?;
+            Some(Arc::new(TimestampMicrosecondArray::from(parsed).with_timezone_opt(tz.clone())))
+        }
+        DataType::Date32 => {
+            let parsed = text
+                .iter()
+                .map(|s| s.map(|s| parse_date(s).ok_or(())).transpose())
+                .collect::<Result<Vec<_>, ()>>()
+                .ok()?;
+            Some(Arc::new(Date32Array::from(parsed)))
+        }
+        _ => None,
+    }
 }
 
 fn pg_type_name(dt: &DataType) -> String {

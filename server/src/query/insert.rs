@@ -58,15 +58,35 @@ pub async fn execute(
     block: Option<Arc<StatementWrites>>,
 ) -> Result<Written, PgError> {
     let def = target_table(engine, &plan.table, "insert into")?;
-    let targets = match &plan.source {
+    let mut targets = match &plan.source {
         Some(_) => target_columns(&def, &plan.columns)?,
         None => Vec::new(), // DEFAULT VALUES
     };
+    // Without a column list, a source narrower than the table fills its first columns.
+    if plan.columns.is_empty() {
+        if let Some(width) = plan.source.as_deref().and_then(freshet_sql::point::values_width) {
+            targets.truncate(width);
+        }
+    }
     Arbiter::of(&def, plan)?;
-    let source = plan_source(&state, plan, targets.len(), params).await?;
+    let utc = state.config().options().execution.time_zone.as_deref() == Some("+00:00");
+    let plain = super::point::insert_rows(&def, &targets, plan, params.as_ref(), utc);
+    let source = match plain {
+        Some(_) => None,
+        None => plan_source(&state, plan, targets.len(), params).await?,
+    };
+    if let Some(lp) = &source {
+        targets.truncate(lp.schema().fields().len());
+    }
     let (writer, writes) = pending::for_statement(engine, block, source.as_ref()).await?;
     writes.install(&mut state);
-    let rows = source_rows(&state, &def, &targets, source).await?;
+    let rows = match plain {
+        Some((mut rows, now)) => {
+            super::point::fill_now(&mut rows, &now, state.execution_props().query_execution_start_time);
+            rows
+        }
+        None => source_rows(&state, &def, &targets, source).await?,
+    };
     write(engine, &state, &def, plan, &targets, rows, writer, &writes).await
 }
 
@@ -504,7 +524,8 @@ async fn plan_source(
         lp = lp.with_param_values(params).map_err(df)?;
     }
     let width = lp.schema().fields().len();
-    if width != targets {
+    // Without a column list a narrower source fills the table's first columns.
+    if width > targets || (width < targets && !plan.columns.is_empty()) {
         return Err(PgError::new(
             SqlState::SYNTAX_ERROR,
             if width > targets {

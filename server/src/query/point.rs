@@ -15,8 +15,8 @@ use freshet_catalog::{Privileges, TableDef};
 use freshet_common::{Datum, PgError, SqlState, SqlType};
 use freshet_dataflow::{decode_contents, EpochChanges, MaterializedView};
 use freshet_sql::df_convert::rows_to_batch;
-use freshet_sql::point::{ArithOp, PointExpr, PointSelect, PointValue, PointWrite};
-use freshet_sql::{DmlKind, DmlPlan};
+use freshet_sql::point::{ArithOp, InsertValue, PointExpr, PointSelect, PointValue, PointWrite};
+use freshet_sql::{DmlKind, DmlPlan, InsertPlan};
 use freshet_state::{key_codec, next_key, row_codec, table_prefix, Snapshot};
 
 use super::insert::Written;
@@ -154,6 +154,63 @@ pub async fn write(
         rows,
         returned: None,
     }))
+}
+
+/// An INSERT's VALUES rows converted without planning (see `freshet_sql::point::insert_values`):
+/// full rows of `def` (NULL where not targeted) and the (row, column) places of the current
+/// time, which [`fill_now`] sets once the statement has started. `None`: plan the source.
+/// `utc`: the session's time zone is UTC (a `timestamp` column then takes the time as is).
+pub fn insert_rows(
+    def: &TableDef,
+    targets: &[usize],
+    plan: &InsertPlan,
+    params: Option<&ParamValues>,
+    utc: bool,
+) -> Option<(Vec<Vec<Datum>>, Vec<(usize, usize)>)> {
+    let values = freshet_sql::point::insert_values(plan.source.as_ref()?)?;
+    let schema = table_schema(def);
+    let mut rows = Vec::with_capacity(values.len());
+    let mut now = Vec::new();
+    for (r, row) in values.iter().enumerate() {
+        if row.len() != targets.len() {
+            return None;
+        }
+        let mut full = vec![Datum::Null; def.columns.len()];
+        for (v, &c) in row.iter().zip(targets) {
+            let ty = &def.columns[c].ty;
+            full[c] = match v {
+                InsertValue::Null => Datum::Null,
+                InsertValue::Now => {
+                    match ty {
+                        SqlType::TimestampTz => {}
+                        SqlType::Timestamp if utc => {}
+                        _ => return None,
+                    }
+                    now.push((r, c));
+                    Datum::Null
+                }
+                InsertValue::Value(PointValue::Param(i)) if param(params, *i)?.is_null() => {
+                    Datum::Null
+                }
+                InsertValue::Value(v) => {
+                    if !plain_type(ty) {
+                        return None;
+                    }
+                    bind_value(v, schema.field(c).data_type(), params)?
+                }
+            };
+        }
+        rows.push(full);
+    }
+    Some((rows, now))
+}
+
+/// Sets the current-time places of [`insert_rows`] to `start` (the statement's start).
+pub fn fill_now(rows: &mut [Vec<Datum>], places: &[(usize, usize)], start: Option<chrono::DateTime<chrono::Utc>>) {
+    let start = start.unwrap_or_else(chrono::Utc::now).timestamp_micros();
+    for &(r, c) in places {
+        rows[r][c] = Datum::Timestamp(start);
+    }
 }
 
 /// The store key of the one row `conditions` name: they must cover the primary key exactly.
