@@ -18,6 +18,8 @@ mod procstat;
 mod server;
 mod tpcb;
 mod tweets;
+mod pgbench;
+mod reads;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -44,6 +46,8 @@ enum Cmd {
     Tpcb(tpcb::TpcbOpts),
     /// Connection set-up and point reads with trust and SCRAM logins, next to PostgreSQL.
     Auth(auth::AuthOpts),
+    /// Point reads by key on a table and a materialized view (pgbench), next to PostgreSQL.
+    Reads(reads::ReadsOpts),
 }
 
 #[derive(Parser, Clone)]
@@ -408,5 +412,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Tweets(o) => tweets::run(o).await,
         Cmd::Tpcb(o) => tpcb::run(o).await,
         Cmd::Auth(o) => auth::run(o).await,
+        Cmd::Reads(o) => reads::run(o).await,
     }
 }

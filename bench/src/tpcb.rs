@@ -7,16 +7,14 @@
 //! freshet detects write conflicts at COMMIT (first committer wins): transactions that touch
 //! the same branch row retry (pgbench `--max-tries`), so the scale should exceed the clients.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::path::PathBuf;
 
 use clap::Parser;
 use tokio_postgres::Client;
 
 use crate::pg::Cluster;
+use crate::pgbench::{Pgbench, Run};
 use crate::server::FreshetServer;
-use crate::{percentiles, procstat};
 
 #[derive(Parser, Clone)]
 pub struct TpcbOpts {
@@ -52,15 +50,6 @@ END;
 
 const VIEW: &str = "CREATE MATERIALIZED VIEW branch_balance AS \
     SELECT bid, sum(abalance) AS balance FROM pgbench_accounts GROUP BY bid";
-
-/// One pgbench run's figures.
-struct Run {
-    tps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    retries: u64,
-    cpu_per_txn_ms: Option<f64>,
-}
 
 /// Creates and fills the pgbench tables (as `pgbench -i` would, in statements both systems take).
 async fn load(client: &Client, scale: u64) -> anyhow::Result<()> {
@@ -100,7 +89,7 @@ async fn load(client: &Client, scale: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs pgbench with `clients` against the server on `port` (`user`, `db`).
+/// Runs the TPC-B-like script with `clients` against the server on `port` (`user`, `db`).
 fn pgbench(
     o: &TpcbOpts,
     port: u16,
@@ -109,78 +98,14 @@ fn pgbench(
     clients: u64,
     pid: Option<u32>,
 ) -> anyhow::Result<Run> {
-    let dir = tempfile::Builder::new().prefix("freshet-tpcb-").tempdir()?;
-    let script = dir.path().join("tpcb.sql");
-    std::fs::write(&script, SCRIPT)?;
-    let cpu_before = pid.map(procstat::cpu_seconds).transpose()?;
-    let out = Command::new(o.pg_bin.join("pgbench"))
-        .args(["-n", "-M", "simple", "-h", "127.0.0.1"])
-        .arg("-p")
-        .arg(port.to_string())
-        .args(["-U", user])
-        .arg("-f")
-        .arg(&script)
-        .arg("-c")
-        .arg(clients.to_string())
-        .arg("-j")
-        .arg(clients.min(8).to_string())
-        .arg("-T")
-        .arg(o.seconds.to_string())
-        .arg("-D")
-        .arg(format!("scale={}", o.scale))
-        .args(["--max-tries", "1000", "-l", "--log-prefix"])
-        .arg(dir.path().join("log"))
-        .arg(db)
-        .current_dir(dir.path())
-        .output()?;
-    let cpu_after = pid.map(procstat::cpu_seconds).transpose()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    anyhow::ensure!(
-        out.status.success(),
-        "pgbench failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let field = |prefix: &str| -> Option<f64> {
-        stdout.lines().find_map(|l| {
-            l.trim()
-                .strip_prefix(prefix)
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
-    };
-    let tps = field("tps = ").ok_or_else(|| anyhow::anyhow!("no tps in: {stdout}"))?;
-    let processed = field("number of transactions actually processed: ").unwrap_or(0.0);
-    let retries = field("number of transactions retried: ").unwrap_or(0.0) as u64;
-    let mut latencies = Vec::new();
-    for entry in std::fs::read_dir(dir.path())? {
-        let path = entry?.path();
-        if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("log"))
-        {
-            latencies.extend(log_latencies(&path)?);
-        }
+    Pgbench {
+        pg_bin: &o.pg_bin,
+        script: SCRIPT,
+        mode: "simple",
+        seconds: o.seconds,
+        define: format!("scale={}", o.scale),
     }
-    let (p50_ms, p99_ms) = percentiles(latencies);
-    Ok(Run {
-        tps,
-        p50_ms,
-        p99_ms,
-        retries,
-        cpu_per_txn_ms: match (cpu_before, cpu_after) {
-            (Some(b), Some(a)) if processed > 0.0 => Some((a - b) * 1000.0 / processed),
-            _ => None,
-        },
-    })
-}
-
-/// Per-transaction latencies from a pgbench log: the third field is the time in µs.
-fn log_latencies(path: &Path) -> anyhow::Result<Vec<Duration>> {
-    Ok(std::fs::read_to_string(path)?
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
-        .map(Duration::from_micros)
-        .collect())
+    .run(port, user, db, clients, pid)
 }
 
 fn row(system: &str, clients: u64, r: &Run) {
