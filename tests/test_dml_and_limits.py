@@ -2,6 +2,8 @@
 allow-list, against the real server over TCP."""
 
 import psycopg
+import threading
+
 import pytest
 from psycopg import errors
 
@@ -109,28 +111,48 @@ def test_transactions_commit_atomically_or_not_at_all(freshet):
     a.execute("COMMIT")
     assert b.execute("SELECT id FROM acct WHERE id > 5 ORDER BY id").fetchall() == [(6,), (8,)]
 
-    # Two writers of the same row: the first to commit wins, the other gets 40001 and
-    # nothing of it is applied.
-    a.execute("BEGIN")
-    b.execute("BEGIN")
+    # Two writers of the same row: the second waits for the first's row lock. In REPEATABLE
+    # READ, once the first commits, the second gets 40001 and nothing of it is applied.
+    a.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    b.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    assert b.execute("SELECT bal FROM acct WHERE id = 3").fetchone() == (100,)
     a.execute("UPDATE acct SET bal = bal + 1 WHERE id = 3")
-    b.execute("UPDATE acct SET bal = bal + 100 WHERE id = 3")
-    b.execute("INSERT INTO log VALUES (4, 'lost')")
+    outcome = []
+
+    def second():
+        try:
+            b.execute("UPDATE acct SET bal = bal + 100 WHERE id = 3")
+            b.execute("INSERT INTO log VALUES (4, 'lost')")
+            b.execute("COMMIT")
+            outcome.append("committed")
+        except errors.SerializationFailure:
+            outcome.append("40001")
+
+    t = threading.Thread(target=second)
+    t.start()
+    t.join(timeout=0.5)
+    assert t.is_alive(), "the second writer must wait for the first's row lock"
     a.execute("COMMIT")
-    with pytest.raises(errors.SerializationFailure):
-        b.execute("COMMIT")
+    t.join(timeout=30)
+    assert outcome == ["40001"]
     with pytest.raises(errors.InFailedSqlTransaction):
         b.execute("SELECT 1")
     b.execute("ROLLBACK")
     assert b.execute("SELECT bal FROM acct WHERE id = 3").fetchone() == (101,)
     assert b.execute("SELECT count(*) FROM log WHERE id = 4").fetchone() == (0,)
-    # Snapshot reads: a block keeps reading what it began with.
-    b.execute("BEGIN")
+    # Snapshot reads in REPEATABLE READ: a block keeps reading what it began with; in READ
+    # COMMITTED (the default) each statement reads the latest commit.
+    b.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
     assert b.execute("SELECT bal FROM acct WHERE id = 3").fetchone() == (101,)
     a.execute("UPDATE acct SET bal = 0 WHERE id = 3")
     assert b.execute("SELECT bal FROM acct WHERE id = 3").fetchone() == (101,)
     b.execute("COMMIT")
     assert b.execute("SELECT bal FROM acct WHERE id = 3").fetchone() == (0,)
+    b.execute("BEGIN")
+    assert b.execute("SELECT bal FROM acct WHERE id = 3").fetchone() == (0,)
+    a.execute("UPDATE acct SET bal = 101 WHERE id = 3")
+    assert b.execute("SELECT bal FROM acct WHERE id = 3").fetchone() == (101,)
+    b.execute("COMMIT")
 
     # DDL: runs (and commits) in a block that has not written; refused once it has; a
     # ROLLBACK across DDL says that the DDL stays.

@@ -188,7 +188,7 @@ def test_bank_transfers_survive_kill9(freshet):
     def check(acknowledged):
         with freshet.connect() as c:
             # One snapshot for all three reads, while the clients go on writing.
-            c.execute("BEGIN")
+            c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
             rows = dict(c.execute("SELECT id, bal FROM acct").fetchall())
             ledger = c.execute("SELECT tid, src, dst, amt FROM ledger").fetchall()
             view = c.execute("SELECT total, n FROM bank").fetchone()
@@ -225,3 +225,121 @@ def test_bank_transfers_survive_kill9(freshet):
     with lock:
         acknowledged = set(acked)
     assert check(acknowledged) >= 20 * 15
+
+
+def _blocked(thread):
+    """Whether `thread` is still waiting (it must not finish while another block holds its row)."""
+    thread.join(timeout=0.5)
+    return thread.is_alive()
+
+
+def _concurrent_increments(connect, level, point):
+    """Two blocks increment the same row; the second waits for the first's row lock. Returns
+    the final balance and the SQLSTATE the second block met (None if it committed)."""
+    where = "WHERE id = 1" if point else "WHERE id = 1 AND bal > -1000000"
+    with connect() as setup:
+        setup.execute("DROP TABLE IF EXISTS iso")
+        setup.execute("CREATE TABLE iso (id INT PRIMARY KEY, bal INT)")
+        setup.execute("INSERT INTO iso VALUES (1, 100), (2, 200)")
+    a, b = connect(), connect()
+    try:
+        a.execute(f"BEGIN ISOLATION LEVEL {level}")
+        b.execute(f"BEGIN ISOLATION LEVEL {level}")
+        b.execute("SELECT bal FROM iso WHERE id = 2")  # b's snapshot (REPEATABLE READ) is taken
+        a.execute(f"UPDATE iso SET bal = bal + 1 {where}")
+        outcome = {}
+
+        def second():
+            try:
+                b.execute(f"UPDATE iso SET bal = bal + 10 {where}")
+                b.execute("COMMIT")
+                outcome["state"] = None
+            except psycopg.Error as e:
+                outcome["state"] = e.sqlstate
+                b.execute("ROLLBACK")
+
+        t = threading.Thread(target=second)
+        t.start()
+        assert _blocked(t), "the second block must wait for the first's row lock"
+        a.execute("COMMIT")
+        t.join(timeout=30)
+        assert not t.is_alive()
+        bal = a.execute("SELECT bal FROM iso WHERE id = 1").fetchone()[0]
+        return bal, outcome["state"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_row_locks_and_isolation_levels_match_postgres(freshet, postgres):
+    """READ COMMITTED (the default) lets a blocked point UPDATE apply to the row the other
+    block committed, as PostgreSQL does; REPEATABLE READ fails it with 40001; crossed row
+    locks are a deadlock (40P01) for one of the two blocks."""
+    def ours():
+        return psycopg.connect(f"host=127.0.0.1 port={freshet.port} dbname=freshet", autocommit=True)
+
+    for level in ("READ COMMITTED", "REPEATABLE READ"):
+        got = _concurrent_increments(ours, level, point=True)
+        want = _concurrent_increments(postgres.connect, level, point=True)
+        assert got == want, f"{level}: freshet {got}, PostgreSQL {want}"
+    assert _concurrent_increments(postgres.connect, "READ COMMITTED", point=True) == (111, None)
+    # A statement that is not a point statement: PostgreSQL re-evaluates the row; freshet
+    # fails it with 40001 (documented), and never loses the first block's update.
+    bal, state = _concurrent_increments(ours, "READ COMMITTED", point=False)
+    assert (bal, state) in [(111, None), (101, "40001")]
+
+    with ours() as c:
+        assert c.execute("SHOW transaction_isolation").fetchone()[0] == "read committed"
+        c.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        assert c.execute("SHOW transaction_isolation").fetchone()[0] == "repeatable read"
+        c.execute("ROLLBACK")
+        c.execute("SET default_transaction_isolation = 'repeatable read'")
+        c.execute("BEGIN")
+        assert c.execute("SHOW transaction_isolation").fetchone()[0] == "repeatable read"
+        c.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        assert c.execute("SHOW transaction_isolation").fetchone()[0] == "read committed"
+        c.execute("ROLLBACK")
+
+    # Crossed locks: a waits for b's row, then b for a's: one of them is a deadlock.
+    with ours() as c:
+        before = [r[0] for r in c.execute("SELECT bal FROM iso ORDER BY id").fetchall()]
+    a, b = ours(), ours()
+    try:
+        a.execute("BEGIN")
+        b.execute("BEGIN")
+        a.execute("UPDATE iso SET bal = bal + 1 WHERE id = 1")
+        b.execute("UPDATE iso SET bal = bal + 1 WHERE id = 2")
+        errors = []
+
+        def cross():
+            try:
+                a.execute("UPDATE iso SET bal = bal + 1 WHERE id = 2")
+            except psycopg.Error as e:
+                errors.append(e.sqlstate)
+
+        t = threading.Thread(target=cross)
+        t.start()
+        assert _blocked(t)
+        try:
+            b.execute("UPDATE iso SET bal = bal + 1 WHERE id = 1")
+        except psycopg.Error as e:
+            errors.append(e.sqlstate)
+            b.execute("ROLLBACK")
+        t.join(timeout=30)
+        assert errors == ["40P01"], errors
+        a.execute("COMMIT")
+        after = [r[0] for r in a.execute("SELECT bal FROM iso ORDER BY id").fetchall()]
+        assert after == [before[0] + 1, before[1] + 1]
+    finally:
+        a.close()
+        b.close()
+    # A session that leaves inside a block leaves no lock behind.
+    a = ours()
+    a.execute("BEGIN")
+    a.execute("UPDATE iso SET bal = 0 WHERE id = 1")
+    a.close()
+    with ours() as c:
+        c.execute("BEGIN")
+        c.execute("UPDATE iso SET bal = bal + 1 WHERE id = 1")
+        c.execute("COMMIT")
+        assert c.execute("SELECT bal FROM iso WHERE id = 1").fetchone()[0] == before[0] + 2

@@ -44,6 +44,8 @@ pub struct Engine {
     pub listeners: crate::coord::notify::Listeners,
     /// Identity columns' sequences.
     pub sequences: crate::sequences::Sequences,
+    /// Row locks of open transaction blocks.
+    pub row_locks: crate::query::locks::RowLocks,
 }
 
 /// Why the contents logs were folded (counted in `freshet_internal.metrics`).
@@ -138,6 +140,7 @@ impl Engine {
             sinks: crate::coord::sinks::Sinks::default(),
             listeners: crate::coord::notify::Listeners::default(),
             sequences: crate::sequences::Sequences::default(),
+            row_locks: crate::query::locks::RowLocks::default(),
         }))
     }
 

@@ -11,6 +11,7 @@ mod internal;
 pub mod pending;
 mod pg_attribute;
 mod pg_roles;
+pub mod locks;
 pub mod point;
 mod provider;
 mod rowexpr;

@@ -227,8 +227,13 @@ impl Session {
                 return Err(e);
             }
         };
-        if let Statement::Transaction { op, savepoint } = stmt {
-            let result = self.transaction(op, savepoint).await;
+        if let Statement::Transaction {
+            op,
+            savepoint,
+            isolation,
+        } = stmt
+        {
+            let result = self.transaction(op, savepoint, isolation).await;
             if result.is_err() {
                 // As in PostgreSQL, a savepoint statement that fails fails the block.
                 self.block().fail();
@@ -237,20 +242,32 @@ impl Session {
         }
         let ddl = is_ddl(&stmt);
         let writes = {
-            let block = self.block();
-            let checked = block.check_not_failed(false).and_then(|()| {
-                if ddl {
-                    block.check_ddl_allowed()
-                } else {
-                    Ok(())
-                }
-            });
-            drop(block);
+            let checked = {
+                let block = self.block();
+                block.check_not_failed(false).and_then(|()| {
+                    if ddl {
+                        block.check_ddl_allowed()
+                    } else {
+                        Ok(())
+                    }
+                })
+            };
             if let Err(e) = checked {
                 self.block().fail();
                 return Err(e);
             }
-            self.block().statement_writes()
+            // READ COMMITTED: each statement of a block reads the latest commit.
+            let level = self.block().isolation();
+            let fresh = match level {
+                Some(freshet_sql::Isolation::ReadCommitted) => Some(
+                    self.engine
+                        .read_snapshot()
+                        .await
+                        .map_err(|e| map_df_error(&e))?,
+                ),
+                _ => None,
+            };
+            self.block().statement_writes(fresh)
         };
         *self.current() = writes.clone();
         let result = match self.authorize(&stmt) {
@@ -271,7 +288,20 @@ impl Session {
             return;
         }
         if let Some(w) = writes {
-            block.merge(w.take_staged());
+            let staged = w.take_staged();
+            let mut based_on = w.take_based_on();
+            // READ COMMITTED: rows read at the statement's own snapshot are based on it.
+            let unbased = block.unbased(staged.keys().filter(|k| !based_on.contains_key(*k)));
+            if !unbased.is_empty() {
+                match w.snapshot.multi_get(&unbased) {
+                    Ok(values) => based_on.extend(unbased.into_iter().zip(values)),
+                    Err(_) => {
+                        block.fail();
+                        return;
+                    }
+                }
+            }
+            block.merge(staged, based_on);
         }
         if ddl && block.is_open() {
             block.ddl_ran(self.engine.store.snapshot());
@@ -429,6 +459,22 @@ impl Session {
                 })
             }
             Statement::Set { name, value } => {
+                if name.eq_ignore_ascii_case("transaction_isolation") {
+                    // This block's level (PostgreSQL ignores it outside a block).
+                    if let freshet_sql::SetValue::Value(v) = &value {
+                        let level = freshet_sql::Isolation::parse(v).ok_or_else(|| {
+                            PgError::new(
+                                freshet_common::SqlState("22023"),
+                                format!("invalid value for parameter \"{name}\": \"{v}\""),
+                            )
+                        })?;
+                        self.block().set_isolation(level)?;
+                    }
+                    return Ok(Outcome::Command {
+                        tag: "SET",
+                        rows: None,
+                    });
+                }
                 self.with_vars(|v| v.apply_set(&name, value))?;
                 Ok(Outcome::Command {
                     tag: "SET",
@@ -441,6 +487,14 @@ impl Session {
                     tag: "RESET",
                     rows: None,
                 })
+            }
+            Statement::Show { name } if name.eq_ignore_ascii_case("transaction_isolation") => {
+                let level = self.block().isolation().map(|i| i.name().to_owned());
+                let value = match level {
+                    Some(l) => l,
+                    None => self.with_vars(|v| v.show("default_transaction_isolation"))?.1,
+                };
+                Ok(one_text_column(&name, vec![value]))
             }
             Statement::Show { name } => {
                 let (col, value) = self.with_vars(|v| v.show(&name))?;
@@ -479,7 +533,11 @@ impl Session {
                     rows: None,
                 })
             }
-            Statement::Transaction { op, savepoint } => self.transaction(op, savepoint).await,
+            Statement::Transaction {
+                op,
+                savepoint,
+                isolation,
+            } => self.transaction(op, savepoint, isolation).await,
             Statement::NoOp { tag } => Ok(Outcome::Command { tag, rows: None }),
             Statement::Subscribe(plan) => self.subscribe(&plan).await,
             Statement::DeclareSubscribe { cursor, plan } => self.declare(cursor, &plan).await,

@@ -41,7 +41,7 @@ pub use subscribe::{FetchCount, SubscribePlan};
 pub use statement::{
     CreateViewPlan,
     classify, classify_parsed, parse, parse_statements, CopyFormat, CopyFrom, Parsed, SetValue,
-    Statement, TransactionOp, DML_TARGET_SCHEMA,
+    Isolation, Statement, TransactionOp, DML_TARGET_SCHEMA,
 };
 
 /// The one schema (`public`).

@@ -41,6 +41,8 @@ pub enum Statement {
     Transaction {
         op: TransactionOp,
         savepoint: Option<String>,
+        /// `BEGIN ISOLATION LEVEL …`.
+        isolation: Option<Isolation>,
     },
     /// Accepted and ignored, answered with this command tag (`DISCARD ALL`, `DEALLOCATE`).
     NoOp { tag: &'static str },
@@ -513,7 +515,11 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             }
         }
         S::ShowTables { .. } => Statement::ShowTables,
-        S::StartTransaction { .. } => transaction(TransactionOp::Begin, None),
+        S::StartTransaction { ref modes, .. } => Statement::Transaction {
+            op: TransactionOp::Begin,
+            savepoint: None,
+            isolation: Isolation::of_modes(modes),
+        },
         S::Commit { .. } => transaction(TransactionOp::Commit, None),
         S::Rollback {
             savepoint: Some(name),
@@ -587,7 +593,18 @@ fn classify_set(set: Set) -> Result<Statement, PgError> {
             Ok(Statement::SetRole(None))
         }
         Set::SetSessionAuthorization(_) => Err(PgError::not_supported("SET SESSION AUTHORIZATION")),
-        Set::SetTransaction { .. } | Set::SetSessionParam(_) => Ok(Statement::NoOp { tag: "SET" }),
+        Set::SetTransaction { modes, session, .. } => Ok(match Isolation::of_modes(&modes) {
+            Some(level) => Statement::Set {
+                name: if session {
+                    "default_transaction_isolation".into()
+                } else {
+                    "transaction_isolation".into()
+                },
+                value: SetValue::Value(level.name().into()),
+            },
+            None => Statement::NoOp { tag: "SET" },
+        }),
+        Set::SetSessionParam(_) => Ok(Statement::NoOp { tag: "SET" }),
         other => Err(PgError::not_supported(format!("{other}"))),
     }
 }
@@ -698,6 +715,46 @@ fn transaction(op: TransactionOp, savepoint: Option<&ast::Ident>) -> Statement {
     Statement::Transaction {
         op,
         savepoint: savepoint.map(ident),
+        isolation: None,
+    }
+}
+
+/// The isolation levels freshet runs: PostgreSQL's READ UNCOMMITTED is READ COMMITTED (as in
+/// PostgreSQL), and SERIALIZABLE runs as REPEATABLE READ (snapshot isolation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    ReadCommitted,
+    RepeatableRead,
+}
+
+impl Isolation {
+    /// The level a `transaction_isolation` value names.
+    pub fn parse(value: &str) -> Option<Isolation> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "read committed" | "read uncommitted" => Some(Isolation::ReadCommitted),
+            "repeatable read" | "serializable" => Some(Isolation::RepeatableRead),
+            _ => None,
+        }
+    }
+
+    /// The level among transaction modes (`ISOLATION LEVEL …`), if any.
+    pub fn of_modes(modes: &[ast::TransactionMode]) -> Option<Isolation> {
+        use ast::TransactionIsolationLevel as L;
+        modes.iter().rev().find_map(|m| match m {
+            ast::TransactionMode::IsolationLevel(L::ReadUncommitted | L::ReadCommitted) => {
+                Some(Isolation::ReadCommitted)
+            }
+            ast::TransactionMode::IsolationLevel(_) => Some(Isolation::RepeatableRead),
+            _ => None,
+        })
+    }
+
+    /// As PostgreSQL's `transaction_isolation` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "read committed",
+            Isolation::RepeatableRead => "repeatable read",
+        }
     }
 }
 

@@ -100,6 +100,10 @@ pub async fn execute(
         .await
         .map_err(df)?;
     let rows = changed_rows(&def, &assigned, &batches)?;
+    // In a block: wait for other blocks changing these rows (row locks).
+    let keys: Vec<&[u8]> = rows.iter().map(|(k, _, _)| k.as_slice()).collect();
+    writes.lock_rows(engine, &keys).await?;
+    writes.check_unchanged(engine, &keys)?;
     let returned = match &plan.returning {
         Some(items) => {
             let shown: Vec<Vec<Datum>> = rows

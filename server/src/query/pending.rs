@@ -47,6 +47,15 @@ pub struct StatementWrites {
     pub block: Arc<WriteSet>,
     /// This statement's writes, merged into the block when it succeeds.
     pub staged: Mutex<WriteSet>,
+    /// The block's row-lock owner (`None` outside a block).
+    pub owner: Option<u64>,
+    /// READ COMMITTED: the snapshot is this statement's own, and a locked row is read at
+    /// its latest commit.
+    pub read_committed: bool,
+    /// What the rows this statement changed held when it read them, where that is not the
+    /// snapshot's (a locked row read at its latest commit): the block's COMMIT checks that
+    /// each still does.
+    pub based_on: Mutex<HashMap<Vec<u8>, Option<Vec<u8>>>>,
 }
 
 impl StatementWrites {
@@ -56,7 +65,74 @@ impl StatementWrites {
             snapshot,
             block,
             staged: Mutex::new(WriteSet::new()),
+            owner: None,
+            read_committed: false,
+            based_on: Mutex::default(),
         }
+    }
+
+    /// A statement of the block whose rows locks belong to `owner`.
+    pub fn in_block(mut self, owner: u64, read_committed: bool) -> Self {
+        self.owner = Some(owner);
+        self.read_committed = read_committed;
+        self
+    }
+
+    /// Locks the rows at `keys` for the statement's block (waiting for other blocks that
+    /// hold them); nothing outside a block.
+    pub async fn lock_rows(&self, engine: &Engine, keys: &[&[u8]]) -> Result<(), PgError> {
+        match self.owner {
+            Some(owner) => engine.row_locks.lock(owner, keys).await,
+            None => Ok(()),
+        }
+    }
+
+    /// READ COMMITTED, once `keys` are locked: 40001 if another block committed a change to
+    /// one of them since this statement's snapshot (PostgreSQL would re-evaluate the row;
+    /// a point statement reads the locked row at its latest commit and never needs to).
+    pub fn check_unchanged(&self, engine: &Engine, keys: &[&[u8]]) -> Result<(), PgError> {
+        if !self.read_committed || self.owner.is_none() || keys.is_empty() {
+            return Ok(());
+        }
+        let fresh: Vec<&[u8]> = keys
+            .iter()
+            .copied()
+            .filter(|k| !self.block.contains_key(*k))
+            .collect();
+        let latest = engine.store.snapshot().multi_get(&fresh).map_err(internal)?;
+        let read = self.snapshot.multi_get(&fresh).map_err(internal)?;
+        if latest != read {
+            return Err(serialization_failure());
+        }
+        Ok(())
+    }
+
+    /// The versions this statement based its changes on, where not its snapshot's.
+    pub fn take_based_on(&self) -> HashMap<Vec<u8>, Option<Vec<u8>>> {
+        std::mem::take(
+            &mut *self
+                .based_on
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// The row at `key` as this statement changes it, once locked: its own or the block's
+    /// pending write, else, in READ COMMITTED, the latest commit's (recorded as what the
+    /// change is based on), else the snapshot's.
+    pub fn locked_row(&self, engine: &Engine, staged: &WriteSet, key: &[u8]) -> Result<Option<Vec<u8>>, PgError> {
+        if let Some(p) = staged.get(key).or_else(|| self.block.get(key)) {
+            return Ok(p.row.clone());
+        }
+        if self.read_committed && self.owner.is_some() {
+            let latest = engine.store.get(key).map_err(internal)?;
+            self.based_on
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key.to_vec(), latest.clone());
+            return Ok(latest);
+        }
+        self.snapshot.get(key).map_err(internal)
     }
 
     /// Makes `state` read through these writes: their snapshot, with the block's writes
@@ -219,10 +295,12 @@ pub(super) fn put(table: TableId, row: &[Datum]) -> Pending {
 }
 
 /// Commits a block's `writes`, read over `snapshot`, as one epoch: 40001 if another commit
-/// changed any key they write since the snapshot, or dropped a table they write.
+/// changed any key they write since it was read (at `based_on`'s version where it has one,
+/// else at the snapshot), or dropped a table they write.
 pub async fn commit_block(
     engine: &Engine,
     snapshot: &Snapshot,
+    based_on: &HashMap<Vec<u8>, Option<Vec<u8>>>,
     writes: &WriteSet,
 ) -> Result<(), PgError> {
     if writes.is_empty() {
@@ -232,7 +310,12 @@ pub async fn commit_block(
     let latest = engine.store.snapshot();
     let keys: Vec<&Vec<u8>> = writes.keys().collect();
     let now = latest.multi_get(&keys).map_err(internal)?;
-    let then = snapshot.multi_get(&keys).map_err(internal)?;
+    let mut then = snapshot.multi_get(&keys).map_err(internal)?;
+    for (k, t) in keys.iter().zip(then.iter_mut()) {
+        if let Some(v) = based_on.get(k.as_slice()) {
+            t.clone_from(v);
+        }
+    }
     let written: HashSet<TableId> = writes.values().map(|p| p.table).collect();
     let live: HashSet<TableId> = engine
         .catalog
@@ -242,11 +325,7 @@ pub async fn commit_block(
         .collect();
     let dropped = !written.is_subset(&live);
     if now != then || dropped {
-        return Err(PgError::new(
-            SqlState::SERIALIZATION_FAILURE,
-            "could not serialize access due to concurrent update",
-        )
-        .with_hint("Run the transaction again."));
+        return Err(serialization_failure());
     }
     commit_writes(engine, w, writes, None).await
 }
@@ -334,6 +413,14 @@ pub async fn commit_writes(
         .sync_commits()
         .await
         .map_err(|e| freshet_sql::error::map_df_error(&e))
+}
+
+fn serialization_failure() -> PgError {
+    PgError::new(
+        SqlState::SERIALIZATION_FAILURE,
+        "could not serialize access due to concurrent update",
+    )
+    .with_hint("Run the transaction again.")
 }
 
 fn internal(e: impl std::fmt::Display) -> PgError {

@@ -116,11 +116,10 @@ pub async fn write(
         return Ok(None);
     };
     let (writer, writes) = pending::for_statement(engine, block, None).await?;
+    writes.lock_rows(engine, &[&key]).await?;
     let old = {
         let staged = writes.lock();
-        writes
-            .visible_row(&staged, &key)
-            .map_err(|e| freshet_sql::error::map_df_error(&e))?
+        writes.locked_row(engine, &staged, &key)?
     };
     let Some(old) = old else {
         return Ok(Some(Written {

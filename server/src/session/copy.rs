@@ -44,7 +44,7 @@ impl Session {
                  split it into several COPY statements",
             )),
             Some(c) if !fail => {
-                let writes = self.block().statement_writes();
+                let writes = self.block().statement_writes(None);
                 let result = c
                     .finish(&self.engine, self.statement_state(), writes.clone())
                     .await;

@@ -106,5 +106,9 @@ impl Drop for Session {
         self.engine
             .listeners
             .unlisten(&self.engine.dataflows, id, None);
+        // A session that ends inside a block ends the block: its row locks go.
+        if let Some(owner) = self.block().owner() {
+            self.engine.row_locks.release(owner);
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! A session's transaction block: `BEGIN` … `COMMIT` / `ROLLBACK`, savepoints, the failed
 //! state.
 //!
-//! A block reads one snapshot, taken at `BEGIN`, with its own pending writes laid over it
-//! (`query/pending.rs`); its writes reach the store only at `COMMIT`, as one epoch, or never.
+//! In REPEATABLE READ a block reads one snapshot, taken at `BEGIN`; in READ COMMITTED (the
+//! default) each statement takes its own; either way with the block's pending writes laid over
+//! it (`query/pending.rs`). Its UPDATEs and DELETEs lock their rows until it ends
+//! (`query/locks.rs`); its writes reach the store only at `COMMIT`, as one epoch, or never.
 //! An error inside a block fails it: every statement but `ROLLBACK` (or `ROLLBACK TO
 //! SAVEPOINT`) then gets 25P02, and `COMMIT` rolls it back. DDL is not transactional: in a block
 //! that has not written it runs and commits at once (the block then reads a new snapshot), and a
@@ -15,10 +17,13 @@ use freshet_common::{PgError, SqlState};
 use freshet_state::Snapshot;
 
 use freshet_sql::error::map_df_error;
-use freshet_sql::TransactionOp;
+use freshet_sql::{Isolation, TransactionOp};
 
 use super::{Outcome, Session};
 use crate::query::pending::{StatementWrites, WriteSet};
+
+/// Versions of rows by store key (`None`: no row).
+pub(super) type BasedOn = std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// The explicit transaction block of a session, if one is open.
 #[derive(Debug, Default)]
@@ -31,6 +36,12 @@ pub(super) struct Block {
 struct Open {
     snapshot: Arc<Snapshot>,
     writes: Arc<WriteSet>,
+    /// Its row locks' owner (see `query/locks.rs`).
+    owner: u64,
+    isolation: Isolation,
+    /// READ COMMITTED: what each written row held when the block's statement read it (each
+    /// statement reads a snapshot of its own); COMMIT checks that it still does.
+    based_on: BasedOn,
     failed: bool,
     /// DDL statements run in the block so far (each committed when it ran).
     ddl: usize,
@@ -40,10 +51,11 @@ struct Open {
 
 /// What COMMIT must do.
 pub(super) enum Commit {
-    /// Commit these writes read over this snapshot.
-    Writes(Arc<Snapshot>, Arc<WriteSet>),
-    /// The block had failed: it is rolled back.
-    RolledBack,
+    /// Commit these writes, read over this snapshot (or at these versions); then release
+    /// the block's row locks (its owner).
+    Writes(Arc<Snapshot>, BasedOn, Arc<WriteSet>, u64),
+    /// The block had failed: it is rolled back (its row locks' owner).
+    RolledBack(u64),
     /// No block was open.
     Nothing,
 }
@@ -54,12 +66,16 @@ impl Block {
         self.open.is_some()
     }
 
-    /// Opens a block reading `snapshot` (`BEGIN` inside a block keeps the open one).
-    pub fn begin(&mut self, snapshot: Snapshot) {
+    /// Opens a block reading `snapshot` (`BEGIN` inside a block keeps the open one), its
+    /// row locks held as `owner`.
+    pub fn begin(&mut self, snapshot: Snapshot, owner: u64, isolation: Isolation) {
         if self.open.is_none() {
             self.open = Some(Open {
                 snapshot: Arc::new(snapshot),
                 writes: Arc::new(WriteSet::new()),
+                owner,
+                isolation,
+                based_on: BasedOn::new(),
                 failed: false,
                 ddl: 0,
                 savepoints: Vec::new(),
@@ -99,22 +115,72 @@ impl Block {
         }
     }
 
+    /// The open block's isolation level.
+    pub fn isolation(&self) -> Option<Isolation> {
+        self.open.as_ref().map(|o| o.isolation)
+    }
+
+    /// Sets the open block's isolation level (`SET TRANSACTION`); 25001 once it has
+    /// written (PostgreSQL: before any query).
+    pub fn set_isolation(&mut self, isolation: Isolation) -> Result<(), PgError> {
+        match &mut self.open {
+            Some(o) if !o.writes.is_empty() => Err(PgError::new(
+                SqlState::ACTIVE_SQL_TRANSACTION,
+                "SET TRANSACTION ISOLATION LEVEL must be called before any query",
+            )),
+            Some(o) => {
+                o.isolation = isolation;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The open block's row-lock owner.
+    pub fn owner(&self) -> Option<u64> {
+        self.open.as_ref().map(|o| o.owner)
+    }
+
     /// What a statement in the block reads and stages into; `None` outside a block.
-    pub fn statement_writes(&self) -> Option<Arc<StatementWrites>> {
+    /// `fresh`: in READ COMMITTED, the statement's own snapshot of the latest commit.
+    pub fn statement_writes(&self, fresh: Option<Snapshot>) -> Option<Arc<StatementWrites>> {
         self.open.as_ref().map(|o| {
-            Arc::new(StatementWrites::new(
-                Arc::clone(&o.snapshot),
-                Arc::clone(&o.writes),
-            ))
+            let read_committed = o.isolation == Isolation::ReadCommitted;
+            let snapshot = match fresh {
+                Some(s) if read_committed => Arc::new(s),
+                _ => Arc::clone(&o.snapshot),
+            };
+            Arc::new(
+                StatementWrites::new(snapshot, Arc::clone(&o.writes))
+                    .in_block(o.owner, read_committed),
+            )
         })
     }
 
-    /// Adds a successful statement's staged writes to the block.
-    pub fn merge(&mut self, staged: WriteSet) {
+    /// Adds a successful statement's staged writes to the block, with the versions they
+    /// were based on (READ COMMITTED; the first version of a row counts).
+    pub fn merge(&mut self, staged: WriteSet, based_on: BasedOn) {
         if let Some(o) = &mut self.open {
+            if o.isolation == Isolation::ReadCommitted {
+                for (k, v) in based_on {
+                    o.based_on.entry(k).or_insert(v);
+                }
+            }
             if !staged.is_empty() {
                 Arc::make_mut(&mut o.writes).extend(staged);
             }
+        }
+    }
+
+    /// READ COMMITTED: which of `keys` the block has no version for yet (they were read at
+    /// the statement's snapshot).
+    pub fn unbased<'k>(&self, keys: impl Iterator<Item = &'k Vec<u8>>) -> Vec<Vec<u8>> {
+        match &self.open {
+            Some(o) if o.isolation == Isolation::ReadCommitted => keys
+                .filter(|k| !o.based_on.contains_key(*k) && !o.writes.contains_key(*k))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -129,17 +195,20 @@ impl Block {
     pub fn commit(&mut self) -> Commit {
         match self.open.take() {
             None => Commit::Nothing,
-            Some(o) if o.failed => Commit::RolledBack,
-            Some(o) => Commit::Writes(o.snapshot, o.writes),
+            Some(o) if o.failed => Commit::RolledBack(o.owner),
+            Some(o) => Commit::Writes(o.snapshot, o.based_on, o.writes, o.owner),
         }
     }
 
     /// A COMMIT that failed leaves the block open and failed, until ROLLBACK (what the
     /// protocol's transaction status tells the client).
-    pub fn commit_failed(&mut self, snapshot: Arc<Snapshot>, writes: Arc<WriteSet>) {
+    pub fn commit_failed(&mut self, snapshot: Arc<Snapshot>, writes: Arc<WriteSet>, owner: u64) {
         self.open = Some(Open {
             snapshot,
             writes,
+            owner,
+            isolation: Isolation::RepeatableRead,
+            based_on: BasedOn::new(),
             failed: true,
             ddl: 0,
             savepoints: Vec::new(),
@@ -223,6 +292,7 @@ impl Session {
         &self,
         op: TransactionOp,
         savepoint: Option<String>,
+        isolation: Option<Isolation>,
     ) -> Result<Outcome, PgError> {
         let name = || savepoint.clone().unwrap_or_default();
         if matches!(op, TransactionOp::Commit | TransactionOp::Rollback) {
@@ -237,23 +307,36 @@ impl Session {
                         .read_snapshot()
                         .await
                         .map_err(|e| map_df_error(&e))?;
-                    self.block().begin(snapshot);
+                    let isolation = isolation.unwrap_or_else(|| {
+                        self.with_vars(|v| v.show("default_transaction_isolation"))
+                            .ok()
+                            .and_then(|(_, v)| Isolation::parse(&v))
+                            .unwrap_or(Isolation::ReadCommitted)
+                    });
+                    let owner = self.engine.row_locks.new_owner();
+                    self.block().begin(snapshot, owner, isolation);
                 }
             }
             TransactionOp::Commit => {
                 let commit = self.block().commit();
                 match commit {
                     Commit::Nothing => {}
-                    Commit::RolledBack => {
+                    Commit::RolledBack(owner) => {
+                        self.engine.row_locks.release(owner);
                         self.block_ended(false);
                         return Ok(Outcome::Transaction(TransactionOp::Rollback));
                     }
-                    Commit::Writes(snapshot, writes) => {
-                        if let Err(e) =
-                            crate::query::pending::commit_block(&self.engine, &snapshot, &writes)
-                                .await
-                        {
-                            self.block().commit_failed(snapshot, writes);
+                    Commit::Writes(snapshot, based_on, writes, owner) => {
+                        let done = crate::query::pending::commit_block(
+                            &self.engine,
+                            &snapshot,
+                            &based_on,
+                            &writes,
+                        )
+                        .await;
+                        self.engine.row_locks.release(owner);
+                        if let Err(e) = done {
+                            self.block().commit_failed(snapshot, writes, owner);
                             return Err(e);
                         }
                     }
@@ -261,6 +344,9 @@ impl Session {
                 self.block_ended(true);
             }
             TransactionOp::Rollback => {
+                if let Some(owner) = self.block().owner() {
+                    self.engine.row_locks.release(owner);
+                }
                 self.block().rollback()?;
                 self.block_ended(false);
             }

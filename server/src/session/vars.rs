@@ -87,6 +87,14 @@ impl SessionVars {
                 if TIMEOUTS.contains(&key.as_str()) {
                     parse_timeout(name, &v)?;
                 }
+                if key.ends_with("transaction_isolation")
+                    && freshet_sql::Isolation::parse(&v).is_none()
+                {
+                    return Err(PgError::new(
+                        SqlState("22023"),
+                        format!("invalid value for parameter \"{name}\": \"{v}\""),
+                    ));
+                }
                 self.overrides.insert(key, v);
             }
         }
