@@ -33,7 +33,8 @@ pub struct TableScan {
     snapshot: Arc<Snapshot>,
     schema: SchemaRef,
     columns: Vec<usize>,
-    range: KeyRange,
+    /// Disjoint key ranges, in key order.
+    ranges: Vec<KeyRange>,
     limit: Option<usize>,
     /// A transaction block's pending writes, read over the snapshot.
     overlay: Option<Arc<WriteSet>>,
@@ -44,13 +45,14 @@ pub struct TableScan {
 pub const KEY_COLUMN: &str = "__freshet_key";
 
 impl TableScan {
-    /// `schema` is the projected schema; `columns[i]` is the table column feeding its field i.
+    /// `schema` is the projected schema; `columns[i]` is the table column feeding its field i;
+    /// `ranges` are disjoint and in key order.
     pub fn new(
         def: Arc<TableDef>,
         snapshot: Arc<Snapshot>,
         schema: SchemaRef,
         columns: Vec<usize>,
-        range: KeyRange,
+        ranges: Vec<KeyRange>,
         limit: Option<usize>,
     ) -> Self {
         Self {
@@ -58,7 +60,7 @@ impl TableScan {
             snapshot,
             schema,
             columns,
-            range,
+            ranges,
             limit,
             overlay: None,
         }
@@ -82,32 +84,34 @@ impl PartitionStream for TableScan {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let mut cursor = Cursor {
-            prefix: table_prefix(self.def.id),
-            snapshot: Arc::clone(&self.snapshot),
-            next: None,
-            upper: self.range.upper.clone(),
-            remaining: self.limit.unwrap_or(usize::MAX),
-            done: false,
-            // Column index `columns.len()` of the table is the hidden key column.
-            with_key: self.columns.contains(&self.def.columns.len()),
-            overlay: self.overlay.clone(),
-        };
-        cursor.next = Some(
-            self.range
-                .lower
-                .clone()
-                .unwrap_or_else(|| cursor.prefix.clone()),
-        );
+        let prefix = table_prefix(self.def.id);
+        // Column index `columns.len()` of the table is the hidden key column.
+        let with_key = self.columns.contains(&self.def.columns.len());
+        let mut cursors: std::collections::VecDeque<Cursor> = self
+            .ranges
+            .iter()
+            .map(|range| Cursor {
+                next: Some(range.lower.clone().unwrap_or_else(|| prefix.clone())),
+                prefix: prefix.clone(),
+                snapshot: Arc::clone(&self.snapshot),
+                upper: range.upper.clone(),
+                remaining: self.limit.unwrap_or(usize::MAX),
+                done: false,
+                with_key,
+                overlay: self.overlay.clone(),
+            })
+            .collect();
         let schema = Arc::clone(&self.schema);
         let columns = self.columns.clone();
-        let iter = std::iter::from_fn(move || {
-            let rows = match cursor.next_rows() {
-                Ok(Some(rows)) => rows,
-                Ok(None) => return None,
+        let iter = std::iter::from_fn(move || loop {
+            let cursor = cursors.front_mut()?;
+            match cursor.next_rows() {
+                Ok(Some(rows)) => return Some(rows_to_batch(&rows, &schema, &columns)),
+                Ok(None) => {
+                    cursors.pop_front();
+                }
                 Err(e) => return Some(Err(e)),
-            };
-            Some(rows_to_batch(&rows, &schema, &columns))
+            }
         });
         Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
@@ -209,19 +213,65 @@ fn merge_overlay<'a>(
     out
 }
 
-/// The key range implied by `filters` on the first primary-key column, if any narrows it.
+/// The key ranges implied by `filters` on the first primary-key column, if any narrows the
+/// scan: one range from comparisons, or one per value of an `IN` list or `OR` chain of
+/// equalities (disjoint, in key order).
 ///
-/// Only `column op literal` with the literal already of the column's type is used, so the
-/// range never excludes a row the filter would keep.
-pub fn key_range(def: &TableDef, schema: &SchemaRef, filters: &[Expr]) -> Option<KeyRange> {
+/// Only literals already of the column's type are used, so the ranges never exclude a row
+/// the filters would keep.
+pub fn key_ranges(def: &TableDef, schema: &SchemaRef, filters: &[Expr]) -> Option<Vec<KeyRange>> {
     let &first = def.primary_key.first()?;
-    column_range(
-        &table_prefix(def.id),
-        &def.columns[first].name,
-        schema.field(first).data_type(),
-        filters,
-    )
+    let prefix = table_prefix(def.id);
+    let name = &def.columns[first].name;
+    let dt = schema.field(first).data_type();
+    if let Some(values) = filters.iter().find_map(|f| equal_values(f, name, dt)) {
+        let mut keys: Vec<Vec<u8>> = values
+            .iter()
+            .map(|v| encode_bound(&prefix, v))
+            .collect::<Option<_>>()?;
+        keys.sort_unstable();
+        keys.dedup();
+        return Some(
+            keys.into_iter()
+                .map(|k| KeyRange {
+                    upper: successor(&k),
+                    lower: Some(k),
+                })
+                .collect(),
+        );
+    }
+    column_range(&prefix, name, dt, filters).map(|r| vec![r])
 }
+
+/// The literals `col IN (…)` or `col = a OR col = b …` allows for column `name` of type `dt`
+/// (at most [`MAX_KEY_VALUES`]).
+fn equal_values(f: &Expr, name: &str, dt: &datafusion::arrow::datatypes::DataType) -> Option<Vec<ScalarValue>> {
+    let literal = |e: &Expr| match e {
+        Expr::Literal(v, _) if !v.is_null() && &v.data_type() == dt => Some(v.clone()),
+        _ => None,
+    };
+    let is_col = |e: &Expr| matches!(e, Expr::Column(c) if c.name == name);
+    let values = match f {
+        Expr::InList(l) if !l.negated && is_col(&l.expr) => {
+            l.list.iter().map(literal).collect::<Option<Vec<_>>>()?
+        }
+        Expr::BinaryExpr(b) if b.op == Operator::Or => {
+            let mut out = equal_values(&b.left, name, dt)?;
+            out.extend(equal_values(&b.right, name, dt)?);
+            out
+        }
+        Expr::BinaryExpr(b) if b.op == Operator::Eq => match (b.left.as_ref(), b.right.as_ref()) {
+            (c, v) if is_col(c) => vec![literal(v)?],
+            (v, c) if is_col(c) => vec![literal(v)?],
+            _ => return None,
+        },
+        _ => return None,
+    };
+    (values.len() <= MAX_KEY_VALUES).then_some(values)
+}
+
+/// The most values of an `IN` list or `OR` chain read as point ranges.
+const MAX_KEY_VALUES: usize = 10_000;
 
 /// The range of keys under `prefix` (memcomparable, led by column `col_name` of type `dt`)
 /// that `filters` allow, if any narrows it.

@@ -16,7 +16,7 @@ use freshet_common::PgError;
 
 use super::pending::StatementWrites;
 use super::provider::StatementSnapshot;
-use super::scan::{key_range, TableScan, KEY_COLUMN};
+use super::scan::{key_ranges, KeyRange, TableScan, KEY_COLUMN};
 use super::write::TableSink;
 use crate::engine::Engine;
 
@@ -80,7 +80,7 @@ impl TableProvider for StoredTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if key_range(&self.def, &self.schema, std::slice::from_ref(*f)).is_some() {
+                if key_ranges(&self.def, &self.schema, std::slice::from_ref(*f)).is_some() {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -106,7 +106,8 @@ impl TableProvider for StoredTable {
             None => (0..self.schema.fields().len()).collect(),
         };
         let projected = Arc::new(self.schema.project(&columns)?);
-        let range = key_range(&self.def, &self.schema, filters).unwrap_or_default();
+        let ranges = key_ranges(&self.def, &self.schema, filters)
+            .unwrap_or_else(|| vec![KeyRange::default()]);
         let overlay = state
             .config()
             .get_extension::<StatementWrites>()
@@ -116,7 +117,7 @@ impl TableProvider for StoredTable {
             snapshot,
             projected,
             columns,
-            range,
+            ranges,
             limit,
         )
         .with_overlay(overlay);
