@@ -288,20 +288,7 @@ impl Session {
             return;
         }
         if let Some(w) = writes {
-            let staged = w.take_staged();
-            let mut based_on = w.take_based_on();
-            // READ COMMITTED: rows read at the statement's own snapshot are based on it.
-            let unbased = block.unbased(staged.keys().filter(|k| !based_on.contains_key(*k)));
-            if !unbased.is_empty() {
-                match w.snapshot.multi_get(&unbased) {
-                    Ok(values) => based_on.extend(unbased.into_iter().zip(values)),
-                    Err(_) => {
-                        block.fail();
-                        return;
-                    }
-                }
-            }
-            block.merge(staged, based_on);
+            block.merge(w.take_staged(), w.take_based_on());
         }
         if ddl && block.is_open() {
             block.ddl_ran(self.engine.store.snapshot());

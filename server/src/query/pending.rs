@@ -90,6 +90,7 @@ impl StatementWrites {
     /// READ COMMITTED, once `keys` are locked: 40001 if another block committed a change to
     /// one of them since this statement's snapshot (PostgreSQL would re-evaluate the row;
     /// a point statement reads the locked row at its latest commit and never needs to).
+    /// Otherwise the rows are recorded as based on what the statement read.
     pub fn check_unchanged(&self, engine: &Engine, keys: &[&[u8]]) -> Result<(), PgError> {
         if !self.read_committed || self.owner.is_none() || keys.is_empty() {
             return Ok(());
@@ -103,6 +104,13 @@ impl StatementWrites {
         let read = self.snapshot.multi_get(&fresh).map_err(internal)?;
         if latest != read {
             return Err(serialization_failure());
+        }
+        let mut based_on = self
+            .based_on
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (k, v) in fresh.into_iter().zip(read) {
+            based_on.entry(k.to_vec()).or_insert(v);
         }
         Ok(())
     }
@@ -306,16 +314,24 @@ pub async fn commit_block(
     if writes.is_empty() {
         return Ok(());
     }
-    let w = engine.begin_write().await;
+    let mut w = engine.begin_write().await;
     let latest = engine.store.snapshot();
     let keys: Vec<&Vec<u8>> = writes.keys().collect();
     let now = latest.multi_get(&keys).map_err(internal)?;
-    let mut then = snapshot.multi_get(&keys).map_err(internal)?;
-    for (k, t) in keys.iter().zip(then.iter_mut()) {
-        if let Some(v) = based_on.get(k.as_slice()) {
-            t.clone_from(v);
-        }
-    }
+    // What each key held when the block read it: its recorded version, else the snapshot's.
+    let unbased: Vec<&Vec<u8>> = keys
+        .iter()
+        .copied()
+        .filter(|k| !based_on.contains_key(k.as_slice()))
+        .collect();
+    let mut from_snapshot = snapshot.multi_get(&unbased).map_err(internal)?.into_iter();
+    let then: Vec<Option<Vec<u8>>> = keys
+        .iter()
+        .map(|k| match based_on.get(k.as_slice()) {
+            Some(v) => v.clone(),
+            None => from_snapshot.next().flatten(),
+        })
+        .collect();
     let written: HashSet<TableId> = writes.values().map(|p| p.table).collect();
     let live: HashSet<TableId> = engine
         .catalog
@@ -327,7 +343,13 @@ pub async fn commit_block(
     if now != then || dropped {
         return Err(serialization_failure());
     }
-    commit_writes(engine, w, writes, None).await
+    // The rows the writes replace were just read under the writer lock: the views' input.
+    apply_writes_over(engine, &mut w, writes, &now)?;
+    drop(w);
+    engine
+        .sync_commits()
+        .await
+        .map_err(|e| freshet_sql::error::map_df_error(&e))
 }
 
 /// Commits `writes` as one epoch, with every view's changes for them, not yet durable (see
@@ -354,24 +376,58 @@ fn apply_writes(
             .map_err(|e| freshet_sql::error::map_df_error(&e));
     }
     // Views need each written key's row as it was: read those of tables views read, only.
-    let tracked: HashMap<TableId, bool> = writes
-        .values()
-        .map(|p| p.table)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .map(|t| (t, engine.has_dependents(t)))
-        .collect();
+    let tracked = tracked_tables(engine, writes);
     let read: Vec<&Vec<u8>> = writes
         .iter()
         .filter(|(_, p)| tracked[&p.table])
         .map(|(k, _)| k)
         .collect();
-    let mut olds = engine
+    let olds = engine
         .store
         .snapshot()
         .multi_get(&read)
-        .map_err(internal)?
-        .into_iter();
+        .map_err(internal)?;
+    apply_with_olds(engine, w, writes, &tracked, olds)
+}
+
+/// Which of the tables `writes` touch have views over them.
+fn tracked_tables(engine: &Engine, writes: &WriteSet) -> HashMap<TableId, bool> {
+    writes
+        .values()
+        .map(|p| p.table)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .map(|t| (t, engine.has_dependents(t)))
+        .collect()
+}
+
+/// [`apply_writes`] with every written key's current row already read (`now`, in key order).
+fn apply_writes_over(
+    engine: &Engine,
+    w: &mut WriteState,
+    writes: &WriteSet,
+    now: &[Option<Vec<u8>>],
+) -> Result<(), PgError> {
+    let tracked = tracked_tables(engine, writes);
+    let olds = writes
+        .values()
+        .zip(now)
+        .filter(|(p, _)| tracked[&p.table])
+        .map(|(_, old)| old.clone())
+        .collect();
+    apply_with_olds(engine, w, writes, &tracked, olds)
+}
+
+/// Commits `writes` with the views' changes: `olds` are the replaced rows of the keys of
+/// `tracked` tables, in key order.
+fn apply_with_olds(
+    engine: &Engine,
+    w: &mut WriteState,
+    writes: &WriteSet,
+    tracked: &HashMap<TableId, bool>,
+    olds: Vec<Option<Vec<u8>>>,
+) -> Result<(), PgError> {
+    let mut olds = olds.into_iter();
     let mut batch = WriteBatch::default();
     let mut changes = EpochChanges::default();
     let decode = |b: &[u8]| row_codec::decode_row(b).map_err(internal);

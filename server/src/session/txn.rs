@@ -172,18 +172,6 @@ impl Block {
         }
     }
 
-    /// READ COMMITTED: which of `keys` the block has no version for yet (they were read at
-    /// the statement's snapshot).
-    pub fn unbased<'k>(&self, keys: impl Iterator<Item = &'k Vec<u8>>) -> Vec<Vec<u8>> {
-        match &self.open {
-            Some(o) if o.isolation == Isolation::ReadCommitted => keys
-                .filter(|k| !o.based_on.contains_key(*k) && !o.writes.contains_key(*k))
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
     /// A statement failed: so has the block.
     pub fn fail(&mut self) {
         if let Some(o) = &mut self.open {
