@@ -2,6 +2,7 @@
 //! cancel. Turns [`crate::session::Outcome`]s into protocol messages.
 
 pub mod auth;
+mod coalesce;
 mod encode;
 mod extended;
 pub mod limit;

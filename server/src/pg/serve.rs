@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::codec::{Framed, FramedParts};
 
+use super::coalesce::Coalesced;
 use super::extended::Prepared;
 use super::limit::{Budget, Limited, TooLarge};
 use super::ConnectionHandlers;
@@ -78,7 +79,8 @@ pub async fn serve(
     }
     // Messages past `max_message` bytes are refused from their header on.
     let parts = socket.into_parts();
-    let limited = Limited::new(parts.io, max_message, budget, &parts.read_buf)?;
+    // Responses go out in one write each (see coalesce.rs).
+    let limited = Limited::new(Coalesced::new(parts.io), max_message, budget, &parts.read_buf)?;
     let mut limited_parts = FramedParts::new(limited, parts.codec);
     limited_parts.read_buf = parts.read_buf;
     limited_parts.write_buf = parts.write_buf;
