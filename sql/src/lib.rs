@@ -21,6 +21,7 @@ pub mod df_convert;
 pub mod dml;
 pub mod error;
 pub mod insert;
+mod isolation;
 pub mod limits;
 pub mod names;
 pub mod point;
@@ -38,10 +39,11 @@ pub use insert::{ConflictAction, InsertPlan, OnConflict, ReturningItem};
 pub use sink::CreateSinkPlan;
 pub use source::CreateSourcePlan;
 pub use subscribe::{FetchCount, SubscribePlan};
+pub use isolation::Isolation;
 pub use statement::{
     CreateViewPlan,
     classify, classify_parsed, parse, parse_statements, CopyFormat, CopyFrom, Parsed, SetValue,
-    Isolation, Statement, TransactionOp, DML_TARGET_SCHEMA,
+    Statement, TransactionOp, DML_TARGET_SCHEMA,
 };
 
 /// The one schema (`public`).
