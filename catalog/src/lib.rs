@@ -193,6 +193,12 @@ impl Catalog {
         v
     }
 
+    /// Whether view `id` was defined in `snapshot` (a view created after it has no contents
+    /// or state there).
+    pub fn view_defined_in(snapshot: &freshet_state::Snapshot, id: TableId) -> Result<bool> {
+        Ok(snapshot.get(&view_key(id))?.is_some())
+    }
+
     /// Reserves the id a new view will get, so its state keys can be written before
     /// [`Catalog::create_view`] commits them. Only call under the engine's writer lock.
     pub fn peek_next_id(&self) -> TableId {

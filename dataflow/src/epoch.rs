@@ -9,7 +9,7 @@ use freshet_common::{Datum, TableId};
 use freshet_state::{Snapshot, WriteBatch};
 
 /// The base-relation changes an epoch applies, by table or view id.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct EpochChanges {
     /// (row, weight) per changed table.
     pub tables: HashMap<TableId, Vec<(Vec<Datum>, i64)>>,
@@ -65,6 +65,25 @@ pub struct EpochCtx<'a> {
     /// Input rows the view could not evaluate, taken out of its epoch (see
     /// `ops/bad_rows.rs`); the caller records them.
     pub errors: Vec<crate::ops::bad_rows::RowError>,
+    /// A preview ([`crate::Dataflows::preview`]): the epoch computes what it would change
+    /// and its batch is thrown away, so nothing that outlives it may change — operator caches
+    /// are neither read nor written (the snapshot may be older than what they hold), contents
+    /// logs take nothing, staging flags stay as they are. The snapshot has every contents
+    /// log folded.
+    pub preview: bool,
+}
+
+impl<'a> EpochCtx<'a> {
+    /// An epoch that commits: reads `snapshot`, writes into `batch`.
+    pub fn new(snapshot: &'a Snapshot, batch: &'a mut WriteBatch, initial: bool) -> Self {
+        EpochCtx {
+            snapshot,
+            batch,
+            initial,
+            errors: Vec::new(),
+            preview: false,
+        }
+    }
 }
 
 /// A state store error as DataFusion carries ours (the server unwraps it again).

@@ -620,12 +620,7 @@ impl Dataflows {
             if !view.inputs.iter().any(|i| changed.contains(i)) {
                 continue;
             }
-            let mut ctx = EpochCtx {
-                snapshot,
-                batch,
-                initial: false,
-                errors: Vec::new(),
-            };
+            let mut ctx = EpochCtx::new(snapshot, batch, false);
             let wanted = read.contains(&view.id) || self.is_observed(view.id);
             let out = view.process(changes, &mut ctx, wanted)?;
             record_errors(view.id, &mut ctx);
@@ -642,6 +637,47 @@ impl Dataflows {
         self.last_epoch.0.store(added.0, Ordering::Relaxed);
         self.last_epoch.1.store(added.1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// What `view` would become if `changes` (to base tables) committed over `snapshot`: its
+    /// changes (consolidated), from one epoch run through it and the views it reads, whose
+    /// writes are thrown away ([`EpochCtx::preview`]: caches, contents logs and every other
+    /// state that outlives the run stay as they were). `snapshot` must have every contents
+    /// log folded (`Engine::read_snapshot`'s). This is how a transaction block reads a view
+    /// over its own pending writes. Call between epochs (under the writer lock): operators
+    /// share per-epoch buffers.
+    pub fn preview(
+        &self,
+        view: TableId,
+        mut changes: EpochChanges,
+        snapshot: &Snapshot,
+    ) -> Result<Vec<(Vec<Datum>, i64)>> {
+        let views = self.read().clone();
+        // The view and every view it reads, directly or through others.
+        let mut needed: HashSet<TableId> = HashSet::new();
+        let mut todo = vec![view];
+        while let Some(id) = todo.pop() {
+            if let Some(v) = views.get(&id) {
+                if needed.insert(id) {
+                    todo.extend(v.inputs.iter().copied());
+                }
+            }
+        }
+        let mut batch = WriteBatch::default();
+        let mut changed: HashSet<TableId> = changes.changed().collect();
+        for (id, v) in &views {
+            if !needed.contains(id) || !v.inputs.iter().any(|i| changed.contains(i)) {
+                continue;
+            }
+            let mut ctx = EpochCtx::new(snapshot, &mut batch, false);
+            ctx.preview = true;
+            let out = v.process(&changes, &mut ctx, true)?;
+            if !out.is_empty() {
+                changed.insert(*id);
+                changes.tables.insert(*id, out);
+            }
+        }
+        Ok(changes.tables.remove(&view).unwrap_or_default())
     }
 
     /// Fills a new view from the committed state in `snapshot`: every input's current rows
@@ -665,12 +701,7 @@ impl Dataflows {
             };
             changes.tables.insert(input, rows);
         }
-        let mut ctx = EpochCtx {
-            snapshot,
-            batch,
-            initial: true,
-            errors: Vec::new(),
-        };
+        let mut ctx = EpochCtx::new(snapshot, batch, true);
         view.process(&changes, &mut ctx, false)?;
         record_errors(view.id, &mut ctx);
         Ok(())

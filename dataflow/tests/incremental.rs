@@ -245,12 +245,7 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
             changes.add(t.id, t.rows.clone(), 1);
         }
         // The backfill epoch, as the server runs it: every input's rows at once.
-        let mut ectx = freshet_dataflow::EpochCtx {
-            snapshot: &snapshot,
-            batch: &mut batch,
-            initial: true,
-            errors: Vec::new(),
-        };
+        let mut ectx = freshet_dataflow::EpochCtx::new(&snapshot, &mut batch, true);
         view.process(&changes, &mut ectx, false).expect("backfill");
         store.write(batch).expect("commit");
     }
@@ -278,6 +273,23 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
         }
         if flows.must_fold() {
             fold(&store, &flows);
+        }
+        if flows.log_generation().is_multiple_of(2) {
+            // Every log folded: a preview of the epoch must give what it will commit.
+            let snapshot = store.snapshot();
+            let preview = flows
+                .preview(view_id, changes.clone(), &snapshot)
+                .unwrap_or_else(|e| panic!("{sql} seed {seed} step {step} preview: {e}"));
+            let mut rows = read_view_rows(&snapshot, &view).expect("read view");
+            rows.extend(preview);
+            check_rows(
+                multiset(rows),
+                &tables,
+                sql,
+                seed,
+                &format!("{step} preview"),
+            )
+            .await;
         }
         let snapshot = store.snapshot();
         let mut batch = freshet_state::WriteBatch::default();
@@ -319,6 +331,11 @@ async fn compare(
     step: &str,
 ) {
     let got = multiset(read_view_rows(&store.snapshot(), view).expect("read view"));
+    check_rows(got, tables, sql, seed, step).await;
+}
+
+/// `got` equals what the view's query computes from scratch over `tables`.
+async fn check_rows(got: BTreeMap<String, i64>, tables: &Tables, sql: &str, seed: u64, step: &str) {
     let want = recompute(tables, sql).await;
     if got != want {
         let only_got: HashMap<_, _> = got

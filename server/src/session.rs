@@ -273,13 +273,26 @@ impl Session {
             Err(e) => Err(e),
         };
         *self.current() = None;
-        self.statement_done(writes.as_deref(), ddl, result.is_ok());
+        // DDL committed: a block reads on from after it, with every contents log folded
+        // (views are read over the block's writes from this snapshot).
+        let after_ddl = if ddl && result.is_ok() && self.block().is_open() {
+            let folded = self.engine.read_snapshot().await;
+            Some(folded.unwrap_or_else(|_| self.engine.store.snapshot()))
+        } else {
+            None
+        };
+        self.statement_done(writes.as_deref(), after_ddl, result.is_ok());
         result
     }
 
     /// Ends a statement of the block (if one is open): a success adds its staged writes, a
     /// failure fails the block; DDL, which committed, moves the block to a new snapshot.
-    fn statement_done(&self, writes: Option<&StatementWrites>, ddl: bool, ok: bool) {
+    fn statement_done(
+        &self,
+        writes: Option<&StatementWrites>,
+        after_ddl: Option<freshet_state::Snapshot>,
+        ok: bool,
+    ) {
         let mut block = self.block();
         if !ok {
             block.fail();
@@ -288,8 +301,8 @@ impl Session {
         if let Some(w) = writes {
             block.merge(w.take_staged(), w.take_based_on());
         }
-        if ddl && block.is_open() {
-            block.ddl_ran(self.engine.store.snapshot());
+        if let Some(snapshot) = after_ddl {
+            block.ddl_ran(snapshot);
         }
     }
 

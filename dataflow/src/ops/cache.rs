@@ -322,6 +322,21 @@ where
         };
         Ok((out, found))
     }
+
+    /// [`Cache::multi_get`] for an epoch that must not touch the cache (a preview, whose
+    /// snapshot may be older than what the cache holds): every key read from `snapshot`.
+    pub fn read_uncached(
+        snapshot: &Snapshot,
+        keys: &[Vec<u8>],
+        decode: impl Fn(&[u8]) -> Result<T>,
+    ) -> Result<(Vec<Option<T>>, Found)> {
+        let read = snapshot.multi_get(keys).map_err(state_err)?;
+        let values = read
+            .into_iter()
+            .map(|v| v.map(|b| decode(&b)).transpose())
+            .collect::<Result<_>>()?;
+        Ok((values, Found::default()))
+    }
 }
 
 impl AccCache {

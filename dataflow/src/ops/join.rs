@@ -156,7 +156,9 @@ impl JoinOp {
             }
         }
         let mut loaded: HashMap<Vec<u8>, Arc<Rows>> = HashMap::with_capacity(wanted.len());
-        wanted.retain(|prefix| match self.cache.get(prefix) {
+        // A preview's snapshot may be older than what the cache holds: it reads the store.
+        let cached = !ctx.preview;
+        wanted.retain(|prefix| match self.cache.get(prefix).filter(|_| cached) {
             Some(rows) => {
                 loaded.insert(prefix.clone(), rows);
                 false
@@ -173,7 +175,9 @@ impl JoinOp {
                 ));
             }
             let rows = Arc::new(rows);
-            self.cache.insert(prefix.clone(), Arc::clone(&rows));
+            if cached {
+                self.cache.insert(prefix.clone(), Arc::clone(&rows));
+            }
             loaded.insert(prefix, rows);
         }
         let empty = Rows::new();
@@ -276,7 +280,9 @@ impl JoinOp {
         let mut weights: Vec<i64> = Vec::new();
         for (side, key, delta) in writes {
             let prefix = self.side_prefix(*side, key);
-            self.cache.remove(&prefix);
+            if !ctx.preview {
+                self.cache.remove(&prefix);
+            }
             for (b, _, w) in consolidate((*delta).clone()) {
                 let full = [prefix.as_slice(), &b].concat();
                 if w > 0 {

@@ -67,6 +67,10 @@ pub async fn select(
     let Some(view) = view else {
         return Ok(None);
     };
+    if block.is_some_and(|b| super::view::block_touches(engine, &view, b)) {
+        // Its rows over the block's writes come from a preview epoch (query/view.rs).
+        return Ok(None);
+    }
     let Some((out, columns)) = output(&view.schema, shape) else {
         return Ok(None);
     };

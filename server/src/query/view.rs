@@ -3,6 +3,7 @@
 //! memcomparable encoding of the row, so filters on the view's first column read only their
 //! key range.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,11 +15,12 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::ExecutionPlan;
-use freshet_common::Datum;
-use freshet_dataflow::{decode_contents, MaterializedView};
+use freshet_common::{Datum, PgError, TableId};
+use freshet_dataflow::{contents_key, decode_contents, EpochChanges, MaterializedView};
 use freshet_sql::df_convert::rows_to_batch;
-use freshet_state::{next_key, Snapshot};
+use freshet_state::{next_key, row_codec, Snapshot};
 
+use super::pending::{Pending, StatementWrites};
 use super::provider::StatementSnapshot;
 use super::scan::{column_range, KeyRange};
 use crate::engine::Engine;
@@ -84,6 +86,13 @@ impl TableProvider for ViewTable {
             None => (0..self.view.schema.fields().len()).collect(),
         };
         let schema = Arc::new(self.view.schema.project(&columns)?);
+        // In a transaction block, the view as its pending writes change it.
+        let pending = match state.config().get_extension::<StatementWrites>() {
+            Some(w) => pending_changes(&self.engine, &self.view, &w)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            None => None,
+        };
         let scan = ViewScan {
             snapshot: StatementSnapshot::of(state, &self.engine),
             prefix,
@@ -91,6 +100,7 @@ impl TableProvider for ViewTable {
             schema: Arc::clone(&schema),
             columns,
             limit,
+            pending: pending.map(Arc::new),
         };
         Ok(Arc::new(StreamingTableExec::try_new(
             schema,
@@ -111,6 +121,8 @@ struct ViewScan {
     schema: SchemaRef,
     columns: Vec<usize>,
     limit: Option<usize>,
+    /// A transaction block's changes to the view's rows, laid over the stored ones.
+    pending: Option<Arc<Vec<(Vec<Datum>, i64)>>>,
 }
 
 impl PartitionStream for ViewScan {
@@ -119,6 +131,22 @@ impl PartitionStream for ViewScan {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        if let Some(pending) = &self.pending {
+            let batches =
+                overlaid(&self.snapshot, &self.prefix, pending, self.limit).and_then(|rows| {
+                    rows.chunks(BATCH_ROWS)
+                        .map(|c| rows_to_batch(c, &self.schema, &self.columns))
+                        .collect::<Result<Vec<_>>>()
+                });
+            let stream: Vec<Result<_>> = match batches {
+                Ok(b) => b.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            return Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&self.schema),
+                futures::stream::iter(stream),
+            ));
+        }
         let snapshot = Arc::clone(&self.snapshot);
         let prefix = self.prefix.clone();
         let upper = self.range.upper.clone();
@@ -162,4 +190,115 @@ impl PartitionStream for ViewScan {
             futures::stream::iter(iter),
         ))
     }
+}
+
+/// The view's base relations (tables and sources): what it reads, through other views.
+fn base_relations(engine: &Engine, view: &MaterializedView) -> HashSet<TableId> {
+    let mut out = HashSet::new();
+    let mut todo = view.inputs.clone();
+    let mut seen = HashSet::new();
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        match engine.dataflows.get(id) {
+            Some(v) => todo.extend(v.inputs.iter().copied()),
+            None => {
+                out.insert(id);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a transaction block's pending writes touch a relation `view` reads.
+pub fn block_touches(engine: &Engine, view: &MaterializedView, writes: &StatementWrites) -> bool {
+    if writes.block.is_empty() {
+        return false;
+    }
+    let tables = base_relations(engine, view);
+    writes.block.values().any(|p| tables.contains(&p.table))
+}
+
+/// What a transaction block's pending writes change in `view`'s rows (`None`: they touch
+/// nothing it reads): its base tables' changes run through its dataflow as a preview epoch
+/// over the block's snapshot (`Dataflows::preview`), whose writes are thrown away. Nothing
+/// is recomputed: the epoch does the work COMMIT will do.
+pub async fn pending_changes(
+    engine: &Engine,
+    view: &MaterializedView,
+    writes: &StatementWrites,
+) -> Result<Option<Vec<(Vec<Datum>, i64)>>, PgError> {
+    if !block_touches(engine, view, writes) {
+        return Ok(None);
+    }
+    let tables = base_relations(engine, view);
+    let snapshot = &writes.snapshot;
+    if !freshet_catalog::Catalog::view_defined_in(snapshot, view.id).map_err(PgError::internal)? {
+        return Err(PgError::not_supported(format!(
+            "reading materialized view \"{}\", created after this transaction's snapshot, \
+             over the transaction's own writes",
+            view.name
+        )));
+    }
+    let touched: Vec<(&Vec<u8>, &Pending)> = writes
+        .block
+        .iter()
+        .filter(|(_, p)| tables.contains(&p.table))
+        .collect();
+    let keys: Vec<&Vec<u8>> = touched.iter().map(|(k, _)| *k).collect();
+    let olds = snapshot.multi_get(&keys).map_err(PgError::internal)?;
+    let decode = |b: &[u8]| row_codec::decode_row(b).map_err(PgError::internal);
+    let mut changes = EpochChanges::default();
+    for ((_, p), old) in touched.into_iter().zip(olds) {
+        if let Some(old) = old {
+            changes.add(p.table, [decode(&old)?], -1);
+        }
+        if let Some(row) = &p.row {
+            changes.add(p.table, [decode(row)?], 1);
+        }
+    }
+    // Between epochs: operators share per-epoch buffers.
+    let _writer = engine.begin_write().await;
+    engine
+        .dataflows
+        .preview(view.id, changes, snapshot)
+        .map(Some)
+        .map_err(|e| freshet_sql::error::map_df_error(&e))
+}
+
+/// The view's rows in `snapshot` with `changes` applied, in contents order, each as many
+/// times as it is held (at most `limit` rows).
+fn overlaid(
+    snapshot: &Snapshot,
+    prefix: &[u8],
+    changes: &[(Vec<Datum>, i64)],
+    limit: Option<usize>,
+) -> Result<Vec<Vec<Datum>>> {
+    let mut counted: BTreeMap<Vec<u8>, (Vec<Datum>, i64)> = BTreeMap::new();
+    let mut add = |row: Vec<Datum>, n: i64| {
+        let key = contents_key(&[], &row);
+        counted.entry(key).or_insert((row, 0)).1 += n;
+    };
+    for (_, v) in snapshot
+        .scan_prefix(prefix)
+        .map_err(|e| DataFusionError::External(Box::new(e)))?
+    {
+        let (n, row) = decode_contents(&v)?;
+        add(row, n);
+    }
+    for (row, n) in changes {
+        add(row.clone(), *n);
+    }
+    let mut rows = Vec::new();
+    let limit = limit.unwrap_or(usize::MAX);
+    for (row, n) in counted.into_values() {
+        for _ in 0..n.max(0) {
+            if rows.len() == limit {
+                return Ok(rows);
+            }
+            rows.push(row.clone());
+        }
+    }
+    Ok(rows)
 }

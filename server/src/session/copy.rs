@@ -48,7 +48,7 @@ impl Session {
                 let result = c
                     .finish(&self.engine, self.statement_state(), writes.clone())
                     .await;
-                self.statement_done(writes.as_deref(), false, result.is_ok());
+                self.statement_done(writes.as_deref(), None, result.is_ok());
                 result
             }
             _ => Ok(0),

@@ -85,7 +85,7 @@ impl AggregateOp {
         layout: &ContentsLayout,
         output: bool,
     ) -> Result<Vec<(Vec<Datum>, i64)>> {
-        let log = layout.log.as_ref().filter(|_| !ctx.initial);
+        let log = layout.log.as_ref().filter(|_| !ctx.initial && !ctx.preview);
         if log.is_some() {
             // Groups whose entries lag behind the log live only here until the next fold.
             self.cache.hold();
@@ -172,7 +172,9 @@ impl AggregateOp {
             self.take_staged(|staged| entry.extend_staged(staged));
             log.append(ctx.snapshot, ctx.batch, entry);
         }
-        self.cache.set_accs(&found, &keys, accs);
+        if !ctx.preview {
+            self.cache.set_accs(&found, &keys, accs);
+        }
         if !output {
             return Ok(vec![]);
         }

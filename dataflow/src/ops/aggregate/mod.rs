@@ -373,7 +373,9 @@ impl AggregateOp {
                 out.extend(s.new.map(|r| (r, 1)));
             }
         }
-        self.cache.set_accs(&found, &keys, accs);
+        if !ctx.preview {
+            self.cache.set_accs(&found, &keys, accs);
+        }
         if out.is_empty() {
             return Ok(None);
         }
@@ -411,7 +413,9 @@ impl AggregateOp {
             collected.bounds.iter_mut().for_each(|b| b.push(0));
         }
         let groups = &collected.groups;
-        self.staged_buffer().clear();
+        if !ctx.preview {
+            self.staged_buffer().clear();
+        }
         if groups.is_empty() {
             return Ok(Touched::default());
         }
@@ -419,6 +423,7 @@ impl AggregateOp {
         // except in a backfill, whose one epoch would make one huge entry.
         let stage = self.occurrences
             && !ctx.initial
+            && !ctx.preview
             && matches!(home, AccHome::Contents(layout) if layout.log.is_some())
             && self.staging.load(Ordering::SeqCst);
         let keys: Vec<Vec<u8>> = groups
@@ -428,11 +433,16 @@ impl AggregateOp {
                 AccHome::Contents(layout) => layout.key(&g.datums),
             })
             .collect();
-        let (old_accs, found) = self.cache.multi_get(ctx.snapshot, &keys, |b| {
+        let decode = |b: &[u8]| {
             Ok(Arc::from(
                 row_codec::decode_row(home.acc(b)?).map_err(state_err)?,
             ))
-        })?;
+        };
+        let (old_accs, found) = if ctx.preview {
+            AccCache::read_uncached(ctx.snapshot, &keys, decode)?
+        } else {
+            self.cache.multi_get(ctx.snapshot, &keys, decode)?
+        };
         // Every multiset entry this epoch touches, read in one MultiGet.
         let mut value_keys: Vec<Vec<u8>> = Vec::new();
         for (gi, g) in groups.iter().enumerate() {

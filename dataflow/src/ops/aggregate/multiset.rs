@@ -152,10 +152,13 @@ impl AggregateOp {
             }
             return Ok(first.map_or_else(|| old_v.clone(), |(_, v)| pick(v)));
         }
-        // Reads the multiset: its staged occurrences must be in the state first.
-        self.retracted.store(true, Ordering::SeqCst);
-        if self.staged_in_log.load(Ordering::SeqCst) {
-            return Err(needs_fold());
+        // Reads the multiset: its staged occurrences must be in the state first (a
+        // preview's snapshot has them folded).
+        if !ctx.preview {
+            self.retracted.store(true, Ordering::SeqCst);
+            if self.staged_in_log.load(Ordering::SeqCst) {
+                return Err(needs_fold());
+            }
         }
         let prefix = self.multiset_prefix(agg, group);
         let changed = if self.occurrences {
