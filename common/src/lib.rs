@@ -16,6 +16,6 @@ pub use datum::{Datum, ValueRef};
 pub use error::{PgError, SqlState, UserError};
 pub use ids::TableId;
 pub use selection::{Selected, Selection};
-pub use sink::{FileSinkConfig, SinkConfig, SinkMode};
+pub use sink::{FileSinkConfig, KafkaSinkConfig, KafkaSinkFormat, SinkConfig, SinkMode};
 pub use source::{IncludeKind, SourceFormat, WatermarkDef};
 pub use types::SqlType;

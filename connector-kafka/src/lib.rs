@@ -17,6 +17,7 @@ pub mod options;
 pub mod positions;
 pub mod prune;
 pub mod reader;
+pub mod sink;
 pub mod tweets;
 
 pub use json::{BadMessage, JsonDecoder, Message, Origins};

@@ -118,6 +118,21 @@ fn names_file(property: &str) -> bool {
 }
 
 impl PropertyPolicy {
+    /// [`PropertyPolicy::check`] for a sink's producer, which may also set producer tuning
+    /// properties ([`crate::sink::PRODUCER_ALLOWED`]); the idempotence and acknowledgement
+    /// settings exactly-once rests on are the sink's own.
+    pub fn check_producer(&self, property: &str, value: &str) -> Result<()> {
+        if matches!(property, "enable.idempotence" | "acks" | "request.required.acks" | "transactional.id") {
+            return Err(Error::Forbidden(format!(
+                "option \"properties.{property}\" is set by the sink itself (exactly-once depends on it)"
+            )));
+        }
+        if crate::sink::PRODUCER_ALLOWED.contains(&property) {
+            return Ok(());
+        }
+        self.check(property, value)
+    }
+
     /// Checks one `properties.*` option (without the prefix) against the policy.
     pub fn check(&self, property: &str, value: &str) -> Result<()> {
         if self.allow_any || ALLOWED.contains(&property) {

@@ -6,6 +6,10 @@
 //!   WITH (connector = 'file', path = '/dir', [type = 'append-only' | 'changelog'],
 //!         [force_append_only = 'true'], [rollover_rows = n], [rollover_seconds = n])
 //!   [FORMAT PLAIN ENCODE PARQUET]
+//! CREATE SINK [IF NOT EXISTS] name FROM relation
+//!   WITH (connector = 'kafka', topic = 't', properties.bootstrap.server = 'host:port',
+//!         [primary_key = 'col, …'], [properties.<librdkafka property> = …])
+//!   [FORMAT PLAIN | UPSERT | DEBEZIUM ENCODE JSON [(force_append_only = 'true')]]
 //! DROP SINK [IF EXISTS] name [, …]
 //! SHOW SINKS
 //! ```
@@ -13,7 +17,9 @@
 use std::collections::BTreeMap;
 
 use datafusion::sql::sqlparser::tokenizer::Token;
-use freshet_common::{FileSinkConfig, PgError, SinkConfig, SinkMode, SqlState};
+use freshet_common::{
+    FileSinkConfig, KafkaSinkConfig, KafkaSinkFormat, PgError, SinkConfig, SinkMode, SqlState,
+};
 
 use crate::words::{
     drop_targets,
@@ -78,20 +84,38 @@ fn parse_create(sql: &str) -> Result<SinkStatement, PgError> {
     expect_word(&mut p, "from")?;
     let from = object_name(&p.parse_object_name(false).map_err(syntax)?)?;
     expect_word(&mut p, "with")?;
-    let options = parse_options(&mut p)?;
-    let encode = if word(&mut p, "format") {
+    let mut options = parse_options(&mut p)?;
+    let format = if word(&mut p, "format") {
         let format = ident_word(&mut p)?;
         expect_word(&mut p, "encode")?;
         let encode = ident_word(&mut p)?;
-        if format != "plain" {
-            return Err(PgError::not_supported(format!("sink FORMAT {}", format.to_uppercase())));
+        if matches!(p.peek_token().token, Token::LParen) {
+            // FORMAT … ENCODE … (options): RisingWave puts force_append_only and the like here.
+            for (k, v) in parse_options(&mut p)? {
+                options.insert(k, v);
+            }
         }
-        Some(encode)
+        Some((format, encode))
     } else {
         None
     };
     expect_end(&mut p)?;
-    let config = bind_config(options, encode.as_deref())?;
+    let config = match options.get("connector").map(String::as_str) {
+        Some("kafka") => bind_kafka(options, format)?,
+        _ => {
+            let encode = match &format {
+                Some((f, _)) if f != "plain" => {
+                    return Err(PgError::not_supported(format!(
+                        "file sinks with FORMAT {}",
+                        f.to_uppercase()
+                    )))
+                }
+                Some((_, e)) => Some(e.as_str()),
+                None => None,
+            };
+            bind_config(options, encode)?
+        }
+    };
     Ok(SinkStatement::Create(Box::new(CreateSinkPlan {
         name,
         if_not_exists,
@@ -121,7 +145,6 @@ fn bind_config(mut o: BTreeMap<String, String>, encode: Option<&str>) -> Result<
         .ok_or_else(|| invalid("a sink needs the option connector (for example 'file')".into()))?;
     match connector.as_str() {
         "file" | "fs" => {}
-        "kafka" => return Err(PgError::not_supported("sinks with connector 'kafka'")),
         other => return Err(invalid(format!("unknown sink connector \"{other}\""))),
     }
     if let Some(e) = encode.filter(|e| *e != "parquet") {
@@ -177,6 +200,78 @@ fn bind_config(mut o: BTreeMap<String, String>, encode: Option<&str>) -> Result<
     }))
 }
 
+/// Binds a Kafka sink's `WITH (…)` and `FORMAT … ENCODE JSON`.
+fn bind_kafka(
+    mut o: BTreeMap<String, String>,
+    format: Option<(String, String)>,
+) -> Result<SinkConfig, PgError> {
+    o.remove("connector");
+    let topic = o
+        .remove("topic")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid("a Kafka sink needs the option topic".into()))?;
+    let bootstrap = o
+        .remove("properties.bootstrap.server")
+        .or_else(|| o.remove("properties.bootstrap.servers"))
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| invalid("a Kafka sink needs the option properties.bootstrap.server".into()))?;
+    let force_append_only = match o.remove("force_append_only") {
+        Some(v) => parse_bool("force_append_only", &v)?,
+        None => false,
+    };
+    let primary_key: Vec<String> = match o.remove("primary_key") {
+        Some(v) => v
+            .split(',')
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect(),
+        None => Vec::new(),
+    };
+    // FORMAT decides; without it, the legacy `type` option does (RisingWave's both).
+    let kind = match (&format, o.remove("type")) {
+        (Some((f, _)), _) => f.clone(),
+        (None, Some(t)) => t.to_ascii_lowercase().replace('_', "-"),
+        (None, None) => "plain".to_owned(),
+    };
+    let format_kind = match kind.as_str() {
+        "plain" | "append-only" => KafkaSinkFormat::Plain,
+        "upsert" => KafkaSinkFormat::Upsert,
+        "debezium" => KafkaSinkFormat::Debezium,
+        other => return Err(PgError::not_supported(format!("Kafka sinks with FORMAT {}", other.to_uppercase()))),
+    };
+    if let Some((_, e)) = format.as_ref().filter(|(_, e)| e != "json") {
+        return Err(PgError::not_supported(format!("Kafka sinks with ENCODE {}", e.to_uppercase())));
+    }
+    if format_kind != KafkaSinkFormat::Plain && primary_key.is_empty() {
+        return Err(invalid(format!(
+            "a {} Kafka sink needs the option primary_key (its key columns, comma-separated)",
+            kind.to_uppercase()
+        )));
+    }
+    if format_kind != KafkaSinkFormat::Plain && force_append_only {
+        return Err(invalid("force_append_only applies to FORMAT PLAIN only".into()));
+    }
+    let mut properties = Vec::new();
+    let mut unknown = None;
+    for (k, v) in o {
+        match k.strip_prefix("properties.") {
+            Some(p) => properties.push((p.to_owned(), v)),
+            None => unknown = unknown.or(Some(k)),
+        }
+    }
+    if let Some(k) = unknown {
+        return Err(invalid(format!("unknown Kafka sink option \"{k}\"")));
+    }
+    Ok(SinkConfig::Kafka(KafkaSinkConfig {
+        topic,
+        bootstrap,
+        properties,
+        format: format_kind,
+        force_append_only,
+        primary_key,
+    }))
+}
+
 fn parse_bool(key: &str, v: &str) -> Result<bool, PgError> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "on" | "1" => Ok(true),
@@ -218,17 +313,37 @@ mod tests {
             "CREATE SINK s FROM v WITH (connector = 'file', path = '/tmp/x', rollover_rows = 10) FORMAT PLAIN ENCODE PARQUET",
         )
         .unwrap();
-        let SinkConfig::File(f) = p.config;
+        let SinkConfig::File(f) = p.config else { panic!() };
         assert_eq!((f.path.as_str(), f.mode, f.rollover_rows), ("/tmp/x", SinkMode::AppendOnly, 10));
         let p = create("CREATE SINK s FROM v WITH (connector = 'file', path = 'd', type = 'changelog')").unwrap();
-        let SinkConfig::File(f) = p.config;
+        let SinkConfig::File(f) = p.config else { panic!() };
         assert_eq!(f.mode, SinkMode::Changelog);
+        let p = create(
+            "CREATE SINK s FROM v WITH (connector = 'kafka', topic = 't', properties.bootstrap.server = 'h:1', \
+             primary_key = 'a, B', properties.linger.ms = '5') FORMAT UPSERT ENCODE JSON",
+        )
+        .unwrap();
+        let SinkConfig::Kafka(k) = p.config else { panic!() };
+        assert_eq!(
+            (k.topic.as_str(), k.bootstrap.as_str(), k.format, k.primary_key.clone(), k.properties.clone()),
+            ("t", "h:1", KafkaSinkFormat::Upsert, vec!["a".to_owned(), "b".to_owned()], vec![("linger.ms".to_owned(), "5".to_owned())])
+        );
+        let p = create(
+            "CREATE SINK s FROM v WITH (connector = 'kafka', topic = 't', properties.bootstrap.server = 'h:1') \
+             FORMAT PLAIN ENCODE JSON (force_append_only = 'true')",
+        )
+        .unwrap();
+        let SinkConfig::Kafka(k) = p.config else { panic!() };
+        assert!(k.force_append_only && k.format == KafkaSinkFormat::Plain);
         for (sql, state) in [
             ("CREATE SINK s FROM v WITH (path = 'd')", "22023"),
             ("CREATE SINK s FROM v WITH (connector = 'file')", "22023"),
             ("CREATE SINK s FROM v WITH (connector = 'file', path = 'd', bogus = 1)", "22023"),
             ("CREATE SINK s FROM v WITH (connector = 'file', path = 'd', rollover_rows = 0)", "22023"),
-            ("CREATE SINK s FROM v WITH (connector = 'kafka', topic = 't')", "0A000"),
+            ("CREATE SINK s FROM v WITH (connector = 'kafka', topic = 't')", "22023"),
+            ("CREATE SINK s FROM v WITH (connector = 'kafka', topic = 't', properties.bootstrap.server = 'h:1') FORMAT UPSERT ENCODE JSON", "22023"),
+            ("CREATE SINK s FROM v WITH (connector = 'kafka', topic = 't', properties.bootstrap.server = 'h:1') FORMAT PLAIN ENCODE AVRO", "0A000"),
+            ("CREATE SINK s FROM v WITH (connector = 'kafka', topic = 't', properties.bootstrap.server = 'h:1', nope = 1)", "22023"),
             ("CREATE SINK s AS SELECT 1", "0A000"),
             ("CREATE SINK s FROM v WITH (connector = 'file', path = 'd') FORMAT PLAIN ENCODE JSON", "0A000"),
         ] {

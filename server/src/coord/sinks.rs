@@ -3,28 +3,24 @@
 //! ingest or DML; it catches up from the changelog, which keeps every entry the sink has not
 //! committed.
 //!
-//! The Parquet file sink commits in two phases. A file holds the changes of epochs
-//! `first..=last` and is written under a hidden temporary name (`.part-<first>-<last>.parquet.tmp`)
-//! and synced (prepare); the sink's progress (`last`) commits in RocksDB (commit); then the file
-//! is renamed to `part-<first>-<last>.parquet` and the directory synced (finish). At start, a
-//! temporary file at or below the committed progress is finished, one above it is deleted: after
-//! a crash at any moment no partial file is visible and no epoch is in two files.
+//! Each connector's protocol lives beside this file: Parquet files committed in two phases
+//! (`sinks/file.rs`), Kafka messages that carry their place in the output, read back after a
+//! restart (`sinks/kafka.rs`).
+
+mod file;
+mod kafka;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::parquet::arrow::ArrowWriter;
 use freshet_catalog::SinkDef;
-use freshet_common::{Datum, FileSinkConfig, PgError, SinkConfig, SinkMode, SqlState, TableId};
+use freshet_common::{Datum, PgError, SinkConfig, SinkMode, SqlState, TableId};
 use freshet_state::{meta_key, WriteBatch};
 use tokio::sync::watch;
 
-use super::changelog;
+use super::subscriptions::EpochRows;
 use crate::engine::Engine;
 
 /// The running sinks.
@@ -57,7 +53,7 @@ impl SinkRuntime {
         lock(&self.status).clone()
     }
 
-    fn set_status(&self, s: impl Into<String>) {
+    pub(super) fn set_status(&self, s: impl Into<String>) {
         *lock(&self.status) = s.into();
     }
 }
@@ -118,29 +114,35 @@ pub async fn create(
             format!("materialized view \"{}\" is not running", plan.from),
         )
     })?;
-    let SinkConfig::File(cfg) = &plan.config;
-    if cfg.mode == SinkMode::AppendOnly && !view.is_append_only() {
-        return Err(PgError::new(
-            SqlState::INVALID_PARAMETER_VALUE,
-            format!(
-                "materialized view \"{}\" can retract rows, which an append-only sink cannot write",
-                plan.from
-            ),
-        )
-        .with_hint("Use type = 'changelog' to write every change with its sign, or force_append_only = 'true' to drop retractions."));
-    }
-    let dir = PathBuf::from(&cfg.path);
-    std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, &e))?;
     let snapshot = engine.fold_for_read(&mut w).map_err(|e| freshet_sql::error::map_df_error(&e))?;
     let start = w.epoch();
     let id = engine.catalog.peek_next_id();
-    let schema = output_schema(&view.schema, cfg.mode);
-    // Prepare: the view's rows as of `start`, as the file of epochs 0..=start.
-    let rows = freshet_dataflow::read_view_rows(&snapshot, &view)
-        .map_err(|e| freshet_sql::error::map_df_error(&e))?;
-    let changes = vec![changelog_rows(start, rows)];
-    let prepared = prepare_file(&dir, &schema, cfg.mode, 0, start, &changes)
-        .map_err(|e| io_error(&dir, &e))?;
+    // The view's rows as of `start`: the first output, of epochs 0..=start.
+    let rows = || {
+        freshet_dataflow::read_view_rows(&snapshot, &view)
+            .map_err(|e| freshet_sql::error::map_df_error(&e))
+    };
+    let first = match &plan.config {
+        SinkConfig::File(cfg) => {
+            if cfg.mode == SinkMode::AppendOnly && !view.is_append_only() {
+                return Err(retracting_view(&plan.from, "type = 'changelog'"));
+            }
+            let dir = PathBuf::from(&cfg.path);
+            std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, &e))?;
+            let schema = file::output_schema(&view.schema, cfg.mode);
+            let changes = vec![changelog_rows(start, rows()?)];
+            // Prepared now, finished once the sink commits.
+            let prepared = file::prepare_file(&dir, &schema, cfg.mode, 0, start, &changes)
+                .map_err(|e| io_error(&dir, &e))?;
+            First::File(dir, prepared)
+        }
+        SinkConfig::Kafka(cfg) => {
+            let keys = kafka::check(engine, cfg, &view, &plan.from)?;
+            let tag = kafka::tag(&plan.name, id);
+            let sent = kafka::write_first(cfg, &view.schema, &keys, &tag, start, rows()?).await?;
+            First::Kafka(sent)
+        }
+    };
     let def = SinkDef {
         id,
         name: plan.name.clone(),
@@ -153,20 +155,45 @@ pub async fn create(
     let def = match engine.catalog.create_sink(def, batch) {
         Ok(d) => d,
         Err(e) => {
-            if let Some((tmp, _)) = &prepared {
+            if let First::File(_, Some((tmp, _))) = &first {
                 let _ = std::fs::remove_file(tmp);
             }
             return Err(crate::session::user_error(e));
         }
     };
     let rt = start_runtime(engine, def, start);
-    if let Some((tmp, n)) = prepared {
-        finish_file(&tmp).map_err(|e| io_error(&dir, &e))?;
-        rt.rows.fetch_add(n, Ordering::Relaxed);
-        rt.files.fetch_add(1, Ordering::Relaxed);
+    match first {
+        First::File(dir, Some((tmp, n))) => {
+            file::finish_file(&tmp).map_err(|e| io_error(&dir, &e))?;
+            rt.rows.fetch_add(n, Ordering::Relaxed);
+            rt.files.fetch_add(1, Ordering::Relaxed);
+        }
+        First::File(_, None) => {}
+        First::Kafka(n) => {
+            rt.rows.fetch_add(n, Ordering::Relaxed);
+        }
     }
     drop(w);
     Ok(())
+}
+
+/// What `CREATE SINK` wrote of the view's rows before the sink commits.
+enum First {
+    /// The prepared file (none for no rows), finished once the sink commits.
+    File(PathBuf, Option<(PathBuf, u64)>),
+    /// Messages sent.
+    Kafka(u64),
+}
+
+/// A sink that writes only arrivals, from a view that can retract rows.
+fn retracting_view(view: &str, changelog: &str) -> PgError {
+    PgError::new(
+        SqlState::INVALID_PARAMETER_VALUE,
+        format!("materialized view \"{view}\" can retract rows, which an append-only sink cannot write"),
+    )
+    .with_hint(format!(
+        "Use {changelog} to write every change, or force_append_only = 'true' to drop retractions."
+    ))
 }
 
 /// Starts every stored sink (after the views are loaded): recovers its directory, then runs.
@@ -180,9 +207,11 @@ pub fn start_all(engine: &Arc<Engine>) -> anyhow::Result<()> {
             ),
             None => anyhow::bail!("sink {} has no progress", def.name),
         };
-        let SinkConfig::File(cfg) = &def.config;
-        recover(Path::new(&cfg.path), committed)
-            .map_err(|e| anyhow::anyhow!("recovering sink {} in {}: {e}", def.name, cfg.path))?;
+        if let SinkConfig::File(cfg) = &def.config {
+            file::recover(Path::new(&cfg.path), committed)
+                .map_err(|e| anyhow::anyhow!("recovering sink {} in {}: {e}", def.name, cfg.path))?;
+        }
+        // A Kafka sink reads back what its topic holds once connected.
         start_runtime(engine, def, committed);
     }
     Ok(())
@@ -223,12 +252,15 @@ pub fn show(engine: &Engine) -> Vec<Vec<Option<String>>> {
         .all()
         .iter()
         .map(|rt| {
-            let SinkConfig::File(cfg) = &rt.def.config;
+            let (connector, place) = match &rt.def.config {
+                SinkConfig::File(cfg) => ("file", cfg.path.clone()),
+                SinkConfig::Kafka(cfg) => ("kafka", format!("{}/{}", cfg.bootstrap, cfg.topic)),
+            };
             vec![
                 Some(rt.def.name.clone()),
                 views.get(&rt.def.from).cloned(),
-                Some("file".to_owned()),
-                Some(cfg.path.clone()),
+                Some(connector.to_owned()),
+                Some(place),
                 Some(rt.committed.load(Ordering::Relaxed).to_string()),
                 Some(rt.rows.load(Ordering::Relaxed).to_string()),
                 Some(rt.files.load(Ordering::Relaxed).to_string()),
@@ -257,258 +289,33 @@ fn start_runtime(engine: &Arc<Engine>, def: Arc<SinkDef>, committed: u64) -> Arc
         stop,
     });
     lock(&engine.sinks.running).insert(rt.def.id, Arc::clone(&rt));
-    tokio::spawn(run(Arc::clone(engine), Arc::clone(&rt), stopped));
+    match rt.def.config.clone() {
+        SinkConfig::File(cfg) => {
+            tokio::spawn(file::run(Arc::clone(engine), Arc::clone(&rt), cfg, stopped));
+        }
+        SinkConfig::Kafka(cfg) => {
+            tokio::spawn(kafka::run(Arc::clone(engine), Arc::clone(&rt), cfg, stopped));
+        }
+    }
     rt
 }
 
-/// A sink's loop: gathers committed epochs' changes from the changelog; writes a file once
-/// enough rows or time gathered; retries with backoff while the destination fails.
-async fn run(engine: Arc<Engine>, rt: Arc<SinkRuntime>, mut stopped: watch::Receiver<bool>) {
-    let SinkConfig::File(cfg) = rt.def.config.clone();
-    let Some(view) = engine.dataflows.get(rt.def.from) else {
-        rt.set_status("failed: its view is not running");
-        return;
-    };
-    let schema = output_schema(&view.schema, cfg.mode);
-    let mut latest = engine.subscriptions.watch_latest();
-    let mut pending: Vec<Arc<super::subscriptions::EpochRows>> = Vec::new();
-    let mut pending_rows = 0u64;
-    let mut read_through = rt.committed.load(Ordering::SeqCst);
-    let mut first_at: Option<Instant> = None;
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        if *stopped.borrow() {
-            return;
-        }
-        // Gather what committed since.
-        let now_latest = *latest.borrow_and_update();
-        if now_latest > read_through {
-            let snapshot = engine.store.snapshot();
-            match changelog::read(&snapshot, rt.def.from, read_through + 1, now_latest) {
-                Ok(entries) => {
-                    for e in entries {
-                        pending_rows += e.rows.len() as u64;
-                        pending.push(e);
-                    }
-                    if pending_rows > 0 && first_at.is_none() {
-                        first_at = Some(Instant::now());
-                    }
-                    read_through = now_latest;
-                }
-                Err(e) => rt.set_status(format!("retrying: reading the changelog: {e}")),
-            }
-        }
-        if pending.is_empty() && read_through > rt.committed.load(Ordering::SeqCst) {
-            // Epochs that did not change the view: nothing to write, progress to record
-            // (unsynced: losing it only means reading them again).
-            let mut batch = WriteBatch::default();
-            batch.put(progress_key(rt.def.id), read_through.to_be_bytes());
-            if engine.store.write_unsynced(batch).is_ok() {
-                rt.committed.store(read_through, Ordering::SeqCst);
-                engine
-                    .changelogs
-                    .pin(&engine.dataflows, rt.def.from, rt.def.id, read_through, 0);
-            }
-        }
-        let due = pending_rows >= cfg.rollover_rows
-            || first_at.is_some_and(|t| t.elapsed() >= Duration::from_millis(cfg.rollover_ms));
-        if due {
-            let first = rt.committed.load(Ordering::SeqCst) + 1;
-            match commit_file(&engine, &rt, &cfg, &schema, first, read_through, &pending).await {
-                Ok(n) => {
-                    rt.rows.fetch_add(n, Ordering::Relaxed);
-                    rt.files.fetch_add(1, Ordering::Relaxed);
-                    pending.clear();
-                    pending_rows = 0;
-                    first_at = None;
-                    backoff = Duration::from_millis(100);
-                    rt.set_status("running");
-                }
-                Err(e) => {
-                    rt.set_status(format!("retrying: {}", e.message));
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stopped.changed() => return,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            }
-        }
-        // Wait for the next epoch, the rollover deadline, or the end.
-        let deadline = first_at.map(|t| t + Duration::from_millis(cfg.rollover_ms));
-        tokio::select! {
-            r = latest.changed() => if r.is_err() { return },
-            _ = stopped.changed() => return,
-            _ = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
-        }
-    }
+/// The changes of one epoch as the sink sees them.
+pub(super) fn changelog_rows(epoch: u64, rows: Vec<(Vec<Datum>, i64)>) -> Arc<EpochRows> {
+    Arc::new(EpochRows { epoch, rows })
 }
 
-/// Writes, commits and finishes the file of epochs `first..=last`.
-async fn commit_file(
-    engine: &Arc<Engine>,
-    rt: &Arc<SinkRuntime>,
-    cfg: &FileSinkConfig,
-    schema: &SchemaRef,
-    first: u64,
-    last: u64,
-    changes: &[Arc<super::subscriptions::EpochRows>],
-) -> Result<u64, PgError> {
-    let dir = PathBuf::from(&cfg.path);
-    let (schema2, mode, changes2) = (Arc::clone(schema), cfg.mode, changes.to_vec());
-    let dir2 = dir.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir2)?;
-        prepare_file(&dir2, &schema2, mode, first, last, &changes2)
-    })
-    .await
-    .map_err(|e| PgError::new(SqlState::INTERNAL_ERROR, e.to_string()))?
-    .map_err(|e| io_error(&dir, &e))?;
-    // Commit: the progress, durably.
+
+/// Records that the sink's destination holds every change through epoch `last`: its progress
+/// (unsynced — the caller syncs where the protocol needs it) and the changelog pin.
+fn record_progress(engine: &Engine, rt: &SinkRuntime, last: u64) -> freshet_state::Result<()> {
     let mut batch = WriteBatch::default();
     batch.put(progress_key(rt.def.id), last.to_be_bytes());
-    let store = engine.store.clone();
-    tokio::task::spawn_blocking(move || {
-        store.write_unsynced(batch)?;
-        store.sync_wal()
-    })
-    .await
-    .map_err(|e| PgError::new(SqlState::INTERNAL_ERROR, e.to_string()))?
-    .map_err(|e| PgError::new(SqlState::IO_ERROR, format!("committing sink progress: {e}")))?;
+    engine.store.write_unsynced(batch)?;
     rt.committed.store(last, Ordering::SeqCst);
     engine
         .changelogs
         .pin(&engine.dataflows, rt.def.from, rt.def.id, last, 0);
-    let Some((tmp, n)) = prepared else {
-        return Ok(0);
-    };
-    tokio::task::spawn_blocking(move || finish_file(&tmp))
-        .await
-        .map_err(|e| PgError::new(SqlState::INTERNAL_ERROR, e.to_string()))?
-        .map_err(|e| io_error(&dir, &e))?;
-    Ok(n)
-}
-
-/// The changes of one epoch as the sink sees them.
-fn changelog_rows(epoch: u64, rows: Vec<(Vec<Datum>, i64)>) -> Arc<super::subscriptions::EpochRows> {
-    Arc::new(super::subscriptions::EpochRows { epoch, rows })
-}
-
-/// The columns a sink writes.
-fn output_schema(view: &SchemaRef, mode: SinkMode) -> SchemaRef {
-    match mode {
-        SinkMode::Changelog => {
-            let mut fields = vec![
-                Field::new("freshet_epoch", DataType::Int64, false),
-                Field::new("freshet_diff", DataType::Int64, false),
-            ];
-            fields.extend(view.fields().iter().map(|f| f.as_ref().clone()));
-            Arc::new(Schema::new(fields))
-        }
-        _ => Arc::clone(view),
-    }
-}
-
-/// The rows a file holds for `changes`.
-fn file_rows(mode: SinkMode, changes: &[Arc<super::subscriptions::EpochRows>]) -> Vec<Vec<Datum>> {
-    let mut out = Vec::new();
-    for e in changes {
-        for (row, w) in &e.rows {
-            match mode {
-                SinkMode::Changelog => {
-                    let mut r = vec![Datum::Int64(e.epoch as i64), Datum::Int64(*w)];
-                    r.extend(row.iter().cloned());
-                    out.push(r);
-                }
-                // Append-only views never retract; forced sinks drop retractions.
-                SinkMode::AppendOnly | SinkMode::ForceAppendOnly => {
-                    for _ in 0..(*w).max(0) {
-                        out.push(row.clone());
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The final name of the file of epochs `first..=last`.
-fn file_name(first: u64, last: u64) -> String {
-    format!("part-{first:020}-{last:020}.parquet")
-}
-
-/// Prepare: writes and syncs the temporary file of epochs `first..=last`; `None` when they
-/// hold no rows.
-fn prepare_file(
-    dir: &Path,
-    schema: &SchemaRef,
-    mode: SinkMode,
-    first: u64,
-    last: u64,
-    changes: &[Arc<super::subscriptions::EpochRows>],
-) -> std::io::Result<Option<(PathBuf, u64)>> {
-    let rows = file_rows(mode, changes);
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    let columns: Vec<usize> = (0..schema.fields().len()).collect();
-    let batch: RecordBatch = freshet_sql::df_convert::rows_to_batch(&rows, schema, &columns)
-        .map_err(std::io::Error::other)?;
-    let tmp = dir.join(format!(".{}.tmp", file_name(first, last)));
-    let file = std::fs::File::create(&tmp)?;
-    let mut writer = ArrowWriter::try_new(file, Arc::clone(schema), None).map_err(std::io::Error::other)?;
-    writer.write(&batch).map_err(std::io::Error::other)?;
-    let file = writer.into_inner().map_err(std::io::Error::other)?;
-    file.sync_all()?;
-    Ok(Some((tmp, rows.len() as u64)))
-}
-
-/// Finish: gives a committed temporary file its final name, durably.
-fn finish_file(tmp: &Path) -> std::io::Result<()> {
-    let name = tmp
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix('.'))
-        .and_then(|n| n.strip_suffix(".tmp"))
-        .ok_or_else(|| std::io::Error::other(format!("not a sink file: {}", tmp.display())))?;
-    let dir = tmp.parent().unwrap_or(Path::new("."));
-    std::fs::rename(tmp, dir.join(name))?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// After a restart: finishes the temporary files the committed progress covers, deletes the
-/// others (prepared, never committed).
-fn recover(dir: &Path, committed: u64) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let Some(range) = name
-            .strip_prefix(".part-")
-            .and_then(|n| n.strip_suffix(".parquet.tmp"))
-        else {
-            continue;
-        };
-        let last = range
-            .split_once('-')
-            .and_then(|(_, l)| l.parse::<u64>().ok());
-        match last {
-            Some(last) if last <= committed => finish_file(&path)?,
-            _ => std::fs::remove_file(&path)?,
-        }
-    }
     Ok(())
 }
 
