@@ -111,6 +111,25 @@ pub const ALLOWED: &[&str] = &[
     "topic.metadata.refresh.sparse",
 ];
 
+/// librdkafka producer properties a sink's `properties.*` may set, beyond the connection and
+/// security ones sources may ([`ALLOWED`]).
+pub const PRODUCER_ALLOWED: &[&str] = &[
+    "batch.num.messages",
+    "batch.size",
+    "compression.codec",
+    "compression.level",
+    "compression.type",
+    "delivery.timeout.ms",
+    "linger.ms",
+    "message.send.max.retries",
+    "message.timeout.ms",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.ms",
+    "request.timeout.ms",
+    "retries",
+];
+
 /// Properties naming a file the broker client reads: allowed inside the policy's directory.
 fn names_file(property: &str) -> bool {
     property.ends_with(".location") && property != "ssl.engine.location"
@@ -119,7 +138,7 @@ fn names_file(property: &str) -> bool {
 
 impl PropertyPolicy {
     /// [`PropertyPolicy::check`] for a sink's producer, which may also set producer tuning
-    /// properties ([`crate::sink::PRODUCER_ALLOWED`]); the idempotence and acknowledgement
+    /// properties ([`PRODUCER_ALLOWED`]); the idempotence and acknowledgement
     /// settings exactly-once rests on are the sink's own.
     pub fn check_producer(&self, property: &str, value: &str) -> Result<()> {
         if matches!(property, "enable.idempotence" | "acks" | "request.required.acks" | "transactional.id") {
@@ -127,7 +146,7 @@ impl PropertyPolicy {
                 "option \"properties.{property}\" is set by the sink itself (exactly-once depends on it)"
             )));
         }
-        if crate::sink::PRODUCER_ALLOWED.contains(&property) {
+        if PRODUCER_ALLOWED.contains(&property) {
             return Ok(());
         }
         self.check(property, value)

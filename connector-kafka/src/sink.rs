@@ -22,25 +22,6 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::{Error, Result};
 
-/// librdkafka producer properties a sink's `properties.*` may set, beyond the connection and
-/// security ones sources may ([`crate::options::ALLOWED`]).
-pub const PRODUCER_ALLOWED: &[&str] = &[
-    "batch.num.messages",
-    "batch.size",
-    "compression.codec",
-    "compression.level",
-    "compression.type",
-    "delivery.timeout.ms",
-    "linger.ms",
-    "message.send.max.retries",
-    "message.timeout.ms",
-    "queue.buffering.max.kbytes",
-    "queue.buffering.max.messages",
-    "queue.buffering.max.ms",
-    "request.timeout.ms",
-    "retries",
-];
-
 /// One message of a sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkMessage {
