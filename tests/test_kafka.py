@@ -531,3 +531,48 @@ def test_a_row_a_view_cannot_evaluate_is_recorded_and_the_source_goes_on(kafka, 
     send(kafka.producer(), "bad_rows", [(0, json.dumps({"id": 100, "retweets": 4}).encode(), None)])
     c.execute("FLUSH")
     assert c.execute("SELECT r FROM ratio WHERE id = 100").fetchone() == (250,)
+
+
+def test_subscribe_to_a_source(kafka, freshet):
+    """SUBSCRIBE to a source: its committed rows as the snapshot (re-read from the topic), then
+    each batch it ingests — every column, also those no view reads."""
+    kafka.create_topic("subs", 2)
+    producer = kafka.producer()
+    c = freshet.connect()
+    c.execute(source_ddl("nested", "subs", kafka.bootstrap))
+    with pytest.raises(psycopg.errors.FeatureNotSupported):  # its "user" column is a STRUCT
+        c.execute("SUBSCRIBE nested")
+    c.execute(f"""CREATE SOURCE ss (id BIGINT, lang VARCHAR, text VARCHAR)
+                  INCLUDE partition AS kp, offset AS ko
+                  WITH (connector = 'kafka', topic = 'subs',
+                        properties.bootstrap.server = '{kafka.bootstrap}') FORMAT PLAIN ENCODE JSON""")
+    c.execute("CREATE MATERIALIZED VIEW ss_ids AS SELECT id FROM ss")  # reads one column only
+    first = [(i % 2, json.dumps({"id": i, "lang": "en", "text": f"t{i}"}).encode(), None)
+             for i in range(10)]
+    send(producer, "subs", first)
+    c.execute("FLUSH")
+    sub = freshet.connect()
+    with sub.transaction():
+        sub.execute("DECLARE s CURSOR FOR SUBSCRIBE ss")
+        cur = sub.execute("FETCH ALL s WITH (timeout = '10s')")
+        names = [d.name for d in cur.description]
+        assert names[:3] == ["freshet_epoch", "freshet_diff", "id"]
+        at = {n: i for i, n in enumerate(names)}
+        snap = cur.fetchall()
+        assert sorted((r[at["id"]], r[at["text"]], r[at["freshet_diff"]]) for r in snap) == \
+            [(i, f"t{i}", 1) for i in range(10)]
+        more = [(i % 2, json.dumps({"id": i, "lang": "fr", "text": f"t{i}"}).encode(), None)
+                for i in range(10, 25)]
+        send(producer, "subs", more)
+        c.execute("FLUSH")
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < 15 and time.monotonic() < deadline:
+            got += sub.execute("FETCH ALL s WITH (timeout = '5s')").fetchall()
+        assert sorted((r[at["id"]], r[at["lang"]], r[at["text"]], r[at["freshet_diff"]]) for r in got) == \
+            [(i, "fr", f"t{i}", 1) for i in range(10, 25)]
+        assert all(r[0] > snap[0][0] for r in got)
+    # Without subscribers the view still reads its column, and nothing was lost.
+    send(producer, "subs", [(0, json.dumps({"id": 99}).encode(), None)])
+    c.execute("FLUSH")
+    assert c.execute("SELECT count(*), sum(id) FROM ss_ids").fetchone() == (26, sum(range(25)) + 99)

@@ -20,6 +20,7 @@ mod tpcb;
 mod tweets;
 mod pgbench;
 mod reads;
+mod sinks;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -48,6 +49,8 @@ enum Cmd {
     Auth(auth::AuthOpts),
     /// Point reads by key on a table and a materialized view (pgbench), next to PostgreSQL.
     Reads(reads::ReadsOpts),
+    /// What Parquet and Kafka sinks cost per row, and insert → Kafka sink message latency.
+    Sinks(sinks::SinksOpts),
 }
 
 #[derive(Parser, Clone)]
@@ -413,5 +416,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Tpcb(o) => tpcb::run(o).await,
         Cmd::Auth(o) => auth::run(o).await,
         Cmd::Reads(o) => reads::run(o).await,
+        Cmd::Sinks(o) => sinks::run(o).await,
     }
 }

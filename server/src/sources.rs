@@ -179,13 +179,16 @@ fn decoder_for(def: &SourceDef, schema: &SchemaRef, selection: Option<Selection>
     }
 }
 
-/// Points the source's reader at the columns its views read now. Call under the writer lock
-/// after views over it are created or dropped: batches decoded with the old column set are
+/// Points the source's reader at the columns its views (or its subscribers: all) read now.
+/// Call under the writer lock after views over it are created or dropped, or subscribers
+/// come or go: batches decoded with the old column set are
 /// decoded again at commit.
 pub fn refresh_columns(engine: &Engine, id: TableId) {
     if let Some(rt) = engine.sources.get(id) {
-        let selection = engine.dataflows.selection_read(id);
-        let d = decoder_for(&rt.def, &rt.schema, Some(selection));
+        // A subscriber of the source itself reads every column.
+        let selection =
+            (!engine.dataflows.is_observed(id)).then(|| engine.dataflows.selection_read(id));
+        let d = decoder_for(&rt.def, &rt.schema, selection);
         if d.selection() != rt.decoder.get().1.selection() {
             tracing::debug!(source = %rt.def.name, selection = ?d.selection(), "decoding columns");
             rt.decoder.set(d);

@@ -110,11 +110,23 @@ impl Subscription {
             from: plan.as_of.unwrap_or(0),
         };
         if plan.snapshot {
-            let mut rows = match engine.dataflows.get(relation) {
-                Some(view) => read_view_rows(&snapshot, &view),
-                None => read_table_rows(&snapshot, relation),
-            }
-            .map_err(|e| map_df_error(&e))?;
+            let mut rows = if engine.sources.get(relation).is_some() {
+                // A source's rows: what it committed as of the snapshot, re-read.
+                let batches =
+                    crate::sources::replay_committed(engine, &snapshot, relation, None).await?;
+                let mut rows = Vec::new();
+                for b in &batches {
+                    let decoded = freshet_sql::df_convert::batch_to_rows(b).map_err(|e| map_df_error(&e))?;
+                    rows.extend(decoded.into_iter().map(|r| (r, 1)));
+                }
+                rows
+            } else {
+                match engine.dataflows.get(relation) {
+                    Some(view) => read_view_rows(&snapshot, &view),
+                    None => read_table_rows(&snapshot, relation),
+                }
+                .map_err(|e| map_df_error(&e))?
+            };
             // As of the epoch before `AS OF`: the later changes taken back out.
             for e in &history {
                 rows.extend(e.rows.iter().map(|(r, w)| (r.clone(), -w)));
@@ -332,10 +344,26 @@ fn resolve(engine: &Engine, name: &str) -> Result<(TableId, Vec<Field>), PgError
         let schema = crate::query::table_schema(&table);
         return Ok((table.id, schema.fields().iter().map(|f| f.as_ref().clone()).collect()));
     }
-    if engine.catalog.source(name).is_some() {
-        return Err(PgError::not_supported(format!(
-            "SUBSCRIBE to source \"{name}\"; create a materialized view over it and subscribe to the view"
-        )));
+    if let Some(source) = engine.catalog.source(name) {
+        let rt = engine.sources.get(source.id).ok_or_else(|| {
+            PgError::new(
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("source \"{name}\" is not running"),
+            )
+        })?;
+        if let Some(f) = rt.schema.fields().iter().find(|f| {
+            matches!(
+                f.data_type(),
+                DataType::Struct(_) | DataType::Map(..) | DataType::Union(..)
+            )
+        }) {
+            return Err(PgError::not_supported(format!(
+                "SUBSCRIBE to source \"{name}\", whose column \"{}\" is a STRUCT; subscribe to a \
+                 materialized view that selects its fields",
+                f.name()
+            )));
+        }
+        return Ok((source.id, rt.schema.fields().iter().map(|f| f.as_ref().clone()).collect()));
     }
     Err(PgError::new(
         SqlState::UNDEFINED_TABLE,

@@ -43,6 +43,21 @@ struct Feed {
     ended: Arc<Mutex<Option<PgError>>>,
 }
 
+/// The rows an epoch appends to `relation` (a source), each once; `None` when none.
+fn appended_rows(
+    changes: &EpochChanges,
+    relation: TableId,
+) -> datafusion::error::Result<Option<Vec<(Vec<Datum>, i64)>>> {
+    let Some(batches) = changes.appends.get(&relation) else {
+        return Ok(None);
+    };
+    let mut rows = Vec::new();
+    for b in batches {
+        rows.extend(freshet_sql::df_convert::batch_to_rows(b)?.into_iter().map(|r| (r, 1)));
+    }
+    Ok((!rows.is_empty()).then_some(rows))
+}
+
 impl Subscriptions {
     /// A registry whose latest committed epoch is `latest` (the store's at start).
     pub fn new(max_queued_rows: usize, latest: u64) -> Self {
@@ -65,14 +80,23 @@ impl Subscriptions {
         {
             let mut feeds = self.feeds();
             for (relation, list) in feeds.iter_mut() {
-                let Some(rows) = changes.tables.get(relation).filter(|r| !r.is_empty()) else {
-                    continue;
+                let rows = match changes.tables.get(relation).filter(|r| !r.is_empty()) {
+                    Some(rows) => rows.clone(),
+                    // A source's rows arrive as Arrow batches: each once.
+                    None => match appended_rows(changes, *relation) {
+                        Ok(Some(rows)) => rows,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            // Never a silent gap: its subscribers end with the error.
+                            for f in list.drain(..) {
+                                *lock(&f.ended) = Some(PgError::internal(&e));
+                            }
+                            continue;
+                        }
+                    },
                 };
                 let n = rows.len();
-                let msg = Arc::new(EpochRows {
-                    epoch,
-                    rows: rows.clone(),
-                });
+                let msg = Arc::new(EpochRows { epoch, rows });
                 list.retain(|f| {
                     if f.queued.fetch_add(n, Ordering::SeqCst) + n > self.max_queued_rows {
                         *lock(&f.ended) = Some(PgError::new(
@@ -167,6 +191,7 @@ impl Changes {
             ended: Arc::clone(&ended),
         });
         engine.dataflows.observe(relation, true);
+        crate::sources::refresh_columns(engine, relation);
         Changes {
             engine: Arc::clone(engine),
             relation,
@@ -239,6 +264,9 @@ impl Drop for Changes {
     fn drop(&mut self) {
         self.engine.subscriptions.remove(self.relation, self.id);
         self.engine.dataflows.observe(self.relation, false);
+        // A source's reader goes back to the columns its views read (a batch decoded with
+        // the wider set meanwhile is decoded again at commit).
+        crate::sources::refresh_columns(&self.engine, self.relation);
     }
 }
 

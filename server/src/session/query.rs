@@ -156,6 +156,19 @@ impl Session {
         }
     }
 
+    /// Waits (two seconds at most) until the session's earlier statements have given back
+    /// their memory: a failed statement's operators run on spawned tasks, which release
+    /// their reservations only once their cancellation is processed — possibly after the
+    /// client has sent its next statement, which would otherwise find the session's limit
+    /// taken by a statement that is over.
+    async fn settle_memory(&self) {
+        let pool = Arc::clone(&self.ctx.runtime_env().memory_pool);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while pool.reserved() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     /// When the rows of the query just run must be done by (`statement_timeout`).
     pub fn take_deadline(&self) -> Option<tokio::time::Instant> {
         lock(&self.deadline).take()
@@ -171,6 +184,7 @@ impl Session {
         stmt: ast::Statement,
         params: Option<ParamValues>,
     ) -> Result<Outcome, PgError> {
+        self.settle_memory().await;
         let (state, mut plan) = self.plan(stmt).await?;
         if let Some(params) = params {
             plan = plan
