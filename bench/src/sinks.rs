@@ -60,7 +60,10 @@ pub async fn run(o: SinksOpts) -> anyhow::Result<()> {
     println!("sinks: {} rows per run in INSERTs of {}, {} rounds; broker: librdkafka mock cluster in the bench process\n", o.rows, o.batch, o.runs);
     let mut cpu = [Vec::new(), Vec::new(), Vec::new()];
     for round in 0..o.runs {
-        for (i, sink) in [Sink::None, Sink::Parquet, Sink::Kafka].into_iter().enumerate() {
+        for (i, sink) in [Sink::None, Sink::Parquet, Sink::Kafka]
+            .into_iter()
+            .enumerate()
+        {
             let topic = format!("thr{round}");
             cluster.create_topic(&topic, PARTITIONS, 1)?;
             let s = throughput(&o, sink, &bootstrap, &topic).await?;
@@ -71,7 +74,10 @@ pub async fn run(o: SinksOpts) -> anyhow::Result<()> {
     println!("\n| sink | server CPU-s (runs) | sink CPU-s | rows per sink CPU-second |");
     println!("|---|---|---|---|");
     let base = median(&cpu[0]);
-    for (i, sink) in [Sink::None, Sink::Parquet, Sink::Kafka].into_iter().enumerate() {
+    for (i, sink) in [Sink::None, Sink::Parquet, Sink::Kafka]
+        .into_iter()
+        .enumerate()
+    {
         let runs: Vec<String> = cpu[i].iter().map(|c| format!("{c:.2}")).collect();
         if sink == Sink::None {
             println!("| none | {} | — | — |", runs.join(" / "));
@@ -111,7 +117,12 @@ fn median(v: &[f64]) -> f64 {
 }
 
 /// Server CPU seconds to take `o.rows` rows in and, with a sink, write them all out.
-async fn throughput(o: &SinksOpts, sink: Sink, bootstrap: &str, topic: &str) -> anyhow::Result<f64> {
+async fn throughput(
+    o: &SinksOpts,
+    sink: Sink,
+    bootstrap: &str,
+    topic: &str,
+) -> anyhow::Result<f64> {
     let server = FreshetServer::start(&o.freshet_bin, 256).await?;
     let out_dir = tempfile::tempdir()?;
     let c = server.connect().await?;
@@ -161,7 +172,10 @@ async fn wait_caught_up(c: &Client) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let row = c
-            .query_one("SELECT lag_epochs FROM freshet_internal.sink_progress WHERE sink = 'out'", &[])
+            .query_one(
+                "SELECT lag_epochs FROM freshet_internal.sink_progress WHERE sink = 'out'",
+                &[],
+            )
             .await?;
         let lag: i64 = row.get(0);
         if lag == 0 {
@@ -180,7 +194,12 @@ fn now_us() -> i64 {
 
 /// Rows inserted one at a time at `rate`, each carrying its insert time; the Kafka sink's
 /// messages read as they arrive. Returns (rows seen, p50 ms, p99 ms).
-async fn latency(o: &SinksOpts, bootstrap: &str, topic: &str, rate: u64) -> anyhow::Result<(usize, f64, f64)> {
+async fn latency(
+    o: &SinksOpts,
+    bootstrap: &str,
+    topic: &str,
+    rate: u64,
+) -> anyhow::Result<(usize, f64, f64)> {
     let server = FreshetServer::start(&o.freshet_bin, 256).await?;
     let c = server.connect().await?;
     c.batch_execute(&format!(
@@ -224,7 +243,9 @@ async fn latency(o: &SinksOpts, bootstrap: &str, topic: &str, rate: u64) -> anyh
         tokio::time::sleep_until(due.into()).await;
         c.execute(&insert, &[&(i as i64), &now_us()]).await?;
     }
-    let lat = reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    let lat = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
     server.stop();
     let n = lat.len();
     let (p50, p99) = percentiles(lat);

@@ -306,6 +306,48 @@ pub(super) fn changelog_rows(epoch: u64, rows: Vec<(Vec<Datum>, i64)>) -> Arc<Ep
 }
 
 
+/// The view's changes of the epochs committed after `read_through` (advanced to the latest
+/// published epoch), or nothing when the changelog cannot be read now (the status says so).
+fn gather(
+    engine: &Engine,
+    rt: &SinkRuntime,
+    latest: &mut watch::Receiver<u64>,
+    read_through: &mut u64,
+) -> Vec<Arc<EpochRows>> {
+    let now_latest = *latest.borrow_and_update();
+    if now_latest <= *read_through {
+        return Vec::new();
+    }
+    let snapshot = engine.store.snapshot();
+    match super::changelog::read(&snapshot, rt.def.from, *read_through + 1, now_latest) {
+        Ok(entries) => {
+            *read_through = now_latest;
+            entries
+        }
+        Err(e) => {
+            rt.set_status(format!("retrying: reading the changelog: {e}"));
+            Vec::new()
+        }
+    }
+}
+
+/// After a failed write: reports `error`, waits `backoff` (doubled for next time, at most
+/// 5 s). False when the sink was stopped meanwhile.
+async fn wait_to_retry(
+    rt: &SinkRuntime,
+    error: &PgError,
+    backoff: &mut std::time::Duration,
+    stopped: &mut watch::Receiver<bool>,
+) -> bool {
+    rt.set_status(format!("retrying: {}", error.message));
+    tokio::select! {
+        _ = tokio::time::sleep(*backoff) => {}
+        _ = stopped.changed() => return false,
+    }
+    *backoff = (*backoff * 2).min(std::time::Duration::from_secs(5));
+    true
+}
+
 /// Records that the sink's destination holds every change through epoch `last`: its progress
 /// (unsynced — the caller syncs where the protocol needs it) and the changelog pin.
 fn record_progress(engine: &Engine, rt: &SinkRuntime, last: u64) -> freshet_state::Result<()> {

@@ -53,7 +53,11 @@ fn appended_rows(
     };
     let mut rows = Vec::new();
     for b in batches {
-        rows.extend(freshet_sql::df_convert::batch_to_rows(b)?.into_iter().map(|r| (r, 1)));
+        rows.extend(
+            freshet_sql::df_convert::batch_to_rows(b)?
+                .into_iter()
+                .map(|r| (r, 1)),
+        );
     }
     Ok((!rows.is_empty()).then_some(rows))
 }

@@ -17,8 +17,7 @@ use freshet_common::{Datum, FileSinkConfig, PgError, SinkMode, SqlState};
 use freshet_state::WriteBatch;
 use tokio::sync::watch;
 
-use super::{io_error, progress_key, record_progress, SinkRuntime};
-use crate::coord::changelog;
+use super::{gather, io_error, progress_key, record_progress, wait_to_retry, SinkRuntime};
 use crate::coord::subscriptions::EpochRows;
 use crate::engine::Engine;
 
@@ -46,22 +45,12 @@ pub(super) async fn run(
             return;
         }
         // Gather what committed since.
-        let now_latest = *latest.borrow_and_update();
-        if now_latest > read_through {
-            let snapshot = engine.store.snapshot();
-            match changelog::read(&snapshot, rt.def.from, read_through + 1, now_latest) {
-                Ok(entries) => {
-                    for e in entries {
-                        pending_rows += e.rows.len() as u64;
-                        pending.push(e);
-                    }
-                    if pending_rows > 0 && first_at.is_none() {
-                        first_at = Some(Instant::now());
-                    }
-                    read_through = now_latest;
-                }
-                Err(e) => rt.set_status(format!("retrying: reading the changelog: {e}")),
-            }
+        for e in gather(&engine, &rt, &mut latest, &mut read_through) {
+            pending_rows += e.rows.len() as u64;
+            pending.push(e);
+        }
+        if pending_rows > 0 && first_at.is_none() {
+            first_at = Some(Instant::now());
         }
         if pending.is_empty() && read_through > rt.committed.load(Ordering::SeqCst) {
             // Epochs that did not change the view: nothing to write, progress to record
@@ -83,12 +72,9 @@ pub(super) async fn run(
                     rt.set_status("running");
                 }
                 Err(e) => {
-                    rt.set_status(format!("retrying: {}", e.message));
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stopped.changed() => return,
+                    if !wait_to_retry(&rt, &e, &mut backoff, &mut stopped).await {
+                        return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             }

@@ -27,8 +27,7 @@ use freshet_connector_kafka::sink::{SinkMessage, SinkProducer, Written};
 use freshet_dataflow::MaterializedView;
 use tokio::sync::watch;
 
-use super::{changelog_rows, record_progress, retracting_view, SinkRuntime};
-use crate::coord::changelog;
+use super::{changelog_rows, gather, record_progress, retracting_view, wait_to_retry, SinkRuntime};
 use crate::coord::subscriptions::EpochRows;
 use crate::engine::Engine;
 
@@ -162,17 +161,8 @@ pub(super) async fn run(
         if *stopped.borrow() {
             return;
         }
-        let now_latest = *latest.borrow_and_update();
-        if now_latest > read_through {
-            let snapshot = engine.store.snapshot();
-            match changelog::read(&snapshot, rt.def.from, read_through + 1, now_latest) {
-                Ok(entries) => {
-                    pending.extend(entries.into_iter().filter(|e| !e.rows.is_empty()));
-                    read_through = now_latest;
-                }
-                Err(e) => rt.set_status(format!("retrying: reading the changelog: {e}")),
-            }
-        }
+        let gathered = gather(&engine, &rt, &mut latest, &mut read_through);
+        pending.extend(gathered.into_iter().filter(|e| !e.rows.is_empty()));
         if read_through > rt.committed.load(Ordering::SeqCst) {
             match send(
                 &rt,
@@ -199,12 +189,9 @@ pub(super) async fn run(
                 }
                 Err(e) => {
                     session = None;
-                    rt.set_status(format!("retrying: {}", e.message));
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stopped.changed() => return,
+                    if !wait_to_retry(&rt, &e, &mut backoff, &mut stopped).await {
+                        return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             }
