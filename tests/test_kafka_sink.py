@@ -5,6 +5,7 @@ outage; clear errors at CREATE SINK."""
 import collections
 import json
 import random
+import subprocess
 import threading
 import time
 
@@ -142,6 +143,18 @@ def test_kafka_sink_formats_and_errors(kafka, freshet):
         c.execute("SELECT id, s FROM vt").fetchall())
     assert ops == {"c": 6, "u": 1, "d": 3}
     c.execute("DROP SINK kp, ku, kd")
+
+    # Statements sqlparser does not know, in one query string with others (psql -c sends it
+    # as one simple-protocol query): each runs in turn.
+    script = (f"CREATE TABLE multi (id INT PRIMARY KEY); "
+              f"CREATE MATERIALIZED VIEW multi_v AS SELECT id FROM multi; "
+              f"CREATE SINK multi_s FROM multi_v WITH ({kafka_with}, topic = 'ups', primary_key = 'id') "
+              f"FORMAT UPSERT ENCODE JSON; INSERT INTO multi VALUES (1); SHOW SINKS")
+    out = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(freshet.port), "freshet",
+                          "-v", "ON_ERROR_STOP=1", "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "multi_s" in out.stdout
 
 
 def test_kafka_sink_exactly_once_under_kill9_and_outage(kafka, tmp_path):

@@ -64,7 +64,7 @@ pub async fn run(o: SinksOpts) -> anyhow::Result<()> {
             .into_iter()
             .enumerate()
         {
-            let topic = format!("thr{round}");
+            let topic = format!("thr{round}-{i}");
             cluster.create_topic(&topic, PARTITIONS, 1)?;
             let s = throughput(&o, sink, &bootstrap, &topic).await?;
             println!("round {round} {}: {s:.2} server CPU-s", name(sink));
@@ -209,6 +209,21 @@ async fn latency(
            properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN ENCODE JSON (force_append_only = 'true');"
     ))
     .await?;
+    // Once the sink is connected: its start-up is not what is measured.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = c
+            .query_one(
+                "SELECT status FROM freshet_internal.sink_progress WHERE sink = 'out'",
+                &[],
+            )
+            .await?;
+        if row.get::<_, String>(0) == "running" {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the sink did not connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let total = (rate * o.seconds) as usize;
     let (bootstrap, topic2) = (bootstrap.to_owned(), topic.to_owned());
     let reader = std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
@@ -217,6 +232,8 @@ async fn latency(
             .set("group.id", "bench")
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "5")
+            // librdkafka's default backs off 1 s after a full fetch queue.
+            .set("fetch.queue.backoff.ms", "1")
             .create()?;
         let mut tpl = TopicPartitionList::new();
         for p in 0..PARTITIONS {

@@ -9,8 +9,7 @@
 //! reads the last of the sink's messages in every partition: the destination itself says
 //! what it holds, and the sink skips those messages when it sends again.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -35,11 +34,14 @@ pub struct SinkMessage {
 /// Per partition (by index), the place (epoch, seq) of the sink's last message in it.
 pub type Written = Vec<Option<(u64, u64)>>;
 
-/// Records the first delivery failure of a session.
+/// Counts a session's acknowledged messages (waking whoever waits for them) and records its
+/// first delivery failure.
 #[derive(Default)]
 struct SinkContext {
     failed: Mutex<Option<String>>,
-    delivered: AtomicU64,
+    /// Messages delivered or failed so far.
+    settled: Mutex<u64>,
+    changed: Condvar,
 }
 
 impl ClientContext for SinkContext {}
@@ -48,15 +50,42 @@ impl ProducerContext for SinkContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => {
-                self.delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((e, _)) => {
-                let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-                failed.get_or_insert_with(|| e.to_string());
-            }
+        if let Err((e, _)) = result {
+            let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            failed.get_or_insert_with(|| e.to_string());
         }
+        *self.settled.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.changed.notify_all();
+    }
+}
+
+impl SinkContext {
+    fn settled(&self) -> u64 {
+        *self.settled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until `target` messages are settled, or a failure, or `stop`.
+    fn wait_settled(&self, target: u64, stop: &dyn Fn() -> bool) -> Result<()> {
+        let mut settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
+        while *settled < target {
+            if self
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+            {
+                break;
+            }
+            if stop() {
+                return Err(Error::Kafka("stopped".into()));
+            }
+            settled = self
+                .changed
+                .wait_timeout(settled, Duration::from_millis(200))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Ok(())
     }
 }
 
@@ -239,6 +268,7 @@ impl SinkProducer {
         stop: &dyn Fn() -> bool,
     ) -> Result<u64> {
         let mut sent = 0;
+        let before = self.producer.context().settled();
         for m in messages {
             let p = self.partition_of(m);
             if written
@@ -287,14 +317,9 @@ impl SinkProducer {
             }
             sent += 1;
         }
-        loop {
-            self.check()?;
-            match self.producer.flush(Duration::from_millis(200)) {
-                Ok(()) => break,
-                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) if !stop() => {}
-                Err(e) => return Err(kafka(e)),
-            }
-        }
+        // Acknowledged as the producer's poll thread serves delivery reports (a flush would
+        // poll in 100 ms steps).
+        self.producer.context().wait_settled(before + sent, stop)?;
         self.check()?;
         Ok(sent)
     }

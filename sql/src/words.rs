@@ -10,6 +10,50 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 use freshet_common::{PgError, SqlState};
 
+/// `sql` cut at its top-level semicolons — as PostgreSQL's tokenizer sees them, not inside
+/// strings, quoted names or comments — each piece trimmed, empty ones dropped. `sql` whole
+/// when it cannot be tokenized (the parser then reports the error).
+pub(crate) fn split_statements(sql: &str) -> Vec<&str> {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Location, Tokenizer};
+    let body = sql.trim().trim_end_matches(';').trim_end();
+    if !body.contains(';') {
+        // One statement (most are): no tokenizing.
+        return if body.is_empty() { Vec::new() } else { vec![body] };
+    }
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location() else {
+        return vec![sql];
+    };
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    // Locations count lines and characters from 1.
+    let offset = |at: Location| -> Option<usize> {
+        let start = *line_starts.get((at.line as usize).checked_sub(1)?)?;
+        let column = (at.column as usize).checked_sub(1)?;
+        sql[start..].char_indices().nth(column).map(|(i, _)| start + i)
+    };
+    let mut pieces = Vec::new();
+    let mut from = 0;
+    for t in &tokens {
+        if t.token == Token::SemiColon {
+            match offset(t.span.start) {
+                Some(at) if sql[at..].starts_with(';') => {
+                    pieces.push(&sql[from..at]);
+                    from = at + 1;
+                }
+                _ => return vec![sql],
+            }
+        }
+    }
+    pieces.push(&sql[from..]);
+    pieces
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 /// The first `n` words of `sql`, lower-cased (comments and whitespace skipped).
 pub(crate) fn leading_words(sql: &str, n: usize) -> Vec<String> {
     let Ok(tokens) =
@@ -179,4 +223,19 @@ pub(crate) fn drop_targets(p: &mut Parser<'_>) -> Result<(Vec<String>, bool), Pg
         }
     }
     Ok((names, if_exists))
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::split_statements;
+
+    #[test]
+    fn splits_at_top_level_semicolons_only() {
+        assert_eq!(
+            split_statements("CREATE TABLE t (a INT);\n -- x; y\n INSERT INTO t VALUES (';'); SELECT $$a;b$$;;"),
+            vec!["CREATE TABLE t (a INT)", "-- x; y\n INSERT INTO t VALUES (';')", "SELECT $$a;b$$"]
+        );
+        assert_eq!(split_statements("SELECT 'é;'; SELECT \"a;b\""), vec!["SELECT 'é;'", "SELECT \"a;b\""]);
+        assert_eq!(split_statements("SELECT 1"), vec!["SELECT 1"]);
+    }
 }

@@ -280,12 +280,17 @@ fn start_runtime(engine: &Arc<Engine>, def: Arc<SinkDef>, committed: u64) -> Arc
         .changelogs
         .pin(&engine.dataflows, def.from, def.id, committed, since);
     let (stop, stopped) = watch::channel(false);
+    // A Kafka sink connects first (`sinks/kafka.rs`).
+    let status = match def.config {
+        SinkConfig::Kafka(_) => "connecting",
+        SinkConfig::File(_) => "running",
+    };
     let rt = Arc::new(SinkRuntime {
         def,
         committed: AtomicU64::new(committed),
         rows: AtomicU64::new(0),
         files: AtomicU64::new(0),
-        status: Mutex::new("running".to_owned()),
+        status: Mutex::new(status.to_owned()),
         stop,
     });
     lock(&engine.sinks.running).insert(rt.def.id, Arc::clone(&rt));

@@ -155,7 +155,8 @@ pub(super) async fn run(
     let mut latest = engine.subscriptions.watch_latest();
     let mut read_through = rt.committed.load(Ordering::SeqCst);
     let mut pending: Vec<Arc<EpochRows>> = Vec::new();
-    let mut session: Option<(Arc<SinkProducer>, Arc<Written>)> = None;
+    // Connected before the first changes come (a failure is retried at the first send).
+    let mut session = open_session(&rt, &cfg, &tag).await.ok();
     let mut backoff = Duration::from_millis(100);
     loop {
         if *stopped.borrow() {
@@ -221,18 +222,7 @@ async fn send(
     }
     let messages = encode(cfg, schema, keys, pending)?;
     if session.is_none() {
-        rt.set_status("connecting");
-        let (cfg, tag) = (cfg.clone(), tag.to_owned());
-        *session = Some(
-            blocking(move || {
-                let producer = connect(&cfg, &tag)?;
-                let written = producer
-                    .written(CONNECT_TIMEOUT)
-                    .map_err(|e| unavailable(&cfg, &e))?;
-                Ok((Arc::new(producer), Arc::new(written)))
-            })
-            .await?,
-        );
+        *session = Some(open_session(rt, cfg, tag).await?);
     }
     let Some((producer, written)) = session.clone() else {
         return Ok(0);
@@ -244,6 +234,26 @@ async fn send(
             .map_err(|e| unavailable(&cfg, &e))
     })
     .await
+}
+
+/// A producer session, with what the topic already holds of the sink read back.
+async fn open_session(
+    rt: &SinkRuntime,
+    cfg: &KafkaSinkConfig,
+    tag: &str,
+) -> Result<(Arc<SinkProducer>, Arc<Written>), PgError> {
+    rt.set_status("connecting");
+    let (cfg, tag) = (cfg.clone(), tag.to_owned());
+    let opened = blocking(move || {
+        let producer = connect(&cfg, &tag)?;
+        let written = producer
+            .written(CONNECT_TIMEOUT)
+            .map_err(|e| unavailable(&cfg, &e))?;
+        Ok((Arc::new(producer), Arc::new(written)))
+    })
+    .await?;
+    rt.set_status("running");
+    Ok(opened)
 }
 
 /// The messages of `epochs`' changes, in their fixed order.
