@@ -6,11 +6,12 @@
 //! dependent view's dataflow runs once, bottom-up, reading operator state as of the previous
 //! epoch from a RocksDB snapshot and writing new state and view contents into the same write
 //! batch as the base-table changes, so tables, operator state and every view commit
-//! atomically ([`view::Dataflows::process`]).
+//! atomically ([`dataflows::Dataflows::process`]).
 //!
 //! This crate knows DataFusion and the state store, not pgwire, sessions or the catalog.
 
 pub mod contents_log;
+pub mod dataflows;
 pub mod delta;
 pub mod encode;
 pub mod epoch;
@@ -21,6 +22,5 @@ pub mod view;
 
 pub use epoch::{EpochChanges, EpochCtx};
 pub use lower::{check_deterministic, nullable, storable, unsupported, Lowering, Relations};
-pub use view::{
-    contents_key, decode_contents, read_table_rows, read_view_rows, Dataflows, MaterializedView,
-};
+pub use dataflows::Dataflows;
+pub use view::{contents_key, decode_contents, read_table_rows, read_view_rows, MaterializedView};

@@ -29,6 +29,7 @@ pub mod role;
 pub mod sink;
 pub mod source;
 pub mod subscribe;
+mod parse;
 mod statement;
 pub mod types;
 mod words;
@@ -40,9 +41,10 @@ pub use sink::CreateSinkPlan;
 pub use source::CreateSourcePlan;
 pub use subscribe::{FetchCount, SubscribePlan};
 pub use isolation::Isolation;
+pub use parse::{parse_statements, Parsed};
 pub use statement::{
     CreateViewPlan,
-    classify, classify_parsed, parse, parse_statements, CopyFormat, CopyFrom, Parsed, SetValue,
+    classify, classify_parsed, parse, CopyFormat, CopyFrom, SetValue,
     Statement, TransactionOp, DML_TARGET_SCHEMA,
 };
 
