@@ -21,6 +21,7 @@ mod tweets;
 mod pgbench;
 mod reads;
 mod sinks;
+mod latency;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -51,6 +52,8 @@ enum Cmd {
     Reads(reads::ReadsOpts),
     /// What Parquet and Kafka sinks cost per row, and insert → Kafka sink message latency.
     Sinks(sinks::SinksOpts),
+    /// End-to-end freshness from a Kafka source to a subscriber, a polling SELECT and a Kafka sink.
+    Latency(latency::LatencyOpts),
 }
 
 #[derive(Parser, Clone)]
@@ -417,5 +420,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Auth(o) => auth::run(o).await,
         Cmd::Reads(o) => reads::run(o).await,
         Cmd::Sinks(o) => sinks::run(o).await,
+        Cmd::Latency(o) => latency::run(o).await,
     }
 }

@@ -186,6 +186,24 @@ async fn wait_caught_up(c: &Client) -> anyhow::Result<()> {
     }
 }
 
+/// Waits until sink `name` is connected and running.
+pub async fn wait_running(c: &Client, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = c
+            .query_one(
+                "SELECT status FROM freshet_internal.sink_progress WHERE sink = $1",
+                &[&name],
+            )
+            .await?;
+        if row.get::<_, String>(0) == "running" {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the sink did not connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -210,20 +228,7 @@ async fn latency(
     ))
     .await?;
     // Once the sink is connected: its start-up is not what is measured.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let row = c
-            .query_one(
-                "SELECT status FROM freshet_internal.sink_progress WHERE sink = 'out'",
-                &[],
-            )
-            .await?;
-        if row.get::<_, String>(0) == "running" {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the sink did not connect");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_running(&c, "out").await?;
     let total = (rate * o.seconds) as usize;
     let (bootstrap, topic2) = (bootstrap.to_owned(), topic.to_owned());
     let reader = std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
