@@ -17,16 +17,23 @@ from conftest import Freshet, wait_for
 
 
 def _files(path):
-    return sorted(Path(path).glob("part-*.parquet"))
+    """Committed files, in partition directories too."""
+    return sorted(Path(path).rglob("part-*.parquet"))
 
 
 def _read_all(path, columns):
     rows = collections.Counter()
     for f in _files(path):
-        t = pq.read_table(f)
+        t = pq.ParquetFile(f).read()
         for r in zip(*(t.column(c).to_pylist() for c in columns)):
             rows[r] += 1
     return rows
+
+
+def _read_dataset(path, columns):
+    """The directory as Spark, DuckDB or pyarrow read it: Hive partitions become columns."""
+    t = pq.read_table(path, partitioning="hive")
+    return collections.Counter(zip(*(t.column(c).to_pylist() for c in columns)))
 
 
 def _sink_caught_up(conn, name):
@@ -99,9 +106,54 @@ def test_parquet_sink_modes_and_errors(freshet, tmp_path):
     assert c.execute("SHOW SINKS").fetchall() == []
 
 
+def test_parquet_sink_partitioned_hive_style(freshet, tmp_path):
+    c = freshet.connect()
+    c.execute("CREATE TABLE t (id INT PRIMARY KEY, g INT, s TEXT, x DOUBLE PRECISION)")
+    c.execute("CREATE TABLE sink_probe_t (x INT)")
+    c.execute("CREATE MATERIALIZED VIEW sink_probe AS SELECT x FROM sink_probe_t")
+    c.execute("CREATE MATERIALIZED VIEW vt AS SELECT id, g, s, x FROM t")
+    c.execute("INSERT INTO t VALUES (1, 1, 'a/b=c', 0.5), (2, 1, NULL, 1.5), (3, 2, 'a/b=c', 2.5)")
+    base = f"CREATE SINK sp FROM vt WITH (connector = 'file', path = '{tmp_path}/x', force_append_only = 'true'"
+    bad = {
+        f"{base}, partition_by = 'nope')": "42703",
+        f"{base}, partition_by = 'g, G')": "22023",  # twice
+        f"{base}, partition_by = 'id, g, s, x')": "22023",  # no column left for the files
+        f"{base}, partition_by = 'g,')": "22023",
+        f"{base}, partition_by = 'x')": "22023",  # a float names no directory
+        f"{base}, rollover_bytes = 0)": "22023",
+    }
+    for sql, state in bad.items():
+        with pytest.raises(psycopg.Error) as e:
+            c.execute(sql)
+        assert e.value.sqlstate == state, f"{sql}: {e.value}"
+    assert not (tmp_path / "x").exists() or not _files(tmp_path / "x")
+
+    out = tmp_path / "parts"
+    # Neither rows nor time would close a file for an hour: bytes do.
+    c.execute(f"CREATE SINK sp FROM vt WITH (connector = 'file', path = '{out}', "
+              f"force_append_only = 'true', partition_by = 'g, s', rollover_rows = 1000000, "
+              f"rollover_seconds = 3600, rollover_bytes = 2000)")
+    dirs = sorted(str(f.parent.relative_to(out)) for f in _files(out))
+    assert dirs == ["g=1/s=__HIVE_DEFAULT_PARTITION__", "g=1/s=a%2Fb%3Dc", "g=2/s=a%2Fb%3Dc"], dirs
+    # The partition columns are in the directory names, not in the files.
+    assert pq.ParquetFile(_files(out)[0]).schema_arrow.names == ["id", "x"]
+    c.execute("INSERT INTO t VALUES (300, 7, '', 1.0)")  # the empty string: the default partition
+    c.execute("INSERT INTO t SELECT i, i % 3, 'k' || CAST(i % 2 AS TEXT), i * 0.25 "
+              "FROM generate_series(10, 209) AS s(i)")
+    c.execute("INSERT INTO sink_probe_t VALUES (1)")
+    wait_for(lambda: len(_files(out)) > 3 and _sink_caught_up(c, "sp"), timeout=60,
+             what="a file closed by rollover_bytes")
+    got = _read_dataset(out, ["id", "g", "s", "x"])
+    want = collections.Counter(
+        (i, g, s or None, x) for i, g, s, x in c.execute("SELECT id, g, s, x FROM vt").fetchall())
+    assert got == want
+    assert not [p for p in out.rglob(".*")]
+
+
 def test_parquet_sink_exactly_once_under_kill9(tmp_path):
     server = Freshet(tmp_path).start()
     out = tmp_path / "out"
+    parts = tmp_path / "parts"
     try:
         c = server.connect()
         c.execute("CREATE TABLE ev (id BIGINT PRIMARY KEY, v INT)")
@@ -110,6 +162,10 @@ def test_parquet_sink_exactly_once_under_kill9(tmp_path):
         c.execute("CREATE MATERIALIZED VIEW evv AS SELECT id, v FROM ev WHERE v >= 0")
         c.execute(f"CREATE SINK evs FROM evv WITH (connector = 'file', path = '{out}', "
                   f"force_append_only = 'true', rollover_rows = 50, rollover_seconds = 0.05)")
+        # Partitioned: each commit writes several files, in directories of their own.
+        c.execute(f"CREATE SINK evp FROM evv WITH (connector = 'file', path = '{parts}', "
+                  f"force_append_only = 'true', partition_by = 'v', rollover_bytes = 1500, "
+                  f"rollover_seconds = 0.05)")
         rng = random.Random(5)
         next_id = 0
         for rnd in range(20):
@@ -139,14 +195,17 @@ def test_parquet_sink_exactly_once_under_kill9(tmp_path):
             c = server.connect()
             next_id = c.execute("SELECT coalesce(max(id), -1) + 1 FROM ev").fetchone()[0] + 1000
         c.execute("INSERT INTO sink_probe_t VALUES (1)")
-        wait_for(lambda: _sink_caught_up(c, "evs"), timeout=60, what="the sink to catch up")
-        written = _read_all(out, ["id", "v"])
+        wait_for(lambda: _sink_caught_up(c, "evs") and _sink_caught_up(c, "evp"), timeout=60,
+                 what="the sinks to catch up")
         expected = collections.Counter(tuple(r) for r in c.execute("SELECT id, v FROM evv").fetchall())
-        dupes = {r: n for r, n in written.items() if n > 1}
-        assert not dupes, f"rows in two files: {list(dupes)[:5]}"
-        assert written == expected, (len(written), len(expected))
         assert len(expected) > 1000
+        for written in (_read_all(out, ["id", "v"]), _read_dataset(parts, ["id", "v"])):
+            dupes = {r: n for r, n in written.items() if n > 1}
+            assert not dupes, f"rows in two files: {list(dupes)[:5]}"
+            assert written == expected, (len(written), len(expected))
         assert not list(Path(out).glob(".*"))
+        assert not list(Path(parts).rglob(".*"))
+        assert len(list(parts.iterdir())) == 7  # v = id % 7
     finally:
         server.stop()
 

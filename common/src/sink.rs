@@ -33,8 +33,15 @@ pub struct FileSinkConfig {
     pub mode: SinkMode,
     /// A file is closed once it holds this many rows…
     pub rollover_rows: u64,
-    /// …or once its first row waited this long (milliseconds).
+    /// …or once its first row waited this long (milliseconds)…
     pub rollover_ms: u64,
+    /// …or once its rows take this many bytes in memory, uncompressed (`rollover_bytes`).
+    #[serde(default)]
+    pub rollover_bytes: Option<u64>,
+    /// Columns whose values name the directories rows are written under, Hive-style
+    /// (`col=value/…`), in order; they are not repeated inside the files.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
 }
 
 /// How a Kafka sink's messages carry changes (`FORMAT …`).

@@ -4,7 +4,8 @@
 //! ```text
 //! CREATE SINK [IF NOT EXISTS] name FROM relation
 //!   WITH (connector = 'file', path = '/dir', [type = 'append-only' | 'changelog'],
-//!         [force_append_only = 'true'], [rollover_rows = n], [rollover_seconds = n])
+//!         [force_append_only = 'true'], [rollover_rows = n], [rollover_seconds = n],
+//!         [rollover_bytes = n], [partition_by = 'col, …'])
 //!   [FORMAT PLAIN ENCODE PARQUET]
 //! CREATE SINK [IF NOT EXISTS] name FROM relation
 //!   WITH (connector = 'kafka', topic = 't', properties.bootstrap.server = 'host:port',
@@ -186,9 +187,22 @@ fn bind_config(mut o: BTreeMap<String, String>, encode: Option<&str>) -> Result<
         }
         None => 10_000,
     };
-    if o.contains_key("partition_by") {
-        return Err(PgError::not_supported("file sink option partition_by"));
-    }
+    let rollover_bytes = match o.remove("rollover_bytes") {
+        Some(v) => Some(positive("rollover_bytes", &v)?),
+        None => None,
+    };
+    let partition_by = match o.remove("partition_by") {
+        Some(v) => {
+            let cols: Vec<String> = v.split(',').map(|c| c.trim().to_owned()).collect();
+            if cols.iter().any(String::is_empty) {
+                return Err(invalid(format!(
+                    "partition_by must name columns separated by commas, not \"{v}\""
+                )));
+            }
+            cols
+        }
+        None => Vec::new(),
+    };
     if let Some(k) = o.keys().next() {
         return Err(invalid(format!("unknown file sink option \"{k}\"")));
     }
@@ -197,6 +211,8 @@ fn bind_config(mut o: BTreeMap<String, String>, encode: Option<&str>) -> Result<
         mode,
         rollover_rows,
         rollover_ms,
+        rollover_bytes,
+        partition_by,
     }))
 }
 
@@ -315,6 +331,10 @@ mod tests {
         .unwrap();
         let SinkConfig::File(f) = p.config else { panic!() };
         assert_eq!((f.path.as_str(), f.mode, f.rollover_rows), ("/tmp/x", SinkMode::AppendOnly, 10));
+        assert_eq!((f.rollover_bytes, f.partition_by.len()), (None, 0));
+        let p = create("CREATE SINK s FROM v WITH (connector = 'file', path = 'd', partition_by = ' a ,b', rollover_bytes = 5)").unwrap();
+        let SinkConfig::File(f) = p.config else { panic!() };
+        assert_eq!((f.rollover_bytes, f.partition_by), (Some(5), vec!["a".to_owned(), "b".to_owned()]));
         let p = create("CREATE SINK s FROM v WITH (connector = 'file', path = 'd', type = 'changelog')").unwrap();
         let SinkConfig::File(f) = p.config else { panic!() };
         assert_eq!(f.mode, SinkMode::Changelog);

@@ -127,12 +127,12 @@ pub async fn create(
             if cfg.mode == SinkMode::AppendOnly && !view.is_append_only() {
                 return Err(retracting_view(&plan.from, "type = 'changelog'"));
             }
+            let layout = file::Layout::new(&view.schema, cfg)?;
             let dir = PathBuf::from(&cfg.path);
             std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, &e))?;
-            let schema = file::output_schema(&view.schema, cfg.mode);
             let changes = vec![changelog_rows(start, rows()?)];
             // Prepared now, finished once the sink commits.
-            let prepared = file::prepare_file(&dir, &schema, cfg.mode, 0, start, &changes)
+            let prepared = file::prepare(&dir, &layout, 0, start, &changes)
                 .map_err(|e| io_error(&dir, &e))?;
             First::File(dir, prepared)
         }
@@ -155,18 +155,21 @@ pub async fn create(
     let def = match engine.catalog.create_sink(def, batch) {
         Ok(d) => d,
         Err(e) => {
-            if let First::File(_, Some((tmp, _))) = &first {
-                let _ = std::fs::remove_file(tmp);
+            if let First::File(_, Some(prepared)) = &first {
+                for tmp in &prepared.files {
+                    let _ = std::fs::remove_file(tmp);
+                }
             }
             return Err(crate::session::user_error(e));
         }
     };
     let rt = start_runtime(engine, def, start);
     match first {
-        First::File(dir, Some((tmp, n))) => {
-            file::finish_file(&tmp).map_err(|e| io_error(&dir, &e))?;
-            rt.rows.fetch_add(n, Ordering::Relaxed);
-            rt.files.fetch_add(1, Ordering::Relaxed);
+        First::File(dir, Some(prepared)) => {
+            file::finish(&dir, &prepared).map_err(|e| io_error(&dir, &e))?;
+            rt.rows.fetch_add(prepared.rows, Ordering::Relaxed);
+            rt.files
+                .fetch_add(prepared.files.len() as u64, Ordering::Relaxed);
         }
         First::File(_, None) => {}
         First::Kafka(n) => {
@@ -179,8 +182,8 @@ pub async fn create(
 
 /// What `CREATE SINK` wrote of the view's rows before the sink commits.
 enum First {
-    /// The prepared file (none for no rows), finished once the sink commits.
-    File(PathBuf, Option<(PathBuf, u64)>),
+    /// The prepared files (none for no rows), finished once the sink commits.
+    File(PathBuf, Option<file::Prepared>),
     /// Messages sent.
     Kafka(u64),
 }
