@@ -131,6 +131,10 @@ def test_subscribe_differential(freshet, postgres):
     for name in [*VIEWS, "a", "b"]:
         tails[name] = Tail(psycopg.connect(freshet.dsn(), autocommit=True),
                            f"COPY (SUBSCRIBE {name} WITH (PROGRESS)) TO STDOUT")
+    # The same queries subscribed to directly: each runs a dataflow of its own.
+    queries = {name: Tail(psycopg.connect(freshet.dsn(), autocommit=True),
+                          f"COPY (SUBSCRIBE ({sql}) WITH (PROGRESS)) TO STDOUT")
+               for name, sql in VIEWS.items()}
     reader = freshet.connect()
     for rnd in range(25):
         for _ in range(rng.randrange(1, 6)):
@@ -144,8 +148,11 @@ def test_subscribe_differential(freshet, postgres):
             query = VIEWS.get(name, f"SELECT * FROM {name}")
             oracle = collections.Counter(tuple(r) for r in pg.execute(query).fetchall())
             assert snap == oracle, f"round {rnd}: {name} differs from PostgreSQL"
-    assert all(t.rows_seen > 0 for t in tails.values())
-    for t in tails.values():
+            if name in queries:
+                queries[name].advance_past(epoch)
+                assert queries[name].state == snap, f"round {rnd}: SUBSCRIBE ({query})"
+    assert all(t.rows_seen > 0 for t in [*tails.values(), *queries.values()])
+    for t in [*tails.values(), *queries.values()]:
         t.close()
 
 
@@ -215,7 +222,10 @@ def test_subscribe_errors_and_drop(freshet):
     c.execute("CREATE MATERIALIZED VIEW ev AS SELECT id, v FROM e")
     bad = {
         "SUBSCRIBE nope": "42P01",
-        "SUBSCRIBE (SELECT 1)": "0A000",
+        "SUBSCRIBE (SELECT id FROM e) AS OF 1": "0A000",  # a query keeps no changelog
+        "SUBSCRIBE (SELECT nope FROM e)": "42703",
+        "SUBSCRIBE (SELECT 1 FROM nope)": "42P01",
+        "SUBSCRIBE (SELECT id FROM e": "42601",
         "SUBSCRIBE ev AS OF 1": "55000",  # keeps no changelog
         "SUBSCRIBE ev WITH (bogus = 1)": "22023",
         "SUBSCRIBE ev ENVELOPE UPSERT (KEY (nope))": "42703",
@@ -239,10 +249,18 @@ def test_subscribe_errors_and_drop(freshet):
     c.execute("INSERT INTO e VALUES (1, 1)")
     epoch, _ = _snapshot(c, "ev")
     tail.advance_past(epoch)
+    # …and a subscription to a query ends when a relation it reads is dropped.
+    qtail = Tail(psycopg.connect(freshet.dsn(), autocommit=True),
+                 "COPY (SUBSCRIBE (SELECT v, count(*) AS n FROM ev GROUP BY v) WITH (PROGRESS)) TO STDOUT")
+    c.execute("INSERT INTO e VALUES (2, 1)")
+    epoch, _ = _snapshot(c, "ev")
+    qtail.advance_past(epoch)
+    assert qtail.state == {(1, 2): 1}
     c.execute("DROP MATERIALIZED VIEW ev")
-    with pytest.raises(psycopg.Error) as e:
-        tail.advance_past(1 << 62)
-    assert e.value.sqlstate == "42P01"
+    for t in (tail, qtail):
+        with pytest.raises(psycopg.Error) as e:
+            t.advance_past(1 << 62)
+        assert e.value.sqlstate == "42P01"
 
 
 def _rss_kb(pid):
@@ -403,3 +421,35 @@ def test_a_block_is_one_epoch_and_a_rollback_is_nothing(freshet):
         assert first == [(1, 1, 10), (1, 2, 2)]  # the block's net effect, atomically
         assert [(r[2], r[3]) for r in changes if r[0] == epochs[1]] == [(1, 4)]
         assert all(r[3] != 3 for r in changes)  # the rolled-back row never appears
+
+
+def test_subscribe_to_a_query_across_kill9(tmp_path):
+    """A query's dataflow lives as long as its subscription: a crash leaves its state behind,
+    and the next start deletes it (the next subscription's dataflow would otherwise find it)."""
+    server = Freshet(tmp_path).start()
+    try:
+        c = server.connect()
+        c.execute("CREATE TABLE k (id INT PRIMARY KEY, g INT)")
+        c.execute("INSERT INTO k SELECT i, i % 3 FROM generate_series(1, 30) AS s(i)")
+        q = "(SELECT g, count(*) AS n FROM k GROUP BY g)"
+        want = {(0, 10): 1, (1, 10): 1, (2, 10): 1}
+        tail = Tail(psycopg.connect(server.dsn(), autocommit=True),
+                    f"COPY (SUBSCRIBE {q} WITH (PROGRESS)) TO STDOUT")
+        c.execute("INSERT INTO k VALUES (31, 0)")
+        epoch, snap = _snapshot(c, q)
+        tail.advance_past(epoch)
+        assert tail.state == snap == {(0, 11): 1, (1, 10): 1, (2, 10): 1}
+        server.kill9()
+        server.start()
+        c = server.connect()
+        c.execute("DELETE FROM k WHERE id = 31")
+        epoch, snap = _snapshot(c, q)
+        assert snap == want
+        tail = Tail(psycopg.connect(server.dsn(), autocommit=True),
+                    f"COPY (SUBSCRIBE {q} WITH (PROGRESS)) TO STDOUT")
+        c.execute("UPDATE k SET g = 1 WHERE id = 3")
+        epoch, snap = _snapshot(c, q)
+        tail.advance_past(epoch)
+        assert tail.state == snap == {(0, 9): 1, (1, 11): 1, (2, 10): 1}
+    finally:
+        server.stop()

@@ -256,19 +256,7 @@ impl Catalog {
                 .get(name)
                 .ok_or_else(|| Error::UndefinedTable(name.clone()))?;
             batch.delete(view_key(def.id));
-            Store::delete_prefix(&mut batch, &freshet_state::view_prefix(def.id));
-            Store::delete_prefix(&mut batch, &freshet_state::aggregate_view_prefix(def.id));
-            Store::delete_prefix(&mut batch, &freshet_state::contents_log_prefix(def.id));
-            Store::delete_prefix(&mut batch, &freshet_state::view_state_prefix(def.id));
-            Store::delete_prefix(
-                &mut batch,
-                &freshet_state::changelog::changelog_prefix(def.id),
-            );
-            batch.delete(freshet_state::changelog::since_key(def.id));
-            Store::delete_prefix(
-                &mut batch,
-                &freshet_state::changelog::view_errors_prefix(def.id),
-            );
+            delete_view_data(&mut batch, def.id);
         }
         self.store.write(batch)?;
         for name in names {
@@ -449,5 +437,39 @@ mod tests {
         assert_eq!(*reopened.table("t2").unwrap(), *t2);
         let (_, t3) = reopened.create_table(def("t3"), false).unwrap();
         assert!(t3.id > t2.id);
+    }
+}
+
+/// Adds to `batch` the deletion of everything view `id` keeps: contents, operator state,
+/// contents log, changelog and recorded row errors.
+pub fn delete_view_data(batch: &mut WriteBatch, id: TableId) {
+    for prefix in [
+        freshet_state::view_prefix(id),
+        freshet_state::aggregate_view_prefix(id),
+        freshet_state::contents_log_prefix(id),
+        freshet_state::view_state_prefix(id),
+        freshet_state::changelog::changelog_prefix(id),
+        freshet_state::changelog::view_errors_prefix(id),
+    ] {
+        Store::delete_prefix(batch, &prefix);
+    }
+    batch.delete(freshet_state::changelog::since_key(id));
+}
+
+/// Adds to `batch` the deletion of everything the views of ids `from..` keep (ids past any
+/// catalog object's: the dataflows of `SUBSCRIBE (query)`, which a restart leaves behind).
+pub fn delete_views_from(batch: &mut WriteBatch, from: TableId) {
+    let last = TableId(u64::MAX);
+    for prefix in [
+        freshet_state::view_prefix,
+        freshet_state::aggregate_view_prefix,
+        freshet_state::contents_log_prefix,
+        freshet_state::view_state_prefix,
+        freshet_state::changelog::changelog_prefix,
+        freshet_state::changelog::view_errors_prefix,
+    ] {
+        let mut end = prefix(last);
+        end.extend_from_slice(&[0xFF; 16]);
+        batch.delete_range(prefix(from), end);
     }
 }

@@ -127,6 +127,11 @@ impl Dataflows {
         self.read().get(&id).cloned()
     }
 
+    /// The ids of the running views from `from` on, in order.
+    pub fn ids_from(&self, from: TableId) -> Vec<TableId> {
+        self.read().range(from..).map(|(&id, _)| id).collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.read().is_empty()
     }

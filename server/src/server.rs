@@ -94,6 +94,8 @@ impl Server {
         .context("opening the engine")?;
         let query_budget = crate::session::memory::ServerBudget::new(opts.query_memory_total_mb << 20);
         let template = template_context(&engine, opts, &query_budget)?;
+        crate::coord::transient::delete_leftovers(&engine)
+            .context("deleting the state of an earlier run's subscriptions")?;
         crate::views::load_all(&engine, &template.state())
             .await
             .context("rebuilding materialized views")?;

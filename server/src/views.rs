@@ -15,7 +15,7 @@ use freshet_sql::ast;
 use freshet_sql::error::map_df_error;
 use freshet_state::WriteBatch;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, WriteState};
 use crate::query::table_schema;
 
 impl Relations for Engine {
@@ -198,23 +198,7 @@ pub async fn create(
             since.to_be_bytes(),
         );
     }
-    // Views it reads hold their whole contents in this snapshot.
-    let snapshot = engine.fold_for_read(&mut w).map_err(|e| map_df_error(&e))?;
-    // Sources: re-read exactly what they have committed (the writer lock keeps it fixed).
-    let mut changes = freshet_dataflow::EpochChanges::default();
-    for &input in &view.inputs {
-        if engine.sources.get(input).is_some() && !changes.appends.contains_key(&input) {
-            let mut selection = freshet_common::Selection::default();
-            view.root.selection_read(input, &mut selection);
-            let rows =
-                crate::sources::replay_committed(engine, &snapshot, input, Some(selection)).await?;
-            changes.appends.insert(input, rows);
-        }
-    }
-    engine
-        .dataflows
-        .backfill(&view, &snapshot, &mut batch, changes)
-        .map_err(|e| map_df_error(&e))?;
+    backfill(engine, &mut w, &view, &mut batch).await?;
     engine
         .catalog
         .create_view(def, batch)
@@ -229,6 +213,33 @@ pub async fn create(
         crate::sources::refresh_columns(engine, input);
     }
     Ok(None)
+}
+
+/// Adds `view`'s initial contents and operator state, from the latest committed state, to
+/// `batch` (under the writer lock, which keeps what it reads fixed).
+pub async fn backfill(
+    engine: &Arc<Engine>,
+    w: &mut WriteState,
+    view: &MaterializedView,
+    batch: &mut WriteBatch,
+) -> Result<(), PgError> {
+    // Views it reads hold their whole contents in this snapshot.
+    let snapshot = engine.fold_for_read(w).map_err(|e| map_df_error(&e))?;
+    // Sources: re-read exactly what they have committed.
+    let mut changes = freshet_dataflow::EpochChanges::default();
+    for &input in &view.inputs {
+        if engine.sources.get(input).is_some() && !changes.appends.contains_key(&input) {
+            let mut selection = freshet_common::Selection::default();
+            view.root.selection_read(input, &mut selection);
+            let rows =
+                crate::sources::replay_committed(engine, &snapshot, input, Some(selection)).await?;
+            changes.appends.insert(input, rows);
+        }
+    }
+    engine
+        .dataflows
+        .backfill(view, &snapshot, batch, changes)
+        .map_err(|e| map_df_error(&e))
 }
 
 /// Every view that reads any of `roots`, directly or through other views, in dependency
@@ -311,9 +322,11 @@ pub fn drop_views(engine: &Engine, defs: &[Arc<ViewDef>]) -> Result<(), PgError>
         .drop_views(&names)
         .map_err(crate::session::user_error)?;
     for d in defs {
+        let why = dropped("materialized view", &d.name);
+        crate::coord::transient::relations_dropped(engine, &[d.id], &why);
         engine.dataflows.remove(d.id);
         engine.changelogs.forget(&engine.dataflows, d.id);
-        engine.subscriptions.close(d.id, &dropped("materialized view", &d.name));
+        engine.subscriptions.close(d.id, &why);
     }
     crate::sources::refresh_all_columns(engine);
     Ok(())

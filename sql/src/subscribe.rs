@@ -1,7 +1,7 @@
 //! `SUBSCRIBE` and the cursor statements that read it, in Materialize's syntax:
 //!
 //! ```text
-//! SUBSCRIBE [TO] relation [ENVELOPE UPSERT (KEY (column, …))]
+//! SUBSCRIBE [TO] {relation | (query)} [ENVELOPE UPSERT (KEY (column, …))]
 //!   [WITH (SNAPSHOT [= bool], PROGRESS [= bool])] [AS OF epoch] [UP TO epoch]
 //! COPY (SUBSCRIBE …) TO STDOUT
 //! DECLARE name CURSOR FOR SUBSCRIBE …
@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use freshet_common::{PgError, SqlState};
@@ -41,8 +42,11 @@ pub enum CursorStatement {
 /// A bound `SUBSCRIBE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribePlan {
-    /// The view or table whose changes stream.
+    /// The view, table or source whose changes stream (`(query)` for a query).
     pub relation: String,
+    /// `SUBSCRIBE (query)`: the query whose results' changes stream, maintained by a
+    /// dataflow of its own while the subscription lasts.
+    pub query: Option<Box<ast::Query>>,
     /// Start with the relation's rows as of the first epoch (default true).
     pub snapshot: bool,
     /// Emit a progress row each time an epoch is complete (default false).
@@ -217,14 +221,16 @@ fn parse_close(sql: &str) -> Result<CursorStatement, PgError> {
 fn parse_subscribe(p: &mut Parser<'_>) -> Result<SubscribePlan, PgError> {
     expect_word(p, "subscribe")?;
     word(p, "to");
-    if p.peek_token().token == Token::LParen {
-        return Err(PgError::not_supported(
-            "SUBSCRIBE to a query; create a materialized view of it and subscribe to the view",
-        ));
-    }
-    let relation = object_name(&p.parse_object_name(false).map_err(syntax)?)?;
+    let (relation, query) = if p.consume_token(&Token::LParen) {
+        let q = p.parse_query().map_err(syntax)?;
+        p.expect_token(&Token::RParen).map_err(syntax)?;
+        ("(query)".to_owned(), Some(q))
+    } else {
+        (object_name(&p.parse_object_name(false).map_err(syntax)?)?, None)
+    };
     let mut plan = SubscribePlan {
         relation,
+        query,
         snapshot: true,
         progress: false,
         as_of: None,
@@ -381,14 +387,19 @@ mod tests {
             parse_subscribe_statement("FETCH ALL FROM c").unwrap().unwrap(),
             CursorStatement::Fetch { count: FetchCount::All, timeout: None, .. }
         ));
+        let p = plan("COPY (SUBSCRIBE (SELECT g, count(*) FROM t WHERE (a) > 1 GROUP BY g) WITH (PROGRESS)) TO STDOUT");
+        assert_eq!(
+            (p.query.map(|q| q.to_string()), p.progress),
+            (Some("SELECT g, count(*) FROM t WHERE (a) > 1 GROUP BY g".to_owned()), true)
+        );
         assert!(parse_subscribe_statement("COPY t FROM STDIN").is_none());
         assert!(parse_subscribe_statement("SELECT 1").is_none());
     }
 
     #[test]
     fn errors() {
-        let e = parse_subscribe_statement("SUBSCRIBE (SELECT 1)").unwrap().unwrap_err();
-        assert_eq!(e.sqlstate, SqlState::FEATURE_NOT_SUPPORTED);
+        let e = parse_subscribe_statement("SUBSCRIBE (SELECT 1").unwrap().unwrap_err();
+        assert_eq!(e.sqlstate, SqlState::SYNTAX_ERROR);
         let e = parse_subscribe_statement("SUBSCRIBE v WITH (bogus)").unwrap().unwrap_err();
         assert_eq!(e.sqlstate, SqlState::INVALID_PARAMETER_VALUE);
         let e = parse_subscribe_statement("SUBSCRIBE v extra").unwrap().unwrap_err();

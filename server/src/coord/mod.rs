@@ -1,12 +1,13 @@
 //! The coordinator: what sequences work across sessions. Today: subscriptions, fed after each
 //! epoch commits; the changelogs views keep for subscribers starting from a past epoch and for
-//! sinks; and the sinks, which write those changes out.
+//! sinks; the sinks, which write those changes out; and the dataflows of `SUBSCRIBE (query)`.
 
 pub mod changelog;
 pub mod notify;
 pub mod sinks;
 pub mod subscribe;
 pub mod subscriptions;
+pub mod transient;
 
 pub use changelog::Changelogs;
 pub use subscribe::Subscription;

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::execution::SessionState;
 use freshet_common::{Datum, PgError, SqlState, TableId};
 use freshet_dataflow::{read_table_rows, read_view_rows};
 use freshet_sql::error::map_df_error;
@@ -40,26 +41,40 @@ pub struct Subscription {
     finished: bool,
     /// `AS OF`: changes of earlier epochs are not shown.
     from: u64,
+    /// `SUBSCRIBE (query)`: the query's dataflow, removed when the subscription ends (after
+    /// `changes`, declared first, unsubscribes).
+    _transient: Option<super::transient::TransientView>,
 }
 
 impl Subscription {
     /// Starts `plan`: registers for changes and reads the snapshot at one epoch, with no
-    /// commit in between.
-    pub async fn start(engine: &Arc<Engine>, plan: &SubscribePlan) -> Result<Subscription, PgError> {
-        let (relation, fields) = resolve(engine, &plan.relation)?;
+    /// commit in between. `SUBSCRIBE (query)` starts the query's dataflow first.
+    pub async fn start(
+        engine: &Arc<Engine>,
+        plan: &SubscribePlan,
+        state: &SessionState,
+    ) -> Result<Subscription, PgError> {
+        let mut w = engine.begin_write().await;
+        let (relation, fields, transient) = match &plan.query {
+            Some(query) => {
+                if plan.as_of.is_some() {
+                    return Err(PgError::not_supported("AS OF on SUBSCRIBE to a query")
+                        .with_hint("A query keeps no changelog: subscribe to a materialized view of it created WITH (retain_changes = …)."));
+                }
+                let t = super::transient::start(engine, &mut w, state, query).await?;
+                let fields = t.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+                (t.id, fields, Some(t))
+            }
+            // Under the writer lock, which DDL takes too.
+            None => {
+                let (relation, fields) = resolve(engine, &plan.relation)?;
+                (relation, fields, None)
+            }
+        };
         let upsert = match &plan.upsert_key {
             Some(key) => Some(upsert_columns(&fields, key)?),
             None => None,
         };
-        let mut w = engine.begin_write().await;
-        // Still there under the writer lock (DDL takes it too).
-        let (relation2, _) = resolve(engine, &plan.relation)?;
-        if relation2 != relation {
-            return Err(PgError::new(
-                SqlState::UNDEFINED_TABLE,
-                format!("relation \"{}\" changed while subscribing", plan.relation),
-            ));
-        }
         let snapshot = engine.fold_for_read(&mut w).map_err(|e| map_df_error(&e))?;
         let changes = Changes::register(engine, &mut w, relation);
         // The snapshot holds exactly the epochs published so far.
@@ -108,6 +123,7 @@ impl Subscription {
             frontier: latest + 1,
             finished: false,
             from: plan.as_of.unwrap_or(0),
+            _transient: transient,
         };
         if plan.snapshot {
             let mut rows = if engine.sources.get(relation).is_some() {

@@ -62,7 +62,12 @@ impl Session {
                 .try_for_each(|n| who.require_owner_of(cat, n)),
             Statement::ResetSource { name } => who.require_owner_of(cat, name),
             Statement::Subscribe(plan) | Statement::DeclareSubscribe { plan, .. } => {
-                who.require(cat, &plan.relation, Privileges::SELECT)
+                match &plan.query {
+                    Some(q) => relations(q)
+                        .iter()
+                        .try_for_each(|name| who.require(cat, name, Privileges::SELECT)),
+                    None => who.require(cat, &plan.relation, Privileges::SELECT),
+                }
             }
             _ => Ok(()),
         }

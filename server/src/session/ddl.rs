@@ -94,9 +94,9 @@ impl Session {
                 .map_err(user_error)?
             {
                 w.forget(def.id);
-                self.engine
-                    .subscriptions
-                    .close(def.id, &crate::views::dropped("table", name));
+                let why = crate::views::dropped("table", name);
+                crate::coord::transient::relations_dropped(&self.engine, &[def.id], &why);
+                self.engine.subscriptions.close(def.id, &why);
             }
         }
         Ok(Outcome::Command {
@@ -172,6 +172,11 @@ impl Session {
                 .catalog
                 .drop_sources(&found)
                 .map_err(user_error)?;
+            for (id, name) in roots.iter().map(|(id, _)| id).zip(&found) {
+                let why = crate::views::dropped("source", name);
+                crate::coord::transient::relations_dropped(&self.engine, &[*id], &why);
+                self.engine.subscriptions.close(*id, &why);
+            }
             let ids: Vec<_> = roots.iter().map(|(id, _)| *id).collect();
             crate::sources::detach(&self.engine, &ids)
         };

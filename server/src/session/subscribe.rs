@@ -28,7 +28,7 @@ impl Session {
                 "SUBSCRIBE cannot run inside a transaction block; use DECLARE … CURSOR FOR SUBSCRIBE",
             ));
         }
-        let sub = Subscription::start(&self.engine, plan).await?;
+        let sub = Subscription::start(&self.engine, plan, &self.statement_state()).await?;
         Ok(Outcome::Subscribe(Box::new(sub)))
     }
 
@@ -46,7 +46,7 @@ impl Session {
                 format!("cursor \"{cursor}\" already exists"),
             ));
         }
-        let sub = Subscription::start(&self.engine, plan).await?;
+        let sub = Subscription::start(&self.engine, plan, &self.statement_state()).await?;
         self.cursors()
             .0
             .insert(cursor, (Arc::clone(&sub.schema), Some(Box::new(sub))));

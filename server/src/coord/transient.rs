@@ -1,0 +1,114 @@
+//! The dataflows of `SUBSCRIBE (query)`: a materialized view without a catalog entry, built
+//! and backfilled like any view when the subscription starts, maintained by every epoch
+//! while it lasts, and removed with its state when it ends (or when a relation it reads is
+//! dropped, which ends it). Their ids lie past any catalog object's; a restart deletes what
+//! such dataflows left in the store.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::SessionState;
+use freshet_common::{PgError, TableId};
+use freshet_sql::ast;
+use freshet_state::WriteBatch;
+
+use crate::engine::{Engine, WriteState};
+use crate::views::Layout;
+
+/// The first id of a transient dataflow (catalog ids count up from 1 and never get here).
+const FIRST_ID: u64 = 1 << 62;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(FIRST_ID);
+
+/// A running transient dataflow; dropping it removes the dataflow and its state.
+pub struct TransientView {
+    engine: Arc<Engine>,
+    pub id: TableId,
+    pub schema: SchemaRef,
+}
+
+/// Builds and backfills the dataflow of `query` under the writer lock, and starts it.
+pub async fn start(
+    engine: &Arc<Engine>,
+    w: &mut WriteState,
+    state: &SessionState,
+    query: &ast::Query,
+) -> Result<TransientView, PgError> {
+    let id = TableId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let view = crate::views::build(engine, state, id, "subscribe", &[], query, Layout::NEW).await?;
+    let mut batch = WriteBatch::default();
+    crate::views::backfill(engine, w, &view, &mut batch).await?;
+    // Unsynced: nothing of it outlives the process that runs it.
+    engine
+        .store
+        .write_unsynced(batch)
+        .map_err(|e| freshet_sql::error::map_df_error(&freshet_dataflow::epoch::state_err(e)))?;
+    let (schema, inputs) = (Arc::clone(&view.schema), view.inputs.clone());
+    engine.dataflows.insert(Arc::new(view));
+    for input in inputs {
+        crate::sources::refresh_columns(engine, input);
+    }
+    Ok(TransientView {
+        engine: Arc::clone(engine),
+        id,
+        schema,
+    })
+}
+
+impl Drop for TransientView {
+    fn drop(&mut self) {
+        let (engine, id) = (Arc::clone(&self.engine), self.id);
+        // Removing it takes the writer lock, which a destructor cannot wait for. Without a
+        // runtime (the server is ending), the next start deletes what it left.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _w = engine.begin_write().await;
+                remove(&engine, id);
+            });
+        }
+    }
+}
+
+/// Removes transient dataflow `id` and deletes its state (under the writer lock).
+fn remove(engine: &Engine, id: TableId) {
+    let Some(view) = engine.dataflows.get(id) else {
+        return;
+    };
+    engine.dataflows.remove(id);
+    let mut batch = WriteBatch::default();
+    freshet_catalog::delete_view_data(&mut batch, id);
+    if let Err(e) = engine.store.write_unsynced(batch) {
+        tracing::warn!(error = %e, "deleting a subscription's dataflow state failed");
+    }
+    for &input in &view.inputs {
+        crate::sources::refresh_columns(engine, input);
+    }
+}
+
+/// Ends the transient dataflows that read any of `dropped` (under the writer lock, as the
+/// relations are dropped): their subscribers get `why`.
+pub fn relations_dropped(engine: &Engine, dropped: &[TableId], why: &PgError) {
+    let ids: Vec<TableId> = engine
+        .dataflows
+        .ids_from(TableId(FIRST_ID))
+        .into_iter()
+        .filter(|&id| {
+            engine
+                .dataflows
+                .get(id)
+                .is_some_and(|v| v.inputs.iter().any(|i| dropped.contains(i)))
+        })
+        .collect();
+    for id in ids {
+        engine.subscriptions.close(id, why);
+        remove(engine, id);
+    }
+}
+
+/// At start: deletes what transient dataflows of an earlier run left in the store.
+pub fn delete_leftovers(engine: &Engine) -> freshet_state::Result<()> {
+    let mut batch = WriteBatch::default();
+    freshet_catalog::delete_views_from(&mut batch, TableId(FIRST_ID));
+    engine.store.write_unsynced(batch)
+}
