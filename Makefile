@@ -12,7 +12,7 @@ NODE    := $(CACHE)/node
 BIN     := $(CARGO_TARGET_DIR)/debug/freshet
 SLT     := $(CARGO_TARGET_DIR)/debug/freshet-slt
 DEB_PKGS := clang libclang-dev postgresql postgresql-client openssl libpostgresql-jdbc-java \
-            openjdk-17-jre-headless nodejs
+            openjdk-17-jre-headless nodejs python3-venv
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps venv node build run test test-rust test-slt test-e2e bench bench-tweets bench-tpcb bench-auth bench-reads bench-sinks bench-latency
@@ -46,7 +46,8 @@ node: $(NODE)/.ok
 build: deps
 	cargo build --workspace
 
-run: build
+# The virtualenv too: the walkthrough reads the Parquet sink's files back with its pyarrow.
+run: build venv
 	bash scripts/run.sh $(CARGO_TARGET_DIR)/debug
 
 test: deps venv node build test-rust test-slt test-e2e

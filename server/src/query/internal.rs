@@ -180,7 +180,11 @@ impl InternalSchema {
             parts.dedup();
             for p in parts {
                 let prog = progress.get(&p).copied();
-                let h = marks.get(&p).copied();
+                // The watermark is polled about once a second: one below what the source has
+                // read is stale, and the log holds at least that much.
+                let h = marks
+                    .get(&p)
+                    .map(|&h| prog.map_or(h, |(_, n)| h.max(n)));
                 src.push(rt.def.name.clone());
                 topic.push(rt.opts.topic.clone());
                 part.push(p);
