@@ -297,6 +297,50 @@ def test_slow_subscriber_is_cut_off(tmp_path):
         server.stop()
 
 
+def test_slow_subscriber_reads_what_it_missed_from_the_changelog(tmp_path):
+    """A subscriber that stops reading while 1M rows change: its queue stays bounded (it
+    stops being fed), and once it reads again it gets every change from the view's changelog,
+    then follows live — none missing, none twice."""
+    server = Freshet(tmp_path, env={"FRESHET_SUBSCRIBER_QUEUE_ROWS": "20000"}).start()
+    try:
+        c = server.connect()
+        c.execute("CREATE TABLE big (id BIGINT PRIMARY KEY, v BIGINT)")
+        c.execute("CREATE MATERIALIZED VIEW bigv WITH (retain_changes = '1h') AS "
+                  "SELECT id, v FROM big WHERE v % 3 <> 0")
+        c.execute("INSERT INTO big VALUES (-1, 1)")
+        tail = Tail(psycopg.connect(server.dsn(), autocommit=True),
+                    "COPY (SUBSCRIBE bigv WITH (PROGRESS)) TO STDOUT")
+        tail.advance_past(0)
+        rss_before = _rss_kb(server.proc.pid)
+        n, chunk = 1_000_000, 100_000
+        for start in range(0, n, chunk):
+            with c.cursor().copy("COPY big FROM STDIN") as cp:
+                for i in range(start, start + chunk):
+                    cp.write_row((i, i))
+        c.execute("DELETE FROM big WHERE id % 10 = 1")  # retractions, in one epoch
+        rss_after = _rss_kb(server.proc.pid)
+        metrics = dict(c.execute("SELECT name, value FROM freshet_internal.metrics").fetchall())
+        latest = metrics["latest_epoch"]
+        # Not fed while behind: its queue holds at most the limit of the ~700k rows it missed.
+        assert metrics["subscribers_behind"] == 1
+        assert metrics["subscriber_queued_rows"] <= 20_000, metrics
+        # (RocksDB's memtables hold the million rows three times: table, view, changelog.)
+        assert rss_after - rss_before < 600_000, f"RSS grew {rss_before} -> {rss_after} kB"
+        tail.advance_past(latest - 1)
+        want = collections.Counter({(-1, 1): 1})
+        want.update((i, i) for i in range(n) if i % 3 != 0 and i % 10 != 1)
+        assert tail.state == want
+        # Live again: a change after it caught up arrives through the feed.
+        c.execute("INSERT INTO big VALUES (-2, 2)")
+        tail.advance_past(latest + 1)
+        assert tail.state[(-2, 2)] == 1
+        assert c.execute("SELECT value FROM freshet_internal.metrics "
+                         "WHERE name = 'subscribers_behind'").fetchone() == (0,)
+        assert server.alive()
+    finally:
+        server.stop()
+
+
 def test_resume_as_of_after_disconnect_and_kill9(tmp_path):
     """A subscriber that disconnects, then comes back AS OF its last epoch + 1 with SNAPSHOT =
     false, gets every change since, none twice — across a kill -9 of the server too."""

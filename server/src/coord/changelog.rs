@@ -202,23 +202,39 @@ pub fn read(
     from: u64,
     through: u64,
 ) -> freshet_state::Result<Vec<Arc<EpochRows>>> {
+    Ok(read_bounded(snapshot, view, from, through, usize::MAX)?.0)
+}
+
+/// [`read`], stopping after the first epoch that brings the rows read to `max_rows`: the
+/// epochs read, and the last epoch whose changes they hold completely (`through` when it did
+/// not stop early).
+pub fn read_bounded(
+    snapshot: &Snapshot,
+    view: TableId,
+    from: u64,
+    through: u64,
+    max_rows: usize,
+) -> freshet_state::Result<(Vec<Arc<EpochRows>>, u64)> {
     let prefix = changelog_prefix(view);
     let upper = changelog_key(view, through.saturating_add(1));
     let mut lower = changelog_key(view, from);
     let mut out = Vec::new();
+    let mut rows_read = 0usize;
     loop {
         let page = snapshot.scan(&prefix, &lower, Some(&upper), 256)?;
         let full = page.len() == 256;
         for (k, v) in &page {
             let (_, rows) = decode_entry(v)?;
-            out.push(Arc::new(EpochRows {
-                epoch: epoch_of(k)?,
-                rows,
-            }));
+            let epoch = epoch_of(k)?;
+            rows_read += rows.len();
+            out.push(Arc::new(EpochRows { epoch, rows }));
+            if rows_read >= max_rows && epoch < through {
+                return Ok((out, epoch));
+            }
         }
         match page.last() {
             Some((k, _)) if full => lower = freshet_state::next_key(k),
-            _ => return Ok(out),
+            _ => return Ok((out, through)),
         }
     }
 }

@@ -207,6 +207,14 @@ impl Subscription {
         let latest = self.changes.latest();
         while let Some(e) = self.changes.next_through(latest)? {
             self.emit(&e);
+            // Behind, the changelog could hand out everything at once: a bounded part per
+            // call, and no progress announced until it has all been read.
+            if self.changes.is_behind() && self.ready.len() >= self.changes.bound() {
+                return Ok(());
+            }
+        }
+        if self.changes.is_behind() {
+            return Ok(());
         }
         if latest >= self.frontier {
             self.frontier = latest + 1;

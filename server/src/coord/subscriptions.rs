@@ -41,6 +41,21 @@ struct Feed {
     queued: Arc<AtomicUsize>,
     /// Why the feed was ended by the server, if it was.
     ended: Arc<Mutex<Option<PgError>>>,
+    /// For a relation that keeps a changelog: whether the subscriber fell behind and reads
+    /// the epochs it missed from the changelog (see [`Lag`]); `None`: it is cut off instead.
+    lag: Option<Arc<Mutex<Lag>>>,
+}
+
+/// A subscriber that fell behind: epochs `first..=through` were not queued for it (they are
+/// in its relation's changelog). Shared between the publisher, which extends `through` while
+/// the subscriber is behind, and the subscriber, which reads them from the changelog and
+/// rejoins the live feed once it has read through every skipped epoch — both under this
+/// lock, so that no epoch falls between the two.
+#[derive(Debug, Default)]
+pub struct Lag {
+    behind: bool,
+    first: u64,
+    through: u64,
 }
 
 /// The rows an epoch appends to `relation` (a source), each once; `None` when none.
@@ -101,17 +116,40 @@ impl Subscriptions {
                 };
                 let n = rows.len();
                 let msg = Arc::new(EpochRows { epoch, rows });
+                let max = self.max_queued_rows;
                 list.retain(|f| {
-                    if f.queued.fetch_add(n, Ordering::SeqCst) + n > self.max_queued_rows {
-                        *lock(&f.ended) = Some(PgError::new(
-                            SqlState::CONFIGURATION_LIMIT_EXCEEDED,
-                            format!(
-                                "subscriber fell behind: more than {} changed rows were waiting to be read",
-                                self.max_queued_rows
-                            ),
-                        ));
-                        return false;
+                    let full = f.queued.load(Ordering::SeqCst) + n > max;
+                    match &f.lag {
+                        Some(lag) => {
+                            let mut lag = lock(lag);
+                            if lag.behind {
+                                lag.through = epoch;
+                                return true;
+                            }
+                            if full {
+                                // The changelog holds this epoch and the next: the subscriber
+                                // reads them from there once it has read its queue.
+                                *lag = Lag {
+                                    behind: true,
+                                    first: epoch,
+                                    through: epoch,
+                                };
+                                return true;
+                            }
+                        }
+                        None if full => {
+                            *lock(&f.ended) = Some(PgError::new(
+                                SqlState::CONFIGURATION_LIMIT_EXCEEDED,
+                                format!(
+                                    "subscriber fell behind: more than {max} changed rows were waiting to be read"
+                                ),
+                            )
+                            .with_hint("Subscribe to a materialized view created WITH (retain_changes = …): a subscriber that falls behind then reads what it missed from its changelog."));
+                            return false;
+                        }
+                        None => {}
                     }
+                    f.queued.fetch_add(n, Ordering::SeqCst);
                     f.tx.send(Arc::clone(&msg)).is_ok()
                 });
             }
@@ -133,6 +171,24 @@ impl Subscriptions {
     /// Subscribers right now, for `freshet_internal` and tests.
     pub fn count(&self) -> usize {
         self.feeds().values().map(Vec::len).sum()
+    }
+
+    /// Changed rows queued for subscribers, not yet read (each at most `max_queued_rows`).
+    pub fn queued_rows(&self) -> usize {
+        self.feeds()
+            .values()
+            .flatten()
+            .map(|f| f.queued.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// Subscribers that fell behind and read what they missed from a changelog.
+    pub fn behind(&self) -> usize {
+        self.feeds()
+            .values()
+            .flatten()
+            .filter(|f| f.lag.as_ref().is_some_and(|l| lock(l).behind))
+            .count()
     }
 
     /// Ends every subscription to `relation` (dropped) with `why`.
@@ -173,6 +229,12 @@ pub struct Changes {
     latest: watch::Receiver<u64>,
     /// An epoch taken from the queue but not handed out yet (see [`Changes::next_through`]).
     held: Option<Arc<EpochRows>>,
+    /// Shared with the feed when the relation keeps a changelog (see [`Lag`]).
+    lag: Option<Arc<Mutex<Lag>>>,
+    /// While behind: the next epoch to read from the changelog, and epochs read from it not
+    /// handed out yet.
+    log_next: Option<u64>,
+    log_read: std::collections::VecDeque<Arc<EpochRows>>,
 }
 
 impl Changes {
@@ -188,11 +250,16 @@ impl Changes {
         let id = subs.next_id.fetch_add(1, Ordering::Relaxed);
         let queued = Arc::new(AtomicUsize::new(0));
         let ended = Arc::new(Mutex::new(None));
+        let lag = engine
+            .changelogs
+            .since(relation)
+            .map(|_| Arc::new(Mutex::new(Lag::default())));
         subs.feeds().entry(relation).or_default().push(Feed {
             id,
             tx,
             queued: Arc::clone(&queued),
             ended: Arc::clone(&ended),
+            lag: lag.clone(),
         });
         engine.dataflows.observe(relation, true);
         crate::sources::refresh_columns(engine, relation);
@@ -205,16 +272,23 @@ impl Changes {
             ended,
             latest: subs.latest.subscribe(),
             held: None,
+            lag,
+            log_next: None,
+            log_read: Default::default(),
         }
     }
 
-    /// The next queued epoch's changes if its epoch is at most `through`, without waiting.
+    /// The next queued epoch's changes if its epoch is at most `through`, without waiting
+    /// (after falling behind: the next from the changelog).
     pub fn next_through(&mut self, through: u64) -> Result<Option<Arc<EpochRows>>, PgError> {
         let next = match self.held.take() {
             Some(e) => e,
             None => match self.rx.try_recv() {
                 Ok(e) => self.taken(e),
-                Err(mpsc::error::TryRecvError::Empty) => return Ok(None),
+                Err(mpsc::error::TryRecvError::Empty) => match self.from_log(through)? {
+                    Some(e) => e,
+                    None => return Ok(None),
+                },
                 Err(mpsc::error::TryRecvError::Disconnected) => return Err(self.ended()),
             },
         };
@@ -223,6 +297,77 @@ impl Changes {
         } else {
             self.held = Some(next);
             Ok(None)
+        }
+    }
+
+    /// Rows a subscriber may have waiting.
+    pub fn bound(&self) -> usize {
+        self.engine.subscriptions.max_queued_rows
+    }
+
+    /// Whether the subscriber fell behind and reads from the changelog.
+    pub fn is_behind(&self) -> bool {
+        self.log_next.is_some() || self.lag.as_ref().is_some_and(|l| lock(l).behind)
+    }
+
+    /// Behind, with the queue read: the next epoch the changelog holds for the subscriber, up
+    /// to `through`; rejoins the live feed once every skipped epoch is read.
+    fn from_log(&mut self, through: u64) -> Result<Option<Arc<EpochRows>>, PgError> {
+        let Some(lag) = self.lag.clone() else {
+            return Ok(None);
+        };
+        loop {
+            if let Some(e) = self.log_read.pop_front() {
+                return Ok(Some(e));
+            }
+            let next = match self.log_next {
+                Some(n) => n,
+                None => {
+                    let l = lock(&lag);
+                    if !l.behind {
+                        return Ok(None);
+                    }
+                    self.log_next = Some(l.first);
+                    l.first
+                }
+            };
+            {
+                let mut l = lock(&lag);
+                if next > l.through {
+                    // Every skipped epoch is read: live again from the next publish on.
+                    l.behind = false;
+                    self.log_next = None;
+                    return Ok(None);
+                }
+            }
+            let to = lock(&lag).through.min(through);
+            if next > to {
+                return Ok(None);
+            }
+            let snapshot = self.engine.store.snapshot();
+            let (epochs, done) = super::changelog::read_bounded(
+                &snapshot,
+                self.relation,
+                next,
+                to,
+                self.engine.subscriptions.max_queued_rows,
+            )
+            .map_err(|e| PgError::internal(&e))?;
+            // Pruned meanwhile? Then what was read may lack epochs: never a silent gap.
+            match self.engine.changelogs.since(self.relation) {
+                Some(since) if since <= next => {}
+                _ => {
+                    return Err(PgError::new(
+                        SqlState::CONFIGURATION_LIMIT_EXCEEDED,
+                        format!(
+                            "subscriber fell behind the changelog: epoch {next} is no longer kept"
+                        ),
+                    )
+                    .with_hint("The view keeps its changes for its retain_changes period."))
+                }
+            }
+            self.log_next = Some(done + 1);
+            self.log_read.extend(epochs);
         }
     }
 
@@ -236,6 +381,17 @@ impl Changes {
     pub async fn wait(&mut self, latest_too: bool) -> Result<Woke, PgError> {
         if let Some(e) = self.held.take() {
             return Ok(Woke::Rows(e));
+        }
+        if self.is_behind() && self.rx.is_empty() {
+            // Nothing more is queued: the next epochs come from the changelog once committed.
+            let latest = *self.latest.borrow();
+            if let Some(e) = self.from_log(latest)? {
+                return Ok(Woke::Rows(e));
+            }
+            if self.is_behind() {
+                let _ = self.latest.changed().await;
+                return Ok(Woke::Latest);
+            }
         }
         let got = if latest_too {
             tokio::select! {

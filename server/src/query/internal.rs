@@ -82,6 +82,14 @@ impl InternalSchema {
             ),
             ("tables", self.engine.catalog.tables().len() as i64),
             ("subscribers", self.engine.subscriptions.count() as i64),
+            (
+                "subscriber_queued_rows",
+                self.engine.subscriptions.queued_rows() as i64,
+            ),
+            (
+                "subscribers_behind",
+                self.engine.subscriptions.behind() as i64,
+            ),
             ("latest_epoch", clamp(self.engine.latest_epoch())),
             (
                 "materialized_views",
