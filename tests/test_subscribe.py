@@ -336,6 +336,11 @@ def test_slow_subscriber_reads_what_it_missed_from_the_changelog(tmp_path):
         assert tail.state[(-2, 2)] == 1
         assert c.execute("SELECT value FROM freshet_internal.metrics "
                          "WHERE name = 'subscribers_behind'").fetchone() == (0,)
+        # A new subscriber's snapshot of the ~600k rows, handed out a page at a time.
+        fresh = Tail(psycopg.connect(server.dsn(), autocommit=True),
+                     "COPY (SUBSCRIBE bigv WITH (PROGRESS)) TO STDOUT")
+        fresh.advance_past(latest + 1)
+        assert fresh.state == tail.state
         assert server.alive()
     finally:
         server.stop()

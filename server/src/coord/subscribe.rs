@@ -17,7 +17,8 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::execution::SessionState;
 use freshet_common::{Datum, PgError, SqlState, TableId};
-use freshet_dataflow::{read_table_rows, read_view_rows};
+use freshet_dataflow::{decode_contents, read_table_rows, read_view_rows};
+use freshet_state::Snapshot;
 use freshet_sql::error::map_df_error;
 use freshet_sql::SubscribePlan;
 
@@ -44,6 +45,49 @@ pub struct Subscription {
     /// `SUBSCRIBE (query)`: the query's dataflow, removed when the subscription ends (after
     /// `changes`, declared first, unsubscribes).
     _transient: Option<super::transient::TransientView>,
+    /// The snapshot of a view or table, still to be handed out a page at a time.
+    pages: Option<SnapshotPages>,
+}
+
+/// Rows in a snapshot page: the subscriber holds at most about this many of the snapshot's.
+const SNAPSHOT_PAGE: usize = 4096;
+
+/// A view's or table's rows at the subscription's start, read a page at a time from the
+/// snapshot taken then: a large relation costs the server no more memory than a page.
+struct SnapshotPages {
+    snapshot: Snapshot,
+    prefix: Vec<u8>,
+    /// The first key not read yet.
+    next: Vec<u8>,
+    /// A view's contents entries (multiplicity, row); else a table's rows.
+    view: bool,
+    epoch: u64,
+}
+
+impl SnapshotPages {
+    /// The next page of rows; `None` once all are read.
+    fn next_page(&mut self) -> Result<Option<Vec<(Vec<Datum>, i64)>>, PgError> {
+        let entries = self
+            .snapshot
+            .scan(&self.prefix, &self.next, None, SNAPSHOT_PAGE)
+            .map_err(|e| map_df_error(&freshet_dataflow::epoch::state_err(e)))?;
+        let Some((last, _)) = entries.last() else {
+            return Ok(None);
+        };
+        self.next = freshet_state::next_key(last);
+        let mut rows = Vec::with_capacity(entries.len());
+        for (_, v) in &entries {
+            rows.push(if self.view {
+                let (n, row) = decode_contents(v).map_err(|e| map_df_error(&e))?;
+                (row, n)
+            } else {
+                let row = freshet_state::row_codec::decode_row(v)
+                    .map_err(|e| map_df_error(&freshet_dataflow::epoch::state_err(e)))?;
+                (row, 1)
+            });
+        }
+        Ok(Some(rows))
+    }
 }
 
 impl Subscription {
@@ -124,7 +168,25 @@ impl Subscription {
             finished: false,
             from: plan.as_of.unwrap_or(0),
             _transient: transient,
+            pages: None,
         };
+        let is_source = engine.sources.get(relation).is_some();
+        if plan.snapshot && history.is_empty() && sub.upsert.is_none() && !is_source {
+            // Handed out a page at a time; progress once all of it is out.
+            let view = engine.dataflows.get(relation);
+            let prefix = match &view {
+                Some(v) => v.contents_prefix(),
+                None => freshet_state::table_prefix(relation),
+            };
+            sub.pages = Some(SnapshotPages {
+                snapshot,
+                next: prefix.clone(),
+                prefix,
+                view: view.is_some(),
+                epoch: start,
+            });
+            return Ok(sub);
+        }
         if plan.snapshot {
             let mut rows = if engine.sources.get(relation).is_some() {
                 // A source's rows: what it committed as of the snapshot, re-read.
@@ -202,8 +264,24 @@ impl Subscription {
         Ok(())
     }
 
-    /// Queues every change committed up to the latest epoch, then announces it.
+    /// Queues every change committed up to the latest epoch, then announces it — after the
+    /// snapshot's pages, one at a time.
     fn take_ready(&mut self) -> Result<(), PgError> {
+        while let Some(pages) = self.pages.as_mut() {
+            match pages.next_page()? {
+                Some(rows) => {
+                    let epoch = pages.epoch;
+                    self.emit_at(&EpochRows { epoch, rows });
+                    if self.ready.len() >= SNAPSHOT_PAGE {
+                        return Ok(());
+                    }
+                }
+                None => {
+                    self.pages = None;
+                    self.announce();
+                }
+            }
+        }
         let latest = self.changes.latest();
         while let Some(e) = self.changes.next_through(latest)? {
             self.emit(&e);
