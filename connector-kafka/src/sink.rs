@@ -34,14 +34,21 @@ pub struct SinkMessage {
 /// Per partition (by index), the place (epoch, seq) of the sink's last message in it.
 pub type Written = Vec<Option<(u64, u64)>>;
 
-/// Counts a session's acknowledged messages (waking whoever waits for them) and records its
-/// first delivery failure.
+/// Counts a session's acknowledged messages (waking whoever waits for them once their count
+/// is reached) and records its first delivery failure.
 #[derive(Default)]
 struct SinkContext {
     failed: Mutex<Option<String>>,
-    /// Messages delivered or failed so far.
-    settled: Mutex<u64>,
+    settled: Mutex<Settled>,
     changed: Condvar,
+}
+
+#[derive(Default)]
+struct Settled {
+    /// Messages delivered or failed so far.
+    count: u64,
+    /// The count a sender waits for (one wake-up per send, not per message).
+    awaited: u64,
 }
 
 impl ClientContext for SinkContext {}
@@ -50,24 +57,29 @@ impl ProducerContext for SinkContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let failed = result.is_err();
         if let Err((e, _)) = result {
-            let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-            failed.get_or_insert_with(|| e.to_string());
+            let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            f.get_or_insert_with(|| e.to_string());
         }
-        *self.settled.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.changed.notify_all();
+        let mut settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
+        settled.count += 1;
+        if failed || settled.count == settled.awaited {
+            self.changed.notify_all();
+        }
     }
 }
 
 impl SinkContext {
     fn settled(&self) -> u64 {
-        *self.settled.lock().unwrap_or_else(|p| p.into_inner())
+        self.settled.lock().unwrap_or_else(|p| p.into_inner()).count
     }
 
     /// Waits until `target` messages are settled, or a failure, or `stop`.
     fn wait_settled(&self, target: u64, stop: &dyn Fn() -> bool) -> Result<()> {
         let mut settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
-        while *settled < target {
+        settled.awaited = target;
+        while settled.count < target {
             if self
                 .failed
                 .lock()
