@@ -17,11 +17,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 
 use crate::server::FreshetServer;
 use crate::{percentiles, procstat};
@@ -191,18 +190,7 @@ async fn one_rate(
             (bootstrap.to_owned(), output.to_owned(), Arc::clone(&stop));
         let partitions = o.partitions;
         std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("group.id", "bench")
-                .set("enable.auto.commit", "false")
-                .set("fetch.wait.max.ms", "5")
-                .set("fetch.queue.backoff.ms", "1")
-                .create()?;
-            let mut tpl = TopicPartitionList::new();
-            for p in 0..partitions {
-                tpl.add_partition_offset(&output, p, Offset::Beginning)?;
-            }
-            consumer.assign(&tpl)?;
+            let consumer = crate::probe::consumer_from_start(&bootstrap, &output, partitions)?;
             let mut lat = Vec::new();
             while sinking && !stop.load(Ordering::Relaxed) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
@@ -269,18 +257,7 @@ async fn one_rate(
             (k % partitions as i64) as i32,
             &bid(id, now_us()),
         );
-        loop {
-            let n: i64 = c.query_one(&stmt, &[&id]).await?.get(0);
-            if n > 0 {
-                break;
-            }
-            anyhow::ensure!(
-                t0.elapsed() < Duration::from_secs(30),
-                "marker {id} never became visible"
-            );
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
-        select.push(t0.elapsed());
+        select.push(crate::probe::until_visible(&c, &stmt, id, t0).await?);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let produced = bids

@@ -22,6 +22,7 @@ mod pgbench;
 mod reads;
 mod sinks;
 mod latency;
+mod probe;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

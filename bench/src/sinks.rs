@@ -13,11 +13,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use tokio_postgres::Client;
 
 use crate::server::FreshetServer;
@@ -232,19 +230,7 @@ async fn latency(
     let total = (rate * o.seconds) as usize;
     let (bootstrap, topic2) = (bootstrap.to_owned(), topic.to_owned());
     let reader = std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", "bench")
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "5")
-            // librdkafka's default backs off 1 s after a full fetch queue.
-            .set("fetch.queue.backoff.ms", "1")
-            .create()?;
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(&topic2, p, Offset::Beginning)?;
-        }
-        consumer.assign(&tpl)?;
+        let consumer = crate::probe::consumer_from_start(&bootstrap, &topic2, PARTITIONS)?;
         let mut lat = Vec::with_capacity(total);
         let deadline = Instant::now() + Duration::from_secs(120);
         while lat.len() < total && Instant::now() < deadline {

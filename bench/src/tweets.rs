@@ -276,18 +276,7 @@ async fn freshness(
         let payload = format!("{{\"id\": {id}, \"lang\": \"zz\", \"text\": \"marker\", \"user\": {{\"name\": \"bench\"}}}}");
         let t0 = Instant::now();
         send(&p, "tweets_fresh", "marker", payload.as_bytes());
-        loop {
-            let n: i64 = c.query_one(&stmt, &[&id]).await?.get(0);
-            if n > 0 {
-                break;
-            }
-            anyhow::ensure!(
-                t0.elapsed() < Duration::from_secs(30),
-                "marker {id} never became visible"
-            );
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
-        lat.push(t0.elapsed());
+        lat.push(crate::probe::until_visible(&c, &stmt, id, t0).await?);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.store(true, Ordering::Relaxed);
