@@ -91,7 +91,12 @@ pub struct Status {
 pub struct ReaderConfig {
     /// Most messages in one batch.
     pub max_batch: usize,
-    /// Longest a batch waits for more messages once it has one.
+    /// Once a batch has a message, how long it waits for more while none are at hand: past
+    /// this it ends as soon as the consumer has nothing more (a caught-up source commits
+    /// what it has, fresh)…
+    pub quiet_wait: Duration,
+    /// …and however fast messages keep coming, it ends this long after its first (a source
+    /// reading a backlog commits in large epochs).
     pub max_wait: Duration,
 }
 
@@ -99,6 +104,7 @@ impl Default for ReaderConfig {
     fn default() -> Self {
         ReaderConfig {
             max_batch: 10_000,
+            quiet_wait: Duration::from_millis(5),
             max_wait: Duration::from_millis(20),
         }
     }
@@ -391,7 +397,7 @@ impl Reader {
                             }
                             assign(&assigned);
                         }
-                        let (batch, out_of_range) = read_batch(&consumer, &decoder, &config, &stop);
+                        let (batch, out_of_range) = read_batch(&consumer, &topic, &decoder, &config, &stop);
                         if let Some(batch) = batch {
                             for (&p, &n) in &batch.next {
                                 assigned.insert(p, n);
@@ -517,11 +523,13 @@ fn watch_once(
     }
 }
 
-/// Polls one batch: waits up to 100 ms for a first message, then takes what arrives within
-/// `max_wait`, up to `max_batch` messages. The flag says librdkafka found a position outside
+/// Polls one batch: waits up to 100 ms for a first message, then takes what is at hand or
+/// arrives within `quiet_wait`, and while messages keep coming, up to `max_wait` and
+/// `max_batch` messages. The flag says librdkafka found a position outside
 /// its partition's log (the batch ends there).
 fn read_batch(
     consumer: &BaseConsumer,
+    topic: &str,
     decoder: &SharedDecoder,
     config: &ReaderConfig,
     stop: &AtomicBool,
@@ -530,20 +538,28 @@ fn read_batch(
     let mut arena = Arena::default();
     // The INCLUDE columns are fixed for a source: later decoders want keys just the same.
     let key = decoder.get().1.includes_key();
-    let mut deadline: Option<Instant> = None;
+    // Since the first message: (end of the quiet wait, the deadline).
+    let mut first: Option<(Instant, Instant)> = None;
     // Whether the last poll found nothing: only then wait (and read the clock).
     let mut waiting = false;
     let mut out_of_range = false;
     while msgs.len() < config.max_batch && !stop.load(Ordering::Relaxed) {
-        let timeout = match deadline {
+        let timeout = match first {
             None => Duration::from_millis(100),
             Some(_) if !waiting => Duration::ZERO,
-            Some(d) => d.saturating_duration_since(Instant::now()),
+            Some((quiet, _)) => quiet.saturating_duration_since(Instant::now()),
         };
         match consumer.poll(timeout) {
             Some(Ok(m)) => {
                 msgs.push(detach(&m, &mut arena, key));
-                deadline.get_or_insert_with(|| Instant::now() + config.max_wait);
+                if first.is_none() {
+                    let now = Instant::now();
+                    first = Some((now + config.quiet_wait, now + config.max_wait));
+                } else if msgs.len() % 64 == 0
+                    && first.is_some_and(|(_, d)| Instant::now() >= d)
+                {
+                    break;
+                }
                 waiting = false;
             }
             Some(Err(e)) => {
@@ -558,8 +574,17 @@ fn read_batch(
                 break;
             }
             None => {
-                if msgs.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+                let Some((quiet, deadline)) = first else {
                     break;
+                };
+                let now = Instant::now();
+                // Nothing at hand: past the quiet wait, the batch is what there is — unless
+                // the broker holds more for it (a backlog), then up to the deadline.
+                if now >= deadline || (now >= quiet && !more_in_broker(consumer, topic, &msgs)) {
+                    break;
+                }
+                if now >= quiet {
+                    first = Some((deadline, deadline));
                 }
                 waiting = true;
             }
@@ -572,6 +597,35 @@ fn read_batch(
     let mut b = decode_batch(&decoder, msgs);
     b.version = version;
     (Some(b), out_of_range)
+}
+
+/// Whether the broker held more than `msgs` reach in any of their partitions when it last
+/// answered a fetch (librdkafka's cached high watermarks: no request is made).
+fn more_in_broker(consumer: &BaseConsumer, topic: &str, msgs: &[Message]) -> bool {
+    let Ok(topic) = std::ffi::CString::new(topic) else {
+        return false;
+    };
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for m in msgs {
+        let e = next.entry(m.partition).or_insert(0);
+        *e = (*e).max(m.offset + 1);
+    }
+    next.into_iter().any(|(partition, n)| {
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client handle lives as long as `consumer`; the topic is a valid C
+        // string for the call; librdkafka only reads its cached watermarks into the two
+        // out-parameters.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                consumer.client().native_ptr(),
+                topic.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high > n
+    })
 }
 
 /// Decodes `msgs` into a batch (version 0).
