@@ -17,7 +17,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use rdkafka::Message;
@@ -72,19 +71,12 @@ fn bid(id: i64, sent: i64) -> String {
 }
 
 fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, partition: i32, payload: &str) {
-    let mut record = BaseRecord::<(), str>::to(topic)
-        .payload(payload)
-        .partition(partition);
-    loop {
-        match p.send(record) {
-            Ok(()) => return,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err((e, _)) => panic!("produce failed: {e}"),
-        }
-    }
+    crate::probe::send(
+        p,
+        BaseRecord::<(), str>::to(topic)
+            .payload(payload)
+            .partition(partition),
+    );
 }
 
 /// Latencies of one run, in the three ways the results reach users.

@@ -1,12 +1,32 @@
-//! What the freshness measurements share: a consumer that reads a topic from its start, and
-//! a marker polled until a query sees it.
+//! What the Kafka measurements share: producing while the producer's queue is full, a
+//! consumer that reads a topic from its start, and a marker polled until a query sees it.
 
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_postgres::{Client, Statement};
+
+/// Sends `record`, waiting while the producer's queue is full.
+pub fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+    p: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, K, P>,
+) {
+    loop {
+        match p.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => panic!("produce failed: {e}"),
+        }
+    }
+}
 
 /// A consumer of `topic`'s `partitions`, each from its beginning, fetching as soon as
 /// messages arrive.

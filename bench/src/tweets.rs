@@ -18,7 +18,6 @@ use clap::Parser;
 use freshet_connector_kafka::tweets::{tweet, CREATE_SOURCE_SQL, DEMO_BOOTSTRAP};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -79,17 +78,7 @@ fn producer(
 }
 
 fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &str, payload: &[u8]) {
-    let mut record = BaseRecord::to(topic).payload(payload).key(key);
-    loop {
-        match p.send(record) {
-            Ok(()) => return,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err((e, _)) => panic!("produce failed: {e}"),
-        }
-    }
+    crate::probe::send(p, BaseRecord::to(topic).payload(payload).key(key));
 }
 
 /// Produces tweets `from..to` and waits until the broker has them.

@@ -331,7 +331,7 @@ impl Changes {
                     l.first
                 }
             };
-            {
+            let to = {
                 let mut l = lock(&lag);
                 if next > l.through {
                     // Every skipped epoch is read: live again from the next publish on.
@@ -339,8 +339,8 @@ impl Changes {
                     self.log_next = None;
                     return Ok(None);
                 }
-            }
-            let to = lock(&lag).through.min(through);
+                l.through.min(through)
+            };
             if next > to {
                 return Ok(None);
             }

@@ -244,23 +244,36 @@ impl Layout {
             .map(|&i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options))
             .collect::<Result<Vec<_>, _>>()
             .map_err(std::io::Error::other)?;
-        let mut parts: std::collections::BTreeMap<PathBuf, Vec<u32>> = Default::default();
+        // Column names escaped once; per row, its directory built in one reused buffer (a
+        // map entry is allocated per partition, not per row).
+        let names: Vec<String> = self
+            .partition
+            .iter()
+            .map(|&i| hive_escape(self.schema.field(i).name()))
+            .collect();
+        let mut parts: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+        let (mut dir, mut value) = (String::new(), String::new());
         for row in 0..batch.num_rows() {
-            let mut dir = PathBuf::new();
-            for (f, &i) in formatters.iter().zip(&self.partition) {
-                let column = batch.column(i);
-                let value = if column.is_null(row) {
-                    String::new()
-                } else {
-                    f.value(row).to_string()
-                };
-                dir.push(format!(
-                    "{}={}",
-                    hive_escape(self.schema.field(i).name()),
-                    partition_value(&value)
-                ));
+            dir.clear();
+            for ((f, &i), name) in formatters.iter().zip(&self.partition).zip(&names) {
+                value.clear();
+                if !batch.column(i).is_null(row) {
+                    use std::fmt::Write;
+                    let _ = write!(value, "{}", f.value(row));
+                }
+                if !dir.is_empty() {
+                    dir.push('/');
+                }
+                dir.push_str(name);
+                dir.push('=');
+                dir.push_str(&partition_value(&value));
             }
-            parts.entry(dir).or_default().push(row as u32);
+            match parts.get_mut(&dir) {
+                Some(rows) => rows.push(row as u32),
+                None => {
+                    parts.insert(dir.clone(), vec![row as u32]);
+                }
+            }
         }
         let data_columns: Vec<usize> = (0..self.schema.fields().len())
             .filter(|i| !self.partition.contains(i))
@@ -276,7 +289,7 @@ impl Layout {
                     .map_err(std::io::Error::other)?;
                 let part = RecordBatch::try_new(Arc::clone(&self.data), columns)
                     .map_err(std::io::Error::other)?;
-                Ok((dir, part))
+                Ok((PathBuf::from(dir), part))
             })
             .collect()
     }
