@@ -8,6 +8,7 @@
 //! It is the only crate that builds a tokio runtime, parses the CLI or imports pgwire.
 
 pub mod access;
+pub mod alloc;
 pub mod config;
 pub mod coord;
 pub mod engine;

@@ -7,12 +7,15 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: view maintenance allocates many small, short-lived buffers per row, where
-/// glibc's malloc spent ~15% of the CPU (consolidating free chunks).
+/// glibc's malloc spent ~15% of the CPU (consolidating free chunks). Large blocks are charged
+/// to the statement that allocates them (`freshet_server::alloc`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: freshet_server::alloc::Tracking<mimalloc::MiMalloc> =
+    freshet_server::alloc::Tracking(mimalloc::MiMalloc);
 
 fn main() -> anyhow::Result<()> {
     let opts = ServerOpts::parse();
+    freshet_server::alloc::install_tracer();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

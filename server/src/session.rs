@@ -86,14 +86,19 @@ pub struct Session {
     sequences: Arc<crate::sequences::SessionSequences>,
     /// This connection, counted against its role's `CONNECTION LIMIT`.
     role_slot: Mutex<Option<crate::access::RoleSlot>>,
+    /// What the running statement has allocated (`crate::alloc`).
+    statement_memory: Arc<memory::StatementAccount>,
 }
 
-/// The template's state with a memory pool of the session's own, as large as the template's:
-/// the limit holds for each statement (a session runs one at a time); every reservation also
-/// draws on `budget`, shared by all sessions. Spill files, caches and object stores are shared.
+/// The template's state with a memory pool of the session's own: the limit holds for each
+/// statement (a session runs one at a time), for what it allocates (`statement`); operators
+/// may reserve three quarters of it, the rest being what their reservations do not cover
+/// (batches in flight, sort keys, copies while a buffer moves). Every reservation also draws
+/// on `budget`, shared by all sessions. Spill files, caches and object stores are shared.
 fn own_memory(
     template: &SessionContext,
     budget: &Arc<memory::ServerBudget>,
+    statement: &Arc<memory::StatementAccount>,
 ) -> datafusion::execution::SessionState {
     use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryLimit, MemoryPool, TrackConsumersPool};
     use datafusion::execution::runtime_env::RuntimeEnv;
@@ -103,12 +108,14 @@ fn own_memory(
         return state;
     };
     let own: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(
-        GreedyMemoryPool::new(limit),
+        GreedyMemoryPool::new(limit / 4 * 3),
         std::num::NonZeroUsize::new(3).expect("3 is not zero"),
     ));
     let pool: Arc<dyn MemoryPool> = Arc::new(memory::BudgetedPool {
         inner: own,
         server: Arc::clone(budget),
+        limit,
+        statement: Arc::clone(statement),
     });
     let runtime = Arc::new(RuntimeEnv {
         memory_pool: pool,
@@ -132,7 +139,8 @@ impl Session {
         app: Option<&str>,
         notifications: Option<tokio::sync::mpsc::UnboundedSender<crate::coord::notify::Notification>>,
     ) -> Self {
-        let ctx = SessionContext::new_with_state(own_memory(template, budget));
+        let statement_memory = Arc::default();
+        let ctx = SessionContext::new_with_state(own_memory(template, budget, &statement_memory));
         let mut vars = SessionVars::default();
         if let Some(app) = app {
             vars.set("application_name", app.to_owned());
@@ -153,6 +161,7 @@ impl Session {
             identity: Mutex::new(Arc::new(crate::access::Identity::nobody())),
             sequences: Arc::default(),
             role_slot: Mutex::new(None),
+            statement_memory,
         }
     }
 

@@ -2,9 +2,23 @@
 //! per statement) that also draws on the server-wide budget of all sessions
 //! (`--query-memory-total-mb`). Either running out fails the allocation (DataFusion spills
 //! where it can, or the statement fails with 53200).
+//!
+//! Both limits hold for what statements really allocate, not only for what DataFusion's
+//! operators reserve: each statement runs charged to an [`Account`] of its own
+//! (`crate::alloc`), checked whenever an operator asks for more and after every batch of
+//! rows.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
+use futures::Stream;
+
+use crate::alloc::Account;
 
 use datafusion::common::DataFusionError;
 use datafusion::error::Result;
@@ -53,11 +67,126 @@ impl ServerBudget {
     }
 }
 
-/// A session's pool: `inner` (its own limit) plus the server's budget.
+/// The account of the statement a session runs now (a session runs one at a time).
+#[derive(Debug, Default)]
+pub struct StatementAccount(Mutex<Option<Arc<Account>>>);
+
+impl StatementAccount {
+    /// A fresh account for the next statement (none when the process has no slot left).
+    pub fn begin(&self) -> Option<Arc<Account>> {
+        let account = Account::open().map(Arc::new);
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = account.clone();
+        account
+    }
+
+    fn live(&self) -> Option<usize> {
+        let account = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        account.as_ref().map(|a| a.live())
+    }
+}
+
+/// A session's pool: `inner` (its own limit, `limit` bytes) plus the server's budget, both
+/// also checked against what the running statement has allocated.
 #[derive(Debug)]
 pub struct BudgetedPool {
     pub inner: Arc<dyn MemoryPool>,
     pub server: Arc<ServerBudget>,
+    pub limit: usize,
+    pub statement: Arc<StatementAccount>,
+}
+
+impl BudgetedPool {
+    /// Refuses `additional` bytes when the statement has allocated more than its limit, or
+    /// all statements together more than theirs. Operators ask after growing as often as
+    /// before, so what is allocated now is compared, not that plus `additional`; operators
+    /// that ask first are held by their reservations (`inner`).
+    fn check_allocated(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
+        let consumer = reservation.consumer().name();
+        if let Some(live) = self.statement.live() {
+            if live > self.limit {
+                return Err(over_statement_limit(live, self.limit, Some((additional, consumer))));
+            }
+        }
+        let all = crate::alloc::all_live();
+        if all > self.server.limit {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "statements of all sessions together have allocated {} MiB of the server's \
+                 query memory ({} MiB, --query-memory-total-mb): could not take {additional} \
+                 more bytes for {consumer}",
+                all >> 20,
+                self.server.limit >> 20,
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn over_statement_limit(live: usize, limit: usize, asked: Option<(usize, &str)>) -> DataFusionError {
+    let asked = asked
+        .map(|(n, consumer)| format!(": could not take {n} more bytes for {consumer}"))
+        .unwrap_or_default();
+    DataFusionError::ResourcesExhausted(format!(
+        "the statement has allocated {} MiB, its limit is {} MiB (--query-memory-mb){asked}",
+        live >> 20,
+        limit >> 20
+    ))
+}
+
+/// A statement's rows, produced charged to its account; past the statement's limit the
+/// stream ends with 53200.
+pub struct ChargedRows {
+    inner: SendableRecordBatchStream,
+    account: Arc<Account>,
+    limit: usize,
+    failed: bool,
+}
+
+impl ChargedRows {
+    pub fn new(inner: SendableRecordBatchStream, account: Arc<Account>, limit: usize) -> Self {
+        ChargedRows {
+            inner,
+            account,
+            limit,
+            failed: false,
+        }
+    }
+}
+
+impl Stream for ChargedRows {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<RecordBatch>>> {
+        let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        let polled = {
+            let _charged = this.account.enter();
+            this.inner.as_mut().poll_next(cx)
+        };
+        let live = this.account.live();
+        if matches!(polled, Poll::Ready(Some(Ok(_)))) && live > this.limit {
+            this.failed = true;
+            return Poll::Ready(Some(Err(over_statement_limit(live, this.limit, None))));
+        }
+        polled
+    }
+}
+
+impl Drop for ChargedRows {
+    fn drop(&mut self) {
+        tracing::debug!(
+            "statement done: allocated at most {} KiB, {} KiB still live",
+            self.account.peak() >> 10,
+            self.account.live() >> 10
+        );
+    }
+}
+
+impl RecordBatchStream for ChargedRows {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
 }
 
 impl std::fmt::Display for BudgetedPool {
@@ -90,6 +219,7 @@ impl MemoryPool for BudgetedPool {
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
+        self.check_allocated(reservation, additional)?;
         if !self.server.try_take(additional) {
             return Err(DataFusionError::ResourcesExhausted(format!(
                 "statements of all sessions together use the server's query memory \
@@ -110,6 +240,6 @@ impl MemoryPool for BudgetedPool {
     }
 
     fn memory_limit(&self) -> MemoryLimit {
-        self.inner.memory_limit()
+        MemoryLimit::Finite(self.limit)
     }
 }

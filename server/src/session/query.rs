@@ -145,6 +145,31 @@ impl Session {
         stmt: ast::Statement,
         params: Option<ParamValues>,
     ) -> Result<Outcome, PgError> {
+        let Some(account) = self.statement_memory.begin() else {
+            return self.run_query_timed(stmt, params).await;
+        };
+        let outcome = account
+            .charged(Box::pin(self.run_query_timed(stmt, params)))
+            .await?;
+        let limit = match self.ctx.runtime_env().memory_pool.memory_limit() {
+            datafusion::execution::memory_pool::MemoryLimit::Finite(n) => n,
+            _ => usize::MAX,
+        };
+        Ok(match outcome {
+            Outcome::Rows { schema, stream, tag } => Outcome::Rows {
+                schema,
+                stream: Box::pin(super::memory::ChargedRows::new(stream, account, limit)),
+                tag,
+            },
+            other => other,
+        })
+    }
+
+    async fn run_query_timed(
+        &self,
+        stmt: ast::Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome, PgError> {
         let Some(limit) = self.with_vars(|v| v.timeout("statement_timeout")) else {
             return self.run_query_untimed(stmt, params).await;
         };
