@@ -51,6 +51,13 @@ CASES = [
     ("SELECT i - (i + i) FROM n WHERE k = 2", "22003"),
     ("SELECT 1.0 / f FROM n", "22012"),
     ("SELECT sum(b) FROM n WHERE k = 1 OR k = 1", None),
+    ("SELECT 1e308::float8 * 10", "22003"),
+    ("SELECT f * 1e308 * 1e308 FROM n", "22003"),
+    ("SELECT f + 1.7e308::float8 + 1.7e308::float8 FROM n", "22003"),
+    ("SELECT 1e-300::float8 * 1e-300::float8", "22003"),
+    ("SELECT (f + 1e-300) / 1e300::float8 FROM n WHERE k = 1", "22003"),
+    ("SELECT 'infinity'::float8 + f FROM n", None),
+    ("SELECT k FROM n ORDER BY b + b", "22003"),
     ("SELECT k FROM n WHERE i + i > 0", "22003"),
     ("SELECT length(lpad('x', 2000000000))", "54000"),
     ("SELECT length(repeat('xy', 1500000000))", "54000"),
@@ -95,11 +102,19 @@ def test_views_and_ad_hoc_queries_agree_on_arithmetic(freshet):
     conn.execute("INSERT INTO a VALUES (1, 2147483647, 0), (2, 5, 2)")
     conn.execute("CREATE MATERIALIZED VIEW va AS SELECT k, i * i AS sq, 1 / f AS inv FROM a")
     conn.execute("CREATE MATERIALIZED VIEW vb AS SELECT k, i * i AS sq FROM a")
+    conn.execute("CREATE MATERIALIZED VIEW vc AS SELECT k, (f + 1) * 1e308 * 10 AS big FROM a")
     assert conn.execute("SELECT * FROM va").fetchall() == [(2, 25, 0.5)]
     assert conn.execute("SELECT * FROM vb").fetchall() == [(2, 25)]
+    assert conn.execute("SELECT * FROM vc").fetchall() == []
     errors = conn.execute("SELECT error FROM freshet_internal.view_errors WHERE view = 'va'").fetchall()
     assert len(errors) == 1, errors
-    for sql, state in [("SELECT i * i FROM a WHERE k = 1", "22003"), ("SELECT 1 / f FROM a WHERE k = 1", "22012")]:
+    errors = conn.execute("SELECT error FROM freshet_internal.view_errors WHERE view = 'vc'").fetchall()
+    assert len(errors) == 2 and all("out of range" in e for (e,) in errors), errors
+    for sql, state in [
+        ("SELECT i * i FROM a WHERE k = 1", "22003"),
+        ("SELECT 1 / f FROM a WHERE k = 1", "22012"),
+        ("SELECT (f + 1) * 1e308 * 10 FROM a", "22003"),
+    ]:
         with pytest.raises(psycopg.Error) as e:
             conn.execute(sql)
         assert e.value.sqlstate == state, (sql, e.value.sqlstate)

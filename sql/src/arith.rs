@@ -23,16 +23,23 @@ use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext
 use datafusion::logical_expr::{BinaryExpr as LogicalBinary, ColumnarValue, Expr, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_expr::expressions::BinaryExpr;
-use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
+use datafusion::physical_expr::{create_physical_expr, LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 /// `e` with PostgreSQL's overflow and division-by-zero errors.
 pub fn pg_expr(e: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
     e.transform_up(|node| {
+        if let Some(f) = node.downcast_ref::<FloatRange>() {
+            // Applied twice: the inner operation has been wrapped again.
+            if f.inner.is::<FloatRange>() {
+                return Ok(Transformed::yes(Arc::clone(&f.inner)));
+            }
+        }
         let Some(b) = node.downcast_ref::<BinaryExpr>() else {
             return Ok(Transformed::no(node));
         };
@@ -41,18 +48,193 @@ pub fn pg_expr(e: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
             Operator::Plus | Operator::Minus | Operator::Multiply => {
                 Arc::new(BinaryExpr::new(l, op, r).with_fail_on_overflow(true))
             }
-            Operator::Divide | Operator::Modulo if !r.is::<NonZero>() => {
+            Operator::Divide if !r.is::<NonZero>() => {
                 let divisor = Arc::new(NonZero {
                     divisor: r,
                     dividend: Arc::clone(&l),
                 });
                 Arc::new(BinaryExpr::new(l, op, divisor))
             }
+            Operator::Modulo if !r.is::<NonZero>() => {
+                let divisor = Arc::new(NonZero {
+                    divisor: r,
+                    dividend: Arc::clone(&l),
+                });
+                return Ok(Transformed::yes(Arc::new(BinaryExpr::new(l, op, divisor))));
+            }
+            Operator::Divide => Arc::new(BinaryExpr::new(l, op, r)),
             _ => return Ok(Transformed::no(node)),
         };
-        Ok(Transformed::yes(new))
+        Ok(Transformed::yes(Arc::new(FloatRange { inner: new })))
     })
     .data()
+}
+
+/// A floating-point `+`, `-`, `*` or `/` whose result must stay in range, as PostgreSQL's
+/// `float8` and `float4` do: infinity from finite operands fails with 22003 "value out of
+/// range: overflow", and zero from a product or quotient of non-zero (finite) operands with
+/// "value out of range: underflow". NaN and infinite operands pass through. The operands are
+/// evaluated again only when a result is infinite or zero; other types pass untouched.
+#[derive(Debug)]
+pub struct FloatRange {
+    inner: Arc<dyn PhysicalExpr>,
+}
+
+impl PartialEq for FloatRange {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.eq(&other.inner)
+    }
+}
+
+impl Eq for FloatRange {}
+
+impl Hash for FloatRange {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.hash(state);
+    }
+}
+
+impl fmt::Display for FloatRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.inner)
+    }
+}
+
+/// Positions of infinite and of zero results, when there are any.
+fn suspects(a: &ArrayRef) -> Option<(Vec<usize>, Vec<usize>)> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+    fn scan<T: Copy>(
+        values: &[T],
+        valid: impl Fn(usize) -> bool,
+        inf: impl Fn(T) -> bool,
+        zero: impl Fn(T) -> bool,
+    ) -> Option<(Vec<usize>, Vec<usize>)> {
+        if !values.iter().any(|&v| inf(v) || zero(v)) {
+            return None;
+        }
+        let pick = |f: &dyn Fn(T) -> bool| {
+            (0..values.len())
+                .filter(|&i| valid(i) && f(values[i]))
+                .collect::<Vec<_>>()
+        };
+        Some((pick(&inf), pick(&zero)))
+    }
+    match a.data_type() {
+        DataType::Float64 => {
+            let a = a.as_primitive::<Float64Type>();
+            scan(a.values(), |i| a.is_valid(i), f64::is_infinite, |v| v == 0.0)
+        }
+        DataType::Float32 => {
+            let a = a.as_primitive::<Float32Type>();
+            scan(a.values(), |i| a.is_valid(i), f32::is_infinite, |v| v == 0.0)
+        }
+        _ => None,
+    }
+}
+
+/// A float operand's value at row `i` as f64 (a one-row operand is a constant).
+fn operand(a: &ArrayRef, i: usize) -> Option<f64> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Float32Type, Float64Type, Int64Type};
+    let i = if a.len() == 1 { 0 } else { i };
+    if a.is_null(i) {
+        return None;
+    }
+    match a.data_type() {
+        DataType::Float64 => Some(a.as_primitive::<Float64Type>().value(i)),
+        DataType::Float32 => Some(f64::from(a.as_primitive::<Float32Type>().value(i))),
+        DataType::Int64 => Some(a.as_primitive::<Int64Type>().value(i) as f64),
+        _ => datafusion::arrow::compute::cast(&a.slice(i, 1), &DataType::Float64)
+            .ok()
+            .map(|c| c.as_primitive::<Float64Type>().value(0)),
+    }
+}
+
+fn out_of_range(what: &str) -> DataFusionError {
+    DataFusionError::ArrowError(
+        Box::new(ArrowError::ArithmeticOverflow(format!(
+            "value out of range: {what}"
+        ))),
+        None,
+    )
+}
+
+impl FloatRange {
+    fn check(&self, batch: &RecordBatch, result: &ArrayRef) -> Result<()> {
+        let Some((infinite, zero)) = suspects(result) else {
+            return Ok(());
+        };
+        let Some(b) = self.inner.downcast_ref::<BinaryExpr>() else {
+            return Ok(());
+        };
+        let rows = batch.num_rows().max(1);
+        let l = to_array(&b.left().evaluate(batch)?, rows)?;
+        let r = to_array(&b.right().evaluate(batch)?, rows)?;
+        for i in infinite {
+            if let (Some(x), Some(y)) = (operand(&l, i), operand(&r, i)) {
+                if x.is_finite() && y.is_finite() {
+                    return Err(out_of_range("overflow"));
+                }
+            }
+        }
+        if !matches!(b.op(), Operator::Multiply | Operator::Divide) {
+            return Ok(());
+        }
+        for i in zero {
+            if let (Some(x), Some(y)) = (operand(&l, i), operand(&r, i)) {
+                let underflow = match b.op() {
+                    Operator::Multiply => x != 0.0 && y != 0.0,
+                    _ => x != 0.0 && !y.is_infinite(),
+                };
+                if underflow {
+                    return Err(out_of_range("underflow"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PhysicalExpr for FloatRange {
+    fn data_type(&self, input_schema: &Schema) -> Result<DataType> {
+        self.inner.data_type(input_schema)
+    }
+
+    fn nullable(&self, input_schema: &Schema) -> Result<bool> {
+        self.inner.nullable(input_schema)
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+        let v = self.inner.evaluate(batch)?;
+        match &v {
+            ColumnarValue::Array(a) => self.check(batch, a)?,
+            ColumnarValue::Scalar(s) => {
+                if matches!(s.data_type(), DataType::Float64 | DataType::Float32) {
+                    self.check(batch, &s.to_array()?)?;
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.inner]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        let [inner]: [Arc<dyn PhysicalExpr>; 1] = children
+            .try_into()
+            .map_err(|_| DataFusionError::Internal("FloatRange takes one child".into()))?;
+        Ok(Arc::new(FloatRange { inner }))
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt_sql(f)
+    }
 }
 
 /// A divisor: its value, or 22012 when it is zero where the dividend is not NULL (integer
@@ -148,7 +330,8 @@ impl PhysicalExpr for NonZero {
     }
 }
 
-/// Applies [`pg_expr`] to the expressions of projections, filters and aggregates' arguments.
+/// Applies [`pg_expr`] to the expressions of projections, filters, sort keys and aggregates'
+/// arguments.
 #[derive(Debug, Default)]
 pub struct PgArithmetic;
 
@@ -177,6 +360,27 @@ impl PhysicalOptimizerRule for PgArithmetic {
                 let new = FilterExecBuilder::from(f)
                     .with_predicate(pg_expr(Arc::clone(f.predicate()))?)
                     .build()?;
+                return Ok(Transformed::yes(Arc::new(new) as Arc<dyn ExecutionPlan>));
+            }
+            if let Some(sort) = node.downcast_ref::<SortExec>() {
+                let keys = sort
+                    .expr()
+                    .iter()
+                    .map(|k| Ok(PhysicalSortExpr::new(pg_expr(Arc::clone(&k.expr))?, k.options)))
+                    .collect::<Result<Vec<_>>>()?;
+                let same = keys
+                    .iter()
+                    .zip(sort.expr().iter())
+                    .all(|(a, b)| Arc::ptr_eq(&a.expr, &b.expr));
+                if same {
+                    return Ok(Transformed::no(node));
+                }
+                let Some(keys) = LexOrdering::new(keys) else {
+                    return Ok(Transformed::no(node));
+                };
+                let new = SortExec::new(keys, Arc::clone(sort.input()))
+                    .with_preserve_partitioning(sort.preserve_partitioning())
+                    .with_fetch(sort.fetch());
                 return Ok(Transformed::yes(Arc::new(new) as Arc<dyn ExecutionPlan>));
             }
             if let Some(a) = node.downcast_ref::<AggregateExec>() {
@@ -244,6 +448,17 @@ impl AnalyzerRule for FoldConstants {
     }
 }
 
+/// A literal, or casts of one (type coercion casts `1e308::float8 * 10`'s `10`).
+fn constant(e: &Expr) -> bool {
+    match e {
+        Expr::Literal(..) => true,
+        Expr::Cast(c) => constant(&c.expr),
+        Expr::TryCast(c) => constant(&c.expr),
+        Expr::Negative(inner) => constant(inner),
+        _ => false,
+    }
+}
+
 fn fold(e: Expr) -> Result<Transformed<Expr>> {
     let Expr::BinaryExpr(LogicalBinary { left, op, right }) = &e else {
         return Ok(Transformed::no(e));
@@ -252,10 +467,7 @@ fn fold(e: Expr) -> Result<Transformed<Expr>> {
         op,
         Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Divide | Operator::Modulo
     );
-    if !arithmetic
-        || !matches!(left.as_ref(), Expr::Literal(..))
-        || !matches!(right.as_ref(), Expr::Literal(..))
-    {
+    if !arithmetic || !constant(left) || !constant(right) {
         return Ok(Transformed::no(e));
     }
     let schema = DFSchema::empty();
@@ -284,7 +496,7 @@ fn fold(e: Expr) -> Result<Transformed<Expr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::prelude::lit;
+    use datafusion::prelude::{cast, lit};
 
     fn folded(e: Expr) -> Result<Expr> {
         e.transform_up(fold).data()
@@ -301,6 +513,33 @@ mod tests {
         assert!(folded(lit(1.0f64) % lit(0.0f64)).is_err());
         assert_eq!(folded(lit(2i64) + lit(3i64)).unwrap(), lit(5i64));
         assert_eq!(folded(lit(1.0f64) / lit(4.0f64)).unwrap(), lit(0.25f64));
+        let e = folded(lit(1e308f64) * cast(lit(10i64), DataType::Float64)).unwrap_err();
+        assert!(e.to_string().contains("value out of range: overflow"), "{e}");
+        assert!(folded(lit(f64::MAX) + lit(f64::MAX)).is_err());
+        assert!(folded(lit(-f64::MAX) - lit(f64::MAX)).is_err());
+        assert!(folded(lit(1e308f64) / lit(0.1f64)).is_err());
+        let e = folded(lit(1e-300f64) * lit(1e-300f64)).unwrap_err();
+        assert!(e.to_string().contains("value out of range: underflow"), "{e}");
+        assert!(folded(lit(1e-300f64) / lit(1e300f64)).is_err());
+        // Infinite and NaN operands are values, as in PostgreSQL.
+        assert_eq!(
+            folded(lit(f64::INFINITY) + lit(1.0f64)).unwrap(),
+            lit(f64::INFINITY)
+        );
+        assert_eq!(folded(lit(1.0f64) / lit(f64::INFINITY)).unwrap(), lit(0.0f64));
+        assert_eq!(folded(lit(0.0f64) * lit(5.0f64)).unwrap(), lit(0.0f64));
+        assert!(folded(lit(3.0e38f32) * lit(10.0f32)).is_err());
+        // Applied twice, the check wraps once.
+        let e = create_physical_expr(
+            &(lit(2.0f64) * lit(3.0f64)),
+            &DFSchema::empty(),
+            &ExecutionProps::new(),
+            &PhysicalPlanningContext::default(),
+        )
+        .unwrap();
+        let once = pg_expr(e).unwrap();
+        let twice = pg_expr(Arc::clone(&once)).unwrap();
+        assert_eq!(format!("{once:?}"), format!("{twice:?}"));
         // NULL arithmetic stays NULL.
         assert_eq!(
             folded(lit(ScalarValue::Int64(None)) / lit(0i64)).unwrap(),

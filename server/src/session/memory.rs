@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
+use datafusion::execution::SendableRecordBatchStream;
 use futures::Stream;
 
 use crate::alloc::Account;
@@ -134,22 +133,11 @@ fn over_statement_limit(live: usize, limit: usize, asked: Option<(usize, &str)>)
 
 /// A statement's rows, produced charged to its account; past the statement's limit the
 /// stream ends with 53200.
-pub struct ChargedRows {
+struct ChargedRows {
     inner: SendableRecordBatchStream,
     account: Arc<Account>,
     limit: usize,
     failed: bool,
-}
-
-impl ChargedRows {
-    pub fn new(inner: SendableRecordBatchStream, account: Arc<Account>, limit: usize) -> Self {
-        ChargedRows {
-            inner,
-            account,
-            limit,
-            failed: false,
-        }
-    }
 }
 
 impl Stream for ChargedRows {
@@ -173,6 +161,78 @@ impl Stream for ChargedRows {
     }
 }
 
+/// Where statements' rows are produced: a runtime of their own, so that what DataFusion
+/// spawns (repartitioning, merges, spill reads on blocking threads) runs beside the
+/// server's connections and epochs rather than among them, and at most
+/// [`QUERY_BLOCKING_THREADS`] spill files are read at once (each blocking thread keeps an
+/// allocator heap of its own: a sort merging 40 spill files had 27 of them).
+fn query_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .max_blocking_threads(QUERY_BLOCKING_THREADS)
+            .thread_name("freshet-query")
+            .thread_stack_size(freshet_sql::limits::STATEMENT_STACK_BYTES)
+            .enable_all()
+            .build()
+            .expect("building the query runtime")
+    })
+}
+
+/// Runs `future` on the query runtime, charged to the account this thread charges now:
+/// DataFusion starts some of a plan's tasks when the plan is executed, before its first
+/// batch is asked for (`CoalescePartitionsExec`), and they run where they were started.
+pub async fn on_query_runtime<T: Send + 'static>(
+    future: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let charged = crate::alloc::Charged::current(Box::pin(future));
+    match query_runtime().spawn(charged).await {
+        Ok(out) => out,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Blocking threads of the query runtime.
+pub const QUERY_BLOCKING_THREADS: usize = 4;
+
+/// `inner`'s rows, produced on the query runtime charged to `account` (53200 past `limit`),
+/// one batch ahead of the reader; when the reader goes away, so does the statement.
+pub fn produce_rows(
+    inner: SendableRecordBatchStream,
+    account: Arc<Account>,
+    limit: usize,
+) -> SendableRecordBatchStream {
+    use futures::StreamExt;
+    let schema = inner.schema();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(1);
+    let mut rows = ChargedRows {
+        inner,
+        account,
+        limit,
+        failed: false,
+    };
+    query_runtime().spawn(async move {
+        loop {
+            let next = tokio::select! {
+                _ = tx.closed() => break,
+                next = rows.next() => next,
+            };
+            let Some(next) = next else { break };
+            if tx.send(next).await.is_err() {
+                break;
+            }
+        }
+    });
+    let received = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+        schema, received,
+    ))
+}
+
 impl Drop for ChargedRows {
     fn drop(&mut self) {
         tracing::debug!(
@@ -180,12 +240,6 @@ impl Drop for ChargedRows {
             self.account.peak() >> 10,
             self.account.live() >> 10
         );
-    }
-}
-
-impl RecordBatchStream for ChargedRows {
-    fn schema(&self) -> SchemaRef {
-        self.inner.schema()
     }
 }
 

@@ -158,7 +158,7 @@ impl Session {
         Ok(match outcome {
             Outcome::Rows { schema, stream, tag } => Outcome::Rows {
                 schema,
-                stream: Box::pin(super::memory::ChargedRows::new(stream, account, limit)),
+                stream: super::memory::produce_rows(stream, account, limit),
                 tag,
             },
             other => other,
@@ -244,7 +244,9 @@ impl Session {
                 })
             }
             None => {
-                let stream = df.execute_stream().await.map_err(|e| map_df_error(&e))?;
+                let stream = super::memory::on_query_runtime(df.execute_stream())
+                    .await
+                    .map_err(|e| map_df_error(&e))?;
                 Ok(Outcome::Rows {
                     schema,
                     stream,
