@@ -145,6 +145,11 @@ def test_cancel_request(freshet, params):
     "SELECT id, id::text, id FROM names_t",
     "SELECT *, id FROM names_t",
     "SELECT 1 AS a, 2 AS a, 3 AS \"B\", count(*), count(*) FROM names_t",
+    "SELECT * FROM generate_series(1, 3)",
+    "SELECT * FROM generate_series(1, 3) AS g",
+    "SELECT g FROM generate_series(1, 3) AS g",
+    "SELECT x FROM generate_series(1, 3) AS g(x)",
+    "SELECT localtimestamp, localtime, current_setting('DateStyle')",
 ])
 def test_result_column_names_follow_postgres(freshet, postgres, query):
     """Clients see PostgreSQL's column names (`count`, `?column?`, …), not DataFusion's."""
@@ -158,6 +163,32 @@ def test_result_column_names_follow_postgres(freshet, postgres, query):
             names.append([d.name for d in cur.description])
             c.execute("DROP TABLE names_t")
     assert names[0] == names[1]
+
+
+VALUES = [
+    # IS [NOT] DISTINCT FROM binds tighter than AND and OR.
+    "SELECT v IS DISTINCT FROM 3 AND s IS NOT NULL, v IS NOT DISTINCT FROM 2 OR false "
+    "FROM vals_t ORDER BY id",
+    "SELECT id FROM vals_t WHERE v IS DISTINCT FROM 3 AND s = 'a' IS NOT TRUE ORDER BY id",
+    "SELECT g, sum(g) OVER () FROM generate_series(1, 3) AS g ORDER BY g",
+    "SELECT current_setting('DateStyle'), current_setting('no_such_setting', true), "
+    "current_setting('client_encoding') FROM vals_t ORDER BY id",
+    "SELECT localtimestamp IS NOT NULL, localtime IS NOT NULL, length(gen_random_uuid()::text)",
+]
+
+
+def test_values_follow_postgres(freshet, postgres):
+    """Expressions PostgreSQL's clients write, answered as PostgreSQL answers them."""
+    answers = []
+    for server in (freshet, postgres):
+        with server.connect() as c:
+            c.execute("DROP TABLE IF EXISTS vals_t")
+            c.execute("CREATE TABLE vals_t (id INT PRIMARY KEY, v INT, s TEXT)")
+            c.execute("INSERT INTO vals_t VALUES (1, 2, 'a'), (2, 3, NULL), (3, NULL, 'c')")
+            answers.append([c.execute(q).fetchall() for q in VALUES])
+            c.execute("DROP TABLE vals_t")
+    for q, got, expected in zip(VALUES, *answers):
+        assert got == expected, f"{q}\nfreshet:  {got}\npostgres: {expected}"
 
 
 def test_sqlalchemy_connects_and_catalogs_resolve_unqualified(freshet):

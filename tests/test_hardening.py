@@ -64,6 +64,7 @@ CASES = [
     ("SELECT nope FROM t", "42703"),
     ("SELECT * FROM nope", "42P01"),
     ("SELECT nope(1)", "42883"),
+    ("SELECT current_setting('no_such_setting')", "42704"),
     ("SELEC 1", "42601"),
 ]
 

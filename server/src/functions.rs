@@ -61,6 +61,10 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject {
         signature: Signature::variadic_any(Volatility::Immutable),
     }));
+    // PostgreSQL's name for a random (version 4) UUID.
+    if let Ok(uuid) = ctx.udf("uuid") {
+        ctx.register_udf(uuid.as_ref().clone().with_aliases(["gen_random_uuid"]));
+    }
     if let Ok(sum) = ctx.udaf("sum") {
         ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(
             freshet_sql::checked_sum::CheckedSum::new(sum),

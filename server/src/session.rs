@@ -66,7 +66,7 @@ pub struct Described {
 pub struct Session {
     engine: Arc<Engine>,
     ctx: SessionContext,
-    vars: Mutex<SessionVars>,
+    vars: Arc<Mutex<SessionVars>>,
     /// The COPY FROM STDIN in progress, if any.
     copy: Mutex<Option<crate::query::CopyIn>>,
     /// The explicit transaction block this session is in, if any.
@@ -148,10 +148,14 @@ impl Session {
         if let Some(user) = user {
             vars.set("session_authorization", user.to_owned());
         }
+        let vars = Arc::new(Mutex::new(vars));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            vars::CurrentSetting::new(Arc::clone(&vars)),
+        ));
         Self {
             engine,
             ctx,
-            vars: Mutex::new(vars),
+            vars,
             copy: Mutex::new(None),
             block: Mutex::new(txn::Block::default()),
             current: Mutex::new(None),

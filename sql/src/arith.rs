@@ -20,10 +20,14 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{BinaryExpr as LogicalBinary, ColumnarValue, Expr, LogicalPlan, Operator};
+use datafusion::logical_expr::{
+    BinaryExpr as LogicalBinary, ColumnarValue, Expr, LogicalPlan, Operator,
+};
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_expr::expressions::BinaryExpr;
-use datafusion::physical_expr::{create_physical_expr, LexOrdering, PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_expr::{
+    create_physical_expr, LexOrdering, PhysicalExpr, PhysicalSortExpr,
+};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
@@ -123,11 +127,21 @@ fn suspects(a: &ArrayRef) -> Option<(Vec<usize>, Vec<usize>)> {
     match a.data_type() {
         DataType::Float64 => {
             let a = a.as_primitive::<Float64Type>();
-            scan(a.values(), |i| a.is_valid(i), f64::is_infinite, |v| v == 0.0)
+            scan(
+                a.values(),
+                |i| a.is_valid(i),
+                f64::is_infinite,
+                |v| v == 0.0,
+            )
         }
         DataType::Float32 => {
             let a = a.as_primitive::<Float32Type>();
-            scan(a.values(), |i| a.is_valid(i), f32::is_infinite, |v| v == 0.0)
+            scan(
+                a.values(),
+                |i| a.is_valid(i),
+                f32::is_infinite,
+                |v| v == 0.0,
+            )
         }
         _ => None,
     }
@@ -366,7 +380,12 @@ impl PhysicalOptimizerRule for PgArithmetic {
                 let keys = sort
                     .expr()
                     .iter()
-                    .map(|k| Ok(PhysicalSortExpr::new(pg_expr(Arc::clone(&k.expr))?, k.options)))
+                    .map(|k| {
+                        Ok(PhysicalSortExpr::new(
+                            pg_expr(Arc::clone(&k.expr))?,
+                            k.options,
+                        ))
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let same = keys
                     .iter()
@@ -509,24 +528,36 @@ mod tests {
         assert!(folded(lit(i64::MIN) - lit(1i64)).is_err());
         assert!(folded(lit(i64::MAX) * lit(2i64)).is_err());
         let e = folded(lit(1.0f64) / lit(0.0f64)).unwrap_err();
-        assert!(e.to_string().to_lowercase().contains("divide by zero"), "{e}");
+        assert!(
+            e.to_string().to_lowercase().contains("divide by zero"),
+            "{e}"
+        );
         assert!(folded(lit(1.0f64) % lit(0.0f64)).is_err());
         assert_eq!(folded(lit(2i64) + lit(3i64)).unwrap(), lit(5i64));
         assert_eq!(folded(lit(1.0f64) / lit(4.0f64)).unwrap(), lit(0.25f64));
         let e = folded(lit(1e308f64) * cast(lit(10i64), DataType::Float64)).unwrap_err();
-        assert!(e.to_string().contains("value out of range: overflow"), "{e}");
+        assert!(
+            e.to_string().contains("value out of range: overflow"),
+            "{e}"
+        );
         assert!(folded(lit(f64::MAX) + lit(f64::MAX)).is_err());
         assert!(folded(lit(-f64::MAX) - lit(f64::MAX)).is_err());
         assert!(folded(lit(1e308f64) / lit(0.1f64)).is_err());
         let e = folded(lit(1e-300f64) * lit(1e-300f64)).unwrap_err();
-        assert!(e.to_string().contains("value out of range: underflow"), "{e}");
+        assert!(
+            e.to_string().contains("value out of range: underflow"),
+            "{e}"
+        );
         assert!(folded(lit(1e-300f64) / lit(1e300f64)).is_err());
         // Infinite and NaN operands are values, as in PostgreSQL.
         assert_eq!(
             folded(lit(f64::INFINITY) + lit(1.0f64)).unwrap(),
             lit(f64::INFINITY)
         );
-        assert_eq!(folded(lit(1.0f64) / lit(f64::INFINITY)).unwrap(), lit(0.0f64));
+        assert_eq!(
+            folded(lit(1.0f64) / lit(f64::INFINITY)).unwrap(),
+            lit(0.0f64)
+        );
         assert_eq!(folded(lit(0.0f64) * lit(5.0f64)).unwrap(), lit(0.0f64));
         assert!(folded(lit(3.0e38f32) * lit(10.0f32)).is_err());
         // Applied twice, the check wraps once.

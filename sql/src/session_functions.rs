@@ -3,20 +3,23 @@
 use datafusion::sql::sqlparser::ast;
 
 /// PostgreSQL's parameterless SQL functions (`current_user`, `session_user`, `user`,
-/// `current_role`, `current_catalog`) become calls DataFusion plans (the session registers
-/// them); sqlparser reads them as functions without an argument list, which DataFusion takes
-/// for column names.
+/// `current_role`, `current_catalog`, `localtimestamp`, `localtime`) become calls DataFusion
+/// plans (the session registers them; the local ones are the statement's `now()` without its
+/// time zone); sqlparser reads them as functions without an argument list, which DataFusion
+/// takes for column names.
 pub fn rewrite(sql: &str, stmts: &mut [ast::Statement]) {
     use std::ops::ControlFlow;
-    const NAMES: [&str; 5] = [
+    const NAMES: [&str; 7] = [
         "current_user",
         "session_user",
         "user",
         "current_role",
         "current_catalog",
+        "localtimestamp",
+        "localtime",
     ];
     let lower = sql.to_ascii_lowercase();
-    if !lower.contains("user") && !lower.contains("current_") {
+    if !lower.contains("user") && !lower.contains("current_") && !lower.contains("localtime") {
         return;
     }
     let call = |name: &str| {
@@ -80,7 +83,21 @@ pub fn rewrite(sql: &str, stmts: &mut [ast::Statement]) {
                 _ => None,
             };
             if let Some(n) = name.filter(|n| NAMES.contains(&n.as_str())) {
-                *e = call(if n == "user" { "current_user" } else { &n });
+                let local = |t| ast::Expr::Cast {
+                    kind: ast::CastKind::Cast,
+                    expr: Box::new(call("now")),
+                    data_type: t,
+                    array: false,
+                    format: None,
+                };
+                *e = match n.as_str() {
+                    "user" => call("current_user"),
+                    "localtimestamp" => {
+                        local(ast::DataType::Timestamp(None, ast::TimezoneInfo::None))
+                    }
+                    "localtime" => local(ast::DataType::Time(None, ast::TimezoneInfo::None)),
+                    _ => call(&n),
+                };
             }
             ControlFlow::<()>::Continue(())
         });

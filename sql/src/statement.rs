@@ -261,6 +261,8 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
             }
         }
         crate::session_functions::rewrite(sql, &mut stmts);
+        crate::precedence::rewrite(sql, &mut stmts);
+        crate::set_returning::rewrite(sql, &mut stmts);
         window_tables(sql, &mut stmts)?;
         return Ok(stmts);
     }
@@ -280,6 +282,8 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     }
     let mut stmts = PARSER.with(|p| p.parse(sql)).map_err(syntax_error)?;
     crate::session_functions::rewrite(sql, &mut stmts);
+    crate::precedence::rewrite(sql, &mut stmts);
+    crate::set_returning::rewrite(sql, &mut stmts);
     let lower = sql.to_ascii_lowercase();
     if lower.contains("array(") {
         stmts.iter_mut().for_each(crate::array_subquery::rewrite);

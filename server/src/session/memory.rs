@@ -103,7 +103,11 @@ impl BudgetedPool {
         let consumer = reservation.consumer().name();
         if let Some(live) = self.statement.live() {
             if live > self.limit {
-                return Err(over_statement_limit(live, self.limit, Some((additional, consumer))));
+                return Err(over_statement_limit(
+                    live,
+                    self.limit,
+                    Some((additional, consumer)),
+                ));
             }
         }
         let all = crate::alloc::all_live();
@@ -120,7 +124,11 @@ impl BudgetedPool {
     }
 }
 
-fn over_statement_limit(live: usize, limit: usize, asked: Option<(usize, &str)>) -> DataFusionError {
+fn over_statement_limit(
+    live: usize,
+    limit: usize,
+    asked: Option<(usize, &str)>,
+) -> DataFusionError {
     let asked = asked
         .map(|(n, consumer)| format!(": could not take {n} more bytes for {consumer}"))
         .unwrap_or_default();
@@ -228,9 +236,7 @@ pub fn produce_rows(
     let received = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-        schema, received,
-    ))
+    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, received))
 }
 
 impl Drop for ChargedRows {

@@ -213,3 +213,104 @@ fn validate_time_zone(v: &str) -> Result<(), PgError> {
         ))
     }
 }
+
+/// `current_setting(name [, missing_ok])`: what `SHOW name` says in the session that plans
+/// the call (NULL for an unknown name when `missing_ok`).
+#[derive(Debug)]
+pub struct CurrentSetting {
+    pub vars: std::sync::Arc<std::sync::Mutex<SessionVars>>,
+    pub signature: datafusion::logical_expr::Signature,
+}
+
+impl PartialEq for CurrentSetting {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.vars, &other.vars)
+    }
+}
+
+impl Eq for CurrentSetting {}
+
+impl std::hash::Hash for CurrentSetting {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::sync::Arc::as_ptr(&self.vars).hash(state);
+    }
+}
+
+impl CurrentSetting {
+    pub fn new(vars: std::sync::Arc<std::sync::Mutex<SessionVars>>) -> Self {
+        use datafusion::arrow::datatypes::DataType;
+        use datafusion::logical_expr::{TypeSignature, Volatility};
+        CurrentSetting {
+            vars,
+            signature: datafusion::logical_expr::Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![DataType::Utf8]),
+                    TypeSignature::Exact(vec![DataType::Utf8, DataType::Boolean]),
+                ],
+                Volatility::Stable,
+            ),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for CurrentSetting {
+    fn name(&self) -> &str {
+        "current_setting"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(
+        &self,
+        _args: &[datafusion::arrow::datatypes::DataType],
+    ) -> datafusion::error::Result<datafusion::arrow::datatypes::DataType> {
+        Ok(datafusion::arrow::datatypes::DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, StringBuilder};
+        use datafusion::logical_expr::ColumnarValue;
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if scalar { 1 } else { args.number_rows };
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let names = arrays[0].as_string::<i32>();
+        let missing_ok = arrays.get(1).map(|a| a.as_boolean().clone());
+        let vars = self
+            .vars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = StringBuilder::new();
+        for row in 0..rows {
+            let at = |len: usize| if len == 1 { 0 } else { row };
+            if names.is_null(at(names.len())) {
+                out.append_null();
+                continue;
+            }
+            match vars.show(names.value(at(names.len()))) {
+                Ok((_, value)) => out.append_value(value),
+                Err(_)
+                    if missing_ok
+                        .as_ref()
+                        .is_some_and(|m| m.is_valid(at(m.len())) && m.value(at(m.len()))) =>
+                {
+                    out.append_null()
+                }
+                Err(e) => return Err(datafusion::error::DataFusionError::External(Box::new(e))),
+            }
+        }
+        let out: datafusion::arrow::array::ArrayRef = std::sync::Arc::new(out.finish());
+        Ok(if scalar {
+            ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
+}
