@@ -174,6 +174,14 @@ VALUES = [
     "SELECT current_setting('DateStyle'), current_setting('no_such_setting', true), "
     "current_setting('client_encoding') FROM vals_t ORDER BY id",
     "SELECT localtimestamp IS NOT NULL, localtime IS NOT NULL, length(gen_random_uuid()::text)",
+    # to_char's template patterns (DataFusion's to_char copied them through as text).
+    "SELECT to_char(ts, 'YYYY-MM-DD HH24:MI:SS.MS US, HH12 AM a.m., FMMonth Month MON Dy DAY FMDD') "
+    "FROM (VALUES (TIMESTAMP '2026-11-01 14:05:09.123456'), (TIMESTAMP '2024-02-29 00:00:00'), "
+    "(TIMESTAMP '1999-12-31 23:59:59.9')) AS v(ts) ORDER BY ts",
+    "SELECT to_char(DATE '2024-02-29' + id, 'Y,YYY YY CC Q RM WW W IYYY-IW-ID IDDD DDD D J \"week\" \\\"') "
+    "FROM vals_t ORDER BY id",
+    "SELECT to_char(TIMESTAMPTZ '2026-11-01 14:05:09+00', 'YYYY-MM-DD HH24:MI TZ OF FF3'), "
+    "to_char(NULL::timestamp, 'YYYY'), to_char(TIMESTAMP '2026-01-01', NULL)",
 ]
 
 

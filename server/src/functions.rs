@@ -15,6 +15,8 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::SessionContext;
 use freshet_common::{PgError, SqlState};
 
+mod to_char;
+
 /// Registers our functions on `ctx`, and guards on built-ins ([`Guard`]); `max_result` bounds
 /// the bytes one value of `lpad`, `rpad` or `repeat` may take.
 pub fn register(ctx: &SessionContext, max_result: usize) {
@@ -61,6 +63,9 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject {
         signature: Signature::variadic_any(Volatility::Immutable),
     }));
+    if let Ok(inner) = ctx.udf("to_char") {
+        ctx.register_udf(ScalarUDF::new_from_impl(to_char::ToChar::new(inner)));
+    }
     // PostgreSQL's name for a random (version 4) UUID.
     if let Ok(uuid) = ctx.udf("uuid") {
         ctx.register_udf(uuid.as_ref().clone().with_aliases(["gen_random_uuid"]));
