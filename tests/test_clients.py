@@ -174,6 +174,10 @@ VALUES = [
     "SELECT current_setting('DateStyle'), current_setting('no_such_setting', true), "
     "current_setting('client_encoding') FROM vals_t ORDER BY id",
     "SELECT localtimestamp IS NOT NULL, localtime IS NOT NULL, length(gen_random_uuid()::text)",
+    # bytea input forms (hex and escape), assigned and cast, and byte lengths.
+    "SELECT id, b, length(b), octet_length(b), md5(b), encode(b, 'hex') FROM vals_t ORDER BY id",
+    "SELECT id FROM vals_t WHERE b = '\\xdeadbeef'",
+    "SELECT '\\xDEADbeef'::bytea, 'a\\\\b\\001'::bytea, length('\\x0102 03'::bytea)",
     # to_char's template patterns (DataFusion's to_char copied them through as text).
     "SELECT to_char(ts, 'YYYY-MM-DD HH24:MI:SS.MS US, HH12 AM a.m., FMMonth Month MON Dy DAY FMDD') "
     "FROM (VALUES (TIMESTAMP '2026-11-01 14:05:09.123456'), (TIMESTAMP '2024-02-29 00:00:00'), "
@@ -191,8 +195,10 @@ def test_values_follow_postgres(freshet, postgres):
     for server in (freshet, postgres):
         with server.connect() as c:
             c.execute("DROP TABLE IF EXISTS vals_t")
-            c.execute("CREATE TABLE vals_t (id INT PRIMARY KEY, v INT, s TEXT)")
-            c.execute("INSERT INTO vals_t VALUES (1, 2, 'a'), (2, 3, NULL), (3, NULL, 'c')")
+            c.execute("CREATE TABLE vals_t (id INT PRIMARY KEY, v INT, s TEXT, b BYTEA)")
+            c.execute("INSERT INTO vals_t VALUES (1, 2, 'a', '\\xdeadbeef'), (2, 3, NULL, 'a\\000b'), "
+                      "(3, NULL, 'c', NULL)")
+            c.execute("UPDATE vals_t SET b = '\\x0102' WHERE id = 3")
             answers.append([c.execute(q).fetchall() for q in VALUES])
             c.execute("DROP TABLE vals_t")
     for q, got, expected in zip(VALUES, *answers):

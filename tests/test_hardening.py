@@ -65,6 +65,9 @@ CASES = [
     ("SELECT * FROM nope", "42P01"),
     ("SELECT nope(1)", "42883"),
     ("SELECT current_setting('no_such_setting')", "42704"),
+    ("SELECT '\\xZZ'::bytea", "22023"),
+    ("SELECT '\\x123'::bytea", "22023"),
+    ("SELECT 'a\\b'::bytea", "22P02"),
     ("SELEC 1", "42601"),
 ]
 

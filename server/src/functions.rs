@@ -15,6 +15,7 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::SessionContext;
 use freshet_common::{PgError, SqlState};
 
+mod bytes;
 mod to_char;
 
 /// Registers our functions on `ctx`, and guards on built-ins ([`Guard`]); `max_result` bounds
@@ -63,6 +64,11 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject {
         signature: Signature::variadic_any(Volatility::Immutable),
     }));
+    for name in ["length", "octet_length"] {
+        if let Ok(inner) = ctx.udf(name) {
+            ctx.register_udf(ScalarUDF::new_from_impl(bytes::ByteLength::new(inner)));
+        }
+    }
     if let Ok(inner) = ctx.udf("to_char") {
         ctx.register_udf(ScalarUDF::new_from_impl(to_char::ToChar::new(inner)));
     }

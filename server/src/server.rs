@@ -226,7 +226,7 @@ fn template_context(
         .with_runtime_env(runtime)
         .with_default_features()
         .with_analyzer_rule(Arc::new(freshet_sql::arith::FoldConstants))
-        .with_analyzer_rule(Arc::new(freshet_sql::pg_text::TimestampText))
+        .with_analyzer_rule(Arc::new(freshet_sql::pg_text::TextCasts))
         .with_physical_optimizer_rule(Arc::new(freshet_sql::arith::PgArithmetic))
         .build();
     let ctx = SessionContext::new_with_state(state);

@@ -9,6 +9,7 @@
 
 pub mod arith;
 mod array_subquery;
+pub mod pg_bytea;
 pub mod pg_input;
 pub mod pg_text;
 mod precedence;

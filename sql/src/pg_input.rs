@@ -64,7 +64,10 @@ fn split_zone(s: &str) -> Option<(&str, i32)> {
         (digits.parse::<i32>().ok()?, 0)
     } else {
         let split = digits.len() - 2;
-        (digits[..split].parse::<i32>().ok()?, digits[split..].parse::<i32>().ok()?)
+        (
+            digits[..split].parse::<i32>().ok()?,
+            digits[split..].parse::<i32>().ok()?,
+        )
     };
     if h > 15 || m > 59 {
         return None;
@@ -114,17 +117,115 @@ mod tests {
             assert_eq!(parse_timestamp(s, true), Some(ten), "{s}");
             assert_eq!(parse_timestamp(s, false), Some(ten), "{s}");
         }
-        assert_eq!(parse_timestamp("2026-11-01 10:00:05.25", false), Some(at("2026-11-01 10:00:05.25")));
-        assert_eq!(parse_timestamp("2026-11-01", false), Some(at("2026-11-01 00:00:00")));
+        assert_eq!(
+            parse_timestamp("2026-11-01 10:00:05.25", false),
+            Some(at("2026-11-01 10:00:05.25"))
+        );
+        assert_eq!(
+            parse_timestamp("2026-11-01", false),
+            Some(at("2026-11-01 00:00:00"))
+        );
         // A zone moves a timestamptz and is ignored by a timestamp.
         assert_eq!(parse_timestamp("2026-11-01 12:00+02", true), Some(ten));
         assert_eq!(parse_timestamp("2026-11-01 04:30-05:30", true), Some(ten));
         assert_eq!(parse_timestamp("2026-11-01 15:30 +0530", true), Some(ten));
-        assert_eq!(parse_timestamp("2026-11-01 12:00+02", false), Some(at("2026-11-01 12:00:00")));
+        assert_eq!(
+            parse_timestamp("2026-11-01 12:00+02", false),
+            Some(at("2026-11-01 12:00:00"))
+        );
         assert_eq!(parse_timestamp("epoch", false), Some(0));
         assert_eq!(parse_date("2026-11-01"), Some(20758));
-        for bad in ["2026-13-01", "2026-11-01 25:00", "tomorrow", "2026-11-01 10:00+99", "x"] {
+        for bad in [
+            "2026-13-01",
+            "2026-11-01 25:00",
+            "tomorrow",
+            "2026-11-01 10:00+99",
+            "x",
+        ] {
             assert_eq!(parse_timestamp(bad, true), None, "{bad}");
         }
+    }
+}
+
+/// PostgreSQL's `bytea` input: `\x` then pairs of hex digits (white space between pairs
+/// allowed), or the escape form, where `\\` is a backslash, `\nnn` an octal byte and every
+/// other byte stands for itself.
+pub fn parse_bytea(s: &str) -> Result<Vec<u8>, freshet_common::PgError> {
+    use freshet_common::{PgError, SqlState};
+    let b = s.as_bytes();
+    if let Some(hex) = s.strip_prefix("\\x").or_else(|| s.strip_prefix("\\X")) {
+        let mut out = Vec::with_capacity(hex.len() / 2);
+        let mut digits = hex.chars().filter(|c| !c.is_ascii_whitespace());
+        while let Some(hi) = digits.next() {
+            let digit = |c: char| {
+                c.to_digit(16).ok_or_else(|| {
+                    PgError::new(
+                        SqlState::INVALID_PARAMETER_VALUE,
+                        format!("invalid hexadecimal digit: \"{c}\""),
+                    )
+                })
+            };
+            let hi = digit(hi)?;
+            let Some(lo) = digits.next() else {
+                return Err(PgError::new(
+                    SqlState::INVALID_PARAMETER_VALUE,
+                    "invalid hexadecimal data: odd number of digits",
+                ));
+            };
+            out.push((hi * 16 + digit(lo)?) as u8);
+        }
+        return Ok(out);
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+        } else if b.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let octal = |k: usize, max: u8| b.get(i + k).filter(|c| (b'0'..=max).contains(c));
+            let (Some(a), Some(c), Some(d)) = (octal(1, b'3'), octal(2, b'7'), octal(3, b'7'))
+            else {
+                return Err(bad_bytea());
+            };
+            out.push((a - b'0') * 64 + (c - b'0') * 8 + (d - b'0'));
+            i += 4;
+        }
+    }
+    Ok(out)
+}
+
+fn bad_bytea() -> freshet_common::PgError {
+    freshet_common::PgError::new(
+        freshet_common::SqlState::INVALID_TEXT_REPRESENTATION,
+        "invalid input syntax for type bytea",
+    )
+}
+
+#[cfg(test)]
+mod bytea_tests {
+    #[test]
+    fn bytea_input_forms() {
+        use super::parse_bytea;
+        assert_eq!(
+            parse_bytea("\\xdeadBEEF").unwrap(),
+            vec![0xde, 0xad, 0xbe, 0xef]
+        );
+        assert_eq!(parse_bytea("\\x de ad").unwrap(), vec![0xde, 0xad]);
+        assert_eq!(parse_bytea("\\x").unwrap(), Vec::<u8>::new());
+        assert_eq!(parse_bytea("abc").unwrap(), b"abc".to_vec());
+        assert_eq!(parse_bytea("a\\\\b").unwrap(), b"a\\b".to_vec());
+        assert_eq!(
+            parse_bytea("a\\000b\\377").unwrap(),
+            vec![b'a', 0, b'b', 255]
+        );
+        assert_eq!(parse_bytea("\\xZZ").unwrap_err().sqlstate.code(), "22023");
+        assert_eq!(parse_bytea("\\xabc").unwrap_err().sqlstate.code(), "22023");
+        assert_eq!(parse_bytea("a\\b").unwrap_err().sqlstate.code(), "22P02");
+        assert_eq!(parse_bytea("a\\400").unwrap_err().sqlstate.code(), "22P02");
+        assert_eq!(parse_bytea("a\\").unwrap_err().sqlstate.code(), "22P02");
     }
 }

@@ -2,8 +2,9 @@
 //! for `timestamptz` the offset as PostgreSQL prints it (`+00`, `+05:30`). Arrow writes an ISO
 //! `T` between date and time and pgwire always six fraction digits; both differ from what
 //! clients compare against. Used by the server's encoder for result columns, and for casts
-//! to text (`ts::text`, `ts || ''`) through [`TimestampText`], an analyzer rule that replaces
-//! them by the `pg_timestamp_text` function.
+//! to text (`ts::text`, `ts || ''`) through [`TextCasts`], an analyzer rule that replaces
+//! them by the `pg_timestamp_text` function (and casts of text to `bytea` read PostgreSQL's
+//! input forms).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -147,13 +148,17 @@ impl ScalarUDFImpl for PgTimestampText {
     }
 }
 
-/// Casts of timestamps to text become `pg_timestamp_text` (names kept).
+/// Casts PostgreSQL spells differently from Arrow (names kept): timestamps to text become
+/// `pg_timestamp_text`, text to `bytea` `pg_bytea_in` ([`crate::pg_bytea`]). (`bytea` to text
+/// stays Arrow's: type coercion casts `bytea` to text for `length` and other string
+/// functions, where hex would change their answers.)
 #[derive(Debug, Default)]
-pub struct TimestampText;
+pub struct TextCasts;
 
-impl AnalyzerRule for TimestampText {
+impl AnalyzerRule for TextCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let udf = PgTimestampText::udf();
+        let timestamps = PgTimestampText::udf();
+        let bytea_in = crate::pg_bytea::PgBytea::input();
         plan.transform_up_with_subqueries(|p| {
             let inputs = p.inputs();
             let mut schema = DFSchema::empty();
@@ -169,19 +174,25 @@ impl AnalyzerRule for TimestampText {
                         Expr::TryCast(TryCast { expr, field }) => (expr, field.data_type()),
                         _ => return Ok(Transformed::no(e)),
                     };
-                    let text = matches!(
-                        to,
-                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                    );
+                    let is_text = |t: &DataType| {
+                        matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                    };
                     let from = inner.get_type(&schema).ok();
-                    if !text || !from.as_ref().is_some_and(has_text_form) {
+                    let Some(from) = from else {
                         return Ok(Transformed::no(e));
-                    }
+                    };
+                    let (udf, gives) = if is_text(to) && has_text_form(&from) {
+                        (&timestamps, DataType::Utf8)
+                    } else if *to == DataType::Binary && is_text(&from) {
+                        (&bytea_in, DataType::Binary)
+                    } else {
+                        return Ok(Transformed::no(e));
+                    };
                     let call = Expr::ScalarFunction(ScalarFunction::new_udf(
-                        Arc::clone(&udf),
+                        Arc::clone(udf),
                         vec![inner.as_ref().clone()],
                     ));
-                    Ok(Transformed::yes(if *to == DataType::Utf8 {
+                    Ok(Transformed::yes(if *to == gives {
                         call
                     } else {
                         Expr::Cast(Cast::new(Box::new(call), to.clone()))
@@ -198,7 +209,7 @@ impl AnalyzerRule for TimestampText {
     }
 
     fn name(&self) -> &str {
-        "pg_timestamp_text"
+        "pg_text_casts"
     }
 }
 

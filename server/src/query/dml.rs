@@ -246,6 +246,9 @@ pub(super) fn assigned_value(
     if let Some(parsed) = pg_time_input(values, to) {
         return Ok(parsed);
     }
+    if let Some(parsed) = pg_bytea_input(values, to) {
+        return parsed;
+    }
     let options = CastOptions {
         safe: false,
         ..CastOptions::default()
@@ -279,10 +282,15 @@ fn pg_time_input(values: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {
             let parsed = text
                 .iter()
-                .map(|s| s.map(|s| parse_timestamp(s, tz.is_some()).ok_or(())).transpose())
+                .map(|s| {
+                    s.map(|s| parse_timestamp(s, tz.is_some()).ok_or(()))
+                        .transpose()
+                })
                 .collect::<Result<Vec<_>, ()>>()
                 .ok()?;
-            Some(Arc::new(TimestampMicrosecondArray::from(parsed).with_timezone_opt(tz.clone())))
+            Some(Arc::new(
+                TimestampMicrosecondArray::from(parsed).with_timezone_opt(tz.clone()),
+            ))
         }
         DataType::Date32 => {
             let parsed = text
@@ -294,6 +302,22 @@ fn pg_time_input(values: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
         }
         _ => None,
     }
+}
+
+/// Text assigned to a `bytea` column, read in PostgreSQL's input forms (`'\xdeadbeef'`,
+/// `'a\000b'`); Arrow's cast would store the text's own bytes.
+fn pg_bytea_input(values: &ArrayRef, to: &DataType) -> Option<Result<ArrayRef, PgError>> {
+    use datafusion::arrow::array::StringArray;
+    if *to != DataType::Binary {
+        return None;
+    }
+    let text = values.as_any().downcast_ref::<StringArray>()?;
+    Some(
+        text.iter()
+            .map(|s| s.map(freshet_sql::pg_input::parse_bytea).transpose())
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| Arc::new(BinaryArray::from_iter(v)) as ArrayRef),
+    )
 }
 
 fn pg_type_name(dt: &DataType) -> String {
