@@ -210,9 +210,9 @@ def test_memory_limit_disconnects_and_message_size(tmp_path):
             assert e.value.sqlstate == "53200", e.value
             grown = grown_mib(base)
             assert grown < limit_mib * 1.2, f"peak RSS grew by {grown:.0f} MiB under a {limit_mib} MiB limit: {query}"
-        # A sort over ten times the limit spills to disk and answers. Reading its spill files
-        # back fans out over blocking threads, each with an allocator heap of its own: its
-        # peak stays within twice the limit, not yet within the limit + 20 %.
+        # A sort over ten times the limit spills to disk and answers (its spill files read
+        # back by at most four threads). Release builds stay within the limit + 20 % (see the
+        # design note on statement memory); this debug build is held to twice the limit.
         base = rss_peak_kb(server.proc.pid)
         row = conn.execute("""SELECT max(r), min(x) FROM (
                                 SELECT x, row_number() OVER (ORDER BY p || x::text DESC) AS r
@@ -305,7 +305,7 @@ def test_server_wide_query_memory(tmp_path):
     """Statements of all sessions share --query-memory-total-mb: one that fits its session's
     limit is refused with 53200 while another session holds most of the total, other clients
     are served meanwhile, and it runs once the holder is gone."""
-    server = Freshet(tmp_path, env={"FRESHET_QUERY_MEMORY_MB": "512",
+    server = Freshet(tmp_path, env={"FRESHET_QUERY_MEMORY_MB": "768",
                                     "FRESHET_QUERY_MEMORY_TOTAL_MB": "300"}).start()
     # ~80 MB of text: with the partial strings of two partitions and the result's copy, it
     # allocates about twice that at its peak.
@@ -314,9 +314,12 @@ def test_server_wide_query_memory(tmp_path):
         conn = server.connect()
         conn.autocommit = True
 
-        def reserved():
+        def metric(name):
             return conn.execute("SELECT value FROM freshet_internal.metrics "
-                                "WHERE name = 'query_memory_reserved_bytes'").fetchone()[0]
+                                "WHERE name = %s", (name,)).fetchone()[0]
+
+        def reserved():
+            return metric("query_memory_reserved_bytes")
         assert conn.execute(agg).fetchone() == (80000 * 1001 - 1,)
         assert reserved() == 0
         # The holder's sorted rows (~120 MB; a sort reserves twice its rows: ~240 MiB, within
@@ -325,7 +328,15 @@ def test_server_wide_query_memory(tmp_path):
         sql = ("SELECT repeat('y', 300) || x::text AS p FROM generate_series(1, 390000) AS g(x) "
                "ORDER BY p").encode()
         holder.sendall(b"Q" + struct.pack("!i", 4 + len(sql) + 1) + sql + b"\0")
-        wait_for(lambda: reserved() > 230 << 20, timeout=60, what="the holder's sort to reserve")
+        # Until it has sorted (its reservation stops growing at ~283 MiB), not only begun to.
+        seen = []
+
+        def settled():
+            seen.append(reserved())
+            time.sleep(0.2)  # readings apart in time: the reservation has stopped growing
+            return seen[-1] > 230 << 20 and seen[-3:] == [seen[-1]] * 3
+        wait_for(settled, timeout=60, what="the holder's sort to reserve")
+        assert metric("query_memory_allocated_bytes") > 200 << 20
         with pytest.raises(psycopg.Error) as e:
             conn.execute(agg)
         assert e.value.sqlstate == "53200", e.value

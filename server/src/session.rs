@@ -92,8 +92,8 @@ pub struct Session {
 
 /// The template's state with a memory pool of the session's own: the limit holds for each
 /// statement (a session runs one at a time), for what it allocates (`statement`); operators
-/// may reserve three quarters of it, the rest being what their reservations do not cover
-/// (batches in flight, sort keys, copies while a buffer moves). Every reservation also draws
+/// may reserve half of it, the rest being what their reservations do not cover (batches in
+/// flight, sort keys, merge buffers, copies while a buffer moves). Every reservation also draws
 /// on `budget`, shared by all sessions. Spill files, caches and object stores are shared.
 fn own_memory(
     template: &SessionContext,
@@ -108,7 +108,7 @@ fn own_memory(
         return state;
     };
     let own: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(
-        GreedyMemoryPool::new(limit / 4 * 3),
+        GreedyMemoryPool::new(limit / 2),
         std::num::NonZeroUsize::new(3).expect("3 is not zero"),
     ));
     let pool: Arc<dyn MemoryPool> = Arc::new(memory::BudgetedPool {

@@ -8,7 +8,8 @@
 //!   `rocksdb_table_reader_bytes` (index and filter blocks outside the block cache),
 //!   `rocksdb_block_cache_bytes`, `rocksdb_block_cache_pinned_bytes`, and
 //!   `rocksdb_table_files`; `query_memory_reserved_bytes`, what running statements of all
-//!   sessions hold of `--query-memory-total-mb`.
+//!   sessions hold of `--query-memory-total-mb` by their operators' reservations, and
+//!   `query_memory_allocated_bytes`, what they have allocated.
 //! - `source_errors (source, partition, "offset", error, payload)`: every message a source
 //!   could not decode (payload: its first 256 bytes, as text).
 //! - `source_gaps (source, partition, first_offset, last_offset, missing, detected_at)`:
@@ -121,6 +122,10 @@ impl InternalSchema {
         rows.push((
             "query_memory_reserved_bytes",
             clamp(self.query_memory.used() as u64),
+        ));
+        rows.push((
+            "query_memory_allocated_bytes",
+            clamp(crate::alloc::all_live() as u64),
         ));
         relation(
             vec![
