@@ -56,6 +56,12 @@ impl ScalarUDFImpl for ToChar {
         "to_char"
     }
 
+    // DataFusion's function is also registered under its aliases (`date_format`): a state
+    // rebuilt from the registry must find ours under every one of them, or either may win.
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
     fn signature(&self) -> &Signature {
         &self.signature
     }
