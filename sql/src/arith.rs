@@ -52,21 +52,21 @@ pub fn pg_expr(e: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
             Operator::Plus | Operator::Minus | Operator::Multiply => {
                 Arc::new(BinaryExpr::new(l, op, r).with_fail_on_overflow(true))
             }
-            Operator::Divide if !r.is::<NonZero>() => {
-                let divisor = Arc::new(NonZero {
-                    divisor: r,
-                    dividend: Arc::clone(&l),
-                });
-                Arc::new(BinaryExpr::new(l, op, divisor))
+            Operator::Divide | Operator::Modulo => {
+                let divisor: Arc<dyn PhysicalExpr> = if r.is::<NonZero>() {
+                    r
+                } else {
+                    Arc::new(NonZero {
+                        divisor: r,
+                        dividend: Arc::clone(&l),
+                    })
+                };
+                let e = Arc::new(BinaryExpr::new(l, op, divisor));
+                if op == Operator::Modulo {
+                    return Ok(Transformed::yes(e)); // no float range to keep
+                }
+                e
             }
-            Operator::Modulo if !r.is::<NonZero>() => {
-                let divisor = Arc::new(NonZero {
-                    divisor: r,
-                    dividend: Arc::clone(&l),
-                });
-                return Ok(Transformed::yes(Arc::new(BinaryExpr::new(l, op, divisor))));
-            }
-            Operator::Divide => Arc::new(BinaryExpr::new(l, op, r)),
             _ => return Ok(Transformed::no(node)),
         };
         Ok(Transformed::yes(Arc::new(FloatRange { inner: new })))
@@ -105,7 +105,9 @@ impl fmt::Display for FloatRange {
 }
 
 /// Positions of infinite and of zero results, when there are any.
-fn suspects(a: &ArrayRef) -> Option<(Vec<usize>, Vec<usize>)> {
+/// Zero results are looked for only when `zeros` (products and quotients: a zero sum or
+/// difference is no underflow).
+fn suspects(a: &ArrayRef, zeros: bool) -> Option<(Vec<usize>, Vec<usize>)> {
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::{Float32Type, Float64Type};
     fn scan<T: Copy>(
@@ -131,7 +133,7 @@ fn suspects(a: &ArrayRef) -> Option<(Vec<usize>, Vec<usize>)> {
                 a.values(),
                 |i| a.is_valid(i),
                 f64::is_infinite,
-                |v| v == 0.0,
+                move |v| zeros && v == 0.0,
             )
         }
         DataType::Float32 => {
@@ -140,7 +142,7 @@ fn suspects(a: &ArrayRef) -> Option<(Vec<usize>, Vec<usize>)> {
                 a.values(),
                 |i| a.is_valid(i),
                 f32::is_infinite,
-                |v| v == 0.0,
+                move |v| zeros && v == 0.0,
             )
         }
         _ => None,
@@ -176,10 +178,11 @@ fn out_of_range(what: &str) -> DataFusionError {
 
 impl FloatRange {
     fn check(&self, batch: &RecordBatch, result: &ArrayRef) -> Result<()> {
-        let Some((infinite, zero)) = suspects(result) else {
+        let Some(b) = self.inner.downcast_ref::<BinaryExpr>() else {
             return Ok(());
         };
-        let Some(b) = self.inner.downcast_ref::<BinaryExpr>() else {
+        let products = matches!(b.op(), Operator::Multiply | Operator::Divide);
+        let Some((infinite, zero)) = suspects(result, products) else {
             return Ok(());
         };
         let rows = batch.num_rows().max(1);
@@ -192,7 +195,7 @@ impl FloatRange {
                 }
             }
         }
-        if !matches!(b.op(), Operator::Multiply | Operator::Divide) {
+        if !products {
             return Ok(());
         }
         for i in zero {
