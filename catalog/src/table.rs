@@ -153,6 +153,9 @@ pub struct ViewDef {
     /// subscribers resuming from an epoch. `None`: the server's default.
     #[serde(default)]
     pub retain_changes_ms: Option<u64>,
+    /// `EMIT ON WINDOW CLOSE`: each row appears once, when the watermark closes its window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub emit_on_window_close: bool,
     /// The fingerprint of its dataflow when created (see the dataflow crate's
     /// `MaterializedView::fingerprint`): a view planned differently at start is refused.
     #[serde(default)]

@@ -123,6 +123,12 @@ impl Dataflows {
         self.write().remove(&id);
     }
 
+    /// Whether some view's clock is `source`'s watermark (see [`MaterializedView::clock`]):
+    /// its advancing alone changes results.
+    pub fn clocked_by(&self, source: TableId) -> bool {
+        self.read().values().any(|v| v.clock.contains(&source))
+    }
+
     pub fn get(&self, id: TableId) -> Option<Arc<MaterializedView>> {
         self.read().get(&id).cloned()
     }
@@ -216,7 +222,7 @@ impl Dataflows {
         let mut changed: HashSet<TableId> = changes.changed().collect();
         let read: HashSet<TableId> = views.iter().flat_map(|v| v.inputs.clone()).collect();
         for view in views {
-            if !view.inputs.iter().any(|i| changed.contains(i)) {
+            if !view.reached_by(changes, &changed) {
                 continue;
             }
             let mut ctx = EpochCtx::new(snapshot, batch, false);
@@ -265,7 +271,7 @@ impl Dataflows {
         let mut batch = WriteBatch::default();
         let mut changed: HashSet<TableId> = changes.changed().collect();
         for (id, v) in &views {
-            if !needed.contains(id) || !v.inputs.iter().any(|i| changed.contains(i)) {
+            if !needed.contains(id) || !v.reached_by(&changes, &changed) {
                 continue;
             }
             let mut ctx = EpochCtx::new(snapshot, &mut batch, false);

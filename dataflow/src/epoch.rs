@@ -16,11 +16,15 @@ pub struct EpochChanges {
     /// Rows appended to append-only relations (sources), as Arrow batches in the relation's
     /// full schema; each row counts once.
     pub appends: HashMap<TableId, Vec<RecordBatch>>,
+    /// The watermark (microseconds) of each source whose event time this epoch carries: no
+    /// row of a later epoch has an event time below it (see `crate::event_time`).
+    pub watermarks: HashMap<TableId, i64>,
 }
 
 impl EpochChanges {
     pub fn is_empty(&self) -> bool {
-        self.tables.values().all(Vec::is_empty)
+        self.watermarks.is_empty()
+            && self.tables.values().all(Vec::is_empty)
             && self.appends.keys().all(|r| !self.has_appends(*r))
     }
 

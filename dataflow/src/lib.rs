@@ -15,6 +15,7 @@ pub mod dataflows;
 pub mod delta;
 pub mod encode;
 pub mod epoch;
+pub mod event_time;
 pub mod lower;
 pub mod ops;
 pub mod reads;

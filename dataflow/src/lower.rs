@@ -28,6 +28,12 @@ use crate::ops::{AggKind, AggSpec, AggregateOp, JoinKind, JoinOp, Node, OrderedM
 /// Resolves a relation a view reads: its id and full (unprojected) schema.
 pub trait Relations {
     fn resolve(&self, name: &str) -> Option<(TableId, SchemaRef)>;
+
+    /// The event-time column of a relation with a watermark (a source declared
+    /// `WATERMARK FOR`).
+    fn event_time_column(&self, _relation: TableId) -> Option<usize> {
+        None
+    }
 }
 
 /// 0A000 naming `what`, as a DataFusion error (the SQL layer unwraps it).
@@ -103,6 +109,34 @@ impl<'a> Lowering<'a> {
         schema: SchemaRef,
     ) -> AggregateOp {
         AggregateOp::new(self.op_prefix(), group, aggs, schema).with_occurrences(self.occurrences)
+    }
+
+    /// `root` under an `EMIT ON WINDOW CLOSE` gate closing on its first output column bounded
+    /// by a source's watermark (see `crate::event_time`); 0A000 without one.
+    pub fn emit_on_window_close(&mut self, root: Node) -> Result<Node> {
+        let relations = self.relations;
+        let bounds = crate::event_time::bounds(&root, &|r| relations.event_time_column(r));
+        let Some((column, bound)) = bounds
+            .into_iter()
+            .enumerate()
+            .find_map(|(c, b)| Some((c, b?)))
+        else {
+            return Err(unsupported(
+                "EMIT ON WINDOW CLOSE without a column that follows a source's watermark \
+                 (such as window_start or window_end of TUMBLE or HOP over a source declared \
+                 with WATERMARK FOR, in GROUP BY)",
+            ));
+        };
+        let op = crate::ops::WindowCloseOp {
+            prefix: self.op_prefix(),
+            column,
+            bound,
+            schema: root.schema(),
+        };
+        Ok(Node::WindowClose {
+            input: Box::new(root),
+            op,
+        })
     }
 
     fn op_prefix(&mut self) -> Vec<u8> {

@@ -1,6 +1,7 @@
 //! Materialized views: a dataflow plus its durable contents (the registry that runs every
 //! view's dataflow for each epoch is `dataflows.rs`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -32,6 +33,9 @@ pub struct MaterializedView {
     pub root: Node,
     /// Tables and views it reads (deduplicated).
     pub inputs: Vec<TableId>,
+    /// Sources whose watermarks alone move the view (an `EMIT ON WINDOW CLOSE` gate closes
+    /// windows when they advance, whether or not a row arrives).
+    pub clock: Vec<TableId>,
     /// The first this many columns are a unique key (an aggregate's groups): contents are
     /// keyed by them and written blind, without reading what is stored.
     unique_prefix: Option<usize>,
@@ -53,12 +57,17 @@ impl MaterializedView {
         inputs.sort();
         inputs.dedup();
         let unique_prefix = root.unique_prefix();
+        let clock = match &root {
+            Node::WindowClose { op, .. } => op.bound.sources(),
+            _ => Vec::new(),
+        };
         Self {
             id,
             name,
             schema,
             root,
             inputs,
+            clock,
             unique_prefix,
             append_only: false,
             aggregate_contents: None,
@@ -71,6 +80,12 @@ impl MaterializedView {
     /// keeps each group's accumulator inside the group's contents entry: one write per changed
     /// group instead of two. Decided at creation and recorded in the catalog: a view's layout
     /// never changes.
+    /// Whether `changes` reach the view: one of its inputs changed, or its clock moved.
+    pub fn reached_by(&self, changes: &EpochChanges, changed: &HashSet<TableId>) -> bool {
+        self.inputs.iter().any(|i| changed.contains(i))
+            || self.clock.iter().any(|s| changes.watermarks.contains_key(s))
+    }
+
     pub fn with_aggregate_in_contents(mut self, on: bool) -> Self {
         if !on || self.append_only {
             return self;

@@ -31,7 +31,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::engine::Engine;
 
-mod positions;
+pub mod positions;
+mod clock;
 pub mod watermark;
 pub use positions::{read_gaps, reset, Gap};
 
@@ -506,7 +507,7 @@ fn start_runtime(
 /// Commits the reader's batches, one epoch per group of batches that are ready.
 async fn ingest(engine: Arc<Engine>, rt: Arc<SourceRuntime>, mut rx: mpsc::Receiver<SourceBatch>) {
     let id = rt.def.id;
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = clock::next(&engine, &rt, &mut rx).await {
         let mut group = vec![first];
         while group.len() < MAX_BATCHES_PER_EPOCH {
             match rx.try_recv() {
@@ -579,6 +580,10 @@ async fn ingest(engine: Arc<Engine>, rt: Arc<SourceRuntime>, mut rx: mpsc::Recei
             }
             if let Some(m) = &marks {
                 m.stage(id, &late, &mut batch);
+                let before = lock(&rt.watermarks).as_ref().and_then(|m| m.current());
+                if let Some(w) = m.current().filter(|&w| Some(w) != before) {
+                    changes.watermarks.insert(id, w);
+                }
             }
             changes.appends.insert(id, rows);
             match engine.commit(&mut w, batch, changes) {
@@ -757,7 +762,7 @@ pub fn show(engine: &Engine) -> (&'static [&'static str], Vec<Vec<Option<String>
             let progress = rt.progress();
             let (status, marks) = rt.status();
             let consumed: i64 = progress.values().map(|&(_, n)| n.max(0)).sum();
-            let lag = lag(&progress, &marks);
+            let lag = positions::lag(&progress, &marks);
             vec![
                 Some(rt.def.name.clone()),
                 Some(rt.opts.topic.clone()),
@@ -771,27 +776,4 @@ pub fn show(engine: &Engine) -> (&'static [&'static str], Vec<Vec<Option<String>
         })
         .collect();
     (SHOW_COLUMNS, rows)
-}
-
-/// Messages in the topic not yet committed, from the last seen high watermarks (`None` before
-/// the broker answered once).
-pub fn lag(progress: &Progress, marks: &BTreeMap<i32, i64>) -> Option<i64> {
-    if marks.is_empty() {
-        return None;
-    }
-    Some(
-        marks
-            .iter()
-            .map(|(p, &high)| partition_lag(progress.get(p).map(|&(_, n)| n), high))
-            .sum(),
-    )
-}
-
-/// One partition's lag; a partition not read yet (or read from its beginning and still
-/// empty) counts all of `high` (low watermarks are not tracked here).
-pub fn partition_lag(next: Option<i64>, high: i64) -> i64 {
-    match next {
-        Some(n) if n >= 0 => (high - n).max(0),
-        _ => high.max(0),
-    }
 }

@@ -31,16 +31,23 @@ impl Relations for Engine {
             .get(view.id)
             .map(|v| (v.id, Arc::clone(&v.schema)))
     }
+
+    fn event_time_column(&self, relation: TableId) -> Option<usize> {
+        let def = self.catalog.sources().into_iter().find(|s| s.id == relation)?;
+        crate::sources::watermark::column(&def)
+    }
 }
 
-/// How a view keeps its state: decided at creation, recorded in its catalog entry, never
-/// changed (views created before a layout existed keep the older one).
+/// How a view keeps its state and emits its rows: decided at creation, recorded in its
+/// catalog entry, never changed (views created before a layout existed keep the older one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     /// See [`MaterializedView::with_aggregate_in_contents`].
     pub aggregate_in_contents: bool,
     /// MIN/MAX values as one entry per occurrence: see `Lowering::with_occurrences`.
     pub min_max_occurrences: bool,
+    /// `EMIT ON WINDOW CLOSE`: see `Lowering::emit_on_window_close`.
+    pub emit_on_window_close: bool,
 }
 
 impl Layout {
@@ -48,6 +55,7 @@ impl Layout {
     pub const NEW: Layout = Layout {
         aggregate_in_contents: true,
         min_max_occurrences: true,
+        emit_on_window_close: false,
     };
 
     /// The layout a catalog entry records.
@@ -55,6 +63,7 @@ impl Layout {
         Layout {
             aggregate_in_contents: def.aggregate_in_contents,
             min_max_occurrences: def.min_max_occurrences,
+            emit_on_window_close: def.emit_on_window_close,
         }
     }
 }
@@ -84,11 +93,17 @@ pub async fn build(
     }
     check_deterministic(&plan).map_err(|e| map_df_error(&e))?;
     let optimized = state.optimize(&plan).map_err(|e| map_df_error(&e))?;
-    let root = Lowering::new(id, state.execution_props(), engine)
-        .with_occurrences(layout.min_max_occurrences)
+    let mut lowering =
+        Lowering::new(id, state.execution_props(), engine).with_occurrences(layout.min_max_occurrences);
+    let mut root = lowering
         .lower(&optimized)
         .and_then(storable)
         .map_err(|e| map_df_error(&e))?;
+    if layout.emit_on_window_close {
+        root = lowering
+            .emit_on_window_close(root)
+            .map_err(|e| map_df_error(&e))?;
+    }
     // Output columns: the query's names, or the ones the statement lists.
     let out = root.schema();
     if !columns.is_empty() && columns.len() != out.fields().len() {
@@ -146,6 +161,7 @@ fn view_def(
         aggregate_in_contents: view.aggregate_in_contents(),
         min_max_occurrences: view.occurrences(),
         retain_changes_ms: retain_changes.map(|d| d.as_millis() as u64),
+        emit_on_window_close: false,
         fingerprint: Some(view.fingerprint()),
         owner: String::new(),
         acl: Vec::new(),
@@ -168,6 +184,7 @@ pub async fn create(
         sql,
         explain,
         retain_changes,
+        emit_on_window_close,
     } = plan;
     let (name, if_not_exists, explain) = (name.as_str(), *if_not_exists, *explain);
     let mut w = engine.begin_write().await;
@@ -181,11 +198,16 @@ pub async fn create(
         ));
     }
     let id = engine.catalog.peek_next_id();
-    let view = build(engine, state, id, name, columns, query, Layout::NEW).await?;
+    let layout = Layout {
+        emit_on_window_close: *emit_on_window_close,
+        ..Layout::NEW
+    };
+    let view = build(engine, state, id, name, columns, query, layout).await?;
     if explain {
         return Ok(Some(view.explain()));
     }
     let mut def = view_def(&view, sql.clone(), *retain_changes)?;
+    def.emit_on_window_close = *emit_on_window_close;
     def.owner = crate::access::StatementIdentity::new_owner(state);
     let mut batch = WriteBatch::default();
     // Its changelog, if it keeps one, is complete from the next epoch on (recorded only

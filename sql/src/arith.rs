@@ -177,6 +177,11 @@ fn out_of_range(what: &str) -> DataFusionError {
 }
 
 impl FloatRange {
+    /// The checked operation.
+    pub fn inner(&self) -> &Arc<dyn PhysicalExpr> {
+        &self.inner
+    }
+
     fn check(&self, batch: &RecordBatch, result: &ArrayRef) -> Result<()> {
         let Some(b) = self.inner.downcast_ref::<BinaryExpr>() else {
             return Ok(());

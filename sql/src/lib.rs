@@ -22,6 +22,7 @@ pub mod copy;
 pub mod create_table;
 pub mod df_convert;
 pub mod dml;
+mod emit;
 pub mod error;
 pub mod insert;
 mod isolation;

@@ -122,6 +122,8 @@ pub struct CreateViewPlan {
     /// `WITH (retain_changes = '…')`: how long the view keeps each epoch's changes for
     /// subscribers resuming `AS OF` an epoch; `None` for the server's default.
     pub retain_changes: Option<std::time::Duration>,
+    /// `EMIT ON WINDOW CLOSE`: each row appears once, when the watermark closes its window.
+    pub emit_on_window_close: bool,
 }
 
 impl From<crate::source::SourceStatement> for Statement {
@@ -245,6 +247,15 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
         .eq_ignore_ascii_case("flush")
     {
         return Ok(vec![flush_statement()]);
+    }
+    if let Some((sql, at)) = crate::emit::strip(sql) {
+        let mut stmts = parse(&sql)?;
+        for i in at {
+            if let Some(s) = stmts.get_mut(i) {
+                crate::emit::restore(s)?;
+            }
+        }
+        return Ok(stmts);
     }
     if !needs_catalog_rewrites(sql) {
         let mut stmts = datafusion::sql::sqlparser::parser::Parser::parse_sql(
@@ -710,6 +721,7 @@ fn bind_create_mv(cv: ast::CreateView, explain: bool) -> Result<Statement, PgErr
     let columns = cv.columns.iter().map(|c| ident(&c.name)).collect();
     let sql = cv.query.to_string();
     let mut retain_changes = None;
+    let mut emit_on_window_close = false;
     let options = match cv.options {
         ast::CreateTableOptions::None => vec![],
         ast::CreateTableOptions::With(o) => o,
@@ -723,16 +735,30 @@ fn bind_create_mv(cv: ast::CreateView, explain: bool) -> Result<Statement, PgErr
         let ast::SqlOption::KeyValue { key, value } = o else {
             return Err(PgError::not_supported(format!("materialized view option {o}")));
         };
+        let text = match &value {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) | Value::Number(s, _) => s.clone(),
+                other => other.to_string(),
+            },
+            other => other.to_string(),
+        };
         match ident(&key).as_str() {
             "retain_changes" => {
-                let text = match &value {
-                    Expr::Value(v) => match &v.value {
-                        Value::SingleQuotedString(s) | Value::Number(s, _) => s.clone(),
-                        other => other.to_string(),
-                    },
-                    other => other.to_string(),
-                };
                 retain_changes = Some(crate::subscribe::parse_duration(&text)?);
+            }
+            crate::emit::OPTION => {
+                if !text.eq_ignore_ascii_case(crate::emit::ON_WINDOW_CLOSE)
+                    && !text.eq_ignore_ascii_case("on_update")
+                {
+                    return Err(PgError::new(
+                        SqlState::INVALID_PARAMETER_VALUE,
+                        format!(
+                            "invalid value for materialized view option \"emit\": \"{text}\" \
+                             (on_update or on_window_close)"
+                        ),
+                    ));
+                }
+                emit_on_window_close = text.eq_ignore_ascii_case(crate::emit::ON_WINDOW_CLOSE);
             }
             k => {
                 return Err(PgError::new(
@@ -750,6 +776,7 @@ fn bind_create_mv(cv: ast::CreateView, explain: bool) -> Result<Statement, PgErr
         sql,
         explain,
         retain_changes,
+        emit_on_window_close,
     })))
 }
 

@@ -74,6 +74,14 @@ pub fn source_prefix(source: TableId) -> Vec<u8> {
     k
 }
 
+/// Where source `source` keeps its committed watermark (microseconds, i64 BE), for sources
+/// declared with `WATERMARK FOR`.
+pub fn source_watermark_key(source: TableId) -> Vec<u8> {
+    let mut k = source_prefix(source);
+    k.push(b'W');
+    k
+}
+
 /// The prefix of every row of materialized view `view`.
 pub fn view_prefix(view: TableId) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);

@@ -12,6 +12,7 @@ mod merge;
 mod not_in;
 mod ordered;
 mod unnest;
+mod window_close;
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub use aggregate::{AggKind, AggSpec, AggregateOp, ContentsLayout};
 pub use join::{JoinKind, JoinOp};
 pub use ordered::{OrderedMode, OrderedOp};
 pub use unnest::UnnestOp;
+pub use window_close::WindowCloseOp;
 
 use crate::delta::Delta;
 use crate::epoch::{EpochChanges, EpochCtx};
@@ -70,6 +72,11 @@ pub enum Node {
     },
     /// A constant relation (VALUES, a FROM-less SELECT): emitted once, at backfill.
     Constant { batch: RecordBatch },
+    /// `EMIT ON WINDOW CLOSE`, at a view's root: rows held back until their window closes.
+    WindowClose {
+        input: Box<Node>,
+        op: WindowCloseOp,
+    },
 }
 
 impl Node {
@@ -79,7 +86,7 @@ impl Node {
             Node::Scan { schema, .. }
             | Node::Project { schema, .. }
             | Node::Union { schema, .. } => Arc::clone(schema),
-            Node::Filter { input, .. } => input.schema(),
+            Node::Filter { input, .. } | Node::WindowClose { input, .. } => input.schema(),
             Node::Aggregate { op, .. } => op.schema(),
             Node::Ordered { op, .. } => op.schema(),
             Node::Unnest { op, .. } => Arc::clone(&op.schema),
@@ -121,6 +128,8 @@ impl Node {
             | Node::Project { input, .. }
             | Node::Unnest { input, .. } => input.append_only(append_only_input),
             Node::Union { inputs, .. } => inputs.iter().all(|i| i.append_only(append_only_input)),
+            // Emits each row once, for good.
+            Node::WindowClose { .. } => true,
             _ => false,
         }
     }
@@ -144,6 +153,7 @@ impl Node {
             | Node::Ordered { input, .. }
             | Node::Unnest { input, .. }
             | Node::Project { input, .. }
+            | Node::WindowClose { input, .. }
             | Node::Aggregate { input, .. } => vec![input],
             Node::Join { left, right, .. } => vec![left, right],
             Node::Union { inputs, .. } => inputs.iter().collect(),
@@ -158,6 +168,7 @@ impl Node {
             | Node::Ordered { input, .. }
             | Node::Unnest { input, .. }
             | Node::Project { input, .. }
+            | Node::WindowClose { input, .. }
             | Node::Aggregate { input, .. } => input.relations(out),
             Node::Join { left, right, .. } => {
                 left.relations(out);
@@ -185,6 +196,9 @@ impl Node {
             }
             Node::Union { inputs, .. } => inputs.iter().any(|i| i.touched(changes, initial)),
             Node::Constant { .. } => initial,
+            Node::WindowClose { input, op } => {
+                initial || op.moved(changes) || input.touched(changes, initial)
+            }
         }
     }
 
@@ -320,6 +334,15 @@ impl Node {
                 batch: batch.clone(),
                 weights: vec![1; batch.num_rows()],
             })),
+            Node::WindowClose { input, op } => {
+                let d = input.eval(changes, ctx)?;
+                let closed = op.apply(d, changes, ctx)?;
+                if closed.is_empty() {
+                    return Ok(None);
+                }
+                window_close::forget_closed(input, &closed, ctx);
+                nonempty(Delta::from_rows(&closed, &op.schema)?)
+            }
         }
     }
 
@@ -347,6 +370,7 @@ impl Node {
             Node::Join { op, .. } => op.describe(),
             Node::Union { inputs, .. } => format!("UnionAll: inputs={}", inputs.len()),
             Node::Constant { batch } => format!("Constant: rows={}", batch.num_rows()),
+            Node::WindowClose { op, .. } => op.describe(),
         };
         out.push_str(&pad);
         out.push_str(&line);
@@ -357,6 +381,7 @@ impl Node {
             | Node::Ordered { input, .. }
             | Node::Unnest { input, .. }
             | Node::Project { input, .. }
+            | Node::WindowClose { input, .. }
             | Node::Aggregate { input, .. } => input.explain(depth + 1, out),
             Node::Join { left, right, .. } => {
                 left.explain(depth + 1, out);

@@ -40,6 +40,7 @@ use datafusion::error::{DataFusionError, Result};
 use crate::engine::{Engine, FoldReason};
 
 mod event_time;
+mod view_state;
 
 /// The schema name.
 pub const INTERNAL_SCHEMA: &str = "freshet_internal";
@@ -53,6 +54,7 @@ const TABLES: &[&str] = &[
     "source_progress",
     "source_watermarks",
     "view_errors",
+    "view_state",
 ];
 
 /// The `freshet_internal` schema.
@@ -204,7 +206,7 @@ impl InternalSchema {
                 start.push(prog.map(|(s, _)| s).filter(|s| *s >= 0));
                 next.push(prog.map(|(_, n)| n).filter(|n| *n >= 0));
                 high.push(h);
-                lag.push(h.map(|h| crate::sources::partition_lag(prog.map(|(_, n)| n), h)));
+                lag.push(h.map(|h| crate::sources::positions::partition_lag(prog.map(|(_, n)| n), h)));
                 status.push(st.clone());
             }
         }
@@ -381,6 +383,10 @@ impl SchemaProvider for InternalSchema {
             "source_progress" => self.source_progress().map(Some),
             "sink_progress" => self.sink_progress().map(Some),
             "view_errors" => self.view_errors().map(Some),
+            "view_state" => {
+                let snapshot = self.engine.read_snapshot().await?;
+                view_state::view_state(&self.engine, &snapshot).map(Some)
+            }
             _ => Ok(None),
         }
     }

@@ -2,7 +2,9 @@
 //! (`'s' id 'g' partition first` → last ++ detected-at ms), counted and queryable, and a halt
 //! (`'s' id 'h'` → why) after a topic reset, which keeps the source from reading — also
 //! across restarts — until `ALTER SOURCE … RESET`.
+//! Also how far a source lags behind its topic.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -139,4 +141,27 @@ pub async fn reset(engine: &Arc<Engine>, name: &str) -> Result<(), PgError> {
     }
     let _w = engine.begin_write().await;
     super::start_runtime(engine, def, fresh, errors, None)
+}
+
+/// Messages in the topic not yet committed, from the last seen high watermarks (`None` before
+/// the broker answered once).
+pub fn lag(progress: &Progress, marks: &BTreeMap<i32, i64>) -> Option<i64> {
+    if marks.is_empty() {
+        return None;
+    }
+    Some(
+        marks
+            .iter()
+            .map(|(p, &high)| partition_lag(progress.get(p).map(|&(_, n)| n), high))
+            .sum(),
+    )
+}
+
+/// One partition's lag; a partition not read yet (or read from its beginning and still
+/// empty) counts all of `high` (low watermarks are not tracked here).
+pub fn partition_lag(next: Option<i64>, high: i64) -> i64 {
+    match next {
+        Some(n) if n >= 0 => (high - n).max(0),
+        _ => high.max(0),
+    }
 }

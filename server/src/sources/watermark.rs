@@ -35,9 +35,7 @@ fn max_key(id: TableId, partition: i32) -> Vec<u8> {
 }
 
 fn watermark_key(id: TableId) -> Vec<u8> {
-    let mut k = source_prefix(id);
-    k.push(b'W');
-    k
+    freshet_state::source_watermark_key(id)
 }
 
 fn late_key(id: TableId, partition: i32, offset: i64) -> Vec<u8> {
@@ -181,6 +179,25 @@ impl Watermarks {
             (Some(c), Some(n)) => Some(c.max(n)),
             (c, n) => c.or(n),
         }
+    }
+
+    /// The watermark as of the last [`Watermarks::admit`] or [`Watermarks::advance`].
+    pub fn current(&self) -> Option<i64> {
+        self.current
+    }
+
+    /// How long a partition may go without messages before it stops holding the watermark
+    /// back (`None`: never).
+    pub fn idle(&self) -> Option<Duration> {
+        self.idle
+    }
+
+    /// Moves the watermark to what it is at `now` (idle partitions, wall-clock time); the new
+    /// watermark when it moved.
+    pub fn advance(&mut self, now: Instant) -> Option<i64> {
+        let before = self.current;
+        self.current = self.at(now);
+        (self.current != before).then_some(self.current).flatten()
     }
 
     /// Each partition's largest event time read (micros), `None` before its first.

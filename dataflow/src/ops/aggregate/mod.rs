@@ -319,6 +319,33 @@ impl AggregateOp {
         k
     }
 
+    /// Deletes the state of `group`, which no later change can touch (its window closed):
+    /// its accumulator and its aggregates' value multisets.
+    pub(crate) fn forget(&self, group: &[Datum], ctx: &mut EpochCtx<'_>) {
+        let mut g = Vec::new();
+        row_codec::encode_row(group, &mut g);
+        let key = self.group_key(&g);
+        if !ctx.preview {
+            self.cache.remove(&key);
+        }
+        ctx.batch.delete(&key);
+        for (i, spec) in self.aggs.iter().enumerate() {
+            if spec.kind.keeps_values() && self.shares[i].is_none() {
+                let from = self.multiset_prefix(i, &g);
+                let mut to = from.clone();
+                // Up to the prefix's successor.
+                match to.iter().rposition(|&b| b != 0xff) {
+                    Some(at) => {
+                        to.truncate(at + 1);
+                        to[at] += 1;
+                    }
+                    None => continue,
+                }
+                ctx.batch.delete_range(&from, &to);
+            }
+        }
+    }
+
     fn multiset_prefix(&self, agg: usize, group: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(self.prefix.len() + 6 + group.len());
         k.extend_from_slice(&self.prefix);

@@ -1,0 +1,274 @@
+//! Event time in the dataflow: which columns of an operator's output are bounded below by a
+//! source's watermark.
+//!
+//! A source declared `WATERMARK FOR ts AS …` admits no row whose `ts` is below its watermark,
+//! and its watermark never moves back (the server's `sources/watermark.rs`). So after an
+//! epoch that leaves the watermark at `W`, every later change of the source has `ts >= W`,
+//! and every later change of an operator output column that is a non-decreasing function of
+//! `ts` — `ts` itself, `date_bin(stride, ts)`, `… ± constant interval`, a group column of an
+//! aggregate, the same column of every branch of a UNION ALL — is at least that function of
+//! `W`. A row whose value in such a column lies below that bound can never change again: its
+//! window is closed. This is RisingWave's watermark derivation, computed on the lowered
+//! operator tree.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
+use freshet_common::TableId;
+
+use crate::ops::Node;
+
+/// One non-decreasing function applied to a time in microseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// `+ micros` (a constant interval; negative for `-`).
+    Add(i64),
+    /// `date_bin(stride, t, origin)`: the start of the stride-long bin holding `t`.
+    Bin { stride: i64, origin: i64 },
+}
+
+impl Step {
+    fn apply(&self, t: i64) -> i64 {
+        match *self {
+            Step::Add(d) => t.saturating_add(d),
+            Step::Bin { stride, origin } => {
+                let off = t.saturating_sub(origin);
+                off.saturating_sub(off.rem_euclid(stride)).saturating_add(origin)
+            }
+        }
+    }
+}
+
+/// A source's watermark passed through `steps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    pub source: TableId,
+    pub steps: Vec<Step>,
+}
+
+/// A lower bound on every later value of a column: the smallest of its terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    pub terms: Vec<Term>,
+}
+
+impl Bound {
+    /// The bound (microseconds) given each source's watermark; `None` while some source has
+    /// none yet.
+    pub fn eval(&self, watermark: &mut dyn FnMut(TableId) -> Option<i64>) -> Option<i64> {
+        let mut lowest: Option<i64> = None;
+        for t in &self.terms {
+            let w = watermark(t.source)?;
+            let v = t.steps.iter().fold(w, |v, s| s.apply(v));
+            lowest = Some(lowest.map_or(v, |l| l.min(v)));
+        }
+        lowest
+    }
+
+    /// The sources whose watermarks move the bound.
+    pub fn sources(&self) -> Vec<TableId> {
+        let mut s: Vec<TableId> = self.terms.iter().map(|t| t.source).collect();
+        s.sort();
+        s.dedup();
+        s
+    }
+
+    fn then(mut self, step: Step) -> Bound {
+        for t in &mut self.terms {
+            t.steps.push(step.clone());
+        }
+        self
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let terms: Vec<String> = self
+            .terms
+            .iter()
+            .map(|t| {
+                let mut s = format!("watermark({})", t.source.0);
+                for step in &t.steps {
+                    s = match step {
+                        Step::Add(d) => format!("{s} + {d}us"),
+                        Step::Bin { stride, origin } => format!("date_bin({stride}us, {s}, {origin})"),
+                    };
+                }
+                s
+            })
+            .collect();
+        if terms.len() == 1 {
+            write!(f, "{}", terms[0])
+        } else {
+            write!(f, "least({})", terms.join(", "))
+        }
+    }
+}
+
+/// Per output column of `node`, its lower bound when it has one. `event_time` gives a
+/// relation's event-time column (sources declared with `WATERMARK FOR`).
+pub fn bounds(node: &Node, event_time: &dyn Fn(TableId) -> Option<usize>) -> Vec<Option<Bound>> {
+    let width = node.schema().fields().len();
+    match node {
+        Node::Scan {
+            relation,
+            projection,
+            ..
+        } => {
+            let column = event_time(*relation);
+            projection
+                .iter()
+                .map(|&c| {
+                    (Some(c) == column).then(|| Bound {
+                        terms: vec![Term {
+                            source: *relation,
+                            steps: Vec::new(),
+                        }],
+                    })
+                })
+                .collect()
+        }
+        Node::Filter { input, .. } => bounds(input, event_time),
+        Node::Project { input, exprs, .. } => {
+            let inner = bounds(input, event_time);
+            exprs.iter().map(|e| of_expr(e, &inner)).collect()
+        }
+        Node::Aggregate { input, op } => {
+            let inner = bounds(input, event_time);
+            let mut out: Vec<Option<Bound>> = op.group.iter().map(|e| of_expr(e, &inner)).collect();
+            out.resize(width, None);
+            out
+        }
+        Node::Union { inputs, .. } => {
+            let each: Vec<Vec<Option<Bound>>> =
+                inputs.iter().map(|i| bounds(i, event_time)).collect();
+            (0..width)
+                .map(|c| {
+                    let mut terms = Vec::new();
+                    for b in &each {
+                        terms.extend(b.get(c)?.as_ref()?.terms.iter().cloned());
+                    }
+                    terms.dedup();
+                    (!terms.is_empty()).then_some(Bound { terms })
+                })
+                .collect()
+        }
+        Node::WindowClose { input, .. } => bounds(input, event_time),
+        _ => vec![None; width],
+    }
+}
+
+/// The bound of `e`'s value, given its input columns' bounds.
+fn of_expr(e: &Arc<dyn PhysicalExpr>, inner: &[Option<Bound>]) -> Option<Bound> {
+    if let Some(c) = e.downcast_ref::<Column>() {
+        return inner.get(c.index())?.clone();
+    }
+    if let Some(f) = e.downcast_ref::<freshet_sql::arith::FloatRange>() {
+        return of_expr(f.inner(), inner); // a range check changes no value it lets through
+    }
+    if let Some(b) = e.downcast_ref::<BinaryExpr>() {
+        let sign = match b.op() {
+            Operator::Plus => 1,
+            Operator::Minus => -1,
+            _ => return None,
+        };
+        let micros = constant_micros(b.right())?;
+        return Some(of_expr(b.left(), inner)?.then(Step::Add(sign * micros)));
+    }
+    if let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() {
+        if f.name() != "date_bin" {
+            return None;
+        }
+        let args = f.args();
+        let stride = constant_micros(args.first()?).filter(|&s| s > 0)?;
+        let origin = match args.get(2) {
+            None => 0,
+            Some(o) => timestamp_micros(o)?,
+        };
+        return Some(of_expr(args.get(1)?, inner)?.then(Step::Bin { stride, origin }));
+    }
+    None
+}
+
+/// A constant fixed-length interval's microseconds (no months: their length varies).
+fn constant_micros(e: &Arc<dyn PhysicalExpr>) -> Option<i64> {
+    let l = e.downcast_ref::<Literal>()?;
+    match l.value() {
+        ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano {
+            months: 0,
+            days,
+            nanoseconds,
+        })) if nanoseconds % 1000 == 0 => {
+            Some(i64::from(*days) * 86_400_000_000 + nanoseconds / 1000)
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            Some(i64::from(v.days) * 86_400_000_000 + i64::from(v.milliseconds) * 1000)
+        }
+        ScalarValue::DurationMicrosecond(Some(v)) => Some(*v),
+        ScalarValue::DurationMillisecond(Some(v)) => v.checked_mul(1000),
+        ScalarValue::DurationSecond(Some(v)) => v.checked_mul(1_000_000),
+        _ => None,
+    }
+}
+
+/// A constant timestamp's microseconds since 1970 (as stored: UTC for `timestamptz`).
+fn timestamp_micros(e: &Arc<dyn PhysicalExpr>) -> Option<i64> {
+    let l = e.downcast_ref::<Literal>()?;
+    let v = l.value();
+    match v.data_type() {
+        DataType::Timestamp(_, _) => {
+            let cast = v.cast_to(&DataType::Timestamp(TimeUnit::Microsecond, None)).ok()?;
+            match cast {
+                ScalarValue::TimestampMicrosecond(Some(t), _) => Some(t),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_non_decreasing_and_bin_like_date_bin() {
+        let bin = Step::Bin {
+            stride: 10,
+            origin: 0,
+        };
+        assert_eq!(bin.apply(25), 20);
+        assert_eq!(bin.apply(-1), -10);
+        assert_eq!(bin.apply(-10), -10);
+        let shifted = Step::Bin {
+            stride: 10,
+            origin: 3,
+        };
+        assert_eq!(shifted.apply(12), 3);
+        assert_eq!(shifted.apply(13), 13);
+        let b = Bound {
+            terms: vec![
+                Term {
+                    source: TableId(1),
+                    steps: vec![bin.clone(), Step::Add(10)],
+                },
+                Term {
+                    source: TableId(1),
+                    steps: vec![bin, Step::Add(-10), Step::Add(10)],
+                },
+            ],
+        };
+        assert_eq!(b.eval(&mut |_| Some(25)), Some(20));
+        assert_eq!(b.eval(&mut |_| None), None);
+        let mut last = i64::MIN;
+        for t in -100..100 {
+            let v = b.eval(&mut |_| Some(t)).unwrap();
+            assert!(v >= last);
+            last = v;
+        }
+    }
+}

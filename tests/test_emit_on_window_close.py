@@ -1,0 +1,181 @@
+"""EMIT ON WINDOW CLOSE: windowed views over a Kafka source with a watermark show each window
+once, when the watermark passes its end, and never change it; PostgreSQL computes the closed
+windows from scratch over the admitted rows as the oracle. Out-of-order and late rows, idle
+sources, kill -9, the state of closed windows deleted, and a Parquet sink of the result."""
+import collections
+import datetime
+import json
+import random
+from pathlib import Path
+
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import Freshet, wait_for
+from test_event_time import EPOCH, bid, bids_ddl
+from test_kafka import send
+
+# name: (view query, the same from scratch in PostgreSQL over the admitted rows, keeping the
+# windows the watermark %(w)s has closed)
+VIEWS = {
+    "t_closed": (
+        "SELECT window_start, window_end, count(*) AS n, sum(price) AS total, max(price) AS hi "
+        "FROM TUMBLE(bids, ts, INTERVAL '10 seconds') GROUP BY window_start, window_end",
+        "SELECT ws, ws + interval '10 seconds', count(*), sum(price), max(price) FROM "
+        "(SELECT *, date_bin('10 seconds', ts, '1970-01-01') AS ws FROM bids) b "
+        "GROUP BY ws HAVING ws + interval '10 seconds' <= %(w)s"),
+    "h_closed": (
+        "SELECT window_start, max(price) AS hi, count(*) AS n "
+        "FROM HOP(bids, ts, INTERVAL '2 seconds', INTERVAL '10 seconds') AS h GROUP BY window_start",
+        "SELECT ws, max(price), count(*) FROM "
+        "(SELECT *, date_bin('2 seconds', ts, '1970-01-01') - i * interval '2 seconds' AS ws "
+        " FROM bids, generate_series(0, 4) AS i) b "
+        "GROUP BY ws HAVING ws + interval '10 seconds' <= %(w)s"),
+    "r_closed": (
+        "SELECT id, price, window_end FROM TUMBLE(bids, ts, INTERVAL '5 seconds') WHERE price > 50",
+        "SELECT id, price, we FROM (SELECT *, date_bin('5 seconds', ts, '1970-01-01') "
+        "+ interval '5 seconds' AS we FROM bids) b WHERE price > 50 AND we <= %(w)s"),
+}
+# The same tumbling aggregate, emitted on update: it keeps every window's state.
+OPEN_TWIN = ("SELECT window_start, count(*) AS n, sum(price) AS total, max(price) AS hi "
+             "FROM TUMBLE(bids, ts, INTERVAL '10 seconds') GROUP BY window_start")
+
+
+def watermark(conn, source="bids"):
+    rows = conn.execute("SELECT DISTINCT watermark FROM freshet_internal.source_watermarks "
+                        "WHERE source = %s", (source,)).fetchall()
+    assert len(rows) == 1 and rows[0][0] is not None, rows
+    return rows[0][0].replace(tzinfo=None)
+
+
+def state_entries(conn):
+    """Per view, the entries of its state: its operators', and for a view whose rows are its
+    aggregate's groups the contents entries that hold their accumulators."""
+    rows = conn.execute("SELECT view, operator_entries, contents_entries FROM "
+                        "freshet_internal.view_state").fetchall()
+    return {v: ops + (contents if v == "t_open" else 0) for v, ops, contents in rows}
+
+
+def test_emit_on_window_close(kafka, tmp_path, postgres):
+    kafka.create_topic("closing", 2)
+    kafka.create_topic("closing_quiet", 1)
+    producer = kafka.producer()
+    server = Freshet(tmp_path).start()
+    pg = postgres.connect()
+    # A schema of its own: other tests' oracles have a table "bids" too.
+    pg.execute("CREATE SCHEMA closing")
+    pg.execute("SET search_path TO closing")
+    pg.execute("CREATE TABLE bids (id BIGINT, price BIGINT, ts TIMESTAMP)")
+    sent = {}  # (partition, offset) -> bid
+    try:
+        conn = server.connect()
+        conn.autocommit = True
+        conn.execute(bids_ddl("bids", "closing", kafka.bootstrap))
+        for name, (q, _) in VIEWS.items():
+            conn.execute(f"CREATE MATERIALIZED VIEW {name} AS {q} EMIT ON WINDOW CLOSE")
+        conn.execute(f"CREATE MATERIALIZED VIEW t_open AS {OPEN_TWIN}")
+        plan = conn.execute(f"EXPLAIN CREATE MATERIALIZED VIEW x AS {VIEWS['t_closed'][0]} "
+                            "emit on window close").fetchall()
+        assert "EmitOnWindowClose" in "\n".join(r[0] for r in plan), plan
+
+        # Refused: nothing bounds a column by a watermark; the clause elsewhere.
+        conn.execute("CREATE TABLE plain (ts TIMESTAMP)")
+        for sql, state in [
+            ("CREATE MATERIALIZED VIEW e1 AS SELECT count(*) FROM bids EMIT ON WINDOW CLOSE", "0A000"),
+            ("CREATE MATERIALIZED VIEW e2 AS SELECT window_start, count(*) FROM "
+             "TUMBLE(plain, ts, INTERVAL '1 minute') GROUP BY 1 EMIT ON WINDOW CLOSE", "0A000"),
+            ("SELECT * FROM bids EMIT ON WINDOW CLOSE", "42601"),
+            ("CREATE MATERIALIZED VIEW e3 WITH (emit = 'sometimes') AS SELECT 1", "22023"),
+        ]:
+            with pytest.raises(psycopg.Error) as e:
+                conn.execute(sql)
+            assert e.value.sqlstate == state, (sql, e.value.sqlstate, str(e.value))
+
+        # The closed windows go out to Parquet as they close: append-only, no option needed.
+        out = tmp_path / "closed"
+        conn.execute(f"CREATE SINK closed_out FROM t_closed WITH (connector = 'file', path = '{out}', "
+                     "rollover_seconds = 0.2) FORMAT PLAIN ENCODE PARQUET")
+
+        def produce(bids):
+            where = send(producer, "closing", [(p, json.dumps(b).encode(), None) for p, b in bids])
+            for (_, b), at in zip(bids, where):
+                sent[at] = b
+
+        def check(previous=None):
+            """Every view equals PostgreSQL's closed windows; rows emitted before are kept."""
+            late = {(p, o) for p, o in conn.execute(
+                'SELECT partition, "offset" FROM freshet_internal.late_rows').fetchall()}
+            pg.execute("TRUNCATE bids")
+            with pg.cursor().copy("COPY bids (id, price, ts) FROM STDIN") as cp:
+                for at, b in sent.items():
+                    if at not in late:
+                        cp.write_row((b["id"], b["price"], b["ts"]))
+            w = watermark(conn)
+            seen = {}
+            for name, (_, oracle) in VIEWS.items():
+                ours = sorted(conn.execute(f"SELECT * FROM {name}").fetchall())
+                theirs = sorted(tuple(r) for r in pg.execute(oracle, {"w": w}).fetchall())
+                assert ours == theirs, f"{name} differs from PostgreSQL at watermark {w}"
+                assert len(theirs) > 0, name
+                if previous:
+                    gone = collections.Counter(previous[name]) - collections.Counter(ours)
+                    assert not gone, f"{name} changed rows it had emitted: {gone}"
+                seen[name] = ours
+            return seen, late
+
+        # Phase 1: each partition in time order, 0 … 100 s.
+        produce([(i % 2, bid(i, i * 0.25)) for i in range(400)])
+        conn.execute("FLUSH")
+        assert watermark(conn) == EPOCH + datetime.timedelta(seconds=398 * 0.25 - 5)
+        seen, _ = check()
+        entries1 = state_entries(conn)
+
+        # Phase 2: out of order within the allowed delay, and rows far behind (late).
+        rng = random.Random(7)
+        phase2 = [(i % 2, bid(i, 96 + rng.random() * 40)) for i in range(400, 700)]
+        phase2 += [(i % 2, bid(i, 10 + rng.random() * 50)) for i in range(700, 760)]
+        rng.shuffle(phase2)
+        produce(phase2)
+        conn.execute("FLUSH")
+        seen, late = check(seen)
+        assert len(late) >= 60, "the rows 40 s or more behind are late"
+
+        # kill -9: emitted windows stay, pending ones close later exactly once.
+        server.kill9()
+        server.start()
+        conn = server.connect()
+        conn.autocommit = True
+        seen, _ = check(seen)
+        produce([(i % 2, bid(i, 140 + (i - 800) * 0.2)) for i in range(800, 1300)])
+        conn.execute("FLUSH")
+        seen, _ = check(seen)
+        entries3 = state_entries(conn)
+        # Closed windows' state is deleted: bounded by the open windows, not the input.
+        for name in VIEWS:
+            assert entries3[name] <= max(2 * entries1[name], 100), (name, entries1, entries3)
+        assert entries3["t_closed"] * 4 < entries3["t_open"], entries3
+
+        # The sink holds each closed window once.
+        def sunk():
+            rows = collections.Counter()
+            for f in sorted(Path(out).rglob("part-*.parquet")):
+                t = pq.ParquetFile(f).read()
+                cols = [t.column(c).to_pylist() for c in ("window_start", "n", "total", "hi")]
+                rows.update(zip(*cols))
+            return rows
+        want = collections.Counter((r[0], r[2], r[3], r[4]) for r in seen["t_closed"])
+        wait_for(lambda: sunk() == want, timeout=60, what="the sink to hold every closed window")
+
+        # An idle source: its watermark moves with the clock and closes the last windows.
+        conn.execute(bids_ddl("quiet", "closing_quiet", kafka.bootstrap, idle="1s"))
+        conn.execute("CREATE MATERIALIZED VIEW q_closed AS SELECT window_start, count(*) AS n "
+                     "FROM TUMBLE(quiet, ts, INTERVAL '1 second') GROUP BY window_start "
+                     "EMIT ON WINDOW CLOSE")
+        send(producer, "closing_quiet", [(0, json.dumps(bid(i, i)).encode(), None) for i in range(10)])
+        conn.execute("FLUSH")
+        windows = [(EPOCH + datetime.timedelta(seconds=i), 1) for i in range(10)]
+        wait_for(lambda: sorted(conn.execute("SELECT * FROM q_closed").fetchall()) == windows,
+                 timeout=60, what="the idle source's last window to close")
+    finally:
+        server.stop()
