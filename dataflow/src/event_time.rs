@@ -20,7 +20,11 @@ use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use freshet_common::TableId;
 
-use crate::ops::Node;
+use datafusion::error::Result;
+use freshet_state::Snapshot;
+
+use crate::epoch::{state_err, EpochChanges};
+use crate::ops::{Closing, Node};
 
 /// One non-decreasing function applied to a time in microseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +71,34 @@ impl Bound {
             lowest = Some(lowest.map_or(v, |l| l.min(v)));
         }
         lowest
+    }
+
+    /// The bound after the epoch `changes`: each source's watermark as the epoch leaves it,
+    /// else as committed in `snapshot`; `None` while some source has none.
+    pub fn now(&self, changes: &EpochChanges, snapshot: &Snapshot) -> Result<Option<i64>> {
+        let mut failed = None;
+        let bound = self.eval(&mut |s: TableId| {
+            if let Some(&w) = changes.watermarks.get(&s) {
+                return Some(w);
+            }
+            match snapshot.get(&freshet_state::source_watermark_key(s)) {
+                Ok(v) => v.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok().map(i64::from_be_bytes)),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            }
+        });
+        match failed {
+            Some(e) => Err(state_err(e)),
+            None => Ok(bound),
+        }
+    }
+
+    /// Whether the epoch `changes` moves the bound (a source it depends on carries a
+    /// watermark).
+    pub fn moved(&self, changes: &EpochChanges) -> bool {
+        self.terms.iter().any(|t| changes.watermarks.contains_key(&t.source))
     }
 
     /// The sources whose watermarks move the bound.
@@ -160,6 +192,22 @@ pub fn bounds(node: &Node, event_time: &dyn Fn(TableId) -> Option<usize>) -> Vec
         Node::WindowClose { input, .. } => bounds(input, event_time),
         _ => vec![None; width],
     }
+}
+
+/// Which of `group` (expressions over `input`'s columns) closes an aggregate's groups: the
+/// first with a bound.
+pub fn closing(
+    input: &Node,
+    group: &[Arc<dyn PhysicalExpr>],
+    event_time: &dyn Fn(TableId) -> Option<usize>,
+) -> Option<Closing> {
+    let inner = bounds(input, event_time);
+    group.iter().enumerate().find_map(|(column, e)| {
+        Some(Closing {
+            column,
+            bound: of_expr(e, &inner)?,
+        })
+    })
 }
 
 /// The bound of `e`'s value, given its input columns' bounds.

@@ -692,7 +692,10 @@ impl<'a> Lowering<'a> {
                 delimiter,
             });
         }
-        let op = self.aggregate_op(group, aggs, nullable(out));
+        let relations = self.relations;
+        let closing =
+            crate::event_time::closing(&node, &group, &|r| relations.event_time_column(r));
+        let op = self.aggregate_op(group, aggs, nullable(out)).with_closing(closing);
         Ok(Node::Aggregate {
             input: Box::new(node),
             op,

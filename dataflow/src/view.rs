@@ -57,10 +57,10 @@ impl MaterializedView {
         inputs.sort();
         inputs.dedup();
         let unique_prefix = root.unique_prefix();
-        let clock = match &root {
-            Node::WindowClose { op, .. } => op.bound.sources(),
-            _ => Vec::new(),
-        };
+        let mut clock = Vec::new();
+        root.clock(&mut clock);
+        clock.sort();
+        clock.dedup();
         Self {
             id,
             name,
@@ -293,7 +293,7 @@ impl MaterializedView {
             DataFusionError::Internal(format!("view \"{}\" has no root aggregate", self.name))
         })?;
         let d = input.eval(changes, ctx)?;
-        op.apply_to_contents(d, ctx, layout, output)
+        op.apply_to_contents(d, changes, ctx, layout, output)
     }
 
     /// The epoch of a view whose first `key_columns` columns are a unique key: contents are

@@ -23,7 +23,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::PhysicalExpr;
 use freshet_common::{Datum, TableId};
 
-pub use aggregate::{AggKind, AggSpec, AggregateOp, ContentsLayout};
+pub use aggregate::{AggKind, AggSpec, AggregateOp, Closing, ContentsLayout};
 pub use join::{JoinKind, JoinOp};
 pub use ordered::{OrderedMode, OrderedOp};
 pub use unnest::UnnestOp;
@@ -179,6 +179,21 @@ impl Node {
         }
     }
 
+    /// Sources whose watermarks alone move some operator of the tree (a window-close gate,
+    /// an aggregate closing groups).
+    pub fn clock(&self, out: &mut Vec<TableId>) {
+        match self {
+            Node::WindowClose { op, .. } => out.extend(op.bound.sources()),
+            Node::Aggregate { op, .. } => {
+                out.extend(op.closing().map(|c| c.bound.sources()).unwrap_or_default())
+            }
+            _ => {}
+        }
+        for c in self.children() {
+            c.clock(out);
+        }
+    }
+
     /// Whether the epoch's changes can affect this node's output.
     pub(crate) fn touched(&self, changes: &EpochChanges, initial: bool) -> bool {
         match self {
@@ -189,7 +204,9 @@ impl Node {
             | Node::Ordered { input, .. } => input.touched(changes, initial),
             // A global aggregate emits its row at backfill even over empty input.
             Node::Aggregate { input, op } => {
-                input.touched(changes, initial) || (initial && op.is_global())
+                input.touched(changes, initial)
+                    || (initial && op.is_global())
+                    || op.closing_moved(changes)
             }
             Node::Join { left, right, .. } => {
                 left.touched(changes, initial) || right.touched(changes, initial)
@@ -296,7 +313,8 @@ impl Node {
             }
             Node::Aggregate { input, op } => {
                 let d = input.eval(changes, ctx)?;
-                op.apply(d, ctx).and_then(|o| o.map_or(Ok(None), nonempty))
+                op.apply(d, changes, ctx)
+                    .and_then(|o| o.map_or(Ok(None), nonempty))
             }
             Node::Ordered { input, op } => {
                 let d = input.eval(changes, ctx)?;
@@ -340,7 +358,6 @@ impl Node {
                 if closed.is_empty() {
                     return Ok(None);
                 }
-                window_close::forget_closed(input, &closed, ctx);
                 nonempty(Delta::from_rows(&closed, &op.schema)?)
             }
         }

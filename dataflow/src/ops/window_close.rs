@@ -6,7 +6,8 @@
 //! column (a column bounded below by a source's watermark: `window_end`, `window_start`, the
 //! event time itself; see `crate::event_time`) is at or above that column's bound; once the
 //! bound passes it, no later change can touch the row, so it is emitted with its count and
-//! its state deleted. NULL in the closing column never closes.
+//! its state deleted (operators below delete their own: see `aggregate/closing.rs`). NULL in
+//! the closing column never closes.
 //!
 //! State (under the operator's prefix):
 //! ```text
@@ -20,14 +21,13 @@ use std::collections::BTreeMap;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
-use freshet_common::{Datum, TableId};
+use freshet_common::Datum;
 use freshet_sql::df_convert::batch_to_rows;
 use freshet_state::{key_codec, row_codec};
 
 use crate::delta::Delta;
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 use crate::event_time::Bound;
-use crate::ops::{AggregateOp, Node};
 
 /// Pending rows read per page when a window closes.
 const PAGE: usize = 1024;
@@ -55,10 +55,7 @@ impl WindowCloseOp {
 
     /// Whether the epoch moves the bound (a source it depends on carries a watermark).
     pub fn moved(&self, changes: &EpochChanges) -> bool {
-        self.bound
-            .sources()
-            .iter()
-            .any(|s| changes.watermarks.contains_key(s))
+        self.bound.moved(changes)
     }
 
     fn pending_key(&self, closing: &Datum, row: &[Datum]) -> Vec<u8> {
@@ -83,27 +80,6 @@ impl WindowCloseOp {
         k
     }
 
-    /// The bound now: each source's watermark as this epoch leaves it, else as committed.
-    fn current_bound(&self, changes: &EpochChanges, ctx: &EpochCtx<'_>) -> Result<Option<i64>> {
-        let mut failed = None;
-        let bound = self.bound.eval(&mut |s: TableId| {
-            if let Some(&w) = changes.watermarks.get(&s) {
-                return Some(w);
-            }
-            match ctx.snapshot.get(&freshet_state::source_watermark_key(s)) {
-                Ok(v) => v.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok().map(i64::from_be_bytes)),
-                Err(e) => {
-                    failed = Some(e);
-                    None
-                }
-            }
-        });
-        match failed {
-            Some(e) => Err(state_err(e)),
-            None => Ok(bound),
-        }
-    }
-
     /// Applies one epoch: `input`'s changes to pending rows, then emits (and forgets) every
     /// pending row the bound has passed. Returns the emitted rows with their counts.
     pub fn apply(
@@ -112,7 +88,7 @@ impl WindowCloseOp {
         changes: &EpochChanges,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<Vec<Change>> {
-        let bound = self.current_bound(changes, ctx)?;
+        let bound = self.bound.now(changes, ctx.snapshot)?;
         // This epoch's changes by pending key.
         let mut changed: BTreeMap<Vec<u8>, Change> = BTreeMap::new();
         if let Some(d) = input {
@@ -192,40 +168,4 @@ fn count_of(v: &[u8]) -> Result<i64> {
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
         .map(i64::from_be_bytes)
         .ok_or_else(|| DataFusionError::Internal("corrupt pending row of a window-close gate".into()))
-}
-
-/// Deletes the aggregate state of the groups whose rows `closed` holds, when the gate's
-/// `input` is an aggregate (under filters and projections of plain columns keeping every
-/// group column): no later change can reach a closed group. Groups whose rows never reach
-/// the gate (filtered out by HAVING) keep their state.
-pub(crate) fn forget_closed(input: &Node, closed: &[Change], ctx: &mut EpochCtx<'_>) {
-    let Some((op, columns)) = aggregate_columns(input) else {
-        return;
-    };
-    for (row, _) in closed {
-        let group: Option<Vec<Datum>> = columns.iter().map(|&c| row.get(c).cloned()).collect();
-        if let Some(group) = group {
-            op.forget(&group, ctx);
-        }
-    }
-}
-
-/// The aggregate under `node`, with where each of its group columns is in `node`'s output.
-fn aggregate_columns(node: &Node) -> Option<(&AggregateOp, Vec<usize>)> {
-    match node {
-        Node::Aggregate { op, .. } => Some((op, (0..op.group.len()).collect())),
-        Node::Filter { input, .. } => aggregate_columns(input),
-        Node::Project { input, exprs, .. } => {
-            let (op, inner) = aggregate_columns(input)?;
-            let at = |c: usize| {
-                exprs.iter().position(|e| {
-                    e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
-                        .is_some_and(|col| col.index() == c)
-                })
-            };
-            let mapped = inner.into_iter().map(at).collect::<Option<Vec<_>>>()?;
-            Some((op, mapped))
-        }
-        _ => None,
-    }
 }

@@ -20,7 +20,7 @@ use super::{AccHome, AggregateOp, Touched};
 use crate::contents_log::{ContentsLog, LogEntry};
 use crate::delta::{encode_count, Delta};
 use crate::encode::{encode_rows_keyed_by, encode_value_direct_into, VALUE_SLOT};
-use crate::epoch::{state_err, EpochCtx};
+use crate::epoch::{state_err, EpochChanges, EpochCtx};
 
 /// How a view's contents hold its root aggregate's groups.
 #[derive(Debug)]
@@ -81,6 +81,7 @@ impl AggregateOp {
     pub fn apply_to_contents(
         &self,
         input: Option<Delta>,
+        changes: &EpochChanges,
         ctx: &mut EpochCtx<'_>,
         layout: &ContentsLayout,
         output: bool,
@@ -94,6 +95,7 @@ impl AggregateOp {
             keys,
             found,
             mut settled,
+            created,
         } = self.settle(input, ctx, &AccHome::Contents(layout), output)?;
         // Each new row's contents value (count, row, accumulator), back to back in `values`.
         // The bytes readers expect are those of the row through Arrow, as every view's rows
@@ -175,6 +177,7 @@ impl AggregateOp {
         if !ctx.preview {
             self.cache.set_accs(&found, &keys, accs);
         }
+        self.close(&created, false, changes, ctx)?;
         if !output {
             return Ok(vec![]);
         }

@@ -41,10 +41,12 @@ use freshet_state::{key_codec, row_codec};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use smallvec::SmallVec;
 
+mod closing;
 mod contents;
 mod finish;
 mod multiset;
 
+pub use closing::Closing;
 pub use contents::ContentsLayout;
 
 use finish::{add_weighted, as_i64, finish_bool, finish_sum};
@@ -52,7 +54,7 @@ use multiset::only_arrivals;
 
 use super::cache::{AccCache, Found};
 use crate::delta::{encode, push_len_prefixed, Delta};
-use crate::epoch::{state_err, EpochCtx};
+use crate::epoch::{state_err, EpochChanges, EpochCtx};
 
 /// The aggregate functions maintained incrementally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +145,8 @@ pub struct AggregateOp {
     retracted: AtomicBool,
     /// A contents log may hold this operator's staged occurrences (until the next fold).
     staged_in_log: AtomicBool,
+    /// The group column whose bound closes groups (see closing.rs).
+    closing: Option<Closing>,
 }
 
 /// Where the groups' accumulators are stored.
@@ -182,6 +186,9 @@ struct Touched {
     found: Found,
     /// Their outcomes.
     settled: Vec<Settled>,
+    /// The groups the epoch created (row encoding, closing value), for an aggregate with a
+    /// closing column.
+    created: Vec<(Vec<u8>, Datum)>,
 }
 
 /// The changes one epoch brings to one group.
@@ -253,6 +260,7 @@ impl AggregateOp {
             staging: AtomicBool::new(true),
             retracted: AtomicBool::new(false),
             staged_in_log: AtomicBool::new(false),
+            closing: None,
         }
     }
 
@@ -305,8 +313,12 @@ impl AggregateOp {
 
     pub fn describe(&self) -> String {
         let aggs: Vec<String> = self.aggs.iter().map(|a| format!("{:?}", a.kind)).collect();
+        let closing = match &self.closing {
+            Some(c) => format!(" closes group column {} below {}", c.column, c.bound),
+            None => String::new(),
+        };
         format!(
-            "Aggregate: group_keys={} aggregates=[{}]",
+            "Aggregate: group_keys={} aggregates=[{}]{closing}",
             self.group.len(),
             aggs.join(", ")
         )
@@ -317,33 +329,6 @@ impl AggregateOp {
         k.push(b'g');
         k.extend_from_slice(group);
         k
-    }
-
-    /// Deletes the state of `group`, which no later change can touch (its window closed):
-    /// its accumulator and its aggregates' value multisets.
-    pub(crate) fn forget(&self, group: &[Datum], ctx: &mut EpochCtx<'_>) {
-        let mut g = Vec::new();
-        row_codec::encode_row(group, &mut g);
-        let key = self.group_key(&g);
-        if !ctx.preview {
-            self.cache.remove(&key);
-        }
-        ctx.batch.delete(&key);
-        for (i, spec) in self.aggs.iter().enumerate() {
-            if spec.kind.keeps_values() && self.shares[i].is_none() {
-                let from = self.multiset_prefix(i, &g);
-                let mut to = from.clone();
-                // Up to the prefix's successor.
-                match to.iter().rposition(|&b| b != 0xff) {
-                    Some(at) => {
-                        to.truncate(at + 1);
-                        to[at] += 1;
-                    }
-                    None => continue,
-                }
-                ctx.batch.delete_range(&from, &to);
-            }
-        }
     }
 
     fn multiset_prefix(&self, agg: usize, group: &[u8]) -> Vec<u8> {
@@ -377,11 +362,17 @@ impl AggregateOp {
     }
 
     /// Applies one epoch's input changes; returns the output changes.
-    pub fn apply(&self, input: Option<Delta>, ctx: &mut EpochCtx<'_>) -> Result<Option<Delta>> {
+    pub fn apply(
+        &self,
+        input: Option<Delta>,
+        changes: &EpochChanges,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<Option<Delta>> {
         let Touched {
             keys,
             found,
             settled,
+            created,
         } = self.settle(input, ctx, &AccHome::Own, true)?;
         let mut out: Vec<(Vec<Datum>, i64)> = Vec::new();
         let mut accs = Vec::with_capacity(keys.len());
@@ -403,6 +394,7 @@ impl AggregateOp {
         if !ctx.preview {
             self.cache.set_accs(&found, &keys, accs);
         }
+        self.close(&created, true, changes, ctx)?;
         if out.is_empty() {
             return Ok(None);
         }
@@ -452,7 +444,9 @@ impl AggregateOp {
             && !ctx.initial
             && !ctx.preview
             && matches!(home, AccHome::Contents(layout) if layout.log.is_some())
-            && self.staging.load(Ordering::SeqCst);
+            && self.staging.load(Ordering::SeqCst)
+            // Staged occurrences are written at a later fold: after their group may have closed.
+            && self.closing.is_none();
         let keys: Vec<Vec<u8>> = groups
             .iter()
             .map(|g| match home {
@@ -495,9 +489,17 @@ impl AggregateOp {
         let prefetched: HashMap<Vec<u8>, Option<Vec<u8>>> =
             value_keys.into_iter().zip(stored).collect();
         let mut settled = Vec::with_capacity(groups.len());
+        let mut created = Vec::new();
         let empty = self.empty_acc();
         for (g, old) in old_accs.into_iter().enumerate() {
             let old_acc = old.as_deref().unwrap_or(empty.as_slice());
+            if let Some(c) = &self.closing {
+                let change = &groups[g];
+                if as_i64(&old_acc[0]) == 0 && change.count > 0 {
+                    let value = change.datums.get(c.column).cloned().unwrap_or(Datum::Null);
+                    created.push((change.key.clone(), value));
+                }
+            }
             settled.push(self.settle_group(
                 &collected,
                 g,
@@ -512,6 +514,7 @@ impl AggregateOp {
             keys,
             found,
             settled,
+            created,
         })
     }
 
