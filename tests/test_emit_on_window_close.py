@@ -6,6 +6,8 @@ import collections
 import datetime
 import json
 import random
+import subprocess
+import time
 from pathlib import Path
 
 import psycopg
@@ -14,7 +16,7 @@ import pytest
 
 from conftest import Freshet, wait_for
 from test_event_time import EPOCH, bid, bids_ddl
-from test_kafka import send
+from test_kafka import produce, send
 
 # name: (view query, the same from scratch in PostgreSQL over the admitted rows, keeping the
 # windows the watermark %(w)s has closed)
@@ -187,4 +189,126 @@ def test_emit_on_window_close(kafka, tmp_path, postgres):
         wait_for(lambda: sorted(conn.execute("SELECT * FROM q_closed").fetchall()) == windows,
                  timeout=60, what="the idle source's last window to close")
     finally:
+        server.stop()
+
+
+def topic_timestamps(kafka, topic, partitions):
+    """Every message's (partition, offset) → Kafka timestamp (ms), read back from the broker."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "eowc-oracle",
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    try:
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        out, done = {}, set()
+        deadline = time.monotonic() + 60
+        while len(done) < partitions:
+            assert time.monotonic() < deadline, "reading the topic timed out"
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                done.add(m.partition())
+                continue
+            out[(m.partition(), m.offset())] = m.timestamp()[1]
+        return out
+    finally:
+        c.close()
+
+
+def test_tweet_windows_to_parquet_exactly_once_across_kill9(kafka, tmp_path, postgres):
+    """Tweets from the generator, a per-second count of them closed by the watermark on the
+    Kafka timestamp, sunk to Parquet: after 10 kill -9 rounds each window is in the files
+    exactly once and equals PostgreSQL's count of the admitted tweets; tweets stamped a
+    minute in the past are late and recorded."""
+    from conftest import FRESHET_BIN
+    kafka.create_topic("tw_closing", 4)
+    ddl = Path(__file__).resolve().parent.parent.joinpath("examples/tweets/create_source.sql").read_text()
+    ddl = (ddl.replace("timestamp_ms VARCHAR\n)",
+                       "timestamp_ms VARCHAR,\n    WATERMARK FOR kafka_ts AS kafka_ts - INTERVAL '2 seconds'\n)")
+              .replace("topic = 'tweets'", "topic = 'tw_closing'")
+              .replace("'127.0.0.1:9092'", f"'{kafka.bootstrap}'")
+              .replace("scan.startup.mode = 'earliest'",
+                       "scan.startup.mode = 'earliest', watermark.idle_timeout = '1s'"))
+    assert "WATERMARK FOR" in ddl and kafka.bootstrap in ddl
+    server = Freshet(tmp_path).start()
+    out = tmp_path / "per_second"
+    generator = subprocess.Popen(
+        [str(Path(FRESHET_BIN).parent / "freshet-tweets"), "--bootstrap", kafka.bootstrap,
+         "--topic", "tw_closing", "--rate", "150"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        c = server.connect()
+        c.execute("\n".join(l for l in ddl.splitlines() if not l.startswith("--")))
+        c.execute("CREATE MATERIALIZED VIEW per_second AS SELECT window_start, count(*) AS n "
+                  "FROM TUMBLE(tweets, kafka_ts, INTERVAL '1 second') GROUP BY window_start "
+                  "EMIT ON WINDOW CLOSE")
+        c.execute(f"CREATE SINK per_second_files FROM per_second WITH (connector = 'file', "
+                  f"path = '{out}', rollover_seconds = 0.2) FORMAT PLAIN ENCODE PARQUET")
+        producer = kafka.producer()
+        # The watermark has passed a window before the first stale tweets are sent.
+        wait_for(lambda: any(out.rglob("part-*.parquet")), timeout=60, what="a first closed window")
+        stale = []
+        for rnd in range(10):
+            # Two tweets a minute old: late whenever they arrive.
+            old = int(time.time() * 1000) - 60_000
+            for k in range(2):
+                stale.append(json.dumps({"id": -(rnd * 2 + k), "text": "from the past"}).encode())
+                produce(producer, "tw_closing", stale[-1], k, timestamp=old)
+            producer.flush(30)
+            want = len(list(out.rglob("part-*.parquet"))) + 2
+            wait_for(lambda: len(list(out.rglob("part-*.parquet"))) >= want, timeout=60,
+                     what="windows to close and reach the files")
+            server.kill9()
+            server.start()
+        generator.terminate()
+        generator.wait(30)
+        c = server.connect()
+        c.execute("FLUSH")
+        # Every message, as the broker holds it; the late ones as freshet recorded them.
+        stamps = topic_timestamps(kafka, "tw_closing", 4)
+        # The mock broker drops a partition's oldest messages past a few megabytes: the oracle
+        # needs them all.
+        assert all((p, 0) in stamps for p in range(4)), "the broker dropped the first tweets"
+        late = {(p, o) for p, o in c.execute(
+            'SELECT partition, "offset" FROM freshet_internal.late_rows').fetchall()}
+        assert len(late) >= len(stale), (len(late), len(stale))
+        pg = postgres.connect()
+        pg.execute("CREATE SCHEMA tweet_windows")
+        pg.execute("SET search_path TO tweet_windows")
+        pg.execute("CREATE TABLE tweets (kafka_ts TIMESTAMPTZ)")
+        with pg.cursor().copy("COPY tweets (kafka_ts) FROM STDIN") as cp:
+            for at, ms in stamps.items():
+                if at not in late:
+                    cp.write_row((datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc),))
+        # The source's last windows close as its watermark moves on with the clock.
+        last = pg.execute("SELECT max(kafka_ts) FROM tweets").fetchone()[0]
+        expected = collections.Counter(
+            (ws, n) for ws, n in pg.execute(
+                "SELECT date_bin('1 second', kafka_ts, '1970-01-01'), count(*) FROM tweets GROUP BY 1").fetchall())
+
+        def sunk():
+            rows = collections.Counter()
+            for f in sorted(out.rglob("part-*.parquet")):
+                t = pq.ParquetFile(f).read()
+                rows.update(zip(t.column("window_start").to_pylist(), t.column("n").to_pylist()))
+            return rows
+
+        def normalized(rows):
+            return collections.Counter({(ws.replace(tzinfo=None) if ws.tzinfo is None else
+                                         ws.astimezone(datetime.timezone.utc).replace(tzinfo=None), n): k
+                                        for (ws, n), k in rows.items()})
+        want_rows = normalized(expected)
+        try:
+            wait_for(lambda: normalized(sunk()) == want_rows, timeout=90,
+                     what=f"every window up to {last} in the files, once")
+        except TimeoutError:
+            got = normalized(sunk())
+            assert got == want_rows, (sorted((got - want_rows).items()),
+                                      sorted((want_rows - got).items()))
+        assert sum(n for (_, n) in want_rows) == len(stamps) - len(late)
+        assert sorted(c.execute("SELECT count(*) FROM per_second").fetchall()) == [(len(want_rows),)]
+    finally:
+        if generator.poll() is None:
+            generator.kill()
         server.stop()

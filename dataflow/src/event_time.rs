@@ -13,10 +13,10 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, Schema, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Operator;
-use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column, Literal};
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use freshet_common::TableId;
 
@@ -41,7 +41,8 @@ impl Step {
             Step::Add(d) => t.saturating_add(d),
             Step::Bin { stride, origin } => {
                 let off = t.saturating_sub(origin);
-                off.saturating_sub(off.rem_euclid(stride)).saturating_add(origin)
+                off.saturating_sub(off.rem_euclid(stride))
+                    .saturating_add(origin)
             }
         }
     }
@@ -82,7 +83,11 @@ impl Bound {
                 return Some(w);
             }
             match snapshot.get(&freshet_state::source_watermark_key(s)) {
-                Ok(v) => v.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok().map(i64::from_be_bytes)),
+                Ok(v) => v.and_then(|v| {
+                    <[u8; 8]>::try_from(v.as_slice())
+                        .ok()
+                        .map(i64::from_be_bytes)
+                }),
                 Err(e) => {
                     failed = Some(e);
                     None
@@ -98,7 +103,9 @@ impl Bound {
     /// Whether the epoch `changes` moves the bound (a source it depends on carries a
     /// watermark).
     pub fn moved(&self, changes: &EpochChanges) -> bool {
-        self.terms.iter().any(|t| changes.watermarks.contains_key(&t.source))
+        self.terms
+            .iter()
+            .any(|t| changes.watermarks.contains_key(&t.source))
     }
 
     /// The sources whose watermarks move the bound.
@@ -127,7 +134,9 @@ impl std::fmt::Display for Bound {
                 for step in &t.steps {
                     s = match step {
                         Step::Add(d) => format!("{s} + {d}us"),
-                        Step::Bin { stride, origin } => format!("date_bin({stride}us, {s}, {origin})"),
+                        Step::Bin { stride, origin } => {
+                            format!("date_bin({stride}us, {s}, {origin})")
+                        }
                     };
                 }
                 s
@@ -167,11 +176,17 @@ pub fn bounds(node: &Node, event_time: &dyn Fn(TableId) -> Option<usize>) -> Vec
         Node::Filter { input, .. } => bounds(input, event_time),
         Node::Project { input, exprs, .. } => {
             let inner = bounds(input, event_time);
-            exprs.iter().map(|e| of_expr(e, &inner)).collect()
+            let schema = input.schema();
+            exprs.iter().map(|e| of_expr(e, &inner, &schema)).collect()
         }
         Node::Aggregate { input, op } => {
             let inner = bounds(input, event_time);
-            let mut out: Vec<Option<Bound>> = op.group.iter().map(|e| of_expr(e, &inner)).collect();
+            let schema = input.schema();
+            let mut out: Vec<Option<Bound>> = op
+                .group
+                .iter()
+                .map(|e| of_expr(e, &inner, &schema))
+                .collect();
             out.resize(width, None);
             out
         }
@@ -202,21 +217,32 @@ pub fn closing(
     event_time: &dyn Fn(TableId) -> Option<usize>,
 ) -> Option<Closing> {
     let inner = bounds(input, event_time);
+    let schema = input.schema();
     group.iter().enumerate().find_map(|(column, e)| {
         Some(Closing {
             column,
-            bound: of_expr(e, &inner)?,
+            bound: of_expr(e, &inner, &schema)?,
         })
     })
 }
 
-/// The bound of `e`'s value, given its input columns' bounds.
-fn of_expr(e: &Arc<dyn PhysicalExpr>, inner: &[Option<Bound>]) -> Option<Bound> {
+/// The bound of `e`'s value, given its input columns' bounds (`schema` is the input's).
+fn of_expr(e: &Arc<dyn PhysicalExpr>, inner: &[Option<Bound>], schema: &Schema) -> Option<Bound> {
     if let Some(c) = e.downcast_ref::<Column>() {
         return inner.get(c.index())?.clone();
     }
     if let Some(f) = e.downcast_ref::<freshet_sql::arith::FloatRange>() {
-        return of_expr(f.inner(), inner); // a range check changes no value it lets through
+        // A range check changes no value it lets through.
+        return of_expr(f.inner(), inner, schema);
+    }
+    if let Some(c) = e.downcast_ref::<CastExpr>() {
+        let from = c.expr().data_type(schema).ok()?;
+        let step = timestamp_cast(&from, c.cast_type())?;
+        let b = of_expr(c.expr(), inner, schema)?;
+        return Some(match step {
+            Some(step) => b.then(step),
+            None => b,
+        });
     }
     if let Some(b) = e.downcast_ref::<BinaryExpr>() {
         let sign = match b.op() {
@@ -225,7 +251,7 @@ fn of_expr(e: &Arc<dyn PhysicalExpr>, inner: &[Option<Bound>]) -> Option<Bound> 
             _ => return None,
         };
         let micros = constant_micros(b.right())?;
-        return Some(of_expr(b.left(), inner)?.then(Step::Add(sign * micros)));
+        return Some(of_expr(b.left(), inner, schema)?.then(Step::Add(sign * micros)));
     }
     if let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() {
         if f.name() != "date_bin" {
@@ -237,9 +263,35 @@ fn of_expr(e: &Arc<dyn PhysicalExpr>, inner: &[Option<Bound>]) -> Option<Bound> 
             None => 0,
             Some(o) => timestamp_micros(o)?,
         };
-        return Some(of_expr(args.get(1)?, inner)?.then(Step::Bin { stride, origin }));
+        return Some(of_expr(args.get(1)?, inner, schema)?.then(Step::Bin { stride, origin }));
     }
     None
+}
+
+/// How a cast between timestamp types moves a time, when it keeps times in order: `None`
+/// when it changes no instant (a finer or equal unit between UTC instants, as the planner adds
+/// to feed `date_bin` a `timestamptz`), a bin of the unit when the target unit is coarser.
+/// Casts that reinterpret a time in a zone (naive ↔ zoned other than UTC) are not followed:
+/// daylight-saving shifts do not keep order.
+fn timestamp_cast(from: &DataType, to: &DataType) -> Option<Option<Step>> {
+    let (DataType::Timestamp(fu, ftz), DataType::Timestamp(tu, ttz)) = (from, to) else {
+        return None;
+    };
+    let utc = |tz: &Option<Arc<str>>| {
+        tz.as_deref()
+            .is_none_or(|z| matches!(z, "UTC" | "+00:00" | "+00" | "Z" | "Etc/UTC"))
+    };
+    let same_instants = (ftz.is_some() && ttz.is_some()) || ftz == ttz || (utc(ftz) && utc(ttz));
+    if !same_instants {
+        return None;
+    }
+    let micros = |u: &TimeUnit| match u {
+        TimeUnit::Second => 1_000_000,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond | TimeUnit::Nanosecond => 1,
+    };
+    let stride = micros(tu);
+    Some((stride > micros(fu)).then_some(Step::Bin { stride, origin: 0 }))
 }
 
 /// A constant fixed-length interval's microseconds (no months: their length varies).
@@ -269,7 +321,9 @@ fn timestamp_micros(e: &Arc<dyn PhysicalExpr>) -> Option<i64> {
     let v = l.value();
     match v.data_type() {
         DataType::Timestamp(_, _) => {
-            let cast = v.cast_to(&DataType::Timestamp(TimeUnit::Microsecond, None)).ok()?;
+            let cast = v
+                .cast_to(&DataType::Timestamp(TimeUnit::Microsecond, None))
+                .ok()?;
             match cast {
                 ScalarValue::TimestampMicrosecond(Some(t), _) => Some(t),
                 _ => None,
@@ -318,5 +372,47 @@ mod tests {
             assert!(v >= last);
             last = v;
         }
+    }
+
+    #[test]
+    fn timestamp_casts_are_followed_only_when_they_keep_instants_in_order() {
+        let ts = |u, tz: Option<&str>| DataType::Timestamp(u, tz.map(Arc::from));
+        use TimeUnit::*;
+        // The planner's cast of a timestamptz to feed date_bin: the same instants.
+        assert_eq!(
+            timestamp_cast(
+                &ts(Microsecond, Some("UTC")),
+                &ts(Nanosecond, Some("+00:00"))
+            ),
+            Some(None)
+        );
+        assert_eq!(
+            timestamp_cast(&ts(Microsecond, None), &ts(Nanosecond, None)),
+            Some(None)
+        );
+        assert_eq!(
+            timestamp_cast(&ts(Microsecond, None), &ts(Microsecond, Some("UTC"))),
+            Some(None)
+        );
+        // Coarser: truncated to the unit.
+        assert_eq!(
+            timestamp_cast(&ts(Microsecond, None), &ts(Second, None)),
+            Some(Some(Step::Bin {
+                stride: 1_000_000,
+                origin: 0
+            }))
+        );
+        // A naive time read in a zone with daylight saving: not followed.
+        assert_eq!(
+            timestamp_cast(
+                &ts(Microsecond, None),
+                &ts(Microsecond, Some("Europe/Paris"))
+            ),
+            None
+        );
+        assert_eq!(
+            timestamp_cast(&DataType::Utf8, &ts(Microsecond, None)),
+            None
+        );
     }
 }

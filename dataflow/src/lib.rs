@@ -21,7 +21,7 @@ pub mod ops;
 pub mod reads;
 pub mod view;
 
+pub use dataflows::Dataflows;
 pub use epoch::{EpochChanges, EpochCtx};
 pub use lower::{check_deterministic, nullable, storable, unsupported, Lowering, Relations};
-pub use dataflows::Dataflows;
 pub use view::{contents_key, decode_contents, read_table_rows, read_view_rows, MaterializedView};

@@ -695,7 +695,9 @@ impl<'a> Lowering<'a> {
         let relations = self.relations;
         let closing =
             crate::event_time::closing(&node, &group, &|r| relations.event_time_column(r));
-        let op = self.aggregate_op(group, aggs, nullable(out)).with_closing(closing);
+        let op = self
+            .aggregate_op(group, aggs, nullable(out))
+            .with_closing(closing);
         Ok(Node::Aggregate {
             input: Box::new(node),
             op,

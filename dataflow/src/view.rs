@@ -83,7 +83,10 @@ impl MaterializedView {
     /// Whether `changes` reach the view: one of its inputs changed, or its clock moved.
     pub fn reached_by(&self, changes: &EpochChanges, changed: &HashSet<TableId>) -> bool {
         self.inputs.iter().any(|i| changed.contains(i))
-            || self.clock.iter().any(|s| changes.watermarks.contains_key(s))
+            || self
+                .clock
+                .iter()
+                .any(|s| changes.watermarks.contains_key(s))
     }
 
     pub fn with_aggregate_in_contents(mut self, on: bool) -> Self {

@@ -73,10 +73,7 @@ pub enum Node {
     /// A constant relation (VALUES, a FROM-less SELECT): emitted once, at backfill.
     Constant { batch: RecordBatch },
     /// `EMIT ON WINDOW CLOSE`, at a view's root: rows held back until their window closes.
-    WindowClose {
-        input: Box<Node>,
-        op: WindowCloseOp,
-    },
+    WindowClose { input: Box<Node>, op: WindowCloseOp },
 }
 
 impl Node {

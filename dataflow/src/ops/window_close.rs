@@ -167,5 +167,7 @@ fn count_of(v: &[u8]) -> Result<i64> {
     v.get(..8)
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
         .map(i64::from_be_bytes)
-        .ok_or_else(|| DataFusionError::Internal("corrupt pending row of a window-close gate".into()))
+        .ok_or_else(|| {
+            DataFusionError::Internal("corrupt pending row of a window-close gate".into())
+        })
 }

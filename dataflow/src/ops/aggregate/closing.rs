@@ -47,7 +47,9 @@ impl AggregateOp {
 
     /// Whether the epoch moves the closing bound.
     pub fn closing_moved(&self, changes: &EpochChanges) -> bool {
-        self.closing.as_ref().is_some_and(|c| c.bound.moved(changes))
+        self.closing
+            .as_ref()
+            .is_some_and(|c| c.bound.moved(changes))
     }
 
     fn index_key(&self, closing: &Datum, group: &[u8]) -> Vec<u8> {
@@ -100,8 +102,14 @@ impl AggregateOp {
         let (Some(bound), Some(upper)) = (bound, upper) else {
             return Ok(());
         };
-        let last = match ctx.snapshot.get(&self.last_close_key()).map_err(state_err)? {
-            Some(v) => <[u8; 8]>::try_from(v.as_slice()).ok().map(i64::from_be_bytes),
+        let last = match ctx
+            .snapshot
+            .get(&self.last_close_key())
+            .map_err(state_err)?
+        {
+            Some(v) => <[u8; 8]>::try_from(v.as_slice())
+                .ok()
+                .map(i64::from_be_bytes),
             None => None,
         };
         if last.is_some_and(|l| l >= bound) {
