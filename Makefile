@@ -15,7 +15,7 @@ DEB_PKGS := clang libclang-dev postgresql postgresql-client openssl libpostgresq
             openjdk-17-jre-headless nodejs python3-venv
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv node build run test test-rust test-slt test-e2e bench bench-tweets bench-tpcb bench-auth bench-reads bench-sinks bench-latency
+.PHONY: help deps venv node build run test test-rust test-slt test-e2e bench bench-tweets bench-tpcb bench-auth bench-reads bench-sinks bench-latency bench-nexmark
 
 help:
 	@echo "make run   - build and start freshet on 127.0.0.1:6543"
@@ -95,3 +95,7 @@ bench-sinks: deps
 bench-latency: deps
 	cargo build --release -p freshet-server -p freshet-bench
 	$(CARGO_TARGET_DIR)/release/freshet-bench latency --freshet-bin $(CARGO_TARGET_DIR)/release/freshet $(BENCH_ARGS)
+
+bench-nexmark: deps
+	cargo build --release -p freshet-server -p freshet-bench
+	$(CARGO_TARGET_DIR)/release/freshet-bench nexmark --freshet-bin $(CARGO_TARGET_DIR)/release/freshet $(BENCH_ARGS)

@@ -131,6 +131,32 @@ def postgres():
 MOCK_BIN = str(Path(FRESHET_BIN).parent / "freshet-kafka-mock")
 
 
+def read_messages(bootstrap, topic, partitions):
+    """Every message of `topic` as the broker holds it, per partition in offset order:
+    (partition, offset, timestamp in ms, key, value, headers)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    try:
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        out, done = [], set()
+        deadline = time.monotonic() + 60
+        while len(done) < partitions:
+            assert time.monotonic() < deadline, "reading the topic timed out"
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                done.add(m.partition())
+                continue
+            out.append((m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value(),
+                        dict(m.headers() or [])))
+        return out
+    finally:
+        c.close()
+
+
 class KafkaMock:
     """librdkafka's mock Kafka cluster in a process of its own (`freshet-kafka-mock`): real
     Kafka protocol over loopback TCP, outliving any freshet process a test kills."""

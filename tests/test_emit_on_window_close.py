@@ -14,7 +14,7 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import Freshet, wait_for
+from conftest import Freshet, read_messages, wait_for
 from test_event_time import EPOCH, bid, bids_ddl
 from test_kafka import produce, send
 
@@ -194,26 +194,7 @@ def test_emit_on_window_close(kafka, tmp_path, postgres):
 
 def topic_timestamps(kafka, topic, partitions):
     """Every message's (partition, offset) → Kafka timestamp (ms), read back from the broker."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-    c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "eowc-oracle",
-                  "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-        out, done = {}, set()
-        deadline = time.monotonic() + 60
-        while len(done) < partitions:
-            assert time.monotonic() < deadline, "reading the topic timed out"
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
-                done.add(m.partition())
-                continue
-            out[(m.partition(), m.offset())] = m.timestamp()[1]
-        return out
-    finally:
-        c.close()
+    return {(p, o): ts for p, o, ts, _, _, _ in read_messages(kafka.bootstrap, topic, partitions)}
 
 
 def test_tweet_windows_to_parquet_exactly_once_across_kill9(kafka, tmp_path, postgres):

@@ -11,32 +11,17 @@ import time
 
 import psycopg
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
-from conftest import KILL_ROUNDS, Freshet, wait_for
+from conftest import KILL_ROUNDS, Freshet, read_messages, wait_for
 from test_sinks import _sink_caught_up
 
 
 def read_topic(bootstrap, topic, partitions):
     """Every message of `topic`, per partition in offset order: (key, value, headers)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False,
-                  "enable.partition.eof": True})
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     out = {p: [] for p in range(partitions)}
-    done = set()
-    deadline = time.monotonic() + 60
-    while len(done) < partitions:
-        assert time.monotonic() < deadline, "reading the topic timed out"
-        m = c.poll(0.5)
-        if m is None:
-            continue
-        if m.error():
-            if m.error().code() == KafkaError._PARTITION_EOF:
-                done.add(m.partition())
-                continue
-            raise AssertionError(m.error())
-        out[m.partition()].append((m.key(), m.value(), dict(m.headers() or [])))
-    c.close()
+    for p, _, _, key, value, headers in read_messages(bootstrap, topic, partitions):
+        out[p].append((key, value, headers))
     return out
 
 

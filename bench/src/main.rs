@@ -13,16 +13,17 @@
 //! Loopback only; it ends only the processes it started.
 
 mod auth;
+mod latency;
+mod nexmark;
 mod pg;
+mod pgbench;
+mod probe;
 mod procstat;
+mod reads;
 mod server;
+mod sinks;
 mod tpcb;
 mod tweets;
-mod pgbench;
-mod reads;
-mod sinks;
-mod latency;
-mod probe;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -55,6 +56,8 @@ enum Cmd {
     Sinks(sinks::SinksOpts),
     /// End-to-end freshness from a Kafka source to a subscriber, a polling SELECT and a Kafka sink.
     Latency(latency::LatencyOpts),
+    /// The Nexmark queries over Kafka + JSON, each alone, checked against PostgreSQL.
+    Nexmark(nexmark::NexmarkOpts),
 }
 
 #[derive(Parser, Clone)]
@@ -422,5 +425,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Reads(o) => reads::run(o).await,
         Cmd::Sinks(o) => sinks::run(o).await,
         Cmd::Latency(o) => latency::run(o).await,
+        Cmd::Nexmark(o) => nexmark::run(o).await,
     }
 }

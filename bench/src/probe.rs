@@ -71,3 +71,14 @@ pub async fn until_visible(
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
 }
+
+/// Messages the server has read and committed, over every source's partitions.
+pub async fn messages_read(c: &Client) -> anyhow::Result<u64> {
+    let row = c
+        .query_one(
+            "SELECT CAST(coalesce(sum(\"offset\"), 0) AS BIGINT) FROM freshet_internal.source_progress",
+            &[],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}

@@ -21,7 +21,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio_postgres::Client;
 
 use crate::procstat::{cpu_seconds, rss_bytes};
 use crate::server::FreshetServer;
@@ -100,16 +99,6 @@ fn produce_range(
 }
 
 /// Messages the source has committed (sum of next offsets).
-async fn committed(c: &Client) -> anyhow::Result<i64> {
-    let row = c
-        .query_one(
-            "SELECT CAST(coalesce(sum(\"offset\"), 0) AS BIGINT) FROM freshet_internal.source_progress",
-            &[],
-        )
-        .await?;
-    Ok(row.get(0))
-}
-
 fn source_sql(bootstrap: &str, topic: &str) -> String {
     CREATE_SOURCE_SQL
         .replace(DEMO_BOOTSTRAP, bootstrap)
@@ -179,7 +168,7 @@ async fn throughput(
     let (mut produced, mut bytes, mut peak) = (0u64, 0u64, 0u64);
     while produced < o.messages {
         // Keep at most `backlog` tweets waiting: the mock broker forgets older ones.
-        let done = committed(&c).await? as u64;
+        let done = crate::probe::messages_read(&c).await?;
         if produced - done.min(produced) < o.backlog / 2 {
             let next = (produced + o.backlog / 2).min(o.messages);
             bytes += produce_range(&p, topic, produced, next);

@@ -13,6 +13,7 @@
 pub mod contents_log;
 pub mod dataflows;
 pub mod delta;
+mod deterministic;
 pub mod encode;
 pub mod epoch;
 pub mod event_time;
@@ -22,6 +23,7 @@ pub mod reads;
 pub mod view;
 
 pub use dataflows::Dataflows;
+pub use deterministic::check_deterministic;
 pub use epoch::{EpochChanges, EpochCtx};
-pub use lower::{check_deterministic, nullable, storable, unsupported, Lowering, Relations};
+pub use lower::{nullable, storable, unsupported, Lowering, Relations};
 pub use view::{contents_key, decode_contents, read_table_rows, read_view_rows, MaterializedView};

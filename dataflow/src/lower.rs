@@ -15,7 +15,7 @@ use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
     Distinct, Expr, ExprSchemable, FetchType, JoinType, LogicalPlan, SkipType, SortExpr, Subquery,
-    Volatility, Window,
+    Window,
 };
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{create_physical_expr, create_physical_sort_exprs, PhysicalExpr};
@@ -41,35 +41,6 @@ pub fn unsupported(what: impl std::fmt::Display) -> DataFusionError {
     DataFusionError::External(Box::new(PgError::not_supported(format!(
         "{what} in a materialized view"
     ))))
-}
-
-/// Refuses expressions whose value is not a function of the row: a view maintained from
-/// them would drift from its query (`random()`, `now()` …). Run on the plan before
-/// optimization, which folds `now()` into a constant.
-pub fn check_deterministic(plan: &LogicalPlan) -> Result<()> {
-    let mut bad: Option<String> = None;
-    plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|e| {
-            e.apply(|e| {
-                if let Expr::ScalarFunction(f) = e {
-                    if f.func.signature().volatility != Volatility::Immutable {
-                        bad = Some(f.func.name().to_owned());
-                        return Ok(TreeNodeRecursion::Stop);
-                    }
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })?;
-        Ok(if bad.is_some() {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    })?;
-    match bad {
-        Some(name) => Err(unsupported(format!("non-deterministic function {name}()"))),
-        None => Ok(()),
-    }
 }
 
 /// Lowers plans of one view, numbering its stateful operators.
