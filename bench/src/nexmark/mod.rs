@@ -15,6 +15,7 @@
 //! Loopback only; it ends only the processes it started.
 
 pub mod gen;
+mod growth;
 pub mod queries;
 
 use std::collections::BTreeMap;
@@ -62,6 +63,10 @@ pub struct NexmarkOpts {
     /// Measure only: no PostgreSQL check.
     #[arg(long)]
     no_check: bool,
+    /// Instead of the queries: the state of a tumbling-window view after this many events,
+    /// next to its state after a tenth of them.
+    #[arg(long)]
+    state_growth: Option<u64>,
 }
 
 /// 2026-01-01 00:00:00 UTC, in microseconds.
@@ -93,6 +98,13 @@ pub async fn run(o: NexmarkOpts) -> anyhow::Result<()> {
         base_us: BASE_US,
         step_us: (1_000_000 / o.event_rate.max(1)).max(1) as i64,
     };
+    if let Some(n) = o.state_growth {
+        let cluster: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1)?;
+        for t in ["person", "auction", "bid"] {
+            cluster.create_topic(&format!("growth-{t}"), o.partitions, 1)?;
+        }
+        return growth::run(&o, &cfg, &cluster.bootstrap_servers(), n).await;
+    }
     let selected: Vec<Query> = queries::all()
         .into_iter()
         .filter(|q| o.queries.is_empty() || o.queries.iter().any(|n| n == q.name))
@@ -242,29 +254,16 @@ async fn measure_on(
     let p = producer(bootstrap)?;
     let cpu0 = cpu_seconds(server.pid())?;
     let start = Instant::now();
-    let (mut produced, mut peak) = (0u64, 0u64);
-    while produced < o.events {
-        let read = crate::probe::messages_read(&c).await?;
-        if produced - read.min(produced) < o.backlog / 2 {
-            let next = (produced + o.backlog / 2).min(o.events);
-            for n in produced..next {
-                let (topic, json) = cfg.event(n).json();
-                let topic = format!("{prefix}{topic}");
-                crate::probe::send(
-                    &p,
-                    BaseRecord::<(), str>::to(&topic)
-                        .payload(&json)
-                        .partition((n % o.partitions as u64) as i32),
-                );
-            }
-            produced = next;
-        } else {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+    let mut peak = 0u64;
+    let topics = Topics {
+        prefix: &prefix,
+        partitions: o.partitions,
+        backlog: o.backlog,
+    };
+    stream(&c, &p, cfg, &topics, 0..o.events, &mut || {
         peak = peak.max(rss_bytes(server.pid()).map(|(_, hwm)| hwm).unwrap_or(0));
-    }
-    p.flush(Duration::from_secs(60))?;
-    c.batch_execute("FLUSH").await?;
+    })
+    .await?;
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(server.pid())? - cpu0;
     peak = peak.max(rss_bytes(server.pid()).map(|(_, hwm)| hwm).unwrap_or(0));
@@ -291,6 +290,53 @@ async fn measure_on(
         state_bytes: dir_bytes(&server.data_dir()),
         rows,
     })
+}
+
+/// Where events go: `{prefix}person|auction|bid`, spread over `partitions`.
+struct Topics<'a> {
+    prefix: &'a str,
+    partitions: i32,
+    /// Events produced but not yet read by the server, at most.
+    backlog: u64,
+}
+
+/// Produces `events` while the server reads them (at most `backlog` unread), calling `tick`
+/// between rounds; returns once the server has read them all (FLUSH).
+async fn stream(
+    c: &Client,
+    p: &ThreadedProducer<DefaultProducerContext>,
+    cfg: &Config,
+    to: &Topics<'_>,
+    events: std::ops::Range<u64>,
+    tick: &mut dyn FnMut(),
+) -> anyhow::Result<()> {
+    let before = crate::probe::messages_read(c).await?;
+    let mut produced = events.start;
+    while produced < events.end {
+        let read = crate::probe::messages_read(c).await?.saturating_sub(before);
+        let unread = (produced - events.start).saturating_sub(read);
+        if unread < to.backlog / 2 {
+            let next = (produced + to.backlog / 2).min(events.end);
+            for n in produced..next {
+                let (topic, json) = cfg.event(n).json();
+                let topic = format!("{}{topic}", to.prefix);
+                crate::probe::send(
+                    p,
+                    BaseRecord::<(), str>::to(&topic)
+                        .payload(&json)
+                        .partition((n % to.partitions as u64) as i32),
+                );
+            }
+            produced = next;
+        } else {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        tick();
+    }
+    p.flush(Duration::from_secs(60))?;
+    c.batch_execute("FLUSH").await?;
+    tick();
+    Ok(())
 }
 
 /// A query's rows as text, normalized and sorted.
