@@ -17,7 +17,7 @@ pub struct EpochChanges {
     /// full schema; each row counts once.
     pub appends: HashMap<TableId, Vec<RecordBatch>>,
     /// The watermark (microseconds) of each source whose event time this epoch carries: no
-    /// row of a later epoch has an event time below it (see `crate::event_time`).
+    /// row of a later epoch has an event time below it (see the `event_time` module).
     pub watermarks: HashMap<TableId, i64>,
 }
 
@@ -68,7 +68,7 @@ pub struct EpochCtx<'a> {
     pub initial: bool,
     /// Input rows the view could not evaluate, taken out of its epoch (see
     /// `ops/bad_rows.rs`); the caller records them.
-    pub errors: Vec<crate::ops::bad_rows::RowError>,
+    pub errors: Vec<RowError>,
     /// A preview ([`crate::Dataflows::preview`]): the epoch computes what it would change
     /// and its batch is thrown away, so nothing that outlives it may change — operator caches
     /// are neither read nor written (the snapshot may be older than what they hold), contents
@@ -88,6 +88,16 @@ impl<'a> EpochCtx<'a> {
             preview: false,
         }
     }
+}
+
+/// One input row a view could not evaluate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub message: String,
+    /// The row's values as text, cut at a bounded length (see `ops::bad_rows`).
+    pub row: String,
+    /// Its weight in the epoch (negative: a retraction).
+    pub weight: i64,
 }
 
 /// A state store error as DataFusion carries ours (the server unwraps it again).

@@ -12,6 +12,7 @@
 
 pub mod contents_log;
 pub mod dataflows;
+pub mod bound;
 pub mod delta;
 mod deterministic;
 pub mod encode;

@@ -9,7 +9,7 @@ use freshet_catalog::{
 use freshet_common::{PgError, SqlState};
 use freshet_sql::role::{GrantOn, GrantPlan, Grantee, RoleOptions, RoleStatement};
 
-use crate::session::user_error;
+use crate::error::user_error;
 
 /// SCRAM iterations for new secrets (PostgreSQL's default).
 pub const SCRAM_ITERATIONS: u32 = 4096;

@@ -288,7 +288,7 @@ pub fn register_identity(
         ("current_user", who.current_user.clone()),
         ("current_role", who.current_user.clone()),
         ("session_user", who.session_user.clone()),
-        ("current_catalog", crate::query::DATABASE_NAME.to_owned()),
+        ("current_catalog", crate::DATABASE_NAME.to_owned()),
     ] {
         ctx.register_udf(create_udf(
             name,

@@ -11,17 +11,18 @@ pub mod access;
 pub mod alloc;
 pub mod config;
 pub mod coord;
-pub mod engine;
+pub mod error;
 pub mod functions;
+pub mod memory;
 pub mod pg;
 pub mod query;
-pub mod sequences;
 pub mod server;
 pub mod session;
-pub mod sources;
-pub mod views;
 
 /// The PostgreSQL version we report; drivers parse it (`server_version`, `version()`).
+/// The one database (catalog) name.
+pub const DATABASE_NAME: &str = "freshet";
+
 pub const SERVER_VERSION: &str = "16.6";
 /// `server_version_num` for [`SERVER_VERSION`].
 pub const SERVER_VERSION_NUM: &str = "160006";

@@ -11,7 +11,6 @@ mod internal;
 pub mod pending;
 mod pg_attribute;
 mod pg_roles;
-pub mod locks;
 pub mod point;
 mod provider;
 mod rowexpr;
@@ -28,12 +27,13 @@ pub use internal::{InternalSchema, INTERNAL_SCHEMA};
 pub use pg_attribute::PgCatalogOverlay;
 pub use provider::{FreshetCatalogProvider, StatementSnapshot};
 pub use source::SourceTable;
-pub use table::{table_schema, StoredTable};
+pub use crate::coord::engine::table_schema;
+pub use table::StoredTable;
 pub use view::ViewTable;
 pub use write::truncate;
 
 /// Name of our DataFusion catalog; also the database name clients connect to.
-pub const DATABASE_NAME: &str = "freshet";
+pub use crate::DATABASE_NAME;
 
 /// Whether `plan` (subqueries included) scans a materialized view keeping a contents log.
 pub fn reads_logged_view(plan: &datafusion::logical_expr::LogicalPlan) -> bool {

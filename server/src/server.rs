@@ -15,7 +15,7 @@ use pgwire::api::ConnectionManager;
 use tokio::net::TcpListener;
 
 use crate::config::ServerOpts;
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 use crate::pg::ConnectionHandlers;
 use crate::query::{
     FreshetCatalogProvider, InternalSchema, PgCatalogOverlay, DATABASE_NAME, INTERNAL_SCHEMA,
@@ -28,7 +28,7 @@ pub struct Server {
     engine: Arc<Engine>,
     template: SessionContext,
     /// Query memory of all sessions together (`--query-memory-total-mb`).
-    query_budget: Arc<crate::session::memory::ServerBudget>,
+    query_budget: Arc<crate::memory::ServerBudget>,
     manager: Arc<ConnectionManager>,
     /// Largest protocol message a client may send, in bytes.
     max_message: usize,
@@ -92,17 +92,17 @@ impl Server {
             opts.retain_changes,
         )
         .context("opening the engine")?;
-        let query_budget = crate::session::memory::ServerBudget::new(opts.query_memory_total_mb << 20);
+        let query_budget = crate::memory::ServerBudget::new(opts.query_memory_total_mb << 20);
         let template = template_context(&engine, opts, &query_budget)?;
         crate::coord::transient::delete_leftovers(&engine)
             .context("deleting the state of an earlier run's subscriptions")?;
-        crate::views::load_all(&engine, &template.state())
+        crate::coord::views::load_all(&engine, &template.state())
             .await
             .context("rebuilding materialized views")?;
         engine.finish_startup();
         // Sinks before sources: they pin the changelog entries the next epochs write.
         crate::coord::sinks::start_all(&engine).context("starting sinks")?;
-        crate::sources::start_all(&engine).context("starting sources")?;
+        crate::coord::sources::start_all(&engine).context("starting sources")?;
         Ok(Server {
             engine,
             template,
@@ -202,7 +202,7 @@ impl Server {
 fn template_context(
     engine: &Arc<Engine>,
     opts: &ServerOpts,
-    query_budget: &Arc<crate::session::memory::ServerBudget>,
+    query_budget: &Arc<crate::memory::ServerBudget>,
 ) -> anyhow::Result<SessionContext> {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE_NAME, DEFAULT_SCHEMA)

@@ -6,7 +6,6 @@ mod authorize;
 mod copy;
 mod ddl;
 mod describe;
-pub mod memory;
 mod notify;
 mod query;
 mod subscribe;
@@ -27,7 +26,7 @@ use freshet_common::PgError;
 use freshet_sql::error::map_df_error;
 use freshet_sql::{Parsed, Statement, TransactionOp};
 
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 use crate::query::pending::StatementWrites;
 pub use vars::SessionVars;
 
@@ -83,11 +82,11 @@ pub struct Session {
     /// Who the session acts as (set when the login completes).
     identity: Mutex<Arc<crate::access::Identity>>,
     /// What the session took of each sequence (`currval`, `lastval`).
-    sequences: Arc<crate::sequences::SessionSequences>,
+    sequences: Arc<crate::coord::sequences::SessionSequences>,
     /// This connection, counted against its role's `CONNECTION LIMIT`.
     role_slot: Mutex<Option<crate::access::RoleSlot>>,
     /// What the running statement has allocated (`crate::alloc`).
-    statement_memory: Arc<memory::StatementAccount>,
+    statement_memory: Arc<crate::memory::StatementAccount>,
 }
 
 /// The template's state with a memory pool of the session's own: the limit holds for each
@@ -97,8 +96,8 @@ pub struct Session {
 /// on `budget`, shared by all sessions. Spill files, caches and object stores are shared.
 fn own_memory(
     template: &SessionContext,
-    budget: &Arc<memory::ServerBudget>,
-    statement: &Arc<memory::StatementAccount>,
+    budget: &Arc<crate::memory::ServerBudget>,
+    statement: &Arc<crate::memory::StatementAccount>,
 ) -> datafusion::execution::SessionState {
     use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryLimit, MemoryPool, TrackConsumersPool};
     use datafusion::execution::runtime_env::RuntimeEnv;
@@ -111,7 +110,7 @@ fn own_memory(
         GreedyMemoryPool::new(limit / 2),
         std::num::NonZeroUsize::new(3).expect("3 is not zero"),
     ));
-    let pool: Arc<dyn MemoryPool> = Arc::new(memory::BudgetedPool {
+    let pool: Arc<dyn MemoryPool> = Arc::new(crate::memory::BudgetedPool {
         inner: own,
         server: Arc::clone(budget),
         limit,
@@ -134,7 +133,7 @@ impl Session {
     pub fn new(
         engine: Arc<Engine>,
         template: &SessionContext,
-        budget: &Arc<memory::ServerBudget>,
+        budget: &Arc<crate::memory::ServerBudget>,
         user: Option<&str>,
         app: Option<&str>,
         notifications: Option<tokio::sync::mpsc::UnboundedSender<crate::coord::notify::Notification>>,
@@ -173,7 +172,7 @@ impl Session {
     pub fn set_identity(&self, identity: crate::access::Identity) {
         self.with_vars(|v| v.set("session_authorization", identity.session_user.clone()));
         crate::functions::register_identity(&self.ctx, &identity, &self.engine.catalog);
-        crate::sequences::register(&self.ctx, &self.engine, &self.sequences, &identity);
+        crate::coord::sequences::register(&self.ctx, &self.engine, &self.sequences, &identity);
         *lock(&self.identity) = Arc::new(identity);
     }
 
@@ -416,7 +415,7 @@ impl Session {
             } => self.drop_tables(&names, if_exists, cascade).await,
             Statement::CreateMaterializedView(plan) => {
                 let state = self.statement_state();
-                let plan = crate::views::create(&self.engine, &state, &plan).await?;
+                let plan = crate::coord::views::create(&self.engine, &state, &plan).await?;
                 match plan {
                     Some(text) => Ok(one_text_column(
                         "QUERY PLAN",
@@ -463,7 +462,7 @@ impl Session {
                         .map_err(|e| map_df_error(&e))?;
                 }
                 // Sources: until everything in their topics when FLUSH started is committed.
-                crate::sources::flush(&self.engine).await?;
+                crate::coord::sources::flush(&self.engine).await?;
                 Ok(Outcome::Command {
                     tag: "FLUSH",
                     rows: None,
@@ -522,7 +521,7 @@ impl Session {
                 Ok(one_text_column("name", names))
             }
             Statement::CreateSource(plan) => {
-                crate::sources::create(&self.engine, plan, self.new_owner()).await?;
+                crate::coord::sources::create(&self.engine, plan, self.new_owner()).await?;
                 Ok(Outcome::Command {
                     tag: "CREATE SOURCE",
                     rows: None,
@@ -534,11 +533,11 @@ impl Session {
                 cascade,
             } => self.drop_sources(&names, if_exists, cascade).await,
             Statement::ShowSources => {
-                let (cols, rows) = crate::sources::show(&self.engine);
+                let (cols, rows) = crate::coord::sources::show(&self.engine);
                 Ok(text_columns(&cols, rows))
             }
             Statement::ResetSource { name } => {
-                crate::sources::reset(&self.engine, &name).await?;
+                crate::coord::sources::reset(&self.engine, &name).await?;
                 Ok(Outcome::Command {
                     tag: "ALTER SOURCE",
                     rows: None,
@@ -610,10 +609,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub(crate) fn user_error(e: freshet_catalog::Error) -> PgError {
-    use freshet_common::UserError;
-    PgError::new(e.sqlstate(), e.to_string())
-}
 
 fn text_schema(col: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(col, DataType::Utf8, true)]))

@@ -270,7 +270,7 @@ mod tests {
     use crate::Statement;
 
     fn bind(sql: &str) -> Result<CreateTablePlan, PgError> {
-        let stmt = crate::parse(sql)?.remove(0);
+        let stmt = crate::ast_parse::parse(sql)?.remove(0);
         match crate::classify(stmt)? {
             Statement::CreateTable(p) => Ok(p),
             other => panic!("{other:?}"),

@@ -277,7 +277,7 @@ mod tests {
     use super::*;
 
     fn bind(sql: &str) -> DmlPlan {
-        let stmt = crate::parse(sql).unwrap().remove(0);
+        let stmt = crate::ast_parse::parse(sql).unwrap().remove(0);
         bind_dml(&stmt, "dml").unwrap().unwrap()
     }
 
@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn refused_forms_say_so() {
         for sql in ["UPDATE t SET v = 1, v = 2", "UPDATE t SET v = DEFAULT"] {
-            let stmt = crate::parse(sql).unwrap().remove(0);
+            let stmt = crate::ast_parse::parse(sql).unwrap().remove(0);
             assert!(bind_dml(&stmt, "dml").is_err(), "{sql}");
         }
     }

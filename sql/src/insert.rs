@@ -250,7 +250,7 @@ mod tests {
     use super::*;
 
     fn bind(sql: &str) -> Result<InsertPlan, PgError> {
-        let stmt = crate::parse(sql).unwrap().remove(0);
+        let stmt = crate::ast_parse::parse(sql).unwrap().remove(0);
         let ast::Statement::Insert(ins) = stmt else {
             panic!("not an INSERT: {sql}")
         };

@@ -9,6 +9,7 @@
 
 pub mod arith;
 mod array_subquery;
+mod ast_parse;
 pub mod pg_bytea;
 pub mod pg_input;
 pub mod pg_text;
@@ -45,10 +46,11 @@ pub use sink::CreateSinkPlan;
 pub use source::CreateSourcePlan;
 pub use subscribe::{FetchCount, SubscribePlan};
 pub use isolation::Isolation;
-pub use parse::{parse_statements, Parsed};
+pub use ast_parse::parse;
+pub use parse::{classify_parsed, parse_statements, Parsed};
 pub use statement::{
     CreateViewPlan,
-    classify, classify_parsed, parse, CopyFormat, CopyFrom, SetValue,
+    classify, CopyFormat, CopyFrom, SetValue,
     Statement, TransactionOp, DML_TARGET_SCHEMA,
 };
 

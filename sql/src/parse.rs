@@ -4,7 +4,8 @@
 use datafusion::sql::sqlparser::ast;
 use freshet_common::PgError;
 
-use crate::statement::{parse, Statement};
+use crate::ast_parse::parse;
+use crate::statement::{classify, Statement};
 
 /// One parsed statement: sqlparser's AST, or one of ours that sqlparser does not know
 /// (source DDL), already classified.
@@ -48,4 +49,12 @@ fn parse_ours(sql: &str) -> Option<Result<Parsed, PgError>> {
     }
     crate::role::parse_role_statement(sql)
         .map(|stmt| stmt.map(|s| Parsed::Ours(Statement::Role(s))))
+}
+
+/// Classifies one parsed statement.
+pub fn classify_parsed(stmt: Parsed) -> Result<Statement, PgError> {
+    match stmt {
+        Parsed::Ast(s) => classify(s),
+        Parsed::Ours(s) => Ok(s),
+    }
 }

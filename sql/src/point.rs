@@ -419,7 +419,7 @@ mod tests {
     use super::*;
 
     fn stmt(sql: &str) -> ast::Statement {
-        crate::parse(sql).unwrap().remove(0)
+        crate::ast_parse::parse(sql).unwrap().remove(0)
     }
 
     #[test]

@@ -10,20 +10,11 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::error::{DataFusionError, Result};
 
 use crate::delta::Delta;
+pub use crate::epoch::RowError;
 use crate::epoch::EpochCtx;
 
 /// Longest row text kept with an error.
 const ROW_SAMPLE: usize = 256;
-
-/// One input row a view could not evaluate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowError {
-    pub message: String,
-    /// The row's values as text, cut at [`ROW_SAMPLE`] bytes.
-    pub row: String,
-    /// Its weight in the epoch (negative: a retraction).
-    pub weight: i64,
-}
 
 /// Whether `e` comes from evaluating data (rather than from a bug or the store).
 fn is_data_error(e: &DataFusionError) -> bool {

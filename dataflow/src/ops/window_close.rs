@@ -27,7 +27,7 @@ use freshet_state::{key_codec, row_codec};
 
 use crate::delta::Delta;
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
-use crate::event_time::Bound;
+use crate::bound::Bound;
 
 /// Pending rows read per page when a window closes.
 const PAGE: usize = 1024;

@@ -3,11 +3,16 @@
 //! sinks; the sinks, which write those changes out; and the dataflows of `SUBSCRIBE (query)`.
 
 pub mod changelog;
+pub mod engine;
+pub mod locks;
 pub mod notify;
+pub mod sequences;
 pub mod sinks;
+pub mod sources;
 pub mod subscribe;
 pub mod subscriptions;
 pub mod transient;
+pub mod views;
 
 pub use changelog::Changelogs;
 pub use subscribe::Subscription;

@@ -21,7 +21,7 @@ use freshet_state::{meta_key, WriteBatch};
 use tokio::sync::watch;
 
 use super::subscriptions::EpochRows;
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// The running sinks.
 #[derive(Default)]
@@ -160,7 +160,7 @@ pub async fn create(
                     let _ = std::fs::remove_file(tmp);
                 }
             }
-            return Err(crate::session::user_error(e));
+            return Err(crate::error::user_error(e));
         }
     };
     let rt = start_runtime(engine, def, start);
@@ -231,7 +231,7 @@ pub fn drop_sinks(engine: &Engine, defs: &[Arc<SinkDef>]) -> Result<(), PgError>
     engine
         .catalog
         .drop_sinks(&names, batch)
-        .map_err(crate::session::user_error)?;
+        .map_err(crate::error::user_error)?;
     for d in defs {
         engine.sinks.stop(d.id);
         engine.changelogs.unpin(&engine.dataflows, d.from, d.id);

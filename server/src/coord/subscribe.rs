@@ -23,7 +23,7 @@ use freshet_sql::error::map_df_error;
 use freshet_sql::SubscribePlan;
 
 use super::subscriptions::{Changes, EpochRows, Woke};
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// A running subscription.
 pub struct Subscription {
@@ -191,7 +191,7 @@ impl Subscription {
             let mut rows = if engine.sources.get(relation).is_some() {
                 // A source's rows: what it committed as of the snapshot, re-read.
                 let batches =
-                    crate::sources::replay_committed(engine, &snapshot, relation, None).await?;
+                    crate::coord::sources::replay_committed(engine, &snapshot, relation, None).await?;
                 let mut rows = Vec::new();
                 for b in &batches {
                     let decoded = freshet_sql::df_convert::batch_to_rows(b).map_err(|e| map_df_error(&e))?;
@@ -443,7 +443,7 @@ fn resolve(engine: &Engine, name: &str) -> Result<(TableId, Vec<Field>), PgError
         return Ok((view.id, fields));
     }
     if let Some(table) = engine.catalog.table(name) {
-        let schema = crate::query::table_schema(&table);
+        let schema = crate::coord::engine::table_schema(&table);
         return Ok((table.id, schema.fields().iter().map(|f| f.as_ref().clone()).collect()));
     }
     if let Some(source) = engine.catalog.source(name) {

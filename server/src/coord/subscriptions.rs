@@ -15,7 +15,7 @@ use freshet_common::{Datum, PgError, SqlState, TableId};
 use freshet_dataflow::EpochChanges;
 use tokio::sync::{mpsc, watch};
 
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// One epoch's changes to one relation: (row, weight) pairs, as committed at `epoch`.
 #[derive(Debug)]
@@ -242,7 +242,7 @@ impl Changes {
     /// held (the guard proves it): every epoch after the caller's snapshot is delivered.
     pub fn register(
         engine: &Arc<Engine>,
-        _writer: &mut crate::engine::WriteState,
+        _writer: &mut crate::coord::engine::WriteState,
         relation: TableId,
     ) -> Changes {
         let subs = &engine.subscriptions;
@@ -262,7 +262,7 @@ impl Changes {
             lag: lag.clone(),
         });
         engine.dataflows.observe(relation, true);
-        crate::sources::refresh_columns(engine, relation);
+        crate::coord::sources::refresh_columns(engine, relation);
         Changes {
             engine: Arc::clone(engine),
             relation,
@@ -426,7 +426,7 @@ impl Drop for Changes {
         self.engine.dataflows.observe(self.relation, false);
         // A source's reader goes back to the columns its views read (a batch decoded with
         // the wider set meanwhile is decoded again at commit).
-        crate::sources::refresh_columns(&self.engine, self.relation);
+        crate::coord::sources::refresh_columns(&self.engine, self.relation);
     }
 }
 

@@ -13,8 +13,8 @@ use freshet_common::{PgError, TableId};
 use freshet_sql::ast;
 use freshet_state::WriteBatch;
 
-use crate::engine::{Engine, WriteState};
-use crate::views::Layout;
+use crate::coord::engine::{Engine, WriteState};
+use crate::coord::views::Layout;
 
 /// The first id of a transient dataflow (catalog ids count up from 1 and never get here).
 const FIRST_ID: u64 = 1 << 62;
@@ -36,9 +36,9 @@ pub async fn start(
     query: &ast::Query,
 ) -> Result<TransientView, PgError> {
     let id = TableId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
-    let view = crate::views::build(engine, state, id, "subscribe", &[], query, Layout::NEW).await?;
+    let view = crate::coord::views::build(engine, state, id, "subscribe", &[], query, Layout::NEW).await?;
     let mut batch = WriteBatch::default();
-    crate::views::backfill(engine, w, &view, &mut batch).await?;
+    crate::coord::views::backfill(engine, w, &view, &mut batch).await?;
     // Unsynced: nothing of it outlives the process that runs it.
     engine
         .store
@@ -47,7 +47,7 @@ pub async fn start(
     let (schema, inputs) = (Arc::clone(&view.schema), view.inputs.clone());
     engine.dataflows.insert(Arc::new(view));
     for input in inputs {
-        crate::sources::refresh_columns(engine, input);
+        crate::coord::sources::refresh_columns(engine, input);
     }
     Ok(TransientView {
         engine: Arc::clone(engine),
@@ -82,7 +82,7 @@ fn remove(engine: &Engine, id: TableId) {
         tracing::warn!(error = %e, "deleting a subscription's dataflow state failed");
     }
     for &input in &view.inputs {
-        crate::sources::refresh_columns(engine, input);
+        crate::coord::sources::refresh_columns(engine, input);
     }
 }
 

@@ -13,8 +13,8 @@ use freshet_sql::df_convert::datum_at;
 use freshet_sql::CopyFrom;
 
 use super::pending::StatementWrites;
-use super::table::table_schema;
-use crate::engine::Engine;
+use crate::coord::engine::table_schema;
+use crate::coord::engine::Engine;
 
 /// A COPY in progress on a connection: the statement and the data received so far.
 #[derive(Debug)]

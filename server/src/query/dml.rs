@@ -24,8 +24,8 @@ use freshet_sql::{DmlKind, DmlPlan};
 
 use super::insert::Written;
 use super::pending::{self, StatementWrites};
-use super::table::table_schema;
-use crate::engine::Engine;
+use crate::coord::engine::table_schema;
+use crate::coord::engine::Engine;
 
 /// The table a DELETE, UPDATE or TRUNCATE changes: a table, or PostgreSQL's errors.
 pub fn target_table(engine: &Engine, name: &str, verb: &str) -> Result<Arc<TableDef>, PgError> {

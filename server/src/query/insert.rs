@@ -27,10 +27,10 @@ use freshet_state::{key_codec, row_codec, table_row_key};
 use super::dml::{assigned_value, target_table};
 use super::pending::{self, put, Pending, StatementWrites};
 use super::rowexpr::{self, Qualified};
-use super::table::table_schema;
+use crate::coord::engine::table_schema;
 use super::unique;
 use super::write::{row_key, unique_violation, validate_row};
-use crate::engine::{Engine, WriteState};
+use crate::coord::engine::{Engine, WriteState};
 use tokio::sync::MutexGuard;
 
 /// What an INSERT (or a DELETE or UPDATE) did: rows changed, and its `RETURNING` rows.
@@ -215,7 +215,7 @@ async fn complete_rows(
             let n = needing.len() as i64;
             let first = engine.sequences.take(&engine.store, def.id, c, n)
             .map_err(PgError::internal)?;
-            if let Some(taken) = crate::sequences::SessionSequences::of(state) {
+            if let Some(taken) = crate::coord::sequences::SessionSequences::of(state) {
                 taken.record(def.id, c, first + n - 1);
             }
             for (i, &r) in needing.iter().enumerate() {

@@ -37,7 +37,7 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 
-use crate::engine::{Engine, FoldReason};
+use crate::coord::engine::{Engine, FoldReason};
 
 mod event_time;
 mod view_state;
@@ -62,11 +62,11 @@ const TABLES: &[&str] = &[
 pub struct InternalSchema {
     engine: Arc<Engine>,
     /// Query memory of all sessions (`--query-memory-total-mb`).
-    query_memory: Arc<crate::session::memory::ServerBudget>,
+    query_memory: Arc<crate::memory::ServerBudget>,
 }
 
 impl InternalSchema {
-    pub fn new(engine: Arc<Engine>, query_memory: Arc<crate::session::memory::ServerBudget>) -> Self {
+    pub fn new(engine: Arc<Engine>, query_memory: Arc<crate::memory::ServerBudget>) -> Self {
         Self {
             engine,
             query_memory,
@@ -148,7 +148,7 @@ impl InternalSchema {
         let (mut src, mut part, mut off, mut err, mut payload) =
             (vec![], vec![], vec![], vec![], vec![]);
         for def in self.engine.catalog.sources() {
-            let records = crate::sources::read_errors(&snapshot, def.id)
+            let records = crate::coord::sources::read_errors(&snapshot, def.id)
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
             for (p, o, e, bytes) in records {
                 src.push(def.name.clone());
@@ -206,7 +206,7 @@ impl InternalSchema {
                 start.push(prog.map(|(s, _)| s).filter(|s| *s >= 0));
                 next.push(prog.map(|(_, n)| n).filter(|n| *n >= 0));
                 high.push(h);
-                lag.push(h.map(|h| crate::sources::positions::partition_lag(prog.map(|(_, n)| n), h)));
+                lag.push(h.map(|h| crate::coord::sources::positions::partition_lag(prog.map(|(_, n)| n), h)));
                 status.push(st.clone());
             }
         }
@@ -320,7 +320,7 @@ impl InternalSchema {
         let (mut src, mut part, mut first, mut last, mut missing, mut at) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
         for def in self.engine.catalog.sources() {
-            let gaps = crate::sources::read_gaps(&snapshot, def.id)
+            let gaps = crate::coord::sources::read_gaps(&snapshot, def.id)
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             for g in gaps {
                 src.push(def.name.clone());

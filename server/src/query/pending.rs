@@ -21,7 +21,7 @@ use freshet_dataflow::EpochChanges;
 use freshet_state::{row_codec, Snapshot, WriteBatch};
 
 use super::write::{row_key, unique_violation, validate_row};
-use crate::engine::{Engine, WriteState};
+use crate::coord::engine::{Engine, WriteState};
 use datafusion::logical_expr::LogicalPlan;
 use tokio::sync::MutexGuard;
 

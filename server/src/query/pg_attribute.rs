@@ -22,7 +22,7 @@ use datafusion::physical_plan::{collect, ExecutionPlan};
 use freshet_catalog::DEFAULT_SCHEMA;
 use freshet_common::SqlType;
 
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// `pg_catalog` as datafusion-pg-catalog builds it, with `pg_attribute` replaced.
 #[derive(Debug)]

@@ -22,9 +22,9 @@ use freshet_state::{key_codec, next_key, row_codec, table_prefix, Snapshot};
 use super::insert::Written;
 use super::pending::{self, StatementWrites};
 use super::scan::successor;
-use super::table::table_schema;
+use crate::coord::engine::table_schema;
 use crate::access::Identity;
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// Rows per page read from a view.
 const PAGE_ROWS: usize = 4096;

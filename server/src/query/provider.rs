@@ -11,7 +11,7 @@ use freshet_state::Snapshot;
 
 use super::table::StoredTable;
 use super::view::ViewTable;
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// The read snapshot of the running statement, stored in the session config's extensions so
 /// every table a statement scans reads the same point in time.

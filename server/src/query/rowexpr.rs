@@ -17,7 +17,7 @@ use freshet_sql::df_convert::rows_to_full_batch;
 use freshet_sql::error::map_df_error;
 use freshet_sql::ReturningItem;
 
-use super::table::table_schema;
+use crate::coord::engine::table_schema;
 
 /// Rows of one table under a qualifier.
 pub struct Qualified<'a> {

@@ -15,7 +15,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use freshet_catalog::SourceDef;
 
 use super::StatementSnapshot;
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// A source as a relation.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub struct SourceTable {
 
 impl SourceTable {
     pub fn new(engine: Arc<Engine>, def: Arc<SourceDef>) -> Self {
-        let schema = Arc::new(crate::sources::source_schema(&def));
+        let schema = Arc::new(crate::coord::sources::source_schema(&def));
         Self {
             engine,
             def,
@@ -59,7 +59,7 @@ impl TableProvider for SourceTable {
         let payload = self.def.payload_columns().len();
         let columns: Option<Vec<usize>> =
             projection.map(|p| p.iter().copied().filter(|&i| i < payload).collect());
-        let batches = crate::sources::replay_committed(
+        let batches = crate::coord::sources::replay_committed(
             &self.engine,
             &snapshot,
             self.def.id,

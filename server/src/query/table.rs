@@ -18,7 +18,7 @@ use super::pending::StatementWrites;
 use super::provider::StatementSnapshot;
 use super::scan::{key_ranges, KeyRange, TableScan, KEY_COLUMN};
 use super::write::TableSink;
-use crate::engine::Engine;
+use crate::coord::engine::{table_schema, Engine};
 
 /// One table of the catalog, bound to the engine for reads and INSERTs.
 #[derive(Debug)]
@@ -52,15 +52,6 @@ impl StoredTable {
     }
 }
 
-/// The Arrow schema of a table: one field per column, nullable unless NOT NULL.
-pub fn table_schema(def: &TableDef) -> Schema {
-    Schema::new(
-        def.columns
-            .iter()
-            .map(|c| freshet_sql::types::arrow_field(&c.name, &c.ty, !c.not_null))
-            .collect::<Vec<_>>(),
-    )
-}
 
 #[async_trait]
 impl TableProvider for StoredTable {

@@ -23,7 +23,7 @@ use freshet_state::{next_key, row_codec, Snapshot};
 use super::pending::{Pending, StatementWrites};
 use super::provider::StatementSnapshot;
 use super::scan::{column_range, KeyRange};
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// Rows per batch read from a view.
 const BATCH_ROWS: usize = 4096;

@@ -20,7 +20,7 @@ use freshet_dataflow::EpochChanges;
 use freshet_state::{key_codec, table_prefix, Store, WriteBatch};
 
 use super::table::IntoDataFusion;
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// The INSERT target DataFusion's plans show (`EXPLAIN INSERT`); INSERT itself runs through
 /// `query/insert.rs`, so this sink never receives rows.

@@ -4,7 +4,8 @@ use freshet_catalog::{ColumnDef, TableDef, DEFAULT_SCHEMA};
 use freshet_common::{PgError, TableId};
 use freshet_sql::CreateTablePlan;
 
-use super::{user_error, Outcome, Session};
+use super::{Outcome, Session};
+use crate::error::user_error;
 
 impl Session {
     pub(super) async fn create_table(&self, plan: CreateTablePlan) -> Result<Outcome, PgError> {
@@ -84,8 +85,8 @@ impl Session {
                     .map(|d| (d.id, format!("table {n}")))
             })
             .collect();
-        let deps = crate::views::check_dependents(&self.engine, &roots, cascade)?;
-        crate::views::drop_views(&self.engine, &deps)?;
+        let deps = crate::coord::views::check_dependents(&self.engine, &roots, cascade)?;
+        crate::coord::views::drop_views(&self.engine, &deps)?;
         for name in names {
             if let Some(def) = self
                 .engine
@@ -94,7 +95,7 @@ impl Session {
                 .map_err(user_error)?
             {
                 w.forget(def.id);
-                let why = crate::views::dropped("table", name);
+                let why = crate::coord::views::dropped("table", name);
                 crate::coord::transient::relations_dropped(&self.engine, &[def.id], &why);
                 self.engine.subscriptions.close(def.id, &why);
             }
@@ -129,12 +130,12 @@ impl Session {
                 }
             }
         }
-        all.extend(crate::views::check_dependents(
+        all.extend(crate::coord::views::check_dependents(
             &self.engine,
             &roots,
             cascade,
         )?);
-        crate::views::drop_views(&self.engine, &all)?;
+        crate::coord::views::drop_views(&self.engine, &all)?;
         Ok(Outcome::Command {
             tag: "DROP MATERIALIZED VIEW",
             rows: None,
@@ -166,21 +167,21 @@ impl Session {
                     }
                 }
             }
-            let deps = crate::views::check_dependents(&self.engine, &roots, cascade)?;
-            crate::views::drop_views(&self.engine, &deps)?;
+            let deps = crate::coord::views::check_dependents(&self.engine, &roots, cascade)?;
+            crate::coord::views::drop_views(&self.engine, &deps)?;
             self.engine
                 .catalog
                 .drop_sources(&found)
                 .map_err(user_error)?;
             for (id, name) in roots.iter().map(|(id, _)| id).zip(&found) {
-                let why = crate::views::dropped("source", name);
+                let why = crate::coord::views::dropped("source", name);
                 crate::coord::transient::relations_dropped(&self.engine, &[*id], &why);
                 self.engine.subscriptions.close(*id, &why);
             }
             let ids: Vec<_> = roots.iter().map(|(id, _)| *id).collect();
-            crate::sources::detach(&self.engine, &ids)
+            crate::coord::sources::detach(&self.engine, &ids)
         };
-        crate::sources::stop(detached).await;
+        crate::coord::sources::stop(detached).await;
         Ok(Outcome::Command {
             tag: "DROP SOURCE",
             rows: None,

@@ -97,7 +97,7 @@ impl Session {
             Statement::ShowSources => Ok(Described {
                 params: vec![],
                 schema: Some({
-                    let cols = crate::sources::SHOW_COLUMNS;
+                    let cols = crate::coord::sources::SHOW_COLUMNS;
                     Arc::new(Schema::new(
                         cols.iter()
                             .map(|c| Field::new(*c, DataType::Utf8, true))

@@ -158,7 +158,7 @@ impl Session {
         Ok(match outcome {
             Outcome::Rows { schema, stream, tag } => Outcome::Rows {
                 schema,
-                stream: super::memory::produce_rows(stream, account, limit),
+                stream: crate::memory::produce_rows(stream, account, limit),
                 tag,
             },
             other => other,
@@ -244,7 +244,7 @@ impl Session {
                 })
             }
             None => {
-                let stream = super::memory::on_query_runtime(df.execute_stream())
+                let stream = crate::memory::on_query_runtime(df.execute_stream())
                     .await
                     .map_err(|e| map_df_error(&e))?;
                 Ok(Outcome::Rows {

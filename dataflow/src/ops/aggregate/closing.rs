@@ -22,7 +22,7 @@ use freshet_state::key_codec;
 
 use super::AggregateOp;
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
-use crate::event_time::Bound;
+use crate::bound::Bound;
 
 /// Index entries read per page when groups close.
 const PAGE: usize = 1024;

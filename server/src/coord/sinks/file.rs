@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use super::{gather, io_error, progress_key, record_progress, wait_to_retry, SinkRuntime};
 use crate::coord::subscriptions::EpochRows;
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// A sink's loop: gathers committed epochs' changes from the changelog; writes a file once
 /// enough rows or time gathered; retries with backoff while the destination fails.

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use super::{changelog_rows, gather, record_progress, retracting_view, wait_to_retry, SinkRuntime};
 use crate::coord::subscriptions::EpochRows;
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// How long `CREATE SINK` waits for the broker.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

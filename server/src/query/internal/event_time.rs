@@ -10,7 +10,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::error::{DataFusionError, Result};
 
 use super::relation;
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 fn timestamptz(name: &str, nullable: bool) -> Field {
     Field::new(
@@ -68,7 +68,7 @@ pub fn late_rows(engine: &Engine) -> Result<Arc<dyn TableProvider>> {
         if def.watermark.is_none() {
             continue;
         }
-        let late = crate::sources::watermark::read_late(&snapshot, def.id)
+        let late = crate::coord::sources::watermark::read_late(&snapshot, def.id)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         for (p, o, t, w) in late {
             src.push(def.name.clone());

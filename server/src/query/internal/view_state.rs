@@ -12,7 +12,7 @@ use datafusion::error::{DataFusionError, Result};
 use freshet_state::Snapshot;
 
 use super::relation;
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// Entries read per page.
 const PAGE: usize = 4096;

@@ -13,7 +13,7 @@ use freshet_state::WriteBatch;
 use tokio::sync::mpsc;
 
 use super::{lock, SourceBatch, SourceRuntime};
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// The longest a moved watermark waits to commit while no message arrives.
 const MAX_TICK: Duration = Duration::from_secs(1);

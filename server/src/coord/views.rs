@@ -15,8 +15,8 @@ use freshet_sql::ast;
 use freshet_sql::error::map_df_error;
 use freshet_state::WriteBatch;
 
-use crate::engine::{Engine, WriteState};
-use crate::query::table_schema;
+use crate::coord::engine::{Engine, WriteState};
+use crate::coord::engine::table_schema;
 
 impl Relations for Engine {
     fn resolve(&self, name: &str) -> Option<(TableId, SchemaRef)> {
@@ -24,7 +24,7 @@ impl Relations for Engine {
             return Some((def.id, Arc::new(table_schema(&def))));
         }
         if let Some(def) = self.catalog.source(name) {
-            return Some((def.id, Arc::new(crate::sources::source_schema(&def))));
+            return Some((def.id, Arc::new(crate::coord::sources::source_schema(&def))));
         }
         let view = self.catalog.view(name)?;
         self.dataflows
@@ -34,7 +34,7 @@ impl Relations for Engine {
 
     fn event_time_column(&self, relation: TableId) -> Option<usize> {
         let def = self.catalog.sources().into_iter().find(|s| s.id == relation)?;
-        crate::sources::watermark::column(&def)
+        crate::coord::sources::watermark::column(&def)
     }
 }
 
@@ -224,7 +224,7 @@ pub async fn create(
     engine
         .catalog
         .create_view(def, batch)
-        .map_err(crate::session::user_error)?;
+        .map_err(crate::error::user_error)?;
     let inputs = view.inputs.clone();
     let id = view.id;
     engine.dataflows.insert(Arc::new(view));
@@ -232,7 +232,7 @@ pub async fn create(
         .changelogs
         .retain(&engine.dataflows, id, retention, since);
     for input in inputs {
-        crate::sources::refresh_columns(engine, input);
+        crate::coord::sources::refresh_columns(engine, input);
     }
     Ok(None)
 }
@@ -254,7 +254,7 @@ pub async fn backfill(
             let mut selection = freshet_common::Selection::default();
             view.root.selection_read(input, &mut selection);
             let rows =
-                crate::sources::replay_committed(engine, &snapshot, input, Some(selection)).await?;
+                crate::coord::sources::replay_committed(engine, &snapshot, input, Some(selection)).await?;
             changes.appends.insert(input, rows);
         }
     }
@@ -342,7 +342,7 @@ pub fn drop_views(engine: &Engine, defs: &[Arc<ViewDef>]) -> Result<(), PgError>
     engine
         .catalog
         .drop_views(&names)
-        .map_err(crate::session::user_error)?;
+        .map_err(crate::error::user_error)?;
     for d in defs {
         let why = dropped("materialized view", &d.name);
         crate::coord::transient::relations_dropped(engine, &[d.id], &why);
@@ -350,7 +350,7 @@ pub fn drop_views(engine: &Engine, defs: &[Arc<ViewDef>]) -> Result<(), PgError>
         engine.changelogs.forget(&engine.dataflows, d.id);
         engine.subscriptions.close(d.id, &why);
     }
-    crate::sources::refresh_all_columns(engine);
+    crate::coord::sources::refresh_all_columns(engine);
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use freshet_connector_kafka::{OffsetProblem, BEGINNING};
 use freshet_state::{source_prefix, Snapshot, WriteBatch};
 
 use super::{be_i32, be_i64, read_errors, read_progress, state_error, Progress};
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 fn gap_key(id: TableId, partition: i32, first: i64) -> Vec<u8> {
     let mut k = source_prefix(id);

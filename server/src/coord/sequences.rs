@@ -24,7 +24,7 @@ use freshet_catalog::TableDef;
 use freshet_common::{PgError, SqlState, TableId};
 use freshet_state::{meta_key, Store, WriteBatch};
 
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 /// One identity column's sequence.
 type SequenceId = (TableId, usize);

@@ -21,7 +21,7 @@ pub struct Engine {
     /// The running dataflows of materialized views.
     pub dataflows: Dataflows,
     /// The running sources.
-    pub sources: crate::sources::Sources,
+    pub sources: crate::coord::sources::Sources,
     /// Serializes writers: DDL and DML take it for their whole check-and-commit, so primary
     /// key checks see every earlier commit. Readers never take it: they read snapshots.
     write_lock: Mutex<WriteState>,
@@ -43,9 +43,9 @@ pub struct Engine {
     /// LISTEN registrations.
     pub listeners: crate::coord::notify::Listeners,
     /// Identity columns' sequences.
-    pub sequences: crate::sequences::Sequences,
+    pub sequences: crate::coord::sequences::Sequences,
     /// Row locks of open transaction blocks.
-    pub row_locks: crate::query::locks::RowLocks,
+    pub row_locks: crate::coord::locks::RowLocks,
 }
 
 /// Why the contents logs were folded (counted in `freshet_internal.metrics`).
@@ -129,7 +129,7 @@ impl Engine {
             store,
             catalog,
             dataflows: Dataflows::default(),
-            sources: crate::sources::Sources::default(),
+            sources: crate::coord::sources::Sources::default(),
             write_lock: Mutex::new(writer),
             startup_entries_read: std::sync::atomic::AtomicU64::new(0),
             contents_log_bytes,
@@ -139,8 +139,8 @@ impl Engine {
             changelogs: crate::coord::Changelogs::new(retain_changes),
             sinks: crate::coord::sinks::Sinks::default(),
             listeners: crate::coord::notify::Listeners::default(),
-            sequences: crate::sequences::Sequences::default(),
-            row_locks: crate::query::locks::RowLocks::default(),
+            sequences: crate::coord::sequences::Sequences::default(),
+            row_locks: crate::coord::locks::RowLocks::default(),
         }))
     }
 
@@ -337,4 +337,14 @@ impl Engine {
     pub async fn begin_write(&self) -> MutexGuard<'_, WriteState> {
         self.write_lock.lock().await
     }
+}
+
+/// The Arrow schema of a table: one field per column, nullable unless NOT NULL.
+pub fn table_schema(def: &freshet_catalog::TableDef) -> datafusion::arrow::datatypes::Schema {
+    datafusion::arrow::datatypes::Schema::new(
+        def.columns
+            .iter()
+            .map(|c| freshet_sql::types::arrow_field(&c.name, &c.ty, !c.not_null))
+            .collect::<Vec<_>>(),
+    )
 }

@@ -29,7 +29,7 @@ use freshet_sql::CreateSourcePlan;
 use freshet_state::{source_prefix, Snapshot, WriteBatch};
 use tokio::sync::{mpsc, watch};
 
-use crate::engine::Engine;
+use crate::coord::engine::Engine;
 
 pub mod positions;
 mod clock;
@@ -435,7 +435,7 @@ pub async fn create(
     let def = engine
         .catalog
         .create_source(def, batch)
-        .map_err(crate::session::user_error)?;
+        .map_err(crate::error::user_error)?;
     let progress = start.into_iter().map(|(p, o)| (p, (o, o))).collect();
     start_runtime(engine, def, progress, 0, None)?;
     Ok(())
