@@ -15,7 +15,7 @@ DEB_PKGS := clang libclang-dev postgresql postgresql-client openssl libpostgresq
             openjdk-17-jre-headless nodejs python3-venv
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv node build run test test-rust test-slt test-e2e bench bench-tweets bench-tpcb bench-auth bench-reads bench-sinks bench-latency bench-nexmark
+.PHONY: help deps venv node build run test test-layout test-rust test-slt test-e2e bench bench-tweets bench-tpcb bench-auth bench-reads bench-sinks bench-latency bench-nexmark
 
 help:
 	@echo "make run   - build and start freshet on 127.0.0.1:6543"
@@ -50,7 +50,12 @@ build: deps
 run: build venv
 	bash scripts/run.sh $(CARGO_TARGET_DIR)/debug
 
-test: deps venv node build test-rust test-slt test-e2e
+test: deps venv node build test-layout test-rust test-slt test-e2e
+
+# Module layering and sizes (docs/architecture.md): no import cycle, no oversized file or function.
+test-layout:
+	python3 scripts/import_cycles.py
+	python3 scripts/sizes.py
 
 test-rust:
 	cargo test --workspace

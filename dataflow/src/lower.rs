@@ -3,18 +3,19 @@
 //! Every construct without an incremental operator is refused with 0A000 naming it, so a
 //! view never silently computes something else than its query.
 
+mod relational;
+
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchema, NullEquality};
+use datafusion::common::DFSchema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
-    Distinct, Expr, ExprSchemable, FetchType, JoinType, LogicalPlan, SkipType, SortExpr, Subquery,
+    Distinct, Expr, ExprSchemable, LogicalPlan, SortExpr, Subquery,
     Window,
 };
 use datafusion::physical_expr::expressions::Column;
@@ -139,105 +140,16 @@ impl<'a> Lowering<'a> {
                     schema: nullable(p.schema.inner()),
                 })
             }
-            LogicalPlan::Filter(f) => {
-                let (input, schema, exprs) =
-                    self.with_subqueries(&f.input, std::slice::from_ref(&f.predicate))?;
-                let predicate = self.physical(&exprs[0], &schema)?;
-                let width = f.input.schema().fields().len();
-                let filtered = Node::Filter {
-                    input: Box::new(input),
-                    predicate,
-                };
-                if schema.fields().len() == width {
-                    return Ok(filtered);
-                }
-                // Drop the subqueries' columns again.
-                let out = nullable(f.input.schema().inner());
-                let exprs = out
-                    .fields()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, fd)| Arc::new(Column::new(fd.name(), i)) as Arc<dyn PhysicalExpr>)
-                    .collect();
-                Ok(Node::Project {
-                    input: Box::new(filtered),
-                    exprs,
-                    schema: out,
-                })
-            }
-            LogicalPlan::TableScan(s) => {
-                if s.fetch.is_some() {
-                    return Err(unsupported("LIMIT"));
-                }
-                let name = s.table_name.table().to_owned();
-                let (relation, full) = self
-                    .relations
-                    .resolve(&name)
-                    .ok_or_else(|| unsupported(format!("reading relation \"{name}\"")))?;
-                let projection = s
-                    .projection
-                    .clone()
-                    .unwrap_or_else(|| (0..full.fields().len()).collect());
-                let schema = nullable(s.projected_schema.inner());
-                let mut node = Node::Scan {
-                    relation,
-                    name,
-                    projection,
-                    schema,
-                };
-                // Filters the provider took as inexact stay above the scan too; re-applying
-                // them is harmless and keeps exact ones correct.
-                if let Some(pred) = s.filters.iter().cloned().reduce(Expr::and) {
-                    let predicate = self.physical(&pred, &s.projected_schema)?;
-                    node = Node::Filter {
-                        input: Box::new(node),
-                        predicate,
-                    };
-                }
-                Ok(node)
-            }
+            LogicalPlan::Filter(f) => self.filter(f),
+            LogicalPlan::TableScan(s) => self.table_scan(s),
             LogicalPlan::SubqueryAlias(a) => self.lower(&a.input),
-            LogicalPlan::Unnest(u) => {
-                let input = self.lower(&u.input)?;
-                Ok(Node::Unnest {
-                    input: Box::new(input),
-                    op: crate::ops::UnnestOp {
-                        lists: u
-                            .list_type_columns
-                            .iter()
-                            .map(|(i, l)| (*i, l.depth))
-                            .collect(),
-                        structs: u.struct_type_columns.clone(),
-                        options: u.options.clone(),
-                        schema: nullable(u.schema.inner()),
-                    },
-                })
-            }
+            LogicalPlan::Unnest(u) => self.unnest(u),
             LogicalPlan::Sort(s) => match s.fetch {
                 Some(fetch) => self.top_n(&s.input, &s.expr, 0, Some(fetch)),
                 // A view is a multiset: ORDER BY alone has no effect on it.
                 None => self.lower(&s.input),
             },
-            LogicalPlan::Limit(l) => {
-                let skip = match l.get_skip_type()? {
-                    SkipType::Literal(n) => n,
-                    SkipType::UnsupportedExpr => {
-                        return Err(unsupported("OFFSET with a non-constant expression"))
-                    }
-                };
-                let fetch = match l.get_fetch_type()? {
-                    FetchType::Literal(n) => n,
-                    FetchType::UnsupportedExpr => {
-                        return Err(unsupported("LIMIT with a non-constant expression"))
-                    }
-                };
-                match l.input.as_ref() {
-                    LogicalPlan::Sort(s) => self.top_n(&s.input, &s.expr, skip, fetch),
-                    // Without ORDER BY any rows are a right answer; ours are the first in
-                    // the rows' encoding order.
-                    input => self.top_n(input, &[], skip, fetch),
-                }
-            }
+            LogicalPlan::Limit(l) => self.limit(l),
             LogicalPlan::Window(w) => self.window(w),
             LogicalPlan::RecursiveQuery(_) => Err(unsupported("WITH RECURSIVE")),
             LogicalPlan::Aggregate(a) => {
@@ -253,68 +165,7 @@ impl<'a> Lowering<'a> {
                 self.aggregate(input, &group, &[], input.schema().inner())
             }
             LogicalPlan::Distinct(Distinct::On(_)) => Err(unsupported("DISTINCT ON")),
-            LogicalPlan::Join(j) => {
-                let kind = match j.join_type {
-                    JoinType::Inner => JoinKind::Inner,
-                    JoinType::Left => JoinKind::Left,
-                    JoinType::Right => JoinKind::Right,
-                    JoinType::Full => JoinKind::Full,
-                    JoinType::LeftSemi => JoinKind::LeftSemi,
-                    JoinType::LeftAnti if j.null_aware => {
-                        if j.on.len() != 1 || j.filter.is_some() {
-                            return Err(unsupported(
-                                "NOT IN (subquery) with several columns or conditions",
-                            ));
-                        }
-                        JoinKind::NullAwareAnti
-                    }
-                    JoinType::LeftAnti => JoinKind::LeftAnti,
-                    other => return Err(unsupported(format!("{other} join"))),
-                };
-                let left = self.lower(&j.left)?;
-                let right = self.lower(&j.right)?;
-                let ls = j.left.schema();
-                let rs = j.right.schema();
-                let joined_df = ls.join(rs)?;
-                let left_keys =
-                    j.on.iter()
-                        .map(|(l, _)| self.physical(l, ls))
-                        .collect::<Result<_>>()?;
-                let right_keys =
-                    j.on.iter()
-                        .map(|(_, r)| self.physical(r, rs))
-                        .collect::<Result<_>>()?;
-                let filter = j
-                    .filter
-                    .as_ref()
-                    .map(|f| self.physical(f, &joined_df))
-                    .transpose()?;
-                let joined = nullable(joined_df.inner());
-                let schema = match kind {
-                    JoinKind::LeftSemi | JoinKind::LeftAnti | JoinKind::NullAwareAnti => {
-                        nullable(ls.inner())
-                    }
-                    _ => Arc::clone(&joined),
-                };
-                let op = JoinOp {
-                    prefix: self.op_prefix(),
-                    cache: Default::default(),
-                    kind,
-                    null_equal: j.null_equality == NullEquality::NullEqualsNull,
-                    left_keys,
-                    right_keys,
-                    filter,
-                    left_width: ls.fields().len(),
-                    right_width: rs.fields().len(),
-                    joined,
-                    schema,
-                };
-                Ok(Node::Join {
-                    left: Box::new(left),
-                    right: Box::new(right),
-                    op,
-                })
-            }
+            LogicalPlan::Join(j) => self.join(j),
             LogicalPlan::Union(u) => {
                 let inputs = u
                     .inputs
@@ -326,39 +177,8 @@ impl<'a> Lowering<'a> {
                     schema: nullable(u.schema.inner()),
                 })
             }
-            LogicalPlan::EmptyRelation(e) => {
-                let schema = nullable(e.schema.inner());
-                let rows = usize::from(e.produce_one_row);
-                let cols = schema
-                    .fields()
-                    .iter()
-                    .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), rows))
-                    .collect();
-                let opts =
-                    datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
-                Ok(Node::Constant {
-                    batch: RecordBatch::try_new_with_options(schema, cols, &opts)?,
-                })
-            }
-            LogicalPlan::Values(v) => {
-                let schema = nullable(v.schema.inner());
-                let one = RecordBatch::try_new_with_options(
-                    Arc::new(Schema::empty()),
-                    vec![],
-                    &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
-                )?;
-                let empty = DFSchema::empty();
-                let mut batches = Vec::new();
-                for row in &v.values {
-                    let exprs: Vec<Arc<dyn PhysicalExpr>> = row
-                        .iter()
-                        .map(|e| self.physical(e, &empty))
-                        .collect::<Result<_>>()?;
-                    batches.push(crate::ops::project_batch(&one, &exprs, &schema)?);
-                }
-                let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
-                Ok(Node::Constant { batch })
-            }
+            LogicalPlan::EmptyRelation(e) => relational::empty_relation(e),
+            LogicalPlan::Values(v) => self.values(v),
             other => Err(unsupported(format!("the plan node {}", other.display()))),
         }
     }

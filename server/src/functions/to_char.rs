@@ -200,26 +200,31 @@ fn cased(name: &str, written: &str) -> String {
     }
 }
 
+/// Copies the quoted text starting at `from` (just after its opening quote) to `out`; `\"`
+/// inside stands for a quote. Returns the position after the closing quote.
+fn copy_quoted(template: &str, from: usize, out: &mut String) -> usize {
+    let bytes = template.as_bytes();
+    let mut j = from;
+    while j < template.len() && bytes[j] != b'"' {
+        if bytes[j] == b'\\' && j + 1 < template.len() {
+            j += 1;
+        }
+        let c = template[j..].chars().next().expect("in bounds");
+        out.push(c);
+        j += c.len_utf8();
+    }
+    j + 1
+}
+
 /// Appends `t` formatted by `template` to `out`.
 fn format(t: &NaiveDateTime, offset_secs: i32, zone: &str, template: &str, out: &mut String) {
     use std::fmt::Write;
-    let bytes = template.as_bytes();
     let mut i = 0;
     let mut fill = false; // FM: no padding for the next pattern
     while i < template.len() {
         let rest = &template[i..];
         if rest.starts_with('"') {
-            // Quoted text, copied; \" inside stands for a quote.
-            let mut j = i + 1;
-            while j < template.len() && bytes[j] != b'"' {
-                if bytes[j] == b'\\' && j + 1 < template.len() {
-                    j += 1;
-                }
-                let c = template[j..].chars().next().expect("in bounds");
-                out.push(c);
-                j += c.len_utf8();
-            }
-            i = j + 1;
+            i = copy_quoted(template, i + 1, out);
             continue;
         }
         if rest.starts_with("\\\"") {
