@@ -63,3 +63,31 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+/// The files under `dir` by kind, in bytes: RocksDB's table files (`.sst`), write-ahead logs
+/// (`.log`), its info logs (`LOG*`) and everything else.
+pub fn dir_kinds(dir: &Path) -> [(&'static str, u64); 4] {
+    let mut kinds = [("table files", 0), ("WAL", 0), ("info logs", 0), ("other", 0)];
+    let mut walk = vec![dir.to_path_buf()];
+    while let Some(d) = walk.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                walk.push(e.path());
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            let k = if name.ends_with(".sst") {
+                0
+            } else if name.ends_with(".log") {
+                1
+            } else if name.starts_with("LOG") {
+                2
+            } else {
+                3
+            };
+            kinds[k].1 += m.len();
+        }
+    }
+    kinds
+}

@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 
 use super::gen::Config;
 use super::{producer, queries, stream, NexmarkOpts, Topics};
-use crate::procstat::dir_bytes;
+use crate::procstat::{dir_bytes, dir_kinds};
 use crate::server::FreshetServer;
 
 const VIEW: &str = "CREATE MATERIALIZED VIEW growth AS SELECT window_start, count(*) AS n, \
@@ -19,6 +19,7 @@ struct State {
     entries: i64,
     bytes: i64,
     dir: u64,
+    kinds: [(&'static str, u64); 4],
 }
 
 async fn state(c: &Client, server: &FreshetServer, events: u64) -> anyhow::Result<State> {
@@ -34,6 +35,7 @@ async fn state(c: &Client, server: &FreshetServer, events: u64) -> anyhow::Resul
         entries: row.get(0),
         bytes: row.get(1),
         dir: dir_bytes(&server.data_dir()),
+        kinds: dir_kinds(&server.data_dir()),
     })
 }
 
@@ -44,15 +46,21 @@ pub async fn run(o: &NexmarkOpts, cfg: &Config, bootstrap: &str, n: u64) -> anyh
     let (small, large) = result?;
     let mb = |b: u64| b as f64 / 1048576.0;
     println!("State of a 10-second tumbling count of bids (1 window = {} events):\n", 10 * o.event_rate);
-    println!("| events | operator entries | operator MB | data directory MB |");
-    println!("|---|---|---|---|");
+    let kinds: Vec<&str> = small.kinds.iter().map(|k| k.0).collect();
+    println!(
+        "| events | operator entries | operator MB | data directory MB | {} (MB) |",
+        kinds.join(" | ")
+    );
+    println!("|---|---|---|---|{}", "---|".repeat(kinds.len()));
     for s in [&small, &large] {
+        let kinds: Vec<String> = s.kinds.iter().map(|k| format!("{:.1}", mb(k.1))).collect();
         println!(
-            "| {} | {} | {:.2} | {:.1} |",
+            "| {} | {} | {:.2} | {:.1} | {} |",
             s.events,
             s.entries,
             mb(s.bytes.max(0) as u64),
-            mb(s.dir)
+            mb(s.dir),
+            kinds.join(" | ")
         );
     }
     let ratio = large.bytes as f64 / small.bytes.max(1) as f64;

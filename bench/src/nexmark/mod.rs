@@ -310,6 +310,10 @@ async fn stream(
     events: std::ops::Range<u64>,
     tick: &mut dyn FnMut(),
 ) -> anyhow::Result<()> {
+    let names: Vec<(&str, String)> = ["person", "auction", "bid"]
+        .into_iter()
+        .map(|t| (t, format!("{}{t}", to.prefix)))
+        .collect();
     let before = crate::probe::messages_read(c).await?;
     let mut produced = events.start;
     while produced < events.end {
@@ -319,10 +323,13 @@ async fn stream(
             let next = (produced + to.backlog / 2).min(events.end);
             for n in produced..next {
                 let (topic, json) = cfg.event(n).json();
-                let topic = format!("{}{topic}", to.prefix);
+                let topic = names
+                    .iter()
+                    .find_map(|(t, name)| (*t == topic).then_some(name.as_str()))
+                    .expect("one of the three topics");
                 crate::probe::send(
                     p,
-                    BaseRecord::<(), str>::to(&topic)
+                    BaseRecord::<(), str>::to(topic)
                         .payload(&json)
                         .partition((n % to.partitions as u64) as i32),
                 );
