@@ -42,9 +42,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// View maintenance throughput, latency and memory (issue: incremental views).
+    /// View maintenance throughput, latency and memory.
     Views(ViewsOpts),
-    /// Kafka source throughput and freshness with realistic tweets (issue: Kafka sources).
+    /// Kafka source throughput and freshness with realistic tweets.
     Tweets(tweets::TweetsOpts),
     /// pgbench's TPC-B-like transactions, freshet next to PostgreSQL, fsync on both.
     Tpcb(tpcb::TpcbOpts),

@@ -312,6 +312,7 @@ impl<'a> Lowering<'a> {
             mode: OrderedMode::TopN { skip, fetch },
             input_schema: Arc::clone(&schema),
             schema,
+            prune: false,
         };
         Ok(Node::Ordered {
             input: Box::new(node),
@@ -364,9 +365,14 @@ impl<'a> Lowering<'a> {
             prefix: self.op_prefix(),
             partition_by,
             order_by,
-            mode: OrderedMode::Window { exprs },
+            mode: OrderedMode::Window {
+                exprs,
+                rows: None,
+                row_numbers: w.window_expr.iter().all(is_row_number),
+            },
             input_schema: node.schema(),
             schema: nullable(w.schema.inner()),
+            prune: false,
         };
         Ok(Node::Ordered {
             input: Box::new(node),
@@ -613,4 +619,13 @@ fn check_state_types(node: &Node) -> Result<()> {
         }
     }
     node.children().into_iter().try_for_each(check_state_types)
+}
+
+/// Whether a window expression is `row_number()` (aliased or not).
+fn is_row_number(e: &Expr) -> bool {
+    let e = match e {
+        Expr::Alias(a) => a.expr.as_ref(),
+        e => e,
+    };
+    matches!(e, Expr::WindowFunction(f) if f.fun.name() == "row_number")
 }

@@ -214,8 +214,11 @@ impl MaterializedView {
     /// write with no read of a stored multiplicity, and keys stay short; equal rows are
     /// separate entries. Contents stay ordered by the first column, so a filter on it still
     /// reads a key range.
+    /// Top-N and window operators over inputs that never retract keep only the rows their
+    /// output depends on.
     pub fn with_append_only(mut self, append_only_input: &dyn Fn(TableId) -> bool) -> Self {
         self.append_only = self.root.append_only(append_only_input);
+        self.root.mark_never_retracting(append_only_input);
         self
     }
 

@@ -24,6 +24,8 @@ impl Lowering<'_> {
         let (input, schema, exprs) =
             self.with_subqueries(&f.input, std::slice::from_ref(&f.predicate))?;
         let predicate = self.physical(&exprs[0], &schema)?;
+        let mut input = input;
+        crate::ops::limit_window_rows(&mut input, &predicate);
         let width = f.input.schema().fields().len();
         let filtered = Node::Filter {
             input: Box::new(input),

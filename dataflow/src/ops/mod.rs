@@ -25,7 +25,7 @@ use freshet_common::{Datum, TableId};
 
 pub use aggregate::{AggKind, AggSpec, AggregateOp, Closing, ContentsLayout};
 pub use join::{JoinKind, JoinOp};
-pub use ordered::{OrderedMode, OrderedOp};
+pub use ordered::{limit_window_rows, OrderedMode, OrderedOp};
 pub use unnest::UnnestOp;
 pub use window_close::WindowCloseOp;
 
@@ -128,6 +128,48 @@ impl Node {
             // Emits each row once, for good.
             Node::WindowClose { .. } => true,
             _ => false,
+        }
+    }
+
+    /// Whether the output never retracts a row when no relation read for which
+    /// `append_only_input` holds does: [`Node::append_only`]'s operators and inner joins
+    /// (a joined row leaves only when one of its two rows does).
+    pub fn never_retracts(&self, append_only_input: &dyn Fn(TableId) -> bool) -> bool {
+        match self {
+            Node::Join { left, right, op } if op.kind == JoinKind::Inner => {
+                left.never_retracts(append_only_input) && right.never_retracts(append_only_input)
+            }
+            Node::Filter { input, .. }
+            | Node::Project { input, .. }
+            | Node::Unnest { input, .. } => input.never_retracts(append_only_input),
+            Node::Union { inputs, .. } => {
+                inputs.iter().all(|i| i.never_retracts(append_only_input))
+            }
+            other => other.append_only(append_only_input),
+        }
+    }
+
+    /// Tells each top-N and window operator whether its input never retracts a row (see
+    /// [`OrderedOp::with_input_never_retracting`]).
+    pub fn mark_never_retracting(&mut self, append_only_input: &dyn Fn(TableId) -> bool) {
+        if let Node::Ordered { input, op } = self {
+            op.with_input_never_retracting(input.never_retracts(append_only_input));
+        }
+        match self {
+            Node::Scan { .. } | Node::Constant { .. } => {}
+            Node::Filter { input, .. }
+            | Node::Ordered { input, .. }
+            | Node::Unnest { input, .. }
+            | Node::Project { input, .. }
+            | Node::WindowClose { input, .. }
+            | Node::Aggregate { input, .. } => input.mark_never_retracting(append_only_input),
+            Node::Join { left, right, .. } => {
+                left.mark_never_retracting(append_only_input);
+                right.mark_never_retracting(append_only_input);
+            }
+            Node::Union { inputs, .. } => inputs
+                .iter_mut()
+                .for_each(|i| i.mark_never_retracting(append_only_input)),
         }
     }
 

@@ -20,7 +20,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::WindowExpr;
 use freshet_common::Datum;
@@ -28,6 +31,7 @@ use freshet_sql::df_convert::{batch_to_rows, datum_at, rows_to_full_batch};
 use freshet_state::{key_codec, row_codec};
 
 use super::merge::{merged_scan, Entry};
+use super::Node;
 use crate::delta::{consolidate, decode_count, encode, encode_count, push_len_prefixed, Delta};
 use crate::epoch::{state_err, EpochCtx};
 
@@ -38,8 +42,30 @@ type Rows = Vec<(Vec<Datum>, i64)>;
 pub enum OrderedMode {
     /// Rows `skip .. skip + fetch` of the (single) partition.
     TopN { skip: usize, fetch: Option<usize> },
-    /// The input columns followed by one column per window function.
-    Window { exprs: Vec<Arc<dyn WindowExpr>> },
+    /// The input columns followed by one column per window function. With `rows`, only the
+    /// first `rows` rows of each partition are output: a filter above keeps only
+    /// `row_number() <= rows` (every function is `row_number()`, whose value for a row
+    /// depends only on the rows before it), so the rest would be filtered out anyway.
+    Window {
+        exprs: Vec<Arc<dyn WindowExpr>>,
+        rows: Option<usize>,
+        /// Every function is `row_number()`.
+        row_numbers: bool,
+    },
+}
+
+impl OrderedMode {
+    /// How many leading rows of a partition the output depends on; `None` for all.
+    fn leading_rows(&self) -> Option<usize> {
+        match *self {
+            OrderedMode::TopN {
+                skip,
+                fetch: Some(f),
+            } => Some(skip.saturating_add(f)),
+            OrderedMode::Window { rows, .. } => rows,
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -51,6 +77,10 @@ pub struct OrderedOp {
     /// The input's schema (window functions evaluate over batches of it).
     pub input_schema: SchemaRef,
     pub schema: SchemaRef,
+    /// The input never retracts a row, so a row past the leading rows the output depends on
+    /// can never move up into them: it is deleted from the state, which keeps that many rows
+    /// per partition (see [`OrderedOp::with_input_never_retracting`]).
+    pub prune: bool,
 }
 
 /// One input row's change in one partition.
@@ -74,17 +104,24 @@ impl OrderedOp {
                     fetch.map_or("ALL".into(), |f| f.to_string())
                 )
             }
-            OrderedMode::Window { exprs } => format!(
-                "Window: partition_keys={} order=[{}] functions=[{}]",
+            OrderedMode::Window { exprs, rows, .. } => format!(
+                "Window: partition_keys={} order=[{}] functions=[{}]{}",
                 self.partition_by.len(),
                 order.join(", "),
                 exprs
                     .iter()
                     .map(|e| e.name().to_owned())
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                rows.map_or(String::new(), |r| format!(" rows={r}"))
             ),
         }
+    }
+
+    /// Marks the input as never retracting a row: with a limit on the rows it outputs per
+    /// partition, the state keeps only those rows.
+    pub fn with_input_never_retracting(&mut self, never: bool) {
+        self.prune = never && self.mode.leading_rows().is_some();
     }
 
     fn key(&self, space: u8, partition: &[u8]) -> Vec<u8> {
@@ -219,20 +256,23 @@ impl OrderedOp {
         &self,
         prefix: &[u8],
         changed: &BTreeMap<Vec<u8>, (Vec<Datum>, i64)>,
-        ctx: &EpochCtx<'_>,
+        ctx: &mut EpochCtx<'_>,
     ) -> Result<Rows> {
-        let limit = match self.mode {
-            OrderedMode::TopN {
-                skip,
-                fetch: Some(f),
-            } => Some(skip.saturating_add(f)),
-            _ => None,
-        };
+        let limit = self.mode.leading_rows();
         let mut rows: Rows = Vec::new();
         let mut taken: usize = 0;
-        merged_scan(ctx.snapshot, prefix, changed, false, |_, entry| {
+        let mut pruned: Vec<Vec<u8>> = Vec::new();
+        merged_scan(ctx.snapshot, prefix, changed, false, |pos, entry| {
             if limit.is_some_and(|l| taken >= l) {
-                return Ok(false);
+                if !self.prune {
+                    return Ok(false);
+                }
+                // Past the leading rows for good: the partition held at most that many
+                // before this epoch, so this visits at most as many more as the epoch added.
+                if !matches!(entry, Entry::Changed((_, 0))) {
+                    pruned.push([prefix, pos].concat());
+                }
+                return Ok(true);
             }
             let (row, n) = match entry {
                 Entry::Changed((row, n)) => (row.clone(), *n),
@@ -247,9 +287,12 @@ impl OrderedOp {
             }
             Ok(true)
         })?;
+        for key in pruned {
+            ctx.batch.delete(key);
+        }
         match &self.mode {
             OrderedMode::TopN { skip, fetch } => Ok(slice(rows, *skip, *fetch)),
-            OrderedMode::Window { exprs } => self.windows(rows, exprs),
+            OrderedMode::Window { exprs, .. } => self.windows(rows, exprs),
         }
     }
 
@@ -294,4 +337,86 @@ fn slice(rows: Rows, skip: usize, fetch: Option<usize>) -> Rows {
         }
     }
     out
+}
+
+/// With `predicate` filtering `input`: when it keeps only `row_number() <= k` (or `< k`, or
+/// `= k`) of a window of row numbers only — through projections and other filters — that
+/// window outputs only the first `k` rows of each partition.
+pub fn limit_window_rows(input: &mut Node, predicate: &Arc<dyn PhysicalExpr>) {
+    for (column, k) in row_bounds(predicate) {
+        let mut node = &mut *input;
+        let mut column = column;
+        loop {
+            match node {
+                Node::Filter { input, .. } => node = input.as_mut(),
+                Node::Project { input, exprs, .. } => {
+                    let Some(c) = exprs
+                        .get(column)
+                        .and_then(|e| e.downcast_ref::<Column>())
+                        .map(Column::index)
+                    else {
+                        break;
+                    };
+                    column = c;
+                    node = input.as_mut();
+                }
+                Node::Ordered { op, .. } => {
+                    let width = op.input_schema.fields().len();
+                    if let OrderedMode::Window {
+                        rows,
+                        row_numbers: true,
+                        ..
+                    } = &mut op.mode
+                    {
+                        if column >= width {
+                            *rows = Some(rows.map_or(k, |r| r.min(k)));
+                        }
+                    }
+                    break;
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+/// The conjuncts of `predicate` that bound a column from above by a constant: (column, the
+/// largest value it can take), for integers of at least 1.
+fn row_bounds(predicate: &Arc<dyn PhysicalExpr>) -> Vec<(usize, usize)> {
+    let Some(b) = predicate.downcast_ref::<BinaryExpr>() else {
+        return vec![];
+    };
+    if *b.op() == Operator::And {
+        let mut out = row_bounds(b.left());
+        out.extend(row_bounds(b.right()));
+        return out;
+    }
+    let (col, op, lit) = match (
+        b.left().downcast_ref::<Column>(),
+        b.right().downcast_ref::<Literal>(),
+        b.left().downcast_ref::<Literal>(),
+        b.right().downcast_ref::<Column>(),
+    ) {
+        (Some(c), Some(l), _, _) => (c, *b.op(), l),
+        (_, _, Some(l), Some(c)) => match b.op().swap() {
+            Some(op) => (c, op, l),
+            None => return vec![],
+        },
+        _ => return vec![],
+    };
+    let value = match lit.value() {
+        ScalarValue::Int64(Some(v)) => *v,
+        ScalarValue::UInt64(Some(v)) => i64::try_from(*v).unwrap_or(i64::MAX),
+        ScalarValue::Int32(Some(v)) => i64::from(*v),
+        _ => return vec![],
+    };
+    let max = match op {
+        Operator::LtEq | Operator::Eq => value,
+        Operator::Lt => value - 1,
+        _ => return vec![],
+    };
+    match usize::try_from(max) {
+        Ok(k) if k >= 1 => vec![(col.index(), k)],
+        _ => vec![],
+    }
 }
