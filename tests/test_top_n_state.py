@@ -1,7 +1,8 @@
-"""Top-N per partition (`row_number() … <= k`, `ORDER BY … LIMIT k`): over a source, whose rows
-never leave, the operators keep only the k rows per partition their output depends on, so
-their state stays bounded while the stream grows; over a table, whose rows can be deleted and
-updated, every row stays. Both equal PostgreSQL's recompute, also after kill -9."""
+"""Top-N per partition (`row_number() … <= k`, `ORDER BY … LIMIT k`) and MIN/MAX: over a source,
+whose rows never leave, top-N keeps only the k rows per partition its output depends on and
+MIN/MAX keep no values, so their state stays bounded while the stream grows; over a table,
+whose rows can be deleted and updated, every row stays. Both equal PostgreSQL's recompute,
+also after kill -9."""
 import json
 import random
 
@@ -17,6 +18,9 @@ VIEWS = {
     "last1": ("SELECT * FROM (SELECT id, price, row_number() OVER (PARTITION BY id % 20 "
               "ORDER BY ts DESC, id) AS rn FROM {r}) t WHERE rn < 2",) * 2,
     "best3": ("SELECT id, price FROM {r} ORDER BY price DESC, id LIMIT 3",) * 2,
+    # MIN/MAX: over a source they follow arrivals and keep no values; a table's keep theirs.
+    "mm": ("SELECT id % 20 AS k, min(price) AS lo, max(price) AS hi, count(*) AS n "
+           "FROM {r} GROUP BY 1",) * 2,
 }
 
 
@@ -55,6 +59,9 @@ def test_top_n_keeps_only_the_rows_it_needs(kafka, tmp_path, postgres):
         plan = "\n".join(r[0] for r in conn.execute(
             f"EXPLAIN CREATE MATERIALIZED VIEW x AS {VIEWS['top2'][0].format(r='bids')}").fetchall())
         assert "rows=2" in plan, plan
+        plan = "\n".join(r[0] for r in conn.execute(
+            f"EXPLAIN CREATE MATERIALIZED VIEW x AS {VIEWS['mm'][0].format(r='bids')}").fetchall())
+        assert "min/max from arrivals" in plan, plan
 
         def produce(first, n):
             # In time order: none is late (a late row stays out of the source's views).
@@ -86,7 +93,9 @@ def test_top_n_keeps_only_the_rows_it_needs(kafka, tmp_path, postgres):
         assert large["bids_best3"] <= 2 * 3, large
         for name in VIEWS:
             assert large[f"bids_{name}"] <= max(small[f"bids_{name}"], 1) * 2, (small, large)
+        assert large["bids_mm"] <= max(small["bids_mm"], 1) * 2, (small, large)
         assert entries(conn, "tbl")["tbl_top2"] >= 4400, "a table's rows can come back up"
+        assert entries(conn, "tbl")["tbl_mm"] >= 1000, "a table's MIN/MAX keep their values"
 
         # The table's top rows deleted and updated: the rows below them move up.
         for stmt in ["DELETE FROM tbl WHERE price > 9000", "UPDATE tbl SET price = price / 2 WHERE id % 3 = 0"]:

@@ -149,11 +149,18 @@ impl Node {
         }
     }
 
-    /// Tells each top-N and window operator whether its input never retracts a row (see
-    /// [`OrderedOp::with_input_never_retracting`]).
+    /// Tells each top-N, window and aggregate operator whether its input never retracts a
+    /// row (see [`OrderedOp::with_input_never_retracting`],
+    /// [`AggregateOp::with_input_never_retracting`]).
     pub fn mark_never_retracting(&mut self, append_only_input: &dyn Fn(TableId) -> bool) {
-        if let Node::Ordered { input, op } = self {
-            op.with_input_never_retracting(input.never_retracts(append_only_input));
+        match self {
+            Node::Ordered { input, op } => {
+                op.with_input_never_retracting(input.never_retracts(append_only_input));
+            }
+            Node::Aggregate { input, op } => {
+                op.with_input_never_retracting(input.never_retracts(append_only_input));
+            }
+            _ => {}
         }
         match self {
             Node::Scan { .. } | Node::Constant { .. } => {}

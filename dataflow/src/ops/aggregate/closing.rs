@@ -20,7 +20,7 @@ use datafusion::error::Result;
 use freshet_common::Datum;
 use freshet_state::key_codec;
 
-use super::AggregateOp;
+use super::{AggKind, AggregateOp};
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 use crate::bound::Bound;
 
@@ -147,7 +147,11 @@ impl AggregateOp {
             ctx.batch.delete(&key);
         }
         for (i, spec) in self.aggs.iter().enumerate() {
-            if spec.kind.keeps_values() && self.shares[i].is_none() {
+            let min_max = matches!(spec.kind, AggKind::Min | AggKind::Max);
+            if spec.kind.keeps_values()
+                && self.shares[i].is_none()
+                && (!min_max || self.min_max_multisets())
+            {
                 let from = self.multiset_prefix(i, group);
                 if let Some(to) = successor(&from) {
                     ctx.batch.delete_range(&from, &to);

@@ -148,6 +148,9 @@ pub struct AggregateOp {
     staged_in_log: AtomicBool,
     /// The group column whose bound closes groups (see closing.rs).
     closing: Option<Closing>,
+    /// The input never retracts a row: MIN/MAX follow arrivals in the accumulator alone and
+    /// keep no multiset (see [`AggregateOp::with_input_never_retracting`]).
+    input_never_retracts: bool,
 }
 
 /// Where the groups' accumulators are stored.
@@ -262,7 +265,20 @@ impl AggregateOp {
             retracted: AtomicBool::new(false),
             staged_in_log: AtomicBool::new(false),
             closing: None,
+            input_never_retracts: false,
         }
+    }
+
+    /// Marks the input as never retracting a row: a MIN or MAX then only ever moves one way,
+    /// so the accumulator's value and each epoch's arrivals decide it, and no multiset of
+    /// values (one write per row) is kept for retractions that cannot come.
+    pub fn with_input_never_retracting(&mut self, never: bool) {
+        self.input_never_retracts = never;
+    }
+
+    /// Whether MIN/MAX keep their values' multisets.
+    fn min_max_multisets(&self) -> bool {
+        !self.input_never_retracts
     }
 
     /// With `on`, MIN/MAX keep one entry per occurrence of a value (see the module
@@ -318,8 +334,15 @@ impl AggregateOp {
             Some(c) => format!(" closes group column {} below {}", c.column, c.bound),
             None => String::new(),
         };
+        let arrivals = if self.input_never_retracts && self.aggs.iter().any(|a| {
+            matches!(a.kind, AggKind::Min | AggKind::Max)
+        }) {
+            " min/max from arrivals"
+        } else {
+            ""
+        };
         format!(
-            "Aggregate: group_keys={} aggregates=[{}]{closing}",
+            "Aggregate: group_keys={} aggregates=[{}]{closing}{arrivals}",
             self.group.len(),
             aggs.join(", ")
         )

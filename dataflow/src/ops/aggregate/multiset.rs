@@ -152,6 +152,11 @@ impl AggregateOp {
             }
             return Ok(first.map_or_else(|| old_v.clone(), |(_, v)| pick(v)));
         }
+        if !self.min_max_multisets() {
+            return Err(DataFusionError::Internal(
+                "a MIN/MAX over an input that never retracts got a retraction".into(),
+            ));
+        }
         // Reads the multiset: its staged occurrences must be in the state first (a
         // preview's snapshot has them folded).
         if !ctx.preview {

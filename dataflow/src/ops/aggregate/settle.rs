@@ -165,7 +165,7 @@ impl AggregateOp {
                     // A MAX sharing a MIN's multiset reads it from the end.
                     let (agg, write, reverse) = match self.shares[i] {
                         Some(min) => (min, false, true),
-                        None => (i, true, false),
+                        None => (i, self.min_max_multisets(), false),
                     };
                     let new_v = self.update_min_max(
                         agg,
