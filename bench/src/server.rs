@@ -1,16 +1,13 @@
 //! A freshet server process started (and stopped, by PID) by the bench.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use freshet_testkit::{Launch, Server};
 
 use tokio_postgres::{Client, NoTls};
 
-pub struct FreshetServer {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
+pub struct FreshetServer(Server);
 
 /// A free loopback port.
 pub fn free_port() -> anyhow::Result<u16> {
@@ -45,51 +42,38 @@ impl FreshetServer {
         block_cache_mb: u64,
         durable: bool,
     ) -> anyhow::Result<FreshetServer> {
-        let dir = tempfile::Builder::new()
-            .prefix("freshet-bench-")
-            .tempdir()?;
-        let port = free_port()?;
-        let child = Command::new(bin)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--sync-commits")
-            .arg(durable.to_string())
-            .arg("--block-cache-mb")
-            .arg(block_cache_mb.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("starting {}: {e}", bin.display()))?;
-        let server = FreshetServer { child, port, dir };
+        let server = Launch::new(bin)
+            .sync_commits(durable)
+            .args(["--block-cache-mb".to_string(), block_cache_mb.to_string()])
+            .quiet()
+            .start()?;
+        let server = FreshetServer(server);
         drop(server.connect().await?);
         Ok(server)
     }
 
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        let dsn = format!(
-            "host=127.0.0.1 port={} dbname=freshet user=bench",
-            self.port
-        );
-        connect_until(&dsn, Instant::now() + Duration::from_secs(60)).await
+        connect_until(
+            &self.0.dsn("bench"),
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.0.data_dir().to_path_buf()
     }
 
     /// Stops the server (SIGKILL to our own child) and removes its data.
-    pub fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn stop(self) {
+        drop(self.0);
     }
 }

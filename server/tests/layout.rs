@@ -4,32 +4,16 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+
+use freshet_testkit::{Launch, Server};
 use std::time::{Duration, Instant};
 
-/// Starts freshet on `data`; returns (child, port).
-fn start(data: &Path) -> (std::process::Child, u16) {
-    let port_file = data.with_extension("port");
-    let _ = std::fs::remove_file(&port_file);
-    let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["--listen", "127.0.0.1:0", "--sync-commits", "false", "--data-dir"])
-        .arg(data)
-        .arg("--port-file")
-        .arg(&port_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start freshet");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(p) = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-        {
-            return (child, p);
-        }
-        assert!(Instant::now() < deadline, "freshet did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Starts freshet on `data`.
+fn start(data: &Path) -> Server {
+    Launch::new(env!("CARGO_BIN_EXE_freshet"))
+        .data_dir(data)
+        .start()
+        .expect("start freshet")
 }
 
 /// Runs freshet on `data` expecting it to refuse to start; returns what it printed.
@@ -76,9 +60,9 @@ fn tamper(data: &Path, what: &str) {
 async fn other_format_versions_and_changed_dataflows_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut child, port) = start(&data);
+    let mut server = start(&data);
     let (client, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=rust dbname=freshet"),
+        &server.dsn("rust"),
         tokio_postgres::NoTls,
     )
     .await
@@ -92,13 +76,10 @@ async fn other_format_versions_and_changed_dataflows_are_refused() {
         .await
         .unwrap();
     drop(client);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
 
     // The untouched directory opens again.
-    let (mut child, _) = start(&data);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    start(&data).kill();
 
     tamper(&data, "fingerprint");
     let msg = refused(&data);

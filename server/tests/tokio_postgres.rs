@@ -1,70 +1,19 @@
 //! tokio-postgres against the real binary: prepared statements with typed parameters.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use freshet_testkit::{Launch, Server};
 
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port_file = dir.path().join("port");
-        let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--sync-commits",
-                "false",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .arg("--port-file")
-            .arg(&port_file)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start freshet");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let port = loop {
-            if let Some(p) = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                break p;
-            }
-            assert!(Instant::now() < deadline, "freshet did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Server {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start() -> Server {
+    Launch::new(env!("CARGO_BIN_EXE_freshet"))
+        .start()
+        .expect("start freshet")
 }
 
 #[tokio::test]
 async fn prepared_statements_with_parameters() {
-    let server = Server::start();
-    let (client, conn) = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user=rust dbname=freshet",
-            server.port
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect");
+    let server = start();
+    let (client, conn) = tokio_postgres::connect(&server.dsn("rust"), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
     tokio::spawn(conn);
     client
         .batch_execute("CREATE TABLE kv (k BIGINT PRIMARY KEY, v TEXT, f DOUBLE PRECISION)")

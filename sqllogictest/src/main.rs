@@ -4,10 +4,8 @@
 //! Prints `N passed, M failed` and exits non-zero when any file fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Parser;
 use sqllogictest::Runner;
 use sqllogictest_engines::postgres::{PostgresConfig, PostgresExtended, PostgresSimple};
@@ -27,63 +25,23 @@ struct Opts {
 }
 
 /// A freshet server started for one mode; killed on drop.
-struct ServerProcess {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+struct ServerProcess(freshet_testkit::Server);
 
 impl ServerProcess {
     fn start(bin: &Path) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let port_file = dir.path().join("port");
-        let child = Command::new(bin)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--sync-commits",
-                "false",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .arg("--port-file")
-            .arg(&port_file)
+        freshet_testkit::Launch::new(bin)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(s) = std::fs::read_to_string(&port_file) {
-                if let Ok(port) = s.trim().parse() {
-                    return Ok(Self {
-                        child,
-                        port,
-                        _dir: dir,
-                    });
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("freshet did not start listening within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            .start()
+            .map(Self)
     }
 
     fn config(&self) -> PostgresConfig {
         let mut c = PostgresConfig::new();
         c.host("127.0.0.1")
-            .port(self.port)
+            .port(self.0.port())
             .user("slt")
             .dbname("freshet");
         c
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
