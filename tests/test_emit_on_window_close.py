@@ -145,6 +145,10 @@ def test_emit_on_window_close(kafka, tmp_path, postgres):
         conn.execute("FLUSH")
         seen, late = check(seen)
         assert len(late) >= 60, "the rows 40 s or more behind are late"
+        # Each view over the source counts the late rows it skipped.
+        counts = {(v, s): n for v, s, n in conn.execute(
+            "SELECT view, source, late_rows FROM freshet_internal.view_late_rows").fetchall()}
+        assert {counts.get((name, "bids")) for name in list(VIEWS) + ["t_open"]} == {len(late)}, counts
 
         # kill -9: emitted windows stay, pending ones close later exactly once.
         server.kill9()

@@ -162,21 +162,8 @@ impl Node {
             }
             _ => {}
         }
-        match self {
-            Node::Scan { .. } | Node::Constant { .. } => {}
-            Node::Filter { input, .. }
-            | Node::Ordered { input, .. }
-            | Node::Unnest { input, .. }
-            | Node::Project { input, .. }
-            | Node::WindowClose { input, .. }
-            | Node::Aggregate { input, .. } => input.mark_never_retracting(append_only_input),
-            Node::Join { left, right, .. } => {
-                left.mark_never_retracting(append_only_input);
-                right.mark_never_retracting(append_only_input);
-            }
-            Node::Union { inputs, .. } => inputs
-                .iter_mut()
-                .for_each(|i| i.mark_never_retracting(append_only_input)),
+        for child in self.children_mut() {
+            child.mark_never_retracting(append_only_input);
         }
     }
 
@@ -203,6 +190,21 @@ impl Node {
             | Node::Aggregate { input, .. } => vec![input],
             Node::Join { left, right, .. } => vec![left, right],
             Node::Union { inputs, .. } => inputs.iter().collect(),
+        }
+    }
+
+    /// The direct inputs, to change.
+    fn children_mut(&mut self) -> Vec<&mut Node> {
+        match self {
+            Node::Scan { .. } | Node::Constant { .. } => vec![],
+            Node::Filter { input, .. }
+            | Node::Ordered { input, .. }
+            | Node::Unnest { input, .. }
+            | Node::Project { input, .. }
+            | Node::WindowClose { input, .. }
+            | Node::Aggregate { input, .. } => vec![input],
+            Node::Join { left, right, .. } => vec![left, right],
+            Node::Union { inputs, .. } => inputs.iter_mut().collect(),
         }
     }
 

@@ -54,6 +54,7 @@ const TABLES: &[&str] = &[
     "source_progress",
     "source_watermarks",
     "view_errors",
+    "view_late_rows",
     "view_state",
 ];
 
@@ -378,6 +379,7 @@ impl SchemaProvider for InternalSchema {
             "metrics" => self.metrics().map(Some),
             "late_rows" => event_time::late_rows(&self.engine).map(Some),
             "source_watermarks" => event_time::source_watermarks(&self.engine).map(Some),
+            "view_late_rows" => event_time::view_late_rows(&self.engine).map(Some),
             "source_errors" => self.source_errors().map(Some),
             "source_gaps" => self.source_gaps().map(Some),
             "source_progress" => self.source_progress().map(Some),

@@ -95,3 +95,51 @@ pub fn late_rows(engine: &Engine) -> Result<Arc<dyn TableProvider>> {
         ],
     )
 }
+
+/// `view_late_rows (view, source, late_rows)`: per view and each source with `WATERMARK FOR`
+/// it reads (directly or through other views), how many of the source's rows arrived late and
+/// so were skipped by the view (lateness is decided at the source, for every view over it).
+pub fn view_late_rows(engine: &Engine) -> Result<Arc<dyn TableProvider>> {
+    let snapshot = engine.store.snapshot();
+    let mut late = std::collections::HashMap::new();
+    for def in engine.catalog.sources() {
+        if def.watermark.is_some() {
+            let rows = crate::coord::sources::watermark::read_late(&snapshot, def.id)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            late.insert(def.id, (def.name.clone(), rows.len() as i64));
+        }
+    }
+    let views = engine.catalog.views();
+    let inputs: std::collections::HashMap<_, _> =
+        views.iter().map(|v| (v.id, v.inputs.clone())).collect();
+    let (mut view, mut src, mut count) = (vec![], vec![], vec![]);
+    for v in &views {
+        // The relations it reads, through other views.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = v.inputs.clone();
+        while let Some(r) = todo.pop() {
+            if seen.insert(r) {
+                todo.extend(inputs.get(&r).into_iter().flatten().copied());
+            }
+        }
+        for r in seen {
+            if let Some((name, n)) = late.get(&r) {
+                view.push(v.name.clone());
+                src.push(name.clone());
+                count.push(*n);
+            }
+        }
+    }
+    relation(
+        vec![
+            Field::new("view", DataType::Utf8, false),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("late_rows", DataType::Int64, false),
+        ],
+        vec![
+            Arc::new(StringArray::from(view)),
+            Arc::new(StringArray::from(src)),
+            Arc::new(Int64Array::from(count)),
+        ],
+    )
+}
