@@ -113,5 +113,19 @@ def test_top_n_keeps_only_the_rows_it_needs(kafka, tmp_path, postgres):
         conn.execute("FLUSH")
         check(conn, pg, "bids")
         check(conn, pg, "tbl")
+
+        # Equal rows arriving (a message sent twice, once in one epoch, once in a later one):
+        # counted, ranked one after the other.
+        dups = [bid(i, 500 + i * 0.001) for i in range(9000, 9040)]
+        for b in dups:
+            b["price"] = 9999 if b["id"] % 2 else 9000 + b["id"] % 7
+        for rounds in ([dups, dups], [dups]):
+            for batch in rounds:
+                send(producer, "topn", [(0, json.dumps(b).encode(), None) for b in batch])
+                with pg.cursor().copy("COPY bids (id, price, ts) FROM STDIN") as cp:
+                    for b in batch:
+                        cp.write_row((b["id"], b["price"], b["ts"]))
+            conn.execute("FLUSH")
+            check(conn, pg, "bids")
     finally:
         server.stop()

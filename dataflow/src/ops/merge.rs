@@ -14,7 +14,10 @@ pub(crate) enum Entry<'a, T> {
     Stored(&'a [u8]),
     /// Changed by this epoch (possibly new, possibly deleted: the caller's `T` says).
     Changed(&'a T),
+    /// Changed by this epoch, over a stored entry with the same key (its value).
+    ChangedStored(&'a T, &'a [u8]),
 }
+
 
 /// Pages grow from `FIRST_PAGE` entries (most visits stop at the first entry) to `MAX_PAGE`.
 const FIRST_PAGE: usize = 4;
@@ -22,7 +25,7 @@ const MAX_PAGE: usize = 1024;
 
 /// Visits the entries under `prefix` in key order (descending when `reverse`) — stored ones
 /// merged with `changed` (key suffix → new state), a changed entry replacing a stored one with
-/// the same suffix — until `visit` returns `false`. Reads the store in pages, so stopping
+/// the same suffix (visited as [`Entry::ChangedStored`]) — until `visit` returns `false`. Reads the store in pages, so stopping
 /// early reads little.
 pub(crate) fn merged_scan<T>(
     snapshot: &Snapshot,
@@ -62,7 +65,7 @@ pub(crate) fn merged_scan<T>(
             }
             let go_on = match pending.peek() {
                 Some((p, t)) if p.as_slice() == suffix => {
-                    let r = visit(p, Entry::Changed(t))?;
+                    let r = visit(p, Entry::ChangedStored(t, v))?;
                     pending.next();
                     r
                 }

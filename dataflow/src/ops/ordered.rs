@@ -146,8 +146,12 @@ impl OrderedOp {
         let mut out: Rows = Vec::new();
         for (partition, changes) in parts {
             let in_prefix = self.key(b'i', &partition);
-            let changed = self.store_inputs(&in_prefix, changes, ctx)?;
-            let new_out = self.compute(&in_prefix, &changed, ctx)?;
+            let new_out = if self.prune {
+                self.arrivals(&in_prefix, changes, ctx)?
+            } else {
+                let changed = self.store_inputs(&in_prefix, changes, ctx)?;
+                self.compute(&in_prefix, &changed, ctx)?
+            };
             let out_prefix = self.key(b'o', &partition);
             let mut old_out: Rows = Vec::new();
             for (k, v) in ctx.snapshot.scan_prefix(&out_prefix).map_err(state_err)? {
@@ -256,26 +260,17 @@ impl OrderedOp {
         &self,
         prefix: &[u8],
         changed: &BTreeMap<Vec<u8>, (Vec<Datum>, i64)>,
-        ctx: &mut EpochCtx<'_>,
+        ctx: &EpochCtx<'_>,
     ) -> Result<Rows> {
         let limit = self.mode.leading_rows();
         let mut rows: Rows = Vec::new();
         let mut taken: usize = 0;
-        let mut pruned: Vec<Vec<u8>> = Vec::new();
-        merged_scan(ctx.snapshot, prefix, changed, false, |pos, entry| {
+        merged_scan(ctx.snapshot, prefix, changed, false, |_, entry| {
             if limit.is_some_and(|l| taken >= l) {
-                if !self.prune {
-                    return Ok(false);
-                }
-                // Past the leading rows for good: the partition held at most that many
-                // before this epoch, so this visits at most as many more as the epoch added.
-                if !matches!(entry, Entry::Changed((_, 0))) {
-                    pruned.push([prefix, pos].concat());
-                }
-                return Ok(true);
+                return Ok(false);
             }
             let (row, n) = match entry {
-                Entry::Changed((row, n)) => (row.clone(), *n),
+                Entry::Changed((row, n)) | Entry::ChangedStored((row, n), _) => (row.clone(), *n),
                 Entry::Stored(v) => {
                     let n = decode_count(v.get(..8).unwrap_or_default())?;
                     (row_codec::decode_row(&v[8..]).map_err(state_err)?, n)
@@ -287,13 +282,80 @@ impl OrderedOp {
             }
             Ok(true)
         })?;
-        for key in pruned {
-            ctx.batch.delete(key);
-        }
+        self.output(rows)
+    }
+
+    /// The partition's output from its leading rows in order.
+    fn output(&self, rows: Rows) -> Result<Rows> {
         match &self.mode {
             OrderedMode::TopN { skip, fetch } => Ok(slice(rows, *skip, *fetch)),
             OrderedMode::Window { exprs, .. } => self.windows(rows, exprs),
         }
+    }
+
+    /// [`OrderedOp::compute`] for an input that never retracts (`prune`): the epoch's rows
+    /// only arrive, so nothing is read ahead of the one ordered scan. Arrivals that end among
+    /// the leading rows are written with their count (a stored equal row's added); stored
+    /// rows pushed past them are deleted, and arrivals past them never written. The partition
+    /// held at most the leading rows before, so the scan visits at most that many plus the
+    /// epoch's arrivals.
+    fn arrivals(
+        &self,
+        prefix: &[u8],
+        changes: BTreeMap<Vec<u8>, Change>,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<Rows> {
+        let limit = self.mode.leading_rows().unwrap_or(usize::MAX);
+        let mut changed = BTreeMap::new();
+        for (pos, c) in changes {
+            if c.weight < 0 {
+                return Err(DataFusionError::Internal(
+                    "a top-N over an input that never retracts got a retraction".into(),
+                ));
+            }
+            if c.weight > 0 {
+                changed.insert(pos, (c.row, c.weight));
+            }
+        }
+        let mut rows: Rows = Vec::new();
+        let mut taken: usize = 0;
+        let mut puts: Vec<(Vec<u8>, i64, Vec<Datum>)> = Vec::new();
+        let mut deletes: Vec<Vec<u8>> = Vec::new();
+        merged_scan(ctx.snapshot, prefix, &changed, false, |pos, entry| {
+            if taken >= limit {
+                if !matches!(entry, Entry::Changed(_)) {
+                    deletes.push([prefix, pos].concat());
+                }
+                return Ok(true);
+            }
+            let (row, n) = match entry {
+                Entry::Changed((row, w)) => {
+                    puts.push(([prefix, pos].concat(), *w, row.clone()));
+                    (row.clone(), *w)
+                }
+                Entry::ChangedStored((row, w), v) => {
+                    let n = decode_count(v.get(..8).unwrap_or_default())? + *w;
+                    puts.push(([prefix, pos].concat(), n, row.clone()));
+                    (row.clone(), n)
+                }
+                Entry::Stored(v) => {
+                    let n = decode_count(v.get(..8).unwrap_or_default())?;
+                    (row_codec::decode_row(&v[8..]).map_err(state_err)?, n)
+                }
+            };
+            taken = taken.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+            rows.push((row, n));
+            Ok(true)
+        })?;
+        for (key, n, row) in puts {
+            let mut v = encode_count(n).to_vec();
+            row_codec::encode_row(&row, &mut v);
+            ctx.batch.put(key, v);
+        }
+        for key in deletes {
+            ctx.batch.delete(key);
+        }
+        self.output(rows)
     }
 
     /// Evaluates the window functions over one partition's rows (in order).

@@ -36,8 +36,12 @@ fn first_surviving(
     let mut first = Datum::Null;
     merged_scan(ctx.snapshot, prefix, changed, reverse, |suffix, entry| {
         match (entry, occurrences) {
-            (Entry::Changed((_, _, n)), _) if *n <= 0 => return Ok(true),
-            (Entry::Changed((v, _, _)), _) => first = v.clone(),
+            (Entry::Changed((_, _, n)) | Entry::ChangedStored((_, _, n), _), _) if *n <= 0 => {
+                return Ok(true)
+            }
+            (Entry::Changed((v, _, _)) | Entry::ChangedStored((v, _, _), _), _) => {
+                first = v.clone()
+            }
             (Entry::Stored(b), Some(o)) => first = o.value(suffix, b)?,
             (Entry::Stored(b), None) => first = entry_value(b)?.1,
         }
@@ -286,7 +290,9 @@ impl AggregateOp {
         let (mut old, mut new) = (Vec::new(), Vec::new());
         merged_scan(ctx.snapshot, prefix, &changed, false, |_, entry| {
             let (v, old_n, new_n) = match entry {
-                Entry::Changed((v, o, n)) => (v.clone(), *o, *n),
+                Entry::Changed((v, o, n)) | Entry::ChangedStored((v, o, n), _) => {
+                    (v.clone(), *o, *n)
+                }
                 Entry::Stored(b) => {
                     let (n, v) = entry_value(b)?;
                     (v, n, n)
