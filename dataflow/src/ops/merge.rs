@@ -18,7 +18,6 @@ pub(crate) enum Entry<'a, T> {
     ChangedStored(&'a T, &'a [u8]),
 }
 
-
 /// Pages grow from `FIRST_PAGE` entries (most visits stop at the first entry) to `MAX_PAGE`.
 const FIRST_PAGE: usize = 4;
 const MAX_PAGE: usize = 1024;
