@@ -319,42 +319,35 @@ impl OrderedOp {
         }
         let mut rows: Rows = Vec::new();
         let mut taken: usize = 0;
-        let mut puts: Vec<(Vec<u8>, i64, Vec<Datum>)> = Vec::new();
-        let mut deletes: Vec<Vec<u8>> = Vec::new();
+        let batch = &mut *ctx.batch;
         merged_scan(ctx.snapshot, prefix, &changed, false, |pos, entry| {
             if taken >= limit {
                 if !matches!(entry, Entry::Changed(_)) {
-                    deletes.push([prefix, pos].concat());
+                    batch.delete([prefix, pos].concat());
                 }
                 return Ok(true);
             }
             let (row, n) = match entry {
-                Entry::Changed((row, w)) => {
-                    puts.push(([prefix, pos].concat(), *w, row.clone()));
-                    (row.clone(), *w)
-                }
-                Entry::ChangedStored((row, w), v) => {
-                    let n = decode_count(v.get(..8).unwrap_or_default())? + *w;
-                    puts.push(([prefix, pos].concat(), n, row.clone()));
-                    (row.clone(), n)
-                }
                 Entry::Stored(v) => {
                     let n = decode_count(v.get(..8).unwrap_or_default())?;
                     (row_codec::decode_row(&v[8..]).map_err(state_err)?, n)
+                }
+                Entry::Changed((row, w)) | Entry::ChangedStored((row, w), _) => {
+                    let stored = match entry {
+                        Entry::ChangedStored(_, v) => decode_count(v.get(..8).unwrap_or_default())?,
+                        _ => 0,
+                    };
+                    let n = stored + *w;
+                    let mut v = encode_count(n).to_vec();
+                    row_codec::encode_row(row, &mut v);
+                    batch.put([prefix, pos].concat(), v);
+                    (row.clone(), n)
                 }
             };
             taken = taken.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
             rows.push((row, n));
             Ok(true)
         })?;
-        for (key, n, row) in puts {
-            let mut v = encode_count(n).to_vec();
-            row_codec::encode_row(&row, &mut v);
-            ctx.batch.put(key, v);
-        }
-        for key in deletes {
-            ctx.batch.delete(key);
-        }
         self.output(rows)
     }
 
