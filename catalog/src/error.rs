@@ -29,6 +29,15 @@ pub enum Error {
     /// A membership grant that would make a role a member of itself.
     #[error("role \"{0}\" is a member of role \"{1}\"")]
     CircularMembership(String, String),
+    /// `DROP INDEX` of a name that is no index.
+    #[error("index \"{0}\" does not exist")]
+    UndefinedIndex(String),
+    /// `DROP INDEX` of a relation that is not an index.
+    #[error("\"{0}\" is not an index")]
+    NotAnIndex(String),
+    /// `DROP INDEX` of the index a constraint is enforced through.
+    #[error("cannot drop index {0} because constraint {0} on table {1} requires it")]
+    IndexRequired(String, String),
     /// The store failed.
     #[error(transparent)]
     State(#[from] freshet_state::Error),
@@ -54,6 +63,9 @@ impl UserError for Error {
             Error::UndefinedRole(_) => SqlState::UNDEFINED_OBJECT,
             Error::RoleInUse(..) => SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
             Error::CircularMembership(..) => SqlState::INVALID_GRANT_OPERATION,
+            Error::UndefinedIndex(_) => SqlState::UNDEFINED_OBJECT,
+            Error::NotAnIndex(_) => SqlState::WRONG_OBJECT_TYPE,
+            Error::IndexRequired(..) => SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
             Error::State(e) => e.sqlstate(),
             Error::Decode(_) | Error::Corrupt => SqlState::INTERNAL_ERROR,
         }

@@ -7,6 +7,7 @@
 
 mod access;
 mod error;
+mod index;
 mod role;
 mod table;
 
@@ -21,7 +22,10 @@ pub use error::{Error, Result};
 pub use role::{
     grant, render_acl, revoke, AclItem, Privileges, RoleDef, ScramSecret, BOOTSTRAP_ROLE_OID,
 };
-pub use table::{CheckDef, ColumnDef, Identity, SinkDef, SourceDef, TableDef, UniqueDef, ViewDef};
+pub use index::{IndexKind, TableIndex};
+pub use table::{
+    CheckDef, ColumnDef, Identity, IndexDef, SinkDef, SourceDef, TableDef, UniqueDef, ViewDef,
+};
 
 /// The only schema for now; `search_path` resolves to it.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -410,6 +414,7 @@ mod tests {
             primary_key: vec![0],
             checks: Vec::new(),
             uniques: Vec::new(),
+            indexes: Vec::new(),
             owner: String::new(),
             acl: Vec::new(),
         }

@@ -71,12 +71,28 @@ pub struct TableDef {
     /// `UNIQUE` constraints, each kept as an index of its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uniques: Vec<UniqueDef>,
+    /// `CREATE INDEX`es on it (see [`IndexDef`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexDef>,
     /// The role that owns it; empty for the bootstrap superuser.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub owner: String,
     /// Privileges granted on it (beyond the owner's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acl: Vec<crate::AclItem>,
+}
+
+/// A `CREATE INDEX` on a table: a name in the relations' namespace, listed by the catalogs
+/// (`pg_indexes`, `pg_index`, `\d`) and dropped with `DROP INDEX` or its table. It keeps no
+/// entries of its own: reads by primary key, unique constraint or scan answer every query, so
+/// the index changes no result and no plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDef {
+    pub name: String,
+    /// Assigned by the catalog, from the same counter as tables (it names the index's OID).
+    pub id: TableId,
+    /// Indexes into the table's columns, in key order.
+    pub columns: Vec<usize>,
 }
 
 /// A `UNIQUE` constraint, enforced through an index: one entry per row whose constrained

@@ -54,13 +54,20 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
             })
         }),
     ));
-    ctx.register_udf(create_udf(
+    // Every type, collation and function lives in pg_catalog, which is on every search path.
+    for name in [
         "pg_collation_is_visible",
-        vec![DataType::Int64],
-        DataType::Boolean,
-        Volatility::Stable,
-        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
-    ));
+        "pg_type_is_visible",
+        "pg_function_is_visible",
+    ] {
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Int64],
+            DataType::Boolean,
+            Volatility::Stable,
+            Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
+        ));
+    }
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject {
         signature: Signature::variadic_any(Volatility::Immutable),
     }));

@@ -227,6 +227,7 @@ fn template_context(
         .with_default_features()
         .with_analyzer_rule(Arc::new(freshet_sql::arith::FoldConstants))
         .with_analyzer_rule(Arc::new(freshet_sql::pg_text::TextCasts))
+        .with_analyzer_rule(Arc::new(freshet_sql::scalar_subquery::ScalarSubqueryRows))
         .with_physical_optimizer_rule(Arc::new(freshet_sql::arith::PgArithmetic))
         .build();
     let ctx = SessionContext::new_with_state(state);
@@ -257,5 +258,6 @@ fn template_context(
         Arc::new(InternalSchema::new(Arc::clone(engine), Arc::clone(query_budget))),
     )?;
     crate::functions::register(&ctx, opts.query_memory_mb << 20);
+    crate::query::pg_index::register_functions(&ctx, engine);
     Ok(ctx)
 }

@@ -7,6 +7,7 @@ mod copy;
 mod ddl;
 mod describe;
 mod execute;
+mod index;
 mod notify;
 mod query;
 mod subscribe;
@@ -443,6 +444,8 @@ fn is_ddl(stmt: &Statement) -> bool {
             s,
             Statement::CreateTable(_)
                 | Statement::DropTable { .. }
+                | Statement::CreateIndex(_)
+                | Statement::DropIndex { .. }
                 | Statement::DropMaterializedView { .. }
                 | Statement::CreateSource(_)
                 | Statement::DropSource { .. }

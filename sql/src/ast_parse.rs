@@ -75,6 +75,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     if lower.contains("array(") {
         stmts.iter_mut().for_each(crate::array_subquery::rewrite);
     }
+    if lower.contains("generate_subscripts") {
+        stmts.iter_mut().for_each(crate::set_returning::rewrite_subscripts);
+    }
     if lower.contains("pg_table_is_visible") {
         stmts.iter_mut().for_each(crate::visibility::rewrite);
     }

@@ -89,3 +89,40 @@ mod tests {
         assert_eq!(named("SELECT * FROM t"), "SELECT * FROM t");
     }
 }
+
+/// `generate_subscripts(a, 1)` in a select list as `unnest(generate_series(1,
+/// cardinality(a)))`: the subscripts of a one-dimensional array, one row each, zipped with
+/// the other set-returning calls of the list as PostgreSQL does (SQLAlchemy's inspector pairs
+/// it with `unnest(indkey)`).
+pub fn rewrite_subscripts(stmt: &mut ast::Statement) {
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        let ast::Expr::Function(f) = e else {
+            return ControlFlow::<()>::Continue(());
+        };
+        let is_it = f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .is_some_and(|i| i.value.eq_ignore_ascii_case("generate_subscripts"));
+        let ast::FunctionArguments::List(list) = &f.args else {
+            return ControlFlow::Continue(());
+        };
+        if !is_it || list.args.len() != 2 {
+            return ControlFlow::Continue(());
+        }
+        let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(array)) = &list.args[0] else {
+            return ControlFlow::Continue(());
+        };
+        let sql = format!("unnest(generate_series(1, cardinality({array})))");
+        if let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(
+            &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        )
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_expr())
+        {
+            *e = parsed;
+        }
+        ControlFlow::Continue(())
+    });
+}

@@ -21,6 +21,10 @@ pub enum Statement {
     Truncate { table: String },
     /// `CREATE TABLE`.
     CreateTable(crate::create_table::CreateTablePlan),
+    /// `CREATE INDEX`.
+    CreateIndex(crate::index::CreateIndexPlan),
+    /// `DROP INDEX`.
+    DropIndex { names: Vec<String>, if_exists: bool },
     /// `DROP TABLE`.
     DropTable {
         names: Vec<String>,
@@ -323,6 +327,16 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             if_exists,
             cascade,
         },
+        S::Drop {
+            object_type: ObjectType::Index,
+            if_exists,
+            names,
+            ..
+        } => Statement::DropIndex {
+            names: names.iter().map(object_name).collect::<Result<_, _>>()?,
+            if_exists,
+        },
+        S::CreateIndex(ci) => Statement::CreateIndex(crate::index::bind_create_index(ci)?),
         S::Drop { object_type, .. } => {
             return Err(PgError::not_supported(format!("DROP {object_type}")))
         }

@@ -126,14 +126,54 @@ impl ExtendedQueryHandler for ExtendedHandler {
         // decoded as anything else, or left untyped, arrow-pg drops a NULL of it from the
         // list, shifting every later parameter.
         let text = datafusion::arrow::datatypes::DataType::Utf8;
-        let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> = prepared
+        let mut inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> = prepared
             .described
             .params
             .iter()
             .map(|p| Some(p.as_ref().unwrap_or(&text)))
             .collect();
+        // A number, boolean, date or timestamp the client sent typed (psycopg 3 sends a Python int as int2,
+        // int4 or int8 by its size) where we expect text: decoded as the client's type, then
+        // cast to text, instead of refused.
+        let natively: Vec<usize> = (0..inferred.len())
+            .filter(|&i| {
+                inferred[i] == Some(&text)
+                    && portal
+                        .statement
+                        .parameter_types
+                        .get(i)
+                        .and_then(|t| t.as_ref())
+                        .is_some_and(|t| {
+                            matches!(
+                                *t,
+                                Type::INT2
+                                    | Type::INT4
+                                    | Type::INT8
+                                    | Type::FLOAT4
+                                    | Type::FLOAT8
+                                    | Type::NUMERIC
+                                    | Type::BOOL
+                                    | Type::DATE
+                                    | Type::TIMESTAMP
+                                    | Type::TIMESTAMPTZ
+                            )
+                        })
+            })
+            .collect();
+        for &i in &natively {
+            inferred[i] = None;
+        }
         let params = if portal.parameter_len() > 0 {
-            let values = deserialize_parameters(portal, &inferred).map_err(param_error)?;
+            let mut values = deserialize_parameters(portal, &inferred).map_err(param_error)?;
+            if let datafusion::common::ParamValues::List(list) = &mut values {
+                for &i in &natively {
+                    if let Some(p) = list.get_mut(i) {
+                        p.value = p.value.cast_to(&text).map_err(|e| {
+                            to_wire_error(freshet_sql::error::map_df_error(&e))
+                        })?;
+                    }
+                }
+            }
             let decoded = match &values {
                 datafusion::common::ParamValues::List(l) => l.len(),
                 datafusion::common::ParamValues::Map(m) => m.len(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int16Array, Int32Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Int16Array, Int32Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{Int16Type, Int32Type, SchemaRef, UInt32Type};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
@@ -41,7 +41,7 @@ impl PgCatalogOverlay {
 impl SchemaProvider for PgCatalogOverlay {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.inner.table_names();
-        for t in super::pg_roles::ROLE_TABLES {
+        for t in super::pg_roles::ROLE_TABLES.iter().chain(&["pg_indexes"]) {
             if !names.iter().any(|n| n == t) {
                 names.push((*t).to_owned());
             }
@@ -53,7 +53,40 @@ impl SchemaProvider for PgCatalogOverlay {
         if super::pg_roles::ROLE_TABLES.contains(&name) {
             return super::pg_roles::role_table(&self.engine.catalog, name);
         }
+        if name == "pg_indexes" {
+            let (Some(class), Some(namespace)) = (
+                self.inner.table("pg_class").await?,
+                self.inner.table("pg_namespace").await?,
+            ) else {
+                return Ok(None);
+            };
+            return Ok(Some(Arc::new(super::pg_index::PgIndexes::new(
+                class,
+                namespace,
+                Arc::clone(&self.engine),
+            ))));
+        }
         let table = self.inner.table(name).await?;
+        let keys = match name {
+            "pg_index" => Some(super::pg_index::Which::PgIndex),
+            "pg_constraint" => Some(super::pg_index::Which::PgConstraint),
+            _ => None,
+        };
+        if let (Some(which), Some(inner)) = (keys, table.clone()) {
+            let (Some(class), Some(namespace)) = (
+                self.inner.table("pg_class").await?,
+                self.inner.table("pg_namespace").await?,
+            ) else {
+                return Ok(table);
+            };
+            return Ok(Some(Arc::new(super::pg_index::KeyCatalog::new(
+                which,
+                inner,
+                class,
+                namespace,
+                Arc::clone(&self.engine),
+            ))));
+        }
         if name == "pg_class" {
             let (Some(class), Some(namespace)) =
                 (table.clone(), self.inner.table("pg_namespace").await?)
@@ -61,6 +94,13 @@ impl SchemaProvider for PgCatalogOverlay {
                 return Ok(table);
             };
             let mut fields = class.schema().fields().to_vec();
+            fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+                "reloptions",
+                datafusion::arrow::datatypes::DataType::List(Arc::new(
+                    datafusion::arrow::datatypes::Field::new("item", datafusion::arrow::datatypes::DataType::Utf8, true),
+                )),
+                true,
+            )));
             fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
                 "relacl",
                 datafusion::arrow::datatypes::DataType::List(Arc::new(
@@ -96,7 +136,9 @@ impl SchemaProvider for PgCatalogOverlay {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        super::pg_roles::ROLE_TABLES.contains(&name) || self.inner.table_exist(name)
+        super::pg_roles::ROLE_TABLES.contains(&name)
+            || name == "pg_indexes"
+            || self.inner.table_exist(name)
     }
 }
 
@@ -108,13 +150,13 @@ struct TypedPgAttribute {
     engine: Arc<Engine>,
 }
 
-async fn read_all(table: &Arc<dyn TableProvider>, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+pub(super) async fn read_all(table: &Arc<dyn TableProvider>, state: &dyn Session) -> Result<Vec<RecordBatch>> {
     let plan = table.scan(state, None, &[], None).await?;
     collect(plan, state.task_ctx()).await
 }
 
 /// The OID of `public` in pg_namespace.
-async fn public_oid(
+pub(super) async fn public_oid(
     namespace: &Arc<dyn TableProvider>,
     state: &dyn Session,
 ) -> Result<Option<i64>> {
@@ -186,9 +228,24 @@ impl TableProvider for MatviewPgClass {
             let (owners, acl) = self.access(&b, public)?;
             let idx = b.schema().index_of("relowner")?;
             cols[idx] = owners;
+            let has_index: BooleanArray = (0..b.num_rows())
+                .map(|i| {
+                    let ours = public.is_some() && oid_at(ns, i) == public;
+                    Some(ours && self.engine.catalog.table(name.value(i)).is_some_and(|t| !t.all_indexes().is_empty()))
+                })
+                .collect();
+            let idx = b.schema().index_of("relhasindex")?;
+            cols[idx] = Arc::new(has_index);
+            cols.push(datafusion::arrow::array::new_null_array(&acl.data_type().clone(), b.num_rows()));
             cols.push(acl);
             out.push(RecordBatch::try_new(Arc::clone(&self.schema), cols)?);
         }
+        let (_, indexes) =
+            super::pg_index::catalog_indexes(&self.engine, &self.class, &self.namespace, state)
+                .await?;
+        let catalog = &self.engine.catalog;
+        let owner = |t: &freshet_catalog::TableDef| catalog.role(&t.owner).map_or(10, |r| r.oid as i32);
+        out.push(super::pg_index::class_rows(&self.schema, public, &indexes, &owner)?);
         let exec = MemorySourceConfig::try_new(&[out], self.schema(), projection.cloned())?
             .with_limit(limit);
         Ok(datafusion::datasource::source::DataSourceExec::from_data_source(exec))
@@ -230,14 +287,14 @@ impl MatviewPgClass {
     }
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+pub(super) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
     batch
         .column_by_name(name)
         .ok_or_else(|| DataFusionError::Internal(format!("pg_catalog column {name} missing")))
 }
 
 /// Reads an OID-ish column (Int32 or UInt32 depending on the table) as i64.
-fn oid_at(a: &ArrayRef, i: usize) -> Option<i64> {
+pub(super) fn oid_at(a: &ArrayRef, i: usize) -> Option<i64> {
     if a.is_null(i) {
         return None;
     }

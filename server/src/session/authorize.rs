@@ -61,6 +61,11 @@ impl Session {
                 .iter()
                 .try_for_each(|n| who.require_owner_of(cat, n)),
             Statement::ResetSource { name } => who.require_owner_of(cat, name),
+            Statement::CreateIndex(plan) => who.require_owner_of(cat, &plan.table),
+            Statement::DropIndex { names, .. } => names
+                .iter()
+                .filter_map(|n| cat.index_table(n))
+                .try_for_each(|t| who.require_owner_of(cat, &t.name)),
             Statement::Subscribe(plan) | Statement::DeclareSubscribe { plan, .. } => {
                 match &plan.query {
                     Some(q) => relations(q)

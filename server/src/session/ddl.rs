@@ -44,6 +44,7 @@ impl Session {
                     columns,
                 })
                 .collect(),
+            indexes: Vec::new(),
             owner: self.new_owner(),
             acl: Vec::new(),
         };

@@ -42,6 +42,8 @@ impl Session {
             Statement::ExplainDml(explain) => self.explain_dml(*explain, params).await,
             Statement::Truncate { table } => self.truncate(&table).await,
             Statement::CreateTable(plan) => self.create_table(plan).await,
+            Statement::CreateIndex(plan) => self.create_index(plan).await,
+            Statement::DropIndex { names, if_exists } => self.drop_indexes(&names, if_exists).await,
             Statement::DropTable {
                 names,
                 if_exists,

@@ -1,0 +1,714 @@
+//! Our tables' indexes and key constraints in the catalogs: `pg_index`, `pg_constraint`,
+//! `pg_indexes`, index rows of `pg_class`, and `pg_get_indexdef` / `pg_get_constraintdef`.
+//!
+//! Every primary key, `UNIQUE` constraint and `CREATE INDEX` is an index (see the catalog's
+//! `TableDef::all_indexes`); a primary key and a `UNIQUE` constraint are also a constraint.
+//! Their OIDs come from their catalog ids, so they are the same in every statement: an index's
+//! is [`INDEX_OID_BASE`] + its id, its constraint's [`CONSTRAINT_OID_BASE`] + its id. The
+//! vector columns (`indkey`, `conkey`, …) are arrays, as clients `unnest` them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    new_null_array, Array, ArrayRef, AsArray, BooleanArray, Int16Array, Int32Array, ListBuilder,
+    PrimitiveBuilder, RecordBatch, StringArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Int16Type, Int32Type, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::Result;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use freshet_catalog::{IndexKind, TableDef};
+
+use super::pg_attribute::{column, oid_at, public_oid, read_all};
+use crate::coord::engine::Engine;
+
+/// An index's OID is this plus its catalog id.
+pub(crate) const INDEX_OID_BASE: i64 = 1_000_000_000;
+/// A key constraint's OID is this plus its index's catalog id.
+pub(crate) const CONSTRAINT_OID_BASE: i64 = 1_500_000_000;
+/// `pg_am`'s btree.
+const BTREE_AM: i32 = 403;
+
+/// One index of one of our tables, as the catalogs show it.
+pub(crate) struct CatalogIndex {
+    pub table: Arc<TableDef>,
+    pub table_oid: i32,
+    pub oid: i32,
+    pub name: String,
+    pub kind: IndexKind,
+    pub columns: Vec<usize>,
+}
+
+impl CatalogIndex {
+    fn constraint_oid(&self) -> Option<i32> {
+        (self.kind != IndexKind::Plain)
+            .then(|| (i64::from(self.oid) - INDEX_OID_BASE + CONSTRAINT_OID_BASE) as i32)
+    }
+
+    /// The default btree operator class of each key column (pg_opclass, PostgreSQL's OIDs).
+    fn opclasses(&self) -> Vec<i32> {
+        self.columns
+            .iter()
+            .map(|&c| {
+                let ty = &self.table.columns[c].ty;
+                if matches!(ty, freshet_common::SqlType::Array(_)) {
+                    return 10000;
+                }
+                match ty.oid() {
+                    16 => 10003,
+                    17 => 10006,
+                    20 => 3124,
+                    21 => 1979,
+                    23 => 1978,
+                    25 | 1043 => 3126,
+                    700 => 10012,
+                    701 => 3123,
+                    1042 => 10004,
+                    1082 => 3122,
+                    1083 => 10038,
+                    1114 => 3128,
+                    1184 => 3127,
+                    1186 => 10022,
+                    1700 => 3125,
+                    2950 => 10065,
+                    3802 => 10088,
+                    _ => 0,
+                }
+            })
+            .collect()
+    }
+
+    fn key(&self) -> Vec<i16> {
+        self.columns.iter().map(|&c| c as i16 + 1).collect()
+    }
+}
+
+/// Every index of our tables, with the tables' OIDs as `class` (datafusion-pg-catalog's
+/// pg_class) gives them; and the OID of `public`.
+pub(crate) async fn catalog_indexes(
+    engine: &Engine,
+    class: &Arc<dyn TableProvider>,
+    namespace: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+) -> Result<(Option<i64>, Vec<CatalogIndex>)> {
+    let public = public_oid(namespace, state).await?;
+    let mut oids = HashMap::new();
+    for b in read_all(class, state).await? {
+        let (oid, name, ns) = (
+            column(&b, "oid")?,
+            column(&b, "relname")?.as_string::<i32>(),
+            column(&b, "relnamespace")?,
+        );
+        for i in 0..b.num_rows() {
+            if public.is_some() && oid_at(ns, i) == public {
+                if let Some(o) = oid_at(oid, i) {
+                    oids.insert(name.value(i).to_owned(), o as i32);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for table in engine.catalog.tables() {
+        let Some(&table_oid) = oids.get(&table.name) else {
+            continue;
+        };
+        for ix in table.all_indexes() {
+            out.push(CatalogIndex {
+                table: Arc::clone(&table),
+                table_oid,
+                oid: (INDEX_OID_BASE + ix.id.0 as i64) as i32,
+                name: ix.name.clone(),
+                kind: ix.kind,
+                columns: ix.columns.to_vec(),
+            });
+        }
+    }
+    Ok((public, out))
+}
+
+/// `CREATE [UNIQUE] INDEX name ON public.t USING btree (a, b)`, as `pg_get_indexdef` gives it.
+pub(crate) fn index_def(
+    table: &TableDef,
+    name: &str,
+    kind: IndexKind,
+    columns: &[usize],
+) -> String {
+    let unique = if kind == IndexKind::Plain {
+        ""
+    } else {
+        "UNIQUE "
+    };
+    format!(
+        "CREATE {unique}INDEX {} ON public.{} USING btree ({})",
+        quote(name),
+        quote(&table.name),
+        column_list(table, columns)
+    )
+}
+
+/// `PRIMARY KEY (a)` or `UNIQUE (a, b)`, as `pg_get_constraintdef` gives it.
+pub(crate) fn constraint_def(table: &TableDef, kind: IndexKind, columns: &[usize]) -> String {
+    let what = if kind == IndexKind::Primary {
+        "PRIMARY KEY"
+    } else {
+        "UNIQUE"
+    };
+    format!("{what} ({})", column_list(table, columns))
+}
+
+fn column_list(table: &TableDef, columns: &[usize]) -> String {
+    columns
+        .iter()
+        .map(|&c| quote(&table.columns[c].name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An identifier as PostgreSQL prints it: quoted unless lower-case letters, digits and `_`.
+fn quote(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// A row batch of `schema` with the given columns and every other column its type's zero
+/// (or NULL where nullable).
+pub(crate) fn rows_with(
+    schema: &SchemaRef,
+    n: usize,
+    given: &HashMap<&str, ArrayRef>,
+) -> Result<RecordBatch> {
+    let mut cols = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        if let Some(a) = given.get(f.name().as_str()) {
+            cols.push(datafusion::arrow::compute::cast(a, f.data_type())?);
+        } else if f.is_nullable() {
+            cols.push(new_null_array(f.data_type(), n));
+        } else {
+            let zero = match f.data_type() {
+                DataType::Utf8 => ScalarValue::Utf8(Some(String::new())),
+                DataType::Boolean => ScalarValue::Boolean(Some(false)),
+                t => ScalarValue::new_zero(t)?,
+            };
+            cols.push(zero.to_array_of_size(n)?);
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), cols)?)
+}
+
+fn list_type(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, true)))
+}
+
+/// `schema` with the named text columns (PostgreSQL vectors and arrays) as lists of `item`.
+fn with_lists(schema: &SchemaRef, lists: &[(&str, DataType)]) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match lists.iter().find(|(n, _)| n == f.name()) {
+            Some((_, item)) => Field::new(f.name(), list_type(item.clone()), true),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// A text vector (`1 2` or `{1,2}`) column as a list of integers.
+fn parse_vectors(a: &ArrayRef, item: &DataType) -> ArrayRef {
+    let texts = a.as_string::<i32>();
+    let numbers = |t: &str| -> Vec<i64> {
+        t.trim_matches(|c| c == '{' || c == '}')
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter_map(|v| v.trim().parse().ok())
+            .collect()
+    };
+    if *item == DataType::Int16 {
+        let mut b = ListBuilder::new(PrimitiveBuilder::<Int16Type>::new());
+        for t in texts.iter() {
+            match t {
+                Some(t) => {
+                    numbers(t)
+                        .into_iter()
+                        .for_each(|v| b.values().append_value(v as i16));
+                    b.append(true);
+                }
+                None => b.append(false),
+            }
+        }
+        Arc::new(b.finish())
+    } else {
+        let mut b = ListBuilder::new(PrimitiveBuilder::<Int32Type>::new());
+        for t in texts.iter() {
+            match t {
+                Some(t) => {
+                    numbers(t)
+                        .into_iter()
+                        .for_each(|v| b.values().append_value(v as i32));
+                    b.append(true);
+                }
+                None => b.append(false),
+            }
+        }
+        Arc::new(b.finish())
+    }
+}
+
+fn int_lists<T: Copy + Into<i64>>(rows: &[Vec<T>], item: &DataType) -> ArrayRef {
+    if *item == DataType::Int16 {
+        let mut b = ListBuilder::new(PrimitiveBuilder::<Int16Type>::new());
+        for r in rows {
+            r.iter()
+                .for_each(|&v| b.values().append_value(v.into() as i16));
+            b.append(true);
+        }
+        Arc::new(b.finish())
+    } else {
+        let mut b = ListBuilder::new(PrimitiveBuilder::<Int32Type>::new());
+        for r in rows {
+            r.iter()
+                .for_each(|&v| b.values().append_value(v.into() as i32));
+            b.append(true);
+        }
+        Arc::new(b.finish())
+    }
+}
+
+/// Which catalog relation a [`KeyCatalog`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Which {
+    PgIndex,
+    PgConstraint,
+}
+
+/// `pg_index` or `pg_constraint`: datafusion-pg-catalog's rows (its vectors as arrays), then
+/// ours.
+#[derive(Debug)]
+pub(crate) struct KeyCatalog {
+    which: Which,
+    inner: Arc<dyn TableProvider>,
+    class: Arc<dyn TableProvider>,
+    namespace: Arc<dyn TableProvider>,
+    engine: Arc<Engine>,
+    schema: SchemaRef,
+}
+
+impl KeyCatalog {
+    fn lists(which: Which) -> Vec<(&'static str, DataType)> {
+        match which {
+            Which::PgIndex => vec![
+                ("indkey", DataType::Int16),
+                ("indcollation", DataType::Int32),
+                ("indclass", DataType::Int32),
+            ],
+            Which::PgConstraint => vec![("conkey", DataType::Int16), ("confkey", DataType::Int16)],
+        }
+    }
+
+    pub(crate) fn new(
+        which: Which,
+        inner: Arc<dyn TableProvider>,
+        class: Arc<dyn TableProvider>,
+        namespace: Arc<dyn TableProvider>,
+        engine: Arc<Engine>,
+    ) -> Self {
+        let schema = with_lists(&inner.schema(), &Self::lists(which));
+        Self {
+            which,
+            inner,
+            class,
+            namespace,
+            engine,
+            schema,
+        }
+    }
+
+    fn ours(&self, public: Option<i64>, indexes: &[CatalogIndex]) -> Result<RecordBatch> {
+        let rows: Vec<&CatalogIndex> = match self.which {
+            Which::PgIndex => indexes.iter().collect(),
+            Which::PgConstraint => indexes
+                .iter()
+                .filter(|i| i.kind != IndexKind::Plain)
+                .collect(),
+        };
+        let n = rows.len();
+        let keys: Vec<Vec<i16>> = rows.iter().map(|i| i.key()).collect();
+        let zeros: Vec<Vec<i16>> = keys.iter().map(|k| vec![0; k.len()]).collect();
+        let opclasses: Vec<Vec<i32>> = rows.iter().map(|i| i.opclasses()).collect();
+        let ints = |f: &dyn Fn(&CatalogIndex) -> i32| -> ArrayRef {
+            Arc::new(Int32Array::from(
+                rows.iter().map(|i| f(i)).collect::<Vec<_>>(),
+            ))
+        };
+        let bools = |f: &dyn Fn(&CatalogIndex) -> bool| -> ArrayRef {
+            Arc::new(BooleanArray::from(
+                rows.iter().map(|i| f(i)).collect::<Vec<_>>(),
+            ))
+        };
+        let texts = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v; n])) };
+        let mut given: HashMap<&str, ArrayRef> = HashMap::new();
+        match self.which {
+            Which::PgIndex => {
+                let natts: ArrayRef = Arc::new(Int16Array::from(
+                    keys.iter().map(|k| k.len() as i16).collect::<Vec<_>>(),
+                ));
+                given.insert("indexrelid", ints(&|i| i.oid));
+                given.insert("indrelid", ints(&|i| i.table_oid));
+                given.insert("indnatts", Arc::clone(&natts));
+                given.insert("indnkeyatts", natts);
+                given.insert("indisunique", bools(&|i| i.kind != IndexKind::Plain));
+                given.insert("indisprimary", bools(&|i| i.kind == IndexKind::Primary));
+                for always in ["indimmediate", "indisvalid", "indisready", "indislive"] {
+                    given.insert(always, bools(&|_| true));
+                }
+                given.insert("indkey", int_lists(&keys, &DataType::Int16));
+                given.insert("indcollation", int_lists(&zeros, &DataType::Int32));
+                given.insert("indclass", int_lists(&opclasses, &DataType::Int32));
+                // int2vector text, which clients split themselves (SQLAlchemy does).
+                given.insert(
+                    "indoption",
+                    Arc::new(StringArray::from_iter_values(zeros.iter().map(|z| {
+                        z.iter()
+                            .map(|v| v.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    }))),
+                );
+            }
+            Which::PgConstraint => {
+                given.insert("oid", ints(&|i| i.constraint_oid().unwrap_or(0)));
+                given.insert(
+                    "conname",
+                    Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|i| i.name.as_str()),
+                    )),
+                );
+                given.insert("connamespace", ints(&|_| public.unwrap_or(0) as i32));
+                given.insert(
+                    "contype",
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|i| {
+                        if i.kind == IndexKind::Primary {
+                            "p"
+                        } else {
+                            "u"
+                        }
+                    }))),
+                );
+                given.insert("convalidated", bools(&|_| true));
+                given.insert("conislocal", bools(&|_| true));
+                given.insert("connoinherit", bools(&|_| true));
+                given.insert("conrelid", ints(&|i| i.table_oid));
+                given.insert("conindid", ints(&|i| i.oid));
+                for m in ["confupdtype", "confdeltype", "confmatchtype"] {
+                    given.insert(m, texts(" "));
+                }
+                given.insert("conkey", int_lists(&keys, &DataType::Int16));
+            }
+        }
+        rows_with(&self.schema, n, &given)
+    }
+}
+
+#[async_trait]
+impl TableProvider for KeyCatalog {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let lists = Self::lists(self.which);
+        let mut out = Vec::new();
+        for b in read_all(&self.inner, state).await? {
+            let mut cols = b.columns().to_vec();
+            for (name, item) in &lists {
+                let idx = b.schema().index_of(name)?;
+                cols[idx] = parse_vectors(&cols[idx], item);
+            }
+            out.push(RecordBatch::try_new(Arc::clone(&self.schema), cols)?);
+        }
+        let (public, indexes) =
+            catalog_indexes(&self.engine, &self.class, &self.namespace, state).await?;
+        out.push(self.ours(public, &indexes)?);
+        let exec = MemorySourceConfig::try_new(&[out], self.schema(), projection.cloned())?
+            .with_limit(limit);
+        Ok(datafusion::datasource::source::DataSourceExec::from_data_source(exec))
+    }
+}
+
+/// `pg_indexes`: one row per index of our tables.
+#[derive(Debug)]
+pub(crate) struct PgIndexes {
+    class: Arc<dyn TableProvider>,
+    namespace: Arc<dyn TableProvider>,
+    engine: Arc<Engine>,
+}
+
+impl PgIndexes {
+    pub(crate) fn new(
+        class: Arc<dyn TableProvider>,
+        namespace: Arc<dyn TableProvider>,
+        engine: Arc<Engine>,
+    ) -> Self {
+        Self {
+            class,
+            namespace,
+            engine,
+        }
+    }
+
+    fn schema_ref() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("schemaname", DataType::Utf8, false),
+            Field::new("tablename", DataType::Utf8, false),
+            Field::new("indexname", DataType::Utf8, false),
+            Field::new("tablespace", DataType::Utf8, true),
+            Field::new("indexdef", DataType::Utf8, false),
+        ]))
+    }
+}
+
+#[async_trait]
+impl TableProvider for PgIndexes {
+    fn schema(&self) -> SchemaRef {
+        Self::schema_ref()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (_, indexes) =
+            catalog_indexes(&self.engine, &self.class, &self.namespace, state).await?;
+        let text = |f: &dyn Fn(&CatalogIndex) -> String| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(indexes.iter().map(|i| f(i))))
+        };
+        let batch = RecordBatch::try_new(
+            Self::schema_ref(),
+            vec![
+                text(&|_| freshet_catalog::DEFAULT_SCHEMA.to_owned()),
+                text(&|i| i.table.name.clone()),
+                text(&|i| i.name.clone()),
+                new_null_array(&DataType::Utf8, indexes.len()),
+                text(&|i| index_def(&i.table, &i.name, i.kind, &i.columns)),
+            ],
+        )?;
+        let exec = MemorySourceConfig::try_new(&[vec![batch]], self.schema(), projection.cloned())?
+            .with_limit(limit);
+        Ok(datafusion::datasource::source::DataSourceExec::from_data_source(exec))
+    }
+}
+
+/// pg_class rows of our indexes (relkind `i`), for [`super::pg_attribute`]'s pg_class.
+pub(crate) fn class_rows(
+    schema: &SchemaRef,
+    public: Option<i64>,
+    indexes: &[CatalogIndex],
+    owner: &dyn Fn(&TableDef) -> i32,
+) -> Result<RecordBatch> {
+    let n = indexes.len();
+    let ints = |f: &dyn Fn(&CatalogIndex) -> i32| -> ArrayRef {
+        Arc::new(Int32Array::from(
+            indexes.iter().map(|i| f(i)).collect::<Vec<_>>(),
+        ))
+    };
+    let mut given: HashMap<&str, ArrayRef> = HashMap::new();
+    given.insert("oid", ints(&|i| i.oid));
+    given.insert("relfilenode", ints(&|i| i.oid));
+    given.insert(
+        "relname",
+        Arc::new(StringArray::from_iter_values(
+            indexes.iter().map(|i| i.name.as_str()),
+        )),
+    );
+    given.insert("relnamespace", ints(&|_| public.unwrap_or(0) as i32));
+    given.insert("relowner", ints(&|i| owner(&i.table)));
+    given.insert("relam", ints(&|_| BTREE_AM));
+    given.insert("relkind", Arc::new(StringArray::from(vec!["i"; n])));
+    given.insert("relpersistence", Arc::new(StringArray::from(vec!["p"; n])));
+    given.insert("relreplident", Arc::new(StringArray::from(vec!["n"; n])));
+    given.insert(
+        "relnatts",
+        Arc::new(Int16Array::from(
+            indexes
+                .iter()
+                .map(|i| i.columns.len() as i16)
+                .collect::<Vec<_>>(),
+        )),
+    );
+    given.insert(
+        "relispopulated",
+        Arc::new(BooleanArray::from(vec![true; n])),
+    );
+    rows_with(schema, n, &given)
+}
+
+/// The text of index or constraint `oid` when it is one of ours.
+pub(crate) fn definition_of(engine: &Engine, oid: i64) -> Option<String> {
+    let (id, constraint) = if oid >= CONSTRAINT_OID_BASE {
+        (oid - CONSTRAINT_OID_BASE, true)
+    } else if oid >= INDEX_OID_BASE {
+        (oid - INDEX_OID_BASE, false)
+    } else {
+        return None;
+    };
+    for table in engine.catalog.tables() {
+        for ix in table.all_indexes() {
+            if ix.id.0 as i64 != id {
+                continue;
+            }
+            return Some(if constraint {
+                if ix.kind == IndexKind::Plain {
+                    return None;
+                }
+                constraint_def(&table, ix.kind, ix.columns)
+            } else {
+                index_def(&table, &ix.name, ix.kind, ix.columns)
+            });
+        }
+    }
+    None
+}
+
+/// The name of column `n` (1-based) of index `oid`, as `pg_get_indexdef(oid, n, …)` gives it.
+pub(crate) fn index_column(engine: &Engine, oid: i64, n: i64) -> Option<String> {
+    let id = oid.checked_sub(INDEX_OID_BASE)?;
+    for table in engine.catalog.tables() {
+        for ix in table.all_indexes() {
+            if ix.id.0 as i64 == id {
+                let c = *ix.columns.get(usize::try_from(n - 1).ok()?)?;
+                return Some(quote(&table.columns[c].name));
+            }
+        }
+    }
+    None
+}
+
+/// `pg_get_indexdef(oid [, column, pretty])` and `pg_get_constraintdef(oid [, pretty])` over
+/// our indexes and key constraints (datafusion-pg-catalog's answer an empty string for all).
+#[derive(Debug)]
+struct DefinitionOf {
+    name: &'static str,
+    signature: datafusion::logical_expr::Signature,
+    engine: Arc<Engine>,
+}
+
+impl PartialEq for DefinitionOf {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for DefinitionOf {}
+
+impl std::hash::Hash for DefinitionOf {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for DefinitionOf {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> Result<datafusion::logical_expr::ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = datafusion::logical_expr::ColumnarValue::values_to_arrays(&args.args)?;
+        let as_i64 = |a: &ArrayRef| datafusion::arrow::compute::cast(a, &DataType::Int64);
+        let oids = as_i64(&arrays[0])?;
+        let oids = oids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let column = match (self.name, arrays.get(1)) {
+            ("pg_get_indexdef", Some(c)) => Some(as_i64(c)?),
+            _ => None,
+        };
+        let _ = n;
+        let out: StringArray = (0..oids.len())
+            .map(|i| {
+                if oids.is_null(i) {
+                    return None;
+                }
+                let oid = oids.value(i);
+                match &column {
+                    Some(c)
+                        if c.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                            .value(i)
+                            > 0 =>
+                    {
+                        let c = c
+                            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                            .value(i);
+                        index_column(&self.engine, oid, c)
+                    }
+                    _ => definition_of(&self.engine, oid).or_else(|| {
+                        // Not ours: what datafusion-pg-catalog answered.
+                        (self.name == "pg_get_constraintdef").then(String::new)
+                    }),
+                }
+            })
+            .collect();
+        Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
+            out,
+        )))
+    }
+}
+
+/// Registers [`DefinitionOf`]'s functions on `ctx`.
+pub(crate) fn register_functions(ctx: &datafusion::prelude::SessionContext, engine: &Arc<Engine>) {
+    use datafusion::logical_expr::{ScalarUDF, Signature, TypeSignature, Volatility};
+    for name in ["pg_get_indexdef", "pg_get_constraintdef"] {
+        let signature = Signature::one_of(
+            vec![
+                TypeSignature::Any(1),
+                TypeSignature::Any(2),
+                TypeSignature::Any(3),
+            ],
+            Volatility::Stable,
+        );
+        ctx.register_udf(ScalarUDF::new_from_impl(DefinitionOf {
+            name,
+            signature,
+            engine: Arc::clone(engine),
+        }));
+    }
+}

@@ -1,0 +1,86 @@
+//! `CREATE INDEX` and `DROP INDEX` of a session.
+
+use freshet_common::{PgError, SqlState};
+use freshet_sql::CreateIndexPlan;
+
+use super::{Outcome, Session};
+use crate::error::user_error;
+
+impl Session {
+    pub(super) async fn create_index(&self, plan: CreateIndexPlan) -> Result<Outcome, PgError> {
+        let catalog = &self.engine.catalog;
+        let _w = self.engine.begin_write().await;
+        let Some(table) = catalog.table(&plan.table) else {
+            if catalog.view(&plan.table).is_some() {
+                return Err(PgError::not_supported(
+                    "CREATE INDEX on a materialized view (reads by its key columns need none)",
+                ));
+            }
+            let what = if catalog.name_taken(&plan.table) {
+                return Err(PgError::new(
+                    SqlState::WRONG_OBJECT_TYPE,
+                    format!("cannot create index on relation \"{}\"", plan.table),
+                )
+                .with_detail("Only tables can be indexed."));
+            } else {
+                plan.table.clone()
+            };
+            return Err(user_error(freshet_catalog::Error::UndefinedTable(what)));
+        };
+        let columns = plan
+            .columns
+            .iter()
+            .map(|c| {
+                table.column_index(c).ok_or_else(|| {
+                    PgError::new(
+                        SqlState::UNDEFINED_COLUMN,
+                        format!("column \"{c}\" does not exist"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = match plan.name {
+            Some(n) => n,
+            None => default_name(&self.engine.catalog, &plan.table, &plan.columns),
+        };
+        catalog
+            .create_index(&plan.table, &name, columns, plan.if_not_exists)
+            .map_err(user_error)?;
+        Ok(Outcome::Command {
+            tag: "CREATE INDEX",
+            rows: None,
+        })
+    }
+
+    pub(super) async fn drop_indexes(
+        &self,
+        names: &[String],
+        if_exists: bool,
+    ) -> Result<Outcome, PgError> {
+        let _w = self.engine.begin_write().await;
+        for name in names {
+            self.engine
+                .catalog
+                .drop_index(name, if_exists)
+                .map_err(user_error)?;
+        }
+        Ok(Outcome::Command {
+            tag: "DROP INDEX",
+            rows: None,
+        })
+    }
+}
+
+/// PostgreSQL's name for an unnamed index: `<table>_<columns>_idx`, then `…_idx1`, `…_idx2`
+/// while taken.
+fn default_name(catalog: &freshet_catalog::Catalog, table: &str, columns: &[String]) -> String {
+    let base = format!("{table}_{}_idx", columns.join("_"));
+    let taken = |n: &str| catalog.name_taken(n) || catalog.index_table(n).is_some();
+    if !taken(&base) {
+        return base;
+    }
+    (1..)
+        .map(|i| format!("{base}{i}"))
+        .find(|n| !taken(n))
+        .expect("an unused name")
+}
