@@ -44,6 +44,7 @@ def test_types_round_trip(freshet):
     ("SELECT missing_col FROM (SELECT 1 AS a) s", errors.UndefinedColumn),
     ("SELECT 1/0", errors.DivisionByZero),
     ("SELECT CAST('abc' AS INT)", errors.InvalidTextRepresentation),
+    ("SELECT 'bogus'::timestamp", errors.InvalidDatetimeFormat),
 ])
 def test_user_mistakes_get_their_sqlstate(freshet, sql, exc):
     with freshet.connect() as conn:
@@ -186,6 +187,12 @@ VALUES = [
     "FROM vals_t ORDER BY id",
     "SELECT to_char(TIMESTAMPTZ '2026-11-01 14:05:09+00', 'YYYY-MM-DD HH24:MI TZ OF FF3'), "
     "to_char(NULL::timestamp, 'YYYY'), to_char(TIMESTAMP '2026-01-01', NULL)",
+    # Timestamp and date input forms in casts, as in assignments.
+    "SELECT '2026-11-01 10:00'::timestamp, '2026-12-01T00:00'::timestamp, "
+    "CAST('2026-12-01 10:00:05.25' AS timestamp), '2026-12-01'::timestamp, "
+    "'2026-12-01 10:00 +02'::timestamptz, '2026-12-01T10:00Z'::timestamptz, "
+    "'2026-12-01 10:00'::date, NULL::text::timestamp",
+    "SELECT id, (s || '-01-01 10:00')::timestamp FROM (VALUES (1, '2026'), (2, '1999')) AS v(id, s) ORDER BY id",
 ]
 
 

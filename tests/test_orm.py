@@ -21,6 +21,18 @@ SCHEMA = [
 ]
 
 
+@pytest.fixture
+def pg_db(postgres):
+    """A database of its own in the PostgreSQL oracle: other tests leave tables in `postgres`."""
+    with postgres.connect() as c:
+        c.execute("DROP DATABASE IF EXISTS orm_check")
+        c.execute("CREATE DATABASE orm_check")
+    dsn = f"host=127.0.0.1 port={postgres.port} dbname=orm_check user=postgres"
+    yield dsn, f"postgres@127.0.0.1:{postgres.port}/orm_check"
+    with postgres.connect() as c:
+        c.execute("DROP DATABASE IF EXISTS orm_check WITH (FORCE)")
+
+
 def inspect_all(url):
     engine = sa.create_engine(url)
     try:
@@ -77,9 +89,9 @@ def same(a, b):
 
 
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
-def test_inspector_and_pandas_match_postgres(freshet, postgres, driver):
+def test_inspector_and_pandas_match_postgres(freshet, pg_db, driver):
     pytest.importorskip(driver)
-    with freshet.connect() as f, postgres.connect() as p:
+    with freshet.connect() as f, psycopg.connect(pg_db[0], autocommit=True) as p:
         for conn in (f, p):
             for s in ["DROP MATERIALIZED VIEW IF EXISTS cheap", "DROP TABLE IF EXISTS items",
                       "DROP TABLE IF EXISTS pairs", "DROP TABLE IF EXISTS frame"]:
@@ -87,7 +99,7 @@ def test_inspector_and_pandas_match_postgres(freshet, postgres, driver):
             for s in SCHEMA:
                 conn.execute(s)
     ours = f"postgresql+{driver}://tester@127.0.0.1:{freshet.port}/freshet"
-    theirs = f"postgresql+{driver}://postgres@127.0.0.1:{postgres.port}/postgres"
+    theirs = f"postgresql+{driver}://{pg_db[1]}"
     got, expected = inspect_all(ours), inspect_all(theirs)
     for key in expected:
         assert got[key] == expected[key], f"{key}\nfreshet:  {got[key]}\npostgres: {expected[key]}"
@@ -111,8 +123,8 @@ CATALOG_QUERIES = [
 ]
 
 
-def test_catalogs_list_keys_and_indexes_like_postgres(freshet, postgres):
-    with freshet.connect() as f, postgres.connect() as p:
+def test_catalogs_list_keys_and_indexes_like_postgres(freshet, pg_db):
+    with freshet.connect() as f, psycopg.connect(pg_db[0], autocommit=True) as p:
         for conn in (f, p):
             for s in ["DROP MATERIALIZED VIEW IF EXISTS cheap", "DROP TABLE IF EXISTS items",
                       "DROP TABLE IF EXISTS pairs", "DROP TABLE IF EXISTS frame"]:

@@ -11,6 +11,7 @@ pub mod arith;
 mod array_subquery;
 mod ast_parse;
 pub mod pg_bytea;
+pub mod pg_datetime_in;
 pub mod pg_input;
 pub mod pg_text;
 pub mod scalar_subquery;

@@ -3,8 +3,8 @@
 //! `T` between date and time and pgwire always six fraction digits; both differ from what
 //! clients compare against. Used by the server's encoder for result columns, and for casts
 //! to text (`ts::text`, `ts || ''`) through [`TextCasts`], an analyzer rule that replaces
-//! them by the `pg_timestamp_text` function (and casts of text to `bytea` read PostgreSQL's
-//! input forms).
+//! them by the `pg_timestamp_text` function (and casts of text to `bytea`, timestamps and
+//! dates read PostgreSQL's input forms).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -181,15 +181,20 @@ impl AnalyzerRule for TextCasts {
                     let Some(from) = from else {
                         return Ok(Transformed::no(e));
                     };
+                    let datetime_in = is_text(&from)
+                        .then(|| crate::pg_datetime_in::PgDateTimeIn::for_target(to))
+                        .flatten();
                     let (udf, gives) = if is_text(to) && has_text_form(&from) {
-                        (&timestamps, DataType::Utf8)
+                        (Arc::clone(&timestamps), DataType::Utf8)
                     } else if *to == DataType::Binary && is_text(&from) {
-                        (&bytea_in, DataType::Binary)
+                        (Arc::clone(&bytea_in), DataType::Binary)
+                    } else if let Some((udf, gives)) = datetime_in {
+                        (udf, gives)
                     } else {
                         return Ok(Transformed::no(e));
                     };
                     let call = Expr::ScalarFunction(ScalarFunction::new_udf(
-                        Arc::clone(udf),
+                        udf,
                         vec![inner.as_ref().clone()],
                     ));
                     Ok(Transformed::yes(if *to == gives {
