@@ -29,6 +29,11 @@ pub struct TableIndex<'a> {
 }
 
 impl TableDef {
+    /// Whether it has any index: a primary key, a unique constraint or a `CREATE INDEX`.
+    pub fn has_indexes(&self) -> bool {
+        self.has_primary_key() || !self.uniques.is_empty() || !self.indexes.is_empty()
+    }
+
     /// Its indexes: the primary key's, the unique constraints', then `CREATE INDEX`es.
     pub fn all_indexes(&self) -> Vec<TableIndex<'_>> {
         let mut out = Vec::new();

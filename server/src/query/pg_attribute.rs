@@ -15,7 +15,6 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{Int16Type, Int32Type, SchemaRef, UInt32Type};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::{collect, ExecutionPlan};
@@ -204,7 +203,8 @@ impl TableProvider for MatviewPgClass {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let public = public_oid(&self.namespace, state).await?;
         let mut out = Vec::new();
-        for b in read_all(&self.class, state).await? {
+        let classes = read_all(&self.class, state).await?;
+        for b in &classes {
             let (name, ns) = (
                 column(&b, "relname")?.as_string::<i32>(),
                 column(&b, "relnamespace")?,
@@ -231,7 +231,7 @@ impl TableProvider for MatviewPgClass {
             let has_index: BooleanArray = (0..b.num_rows())
                 .map(|i| {
                     let ours = public.is_some() && oid_at(ns, i) == public;
-                    Some(ours && self.engine.catalog.table(name.value(i)).is_some_and(|t| !t.all_indexes().is_empty()))
+                    Some(ours && self.engine.catalog.table(name.value(i)).is_some_and(|t| t.has_indexes()))
                 })
                 .collect();
             let idx = b.schema().index_of("relhasindex")?;
@@ -240,15 +240,11 @@ impl TableProvider for MatviewPgClass {
             cols.push(acl);
             out.push(RecordBatch::try_new(Arc::clone(&self.schema), cols)?);
         }
-        let (_, indexes) =
-            super::pg_index::catalog_indexes(&self.engine, &self.class, &self.namespace, state)
-                .await?;
+        let indexes = super::pg_index::indexes_of(&self.engine, &classes, public)?;
         let catalog = &self.engine.catalog;
         let owner = |t: &freshet_catalog::TableDef| catalog.role(&t.owner).map_or(10, |r| r.oid as i32);
         out.push(super::pg_index::class_rows(&self.schema, public, &indexes, &owner)?);
-        let exec = MemorySourceConfig::try_new(&[out], self.schema(), projection.cloned())?
-            .with_limit(limit);
-        Ok(datafusion::datasource::source::DataSourceExec::from_data_source(exec))
+        super::pg_index::memory_scan(out, self.schema(), projection, limit)
     }
 }
 
@@ -384,9 +380,7 @@ impl TableProvider for TypedPgAttribute {
         for b in read_all(&self.attribute, state).await? {
             out.push(patch(&b, &tables)?);
         }
-        let exec = MemorySourceConfig::try_new(&[out], self.schema(), projection.cloned())?
-            .with_limit(limit);
-        Ok(datafusion::datasource::source::DataSourceExec::from_data_source(exec))
+        super::pg_index::memory_scan(out, self.schema(), projection, limit)
     }
 }
 

@@ -15,7 +15,7 @@ use datafusion::arrow::array::{
     new_null_array, Array, ArrayRef, AsArray, BooleanArray, Int16Array, Int32Array, ListBuilder,
     PrimitiveBuilder, RecordBatch, StringArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Int16Type, Int32Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -97,12 +97,23 @@ pub(crate) async fn catalog_indexes(
     state: &dyn Session,
 ) -> Result<(Option<i64>, Vec<CatalogIndex>)> {
     let public = public_oid(namespace, state).await?;
+    let classes = read_all(class, state).await?;
+    Ok((public, indexes_of(engine, &classes, public)?))
+}
+
+/// Every index of our tables, given datafusion-pg-catalog's pg_class rows (the tables' OIDs)
+/// and the OID of `public`.
+pub(crate) fn indexes_of(
+    engine: &Engine,
+    classes: &[RecordBatch],
+    public: Option<i64>,
+) -> Result<Vec<CatalogIndex>> {
     let mut oids = HashMap::new();
-    for b in read_all(class, state).await? {
+    for b in classes {
         let (oid, name, ns) = (
-            column(&b, "oid")?,
-            column(&b, "relname")?.as_string::<i32>(),
-            column(&b, "relnamespace")?,
+            column(b, "oid")?,
+            column(b, "relname")?.as_string::<i32>(),
+            column(b, "relnamespace")?,
         );
         for i in 0..b.num_rows() {
             if public.is_some() && oid_at(ns, i) == public {
@@ -128,7 +139,19 @@ pub(crate) async fn catalog_indexes(
             });
         }
     }
-    Ok((public, out))
+    Ok(out)
+}
+
+/// A scan of `batches`, as every catalog overlay answers.
+pub(crate) fn memory_scan(
+    batches: Vec<RecordBatch>,
+    schema: SchemaRef,
+    projection: Option<&Vec<usize>>,
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let exec =
+        MemorySourceConfig::try_new(&[batches], schema, projection.cloned())?.with_limit(limit);
+    Ok(datafusion::datasource::source::DataSourceExec::from_data_source(exec))
 }
 
 /// `CREATE [UNIQUE] INDEX name ON public.t USING btree (a, b)`, as `pg_get_indexdef` gives it.
@@ -228,63 +251,39 @@ fn with_lists(schema: &SchemaRef, lists: &[(&str, DataType)]) -> SchemaRef {
 }
 
 /// A text vector (`1 2` or `{1,2}`) column as a list of integers.
-fn parse_vectors(a: &ArrayRef, item: &DataType) -> ArrayRef {
-    let texts = a.as_string::<i32>();
+fn parse_vectors(a: &ArrayRef, item: &DataType) -> Result<ArrayRef> {
     let numbers = |t: &str| -> Vec<i64> {
         t.trim_matches(|c| c == '{' || c == '}')
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter_map(|v| v.trim().parse().ok())
             .collect()
     };
-    if *item == DataType::Int16 {
-        let mut b = ListBuilder::new(PrimitiveBuilder::<Int16Type>::new());
-        for t in texts.iter() {
-            match t {
-                Some(t) => {
-                    numbers(t)
-                        .into_iter()
-                        .for_each(|v| b.values().append_value(v as i16));
-                    b.append(true);
-                }
-                None => b.append(false),
-            }
-        }
-        Arc::new(b.finish())
-    } else {
-        let mut b = ListBuilder::new(PrimitiveBuilder::<Int32Type>::new());
-        for t in texts.iter() {
-            match t {
-                Some(t) => {
-                    numbers(t)
-                        .into_iter()
-                        .for_each(|v| b.values().append_value(v as i32));
-                    b.append(true);
-                }
-                None => b.append(false),
-            }
-        }
-        Arc::new(b.finish())
-    }
+    int_lists(a.as_string::<i32>().iter().map(|t| t.map(numbers)), item)
 }
 
-fn int_lists<T: Copy + Into<i64>>(rows: &[Vec<T>], item: &DataType) -> ArrayRef {
-    if *item == DataType::Int16 {
-        let mut b = ListBuilder::new(PrimitiveBuilder::<Int16Type>::new());
-        for r in rows {
-            r.iter()
-                .for_each(|&v| b.values().append_value(v.into() as i16));
-            b.append(true);
+/// Lists of integers (NULL for `None`) as a list column of `item`s.
+fn int_lists(rows: impl Iterator<Item = Option<Vec<i64>>>, item: &DataType) -> Result<ArrayRef> {
+    let mut b = ListBuilder::new(PrimitiveBuilder::<Int64Type>::new());
+    for r in rows {
+        match r {
+            Some(r) => {
+                b.values().append_slice(&r);
+                b.append(true);
+            }
+            None => b.append(false),
         }
-        Arc::new(b.finish())
-    } else {
-        let mut b = ListBuilder::new(PrimitiveBuilder::<Int32Type>::new());
-        for r in rows {
-            r.iter()
-                .for_each(|&v| b.values().append_value(v.into() as i32));
-            b.append(true);
-        }
-        Arc::new(b.finish())
     }
+    let lists: ArrayRef = Arc::new(b.finish());
+    Ok(datafusion::arrow::compute::cast(
+        &lists,
+        &list_type(item.clone()),
+    )?)
+}
+
+/// `rows` as [`int_lists`] takes them.
+fn wide<T: Copy + Into<i64>>(rows: &[Vec<T>]) -> impl Iterator<Item = Option<Vec<i64>>> + '_ {
+    rows.iter()
+        .map(|r| Some(r.iter().map(|&v| v.into()).collect()))
 }
 
 /// Which catalog relation a [`KeyCatalog`] answers.
@@ -374,9 +373,9 @@ impl KeyCatalog {
                 for always in ["indimmediate", "indisvalid", "indisready", "indislive"] {
                     given.insert(always, bools(&|_| true));
                 }
-                given.insert("indkey", int_lists(&keys, &DataType::Int16));
-                given.insert("indcollation", int_lists(&zeros, &DataType::Int32));
-                given.insert("indclass", int_lists(&opclasses, &DataType::Int32));
+                given.insert("indkey", int_lists(wide(&keys), &DataType::Int16)?);
+                given.insert("indcollation", int_lists(wide(&zeros), &DataType::Int32)?);
+                given.insert("indclass", int_lists(wide(&opclasses), &DataType::Int32)?);
                 // int2vector text, which clients split themselves (SQLAlchemy does).
                 given.insert(
                     "indoption",
@@ -415,7 +414,7 @@ impl KeyCatalog {
                 for m in ["confupdtype", "confdeltype", "confmatchtype"] {
                     given.insert(m, texts(" "));
                 }
-                given.insert("conkey", int_lists(&keys, &DataType::Int16));
+                given.insert("conkey", int_lists(wide(&keys), &DataType::Int16)?);
             }
         }
         rows_with(&self.schema, n, &given)
@@ -445,16 +444,14 @@ impl TableProvider for KeyCatalog {
             let mut cols = b.columns().to_vec();
             for (name, item) in &lists {
                 let idx = b.schema().index_of(name)?;
-                cols[idx] = parse_vectors(&cols[idx], item);
+                cols[idx] = parse_vectors(&cols[idx], item)?;
             }
             out.push(RecordBatch::try_new(Arc::clone(&self.schema), cols)?);
         }
         let (public, indexes) =
             catalog_indexes(&self.engine, &self.class, &self.namespace, state).await?;
         out.push(self.ours(public, &indexes)?);
-        let exec = MemorySourceConfig::try_new(&[out], self.schema(), projection.cloned())?
-            .with_limit(limit);
-        Ok(datafusion::datasource::source::DataSourceExec::from_data_source(exec))
+        memory_scan(out, self.schema(), projection, limit)
     }
 }
 
@@ -522,9 +519,7 @@ impl TableProvider for PgIndexes {
                 text(&|i| index_def(&i.table, &i.name, i.kind, &i.columns)),
             ],
         )?;
-        let exec = MemorySourceConfig::try_new(&[vec![batch]], self.schema(), projection.cloned())?
-            .with_limit(limit);
-        Ok(datafusion::datasource::source::DataSourceExec::from_data_source(exec))
+        memory_scan(vec![batch], self.schema(), projection, limit)
     }
 }
 
@@ -653,33 +648,29 @@ impl datafusion::logical_expr::ScalarUDFImpl for DefinitionOf {
         &self,
         args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> Result<datafusion::logical_expr::ColumnarValue> {
-        let n = args.number_rows;
-        let arrays = datafusion::logical_expr::ColumnarValue::values_to_arrays(&args.args)?;
+        use datafusion::arrow::datatypes::Int64Type as I64;
+        use datafusion::logical_expr::ColumnarValue;
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let as_i64 = |a: &ArrayRef| datafusion::arrow::compute::cast(a, &DataType::Int64);
         let oids = as_i64(&arrays[0])?;
-        let oids = oids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let oids = oids.as_primitive::<I64>();
         let column = match (self.name, arrays.get(1)) {
             ("pg_get_indexdef", Some(c)) => Some(as_i64(c)?),
             _ => None,
         };
-        let _ = n;
+        let column = column.as_ref().map(|c| c.as_primitive::<I64>());
         let out: StringArray = (0..oids.len())
             .map(|i| {
                 if oids.is_null(i) {
                     return None;
                 }
                 let oid = oids.value(i);
-                match &column {
-                    Some(c)
-                        if c.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                            .value(i)
-                            > 0 =>
-                    {
-                        let c = c
-                            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                            .value(i);
-                        index_column(&self.engine, oid, c)
-                    }
+                match column.map(|c| c.value(i)) {
+                    Some(n) if n > 0 => index_column(&self.engine, oid, n),
                     _ => definition_of(&self.engine, oid).or_else(|| {
                         // Not ours: what datafusion-pg-catalog answered.
                         (self.name == "pg_get_constraintdef").then(String::new)
@@ -687,9 +678,11 @@ impl datafusion::logical_expr::ScalarUDFImpl for DefinitionOf {
                 }
             })
             .collect();
-        Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
-            out,
-        )))
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(Arc::new(out))
+        })
     }
 }
 

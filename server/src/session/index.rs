@@ -16,16 +16,16 @@ impl Session {
                     "CREATE INDEX on a materialized view (reads by its key columns need none)",
                 ));
             }
-            let what = if catalog.name_taken(&plan.table) {
+            if catalog.name_taken(&plan.table) {
                 return Err(PgError::new(
                     SqlState::WRONG_OBJECT_TYPE,
                     format!("cannot create index on relation \"{}\"", plan.table),
                 )
                 .with_detail("Only tables can be indexed."));
-            } else {
-                plan.table.clone()
-            };
-            return Err(user_error(freshet_catalog::Error::UndefinedTable(what)));
+            }
+            return Err(user_error(freshet_catalog::Error::UndefinedTable(
+                plan.table,
+            )));
         };
         let columns = plan
             .columns
