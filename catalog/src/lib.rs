@@ -20,7 +20,7 @@ use freshet_state::{meta_key, table_prefix, Store, WriteBatch};
 pub use access::{ObjectAccess, ObjectKind};
 pub use error::{Error, Result};
 pub use role::{
-    grant, render_acl, revoke, AclItem, Privileges, RoleDef, ScramSecret, BOOTSTRAP_ROLE_OID,
+    grant, quote_role, render_acl, revoke, AclItem, Privileges, RoleDef, ScramSecret, BOOTSTRAP_ROLE_OID,
 };
 pub use index::{IndexKind, TableIndex};
 pub use table::{

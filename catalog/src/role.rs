@@ -181,7 +181,7 @@ pub fn render_acl(owner: &str, owner_privileges: Privileges, acl: &[AclItem]) ->
 
 /// A role name in an aclitem: double-quoted when it holds anything but lower-case
 /// letters, digits and underscores.
-fn quote_role(name: &str) -> String {
+pub fn quote_role(name: &str) -> String {
     if name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')

@@ -16,6 +16,9 @@ use datafusion::prelude::SessionContext;
 use freshet_common::{PgError, SqlState};
 
 mod bytes;
+mod catalog;
+
+pub use catalog::register_with_catalog;
 mod to_char;
 
 /// Registers our functions on `ctx`, and guards on built-ins ([`Guard`]); `max_result` bounds
@@ -76,6 +79,7 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
             ctx.register_udf(ScalarUDF::new_from_impl(bytes::ByteLength::new(inner)));
         }
     }
+    catalog::register(ctx);
     if let Ok(inner) = ctx.udf("to_char") {
         ctx.register_udf(ScalarUDF::new_from_impl(to_char::ToChar::new(inner)));
     }

@@ -10,6 +10,7 @@ mod information_schema;
 mod internal;
 pub mod pending;
 mod pg_attribute;
+mod pg_empty;
 pub(crate) mod pg_index;
 mod pg_roles;
 pub mod point;

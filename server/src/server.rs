@@ -235,6 +235,13 @@ fn template_context(
     ctx.register_catalog(DATABASE_NAME, Arc::clone(&catalog) as _);
     datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
         .map_err(|e| anyhow::anyhow!("setting up pg_catalog: {e}"))?;
+    {
+        let state = ctx.state_ref();
+        let existing = state.read().clone();
+        *state.write() = SessionStateBuilder::new_from_existing(existing)
+            .with_type_planner(Arc::new(freshet_sql::type_planner::PgTypePlanner::default()))
+            .build();
+    }
     // Our declared column types in pg_attribute (numeric(p,s), varchar(n), jsonb, arrays).
     let pg_catalog = catalog
         .schema("pg_catalog")
@@ -259,5 +266,6 @@ fn template_context(
     )?;
     crate::functions::register(&ctx, opts.query_memory_mb << 20);
     crate::query::pg_index::register_functions(&ctx, engine);
+    crate::functions::register_with_catalog(&ctx, &engine.catalog);
     Ok(ctx)
 }

@@ -9,6 +9,7 @@ mod describe;
 mod execute;
 mod index;
 mod notify;
+mod prepare;
 mod query;
 mod subscribe;
 mod txn;
@@ -89,6 +90,8 @@ pub struct Session {
     role_slot: Mutex<Option<crate::access::RoleSlot>>,
     /// What the running statement has allocated (`crate::alloc`).
     statement_memory: Arc<crate::memory::StatementAccount>,
+    /// SQL-level PREPAREd statements.
+    prepared: Mutex<prepare::PreparedStatements>,
 }
 
 /// The template's state with a memory pool of the session's own: the limit holds for each
@@ -153,6 +156,9 @@ impl Session {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             vars::CurrentSetting::new(Arc::clone(&vars)),
         ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            vars::SetConfig::new(Arc::clone(&vars)),
+        ));
         Self {
             engine,
             ctx,
@@ -167,6 +173,7 @@ impl Session {
             sequences: Arc::default(),
             role_slot: Mutex::new(None),
             statement_memory,
+            prepared: Mutex::default(),
         }
     }
 
@@ -232,6 +239,15 @@ impl Session {
         stmt: Parsed,
         params: Option<ParamValues>,
     ) -> Result<Outcome, PgError> {
+        let stmt = match self.sql_prepared(&stmt) {
+            None => stmt,
+            Some(Ok(prepare::Expanded::Run(stmt))) => stmt,
+            Some(Ok(prepare::Expanded::Done(outcome))) => return Ok(outcome),
+            Some(Err(e)) => {
+                self.block().fail();
+                return Err(e);
+            }
+        };
         let stmt = match freshet_sql::classify_parsed(stmt) {
             Ok(stmt) => stmt,
             Err(e) => {

@@ -67,7 +67,10 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
             crate::limits::check_depth(s)?;
         }
     }
-    let mut stmts = PARSER.with(|p| p.parse(sql)).map_err(syntax_error)?;
+    let qualified = crate::system_columns::qualify_catalog_regclass(sql);
+    let mut stmts = PARSER
+        .with(|p| p.parse(qualified.as_deref().unwrap_or(sql)))
+        .map_err(syntax_error)?;
     crate::session_functions::rewrite(sql, &mut stmts);
     crate::precedence::rewrite(sql, &mut stmts);
     crate::set_returning::rewrite(sql, &mut stmts);
@@ -80,6 +83,12 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     }
     if lower.contains("pg_table_is_visible") {
         stmts.iter_mut().for_each(crate::visibility::rewrite);
+    }
+    if lower.contains("pg_get_viewdef") {
+        stmts.iter_mut().for_each(crate::system_columns::rewrite_viewdef);
+    }
+    if crate::system_columns::mentions_tableoid(&lower) {
+        stmts.iter_mut().for_each(crate::system_columns::rewrite_tableoid);
     }
     window_tables(sql, &mut stmts)?;
     Ok(stmts)
@@ -125,6 +134,7 @@ fn needs_catalog_rewrites(sql: &str) -> bool {
         " collate ",
         "pg_get_",
         "pg_table_is_visible",
+        "tableoid",
     ]
     .iter()
     .any(|m| l.contains(m))

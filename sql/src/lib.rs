@@ -18,6 +18,7 @@ pub mod scalar_subquery;
 mod precedence;
 mod session_functions;
 mod set_returning;
+mod system_columns;
 mod visibility;
 pub mod window_tvf;
 pub mod checked_sum;
@@ -39,6 +40,7 @@ pub mod source;
 pub mod subscribe;
 mod parse;
 mod statement;
+pub mod type_planner;
 pub mod types;
 mod words;
 

@@ -50,6 +50,9 @@ pub enum Statement {
     },
     /// Accepted and ignored, answered with this command tag (`DISCARD ALL`, `DEALLOCATE`).
     NoOp { tag: &'static str },
+    /// `LOCK [TABLE] t, … IN ACCESS SHARE MODE` (what pg_dump takes): a block's reads already
+    /// see one snapshot, so it checks the block and the tables and holds nothing.
+    LockShared { tables: Vec<String> },
     /// `CREATE MATERIALIZED VIEW name [WITH (…)] AS query`, or `EXPLAIN CREATE …`.
     CreateMaterializedView(Box<CreateViewPlan>),
     /// `DROP MATERIALIZED VIEW`.
@@ -404,6 +407,7 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
                 payload,
             }
         }
+        S::Lock(lock) => classify_lock(lock)?,
         S::Discard { .. } => Statement::NoOp { tag: "DISCARD ALL" },
         S::Deallocate { .. } => Statement::NoOp { tag: "DEALLOCATE" },
         other => {
@@ -415,6 +419,23 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             )));
         }
     })
+}
+
+fn classify_lock(lock: ast::Lock) -> Result<Statement, PgError> {
+    // Without IN … MODE, PostgreSQL's LOCK takes ACCESS EXCLUSIVE.
+    match lock.lock_mode {
+        Some(ast::LockTableMode::AccessShare) => Ok(Statement::LockShared {
+            tables: lock
+                .tables
+                .iter()
+                .map(|t| object_name(&t.name))
+                .collect::<Result<_, _>>()?,
+        }),
+        mode => Err(PgError::not_supported(format!(
+            "LOCK TABLE IN {} MODE (only ACCESS SHARE)",
+            mode.map_or("ACCESS EXCLUSIVE".to_owned(), |m| m.to_string())
+        ))),
+    }
 }
 
 fn classify_set(set: Set) -> Result<Statement, PgError> {

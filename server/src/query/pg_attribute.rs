@@ -40,9 +40,10 @@ impl PgCatalogOverlay {
 impl SchemaProvider for PgCatalogOverlay {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.inner.table_names();
-        for t in super::pg_roles::ROLE_TABLES.iter().chain(&["pg_indexes"]) {
+        let ours = super::pg_roles::ROLE_TABLES.iter().copied();
+        for t in ours.chain(["pg_indexes"]).chain(super::pg_empty::names()) {
             if !names.iter().any(|n| n == t) {
-                names.push((*t).to_owned());
+                names.push(t.to_owned());
             }
         }
         names
@@ -51,6 +52,9 @@ impl SchemaProvider for PgCatalogOverlay {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         if super::pg_roles::ROLE_TABLES.contains(&name) {
             return super::pg_roles::role_table(&self.engine.catalog, name);
+        }
+        if let Some(empty) = super::pg_empty::table(name)? {
+            return Ok(Some(empty));
         }
         if name == "pg_indexes" {
             let (Some(class), Some(namespace)) = (
@@ -137,6 +141,7 @@ impl SchemaProvider for PgCatalogOverlay {
     fn table_exist(&self, name: &str) -> bool {
         super::pg_roles::ROLE_TABLES.contains(&name)
             || name == "pg_indexes"
+            || super::pg_empty::names().any(|n| n == name)
             || self.inner.table_exist(name)
     }
 }

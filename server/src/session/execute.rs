@@ -96,6 +96,7 @@ impl Session {
                 isolation,
             } => self.transaction(op, savepoint, isolation).await,
             Statement::NoOp { tag } => Ok(command(tag)),
+            Statement::LockShared { tables } => self.lock_shared(&tables),
             Statement::Subscribe(plan) => self.subscribe(&plan).await,
             Statement::DeclareSubscribe { cursor, plan } => self.declare(cursor, &plan).await,
             Statement::Fetch {

@@ -275,6 +275,37 @@ fn ddl_stays() -> PgError {
 }
 
 impl Session {
+    /// `LOCK … IN ACCESS SHARE MODE`: only in a block, only of tables and sources. Reads in
+    /// the block see its snapshot, so the lock asks nothing more of them.
+    pub(super) fn lock_shared(&self, tables: &[String]) -> Result<Outcome, PgError> {
+        if !self.block().is_open() {
+            return Err(no_block("LOCK TABLE"));
+        }
+        let catalog = &self.engine.catalog;
+        for name in tables {
+            let bare = name.rsplit('.').next().unwrap_or(name);
+            if catalog.view(bare).is_some() {
+                return Err(PgError::new(
+                    SqlState::WRONG_OBJECT_TYPE,
+                    format!("cannot lock relation \"{bare}\""),
+                )
+                .with_detail("This operation is not supported for materialized views."));
+            }
+            if catalog.table(bare).is_none()
+                && catalog.source(bare).is_none()
+            {
+                return Err(PgError::new(
+                    SqlState::UNDEFINED_TABLE,
+                    format!("relation \"{name}\" does not exist"),
+                ));
+            }
+        }
+        Ok(Outcome::Command {
+            tag: "LOCK TABLE",
+            rows: None,
+        })
+    }
+
     /// Transaction control (see `session/txn.rs`).
     pub(super) async fn transaction(
         &self,

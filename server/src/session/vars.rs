@@ -20,7 +20,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("is_superuser", "on"),
     ("lc_collate", "C"),
     ("lc_ctype", "C"),
+    ("lock_timeout", "0"),
     ("max_identifier_length", "63"),
+    ("row_security", "on"),
     ("search_path", "\"$user\", public"),
     ("server_encoding", "UTF8"),
     ("server_version", crate::SERVER_VERSION),
@@ -28,6 +30,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("session_authorization", "freshet"),
     ("standard_conforming_strings", "on"),
     ("statement_timeout", "0"),
+    ("synchronize_seqscans", "on"),
     ("timezone", "UTC"),
     ("transaction_isolation", "read committed"),
     ("transaction_read_only", "off"),
@@ -87,6 +90,17 @@ impl SessionVars {
                 if TIMEOUTS.contains(&key.as_str()) {
                     parse_timeout(name, &v)?;
                 }
+                // Row locks wait until the holder finishes; no other wait is offered.
+                if key == "lock_timeout" && parse_timeout(name, &v)?.is_some() {
+                    return Err(PgError::not_supported("lock_timeout other than 0"));
+                }
+                // No row-level security policies exist, so neither value changes a result;
+                // seqscan synchronisation only moves where scans start.
+                let v = if BOOLEANS.contains(&key.as_str()) {
+                    parse_bool(name, &v)?.to_owned()
+                } else {
+                    v
+                };
                 if key.ends_with("transaction_isolation")
                     && freshet_sql::Isolation::parse(&v).is_none()
                 {
@@ -141,6 +155,21 @@ impl SessionVars {
             "UTC" | "GMT" | "ETC/UTC" | "Z" => "+00:00".to_owned(),
             _ => tz.to_owned(),
         })
+    }
+}
+
+/// Boolean variables, printed `on`/`off` as PostgreSQL does.
+const BOOLEANS: &[&str] = &["row_security", "synchronize_seqscans"];
+
+/// A boolean as PostgreSQL's GUCs take it.
+fn parse_bool(name: &str, v: &str) -> Result<&'static str, PgError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" | "t" | "y" => Ok("on"),
+        "off" | "false" | "no" | "0" | "f" | "n" => Ok("off"),
+        _ => Err(PgError::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            format!("parameter \"{name}\" requires a Boolean value"),
+        )),
     }
 }
 
@@ -305,6 +334,106 @@ impl datafusion::logical_expr::ScalarUDFImpl for CurrentSetting {
                 }
                 Err(e) => return Err(datafusion::error::DataFusionError::External(Box::new(e))),
             }
+        }
+        let out: datafusion::arrow::array::ArrayRef = std::sync::Arc::new(out.finish());
+        Ok(if scalar {
+            ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
+}
+
+/// `set_config(name, value, is_local)`: `SET name = value` in the session that runs the call,
+/// answering the new value as `SHOW` prints it. A NULL value resets the variable. `is_local`
+/// is taken as `SET LOCAL` is (for the session).
+#[derive(Debug)]
+pub struct SetConfig {
+    pub vars: std::sync::Arc<std::sync::Mutex<SessionVars>>,
+    pub signature: datafusion::logical_expr::Signature,
+}
+
+impl PartialEq for SetConfig {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.vars, &other.vars)
+    }
+}
+
+impl Eq for SetConfig {}
+
+impl std::hash::Hash for SetConfig {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::sync::Arc::as_ptr(&self.vars).hash(state);
+    }
+}
+
+impl SetConfig {
+    pub fn new(vars: std::sync::Arc<std::sync::Mutex<SessionVars>>) -> Self {
+        use datafusion::arrow::datatypes::DataType;
+        use datafusion::logical_expr::{Signature, Volatility};
+        SetConfig {
+            vars,
+            signature: Signature::exact(
+                vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+                Volatility::Volatile,
+            ),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for SetConfig {
+    fn name(&self) -> &str {
+        "set_config"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(
+        &self,
+        _args: &[datafusion::arrow::datatypes::DataType],
+    ) -> datafusion::error::Result<datafusion::arrow::datatypes::DataType> {
+        Ok(datafusion::arrow::datatypes::DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, StringBuilder};
+        use datafusion::logical_expr::ColumnarValue;
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if scalar { 1 } else { args.number_rows };
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (names, values) = (arrays[0].as_string::<i32>(), arrays[1].as_string::<i32>());
+        let external = |e: PgError| datafusion::error::DataFusionError::External(Box::new(e));
+        let mut vars = self
+            .vars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = StringBuilder::new();
+        for row in 0..rows {
+            let at = |len: usize| if len == 1 { 0 } else { row };
+            let name_at = at(names.len());
+            if names.is_null(name_at) {
+                return Err(external(PgError::new(
+                    SqlState("22004"),
+                    "SET requires parameter name",
+                )));
+            }
+            let name = names.value(name_at);
+            let value_at = at(values.len());
+            let value = if values.is_null(value_at) {
+                SetValue::Default
+            } else {
+                SetValue::Value(values.value(value_at).to_owned())
+            };
+            vars.apply_set(name, value).map_err(external)?;
+            out.append_value(vars.show(name).map_err(external)?.1);
         }
         let out: datafusion::arrow::array::ArrayRef = std::sync::Arc::new(out.finish());
         Ok(if scalar {

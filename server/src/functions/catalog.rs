@@ -1,0 +1,381 @@
+//! Catalog functions pg_dump and administration tools call: `acldefault` (an object kind's
+//! built-in privileges for its owner, which pg_dump compares with the object's ACL), and
+//! those where freshet has nothing to report: no standby (`pg_is_in_recovery`), no triggers
+//! and no rules. Also `quote_literal` and `pg_options_to_table`, which pg_dump applies to
+//! option lists.
+
+use std::sync::Arc;
+
+use datafusion::arrow;
+use datafusion::arrow::array::{Array, AsArray, ListBuilder, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::{MemTable, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+/// A function of any arguments (of the given counts) answering one value.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Constant {
+    name: &'static str,
+    signature: Signature,
+    value: ScalarValue,
+}
+
+impl ScalarUDFImpl for Constant {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(self.value.data_type())
+    }
+
+    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(self.value.clone()))
+    }
+}
+
+/// Registers the functions on `ctx`.
+pub fn register(ctx: &SessionContext) {
+    let text_null = ScalarValue::Utf8(None);
+    for (name, arities, value) in [
+        (
+            "pg_is_in_recovery",
+            vec![0],
+            ScalarValue::Boolean(Some(false)),
+        ),
+        ("pg_get_triggerdef", vec![1, 2], text_null.clone()),
+        ("pg_get_ruledef", vec![1, 2], text_null),
+    ] {
+        let forms = arities
+            .into_iter()
+            .map(|n| {
+                if n == 0 {
+                    TypeSignature::Nullary
+                } else {
+                    TypeSignature::Any(n)
+                }
+            })
+            .collect();
+        ctx.register_udf(ScalarUDF::new_from_impl(Constant {
+            name,
+            signature: Signature::one_of(forms, Volatility::Stable),
+            value,
+        }));
+    }
+    ctx.register_udtf("pg_options_to_table", Arc::new(OptionsToTable));
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "quote_literal",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let texts = ColumnarValue::values_to_arrays(args)?;
+            let quoted: datafusion::arrow::array::StringArray = texts[0]
+                .as_string::<i32>()
+                .iter()
+                .map(|t| t.map(quote_literal))
+                .collect();
+            Ok(if matches!(args[0], ColumnarValue::Scalar(_)) {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&quoted, 0)?)
+            } else {
+                ColumnarValue::Array(Arc::new(quoted))
+            })
+        }),
+    ));
+}
+
+/// `quote_literal(text)` as PostgreSQL writes it: quotes doubled, and with backslashes
+/// doubled under an `E` prefix.
+fn quote_literal(text: &str) -> String {
+    let body = text.replace('\'', "''");
+    if body.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
+/// `acldefault(kind, owner)`: the privileges an object of `kind` has when no GRANT or REVOKE
+/// ran (PostgreSQL's, for the server version freshet reports), as aclitems.
+#[derive(Debug)]
+struct AclDefault {
+    signature: Signature,
+    catalog: Arc<freshet_catalog::Catalog>,
+}
+
+impl PartialEq for AclDefault {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.catalog, &other.catalog)
+    }
+}
+
+impl Eq for AclDefault {}
+
+impl std::hash::Hash for AclDefault {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.catalog).hash(state);
+    }
+}
+
+/// (PUBLIC's privileges, the owner's) of each object kind.
+fn default_privileges(kind: &str) -> Option<(&'static str, &'static str)> {
+    Some(match kind {
+        "c" | "p" => ("", ""),
+        "r" => ("", "arwdDxt"),
+        "s" => ("", "rwU"),
+        "d" => ("Tc", "CTc"),
+        "f" => ("X", "X"),
+        "l" | "T" => ("U", "U"),
+        "L" => ("", "rw"),
+        "n" => ("", "UC"),
+        "t" => ("", "C"),
+        "F" | "S" => ("", "U"),
+        _ => return None,
+    })
+}
+
+impl ScalarUDFImpl for AclDefault {
+    fn name(&self) -> &str {
+        "acldefault"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::List(Arc::new(Field::new_list_field(
+            DataType::Utf8,
+            true,
+        ))))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let kinds = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+        let kinds = kinds.as_string::<i32>();
+        let owners = datafusion::arrow::compute::cast(&arrays[1], &DataType::Int64)?;
+        let owners = owners.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let roles = self.catalog.roles();
+        let mut out = ListBuilder::new(StringBuilder::new());
+        for i in 0..kinds.len().max(owners.len()) {
+            let (k, o) = (
+                if kinds.len() == 1 { 0 } else { i },
+                if owners.len() == 1 { 0 } else { i },
+            );
+            if kinds.is_null(k) || owners.is_null(o) {
+                out.append(false);
+                continue;
+            }
+            let Some((public, owner_privileges)) = default_privileges(kinds.value(k)) else {
+                return Err(datafusion::error::DataFusionError::External(Box::new(
+                    freshet_common::PgError::new(
+                        freshet_common::SqlState("22023"),
+                        format!("unrecognized object type abbreviation: {}", kinds.value(k)),
+                    ),
+                )));
+            };
+            let oid = owners.value(o);
+            let owner = roles
+                .iter()
+                .find(|r| i64::from(r.oid) == oid)
+                .map_or_else(|| oid.to_string(), |r| freshet_catalog::quote_role(&r.name));
+            if !public.is_empty() {
+                out.values().append_value(format!("={public}/{owner}"));
+            }
+            if !owner_privileges.is_empty() {
+                out.values()
+                    .append_value(format!("{owner}={owner_privileges}/{owner}"));
+            }
+            out.append(true);
+        }
+        let out: datafusion::arrow::array::ArrayRef = Arc::new(out.finish());
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
+}
+
+/// Registers `acldefault` and `freshet_view_definition`, which read `catalog`.
+pub fn register_with_catalog(ctx: &SessionContext, catalog: &Arc<freshet_catalog::Catalog>) {
+    ctx.register_udf(ScalarUDF::new_from_impl(AclDefault {
+        signature: Signature::any(2, Volatility::Stable),
+        catalog: Arc::clone(catalog),
+    }));
+    ctx.register_udf(ScalarUDF::new_from_impl(ViewDefinition {
+        signature: Signature::any(1, Volatility::Stable),
+        catalog: Arc::clone(catalog),
+    }));
+}
+
+/// `freshet_view_definition(name)`: what `pg_get_viewdef` answers for one of our views (the
+/// SQL rewrites its calls into this one), the defining query as written with the relations
+/// it reads qualified by their schema (dumps run with an empty search path), ending in `;`.
+#[derive(Debug)]
+struct ViewDefinition {
+    signature: Signature,
+    catalog: Arc<freshet_catalog::Catalog>,
+}
+
+impl PartialEq for ViewDefinition {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.catalog, &other.catalog)
+    }
+}
+
+impl Eq for ViewDefinition {}
+
+impl std::hash::Hash for ViewDefinition {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.catalog).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for ViewDefinition {
+    fn name(&self) -> &str {
+        "freshet_view_definition"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let names = ColumnarValue::values_to_arrays(&args.args)?;
+        let names = datafusion::arrow::compute::cast(&names[0], &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let out: datafusion::arrow::array::StringArray = names
+            .iter()
+            .map(|n| {
+                let view = self.catalog.view(n?)?;
+                Some(format!(" {};", qualified(&self.catalog, &view.sql)))
+            })
+            .collect();
+        let out: datafusion::arrow::array::ArrayRef = Arc::new(out);
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
+}
+
+/// `sql` with each unqualified name of one of our relations (not a CTE's) as `public.name`;
+/// `sql` itself where it does not parse.
+fn qualified(catalog: &freshet_catalog::Catalog, sql: &str) -> String {
+    use datafusion::sql::sqlparser::ast;
+    use std::ops::ControlFlow;
+    let Ok(mut stmts) = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        sql,
+    ) else {
+        return sql.trim().trim_end_matches(';').to_owned();
+    };
+    let mut ctes = Vec::new();
+    let _ = ast::visit_statements(&stmts, |s| {
+        if let ast::Statement::Query(q) = s {
+            if let Some(with) = &q.with {
+                ctes.extend(with.cte_tables.iter().map(|c| c.alias.name.value.clone()));
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let _ = ast::visit_relations_mut(&mut stmts, |name| {
+        if let [ast::ObjectNamePart::Identifier(id)] = name.0.as_slice() {
+            let n = &id.value;
+            let ours = catalog.table(n).is_some()
+                || catalog.view(n).is_some()
+                || catalog.source(n).is_some();
+            if ours && !ctes.contains(n) {
+                name.0.insert(
+                    0,
+                    ast::ObjectNamePart::Identifier(ast::Ident::new(
+                        freshet_catalog::DEFAULT_SCHEMA,
+                    )),
+                );
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    stmts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `pg_options_to_table(options)`: the `name=value` entries of an options array as
+/// `(option_name, option_value)` rows. pg_dump applies it to the options columns of foreign
+/// data wrappers, servers, user mappings, foreign tables and columns, which freshet has none
+/// of: a column argument is always NULL there, so it yields no rows.
+#[derive(Debug)]
+struct OptionsToTable;
+
+impl TableFunctionImpl for OptionsToTable {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let entries: Vec<String> = match args.exprs() {
+            [Expr::Literal(value, _)] => option_entries(value)?,
+            [Expr::Column(_) | Expr::OuterReferenceColumn(..)] => Vec::new(),
+            _ => {
+                return Err(DataFusionError::External(Box::new(
+                    freshet_common::PgError::not_supported("pg_options_to_table of an expression"),
+                )))
+            }
+        };
+        let (mut names, mut values) = (StringBuilder::new(), StringBuilder::new());
+        for entry in &entries {
+            let (name, value) = entry.split_once('=').unwrap_or((entry, ""));
+            names.append_value(name);
+            values.append_value(value);
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("option_name", DataType::Utf8, true),
+            Field::new("option_value", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(names.finish()), Arc::new(values.finish())],
+        )?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
+
+/// The text entries of a literal options array; none for NULL.
+fn option_entries(value: &ScalarValue) -> Result<Vec<String>> {
+    if value.is_null() {
+        return Ok(Vec::new());
+    }
+    let ScalarValue::List(list) = value else {
+        return Err(DataFusionError::Plan(
+            "pg_options_to_table expects a text array".into(),
+        ));
+    };
+    let items = arrow::compute::cast(&list.value(0), &DataType::Utf8)?;
+    Ok(items
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect())
+}
