@@ -80,6 +80,11 @@ CHECKS = [
     "SELECT evtname, array_to_string(evttags, ',') FROM pg_event_trigger",
     "SELECT count(*) FROM pg_publication_rel WHERE prattrs IS NOT NULL",
     "SELECT pg_is_in_recovery()",
+    # Arrays in their text form.
+    "SELECT '{1, 2,NULL}'::int[], '{}'::text[], '{\"a b\",c,\"NULL\"}'::text[]",
+    "SELECT ARRAY[1, 2] = '{1,2}'::int[], option_name FROM pg_options_to_table('{k=v}'::text[])",
+    "SELECT '1,2'::int[]",
+    "SELECT '{1,,2}'::int[]",
 ]
 
 BLOCK = [

@@ -50,6 +50,7 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
         crate::session_functions::rewrite(sql, &mut stmts);
         crate::precedence::rewrite(sql, &mut stmts);
         crate::set_returning::rewrite(sql, &mut stmts);
+        crate::pg_array_in::rewrite_literals(sql, &mut stmts);
         window_tables(sql, &mut stmts)?;
         return Ok(stmts);
     }
@@ -74,6 +75,7 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     crate::session_functions::rewrite(sql, &mut stmts);
     crate::precedence::rewrite(sql, &mut stmts);
     crate::set_returning::rewrite(sql, &mut stmts);
+    crate::pg_array_in::rewrite_literals(sql, &mut stmts);
     let lower = sql.to_ascii_lowercase();
     if lower.contains("array(") {
         stmts.iter_mut().for_each(crate::array_subquery::rewrite);

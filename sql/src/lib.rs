@@ -10,6 +10,7 @@
 pub mod arith;
 mod array_subquery;
 mod ast_parse;
+pub mod pg_array_in;
 pub mod pg_bytea;
 pub mod pg_datetime_in;
 pub mod pg_input;

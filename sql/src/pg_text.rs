@@ -149,7 +149,8 @@ impl ScalarUDFImpl for PgTimestampText {
 }
 
 /// Casts PostgreSQL spells differently from Arrow (names kept): timestamps to text become
-/// `pg_timestamp_text`, text to `bytea` `pg_bytea_in` ([`crate::pg_bytea`]). (`bytea` to text
+/// `pg_timestamp_text`, text to `bytea` `pg_bytea_in` ([`crate::pg_bytea`]), text to arrays
+/// `pg_array_in` ([`crate::pg_array_in`]). (`bytea` to text
 /// stays Arrow's: type coercion casts `bytea` to text for `length` and other string
 /// functions, where hex would change their answers.)
 #[derive(Debug, Default)]
@@ -159,6 +160,7 @@ impl AnalyzerRule for TextCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         let timestamps = PgTimestampText::udf();
         let bytea_in = crate::pg_bytea::PgBytea::input();
+        let array_in = crate::pg_array_in::PgArrayIn::udf();
         plan.transform_up_with_subqueries(|p| {
             let inputs = p.inputs();
             let mut schema = DFSchema::empty();
@@ -188,6 +190,11 @@ impl AnalyzerRule for TextCasts {
                         (Arc::clone(&timestamps), DataType::Utf8)
                     } else if *to == DataType::Binary && is_text(&from) {
                         (Arc::clone(&bytea_in), DataType::Binary)
+                    } else if from == DataType::Utf8 && crate::pg_array_in::is_list(to) {
+                        (
+                            Arc::clone(&array_in),
+                            crate::pg_array_in::PgArrayIn::return_type(),
+                        )
                     } else if let Some((udf, gives)) = datetime_in {
                         (udf, gives)
                     } else {

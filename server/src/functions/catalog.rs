@@ -73,6 +73,8 @@ pub fn register(ctx: &SessionContext) {
         }));
     }
     ctx.register_udtf("pg_options_to_table", Arc::new(OptionsToTable));
+    // Array literals (`'{1,2}'::int[]`) are read through it.
+    ctx.register_udf(freshet_sql::pg_array_in::PgArrayIn::udf().as_ref().clone());
     ctx.register_udf(datafusion::logical_expr::create_udf(
         "quote_literal",
         vec![DataType::Utf8],
