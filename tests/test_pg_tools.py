@@ -51,6 +51,11 @@ CHECKS = [
     "EXECUTE q(1)",
     "DEALLOCATE PREPARE two",
     "PREPARE r AS SELECT count(*) FROM t",
+    "PREPARE \"Mixed\" AS SELECT 'quoted'",
+    "PREPARE Upper AS SELECT 'folded'",
+    "EXECUTE upper",
+    "EXECUTE \"Mixed\"",
+    "EXECUTE mixed",
     "DEALLOCATE ALL",
     "EXECUTE r",
     # set_config and the settings pg_dump makes.

@@ -53,15 +53,18 @@ impl Session {
                 name,
                 data_types,
                 statement,
-            } => Some(self.prepare(&name.value, data_types, statement)),
+            } => Some(self.prepare(&statement_name(name), data_types, statement)),
             ast::Statement::Execute {
                 name: Some(name),
                 parameters,
                 immediate: false,
                 using,
                 ..
-            } if using.is_empty() => Some(self.execute_prepared(&name.to_string(), parameters)),
-            ast::Statement::Deallocate { name, .. } => Some(self.deallocate(&name.value)),
+            } if using.is_empty() => {
+                let name = name.0.last()?.as_ident().map(statement_name)?;
+                Some(self.execute_prepared(&name, parameters))
+            }
+            ast::Statement::Deallocate { name, .. } => Some(self.deallocate(name)),
             _ => None,
         }
     }
@@ -96,11 +99,12 @@ impl Session {
         if args.len() != expected {
             return Err(PgError::new(
                 SqlState::SYNTAX_ERROR,
-                format!(
-                    "wrong number of parameters for prepared statement \"{name}\"\nDETAIL:  Expected {expected} parameters but got {}.",
-                    args.len()
-                ),
-            ));
+                format!("wrong number of parameters for prepared statement \"{name}\""),
+            )
+            .with_detail(format!(
+                "Expected {expected} parameters but got {}.",
+                args.len()
+            )));
         }
         let mut statement = p.statement.clone();
         let _ = ast::visit_expressions_mut(&mut statement, |e| {
@@ -123,16 +127,25 @@ impl Session {
         Ok(Expanded::Run(Parsed::Ast(statement)))
     }
 
-    fn deallocate(&self, name: &str) -> Result<Expanded, PgError> {
+    fn deallocate(&self, name: &ast::Ident) -> Result<Expanded, PgError> {
         let mut prepared = lock(&self.prepared);
         // A name of ours, or one the client prepared over the protocol (psycopg deallocates
-        // those with this statement): pgwire keeps those until the connection closes.
-        if name.eq_ignore_ascii_case("all") {
+        // those with this statement): pgwire keeps those until the connection closes, so an
+        // unknown name is not an error here.
+        if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
             prepared.by_name.clear();
             return Ok(Expanded::Done(command("DEALLOCATE ALL")));
         }
-        prepared.by_name.remove(name);
+        prepared.by_name.remove(&statement_name(name));
         Ok(Expanded::Done(command("DEALLOCATE")))
+    }
+}
+
+/// A statement's name as PostgreSQL keeps it: unquoted names fold to lower case.
+fn statement_name(name: &ast::Ident) -> String {
+    match name.quote_style {
+        Some(_) => name.value.clone(),
+        None => name.value.to_lowercase(),
     }
 }
 
