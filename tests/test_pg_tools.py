@@ -2,10 +2,15 @@
 EXECUTE / DEALLOCATE, set_config, LOCK ... IN ACCESS SHARE MODE, the session settings pg_dump
 sets, `tableoid`, `"char"` casts, acldefault, pg_get_viewdef, quote_literal,
 pg_options_to_table and the catalogs that are always empty. Each check runs against freshet
-and against PostgreSQL, which must answer the same."""
+and against PostgreSQL, which must answer the same. And pg_dump itself: a schema-only dump of
+freshet restores into PostgreSQL as the same tables, keys, indexes, defaults and views."""
+
+import subprocess
 
 import psycopg
 import pytest
+
+from conftest import PG_BIN
 
 SCHEMA = [
     "CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL)",
@@ -160,3 +165,73 @@ def test_freshet_answers_for_its_own_catalog(freshet):
             c.execute("LOCK TABLE t IN EXCLUSIVE MODE")
         assert e.value.sqlstate == "0A000"
         c.rollback()
+
+
+DUMPED = [
+    "CREATE TABLE orders (id bigint PRIMARY KEY, customer varchar(40) NOT NULL, "
+    "amount numeric(12,2) DEFAULT 0, placed timestamptz DEFAULT now(), note text DEFAULT 'x''y', "
+    "tags text[], flag boolean, payload jsonb, UNIQUE (customer, placed))",
+    "CREATE TABLE lines (order_id bigint NOT NULL, n int NOT NULL, qty int DEFAULT 1, "
+    "PRIMARY KEY (order_id, n))",
+    "CREATE INDEX orders_placed ON orders (placed)",
+    # Named so that restoring in name order would create the view on a view first.
+    "CREATE MATERIALIZED VIEW b_per_customer AS "
+    "SELECT customer, count(*) AS n, sum(amount) AS total FROM orders GROUP BY customer",
+    "CREATE MATERIALIZED VIEW a_big AS SELECT customer, n FROM b_per_customer WHERE n > 1",
+]
+
+# The restored structure, read from PostgreSQL's own catalogs.
+STRUCTURE = [
+    "SELECT c.relname, c.relkind, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), "
+    "a.attnotnull, pg_get_expr(d.adbin, d.adrelid) FROM pg_class c "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
+    "LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
+    "WHERE n.nspname = 'public' ORDER BY 1, 3",
+    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2",
+    "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 2",
+]
+
+
+def test_pg_dump_schema_only_restores_into_postgresql(freshet, postgres):
+    with freshet.connect() as c:
+        for s in DUMPED:
+            c.execute(s)
+        c.execute("INSERT INTO orders (id, customer) VALUES (1, 'a'), (2, 'b')")
+    dump = subprocess.run(
+        [str(PG_BIN / "pg_dump"), "--schema-only", "-h", "127.0.0.1", "-p", str(freshet.port),
+         "-U", "tester", "freshet"], capture_output=True, text=True, timeout=120)
+    assert dump.returncode == 0, dump.stderr
+    assert "CREATE MATERIALIZED VIEW public.a_big" in dump.stdout
+    # The view on a view comes after the view it reads, whatever their names.
+    assert dump.stdout.index("public.b_per_customer AS") < dump.stdout.index("public.a_big AS")
+    with postgres.connect() as c:
+        for role in ("tester", "freshet"):
+            try:
+                c.execute(f"CREATE ROLE {role}")
+            except psycopg.errors.DuplicateObject:
+                pass
+        for db in ("dump_restored", "dump_direct"):
+            c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            c.execute(f"CREATE DATABASE {db}")
+    try:
+        restore = subprocess.run(
+            [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+             "-p", str(postgres.port), "-U", "postgres", "-d", "dump_restored"],
+            input=dump.stdout, capture_output=True, text=True, timeout=120)
+        assert restore.returncode == 0, restore.stderr
+        direct = f"host=127.0.0.1 port={postgres.port} dbname=dump_direct user=postgres"
+        restored = f"host=127.0.0.1 port={postgres.port} dbname=dump_restored user=postgres"
+        with psycopg.connect(direct, autocommit=True) as c:
+            for s in DUMPED:
+                c.execute(s)
+            want = [c.execute(q).fetchall() for q in STRUCTURE]
+        with psycopg.connect(restored, autocommit=True) as c:
+            got = [c.execute(q).fetchall() for q in STRUCTURE]
+        for q, g, w in zip(STRUCTURE, got, want):
+            assert g == w, f"{q}\n  restored: {g}\n  direct:   {w}"
+    finally:
+        with postgres.connect() as c:
+            for db in ("dump_restored", "dump_direct"):
+                c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")

@@ -19,10 +19,12 @@ pub mod query;
 pub mod server;
 pub mod session;
 
-/// The PostgreSQL version we report; drivers parse it (`server_version`, `version()`).
 /// The one database (catalog) name.
 pub const DATABASE_NAME: &str = "freshet";
 
-pub const SERVER_VERSION: &str = "16.6";
+/// The PostgreSQL version we report; drivers parse it (`server_version`, `version()`) and
+/// tools adapt their queries to it. PostgreSQL 15 is what freshet is checked against (its
+/// differential tests' oracle), and pg_dump refuses a server newer than itself.
+pub const SERVER_VERSION: &str = "15.18";
 /// `server_version_num` for [`SERVER_VERSION`].
-pub const SERVER_VERSION_NUM: &str = "160006";
+pub const SERVER_VERSION_NUM: &str = "150018";

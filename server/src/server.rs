@@ -225,6 +225,12 @@ fn template_context(
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        // Untyped array literals take their type from the context before type coercion.
+        .with_analyzer_rules(
+            std::iter::once(freshet_sql::untyped_array::rule())
+                .chain(datafusion::optimizer::Analyzer::new().rules)
+                .collect(),
+        )
         .with_analyzer_rule(Arc::new(freshet_sql::arith::FoldConstants))
         .with_analyzer_rule(Arc::new(freshet_sql::pg_text::TextCasts))
         .with_analyzer_rule(Arc::new(freshet_sql::scalar_subquery::ScalarSubqueryRows))
@@ -238,8 +244,13 @@ fn template_context(
     {
         let state = ctx.state_ref();
         let existing = state.read().clone();
+        // `typname[0]` (a subscript of a name) before DataFusion's list subscripts.
+        let planners = std::iter::once(Arc::new(freshet_sql::name_subscript::NameSubscript) as _)
+            .chain(existing.expr_planners().iter().cloned())
+            .collect();
         *state.write() = SessionStateBuilder::new_from_existing(existing)
             .with_type_planner(Arc::new(freshet_sql::type_planner::PgTypePlanner::default()))
+            .with_expr_planners(planners)
             .build();
     }
     // Our declared column types in pg_attribute (numeric(p,s), varchar(n), jsonb, arrays).

@@ -77,6 +77,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     crate::set_returning::rewrite(sql, &mut stmts);
     crate::pg_array_in::rewrite_literals(sql, &mut stmts);
     let lower = sql.to_ascii_lowercase();
+    if crate::empty_catalogs::mentions(&lower) {
+        stmts.iter_mut().for_each(crate::empty_catalogs::rewrite);
+    }
     if lower.contains("array(") {
         stmts.iter_mut().for_each(crate::array_subquery::rewrite);
     }

@@ -425,17 +425,31 @@ fn classify_lock(lock: ast::Lock) -> Result<Statement, PgError> {
     // Without IN … MODE, PostgreSQL's LOCK takes ACCESS EXCLUSIVE.
     match lock.lock_mode {
         Some(ast::LockTableMode::AccessShare) => Ok(Statement::LockShared {
-            tables: lock
-                .tables
-                .iter()
-                .map(|t| object_name(&t.name))
-                .collect::<Result<_, _>>()?,
+            tables: lock.tables.iter().map(|t| lock_target(&t.name)).collect::<Result<_, _>>()?,
         }),
         mode => Err(PgError::not_supported(format!(
             "LOCK TABLE IN {} MODE (only ACCESS SHARE)",
             mode.map_or("ACCESS EXCLUSIVE".to_owned(), |m| m.to_string())
         ))),
     }
+}
+
+/// A relation to lock: ours by name, or `schema.name` in another schema (the system's:
+/// `freshet_internal`, `pg_catalog`, `information_schema`).
+fn lock_target(name: &ast::ObjectName) -> Result<String, PgError> {
+    if let [schema, table] = name.0.as_slice() {
+        let (Some(schema), Some(table)) = (schema.as_ident(), table.as_ident()) else {
+            return object_name(name);
+        };
+        let fold = |i: &ast::Ident| match i.quote_style {
+            Some(_) => i.value.clone(),
+            None => i.value.to_lowercase(),
+        };
+        if fold(schema) != "public" {
+            return Ok(format!("{}.{}", fold(schema), fold(table)));
+        }
+    }
+    object_name(name)
 }
 
 fn classify_set(set: Set) -> Result<Statement, PgError> {

@@ -73,6 +73,12 @@ pub fn register(ctx: &SessionContext) {
         }));
     }
     ctx.register_udtf("pg_options_to_table", Arc::new(OptionsToTable));
+    ctx.register_udf(ScalarUDF::new_from_impl(PgGetExpr {
+        signature: Signature::one_of(
+            vec![TypeSignature::Any(2), TypeSignature::Any(3)],
+            Volatility::Stable,
+        ),
+    }));
     // Array literals (`'{1,2}'::int[]`) are read through it.
     ctx.register_udf(freshet_sql::pg_array_in::PgArrayIn::udf().as_ref().clone());
     ctx.register_udf(datafusion::logical_expr::create_udf(
@@ -94,6 +100,44 @@ pub fn register(ctx: &SessionContext) {
             })
         }),
     ));
+}
+
+/// `pg_get_expr(expr, relation [, pretty])`: our expressions (column defaults in pg_attrdef)
+/// are stored as their SQL text; PostgreSQL's node trees in the static catalogs (`{…}`) are
+/// not decoded and read as empty text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgGetExpr {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for PgGetExpr {
+    fn name(&self) -> &str {
+        "pg_get_expr"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let exprs = args.args[0].to_array(args.number_rows)?;
+        let texts = datafusion::arrow::compute::cast(&exprs, &DataType::Utf8)?;
+        let out: datafusion::arrow::array::StringArray = texts
+            .as_string::<i32>()
+            .iter()
+            .map(|t| t.map(|t| if t.starts_with('{') { "" } else { t }))
+            .collect();
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(Arc::new(out))
+        })
+    }
 }
 
 /// `quote_literal(text)` as PostgreSQL writes it: quotes doubled, and with backslashes

@@ -132,7 +132,9 @@ impl Startup {
             catalog: Arc::clone(&auth.catalog),
         }));
         scram.set_iterations(SCRAM_ITERATIONS as usize);
-        let sasl = SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
+        let mut parameters = DefaultServerParameterProvider::default();
+        parameters.server_version = crate::SERVER_VERSION.to_owned();
+        let sasl = SASLAuthStartupHandler::new(Arc::new(parameters))
             .with_scram(scram)
             .with_connection_manager(Arc::clone(&manager));
         Self {
@@ -164,9 +166,30 @@ struct TrustStartup {
     manager: Arc<ConnectionManager>,
 }
 
+#[async_trait]
 impl NoopStartupHandler for TrustStartup {
     fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
         Some(Arc::clone(&self.manager))
+    }
+
+    /// pgwire's no-authentication startup reports its own `server_version`; ours follows it
+    /// before ReadyForQuery, and clients keep the last value of a parameter.
+    async fn post_startup<C>(&self, client: &mut C, _message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use futures::SinkExt;
+        client
+            .send(PgWireBackendMessage::ParameterStatus(
+                pgwire::messages::startup::ParameterStatus::new(
+                    "server_version".to_owned(),
+                    crate::SERVER_VERSION.to_owned(),
+                ),
+            ))
+            .await?;
+        Ok(())
     }
 }
 

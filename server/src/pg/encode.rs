@@ -63,16 +63,30 @@ pub async fn cancel_signal<C: ClientInfo>(
 pub fn fields(schema: &Schema, format: &Format) -> Result<Vec<FieldInfo>, PgError> {
     let mut fields = arrow_schema_to_pg_fields(schema, format, None)
         .map_err(|e| PgError::not_supported(format!("result type: {e}")))?;
-    for (fi, f) in fields.iter_mut().zip(schema.fields()) {
-        if f.metadata()
-            .get(PG_TYPE_METADATA_KEY)
-            .is_some_and(|t| t == "jsonb")
-            && format.format_for(0) == pgwire::api::results::FieldFormat::Text
-        {
-            *fi = FieldInfo::new(fi.name().to_owned(), None, None, Type::JSONB, fi.format());
+    for (i, (fi, f)) in fields.iter_mut().zip(schema.fields()).enumerate() {
+        if format.format_for(i) != pgwire::api::results::FieldFormat::Text {
+            continue;
         }
+        let pg_type = match f.metadata().get(PG_TYPE_METADATA_KEY).map(String::as_str) {
+            Some("jsonb") => Type::JSONB,
+            // PostgreSQL's OIDs, as simple types so the text is not quoted as an array's.
+            Some("int2vector") => vector_type(&Type::INT2_VECTOR),
+            Some("oidvector") => vector_type(&Type::OID_VECTOR),
+            _ => continue,
+        };
+        *fi = FieldInfo::new(fi.name().to_owned(), None, None, pg_type, fi.format());
     }
     Ok(fields)
+}
+
+/// `vector` (int2vector or oidvector) as a simple type of the same name and OID.
+pub(super) fn vector_type(vector: &Type) -> Type {
+    Type::new(
+        vector.name().to_owned(),
+        vector.oid(),
+        postgres_types::Kind::Simple,
+        vector.schema().to_owned(),
+    )
 }
 
 /// A streaming query response over `stream`, ended with 57014 if `cancel` fires first.
@@ -90,7 +104,7 @@ pub fn query_response(
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
                 Ok(b) => encode_recordbatch(
                     Arc::clone(&f),
-                    super::text::timestamps_as_text(b, &format),
+                    super::text::vectors_as_text(super::text::timestamps_as_text(b, &format), &f),
                 ),
                 Err(e) => Box::new(std::iter::once(Err(to_wire_error(map_df_error(&e))))),
             };

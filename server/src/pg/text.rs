@@ -1,6 +1,7 @@
 //! Result columns sent in text format get PostgreSQL's text form of timestamps
 //! ([`freshet_sql::pg_text`]), which pgwire's encoder does not give (it always prints six
-//! fraction digits). Binary format is left to pgwire.
+//! fraction digits), and of `int2vector`/`oidvector` columns. Binary format is left to
+//! pgwire.
 
 use std::sync::Arc;
 
@@ -40,5 +41,46 @@ pub fn timestamps_as_text(batch: RecordBatch, format: &Format) -> RecordBatch {
         }
     }
     let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    RecordBatch::try_new(schema, columns).unwrap_or(batch)
+}
+
+/// Columns sent as `int2vector` / `oidvector` in text (see [`super::encode::fields`]) as
+/// PostgreSQL prints them: the elements separated by spaces.
+pub fn vectors_as_text(batch: RecordBatch, fields: &[pgwire::api::results::FieldInfo]) -> RecordBatch {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    use pgwire::api::Type;
+    let vector = |i: usize| {
+        fields.get(i).is_some_and(|f| {
+            let oid = f.datatype().oid();
+            oid == Type::INT2_VECTOR.oid() || oid == Type::OID_VECTOR.oid()
+        }) && matches!(batch.column(i).data_type(), DataType::List(_))
+    };
+    if !(0..batch.num_columns()).any(vector) {
+        return batch;
+    }
+    let schema = batch.schema();
+    let mut out_fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (i, (f, c)) in schema.fields().iter().zip(batch.columns()).enumerate() {
+        if !vector(i) {
+            out_fields.push(Arc::clone(f));
+            columns.push(Arc::clone(c));
+            continue;
+        }
+        let lists = c.as_list::<i32>();
+        let texts: StringArray = (0..lists.len())
+            .map(|r| {
+                if lists.is_null(r) {
+                    return None;
+                }
+                let items = datafusion::arrow::compute::cast(&lists.value(r), &DataType::Utf8).ok()?;
+                let items = items.as_string::<i32>();
+                Some(items.iter().map(|v| v.unwrap_or("0")).collect::<Vec<_>>().join(" "))
+            })
+            .collect();
+        out_fields.push(Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable())));
+        columns.push(Arc::new(texts) as _);
+    }
+    let schema = Arc::new(Schema::new_with_metadata(out_fields, schema.metadata().clone()));
     RecordBatch::try_new(schema, columns).unwrap_or(batch)
 }

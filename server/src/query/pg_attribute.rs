@@ -69,7 +69,12 @@ impl SchemaProvider for PgCatalogOverlay {
                 Arc::clone(&self.engine),
             ))));
         }
-        let table = self.inner.table(name).await?;
+        let mut table = self.inner.table(name).await?;
+        if super::pg_regproc::has_regproc_columns(name) {
+            if let (Some(t), Some(proc)) = (table.clone(), self.inner.table("pg_proc").await?) {
+                table = Some(super::pg_regproc::overlay(name, t, proc));
+            }
+        }
         let keys = match name {
             "pg_index" => Some(super::pg_index::Which::PgIndex),
             "pg_constraint" => Some(super::pg_index::Which::PgConstraint),
@@ -89,6 +94,60 @@ impl SchemaProvider for PgCatalogOverlay {
                 namespace,
                 Arc::clone(&self.engine),
             ))));
+        }
+        if name == "pg_attrdef" {
+            let (Some(attrdef), Some(class), Some(namespace)) = (
+                table.clone(),
+                self.inner.table("pg_class").await?,
+                self.inner.table("pg_namespace").await?,
+            ) else {
+                return Ok(table);
+            };
+            return Ok(Some(Arc::new(super::pg_depend::PgAttrdef {
+                attrdef,
+                class,
+                namespace,
+                engine: Arc::clone(&self.engine),
+            })));
+        }
+        if name == "pg_depend" {
+            let (Some(depend), Some(class), Some(namespace)) = (
+                table.clone(),
+                self.inner.table("pg_class").await?,
+                self.inner.table("pg_namespace").await?,
+            ) else {
+                return Ok(table);
+            };
+            return Ok(Some(Arc::new(super::pg_depend::PgDepend {
+                depend,
+                class,
+                namespace,
+                engine: Arc::clone(&self.engine),
+            })));
+        }
+        if name == "pg_rewrite" {
+            let Some(class) = self.table("pg_class").await? else {
+                return Ok(table);
+            };
+            return Ok(table.map(|rewrite| {
+                Arc::new(super::pg_class_oids::PgRewrite { rewrite, class }) as Arc<dyn TableProvider>
+            }));
+        }
+        if name == "pg_namespace" || name == "pg_init_privs" {
+            let owner = self
+                .engine
+                .catalog
+                .roles()
+                .into_iter()
+                .find(|r| r.oid == 10)
+                .map_or_else(|| "10".to_owned(), |r| freshet_catalog::quote_role(&r.name));
+            return Ok(table.map(|inner| -> Arc<dyn TableProvider> {
+                if name == "pg_namespace" {
+                    Arc::new(super::pg_class_oids::PgNamespace { namespace: inner, owner })
+                } else {
+                    Arc::new(super::pg_class_oids::PgInitPrivs { init_privs: inner, owner })
+                }
+            }));
         }
         if name == "pg_class" {
             let (Some(class), Some(namespace)) =
@@ -207,6 +266,7 @@ impl TableProvider for MatviewPgClass {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let public = public_oid(&self.namespace, state).await?;
+        let namespaces = super::pg_class_oids::namespace_renumbering(&self.namespace, state).await?;
         let mut out = Vec::new();
         let classes = read_all(&self.class, state).await?;
         for b in &classes {
@@ -230,6 +290,10 @@ impl TableProvider for MatviewPgClass {
             let idx = b.schema().index_of("relkind")?;
             let mut cols = b.columns().to_vec();
             cols[idx] = Arc::new(patched);
+            let idx = b.schema().index_of("oid")?;
+            cols[idx] = Arc::new(catalog_oids(&b)?);
+            let idx = b.schema().index_of("relnamespace")?;
+            cols[idx] = Arc::new(super::pg_class_oids::renumber(&b, "relnamespace", &namespaces)?);
             let (owners, acl) = self.access(&b, public)?;
             let idx = b.schema().index_of("relowner")?;
             cols[idx] = owners;
@@ -253,6 +317,26 @@ impl TableProvider for MatviewPgClass {
     }
 }
 
+/// pg_class's `oid` column with PostgreSQL's OIDs for its own catalog relations.
+fn catalog_oids(b: &RecordBatch) -> Result<Int32Array> {
+    let (oid, name, ns) = (
+        column(b, "oid")?,
+        column(b, "relname")?.as_string::<i32>(),
+        column(b, "relnamespace")?,
+    );
+    Ok((0..b.num_rows())
+        .map(|i| {
+            let fixed = (oid_at(ns, i) == Some(PG_CATALOG_OID))
+                .then(|| super::pg_class_oids::catalog_oid(name.value(i)))
+                .flatten();
+            fixed.or_else(|| oid_at(oid, i).map(|o| o as i32))
+        })
+        .collect())
+}
+
+/// pg_catalog's namespace OID.
+const PG_CATALOG_OID: i64 = 11;
+
 impl MatviewPgClass {
     /// `relowner` and `relacl` of a pg_class batch: our objects' from the catalog.
     fn access(&self, b: &RecordBatch, public: Option<i64>) -> Result<(ArrayRef, ArrayRef)> {
@@ -268,7 +352,12 @@ impl MatviewPgClass {
                 .then(|| catalog.object_access(name.value(i)))
                 .flatten();
             let Some(a) = ours else {
-                owner_out.push(owners.value(i));
+                // The system's relations belong to the bootstrap superuser (10), as in
+                // PostgreSQL; datafusion-pg-catalog leaves 0 (no role) for many.
+                owner_out.push(match owners.value(i) {
+                    0 => 10,
+                    o => o,
+                });
                 acl_out.append(false);
                 continue;
             };
@@ -353,6 +442,7 @@ impl TableProvider for TypedPgAttribute {
         // Our tables and views by pg_class OID: the OID of `public`, then pg_class rows in it.
         let public_oid = public_oid(&self.namespace, state).await?;
         let mut tables = HashMap::new();
+        let mut renumbered = HashMap::new();
         for b in read_all(&self.class, state).await? {
             let (oid, name, ns) = (
                 column(&b, "oid")?,
@@ -360,6 +450,14 @@ impl TableProvider for TypedPgAttribute {
                 column(&b, "relnamespace")?,
             );
             for i in 0..b.num_rows() {
+                if oid_at(ns, i) == Some(PG_CATALOG_OID) {
+                    if let (Some(old), Some(new)) = (
+                        oid_at(oid, i),
+                        super::pg_class_oids::catalog_oid(name.value(i)),
+                    ) {
+                        renumbered.insert(old, new);
+                    }
+                }
                 if public_oid.is_some() && oid_at(ns, i) == public_oid {
                     let columns = match self.engine.catalog.table(name.value(i)) {
                         Some(def) => Some(def.columns.clone()),
@@ -383,7 +481,7 @@ impl TableProvider for TypedPgAttribute {
         }
         let mut out = Vec::new();
         for b in read_all(&self.attribute, state).await? {
-            out.push(patch(&b, &tables)?);
+            out.push(patch(&b, &tables, &renumbered)?);
         }
         super::pg_index::memory_scan(out, self.schema(), projection, limit)
     }
@@ -392,8 +490,12 @@ impl TableProvider for TypedPgAttribute {
 fn patch(
     b: &RecordBatch,
     tables: &HashMap<i64, Vec<freshet_catalog::ColumnDef>>,
+    renumbered: &HashMap<i64, i32>,
 ) -> Result<RecordBatch> {
     let relid = column(b, "attrelid")?;
+    let relids: Int32Array = (0..b.num_rows())
+        .map(|i| oid_at(relid, i).map(|r| renumbered.get(&r).copied().unwrap_or(r as i32)))
+        .collect();
     let attnum = column(b, "attnum")?.as_primitive::<Int16Type>();
     let mut typid: Vec<i32> = column(b, "atttypid")?
         .as_primitive::<Int32Type>()
@@ -407,6 +509,11 @@ fn patch(
         .as_primitive::<Int16Type>()
         .values()
         .to_vec();
+    let mut has_default: Vec<bool> = column(b, "atthasdef")?
+        .as_boolean()
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect();
     let mut ndims: Vec<i32> = column(b, "attndims")?
         .as_primitive::<Int32Type>()
         .values()
@@ -425,18 +532,23 @@ fn patch(
         typmods[i] = typmod(&col.ty);
         lens[i] = typlen(&col.ty);
         ndims[i] = i32::from(matches!(col.ty, SqlType::Array(_)));
+        has_default[i] = col.default.is_some();
     }
     let schema = b.schema();
     let mut columns = b.columns().to_vec();
-    // No column privileges: attacl is a NULL aclitem[] (datafusion-pg-catalog makes it text).
-    if let Ok(idx) = schema.index_of("attacl") {
-        columns[idx] = datafusion::arrow::array::new_null_array(&acl_type(), b.num_rows());
+    // No column privileges or options: NULL arrays (datafusion-pg-catalog makes them text).
+    for name in LIST_COLUMNS {
+        if let Ok(idx) = schema.index_of(name) {
+            columns[idx] = datafusion::arrow::array::new_null_array(&acl_type(), b.num_rows());
+        }
     }
     for (name, array) in [
-        ("atttypid", Arc::new(Int32Array::from(typid)) as ArrayRef),
+        ("attrelid", Arc::new(relids) as ArrayRef),
+        ("atttypid", Arc::new(Int32Array::from(typid))),
         ("atttypmod", Arc::new(Int32Array::from(typmods))),
         ("attlen", Arc::new(Int16Array::from(lens))),
         ("attndims", Arc::new(Int32Array::from(ndims))),
+        ("atthasdef", Arc::new(BooleanArray::from(has_default))),
     ] {
         let (idx, _) = schema
             .column_with_name(name)
@@ -452,15 +564,18 @@ fn acl_type() -> datafusion::arrow::datatypes::DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
 
-/// `schema` with `attacl` typed as an aclitem[] (a list of text).
+/// pg_attribute's array columns: privileges (aclitem[]) and options (text[]).
+const LIST_COLUMNS: [&str; 3] = ["attacl", "attoptions", "attfdwoptions"];
+
+/// `schema` with its [`LIST_COLUMNS`] typed as lists of text.
 fn attacl_as_list(schema: &SchemaRef) -> SchemaRef {
     use datafusion::arrow::datatypes::{Field, Schema};
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|f| {
-            if f.name() == "attacl" {
-                Field::new("attacl", acl_type(), true)
+            if LIST_COLUMNS.contains(&f.name().as_str()) {
+                Field::new(f.name(), acl_type(), true)
             } else {
                 f.as_ref().clone()
             }

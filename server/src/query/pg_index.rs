@@ -237,6 +237,27 @@ fn list_type(item: DataType) -> DataType {
     DataType::List(Arc::new(Field::new("item", item, true)))
 }
 
+/// pg_index's vector columns, marked for the wire: PostgreSQL prints an `int2vector` or
+/// `oidvector` as `1 2` (pg_dump parses `indkey` so), while they stay lists for `unnest`.
+fn as_vectors(schema: SchemaRef) -> SchemaRef {
+    let kind = |name: &str| match name {
+        "indkey" => Some("int2vector"),
+        "indclass" | "indcollation" => Some("oidvector"),
+        _ => None,
+    };
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match kind(f.name()) {
+            Some(k) => f.as_ref().clone().with_metadata(
+                [(freshet_sql::types::PG_TYPE_METADATA_KEY.to_owned(), k.to_owned())].into(),
+            ),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// `schema` with the named text columns (PostgreSQL vectors and arrays) as lists of `item`.
 fn with_lists(schema: &SchemaRef, lists: &[(&str, DataType)]) -> SchemaRef {
     let fields: Vec<Field> = schema
@@ -324,7 +345,7 @@ impl KeyCatalog {
         namespace: Arc<dyn TableProvider>,
         engine: Arc<Engine>,
     ) -> Self {
-        let schema = with_lists(&inner.schema(), &Self::lists(which));
+        let schema = as_vectors(with_lists(&inner.schema(), &Self::lists(which)));
         Self {
             which,
             inner,

@@ -283,7 +283,11 @@ impl Session {
         }
         let catalog = &self.engine.catalog;
         for name in tables {
-            let bare = name.rsplit('.').next().unwrap_or(name);
+            if let Some((schema, table)) = name.split_once('.') {
+                self.lock_system_relation(schema, table)?;
+                continue;
+            }
+            let bare = name.as_str();
             if catalog.view(bare).is_some() {
                 return Err(PgError::new(
                     SqlState::WRONG_OBJECT_TYPE,
@@ -304,6 +308,27 @@ impl Session {
             tag: "LOCK TABLE",
             rows: None,
         })
+    }
+
+    /// `LOCK` of a relation in a schema of the system's: it must exist.
+    fn lock_system_relation(&self, schema: &str, table: &str) -> Result<(), PgError> {
+        let Some(provider) = self
+            .ctx
+            .catalog(crate::DATABASE_NAME)
+            .and_then(|c| c.schema(schema))
+        else {
+            return Err(PgError::new(
+                SqlState::INVALID_SCHEMA_NAME,
+                format!("schema \"{schema}\" does not exist"),
+            ));
+        };
+        if !provider.table_exist(table) {
+            return Err(PgError::new(
+                SqlState::UNDEFINED_TABLE,
+                format!("relation \"{schema}.{table}\" does not exist"),
+            ));
+        }
+        Ok(())
     }
 
     /// Transaction control (see `session/txn.rs`).
