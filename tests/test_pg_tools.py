@@ -95,6 +95,17 @@ CHECKS = [
     "SELECT ARRAY[1, 2] = '{1,2}'::int[], option_name FROM pg_options_to_table('{k=v}'::text[])",
     "SELECT '1,2'::int[]",
     "SELECT '{1,,2}'::int[]",
+    "SELECT ARRAY[1, 2]::text, ARRAY['a', 'b c', NULL, '', 'q\"']::text, ARRAY[true, false]::text",
+    "SELECT '{3,4}'::int[]::text, ARRAY[ARRAY[1, 2], ARRAY[3, 4]]::text",
+    # Interval and date/time input forms.
+    "SELECT '1 day 02:03:04'::interval, INTERVAL 'P1DT2H', '@ 3 days ago'::interval",
+    "SELECT '2h 30m'::interval, INTERVAL '-01:30', 'PT0.5S'::interval, '1.5 days'::interval",
+    "SELECT 'tomorrow'::date - 'today'::date, 'yesterday'::timestamp < 'today'::timestamp",
+    "SELECT 'now'::timestamptz IS NOT NULL, 'today'::date = current_date",
+    # Read-only settings and catalog functions.
+    "SELECT current_setting('max_index_keys'), current_setting('block_size')",
+    "SHOW max_function_args",
+    "SELECT pg_get_userbyid(999999)",
 ]
 
 BLOCK = [

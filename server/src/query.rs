@@ -3,6 +3,7 @@
 //!
 //! This is the only module of the server besides `session` that names DataFusion types.
 
+mod catalog_rows;
 mod copy;
 pub mod dml;
 pub mod insert;

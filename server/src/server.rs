@@ -231,8 +231,9 @@ fn template_context(
                 .chain(datafusion::optimizer::Analyzer::new().rules)
                 .collect(),
         )
+        // Text casts first: constant folding would read `'today'::date` with Arrow's cast.
+        .with_analyzer_rule(Arc::new(freshet_sql::text_casts::TextCasts))
         .with_analyzer_rule(Arc::new(freshet_sql::arith::FoldConstants))
-        .with_analyzer_rule(Arc::new(freshet_sql::pg_text::TextCasts))
         .with_analyzer_rule(Arc::new(freshet_sql::scalar_subquery::ScalarSubqueryRows))
         .with_physical_optimizer_rule(Arc::new(freshet_sql::arith::PgArithmetic))
         .build();

@@ -50,7 +50,7 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
         crate::session_functions::rewrite(sql, &mut stmts);
         crate::precedence::rewrite(sql, &mut stmts);
         crate::set_returning::rewrite(sql, &mut stmts);
-        crate::pg_array_in::rewrite_literals(sql, &mut stmts);
+        literals(sql, &mut stmts);
         window_tables(sql, &mut stmts)?;
         return Ok(stmts);
     }
@@ -75,7 +75,7 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     crate::session_functions::rewrite(sql, &mut stmts);
     crate::precedence::rewrite(sql, &mut stmts);
     crate::set_returning::rewrite(sql, &mut stmts);
-    crate::pg_array_in::rewrite_literals(sql, &mut stmts);
+    literals(sql, &mut stmts);
     let lower = sql.to_ascii_lowercase();
     if crate::empty_catalogs::mentions(&lower) {
         stmts.iter_mut().for_each(crate::empty_catalogs::rewrite);
@@ -97,6 +97,14 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     }
     window_tables(sql, &mut stmts)?;
     Ok(stmts)
+}
+
+/// Array and interval literals in PostgreSQL's text forms, as DataFusion reads them.
+fn literals(sql: &str, stmts: &mut [ast::Statement]) {
+    crate::pg_array_in::rewrite_literals(sql, stmts);
+    if sql.to_ascii_lowercase().contains("interval") {
+        stmts.iter_mut().for_each(crate::pg_interval_in::rewrite_literals);
+    }
 }
 
 /// `TUMBLE(…)` and `HOP(…)` in FROM clauses as the derived tables they stand for.

@@ -1,5 +1,5 @@
 //! PostgreSQL's text form of arrays as input: `'{1,2,NULL}'::int[]`, `'{"a b","c\"d"}'::text[]`.
-//! Arrow casts text to a list by casting the whole text to one element; [`crate::pg_text::TextCasts`]
+//! Arrow casts text to a list by casting the whole text to one element; [`crate::text_casts::TextCasts`]
 //! routes such casts through `pg_array_in`, which splits the text into its elements (text),
 //! and Arrow then casts the elements to the element type.
 

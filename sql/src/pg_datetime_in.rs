@@ -1,7 +1,7 @@
 //! Casts of text to `timestamp`, `timestamptz` and `date` that read PostgreSQL's input forms
 //! ([`crate::pg_input`]): `'2026-11-01 10:00'::timestamp`, `'2026-12-01T00:00'`,
 //! `'2026-12-01 10:00 +02'::timestamptz`. Arrow's cast wants seconds and refuses them.
-//! [`crate::pg_text::TextCasts`] puts [`PgDateTimeIn`] in place of such casts.
+//! [`crate::text_casts::TextCasts`] puts [`PgDateTimeIn`] in place of such casts.
 
 use std::sync::Arc;
 

@@ -13,6 +13,12 @@ pub fn parse_timestamp(s: &str, with_zone: bool) -> Option<i64> {
     if s.eq_ignore_ascii_case("epoch") {
         return Some(0);
     }
+    if s.eq_ignore_ascii_case("now") {
+        return Some(chrono::Utc::now().timestamp_micros());
+    }
+    if let Some(day) = relative_day(s) {
+        return Some(i64::from(day) * 86_400_000_000);
+    }
     let (local, offset) = split_zone(s)?;
     let dt = parse_local(local.trim_end())?;
     let micros = dt.and_utc().timestamp_micros();
@@ -30,10 +36,29 @@ pub fn parse_date(s: &str) -> Option<i32> {
     if s.eq_ignore_ascii_case("epoch") {
         return Some(0);
     }
+    if let Some(day) = relative_day(s).or_else(|| s.eq_ignore_ascii_case("now").then(|| today(0))) {
+        return Some(day);
+    }
     let (local, _) = split_zone(s)?;
     let d = parse_local(local.trim_end())?.date();
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
     i32::try_from(d.signed_duration_since(epoch).num_days()).ok()
+}
+
+/// PostgreSQL's special inputs `today`, `tomorrow` and `yesterday` as days since 1970-01-01
+/// (the server's zone is UTC).
+fn relative_day(s: &str) -> Option<i32> {
+    let offset = match s.to_ascii_lowercase().as_str() {
+        "today" => 0,
+        "tomorrow" => 1,
+        "yesterday" => -1,
+        _ => return None,
+    };
+    Some(today(offset))
+}
+
+fn today(offset: i32) -> i32 {
+    (chrono::Utc::now().timestamp().div_euclid(86_400)) as i32 + offset
 }
 
 /// The text before a trailing zone, and the zone's offset east of UTC in seconds (0 without).
@@ -103,6 +128,20 @@ mod tests {
     }
 
     #[test]
+    fn special_values_are_relative_to_now() {
+        let now = chrono::Utc::now().timestamp_micros();
+        let day = 86_400_000_000;
+        let today = parse_timestamp("today", true).unwrap();
+        assert!(today <= now && now - today < day);
+        assert_eq!(parse_timestamp(" Tomorrow ", false), Some(today + day));
+        assert_eq!(parse_timestamp("yesterday", true), Some(today - day));
+        assert!((parse_timestamp("now", true).unwrap() - now).abs() < 60_000_000);
+        assert_eq!(parse_date("now"), parse_date("today"));
+        assert_eq!(parse_date("tomorrow").unwrap(), parse_date("today").unwrap() + 1);
+        assert_eq!(parse_timestamp("later", true), None);
+    }
+
+    #[test]
     fn postgres_forms_parse() {
         let ten = at("2026-11-01 10:00:00");
         for s in [
@@ -138,7 +177,7 @@ mod tests {
         for bad in [
             "2026-13-01",
             "2026-11-01 25:00",
-            "tomorrow",
+            "tomorrowish",
             "2026-11-01 10:00+99",
             "x",
         ] {

@@ -2,9 +2,8 @@
 //! for `timestamptz` the offset as PostgreSQL prints it (`+00`, `+05:30`). Arrow writes an ISO
 //! `T` between date and time and pgwire always six fraction digits; both differ from what
 //! clients compare against. Used by the server's encoder for result columns, and for casts
-//! to text (`ts::text`, `ts || ''`) through [`TextCasts`], an analyzer rule that replaces
-//! them by the `pg_timestamp_text` function (and casts of text to `bytea`, timestamps and
-//! dates read PostgreSQL's input forms).
+//! to text (`ts::text`, `ts || ''`) through [`crate::text_casts::TextCasts`], which replaces
+//! them by the `pg_timestamp_text` function.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -14,16 +13,10 @@ use datafusion::arrow::datatypes::{
     DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
-use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
-use datafusion::common::{DFSchema, Result, ScalarValue};
-use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::optimizer::AnalyzerRule;
 
 /// The offset of a fixed time zone (`+00:00`, `UTC`, `-05:30`) in seconds, `Some(0)` without
 /// one; `None` for a named zone (left as it is).
@@ -145,83 +138,6 @@ impl ScalarUDFImpl for PgTimestampText {
                 )?))
             }
         }
-    }
-}
-
-/// Casts PostgreSQL spells differently from Arrow (names kept): timestamps to text become
-/// `pg_timestamp_text`, text to `bytea` `pg_bytea_in` ([`crate::pg_bytea`]), text to arrays
-/// `pg_array_in` ([`crate::pg_array_in`]). (`bytea` to text
-/// stays Arrow's: type coercion casts `bytea` to text for `length` and other string
-/// functions, where hex would change their answers.)
-#[derive(Debug, Default)]
-pub struct TextCasts;
-
-impl AnalyzerRule for TextCasts {
-    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let timestamps = PgTimestampText::udf();
-        let bytea_in = crate::pg_bytea::PgBytea::input();
-        let array_in = crate::pg_array_in::PgArrayIn::udf();
-        plan.transform_up_with_subqueries(|p| {
-            let inputs = p.inputs();
-            let mut schema = DFSchema::empty();
-            for i in &inputs {
-                schema.merge(i.schema());
-            }
-            let names = NamePreserver::new(&p);
-            p.map_expressions(|e| {
-                let saved = names.save(&e);
-                let rewritten = e.transform_up(|e| {
-                    let (inner, to) = match &e {
-                        Expr::Cast(Cast { expr, field }) => (expr, field.data_type()),
-                        Expr::TryCast(TryCast { expr, field }) => (expr, field.data_type()),
-                        _ => return Ok(Transformed::no(e)),
-                    };
-                    let is_text = |t: &DataType| {
-                        matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-                    };
-                    let from = inner.get_type(&schema).ok();
-                    let Some(from) = from else {
-                        return Ok(Transformed::no(e));
-                    };
-                    let datetime_in = is_text(&from)
-                        .then(|| crate::pg_datetime_in::PgDateTimeIn::for_target(to))
-                        .flatten();
-                    let (udf, gives) = if is_text(to) && has_text_form(&from) {
-                        (Arc::clone(&timestamps), DataType::Utf8)
-                    } else if *to == DataType::Binary && is_text(&from) {
-                        (Arc::clone(&bytea_in), DataType::Binary)
-                    } else if from == DataType::Utf8 && crate::pg_array_in::is_list(to) {
-                        (
-                            Arc::clone(&array_in),
-                            crate::pg_array_in::PgArrayIn::return_type(),
-                        )
-                    } else if let Some((udf, gives)) = datetime_in {
-                        (udf, gives)
-                    } else {
-                        return Ok(Transformed::no(e));
-                    };
-                    let call = Expr::ScalarFunction(ScalarFunction::new_udf(
-                        udf,
-                        vec![inner.as_ref().clone()],
-                    ));
-                    Ok(Transformed::yes(if *to == gives {
-                        call
-                    } else {
-                        Expr::Cast(Cast::new(Box::new(call), to.clone()))
-                    }))
-                })?;
-                Ok(if rewritten.transformed {
-                    rewritten.update_data(|e| saved.restore(e))
-                } else {
-                    rewritten
-                })
-            })
-        })
-        .data()
-    }
-
-    fn name(&self) -> &str {
-        "pg_text_casts"
     }
 }
 

@@ -260,6 +260,33 @@ impl ScalarUDFImpl for AclDefault {
 
 /// Registers `acldefault` and `freshet_view_definition`, which read `catalog`.
 pub fn register_with_catalog(ctx: &SessionContext, catalog: &Arc<freshet_catalog::Catalog>) {
+    // pg_get_userbyid(oid): our roles' names (PostgreSQL's "unknown (OID=n)" for others).
+    let roles = Arc::clone(catalog);
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "pg_get_userbyid",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let all = roles.roles();
+            let oids = ColumnarValue::values_to_arrays(args)?;
+            let names: datafusion::arrow::array::StringArray = oids[0]
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .iter()
+                .map(|oid| {
+                    let oid = oid?;
+                    Some(all.iter().find(|r| i64::from(r.oid) == oid).map_or_else(
+                        || format!("unknown (OID={oid})"),
+                        |r| r.name.clone(),
+                    ))
+                })
+                .collect();
+            Ok(match &args[0] {
+                ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&names, 0)?),
+                ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(names)),
+            })
+        }),
+    ));
     ctx.register_udf(ScalarUDF::new_from_impl(AclDefault {
         signature: Signature::any(2, Volatility::Stable),
         catalog: Arc::clone(catalog),

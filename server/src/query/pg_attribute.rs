@@ -21,6 +21,7 @@ use datafusion::physical_plan::{collect, ExecutionPlan};
 use freshet_catalog::DEFAULT_SCHEMA;
 use freshet_common::SqlType;
 
+use super::catalog_rows::Computed;
 use crate::coord::engine::Engine;
 
 /// `pg_catalog` as datafusion-pg-catalog builds it, with `pg_attribute` replaced.
@@ -103,12 +104,12 @@ impl SchemaProvider for PgCatalogOverlay {
             ) else {
                 return Ok(table);
             };
-            return Ok(Some(Arc::new(super::pg_depend::PgAttrdef {
+            return Ok(Some(Arc::new(Computed(super::pg_depend::PgAttrdef {
                 attrdef,
                 class,
                 namespace,
                 engine: Arc::clone(&self.engine),
-            })));
+            }))));
         }
         if name == "pg_depend" {
             let (Some(depend), Some(class), Some(namespace)) = (
@@ -118,19 +119,19 @@ impl SchemaProvider for PgCatalogOverlay {
             ) else {
                 return Ok(table);
             };
-            return Ok(Some(Arc::new(super::pg_depend::PgDepend {
+            return Ok(Some(Arc::new(Computed(super::pg_depend::PgDepend {
                 depend,
                 class,
                 namespace,
                 engine: Arc::clone(&self.engine),
-            })));
+            }))));
         }
         if name == "pg_rewrite" {
             let Some(class) = self.table("pg_class").await? else {
                 return Ok(table);
             };
             return Ok(table.map(|rewrite| {
-                Arc::new(super::pg_class_oids::PgRewrite { rewrite, class }) as Arc<dyn TableProvider>
+                Arc::new(Computed(super::pg_class_oids::PgRewrite { rewrite, class })) as Arc<dyn TableProvider>
             }));
         }
         if name == "pg_namespace" || name == "pg_init_privs" {
@@ -143,9 +144,9 @@ impl SchemaProvider for PgCatalogOverlay {
                 .map_or_else(|| "10".to_owned(), |r| freshet_catalog::quote_role(&r.name));
             return Ok(table.map(|inner| -> Arc<dyn TableProvider> {
                 if name == "pg_namespace" {
-                    Arc::new(super::pg_class_oids::PgNamespace { namespace: inner, owner })
+                    Arc::new(Computed(super::pg_class_oids::PgNamespace { namespace: inner, owner }))
                 } else {
-                    Arc::new(super::pg_class_oids::PgInitPrivs { init_privs: inner, owner })
+                    Arc::new(Computed(super::pg_class_oids::PgInitPrivs { init_privs: inner, owner }))
                 }
             }));
         }

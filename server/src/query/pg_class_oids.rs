@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
+
+use super::catalog_rows::CatalogRows;
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
 
 use super::pg_attribute::{column, oid_at, read_all};
 
@@ -142,22 +142,12 @@ pub struct PgNamespace {
 }
 
 #[async_trait]
-impl TableProvider for PgNamespace {
+impl CatalogRows for PgNamespace {
     fn schema(&self) -> SchemaRef {
         self.namespace.schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         let map = namespace_renumbering(&self.namespace, state).await?;
         let mut out = Vec::new();
         for b in read_all(&self.namespace, state).await? {
@@ -174,7 +164,7 @@ impl TableProvider for PgNamespace {
             );
             out.push(RecordBatch::try_new(b.schema(), columns)?);
         }
-        super::pg_index::memory_scan(out, self.schema(), projection, limit)
+        Ok(out)
     }
 }
 
@@ -188,22 +178,12 @@ pub struct PgRewrite {
 }
 
 #[async_trait]
-impl TableProvider for PgRewrite {
+impl CatalogRows for PgRewrite {
     fn schema(&self) -> SchemaRef {
         self.rewrite.schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         let mut relations = std::collections::HashSet::new();
         for b in read_all(&self.class, state).await? {
             let oid = column(&b, "oid")?;
@@ -217,7 +197,7 @@ impl TableProvider for PgRewrite {
                 .collect();
             out.push(datafusion::arrow::compute::filter_record_batch(&b, &keep)?);
         }
-        super::pg_index::memory_scan(out, self.schema(), projection, limit)
+        Ok(out)
     }
 }
 
@@ -233,22 +213,12 @@ pub struct PgInitPrivs {
 }
 
 #[async_trait]
-impl TableProvider for PgInitPrivs {
+impl CatalogRows for PgInitPrivs {
     fn schema(&self) -> SchemaRef {
         self.init_privs.schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         const PG_PROC: i64 = 1255;
         const PG_NAMESPACE: i64 = 2615;
         let mut out = Vec::new();
@@ -274,7 +244,7 @@ impl TableProvider for PgInitPrivs {
             let b = RecordBatch::try_new(b.schema(), columns)?;
             out.push(datafusion::arrow::compute::filter_record_batch(&b, &keep)?);
         }
-        super::pg_index::memory_scan(out, self.schema(), projection, limit)
+        Ok(out)
     }
 }
 

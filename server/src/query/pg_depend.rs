@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, AsArray, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
+
+use super::catalog_rows::CatalogRows;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
 
 use super::pg_attribute::{column, oid_at, public_oid, read_all};
 use crate::coord::engine::Engine;
@@ -31,22 +31,12 @@ pub struct PgDepend {
 }
 
 #[async_trait]
-impl TableProvider for PgDepend {
+impl CatalogRows for PgDepend {
     fn schema(&self) -> SchemaRef {
         self.depend.schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         let oids = our_oids(&self.class, &self.namespace, state).await?;
         let catalog = &self.engine.catalog;
         let mut names = HashMap::new();
@@ -66,7 +56,7 @@ impl TableProvider for PgDepend {
         }
         let mut out = read_all(&self.depend, state).await?;
         out.push(rows(&self.schema(), &pairs)?);
-        super::pg_index::memory_scan(out, self.schema(), projection, limit)
+        Ok(out)
     }
 }
 
@@ -111,22 +101,12 @@ fn default_oid(id: u64, attnum: usize) -> i32 {
 }
 
 #[async_trait]
-impl TableProvider for PgAttrdef {
+impl CatalogRows for PgAttrdef {
     fn schema(&self) -> SchemaRef {
         self.attrdef.schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         let oids = our_oids(&self.class, &self.namespace, state).await?;
         let (mut oid, mut relid, mut num, mut bin) = (vec![], vec![], vec![], vec![]);
         for table in self.engine.catalog.tables() {
@@ -167,7 +147,7 @@ impl TableProvider for PgAttrdef {
         }
         let mut out = read_all(&self.attrdef, state).await?;
         out.push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
-        super::pg_index::memory_scan(out, schema, projection, limit)
+        Ok(out)
     }
 }
 

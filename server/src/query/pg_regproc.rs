@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
+
+use super::catalog_rows::{CatalogRows, Computed};
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
 
 use super::pg_attribute::{column, oid_at, read_all};
 
@@ -98,11 +98,11 @@ pub fn overlay(
             }
         })
         .collect();
-    Arc::new(RegprocOids {
+    Arc::new(Computed(RegprocOids {
         schema: Arc::new(Schema::new_with_metadata(fields, inner.metadata().clone())),
         table,
         proc,
-    })
+    }))
 }
 
 #[derive(Debug)]
@@ -113,22 +113,12 @@ struct RegprocOids {
 }
 
 #[async_trait]
-impl TableProvider for RegprocOids {
+impl CatalogRows for RegprocOids {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         // Overloaded names keep their first OID (a catalog column names one of them).
         let mut oids: HashMap<String, i32> = HashMap::new();
         for b in read_all(&self.proc, state).await? {
@@ -164,7 +154,7 @@ impl TableProvider for RegprocOids {
             }
             out.push(RecordBatch::try_new(Arc::clone(&self.schema), columns)?);
         }
-        super::pg_index::memory_scan(out, self.schema(), projection, limit)
+        Ok(out)
     }
 }
 
