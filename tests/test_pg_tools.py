@@ -16,6 +16,9 @@ SCHEMA = [
     "CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL)",
     "INSERT INTO t VALUES (1, 'one'), (2, 'two')",
     "CREATE MATERIALIZED VIEW mv AS SELECT name, count(*) AS n FROM t GROUP BY name",
+    "CREATE TABLE docs (id int PRIMARY KEY, d jsonb)",
+    "INSERT INTO docs VALUES (1, '{\"b\": 1, \"a\": {\"x\": [1, 2.50]}}'), (2, '[1, \"two\"]'), "
+    "(3, NULL), (4, '\"two\"')",
 ]
 
 
@@ -106,6 +109,26 @@ CHECKS = [
     "SELECT current_setting('max_index_keys'), current_setting('block_size')",
     "SHOW max_function_args",
     "SELECT pg_get_userbyid(999999)",
+    # jsonb: canonical text, operators, functions, bad input.
+    "SELECT '{\"b\":1,\"a\":[1, 2.50,true,null],\"aa\":{}}'::jsonb::text, '1e2'::jsonb::text",
+    "SELECT '-0'::jsonb::text, '[ ]'::jsonb::text, '{\"a\":1,\"a\":2}'::jsonb::text, '0.0015e3'::jsonb::text",
+    "SELECT '{\"b\":1, \"a\":2}'::json::text, '{\"a\": {\"b\": [1, \"x\"]}}'::jsonb -> 'a'",
+    "SELECT '{\"a\": {\"b\": [1, \"x\"]}, \"c\": \"s\", \"n\": null}'::jsonb ->> 'c', "
+    "'{\"n\": null}'::jsonb -> 'n', '{\"n\": null}'::jsonb ->> 'n', "
+    "'{\"a\": {\"b\": [1, \"x\"]}}'::jsonb #> '{a,b,1}', '{\"a\": {\"b\": [1, \"x\"]}}'::jsonb #>> '{a,b,0}'",
+    "SELECT '[1,2,3]'::jsonb -> -1, '[1,2,3]'::jsonb -> 5, '[1,2,3]'::jsonb ->> 0",
+    "SELECT '{\"a\":1,\"b\":[1,2]}'::jsonb @> '{\"b\":[2]}', '{\"a\":1}'::jsonb <@ '{\"a\":1,\"b\":2}', "
+    "'[1,2]'::jsonb @> '1', '{\"a\":{\"b\":1}}'::jsonb @> '{\"a\":{}}'",
+    "SELECT '{\"a\":1}'::jsonb ? 'a', '[\"k\"]'::jsonb ? 'k', '{\"a\":1,\"b\":2}'::jsonb ?| array['x','b'], "
+    "'{\"a\":1,\"b\":2}'::jsonb ?& array['a','x']",
+    "SELECT jsonb_typeof('[1]'::jsonb), jsonb_typeof('{}'), jsonb_typeof('\"s\"'), jsonb_array_length('[1,[2]]')",
+    "SELECT 'not json'::jsonb",
+    "SELECT '{\"a\" 1}'::jsonb",
+    "SELECT jsonb_array_length('{}')",
+    "SELECT id, d::text, d -> 'a', d ->> 'b', d @> '{\"b\": 1}', d ? 'two', jsonb_typeof(d) FROM docs ORDER BY id",
+    "SELECT id FROM docs WHERE d -> 'a' -> 'x' ->> 1 = '2.50'",
+    "INSERT INTO docs VALUES (9, 'not json')",
+    "SELECT count(*) FROM docs",
 ]
 
 BLOCK = [

@@ -80,6 +80,9 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
         }
     }
     catalog::register(ctx);
+    for udf in freshet_sql::jsonb_functions::JsonbFn::named() {
+        ctx.register_udf(udf.as_ref().clone());
+    }
     if let Ok(inner) = ctx.udf("to_char") {
         ctx.register_udf(ScalarUDF::new_from_impl(to_char::ToChar::new(inner)));
     }

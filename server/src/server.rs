@@ -246,8 +246,13 @@ fn template_context(
         let state = ctx.state_ref();
         let existing = state.read().clone();
         // `typname[0]` (a subscript of a name) before DataFusion's list subscripts.
-        let planners = std::iter::once(Arc::new(freshet_sql::name_subscript::NameSubscript) as _)
-            .chain(existing.expr_planners().iter().cloned())
+        // jsonb operators over text before DataFusion's (which refuses `->` and `?`).
+        let planners = [
+            Arc::new(freshet_sql::name_subscript::NameSubscript) as _,
+            Arc::new(freshet_sql::jsonb_functions::JsonbOperators) as _,
+        ]
+        .into_iter()
+        .chain(existing.expr_planners().iter().cloned())
             .collect();
         *state.write() = SessionStateBuilder::new_from_existing(existing)
             .with_type_planner(Arc::new(freshet_sql::type_planner::PgTypePlanner::default()))

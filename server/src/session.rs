@@ -426,12 +426,50 @@ fn pg_schema(plan: &LogicalPlan) -> SchemaRef {
         .fields()
         .iter()
         .zip(names)
-        .map(|(f, n)| f.as_ref().clone().with_name(n))
+        .enumerate()
+        .map(|(i, (f, n))| {
+            let f = f.as_ref().clone().with_name(n);
+            // A cast to text is text, whatever PostgreSQL type its operand had (DataFusion
+            // keeps the operand's field metadata through a cast: `jsonb_col::text`).
+            if cast_to_text(plan, i) {
+                f.with_metadata(Default::default())
+            } else {
+                f
+            }
+        })
         .collect();
     Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
         fields,
         arrow.metadata().clone(),
     ))
+}
+
+/// Whether output column `i` of `plan` is a cast to a text type.
+fn cast_to_text(plan: &LogicalPlan, i: usize) -> bool {
+    use datafusion::logical_expr::Expr;
+    let mut plan = plan;
+    // Sorts and limits keep their input's columns.
+    let p = loop {
+        match plan {
+            LogicalPlan::Projection(p) => break p,
+            LogicalPlan::Sort(s) => plan = &s.input,
+            LogicalPlan::Limit(l) => plan = &l.input,
+            _ => return false,
+        }
+    };
+    let mut e = p.expr.get(i);
+    while let Some(Expr::Alias(a)) = e {
+        e = Some(a.expr.as_ref());
+    }
+    matches!(
+        e,
+        Some(Expr::Cast(c)) if matches!(
+            c.field.data_type(),
+            datafusion::arrow::datatypes::DataType::Utf8
+                | datafusion::arrow::datatypes::DataType::Utf8View
+                | datafusion::arrow::datatypes::DataType::LargeUtf8
+        )
+    )
 }
 
 /// The outcome of DML: its command tag with the rows changed, or its `RETURNING` rows.

@@ -99,11 +99,16 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     Ok(stmts)
 }
 
-/// Array and interval literals in PostgreSQL's text forms, as DataFusion reads them.
+/// Array and interval literals in PostgreSQL's text forms, as DataFusion reads them, and casts
+/// to `jsonb` / `json`.
 fn literals(sql: &str, stmts: &mut [ast::Statement]) {
     crate::pg_array_in::rewrite_literals(sql, stmts);
-    if sql.to_ascii_lowercase().contains("interval") {
+    let lower = sql.to_ascii_lowercase();
+    if lower.contains("interval") {
         stmts.iter_mut().for_each(crate::pg_interval_in::rewrite_literals);
+    }
+    if lower.contains("json") {
+        stmts.iter_mut().for_each(crate::jsonb_functions::rewrite_casts);
     }
 }
 

@@ -52,8 +52,16 @@ impl AnalyzerRule for TextCasts {
                     let datetime_in = is_text(&from)
                         .then(|| crate::pg_datetime_in::PgDateTimeIn::for_target(to))
                         .flatten();
+                    let jsonb = || {
+                        inner.to_field(&schema).is_ok_and(|(_, f)| {
+                            crate::types::sql_type_of(&f) == Some(freshet_common::SqlType::Jsonb)
+                        })
+                    };
                     let (udf, gives) = if is_text(to) && has_text_form(&from) {
                         (Arc::clone(&timestamps), DataType::Utf8)
+                    } else if is_text(to) && is_text(&from) && jsonb() {
+                        // jsonb to text: the same text, no longer jsonb on the wire.
+                        (crate::jsonb_functions::JsonbFn::udf(crate::jsonb_functions::Op::Text), DataType::Utf8)
                     } else if is_text(to) && crate::pg_array_in::is_list(&from) {
                         (crate::pg_array_out::PgArrayText::udf(), DataType::Utf8)
                     } else if *to == DataType::Binary && is_text(&from) {

@@ -174,7 +174,7 @@ fn changed_rows(
             .enumerate()
             .map(|(i, &col)| {
                 let field = schema.field(col);
-                assigned_value(b.column(width + 1 + i), field.data_type(), field.name())
+                assigned_value(b.column(width + 1 + i), field)
             })
             .collect::<Result<Vec<_>, _>>()?;
         for r in 0..b.num_rows() {
@@ -221,12 +221,22 @@ fn row_at(b: &RecordBatch, width: usize, r: usize) -> datafusion::error::Result<
     (0..width).map(|c| datum_at(b.column(c), r)).collect()
 }
 
-/// An assigned value converted to its column's type: exactly, or an error.
+/// An assigned value converted to its column's type: exactly, or an error. Text assigned
+/// to a `jsonb` column must be JSON and is kept in jsonb's canonical form.
 pub(super) fn assigned_value(
     values: &ArrayRef,
-    to: &DataType,
-    column: &str,
+    field: &datafusion::arrow::datatypes::Field,
 ) -> Result<ArrayRef, PgError> {
+    let (to, column) = (field.data_type(), field.name().as_str());
+    if freshet_sql::types::sql_type_of(field) == Some(freshet_common::SqlType::Jsonb) {
+        if let Some(text) = values.as_any().downcast_ref::<datafusion::arrow::array::StringArray>() {
+            let canonical = text
+                .iter()
+                .map(|v| v.map(freshet_sql::pg_jsonb::normalize).transpose())
+                .collect::<Result<datafusion::arrow::array::StringArray, PgError>>()?;
+            return Ok(Arc::new(canonical));
+        }
+    }
     if values.data_type() == to {
         return Ok(Arc::clone(values));
     }

@@ -224,7 +224,7 @@ async fn complete_rows(
         } else if let Some(expr) = &col.default {
             let values = rowexpr::evaluate(state, &[], &[expr.as_str()], needing.len())?;
             let field = schema.field(c);
-            let values = assigned_value(&values[0], field.data_type(), field.name())?;
+            let values = assigned_value(&values[0], field)?;
             for (i, &r) in needing.iter().enumerate() {
                 rows[r][c] = datum_at(&values, i).map_err(df)?;
             }
@@ -472,7 +472,7 @@ fn conflict_updates(
         .zip(&values)
         .map(|(&c, v)| {
             let field = schema.field(c);
-            assigned_value(v, field.data_type(), field.name())
+            assigned_value(v, field)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let keep = match selection {
@@ -561,7 +561,7 @@ async fn source_rows(
             .enumerate()
             .map(|(i, &c)| {
                 let field = schema.field(c);
-                assigned_value(b.column(i), field.data_type(), field.name())
+                assigned_value(b.column(i), field)
             })
             .collect::<Result<Vec<_>, _>>()?;
         for r in 0..b.num_rows() {
