@@ -269,3 +269,53 @@ def test_pg_dump_schema_only_restores_into_postgresql(freshet, postgres):
         with postgres.connect() as c:
             for db in ("dump_restored", "dump_direct"):
                 c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def test_pg_stat_activity_lists_the_live_sessions(freshet):
+    """PostgreSQL's pg_stat_activity differs by nature (its own sessions, background
+    workers); what it shows of client sessions is checked here against what they did."""
+    from conftest import wait_for
+    columns = ("pid, usename, application_name, state, query, backend_type, datname, "
+               "client_addr, xact_start IS NOT NULL, backend_start <= now()")
+    with freshet.connect() as watcher, psycopg.connect(freshet.dsn()) as worker:
+        watcher.execute("SET application_name = 'watcher'")
+        worker.execute("SELECT 41 + 1")  # opens a transaction block (psycopg's BEGIN)
+        rows = watcher.execute(f"SELECT {columns} FROM pg_stat_activity ORDER BY backend_start").fetchall()
+        by_pid = {r[0]: r for r in rows}
+        assert set(by_pid) == {watcher.info.backend_pid, worker.info.backend_pid}, rows
+        me = by_pid[watcher.info.backend_pid]
+        assert me[1:4] == ("tester", "watcher", "active") and "pg_stat_activity" in me[4], me
+        assert me[5:8] == ("client backend", "freshet", "127.0.0.1"), me
+        other = by_pid[worker.info.backend_pid]
+        assert other[3] == "idle in transaction" and "41 + 1" in other[4] and other[8], other
+        assert all(r[9] for r in rows)
+        worker.rollback()
+        assert watcher.execute(
+            "SELECT state, xact_start FROM pg_stat_activity WHERE pid = %s",
+            (worker.info.backend_pid,)).fetchone() == ("idle", None)
+        gone = worker.info.backend_pid
+    # A closed session leaves the list (the server notices the close on its own time).
+    with freshet.connect() as c:
+        wait_for(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                   (gone,)).fetchone()[0] == 0, what="the closed session to leave")
+
+
+def jsonb_client_round_trip(dsn):
+    """jsonb through psycopg's adapters: typed parameters (text and binary), results in text
+    and in binary (version byte), containment with a parameter."""
+    from psycopg.types.json import Json, Jsonb
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE jp (id int PRIMARY KEY, d jsonb)")
+        c.execute("INSERT INTO jp VALUES (%s, %s)", (1, Jsonb({"b": 1, "a": [1, 2.5]})))
+        c.execute("INSERT INTO jp VALUES (%s, %s)", (2, Json({"x": None})))
+        c.cursor(binary=True).execute("INSERT INTO jp VALUES (%s, %s)", (3, Jsonb(["s", {"k": "v"}])))
+        return [
+            c.execute("SELECT id, d, d::text FROM jp ORDER BY id").fetchall(),
+            c.cursor(binary=True).execute("SELECT id, d FROM jp ORDER BY id").fetchall(),
+            c.execute("SELECT %s::jsonb ->> 'a'", (Jsonb({"a": "z"}),)).fetchall(),
+            c.execute("SELECT id FROM jp WHERE d @> %s ORDER BY id", (Jsonb({"b": 1}),)).fetchall(),
+        ]
+
+
+def test_jsonb_with_typed_parameters_and_binary_results_as_postgresql(freshet, pg_dsn):
+    assert jsonb_client_round_trip(freshet.dsn()) == jsonb_client_round_trip(pg_dsn)

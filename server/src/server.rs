@@ -169,6 +169,7 @@ impl Server {
                     None,
                     Some(notes_tx),
                 ));
+                session.activity().set_client(peer);
                 let handlers = ConnectionHandlers::new(
                     session,
                     Arc::clone(&server.manager),

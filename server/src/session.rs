@@ -92,6 +92,8 @@ pub struct Session {
     statement_memory: Arc<crate::memory::StatementAccount>,
     /// SQL-level PREPAREd statements.
     prepared: Mutex<prepare::PreparedStatements>,
+    /// What the session is doing, as `pg_stat_activity` shows it.
+    activity: Arc<crate::coord::activity::Activity>,
 }
 
 /// The template's state with a memory pool of the session's own: the limit holds for each
@@ -159,6 +161,7 @@ impl Session {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             vars::SetConfig::new(Arc::clone(&vars)),
         ));
+        let activity = engine.activities.register();
         Self {
             engine,
             ctx,
@@ -174,7 +177,13 @@ impl Session {
             role_slot: Mutex::new(None),
             statement_memory,
             prepared: Mutex::default(),
+            activity,
         }
+    }
+
+    /// What the session is doing (`pg_stat_activity`).
+    pub fn activity(&self) -> &crate::coord::activity::Activity {
+        &self.activity
     }
 
     /// Sets who the session acts as.
@@ -182,6 +191,7 @@ impl Session {
         self.with_vars(|v| v.set("session_authorization", identity.session_user.clone()));
         crate::functions::register_identity(&self.ctx, &identity, &self.engine.catalog);
         crate::coord::sequences::register(&self.ctx, &self.engine, &self.sequences, &identity);
+        self.activity.logged_in(&identity.session_user);
         *lock(&self.identity) = Arc::new(identity);
     }
 
@@ -214,10 +224,25 @@ impl Session {
         params: Option<ParamValues>,
     ) -> Result<Outcome, PgError> {
         use futures::FutureExt;
-        match std::panic::AssertUnwindSafe(self.execute_inner(stmt, params))
+        let query = match &stmt {
+            Parsed::Ast(s) => s.to_string(),
+            Parsed::Ours(s) => format!("{s:?}"),
+        };
+        let app = || {
+            self.with_vars(|v| v.show("application_name"))
+                .map(|(_, value)| value)
+                .unwrap_or_default()
+        };
+        self.activity.statement_started(query, app(), self.block().is_open());
+        let result = std::panic::AssertUnwindSafe(self.execute_inner(stmt, params))
             .catch_unwind()
-            .await
-        {
+            .await;
+        let (open, failed) = {
+            let block = self.block();
+            (block.is_open(), block.check_not_failed(false).is_err())
+        };
+        self.activity.statement_ended(app(), open, failed);
+        match result {
             Ok(r) => r,
             Err(panic) => {
                 let what = panic

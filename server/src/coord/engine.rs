@@ -46,6 +46,8 @@ pub struct Engine {
     pub sequences: crate::coord::sequences::Sequences,
     /// Row locks of open transaction blocks.
     pub row_locks: crate::coord::locks::RowLocks,
+    /// What each session is doing (`pg_stat_activity`).
+    pub activities: crate::coord::activity::Activities,
 }
 
 /// Why the contents logs were folded (counted in `freshet_internal.metrics`).
@@ -141,6 +143,7 @@ impl Engine {
             listeners: crate::coord::notify::Listeners::default(),
             sequences: crate::coord::sequences::Sequences::default(),
             row_locks: crate::coord::locks::RowLocks::default(),
+            activities: crate::coord::activity::Activities::default(),
         }))
     }
 

@@ -2,6 +2,7 @@
 //! epoch commits; the changelogs views keep for subscribers starting from a past epoch and for
 //! sinks; the sinks, which write those changes out; and the dataflows of `SUBSCRIBE (query)`.
 
+pub mod activity;
 pub mod changelog;
 pub mod engine;
 pub mod locks;

@@ -223,7 +223,9 @@ impl StartupHandler for Startup {
                 let trust = TrustStartup {
                     manager: Arc::clone(&self.manager),
                 };
-                return trust.on_startup(client, message).await;
+                trust.on_startup(client, message).await?;
+                self.session.activity().set_pid(client.pid_and_secret_key().0);
+                return Ok(());
             }
         }
         if self.auth.mode == AuthMode::Trust {
@@ -255,6 +257,7 @@ impl StartupHandler for Startup {
             Ok(()) => {
                 if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
                     self.session.set_identity(Identity::login(&user, false));
+                    self.session.activity().set_pid(client.pid_and_secret_key().0);
                 }
                 Ok(())
             }

@@ -64,10 +64,15 @@ pub fn fields(schema: &Schema, format: &Format) -> Result<Vec<FieldInfo>, PgErro
     let mut fields = arrow_schema_to_pg_fields(schema, format, None)
         .map_err(|e| PgError::not_supported(format!("result type: {e}")))?;
     for (i, (fi, f)) in fields.iter_mut().zip(schema.fields()).enumerate() {
+        let kind = f.metadata().get(PG_TYPE_METADATA_KEY).map(String::as_str);
         if format.format_for(i) != pgwire::api::results::FieldFormat::Text {
+            // Binary jsonb: its version byte, then the text (see `text::jsonb_binary`).
+            if kind == Some("jsonb") {
+                *fi = FieldInfo::new(fi.name().to_owned(), None, None, Type::JSONB, fi.format());
+            }
             continue;
         }
-        let pg_type = match f.metadata().get(PG_TYPE_METADATA_KEY).map(String::as_str) {
+        let pg_type = match kind {
             Some("jsonb") => Type::JSONB,
             // PostgreSQL's OIDs, as simple types so the text is not quoted as an array's.
             Some("int2vector") => vector_type(&Type::INT2_VECTOR),
@@ -104,7 +109,10 @@ pub fn query_response(
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
                 Ok(b) => encode_recordbatch(
                     Arc::clone(&f),
-                    super::text::vectors_as_text(super::text::timestamps_as_text(b, &format), &f),
+                    super::text::jsonb_binary(
+                        super::text::vectors_as_text(super::text::timestamps_as_text(b, &format), &f),
+                        &f,
+                    ),
                 ),
                 Err(e) => Box::new(std::iter::once(Err(to_wire_error(map_df_error(&e))))),
             };

@@ -25,6 +25,16 @@ pub struct Prepared {
     described: Described,
 }
 
+/// An empty statement: what `Portal::default` needs before its fields are set.
+impl Default for Prepared {
+    fn default() -> Self {
+        Self {
+            stmt: freshet_sql::Parsed::Ours(freshet_sql::Statement::NoOp { tag: "" }),
+            described: Described { params: Vec::new(), schema: None },
+        }
+    }
+}
+
 /// Parses and describes statements against the connection's session.
 pub struct FreshetQueryParser {
     pub(crate) session: Arc<Session>,
@@ -90,6 +100,43 @@ impl QueryParser for FreshetQueryParser {
     }
 }
 
+/// `portal` with its `json` / `jsonb` parameters as text (binary jsonb without its version
+/// byte), if it has any.
+fn json_params_as_text(portal: &Portal<Arc<Prepared>>) -> Option<Portal<Arc<Prepared>>> {
+    let types = &portal.statement.parameter_types;
+    let json = |t: &Option<Type>| matches!(t, Some(t) if *t == Type::JSON || *t == Type::JSONB);
+    if !types.iter().any(json) {
+        return None;
+    }
+    let mut parameters = portal.parameters.clone();
+    let mut text_types = types.clone();
+    for (i, t) in types.iter().enumerate() {
+        if !json(t) {
+            continue;
+        }
+        let binary = portal.parameter_format.format_for(i) == pgwire::api::results::FieldFormat::Binary;
+        if binary && *t == Some(Type::JSONB) {
+            if let Some(Some(bytes)) = parameters.get_mut(i) {
+                if bytes.first() == Some(&1) {
+                    *bytes = bytes.slice(1..);
+                }
+            }
+        }
+        text_types[i] = Some(Type::TEXT);
+    }
+    let mut out = Portal::default();
+    out.name = portal.name.clone();
+    out.statement = Arc::new(pgwire::api::stmt::StoredStatement::new(
+        portal.statement.id.clone(),
+        Arc::clone(&portal.statement.statement),
+        text_types,
+    ));
+    out.parameter_format = portal.parameter_format.clone();
+    out.parameters = parameters;
+    out.result_column_format = portal.result_column_format.clone();
+    Some(out)
+}
+
 pub struct ExtendedHandler {
     pub session: Arc<Session>,
     pub parser: Arc<FreshetQueryParser>,
@@ -121,6 +168,10 @@ impl ExtendedQueryHandler for ExtendedHandler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
     {
+        // JSON parameters arrive as text: arrow-pg cannot decode them (binary jsonb has a
+        // version byte first).
+        let json_as_text = json_params_as_text(portal);
+        let portal = json_as_text.as_ref().unwrap_or(portal);
         let prepared = &portal.statement.statement;
         // A parameter whose type nothing determines is text (as described to the client):
         // decoded as anything else, or left untyped, arrow-pg drops a NULL of it from the

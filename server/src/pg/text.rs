@@ -1,7 +1,7 @@
 //! Result columns sent in text format get PostgreSQL's text form of timestamps
 //! ([`freshet_sql::pg_text`]), which pgwire's encoder does not give (it always prints six
 //! fraction digits), and of `int2vector`/`oidvector` columns. Binary format is left to
-//! pgwire.
+//! pgwire, but for `jsonb`'s version byte.
 
 use std::sync::Arc;
 
@@ -80,6 +80,46 @@ pub fn vectors_as_text(batch: RecordBatch, fields: &[pgwire::api::results::Field
             .collect();
         out_fields.push(Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable())));
         columns.push(Arc::new(texts) as _);
+    }
+    let schema = Arc::new(Schema::new_with_metadata(out_fields, schema.metadata().clone()));
+    RecordBatch::try_new(schema, columns).unwrap_or(batch)
+}
+
+/// Columns sent as binary `jsonb` (see [`super::encode::fields`]): PostgreSQL's binary form is
+/// a version byte (1) and the text.
+pub fn jsonb_binary(batch: RecordBatch, fields: &[pgwire::api::results::FieldInfo]) -> RecordBatch {
+    use datafusion::arrow::array::{Array, AsArray, BinaryArray};
+    use pgwire::api::results::FieldFormat;
+    use pgwire::api::Type;
+    let wanted = |i: usize| {
+        fields.get(i).is_some_and(|f| *f.datatype() == Type::JSONB && f.format() == FieldFormat::Binary)
+            && batch.column(i).data_type() == &DataType::Utf8
+    };
+    if !(0..batch.num_columns()).any(wanted) {
+        return batch;
+    }
+    let schema = batch.schema();
+    let mut out_fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (i, (f, c)) in schema.fields().iter().zip(batch.columns()).enumerate() {
+        if !wanted(i) {
+            out_fields.push(Arc::clone(f));
+            columns.push(Arc::clone(c));
+            continue;
+        }
+        let texts = c.as_string::<i32>();
+        let bytes: BinaryArray = (0..texts.len())
+            .map(|r| {
+                (!texts.is_null(r)).then(|| {
+                    let mut v = Vec::with_capacity(texts.value(r).len() + 1);
+                    v.push(1u8);
+                    v.extend_from_slice(texts.value(r).as_bytes());
+                    v
+                })
+            })
+            .collect();
+        out_fields.push(Arc::new(Field::new(f.name(), DataType::Binary, f.is_nullable())));
+        columns.push(Arc::new(bytes) as _);
     }
     let schema = Arc::new(Schema::new_with_metadata(out_fields, schema.metadata().clone()));
     RecordBatch::try_new(schema, columns).unwrap_or(batch)

@@ -42,7 +42,7 @@ impl SchemaProvider for PgCatalogOverlay {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.inner.table_names();
         let ours = super::pg_roles::ROLE_TABLES.iter().copied();
-        for t in ours.chain(["pg_indexes"]).chain(super::pg_empty::names()) {
+        for t in ours.chain(["pg_indexes", "pg_stat_activity"]).chain(super::pg_empty::names()) {
             if !names.iter().any(|n| n == t) {
                 names.push(t.to_owned());
             }
@@ -56,6 +56,15 @@ impl SchemaProvider for PgCatalogOverlay {
         }
         if let Some(empty) = super::pg_empty::table(name)? {
             return Ok(Some(empty));
+        }
+        if name == "pg_stat_activity" {
+            let Some(database) = self.inner.table("pg_database").await? else {
+                return Ok(None);
+            };
+            return Ok(Some(Arc::new(Computed(super::pg_stat_activity::PgStatActivity {
+                engine: Arc::clone(&self.engine),
+                database,
+            }))));
         }
         if name == "pg_indexes" {
             let (Some(class), Some(namespace)) = (
@@ -201,6 +210,7 @@ impl SchemaProvider for PgCatalogOverlay {
     fn table_exist(&self, name: &str) -> bool {
         super::pg_roles::ROLE_TABLES.contains(&name)
             || name == "pg_indexes"
+            || name == "pg_stat_activity"
             || super::pg_empty::names().any(|n| n == name)
             || self.inner.table_exist(name)
     }
