@@ -35,6 +35,55 @@ impl PgCatalogOverlay {
     pub fn new(inner: Arc<dyn SchemaProvider>, engine: Arc<Engine>) -> Self {
         Self { inner, engine }
     }
+
+    /// The overlays computed at each scan from `table` (datafusion-pg-catalog's `name`) and
+    /// our catalog (`pg_depend.rs`, `pg_class_oids.rs`); `None` when `name` has none.
+    async fn computed(
+        &self,
+        name: &str,
+        table: &Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        let inner = Arc::clone(table);
+        Ok(Some(match name {
+            "pg_attrdef" | "pg_depend" => {
+                let (Some(class), Some(namespace)) = (
+                    self.inner.table("pg_class").await?,
+                    self.inner.table("pg_namespace").await?,
+                ) else {
+                    return Ok(None);
+                };
+                let engine = Arc::clone(&self.engine);
+                if name == "pg_attrdef" {
+                    let rows = super::pg_depend::PgAttrdef { attrdef: inner, class, namespace, engine };
+                    Arc::new(Computed(rows))
+                } else {
+                    let rows = super::pg_depend::PgDepend { depend: inner, class, namespace, engine };
+                    Arc::new(Computed(rows))
+                }
+            }
+            "pg_rewrite" => {
+                let Some(class) = self.table("pg_class").await? else {
+                    return Ok(None);
+                };
+                Arc::new(Computed(super::pg_class_oids::PgRewrite { rewrite: inner, class }))
+            }
+            "pg_namespace" | "pg_init_privs" => {
+                let owner = self
+                    .engine
+                    .catalog
+                    .roles()
+                    .into_iter()
+                    .find(|r| r.oid == 10)
+                    .map_or_else(|| "10".to_owned(), |r| freshet_catalog::quote_role(&r.name));
+                if name == "pg_namespace" {
+                    Arc::new(Computed(super::pg_class_oids::PgNamespace { namespace: inner, owner }))
+                } else {
+                    Arc::new(Computed(super::pg_class_oids::PgInitPrivs { init_privs: inner, owner }))
+                }
+            }
+            _ => return Ok(None),
+        }))
+    }
 }
 
 #[async_trait]
@@ -105,59 +154,10 @@ impl SchemaProvider for PgCatalogOverlay {
                 Arc::clone(&self.engine),
             ))));
         }
-        if name == "pg_attrdef" {
-            let (Some(attrdef), Some(class), Some(namespace)) = (
-                table.clone(),
-                self.inner.table("pg_class").await?,
-                self.inner.table("pg_namespace").await?,
-            ) else {
-                return Ok(table);
-            };
-            return Ok(Some(Arc::new(Computed(super::pg_depend::PgAttrdef {
-                attrdef,
-                class,
-                namespace,
-                engine: Arc::clone(&self.engine),
-            }))));
-        }
-        if name == "pg_depend" {
-            let (Some(depend), Some(class), Some(namespace)) = (
-                table.clone(),
-                self.inner.table("pg_class").await?,
-                self.inner.table("pg_namespace").await?,
-            ) else {
-                return Ok(table);
-            };
-            return Ok(Some(Arc::new(Computed(super::pg_depend::PgDepend {
-                depend,
-                class,
-                namespace,
-                engine: Arc::clone(&self.engine),
-            }))));
-        }
-        if name == "pg_rewrite" {
-            let Some(class) = self.table("pg_class").await? else {
-                return Ok(table);
-            };
-            return Ok(table.map(|rewrite| {
-                Arc::new(Computed(super::pg_class_oids::PgRewrite { rewrite, class })) as Arc<dyn TableProvider>
-            }));
-        }
-        if name == "pg_namespace" || name == "pg_init_privs" {
-            let owner = self
-                .engine
-                .catalog
-                .roles()
-                .into_iter()
-                .find(|r| r.oid == 10)
-                .map_or_else(|| "10".to_owned(), |r| freshet_catalog::quote_role(&r.name));
-            return Ok(table.map(|inner| -> Arc<dyn TableProvider> {
-                if name == "pg_namespace" {
-                    Arc::new(Computed(super::pg_class_oids::PgNamespace { namespace: inner, owner }))
-                } else {
-                    Arc::new(Computed(super::pg_class_oids::PgInitPrivs { init_privs: inner, owner }))
-                }
-            }));
+        if let Some(t) = &table {
+            if let Some(computed) = self.computed(name, t).await? {
+                return Ok(Some(computed));
+            }
         }
         if name == "pg_class" {
             let (Some(class), Some(namespace)) =
