@@ -9,13 +9,14 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/freshet/target
 CACHE   := $(HOME)/.cache/freshet
 VENV    := $(CACHE)/venv
 NODE    := $(CACHE)/node
+SUPERSET := $(CACHE)/superset
 BIN     := $(CARGO_TARGET_DIR)/debug/freshet
 SLT     := $(CARGO_TARGET_DIR)/debug/freshet-slt
 DEB_PKGS := clang libclang-dev postgresql postgresql-client openssl libpostgresql-jdbc-java \
             openjdk-17-jre-headless nodejs python3-venv
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv node build run test test-layout test-rust test-slt test-e2e bench bench-tweets bench-tpcb bench-auth bench-reads bench-sinks bench-latency bench-nexmark
+.PHONY: help deps venv node superset build run test test-layout test-rust test-slt test-e2e bench bench-tweets bench-tpcb bench-auth bench-reads bench-sinks bench-latency bench-nexmark
 
 help:
 	@echo "make run   - build and start freshet on 127.0.0.1:6543"
@@ -43,6 +44,14 @@ $(NODE)/.ok:
 
 node: $(NODE)/.ok
 
+# Apache Superset in a virtualenv of its own (it pins SQLAlchemy 1.4): `superset test-db`.
+$(SUPERSET)/.ok: tests/superset-requirements.txt
+	python3 -m venv $(SUPERSET)/venv
+	$(SUPERSET)/venv/bin/pip install -q -r tests/superset-requirements.txt
+	touch $@
+
+superset: $(SUPERSET)/.ok
+
 build: deps
 	cargo build --workspace
 
@@ -50,7 +59,7 @@ build: deps
 run: build venv
 	bash scripts/run.sh $(CARGO_TARGET_DIR)/debug
 
-test: deps venv node build test-layout test-rust test-slt test-e2e
+test: deps venv node superset build test-layout test-rust test-slt test-e2e
 
 # Module layering and sizes (docs/architecture.md): no import cycle, no oversized file or function.
 test-layout:
@@ -64,7 +73,7 @@ test-slt:
 	$(SLT) --freshet-bin $(BIN) sqllogictest
 
 test-e2e:
-	FRESHET_BIN=$(BIN) $(VENV)/bin/python -m pytest -q tests
+	FRESHET_BIN=$(BIN) SUPERSET_BIN=$(SUPERSET)/venv/bin/superset $(VENV)/bin/python -m pytest -q tests
 
 # Release build + the view-maintenance benchmark (not part of `make test`; see docs/benchmarks.md).
 bench: deps

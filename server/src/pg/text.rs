@@ -5,36 +5,31 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use freshet_sql::pg_text::{has_text_form, timestamps_text};
 use pgwire::api::portal::Format;
-use pgwire::api::results::FieldFormat;
+use pgwire::api::results::{FieldFormat, FieldInfo};
+use pgwire::api::Type;
 
-/// `batch` with each timestamp column that goes out in text format as PostgreSQL's text.
-pub fn timestamps_as_text(batch: RecordBatch, format: &Format) -> RecordBatch {
-    let schema = batch.schema();
-    let wanted = |i: usize, f: &Field| {
-        has_text_form(f.data_type()) && format.format_for(i) == FieldFormat::Text
-    };
-    if !schema
-        .fields()
-        .iter()
-        .enumerate()
-        .any(|(i, f)| wanted(i, f))
-    {
+/// `batch` with the columns `wanted` picks replaced by what `convert` makes of them (the
+/// batch itself when it picks none).
+fn replace_columns(
+    batch: RecordBatch,
+    wanted: impl Fn(usize) -> bool,
+    convert: impl Fn(&ArrayRef) -> ArrayRef,
+) -> RecordBatch {
+    if !(0..batch.num_columns()).any(&wanted) {
         return batch;
     }
+    let schema = batch.schema();
     let mut fields = Vec::with_capacity(schema.fields().len());
     let mut columns = Vec::with_capacity(schema.fields().len());
     for (i, (f, c)) in schema.fields().iter().zip(batch.columns()).enumerate() {
-        if wanted(i, f) {
-            fields.push(Arc::new(Field::new(
-                f.name(),
-                DataType::Utf8,
-                f.is_nullable(),
-            )));
-            columns.push(timestamps_text(c));
+        if wanted(i) {
+            let converted = convert(c);
+            fields.push(Arc::new(Field::new(f.name(), converted.data_type().clone(), f.is_nullable())));
+            columns.push(converted);
         } else {
             fields.push(Arc::clone(f));
             columns.push(Arc::clone(c));
@@ -44,29 +39,26 @@ pub fn timestamps_as_text(batch: RecordBatch, format: &Format) -> RecordBatch {
     RecordBatch::try_new(schema, columns).unwrap_or(batch)
 }
 
+/// `batch` with each timestamp column that goes out in text format as PostgreSQL's text.
+pub fn timestamps_as_text(batch: RecordBatch, format: &Format) -> RecordBatch {
+    let schema = batch.schema();
+    let wanted = |i: usize| {
+        has_text_form(schema.field(i).data_type()) && format.format_for(i) == FieldFormat::Text
+    };
+    replace_columns(batch, wanted, timestamps_text)
+}
+
 /// Columns sent as `int2vector` / `oidvector` in text (see [`super::encode::fields`]) as
 /// PostgreSQL prints them: the elements separated by spaces.
-pub fn vectors_as_text(batch: RecordBatch, fields: &[pgwire::api::results::FieldInfo]) -> RecordBatch {
-    use datafusion::arrow::array::{Array, AsArray, StringArray};
-    use pgwire::api::Type;
-    let vector = |i: usize| {
+pub fn vectors_as_text(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
+    let schema = batch.schema();
+    let wanted = |i: usize| {
         fields.get(i).is_some_and(|f| {
             let oid = f.datatype().oid();
             oid == Type::INT2_VECTOR.oid() || oid == Type::OID_VECTOR.oid()
-        }) && matches!(batch.column(i).data_type(), DataType::List(_))
+        }) && matches!(schema.field(i).data_type(), DataType::List(_))
     };
-    if !(0..batch.num_columns()).any(vector) {
-        return batch;
-    }
-    let schema = batch.schema();
-    let mut out_fields = Vec::with_capacity(schema.fields().len());
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for (i, (f, c)) in schema.fields().iter().zip(batch.columns()).enumerate() {
-        if !vector(i) {
-            out_fields.push(Arc::clone(f));
-            columns.push(Arc::clone(c));
-            continue;
-        }
+    replace_columns(batch, wanted, |c| {
         let lists = c.as_list::<i32>();
         let texts: StringArray = (0..lists.len())
             .map(|r| {
@@ -78,35 +70,21 @@ pub fn vectors_as_text(batch: RecordBatch, fields: &[pgwire::api::results::Field
                 Some(items.iter().map(|v| v.unwrap_or("0")).collect::<Vec<_>>().join(" "))
             })
             .collect();
-        out_fields.push(Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable())));
-        columns.push(Arc::new(texts) as _);
-    }
-    let schema = Arc::new(Schema::new_with_metadata(out_fields, schema.metadata().clone()));
-    RecordBatch::try_new(schema, columns).unwrap_or(batch)
+        Arc::new(texts)
+    })
 }
 
 /// Columns sent as binary `jsonb` (see [`super::encode::fields`]): PostgreSQL's binary form is
 /// a version byte (1) and the text.
-pub fn jsonb_binary(batch: RecordBatch, fields: &[pgwire::api::results::FieldInfo]) -> RecordBatch {
-    use datafusion::arrow::array::{Array, AsArray, BinaryArray};
-    use pgwire::api::results::FieldFormat;
-    use pgwire::api::Type;
-    let wanted = |i: usize| {
-        fields.get(i).is_some_and(|f| *f.datatype() == Type::JSONB && f.format() == FieldFormat::Binary)
-            && batch.column(i).data_type() == &DataType::Utf8
-    };
-    if !(0..batch.num_columns()).any(wanted) {
-        return batch;
-    }
+pub fn jsonb_binary(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
     let schema = batch.schema();
-    let mut out_fields = Vec::with_capacity(schema.fields().len());
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for (i, (f, c)) in schema.fields().iter().zip(batch.columns()).enumerate() {
-        if !wanted(i) {
-            out_fields.push(Arc::clone(f));
-            columns.push(Arc::clone(c));
-            continue;
-        }
+    let wanted = |i: usize| {
+        fields
+            .get(i)
+            .is_some_and(|f| *f.datatype() == Type::JSONB && f.format() == FieldFormat::Binary)
+            && schema.field(i).data_type() == &DataType::Utf8
+    };
+    replace_columns(batch, wanted, |c| {
         let texts = c.as_string::<i32>();
         let bytes: BinaryArray = (0..texts.len())
             .map(|r| {
@@ -118,9 +96,6 @@ pub fn jsonb_binary(batch: RecordBatch, fields: &[pgwire::api::results::FieldInf
                 })
             })
             .collect();
-        out_fields.push(Arc::new(Field::new(f.name(), DataType::Binary, f.is_nullable())));
-        columns.push(Arc::new(bytes) as _);
-    }
-    let schema = Arc::new(Schema::new_with_metadata(out_fields, schema.metadata().clone()));
-    RecordBatch::try_new(schema, columns).unwrap_or(batch)
+        Arc::new(bytes)
+    })
 }

@@ -16,12 +16,11 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{Int16Type, Int32Type, SchemaRef, UInt32Type};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::physical_plan::collect;
 use freshet_catalog::DEFAULT_SCHEMA;
 use freshet_common::SqlType;
 
-use super::catalog_rows::Computed;
+use super::catalog_rows::{CatalogRows, Computed};
 use crate::coord::engine::Engine;
 
 /// `pg_catalog` as datafusion-pg-catalog builds it, with `pg_attribute` replaced.
@@ -122,11 +121,11 @@ impl SchemaProvider for PgCatalogOverlay {
             ) else {
                 return Ok(None);
             };
-            return Ok(Some(Arc::new(super::pg_index::PgIndexes::new(
+            return Ok(Some(Arc::new(Computed(super::pg_index::PgIndexes::new(
                 class,
                 namespace,
                 Arc::clone(&self.engine),
-            ))));
+            )))));
         }
         let mut table = self.inner.table(name).await?;
         if super::pg_regproc::has_regproc_columns(name) {
@@ -146,13 +145,13 @@ impl SchemaProvider for PgCatalogOverlay {
             ) else {
                 return Ok(table);
             };
-            return Ok(Some(Arc::new(super::pg_index::KeyCatalog::new(
+            return Ok(Some(Arc::new(Computed(super::pg_index::KeyCatalog::new(
                 which,
                 inner,
                 class,
                 namespace,
                 Arc::clone(&self.engine),
-            ))));
+            )))));
         }
         if let Some(t) = &table {
             if let Some(computed) = self.computed(name, t).await? {
@@ -180,12 +179,12 @@ impl SchemaProvider for PgCatalogOverlay {
                 )),
                 true,
             )));
-            return Ok(Some(Arc::new(MatviewPgClass {
+            return Ok(Some(Arc::new(Computed(MatviewPgClass {
                 schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
                 class,
                 namespace,
                 engine: Arc::clone(&self.engine),
-            })));
+            }))));
         }
         if name != "pg_attribute" {
             return Ok(table);
@@ -199,12 +198,12 @@ impl SchemaProvider for PgCatalogOverlay {
         let Some(namespace) = self.inner.table("pg_namespace").await? else {
             return Ok(Some(attribute));
         };
-        Ok(Some(Arc::new(TypedPgAttribute {
+        Ok(Some(Arc::new(Computed(TypedPgAttribute {
             attribute,
             class,
             namespace,
             engine: Arc::clone(&self.engine),
-        })))
+        }))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -260,22 +259,12 @@ struct MatviewPgClass {
 }
 
 #[async_trait]
-impl TableProvider for MatviewPgClass {
+impl CatalogRows for MatviewPgClass {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         let public = public_oid(&self.namespace, state).await?;
         let namespaces = super::pg_class_oids::namespace_renumbering(&self.namespace, state).await?;
         let mut out = Vec::new();
@@ -324,7 +313,7 @@ impl TableProvider for MatviewPgClass {
         let catalog = &self.engine.catalog;
         let owner = |t: &freshet_catalog::TableDef| catalog.role(&t.owner).map_or(10, |r| r.oid as i32);
         out.push(super::pg_index::class_rows(&self.schema, public, &indexes, &owner)?);
-        super::pg_index::memory_scan(out, self.schema(), projection, limit)
+        Ok(out)
     }
 }
 
@@ -434,22 +423,12 @@ fn typlen(ty: &SqlType) -> i16 {
 }
 
 #[async_trait]
-impl TableProvider for TypedPgAttribute {
+impl CatalogRows for TypedPgAttribute {
     fn schema(&self) -> SchemaRef {
         attacl_as_list(&self.attribute.schema())
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         // Our tables and views by pg_class OID: the OID of `public`, then pg_class rows in it.
         let public_oid = public_oid(&self.namespace, state).await?;
         let mut tables = HashMap::new();
@@ -494,7 +473,7 @@ impl TableProvider for TypedPgAttribute {
         for b in read_all(&self.attribute, state).await? {
             out.push(patch(&b, &tables, &renumbered)?);
         }
-        super::pg_index::memory_scan(out, self.schema(), projection, limit)
+        Ok(out)
     }
 }
 

@@ -20,11 +20,11 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use freshet_catalog::{IndexKind, TableDef};
 
 use super::pg_attribute::{column, oid_at, public_oid, read_all};
+use super::catalog_rows::CatalogRows;
 use crate::coord::engine::Engine;
 
 /// An index's OID is this plus its catalog id.
@@ -443,22 +443,12 @@ impl KeyCatalog {
 }
 
 #[async_trait]
-impl TableProvider for KeyCatalog {
+impl CatalogRows for KeyCatalog {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         let lists = Self::lists(self.which);
         let mut out = Vec::new();
         for b in read_all(&self.inner, state).await? {
@@ -472,7 +462,7 @@ impl TableProvider for KeyCatalog {
         let (public, indexes) =
             catalog_indexes(&self.engine, &self.class, &self.namespace, state).await?;
         out.push(self.ours(public, &indexes)?);
-        memory_scan(out, self.schema(), projection, limit)
+        Ok(out)
     }
 }
 
@@ -509,22 +499,12 @@ impl PgIndexes {
 }
 
 #[async_trait]
-impl TableProvider for PgIndexes {
+impl CatalogRows for PgIndexes {
     fn schema(&self) -> SchemaRef {
         Self::schema_ref()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         let (_, indexes) =
             catalog_indexes(&self.engine, &self.class, &self.namespace, state).await?;
         let text = |f: &dyn Fn(&CatalogIndex) -> String| -> ArrayRef {
@@ -540,7 +520,7 @@ impl TableProvider for PgIndexes {
                 text(&|i| index_def(&i.table, &i.name, i.kind, &i.columns)),
             ],
         )?;
-        memory_scan(vec![batch], self.schema(), projection, limit)
+        Ok(vec![batch])
     }
 }
 
