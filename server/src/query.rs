@@ -17,6 +17,7 @@ mod pg_empty;
 mod pg_regproc;
 pub(crate) mod pg_index;
 mod pg_roles;
+mod pg_sequence;
 mod pg_stat_activity;
 pub mod point;
 mod provider;

@@ -404,13 +404,18 @@ fn text_schema(col: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(col, DataType::Utf8, true)]))
 }
 
-/// A result of text columns.
-fn text_columns(cols: &[&str], rows: Vec<Vec<Option<String>>>) -> Outcome {
-    let schema = Arc::new(Schema::new(
+/// The schema of a result of text columns.
+fn text_columns_schema(cols: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(
         cols.iter()
             .map(|c| Field::new(*c, DataType::Utf8, true))
             .collect::<Vec<_>>(),
-    ));
+    ))
+}
+
+/// A result of text columns.
+fn text_columns(cols: &[&str], rows: Vec<Vec<Option<String>>>) -> Outcome {
+    let schema = text_columns_schema(cols);
     let arrays: Vec<datafusion::arrow::array::ArrayRef> = (0..cols.len())
         .map(|i| {
             Arc::new(StringArray::from(

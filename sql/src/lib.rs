@@ -46,6 +46,7 @@ pub mod sink;
 pub mod source;
 pub mod subscribe;
 mod parse;
+mod plan_rewrite;
 mod statement;
 pub mod type_planner;
 pub mod text_casts;

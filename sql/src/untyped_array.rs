@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::logical_expr::expr::{Case, Cast, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 
@@ -27,23 +26,7 @@ impl AnalyzerRule for UntypedArrayLiterals {
     }
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|p| {
-            let inputs = p.inputs();
-            if inputs.is_empty() {
-                return Ok(Transformed::no(p));
-            }
-            let mut schema = DFSchema::empty();
-            for i in &inputs {
-                schema.merge(i.schema());
-            }
-            let names = NamePreserver::new(&p);
-            p.map_expressions(|e| {
-                let saved = names.save(&e);
-                let rewritten = e.transform_up(|e| in_context(e, &schema))?;
-                Ok(rewritten.update_data(|e| saved.restore(e)))
-            })
-        })
-        .map(|t| t.data)
+        crate::plan_rewrite::rewrite_expressions(plan, in_context)
     }
 }
 

@@ -60,6 +60,10 @@ impl PgCatalogOverlay {
                     Arc::new(Computed(rows))
                 }
             }
+            "pg_sequence" => Arc::new(Computed(super::pg_sequence::PgSequence {
+                sequence: inner,
+                engine: Arc::clone(&self.engine),
+            })),
             "pg_rewrite" => {
                 let Some(class) = self.table("pg_class").await? else {
                     return Ok(None);
@@ -313,6 +317,8 @@ impl CatalogRows for MatviewPgClass {
         let catalog = &self.engine.catalog;
         let owner = |t: &freshet_catalog::TableDef| catalog.role(&t.owner).map_or(10, |r| r.oid as i32);
         out.push(super::pg_index::class_rows(&self.schema, public, &indexes, &owner)?);
+        let sequences = super::pg_sequence::identity_sequences(&self.engine);
+        out.push(super::pg_sequence::class_rows(&self.schema, public, &sequences, &owner)?);
         Ok(out)
     }
 }
@@ -499,6 +505,10 @@ fn patch(
         .as_primitive::<Int16Type>()
         .values()
         .to_vec();
+    let mut identity: Vec<Option<&str>> = column(b, "attidentity")?
+        .as_string::<i32>()
+        .iter()
+        .collect();
     let mut has_default: Vec<bool> = column(b, "atthasdef")?
         .as_boolean()
         .iter()
@@ -523,6 +533,11 @@ fn patch(
         lens[i] = typlen(&col.ty);
         ndims[i] = i32::from(matches!(col.ty, SqlType::Array(_)));
         has_default[i] = col.default.is_some();
+        identity[i] = Some(match col.identity {
+            Some(freshet_catalog::Identity::Always) => "a",
+            Some(freshet_catalog::Identity::ByDefault) => "d",
+            None => "",
+        });
     }
     let schema = b.schema();
     let mut columns = b.columns().to_vec();
@@ -539,6 +554,7 @@ fn patch(
         ("attlen", Arc::new(Int16Array::from(lens))),
         ("attndims", Arc::new(Int32Array::from(ndims))),
         ("atthasdef", Arc::new(BooleanArray::from(has_default))),
+        ("attidentity", Arc::new(StringArray::from(identity))),
     ] {
         let (idx, _) = schema
             .column_with_name(name)

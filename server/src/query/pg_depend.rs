@@ -43,19 +43,26 @@ impl CatalogRows for PgDepend {
         names.extend(catalog.tables().iter().map(|t| (t.id, t.name.clone())));
         names.extend(catalog.sources().iter().map(|s| (s.id, s.name.clone())));
         names.extend(catalog.views().iter().map(|v| (v.id, v.name.clone())));
-        let mut pairs = Vec::new();
+        let mut deps = Vec::new();
         for view in catalog.views() {
             let Some(&objid) = oids.get(&view.name) else {
                 continue;
             };
             for input in &view.inputs {
                 if let Some(&refobjid) = names.get(input).and_then(|n| oids.get(n)) {
-                    pairs.push((objid, refobjid));
+                    deps.push(Dependency { objid, refobjid, refobjsubid: 0, deptype: "n" });
                 }
             }
         }
+        // An identity column's sequence belongs to the column (internally).
+        for s in super::pg_sequence::identity_sequences(&self.engine) {
+            if let Some(&refobjid) = oids.get(&s.table.name) {
+                let refobjsubid = i32::from(s.attnum);
+                deps.push(Dependency { objid: s.oid, refobjid, refobjsubid, deptype: "i" });
+            }
+        }
         let mut out = read_all(&self.depend, state).await?;
-        out.push(rows(&self.schema(), &pairs)?);
+        out.push(rows(&self.schema(), &deps)?);
         Ok(out)
     }
 }
@@ -151,9 +158,17 @@ impl CatalogRows for PgAttrdef {
     }
 }
 
-/// pg_depend rows: (view, input) as normal dependencies between relations.
-fn rows(schema: &SchemaRef, pairs: &[(i32, i32)]) -> Result<RecordBatch> {
-    let n = pairs.len();
+/// A dependency of relation `objid` on relation `refobjid` (its column `refobjsubid`, or 0).
+struct Dependency {
+    objid: i32,
+    refobjid: i32,
+    refobjsubid: i32,
+    deptype: &'static str,
+}
+
+/// pg_depend rows of dependencies between relations.
+fn rows(schema: &SchemaRef, deps: &[Dependency]) -> Result<RecordBatch> {
+    let n = deps.len();
     let ints = |v: Vec<i32>| Arc::new(Int32Array::from(v)) as ArrayRef;
     let columns = schema
         .fields()
@@ -161,10 +176,11 @@ fn rows(schema: &SchemaRef, pairs: &[(i32, i32)]) -> Result<RecordBatch> {
         .map(|f| {
             let array = match f.name().as_str() {
                 "classid" | "refclassid" => ints(vec![PG_CLASS; n]),
-                "objid" => ints(pairs.iter().map(|p| p.0).collect()),
-                "refobjid" => ints(pairs.iter().map(|p| p.1).collect()),
-                "objsubid" | "refobjsubid" => ints(vec![0; n]),
-                "deptype" => Arc::new(StringArray::from(vec!["n"; n])),
+                "objid" => ints(deps.iter().map(|d| d.objid).collect()),
+                "refobjid" => ints(deps.iter().map(|d| d.refobjid).collect()),
+                "objsubid" => ints(vec![0; n]),
+                "refobjsubid" => ints(deps.iter().map(|d| d.refobjsubid).collect()),
+                "deptype" => Arc::new(StringArray::from(deps.iter().map(|d| d.deptype).collect::<Vec<_>>())),
                 other => {
                     return Err(DataFusionError::Internal(format!(
                         "pg_depend.{other} unexpected"

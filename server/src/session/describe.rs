@@ -8,7 +8,9 @@ use datafusion::logical_expr::LogicalPlan;
 use freshet_common::PgError;
 use freshet_sql::{ast, Parsed, Statement};
 
-use super::{explain_plan, param_types, pg_schema, text_schema, Described, Session};
+use super::{
+    explain_plan, param_types, pg_schema, text_columns_schema, text_schema, Described, Session,
+};
 
 impl Session {
     /// Plans a statement without running it: parameter types and result columns.
@@ -87,6 +89,10 @@ impl Session {
                     schema,
                 })
             }
+            Statement::Show { name } if name.eq_ignore_ascii_case("all") => Ok(Described {
+                params: vec![],
+                schema: Some(text_columns_schema(&super::execute::SHOW_ALL)),
+            }),
             Statement::Show { name } => {
                 let (col, _) = self.with_vars(|v| v.show(&name))?;
                 Ok(Described {

@@ -233,6 +233,14 @@ impl Session {
     }
 
     fn show(&self, name: &str) -> Result<Outcome, PgError> {
+        if name.eq_ignore_ascii_case("all") {
+            let rows = self
+                .with_vars(|v| v.all())
+                .into_iter()
+                .map(|(k, v)| vec![Some(k), Some(v), Some(String::new())])
+                .collect();
+            return Ok(super::text_columns(&SHOW_ALL, rows));
+        }
         if name.eq_ignore_ascii_case("transaction_isolation") {
             let level = self.block().isolation().map(|i| i.name().to_owned());
             let value = match level {
@@ -248,3 +256,6 @@ impl Session {
         Ok(one_text_column(&col, vec![value]))
     }
 }
+
+/// `SHOW ALL`'s columns, as PostgreSQL names them.
+pub(super) const SHOW_ALL: [&str; 3] = ["name", "setting", "description"];

@@ -135,6 +135,29 @@ impl SessionVars {
         }
     }
 
+    /// `SHOW ALL`: every variable (as PostgreSQL spells its name) and its value, by name.
+    pub fn all(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = DEFAULTS
+            .iter()
+            .map(|(k, v)| (k.to_string(), self.overrides.get(*k).cloned().unwrap_or_else(|| v.to_string())))
+            .collect();
+        for (k, v) in &self.overrides {
+            if !DEFAULTS.iter().any(|(d, _)| d == k) {
+                out.push((k.clone(), v.clone()));
+            }
+        }
+        for (name, _) in &mut out {
+            if let Some(spelled) = ["DateStyle", "IntervalStyle", "TimeZone"]
+                .iter()
+                .find(|s| s.eq_ignore_ascii_case(name))
+            {
+                *name = (*spelled).to_owned();
+            }
+        }
+        out.sort_by_key(|(k, _)| k.to_ascii_lowercase());
+        out
+    }
+
     /// `SHOW name`: the column name and the value.
     pub fn show(&self, name: &str) -> Result<(String, String), PgError> {
         let key = canonical(name);
