@@ -109,6 +109,8 @@ CHECKS = [
     "SELECT current_setting('max_index_keys'), current_setting('block_size')",
     "SHOW max_function_args",
     "SELECT pg_get_userbyid(999999)",
+    "SELECT 'int4'::regtype::oid, 'pg_class'::regclass::oid, 'pg_namespace'::regclass::oid",
+    "SELECT relname FROM pg_class WHERE oid = 'pg_class'::regclass",
     # jsonb: canonical text, operators, functions, bad input.
     "SELECT '{\"b\":1,\"a\":[1, 2.50,true,null],\"aa\":{}}'::jsonb::text, '1e2'::jsonb::text",
     "SELECT '-0'::jsonb::text, '[ ]'::jsonb::text, '{\"a\":1,\"a\":2}'::jsonb::text, '0.0015e3'::jsonb::text",
@@ -188,6 +190,8 @@ def test_freshet_answers_for_its_own_catalog(freshet):
             "SELECT pg_catalog.pg_get_viewdef(c.oid) FROM pg_class c WHERE c.relname = 'mv'"
         ).fetchone()
         assert "count(*)" in viewdef.lower() and "public.t" in viewdef and viewdef.endswith(";")
+        # A bare regtype / regclass literal is its OID here (PostgreSQL prints the name).
+        assert c.execute("SELECT 'int4'::regtype, 'pg_class'::regclass").fetchone() == (23, 1259)
         # A lock_timeout other than 0 would not be honoured: refused, not ignored.
         with pytest.raises(psycopg.Error) as e:
             c.execute("SET lock_timeout = '1s'")

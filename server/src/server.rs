@@ -236,6 +236,7 @@ fn template_context(
         .with_analyzer_rule(Arc::new(freshet_sql::text_casts::TextCasts))
         .with_analyzer_rule(Arc::new(freshet_sql::arith::FoldConstants))
         .with_analyzer_rule(Arc::new(freshet_sql::scalar_subquery::ScalarSubqueryRows))
+        .with_analyzer_rule(Arc::new(freshet_sql::subquery_oids::PlainOidSubqueries))
         .with_physical_optimizer_rule(Arc::new(freshet_sql::arith::PgArithmetic))
         .build();
     let ctx = SessionContext::new_with_state(state);

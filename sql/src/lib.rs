@@ -19,6 +19,7 @@ pub mod pg_jsonb;
 pub mod pg_interval_in;
 pub mod pg_text;
 pub mod scalar_subquery;
+pub mod subquery_oids;
 mod precedence;
 mod session_functions;
 mod set_returning;
