@@ -147,55 +147,45 @@ fn time_part(tok: &str) -> Option<i64> {
     if !(0..60).contains(&m) || !(0.0..60.0).contains(&s) {
         return None;
     }
-    let micros = (h * 3600 + m * 60) * 1_000_000 + (s * 1_000_000.0).round() as i64;
+    let micros = h
+        .checked_mul(3600)?
+        .checked_add(m * 60)?
+        .checked_mul(1_000_000)?
+        .checked_add((s * 1_000_000.0).round() as i64)?;
     Some(sign * micros)
 }
 
 /// Adds `value` `unit`s; fractions of months and days spill down as PostgreSQL spills them
 /// (a month is 30 days, a day 24 hours).
 fn add(out: &mut Interval, value: f64, unit: &str) -> Option<()> {
-    let unit = unit.trim_end_matches('.');
-    let months = |n: f64, out: &mut Interval| {
-        let whole = n.trunc();
-        out.months += whole as i64;
-        let days = (n - whole) * 30.0;
-        out.days += days.trunc() as i64;
-        out.micros += ((days - days.trunc()) * 86_400_000_000.0).round() as i64;
-    };
-    match unit {
-        "millennium" | "millennia" | "millenniums" | "mil" | "mils" => {
-            months(value * 12_000.0, out)
-        }
-        "century" | "centuries" | "c" => months(value * 1_200.0, out),
-        "decade" | "decades" | "dec" | "decs" => months(value * 120.0, out),
-        "year" | "years" | "y" | "yr" | "yrs" => months(value * 12.0, out),
-        "month" | "months" | "mon" | "mons" => months(value, out),
-        "week" | "weeks" | "w" => {
-            let days = value * 7.0;
-            out.days += days.trunc() as i64;
-            out.micros += ((days - days.trunc()) * 86_400_000_000.0).round() as i64;
-        }
-        "day" | "days" | "d" => {
-            out.days += value.trunc() as i64;
-            out.micros += ((value - value.trunc()) * 86_400_000_000.0).round() as i64;
-        }
-        "hour" | "hours" | "h" | "hr" | "hrs" => {
-            out.micros += (value * 3_600_000_000.0).round() as i64
-        }
-        "minute" | "minutes" | "m" | "min" | "mins" => {
-            out.micros += (value * 60_000_000.0).round() as i64
-        }
-        "second" | "seconds" | "s" | "sec" | "secs" => {
-            out.micros += (value * 1_000_000.0).round() as i64
-        }
-        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => {
-            out.micros += (value * 1_000.0).round() as i64
-        }
-        "microsecond" | "microseconds" | "us" | "usec" | "usecs" => {
-            out.micros += value.round() as i64
-        }
-        _ => return None,
+    if !value.is_finite() {
+        return None;
     }
+    let unit = unit.trim_end_matches('.');
+    // (months, days, microseconds) of one `unit`; fractions of months and days spill down.
+    let (months, days, micros): (f64, f64, f64) = match unit {
+        "millennium" | "millennia" | "millenniums" | "mil" | "mils" => (12_000.0, 0.0, 0.0),
+        "century" | "centuries" | "c" => (1_200.0, 0.0, 0.0),
+        "decade" | "decades" | "dec" | "decs" => (120.0, 0.0, 0.0),
+        "year" | "years" | "y" | "yr" | "yrs" => (12.0, 0.0, 0.0),
+        "month" | "months" | "mon" | "mons" => (1.0, 0.0, 0.0),
+        "week" | "weeks" | "w" => (0.0, 7.0, 0.0),
+        "day" | "days" | "d" => (0.0, 1.0, 0.0),
+        "hour" | "hours" | "h" | "hr" | "hrs" => (0.0, 0.0, 3_600_000_000.0),
+        "minute" | "minutes" | "m" | "min" | "mins" => (0.0, 0.0, 60_000_000.0),
+        "second" | "seconds" | "s" | "sec" | "secs" => (0.0, 0.0, 1_000_000.0),
+        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => (0.0, 0.0, 1_000.0),
+        "microsecond" | "microseconds" | "us" | "usec" | "usecs" => (0.0, 0.0, 1.0),
+        _ => return None,
+    };
+    let m = value * months;
+    let d = value * days + m.fract() * 30.0;
+    let us = value * micros + d.fract() * 86_400_000_000.0;
+    // Out of range is not an interval (Arrow's parser then says so); never an overflow.
+    let whole = |x: f64| (x.abs() < 9.0e18).then(|| x.trunc() as i64);
+    out.months = out.months.checked_add(whole(m)?)?;
+    out.days = out.days.checked_add(whole(d)?)?;
+    out.micros = out.micros.checked_add(whole(us.round())?)?;
     Some(())
 }
 
@@ -298,6 +288,12 @@ mod tests {
         assert_eq!(parse("nonsense"), None);
         assert_eq!(parse("P"), None);
         assert_eq!(parse("1 day 25:61"), None);
+        assert_eq!(
+            parse("9223372036854775807 days 9223372036854775807 days"),
+            None
+        );
+        assert_eq!(parse("inf days"), None);
+        assert_eq!(parse("99999999999999999999:00"), None);
     }
 
     #[test]

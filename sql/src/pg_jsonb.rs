@@ -121,8 +121,9 @@ struct Parser<'a> {
     text: &'a str,
 }
 
-/// Nesting deeper than this is refused (54001), as PostgreSQL's stack depth check would.
-const MAX_DEPTH: usize = 6400;
+/// Nesting deeper than this is refused (54001), as PostgreSQL's stack depth check would:
+/// parsing, printing and containment recurse once per level.
+const MAX_DEPTH: usize = 1000;
 
 impl Parser<'_> {
     fn skip_ws(&mut self) {
@@ -276,7 +277,7 @@ impl Parser<'_> {
                 c if c < 0x20 => {
                     return Err(invalid(
                         self.text,
-                        "Character with value 0x0a must be escaped.",
+                        &format!("Character with value 0x{c:02x} must be escaped."),
                     ))
                 }
                 _ => {
@@ -377,6 +378,14 @@ impl Parser<'_> {
                 return Err(self.bad());
             }
             exp = self.text[e..self.at].parse().map_err(|_| self.bad())?;
+        }
+        // numeric's range: 131072 digits before the point, 16383 after.
+        let point = (int_len as i64).saturating_add(exp);
+        if point > 131_072 || (frac.len() as i64).saturating_sub(exp) > 16_383 {
+            return Err(PgError::new(
+                SqlState("22003"),
+                "value overflows numeric format".to_owned(),
+            ));
         }
         let negative = self.s[start] == b'-';
         let int = &self.text[int_start..int_start + int_len];
@@ -527,6 +536,20 @@ mod tests {
         assert_eq!(normalize("12.30E1").unwrap(), "123.0");
         assert_eq!(normalize(r#""a\u00e9\n""#).unwrap(), "\"a\u{e9}\\n\"");
         assert_eq!(normalize(" [ ] ").unwrap(), "[]");
+        assert_eq!(normalize("1e999999999").unwrap_err().sqlstate.0, "22003");
+        assert_eq!(normalize("1e-99999").unwrap_err().sqlstate.0, "22003");
+        assert_eq!(
+            normalize("1e9223372036854775807").unwrap_err().sqlstate.0,
+            "22003"
+        );
+        assert_eq!(
+            normalize("1e-9223372036854775808").unwrap_err().sqlstate.0,
+            "22003"
+        );
+        let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+        assert!(normalize(&deep).is_ok());
+        let deeper = format!("{}{}", "[".repeat(1002), "]".repeat(1002));
+        assert_eq!(normalize(&deeper).unwrap_err().sqlstate.0, "54001");
         for bad in [
             "",
             "{",

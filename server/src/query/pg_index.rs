@@ -524,48 +524,62 @@ impl CatalogRows for PgIndexes {
     }
 }
 
-/// pg_class rows of our indexes (relkind `i`), for [`super::pg_attribute`]'s pg_class.
+/// A pg_class row of a relation we list ourselves (an index, a sequence).
+pub(crate) struct ClassRow<'a> {
+    pub oid: i32,
+    pub name: &'a str,
+    pub owner: i32,
+    pub natts: i16,
+}
+
+/// pg_class rows of relations of `kind` (access method `am`) in `public`.
+pub(crate) fn relation_rows(
+    schema: &SchemaRef,
+    public: Option<i64>,
+    kind: &str,
+    am: i32,
+    rows: &[ClassRow<'_>],
+) -> Result<RecordBatch> {
+    let n = rows.len();
+    let ints = |f: &dyn Fn(&ClassRow<'_>) -> i32| -> ArrayRef {
+        Arc::new(Int32Array::from(rows.iter().map(f).collect::<Vec<_>>()))
+    };
+    let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v; n])) };
+    let mut given: HashMap<&str, ArrayRef> = HashMap::new();
+    given.insert("oid", ints(&|r| r.oid));
+    given.insert("relfilenode", ints(&|r| r.oid));
+    given.insert("relname", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.name))));
+    given.insert("relnamespace", ints(&|_| public.unwrap_or(0) as i32));
+    given.insert("relowner", ints(&|r| r.owner));
+    given.insert("relam", ints(&|_| am));
+    given.insert("relkind", text(kind));
+    given.insert("relpersistence", text("p"));
+    given.insert("relreplident", text("n"));
+    given.insert(
+        "relnatts",
+        Arc::new(Int16Array::from(rows.iter().map(|r| r.natts).collect::<Vec<_>>())),
+    );
+    given.insert("relispopulated", Arc::new(BooleanArray::from(vec![true; n])));
+    rows_with(schema, n, &given)
+}
+
+/// pg_class rows of our indexes (relkind `i`, btree).
 pub(crate) fn class_rows(
     schema: &SchemaRef,
     public: Option<i64>,
     indexes: &[CatalogIndex],
     owner: &dyn Fn(&TableDef) -> i32,
 ) -> Result<RecordBatch> {
-    let n = indexes.len();
-    let ints = |f: &dyn Fn(&CatalogIndex) -> i32| -> ArrayRef {
-        Arc::new(Int32Array::from(
-            indexes.iter().map(|i| f(i)).collect::<Vec<_>>(),
-        ))
-    };
-    let mut given: HashMap<&str, ArrayRef> = HashMap::new();
-    given.insert("oid", ints(&|i| i.oid));
-    given.insert("relfilenode", ints(&|i| i.oid));
-    given.insert(
-        "relname",
-        Arc::new(StringArray::from_iter_values(
-            indexes.iter().map(|i| i.name.as_str()),
-        )),
-    );
-    given.insert("relnamespace", ints(&|_| public.unwrap_or(0) as i32));
-    given.insert("relowner", ints(&|i| owner(&i.table)));
-    given.insert("relam", ints(&|_| BTREE_AM));
-    given.insert("relkind", Arc::new(StringArray::from(vec!["i"; n])));
-    given.insert("relpersistence", Arc::new(StringArray::from(vec!["p"; n])));
-    given.insert("relreplident", Arc::new(StringArray::from(vec!["n"; n])));
-    given.insert(
-        "relnatts",
-        Arc::new(Int16Array::from(
-            indexes
-                .iter()
-                .map(|i| i.columns.len() as i16)
-                .collect::<Vec<_>>(),
-        )),
-    );
-    given.insert(
-        "relispopulated",
-        Arc::new(BooleanArray::from(vec![true; n])),
-    );
-    rows_with(schema, n, &given)
+    let rows: Vec<ClassRow<'_>> = indexes
+        .iter()
+        .map(|i| ClassRow {
+            oid: i.oid,
+            name: &i.name,
+            owner: owner(&i.table),
+            natts: i.columns.len() as i16,
+        })
+        .collect();
+    relation_rows(schema, public, "i", BTREE_AM, &rows)
 }
 
 /// The text of index or constraint `oid` when it is one of ours.

@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
-};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
@@ -19,7 +17,7 @@ use freshet_common::SqlType;
 
 use super::catalog_rows::CatalogRows;
 use super::pg_attribute::read_all;
-use super::pg_index::rows_with;
+use super::pg_index::{relation_rows, rows_with, ClassRow};
 use crate::coord::engine::Engine;
 
 /// OIDs of identity sequences: above the relations', below the indexes' (1e9 + id).
@@ -64,33 +62,16 @@ pub fn class_rows(
     sequences: &[IdentitySequence],
     owner: &dyn Fn(&TableDef) -> i32,
 ) -> Result<RecordBatch> {
-    let n = sequences.len();
-    let ints = |f: &dyn Fn(&IdentitySequence) -> i32| -> ArrayRef {
-        Arc::new(Int32Array::from(
-            sequences.iter().map(f).collect::<Vec<_>>(),
-        ))
-    };
-    let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v; n])) };
-    let mut given: HashMap<&str, ArrayRef> = HashMap::new();
-    given.insert("oid", ints(&|s| s.oid));
-    given.insert("relfilenode", ints(&|s| s.oid));
-    given.insert(
-        "relname",
-        Arc::new(StringArray::from_iter_values(
-            sequences.iter().map(|s| s.name.as_str()),
-        )),
-    );
-    given.insert("relnamespace", ints(&|_| public.unwrap_or(0) as i32));
-    given.insert("relowner", ints(&|s| owner(&s.table)));
-    given.insert("relkind", text("S"));
-    given.insert("relpersistence", text("p"));
-    given.insert("relreplident", text("n"));
-    given.insert("relnatts", Arc::new(Int16Array::from(vec![3i16; n])));
-    given.insert(
-        "relispopulated",
-        Arc::new(BooleanArray::from(vec![true; n])),
-    );
-    rows_with(schema, n, &given)
+    let rows: Vec<ClassRow<'_>> = sequences
+        .iter()
+        .map(|s| ClassRow {
+            oid: s.oid,
+            name: &s.name,
+            owner: owner(&s.table),
+            natts: 3,
+        })
+        .collect();
+    relation_rows(schema, public, "S", 0, &rows)
 }
 
 /// The bounds of a sequence of `ty`.
