@@ -108,12 +108,14 @@ pub async fn namespace_renumbering(
     namespace: &Arc<dyn TableProvider>,
     state: &dyn Session,
 ) -> Result<HashMap<i64, i32>> {
+    renumbering_of(&read_all(namespace, state).await?)
+}
+
+/// [`namespace_renumbering`] of pg_namespace's rows.
+fn renumbering_of(namespaces: &[RecordBatch]) -> Result<HashMap<i64, i32>> {
     let mut out = HashMap::new();
-    for b in read_all(namespace, state).await? {
-        let (oid, name) = (
-            column(&b, "oid")?,
-            column(&b, "nspname")?.as_string::<i32>(),
-        );
+    for b in namespaces {
+        let (oid, name) = (column(b, "oid")?, column(b, "nspname")?.as_string::<i32>());
         for i in 0..b.num_rows() {
             let fixed = NAMESPACES.iter().find(|(n, _)| *n == name.value(i));
             if let (Some(old), Some((_, new))) = (oid_at(oid, i), fixed) {
@@ -148,9 +150,10 @@ impl CatalogRows for PgNamespace {
     }
 
     async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
-        let map = namespace_renumbering(&self.namespace, state).await?;
+        let namespaces = read_all(&self.namespace, state).await?;
+        let map = renumbering_of(&namespaces)?;
         let mut out = Vec::new();
-        for b in read_all(&self.namespace, state).await? {
+        for b in namespaces {
             let mut columns = b.columns().to_vec();
             columns[b.schema().index_of("oid")?] = Arc::new(renumber(&b, "oid", &map)?);
             let acl = format!("{{{o}=UC/{o},=U/{o}}}", o = self.owner);
