@@ -16,7 +16,7 @@ DEB_PKGS := clang libclang-dev postgresql postgresql-client openssl libpostgresq
             openjdk-17-jre-headless nodejs python3-venv
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv node superset build run test test-layout test-rust test-slt test-e2e bench bench-tweets bench-tpcb bench-auth bench-reads bench-sinks bench-latency bench-nexmark
+.PHONY: help deps venv node superset build run test test-layout test-rust test-slt test-e2e bench bench-tweets bench-tpcb bench-auth bench-reads bench-sinks bench-latency bench-nexmark bench-tpch
 
 help:
 	@echo "make run   - build and start freshet on 127.0.0.1:6543"
@@ -113,3 +113,9 @@ bench-latency: deps
 bench-nexmark: deps
 	cargo build --release -p freshet-server -p freshet-bench
 	$(CARGO_TARGET_DIR)/release/freshet-bench nexmark --freshet-bin $(CARGO_TARGET_DIR)/release/freshet $(BENCH_ARGS)
+
+# Release build + the 22 TPC-H queries as views: load, backfill, refresh batches, next to
+# PostgreSQL's DML + REFRESH, every view compared (BENCH_ARGS="--sf 1" for the reported figure).
+bench-tpch: deps
+	cargo build --release -p freshet-server -p freshet-bench
+	$(CARGO_TARGET_DIR)/release/freshet-bench tpch --freshet-bin $(CARGO_TARGET_DIR)/release/freshet $(BENCH_ARGS)

@@ -31,3 +31,8 @@ DELETE FROM cmp_people WHERE age IS NULL;
 SELECT count(*), sum(age) FROM cmp_people;
 DROP TABLE cmp_people;
 DROP TABLE cmp_orders;
+CREATE TABLE cmp_codes (id INT PRIMARY KEY, code CHAR(5), tag VARCHAR(4));
+INSERT INTO cmp_codes VALUES (1, 'ab', 'x'), (2, 'ab   ', 'y  '), (3, 'abcde  ', 'zz    '), (4, NULL, NULL);
+SELECT id, code, tag FROM cmp_codes;
+SELECT id, length(code), code || '|', tag || '|' FROM cmp_codes;
+SELECT code, count(*) FROM cmp_codes WHERE code = 'ab' GROUP BY code;

@@ -23,6 +23,7 @@ mod reads;
 mod server;
 mod sinks;
 mod tpcb;
+mod tpch;
 mod tweets;
 
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ enum Cmd {
     Latency(latency::LatencyOpts),
     /// The Nexmark queries over Kafka + JSON, each alone, checked against PostgreSQL.
     Nexmark(nexmark::NexmarkOpts),
+    /// The 22 TPC-H queries as views: backfill and refresh batches, next to PostgreSQL.
+    Tpch(tpch::TpchOpts),
 }
 
 #[derive(Parser, Clone)]
@@ -426,5 +429,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Sinks(o) => sinks::run(o).await,
         Cmd::Latency(o) => latency::run(o).await,
         Cmd::Nexmark(o) => nexmark::run(o).await,
+        Cmd::Tpch(o) => tpch::run(o).await,
     }
 }

@@ -7,7 +7,14 @@ use freshet_testkit::{Launch, Server};
 
 use tokio_postgres::{Client, NoTls};
 
-pub struct FreshetServer(Server);
+pub struct FreshetServer {
+    server: Server,
+    bin: PathBuf,
+    block_cache_mb: u64,
+    /// A killed predecessor on the same data directory, kept so that its temporary
+    /// directory lives as long as this server.
+    _crashed: Option<Box<FreshetServer>>,
+}
 
 /// A free loopback port.
 pub fn free_port() -> anyhow::Result<u16> {
@@ -47,33 +54,59 @@ impl FreshetServer {
             .args(["--block-cache-mb".to_string(), block_cache_mb.to_string()])
             .quiet()
             .start()?;
-        let server = FreshetServer(server);
+        let server = FreshetServer {
+            server,
+            bin: bin.to_owned(),
+            block_cache_mb,
+            _crashed: None,
+        };
+        drop(server.connect().await?);
+        Ok(server)
+    }
+
+    /// Kills the server (SIGKILL, as a crash would) and starts it again on its data.
+    pub async fn crash_and_restart(mut self) -> anyhow::Result<FreshetServer> {
+        self.server.kill();
+        let server = Launch::new(&self.bin)
+            .data_dir(self.server.data_dir())
+            .args([
+                "--block-cache-mb".to_string(),
+                self.block_cache_mb.to_string(),
+            ])
+            .quiet()
+            .start()?;
+        let server = FreshetServer {
+            server,
+            bin: self.bin.clone(),
+            block_cache_mb: self.block_cache_mb,
+            _crashed: Some(Box::new(self)),
+        };
         drop(server.connect().await?);
         Ok(server)
     }
 
     pub async fn connect(&self) -> anyhow::Result<Client> {
         connect_until(
-            &self.0.dsn("bench"),
+            &self.server.dsn("bench"),
             Instant::now() + Duration::from_secs(60),
         )
         .await
     }
 
     pub fn port(&self) -> u16 {
-        self.0.port()
+        self.server.port()
     }
 
     pub fn pid(&self) -> u32 {
-        self.0.pid()
+        self.server.pid()
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.0.data_dir().to_path_buf()
+        self.server.data_dir().to_path_buf()
     }
 
     /// Stops the server (SIGKILL to our own child) and removes its data.
     pub fn stop(self) {
-        drop(self.0);
+        drop(self.server);
     }
 }

@@ -9,8 +9,20 @@ use datafusion::sql::sqlparser::ast::{
 };
 use freshet_common::{PgError, SqlType};
 
-/// Field metadata key naming the PostgreSQL type when Arrow alone cannot say it (jsonb).
+/// Field metadata key naming the PostgreSQL type when Arrow alone cannot say it (jsonb,
+/// `bpchar(n)`).
 pub const PG_TYPE_METADATA_KEY: &str = "freshet.pg_type";
+
+/// The `character(n)` length a field's metadata names, if it names one (`bpchar(n)`).
+pub fn bpchar_length(field: &Field) -> Option<u32> {
+    field
+        .metadata()
+        .get(PG_TYPE_METADATA_KEY)?
+        .strip_prefix("bpchar(")?
+        .strip_suffix(')')?
+        .parse()
+        .ok()
+}
 
 /// Binds a type named in DDL.
 pub fn bind_type(ty: &AstType) -> Result<SqlType, PgError> {
@@ -160,6 +172,11 @@ pub fn arrow_field(name: &str, ty: &SqlType, nullable: bool) -> Field {
             PG_TYPE_METADATA_KEY.to_owned(),
             "jsonb".to_owned(),
         )])),
+        // Stored without its padding; results pad to `n` (see `validate_row`).
+        SqlType::Char(n) => field.with_metadata(HashMap::from([(
+            PG_TYPE_METADATA_KEY.to_owned(),
+            format!("bpchar({n})"),
+        )])),
         _ => field,
     }
 }
@@ -173,6 +190,9 @@ pub fn sql_type_of(field: &Field) -> Option<SqlType> {
         .is_some_and(|t| t == "jsonb")
     {
         return Some(SqlType::Jsonb);
+    }
+    if let Some(n) = bpchar_length(field) {
+        return Some(SqlType::Char(n));
     }
     Some(match field.data_type() {
         DataType::Boolean => SqlType::Bool,

@@ -7,7 +7,7 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::execution::SendableRecordBatchStream;
 use freshet_common::{PgError, SqlState};
 use freshet_sql::error::map_df_error;
-use freshet_sql::types::PG_TYPE_METADATA_KEY;
+use freshet_sql::types::{bpchar_length, PG_TYPE_METADATA_KEY};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::{Stream, StreamExt};
 use pgwire::api::portal::Format;
@@ -35,7 +35,10 @@ pub async fn cancel_signal<C: ClientInfo>(
     let user = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
         Some(handle) => {
             let rx = handle.start_query().await;
-            Some(rx.map(|r| r.is_ok().then_some("canceling statement due to user request")))
+            Some(rx.map(|r| {
+                r.is_ok()
+                    .then_some("canceling statement due to user request")
+            }))
         }
         None => None,
     };
@@ -65,6 +68,10 @@ pub fn fields(schema: &Schema, format: &Format) -> Result<Vec<FieldInfo>, PgErro
         .map_err(|e| PgError::not_supported(format!("result type: {e}")))?;
     for (i, (fi, f)) in fields.iter_mut().zip(schema.fields()).enumerate() {
         let kind = f.metadata().get(PG_TYPE_METADATA_KEY).map(String::as_str);
+        if bpchar_length(f).is_some() {
+            *fi = FieldInfo::new(fi.name().to_owned(), None, None, Type::BPCHAR, fi.format());
+            continue;
+        }
         if format.format_for(i) != pgwire::api::results::FieldFormat::Text {
             // Binary jsonb: its version byte, then the text (see `text::jsonb_binary`).
             if kind == Some("jsonb") {
@@ -104,13 +111,20 @@ pub fn query_response(
     let fields = Arc::new(fields(schema, format)?);
     let f = Arc::clone(&fields);
     let format = format.clone();
+    let lengths: Vec<Option<u32>> = schema.fields().iter().map(|f| bpchar_length(f)).collect();
     let rows = stream
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
                 Ok(b) => encode_recordbatch(
                     Arc::clone(&f),
                     super::text::jsonb_binary(
-                        super::text::vectors_as_text(super::text::timestamps_as_text(b, &format), &f),
+                        super::text::vectors_as_text(
+                            super::text::timestamps_as_text(
+                                super::text::bpchar_padded(b, &lengths),
+                                &format,
+                            ),
+                            &f,
+                        ),
                         &f,
                     ),
                 ),

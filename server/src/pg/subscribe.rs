@@ -30,7 +30,8 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     let columns = sub.schema.fields().len();
-    let fields = Arc::new(encode::fields(&sub.schema, &Format::UnifiedText).map_err(to_wire_error)?);
+    let fields =
+        Arc::new(encode::fields(&sub.schema, &Format::UnifiedText).map_err(to_wire_error)?);
     client
         .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
             0,
@@ -38,10 +39,17 @@ where
             vec![0; columns],
         )))
         .await?;
+    let lengths: Vec<Option<u32>> = sub
+        .schema
+        .fields()
+        .iter()
+        .map(|f| freshet_sql::types::bpchar_length(f))
+        .collect();
     let mut sent = 0usize;
     loop {
         match sub.next_batch(usize::MAX, None).await {
             Ok(Some(batch)) => {
+                let batch = super::text::bpchar_padded(batch, &lengths);
                 let batch = super::text::timestamps_as_text(batch, &Format::UnifiedText);
                 for row in encode_recordbatch(Arc::clone(&fields), batch) {
                     let line = copy_line(&row?);

@@ -12,12 +12,12 @@ use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::Type;
 
-/// `batch` with the columns `wanted` picks replaced by what `convert` makes of them (the
-/// batch itself when it picks none).
+/// `batch` with the columns `wanted` picks replaced by what `convert` makes of them (given
+/// each one's index; the batch itself when it picks none).
 fn replace_columns(
     batch: RecordBatch,
     wanted: impl Fn(usize) -> bool,
-    convert: impl Fn(&ArrayRef) -> ArrayRef,
+    convert: impl Fn(usize, &ArrayRef) -> ArrayRef,
 ) -> RecordBatch {
     if !(0..batch.num_columns()).any(&wanted) {
         return batch;
@@ -27,8 +27,12 @@ fn replace_columns(
     let mut columns = Vec::with_capacity(schema.fields().len());
     for (i, (f, c)) in schema.fields().iter().zip(batch.columns()).enumerate() {
         if wanted(i) {
-            let converted = convert(c);
-            fields.push(Arc::new(Field::new(f.name(), converted.data_type().clone(), f.is_nullable())));
+            let converted = convert(i, c);
+            fields.push(Arc::new(Field::new(
+                f.name(),
+                converted.data_type().clone(),
+                f.is_nullable(),
+            )));
             columns.push(converted);
         } else {
             fields.push(Arc::clone(f));
@@ -45,7 +49,7 @@ pub fn timestamps_as_text(batch: RecordBatch, format: &Format) -> RecordBatch {
     let wanted = |i: usize| {
         has_text_form(schema.field(i).data_type()) && format.format_for(i) == FieldFormat::Text
     };
-    replace_columns(batch, wanted, timestamps_text)
+    replace_columns(batch, wanted, |_, c| timestamps_text(c))
 }
 
 /// Columns sent as `int2vector` / `oidvector` in text (see [`super::encode::fields`]) as
@@ -58,16 +62,23 @@ pub fn vectors_as_text(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch 
             oid == Type::INT2_VECTOR.oid() || oid == Type::OID_VECTOR.oid()
         }) && matches!(schema.field(i).data_type(), DataType::List(_))
     };
-    replace_columns(batch, wanted, |c| {
+    replace_columns(batch, wanted, |_, c| {
         let lists = c.as_list::<i32>();
         let texts: StringArray = (0..lists.len())
             .map(|r| {
                 if lists.is_null(r) {
                     return None;
                 }
-                let items = datafusion::arrow::compute::cast(&lists.value(r), &DataType::Utf8).ok()?;
+                let items =
+                    datafusion::arrow::compute::cast(&lists.value(r), &DataType::Utf8).ok()?;
                 let items = items.as_string::<i32>();
-                Some(items.iter().map(|v| v.unwrap_or("0")).collect::<Vec<_>>().join(" "))
+                Some(
+                    items
+                        .iter()
+                        .map(|v| v.unwrap_or("0"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
             })
             .collect();
         Arc::new(texts)
@@ -84,7 +95,7 @@ pub fn jsonb_binary(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
             .is_some_and(|f| *f.datatype() == Type::JSONB && f.format() == FieldFormat::Binary)
             && schema.field(i).data_type() == &DataType::Utf8
     };
-    replace_columns(batch, wanted, |c| {
+    replace_columns(batch, wanted, |_, c| {
         let texts = c.as_string::<i32>();
         let bytes: BinaryArray = (0..texts.len())
             .map(|r| {
@@ -97,5 +108,32 @@ pub fn jsonb_binary(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
             })
             .collect();
         Arc::new(bytes)
+    })
+}
+
+/// `character(n)` columns (`lengths[i]` is column i's `n`) padded with spaces to `n`
+/// characters, as PostgreSQL sends them in both formats (they are stored without padding).
+pub fn bpchar_padded(batch: RecordBatch, lengths: &[Option<u32>]) -> RecordBatch {
+    let schema = batch.schema();
+    let wanted = |i: usize| {
+        lengths.get(i).copied().flatten().is_some()
+            && schema.field(i).data_type() == &DataType::Utf8
+    };
+    replace_columns(batch, wanted, |i, c| {
+        let n = lengths[i].unwrap_or(0) as usize;
+        let texts = c.as_string::<i32>();
+        let padded: StringArray = texts
+            .iter()
+            .map(|v| {
+                v.map(|s| {
+                    let missing = n.saturating_sub(s.chars().count());
+                    let mut out = String::with_capacity(s.len() + missing);
+                    out.push_str(s);
+                    out.extend(std::iter::repeat_n(' ', missing));
+                    out
+                })
+            })
+            .collect();
+        Arc::new(padded)
     })
 }

@@ -137,7 +137,7 @@ async fn write(
         &mut rows,
     )
     .await?;
-    for row in &rows {
+    for row in &mut rows {
         validate_row(def, row)?;
     }
     rowexpr::check_constraints(state, def, &rows)?;
@@ -342,8 +342,8 @@ fn stage(
         }
         let new_rows: Vec<Vec<Datum>> = to_write.iter().map(|(_, _, r)| r.clone()).collect();
         rowexpr::check_constraints(state, def, &new_rows)?;
-        for (i, key, new) in to_write {
-            validate_row(def, &new)?;
+        for (i, key, mut new) in to_write {
+            validate_row(def, &mut new)?;
             let old = writes
                 .visible_row(&staged, &key)
                 .map_err(|e| map_df_error(&e))?

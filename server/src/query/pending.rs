@@ -258,8 +258,8 @@ pub fn stage_update(
     let mut staged = writes.lock();
     let mut deleted = HashSet::with_capacity(rows.len());
     let mut updated = Vec::with_capacity(rows.len());
-    for (key, old, new) in rows {
-        validate_row(def, &new)?;
+    for (key, old, mut new) in rows {
+        validate_row(def, &mut new)?;
         let new_key = if def.has_primary_key() {
             row_key(def, &new)
         } else {

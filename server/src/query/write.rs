@@ -95,8 +95,12 @@ fn count_rows(def: &TableDef, engine: &Engine) -> Result<usize> {
     Ok(n)
 }
 
-pub(super) fn validate_row(def: &TableDef, row: &[Datum]) -> Result<(), PgError> {
-    for (col, v) in def.columns.iter().zip(row) {
+/// Checks a row against its table's NOT NULL and length limits, and brings `character(n)`
+/// values to their stored form: without trailing spaces (they are padding, as PostgreSQL
+/// compares them; results pad them back to `n`). As in PostgreSQL, a value too long only
+/// by trailing spaces is cut to the limit rather than refused.
+pub(super) fn validate_row(def: &TableDef, row: &mut [Datum]) -> Result<(), PgError> {
+    for (col, v) in def.columns.iter().zip(row.iter_mut()) {
         if col.not_null && v.is_null() {
             return Err(PgError::new(
                 SqlState::NOT_NULL_VIOLATION,
@@ -106,13 +110,19 @@ pub(super) fn validate_row(def: &TableDef, row: &[Datum]) -> Result<(), PgError>
                 ),
             ));
         }
-        if let (SqlType::Varchar(Some(n)) | SqlType::Char(n), Datum::Text(s)) = (&col.ty, v) {
+        if let (SqlType::Varchar(Some(n)) | SqlType::Char(n), Datum::Text(s)) = (&col.ty, &mut *v) {
             let n = *n as usize;
-            if s.chars().count() > n {
-                return Err(PgError::new(
-                    SqlState("22001"),
-                    format!("value too long for type {}", col.ty.pg_name()),
-                ));
+            if let Some((cut, _)) = s.char_indices().nth(n) {
+                if !s[cut..].bytes().all(|b| b == b' ') {
+                    return Err(PgError::new(
+                        SqlState("22001"),
+                        format!("value too long for type {}", col.ty.pg_name()),
+                    ));
+                }
+                s.truncate(cut);
+            }
+            if matches!(col.ty, SqlType::Char(_)) {
+                s.truncate(s.trim_end_matches(' ').len());
             }
         }
     }
