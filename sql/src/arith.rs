@@ -35,9 +35,17 @@ use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::ExecutionPlan;
 
+use crate::numeric_div::RoundedDivide;
+
 /// `e` with PostgreSQL's overflow and division-by-zero errors.
 pub fn pg_expr(e: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
     e.transform_up(|node| {
+        if let Some(d) = node.downcast_ref::<RoundedDivide>() {
+            // Applied twice: as below.
+            if d.inner().is::<FloatRange>() {
+                return Ok(Transformed::yes(Arc::clone(d.inner())));
+            }
+        }
         if let Some(f) = node.downcast_ref::<FloatRange>() {
             // Applied twice: the inner operation has been wrapped again.
             if f.inner.is::<FloatRange>() {
@@ -65,7 +73,7 @@ pub fn pg_expr(e: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
                 if op == Operator::Modulo {
                     return Ok(Transformed::yes(e)); // no float range to keep
                 }
-                e
+                Arc::new(RoundedDivide::new(e))
             }
             _ => return Ok(Transformed::no(node)),
         };
@@ -183,7 +191,11 @@ impl FloatRange {
     }
 
     fn check(&self, batch: &RecordBatch, result: &ArrayRef) -> Result<()> {
-        let Some(b) = self.inner.downcast_ref::<BinaryExpr>() else {
+        let inner = match self.inner.downcast_ref::<RoundedDivide>() {
+            Some(d) => d.inner(),
+            None => &self.inner,
+        };
+        let Some(b) = inner.downcast_ref::<BinaryExpr>() else {
             return Ok(());
         };
         let products = matches!(b.op(), Operator::Multiply | Operator::Divide);

@@ -41,6 +41,7 @@ mod isolation;
 pub mod limits;
 pub mod name_subscript;
 pub mod names;
+pub mod numeric_div;
 pub mod point;
 pub mod role;
 pub mod sink;
