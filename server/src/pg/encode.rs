@@ -111,7 +111,7 @@ pub fn query_response(
     let fields = Arc::new(fields(schema, format)?);
     let f = Arc::clone(&fields);
     let format = format.clone();
-    let lengths: Vec<Option<u32>> = schema.fields().iter().map(|f| bpchar_length(f)).collect();
+    let lengths = super::text::bpchar_lengths(schema);
     let rows = stream
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {

@@ -39,12 +39,7 @@ where
             vec![0; columns],
         )))
         .await?;
-    let lengths: Vec<Option<u32>> = sub
-        .schema
-        .fields()
-        .iter()
-        .map(|f| freshet_sql::types::bpchar_length(f))
-        .collect();
+    let lengths = super::text::bpchar_lengths(&sub.schema);
     let mut sent = 0usize;
     loop {
         match sub.next_batch(usize::MAX, None).await {

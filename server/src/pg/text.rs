@@ -111,6 +111,16 @@ pub fn jsonb_binary(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
     })
 }
 
+/// Each column's `character(n)` length, if it is one (what [`bpchar_padded`] takes), read
+/// from the plan's schema: batches need not carry the field metadata.
+pub fn bpchar_lengths(schema: &Schema) -> Vec<Option<u32>> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| freshet_sql::types::bpchar_length(f))
+        .collect()
+}
+
 /// `character(n)` columns (`lengths[i]` is column i's `n`) padded with spaces to `n`
 /// characters, as PostgreSQL sends them in both formats (they are stored without padding).
 pub fn bpchar_padded(batch: RecordBatch, lengths: &[Option<u32>]) -> RecordBatch {
