@@ -174,10 +174,11 @@ def test_kafka_sink_exactly_once_under_kill9_and_outage(kafka, tmp_path):
                     pass  # killed
                 return i
 
+            # Let some messages out, then kill at a random moment (counted from before the
+            # writer starts: it stops at 3,000 rows, so the target is always reachable).
+            want = messages_in(kafka.bootstrap, "ev", 3) + rng.randrange(1, 200)
             t = threading.Thread(target=write, args=(next_id,))
             t.start()
-            # Let some messages out, then kill at a random moment.
-            want = messages_in(kafka.bootstrap, "ev", 3) + rng.randrange(1, 200)
             wait_for(lambda: messages_in(kafka.bootstrap, "ev", 3) >= want, timeout=60, what="messages")
             server.kill9()
             stop.set()

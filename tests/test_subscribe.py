@@ -7,6 +7,7 @@ and what PostgreSQL computes from scratch for the same data.
 """
 
 import collections
+import json
 import os
 import random
 import subprocess
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 
 from conftest import Freshet, wait_for
+from test_kafka import send
 
 SETUP = [
     "CREATE TABLE a (id INT PRIMARY KEY, v INT, g INT)",
@@ -515,8 +517,6 @@ def test_subscribe_differential_over_kafka(kafka, freshet, postgres):
     """Views over a Kafka source (and a table): their subscriptions, and a subscription to one
     view's query, applied to empty multisets equal the views at every checked epoch, which
     equal PostgreSQL's results over the same messages and rows."""
-    import json
-    from test_kafka import send
     rng = random.Random(int(os.environ.get("FRESHET_SUB_SEED", "11")))
     kafka.create_topic("sd", 3)
     producer = kafka.producer()
