@@ -9,8 +9,9 @@ use datafusion::error::Result;
 use freshet_common::{Datum, TableId};
 use freshet_state::{Snapshot, WriteBatch};
 
+use crate::backfill::{Backfill, Input};
 use crate::epoch::{EpochChanges, EpochCtx};
-use crate::view::{read_table_rows, read_view_rows, MaterializedView};
+use crate::view::MaterializedView;
 
 /// Most an epoch's batch reserves for its views' writes (a bulk change's epoch is not a
 /// reason for the next to start large).
@@ -285,31 +286,29 @@ impl Dataflows {
         Ok(changes.tables.remove(&view).unwrap_or_default())
     }
 
-    /// Fills a new view from the committed state in `snapshot`: every input's current rows
-    /// flow in as one initial epoch. Inputs `changes` already holds (sources, whose rows the
-    /// caller re-reads) are taken as given; tables and views are read from `snapshot`.
+    /// Fills a new view from the committed state in `snapshot`, in steps of bounded size
+    /// (see the `backfill` module): `flush` writes a step's batch to the store and returns a
+    /// snapshot holding it; the last step's writes stay in `batch`. Inputs `changes` already
+    /// holds (sources, whose rows the caller re-reads) are taken as given; tables and views
+    /// are read from `snapshot`. Returns how many steps it took.
     pub fn backfill(
         &self,
         view: &MaterializedView,
         snapshot: &Snapshot,
         batch: &mut WriteBatch,
-        mut changes: EpochChanges,
-    ) -> Result<()> {
-        for &input in &view.inputs {
-            if changes.appends.contains_key(&input) || changes.tables.contains_key(&input) {
-                continue;
-            }
-            let rows = if let Some(v) = self.get(input) {
-                read_view_rows(snapshot, &v)?
-            } else {
-                read_table_rows(snapshot, input)?
-            };
-            changes.tables.insert(input, rows);
-        }
-        let mut ctx = EpochCtx::new(snapshot, batch, true);
-        view.process(&changes, &mut ctx, false)?;
-        record_errors(view.id, &mut ctx);
-        Ok(())
+        changes: EpochChanges,
+        flush: &mut dyn FnMut(WriteBatch) -> Result<Snapshot>,
+    ) -> Result<usize> {
+        let inputs: Vec<Input> = view
+            .inputs
+            .iter()
+            .filter(|i| !changes.appends.contains_key(i) && !changes.tables.contains_key(i))
+            .map(|&input| match self.get(input) {
+                Some(v) => Input::View(input, v.contents_prefix()),
+                None => Input::Table(input),
+            })
+            .collect();
+        Backfill::new(view, snapshot, batch, flush).run(changes, &inputs)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<TableId, Arc<MaterializedView>>> {
@@ -327,7 +326,7 @@ impl Dataflows {
 
 /// Writes the rows `view` could not evaluate this epoch into the epoch's batch, where
 /// `freshet_internal.view_errors` reads them.
-fn record_errors(view: TableId, ctx: &mut EpochCtx<'_>) {
+pub(crate) fn record_errors(view: TableId, ctx: &mut EpochCtx<'_>) {
     use freshet_state::changelog::{encode_view_error, view_error_key};
     let sequence = ctx.snapshot.sequence();
     for (n, e) in std::mem::take(&mut ctx.errors).into_iter().enumerate() {

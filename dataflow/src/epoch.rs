@@ -66,6 +66,9 @@ pub struct EpochCtx<'a> {
     /// True for the backfill epoch of a new view (constant relations emit their rows, a global
     /// aggregate emits its empty-input row).
     pub initial: bool,
+    /// True for every epoch of a new view's backfill (see the `backfill` module): contents
+    /// are written in place, not through a contents log, and MIN/MAX arrivals are not staged.
+    pub backfill: bool,
     /// Input rows the view could not evaluate, taken out of its epoch (see
     /// `ops/bad_rows.rs`); the caller records them.
     pub errors: Vec<RowError>,
@@ -78,12 +81,14 @@ pub struct EpochCtx<'a> {
 }
 
 impl<'a> EpochCtx<'a> {
-    /// An epoch that commits: reads `snapshot`, writes into `batch`.
+    /// An epoch that commits: reads `snapshot`, writes into `batch`. An `initial` epoch is
+    /// also a backfill's.
     pub fn new(snapshot: &'a Snapshot, batch: &'a mut WriteBatch, initial: bool) -> Self {
         EpochCtx {
             snapshot,
             batch,
             initial,
+            backfill: initial,
             errors: Vec::new(),
             preview: false,
         }

@@ -244,9 +244,18 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
         for t in &tables.0 {
             changes.add(t.id, t.rows.clone(), 1);
         }
-        // The backfill epoch, as the server runs it: every input's rows at once.
-        let mut ectx = freshet_dataflow::EpochCtx::new(&snapshot, &mut batch, true);
-        view.process(&changes, &mut ectx, false).expect("backfill");
+        // The backfill, as the server runs it but in tiny steps: each step's writes go to
+        // the store before the next step reads them.
+        let mut flush = |b: freshet_state::WriteBatch| {
+            store.write(b).map_err(freshet_dataflow::epoch::state_err)?;
+            Ok(store.snapshot())
+        };
+        let steps =
+            freshet_dataflow::backfill::Backfill::new(&view, &snapshot, &mut batch, &mut flush)
+                .with_step_bytes(200)
+                .run(changes, &[])
+                .expect("backfill");
+        assert!(steps > 1, "{sql}: the backfill took one step");
         store.write(batch).expect("commit");
     }
     compare(&store, &tables, &view, sql, seed, "backfill").await;

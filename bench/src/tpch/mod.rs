@@ -66,6 +66,8 @@ pub async fn run(o: TpchOpts) -> anyhow::Result<()> {
     let (fc, pc) = (freshet.connect().await?, pg.connect().await?);
     let mut steps = Vec::new();
     let mut differences = Differences::default();
+    // freshet's time in each statement of the batches, summed over the batches.
+    let mut statements: Vec<(&str, Duration)> = Vec::new();
 
     eprintln!("loading SF {} …", o.sf);
     let rows = timed(&freshet, &mut steps, "load", data::load(&fc, o.sf), async {
@@ -97,7 +99,7 @@ pub async fn run(o: TpchOpts) -> anyhow::Result<()> {
         eprintln!("batch {} …", b + 1);
         let batch = data::Batch::new(b, o.sf);
         let name = format!("batch {}", b + 1);
-        timed(&freshet, &mut steps, &name, batch.run(&fc), async {
+        let times = timed(&freshet, &mut steps, &name, batch.run(&fc), async {
             batch.run(&pc).await?;
             for q in &queries {
                 pc.batch_execute(&format!("REFRESH MATERIALIZED VIEW {}", q.name()))
@@ -106,6 +108,12 @@ pub async fn run(o: TpchOpts) -> anyhow::Result<()> {
             Ok(())
         })
         .await?;
+        for (i, (statement, t)) in times.into_iter().enumerate() {
+            match statements.get_mut(i) {
+                Some((_, sum)) => *sum += t,
+                None => statements.push((statement, t)),
+            }
+        }
         compare(&fc, &pc, &queries, &name, &mut differences).await?;
     }
     let (_, peak_rss) = procstat::rss_bytes(freshet.pid())?;
@@ -117,6 +125,16 @@ pub async fn run(o: TpchOpts) -> anyhow::Result<()> {
         compare(&fc, &pc, &queries, "kill -9", &mut differences).await?;
     }
     report(&o, &steps, &differences.rows, rows, peak_rss, state);
+    if o.batches > 0 {
+        let each: Vec<String> = statements
+            .iter()
+            .map(|(s, t)| format!("{s} {:.3}", t.as_secs_f64() / o.batches as f64))
+            .collect();
+        println!(
+            "freshet's batch by statement (mean s): {}.",
+            each.join(", ")
+        );
+    }
     pg.stop();
     freshet.stop();
     if !differences.scales.is_empty() {

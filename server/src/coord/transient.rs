@@ -36,7 +36,8 @@ pub async fn start(
     query: &ast::Query,
 ) -> Result<TransientView, PgError> {
     let id = TableId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
-    let view = crate::coord::views::build(engine, state, id, "subscribe", &[], query, Layout::NEW).await?;
+    let view =
+        crate::coord::views::build(engine, state, id, "subscribe", &[], query, Layout::NEW).await?;
     let mut batch = WriteBatch::default();
     crate::coord::views::backfill(engine, w, &view, &mut batch).await?;
     // Unsynced: nothing of it outlives the process that runs it.
@@ -106,9 +107,11 @@ pub fn relations_dropped(engine: &Engine, dropped: &[TableId], why: &PgError) {
     }
 }
 
-/// At start: deletes what transient dataflows of an earlier run left in the store.
+/// At start: deletes what transient dataflows of an earlier run left in the store, and
+/// what a view's backfill wrote before a crash cut it short (under ids no catalog entry
+/// names: the next id on).
 pub fn delete_leftovers(engine: &Engine) -> freshet_state::Result<()> {
     let mut batch = WriteBatch::default();
-    freshet_catalog::delete_views_from(&mut batch, TableId(FIRST_ID));
+    freshet_catalog::delete_views_from(&mut batch, engine.catalog.peek_next_id());
     engine.store.write_unsynced(batch)
 }

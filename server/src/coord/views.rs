@@ -15,8 +15,8 @@ use freshet_sql::ast;
 use freshet_sql::error::map_df_error;
 use freshet_state::WriteBatch;
 
-use crate::coord::engine::{Engine, WriteState};
 use crate::coord::engine::table_schema;
+use crate::coord::engine::{Engine, WriteState};
 
 impl Relations for Engine {
     fn resolve(&self, name: &str) -> Option<(TableId, SchemaRef)> {
@@ -33,7 +33,11 @@ impl Relations for Engine {
     }
 
     fn event_time_column(&self, relation: TableId) -> Option<usize> {
-        let def = self.catalog.sources().into_iter().find(|s| s.id == relation)?;
+        let def = self
+            .catalog
+            .sources()
+            .into_iter()
+            .find(|s| s.id == relation)?;
         crate::coord::sources::watermark::column(&def)
     }
 }
@@ -93,8 +97,8 @@ pub async fn build(
     }
     check_deterministic(&plan).map_err(|e| map_df_error(&e))?;
     let optimized = state.optimize(&plan).map_err(|e| map_df_error(&e))?;
-    let mut lowering =
-        Lowering::new(id, state.execution_props(), engine).with_occurrences(layout.min_max_occurrences);
+    let mut lowering = Lowering::new(id, state.execution_props(), engine)
+        .with_occurrences(layout.min_max_occurrences);
     let mut root = lowering
         .lower(&optimized)
         .and_then(storable)
@@ -221,10 +225,10 @@ pub async fn create(
         );
     }
     backfill(engine, &mut w, &view, &mut batch).await?;
-    engine
-        .catalog
-        .create_view(def, batch)
-        .map_err(crate::error::user_error)?;
+    if let Err(e) = engine.catalog.create_view(def, batch) {
+        forget_backfill(engine, view.id, &mut WriteBatch::default());
+        return Err(crate::error::user_error(e));
+    }
     let inputs = view.inputs.clone();
     let id = view.id;
     engine.dataflows.insert(Arc::new(view));
@@ -254,14 +258,38 @@ pub async fn backfill(
             let mut selection = freshet_common::Selection::default();
             view.root.selection_read(input, &mut selection);
             let rows =
-                crate::coord::sources::replay_committed(engine, &snapshot, input, Some(selection)).await?;
+                crate::coord::sources::replay_committed(engine, &snapshot, input, Some(selection))
+                    .await?;
             changes.appends.insert(input, rows);
         }
     }
-    engine
+    // Steps before the last write straight to the store (unsynced: the catalog entry's
+    // synced write makes them durable), under an id no catalog entry names yet.
+    let mut flush = |b: WriteBatch| {
+        engine
+            .store
+            .write_unsynced(b)
+            .map_err(freshet_dataflow::epoch::state_err)?;
+        Ok(engine.store.snapshot())
+    };
+    let done = engine
         .dataflows
-        .backfill(view, &snapshot, batch, changes)
-        .map_err(|e| map_df_error(&e))
+        .backfill(view, &snapshot, batch, changes, &mut flush);
+    if let Err(e) = done {
+        forget_backfill(engine, view.id, batch);
+        return Err(map_df_error(&e));
+    }
+    Ok(())
+}
+
+/// Deletes what a backfill of view `id` that did not commit wrote, and the rest of its batch.
+pub fn forget_backfill(engine: &Engine, id: TableId, batch: &mut WriteBatch) {
+    *batch = WriteBatch::default();
+    let mut undo = WriteBatch::default();
+    freshet_catalog::delete_view_data(&mut undo, id);
+    if let Err(e) = engine.store.write_unsynced(undo) {
+        tracing::warn!(view = %id, error = %e, "deleting a failed backfill's state failed");
+    }
 }
 
 /// Every view that reads any of `roots`, directly or through other views, in dependency
@@ -292,8 +320,17 @@ pub fn check_dependents(
         .collect();
     // Sinks from any view that goes: dropped with it under CASCADE (`drop_views`).
     if !cascade {
-        let going: HashSet<TableId> = ids.iter().copied().chain(deps.iter().map(|d| d.id)).collect();
-        if let Some(sink) = engine.catalog.sinks().into_iter().find(|s| going.contains(&s.from)) {
+        let going: HashSet<TableId> = ids
+            .iter()
+            .copied()
+            .chain(deps.iter().map(|d| d.id))
+            .collect();
+        if let Some(sink) = engine
+            .catalog
+            .sinks()
+            .into_iter()
+            .find(|s| going.contains(&s.from))
+        {
             let what = roots
                 .iter()
                 .find(|(id, _)| *id == sink.from)

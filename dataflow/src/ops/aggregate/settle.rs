@@ -44,7 +44,7 @@ impl AggregateOp {
         // MIN/MAX arrivals ride in the log entry (contents_log.rs, "Staged occurrences"),
         // except in a backfill, whose one epoch would make one huge entry.
         let stage = self.occurrences
-            && !ctx.initial
+            && !ctx.backfill
             && !ctx.preview
             && matches!(home, AccHome::Contents(layout) if layout.log.is_some())
             && self.staging.load(Ordering::SeqCst)

@@ -1,0 +1,202 @@
+//! A new view's backfill: every input's current rows flow through the view's operators in
+//! steps of bounded size, so what a backfill holds in memory is bounded by the step, not by
+//! the size of what it reads.
+//!
+//! Each step is an epoch of its own over the state the steps before it wrote: those writes
+//! go to the store between steps (through the caller's `flush`), and the last step's stay in
+//! the caller's batch, which commits them with the view's catalog entry. Until then they lie
+//! under an id no catalog entry names: after a failure the caller deletes them, after a crash
+//! the next start does (`freshet_catalog::delete_views_from`).
+//!
+//! Incremental maintenance makes the steps' sum the whole: feeding a relation's rows in
+//! parts yields the same state and contents as feeding them at once. The first step is the
+//! view's initial epoch (constant relations emit their rows, a global aggregate its row over
+//! empty input); every step writes contents in place, never through a contents log.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::error::Result;
+use freshet_common::{Datum, TableId};
+use freshet_state::{next_key, row_codec, table_prefix, Snapshot, WriteBatch};
+
+use crate::epoch::{state_err, EpochChanges, EpochCtx};
+use crate::view::{decode_contents, MaterializedView};
+
+/// Bytes of input a step carries at most by default (stored encoding for rows read from the
+/// store, an estimate of the decoded size for rows given, Arrow's size for appends).
+pub const STEP_BYTES: usize = 16 << 20;
+
+/// Entries read from the store per page.
+const PAGE: usize = 4096;
+
+/// Where an input's rows come from.
+pub enum Input {
+    /// A table: its rows in the snapshot.
+    Table(TableId),
+    /// A view: its contents in the snapshot.
+    View(TableId, Vec<u8>),
+}
+
+/// One backfill in progress.
+pub struct Backfill<'a> {
+    view: &'a MaterializedView,
+    /// Where inputs are read: the committed state when the backfill began.
+    snapshot: &'a Snapshot,
+    /// The state the steps so far wrote (after the first flush).
+    latest: Option<Snapshot>,
+    batch: &'a mut WriteBatch,
+    flush: &'a mut dyn FnMut(WriteBatch) -> Result<Snapshot>,
+    step_bytes: usize,
+    steps: usize,
+}
+
+impl<'a> Backfill<'a> {
+    /// A backfill of `view` reading `snapshot`, leaving its last step's writes in `batch`;
+    /// `flush` writes a step's batch to the store and returns a snapshot that holds it.
+    pub fn new(
+        view: &'a MaterializedView,
+        snapshot: &'a Snapshot,
+        batch: &'a mut WriteBatch,
+        flush: &'a mut dyn FnMut(WriteBatch) -> Result<Snapshot>,
+    ) -> Self {
+        Backfill {
+            view,
+            snapshot,
+            latest: None,
+            batch,
+            flush,
+            step_bytes: STEP_BYTES,
+            steps: 0,
+        }
+    }
+
+    /// Steps of at most `bytes` of input (tests use tiny ones).
+    pub fn with_step_bytes(mut self, bytes: usize) -> Self {
+        self.step_bytes = bytes.max(1);
+        self
+    }
+
+    /// Runs it: `given` first (rows the caller read, such as a source's replay), then every
+    /// input of `inputs` from the snapshot. Returns how many steps it took.
+    pub fn run(mut self, given: EpochChanges, inputs: &[Input]) -> Result<usize> {
+        for (id, rows) in given.tables {
+            let mut part = Vec::new();
+            let mut bytes = 0;
+            for (row, w) in rows {
+                bytes += approx_size(&row);
+                part.push((row, w));
+                if bytes >= self.step_bytes {
+                    self.step_rows(id, std::mem::take(&mut part))?;
+                    bytes = 0;
+                }
+            }
+            self.step_rows(id, part)?;
+        }
+        for (id, batches) in given.appends {
+            let mut part: Vec<RecordBatch> = Vec::new();
+            let mut bytes = 0;
+            for b in batches {
+                bytes += b.get_array_memory_size();
+                part.push(b);
+                if bytes >= self.step_bytes {
+                    self.step_appends(id, std::mem::take(&mut part))?;
+                    bytes = 0;
+                }
+            }
+            self.step_appends(id, part)?;
+        }
+        for input in inputs {
+            self.read(input)?;
+        }
+        if self.steps == 0 {
+            // Nothing to read: the initial epoch still runs (constants, global aggregates).
+            self.step(&EpochChanges::default())?;
+        }
+        Ok(self.steps)
+    }
+
+    /// Feeds `input`'s rows from the snapshot, a step at a time.
+    fn read(&mut self, input: &Input) -> Result<()> {
+        let (id, prefix) = match input {
+            Input::Table(id) => (*id, table_prefix(*id)),
+            Input::View(id, prefix) => (*id, prefix.clone()),
+        };
+        let mut lower = prefix.clone();
+        let mut part = Vec::new();
+        let mut bytes = 0;
+        loop {
+            let entries = self
+                .snapshot
+                .scan(&prefix, &lower, None, PAGE)
+                .map_err(state_err)?;
+            let done = entries.len() < PAGE;
+            if let Some((last, _)) = entries.last() {
+                lower = next_key(last);
+            }
+            for (_, v) in &entries {
+                bytes += v.len();
+                part.push(match input {
+                    Input::Table(_) => (row_codec::decode_row(v).map_err(state_err)?, 1),
+                    Input::View(..) => {
+                        let (n, row) = decode_contents(v)?;
+                        (row, n)
+                    }
+                });
+            }
+            if bytes >= self.step_bytes || done {
+                self.step_rows(id, std::mem::take(&mut part))?;
+                bytes = 0;
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    fn step_rows(&mut self, id: TableId, rows: Vec<(Vec<Datum>, i64)>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut changes = EpochChanges::default();
+        changes.tables.insert(id, rows);
+        self.step(&changes)
+    }
+
+    fn step_appends(&mut self, id: TableId, batches: Vec<RecordBatch>) -> Result<()> {
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(());
+        }
+        let mut changes = EpochChanges::default();
+        changes.appends.insert(id, batches);
+        self.step(&changes)
+    }
+
+    /// One step: the previous step's writes go to the store first, so this one reads them.
+    fn step(&mut self, changes: &EpochChanges) -> Result<()> {
+        if self.steps > 0 {
+            let written = std::mem::take(self.batch);
+            self.latest = Some((self.flush)(written)?);
+        }
+        let snapshot = self.latest.as_ref().unwrap_or(self.snapshot);
+        let mut ctx = EpochCtx::new(snapshot, self.batch, self.steps == 0);
+        ctx.backfill = true;
+        self.view.process(changes, &mut ctx, false)?;
+        crate::dataflows::record_errors(self.view.id, &mut ctx);
+        self.steps += 1;
+        Ok(())
+    }
+}
+
+/// About how many bytes `row` takes decoded.
+fn approx_size(row: &[Datum]) -> usize {
+    row.iter()
+        .map(|d| {
+            std::mem::size_of::<Datum>()
+                + match d {
+                    Datum::Text(s) => s.len(),
+                    Datum::Bytes(b) => b.len(),
+                    Datum::List(l) => approx_size(l),
+                    _ => 0,
+                }
+        })
+        .sum()
+}
