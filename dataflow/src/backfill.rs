@@ -13,6 +13,8 @@
 //! view's initial epoch (constant relations emit their rows, a global aggregate its row over
 //! empty input); every step writes contents in place, never through a contents log.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use datafusion::arrow::array::RecordBatch;
 use datafusion::error::Result;
 use freshet_common::{Datum, TableId};
@@ -27,6 +29,15 @@ pub const STEP_BYTES: usize = 16 << 20;
 
 /// Entries read from the store per page.
 const PAGE: usize = 4096;
+
+/// How far a backfill is, for whoever watches it (`freshet_internal.backfills`).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Steps done.
+    pub steps: AtomicU64,
+    /// Input rows fed so far.
+    pub rows: AtomicU64,
+}
 
 /// Where an input's rows come from.
 pub enum Input {
@@ -47,6 +58,7 @@ pub struct Backfill<'a> {
     flush: &'a mut dyn FnMut(WriteBatch) -> Result<Snapshot>,
     step_bytes: usize,
     steps: usize,
+    progress: Option<&'a Progress>,
 }
 
 impl<'a> Backfill<'a> {
@@ -66,7 +78,14 @@ impl<'a> Backfill<'a> {
             flush,
             step_bytes: STEP_BYTES,
             steps: 0,
+            progress: None,
         }
+    }
+
+    /// Counts its steps and rows in `progress`.
+    pub fn with_progress(mut self, progress: &'a Progress) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// Steps of at most `bytes` of input (tests use tiny ones).
@@ -180,8 +199,19 @@ impl<'a> Backfill<'a> {
         let mut ctx = EpochCtx::new(snapshot, self.batch, self.steps == 0);
         ctx.backfill = true;
         self.view.process(changes, &mut ctx, false)?;
-        crate::dataflows::record_errors(self.view.id, &mut ctx);
+        ctx.record_errors(self.view.id);
         self.steps += 1;
+        if let Some(p) = self.progress {
+            let rows: usize = changes.tables.values().map(Vec::len).sum::<usize>()
+                + changes
+                    .appends
+                    .values()
+                    .flatten()
+                    .map(RecordBatch::num_rows)
+                    .sum::<usize>();
+            p.rows.fetch_add(rows as u64, Ordering::Relaxed);
+            p.steps.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use datafusion::error::Result;
 use freshet_common::{Datum, TableId};
 use freshet_state::{Snapshot, WriteBatch};
 
-use crate::backfill::{Backfill, Input};
+use crate::backfill::{Backfill, Input, Progress};
 use crate::epoch::{EpochChanges, EpochCtx};
 use crate::view::MaterializedView;
 
@@ -229,7 +229,7 @@ impl Dataflows {
             let mut ctx = EpochCtx::new(snapshot, batch, false);
             let wanted = read.contains(&view.id) || self.is_observed(view.id);
             let out = view.process(changes, &mut ctx, wanted)?;
-            record_errors(view.id, &mut ctx);
+            ctx.record_errors(view.id);
             if view.contents_log().is_some_and(|(log, _, _)| log.logged()) {
                 // Before the epoch commits: readers from then on fold first.
                 self.mark_unfolded();
@@ -290,7 +290,8 @@ impl Dataflows {
     /// (see the `backfill` module): `flush` writes a step's batch to the store and returns a
     /// snapshot holding it; the last step's writes stay in `batch`. Inputs `changes` already
     /// holds (sources, whose rows the caller re-reads) are taken as given; tables and views
-    /// are read from `snapshot`. Returns how many steps it took.
+    /// are read from `snapshot`; `progress` counts its steps and rows. Returns how many steps
+    /// it took.
     pub fn backfill(
         &self,
         view: &MaterializedView,
@@ -298,6 +299,7 @@ impl Dataflows {
         batch: &mut WriteBatch,
         changes: EpochChanges,
         flush: &mut dyn FnMut(WriteBatch) -> Result<Snapshot>,
+        progress: &Progress,
     ) -> Result<usize> {
         let inputs: Vec<Input> = view
             .inputs
@@ -308,7 +310,9 @@ impl Dataflows {
                 None => Input::Table(input),
             })
             .collect();
-        Backfill::new(view, snapshot, batch, flush).run(changes, &inputs)
+        Backfill::new(view, snapshot, batch, flush)
+            .with_progress(progress)
+            .run(changes, &inputs)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<TableId, Arc<MaterializedView>>> {
@@ -321,18 +325,5 @@ impl Dataflows {
         self.views
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// Writes the rows `view` could not evaluate this epoch into the epoch's batch, where
-/// `freshet_internal.view_errors` reads them.
-pub(crate) fn record_errors(view: TableId, ctx: &mut EpochCtx<'_>) {
-    use freshet_state::changelog::{encode_view_error, view_error_key};
-    let sequence = ctx.snapshot.sequence();
-    for (n, e) in std::mem::take(&mut ctx.errors).into_iter().enumerate() {
-        ctx.batch.put(
-            view_error_key(view, sequence, n),
-            encode_view_error(e.weight, &e.message, &e.row),
-        );
     }
 }

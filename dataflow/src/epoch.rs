@@ -80,6 +80,21 @@ pub struct EpochCtx<'a> {
     pub preview: bool,
 }
 
+impl EpochCtx<'_> {
+    /// Writes the rows view `view` could not evaluate this epoch into the epoch's batch,
+    /// where `freshet_internal.view_errors` reads them.
+    pub(crate) fn record_errors(&mut self, view: TableId) {
+        use freshet_state::changelog::{encode_view_error, view_error_key};
+        let sequence = self.snapshot.sequence();
+        for (n, e) in std::mem::take(&mut self.errors).into_iter().enumerate() {
+            self.batch.put(
+                view_error_key(view, sequence, n),
+                encode_view_error(e.weight, &e.message, &e.row),
+            );
+        }
+    }
+}
+
 impl<'a> EpochCtx<'a> {
     /// An epoch that commits: reads `snapshot`, writes into `batch`. An `initial` epoch is
     /// also a backfill's.

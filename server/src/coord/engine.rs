@@ -48,6 +48,8 @@ pub struct Engine {
     pub row_locks: crate::coord::locks::RowLocks,
     /// What each session is doing (`pg_stat_activity`).
     pub activities: crate::coord::activity::Activities,
+    /// Backfills running now (`freshet_internal.backfills`).
+    pub backfills: crate::coord::backfills::Backfills,
 }
 
 /// Why the contents logs were folded (counted in `freshet_internal.metrics`).
@@ -144,6 +146,7 @@ impl Engine {
             sequences: crate::coord::sequences::Sequences::default(),
             row_locks: crate::coord::locks::RowLocks::default(),
             activities: crate::coord::activity::Activities::default(),
+            backfills: crate::coord::backfills::Backfills::default(),
         }))
     }
 
@@ -230,7 +233,8 @@ impl Engine {
                 freshet_state::changelog::epoch_key(),
                 (writer.epoch + 1).to_be_bytes(),
             );
-            self.changelogs.write(writer.epoch + 1, &changes, &mut batch);
+            self.changelogs
+                .write(writer.epoch + 1, &changes, &mut batch);
             if grouped {
                 self.store.write_grouped(batch)
             } else {

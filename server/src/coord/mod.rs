@@ -3,6 +3,7 @@
 //! sinks; the sinks, which write those changes out; and the dataflows of `SUBSCRIBE (query)`.
 
 pub mod activity;
+pub mod backfills;
 pub mod changelog;
 pub mod engine;
 pub mod locks;

@@ -272,9 +272,18 @@ pub async fn backfill(
             .map_err(freshet_dataflow::epoch::state_err)?;
         Ok(engine.store.snapshot())
     };
-    let done = engine
-        .dataflows
-        .backfill(view, &snapshot, batch, changes, &mut flush);
+    let running = engine.backfills.start(view.id, &view.name);
+    // Seconds of work: off this worker, so the tasks queued behind it run meanwhile.
+    let done = tokio::task::block_in_place(|| {
+        engine.dataflows.backfill(
+            view,
+            &snapshot,
+            batch,
+            changes,
+            &mut flush,
+            &running.progress,
+        )
+    });
     if let Err(e) = done {
         forget_backfill(engine, view.id, batch);
         return Err(map_df_error(&e));

@@ -22,6 +22,9 @@
 //! - `sink_progress (sink, view, committed_epoch, lag_epochs, rows, files, status)`: per sink,
 //!   the last epoch its destination holds, how many epochs it trails the latest, the rows and
 //!   files it wrote since the server started, and its status (running / retrying: why).
+//! - `backfills (view, steps, rows_read, seconds)`: the backfills of views being created
+//!   (and of `SUBSCRIBE (query)` dataflows, named `subscribe`), how many steps and input rows
+//!   each has done and for how long it has run.
 //! - `source_watermarks (source, partition, max_event_time, idle, watermark)` and
 //!   `late_rows (source, partition, "offset", event_time, watermark)`: event time of sources
 //!   with `WATERMARK FOR` (see `sources/watermark.rs`).
@@ -30,7 +33,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{SchemaProvider, TableProvider};
@@ -46,6 +50,7 @@ mod view_state;
 pub const INTERNAL_SCHEMA: &str = "freshet_internal";
 
 const TABLES: &[&str] = &[
+    "backfills",
     "late_rows",
     "metrics",
     "sink_progress",
@@ -132,9 +137,9 @@ impl InternalSchema {
         ));
         relation(
             vec![
-            Field::new("name", DataType::Utf8, false),
-            Field::new("value", DataType::Int64, false),
-        ],
+                Field::new("name", DataType::Utf8, false),
+                Field::new("value", DataType::Int64, false),
+            ],
             vec![
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|(n, _)| *n))),
                 Arc::new(Int64Array::from_iter_values(rows.iter().map(|(_, v)| *v))),
@@ -161,12 +166,12 @@ impl InternalSchema {
         }
         relation(
             vec![
-            Field::new("source", DataType::Utf8, false),
-            Field::new("partition", DataType::Int32, false),
-            Field::new("offset", DataType::Int64, false),
-            Field::new("error", DataType::Utf8, false),
-            Field::new("payload", DataType::Utf8, false),
-        ],
+                Field::new("source", DataType::Utf8, false),
+                Field::new("partition", DataType::Int32, false),
+                Field::new("offset", DataType::Int64, false),
+                Field::new("error", DataType::Utf8, false),
+                Field::new("payload", DataType::Utf8, false),
+            ],
             vec![
                 Arc::new(StringArray::from(src)),
                 Arc::new(Int32Array::from(part)),
@@ -198,30 +203,30 @@ impl InternalSchema {
                 let prog = progress.get(&p).copied();
                 // The watermark is polled about once a second: one below what the source has
                 // read is stale, and the log holds at least that much.
-                let h = marks
-                    .get(&p)
-                    .map(|&h| prog.map_or(h, |(_, n)| h.max(n)));
+                let h = marks.get(&p).map(|&h| prog.map_or(h, |(_, n)| h.max(n)));
                 src.push(rt.def.name.clone());
                 topic.push(rt.opts.topic.clone());
                 part.push(p);
                 start.push(prog.map(|(s, _)| s).filter(|s| *s >= 0));
                 next.push(prog.map(|(_, n)| n).filter(|n| *n >= 0));
                 high.push(h);
-                lag.push(h.map(|h| crate::coord::sources::positions::partition_lag(prog.map(|(_, n)| n), h)));
+                lag.push(h.map(|h| {
+                    crate::coord::sources::positions::partition_lag(prog.map(|(_, n)| n), h)
+                }));
                 status.push(st.clone());
             }
         }
         relation(
             vec![
-            Field::new("source", DataType::Utf8, false),
-            Field::new("topic", DataType::Utf8, false),
-            Field::new("partition", DataType::Int32, false),
-            Field::new("start_offset", DataType::Int64, true),
-            Field::new("offset", DataType::Int64, true),
-            Field::new("high_watermark", DataType::Int64, true),
-            Field::new("lag", DataType::Int64, true),
-            Field::new("status", DataType::Utf8, false),
-        ],
+                Field::new("source", DataType::Utf8, false),
+                Field::new("topic", DataType::Utf8, false),
+                Field::new("partition", DataType::Int32, false),
+                Field::new("start_offset", DataType::Int64, true),
+                Field::new("offset", DataType::Int64, true),
+                Field::new("high_watermark", DataType::Int64, true),
+                Field::new("lag", DataType::Int64, true),
+                Field::new("status", DataType::Utf8, false),
+            ],
             vec![
                 Arc::new(StringArray::from(src)),
                 Arc::new(StringArray::from(topic)),
@@ -256,11 +261,11 @@ impl InternalSchema {
         }
         relation(
             vec![
-            Field::new("view", DataType::Utf8, false),
-            Field::new("error", DataType::Utf8, false),
-            Field::new("row", DataType::Utf8, false),
-            Field::new("weight", DataType::Int64, false),
-        ],
+                Field::new("view", DataType::Utf8, false),
+                Field::new("error", DataType::Utf8, false),
+                Field::new("row", DataType::Utf8, false),
+                Field::new("weight", DataType::Int64, false),
+            ],
             vec![
                 Arc::new(StringArray::from(view)),
                 Arc::new(StringArray::from(error)),
@@ -294,14 +299,14 @@ impl InternalSchema {
         }
         relation(
             vec![
-            Field::new("sink", DataType::Utf8, false),
-            Field::new("view", DataType::Utf8, false),
-            Field::new("committed_epoch", DataType::Int64, false),
-            Field::new("lag_epochs", DataType::Int64, false),
-            Field::new("rows", DataType::Int64, false),
-            Field::new("files", DataType::Int64, false),
-            Field::new("status", DataType::Utf8, false),
-        ],
+                Field::new("sink", DataType::Utf8, false),
+                Field::new("view", DataType::Utf8, false),
+                Field::new("committed_epoch", DataType::Int64, false),
+                Field::new("lag_epochs", DataType::Int64, false),
+                Field::new("rows", DataType::Int64, false),
+                Field::new("files", DataType::Int64, false),
+                Field::new("status", DataType::Utf8, false),
+            ],
             vec![
                 Arc::new(StringArray::from(name)),
                 Arc::new(StringArray::from(view)),
@@ -316,6 +321,32 @@ impl InternalSchema {
 }
 
 impl InternalSchema {
+    fn backfills(&self) -> Result<Arc<dyn TableProvider>> {
+        let rows = self.engine.backfills.rows();
+        relation(
+            vec![
+                Field::new("view", DataType::Utf8, false),
+                Field::new("steps", DataType::Int64, false),
+                Field::new("rows_read", DataType::Int64, false),
+                Field::new("seconds", DataType::Float64, false),
+            ],
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.view.as_str()),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    rows.iter().map(|r| clamp(r.steps)),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    rows.iter().map(|r| clamp(r.rows)),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    rows.iter().map(|r| r.seconds),
+                )),
+            ],
+        )
+    }
+
     fn source_gaps(&self) -> Result<Arc<dyn TableProvider>> {
         let snapshot = self.engine.store.snapshot();
         let (mut src, mut part, mut first, mut last, mut missing, mut at) =
@@ -334,17 +365,17 @@ impl InternalSchema {
         }
         relation(
             vec![
-            Field::new("source", DataType::Utf8, false),
-            Field::new("partition", DataType::Int32, false),
-            Field::new("first_offset", DataType::Int64, false),
-            Field::new("last_offset", DataType::Int64, false),
-            Field::new("missing", DataType::Int64, false),
-            Field::new(
-                "detected_at",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-                false,
-            ),
-        ],
+                Field::new("source", DataType::Utf8, false),
+                Field::new("partition", DataType::Int32, false),
+                Field::new("first_offset", DataType::Int64, false),
+                Field::new("last_offset", DataType::Int64, false),
+                Field::new("missing", DataType::Int64, false),
+                Field::new(
+                    "detected_at",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                    false,
+                ),
+            ],
             vec![
                 Arc::new(StringArray::from(src)),
                 Arc::new(Int32Array::from(part)),
@@ -377,6 +408,7 @@ impl SchemaProvider for InternalSchema {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         match name {
             "metrics" => self.metrics().map(Some),
+            "backfills" => self.backfills().map(Some),
             "late_rows" => event_time::late_rows(&self.engine).map(Some),
             "source_watermarks" => event_time::source_watermarks(&self.engine).map(Some),
             "view_late_rows" => event_time::view_late_rows(&self.engine).map(Some),
