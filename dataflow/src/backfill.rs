@@ -47,6 +47,43 @@ pub enum Input {
     View(TableId, Vec<u8>),
 }
 
+impl Input {
+    /// One stored entry of the input as a row and its weight.
+    fn decode(&self, value: &[u8]) -> Result<(Vec<Datum>, i64)> {
+        match self {
+            Input::Table(_) => Ok((row_codec::decode_row(value).map_err(state_err)?, 1)),
+            Input::View(..) => decode_contents(value).map(|(n, row)| (row, n)),
+        }
+    }
+}
+
+/// Items gathered for one step, with their size.
+struct Part<T> {
+    items: Vec<T>,
+    bytes: usize,
+}
+
+impl<T> Default for Part<T> {
+    fn default() -> Self {
+        Part {
+            items: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<T> Part<T> {
+    /// Adds `item` of `size` bytes; returns the items gathered once they reach `limit`.
+    fn add(&mut self, item: T, size: usize, limit: usize) -> Option<Vec<T>> {
+        self.items.push(item);
+        self.bytes += size;
+        (self.bytes >= limit).then(|| {
+            self.bytes = 0;
+            std::mem::take(&mut self.items)
+        })
+    }
+}
+
 /// One backfill in progress.
 pub struct Backfill<'a> {
     view: &'a MaterializedView,
@@ -98,30 +135,24 @@ impl<'a> Backfill<'a> {
     /// input of `inputs` from the snapshot. Returns how many steps it took.
     pub fn run(mut self, given: EpochChanges, inputs: &[Input]) -> Result<usize> {
         for (id, rows) in given.tables {
-            let mut part = Vec::new();
-            let mut bytes = 0;
+            let mut part = Part::default();
             for (row, w) in rows {
-                bytes += approx_size(&row);
-                part.push((row, w));
-                if bytes >= self.step_bytes {
-                    self.step_rows(id, std::mem::take(&mut part))?;
-                    bytes = 0;
+                let size = approx_size(&row);
+                if let Some(full) = part.add((row, w), size, self.step_bytes) {
+                    self.step_rows(id, full)?;
                 }
             }
-            self.step_rows(id, part)?;
+            self.step_rows(id, part.items)?;
         }
         for (id, batches) in given.appends {
-            let mut part: Vec<RecordBatch> = Vec::new();
-            let mut bytes = 0;
+            let mut part = Part::default();
             for b in batches {
-                bytes += b.get_array_memory_size();
-                part.push(b);
-                if bytes >= self.step_bytes {
-                    self.step_appends(id, std::mem::take(&mut part))?;
-                    bytes = 0;
+                let size = b.get_array_memory_size();
+                if let Some(full) = part.add(b, size, self.step_bytes) {
+                    self.step_appends(id, full)?;
                 }
             }
-            self.step_appends(id, part)?;
+            self.step_appends(id, part.items)?;
         }
         for input in inputs {
             self.read(input)?;
@@ -140,33 +171,22 @@ impl<'a> Backfill<'a> {
             Input::View(id, prefix) => (*id, prefix.clone()),
         };
         let mut lower = prefix.clone();
-        let mut part = Vec::new();
-        let mut bytes = 0;
+        let mut part = Part::default();
         loop {
             let entries = self
                 .snapshot
                 .scan(&prefix, &lower, None, PAGE)
                 .map_err(state_err)?;
-            let done = entries.len() < PAGE;
             if let Some((last, _)) = entries.last() {
                 lower = next_key(last);
             }
             for (_, v) in &entries {
-                bytes += v.len();
-                part.push(match input {
-                    Input::Table(_) => (row_codec::decode_row(v).map_err(state_err)?, 1),
-                    Input::View(..) => {
-                        let (n, row) = decode_contents(v)?;
-                        (row, n)
-                    }
-                });
+                if let Some(full) = part.add(input.decode(v)?, v.len(), self.step_bytes) {
+                    self.step_rows(id, full)?;
+                }
             }
-            if bytes >= self.step_bytes || done {
-                self.step_rows(id, std::mem::take(&mut part))?;
-                bytes = 0;
-            }
-            if done {
-                return Ok(());
+            if entries.len() < PAGE {
+                return self.step_rows(id, part.items);
             }
         }
     }

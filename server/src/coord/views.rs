@@ -226,7 +226,7 @@ pub async fn create(
     }
     backfill(engine, &mut w, &view, &mut batch).await?;
     if let Err(e) = engine.catalog.create_view(def, batch) {
-        forget_backfill(engine, view.id, &mut WriteBatch::default());
+        forget_backfill(engine, view.id);
         return Err(crate::error::user_error(e));
     }
     let inputs = view.inputs.clone();
@@ -285,15 +285,14 @@ pub async fn backfill(
         )
     });
     if let Err(e) = done {
-        forget_backfill(engine, view.id, batch);
+        forget_backfill(engine, view.id);
         return Err(map_df_error(&e));
     }
     Ok(())
 }
 
-/// Deletes what a backfill of view `id` that did not commit wrote, and the rest of its batch.
-pub fn forget_backfill(engine: &Engine, id: TableId, batch: &mut WriteBatch) {
-    *batch = WriteBatch::default();
+/// Deletes what the steps of a backfill of view `id` that did not commit wrote to the store.
+fn forget_backfill(engine: &Engine, id: TableId) {
     let mut undo = WriteBatch::default();
     freshet_catalog::delete_view_data(&mut undo, id);
     if let Err(e) = engine.store.write_unsynced(undo) {
