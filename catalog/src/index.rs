@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use freshet_common::TableId;
-use freshet_state::{meta_key, WriteBatch};
+use freshet_state::{meta_key, table_prefix, Store, WriteBatch};
 
 use crate::{table_key, Catalog, CreateOutcome, Error, IndexDef, Result, TableDef, NEXT_ID_KEY};
 
@@ -71,43 +71,56 @@ impl Catalog {
             .cloned()
     }
 
-    /// `CREATE INDEX name ON table (columns)`.
-    pub fn create_index(
-        &self,
-        table: &str,
-        name: &str,
-        columns: Vec<usize>,
-        if_not_exists: bool,
-    ) -> Result<CreateOutcome> {
-        let mut inner = self.write();
-        let taken = inner.taken(name)
+    /// Whether an index or a relation is called `name`.
+    pub fn index_name_taken(&self, name: &str) -> bool {
+        let inner = self.read();
+        inner.taken(name)
             || inner
                 .tables
                 .values()
-                .any(|t| t.all_indexes().iter().any(|i| i.name == name));
+                .any(|t| t.all_indexes().iter().any(|i| i.name == name))
+    }
+
+    /// `CREATE INDEX name ON table (columns)` under the id `index.id`, which must be the next
+    /// id (`peek_next_id`), committing `entries` (the index's entries for the rows the table
+    /// already has, built under that id) with the definition.
+    pub fn create_index(
+        &self,
+        table: &str,
+        index: IndexDef,
+        if_not_exists: bool,
+        mut entries: WriteBatch,
+    ) -> Result<CreateOutcome> {
+        let mut inner = self.write();
+        let taken = inner.taken(&index.name)
+            || inner
+                .tables
+                .values()
+                .any(|t| t.all_indexes().iter().any(|i| i.name == index.name));
         if taken {
             if if_not_exists {
                 return Ok(CreateOutcome::AlreadyExists);
             }
-            return Err(Error::DuplicateTable(name.to_owned()));
+            return Err(Error::DuplicateTable(index.name));
         }
         let Some(def) = inner.tables.get(table) else {
             return Err(Error::UndefinedTable(table.to_owned()));
         };
         let mut def = TableDef::clone(def);
         let id = TableId(inner.next_id);
-        def.indexes.push(IndexDef {
-            name: name.to_owned(),
-            id,
-            columns,
-        });
-        let mut batch = WriteBatch::default();
-        batch.put(meta_key(NEXT_ID_KEY), (id.0 + 1).to_be_bytes());
-        batch.put(
+        if index.id != id {
+            return Err(Error::State(freshet_state::Error::Corrupt(format!(
+                "index {} built under id {} but the next id is {id}",
+                index.name, index.id
+            ))));
+        }
+        def.indexes.push(index);
+        entries.put(meta_key(NEXT_ID_KEY), (id.0 + 1).to_be_bytes());
+        entries.put(
             table_key(def.id),
             serde_json::to_vec(&def).map_err(Error::Decode)?,
         );
-        self.store.write(batch)?;
+        self.store.write(entries)?;
         inner.next_id = id.0 + 1;
         inner.tables.insert(def.name.clone(), Arc::new(def));
         Ok(CreateOutcome::Created)
@@ -135,8 +148,11 @@ impl Catalog {
             return Err(Error::IndexRequired(name.to_owned(), table.name.clone()));
         }
         let mut def = TableDef::clone(&table);
-        def.indexes.retain(|i| i.name != name);
         let mut batch = WriteBatch::default();
+        for i in def.indexes.iter().filter(|i| i.name == name) {
+            Store::delete_prefix(&mut batch, &table_prefix(i.id));
+        }
+        def.indexes.retain(|i| i.name != name);
         batch.put(
             table_key(def.id),
             serde_json::to_vec(&def).map_err(Error::Decode)?,

@@ -83,9 +83,10 @@ pub struct TableDef {
 }
 
 /// A `CREATE INDEX` on a table: a name in the relations' namespace, listed by the catalogs
-/// (`pg_indexes`, `pg_index`, `\d`) and dropped with `DROP INDEX` or its table. It keeps no
-/// entries of its own: reads by primary key, unique constraint or scan answer every query, so
-/// the index changes no result and no plan.
+/// (`pg_indexes`, `pg_index`, `\d`) and dropped with `DROP INDEX` or its table. It keeps one
+/// entry per row under its own id (keyspace `d`), keyed by the indexed values and the row's
+/// key, holding the row's key: scans and DML filtered on its leading column read those
+/// entries instead of the whole table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexDef {
     pub name: String,
@@ -108,9 +109,11 @@ pub struct UniqueDef {
 }
 
 impl TableDef {
-    /// The ids whose key ranges hold the table's data: its own (rows) and its unique indexes'.
+    /// The ids whose key ranges hold the table's data: its own (rows) and its indexes'.
     pub fn storage_ids(&self) -> impl Iterator<Item = TableId> + '_ {
-        std::iter::once(self.id).chain(self.uniques.iter().map(|u| u.id))
+        std::iter::once(self.id)
+            .chain(self.uniques.iter().map(|u| u.id))
+            .chain(self.indexes.iter().map(|i| i.id))
     }
 
     /// Whether rows are keyed by a primary key (otherwise by a hidden row id).

@@ -25,7 +25,7 @@ mod rowexpr;
 mod scan;
 mod source;
 mod table;
-mod unique;
+pub(crate) mod indexes;
 mod view;
 mod write;
 

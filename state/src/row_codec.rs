@@ -138,6 +138,25 @@ pub fn decode_row(bytes: &[u8]) -> Result<Vec<Datum>> {
     Ok(out)
 }
 
+/// The value of column `col` of a row written by [`encode_row`], skipping the values before
+/// it without decoding them.
+pub fn decode_column(bytes: &[u8], col: usize) -> Result<Datum> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    if r.byte()? != FORMAT_V1 {
+        return Err(Error::Corrupt("unknown row format version".into()));
+    }
+    let n = usize::try_from(r.varint()?).map_err(|_| corrupt())?;
+    if col >= n {
+        return Err(Error::Corrupt(format!(
+            "row of {n} values has no column {col}"
+        )));
+    }
+    for _ in 0..col {
+        r.skip()?;
+    }
+    r.value()
+}
+
 /// The length of the row encoding at the start of `bytes` (bytes after it are not read).
 pub fn row_len(bytes: &[u8]) -> Result<usize> {
     let mut r = Reader { buf: bytes, pos: 0 };
@@ -186,6 +205,26 @@ impl<'a> Reader<'a> {
     }
     fn len(&mut self) -> Result<usize> {
         usize::try_from(self.varint()?).map_err(|_| corrupt())
+    }
+    /// Steps over one value.
+    fn skip(&mut self) -> Result<()> {
+        let n = match self.byte()? {
+            tag::NULL => 0,
+            tag::BOOL => 1,
+            tag::I16 => 2,
+            tag::I32 | tag::F32 | tag::DATE => 4,
+            tag::I64 | tag::F64 | tag::TIME | tag::TIMESTAMP => 8,
+            tag::DECIMAL | tag::INTERVAL => 16,
+            tag::TEXT | tag::BYTES => self.len()?,
+            tag::LIST => {
+                for _ in 0..self.len()? {
+                    self.skip()?;
+                }
+                0
+            }
+            other => return Err(Error::Corrupt(format!("unknown value tag {other}"))),
+        };
+        self.take(n).map(|_| ())
     }
     fn value(&mut self) -> Result<Datum> {
         Ok(match self.byte()? {
@@ -275,6 +314,10 @@ mod tests {
         let mut buf = Vec::new();
         encode_row(&row, &mut buf);
         assert_eq!(decode_row(&buf).unwrap(), row);
+        for (i, v) in row.iter().enumerate() {
+            assert_eq!(&decode_column(&buf, i).unwrap(), v, "column {i}");
+        }
+        assert!(decode_column(&buf, row.len()).is_err());
     }
 
     #[test]

@@ -108,10 +108,14 @@ pub fn relations_dropped(engine: &Engine, dropped: &[TableId], why: &PgError) {
 }
 
 /// At start: deletes what transient dataflows of an earlier run left in the store, and
-/// what a view's backfill wrote before a crash cut it short (under ids no catalog entry
-/// names: the next id on).
+/// what a view's backfill or an index's build wrote before a crash cut it short (under ids
+/// no catalog entry names: the next id on).
 pub fn delete_leftovers(engine: &Engine) -> freshet_state::Result<()> {
     let mut batch = WriteBatch::default();
-    freshet_catalog::delete_views_from(&mut batch, engine.catalog.peek_next_id());
+    let next = engine.catalog.peek_next_id();
+    freshet_catalog::delete_views_from(&mut batch, next);
+    let mut end = freshet_state::table_prefix(TableId(u64::MAX));
+    end.extend_from_slice(&[0xFF; 16]);
+    batch.delete_range(freshet_state::table_prefix(next), end);
     engine.store.write_unsynced(batch)
 }

@@ -28,7 +28,7 @@ use super::dml::{assigned_value, target_table};
 use super::pending::{self, put, Pending, StatementWrites};
 use super::rowexpr::{self, Qualified};
 use crate::coord::engine::table_schema;
-use super::unique;
+use super::indexes;
 use super::write::{row_key, unique_violation, validate_row};
 use crate::coord::engine::{Engine, WriteState};
 use tokio::sync::MutexGuard;
@@ -281,14 +281,14 @@ fn stage(
         let existing = writes.visible_row_in(&staged, &key, in_snapshot);
         match (existing, action) {
             (None, _) => {
-                if let Some(u) = unique::conflict(writes, &staged, def, &key, &row)? {
+                if let Some(u) = indexes::conflict(writes, &staged, def, &key, &row)? {
                     if action.is_some() && arbiter.covers(&u.columns) {
                         continue; // DO NOTHING (DO UPDATE only arbitrates on the key)
                     }
-                    return Err(unique::violation(def, u, &row));
+                    return Err(indexes::violation(def, u, &row));
                 }
                 mine.insert(key.clone());
-                unique::stage(&mut staged, def, &key, None, Some(&row));
+                indexes::stage(&mut staged, def, &key, None, Some(&row));
                 staged.insert(key, put(def.id, &row));
                 inserted.push((i, row));
             }
@@ -350,15 +350,15 @@ fn stage(
                 .map(|b| row_codec::decode_row(&b))
                 .transpose()
                 .map_err(PgError::internal)?;
-            unique::stage(&mut staged, def, &key, old.as_deref(), None);
+            indexes::stage(&mut staged, def, &key, old.as_deref(), None);
             if track {
                 changes.add(def.id, old.into_iter(), -1);
             }
             let new_key = row_key(def, &new);
-            if let Some(u) = unique::conflict(writes, &staged, def, &new_key, &new)? {
-                return Err(unique::violation(def, u, &new));
+            if let Some(u) = indexes::conflict(writes, &staged, def, &new_key, &new)? {
+                return Err(indexes::violation(def, u, &new));
             }
-            unique::stage(&mut staged, def, &new_key, None, Some(&new));
+            indexes::stage(&mut staged, def, &new_key, None, Some(&new));
             if new_key != key {
                 let taken = writes
                     .visible_row(&staged, &new_key)

@@ -235,7 +235,7 @@ pub fn stage_delete(
     let mut staged = writes.lock();
     let n = rows.len() as u64;
     for (key, old) in rows {
-        super::unique::stage(&mut staged, def, &key, Some(&old), None);
+        super::indexes::stage(&mut staged, def, &key, Some(&old), None);
         staged.insert(
             key,
             Pending {
@@ -265,7 +265,7 @@ pub fn stage_update(
         } else {
             key.clone()
         };
-        super::unique::stage(&mut staged, def, &key, Some(&old), None);
+        super::indexes::stage(&mut staged, def, &key, Some(&old), None);
         staged.insert(
             key.clone(),
             Pending {
@@ -284,10 +284,10 @@ pub fn stage_update(
         if def.has_primary_key() && (!seen.insert(key.clone()) || visible) {
             return Err(unique_violation(def, row));
         }
-        if let Some(u) = super::unique::conflict(writes, &staged, def, key, row)? {
-            return Err(super::unique::violation(def, u, row));
+        if let Some(u) = super::indexes::conflict(writes, &staged, def, key, row)? {
+            return Err(super::indexes::violation(def, u, row));
         }
-        super::unique::stage(&mut staged, def, key, None, Some(row));
+        super::indexes::stage(&mut staged, def, key, None, Some(row));
         staged.insert(key.clone(), put(def.id, row));
     }
     Ok(updated.len() as u64)
@@ -340,7 +340,7 @@ pub async fn commit_block(
         .flat_map(|d| d.storage_ids().collect::<Vec<_>>())
         .collect();
     let dropped = !written.is_subset(&live);
-    if now != then || dropped {
+    if now != then || dropped || misses_an_index(engine, writes) {
         return Err(serialization_failure());
     }
     // The rows the writes replace were just read under the writer lock: the views' input.
@@ -463,12 +463,27 @@ pub async fn commit_writes(
     if writes.is_empty() {
         return Ok(());
     }
+    if misses_an_index(engine, writes) {
+        return Err(serialization_failure());
+    }
     apply_writes(engine, &mut w, writes, known)?;
     drop(w);
     engine
         .sync_commits()
         .await
         .map_err(|e| freshet_sql::error::map_df_error(&e))
+}
+
+/// Whether `writes` change rows of a table without the entries of one of its `CREATE
+/// INDEX`es: staged before the index was created (every row write stages an entry in each).
+fn misses_an_index(engine: &Engine, writes: &WriteSet) -> bool {
+    let written: HashSet<TableId> = writes.values().map(|p| p.table).collect();
+    engine
+        .catalog
+        .tables()
+        .iter()
+        .filter(|d| written.contains(&d.id))
+        .any(|d| d.indexes.iter().any(|i| !written.contains(&i.id)))
 }
 
 fn serialization_failure() -> PgError {

@@ -9,8 +9,8 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, Operator};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
-use freshet_catalog::TableDef;
-use freshet_common::Datum;
+use freshet_catalog::{IndexKind, TableDef};
+use freshet_common::{Datum, SqlType, TableId};
 use freshet_sql::df_convert::{rows_to_batch, scalar_to_datum};
 use freshet_state::{key_codec, next_key, row_codec, table_prefix, Snapshot};
 
@@ -33,11 +33,13 @@ pub struct TableScan {
     snapshot: Arc<Snapshot>,
     schema: SchemaRef,
     columns: Vec<usize>,
-    /// Disjoint key ranges, in key order.
-    ranges: Vec<KeyRange>,
+    /// Disjoint key ranges, in key order, of the table or an index.
+    ranges: ScanRanges,
     limit: Option<usize>,
     /// A transaction block's pending writes, read over the snapshot.
     overlay: Option<Arc<WriteSet>>,
+    /// Filters checked on each stored row before it is decoded.
+    checks: Arc<[RowCheck]>,
 }
 
 /// The name of the hidden column a DML statement's read scan adds after a table's columns:
@@ -52,7 +54,7 @@ impl TableScan {
         snapshot: Arc<Snapshot>,
         schema: SchemaRef,
         columns: Vec<usize>,
-        ranges: Vec<KeyRange>,
+        ranges: ScanRanges,
         limit: Option<usize>,
     ) -> Self {
         Self {
@@ -63,7 +65,14 @@ impl TableScan {
             ranges,
             limit,
             overlay: None,
+            checks: Arc::new([]),
         }
+    }
+
+    /// Skips, undecoded, the rows that fail one of `checks`.
+    pub fn with_checks(mut self, checks: Vec<RowCheck>) -> Self {
+        self.checks = checks.into();
+        self
     }
 
     /// Reads `overlay` (a transaction block's pending writes) over the snapshot.
@@ -84,13 +93,16 @@ impl PartitionStream for TableScan {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let prefix = table_prefix(self.def.id);
         // Column index `columns.len()` of the table is the hidden key column.
         let with_key = self.columns.contains(&self.def.columns.len());
-        let mut cursors: std::collections::VecDeque<Cursor> = self
-            .ranges
+        let (prefix, ranges, by_index) = match &self.ranges {
+            ScanRanges::Table(r) => (table_prefix(self.def.id), r, false),
+            ScanRanges::Index { id, ranges } => (table_prefix(*id), ranges, true),
+        };
+        let mut cursors: std::collections::VecDeque<Cursor> = ranges
             .iter()
             .map(|range| Cursor {
+                by_index,
                 next: Some(range.lower.clone().unwrap_or_else(|| prefix.clone())),
                 prefix: prefix.clone(),
                 snapshot: Arc::clone(&self.snapshot),
@@ -99,6 +111,7 @@ impl PartitionStream for TableScan {
                 done: false,
                 with_key,
                 overlay: self.overlay.clone(),
+                checks: Arc::clone(&self.checks),
             })
             .collect();
         let schema = Arc::clone(&self.schema);
@@ -121,6 +134,8 @@ impl PartitionStream for TableScan {
 }
 
 struct Cursor {
+    /// The ranges are an index's: its entries name the rows to read.
+    by_index: bool,
     prefix: Vec<u8>,
     snapshot: Arc<Snapshot>,
     next: Option<Vec<u8>>,
@@ -130,6 +145,7 @@ struct Cursor {
     /// Append each row's store key as a last `Bytes` datum.
     with_key: bool,
     overlay: Option<Arc<WriteSet>>,
+    checks: Arc<[RowCheck]>,
 }
 
 impl Cursor {
@@ -167,6 +183,26 @@ impl Cursor {
                 }
                 continue;
             }
+            let fetched;
+            if self.by_index {
+                fetched = self.rows_of(&entries)?;
+                entries = fetched.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+                if entries.is_empty() {
+                    continue;
+                }
+            }
+            if !self.checks.is_empty() {
+                let mut kept = Vec::with_capacity(entries.len());
+                for e in entries {
+                    if RowCheck::all_pass(&self.checks, e.1)? {
+                        kept.push(e);
+                    }
+                }
+                entries = kept;
+                if entries.is_empty() {
+                    continue;
+                }
+            }
             entries.truncate(self.remaining);
             self.remaining -= entries.len();
             let with_key = self.with_key;
@@ -183,6 +219,35 @@ impl Cursor {
                 .collect::<Result<Vec<_>>>()?;
             return Ok(Some(rows));
         }
+    }
+}
+
+impl Cursor {
+    /// The rows index `entries` (entry key, row key) name, as the scan sees them: a pending
+    /// write of the block over the snapshot's row.
+    fn rows_of(&self, entries: &[(&[u8], &[u8])]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let pending = |key: &[u8]| self.overlay.as_ref().and_then(|o| o.get(key));
+        let stored: Vec<&[u8]> = entries
+            .iter()
+            .map(|&(_, key)| key)
+            .filter(|key| pending(key).is_none())
+            .collect();
+        let mut rows = self
+            .snapshot
+            .multi_get(&stored)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .into_iter();
+        let mut out = Vec::with_capacity(entries.len());
+        for &(_, key) in entries {
+            let row = match pending(key) {
+                Some(p) => p.row.clone(),
+                None => rows.next().flatten(),
+            };
+            if let Some(row) = row {
+                out.push((key.to_vec(), row));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -213,39 +278,168 @@ fn merge_overlay<'a>(
     out
 }
 
-/// The key ranges implied by `filters` on the first primary-key column, if any narrows the
-/// scan: one range from comparisons, or one per value of an `IN` list or `OR` chain of
-/// equalities (disjoint, in key order).
-///
-/// Only literals already of the column's type are used, so the ranges never exclude a row
-/// the filters would keep.
-pub fn key_ranges(def: &TableDef, schema: &SchemaRef, filters: &[Expr]) -> Option<Vec<KeyRange>> {
-    let &first = def.primary_key.first()?;
-    let prefix = table_prefix(def.id);
-    let name = &def.columns[first].name;
-    let dt = schema.field(first).data_type();
-    if let Some(values) = filters.iter().find_map(|f| equal_values(f, name, dt)) {
-        let mut keys: Vec<Vec<u8>> = values
-            .iter()
-            .map(|v| encode_bound(&prefix, v))
-            .collect::<Option<_>>()?;
-        keys.sort_unstable();
-        keys.dedup();
-        return Some(
-            keys.into_iter()
-                .map(|k| KeyRange {
-                    upper: successor(&k),
-                    lower: Some(k),
-                })
-                .collect(),
+/// A filter `column op literal` a scan checks on each stored row by decoding that column
+/// alone, before decoding the row: a row that fails it is never decoded. DataFusion still
+/// applies every filter, so a check only has to keep every row the filter keeps.
+#[derive(Debug, Clone)]
+pub struct RowCheck {
+    column: usize,
+    op: Operator,
+    value: Datum,
+}
+
+impl RowCheck {
+    /// The check `f` makes on the rows of `def`, if it is a comparison of one of its columns
+    /// (of a type whose stored values compare as DataFusion compares them) with a literal of
+    /// the column's type.
+    pub fn of(def: &TableDef, schema: &SchemaRef, f: &Expr) -> Option<RowCheck> {
+        let Expr::BinaryExpr(b) = f else { return None };
+        let (column, op, lit) = match (b.left.as_ref(), b.right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) => (c, b.op, v),
+            (Expr::Literal(v, _), Expr::Column(c)) => (c, b.op.swap()?, v),
+            _ => return None,
+        };
+        if !matches!(
+            op,
+            Operator::Eq
+                | Operator::NotEq
+                | Operator::Lt
+                | Operator::LtEq
+                | Operator::Gt
+                | Operator::GtEq
+        ) {
+            return None;
+        }
+        let index = schema.index_of(&column.name).ok()?;
+        let ty = &def.columns.get(index)?.ty;
+        let comparable = matches!(
+            ty,
+            SqlType::Bool
+                | SqlType::Int2
+                | SqlType::Int4
+                | SqlType::Int8
+                | SqlType::Numeric { .. }
+                | SqlType::Text
+                | SqlType::Varchar(_)
+                | SqlType::Date
+                | SqlType::Time
+                | SqlType::Timestamp
+                | SqlType::TimestampTz
         );
+        if !comparable || lit.is_null() || &lit.data_type() != schema.field(index).data_type() {
+            return None;
+        }
+        Some(RowCheck {
+            column: index,
+            op,
+            value: scalar_to_datum(lit).ok()?,
+        })
     }
-    column_range(&prefix, name, dt, filters).map(|r| vec![r])
+
+    /// Whether the encoded `row` passes every one of `checks` (a NULL passes none).
+    fn all_pass(checks: &[RowCheck], row: &[u8]) -> Result<bool> {
+        for c in checks {
+            let v = row_codec::decode_column(row, c.column)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            if v.is_null() {
+                return Ok(false);
+            }
+            let ord = key_codec::compare(&v, &c.value);
+            let pass = match c.op {
+                Operator::Eq => ord.is_eq(),
+                Operator::NotEq => ord.is_ne(),
+                Operator::Lt => ord.is_lt(),
+                Operator::LtEq => ord.is_le(),
+                Operator::Gt => ord.is_gt(),
+                _ => ord.is_ge(),
+            };
+            if !pass {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Where a table scan reads: ranges of the table's own keys, or ranges of an index's
+/// entries and then the rows they name.
+#[derive(Debug, Clone)]
+pub enum ScanRanges {
+    Table(Vec<KeyRange>),
+    Index { id: TableId, ranges: Vec<KeyRange> },
+}
+
+impl Default for ScanRanges {
+    /// The whole table.
+    fn default() -> Self {
+        ScanRanges::Table(vec![KeyRange::default()])
+    }
+}
+
+/// How `filters` narrow the scan of `def`, if they do: by the leading column of its primary
+/// key or of one of its indexes. Equalities (`=`, `IN`, `OR` chains) are preferred to
+/// ranges, and the primary key to an index.
+pub fn scan_ranges(def: &TableDef, schema: &SchemaRef, filters: &[Expr]) -> Option<ScanRanges> {
+    let mut candidates: Vec<(Option<TableId>, usize)> = Vec::new();
+    if let Some(&first) = def.primary_key.first() {
+        candidates.push((None, first));
+    }
+    for ix in def.all_indexes() {
+        if ix.kind != IndexKind::Primary {
+            candidates.push((Some(ix.id), ix.columns[0]));
+        }
+    }
+    let ranges = |(index, column): (Option<TableId>, usize), equal: bool| {
+        let prefix = table_prefix(index.unwrap_or(def.id));
+        let name = &def.columns[column].name;
+        let dt = schema.field(column).data_type();
+        let ranges = if equal {
+            point_ranges(&prefix, name, dt, filters)?
+        } else {
+            vec![column_range(&prefix, name, dt, filters)?]
+        };
+        Some(match index {
+            None => ScanRanges::Table(ranges),
+            Some(id) => ScanRanges::Index { id, ranges },
+        })
+    };
+    [true, false]
+        .into_iter()
+        .find_map(|equal| candidates.iter().find_map(|&c| ranges(c, equal)))
+}
+
+/// One range per value `filters` allow column `name` (leading the keys under `prefix`) by
+/// an equality, `IN` list or `OR` chain of equalities: disjoint, in key order.
+fn point_ranges(
+    prefix: &[u8],
+    name: &str,
+    dt: &datafusion::arrow::datatypes::DataType,
+    filters: &[Expr],
+) -> Option<Vec<KeyRange>> {
+    let values = filters.iter().find_map(|f| equal_values(f, name, dt))?;
+    let mut keys: Vec<Vec<u8>> = values
+        .iter()
+        .map(|v| encode_bound(prefix, v))
+        .collect::<Option<_>>()?;
+    keys.sort_unstable();
+    keys.dedup();
+    Some(
+        keys.into_iter()
+            .map(|k| KeyRange {
+                upper: successor(&k),
+                lower: Some(k),
+            })
+            .collect(),
+    )
 }
 
 /// The literals `col IN (…)` or `col = a OR col = b …` allows for column `name` of type `dt`
 /// (at most [`MAX_KEY_VALUES`]).
-fn equal_values(f: &Expr, name: &str, dt: &datafusion::arrow::datatypes::DataType) -> Option<Vec<ScalarValue>> {
+fn equal_values(
+    f: &Expr,
+    name: &str,
+    dt: &datafusion::arrow::datatypes::DataType,
+) -> Option<Vec<ScalarValue>> {
     let literal = |e: &Expr| match e {
         Expr::Literal(v, _) if !v.is_null() && &v.data_type() == dt => Some(v.clone()),
         _ => None,

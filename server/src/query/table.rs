@@ -16,7 +16,7 @@ use freshet_common::PgError;
 
 use super::pending::StatementWrites;
 use super::provider::StatementSnapshot;
-use super::scan::{key_ranges, KeyRange, TableScan, KEY_COLUMN};
+use super::scan::{scan_ranges, RowCheck, TableScan, KEY_COLUMN};
 use super::write::TableSink;
 use crate::coord::engine::{table_schema, Engine};
 
@@ -52,7 +52,6 @@ impl StoredTable {
     }
 }
 
-
 #[async_trait]
 impl TableProvider for StoredTable {
     fn schema(&self) -> SchemaRef {
@@ -67,11 +66,14 @@ impl TableProvider for StoredTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Key-range filters narrow the scan; DataFusion still re-applies them (Inexact).
+        // Filters on the leading column of the primary key or an index narrow the scan, and
+        // comparisons of a column with a literal skip rows undecoded; DataFusion still
+        // re-applies them (Inexact).
         Ok(filters
             .iter()
             .map(|f| {
-                if key_ranges(&self.def, &self.schema, std::slice::from_ref(*f)).is_some() {
+                let narrows = scan_ranges(&self.def, &self.schema, std::slice::from_ref(*f));
+                if narrows.is_some() || RowCheck::of(&self.def, &self.schema, f).is_some() {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -97,8 +99,7 @@ impl TableProvider for StoredTable {
             None => (0..self.schema.fields().len()).collect(),
         };
         let projected = Arc::new(self.schema.project(&columns)?);
-        let ranges = key_ranges(&self.def, &self.schema, filters)
-            .unwrap_or_else(|| vec![KeyRange::default()]);
+        let ranges = scan_ranges(&self.def, &self.schema, filters).unwrap_or_default();
         let overlay = state
             .config()
             .get_extension::<StatementWrites>()
@@ -111,7 +112,13 @@ impl TableProvider for StoredTable {
             ranges,
             limit,
         )
-        .with_overlay(overlay);
+        .with_overlay(overlay)
+        .with_checks(
+            filters
+                .iter()
+                .filter_map(|f| RowCheck::of(&self.def, &self.schema, f))
+                .collect(),
+        );
         let schema = Arc::clone(scan.schema_ref());
         Ok(Arc::new(StreamingTableExec::try_new(
             schema,

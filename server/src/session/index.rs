@@ -1,10 +1,18 @@
 //! `CREATE INDEX` and `DROP INDEX` of a session.
 
-use freshet_common::{PgError, SqlState};
+use freshet_catalog::{IndexDef, TableDef};
+use freshet_common::{Datum, PgError, SqlState};
 use freshet_sql::CreateIndexPlan;
+use freshet_state::{row_codec, table_prefix, WriteBatch};
 
 use super::{Outcome, Session};
+use crate::coord::engine::Engine;
 use crate::error::user_error;
+use crate::query::indexes::add_entries;
+
+/// Bytes of entries written ahead, unsynced, while an index is built; the rest commit with
+/// its definition.
+const BUILD_STEP_BYTES: usize = 16 << 20;
 
 impl Session {
     pub(super) async fn create_index(&self, plan: CreateIndexPlan) -> Result<Outcome, PgError> {
@@ -43,8 +51,22 @@ impl Session {
             Some(n) => n,
             None => default_name(&self.engine.catalog, &plan.table, &plan.columns),
         };
+        if plan.if_not_exists && catalog.index_name_taken(&name) {
+            return Ok(Outcome::Command {
+                tag: "CREATE INDEX",
+                rows: None,
+            });
+        }
+        let index = IndexDef {
+            name,
+            id: catalog.peek_next_id(),
+            columns,
+        };
+        let engine = &self.engine;
+        let entries = tokio::task::block_in_place(|| build(engine, &table, &index))
+            .map_err(|e| PgError::internal(e))?;
         catalog
-            .create_index(&plan.table, &name, columns, plan.if_not_exists)
+            .create_index(&plan.table, index, plan.if_not_exists, entries)
             .map_err(user_error)?;
         Ok(Outcome::Command {
             tag: "CREATE INDEX",
@@ -83,4 +105,27 @@ fn default_name(catalog: &freshet_catalog::Catalog, table: &str, columns: &[Stri
         .map(|i| format!("{base}{i}"))
         .find(|n| !taken(n))
         .expect("an unused name")
+}
+
+/// Indexes the rows `table` has (under the writer lock, so none change meanwhile): writes
+/// the entries in steps under the index's not yet cataloged id, which a crash before the
+/// catalog commit leaves to startup to delete, and returns the last step's, to commit with
+/// the definition.
+fn build(engine: &Engine, table: &TableDef, index: &IndexDef) -> freshet_state::Result<WriteBatch> {
+    let mut batch = WriteBatch::default();
+    engine
+        .store
+        .snapshot()
+        .for_each_page(&table_prefix(table.id), 8192, |page| {
+            let rows = page
+                .iter()
+                .map(|(k, v)| Ok((&k[..], row_codec::decode_row(v)?)))
+                .collect::<freshet_state::Result<Vec<(&[u8], Vec<Datum>)>>>()?;
+            add_entries(&mut batch, index, rows.iter().map(|(k, r)| (*k, &r[..])));
+            if batch.bytes() >= BUILD_STEP_BYTES {
+                engine.store.write_unsynced(std::mem::take(&mut batch))?;
+            }
+            Ok(())
+        })?;
+    Ok(batch)
 }

@@ -1,19 +1,29 @@
-//! `UNIQUE` constraints, kept as indexes of their own.
+//! The entries of a table's indexes: its `UNIQUE` constraints and its `CREATE INDEX`es.
 //!
-//! Each constraint has an id from the catalog and, under it (keyspace `d`, like a table), one
-//! entry per row whose constrained columns are all non-NULL: key = those values' memcomparable
-//! encoding, value = the row's store key. Entries are staged with the rows they index (in the
-//! statement's write set, so a transaction block's reads, rollbacks and conflict checks cover
-//! them too) and commit in the same write batch. A row violates the constraint when an entry
-//! for its values is visible and holds another row's key.
+//! Each index has an id from the catalog and, under it (keyspace `d`, like a table), entries
+//! whose value is a row's store key:
+//! - a `UNIQUE` constraint keeps one entry per row whose constrained columns are all
+//!   non-NULL, keyed by those values' memcomparable encoding; a row violates the constraint
+//!   when an entry for its values is visible and holds another row's key;
+//! - a `CREATE INDEX` keeps one entry per row, NULLs included, keyed by the values' encoding
+//!   followed by the row's key (after the table prefix), so equal values keep one entry per
+//!   row, in row-key order.
+//!
+//! Entries are staged with the rows they index (in the statement's write set, so a
+//! transaction block's reads, rollbacks and conflict checks cover them too) and commit in the
+//! same write batch. Scans read an index's entries by ranges of its leading column and then
+//! the rows they name (`scan.rs`).
 
-use freshet_catalog::{TableDef, UniqueDef};
-use freshet_common::{Datum, PgError, SqlState};
+use freshet_catalog::{IndexDef, TableDef, UniqueDef};
+use freshet_common::{Datum, PgError, SqlState, TableId};
 use freshet_sql::error::map_df_error;
-use freshet_state::{key_codec, table_prefix};
+use freshet_state::{key_codec, table_prefix, WriteBatch};
 
 use super::pending::{Pending, StatementWrites, WriteSet};
 use super::write::display_datum;
+
+/// Length of a table prefix (keyspace byte and id) at the start of every row's store key.
+const TABLE_PREFIX_LEN: usize = 9;
 
 /// The index key of `row` in `u`; `None` when a constrained value is NULL (never a conflict).
 fn index_key(u: &UniqueDef, row: &[Datum]) -> Option<Vec<u8>> {
@@ -69,6 +79,15 @@ pub fn stage(
             );
         }
     }
+    for i in &def.indexes {
+        if let Some(old) = old {
+            let entry = Pending {
+                table: i.id,
+                row: None,
+            };
+            staged.insert(entry_key(i.id, &i.columns, key, old), entry);
+        }
+    }
     for u in &def.uniques {
         if let Some(ikey) = new.and_then(|r| index_key(u, r)) {
             staged.insert(
@@ -79,6 +98,36 @@ pub fn stage(
                 },
             );
         }
+    }
+    for i in &def.indexes {
+        if let Some(new) = new {
+            let entry = Pending {
+                table: i.id,
+                row: Some(key.to_vec()),
+            };
+            staged.insert(entry_key(i.id, &i.columns, key, new), entry);
+        }
+    }
+}
+
+/// The entry of `row`, stored at `key`, in the `CREATE INDEX` of id `index` over `columns`.
+pub fn entry_key(index: TableId, columns: &[usize], key: &[u8], row: &[Datum]) -> Vec<u8> {
+    let values: Vec<Datum> = columns.iter().map(|&c| row[c].clone()).collect();
+    let mut out = table_prefix(index);
+    key_codec::encode_key(&values, &mut out);
+    out.extend_from_slice(&key[TABLE_PREFIX_LEN.min(key.len())..]);
+    out
+}
+
+/// Adds the entries of `rows` (store key and row) in `index` to `batch`: how `CREATE INDEX`
+/// indexes the rows a table already has.
+pub fn add_entries<'a>(
+    batch: &mut WriteBatch,
+    index: &IndexDef,
+    rows: impl IntoIterator<Item = (&'a [u8], &'a [Datum])>,
+) {
+    for (key, row) in rows {
+        batch.put(entry_key(index.id, &index.columns, key, row), key);
     }
 }
 
