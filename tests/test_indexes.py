@@ -176,6 +176,20 @@ def test_an_index_reads_only_the_rows_it_names_and_a_block_staged_before_it_fail
         assert f.execute("SELECT count(*) FROM big WHERE k = 17 AND v = 'u'").fetchone() == (20,)
         assert f.execute("SELECT count(*) FROM big WHERE k IN (18, 19)").fetchone() == (0,)
         assert f.execute("SELECT count(*) FROM big").fetchone() == (19960,)
+        # A UNIQUE constraint's entries serve reads the same way.
+        f.execute("CREATE TABLE uq (id INT PRIMARY KEY, email TEXT UNIQUE)")
+        f.execute("INSERT INTO uq SELECT g, 'e' || g FROM generate_series(1, 5000) AS g")
+        before = entries_read(f)
+        q = "SELECT id FROM uq WHERE email IN ('e17', 'e4999', 'nobody') ORDER BY id"
+        assert f.execute(q).fetchall() == [(17,), (4999,)]
+        assert entries_read(f) - before <= 10
+        f.execute("BEGIN")
+        f.execute("UPDATE uq SET email = 'moved' WHERE email = 'e17'")
+        assert f.execute("SELECT id FROM uq WHERE email = 'moved'").fetchall() == [(17,)]
+        assert f.execute("SELECT id FROM uq WHERE email = 'e17'").fetchall() == []
+        f.execute("ROLLBACK")
+        assert f.execute("SELECT id FROM uq WHERE email = 'e17'").fetchall() == [(17,)]
+
         f.execute("TRUNCATE big")
         assert f.execute("SELECT count(*) FROM big WHERE k = 17").fetchone() == (0,)
         f.execute("INSERT INTO big VALUES (1, 17, 'again')")
