@@ -51,11 +51,15 @@ impl Session {
             Some(n) => n,
             None => default_name(&self.engine.catalog, &plan.table, &plan.columns),
         };
-        if plan.if_not_exists && catalog.index_name_taken(&name) {
-            return Ok(Outcome::Command {
-                tag: "CREATE INDEX",
-                rows: None,
-            });
+        // Checked before building: a build whose definition then fails leaves entries behind.
+        if catalog.index_name_taken(&name) {
+            if plan.if_not_exists {
+                return Ok(Outcome::Command {
+                    tag: "CREATE INDEX",
+                    rows: None,
+                });
+            }
+            return Err(user_error(freshet_catalog::Error::DuplicateTable(name)));
         }
         let index = IndexDef {
             name,
@@ -65,9 +69,16 @@ impl Session {
         let engine = &self.engine;
         let entries = tokio::task::block_in_place(|| build(engine, &table, &index))
             .map_err(|e| PgError::internal(e))?;
-        catalog
-            .create_index(&plan.table, index, plan.if_not_exists, entries)
-            .map_err(user_error)?;
+        let id = index.id;
+        if let Err(e) = catalog.create_index(&plan.table, index, plan.if_not_exists, entries) {
+            let mut forget = WriteBatch::default();
+            freshet_state::Store::delete_prefix(&mut forget, &table_prefix(id));
+            engine
+                .store
+                .write_unsynced(forget)
+                .map_err(PgError::internal)?;
+            return Err(user_error(e));
+        }
         Ok(Outcome::Command {
             tag: "CREATE INDEX",
             rows: None,
