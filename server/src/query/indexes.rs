@@ -68,44 +68,25 @@ pub fn stage(
     old: Option<&[Datum]>,
     new: Option<&[Datum]>,
 ) {
+    // Per index, the old entry goes before the new one is put (they may be the same key).
+    let mut set = |ikey: Vec<u8>, table, row: Option<&[u8]>| {
+        let row = row.map(<[u8]>::to_vec);
+        staged.insert(ikey, Pending { table, row });
+    };
     for u in &def.uniques {
         if let Some(ikey) = old.and_then(|r| index_key(u, r)) {
-            staged.insert(
-                ikey,
-                Pending {
-                    table: u.id,
-                    row: None,
-                },
-            );
+            set(ikey, u.id, None);
+        }
+        if let Some(ikey) = new.and_then(|r| index_key(u, r)) {
+            set(ikey, u.id, Some(key));
         }
     }
     for i in &def.indexes {
         if let Some(old) = old {
-            let entry = Pending {
-                table: i.id,
-                row: None,
-            };
-            staged.insert(entry_key(i.id, &i.columns, key, old), entry);
+            set(entry_key(i.id, &i.columns, key, old), i.id, None);
         }
-    }
-    for u in &def.uniques {
-        if let Some(ikey) = new.and_then(|r| index_key(u, r)) {
-            staged.insert(
-                ikey,
-                Pending {
-                    table: u.id,
-                    row: Some(key.to_vec()),
-                },
-            );
-        }
-    }
-    for i in &def.indexes {
         if let Some(new) = new {
-            let entry = Pending {
-                table: i.id,
-                row: Some(key.to_vec()),
-            };
-            staged.insert(entry_key(i.id, &i.columns, key, new), entry);
+            set(entry_key(i.id, &i.columns, key, new), i.id, Some(key));
         }
     }
 }
