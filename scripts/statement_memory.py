@@ -27,7 +27,7 @@ def peak(pid):
     for l in open(f"/proc/{pid}/status"):
         if l.startswith("VmHWM:"): return int(l.split()[1]) / 1024
 d = Path(tempfile.mkdtemp())
-s = Freshet(d, env={"FRESHET_QUERY_MEMORY_MB": limit, "FRESHET_BLOCK_CACHE_MB": "8"}).start()
+s = Freshet(d, env={"FRESHET_QUERY_MEMORY_MB": limit, "FRESHET_MEMORY_MB": "32"}).start()
 try:
     c = psycopg.connect(s.dsn(), autocommit=True)
     c.execute("SELECT count(*), max(length(repeat('w', 100) || x::text)) FROM generate_series(1, 100000) AS g(x)").fetchone()

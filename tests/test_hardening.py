@@ -182,7 +182,7 @@ def assert_ended_with(raw, sqlstate):
 
 
 def test_memory_limit_disconnects_and_message_size(tmp_path):
-    server = Freshet(tmp_path, env={"FRESHET_QUERY_MEMORY_MB": "64", "FRESHET_BLOCK_CACHE_MB": "8",
+    server = Freshet(tmp_path, env={"FRESHET_QUERY_MEMORY_MB": "64", "FRESHET_MEMORY_MB": "32",
                                     "FRESHET_MAX_MESSAGE_MB": "1",
                                     "FRESHET_MAX_BUFFERED_MESSAGES_MB": "1"}).start()
     try:

@@ -17,7 +17,7 @@ def test_nexmark_queries_equal_postgres():
     run = subprocess.run(
         [BENCH, "nexmark", "--freshet-bin", FRESHET_BIN, "--pg-bin", str(PG_BIN),
          "--events", "40000", "--event-rate", "1000", "--partitions", "4",
-         "--block-cache-mb", "32"],
+         "--memory-mb", "128"],
         capture_output=True, text=True, timeout=1800)
     table = {}
     for line in run.stdout.splitlines():

@@ -14,7 +14,7 @@ BENCH = str(Path(FRESHET_BIN).parent / "freshet-bench")
 def test_tpch_views_equal_postgres_after_every_batch_and_kill():
     run = subprocess.run(
         [BENCH, "tpch", "--freshet-bin", FRESHET_BIN, "--pg-bin", str(PG_BIN),
-         "--sf", "0.01", "--batches", "2", "--kill", "--block-cache-mb", "32"],
+         "--sf", "0.01", "--batches", "2", "--kill", "--memory-mb", "128"],
         capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, (run.stdout, run.stderr[-3000:])
     assert "Every view holds PostgreSQL's values" in run.stdout, run.stdout

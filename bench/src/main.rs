@@ -77,9 +77,9 @@ pub struct ViewsOpts {
     /// Distinct groups of the GROUP BY and join scenarios.
     #[arg(long, default_value_t = 100_000)]
     groups: u64,
-    /// RocksDB block cache of the server, MB (small, so the state outgrows it).
-    #[arg(long, default_value_t = 32)]
-    block_cache_mb: u64,
+    /// The server's memory budget (`--memory-mb`), MB (small, so the state outgrows it).
+    #[arg(long, default_value_t = 128)]
+    memory_mb: u64,
     /// Base rows for the latency comparison.
     #[arg(long, default_value_t = 1_000_000)]
     latency_rows: u64,
@@ -190,7 +190,7 @@ struct LoadResult {
 }
 
 async fn run_scenario(s: &Scenario, o: &ViewsOpts) -> anyhow::Result<LoadResult> {
-    let server = FreshetServer::start(&o.freshet_bin, o.block_cache_mb).await?;
+    let server = FreshetServer::start(&o.freshet_bin, o.memory_mb).await?;
     let client = server.connect().await?;
     for stmt in &s.setup {
         client.batch_execute(stmt).await?;
@@ -262,7 +262,7 @@ fn percentiles(mut d: Vec<Duration>) -> (f64, f64) {
 
 /// freshet: 1-row UPDATE, then SELECT on the view until it shows the change.
 async fn freshet_latency(o: &ViewsOpts) -> anyhow::Result<(f64, f64)> {
-    let server = FreshetServer::start(&o.freshet_bin, o.block_cache_mb).await?;
+    let server = FreshetServer::start(&o.freshet_bin, o.memory_mb).await?;
     let client = server.connect().await?;
     client
         .batch_execute("CREATE TABLE t (id BIGINT PRIMARY KEY, g BIGINT, v BIGINT, s TEXT)")
@@ -311,8 +311,8 @@ fn mb(b: u64) -> f64 {
 async fn views(o: ViewsOpts) -> anyhow::Result<()> {
     let only: Vec<&str> = o.only.split(',').map(str::trim).collect();
     println!(
-        "# freshet-bench views: {} rows in COPY batches of {}, {} groups, block cache {} MB\n",
-        o.rows, o.batch, o.groups, o.block_cache_mb
+        "# freshet-bench views: {} rows in COPY batches of {}, {} groups, memory budget {} MB\n",
+        o.rows, o.batch, o.groups, o.memory_mb
     );
     let selected: Vec<Scenario> = scenarios(&o)
         .into_iter()
@@ -386,9 +386,9 @@ async fn views(o: ViewsOpts) -> anyhow::Result<()> {
                 .map(|(n, rss)| format!("{}M rows: {:.0} MB", *n as f64 / 1e6, mb(*rss)))
                 .collect();
             println!(
-                "RSS while (b)'s state grows to {:.0} MB ({:.0}× the block cache): {}\n",
+                "RSS while (b)'s state grows to {:.0} MB ({:.0}× the memory budget): {}\n",
                 mb(r.state_bytes),
-                mb(r.state_bytes) / o.block_cache_mb as f64,
+                mb(r.state_bytes) / o.memory_mb as f64,
                 samples.join(", ")
             );
             let memory: Vec<String> = r

@@ -10,7 +10,7 @@ use tokio_postgres::{Client, NoTls};
 pub struct FreshetServer {
     server: Server,
     bin: PathBuf,
-    block_cache_mb: u64,
+    memory_mb: u64,
     /// A killed predecessor on the same data directory, kept so that its temporary
     /// directory lives as long as this server.
     _crashed: Option<Box<FreshetServer>>,
@@ -39,25 +39,25 @@ pub async fn connect_until(dsn: &str, deadline: Instant) -> anyhow::Result<Clien
 
 impl FreshetServer {
     /// Starts `bin` on a fresh data directory, without fsync (as the PostgreSQL side runs).
-    pub async fn start(bin: &Path, block_cache_mb: u64) -> anyhow::Result<FreshetServer> {
-        Self::start_with(bin, block_cache_mb, false).await
+    pub async fn start(bin: &Path, memory_mb: u64) -> anyhow::Result<FreshetServer> {
+        Self::start_with(bin, memory_mb, false).await
     }
 
     /// Starts `bin` on a fresh data directory; `durable`: fsync at commit (`--sync-commits`).
     pub async fn start_with(
         bin: &Path,
-        block_cache_mb: u64,
+        memory_mb: u64,
         durable: bool,
     ) -> anyhow::Result<FreshetServer> {
         let server = Launch::new(bin)
             .sync_commits(durable)
-            .args(["--block-cache-mb".to_string(), block_cache_mb.to_string()])
+            .args(["--memory-mb".to_string(), memory_mb.to_string()])
             .quiet()
             .start()?;
         let server = FreshetServer {
             server,
             bin: bin.to_owned(),
-            block_cache_mb,
+            memory_mb,
             _crashed: None,
         };
         drop(server.connect().await?);
@@ -70,15 +70,15 @@ impl FreshetServer {
         let server = Launch::new(&self.bin)
             .data_dir(self.server.data_dir())
             .args([
-                "--block-cache-mb".to_string(),
-                self.block_cache_mb.to_string(),
+                "--memory-mb".to_string(),
+                self.memory_mb.to_string(),
             ])
             .quiet()
             .start()?;
         let server = FreshetServer {
             server,
             bin: self.bin.clone(),
-            block_cache_mb: self.block_cache_mb,
+            memory_mb: self.memory_mb,
             _crashed: Some(Box::new(self)),
         };
         drop(server.connect().await?);

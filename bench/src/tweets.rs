@@ -45,9 +45,9 @@ pub struct TweetsOpts {
     /// Length of the freshness run.
     #[arg(long, default_value_t = 20)]
     freshness_secs: u64,
-    /// RocksDB block cache of the server, MB.
-    #[arg(long, default_value_t = 256)]
-    block_cache_mb: u64,
+    /// The server's memory budget (`--memory-mb`), MB.
+    #[arg(long, default_value_t = 1024)]
+    memory_mb: u64,
     /// Only these parts (comma-separated: broker,projection,lang,freshness).
     #[arg(long, default_value = "broker,projection,lang,freshness")]
     only: String,
@@ -158,7 +158,7 @@ async fn throughput(
     view: &str,
 ) -> anyhow::Result<Throughput> {
     cluster.create_topic(topic, o.partitions, 1)?;
-    let server = FreshetServer::start(&o.freshet_bin, o.block_cache_mb).await?;
+    let server = FreshetServer::start(&o.freshet_bin, o.memory_mb).await?;
     let c = server.connect().await?;
     c.batch_execute(&source_sql(bootstrap, topic)).await?;
     c.batch_execute(view).await?;
@@ -219,7 +219,7 @@ async fn freshness(
     o: &TweetsOpts,
 ) -> anyhow::Result<(f64, f64, usize, f64)> {
     cluster.create_topic("tweets_fresh", o.partitions, 1)?;
-    let server = FreshetServer::start(&o.freshet_bin, o.block_cache_mb).await?;
+    let server = FreshetServer::start(&o.freshet_bin, o.memory_mb).await?;
     let c = server.connect().await?;
     c.batch_execute(&source_sql(bootstrap, "tweets_fresh"))
         .await?;

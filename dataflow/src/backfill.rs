@@ -27,6 +27,15 @@ use crate::view::{decode_contents, MaterializedView};
 /// store, an estimate of the decoded size for rows given, Arrow's size for appends).
 pub const STEP_BYTES: usize = 16 << 20;
 
+/// Bytes of input a step carries: [`STEP_BYTES`], or less under a small memory budget (an
+/// eighth of the operator caches' share of it: what a step holds decoded, and writes to the
+/// memtables at once, is a few times its input).
+fn step_bytes() -> usize {
+    STEP_BYTES
+        .min(crate::ops::cache::usage().budget / 8)
+        .max(1 << 20)
+}
+
 /// Entries read from the store per page.
 const PAGE: usize = 4096;
 
@@ -113,7 +122,7 @@ impl<'a> Backfill<'a> {
             latest: None,
             batch,
             flush,
-            step_bytes: STEP_BYTES,
+            step_bytes: step_bytes(),
             steps: 0,
             progress: None,
         }

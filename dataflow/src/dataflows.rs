@@ -44,6 +44,8 @@ impl Dataflows {
             self.mark_unfolded();
         }
         self.write().insert(view.id, view);
+        // Its backfill's last step may have taken the caches past their budget.
+        self.trim_caches();
     }
 
     /// Odd while some contents log may hold changes the views' entries lack; bumped to odd
@@ -150,6 +152,17 @@ impl Dataflows {
             v.root.selection_read(relation, &mut out);
         }
         out
+    }
+
+    /// Evicts from operator caches over their share once the caches together are over
+    /// their budget (see `ops/cache.rs`); call after each epoch.
+    pub fn trim_caches(&self) {
+        let usage = crate::ops::cache::usage();
+        if usage.used > usage.budget {
+            for v in self.read().values() {
+                v.root.trim_caches();
+            }
+        }
     }
 
     /// Empties every view's operator caches; call when an epoch did not commit. Groups only
@@ -310,7 +323,13 @@ impl Dataflows {
                 None => Input::Table(input),
             })
             .collect();
-        Backfill::new(view, snapshot, batch, flush)
+        // Between steps, caches give back what the step took past the budget.
+        let mut step = |written: WriteBatch| {
+            self.trim_caches();
+            view.root.trim_caches();
+            flush(written)
+        };
+        Backfill::new(view, snapshot, batch, &mut step)
             .with_progress(progress)
             .run(changes, &inputs)
     }

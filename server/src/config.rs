@@ -26,9 +26,14 @@ pub struct ServerOpts {
     #[arg(long, env = "FRESHET_SYNC_COMMITS", default_value_t = true, action = clap::ArgAction::Set)]
     pub sync_commits: bool,
 
-    /// RocksDB block cache size in MiB (data blocks and the index and filter blocks).
-    #[arg(long, env = "FRESHET_BLOCK_CACHE_MB", default_value_t = 256)]
-    pub block_cache_mb: usize,
+    /// Memory for state, in MiB: RocksDB's block cache (data, index and filter blocks) and
+    /// memtables, and the operator caches of every view, share it — a quarter for the
+    /// operator caches, the rest for the block cache with the memtables charged to it
+    /// (`freshet_internal.memory` shows each part). Statements' memory is apart
+    /// (`--query-memory-mb`, `--query-memory-total-mb`).
+    #[arg(long, env = "FRESHET_MEMORY_MB", default_value_t = 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..))]
+    pub memory_mb: usize,
 
     /// Contents logs of aggregate views, in MiB, all views together: epochs log their changed
     /// groups in one sequential entry, written to the groups' own entries once this much is
@@ -124,6 +129,16 @@ pub struct ServerOpts {
 }
 
 impl ServerOpts {
+    /// Bytes of `--memory-mb` for the operator caches of all views.
+    pub fn operator_cache_bytes(&self) -> usize {
+        (self.memory_mb << 20) / 4
+    }
+
+    /// Bytes of `--memory-mb` RocksDB's block cache and memtables share.
+    pub fn rocksdb_cache_bytes(&self) -> usize {
+        (self.memory_mb << 20) - self.operator_cache_bytes()
+    }
+
     /// The authentication mode: `--auth`, or what the listen address implies.
     pub fn auth_mode(&self) -> anyhow::Result<crate::pg::auth::AuthMode> {
         use crate::pg::auth::AuthMode;

@@ -60,6 +60,11 @@ impl ServerBudget {
             });
     }
 
+    /// The most all sessions together may reserve.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Bytes reserved now, all sessions together.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)

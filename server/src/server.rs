@@ -59,10 +59,11 @@ impl Server {
             .with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
         let config = StateConfig {
             sync_commits: opts.sync_commits,
-            block_cache_bytes: opts.block_cache_mb << 20,
+            cache_bytes: opts.rocksdb_cache_bytes(),
             contents_log_bytes: opts.contents_log_mb << 20,
             ..StateConfig::default()
         };
+        freshet_dataflow::ops::cache::set_budget(opts.operator_cache_bytes());
         let store = Store::open(&opts.data_dir.join("state"), &config)
             .context("opening the state store")?;
         let catalog = Arc::new(Catalog::open(store.clone()).context("loading the catalog")?);

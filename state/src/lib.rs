@@ -23,6 +23,6 @@ pub use keyspace::{
     table_prefix, table_row_key, view_prefix, view_state_prefix, Keyspace,
 };
 pub use store::{
-    FORMAT_VERSION,
-    counted, data_entries_read, next_key, Entries, Snapshot, StateConfig, Store, COUNT_LEN,
+    counted, data_entries_read, next_key, Entries, MemoryUse, Snapshot, StateConfig, Store,
+    COUNT_LEN, FORMAT_VERSION,
 };

@@ -17,8 +17,9 @@ use crate::{Error, Result};
 pub struct StateConfig {
     /// fsync the write-ahead log on every commit. Off only survives process crashes, not power loss.
     pub sync_commits: bool,
-    /// Size of RocksDB's block cache in bytes.
-    pub block_cache_bytes: usize,
+    /// Bytes RocksDB's block cache and memtables share: memtables are charged to the cache
+    /// (see [`Store::open`]), so the two together hold about this much.
+    pub cache_bytes: usize,
     /// Memtable size of the families written in key order (tables, append-only views); the
     /// write-ahead log preallocates about this much disk per file.
     pub memtable_bytes: usize,
@@ -32,7 +33,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         Self {
             sync_commits: true,
-            block_cache_bytes: 256 << 20,
+            cache_bytes: 768 << 20,
             memtable_bytes: 64 << 20,
             contents_log_bytes: 128 << 20,
         }
@@ -46,7 +47,7 @@ impl StateConfig {
     pub fn for_test() -> Self {
         Self {
             sync_commits: false,
-            block_cache_bytes: 8 << 20,
+            cache_bytes: 32 << 20,
             memtable_bytes: 4 << 20,
             contents_log_bytes: 0,
         }
@@ -95,6 +96,15 @@ const CONTENTS_LOG_MEMTABLE_BYTES: usize = 16 << 20;
 
 /// Memtables of all families together, besides the contents log's.
 const DB_MEMTABLE_BYTES: usize = 192 << 20;
+
+/// The memtables' limit: [`DB_MEMTABLE_BYTES`] and the contents log's, at most half of what
+/// the block cache and memtables share.
+fn memtable_limit(cache_bytes: usize, log_memtable: usize) -> usize {
+    (DB_MEMTABLE_BYTES + log_memtable).min(cache_bytes / 2)
+}
+
+/// The unit in which memtables take memory.
+const ARENA_BLOCK_BYTES: usize = 1 << 20;
 
 /// Write-ahead log kept before the families holding its oldest data are flushed, besides
 /// twice the contents log's budget (the log's memtable holds up to that much of it).
@@ -163,6 +173,28 @@ pub struct Store {
     families: Families,
     sync: bool,
     group: &'static group::GroupSync,
+    memory: &'static Memory,
+}
+
+/// RocksDB's shared block cache and the manager of its memtables, with their limits.
+struct Memory {
+    cache: rocksdb::Cache,
+    manager: rocksdb::WriteBufferManager,
+    cache_bytes: usize,
+    memtable_bytes: usize,
+}
+
+/// What RocksDB's memory holds and may hold, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryUse {
+    /// The block cache's capacity (memtables are charged to it).
+    pub cache_limit: usize,
+    /// What the block cache holds, memtables' charges included.
+    pub cache_used: usize,
+    /// The memtables' limit (a flush starts past it).
+    pub memtable_limit: usize,
+    /// What the memtables hold.
+    pub memtable_used: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -180,7 +212,7 @@ impl Store {
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let mut block = rocksdb::BlockBasedOptions::default();
-        let cache = rocksdb::Cache::new_lru_cache(config.block_cache_bytes);
+        let cache = rocksdb::Cache::new_lru_cache(config.cache_bytes);
         block.set_block_cache(&cache);
         block.set_bloom_filter(10.0, false);
         // Index and filter blocks live in the block cache, partitioned so that a lookup loads
@@ -195,7 +227,26 @@ impl Store {
         block.set_cache_index_and_filter_blocks_with_high_priority(true);
         block.set_pin_top_level_index_and_filter(true);
         opts.set_block_based_table_factory(&block);
-        opts.set_write_buffer_size(config.memtable_bytes);
+        // The contents log's memtable keeps a whole log between folds (plus a quarter for
+        // the epochs committed while a fold's flush starts): a log written and deleted
+        // between two flushes never reaches a file. Before, with 16 MB, the log of benchmark
+        // (b) was written to files, read back by compaction and dropped: 1.2 GB per 10M rows.
+        let log_memtable = CONTENTS_LOG_MEMTABLE_BYTES
+            .min(config.memtable_bytes)
+            .max(config.contents_log_bytes + config.contents_log_bytes / 4);
+        // Memtables of all families together stay under this, and are charged to the block
+        // cache: what they hold is evicted from it, so both stay within `cache_bytes`. No
+        // family's memtable is larger than half of it, and each grows in blocks of 1 MB (by
+        // default an eighth of its size: nine families reserved ~54 MB while empty).
+        let memtables = memtable_limit(config.cache_bytes, log_memtable);
+        let manager = rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
+            memtables,
+            false,
+            cache.clone(),
+        );
+        opts.set_write_buffer_manager(&manager);
+        opts.set_write_buffer_size(config.memtable_bytes.min(memtables / 2));
+        opts.set_arena_block_size(ARENA_BLOCK_BYTES);
         opts.increase_parallelism(2);
         // Most point reads of table writes and view contents miss (new rows): a bloom filter
         // over the memtable's keys answers those without searching the skip list (not for
@@ -204,15 +255,12 @@ impl Store {
         opts.set_memtable_whole_key_filtering(true);
         // Counted entries (view contents, operator multisets) grow by blind merges.
         opts.set_merge_operator_associative("freshet.add_counts", add_counts);
-        // The contents log's memtable keeps a whole log between folds (plus a quarter for
-        // the epochs committed while a fold's flush starts): a log written and deleted
-        // between two flushes never reaches a file. Before, with 16 MB, the log of benchmark
-        // (b) was written to files, read back by compaction and dropped: 1.2 GB per 10M rows.
-        let log_memtable = CONTENTS_LOG_MEMTABLE_BYTES
-            .min(config.memtable_bytes)
-            .max(config.contents_log_bytes + config.contents_log_bytes / 4);
-        // Memtables of all families together stay under this (RSS stays bounded).
-        opts.set_db_write_buffer_size(DB_MEMTABLE_BYTES + log_memtable);
+        let memory: &'static Memory = Box::leak(Box::new(Memory {
+            cache: cache.clone(),
+            manager: manager.clone(),
+            cache_bytes: config.cache_bytes,
+            memtable_bytes: memtables,
+        }));
         // A log file lives until every family's data in it is flushed: past this much log,
         // the families holding the oldest are flushed (the catalog's rare writes would
         // otherwise pin every log written since). The contents log's memtable holds the
@@ -236,7 +284,11 @@ impl Store {
                     // A small memtable: its skip list stays shallow and mostly in CPU cache,
                     // so the many scattered inserts of operator state cost fewer cache
                     // misses; rewrites of one key (accumulators) collapse at flush.
-                    cf.set_write_buffer_size(SCATTERED_MEMTABLE_BYTES.min(config.memtable_bytes));
+                    cf.set_write_buffer_size(
+                        SCATTERED_MEMTABLE_BYTES
+                            .min(config.memtable_bytes)
+                            .min(memtables / 2),
+                    );
                     // No memtable bloom filter: its upkeep on every insert cost more than it
                     // saved — these families are read through operator caches and by short
                     // scans ((b) −5%, (c) −8% server CPU without it; benchmarks.md, 2026-11-25).
@@ -252,7 +304,7 @@ impl Store {
                     // its deletion, and the flush writes only the deletions. Not compressed:
                     // entries reach a file only when a fold comes late (several views' logs
                     // past the memtable, a long snapshot), and are read back once.
-                    cf.set_write_buffer_size(log_memtable);
+                    cf.set_write_buffer_size(log_memtable.min(memtables / 2));
                     cf.set_compression_type(rocksdb::DBCompressionType::None);
                 }
                 // Each memtable insert starts from where the previous one went (the hint of
@@ -287,6 +339,7 @@ impl Store {
             families,
             sync: config.sync_commits,
             group: Box::leak(Box::default()),
+            memory,
         };
         store.check_format(dir)?;
         tracing::info!(path = %dir.display(), "state store opened");
@@ -388,6 +441,16 @@ impl Store {
             count_read(key);
         }
         Ok(v)
+    }
+
+    /// RocksDB's memory against its limits.
+    pub fn memory_use(&self) -> MemoryUse {
+        MemoryUse {
+            cache_limit: self.memory.cache_bytes,
+            cache_used: self.memory.cache.get_usage(),
+            memtable_limit: self.memory.memtable_bytes,
+            memtable_used: self.memory.manager.get_usage(),
+        }
     }
 
     /// Where RocksDB's memory is, in bytes (and its table file count), as (name, value):

@@ -40,7 +40,7 @@ async fn state(c: &Client, server: &FreshetServer, events: u64) -> anyhow::Resul
 }
 
 pub async fn run(o: &NexmarkOpts, cfg: &Config, bootstrap: &str, n: u64) -> anyhow::Result<()> {
-    let server = FreshetServer::start(&o.freshet_bin, o.block_cache_mb).await?;
+    let server = FreshetServer::start(&o.freshet_bin, o.memory_mb).await?;
     let result = measure(&server, o, cfg, bootstrap, n).await;
     server.stop();
     let (small, large) = result?;

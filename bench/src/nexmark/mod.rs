@@ -54,9 +54,9 @@ pub struct NexmarkOpts {
     /// Events produced but not yet read by the server, at most.
     #[arg(long, default_value_t = 40_000)]
     backlog: u64,
-    /// RocksDB block cache of the server, MB.
-    #[arg(long, default_value_t = 256)]
-    block_cache_mb: u64,
+    /// The server's memory budget (`--memory-mb`), MB.
+    #[arg(long, default_value_t = 1024)]
+    memory_mb: u64,
     /// PostgreSQL's binaries; the check is skipped when they are missing.
     #[arg(long, default_value = "/usr/lib/postgresql/15/bin")]
     pg_bin: PathBuf,
@@ -225,7 +225,7 @@ fn producer(bootstrap: &str) -> anyhow::Result<ThreadedProducer<DefaultProducerC
 }
 
 async fn measure(o: &NexmarkOpts, cfg: &Config, bootstrap: &str, q: &Query) -> anyhow::Result<Run> {
-    let server = FreshetServer::start(&o.freshet_bin, o.block_cache_mb).await?;
+    let server = FreshetServer::start(&o.freshet_bin, o.memory_mb).await?;
     let result = measure_on(&server, o, cfg, bootstrap, q).await;
     server.stop();
     result

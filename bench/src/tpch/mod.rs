@@ -37,9 +37,9 @@ pub struct TpchOpts {
     /// The queries made views, comma-separated numbers (all 22 when empty).
     #[arg(long, default_value = "")]
     queries: String,
-    /// RocksDB block cache of the server, MB.
-    #[arg(long, default_value_t = 256)]
-    block_cache_mb: u64,
+    /// The server's memory budget (`--memory-mb`), MB.
+    #[arg(long, default_value_t = 1024)]
+    memory_mb: u64,
     /// After the last batch, kill -9 freshet, restart it on its data and compare again.
     #[arg(long)]
     kill: bool,
@@ -61,7 +61,7 @@ pub async fn run(o: TpchOpts) -> anyhow::Result<()> {
             .map(|n| Ok(queries::query(n.trim().parse()?, o.sf)))
             .collect::<anyhow::Result<_>>()?,
     };
-    let mut freshet = FreshetServer::start(&o.freshet_bin, o.block_cache_mb).await?;
+    let mut freshet = FreshetServer::start(&o.freshet_bin, o.memory_mb).await?;
     let pg = Cluster::start_with(&o.pg_bin, false)?;
     let (fc, pc) = (freshet.connect().await?, pg.connect().await?);
     let mut steps = Vec::new();
@@ -117,6 +117,7 @@ pub async fn run(o: TpchOpts) -> anyhow::Result<()> {
         compare(&fc, &pc, &queries, &name, &mut differences).await?;
     }
     let (_, peak_rss) = procstat::rss_bytes(freshet.pid())?;
+    let memory = memory_parts(&fc).await?;
     let state = procstat::dir_bytes(&freshet.data_dir());
     if o.kill {
         drop(fc);
@@ -125,6 +126,7 @@ pub async fn run(o: TpchOpts) -> anyhow::Result<()> {
         compare(&fc, &pc, &queries, "kill -9", &mut differences).await?;
     }
     report(&o, &steps, &differences.rows, rows, peak_rss, state);
+    println!("freshet's memory after the last batch (`freshet_internal.memory`, MB used / budget): {memory}.");
     if o.batches > 0 {
         let each: Vec<String> = statements
             .iter()
@@ -282,10 +284,10 @@ fn report(
     state: u64,
 ) {
     println!(
-        "\nTPC-H SF {} ({rows} rows), {} views, block cache {} MB\n",
+        "\nTPC-H SF {} ({rows} rows), {} views, memory budget {} MB\n",
         o.sf,
         steps.len().saturating_sub(1 + o.batches),
-        o.block_cache_mb
+        o.memory_mb
     );
     println!("| step | freshet s | freshet CPU s | PostgreSQL s | freshet / PostgreSQL | rows |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -318,8 +320,33 @@ fn report(
     );
     println!(
         "\nPostgreSQL's batch time includes REFRESH MATERIALIZED VIEW of every view. \
-         freshet peak RSS {:.0} MB, state on disk {:.0} MB.",
+         freshet peak RSS {:.0} MB ({:.2}× its memory budget), state on disk {:.0} MB.",
         peak_rss as f64 / 1e6,
+        peak_rss as f64 / (o.memory_mb << 20) as f64,
         state as f64 / 1e6
     );
+}
+
+/// `freshet_internal.memory` as `name used/budget` in MB.
+async fn memory_parts(fc: &Client) -> anyhow::Result<String> {
+    let rows = fc
+        .query(
+            "SELECT name, used_bytes, budget_bytes FROM freshet_internal.memory",
+            &[],
+        )
+        .await?;
+    let mb = |b: i64| format!("{:.0}", b as f64 / (1 << 20) as f64);
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let budget: Option<i64> = r.get(2);
+            format!(
+                "{} {}{}",
+                r.get::<_, String>(0),
+                mb(r.get(1)),
+                budget.map(|b| format!("/{}", mb(b))).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", "))
 }

@@ -4,8 +4,15 @@
 //! latest commit holds — provided every epoch that wrote it committed. When an epoch fails
 //! (an error in any view, or the commit itself), [`crate::Dataflows::forget_cached`] empties
 //! every cache; the next epoch reads RocksDB again.
+//!
+//! All caches of the process share one budget ([`set_budget`], the server's share of its
+//! memory budget for operator caches): a cache may grow past its fair share (the budget
+//! divided among the live caches) while the caches together stay within the budget; once
+//! they pass it, a cache over its share evicts down to it when it next grows, and
+//! [`crate::Dataflows::trim_caches`] (after each epoch) evicts the others that are over theirs.
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datafusion::error::Result;
@@ -16,10 +23,66 @@ use smallvec::SmallVec;
 
 use crate::epoch::state_err;
 
-/// Bytes of keys and values one cache holds at most (plus a per-entry allowance).
-const BUDGET: usize = 64 << 20;
 /// Allowance per entry for the map's own memory.
 const ENTRY_OVERHEAD: usize = 64;
+
+/// What the caches of the process may hold together, what they hold and how many there are.
+struct Budget {
+    limit: AtomicUsize,
+    used: AtomicUsize,
+    live: AtomicUsize,
+}
+
+impl Budget {
+    const fn new(limit: usize) -> Budget {
+        Budget {
+            limit: AtomicUsize::new(limit),
+            used: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+        }
+    }
+
+    /// A cache's fair share.
+    fn share(&self) -> usize {
+        self.limit.load(Ordering::Relaxed) / self.live.load(Ordering::Relaxed).max(1)
+    }
+
+    /// Whether the caches together hold more than the limit.
+    fn over(&self) -> bool {
+        self.used.load(Ordering::Relaxed) > self.limit.load(Ordering::Relaxed)
+    }
+
+    /// The largest entry worth caching.
+    fn largest_entry(&self) -> usize {
+        self.limit.load(Ordering::Relaxed) / 8
+    }
+}
+
+/// The budget of every operator cache of the process.
+static BUDGET: Budget = Budget::new(256 << 20);
+
+/// Sets the bytes (keys, values and a per-entry allowance) that the operator caches of all
+/// views together may hold.
+pub fn set_budget(bytes: usize) {
+    BUDGET.limit.store(bytes.max(1 << 20), Ordering::Relaxed);
+}
+
+/// What the operator caches hold, all together.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub budget: usize,
+    pub used: usize,
+    pub caches: usize,
+}
+
+/// The caches' budget, what they hold and how many there are.
+pub fn usage() -> Usage {
+    Usage {
+        budget: BUDGET.limit.load(Ordering::Relaxed),
+        used: BUDGET.used.load(Ordering::Relaxed),
+        caches: BUDGET.live.load(Ordering::Relaxed),
+    }
+}
 
 /// The memory a cached value stands for, in bytes.
 pub trait Weigh {
@@ -32,19 +95,24 @@ impl Weigh for Option<Vec<u8>> {
     }
 }
 
+/// The memory `row` takes decoded, about.
+pub(crate) fn row_bytes(row: &[Datum]) -> usize {
+    let datum = |d: &Datum| {
+        std::mem::size_of::<Datum>()
+            + match d {
+                Datum::Text(t) => t.len(),
+                Datum::Bytes(b) => b.len(),
+                // Nested values: a rough allowance.
+                Datum::List(l) => l.len() * std::mem::size_of::<Datum>(),
+                _ => 0,
+            }
+    };
+    row.iter().map(datum).sum()
+}
+
 impl Weigh for Option<Arc<[Datum]>> {
     fn weigh(&self) -> usize {
-        let datum = |d: &Datum| {
-            std::mem::size_of::<Datum>()
-                + match d {
-                    Datum::Text(t) => t.len(),
-                    Datum::Bytes(b) => b.len(),
-                    // Nested values: a rough allowance.
-                    Datum::List(l) => l.len() * std::mem::size_of::<Datum>(),
-                    _ => 0,
-                }
-        };
-        self.as_ref().map_or(0, |row| row.iter().map(datum).sum())
+        self.as_ref().map_or(0, |row| row_bytes(row))
     }
 }
 
@@ -59,6 +127,14 @@ pub type AccCache = Cache<Option<Arc<[Datum]>>>;
 
 impl<V> Default for Cache<V> {
     fn default() -> Self {
+        Self::within(&BUDGET)
+    }
+}
+
+impl<V> Cache<V> {
+    /// A cache charged to `budget`.
+    fn within(budget: &'static Budget) -> Self {
+        budget.live.fetch_add(1, Ordering::Relaxed);
         Self {
             inner: Mutex::new(Inner {
                 table: HashTable::new(),
@@ -66,8 +142,17 @@ impl<V> Default for Cache<V> {
                 bytes: 0,
                 generation: 0,
                 held: false,
+                budget,
             }),
         }
+    }
+}
+
+impl<V> Drop for Cache<V> {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        inner.budget.used.fetch_sub(inner.bytes, Ordering::Relaxed);
+        inner.budget.live.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -99,6 +184,7 @@ struct Inner<V> {
     generation: u64,
     /// Nothing may leave (see [`Cache::hold`]).
     held: bool,
+    budget: &'static Budget,
 }
 
 /// Where [`Cache::multi_get`] found each key: [`AccCache::set_accs`] then updates
@@ -133,7 +219,7 @@ impl<V: Weigh> Inner<V> {
 
     fn insert(&mut self, key: Vec<u8>, value: V) {
         let c = cost(&key, &value);
-        if c > BUDGET / 8 && !self.held {
+        if c > self.budget.largest_entry() && !self.held {
             // Too big to be worth the memory.
             self.remove(&key);
             return;
@@ -156,7 +242,7 @@ impl<V: Weigh> Inner<V> {
                     },
                     |s| hasher.hash_one(s.key.as_slice()),
                 );
-                self.bytes += c;
+                self.set_bytes(self.bytes + c);
                 self.generation += 1;
                 self.evict_if_over();
             }
@@ -174,30 +260,59 @@ impl<V: Weigh> Inner<V> {
     /// Charges bucket `at`'s entry `c` bytes (its value changed), evicting if over budget.
     fn recharge(&mut self, at: usize, c: usize) {
         if let Some(slot) = self.table.get_bucket_mut(at) {
-            self.bytes = self.bytes - slot.cost + c;
+            let bytes = self.bytes - slot.cost + c;
             slot.cost = c;
+            self.set_bytes(bytes);
         }
         self.evict_if_over();
     }
 
-    fn evict_if_over(&mut self) {
-        if self.bytes > BUDGET && !self.held {
-            // Over budget: drop about half the entries (arbitrary ones, as hashed).
-            let mut keep = false;
-            self.table.retain(|_| {
-                keep = !keep;
-                keep
-            });
-            self.bytes = self.table.iter().map(|s| s.cost).sum();
-            self.generation += 1;
+    /// Sets what this cache holds, keeping the shared count in step.
+    fn set_bytes(&mut self, bytes: usize) {
+        if bytes >= self.bytes {
+            self.budget
+                .used
+                .fetch_add(bytes - self.bytes, Ordering::Relaxed);
+        } else {
+            self.budget
+                .used
+                .fetch_sub(self.bytes - bytes, Ordering::Relaxed);
         }
+        self.bytes = bytes;
+    }
+
+    /// Whether this cache must give memory back: the caches together are over the budget
+    /// and it holds more than its share.
+    fn over_share(&self) -> bool {
+        self.bytes > self.budget.share() && self.budget.over()
+    }
+
+    fn evict_if_over(&mut self) {
+        if !self.held && self.over_share() {
+            self.evict_to(self.budget.share() / 2);
+        }
+    }
+
+    /// Drops entries (arbitrary ones, as hashed) until at most `target` bytes are left.
+    fn evict_to(&mut self, target: usize) {
+        let mut drop = self.bytes.saturating_sub(target);
+        self.table.retain(|s| {
+            if drop == 0 {
+                return true;
+            }
+            drop = drop.saturating_sub(s.cost);
+            false
+        });
+        let bytes = self.table.iter().map(|s| s.cost).sum();
+        self.set_bytes(bytes);
+        self.generation += 1;
     }
 
     fn remove(&mut self, key: &[u8]) {
         let hash = self.hasher.hash_one(key);
         if let Ok(entry) = self.table.find_entry(hash, |s| s.key.as_slice() == key) {
             let (slot, _) = entry.remove();
-            self.bytes -= slot.cost;
+            self.set_bytes(self.bytes - slot.cost);
             self.generation += 1;
         }
     }
@@ -220,7 +335,7 @@ impl<V: Weigh> Inner<V> {
     fn set_found(&mut self, found: &Found, i: usize, key: &[u8], value: V) {
         let c = cost(key, &value);
         match self.slot_of(found, i, key) {
-            Some(at) if c <= BUDGET / 8 || self.held => self.set_at(at, value, c),
+            Some(at) if c <= self.budget.largest_entry() || self.held => self.set_at(at, value, c),
             _ => self.insert(key.to_vec(), value),
         }
     }
@@ -263,16 +378,23 @@ impl<V: Weigh + Clone> Cache<V> {
         inner.evict_if_over();
     }
 
-    /// Whether the cache holds more than its budget (possible only while held).
+    /// Whether the cache holds more than its share while the caches together are over
+    /// their budget (possible only while held).
     pub fn over_budget(&self) -> bool {
-        self.lock().bytes > BUDGET
+        self.lock().over_share()
+    }
+
+    /// Evicts down to half its share if it holds more than its share while the caches
+    /// together are over their budget (unless held).
+    pub fn trim(&self) {
+        self.lock().evict_if_over();
     }
 
     /// Forgets every entry (after an epoch that did not commit).
     pub fn clear(&self) {
         let mut inner = self.lock();
         inner.table = HashTable::new();
-        inner.bytes = 0;
+        inner.set_bytes(0);
         inner.generation += 1;
     }
 }
@@ -373,6 +495,11 @@ impl AccCache {
 mod tests {
     use super::*;
 
+    /// A budget of `limit` bytes of this test's own.
+    fn budget(limit: usize) -> &'static Budget {
+        Box::leak(Box::new(Budget::new(limit)))
+    }
+
     fn new() -> Inner<Option<Vec<u8>>> {
         Inner {
             table: HashTable::new(),
@@ -380,23 +507,56 @@ mod tests {
             bytes: 0,
             generation: 0,
             held: false,
+            budget: budget(64 << 20),
         }
     }
 
     #[test]
     fn stays_within_budget() {
-        let mut inner = new();
-        for i in 0..2_000_000u64 {
-            inner.insert(i.to_be_bytes().to_vec(), Some(vec![0; 16]));
-            assert!(inner.bytes <= BUDGET + 100);
+        let limit = 4 << 20;
+        let cache: Cache<Option<Vec<u8>>> = Cache::within(budget(limit));
+        for i in 0..200_000u64 {
+            cache.insert(i.to_be_bytes().to_vec(), Some(vec![0; 16]));
+            assert!(cache.lock().bytes <= limit + 100);
         }
-        assert!(inner.table.len() > 0);
+        assert!(cache.lock().table.len() > 0);
         // Overwrites do not inflate the count.
         let mut inner = new();
         for _ in 0..10 {
             inner.insert(b"k".to_vec(), Some(vec![0; 10]));
         }
         assert_eq!(inner.bytes, 1 + 10 + ENTRY_OVERHEAD);
+    }
+
+    #[test]
+    fn caches_share_one_budget() {
+        let limit = 4 << 20;
+        let shared = budget(limit);
+        let fill = |cache: &Cache<Option<Vec<u8>>>, from: u64, n: u64| {
+            for i in from..from + n {
+                cache.insert(i.to_be_bytes().to_vec(), Some(vec![0; 16]));
+            }
+        };
+        // Alone, a cache may take the whole budget.
+        let a: Cache<Option<Vec<u8>>> = Cache::within(shared);
+        fill(&a, 0, 40_000);
+        assert!(a.lock().bytes > limit / 2 + limit / 4);
+        // A second one grows within its share (the first holds more than its own until
+        // trimmed), then both are within the budget.
+        let b: Cache<Option<Vec<u8>>> = Cache::within(shared);
+        fill(&b, 0, 40_000);
+        assert!(b.lock().bytes <= limit / 2 + 100);
+        a.trim();
+        assert!(a.lock().bytes <= limit / 2);
+        assert!(shared.used.load(Ordering::Relaxed) <= limit + 100);
+        // Entries of a dropped cache leave the count.
+        let before = shared.used.load(Ordering::Relaxed);
+        let b_bytes = b.lock().bytes;
+        drop(b);
+        assert_eq!(shared.used.load(Ordering::Relaxed), before - b_bytes);
+        assert_eq!(shared.live.load(Ordering::Relaxed), 1);
+        a.clear();
+        assert_eq!(shared.used.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -62,7 +62,9 @@ pub(super) type Rows = Vec<(Vec<Datum>, i64)>;
 
 impl Weigh for Arc<Rows> {
     fn weigh(&self) -> usize {
-        self.iter().map(|(row, _)| 24 + row.len() * 32).sum()
+        self.iter()
+            .map(|(row, _)| 32 + super::cache::row_bytes(row))
+            .sum()
     }
 }
 

@@ -6,7 +6,7 @@
 
 mod aggregate;
 pub mod bad_rows;
-mod cache;
+pub mod cache;
 mod join;
 mod merge;
 mod not_in;
@@ -176,6 +176,17 @@ impl Node {
             _ => {}
         }
         self.children().into_iter().for_each(Node::forget_cached);
+    }
+
+    /// Evicts from every operator cache of the tree that holds more than its share of the
+    /// caches' budget while they together are over it (see `cache.rs`).
+    pub fn trim_caches(&self) {
+        match self {
+            Node::Aggregate { op, .. } => op.cache.trim(),
+            Node::Join { op, .. } => op.cache.trim(),
+            _ => {}
+        }
+        self.children().into_iter().for_each(Node::trim_caches);
     }
 
     /// The direct inputs.

@@ -249,6 +249,7 @@ impl Engine {
         }
         // Committed: subscribers get the epoch's changes.
         writer.epoch += 1;
+        self.dataflows.trim_caches();
         self.subscriptions.publish(writer.epoch, &changes);
         self.listeners.publish(writer.epoch, &changes);
         if let Err(e) = self.changelogs.prune(&self.store) {

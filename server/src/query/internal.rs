@@ -10,6 +10,9 @@
 //!   `rocksdb_table_files`; `query_memory_reserved_bytes`, what running statements of all
 //!   sessions hold of `--query-memory-total-mb` by their operators' reservations, and
 //!   `query_memory_allocated_bytes`, what they have allocated.
+//! - `memory (name, budget_bytes, used_bytes)`: the memory budget (`--memory-mb`) and its
+//!   parts (RocksDB's block cache and memtables, operator caches), the statements' budget,
+//!   and the process's resident memory (see `internal/memory.rs`).
 //! - `source_errors (source, partition, "offset", error, payload)`: every message a source
 //!   could not decode (payload: its first 256 bytes, as text).
 //! - `source_gaps (source, partition, first_offset, last_offset, missing, detected_at)`:
@@ -44,6 +47,7 @@ use datafusion::error::{DataFusionError, Result};
 use crate::coord::engine::{Engine, FoldReason};
 
 mod event_time;
+mod memory;
 mod view_state;
 
 /// The schema name.
@@ -52,6 +56,7 @@ pub const INTERNAL_SCHEMA: &str = "freshet_internal";
 const TABLES: &[&str] = &[
     "backfills",
     "late_rows",
+    "memory",
     "metrics",
     "sink_progress",
     "source_errors",
@@ -408,6 +413,7 @@ impl SchemaProvider for InternalSchema {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         match name {
             "metrics" => self.metrics().map(Some),
+            "memory" => memory::memory(&self.engine, &self.query_memory).map(Some),
             "backfills" => self.backfills().map(Some),
             "late_rows" => event_time::late_rows(&self.engine).map(Some),
             "source_watermarks" => event_time::source_watermarks(&self.engine).map(Some),
