@@ -64,7 +64,17 @@ pub fn all_live() -> usize {
     ALL.load(Ordering::Relaxed).max(0) as usize
 }
 
+/// Bytes live in blocks of [`TRACKED_FROM`] bytes or more, charged to an account or not.
+static LARGE: AtomicIsize = AtomicIsize::new(0);
+
+/// Bytes the process holds in blocks of [`TRACKED_FROM`] bytes or more (what it holds in
+/// smaller ones is not counted).
+pub fn large_live() -> usize {
+    LARGE.load(Ordering::Relaxed).max(0) as usize
+}
+
 fn charge(tag: u64, bytes: isize) {
+    LARGE.fetch_add(bytes, Ordering::Relaxed);
     if tag == 0 {
         return;
     }

@@ -20,13 +20,14 @@ use crate::memory::ServerBudget;
 ///   budget);
 /// - `operator_caches`: the operator caches of every view (evicting past their share);
 /// - `statements`: what running statements reserve of `--query-memory-total-mb`;
-/// - `process` and `process_peak`: the server's resident memory, now and at its highest
-///   (no budget).
+/// - `process` and `process_peak`: the server's resident memory, now and at its highest;
+///   `process_heap_blocks`: what it holds in heap blocks of 512 bytes or more (smaller ones
+///   are not counted) — RocksDB's own memory is not on this heap (no budgets).
 pub fn memory(engine: &Engine, statements: &ServerBudget) -> Result<Arc<dyn TableProvider>> {
     let rocksdb = engine.store.memory_use();
     let caches = cache::usage();
     let (rss, peak) = resident();
-    let rows: [(&str, Option<u64>, u64); 7] = [
+    let rows: [(&str, Option<u64>, u64); 8] = [
         (
             "state",
             Some((rocksdb.cache_limit + caches.budget) as u64),
@@ -53,6 +54,11 @@ pub fn memory(engine: &Engine, statements: &ServerBudget) -> Result<Arc<dyn Tabl
             statements.used() as u64,
         ),
         ("process", None, rss),
+        (
+            "process_heap_blocks",
+            None,
+            crate::alloc::large_live() as u64,
+        ),
         ("process_peak", None, peak),
     ];
     relation(
