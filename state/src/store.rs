@@ -402,6 +402,29 @@ impl Store {
         self.write_opt(batch, false)
     }
 
+    /// Writes `batch` to the memtables only, not to the write-ahead log: it reaches the disk
+    /// when its memtables are flushed ([`Store::flush_all`]), and a crash before that loses
+    /// it. For bulk writes that are garbage after a crash (a backfill's steps, under an id no
+    /// catalog entry names yet): flush before committing anything that names them.
+    pub fn write_unlogged(&self, mut batch: WriteBatch) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        let families = self.families;
+        let rep = batch.rocksdb_rep(|key| families.id_of(key));
+        self.db
+            .write_opt(rocksdb::WriteBatch::from_data(&rep), &wo)?;
+        Ok(())
+    }
+
+    /// Flushes every family's memtable to table files and waits: everything written before,
+    /// through the write-ahead log or not, is then on disk.
+    pub fn flush_all(&self) -> Result<()> {
+        let mut fo = rocksdb::FlushOptions::default();
+        fo.set_wait(true);
+        self.db.flush_cfs_opt(&self.families.handles, &fo)?;
+        Ok(())
+    }
+
     fn write_opt(&self, mut batch: WriteBatch, sync: bool) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);

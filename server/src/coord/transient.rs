@@ -39,7 +39,7 @@ pub async fn start(
     let view =
         crate::coord::views::build(engine, state, id, "subscribe", &[], query, Layout::NEW).await?;
     let mut batch = WriteBatch::default();
-    crate::coord::views::backfill(engine, w, &view, &mut batch).await?;
+    crate::coord::views::backfill(engine, w, &view, &mut batch, false).await?;
     // Unsynced: nothing of it outlives the process that runs it.
     engine
         .store

@@ -224,7 +224,7 @@ pub async fn create(
             since.to_be_bytes(),
         );
     }
-    backfill(engine, &mut w, &view, &mut batch).await?;
+    backfill(engine, &mut w, &view, &mut batch, true).await?;
     if let Err(e) = engine.catalog.create_view(def, batch) {
         forget_backfill(engine, view.id);
         return Err(crate::error::user_error(e));
@@ -242,12 +242,15 @@ pub async fn create(
 }
 
 /// Adds `view`'s initial contents and operator state, from the latest committed state, to
-/// `batch` (under the writer lock, which keeps what it reads fixed).
+/// `batch` (under the writer lock, which keeps what it reads fixed). `durable`: what the
+/// steps before the last wrote is on disk when this returns (for a view whose entry will
+/// commit with `batch`; a transient dataflow's state is deleted after a crash anyway).
 pub async fn backfill(
     engine: &Arc<Engine>,
     w: &mut WriteState,
     view: &MaterializedView,
     batch: &mut WriteBatch,
+    durable: bool,
 ) -> Result<(), PgError> {
     // Views it reads hold their whole contents in this snapshot.
     let snapshot = engine.fold_for_read(w).map_err(|e| map_df_error(&e))?;
@@ -263,12 +266,16 @@ pub async fn backfill(
             changes.appends.insert(input, rows);
         }
     }
-    // Steps before the last write straight to the store (unsynced: the catalog entry's
-    // synced write makes them durable), under an id no catalog entry names yet.
+    // Steps before the last write straight to the memtables, under an id no catalog entry
+    // names yet: not through the write-ahead log (the state of a large view would be written
+    // twice), so a crash meanwhile loses them, and the next start deletes what is left. For
+    // a view that will outlive a crash, the memtables are flushed before its entry commits.
+    let mut unlogged = false;
     let mut flush = |b: WriteBatch| {
+        unlogged = true;
         engine
             .store
-            .write_unsynced(b)
+            .write_unlogged(b)
             .map_err(freshet_dataflow::epoch::state_err)?;
         Ok(engine.store.snapshot())
     };
@@ -283,6 +290,13 @@ pub async fn backfill(
             &mut flush,
             &running.progress,
         )
+    });
+    let done = done.and_then(|_| {
+        if durable && unlogged {
+            tokio::task::block_in_place(|| engine.store.flush_all())
+                .map_err(freshet_dataflow::epoch::state_err)?;
+        }
+        Ok(())
     });
     if let Err(e) = done {
         forget_backfill(engine, view.id);
