@@ -8,8 +8,9 @@
 //! All caches of the process share one budget ([`set_budget`], the server's share of its
 //! memory budget for operator caches): a cache may grow past its fair share (the budget
 //! divided among the live caches) while the caches together stay within the budget; once
-//! they pass it, a cache over its share evicts down to it when it next grows, and
-//! [`crate::Dataflows::trim_caches`] (after each epoch) evicts the others that are over theirs.
+//! they pass it, a cache over its share evicts down to half of it when it next grows, and
+//! [`crate::Dataflows::trim_caches`] (after each epoch and between backfill steps) does the
+//! same to the others that are over theirs.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -295,12 +296,12 @@ impl<V: Weigh> Inner<V> {
 
     /// Drops entries (arbitrary ones, as hashed) until at most `target` bytes are left.
     fn evict_to(&mut self, target: usize) {
-        let mut drop = self.bytes.saturating_sub(target);
+        let mut excess = self.bytes.saturating_sub(target);
         self.table.retain(|s| {
-            if drop == 0 {
+            if excess == 0 {
                 return true;
             }
-            drop = drop.saturating_sub(s.cost);
+            excess = excess.saturating_sub(s.cost);
             false
         });
         let bytes = self.table.iter().map(|s| s.cost).sum();
