@@ -8,9 +8,9 @@
 //! All caches of the process share one budget ([`set_budget`], the server's share of its
 //! memory budget for operator caches): a cache may grow past its fair share (the budget
 //! divided among the live caches) while the caches together stay within the budget; once
-//! they pass it, a cache over its share evicts down to half of it when it next grows, and
-//! [`crate::Dataflows::trim_caches`] (after each epoch and between backfill steps) does the
-//! same to the others that are over theirs.
+//! they pass it, a cache over its share gives back the excess (never going below half its
+//! share) when it next grows, and [`crate::Dataflows::trim_caches`] (after each epoch and
+//! between backfill steps) does the same to the others that are over theirs.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -288,10 +288,21 @@ impl<V: Weigh> Inner<V> {
         self.bytes > self.budget.share() && self.budget.over()
     }
 
+    /// Gives back what the caches together hold past the budget, if this one holds more
+    /// than its share: at least an eighth of its entries (so that evicting stays rare),
+    /// never going below half its share. The cache an epoch or backfill step is filling
+    /// then keeps most of what it holds, and the others shrink when trimmed.
     fn evict_if_over(&mut self) {
-        if !self.held && self.over_share() {
-            self.evict_to(self.budget.share() / 2);
+        if self.held || !self.over_share() {
+            return;
         }
+        let overshoot =
+            self.budget.used.load(Ordering::Relaxed) - self.budget.limit.load(Ordering::Relaxed);
+        let target = self
+            .bytes
+            .saturating_sub(overshoot.max(self.bytes / 8))
+            .max(self.budget.share() / 2);
+        self.evict_to(target);
     }
 
     /// Drops entries (arbitrary ones, as hashed) until at most `target` bytes are left.
@@ -385,8 +396,8 @@ impl<V: Weigh + Clone> Cache<V> {
         self.lock().over_share()
     }
 
-    /// Evicts down to half its share if it holds more than its share while the caches
-    /// together are over their budget (unless held).
+    /// Gives back what the caches together hold past their budget, if it holds more than
+    /// its share (unless held; see `Inner::evict_if_over`).
     pub fn trim(&self) {
         self.lock().evict_if_over();
     }
@@ -547,9 +558,14 @@ mod tests {
         let b: Cache<Option<Vec<u8>>> = Cache::within(shared);
         fill(&b, 0, 40_000);
         assert!(b.lock().bytes <= limit / 2 + 100);
+        let a_before = a.lock().bytes;
         a.trim();
-        assert!(a.lock().bytes <= limit / 2);
-        assert!(shared.used.load(Ordering::Relaxed) <= limit + 100);
+        assert!(a.lock().bytes < a_before);
+        assert!(
+            a.lock().bytes >= limit / 4,
+            "no more than the excess is given back"
+        );
+        assert!(shared.used.load(Ordering::Relaxed) <= limit);
         // Entries of a dropped cache leave the count.
         let before = shared.used.load(Ordering::Relaxed);
         let b_bytes = b.lock().bytes;
