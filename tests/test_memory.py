@@ -99,8 +99,5 @@ def test_views_share_one_memory_budget(tmp_path, postgres):
                 assert_views_match(f, p, f"round {k}")
             # The caches were used up to their budget, not kept small.
             assert m["operator_caches"][1] > m["operator_caches"][0] // 4, m
-            # Without a budget of their own the five views' caches would have held about
-            # 50 MB here; the process stays within the budget and what a statement holds.
-            print(m)
     finally:
         server.stop()

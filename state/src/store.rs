@@ -406,14 +406,10 @@ impl Store {
     /// when its memtables are flushed ([`Store::flush_all`]), and a crash before that loses
     /// it. For bulk writes that are garbage after a crash (a backfill's steps, under an id no
     /// catalog entry names yet): flush before committing anything that names them.
-    pub fn write_unlogged(&self, mut batch: WriteBatch) -> Result<()> {
+    pub fn write_unlogged(&self, batch: WriteBatch) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.disable_wal(true);
-        let families = self.families;
-        let rep = batch.rocksdb_rep(|key| families.id_of(key));
-        self.db
-            .write_opt(rocksdb::WriteBatch::from_data(&rep), &wo)?;
-        Ok(())
+        self.write_with(batch, &wo)
     }
 
     /// Flushes every family's memtable to table files and waits: everything written before,
@@ -425,13 +421,17 @@ impl Store {
         Ok(())
     }
 
-    fn write_opt(&self, mut batch: WriteBatch, sync: bool) -> Result<()> {
+    fn write_opt(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
+        self.write_with(batch, &wo)
+    }
+
+    fn write_with(&self, mut batch: WriteBatch, wo: &WriteOptions) -> Result<()> {
         let families = self.families;
         let rep = batch.rocksdb_rep(|key| families.id_of(key));
         self.db
-            .write_opt(rocksdb::WriteBatch::from_data(&rep), &wo)?;
+            .write_opt(rocksdb::WriteBatch::from_data(&rep), wo)?;
         Ok(())
     }
 

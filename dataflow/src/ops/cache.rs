@@ -73,15 +73,13 @@ pub fn set_budget(bytes: usize) {
 pub struct Usage {
     pub budget: usize,
     pub used: usize,
-    pub caches: usize,
 }
 
-/// The caches' budget, what they hold and how many there are.
+/// The caches' budget and what they hold.
 pub fn usage() -> Usage {
     Usage {
         budget: BUDGET.limit.load(Ordering::Relaxed),
         used: BUDGET.used.load(Ordering::Relaxed),
-        caches: BUDGET.live.load(Ordering::Relaxed),
     }
 }
 
