@@ -1,8 +1,10 @@
 """COPY … FROM STDIN: text and CSV formats through psycopg and psql, one atomic statement each,
-maintaining the views that read the table."""
+maintaining the views that read the table. COPY … TO STDOUT: text, CSV and binary, byte for
+byte as PostgreSQL writes them."""
 import decimal
 import subprocess
 
+import psycopg
 import pytest
 from psycopg import errors
 
@@ -61,3 +63,133 @@ def test_psql_copy(freshet, tmp_path):
     assert "COPY 500" in out.stdout
     with freshet.connect() as c:
         assert c.execute("SELECT count(*), max(name) FROM p").fetchone() == (500, "name 99")
+
+
+# COPY … TO STDOUT: each statement runs against freshet and against PostgreSQL, which must
+# write the same bytes (or refuse with the same SQLSTATE).
+COPY_TABLE = [
+    "CREATE TABLE x (id int PRIMARY KEY, s text, n numeric(10,3), f float8, b boolean, d date, "
+    "ts timestamp, j jsonb, c char(4), a int[])",
+    "INSERT INTO x VALUES "
+    "(1, 'plain', 1.5, 0.1, true, '2026-01-02', '2026-01-02 03:04:05', '{\"b\": 1, \"a\": [1, 2]}', 'ab', ARRAY[1, 2]), "
+    "(2, E'tab\\there\\nnew \"q\" , back\\\\slash|semi;', -2.25, -1e10, false, '1999-12-31', "
+    "'2026-01-02 03:04:05.25', '\"str\"', 'abcd', ARRAY[]::int[]), "
+    "(3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), "
+    "(4, '', 0, 1e-5, true, '2000-02-29', '2000-02-29 00:00:00', '[]', '', ARRAY[NULL, 3]), "
+    "(5, '\\.', 12345.678, '-0'::float8, false, '2026-12-05', '2026-12-05 23:59:59.999999', 'null', 'x y', ARRAY[-1]), "
+    "(6, 'NULL', 7, 2.5, NULL, '2026-06-01', NULL, '{}', 'q\"', NULL)",
+    "CREATE MATERIALIZED VIEW xv AS SELECT b, count(*) AS n FROM x GROUP BY b",
+]
+
+COPY_OUT = [
+    "COPY x TO STDOUT",
+    "COPY public.x (id, s) TO STDOUT (FORMAT csv, HEADER)",
+    "COPY x TO STDOUT CSV HEADER",
+    "COPY x TO STDOUT WITH DELIMITER ';' NULL 'nil' CSV HEADER FORCE QUOTE s, c",
+    "COPY (SELECT id, s, n FROM x WHERE id > 1 ORDER BY id DESC) TO STDOUT (FORMAT csv, "
+    "DELIMITER ';', NULL 'NULL', FORCE_QUOTE (n), QUOTE '''', ESCAPE '\\')",
+    "COPY (SELECT s FROM x ORDER BY id) TO STDOUT (FORMAT csv)",
+    "COPY x (id, s, c) TO STDOUT (DELIMITER '|', NULL '')",
+    "COPY x TO STDOUT (FORMAT text, HEADER)",
+    "COPY (SELECT b, n FROM xv ORDER BY b) TO STDOUT",
+    "COPY (SELECT id, s, b, f, d FROM x ORDER BY id) TO STDOUT (FORMAT binary)",
+    "COPY (VALUES (1, 'one'), (2, NULL)) TO STDOUT (FORMAT csv, HEADER true)",
+    "COPY (SELECT * FROM x WHERE id = 2) TO STDOUT",
+    "COPY (SELECT * FROM x WHERE false) TO STDOUT (FORMAT csv, HEADER)",
+]
+
+COPY_ERRORS = [
+    "COPY xv TO STDOUT",
+    "COPY x TO STDOUT (FORMAT binary, HEADER)",
+    "COPY x TO STDOUT (FORMAT binary, DELIMITER ',')",
+    "COPY x TO STDOUT (FORMAT json)",
+    "COPY x TO STDOUT (QUOTE '|')",
+    "COPY x TO STDOUT (FORMAT csv, FORCE_QUOTE (nosuch))",
+    "COPY nosuch TO STDOUT",
+    "COPY x (nosuch) TO STDOUT",
+    "COPY (SELECT 1 / (id - 3) FROM x ORDER BY id) TO STDOUT",
+]
+
+
+def copy_out(conn, sql):
+    """What COPY wrote, as bytes, or the SQLSTATE it failed with."""
+    try:
+        with conn.cursor().copy(sql) as cp:
+            return b"".join(bytes(chunk) for chunk in cp)
+    except psycopg.Error as e:
+        return e.sqlstate
+
+
+@pytest.fixture
+def copy_db(postgres):
+    with postgres.connect() as c:
+        c.execute("DROP DATABASE IF EXISTS copy_check WITH (FORCE)")
+        c.execute("CREATE DATABASE copy_check")
+    dsn = f"host=127.0.0.1 port={postgres.port} dbname=copy_check user=postgres"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        for s in COPY_TABLE:
+            c.execute(s)
+    return dsn
+
+
+def test_copy_to_stdout_as_postgresql(freshet, copy_db):
+    with freshet.connect() as c:
+        for s in COPY_TABLE:
+            c.execute(s)
+    with freshet.connect() as f, psycopg.connect(copy_db, autocommit=True) as p:
+        for sql in COPY_OUT + COPY_ERRORS:
+            got, want = copy_out(f, sql), copy_out(p, sql)
+            assert got == want, f"{sql}\n  freshet:    {got!r}\n  PostgreSQL: {want!r}"
+        for sql in COPY_ERRORS:
+            assert isinstance(copy_out(f, sql), str), sql
+        # Binary COPY of the types whose binary form has several spellings: what a client
+        # reads from it is the same.
+        sql = "COPY (SELECT id, n, ts, j, a FROM x ORDER BY id) TO STDOUT (FORMAT binary)"
+        rows = []
+        for conn in (f, p):
+            with conn.cursor().copy(sql) as cp:
+                cp.set_types(["int4", "numeric", "timestamp", "jsonb", "int4[]"])
+                rows.append(list(cp.rows()))
+        assert rows[0] == rows[1]
+        assert len(rows[0]) == 6
+        # Inside a transaction block COPY sees the block's own writes, as a SELECT does.
+        f.autocommit = p.autocommit = False
+        for conn in (f, p):
+            conn.execute("INSERT INTO x (id, s) VALUES (7, 'in the block')")
+        assert copy_out(f, "COPY x (id, s) TO STDOUT") == copy_out(p, "COPY x (id, s) TO STDOUT")
+        assert b"in the block" in copy_out(f, "COPY x (id, s) TO STDOUT")
+        f.rollback()
+        p.rollback()
+        assert b"in the block" not in copy_out(f, "COPY x (id, s) TO STDOUT")
+    with freshet.connect() as c:
+        # A file on the server is refused (PostgreSQL writes it for superusers).
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            c.execute("COPY x TO '/tmp/freshet-copy-out'")
+
+
+def test_psql_copy_to_and_several_statements(freshet, copy_db, tmp_path):
+    """psql's \\copy … TO (COPY … TO STDOUT underneath) and a query string holding COPY among
+    other statements print what PostgreSQL's do."""
+    with freshet.connect() as c:
+        for s in COPY_TABLE:
+            c.execute(s)
+    pg = psycopg.conninfo.conninfo_to_dict(copy_db)
+    targets = {"freshet": ["-h", "127.0.0.1", "-p", str(freshet.port), "-d", "freshet"],
+               "postgres": ["-h", "127.0.0.1", "-p", str(pg["port"]), "-U", "postgres", "-d", "copy_check"]}
+    outputs = {}
+    for name, conn in targets.items():
+        out_file = tmp_path / f"{name}.csv"
+        commands = [
+            f"\\copy x TO '{out_file}' WITH (FORMAT csv, HEADER)",
+            f"\\copy (SELECT id, c FROM x ORDER BY id) TO '{out_file}.2' CSV",
+            "SELECT 1 AS one; COPY x (id, s) TO STDOUT; SELECT 2 AS two",
+            "COPY (SELECT id FROM x WHERE id < 3 ORDER BY id) TO STDOUT; SELECT count(*) FROM x",
+        ]
+        args = ["psql", "-X", "-A"] + conn
+        for cmd in commands:
+            args += ["-c", cmd]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        outputs[name] = (out.stdout, out_file.read_text(), (tmp_path / f"{name}.csv.2").read_text())
+    assert outputs["freshet"] == outputs["postgres"]
+    assert "1\tplain\n" in outputs["freshet"][0]

@@ -3,7 +3,8 @@ EXECUTE / DEALLOCATE, set_config, LOCK ... IN ACCESS SHARE MODE, the session set
 sets, `tableoid`, `"char"` casts, acldefault, pg_get_viewdef, quote_literal,
 pg_options_to_table and the catalogs that are always empty. Each check runs against freshet
 and against PostgreSQL, which must answer the same. And pg_dump itself: a schema-only dump of
-freshet restores into PostgreSQL as the same tables, keys, indexes, defaults and views."""
+freshet restores into PostgreSQL as the same tables, keys, indexes, defaults and views, and a
+whole dump as the same rows."""
 
 import subprocess
 
@@ -278,6 +279,64 @@ def test_pg_dump_schema_only_restores_into_postgresql(freshet, postgres):
         with postgres.connect() as c:
             for db in ("dump_restored", "dump_direct"):
                 c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+DATA = [
+    "INSERT INTO orders VALUES (1, 'a', 10.50, '2026-01-02 03:04:05+00', E'tab\\there\\nline', "
+    "'{x,\"y z\",NULL}', true, '{\"k\": [1, \"two\"]}'), "
+    "(2, 'b\\c', NULL, '2026-06-01 00:00:00.5+02', NULL, NULL, NULL, NULL), "
+    "(3, 'a', 2, '2026-01-03 00:00:00+00', '', '{}', false, 'null')",
+    "INSERT INTO lines VALUES (1, 1, 3), (1, 2, DEFAULT), (3, 1, NULL)",
+    "INSERT INTO ids (v) VALUES ('first'), ('second'), (NULL)",
+]
+
+# What a restored database must hold: the same rows as freshet's.
+CONTENTS = [
+    "SELECT * FROM orders ORDER BY id",
+    "SELECT * FROM lines ORDER BY order_id, n",
+    "SELECT * FROM ids ORDER BY id",
+    "SELECT * FROM b_per_customer ORDER BY customer",
+    "SELECT * FROM a_big ORDER BY customer",
+    "SELECT nextval('ids_id_seq')",
+]
+
+
+def test_pg_dump_with_data_restores_into_postgresql(freshet, postgres):
+    """A whole dump (pg_dump reads each table with COPY … TO STDOUT) restores into PostgreSQL
+    as the same rows, views and sequence positions."""
+    with freshet.connect() as c:
+        for s in DUMPED + DATA:
+            c.execute(s)
+    dump = subprocess.run(
+        [str(PG_BIN / "pg_dump"), "--exclude-schema=freshet_internal", "-h", "127.0.0.1",
+         "-p", str(freshet.port), "-U", "tester", "freshet"],
+        capture_output=True, text=True, timeout=120)
+    assert dump.returncode == 0, dump.stderr
+    assert "COPY public.orders (id, customer, amount, placed, note, tags, flag, payload) FROM stdin;" \
+        in dump.stdout
+    with postgres.connect() as c:
+        for role in ("tester", "freshet"):
+            try:
+                c.execute(f"CREATE ROLE {role}")
+            except psycopg.errors.DuplicateObject:
+                pass
+        c.execute("DROP DATABASE IF EXISTS dump_data WITH (FORCE)")
+        c.execute("CREATE DATABASE dump_data")
+    try:
+        restore = subprocess.run(
+            [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+             "-p", str(postgres.port), "-U", "postgres", "-d", "dump_data"],
+            input=dump.stdout, capture_output=True, text=True, timeout=120)
+        assert restore.returncode == 0, restore.stderr
+        restored = f"host=127.0.0.1 port={postgres.port} dbname=dump_data user=postgres"
+        with freshet.connect() as f, psycopg.connect(restored, autocommit=True) as p:
+            for q in CONTENTS:
+                got, want = p.execute(q).fetchall(), f.execute(q).fetchall()
+                assert got == want, f"{q}\n  restored: {got}\n  freshet:  {want}"
+                assert got, q
+    finally:
+        with postgres.connect() as c:
+            c.execute("DROP DATABASE IF EXISTS dump_data WITH (FORCE)")
 
 
 def test_pg_stat_activity_lists_the_live_sessions(freshet):

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod coalesce;
+mod copy_out;
 mod encode;
 mod extended;
 pub mod limit;
@@ -155,7 +156,7 @@ pub(crate) fn error_info(e: PgError) -> ErrorInfo {
 /// The protocol response for a non-row outcome.
 pub(crate) fn command_response(outcome: &Outcome) -> Option<Response> {
     match outcome {
-        Outcome::Rows { .. } | Outcome::Subscribe(_) => None,
+        Outcome::Rows { .. } | Outcome::Subscribe(_) | Outcome::CopyOut { .. } => None,
         Outcome::Command { tag, rows } => Some(Response::Execution(match (*tag, rows) {
             ("INSERT", Some(n)) => Tag::new("INSERT").with_oid(0).with_rows(*n as usize),
             (t, Some(n)) => Tag::new(t).with_rows(*n as usize),

@@ -4,6 +4,7 @@
 
 mod authorize;
 mod copy;
+mod cursor;
 mod ddl;
 mod describe;
 mod execute;
@@ -11,7 +12,6 @@ mod index;
 mod notify;
 mod prepare;
 mod query;
-mod subscribe;
 mod txn;
 mod vars;
 
@@ -51,6 +51,12 @@ pub enum Outcome {
     Transaction(TransactionOp),
     /// `COPY … FROM STDIN` started: the client now sends data (see [`Session::copy_data`]).
     CopyIn { columns: usize },
+    /// `COPY … TO STDOUT`: the protocol layer writes the rows as COPY data.
+    CopyOut {
+        schema: SchemaRef,
+        stream: SendableRecordBatchStream,
+        options: freshet_sql::CopyOptions,
+    },
     /// `SUBSCRIBE` started: the protocol layer streams its rows as COPY data.
     Subscribe(Box<crate::coord::Subscription>),
 }
@@ -75,8 +81,8 @@ pub struct Session {
     block: Mutex<txn::Block>,
     /// While a statement runs inside a block: what it reads and stages.
     current: Mutex<Option<Arc<StatementWrites>>>,
-    /// Open cursors (over subscriptions).
-    cursors: Mutex<subscribe::Cursors>,
+    /// Open cursors.
+    cursors: Mutex<cursor::Cursors>,
     /// LISTEN/NOTIFY state.
     notifier: Mutex<notify::Notifier>,
     /// When the running query's `statement_timeout` expires (its rows stream after
@@ -169,7 +175,7 @@ impl Session {
             copy: Mutex::new(None),
             block: Mutex::new(txn::Block::default()),
             current: Mutex::new(None),
-            cursors: Mutex::new(subscribe::Cursors::default()),
+            cursors: Mutex::new(cursor::Cursors::default()),
             notifier: Mutex::new(notify::Notifier::new(notifications)),
             deadline: Mutex::new(None),
             identity: Mutex::new(Arc::new(crate::access::Identity::nobody())),

@@ -1,9 +1,10 @@
 //! Subqueries in the select list of a query whose rows come through a catalog that is always
-//! empty in freshet (event triggers, publications, row security policies, transforms,
-//! security labels — alone or inner-joined): no row ever evaluates them, so they are planned
-//! as NULL. pg_dump's queries over these catalogs
+//! empty in freshet (event triggers, partitioned tables, publications, row security policies,
+//! transforms, security labels — alone or inner-joined): no row ever evaluates them, so they
+//! are planned as NULL, and its WHERE clause as false. pg_dump's queries over these catalogs
 //! use correlated `unnest(evttags)` or `generate_series(0, array_upper(prattrs, 1))`, which
-//! DataFusion cannot plan (no lateral table functions); the answer — no rows — is the same.
+//! DataFusion cannot plan (no lateral table functions), or `= ANY(partclass)` over an
+//! `oidvector` the catalog keeps as text; the answer — no rows — is the same.
 
 use std::ops::ControlFlow;
 
@@ -12,6 +13,7 @@ use datafusion::sql::sqlparser::ast::{self, VisitMut, VisitorMut};
 /// The catalogs that never have a row here.
 pub const ALWAYS_EMPTY: &[&str] = &[
     "pg_event_trigger",
+    "pg_partitioned_table",
     "pg_policy",
     "pg_publication_rel",
     "pg_seclabels",
@@ -38,6 +40,9 @@ impl VisitorMut for OverEmpty {
         };
         if !reads_only_an_empty_catalog(select) {
             return ControlFlow::Continue(());
+        }
+        if let Some(selection) = &mut select.selection {
+            *selection = ast::Expr::Value(ast::Value::Boolean(false).into());
         }
         for item in &mut select.projection {
             if let ast::SelectItem::UnnamedExpr(e)
@@ -157,6 +162,10 @@ mod tests {
             "SELECT (SELECT 1) x FROM unnest('{1}'::oid[]) AS src(o) JOIN pg_catalog.pg_policy pol ON (src.o = pol.polrelid)"
         )
         .starts_with("SELECT NULL AS x"));
+        assert_eq!(
+            rewritten("SELECT partrelid FROM pg_partitioned_table WHERE (SELECT 1) = ANY(partclass)"),
+            "SELECT partrelid FROM pg_partitioned_table WHERE false"
+        );
     }
 
     #[test]

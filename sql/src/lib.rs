@@ -28,6 +28,7 @@ mod visibility;
 pub mod window_tvf;
 pub mod checked_sum;
 pub mod copy;
+pub mod cursor;
 pub mod create_table;
 pub mod df_convert;
 pub mod dml;
@@ -62,13 +63,15 @@ pub use index::CreateIndexPlan;
 pub use insert::{ConflictAction, InsertPlan, OnConflict, ReturningItem};
 pub use sink::CreateSinkPlan;
 pub use source::CreateSourcePlan;
-pub use subscribe::{FetchCount, SubscribePlan};
+pub use copy::{CopyFormat, CopyFrom, CopyOptions, CopyTo};
+pub use cursor::FetchCount;
+pub use subscribe::SubscribePlan;
 pub use isolation::Isolation;
 pub use ast_parse::parse;
 pub use parse::{classify_parsed, parse_statements, Parsed};
 pub use statement::{
     CreateViewPlan,
-    classify, CopyFormat, CopyFrom, SetValue,
+    classify, SetValue,
     Statement, TransactionOp, DML_TARGET_SCHEMA,
 };
 

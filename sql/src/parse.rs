@@ -45,6 +45,9 @@ fn parse_ours(sql: &str) -> Option<Result<Parsed, PgError>> {
         return Some(stmt.map(|s| Parsed::Ours(s.into())));
     }
     if let Some(stmt) = crate::subscribe::parse_subscribe_statement(sql) {
+        return Some(stmt.map(|s| Parsed::Ours(Statement::Subscribe(Box::new(s)))));
+    }
+    if let Some(stmt) = crate::cursor::parse_cursor_statement(sql) {
         return Some(stmt.map(|s| Parsed::Ours(s.into())));
     }
     crate::role::parse_role_statement(sql)

@@ -141,6 +141,98 @@ impl ScalarUDFImpl for PgTimestampText {
     }
 }
 
+/// A float as PostgreSQL prints it (with `extra_float_digits` at its default of 1, or more):
+/// the shortest digits that read back as the same value, in fixed notation for decimal
+/// exponents from -4 up to 14 (5 for `real`), otherwise as `1.5e+20` with at least two
+/// exponent digits; `Infinity`, `-Infinity`, `NaN`, `-0`.
+pub fn float_text(v: f64, real: bool) -> String {
+    if v.is_nan() {
+        return "NaN".to_owned();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    let mut buf = ryu::Buffer::new();
+    // The shortest digits of the value in its own precision.
+    let shortest = if real {
+        buf.format_finite(v as f32)
+    } else {
+        buf.format_finite(v)
+    };
+    let (negative, body) = match shortest.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, shortest),
+    };
+    let (mantissa, exp) = match body.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (body, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // The significant digits, and the decimal exponent of the first of them.
+    let all = format!("{int}{frac}");
+    let lead = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_matches('0');
+    let point = int.len() as i32 + exp - lead as i32 - 1;
+    let mut out = String::with_capacity(digits.len() + 8);
+    if negative {
+        out.push('-');
+    }
+    let fixed_below = if real { 6 } else { 15 };
+    if (-4..fixed_below).contains(&point) {
+        if point < 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-point - 1) as usize));
+            out.push_str(digits);
+        } else {
+            let whole = point as usize + 1;
+            if digits.len() <= whole {
+                out.push_str(digits);
+                out.extend(std::iter::repeat_n('0', whole - digits.len()));
+            } else {
+                out.push_str(&digits[..whole]);
+                out.push('.');
+                out.push_str(&digits[whole..]);
+            }
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let _ = write!(
+            out,
+            "e{}{:02}",
+            if point < 0 { '-' } else { '+' },
+            point.abs()
+        );
+    }
+    out
+}
+
+/// A `real` or `double precision` column as PostgreSQL's text ([`float_text`]).
+pub fn floats_text(c: &ArrayRef) -> ArrayRef {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+    let text: StringArray = match c.data_type() {
+        DataType::Float64 => c
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.map(|v| float_text(v, false)))
+            .collect(),
+        DataType::Float32 => c
+            .as_primitive::<Float32Type>()
+            .iter()
+            .map(|v| v.map(|v| float_text(f64::from(v), true)))
+            .collect(),
+        _ => return Arc::clone(c),
+    };
+    Arc::new(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +262,29 @@ mod tests {
         assert_eq!(offset_seconds(Some("+00:00")), Some(0));
         assert_eq!(offset_seconds(Some("-05:30")), Some(-19800));
         assert_eq!(offset_seconds(Some("Europe/Paris")), None);
+    }
+
+    #[test]
+    fn floats_as_postgresql_prints_them() {
+        for (v, want) in [
+            (0.1, "0.1"),
+            (-1e10, "-10000000000"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (1e15, "1e+15"),
+            (123456789012345.0, "123456789012345"),
+            (1.2345678901234568e17, "1.2345678901234568e+17"),
+            (2.5e-300, "2.5e-300"),
+            (-0.0, "-0"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NAN, "NaN"),
+            (100.0, "100"),
+            (12345.678, "12345.678"),
+        ] {
+            assert_eq!(float_text(v, false), want, "{v}");
+        }
+        assert_eq!(float_text(f64::from(1e6f32), true), "1e+06");
+        assert_eq!(float_text(f64::from(123456f32), true), "123456");
+        assert_eq!(float_text(f64::from(0.1f32), true), "0.1");
     }
 }

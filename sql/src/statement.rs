@@ -66,7 +66,9 @@ pub enum Statement {
     /// `FLUSH`: returns once every earlier write is reflected in every view.
     Flush,
     /// `COPY table [(columns)] FROM STDIN [WITH (…)]`.
-    CopyFrom(CopyFrom),
+    CopyFrom(crate::copy::CopyFrom),
+    /// `COPY table [(columns)] TO STDOUT` or `COPY (query) TO STDOUT`.
+    CopyTo(Box<crate::copy::CopyTo>),
     /// `CREATE SOURCE`.
     CreateSource(crate::source::CreateSourcePlan),
     /// `DROP SOURCE`.
@@ -86,10 +88,22 @@ pub enum Statement {
         cursor: String,
         plan: Box<crate::subscribe::SubscribePlan>,
     },
+    /// `DECLARE name CURSOR [WITH HOLD] FOR query`.
+    DeclareQuery {
+        cursor: String,
+        query: Box<ast::Statement>,
+        /// `WITH HOLD`: the cursor outlives the transaction that declared it.
+        hold: bool,
+    },
+    /// `MOVE … name`: skips rows of a cursor.
+    Move {
+        cursor: String,
+        count: crate::cursor::FetchCount,
+    },
     /// `FETCH … name [WITH (timeout = …)]`.
     Fetch {
         cursor: String,
-        count: crate::subscribe::FetchCount,
+        count: crate::cursor::FetchCount,
         timeout: Option<std::time::Duration>,
     },
     /// `CLOSE name`, or `CLOSE ALL` when `None`.
@@ -162,13 +176,21 @@ impl From<crate::sink::SinkStatement> for Statement {
     }
 }
 
-impl From<crate::subscribe::CursorStatement> for Statement {
-    fn from(s: crate::subscribe::CursorStatement) -> Self {
-        use crate::subscribe::CursorStatement as S;
+impl From<crate::cursor::CursorStatement> for Statement {
+    fn from(s: crate::cursor::CursorStatement) -> Self {
+        use crate::cursor::CursorStatement as C;
         match s {
-            S::Subscribe(p) => Statement::Subscribe(p),
-            S::Declare { cursor, plan } => Statement::DeclareSubscribe { cursor, plan },
-            S::Fetch {
+            C::DeclareQuery {
+                cursor,
+                query,
+                hold,
+            } => Statement::DeclareQuery {
+                cursor,
+                query,
+                hold,
+            },
+            C::DeclareSubscribe { cursor, plan } => Statement::DeclareSubscribe { cursor, plan },
+            C::Fetch {
                 cursor,
                 count,
                 timeout,
@@ -177,7 +199,8 @@ impl From<crate::subscribe::CursorStatement> for Statement {
                 count,
                 timeout,
             },
-            S::Close { cursor } => Statement::CloseCursor { cursor },
+            C::Move { cursor, count } => Statement::Move { cursor, count },
+            C::Close { cursor } => Statement::CloseCursor { cursor },
         }
     }
 }
@@ -185,29 +208,6 @@ impl From<crate::subscribe::CursorStatement> for Statement {
 /// The schema a DELETE's or UPDATE's read query names its target in: its tables carry each
 /// row's store key as a hidden last column (the server provides it).
 pub const DML_TARGET_SCHEMA: &str = "freshet_dml_target";
-
-/// A `COPY … FROM STDIN`: where the rows go and how they are written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopyFrom {
-    pub table: String,
-    /// The listed columns; empty for all, in table order.
-    pub columns: Vec<String>,
-    pub format: CopyFormat,
-    pub delimiter: char,
-    /// The text that stands for NULL.
-    pub null: String,
-    /// CSV: the first line is a header and is skipped.
-    pub header: bool,
-    /// CSV quote character.
-    pub quote: char,
-}
-
-/// COPY data formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CopyFormat {
-    Text,
-    Csv,
-}
 
 /// The value of a `SET`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,7 +275,10 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             options,
             legacy_options,
             ..
-        } => bind_copy(source, to, target, options, legacy_options)?,
+        } => match crate::copy::bind(source, to, target, options, legacy_options)? {
+            crate::copy::CopyStatement::From(c) => Statement::CopyFrom(c),
+            crate::copy::CopyStatement::To(c) => Statement::CopyTo(c),
+        },
         S::Update(_) | S::Delete(_) => Statement::Dml(Box::new(
             crate::dml::bind_dml(&stmt, DML_TARGET_SCHEMA)?
                 .ok_or_else(|| PgError::internal("DML statement not bound"))?,
@@ -519,88 +522,6 @@ fn set_value(e: &Expr) -> SetValue {
         Expr::Identifier(i) => SetValue::Value(i.value.clone()),
         other => SetValue::Value(other.to_string()),
     }
-}
-
-/// The table name of an object name: `t`, `public.t` or `freshet.public.t`.
-fn bind_copy(
-    source: ast::CopySource,
-    to: bool,
-    target: ast::CopyTarget,
-    options: Vec<ast::CopyOption>,
-    legacy: Vec<ast::CopyLegacyOption>,
-) -> Result<Statement, PgError> {
-    let ast::CopySource::Table {
-        table_name,
-        columns,
-    } = source
-    else {
-        return Err(PgError::not_supported("COPY (query)"));
-    };
-    if to {
-        return Err(PgError::not_supported(
-            "COPY … TO (use SELECT or SUBSCRIBE)",
-        ));
-    }
-    if target != ast::CopyTarget::Stdin {
-        return Err(PgError::not_supported(
-            "COPY FROM a file or program (use COPY … FROM STDIN, e.g. psql's \\copy)",
-        ));
-    }
-    let mut copy = CopyFrom {
-        table: object_name(&table_name)?,
-        columns: columns.iter().map(|c| c.value.clone()).collect(),
-        format: CopyFormat::Text,
-        delimiter: '\t',
-        null: "\\N".to_owned(),
-        header: false,
-        quote: '"',
-    };
-    let (mut delimiter, mut null) = (None, None);
-    for o in options {
-        match o {
-            ast::CopyOption::Format(f) => {
-                copy.format = match f.value.to_ascii_lowercase().as_str() {
-                    "text" => CopyFormat::Text,
-                    "csv" => CopyFormat::Csv,
-                    other => {
-                        return Err(PgError::not_supported(format!("COPY format \"{other}\"")))
-                    }
-                }
-            }
-            ast::CopyOption::Delimiter(c) => delimiter = Some(c),
-            ast::CopyOption::Null(n) => null = Some(n),
-            ast::CopyOption::Header(h) => copy.header = h,
-            ast::CopyOption::Quote(q) => copy.quote = q,
-            ast::CopyOption::Encoding(e)
-                if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
-            other => return Err(PgError::not_supported(format!("COPY option {other}"))),
-        }
-    }
-    for o in legacy {
-        match o {
-            ast::CopyLegacyOption::Csv(_) => copy.format = CopyFormat::Csv,
-            ast::CopyLegacyOption::Delimiter(c) => delimiter = Some(c),
-            ast::CopyLegacyOption::Null(n) => null = Some(n),
-            ast::CopyLegacyOption::Header => copy.header = true,
-            other => return Err(PgError::not_supported(format!("COPY option {other}"))),
-        }
-    }
-    if copy.format == CopyFormat::Csv {
-        copy.delimiter = ',';
-        copy.null = String::new();
-    } else if copy.header {
-        return Err(PgError::new(
-            SqlState::FEATURE_NOT_SUPPORTED,
-            "COPY HEADER available only in CSV mode",
-        ));
-    }
-    if let Some(d) = delimiter {
-        copy.delimiter = d;
-    }
-    if let Some(n) = null {
-        copy.null = n;
-    }
-    Ok(Statement::CopyFrom(copy))
 }
 
 fn transaction(op: TransactionOp, savepoint: Option<&ast::Ident>) -> Statement {

@@ -4,12 +4,9 @@
 //! SUBSCRIBE [TO] {relation | (query)} [ENVELOPE UPSERT (KEY (column, …))]
 //!   [WITH (SNAPSHOT [= bool], PROGRESS [= bool])] [AS OF epoch] [UP TO epoch]
 //! COPY (SUBSCRIBE …) TO STDOUT
-//! DECLARE name CURSOR FOR SUBSCRIBE …
-//! FETCH [FORWARD] [count | ALL] [FROM | IN] name [WITH (timeout = 'interval')]
-//! CLOSE name | ALL
 //! ```
 //!
-//! sqlparser knows none of them, so they are parsed here with its tokenizer and parser
+//! read through `COPY`, or through a cursor (`crate::cursor`). sqlparser knows neither form, so they are parsed here with its tokenizer and parser
 //! primitives, like the source statements.
 
 use std::time::Duration;
@@ -20,24 +17,6 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use freshet_common::{PgError, SqlState};
 
 use crate::words::{expect_end, expect_word, ident, leading_words, object_name, parser, syntax, word};
-
-/// A parsed SUBSCRIBE or cursor statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CursorStatement {
-    /// `SUBSCRIBE …` or `COPY (SUBSCRIBE …) TO STDOUT`.
-    Subscribe(Box<SubscribePlan>),
-    Declare {
-        cursor: String,
-        plan: Box<SubscribePlan>,
-    },
-    Fetch {
-        cursor: String,
-        count: FetchCount,
-        timeout: Option<Duration>,
-    },
-    /// `CLOSE name`, or `CLOSE ALL` when `None`.
-    Close { cursor: Option<String> },
-}
 
 /// A bound `SUBSCRIBE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,32 +38,22 @@ pub struct SubscribePlan {
     pub upsert_key: Option<Vec<String>>,
 }
 
-/// How many rows a `FETCH` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FetchCount {
-    All,
-    Count(u64),
-}
-
-/// Parses `sql` when it is a SUBSCRIBE or cursor statement; `None` otherwise.
-pub fn parse_subscribe_statement(sql: &str) -> Option<Result<CursorStatement, PgError>> {
+/// Parses `sql` when it is a `SUBSCRIBE` or `COPY (SUBSCRIBE …) TO STDOUT`; `None` otherwise.
+pub fn parse_subscribe_statement(sql: &str) -> Option<Result<SubscribePlan, PgError>> {
     let words = leading_words(sql, 2);
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     match w.as_slice() {
         ["subscribe", ..] => Some(parse_bare(sql)),
         ["copy", ""] if copies_subscribe(sql) => Some(parse_copy(sql)),
-        ["declare", _] if declares_subscribe(sql) => Some(parse_declare(sql)),
-        ["fetch", ..] => Some(parse_fetch(sql)),
-        ["close", ..] => Some(parse_close(sql)),
         _ => None,
     }
 }
 
-fn parse_bare(sql: &str) -> Result<CursorStatement, PgError> {
+fn parse_bare(sql: &str) -> Result<SubscribePlan, PgError> {
     let mut p = parser(sql)?;
     let plan = parse_subscribe(&mut p)?;
     expect_end(&mut p)?;
-    Ok(CursorStatement::Subscribe(Box::new(plan)))
+    Ok(plan)
 }
 
 /// `COPY ( SUBSCRIBE …`: the third word decides.
@@ -92,12 +61,7 @@ fn copies_subscribe(sql: &str) -> bool {
     leading_words(sql, 3).get(2).is_some_and(|w| w == "subscribe")
 }
 
-/// `DECLARE name CURSOR [WITHOUT HOLD] FOR SUBSCRIBE …`.
-fn declares_subscribe(sql: &str) -> bool {
-    leading_words(sql, 7).iter().any(|w| w == "subscribe")
-}
-
-fn parse_copy(sql: &str) -> Result<CursorStatement, PgError> {
+fn parse_copy(sql: &str) -> Result<SubscribePlan, PgError> {
     let mut p = parser(sql)?;
     expect_word(&mut p, "copy")?;
     p.expect_token(&Token::LParen).map_err(syntax)?;
@@ -123,102 +87,11 @@ fn parse_copy(sql: &str) -> Result<CursorStatement, PgError> {
         p.expect_token(&Token::RParen).map_err(syntax)?;
     }
     expect_end(&mut p)?;
-    Ok(CursorStatement::Subscribe(Box::new(plan)))
-}
-
-fn parse_declare(sql: &str) -> Result<CursorStatement, PgError> {
-    let mut p = parser(sql)?;
-    expect_word(&mut p, "declare")?;
-    let cursor = ident(&p.parse_identifier().map_err(syntax)?);
-    if word(&mut p, "binary")
-        || word(&mut p, "insensitive")
-        || word(&mut p, "scroll")
-        || word(&mut p, "no")
-    {
-        return Err(PgError::not_supported(
-            "cursor options other than WITHOUT HOLD for SUBSCRIBE",
-        ));
-    }
-    expect_word(&mut p, "cursor")?;
-    if word(&mut p, "with") {
-        return Err(PgError::not_supported("DECLARE … CURSOR WITH HOLD for SUBSCRIBE"));
-    }
-    if word(&mut p, "without") {
-        expect_word(&mut p, "hold")?;
-    }
-    expect_word(&mut p, "for")?;
-    let plan = parse_subscribe(&mut p)?;
-    expect_end(&mut p)?;
-    Ok(CursorStatement::Declare {
-        cursor,
-        plan: Box::new(plan),
-    })
-}
-
-fn parse_fetch(sql: &str) -> Result<CursorStatement, PgError> {
-    let mut p = parser(sql)?;
-    expect_word(&mut p, "fetch")?;
-    word(&mut p, "forward");
-    let count = if word(&mut p, "all") {
-        FetchCount::All
-    } else if word(&mut p, "next") {
-        FetchCount::Count(1)
-    } else if let Token::Number(n, _) = p.peek_token().token {
-        p.next_token();
-        FetchCount::Count(n.parse().map_err(|_| {
-            PgError::new(
-                SqlState::SYNTAX_ERROR,
-                format!("syntax error at or near \"{n}\": expected a row count"),
-            )
-        })?)
-    } else {
-        FetchCount::Count(1)
-    };
-    if !word(&mut p, "from") {
-        word(&mut p, "in");
-    }
-    let cursor = ident(&p.parse_identifier().map_err(syntax)?);
-    let mut timeout = None;
-    if word(&mut p, "with") {
-        p.expect_token(&Token::LParen).map_err(syntax)?;
-        loop {
-            let key = p.parse_identifier().map_err(syntax)?.value.to_ascii_lowercase();
-            let value = option_value(&mut p)?;
-            if key != "timeout" {
-                return Err(PgError::new(
-                    SqlState::INVALID_PARAMETER_VALUE,
-                    format!("unrecognized FETCH option \"{key}\""),
-                ));
-            }
-            timeout = Some(parse_duration(&value)?);
-            if !p.consume_token(&Token::Comma) {
-                break;
-            }
-        }
-        p.expect_token(&Token::RParen).map_err(syntax)?;
-    }
-    expect_end(&mut p)?;
-    Ok(CursorStatement::Fetch {
-        cursor,
-        count,
-        timeout,
-    })
-}
-
-fn parse_close(sql: &str) -> Result<CursorStatement, PgError> {
-    let mut p = parser(sql)?;
-    expect_word(&mut p, "close")?;
-    let cursor = if word(&mut p, "all") {
-        None
-    } else {
-        Some(ident(&p.parse_identifier().map_err(syntax)?))
-    };
-    expect_end(&mut p)?;
-    Ok(CursorStatement::Close { cursor })
+    Ok(plan)
 }
 
 /// `SUBSCRIBE [TO] relation …`, from the word SUBSCRIBE on.
-fn parse_subscribe(p: &mut Parser<'_>) -> Result<SubscribePlan, PgError> {
+pub(crate) fn parse_subscribe(p: &mut Parser<'_>) -> Result<SubscribePlan, PgError> {
     expect_word(p, "subscribe")?;
     word(p, "to");
     let (relation, query) = if p.consume_token(&Token::LParen) {
@@ -305,7 +178,7 @@ fn epoch(p: &mut Parser<'_>) -> Result<u64, PgError> {
 }
 
 /// An option's value after an optional `=`: a word, number or string.
-fn option_value(p: &mut Parser<'_>) -> Result<String, PgError> {
+pub(crate) fn option_value(p: &mut Parser<'_>) -> Result<String, PgError> {
     let _ = p.consume_token(&Token::Eq);
     match p.next_token().token {
         Token::SingleQuotedString(s) | Token::Number(s, _) => Ok(s),
@@ -362,11 +235,7 @@ mod tests {
     use super::*;
 
     fn plan(sql: &str) -> SubscribePlan {
-        match parse_subscribe_statement(sql).unwrap().unwrap() {
-            CursorStatement::Subscribe(p) => *p,
-            CursorStatement::Declare { plan, .. } => *plan,
-            s => panic!("{s:?}"),
-        }
+        parse_subscribe_statement(sql).unwrap().unwrap()
     }
 
     #[test]
@@ -377,16 +246,6 @@ mod tests {
         assert_eq!((p.snapshot, p.progress, p.as_of, p.up_to), (false, true, Some(10), Some(20)));
         let p = plan("COPY (SUBSCRIBE v ENVELOPE UPSERT (KEY (a, b))) TO STDOUT");
         assert_eq!(p.upsert_key, Some(vec!["a".into(), "b".into()]));
-        let p = plan("DECLARE c CURSOR FOR SUBSCRIBE v WITH (SNAPSHOT false)");
-        assert!(!p.snapshot);
-        assert!(matches!(
-            parse_subscribe_statement("FETCH 10 c WITH (timeout = '1s')").unwrap().unwrap(),
-            CursorStatement::Fetch { count: FetchCount::Count(10), timeout: Some(t), .. } if t == Duration::from_secs(1)
-        ));
-        assert!(matches!(
-            parse_subscribe_statement("FETCH ALL FROM c").unwrap().unwrap(),
-            CursorStatement::Fetch { count: FetchCount::All, timeout: None, .. }
-        ));
         let p = plan("COPY (SUBSCRIBE (SELECT g, count(*) FROM t WHERE (a) > 1 GROUP BY g) WITH (PROGRESS)) TO STDOUT");
         assert_eq!(
             (p.query.map(|q| q.to_string()), p.progress),

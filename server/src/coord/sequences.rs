@@ -67,6 +67,17 @@ impl Sequences {
         Ok(first)
     }
 
+    /// The value the sequence hands out next.
+    fn peek(&self, store: &Store, id: SequenceId) -> freshet_state::Result<i64> {
+        if let Some(v) = lock(&self.next).get(&id) {
+            return Ok(*v);
+        }
+        Ok(match store.get(&key(id))? {
+            Some(v) => v.as_slice().try_into().map(i64::from_be_bytes).unwrap_or(1),
+            None => 1,
+        })
+    }
+
     /// Makes `value` the next value the sequence hands out.
     fn set(&self, store: &Store, id: SequenceId, value: i64) -> freshet_state::Result<()> {
         let mut next = lock(&self.next);
@@ -105,6 +116,47 @@ impl SessionSequences {
 /// PostgreSQL's name of the sequence of `column` of `table`.
 pub fn sequence_name(table: &str, column: &str) -> String {
     format!("{table}_{column}_seq")
+}
+
+/// The sequence named `name` (as a relation name: already unquoted) read as a relation, as
+/// PostgreSQL lets one be read (`SELECT last_value, is_called FROM t_id_seq`: pg_dump does):
+/// its one row as of now. `None` when no identity column has a sequence of that name.
+pub fn sequence_relation(
+    engine: &Engine,
+    name: &str,
+) -> Option<Result<Arc<dyn datafusion::catalog::TableProvider>>> {
+    use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let (table, column) = engine.catalog.tables().into_iter().find_map(|t| {
+        let c = t
+            .columns
+            .iter()
+            .position(|c| c.identity.is_some() && sequence_name(&t.name, &c.name) == name)?;
+        Some((t, c))
+    })?;
+    let relation = || -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        let next = engine
+            .sequences
+            .peek(&engine.store, (table.id, column))
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        // A sequence starts at 1 by 1: before its first value, last_value is its start.
+        let (last, called) = if next > 1 { (next - 1, true) } else { (1, false) };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("last_value", DataType::Int64, false),
+            Field::new("log_cnt", DataType::Int64, false),
+            Field::new("is_called", DataType::Boolean, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![last])),
+                Arc::new(Int64Array::from(vec![0])),
+                Arc::new(BooleanArray::from(vec![called])),
+            ],
+        )?;
+        Ok(Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?))
+    };
+    Some(relation())
 }
 
 /// The identity column a sequence name (`t_id_seq`, `public.t_id_seq`, `"T_id_seq"`) names.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
 use freshet_common::{PgError, SqlState};
 use freshet_sql::error::map_df_error;
@@ -115,19 +116,7 @@ pub fn query_response(
     let rows = stream
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
-                Ok(b) => encode_recordbatch(
-                    Arc::clone(&f),
-                    super::text::jsonb_binary(
-                        super::text::vectors_as_text(
-                            super::text::timestamps_as_text(
-                                super::text::bpchar_padded(b, &lengths),
-                                &format,
-                            ),
-                            &f,
-                        ),
-                        &f,
-                    ),
-                ),
+                Ok(b) => Box::new(data_rows(b, &f, &lengths, &format)),
                 Err(e) => Box::new(std::iter::once(Err(to_wire_error(map_df_error(&e))))),
             };
             futures::stream::iter(rows)
@@ -137,6 +126,23 @@ pub fn query_response(
         Some(cancel) => QueryResponse::new(fields, cancellable(rows, cancel)),
         None => QueryResponse::new(fields, rows),
     })
+}
+
+/// One batch's rows as DataRows in `format`, as PostgreSQL sends them: `character(n)` padded,
+/// timestamps, floats and vectors in PostgreSQL's text, binary `jsonb` with its version byte.
+/// `lengths` is [`super::text::bpchar_lengths`] of the batch's schema.
+pub fn data_rows(
+    batch: RecordBatch,
+    fields: &Arc<Vec<FieldInfo>>,
+    lengths: &[Option<u32>],
+    format: &Format,
+) -> impl Iterator<Item = PgWireResult<DataRow>> + Send + Sync + use<> {
+    use super::text::{bpchar_padded, floats_as_text, jsonb_binary, timestamps_as_text, vectors_as_text};
+    let batch = floats_as_text(timestamps_as_text(bpchar_padded(batch, lengths), format), format);
+    encode_recordbatch(
+        Arc::clone(fields),
+        jsonb_binary(vectors_as_text(batch, fields), fields),
+    )
 }
 
 /// `rows` until `cancel` fires; then one 57014 error and the end (dropping `rows` stops the

@@ -245,9 +245,28 @@ impl ExtendedQueryHandler for ExtendedHandler {
             .execute(prepared.stmt.clone(), params)
             .await
             .map_err(to_wire_error)?;
-        if let Outcome::Subscribe(sub) = outcome {
-            return super::subscribe::stream_copy(client, sub).await;
+        if let freshet_sql::Parsed::Ours(
+            freshet_sql::Statement::DeclareQuery { cursor, .. }
+            | freshet_sql::Statement::DeclareSubscribe { cursor, .. },
+        ) = &prepared.stmt
+        {
+            // As in PostgreSQL, a cursor is also a portal: clients (psycopg 3's server-side
+            // cursors) describe it by name.
+            client.portal_store().put_portal(Arc::new(cursor_portal(cursor)));
         }
+        let outcome = match outcome {
+            Outcome::Subscribe(sub) => return super::subscribe::stream_copy(client, sub).await,
+            Outcome::CopyOut {
+                schema,
+                stream,
+                options,
+            } => {
+                let copy = super::copy_out::CopyOut::new(&schema, stream, options)
+                    .map_err(to_wire_error)?;
+                return copy.send(client, self.session.take_deadline()).await;
+            }
+            other => other,
+        };
         if let Some(r) = command_response(&outcome) {
             return Ok(r);
         }
@@ -269,6 +288,30 @@ impl ExtendedQueryHandler for ExtendedHandler {
         }
         Ok(Response::Query(resp))
     }
+}
+
+/// The protocol-level portal of a SQL cursor: described as its FETCH is, executed as
+/// `FETCH ALL` from it.
+fn cursor_portal(cursor: &str) -> Portal<Arc<Prepared>> {
+    let fetch = Prepared {
+        stmt: freshet_sql::Parsed::Ours(freshet_sql::Statement::Fetch {
+            cursor: cursor.to_owned(),
+            count: freshet_sql::FetchCount::All,
+            timeout: None,
+        }),
+        described: Described {
+            params: Vec::new(),
+            schema: None,
+        },
+    };
+    let mut portal = Portal::default();
+    portal.name = cursor.to_owned();
+    portal.statement = Arc::new(pgwire::api::stmt::StoredStatement::new(
+        String::new(),
+        Arc::new(fetch),
+        Vec::new(),
+    ));
+    portal
 }
 
 /// Bad parameter bytes are the client's mistake: 22P02, never XX000.

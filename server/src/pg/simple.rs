@@ -13,6 +13,7 @@ use futures::Sink;
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
+use super::copy_out::CopyOut;
 use super::{command_response, encode, error_info};
 use crate::session::{Outcome, Session};
 
@@ -32,7 +33,7 @@ impl SimpleQueryHandler for SimpleHandler {
             Ok(s) => s,
             Err(e) => return Ok(vec![Response::Error(Box::new(error_info(e)))]),
         };
-        let mut outcomes = Vec::with_capacity(stmts.len());
+        let mut steps = Vec::with_capacity(stmts.len());
         let mut failed = None;
         // Like PostgreSQL: statements run in order and the first error ends the string.
         for stmt in stmts {
@@ -41,7 +42,29 @@ impl SimpleQueryHandler for SimpleHandler {
                 Ok(Outcome::Subscribe(sub)) => {
                     return Ok(vec![super::subscribe::stream_copy(client, sub).await?]);
                 }
-                Ok(o) => outcomes.push(o),
+                Ok(Outcome::CopyOut {
+                    schema,
+                    stream,
+                    options,
+                }) => match CopyOut::new(&schema, stream, options) {
+                    // First in its query string: written from here, as it streams.
+                    Ok(copy) if steps.is_empty() => {
+                        let deadline = self.session.take_deadline();
+                        let r = copy.send(client, deadline).await?;
+                        let error = matches!(r, Response::Error(_));
+                        steps.push(Step::Sent(r));
+                        if error {
+                            break;
+                        }
+                    }
+                    // After other statements: pgwire writes it after their responses.
+                    Ok(copy) => steps.push(Step::Copy(copy)),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                },
+                Ok(o) => steps.push(Step::Outcome(o)),
                 Err(e) => {
                     failed = Some(e);
                     break;
@@ -50,14 +73,18 @@ impl SimpleQueryHandler for SimpleHandler {
         }
         // The last await: see encode::cancel_signal.
         let cancel = encode::cancel_signal(&*client, self.session.take_deadline()).await;
-        let mut out = Vec::with_capacity(outcomes.len() + 1);
-        for outcome in outcomes {
-            match respond(outcome, cancel.clone()) {
-                Ok(r) => out.push(r),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+        let mut out = Vec::with_capacity(steps.len() + 1);
+        for step in steps {
+            match step {
+                Step::Sent(r) => out.push(r),
+                Step::Copy(copy) => out.push(copy.into_response()),
+                Step::Outcome(outcome) => match respond(outcome, cancel.clone()) {
+                    Ok(r) => out.push(r),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                },
             }
         }
         if let Some(e) = failed {
@@ -65,6 +92,14 @@ impl SimpleQueryHandler for SimpleHandler {
         }
         Ok(out)
     }
+}
+
+/// One statement's part of the answer to a query string.
+enum Step {
+    Outcome(Outcome),
+    /// Already written to the client; this finishes it.
+    Sent(Response),
+    Copy(CopyOut),
 }
 
 fn respond(

@@ -9,14 +9,11 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use arrow_pg::datatypes::encode_recordbatch;
-use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Sink, SinkExt};
 use pgwire::api::portal::Format;
 use pgwire::api::results::{Response, Tag};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
-use pgwire::messages::data::DataRow;
 use pgwire::messages::PgWireBackendMessage;
 
 use super::{encode, error_info, to_wire_error};
@@ -44,10 +41,8 @@ where
     loop {
         match sub.next_batch(usize::MAX, None).await {
             Ok(Some(batch)) => {
-                let batch = super::text::bpchar_padded(batch, &lengths);
-                let batch = super::text::timestamps_as_text(batch, &Format::UnifiedText);
-                for row in encode_recordbatch(Arc::clone(&fields), batch) {
-                    let line = copy_line(&row?);
+                for row in encode::data_rows(batch, &fields, &lengths, &Format::UnifiedText) {
+                    let line = super::copy_out::text_line(&row?);
                     client
                         .feed(PgWireBackendMessage::CopyData(CopyData::new(line)))
                         .await?;
@@ -63,59 +58,4 @@ where
         .send(PgWireBackendMessage::CopyDone(CopyDone::new()))
         .await?;
     Ok(Response::Execution(Tag::new("COPY").with_rows(sent)))
-}
-
-/// One row of COPY's text format from a text-format DataRow: fields separated by tabs,
-/// `\N` for NULL, backslash, tab, newline and carriage return escaped, a newline at the end.
-fn copy_line(row: &DataRow) -> Bytes {
-    let mut out = BytesMut::with_capacity(row.data.len() + 8);
-    let mut data: &[u8] = &row.data;
-    for i in 0..row.field_count {
-        if i > 0 {
-            out.put_u8(b'\t');
-        }
-        let Some((len, rest)) = data.split_first_chunk::<4>() else {
-            break;
-        };
-        let len = i32::from_be_bytes(*len);
-        data = rest;
-        if len < 0 {
-            out.put_slice(b"\\N");
-            continue;
-        }
-        let (value, rest) = data.split_at((len as usize).min(data.len()));
-        data = rest;
-        for &b in value {
-            match b {
-                b'\\' => out.put_slice(b"\\\\"),
-                b'\t' => out.put_slice(b"\\t"),
-                b'\n' => out.put_slice(b"\\n"),
-                b'\r' => out.put_slice(b"\\r"),
-                b => out.put_u8(b),
-            }
-        }
-    }
-    out.put_u8(b'\n');
-    out.freeze()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_format_escapes() {
-        let mut data = BytesMut::new();
-        for f in [Some(&b"1"[..]), None, Some(b"a\tb\\c\nd")] {
-            match f {
-                Some(v) => {
-                    data.put_i32(v.len() as i32);
-                    data.put_slice(v);
-                }
-                None => data.put_i32(-1),
-            }
-        }
-        let row = DataRow::new(data, 3);
-        assert_eq!(&copy_line(&row)[..], b"1\t\\N\ta\\tb\\\\c\\nd\n");
-    }
 }

@@ -77,7 +77,7 @@ impl CopyIn {
         state: datafusion::execution::SessionState,
         block: Option<Arc<StatementWrites>>,
     ) -> Result<u64, PgError> {
-        let fields = parse_copy(&self.data, &self.opts, self.columns.len())?;
+        let fields = parse_copy(&self.data, &self.opts.options, self.columns.len())?;
         let rows = self.typed_rows(&fields)?;
         super::insert::copy_rows(engine, state, &self.def, &self.columns, rows, block).await
     }

@@ -68,7 +68,11 @@ impl PgCatalogOverlay {
                 let Some(class) = self.table("pg_class").await? else {
                     return Ok(None);
                 };
-                Arc::new(Computed(super::pg_class_oids::PgRewrite { rewrite: inner, class }))
+                let Some(namespace) = self.table("pg_namespace").await? else {
+                    return Ok(None);
+                };
+                let engine = Arc::clone(&self.engine);
+                Arc::new(Computed(super::pg_class_oids::PgRewrite { rewrite: inner, class, namespace, engine }))
             }
             "pg_namespace" | "pg_init_privs" => {
                 let owner = self
@@ -309,6 +313,19 @@ impl CatalogRows for MatviewPgClass {
                 .collect();
             let idx = b.schema().index_of("relhasindex")?;
             cols[idx] = Arc::new(has_index);
+            // Our materialized views always hold their rows (pg_dump refreshes only
+            // populated ones after a restore).
+            let idx = b.schema().index_of("relispopulated")?;
+            let populated = b.column(idx).as_boolean();
+            let populated: BooleanArray = (0..b.num_rows())
+                .map(|i| {
+                    let view = public.is_some()
+                        && oid_at(ns, i) == public
+                        && self.engine.catalog.view(name.value(i)).is_some();
+                    Some(view || (populated.is_valid(i) && populated.value(i)))
+                })
+                .collect();
+            cols[idx] = Arc::new(populated);
             cols.push(datafusion::arrow::array::new_null_array(&acl.data_type().clone(), b.num_rows()));
             cols.push(acl);
             out.push(RecordBatch::try_new(Arc::clone(&self.schema), cols)?);

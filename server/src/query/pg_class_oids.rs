@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 
@@ -173,11 +173,15 @@ impl CatalogRows for PgNamespace {
 
 /// pg_rewrite with the rules of relations pg_class has: datafusion-pg-catalog's rows are
 /// PostgreSQL 15's, with the rules of system views freshet does not have (`pg_shadow`, …),
-/// which pg_dump refuses ("parent table … of pg_rewrite entry … not found").
+/// which pg_dump refuses ("parent table … of pg_rewrite entry … not found"); and the
+/// `_RETURN` rule of each of our materialized views, which its dependencies hang from
+/// (`pg_depend.rs`).
 #[derive(Debug)]
 pub struct PgRewrite {
     pub rewrite: Arc<dyn TableProvider>,
     pub class: Arc<dyn TableProvider>,
+    pub namespace: Arc<dyn TableProvider>,
+    pub engine: Arc<crate::coord::engine::Engine>,
 }
 
 #[async_trait]
@@ -200,6 +204,38 @@ impl CatalogRows for PgRewrite {
                 .collect();
             out.push(datafusion::arrow::compute::filter_record_batch(&b, &keep)?);
         }
+        let oids = super::pg_depend::our_oids(&self.class, &self.namespace, state).await?;
+        let views: Vec<i32> = self
+            .engine
+            .catalog
+            .views()
+            .iter()
+            .filter_map(|v| oids.get(&v.name).copied())
+            .collect();
+        let n = views.len();
+        let text = |v: &str| Arc::new(StringArray::from(vec![v; n])) as ArrayRef;
+        let given: std::collections::HashMap<&str, ArrayRef> = [
+            (
+                "oid",
+                Arc::new(Int32Array::from_iter_values(
+                    views.iter().map(|&v| super::pg_depend::rule_oid(v)),
+                )) as ArrayRef,
+            ),
+            ("rulename", text("_RETURN")),
+            (
+                "ev_class",
+                Arc::new(Int32Array::from(views.clone())) as ArrayRef,
+            ),
+            ("ev_type", text("1")),
+            ("ev_enabled", text("O")),
+            (
+                "is_instead",
+                Arc::new(datafusion::arrow::array::BooleanArray::from(vec![true; n])) as ArrayRef,
+            ),
+        ]
+        .into_iter()
+        .collect();
+        out.push(super::pg_index::rows_with(&self.schema(), n, &given)?);
         Ok(out)
     }
 }

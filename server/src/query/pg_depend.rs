@@ -1,6 +1,8 @@
 //! `pg_depend` with our materialized views' dependencies on the relations they read (a
-//! normal dependency of the view's relation on each input's), so tools order and drop them
-//! as PostgreSQL's do: pg_dump writes a view after what it reads, whatever their names.
+//! normal dependency of the view's relation on each input's, and of the view's `_RETURN`
+//! rule in `pg_rewrite` on each, as PostgreSQL records them), so tools order and drop them
+//! as PostgreSQL's do: pg_dump writes a view after what it reads, whatever their names, and
+//! refreshes a view after the views it reads.
 //! `pg_attrdef` with our columns' defaults (`adbin` holds the default's SQL text, which
 //! `pg_get_expr` gives back).
 
@@ -20,6 +22,13 @@ use crate::coord::engine::Engine;
 
 /// pg_class's OID (`classid` of a relation).
 const PG_CLASS: i32 = 1259;
+/// pg_rewrite's OID (`classid` of a rule).
+const PG_REWRITE: i32 = 2618;
+
+/// The OID of the `_RETURN` rule of the view whose relation OID is `view`.
+pub fn rule_oid(view: i32) -> i32 {
+    600_000_000 + view.rem_euclid(100_000_000)
+}
 
 #[derive(Debug)]
 pub struct PgDepend {
@@ -50,7 +59,9 @@ impl CatalogRows for PgDepend {
             };
             for input in &view.inputs {
                 if let Some(&refobjid) = names.get(input).and_then(|n| oids.get(n)) {
-                    deps.push(Dependency { objid, refobjid, refobjsubid: 0, deptype: "n" });
+                    deps.push(Dependency { classid: PG_CLASS, objid, refobjid, refobjsubid: 0, deptype: "n" });
+                    let rule = rule_oid(objid);
+                    deps.push(Dependency { classid: PG_REWRITE, objid: rule, refobjid, refobjsubid: 0, deptype: "n" });
                 }
             }
         }
@@ -58,7 +69,7 @@ impl CatalogRows for PgDepend {
         for s in super::pg_sequence::identity_sequences(&self.engine) {
             if let Some(&refobjid) = oids.get(&s.table.name) {
                 let refobjsubid = i32::from(s.attnum);
-                deps.push(Dependency { objid: s.oid, refobjid, refobjsubid, deptype: "i" });
+                deps.push(Dependency { classid: PG_CLASS, objid: s.oid, refobjid, refobjsubid, deptype: "i" });
             }
         }
         let mut out = read_all(&self.depend, state).await?;
@@ -68,7 +79,7 @@ impl CatalogRows for PgDepend {
 }
 
 /// The pg_class OIDs of our relations (those in `public`), by name.
-async fn our_oids(
+pub(super) async fn our_oids(
     class: &Arc<dyn TableProvider>,
     namespace: &Arc<dyn TableProvider>,
     state: &dyn Session,
@@ -158,8 +169,10 @@ impl CatalogRows for PgAttrdef {
     }
 }
 
-/// A dependency of relation `objid` on relation `refobjid` (its column `refobjsubid`, or 0).
+/// A dependency of object `objid` (a relation, or a rule) on relation `refobjid` (its column
+/// `refobjsubid`, or 0).
 struct Dependency {
+    classid: i32,
     objid: i32,
     refobjid: i32,
     refobjsubid: i32,
@@ -175,7 +188,8 @@ fn rows(schema: &SchemaRef, deps: &[Dependency]) -> Result<RecordBatch> {
         .iter()
         .map(|f| {
             let array = match f.name().as_str() {
-                "classid" | "refclassid" => ints(vec![PG_CLASS; n]),
+                "classid" => ints(deps.iter().map(|d| d.classid).collect()),
+                "refclassid" => ints(vec![PG_CLASS; n]),
                 "objid" => ints(deps.iter().map(|d| d.objid).collect()),
                 "refobjid" => ints(deps.iter().map(|d| d.refobjid).collect()),
                 "objsubid" => ints(vec![0; n]),

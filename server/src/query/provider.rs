@@ -178,6 +178,9 @@ impl SchemaProvider for PublicSchema {
         if self.engine.catalog.name_taken(name) {
             return Ok(None);
         }
+        if let Some(sequence) = crate::coord::sequences::sequence_relation(&self.engine, name) {
+            return sequence.map(Some);
+        }
         match self.pg_catalog() {
             Some(pg) => pg.table(name).await,
             None => Ok(None),

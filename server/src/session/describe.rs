@@ -128,6 +128,14 @@ impl Session {
                 params: vec![],
                 schema: Some(text_schema("QUERY PLAN")),
             }),
+            // The cursor's query decides the parameters; DECLARE itself returns no rows.
+            Statement::DeclareQuery { query, .. } => {
+                let (_, plan) = self.plan(*query).await?;
+                Ok(Described {
+                    params: param_types(&plan)?,
+                    schema: None,
+                })
+            }
             Statement::Fetch { cursor, .. } => Ok(Described {
                 params: vec![],
                 schema: Some(self.cursor_schema(&cursor).ok_or_else(|| {

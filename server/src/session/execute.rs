@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::common::ParamValues;
 use freshet_common::PgError;
 use freshet_sql::error::map_df_error;
-use freshet_sql::{CopyFrom, CreateViewPlan, DmlPlan, SetValue, Statement};
+use freshet_sql::{CopyFrom, CopyTo, CreateViewPlan, DmlPlan, SetValue, Statement};
 
 use super::{lock, one_text_column, text_columns, written_outcome, Outcome, Session};
 
@@ -61,6 +61,7 @@ impl Session {
                 Ok(one_text_column("name", names))
             }
             Statement::CopyFrom(opts) => self.copy_from(opts),
+            Statement::CopyTo(plan) => self.copy_to(*plan, params).await,
             Statement::Flush => self.flush().await,
             Statement::Set { name, value } => self.set(&name, value),
             Statement::Reset { name } => {
@@ -98,7 +99,15 @@ impl Session {
             Statement::NoOp { tag } => Ok(command(tag)),
             Statement::LockShared { tables } => self.lock_shared(&tables),
             Statement::Subscribe(plan) => self.subscribe(&plan).await,
-            Statement::DeclareSubscribe { cursor, plan } => self.declare(cursor, &plan).await,
+            Statement::DeclareSubscribe { cursor, plan } => {
+                self.declare_subscribe(cursor, &plan).await
+            }
+            Statement::DeclareQuery {
+                cursor,
+                query,
+                hold,
+            } => self.declare_query(cursor, *query, hold, params).await,
+            Statement::Move { cursor, count } => self.move_cursor(&cursor, count).await,
             Statement::Fetch {
                 cursor,
                 count,
@@ -190,6 +199,32 @@ impl Session {
             )),
             None => Ok(command("CREATE MATERIALIZED VIEW")),
         }
+    }
+
+    /// COPY … TO STDOUT: the rows of its query, to be written as COPY data. As in PostgreSQL,
+    /// the table form does not read materialized views (`COPY (SELECT …) TO` does).
+    async fn copy_to(&self, plan: CopyTo, params: Option<ParamValues>) -> Result<Outcome, PgError> {
+        if let Some(name) = &plan.relation {
+            if self.engine.catalog.view(name).is_some() {
+                return Err(PgError::new(
+                    freshet_common::SqlState::WRONG_OBJECT_TYPE,
+                    format!("cannot copy from materialized view \"{name}\""),
+                )
+                .with_hint("Try the COPY (SELECT ...) TO variant."));
+            }
+        }
+        let rows = match self.point_select(&plan.query, params.as_ref()).await? {
+            Some(rows) => rows,
+            None => self.run_query(*plan.query, params).await?,
+        };
+        let Outcome::Rows { schema, stream, .. } = rows else {
+            return Err(PgError::not_supported("COPY of a statement that returns no rows"));
+        };
+        Ok(Outcome::CopyOut {
+            schema,
+            stream,
+            options: plan.options,
+        })
     }
 
     fn copy_from(&self, opts: CopyFrom) -> Result<Outcome, PgError> {

@@ -340,8 +340,10 @@ impl Session {
     ) -> Result<Outcome, PgError> {
         let name = || savepoint.clone().unwrap_or_default();
         if matches!(op, TransactionOp::Commit | TransactionOp::Rollback) {
-            // Cursors live as long as their block.
-            self.close_cursors();
+            // Cursors live as long as their block (WITH HOLD ones past its commit).
+            let committed =
+                op == TransactionOp::Commit && self.block().check_not_failed(false).is_ok();
+            self.end_block_cursors(committed);
         }
         match op {
             TransactionOp::Begin => {
