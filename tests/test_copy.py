@@ -96,6 +96,8 @@ COPY_OUT = [
     "COPY (VALUES (1, 'one'), (2, NULL)) TO STDOUT (FORMAT csv, HEADER true)",
     "COPY (SELECT * FROM x WHERE id = 2) TO STDOUT",
     "COPY (SELECT * FROM x WHERE false) TO STDOUT (FORMAT csv, HEADER)",
+    "COPY (SELECT interval '1 mon 3 days 00:00:01.5', interval '-1 day 02:00:00', "
+    "3 * interval '1 hour', 'Infinity'::float8, 1e15::float8, 1.5::real) TO STDOUT",
 ]
 
 COPY_ERRORS = [

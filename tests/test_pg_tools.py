@@ -322,6 +322,13 @@ def test_pg_dump_with_data_restores_into_postgresql(freshet, postgres):
                 pass
         c.execute("DROP DATABASE IF EXISTS dump_data WITH (FORCE)")
         c.execute("CREATE DATABASE dump_data")
+    # One table by pattern (`OPERATOR(pg_catalog.=) ANY (…)` in pg_dump's lookup).
+    one = subprocess.run(
+        [str(PG_BIN / "pg_dump"), "-t", "lin*", "-h", "127.0.0.1", "-p", str(freshet.port),
+         "-U", "tester", "freshet"], capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    assert "COPY public.lines (order_id, n, qty) FROM stdin;" in one.stdout
+    assert "orders" not in one.stdout
     try:
         restore = subprocess.run(
             [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",

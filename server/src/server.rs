@@ -249,10 +249,12 @@ fn template_context(
         let state = ctx.state_ref();
         let existing = state.read().clone();
         // `typname[0]` (a subscript of a name) before DataFusion's list subscripts.
-        // jsonb operators over text before DataFusion's (which refuses `->` and `?`).
+        // jsonb operators over text before DataFusion's (which refuses `->` and `?`), and
+        // interval × number, which DataFusion does not plan.
         let planners = [
             Arc::new(freshet_sql::name_subscript::NameSubscript) as _,
             Arc::new(freshet_sql::jsonb_functions::JsonbOperators) as _,
+            Arc::new(freshet_sql::interval_arith::IntervalArithmetic) as _,
         ]
         .into_iter()
         .chain(existing.expr_planners().iter().cloned())

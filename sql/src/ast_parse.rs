@@ -69,8 +69,10 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
         }
     }
     let qualified = crate::system_columns::qualify_catalog_regclass(sql);
+    let qualified = qualified.as_deref().unwrap_or(sql);
+    let plain = plain_operators(qualified);
     let mut stmts = PARSER
-        .with(|p| p.parse(qualified.as_deref().unwrap_or(sql)))
+        .with(|p| p.parse(plain.as_deref().unwrap_or(qualified)))
         .map_err(syntax_error)?;
     crate::session_functions::rewrite(sql, &mut stmts);
     crate::precedence::rewrite(sql, &mut stmts);
@@ -97,6 +99,52 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     }
     window_tables(sql, &mut stmts)?;
     Ok(stmts)
+}
+
+/// `sql` with the operators psql and pg_dump spell schema-qualified (`OPERATOR(pg_catalog.=)`,
+/// `OPERATOR(pg_catalog.~)`) written plainly: sqlparser does not take the qualified form
+/// before `ANY` (`c.relkind OPERATOR(pg_catalog.=) ANY (array[…])`, what `pg_dump -t` sends).
+/// `None` when there is none.
+fn plain_operators(sql: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    if !sql.contains("OPERATOR(pg_catalog.") {
+        return None;
+    }
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql).tokenize().ok()?;
+    let operator = |t: &Token| {
+        !matches!(
+            t,
+            Token::Word(_)
+                | Token::Number(..)
+                | Token::SingleQuotedString(_)
+                | Token::LParen
+                | Token::RParen
+                | Token::Comma
+                | Token::Whitespace(_)
+                | Token::EOF
+        )
+    };
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = tokens.as_slice();
+    while let Some(first) = rest.first() {
+        if let [Token::Word(w), Token::LParen, Token::Word(schema), Token::Period, op, Token::RParen, ..] =
+            rest
+        {
+            if w.quote_style.is_none()
+                && w.value.eq_ignore_ascii_case("operator")
+                && schema.value == "pg_catalog"
+                && operator(op)
+            {
+                out.push_str(&op.to_string());
+                rest = &rest[6..];
+                continue;
+            }
+        }
+        out.push_str(&first.to_string());
+        rest = &rest[1..];
+    }
+    Some(out)
 }
 
 /// Array and interval literals in PostgreSQL's text forms, as DataFusion reads them, and casts
@@ -192,6 +240,19 @@ mod tests {
             .unwrap()
             .join()
             .unwrap()
+    }
+
+    #[test]
+    fn qualified_operators_are_written_plainly() {
+        let sql = "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind OPERATOR(pg_catalog.=) \
+                   ANY (array['r', 'S']) AND c.relname OPERATOR(pg_catalog.~) '^(t)$'";
+        assert_eq!(
+            plain_operators(sql).unwrap(),
+            "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind = ANY (array['r', 'S']) \
+             AND c.relname ~ '^(t)$'"
+        );
+        assert!(parse(sql).is_ok());
+        assert!(plain_operators("SELECT 1").is_none());
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod error;
 pub mod index;
 pub mod jsonb_functions;
 pub mod insert;
+pub mod interval_arith;
 mod isolation;
 pub mod limits;
 pub mod name_subscript;

@@ -100,7 +100,7 @@ fn element_texts(values: &ArrayRef) -> Result<ArrayRef> {
                 .map(|b| b.map(|b| if b { "t" } else { "f" }))
                 .collect::<datafusion::arrow::array::StringArray>(),
         ),
-        t if crate::pg_text::has_text_form(t) => crate::pg_text::timestamps_text(values),
+        t if crate::pg_text::has_text_form(t) => crate::pg_text::text_form(values),
         _ => datafusion::arrow::compute::cast(values, &DataType::Utf8)?,
     })
 }

@@ -1,16 +1,17 @@
-//! PostgreSQL's text form of timestamps: `2026-01-01 00:00:05`, `2026-01-01 00:00:05.25`, and
-//! for `timestamptz` the offset as PostgreSQL prints it (`+00`, `+05:30`). Arrow writes an ISO
-//! `T` between date and time and pgwire always six fraction digits; both differ from what
-//! clients compare against. Used by the server's encoder for result columns, and for casts
-//! to text (`ts::text`, `ts || ''`) through [`crate::text_casts::TextCasts`], which replaces
-//! them by the `pg_timestamp_text` function.
+//! PostgreSQL's text form of timestamps (`2026-01-01 00:00:05`, `2026-01-01 00:00:05.25`, and
+//! for `timestamptz` the offset as PostgreSQL prints it: `+00`, `+05:30`), of floats (`1e-05`,
+//! `Infinity`) and of intervals (`1 mon 3 days 00:00:01.5`). Arrow writes an ISO `T` between
+//! date and time, `1e-5`, `inf` and `1 days 2 hours`, and pgwire always six fraction digits;
+//! all differ from what clients compare against. Used by the server's encoder for result
+//! columns, and for casts to text (`ts::text`, `x || ''`) through
+//! [`crate::text_casts::TextCasts`], which replaces them by the `pg_timestamp_text` function.
 
 use std::fmt::Write;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::datatypes::{
-    DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    DataType, IntervalUnit, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
 use datafusion::common::{Result, ScalarValue};
@@ -36,9 +37,15 @@ pub fn offset_seconds(tz: Option<&str>) -> Option<i32> {
     Some(sign * (h.parse::<i32>().ok()? * 3600 + m.parse::<i32>().ok()? * 60))
 }
 
-/// Whether timestamps of type `t` have a PostgreSQL text form here.
+/// Whether values of type `t` have a PostgreSQL text form here that Arrow's cast to text
+/// does not give.
 pub fn has_text_form(t: &DataType) -> bool {
-    matches!(t, DataType::Timestamp(_, tz) if offset_seconds(tz.as_deref()).is_some())
+    match t {
+        DataType::Timestamp(_, tz) => offset_seconds(tz.as_deref()).is_some(),
+        DataType::Float32 | DataType::Float64 => true,
+        DataType::Interval(IntervalUnit::MonthDayNano) => true,
+        _ => false,
+    }
 }
 
 /// One timestamp (microseconds since 1970-01-01 00:00 UTC) as PostgreSQL prints it; shifted
@@ -64,10 +71,14 @@ pub fn timestamp_text(micros: i64, offset: Option<i32>) -> Option<String> {
     Some(s)
 }
 
-/// A timestamp array of type `t` (see [`has_text_form`]) as PostgreSQL's text.
-pub fn timestamps_text(c: &ArrayRef) -> ArrayRef {
+/// An array of a type [`has_text_form`] accepts as PostgreSQL's text; others as they are.
+pub fn text_form(c: &ArrayRef) -> ArrayRef {
     let DataType::Timestamp(unit, tz) = c.data_type() else {
-        return Arc::clone(c);
+        return match c.data_type() {
+            DataType::Float32 | DataType::Float64 => floats_text(c),
+            DataType::Interval(_) => intervals_text(c),
+            _ => Arc::clone(c),
+        };
     };
     let Some(offset) = offset_seconds(tz.as_deref()) else {
         return Arc::clone(c);
@@ -101,7 +112,8 @@ pub fn timestamps_text(c: &ArrayRef) -> ArrayRef {
     Arc::new(out.finish())
 }
 
-/// `pg_timestamp_text(ts)`: what `ts::text` gives in PostgreSQL.
+/// `pg_timestamp_text(x)`: what `x::text` gives in PostgreSQL, for the types [`has_text_form`]
+/// accepts.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PgTimestampText {
     signature: Signature,
@@ -130,15 +142,73 @@ impl ScalarUDFImpl for PgTimestampText {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match &args.args[0] {
-            ColumnarValue::Array(a) => Ok(ColumnarValue::Array(timestamps_text(a))),
+            ColumnarValue::Array(a) => Ok(ColumnarValue::Array(text_form(a))),
             ColumnarValue::Scalar(s) => {
-                let text = timestamps_text(&s.to_array()?);
+                let text = text_form(&s.to_array()?);
                 Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
                     &text, 0,
                 )?))
             }
         }
     }
+}
+
+/// An interval (months, days, nanoseconds) as PostgreSQL prints it (`IntervalStyle`
+/// `postgres`, its default): `1 year 2 mons -3 days +04:05:06.5`, `00:00:00` when zero.
+pub fn interval_text(months: i32, days: i32, nanos: i64) -> String {
+    let mut out = String::new();
+    let (mut is_zero, mut is_before) = (true, false);
+    let mut part = |out: &mut String, value: i64, unit: &str| {
+        if value == 0 {
+            return;
+        }
+        let _ = write!(
+            out,
+            "{}{}{value} {unit}{}",
+            if is_zero { "" } else { " " },
+            if is_before && value > 0 { "+" } else { "" },
+            if value != 1 { "s" } else { "" }
+        );
+        is_before = value < 0;
+        is_zero = false;
+    };
+    part(&mut out, i64::from(months / 12), "year");
+    part(&mut out, i64::from(months % 12), "mon");
+    part(&mut out, i64::from(days), "day");
+    let micros = nanos / 1000;
+    if is_zero || micros != 0 {
+        let minus = micros < 0;
+        let abs = micros.unsigned_abs();
+        let (hours, rest) = (abs / 3_600_000_000, abs % 3_600_000_000);
+        let (mins, rest) = (rest / 60_000_000, rest % 60_000_000);
+        let (secs, frac) = (rest / 1_000_000, rest % 1_000_000);
+        let _ = write!(
+            out,
+            "{}{}{hours:02}:{mins:02}:{secs:02}",
+            if is_zero { "" } else { " " },
+            if minus { "-" } else if is_before { "+" } else { "" },
+        );
+        if frac != 0 {
+            let digits = format!("{frac:06}");
+            let _ = write!(out, ".{}", digits.trim_end_matches('0'));
+        }
+    }
+    out
+}
+
+/// An `interval` column as PostgreSQL's text ([`interval_text`]).
+pub fn intervals_text(c: &ArrayRef) -> ArrayRef {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::datatypes::IntervalMonthDayNanoType;
+    if !matches!(c.data_type(), DataType::Interval(IntervalUnit::MonthDayNano)) {
+        return Arc::clone(c);
+    }
+    let text: StringArray = c
+        .as_primitive::<IntervalMonthDayNanoType>()
+        .iter()
+        .map(|v| v.map(|v| interval_text(v.months, v.days, v.nanoseconds)))
+        .collect();
+    Arc::new(text)
 }
 
 /// A float as PostgreSQL prints it (with `extra_float_digits` at its default of 1, or more):
@@ -286,5 +356,23 @@ mod tests {
         assert_eq!(float_text(f64::from(1e6f32), true), "1e+06");
         assert_eq!(float_text(f64::from(123456f32), true), "123456");
         assert_eq!(float_text(f64::from(0.1f32), true), "0.1");
+    }
+
+    #[test]
+    fn intervals_as_postgresql_prints_them() {
+        let hour = 3_600_000_000_000i64;
+        for ((m, d, n), want) in [
+            ((0, 1, 2 * hour), "1 day 02:00:00"),
+            ((1, 3, 1_500_000_000), "1 mon 3 days 00:00:01.5"),
+            ((0, -1, 0), "-1 days"),
+            ((14, 0, 0), "1 year 2 mons"),
+            ((0, 0, 0), "00:00:00"),
+            ((0, -1, 2 * hour), "-1 days +02:00:00"),
+            ((0, 1, -2 * hour), "1 day -02:00:00"),
+            ((0, 0, 25 * hour + 1000), "25:00:00.000001"),
+            ((-13, 0, 0), "-1 years -1 mons"),
+        ] {
+            assert_eq!(interval_text(m, d, n), want);
+        }
     }
 }

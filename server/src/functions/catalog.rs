@@ -1,7 +1,8 @@
 //! Catalog functions pg_dump and administration tools call: `acldefault` (an object kind's
 //! built-in privileges for its owner, which pg_dump compares with the object's ACL), and
-//! those where freshet has nothing to report: no standby (`pg_is_in_recovery`), no triggers
-//! and no rules. Also `quote_literal` and `pg_options_to_table`, which pg_dump applies to
+//! those where freshet has nothing to report: no standby (`pg_is_in_recovery`), no triggers,
+//! no rules, no comments, no tablespace directories. `pg_size_pretty` as PostgreSQL writes
+//! sizes. Also `quote_literal` and `pg_options_to_table`, which pg_dump applies to
 //! option lists.
 
 use std::sync::Arc;
@@ -54,7 +55,13 @@ pub fn register(ctx: &SessionContext) {
             ScalarValue::Boolean(Some(false)),
         ),
         ("pg_get_triggerdef", vec![1, 2], text_null.clone()),
-        ("pg_get_ruledef", vec![1, 2], text_null),
+        ("pg_get_ruledef", vec![1, 2], text_null.clone()),
+        // No object has a comment (`COMMENT ON` is refused).
+        ("obj_description", vec![1, 2], text_null.clone()),
+        ("col_description", vec![2], text_null.clone()),
+        ("shobj_description", vec![2], text_null),
+        // Every tablespace is a default one (pg_default, pg_global).
+        ("pg_tablespace_location", vec![1], ScalarValue::Utf8(Some(String::new()))),
     ] {
         let forms = arities
             .into_iter()
@@ -79,6 +86,25 @@ pub fn register(ctx: &SessionContext) {
             Volatility::Stable,
         ),
     }));
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let sizes = ColumnarValue::values_to_arrays(args)?;
+            let text: datafusion::arrow::array::StringArray = sizes[0]
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .iter()
+                .map(|v| v.map(size_pretty))
+                .collect();
+            Ok(if matches!(args[0], ColumnarValue::Scalar(_)) {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&text, 0)?)
+            } else {
+                ColumnarValue::Array(Arc::new(text))
+            })
+        }),
+    ));
     // Array literals (`'{1,2}'::int[]`) are read through it.
     ctx.register_udf(freshet_sql::pg_array_in::PgArrayIn::udf().as_ref().clone());
     ctx.register_udf(datafusion::logical_expr::create_udf(
@@ -142,6 +168,45 @@ impl ScalarUDFImpl for PgGetExpr {
 
 /// `quote_literal(text)` as PostgreSQL writes it: quotes doubled, and with backslashes
 /// doubled under an `E` prefix.
+/// A size in bytes as PostgreSQL's `pg_size_pretty` writes it: bytes below 10 kB, else the
+/// first of kB, MB, GB, TB, PB in which it is below 20 * 1024 - 1 halves, rounded half away
+/// from zero.
+fn size_pretty(size: i64) -> String {
+    if size.abs() < 10 * 1024 {
+        return format!("{size} bytes");
+    }
+    let half_rounded = |x: i64| (x + if x < 0 { -1 } else { 1 }) / 2;
+    // In halves of the unit: one extra bit kept for the rounding.
+    let mut halves = size / (1 << 9);
+    let units = ["kB", "MB", "GB", "TB"];
+    for unit in units {
+        if halves.abs() < 20 * 1024 - 1 {
+            return format!("{} {unit}", half_rounded(halves));
+        }
+        halves /= 1 << 10;
+    }
+    format!("{} PB", half_rounded(halves))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_as_postgresql_writes_them() {
+        for (size, want) in [
+            (10239, "10239 bytes"),
+            (10240, "10 kB"),
+            (10_485_247, "10239 kB"),
+            (10_485_248, "10 MB"),
+            (10_485_760, "10 MB"),
+            (-123_456_789, "-118 MB"),
+            (1 << 50, "1024 TB"),
+            (i64::MAX, "8192 PB"),
+        ] {
+            assert_eq!(super::size_pretty(size), want, "{size}");
+        }
+    }
+}
+
 fn quote_literal(text: &str) -> String {
     let body = text.replace('\'', "''");
     if body.contains('\\') {

@@ -129,7 +129,7 @@ pub fn query_response(
 }
 
 /// One batch's rows as DataRows in `format`, as PostgreSQL sends them: `character(n)` padded,
-/// timestamps, floats and vectors in PostgreSQL's text, binary `jsonb` with its version byte.
+/// timestamps, floats, intervals and vectors in PostgreSQL's text, binary `jsonb` with its version byte.
 /// `lengths` is [`super::text::bpchar_lengths`] of the batch's schema.
 pub fn data_rows(
     batch: RecordBatch,
@@ -137,8 +137,8 @@ pub fn data_rows(
     lengths: &[Option<u32>],
     format: &Format,
 ) -> impl Iterator<Item = PgWireResult<DataRow>> + Send + Sync + use<> {
-    use super::text::{bpchar_padded, floats_as_text, jsonb_binary, timestamps_as_text, vectors_as_text};
-    let batch = floats_as_text(timestamps_as_text(bpchar_padded(batch, lengths), format), format);
+    use super::text::{bpchar_padded, jsonb_binary, text_forms, vectors_as_text};
+    let batch = text_forms(bpchar_padded(batch, lengths), format);
     encode_recordbatch(
         Arc::clone(fields),
         jsonb_binary(vectors_as_text(batch, fields), fields),

@@ -1,13 +1,13 @@
-//! Result columns sent in text format get PostgreSQL's text form of timestamps and floats
-//! ([`freshet_sql::pg_text`]), which pgwire's encoder does not give (it always prints six
-//! fraction digits, and `1e-5`, `inf`), and of `int2vector`/`oidvector` columns. Binary format is left to
+//! Result columns sent in text format get PostgreSQL's text form of timestamps, floats and
+//! intervals ([`freshet_sql::pg_text`]), which pgwire's encoder does not give (it always
+//! prints six fraction digits, and `1e-5`, `inf`), and of `int2vector`/`oidvector` columns. Binary format is left to
 //! pgwire, but for `jsonb`'s version byte.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use freshet_sql::pg_text::{floats_text, has_text_form, timestamps_text};
+use freshet_sql::pg_text::{has_text_form, text_form};
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::Type;
@@ -43,24 +43,14 @@ fn replace_columns(
     RecordBatch::try_new(schema, columns).unwrap_or(batch)
 }
 
-/// `batch` with each timestamp column that goes out in text format as PostgreSQL's text.
-pub fn timestamps_as_text(batch: RecordBatch, format: &Format) -> RecordBatch {
+/// `batch` with each timestamp, float and interval column that goes out in text format as
+/// PostgreSQL prints it, which pgwire's encoder does not.
+pub fn text_forms(batch: RecordBatch, format: &Format) -> RecordBatch {
     let schema = batch.schema();
     let wanted = |i: usize| {
         has_text_form(schema.field(i).data_type()) && format.format_for(i) == FieldFormat::Text
     };
-    replace_columns(batch, wanted, |_, c| timestamps_text(c))
-}
-
-/// `batch` with each `real` / `double precision` column that goes out in text format as
-/// PostgreSQL prints it (`1e-05`, `-10000000000`, `Infinity`), which pgwire's does not.
-pub fn floats_as_text(batch: RecordBatch, format: &Format) -> RecordBatch {
-    let schema = batch.schema();
-    let wanted = |i: usize| {
-        matches!(schema.field(i).data_type(), DataType::Float32 | DataType::Float64)
-            && format.format_for(i) == FieldFormat::Text
-    };
-    replace_columns(batch, wanted, |_, c| floats_text(c))
+    replace_columns(batch, wanted, |_, c| text_form(c))
 }
 
 /// Columns sent as `int2vector` / `oidvector` in text (see [`super::encode::fields`]) as
