@@ -40,3 +40,4 @@ SELECT (3 * interval '1 day')::text, (interval '1 hour' * 2.5)::text, (interval 
 SELECT (interval '1 mon 3 days 00:00:01.5')::text, (interval '-1 day 02:00:00')::text, (interval '14 mons -1 day')::text, (interval '0 seconds')::text, interval '25 hours 0.000001 seconds';
 SELECT (0.1::float8)::text, (1e-5::float8)::text, (-1e10::float8)::text, (1e15::float8)::text, ('-0'::float8)::text, ('Infinity'::float8)::text, (123456789.125::float8)::text;
 SELECT pg_size_pretty(10239::bigint), pg_size_pretty(10240::bigint), pg_size_pretty(10485247::bigint), pg_size_pretty(10485248::bigint), pg_size_pretty(-123456789::bigint), pg_size_pretty(1125899906842624::bigint), pg_size_pretty(9223372036854775807::bigint);
+SELECT pg_typeof(1::int), pg_typeof('a'::text), pg_typeof(1.5::numeric(4,1)), pg_typeof(1::bigint), pg_typeof(true), pg_typeof(DATE '2026-01-01'), pg_typeof(1.5::float8), pg_typeof(interval '1 day');

@@ -95,3 +95,31 @@ def test_psql_materialized_views(freshet):
     # \dt lists tables only
     dt = psql(freshet, "-c", "\\dt")
     assert "sales" in dt.stdout and "by_region" not in dt.stdout
+
+
+def test_psql_meta_commands_of_a_working_database(freshet):
+    """The `\\d` family and its neighbours run (ON_ERROR_STOP) and show what the database holds."""
+    r = psql(freshet, "-c", "CREATE TABLE sized (id INT PRIMARY KEY, v TEXT)",
+             "-c", "INSERT INTO sized SELECT i, repeat('x', 50) FROM generate_series(1, 1000) AS g(i)",
+             "-c", "CREATE MATERIALIZED VIEW sized_count AS SELECT count(*) AS n FROM sized")
+    assert r.returncode == 0, r.stderr
+    outputs = {}
+    for cmd in ["\\d+ sized", "\\du", "\\df", "\\dfS abs", "\\dT", "\\dp", "\\dt+", "\\l+",
+                "\\di+", "\\dm+", "\\dc", "\\do", "\\dF", "\\db", "\\dd"]:
+        out = psql(freshet, "-c", cmd)
+        assert out.returncode == 0, f"{cmd}: {out.stderr}"
+        outputs[cmd] = out.stdout
+    assert 'Table "public.sized"' in outputs["\\d+ sized"] and "Storage" in outputs["\\d+ sized"]
+    assert "sized_pkey" in outputs["\\d+ sized"]
+    assert "List of functions" in outputs["\\df"]
+    assert "double precision" in outputs["\\dfS abs"]
+    assert "sized" in outputs["\\dt+"] and ("bytes" in outputs["\\dt+"] or "kB" in outputs["\\dt+"])
+    assert "freshet" in outputs["\\l+"]
+    assert "sized_count" in outputs["\\dm+"]
+    # \dconfig lists what differs from the defaults, as the session set it.
+    conf = psql(freshet, "-c", "SET statement_timeout = '5s'", "-c", "\\dconfig")
+    assert conf.returncode == 0, conf.stderr
+    assert any(line.split("|")[0].strip() == "statement_timeout" and line.split("|")[1].strip() == "5s"
+               for line in conf.stdout.splitlines() if "|" in line), conf.stdout
+    plus = psql(freshet, "-c", "\\dconfig+ *timeout*")
+    assert plus.returncode == 0 and "lock_timeout" in plus.stdout, plus.stderr

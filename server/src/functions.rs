@@ -17,6 +17,7 @@ use freshet_common::{PgError, SqlState};
 
 mod bytes;
 mod catalog;
+pub mod sizes;
 
 pub use catalog::register_with_catalog;
 mod to_char;

@@ -18,6 +18,7 @@ mod pg_regproc;
 pub(crate) mod pg_index;
 mod pg_roles;
 mod pg_sequence;
+pub mod pg_settings;
 mod pg_stat_activity;
 pub mod point;
 mod provider;

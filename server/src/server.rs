@@ -289,5 +289,6 @@ fn template_context(
     crate::functions::register(&ctx, opts.query_memory_mb << 20);
     crate::query::pg_index::register_functions(&ctx, engine);
     crate::functions::register_with_catalog(&ctx, &engine.catalog);
+    crate::functions::sizes::register(&ctx, engine);
     Ok(ctx)
 }

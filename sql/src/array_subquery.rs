@@ -3,7 +3,9 @@
 //! too). One difference from PostgreSQL: no rows give NULL rather than an empty array.
 //! Subqueries over `pg_policy` (row security, which freshet does not have) are an empty
 //! `text[]` (NULL) outright: psql's `\dp` compares its `oid[]` column with literals DataFusion
-//! cannot type.
+//! cannot type. So are those over `unnest(….reloptions)` (psql's `\d+` lists a TOAST table's
+//! options so): no relation here has storage options, and DataFusion cannot plan the
+//! correlated `unnest`.
 
 use std::ops::ControlFlow;
 
@@ -13,7 +15,7 @@ use datafusion::sql::sqlparser::ast;
 pub fn rewrite(stmt: &mut ast::Statement) {
     let _ = ast::visit_expressions_mut(stmt, |e| {
         if let Some(q) = array_call(e) {
-            if reads_pg_policy(q) {
+            if reads_pg_policy(q) || unnests_reloptions(q) {
                 *e = ast::Expr::Cast {
                     kind: ast::CastKind::Cast,
                     expr: Box::new(ast::Expr::Value(ast::Value::Null.into())),
@@ -30,6 +32,11 @@ pub fn rewrite(stmt: &mut ast::Statement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+fn unnests_reloptions(q: &ast::Query) -> bool {
+    let text = q.to_string().to_ascii_lowercase();
+    text.contains("unnest(") && text.contains(".reloptions)")
 }
 
 fn reads_pg_policy(q: &ast::Query) -> bool {

@@ -51,6 +51,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
         crate::precedence::rewrite(sql, &mut stmts);
         crate::set_returning::rewrite(sql, &mut stmts);
         literals(sql, &mut stmts);
+        if crate::by_oid::mentions(&sql.to_ascii_lowercase()) {
+            stmts.iter_mut().for_each(crate::by_oid::rewrite);
+        }
         window_tables(sql, &mut stmts)?;
         return Ok(stmts);
     }
@@ -90,6 +93,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     }
     if lower.contains("pg_table_is_visible") {
         stmts.iter_mut().for_each(crate::visibility::rewrite);
+    }
+    if crate::by_oid::mentions(&lower) {
+        stmts.iter_mut().for_each(crate::by_oid::rewrite);
     }
     if lower.contains("pg_get_viewdef") {
         stmts.iter_mut().for_each(crate::system_columns::rewrite_viewdef);

@@ -1,8 +1,8 @@
 //! Catalog functions pg_dump and administration tools call: `acldefault` (an object kind's
 //! built-in privileges for its owner, which pg_dump compares with the object's ACL), and
 //! those where freshet has nothing to report: no standby (`pg_is_in_recovery`), no triggers,
-//! no rules, no comments, no tablespace directories. `pg_size_pretty` as PostgreSQL writes
-//! sizes. Also `quote_literal` and `pg_options_to_table`, which pg_dump applies to
+//! no rules, no comments, no tablespace directories, conversions all visible. `pg_size_pretty`
+//! as PostgreSQL writes sizes, `pg_typeof`, `pg_char_to_encoding`. Also `quote_literal` and `pg_options_to_table`, which pg_dump applies to
 //! option lists.
 
 use std::sync::Arc;
@@ -60,6 +60,17 @@ pub fn register(ctx: &SessionContext) {
         ("obj_description", vec![1, 2], text_null.clone()),
         ("col_description", vec![2], text_null.clone()),
         ("shobj_description", vec![2], text_null),
+        // Conversions, operators, operator classes and families and text search objects
+        // are all in pg_catalog, on the search path.
+        ("pg_conversion_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_operator_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_opclass_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_opfamily_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_ts_config_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_ts_dict_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_ts_parser_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_ts_template_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("getdatabaseencoding", vec![0], ScalarValue::Utf8(Some("UTF8".to_owned()))),
         // Every tablespace is a default one (pg_default, pg_global).
         ("pg_tablespace_location", vec![1], ScalarValue::Utf8(Some(String::new()))),
     ] {
@@ -86,25 +97,7 @@ pub fn register(ctx: &SessionContext) {
             Volatility::Stable,
         ),
     }));
-    ctx.register_udf(datafusion::logical_expr::create_udf(
-        "pg_size_pretty",
-        vec![DataType::Int64],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let sizes = ColumnarValue::values_to_arrays(args)?;
-            let text: datafusion::arrow::array::StringArray = sizes[0]
-                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                .iter()
-                .map(|v| v.map(size_pretty))
-                .collect();
-            Ok(if matches!(args[0], ColumnarValue::Scalar(_)) {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&text, 0)?)
-            } else {
-                ColumnarValue::Array(Arc::new(text))
-            })
-        }),
-    ));
+    register_descriptive(ctx);
     // Array literals (`'{1,2}'::int[]`) are read through it.
     ctx.register_udf(freshet_sql::pg_array_in::PgArrayIn::udf().as_ref().clone());
     ctx.register_udf(datafusion::logical_expr::create_udf(
@@ -126,6 +119,91 @@ pub fn register(ctx: &SessionContext) {
             })
         }),
     ));
+}
+
+/// The functions that describe: sizes, encodings, functions' types, a value's type.
+fn register_descriptive(ctx: &SessionContext) {
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let sizes = ColumnarValue::values_to_arrays(args)?;
+            let text: datafusion::arrow::array::StringArray = sizes[0]
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .iter()
+                .map(|v| v.map(size_pretty))
+                .collect();
+            Ok(if matches!(args[0], ColumnarValue::Scalar(_)) {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&text, 0)?)
+            } else {
+                ColumnarValue::Array(Arc::new(text))
+            })
+        }),
+    ));
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "pg_char_to_encoding",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let names = ColumnarValue::values_to_arrays(args)?;
+            let ids: datafusion::arrow::array::Int32Array = names[0]
+                .as_string::<i32>()
+                .iter()
+                .map(|n| n.map(encoding_id))
+                .collect();
+            Ok(if matches!(args[0], ColumnarValue::Scalar(_)) {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&ids, 0)?)
+            } else {
+                ColumnarValue::Array(Arc::new(ids))
+            })
+        }),
+    ));
+    // `sql/src/by_oid.rs` gives these the function's type OIDs in place of its OID.
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "pg_get_function_result",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let oids = ColumnarValue::values_to_arrays(args)?;
+            let names: datafusion::arrow::array::StringArray = oids[0]
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .iter()
+                .map(|o| o.map(type_name))
+                .collect();
+            Ok(one_or_many(args, Arc::new(names))?)
+        }),
+    ));
+    for name in ["pg_get_function_arguments", "pg_get_function_identity_arguments"] {
+        ctx.register_udf(datafusion::logical_expr::create_udf(
+            name,
+            vec![DataType::Utf8],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(|args: &[ColumnarValue]| {
+                let vectors = ColumnarValue::values_to_arrays(args)?;
+                let names: datafusion::arrow::array::StringArray = vectors[0]
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| {
+                        Some(
+                            v?.split_whitespace()
+                                .map(|o| o.parse().map_or_else(|_| o.to_owned(), type_name))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        )
+                    })
+                    .collect();
+                Ok(one_or_many(args, Arc::new(names))?)
+            }),
+        ));
+    }
+    ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof {
+        signature: Signature::any(1, Volatility::Immutable),
+    }));
 }
 
 /// `pg_get_expr(expr, relation [, pretty])`: our expressions (column defaults in pg_attrdef)
@@ -168,6 +246,113 @@ impl ScalarUDFImpl for PgGetExpr {
 
 /// `quote_literal(text)` as PostgreSQL writes it: quotes doubled, and with backslashes
 /// doubled under an `E` prefix.
+/// A scalar when every argument is one, else the array.
+fn one_or_many(args: &[ColumnarValue], array: datafusion::arrow::array::ArrayRef) -> Result<ColumnarValue> {
+    Ok(if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
+    } else {
+        ColumnarValue::Array(array)
+    })
+}
+
+/// A type's name as `format_type` prints it, by OID: the built-in types functions take and
+/// return; others by number.
+fn type_name(oid: i64) -> String {
+    let name = match oid {
+        16 => "boolean",
+        17 => "bytea",
+        18 => "\"char\"",
+        19 => "name",
+        20 => "bigint",
+        21 => "smallint",
+        22 => "int2vector",
+        23 => "integer",
+        24 => "regproc",
+        25 => "text",
+        26 => "oid",
+        30 => "oidvector",
+        114 => "json",
+        700 => "real",
+        701 => "double precision",
+        705 => "unknown",
+        1007 => "integer[]",
+        1009 => "text[]",
+        1042 => "character",
+        1043 => "character varying",
+        1082 => "date",
+        1083 => "time without time zone",
+        1114 => "timestamp without time zone",
+        1184 => "timestamp with time zone",
+        1186 => "interval",
+        1700 => "numeric",
+        2205 => "regclass",
+        2206 => "regtype",
+        2249 => "record",
+        2275 => "cstring",
+        2276 => "\"any\"",
+        2277 => "anyarray",
+        2278 => "void",
+        2281 => "internal",
+        2283 => "anyelement",
+        2950 => "uuid",
+        3802 => "jsonb",
+        _ => return oid.to_string(),
+    };
+    name.to_owned()
+}
+
+/// PostgreSQL's number for an encoding name (`pg_char_to_encoding`), -1 for an unknown one.
+fn encoding_id(name: &str) -> i32 {
+    let name: String = name.chars().filter(|c| *c != '_' && *c != '-').collect();
+    match name.to_ascii_uppercase().as_str() {
+        "SQLASCII" => 0,
+        "EUCJP" => 1,
+        "UTF8" | "UNICODE" => 6,
+        "LATIN1" => 8,
+        "WIN1252" => 24,
+        _ => -1,
+    }
+}
+
+/// `pg_typeof(x)`: the name of `x`'s type, as `regtype` prints it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgTypeof {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for PgTypeof {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let field = &args.arg_fields[0];
+        let name = match field.data_type() {
+            DataType::Null => "unknown".to_owned(),
+            _ => match freshet_sql::types::sql_type_of(field) {
+                Some(t) => {
+                    let name = t.pg_name();
+                    // The type, not its modifiers: numeric(10,2) is numeric.
+                    match name.split_once('(') {
+                        Some((base, rest)) => format!("{base}{}", rest.split_once(')').map_or("", |(_, r)| r)),
+                        None => name,
+                    }
+                }
+                None => "unknown".to_owned(),
+            },
+        };
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
+    }
+}
+
 /// A size in bytes as PostgreSQL's `pg_size_pretty` writes it: bytes below 10 kB, else the
 /// first of kB, MB, GB, TB, PB in which it is below 20 * 1024 - 1 halves, rounded half away
 /// from zero.
@@ -204,6 +389,13 @@ mod tests {
         ] {
             assert_eq!(super::size_pretty(size), want, "{size}");
         }
+    }
+
+    #[test]
+    fn encodings_by_name() {
+        assert_eq!(super::encoding_id("UTF8"), 6);
+        assert_eq!(super::encoding_id("sql_ascii"), 0);
+        assert_eq!(super::encoding_id("nope"), -1);
     }
 }
 

@@ -113,6 +113,9 @@ impl SchemaProvider for PgCatalogOverlay {
         if let Some(empty) = super::pg_empty::table(name)? {
             return Ok(Some(empty));
         }
+        if name == "pg_settings" {
+            return Ok(Some(Arc::new(Computed(super::pg_settings::PgSettings))));
+        }
         if name == "pg_stat_activity" {
             let Some(database) = self.inner.table("pg_database").await? else {
                 return Ok(None);

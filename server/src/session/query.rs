@@ -65,6 +65,10 @@ impl Session {
         state
             .config_mut()
             .set_extension(Arc::clone(&self.sequences));
+        let settings = self.with_vars(|v| v.settings());
+        state
+            .config_mut()
+            .set_extension(Arc::new(crate::query::pg_settings::SessionSettings(settings)));
         state
     }
 

@@ -158,6 +158,25 @@ impl SessionVars {
         out
     }
 
+    /// Every variable as `pg_settings` shows it: `SHOW ALL`'s, with its default and whether
+    /// the session set it.
+    pub fn settings(&self) -> Vec<crate::query::pg_settings::Setting> {
+        self.all()
+            .into_iter()
+            .map(|(name, value)| {
+                let key = canonical(&name);
+                let default = DEFAULTS.iter().find(|(k, _)| *k == key).map(|(_, v)| (*v).to_owned());
+                crate::query::pg_settings::Setting {
+                    set: self.overrides.contains_key(&key),
+                    read_only: READ_ONLY.contains(&key.as_str()),
+                    default: default.unwrap_or_else(|| value.clone()),
+                    name,
+                    value,
+                }
+            })
+            .collect()
+    }
+
     /// `SHOW name`: the column name and the value.
     pub fn show(&self, name: &str) -> Result<(String, String), PgError> {
         let key = canonical(name);
