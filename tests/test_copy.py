@@ -195,3 +195,66 @@ def test_psql_copy_to_and_several_statements(freshet, copy_db, tmp_path):
         outputs[name] = (out.stdout, out_file.read_text(), (tmp_path / f"{name}.csv.2").read_text())
     assert outputs["freshet"] == outputs["postgres"]
     assert "1\tplain\n" in outputs["freshet"][0]
+
+
+COLUMNS = ["id", "s", "n", "f", "ok", "d", "ts", "tz", "iv", "j", "by", "v", "big", "small", "r", "a"]
+BINARY_TABLE = ("CREATE TABLE b (id int PRIMARY KEY, s text, n numeric(10,3), f float8, ok boolean, "
+                "d date, ts timestamp, tz timestamptz, iv interval, j jsonb, by bytea, "
+                "v varchar(10), big bigint, small smallint, r real, a int[])")
+
+
+def test_binary_copy_from_as_postgresql(freshet, copy_db):
+    """asyncpg's copy_records_to_table and psycopg's binary COPY write the same rows in freshet
+    as in PostgreSQL."""
+    import asyncio
+    import datetime as dt
+
+    import asyncpg
+
+    utc = dt.timezone.utc
+    records = [
+        (1, "one", decimal.Decimal("1.5"), 0.1, True, dt.date(2026, 1, 2),
+         dt.datetime(2026, 1, 2, 3, 4, 5, 250000), dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=utc),
+         dt.timedelta(days=1, hours=2, microseconds=5), '{"b": [1, 2], "a": null}',
+         b"\x00\xff\\", "vc", 2**40, -7, 1.5),
+        (2,) + (None,) * 14,
+        (3, "tab\there", decimal.Decimal("-12345.6785"), -1e300, False, dt.date(1999, 12, 31),
+         dt.datetime(1970, 1, 1), dt.datetime(2000, 1, 1, tzinfo=utc), dt.timedelta(0), "[]",
+         b"", "", -1, 0, -0.25),
+        (4, "", decimal.Decimal("0.0005"), 0.0, True, dt.date(2000, 2, 29),
+         dt.datetime(2000, 2, 29, 12), dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=utc),
+         dt.timedelta(days=-3, seconds=1), '"s"', b"x", "ten chars!", 0, 1, 0.0),
+    ]
+    pg = psycopg.conninfo.conninfo_to_dict(copy_db)
+
+    async def load(**conn):
+        c = await asyncpg.connect(**conn)
+        try:
+            await c.execute("DROP TABLE IF EXISTS b")
+            await c.execute(BINARY_TABLE)
+            # asyncpg cannot introspect array types here yet (see the README): columns but `a`.
+            await c.copy_records_to_table("b", records=records, columns=COLUMNS[:-1])
+            # Some columns, in another order; the rest take NULL.
+            await c.copy_records_to_table("b", records=[("five", 5)], columns=["s", "id"])
+        finally:
+            await c.close()
+
+    asyncio.run(load(host="127.0.0.1", port=freshet.port, user="tester", database="freshet"))
+    asyncio.run(load(host="127.0.0.1", port=int(pg["port"]), user="postgres", database="copy_check"))
+    with freshet.connect() as f, psycopg.connect(copy_db, autocommit=True) as p:
+        for conn in (f, p):
+            with conn.cursor().copy("COPY b (id, s, n, ts, a) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["int4", "text", "numeric", "timestamp", "int4[]"])
+                cp.write_row((6, "psycopg", decimal.Decimal("99.9999"), dt.datetime(2026, 12, 5, 1, 2, 3),
+                              [1, None, 3]))
+                cp.write_row((8, None, None, None, []))
+        for q in ["SELECT * FROM b ORDER BY id", "SELECT id, j::text, n::text FROM b ORDER BY id"]:
+            got, want = f.execute(q).fetchall(), p.execute(q).fetchall()
+            assert got == want, q
+        assert len(got) == 7
+        # A value past the column's precision is refused as PostgreSQL refuses it.
+        for conn in (f, p):
+            with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+                with conn.cursor().copy("COPY b (id, n) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(["int4", "numeric"])
+                    cp.write_row((7, decimal.Decimal("1e8")))

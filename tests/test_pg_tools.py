@@ -238,6 +238,19 @@ STRUCTURE = [
 ]
 
 
+def restore_target(postgres, *databases):
+    """Empty databases in the PostgreSQL oracle, and the roles a dump of freshet names."""
+    with postgres.connect() as c:
+        for role in ("tester", "freshet"):
+            try:
+                c.execute(f"CREATE ROLE {role}")
+            except psycopg.errors.DuplicateObject:
+                pass
+        for db in databases:
+            c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            c.execute(f"CREATE DATABASE {db}")
+
+
 def test_pg_dump_schema_only_restores_into_postgresql(freshet, postgres):
     with freshet.connect() as c:
         for s in DUMPED:
@@ -250,15 +263,7 @@ def test_pg_dump_schema_only_restores_into_postgresql(freshet, postgres):
     assert "CREATE MATERIALIZED VIEW public.a_big" in dump.stdout
     # The view on a view comes after the view it reads, whatever their names.
     assert dump.stdout.index("public.b_per_customer AS") < dump.stdout.index("public.a_big AS")
-    with postgres.connect() as c:
-        for role in ("tester", "freshet"):
-            try:
-                c.execute(f"CREATE ROLE {role}")
-            except psycopg.errors.DuplicateObject:
-                pass
-        for db in ("dump_restored", "dump_direct"):
-            c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-            c.execute(f"CREATE DATABASE {db}")
+    restore_target(postgres, "dump_restored", "dump_direct")
     try:
         restore = subprocess.run(
             [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
@@ -314,14 +319,7 @@ def test_pg_dump_with_data_restores_into_postgresql(freshet, postgres):
     assert dump.returncode == 0, dump.stderr
     assert "COPY public.orders (id, customer, amount, placed, note, tags, flag, payload) FROM stdin;" \
         in dump.stdout
-    with postgres.connect() as c:
-        for role in ("tester", "freshet"):
-            try:
-                c.execute(f"CREATE ROLE {role}")
-            except psycopg.errors.DuplicateObject:
-                pass
-        c.execute("DROP DATABASE IF EXISTS dump_data WITH (FORCE)")
-        c.execute("CREATE DATABASE dump_data")
+    restore_target(postgres, "dump_data")
     # One table by pattern (`OPERATOR(pg_catalog.=) ANY (…)` in pg_dump's lookup).
     one = subprocess.run(
         [str(PG_BIN / "pg_dump"), "-t", "lin*", "-h", "127.0.0.1", "-p", str(freshet.port),

@@ -151,6 +151,31 @@ impl std::hash::Hash for Guarded {
     }
 }
 
+/// A function of one argument of type `input`, computed a column at a time by `f`: a scalar
+/// in, a scalar out.
+pub(crate) fn unary_udf(
+    name: &str,
+    input: DataType,
+    output: DataType,
+    volatility: Volatility,
+    f: impl Fn(&ArrayRef) -> ArrayRef + Send + Sync + 'static,
+) -> ScalarUDF {
+    datafusion::logical_expr::create_udf(
+        name,
+        vec![input],
+        output,
+        volatility,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let out = f(&arrays[0]);
+            Ok(match args[0] {
+                ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?),
+                ColumnarValue::Array(_) => ColumnarValue::Array(out),
+            })
+        }),
+    )
+}
+
 fn refuse(state: SqlState, msg: String) -> DataFusionError {
     DataFusionError::External(Box::new(PgError::new(state, msg)))
 }

@@ -162,8 +162,8 @@ pub(crate) fn command_response(outcome: &Outcome) -> Option<Response> {
             (t, Some(n)) => Tag::new(t).with_rows(*n as usize),
             (t, None) => Tag::new(t),
         })),
-        Outcome::CopyIn { columns } => Some(Response::CopyIn(CopyResponse::new(
-            0,
+        Outcome::CopyIn { columns, binary } => Some(Response::CopyIn(CopyResponse::new(
+            i8::from(*binary),
             *columns,
             futures::stream::empty(),
         ))),

@@ -50,7 +50,7 @@ pub enum Outcome {
     /// Transaction control; the protocol layer tracks the transaction status.
     Transaction(TransactionOp),
     /// `COPY … FROM STDIN` started: the client now sends data (see [`Session::copy_data`]).
-    CopyIn { columns: usize },
+    CopyIn { columns: usize, binary: bool },
     /// `COPY … TO STDOUT`: the protocol layer writes the rows as COPY data.
     CopyOut {
         schema: SchemaRef,

@@ -124,16 +124,11 @@ pub fn bind(
         ast::CopySource::Table {
             table_name,
             columns,
-        } => {
-            if options.format == CopyFormat::Binary {
-                return Err(PgError::not_supported("COPY FROM STDIN in binary format"));
-            }
-            Ok(CopyStatement::From(CopyFrom {
+        } => Ok(CopyStatement::From(CopyFrom {
                 table: object_name(&table_name)?,
                 columns: columns.iter().map(|c| c.value.clone()).collect(),
                 options,
-            }))
-        }
+            })),
         ast::CopySource::Query(query) => Ok(CopyStatement::To(Box::new(CopyTo {
             query: Box::new(ast::Statement::Query(query)),
             relation: None,
@@ -320,9 +315,7 @@ pub fn parse_copy(data: &[u8], opts: &CopyOptions, width: usize) -> Result<Vec<C
     let rows = match opts.format {
         CopyFormat::Text => parse_text(text, opts)?,
         CopyFormat::Csv => parse_csv(text, opts)?,
-        CopyFormat::Binary => {
-            return Err(PgError::not_supported("COPY FROM STDIN in binary format"))
-        }
+        CopyFormat::Binary => return Err(PgError::internal("binary COPY data read as text")),
     };
     for (i, r) in rows.iter().enumerate() {
         if r.len() != width {

@@ -28,6 +28,7 @@ mod visibility;
 pub mod window_tvf;
 pub mod checked_sum;
 pub mod copy;
+pub mod copy_binary;
 pub mod by_oid;
 pub mod cursor;
 pub mod create_table;

@@ -100,106 +100,51 @@ pub fn register(ctx: &SessionContext) {
     register_descriptive(ctx);
     // Array literals (`'{1,2}'::int[]`) are read through it.
     ctx.register_udf(freshet_sql::pg_array_in::PgArrayIn::udf().as_ref().clone());
-    ctx.register_udf(datafusion::logical_expr::create_udf(
+    ctx.register_udf(super::unary_udf(
         "quote_literal",
-        vec![DataType::Utf8],
+        DataType::Utf8,
         DataType::Utf8,
         Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let texts = ColumnarValue::values_to_arrays(args)?;
-            let quoted: datafusion::arrow::array::StringArray = texts[0]
-                .as_string::<i32>()
-                .iter()
-                .map(|t| t.map(quote_literal))
-                .collect();
-            Ok(if matches!(args[0], ColumnarValue::Scalar(_)) {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&quoted, 0)?)
-            } else {
-                ColumnarValue::Array(Arc::new(quoted))
-            })
-        }),
+        |a| {
+            let quoted: datafusion::arrow::array::StringArray =
+                a.as_string::<i32>().iter().map(|t| t.map(quote_literal)).collect();
+            Arc::new(quoted)
+        },
     ));
 }
 
 /// The functions that describe: sizes, encodings, functions' types, a value's type.
 fn register_descriptive(ctx: &SessionContext) {
-    ctx.register_udf(datafusion::logical_expr::create_udf(
-        "pg_size_pretty",
-        vec![DataType::Int64],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let sizes = ColumnarValue::values_to_arrays(args)?;
-            let text: datafusion::arrow::array::StringArray = sizes[0]
-                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                .iter()
-                .map(|v| v.map(size_pretty))
-                .collect();
-            Ok(if matches!(args[0], ColumnarValue::Scalar(_)) {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&text, 0)?)
-            } else {
-                ColumnarValue::Array(Arc::new(text))
-            })
-        }),
-    ));
-    ctx.register_udf(datafusion::logical_expr::create_udf(
-        "pg_char_to_encoding",
-        vec![DataType::Utf8],
-        DataType::Int32,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let names = ColumnarValue::values_to_arrays(args)?;
-            let ids: datafusion::arrow::array::Int32Array = names[0]
+    use datafusion::arrow::array::{Int32Array, StringArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    use super::unary_udf;
+    let (int8, text) = (DataType::Int64, DataType::Utf8);
+    ctx.register_udf(unary_udf("pg_size_pretty", int8.clone(), text.clone(), Volatility::Immutable, |a| {
+        let out: StringArray = a.as_primitive::<Int64Type>().iter().map(|v| v.map(size_pretty)).collect();
+        Arc::new(out)
+    }));
+    ctx.register_udf(unary_udf("pg_char_to_encoding", text.clone(), DataType::Int32, Volatility::Immutable, |a| {
+        let out: Int32Array = a.as_string::<i32>().iter().map(|n| n.map(encoding_id)).collect();
+        Arc::new(out)
+    }));
+    // `sql/src/by_oid.rs` gives these the function's type OIDs in place of its OID.
+    ctx.register_udf(unary_udf("pg_get_function_result", int8, text.clone(), Volatility::Stable, |a| {
+        let out: StringArray = a.as_primitive::<Int64Type>().iter().map(|o| o.map(type_name)).collect();
+        Arc::new(out)
+    }));
+    for name in ["pg_get_function_arguments", "pg_get_function_identity_arguments"] {
+        ctx.register_udf(unary_udf(name, text.clone(), text.clone(), Volatility::Stable, |a| {
+            let out: StringArray = a
                 .as_string::<i32>()
                 .iter()
-                .map(|n| n.map(encoding_id))
+                .map(|v| {
+                    let types = v?.split_whitespace();
+                    let names = types.map(|o| o.parse().map_or_else(|_| o.to_owned(), type_name));
+                    Some(names.collect::<Vec<_>>().join(", "))
+                })
                 .collect();
-            Ok(if matches!(args[0], ColumnarValue::Scalar(_)) {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&ids, 0)?)
-            } else {
-                ColumnarValue::Array(Arc::new(ids))
-            })
-        }),
-    ));
-    // `sql/src/by_oid.rs` gives these the function's type OIDs in place of its OID.
-    ctx.register_udf(datafusion::logical_expr::create_udf(
-        "pg_get_function_result",
-        vec![DataType::Int64],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let oids = ColumnarValue::values_to_arrays(args)?;
-            let names: datafusion::arrow::array::StringArray = oids[0]
-                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                .iter()
-                .map(|o| o.map(type_name))
-                .collect();
-            Ok(one_or_many(args, Arc::new(names))?)
-        }),
-    ));
-    for name in ["pg_get_function_arguments", "pg_get_function_identity_arguments"] {
-        ctx.register_udf(datafusion::logical_expr::create_udf(
-            name,
-            vec![DataType::Utf8],
-            DataType::Utf8,
-            Volatility::Stable,
-            Arc::new(|args: &[ColumnarValue]| {
-                let vectors = ColumnarValue::values_to_arrays(args)?;
-                let names: datafusion::arrow::array::StringArray = vectors[0]
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| {
-                        Some(
-                            v?.split_whitespace()
-                                .map(|o| o.parse().map_or_else(|_| o.to_owned(), type_name))
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                        )
-                    })
-                    .collect();
-                Ok(one_or_many(args, Arc::new(names))?)
-            }),
-        ));
+            Arc::new(out)
+        }));
     }
     ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof {
         signature: Signature::any(1, Volatility::Immutable),
@@ -246,15 +191,6 @@ impl ScalarUDFImpl for PgGetExpr {
 
 /// `quote_literal(text)` as PostgreSQL writes it: quotes doubled, and with backslashes
 /// doubled under an `E` prefix.
-/// A scalar when every argument is one, else the array.
-fn one_or_many(args: &[ColumnarValue], array: datafusion::arrow::array::ArrayRef) -> Result<ColumnarValue> {
-    Ok(if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-        ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
-    } else {
-        ColumnarValue::Array(array)
-    })
-}
-
 /// A type's name as `format_type` prints it, by OID: the built-in types functions take and
 /// return; others by number.
 fn type_name(oid: i64) -> String {

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Int64Array};
+use datafusion::arrow::array::{AsArray, Int64Array};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
-    create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 
@@ -24,20 +24,19 @@ pub fn register(ctx: &SessionContext, engine: &Arc<Engine>) {
         ("pg_indexes_size", "indexes"),
     ] {
         let e = Arc::clone(engine);
-        ctx.register_udf(create_udf(
+        ctx.register_udf(crate::functions::unary_udf(
             name,
-            vec![DataType::Utf8],
+            DataType::Utf8,
             DataType::Int64,
             Volatility::Volatile,
-            Arc::new(move |args: &[ColumnarValue]| {
-                let arrays = ColumnarValue::values_to_arrays(args)?;
-                let sizes: Int64Array = arrays[0]
+            move |a| {
+                let sizes: Int64Array = a
                     .as_string::<i32>()
                     .iter()
                     .map(|name| Some(relation_size(&e, name?, kind)))
                     .collect();
-                Ok(scalar_if_scalars(args, sizes))
-            }),
+                Arc::new(sizes)
+            },
         ));
     }
     let e = Arc::clone(engine);
@@ -86,28 +85,13 @@ impl ScalarUDFImpl for DatabaseSize {
         Ok(DataType::Int64)
     }
 
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let size = self
             .engine
             .store
             .disk_size()
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let sizes = Int64Array::from(vec![size as i64; args.number_rows]);
-        Ok(scalar_if_scalars(&args.args, sizes))
-    }
-}
-
-fn scalar_if_scalars(args: &[ColumnarValue], sizes: Int64Array) -> ColumnarValue {
-    if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-        ColumnarValue::Scalar(ScalarValue::Int64(
-            if sizes.is_empty() || sizes.is_null(0) {
-                None
-            } else {
-                Some(sizes.value(0))
-            },
-        ))
-    } else {
-        ColumnarValue::Array(Arc::new(sizes))
+        Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(size as i64))))
     }
 }
 

@@ -1,5 +1,6 @@
-//! `COPY table FROM STDIN`: the fields of the client's data become typed rows and go through
-//! the same insert path as INSERT (one statement, one epoch, all or nothing).
+//! `COPY table FROM STDIN`: the fields of the client's data (text, CSV or binary) become typed
+//! rows and go through the same insert path as INSERT (one statement, one epoch, all or
+//! nothing).
 
 use std::sync::Arc;
 
@@ -77,9 +78,40 @@ impl CopyIn {
         state: datafusion::execution::SessionState,
         block: Option<Arc<StatementWrites>>,
     ) -> Result<u64, PgError> {
-        let fields = parse_copy(&self.data, &self.opts.options, self.columns.len())?;
-        let rows = self.typed_rows(&fields)?;
+        let mut rows = if self.opts.options.format == freshet_sql::CopyFormat::Binary {
+            self.binary_rows()?
+        } else {
+            let fields = parse_copy(&self.data, &self.opts.options, self.columns.len())?;
+            self.typed_rows(&fields)?
+        };
+        // jsonb values must be JSON, and are kept in jsonb's canonical text.
+        let jsonb: Vec<usize> = (self.columns.iter().copied())
+            .filter(|&c| self.def.columns[c].ty == freshet_common::SqlType::Jsonb)
+            .collect();
+        for row in &mut rows {
+            for &c in &jsonb {
+                if let Datum::Text(text) = &row[c] {
+                    row[c] = Datum::Text(freshet_sql::pg_jsonb::normalize(text)?);
+                }
+            }
+        }
         super::insert::copy_rows(engine, state, &self.def, &self.columns, rows, block).await
+    }
+
+    /// Decodes binary COPY data into the copied columns' types; columns not copied are NULL.
+    fn binary_rows(&self) -> Result<Vec<Vec<Datum>>, PgError> {
+        let types: Vec<_> = self.columns.iter().map(|&c| self.def.columns[c].ty.clone()).collect();
+        let decoded = freshet_sql::copy_binary::parse_binary(&self.data, &types)?;
+        Ok(decoded
+            .into_iter()
+            .map(|values| {
+                let mut row = vec![Datum::Null; self.def.columns.len()];
+                for (&col, v) in self.columns.iter().zip(values) {
+                    row[col] = v;
+                }
+                row
+            })
+            .collect())
     }
 
     /// Converts text fields to the table's types; columns not copied are NULL.

@@ -230,8 +230,9 @@ impl Session {
     fn copy_from(&self, opts: CopyFrom) -> Result<Outcome, PgError> {
         let copy = crate::query::CopyIn::start(&self.engine, opts)?;
         let columns = copy.columns.len();
+        let binary = copy.opts.options.format == freshet_sql::CopyFormat::Binary;
         *lock(&self.copy) = Some(copy);
-        Ok(Outcome::CopyIn { columns })
+        Ok(Outcome::CopyIn { columns, binary })
     }
 
     async fn flush(&self) -> Result<Outcome, PgError> {
