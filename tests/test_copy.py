@@ -232,7 +232,7 @@ def test_binary_copy_from_as_postgresql(freshet, copy_db):
         try:
             await c.execute("DROP TABLE IF EXISTS b")
             await c.execute(BINARY_TABLE)
-            # asyncpg cannot introspect array types here yet (see the README): columns but `a`.
+            # asyncpg cannot send arrays of numbers here yet (see the README): columns but `a`.
             await c.copy_records_to_table("b", records=records, columns=COLUMNS[:-1])
             # Some columns, in another order; the rest take NULL.
             await c.copy_records_to_table("b", records=[("five", 5)], columns=["s", "id"])

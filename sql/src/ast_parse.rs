@@ -97,6 +97,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     if crate::by_oid::mentions(&lower) {
         stmts.iter_mut().for_each(crate::by_oid::rewrite);
     }
+    if crate::type_introspection::mentions(&lower) {
+        stmts.iter_mut().for_each(crate::type_introspection::rewrite);
+    }
     if lower.contains("pg_get_viewdef") {
         stmts.iter_mut().for_each(crate::system_columns::rewrite_viewdef);
     }

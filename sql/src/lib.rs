@@ -54,6 +54,7 @@ pub mod subscribe;
 mod parse;
 mod plan_rewrite;
 mod statement;
+pub mod type_introspection;
 pub mod type_planner;
 pub mod text_casts;
 pub mod types;
