@@ -234,3 +234,35 @@ def test_sqlalchemy_connects_and_catalogs_resolve_unqualified(freshet):
             assert inspector.get_view_names() == []
     finally:
         engine.dispose()
+
+
+def test_asyncpg_parameters_typed_by_their_casts(freshet, postgres):
+    """asyncpg sends each parameter in the type the server describes: `$1::int` is an integer
+    parameter, as in PostgreSQL (text before, which asyncpg refused to send an int as)."""
+    import asyncio
+    import datetime as dt
+    import decimal
+
+    import asyncpg
+
+    queries = [
+        ("SELECT $1::int + 1 AS v", [5]),
+        ("SELECT $1::bigint * 2 AS v", [2**40]),
+        ("SELECT $1::numeric(10,2) AS v", [decimal.Decimal("1.25")]),
+        ("SELECT $1::date AS v", [dt.date(2026, 1, 2)]),
+        ("SELECT $1::timestamp AS v", [dt.datetime(2026, 1, 2, 3, 4)]),
+        ("SELECT $1::text || 'x' AS v", ["a"]),
+        ("SELECT $1::float8 AS v, $2 AS w", [0.5, "b"]),
+        ("SELECT $1::boolean AS v", [True]),
+    ]
+
+    async def run(**conn):
+        c = await asyncpg.connect(**conn)
+        try:
+            return [[tuple(r) for r in await c.fetch(q, *args)] for q, args in queries]
+        finally:
+            await c.close()
+
+    got = asyncio.run(run(host="127.0.0.1", port=freshet.port, user="tester", database="freshet"))
+    want = asyncio.run(run(host="127.0.0.1", port=postgres.port, user="postgres", database="postgres"))
+    assert got == want
