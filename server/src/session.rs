@@ -561,7 +561,8 @@ async fn explain_plan(
 }
 
 /// The types of `$1..$n` in `plan`, `None` where they cannot be inferred. A parameter
-/// DataFusion leaves untyped takes the type it is cast to (`$1::int`), as PostgreSQL infers it.
+/// DataFusion leaves untyped takes the scalar type it is cast to (`$1::int`), as PostgreSQL
+/// infers it.
 fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, PgError> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::expr::{Cast, TryCast};
@@ -579,7 +580,10 @@ fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, PgError> {
                             let slot = (p.id.strip_prefix('$'))
                                 .and_then(|n| n.parse::<usize>().ok())
                                 .and_then(|n| params.get_mut(n.checked_sub(1)?));
-                            if let Some(slot @ None) = slot {
+                            // Not arrays: asyncpg would then introspect `int4[]` with a
+                            // query whose own `$1::oid[]` it would describe the same way.
+                            let scalar = !field.data_type().is_nested();
+                            if let (Some(slot @ None), true) = (slot, scalar) {
                                 *slot = Some(field.data_type().clone());
                             }
                         }
