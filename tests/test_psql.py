@@ -105,7 +105,7 @@ def test_psql_meta_commands_of_a_working_database(freshet):
     assert r.returncode == 0, r.stderr
     outputs = {}
     for cmd in ["\\d+ sized", "\\du", "\\df", "\\dfS abs", "\\dT", "\\dp", "\\dt+", "\\l+",
-                "\\di+", "\\dm+", "\\dc", "\\do", "\\dF", "\\db", "\\dd"]:
+                "\\di+", "\\dm+", "\\dc", "\\do", "\\dF", "\\db", "\\dd", "\\dAc", "\\dAf"]:
         out = psql(freshet, "-c", cmd)
         assert out.returncode == 0, f"{cmd}: {out.stderr}"
         outputs[cmd] = out.stdout

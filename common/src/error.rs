@@ -22,6 +22,7 @@ impl SqlState {
     pub const SUBSTRING_ERROR: SqlState = SqlState("22011");
     pub const INVALID_TEXT_REPRESENTATION: SqlState = SqlState("22P02");
     pub const INVALID_BINARY_REPRESENTATION: SqlState = SqlState("22P03");
+    pub const NULL_VALUE_NOT_ALLOWED: SqlState = SqlState("22004");
     pub const DATETIME_FIELD_OVERFLOW: SqlState = SqlState("22008");
     pub const CHARACTER_NOT_IN_REPERTOIRE: SqlState = SqlState("22021");
     pub const BAD_COPY_FILE_FORMAT: SqlState = SqlState("22P04");

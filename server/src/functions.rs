@@ -17,6 +17,7 @@ use freshet_common::{PgError, SqlState};
 
 mod bytes;
 mod catalog;
+mod format;
 pub mod sizes;
 
 pub use catalog::register_with_catalog;
@@ -81,6 +82,7 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
         }
     }
     catalog::register(ctx);
+    format::register(ctx);
     for udf in freshet_sql::jsonb_functions::JsonbFn::named() {
         ctx.register_udf(udf.as_ref().clone());
     }

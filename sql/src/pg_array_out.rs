@@ -41,23 +41,32 @@ impl ScalarUDFImpl for PgArrayText {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let lists = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
-        let mut out = StringBuilder::with_capacity(lists.len(), lists.len() * 8);
-        for i in 0..lists.len() {
-            if lists.is_null(i) {
-                out.append_null();
-            } else {
-                let mut s = String::new();
-                write_list(&lists.slice(i, 1), 0, &mut s)?;
-                out.append_value(s);
-            }
-        }
-        let out: ArrayRef = Arc::new(out.finish());
+        let out = value_texts(&lists)?;
         Ok(if scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
         } else {
             ColumnarValue::Array(out)
         })
     }
+}
+
+/// Each value's PostgreSQL text: an array's elements between braces, booleans as `t`/`f`,
+/// timestamps, floats and intervals as PostgreSQL prints them.
+pub fn value_texts(values: &ArrayRef) -> Result<ArrayRef> {
+    if !crate::pg_array_in::is_list(values.data_type()) {
+        return element_texts(values);
+    }
+    let mut out = StringBuilder::with_capacity(values.len(), values.len() * 8);
+    for i in 0..values.len() {
+        if values.is_null(i) {
+            out.append_null();
+        } else {
+            let mut s = String::new();
+            write_list(&values.slice(i, 1), 0, &mut s)?;
+            out.append_value(s);
+        }
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 /// The elements of row `row` of list array `lists`, between braces.

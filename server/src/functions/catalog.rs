@@ -335,7 +335,7 @@ mod tests {
     }
 }
 
-fn quote_literal(text: &str) -> String {
+pub(super) fn quote_literal(text: &str) -> String {
     let body = text.replace('\'', "''");
     if body.contains('\\') {
         format!("E'{}'", body.replace('\\', "\\\\"))
