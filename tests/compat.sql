@@ -42,3 +42,7 @@ SELECT (0.1::float8)::text, (1e-5::float8)::text, (-1e10::float8)::text, (1e15::
 SELECT pg_size_pretty(10239::bigint), pg_size_pretty(10240::bigint), pg_size_pretty(10485247::bigint), pg_size_pretty(10485248::bigint), pg_size_pretty(-123456789::bigint), pg_size_pretty(1125899906842624::bigint), pg_size_pretty(9223372036854775807::bigint);
 SELECT pg_typeof(1::int), pg_typeof('a'::text), pg_typeof(1.5::numeric(4,1)), pg_typeof(1::bigint), pg_typeof(true), pg_typeof(DATE '2026-01-01'), pg_typeof(1.5::float8), pg_typeof(interval '1 day');
 SELECT format('%s|%s|%I|%L|%L', 'one', NULL, 'Two Words', 'it''s', NULL), format('%3$s %1$s %%', 'a', 'b', 'c'), format('[%5s][%-5s][%*s]', 'ab', 'cd', 4, 'x'), format('%s %s %s %s', 1.5::float8, true, DATE '2026-01-02', ARRAY[1, 2]), quote_ident('select'), quote_ident('plain_1'), quote_ident('Mixed');
+CREATE TABLE cmp_arr (id INT PRIMARY KEY, a INT[], t TEXT[]);
+INSERT INTO cmp_arr VALUES (1, '{1,2}', '{a,"b c",NULL}'), (2, '{}', NULL), (3, NULL, '{x}');
+SELECT id, a::text, t::text, t[2] FROM cmp_arr;
+DROP TABLE cmp_arr;

@@ -36,7 +36,7 @@ def run(conn, sql, simple):
 @pytest.mark.parametrize("simple", [True, False], ids=["simple", "extended"])
 def test_script_matches_postgres(freshet, postgres, simple):
     with freshet.connect() as f, postgres.connect() as p:
-        p.execute("DROP TABLE IF EXISTS cmp_people, cmp_orders, cmp_codes")
+        p.execute("DROP TABLE IF EXISTS cmp_people, cmp_orders, cmp_codes, cmp_arr")
         for sql in statements():
             expected = run(p, sql, simple)
             got = run(f, sql, simple)

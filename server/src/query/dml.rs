@@ -259,6 +259,9 @@ pub(super) fn assigned_value(
     if let Some(parsed) = pg_bytea_input(values, to) {
         return parsed;
     }
+    if let Some(parsed) = pg_array_input(values, to, column) {
+        return parsed;
+    }
     let options = CastOptions {
         safe: false,
         ..CastOptions::default()
@@ -328,6 +331,47 @@ fn pg_bytea_input(values: &ArrayRef, to: &DataType) -> Option<Result<ArrayRef, P
             .collect::<Result<Vec<_>, _>>()
             .map(|v| Arc::new(BinaryArray::from_iter(v)) as ArrayRef),
     )
+}
+
+/// Text assigned to an array column, read as PostgreSQL's array literal (`'{1,2}'`,
+/// `'{a,"b c",NULL}'`) and its elements cast to the element type (Arrow's cast would read the
+/// whole text as one element).
+fn pg_array_input(
+    values: &ArrayRef,
+    to: &DataType,
+    column: &str,
+) -> Option<Result<ArrayRef, PgError>> {
+    use datafusion::arrow::array::{ListBuilder, StringArray, StringBuilder};
+    if !freshet_sql::pg_array_in::is_list(to) {
+        return None;
+    }
+    let text = values.as_any().downcast_ref::<StringArray>()?;
+    let mut lists = ListBuilder::new(StringBuilder::new());
+    for t in text.iter() {
+        match t {
+            None => lists.append_null(),
+            Some(t) => match freshet_sql::pg_array_in::parse(t) {
+                Ok(elements) => {
+                    for e in elements {
+                        lists.values().append_option(e);
+                    }
+                    lists.append(true);
+                }
+                Err(e) => return Some(Err(e)),
+            },
+        }
+    }
+    let lists: ArrayRef = Arc::new(lists.finish());
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    Some(cast_with_options(&lists, to, &options).map_err(|e| {
+        PgError::new(
+            SqlState::INVALID_TEXT_REPRESENTATION,
+            format!("value for column \"{column}\" out of range or invalid: {e}"),
+        )
+    }))
 }
 
 fn pg_type_name(dt: &DataType) -> String {
