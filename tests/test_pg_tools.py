@@ -251,6 +251,14 @@ def restore_target(postgres, *databases):
             c.execute(f"CREATE DATABASE {db}")
 
 
+def restore_into(postgres, database, dump):
+    """psql runs `dump` in `database` of the PostgreSQL oracle, stopping at the first error."""
+    return subprocess.run(
+        [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+         "-p", str(postgres.port), "-U", "postgres", "-d", database],
+        input=dump, capture_output=True, text=True, timeout=120)
+
+
 def test_pg_dump_schema_only_restores_into_postgresql(freshet, postgres):
     with freshet.connect() as c:
         for s in DUMPED:
@@ -265,10 +273,7 @@ def test_pg_dump_schema_only_restores_into_postgresql(freshet, postgres):
     assert dump.stdout.index("public.b_per_customer AS") < dump.stdout.index("public.a_big AS")
     restore_target(postgres, "dump_restored", "dump_direct")
     try:
-        restore = subprocess.run(
-            [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-             "-p", str(postgres.port), "-U", "postgres", "-d", "dump_restored"],
-            input=dump.stdout, capture_output=True, text=True, timeout=120)
+        restore = restore_into(postgres, "dump_restored", dump.stdout)
         assert restore.returncode == 0, restore.stderr
         direct = f"host=127.0.0.1 port={postgres.port} dbname=dump_direct user=postgres"
         restored = f"host=127.0.0.1 port={postgres.port} dbname=dump_restored user=postgres"
@@ -328,10 +333,7 @@ def test_pg_dump_with_data_restores_into_postgresql(freshet, postgres):
     assert "COPY public.lines (order_id, n, qty) FROM stdin;" in one.stdout
     assert "orders" not in one.stdout
     try:
-        restore = subprocess.run(
-            [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-             "-p", str(postgres.port), "-U", "postgres", "-d", "dump_data"],
-            input=dump.stdout, capture_output=True, text=True, timeout=120)
+        restore = restore_into(postgres, "dump_data", dump.stdout)
         assert restore.returncode == 0, restore.stderr
         restored = f"host=127.0.0.1 port={postgres.port} dbname=dump_data user=postgres"
         with freshet.connect() as f, psycopg.connect(restored, autocommit=True) as p:

@@ -50,8 +50,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
         crate::session_functions::rewrite(sql, &mut stmts);
         crate::precedence::rewrite(sql, &mut stmts);
         crate::set_returning::rewrite(sql, &mut stmts);
-        literals(sql, &mut stmts);
-        if crate::by_oid::mentions(&sql.to_ascii_lowercase()) {
+        let lower = sql.to_ascii_lowercase();
+        literals(sql, &lower, &mut stmts);
+        if crate::by_oid::mentions(&lower) {
             stmts.iter_mut().for_each(crate::by_oid::rewrite);
         }
         window_tables(sql, &mut stmts)?;
@@ -80,8 +81,8 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     crate::session_functions::rewrite(sql, &mut stmts);
     crate::precedence::rewrite(sql, &mut stmts);
     crate::set_returning::rewrite(sql, &mut stmts);
-    literals(sql, &mut stmts);
     let lower = sql.to_ascii_lowercase();
+    literals(sql, &lower, &mut stmts);
     if crate::empty_catalogs::mentions(&lower) {
         stmts.iter_mut().for_each(crate::empty_catalogs::rewrite);
     }
@@ -158,9 +159,9 @@ fn plain_operators(sql: &str) -> Option<String> {
 
 /// Array and interval literals in PostgreSQL's text forms, as DataFusion reads them, and casts
 /// to `jsonb` / `json`.
-fn literals(sql: &str, stmts: &mut [ast::Statement]) {
+/// `lower` is `sql` in lower case.
+fn literals(sql: &str, lower: &str, stmts: &mut [ast::Statement]) {
     crate::pg_array_in::rewrite_literals(sql, stmts);
-    let lower = sql.to_ascii_lowercase();
     if lower.contains("interval") {
         stmts.iter_mut().for_each(crate::pg_interval_in::rewrite_literals);
     }

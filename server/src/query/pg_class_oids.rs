@@ -191,9 +191,10 @@ impl CatalogRows for PgRewrite {
     }
 
     async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+        let classes = read_all(&self.class, state).await?;
         let mut relations = std::collections::HashSet::new();
-        for b in read_all(&self.class, state).await? {
-            let oid = column(&b, "oid")?;
+        for b in &classes {
+            let oid = column(b, "oid")?;
             relations.extend((0..b.num_rows()).filter_map(|i| oid_at(oid, i)));
         }
         let mut out = Vec::new();
@@ -204,7 +205,8 @@ impl CatalogRows for PgRewrite {
                 .collect();
             out.push(datafusion::arrow::compute::filter_record_batch(&b, &keep)?);
         }
-        let oids = super::pg_depend::our_oids(&self.class, &self.namespace, state).await?;
+        let public = super::pg_attribute::public_oid(&self.namespace, state).await?;
+        let oids = super::pg_depend::oids_in(&classes, public)?;
         let views: Vec<i32> = self
             .engine
             .catalog

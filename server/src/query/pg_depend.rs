@@ -85,12 +85,17 @@ pub(super) async fn our_oids(
     state: &dyn Session,
 ) -> Result<HashMap<String, i32>> {
     let public = public_oid(namespace, state).await?;
+    oids_in(&read_all(class, state).await?, public)
+}
+
+/// The OIDs of the relations in namespace `public`, by name, among pg_class's `classes`.
+pub(super) fn oids_in(classes: &[RecordBatch], public: Option<i64>) -> Result<HashMap<String, i32>> {
     let mut oids = HashMap::new();
-    for b in read_all(class, state).await? {
+    for b in classes {
         let (oid, name, ns) = (
-            column(&b, "oid")?,
-            column(&b, "relname")?.as_string::<i32>(),
-            column(&b, "relnamespace")?,
+            column(b, "oid")?,
+            column(b, "relname")?.as_string::<i32>(),
+            column(b, "relnamespace")?,
         );
         for i in 0..b.num_rows() {
             if public.is_some() && oid_at(ns, i) == public {

@@ -26,9 +26,14 @@ pub struct Setting {
     pub read_only: bool,
 }
 
-/// The session's variables, as a statement's state carries them.
-#[derive(Debug)]
-pub struct SessionSettings(pub Vec<Setting>);
+/// The session's variables, as a statement's state carries them: read when asked.
+pub struct SessionSettings(pub Box<dyn Fn() -> Vec<Setting> + Send + Sync>);
+
+impl std::fmt::Debug for SessionSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionSettings")
+    }
+}
 
 #[derive(Debug)]
 pub struct PgSettings;
@@ -71,7 +76,7 @@ impl CatalogRows for PgSettings {
         let settings = state
             .config()
             .get_extension::<SessionSettings>()
-            .map(|s| s.0.clone())
+            .map(|s| (s.0)())
             .unwrap_or_default();
         let n = settings.len();
         let text = |f: &dyn Fn(&Setting) -> Option<String>| -> ArrayRef {

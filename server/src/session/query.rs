@@ -65,10 +65,13 @@ impl Session {
         state
             .config_mut()
             .set_extension(Arc::clone(&self.sequences));
-        let settings = self.with_vars(|v| v.settings());
+        // Read only when a statement scans pg_settings.
+        let vars = Arc::clone(&self.vars);
         state
             .config_mut()
-            .set_extension(Arc::new(crate::query::pg_settings::SessionSettings(settings)));
+            .set_extension(Arc::new(crate::query::pg_settings::SessionSettings(Box::new(
+                move || lock(&vars).settings(),
+            ))));
         state
     }
 
