@@ -13,7 +13,7 @@ SUPERSET := $(CACHE)/superset
 BIN     := $(CARGO_TARGET_DIR)/debug/freshet
 SLT     := $(CARGO_TARGET_DIR)/debug/freshet-slt
 DEB_PKGS := clang libclang-dev postgresql postgresql-client openssl libpostgresql-jdbc-java \
-            openjdk-17-jre-headless nodejs python3-venv
+            openjdk-17-jre-headless nodejs python3-venv pgcli
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps venv node superset build run test test-layout test-rust test-slt test-e2e bench bench-tweets bench-tpcb bench-auth bench-reads bench-sinks bench-latency bench-nexmark bench-tpch
@@ -36,13 +36,15 @@ $(VENV)/.ok: tests/requirements.txt
 
 venv: $(VENV)/.ok
 
-# node-postgres for the client tests (NODE_PATH=$(NODE)/node_modules).
-$(NODE)/.ok:
+# node-postgres and postgres.js for the client tests (NODE_PATH=$(NODE)/node_modules).
+NODE_PKGS := pg@8 postgres@3
+NODE_OK := $(NODE)/.ok-$(subst @,,$(subst $(eval) ,-,$(NODE_PKGS)))
+$(NODE_OK):
 	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
-	mkdir -p $(NODE) && npm install -s --prefix $(NODE) pg@8
+	mkdir -p $(NODE) && npm install -s --prefix $(NODE) $(NODE_PKGS)
 	touch $@
 
-node: $(NODE)/.ok
+node: $(NODE_OK)
 
 # Apache Superset in a virtualenv of its own (it pins SQLAlchemy 1.4): `superset test-db`.
 $(SUPERSET)/.ok: tests/superset-requirements.txt

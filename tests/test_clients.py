@@ -266,3 +266,58 @@ def test_asyncpg_parameters_typed_by_their_casts(freshet, postgres):
     got = asyncio.run(run(host="127.0.0.1", port=freshet.port, user="tester", database="freshet"))
     want = asyncio.run(run(host="127.0.0.1", port=postgres.port, user="postgres", database="postgres"))
     assert got == want
+
+
+def test_uuid_columns_casts_and_parameters(freshet, postgres):
+    """uuid as PostgreSQL has it: any input form read, canonical text out, ordered as its bytes,
+    `UUID` parameters and results in asyncpg (binary) and psycopg (text and binary), 22P02 for
+    a malformed one."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    a, b = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), uuid.UUID("0aeebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+    setup = [
+        "DROP TABLE IF EXISTS uu",
+        "CREATE TABLE uu (id uuid PRIMARY KEY, v int)",
+        "INSERT INTO uu VALUES ('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', 1), "
+        "('{0aeebc99-9c0b4ef8-bb6d6bb9-bd380a11}', 2), ('ffffffffffffffffffffffffffffffff', 3)",
+    ]
+
+    async def run(**conn):
+        c = await asyncpg.connect(**conn)
+        try:
+            for s in setup:
+                await c.execute(s)
+            await c.execute("INSERT INTO uu VALUES ($1, $2)", uuid.UUID(int=5), 4)
+            out = [tuple(r) for r in await c.fetch("SELECT id, v FROM uu ORDER BY id")]
+            out += [tuple(r) for r in await c.fetch("SELECT v FROM uu WHERE id = $1", b)]
+            out += [tuple(r) for r in await c.fetch("SELECT '{A0EEBC999C0B4EF8BB6D6BB9BD380A11}'::uuid AS uuid")]
+            try:
+                await c.fetch("SELECT v FROM uu WHERE id = $1", "not-a-uuid")
+            except Exception as e:  # asyncpg checks it against the described uuid type
+                out.append(type(e).__name__)
+            try:
+                await c.fetch("SELECT 'not-a-uuid'::uuid")
+            except asyncpg.PostgresError as e:
+                out.append(e.sqlstate)
+            return out
+        finally:
+            await c.close()
+
+    got = asyncio.run(run(host="127.0.0.1", port=freshet.port, user="tester", database="freshet"))
+    want = asyncio.run(run(host="127.0.0.1", port=postgres.port, user="postgres", database="postgres"))
+    assert got == want
+    assert (a, 1) in got
+
+    def psycopg_rows(conn):
+        with conn:
+            conn.execute("INSERT INTO uu VALUES (%s, 5)", [uuid.UUID(int=6)])
+            text = conn.execute("SELECT id FROM uu WHERE id = %s", [a]).fetchall()
+            binary = conn.cursor(binary=True).execute("SELECT id, v FROM uu WHERE v = 5").fetchall()
+            with pytest.raises(errors.InvalidTextRepresentation):
+                conn.execute("SELECT 'x'::uuid")
+            return text, binary
+
+    assert psycopg_rows(freshet.connect()) == psycopg_rows(postgres.connect())

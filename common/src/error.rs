@@ -12,6 +12,7 @@ impl SqlState {
     pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState("0A000");
     pub const INVALID_PARAMETER_VALUE: SqlState = SqlState("22023");
     pub const DATA_EXCEPTION: SqlState = SqlState("22000");
+    pub const INVALID_DATETIME_FORMAT: SqlState = SqlState("22007");
     pub const NUMERIC_VALUE_OUT_OF_RANGE: SqlState = SqlState("22003");
     pub const DIVISION_BY_ZERO: SqlState = SqlState("22012");
     pub const INVALID_REGULAR_EXPRESSION: SqlState = SqlState("2201B");

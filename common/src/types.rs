@@ -33,6 +33,9 @@ pub enum SqlType {
     Array(Box<SqlType>),
     /// `STRUCT<name type, …>` (source columns; field access reads as `(col).name`).
     Struct(Vec<(String, SqlType)>),
+    /// `uuid`, held as its canonical text (lower-case hex in 8-4-4-4-12 groups), which sorts
+    /// as PostgreSQL sorts the 16 bytes.
+    Uuid,
 }
 
 impl SqlType {
@@ -56,6 +59,7 @@ impl SqlType {
             SqlType::Interval => 1186,
             SqlType::Bytea => 17,
             SqlType::Jsonb => 3802,
+            SqlType::Uuid => 2950,
             // `record`: the pseudo-type of anonymous composite values.
             SqlType::Struct(_) => 2249,
             SqlType::Array(inner) => match inner.as_ref() {
@@ -75,6 +79,7 @@ impl SqlType {
                 SqlType::Interval => 1187,
                 SqlType::Bytea => 1001,
                 SqlType::Jsonb => 3807,
+                SqlType::Uuid => 2951,
                 SqlType::Struct(_) => 2287,
                 _ => 1009,
             },
@@ -102,6 +107,7 @@ impl SqlType {
             SqlType::Interval => "interval".into(),
             SqlType::Bytea => "bytea".into(),
             SqlType::Jsonb => "jsonb".into(),
+            SqlType::Uuid => "uuid".into(),
             SqlType::Array(inner) => format!("{}[]", inner.pg_name()),
             SqlType::Struct(fields) => {
                 let fields: Vec<String> = fields

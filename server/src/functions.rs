@@ -83,6 +83,7 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
     }
     catalog::register(ctx);
     format::register(ctx);
+    ctx.register_udf(freshet_sql::pg_uuid::PgUuidIn::udf());
     for udf in freshet_sql::jsonb_functions::JsonbFn::named() {
         ctx.register_udf(udf.as_ref().clone());
     }

@@ -6,6 +6,7 @@ mod coalesce;
 mod copy_out;
 mod encode;
 mod extended;
+mod params;
 pub mod limit;
 mod serve;
 mod simple;

@@ -235,6 +235,7 @@ fn template_context(
         )
         // Text casts first: constant folding would read `'today'::date` with Arrow's cast.
         .with_analyzer_rule(Arc::new(freshet_sql::text_casts::TextCasts))
+        .with_analyzer_rule(Arc::new(freshet_sql::vector_subscript::VectorSubscripts))
         .with_analyzer_rule(Arc::new(freshet_sql::arith::FoldConstants))
         .with_analyzer_rule(Arc::new(freshet_sql::scalar_subquery::ScalarSubqueryRows))
         .with_analyzer_rule(Arc::new(freshet_sql::subquery_oids::PlainOidSubqueries))

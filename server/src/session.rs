@@ -10,6 +10,7 @@ mod describe;
 mod execute;
 mod index;
 mod notify;
+mod params;
 mod prepare;
 mod query;
 mod txn;
@@ -558,40 +559,4 @@ async fn explain_plan(
         .explain(false, false)
         .and_then(|b| b.build())
         .map_err(|e| map_df_error(&e))
-}
-
-/// The types of `$1..$n` in `plan`, `None` where they cannot be inferred. A parameter
-/// DataFusion leaves untyped takes the scalar type it is cast to (`$1::int`), as PostgreSQL
-/// infers it.
-fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, PgError> {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    use datafusion::logical_expr::expr::{Cast, TryCast};
-    use datafusion::logical_expr::Expr;
-    let types = plan.get_parameter_types().map_err(|e| map_df_error(&e))?;
-    let mut params: Vec<Option<DataType>> = (1..=types.len())
-        .map(|i| types.get(&format!("${i}")).cloned().flatten())
-        .collect();
-    if params.iter().any(Option::is_none) {
-        let _ = plan.apply_with_subqueries(|node| {
-            node.apply_expressions(|e| {
-                e.apply(|e| {
-                    if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e {
-                        if let Expr::Placeholder(p) = expr.as_ref() {
-                            let slot = (p.id.strip_prefix('$'))
-                                .and_then(|n| n.parse::<usize>().ok())
-                                .and_then(|n| params.get_mut(n.checked_sub(1)?));
-                            // Not arrays: asyncpg would then introspect `int4[]` with a
-                            // query whose own `$1::oid[]` it would describe the same way.
-                            let scalar = !field.data_type().is_nested();
-                            if let (Some(slot @ None), true) = (slot, scalar) {
-                                *slot = Some(field.data_type().clone());
-                            }
-                        }
-                    }
-                    Ok(TreeNodeRecursion::Continue)
-                })
-            })
-        });
-    }
-    Ok(params)
 }

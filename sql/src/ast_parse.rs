@@ -78,6 +78,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     let mut stmts = PARSER
         .with(|p| p.parse(plain.as_deref().unwrap_or(qualified)))
         .map_err(syntax_error)?;
+    if sql.contains(").") {
+        stmts.iter_mut().for_each(field_access_by_name);
+    }
     crate::session_functions::rewrite(sql, &mut stmts);
     crate::precedence::rewrite(sql, &mut stmts);
     crate::set_returning::rewrite(sql, &mut stmts);
@@ -88,6 +91,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
     }
     if lower.contains("array(") {
         stmts.iter_mut().for_each(crate::array_subquery::rewrite);
+    }
+    if crate::expand_array::mentions(&lower) {
+        stmts.iter_mut().for_each(crate::expand_array::rewrite);
     }
     if lower.contains("generate_subscripts") {
         stmts.iter_mut().for_each(crate::set_returning::rewrite_subscripts);
@@ -158,14 +164,14 @@ fn plain_operators(sql: &str) -> Option<String> {
 }
 
 /// Array and interval literals in PostgreSQL's text forms, as DataFusion reads them, and casts
-/// to `jsonb` / `json`.
+/// to `jsonb` / `json` / `uuid`.
 /// `lower` is `sql` in lower case.
 fn literals(sql: &str, lower: &str, stmts: &mut [ast::Statement]) {
     crate::pg_array_in::rewrite_literals(sql, stmts);
     if lower.contains("interval") {
         stmts.iter_mut().for_each(crate::pg_interval_in::rewrite_literals);
     }
-    if lower.contains("json") {
+    if lower.contains("json") || lower.contains("uuid") {
         stmts.iter_mut().for_each(crate::jsonb_functions::rewrite_casts);
     }
 }
@@ -186,7 +192,11 @@ fn window_tables(sql: &str, stmts: &mut [ast::Statement]) -> Result<(), PgError>
 fn field_access_by_name(stmt: &mut ast::Statement) {
     use std::ops::ControlFlow;
     let _ = ast::visit_expressions_mut(stmt, |e| {
-        if let ast::Expr::CompoundFieldAccess { access_chain, .. } = e {
+        if let ast::Expr::CompoundFieldAccess { root, access_chain } = e {
+            // `t.col[1]`: a column by its qualified name, not a field.
+            if matches!(root.as_ref(), ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)) {
+                return ControlFlow::<()>::Continue(());
+            }
             for a in access_chain.iter_mut() {
                 if let ast::AccessExpr::Dot(ast::Expr::Identifier(id)) = a {
                     let name = ident(id);

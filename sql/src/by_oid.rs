@@ -14,16 +14,50 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 /// Whether `lower` (a statement in lower case) may call one of them.
 pub fn mentions(lower: &str) -> bool {
-    lower.contains("_size(") || lower.contains("pg_get_function_")
+    lower.contains("_size(") || lower.contains("pg_get_function_") || lower.contains("regtype")
 }
 
 pub fn rewrite(stmt: &mut ast::Statement) {
     let _ = ast::visit_expressions_mut(stmt, |e| {
-        if let Some(replacement) = replacement(e) {
+        if let Some(replacement) = replacement(e).or_else(|| regtype_text(e)) {
             *e = replacement;
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `x::regtype::text` (pgcli's `atttypid::regtype::text`): the type's name, as PostgreSQL's
+/// regtype prints it, where the OID would otherwise read as a number.
+fn regtype_text(e: &ast::Expr) -> Option<ast::Expr> {
+    let ast::Expr::Cast {
+        expr, data_type, ..
+    } = e
+    else {
+        return None;
+    };
+    let textual = |t: &ast::DataType| match t {
+        ast::DataType::Text | ast::DataType::Varchar(_) => true,
+        ast::DataType::Custom(name, _) => name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .is_some_and(|i| matches!(i.value.to_ascii_lowercase().as_str(), "text" | "name")),
+        _ => false,
+    };
+    let ast::Expr::Cast {
+        expr: oid,
+        data_type: ast::DataType::Custom(name, _),
+        ..
+    } = expr.as_ref()
+    else {
+        return None;
+    };
+    let regtype = name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .is_some_and(|i| i.value.eq_ignore_ascii_case("regtype"));
+    (regtype && textual(data_type)).then(|| parse(&format!("pg_regtype_text({oid})")))?
 }
 
 fn replacement(e: &ast::Expr) -> Option<ast::Expr> {

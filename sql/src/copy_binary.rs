@@ -117,6 +117,11 @@ impl<'a> Reader<'a> {
                 }
                 Datum::Text(self.text(len - 1)?)
             }
+            SqlType::Uuid => {
+                let b: [u8; 16] = self.array()?;
+                let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                Datum::Text(crate::pg_uuid::canonical(&hex)?)
+            }
             SqlType::Bytea => Datum::Bytes(self.take(len)?.to_vec()),
             SqlType::Date => Datum::Date(self.i32()?.saturating_add(EPOCH_DAYS)),
             SqlType::Time => Datum::Time(self.i64()?),

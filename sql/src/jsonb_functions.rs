@@ -382,7 +382,8 @@ impl ExprPlanner for JsonbOperators {
     }
 }
 
-/// `x::jsonb` / `CAST(x AS JSON)` → `pg_jsonb_in(x)` / `pg_json_in(x)`, before planning.
+/// `x::jsonb` / `CAST(x AS JSON)` / `x::uuid` → `pg_jsonb_in(x)` / `pg_json_in(x)` /
+/// `pg_uuid_in(x)` ([`crate::pg_uuid`]), before planning.
 pub fn rewrite_casts(stmt: &mut ast::Statement) {
     let _ = ast::visit_expressions_mut(stmt, |e| {
         if let ast::Expr::Cast {
@@ -392,6 +393,7 @@ pub fn rewrite_casts(stmt: &mut ast::Statement) {
             let name = match data_type {
                 ast::DataType::JSONB => "pg_jsonb_in",
                 ast::DataType::JSON => "pg_json_in",
+                ast::DataType::Uuid => "pg_uuid_in",
                 _ => return ControlFlow::<()>::Continue(()),
             };
             let inner = std::mem::replace(expr.as_mut(), ast::Expr::value(ast::Value::Null));

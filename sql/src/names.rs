@@ -22,11 +22,15 @@ pub fn alias_output_columns(stmt: &mut ast::Statement) -> bool {
         return false;
     };
     let mut changed = false;
+    // Output names ORDER BY may sort by, and what they are called now.
+    let mut renamed: Vec<(String, String)> = Vec::new();
     for (i, item) in select.projection.iter_mut().enumerate() {
         let (expr, alias) = match item {
             ast::SelectItem::UnnamedExpr(e) => (e.clone(), format!("{OUTPUT_ALIAS}{i}")),
             ast::SelectItem::ExprWithAlias { expr, alias } => {
-                (expr.clone(), format!("{OUTPUT_ALIAS}{i}:{}", alias.value))
+                let name = format!("{OUTPUT_ALIAS}{i}:{}", alias.value);
+                renamed.push((crate::words::ident(alias), name.clone()));
+                (expr.clone(), name)
             }
             _ => continue,
         };
@@ -35,6 +39,20 @@ pub fn alias_output_columns(stmt: &mut ast::Statement) -> bool {
             alias: ast::Ident::with_quote('"', alias),
         };
         changed = true;
+    }
+    if let Some(ast::OrderBy {
+        kind: ast::OrderByKind::Expressions(items),
+        ..
+    }) = q.order_by.as_mut()
+    {
+        for item in items {
+            if let ast::Expr::Identifier(id) = &mut item.expr {
+                let name = crate::words::ident(id);
+                if let Some((_, new)) = renamed.iter().find(|(old, _)| *old == name) {
+                    *id = ast::Ident::with_quote('"', new.clone());
+                }
+            }
+        }
     }
     changed
 }
@@ -84,7 +102,13 @@ fn expr_name(e: &Expr) -> String {
             }
             _ => f.func.name().to_ascii_lowercase(),
         },
-        Expr::ScalarFunction(f) => f.func.name().to_ascii_lowercase(),
+        // Casts read through our functions are named after their type, as PostgreSQL names a cast.
+        Expr::ScalarFunction(f) => match f.func.name() {
+            "pg_jsonb_in" => "jsonb".to_owned(),
+            "pg_json_in" => "json".to_owned(),
+            "pg_uuid_in" => "uuid".to_owned(),
+            other => other.to_ascii_lowercase(),
+        },
         Expr::AggregateFunction(f) => f.func.name().to_ascii_lowercase(),
         Expr::WindowFunction(f) => f.fun.name().to_ascii_lowercase(),
         Expr::Cast(c) => match c.expr.as_ref() {
@@ -111,6 +135,9 @@ fn type_of_cast(dt: &datafusion::arrow::datatypes::DataType) -> String {
         D::Decimal128(..) => "numeric",
         D::Timestamp(_, None) => "timestamp",
         D::Timestamp(_, Some(_)) => "timestamptz",
+        D::Interval(_) => "interval",
+        D::Binary => "bytea",
+        D::Time64(_) => "time",
         _ => "?column?",
     }
     .to_owned()

@@ -73,6 +73,7 @@ pub fn bind_type(ty: &AstType) -> Result<SqlType, PgError> {
         AstType::Interval { .. } => SqlType::Interval,
         AstType::Bytea => SqlType::Bytea,
         AstType::JSONB | AstType::JSON => SqlType::Jsonb,
+        AstType::Uuid => SqlType::Uuid,
         AstType::Array(
             ArrayElemTypeDef::SquareBracket(inner, _) | ArrayElemTypeDef::AngleBracket(inner),
         ) => {
@@ -102,6 +103,7 @@ pub fn bind_type(ty: &AstType) -> Result<SqlType, PgError> {
             "float4" => SqlType::Float4,
             "float8" => SqlType::Float8,
             "jsonb" | "json" => SqlType::Jsonb,
+            "uuid" => SqlType::Uuid,
             other => {
                 return Err(PgError::new(
                     freshet_common::SqlState::UNDEFINED_OBJECT,
@@ -143,7 +145,11 @@ pub fn arrow_type(ty: &SqlType) -> DataType {
         SqlType::Float4 => DataType::Float32,
         SqlType::Float8 => DataType::Float64,
         SqlType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
-        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Jsonb => DataType::Utf8,
+        SqlType::Text
+        | SqlType::Varchar(_)
+        | SqlType::Char(_)
+        | SqlType::Jsonb
+        | SqlType::Uuid => DataType::Utf8,
         SqlType::Date => DataType::Date32,
         SqlType::Time => DataType::Time64(TimeUnit::Microsecond),
         SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -172,6 +178,10 @@ pub fn arrow_field(name: &str, ty: &SqlType, nullable: bool) -> Field {
             PG_TYPE_METADATA_KEY.to_owned(),
             "jsonb".to_owned(),
         )])),
+        SqlType::Uuid => field.with_metadata(HashMap::from([(
+            PG_TYPE_METADATA_KEY.to_owned(),
+            "uuid".to_owned(),
+        )])),
         // Stored without its padding; results pad to `n` (see `validate_row`).
         SqlType::Char(n) => field.with_metadata(HashMap::from([(
             PG_TYPE_METADATA_KEY.to_owned(),
@@ -184,12 +194,10 @@ pub fn arrow_field(name: &str, ty: &SqlType, nullable: bool) -> Field {
 /// The SQL type clients see for an Arrow field of a query result (views' columns).
 /// `None` for Arrow types we do not store.
 pub fn sql_type_of(field: &Field) -> Option<SqlType> {
-    if field
-        .metadata()
-        .get(PG_TYPE_METADATA_KEY)
-        .is_some_and(|t| t == "jsonb")
-    {
-        return Some(SqlType::Jsonb);
+    match field.metadata().get(PG_TYPE_METADATA_KEY).map(String::as_str) {
+        Some("jsonb") => return Some(SqlType::Jsonb),
+        Some("uuid") => return Some(SqlType::Uuid),
+        _ => {}
     }
     if let Some(n) = bpchar_length(field) {
         return Some(SqlType::Char(n));

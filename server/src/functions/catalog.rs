@@ -100,6 +100,36 @@ pub fn register(ctx: &SessionContext) {
     register_descriptive(ctx);
     // Array literals (`'{1,2}'::int[]`) are read through it.
     ctx.register_udf(freshet_sql::pg_array_in::PgArrayIn::udf().as_ref().clone());
+    ctx.register_udf(freshet_sql::expand_array::PgExpandArray::udf());
+    // The schemas searched, pg_catalog first (implicitly) when asked for, as PostgreSQL lists
+    // them (pgcli reads its search path so).
+    ctx.register_udf(super::unary_udf(
+        "current_schemas",
+        DataType::Boolean,
+        DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new_list_field(
+            DataType::Utf8,
+            true,
+        ))),
+        Volatility::Stable,
+        |a| {
+            let mut lists = datafusion::arrow::array::ListBuilder::new(
+                datafusion::arrow::array::StringBuilder::new(),
+            );
+            for implicit in a.as_boolean().iter() {
+                match implicit {
+                    None => lists.append_null(),
+                    Some(implicit) => {
+                        if implicit {
+                            lists.values().append_value("pg_catalog");
+                        }
+                        lists.values().append_value("public");
+                        lists.append(true);
+                    }
+                }
+            }
+            Arc::new(lists.finish())
+        },
+    ));
     ctx.register_udf(super::unary_udf(
         "quote_literal",
         DataType::Utf8,
@@ -128,7 +158,12 @@ fn register_descriptive(ctx: &SessionContext) {
         Arc::new(out)
     }));
     // `sql/src/by_oid.rs` gives these the function's type OIDs in place of its OID.
-    ctx.register_udf(unary_udf("pg_get_function_result", int8, text.clone(), Volatility::Stable, |a| {
+    ctx.register_udf(unary_udf("pg_get_function_result", int8.clone(), text.clone(), Volatility::Stable, |a| {
+        let out: StringArray = a.as_primitive::<Int64Type>().iter().map(|o| o.map(type_name)).collect();
+        Arc::new(out)
+    }));
+    // `oid::regtype::text` (`sql/src/by_oid.rs`): the type's name as regtype prints it.
+    ctx.register_udf(unary_udf("pg_regtype_text", int8, text.clone(), Volatility::Stable, |a| {
         let out: StringArray = a.as_primitive::<Int64Type>().iter().map(|o| o.map(type_name)).collect();
         Arc::new(out)
     }));
@@ -211,8 +246,25 @@ fn type_name(oid: i64) -> String {
         700 => "real",
         701 => "double precision",
         705 => "unknown",
+        1000 => "boolean[]",
+        1001 => "bytea[]",
+        1005 => "smallint[]",
         1007 => "integer[]",
         1009 => "text[]",
+        1014 => "character[]",
+        1015 => "character varying[]",
+        1016 => "bigint[]",
+        1021 => "real[]",
+        1022 => "double precision[]",
+        1028 => "oid[]",
+        1115 => "timestamp without time zone[]",
+        1182 => "date[]",
+        1185 => "timestamp with time zone[]",
+        1187 => "interval[]",
+        1231 => "numeric[]",
+        2279 => "trigger",
+        2951 => "uuid[]",
+        3807 => "jsonb[]",
         1042 => "character",
         1043 => "character varying",
         1082 => "date",

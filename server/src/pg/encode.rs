@@ -78,10 +78,15 @@ pub fn fields(schema: &Schema, format: &Format) -> Result<Vec<FieldInfo>, PgErro
             if kind == Some("jsonb") {
                 *fi = FieldInfo::new(fi.name().to_owned(), None, None, Type::JSONB, fi.format());
             }
+            // Binary uuid: its 16 bytes (see `text::uuid_binary`).
+            if kind == Some("uuid") {
+                *fi = FieldInfo::new(fi.name().to_owned(), None, None, Type::UUID, fi.format());
+            }
             continue;
         }
         let pg_type = match kind {
             Some("jsonb") => Type::JSONB,
+            Some("uuid") => Type::UUID,
             // PostgreSQL's OIDs, as simple types so the text is not quoted as an array's.
             Some("int2vector") => vector_type(&Type::INT2_VECTOR),
             Some("oidvector") => vector_type(&Type::OID_VECTOR),
@@ -89,7 +94,27 @@ pub fn fields(schema: &Schema, format: &Format) -> Result<Vec<FieldInfo>, PgErro
         };
         *fi = FieldInfo::new(fi.name().to_owned(), None, None, pg_type, fi.format());
     }
+    for (fi, f) in fields.iter_mut().zip(schema.fields()) {
+        if let Some(typmod) = type_modifier(f) {
+            *fi = fi.clone().with_type_modifier(typmod);
+        }
+    }
     Ok(fields)
+}
+
+/// PostgreSQL's type modifier of a result column, as drivers read precision and length from
+/// it (pgJDBC's `getPrecision`): `numeric(p, s)` and `character(n)`.
+fn type_modifier(f: &datafusion::arrow::datatypes::Field) -> Option<i32> {
+    const VARHDRSZ: i32 = 4;
+    if let Some(n) = bpchar_length(f) {
+        return i32::try_from(n).ok()?.checked_add(VARHDRSZ);
+    }
+    match f.data_type() {
+        datafusion::arrow::datatypes::DataType::Decimal128(p, s) if *s >= 0 => {
+            Some(((i32::from(*p) << 16) | i32::from(*s)) + VARHDRSZ)
+        }
+        _ => None,
+    }
 }
 
 /// `vector` (int2vector or oidvector) as a simple type of the same name and OID.
@@ -137,12 +162,10 @@ pub fn data_rows(
     lengths: &[Option<u32>],
     format: &Format,
 ) -> impl Iterator<Item = PgWireResult<DataRow>> + Send + Sync + use<> {
-    use super::text::{bpchar_padded, jsonb_binary, text_forms, vectors_as_text};
+    use super::text::{bpchar_padded, jsonb_binary, text_forms, uuid_binary, vectors_as_text};
     let batch = text_forms(bpchar_padded(batch, lengths), format);
-    encode_recordbatch(
-        Arc::clone(fields),
-        jsonb_binary(vectors_as_text(batch, fields), fields),
-    )
+    let batch = jsonb_binary(vectors_as_text(batch, fields), fields);
+    encode_recordbatch(Arc::clone(fields), uuid_binary(batch, fields))
 }
 
 /// `rows` until `cancel` fires; then one 57014 error and the end (dropping `rows` stops the

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::into_pg_type;
 use async_trait::async_trait;
 use freshet_common::{PgError, SqlState};
@@ -22,7 +21,7 @@ use crate::session::{Described, Outcome, Session};
 #[derive(Debug, Clone)]
 pub struct Prepared {
     stmt: freshet_sql::Parsed,
-    described: Described,
+    pub(super) described: Described,
 }
 
 /// An empty statement: what `Portal::default` needs before its fields are set.
@@ -74,6 +73,7 @@ impl QueryParser for FreshetQueryParser {
             .params
             .iter()
             .map(|p| match p {
+                Some(dt) if super::params::is_uuid_param(dt) => Ok(Type::UUID),
                 Some(dt) => into_pg_type(dt).or(Ok(Type::TEXT)),
                 None => Ok(Type::TEXT),
             })
@@ -100,43 +100,6 @@ impl QueryParser for FreshetQueryParser {
     }
 }
 
-/// `portal` with its `json` / `jsonb` parameters as text (binary jsonb without its version
-/// byte), if it has any.
-fn json_params_as_text(portal: &Portal<Arc<Prepared>>) -> Option<Portal<Arc<Prepared>>> {
-    let types = &portal.statement.parameter_types;
-    let json = |t: &Option<Type>| matches!(t, Some(t) if *t == Type::JSON || *t == Type::JSONB);
-    if !types.iter().any(json) {
-        return None;
-    }
-    let mut parameters = portal.parameters.clone();
-    let mut text_types = types.clone();
-    for (i, t) in types.iter().enumerate() {
-        if !json(t) {
-            continue;
-        }
-        let binary = portal.parameter_format.format_for(i) == pgwire::api::results::FieldFormat::Binary;
-        if binary && *t == Some(Type::JSONB) {
-            if let Some(Some(bytes)) = parameters.get_mut(i) {
-                if bytes.first() == Some(&1) {
-                    *bytes = bytes.slice(1..);
-                }
-            }
-        }
-        text_types[i] = Some(Type::TEXT);
-    }
-    let mut out = Portal::default();
-    out.name = portal.name.clone();
-    out.statement = Arc::new(pgwire::api::stmt::StoredStatement::new(
-        portal.statement.id.clone(),
-        Arc::clone(&portal.statement.statement),
-        text_types,
-    ));
-    out.parameter_format = portal.parameter_format.clone();
-    out.parameters = parameters;
-    out.result_column_format = portal.result_column_format.clone();
-    Some(out)
-}
-
 pub struct ExtendedHandler {
     pub session: Arc<Session>,
     pub parser: Arc<FreshetQueryParser>,
@@ -149,6 +112,47 @@ impl ExtendedQueryHandler for ExtendedHandler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         Arc::clone(&self.parser)
+    }
+
+    /// As pgwire's, except that a statement with parameters and no result columns is
+    /// described as PostgreSQL describes it — ParameterDescription, then NoData — not with an
+    /// empty RowDescription (pgJDBC then counts no rows for a batched INSERT).
+    async fn on_describe<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Describe,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo
+            + ClientPortalStore
+            + futures::Sink<PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
+    {
+        use futures::SinkExt;
+        use pgwire::api::store::Entry;
+        use pgwire::messages::data::{NoData, ParameterDescription};
+        if message.target_type == b'S' {
+            let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+            if let Some(Entry::Value(stmt)) = client.portal_store().get_statement(name) {
+                let described = self.do_describe_statement(client, &stmt).await?;
+                if described.fields.is_empty() {
+                    let oids = described.parameters.iter().map(|t| t.oid()).collect();
+                    client
+                        .send(PgWireBackendMessage::ParameterDescription(
+                            ParameterDescription::new(oids),
+                        ))
+                        .await?;
+                    client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
+                    return Ok(());
+                }
+            }
+        }
+        self._on_describe(client, message).await
     }
 
     async fn do_query<C>(
@@ -168,78 +172,8 @@ impl ExtendedQueryHandler for ExtendedHandler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
     {
-        // JSON parameters arrive as text: arrow-pg cannot decode them (binary jsonb has a
-        // version byte first).
-        let json_as_text = json_params_as_text(portal);
-        let portal = json_as_text.as_ref().unwrap_or(portal);
+        let params = super::params::decode(portal)?;
         let prepared = &portal.statement.statement;
-        // A parameter whose type nothing determines is text (as described to the client):
-        // decoded as anything else, or left untyped, arrow-pg drops a NULL of it from the
-        // list, shifting every later parameter.
-        let text = datafusion::arrow::datatypes::DataType::Utf8;
-        let mut inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> = prepared
-            .described
-            .params
-            .iter()
-            .map(|p| Some(p.as_ref().unwrap_or(&text)))
-            .collect();
-        // A number, boolean, date or timestamp the client sent typed (psycopg 3 sends a Python int as int2,
-        // int4 or int8 by its size) where we expect text: decoded as the client's type, then
-        // cast to text, instead of refused.
-        let natively: Vec<usize> = (0..inferred.len())
-            .filter(|&i| {
-                inferred[i] == Some(&text)
-                    && portal
-                        .statement
-                        .parameter_types
-                        .get(i)
-                        .and_then(|t| t.as_ref())
-                        .is_some_and(|t| {
-                            matches!(
-                                *t,
-                                Type::INT2
-                                    | Type::INT4
-                                    | Type::INT8
-                                    | Type::FLOAT4
-                                    | Type::FLOAT8
-                                    | Type::NUMERIC
-                                    | Type::BOOL
-                                    | Type::DATE
-                                    | Type::TIMESTAMP
-                                    | Type::TIMESTAMPTZ
-                            )
-                        })
-            })
-            .collect();
-        for &i in &natively {
-            inferred[i] = None;
-        }
-        let params = if portal.parameter_len() > 0 {
-            let mut values = deserialize_parameters(portal, &inferred).map_err(param_error)?;
-            if let datafusion::common::ParamValues::List(list) = &mut values {
-                for &i in &natively {
-                    if let Some(p) = list.get_mut(i) {
-                        p.value = p.value.cast_to(&text).map_err(|e| {
-                            to_wire_error(freshet_sql::error::map_df_error(&e))
-                        })?;
-                    }
-                }
-            }
-            let decoded = match &values {
-                datafusion::common::ParamValues::List(l) => l.len(),
-                datafusion::common::ParamValues::Map(m) => m.len(),
-            };
-            if decoded != portal.parameter_len() {
-                return Err(to_wire_error(PgError::new(
-                    SqlState::FEATURE_NOT_SUPPORTED,
-                    "a parameter of this type cannot be NULL here",
-                )
-                .with_hint("Give the parameter a type the server knows, e.g. text.")));
-            }
-            Some(values)
-        } else {
-            None
-        };
         let outcome = self
             .session
             .execute(prepared.stmt.clone(), params)
@@ -315,7 +249,7 @@ fn cursor_portal(cursor: &str) -> Portal<Arc<Prepared>> {
 }
 
 /// Bad parameter bytes are the client's mistake: 22P02, never XX000.
-fn param_error(e: PgWireError) -> PgWireError {
+pub(super) fn param_error(e: PgWireError) -> PgWireError {
     match e {
         PgWireError::UserError(_) => e,
         other => to_wire_error(PgError::new(

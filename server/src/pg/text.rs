@@ -112,6 +112,26 @@ pub fn jsonb_binary(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
     })
 }
 
+/// Columns sent as binary `uuid`: its 16 bytes (it is held as its canonical text).
+pub fn uuid_binary(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
+    let schema = batch.schema();
+    let wanted = |i: usize| {
+        fields
+            .get(i)
+            .is_some_and(|f| *f.datatype() == Type::UUID && f.format() == FieldFormat::Binary)
+            && schema.field(i).data_type() == &DataType::Utf8
+    };
+    replace_columns(batch, wanted, |_, c| {
+        let texts = c.as_string::<i32>();
+        let bytes: BinaryArray = texts
+            .iter()
+            .map(|t| t.and_then(freshet_sql::pg_uuid::bytes))
+            .map(|b| b.map(|b| b.to_vec()))
+            .collect();
+        Arc::new(bytes)
+    })
+}
+
 /// Each column's `character(n)` length, if it is one (what [`bpchar_padded`] takes), read
 /// from the plan's schema: batches need not carry the field metadata.
 pub fn bpchar_lengths(schema: &Schema) -> Vec<Option<u32>> {

@@ -237,6 +237,15 @@ pub(super) fn assigned_value(
             return Ok(Arc::new(canonical));
         }
     }
+    if freshet_sql::types::sql_type_of(field) == Some(freshet_common::SqlType::Uuid) {
+        if let Some(text) = values.as_any().downcast_ref::<datafusion::arrow::array::StringArray>() {
+            let canonical = text
+                .iter()
+                .map(|v| v.map(freshet_sql::pg_uuid::canonical).transpose())
+                .collect::<Result<datafusion::arrow::array::StringArray, PgError>>()?;
+            return Ok(Arc::new(canonical));
+        }
+    }
     if values.data_type() == to {
         return Ok(Arc::clone(values));
     }
@@ -283,12 +292,14 @@ pub(super) fn assigned_value(
     })
 }
 
-/// Text assigned to a `timestamp`, `timestamptz` or `date` column, read in PostgreSQL's input
-/// forms (`'2026-11-01 10:00'`); `None` when a value is in none of them (Arrow's cast then
-/// reads it, or says what is wrong).
+/// Text assigned to a `timestamp`, `timestamptz`, `date` or `interval` column, read in
+/// PostgreSQL's input forms (`'2026-11-01 10:00'`, `'1 day 02:03:04'`); `None` when a value is
+/// in none of them (Arrow's cast then reads it, or says what is wrong).
 fn pg_time_input(values: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
-    use datafusion::arrow::array::{Date32Array, StringArray, TimestampMicrosecondArray};
-    use datafusion::arrow::datatypes::TimeUnit;
+    use datafusion::arrow::array::{
+        Date32Array, IntervalMonthDayNanoArray, StringArray, TimestampMicrosecondArray,
+    };
+    use datafusion::arrow::datatypes::{IntervalUnit, TimeUnit};
     use freshet_sql::pg_input::{parse_date, parse_timestamp};
     let text = values.as_any().downcast_ref::<StringArray>()?;
     match to {
@@ -313,8 +324,28 @@ fn pg_time_input(values: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
                 .ok()?;
             Some(Arc::new(Date32Array::from(parsed)))
         }
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            let parsed = text
+                .iter()
+                .map(|s| s.map(pg_interval).transpose())
+                .collect::<Result<Vec<_>, ()>>()
+                .ok()?;
+            Some(Arc::new(IntervalMonthDayNanoArray::from(parsed)))
+        }
         _ => None,
     }
+}
+
+/// An interval in PostgreSQL's input forms, as Arrow holds it (`Err` when it is in none).
+fn pg_interval(
+    text: &str,
+) -> Result<datafusion::arrow::datatypes::IntervalMonthDayNano, ()> {
+    let i = freshet_sql::pg_interval_in::parse(text).ok_or(())?;
+    Ok(datafusion::arrow::datatypes::IntervalMonthDayNano::new(
+        i32::try_from(i.months).map_err(|_| ())?,
+        i32::try_from(i.days).map_err(|_| ())?,
+        i.micros.checked_mul(1000).ok_or(())?,
+    ))
 }
 
 /// Text assigned to a `bytea` column, read in PostgreSQL's input forms (`'\xdeadbeef'`,

@@ -241,7 +241,7 @@ fn list_type(item: DataType) -> DataType {
 /// `oidvector` as `1 2` (pg_dump parses `indkey` so), while they stay lists for `unnest`.
 fn as_vectors(schema: SchemaRef) -> SchemaRef {
     let kind = |name: &str| match name {
-        "indkey" => Some("int2vector"),
+        "indkey" | "indoption" => Some("int2vector"),
         "indclass" | "indcollation" => Some("oidvector"),
         _ => None,
     };
@@ -331,6 +331,7 @@ impl KeyCatalog {
         match which {
             Which::PgIndex => vec![
                 ("indkey", DataType::Int16),
+                ("indoption", DataType::Int16),
                 ("indcollation", DataType::Int32),
                 ("indclass", DataType::Int32),
             ],
@@ -397,16 +398,7 @@ impl KeyCatalog {
                 given.insert("indkey", int_lists(wide(&keys), &DataType::Int16)?);
                 given.insert("indcollation", int_lists(wide(&zeros), &DataType::Int32)?);
                 given.insert("indclass", int_lists(wide(&opclasses), &DataType::Int32)?);
-                // int2vector text, which clients split themselves (SQLAlchemy does).
-                given.insert(
-                    "indoption",
-                    Arc::new(StringArray::from_iter_values(zeros.iter().map(|z| {
-                        z.iter()
-                            .map(|v| v.to_string())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    }))),
-                );
+                given.insert("indoption", int_lists(wide(&zeros), &DataType::Int16)?);
             }
             Which::PgConstraint => {
                 given.insert("oid", ints(&|i| i.constraint_oid().unwrap_or(0)));

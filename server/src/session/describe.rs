@@ -8,9 +8,8 @@ use datafusion::logical_expr::LogicalPlan;
 use freshet_common::PgError;
 use freshet_sql::{ast, Parsed, Statement};
 
-use super::{
-    explain_plan, param_types, pg_schema, text_columns_schema, text_schema, Described, Session,
-};
+use super::params::param_types;
+use super::{explain_plan, pg_schema, text_columns_schema, text_schema, Described, Session};
 
 impl Session {
     /// Plans a statement without running it: parameter types and result columns.
