@@ -105,7 +105,8 @@ def test_psql_meta_commands_of_a_working_database(freshet):
     assert r.returncode == 0, r.stderr
     outputs = {}
     for cmd in ["\\d+ sized", "\\du", "\\df", "\\dfS abs", "\\dT", "\\dp", "\\dt+", "\\l+",
-                "\\di+", "\\dm+", "\\dc", "\\do", "\\dF", "\\db", "\\dd", "\\dAc", "\\dAf"]:
+                "\\di+", "\\dm+", "\\dc", "\\do", "\\dF", "\\db", "\\dd", "\\dAc", "\\dAf",
+                "\\dn+", "\\drds"]:
         out = psql(freshet, "-c", cmd)
         assert out.returncode == 0, f"{cmd}: {out.stderr}"
         outputs[cmd] = out.stdout
@@ -116,6 +117,7 @@ def test_psql_meta_commands_of_a_working_database(freshet):
     assert "sized" in outputs["\\dt+"] and ("bytes" in outputs["\\dt+"] or "kB" in outputs["\\dt+"])
     assert "freshet" in outputs["\\l+"]
     assert "sized_count" in outputs["\\dm+"]
+    assert "=U/" in outputs["\\dn+"]  # the schema's privileges, read from its ACL text
     # \dconfig lists what differs from the defaults, as the session set it.
     conf = psql(freshet, "-c", "SET statement_timeout = '5s'", "-c", "\\dconfig")
     assert conf.returncode == 0, conf.stderr

@@ -15,6 +15,27 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::SessionContext;
 use freshet_common::{PgError, SqlState};
 
+/// `PartialEq`, `Eq` and `Hash` for a function that wraps DataFusion's of the same name
+/// (`inner`): two are the same when they wrap the same function.
+macro_rules! same_as_inner {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.inner.name() == other.inner.name()
+            }
+        }
+
+        impl Eq for $t {}
+
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.inner.name().hash(state);
+            }
+        }
+    };
+}
+
+mod array_text;
 mod bytes;
 mod catalog;
 mod format;
@@ -76,6 +97,9 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject {
         signature: Signature::variadic_any(Volatility::Immutable),
     }));
+    if let Ok(inner) = ctx.udf("array_to_string") {
+        ctx.register_udf(ScalarUDF::new_from_impl(array_text::ArrayTextToString::new(inner)));
+    }
     for name in ["length", "octet_length"] {
         if let Ok(inner) = ctx.udf(name) {
             ctx.register_udf(ScalarUDF::new_from_impl(bytes::ByteLength::new(inner)));
@@ -84,6 +108,9 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
     catalog::register(ctx);
     format::register(ctx);
     ctx.register_udf(freshet_sql::pg_uuid::PgUuidIn::udf());
+    for udf in freshet_sql::jsonb_build::udfs() {
+        ctx.register_udf(udf);
+    }
     for udf in freshet_sql::jsonb_functions::JsonbFn::named() {
         ctx.register_udf(udf.as_ref().clone());
     }

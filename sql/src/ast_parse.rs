@@ -174,6 +174,9 @@ fn literals(sql: &str, lower: &str, stmts: &mut [ast::Statement]) {
     if lower.contains("json") || lower.contains("uuid") {
         stmts.iter_mut().for_each(crate::jsonb_functions::rewrite_casts);
     }
+    if lower.contains("jsonb_array_elements") || lower.contains("jsonb_object_keys") {
+        stmts.iter_mut().for_each(crate::jsonb_build::rewrite_set_returning);
+    }
 }
 
 /// `TUMBLE(…)` and `HOP(…)` in FROM clauses as the derived tables they stand for.

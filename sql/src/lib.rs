@@ -40,6 +40,7 @@ pub mod empty_catalogs;
 pub mod error;
 pub mod expand_array;
 pub mod index;
+pub mod jsonb_build;
 pub mod jsonb_functions;
 pub mod insert;
 pub mod interval_arith;

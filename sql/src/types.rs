@@ -24,6 +24,16 @@ pub fn bpchar_length(field: &Field) -> Option<u32> {
         .ok()
 }
 
+/// The `varchar` a field's metadata names, if it names one: `Some(None)` for an unbounded
+/// `varchar`, `Some(Some(n))` for `varchar(n)`.
+pub fn varchar_length(field: &Field) -> Option<Option<u32>> {
+    let kind = field.metadata().get(PG_TYPE_METADATA_KEY)?;
+    if kind == "varchar" {
+        return Some(None);
+    }
+    Some(Some(kind.strip_prefix("varchar(")?.strip_suffix(')')?.parse().ok()?))
+}
+
 /// Binds a type named in DDL.
 pub fn bind_type(ty: &AstType) -> Result<SqlType, PgError> {
     Ok(match ty {
@@ -182,6 +192,11 @@ pub fn arrow_field(name: &str, ty: &SqlType, nullable: bool) -> Field {
             PG_TYPE_METADATA_KEY.to_owned(),
             "uuid".to_owned(),
         )])),
+        // Its length travels with the column, so views and results keep `varchar(n)`.
+        SqlType::Varchar(n) => field.with_metadata(HashMap::from([(
+            PG_TYPE_METADATA_KEY.to_owned(),
+            n.map_or_else(|| "varchar".to_owned(), |n| format!("varchar({n})")),
+        )])),
         // Stored without its padding; results pad to `n` (see `validate_row`).
         SqlType::Char(n) => field.with_metadata(HashMap::from([(
             PG_TYPE_METADATA_KEY.to_owned(),
@@ -201,6 +216,9 @@ pub fn sql_type_of(field: &Field) -> Option<SqlType> {
     }
     if let Some(n) = bpchar_length(field) {
         return Some(SqlType::Char(n));
+    }
+    if let Some(n) = varchar_length(field) {
+        return Some(SqlType::Varchar(n));
     }
     Some(match field.data_type() {
         DataType::Boolean => SqlType::Bool,

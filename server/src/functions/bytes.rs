@@ -28,19 +28,7 @@ impl ByteLength {
     }
 }
 
-impl PartialEq for ByteLength {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner.name() == other.inner.name()
-    }
-}
-
-impl Eq for ByteLength {}
-
-impl std::hash::Hash for ByteLength {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.inner.name().hash(state);
-    }
-}
+same_as_inner!(ByteLength);
 
 fn bytes(args: &[DataType]) -> bool {
     matches!(

@@ -8,7 +8,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
 use freshet_common::{PgError, SqlState};
 use freshet_sql::error::map_df_error;
-use freshet_sql::types::{bpchar_length, PG_TYPE_METADATA_KEY};
+use freshet_sql::types::{bpchar_length, varchar_length, PG_TYPE_METADATA_KEY};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::{Stream, StreamExt};
 use pgwire::api::portal::Format;
@@ -73,6 +73,10 @@ pub fn fields(schema: &Schema, format: &Format) -> Result<Vec<FieldInfo>, PgErro
             *fi = FieldInfo::new(fi.name().to_owned(), None, None, Type::BPCHAR, fi.format());
             continue;
         }
+        if varchar_length(f).is_some() {
+            *fi = FieldInfo::new(fi.name().to_owned(), None, None, Type::VARCHAR, fi.format());
+            continue;
+        }
         if format.format_for(i) != pgwire::api::results::FieldFormat::Text {
             // Binary jsonb: its version byte, then the text (see `text::jsonb_binary`).
             if kind == Some("jsonb") {
@@ -103,10 +107,10 @@ pub fn fields(schema: &Schema, format: &Format) -> Result<Vec<FieldInfo>, PgErro
 }
 
 /// PostgreSQL's type modifier of a result column, as drivers read precision and length from
-/// it (pgJDBC's `getPrecision`): `numeric(p, s)` and `character(n)`.
+/// it (pgJDBC's `getPrecision`): `numeric(p, s)`, `character(n)` and `varchar(n)`.
 fn type_modifier(f: &datafusion::arrow::datatypes::Field) -> Option<i32> {
     const VARHDRSZ: i32 = 4;
-    if let Some(n) = bpchar_length(f) {
+    if let Some(n) = bpchar_length(f).or_else(|| varchar_length(f).flatten()) {
         return i32::try_from(n).ok()?.checked_add(VARHDRSZ);
     }
     match f.data_type() {
