@@ -37,22 +37,28 @@ pub fn rewrite(stmt: &mut ast::Statement) {
                     .as_ident()
                     .is_some_and(|s| s.value.eq_ignore_ascii_case("information_schema"));
             if named && schema_ok {
-                let mut inner = f.clone();
-                inner.name = ast::ObjectName::from(vec![ast::Ident::new("pg_expandarray")]);
-                let mut outer = f.clone();
-                outer.name = ast::ObjectName::from(vec![ast::Ident::new("unnest")]);
-                outer.args = ast::FunctionArguments::List(ast::FunctionArgumentList {
-                    duplicate_treatment: None,
-                    args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(
-                        ast::Expr::Function(inner),
-                    ))],
-                    clauses: vec![],
-                });
-                *e = ast::Expr::Function(outer);
+                *e = unnest_of(f, "pg_expandarray");
             }
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `unnest(list(args))`: the call `f` with its function renamed `list`, its list's elements
+/// as rows (how a set-returning function in a select list is planned).
+pub(crate) fn unnest_of(f: &ast::Function, list: &str) -> ast::Expr {
+    let mut inner = f.clone();
+    inner.name = ast::ObjectName::from(vec![ast::Ident::new(list)]);
+    let mut outer = f.clone();
+    outer.name = ast::ObjectName::from(vec![ast::Ident::new("unnest")]);
+    outer.args = ast::FunctionArguments::List(ast::FunctionArgumentList {
+        duplicate_treatment: None,
+        args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(
+            ast::Expr::Function(inner),
+        ))],
+        clauses: vec![],
+    });
+    ast::Expr::Function(outer)
 }
 
 /// `pg_expandarray(array)`: the list of `(x, n)` — each element and its position from 1.

@@ -524,18 +524,7 @@ pub fn rewrite_set_returning(stmt: &mut ast::Statement) {
                 Some("jsonb_object_keys") => "pg_jsonb_object_keys",
                 _ => return ControlFlow::<()>::Continue(()),
             };
-            let mut inner = f.clone();
-            inner.name = ast::ObjectName::from(vec![ast::Ident::new(list)]);
-            let mut outer = f.clone();
-            outer.name = ast::ObjectName::from(vec![ast::Ident::new("unnest")]);
-            outer.args = ast::FunctionArguments::List(ast::FunctionArgumentList {
-                duplicate_treatment: None,
-                args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(
-                    ast::Expr::Function(inner),
-                ))],
-                clauses: vec![],
-            });
-            *e = ast::Expr::Function(outer);
+            *e = crate::expand_array::unnest_of(f, list);
         }
         ControlFlow::<()>::Continue(())
     });
