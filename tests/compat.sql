@@ -52,3 +52,4 @@ SELECT jsonb_pretty('{"a": [1, {}], "b": [], "c": {"d": "e"}}'::jsonb), jsonb_ex
 SELECT jsonb_array_elements('[1, "a", {"b": 2}, null]'::jsonb)::text AS e;
 SELECT jsonb_array_elements_text('[1, "a", null, [2]]'::jsonb) AS e;
 SELECT jsonb_object_keys('{"b": 1, "a": 2, "aa": 3}'::jsonb) AS k;
+SELECT pg_typeof(gen_random_uuid()), length(gen_random_uuid()::text), gen_random_uuid() = gen_random_uuid();

@@ -119,7 +119,7 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
     }
     // PostgreSQL's name for a random (version 4) UUID.
     if let Ok(uuid) = ctx.udf("uuid") {
-        ctx.register_udf(uuid.as_ref().clone().with_aliases(["gen_random_uuid"]));
+        ctx.register_udf(freshet_sql::pg_uuid::GenRandomUuid::udf(uuid));
     }
     if let Ok(sum) = ctx.udaf("sum") {
         ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(

@@ -1,7 +1,8 @@
 //! `uuid`: held as its canonical text (lower-case hex, 8-4-4-4-12), which sorts, groups and
 //! joins as PostgreSQL's 16 bytes do. Input in every form PostgreSQL reads (upper case,
 //! braces, no hyphens, a hyphen after any group of four digits); `'…'::uuid` casts become
-//! [`PgUuidIn`], which checks and canonicalizes and marks its result as `uuid`.
+//! [`PgUuidIn`], which checks and canonicalizes and marks its result as `uuid`;
+//! `gen_random_uuid()` is [`GenRandomUuid`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -127,6 +128,40 @@ impl ScalarUDFImpl for PgUuidIn {
     }
 }
 
+/// `gen_random_uuid()`: DataFusion's `uuid()` (version 4), typed uuid.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct GenRandomUuid {
+    inner: Arc<ScalarUDF>,
+}
+
+impl GenRandomUuid {
+    pub fn udf(inner: Arc<ScalarUDF>) -> ScalarUDF {
+        ScalarUDF::new_from_impl(GenRandomUuid { inner })
+    }
+}
+
+impl ScalarUDFImpl for GenRandomUuid {
+    fn name(&self) -> &str {
+        "gen_random_uuid"
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(uuid_field(self.name())))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.inner.invoke_with_args(args)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,10 +179,21 @@ mod tests {
         ] {
             assert_eq!(canonical(text).unwrap(), want, "{text}");
         }
-        for bad in ["", "a0eebc99", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1", "-a0eebc999c0b4ef8bb6d6bb9bd380a11",
-                    "a0eeb-c999c0b4ef8bb6d6bb9bd380a11", "a0eebc999c0b4ef8bb6d6bb9bd380a11-", "{a0eebc999c0b4ef8bb6d6bb9bd380a11",
-                    "g0eebc999c0b4ef8bb6d6bb9bd380a11"] {
-            assert_eq!(canonical(bad).unwrap_err().sqlstate, SqlState::INVALID_TEXT_REPRESENTATION, "{bad}");
+        for bad in [
+            "",
+            "a0eebc99",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1",
+            "-a0eebc999c0b4ef8bb6d6bb9bd380a11",
+            "a0eeb-c999c0b4ef8bb6d6bb9bd380a11",
+            "a0eebc999c0b4ef8bb6d6bb9bd380a11-",
+            "{a0eebc999c0b4ef8bb6d6bb9bd380a11",
+            "g0eebc999c0b4ef8bb6d6bb9bd380a11",
+        ] {
+            assert_eq!(
+                canonical(bad).unwrap_err().sqlstate,
+                SqlState::INVALID_TEXT_REPRESENTATION,
+                "{bad}"
+            );
         }
         assert_eq!(bytes(want).unwrap()[..3], [0xa0, 0xee, 0xbc]);
     }
