@@ -4,12 +4,11 @@
 //! version byte), `uuid` (held as its canonical text), numbers sent typed where text is
 //! expected.
 
-use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit};
-use datafusion::common::ScalarValue;
 use std::sync::Arc;
 
 use arrow_pg::datatypes::df::deserialize_parameters;
-use datafusion::common::ParamValues;
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit};
+use datafusion::common::{ParamValues, ScalarValue};
 use freshet_common::{PgError, SqlState};
 use pgwire::api::portal::Portal;
 use pgwire::api::Type;
@@ -28,8 +27,8 @@ pub fn decode(portal: &Portal<Arc<Prepared>>) -> PgWireResult<Option<ParamValues
     // A parameter whose type nothing determines is text (as described to the client):
     // decoded as anything else, or left untyped, arrow-pg drops a NULL of it from the
     // list, shifting every later parameter.
-    let text = datafusion::arrow::datatypes::DataType::Utf8;
-    let mut inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> = prepared
+    let text = DataType::Utf8;
+    let mut inferred: Vec<Option<&DataType>> = prepared
         .described
         .params
         .iter()
@@ -70,7 +69,7 @@ pub fn decode(portal: &Portal<Arc<Prepared>>) -> PgWireResult<Option<ParamValues
         inferred[i] = None;
     }
     // Timestamps, dates and intervals sent as text: read as PostgreSQL reads them.
-    let as_text: Vec<(usize, datafusion::arrow::datatypes::DataType)> = (0..inferred.len())
+    let as_text: Vec<(usize, DataType)> = (0..inferred.len())
         .filter(|&i| {
             portal.parameter_format.format_for(i) == pgwire::api::results::FieldFormat::Text
         })
@@ -81,7 +80,7 @@ pub fn decode(portal: &Portal<Arc<Prepared>>) -> PgWireResult<Option<ParamValues
     }
     Ok(if portal.parameter_len() > 0 {
         let mut values = deserialize_parameters(portal, &inferred).map_err(param_error)?;
-        if let datafusion::common::ParamValues::List(list) = &mut values {
+        if let ParamValues::List(list) = &mut values {
             for &i in &natively {
                 if let Some(p) = list.get_mut(i) {
                     p.value = p
@@ -97,8 +96,8 @@ pub fn decode(portal: &Portal<Arc<Prepared>>) -> PgWireResult<Option<ParamValues
             }
         }
         let decoded = match &values {
-            datafusion::common::ParamValues::List(l) => l.len(),
-            datafusion::common::ParamValues::Map(m) => m.len(),
+            ParamValues::List(l) => l.len(),
+            ParamValues::Map(m) => m.len(),
         };
         if decoded != portal.parameter_len() {
             return Err(to_wire_error(

@@ -27,10 +27,7 @@ pub(super) fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, P
             node.apply_expressions(|e| {
                 e.apply(|e| {
                     if let Some((id, ty)) = inferred(e, &schema) {
-                        let slot = (id.strip_prefix('$'))
-                            .and_then(|n| n.parse::<usize>().ok())
-                            .and_then(|n| params.get_mut(n.checked_sub(1)?));
-                        if let Some(slot @ None) = slot {
+                        if let Some(slot @ None) = slot(&mut params, &id) {
                             *slot = Some(ty);
                         }
                     }
@@ -53,10 +50,7 @@ fn mark_uuids(plan: &LogicalPlan, params: &mut [Option<DataType>]) {
         let Expr::Placeholder(p) = strip(p) else {
             return;
         };
-        let slot = (p.id.strip_prefix('$'))
-            .and_then(|n| n.parse::<usize>().ok())
-            .and_then(|n| params.get_mut(n.checked_sub(1)?));
-        if let Some(slot) = slot {
+        if let Some(slot) = slot(params, &p.id) {
             *slot = Some(DataType::FixedSizeBinary(16));
         }
     };
@@ -79,7 +73,10 @@ fn mark_uuids(plan: &LogicalPlan, params: &mut [Option<DataType>]) {
                     match (strip(e), p.input.as_ref()) {
                         (Expr::Column(c), LogicalPlan::Values(v)) => {
                             if let Ok(i) = v.schema.index_of_column(c) {
-                                v.values.iter().filter_map(|row| row.get(i)).for_each(&mut mark);
+                                v.values
+                                    .iter()
+                                    .filter_map(|row| row.get(i))
+                                    .for_each(&mut mark);
                             }
                         }
                         _ => mark(e),
@@ -101,6 +98,12 @@ fn mark_uuids(plan: &LogicalPlan, params: &mut [Option<DataType>]) {
             })
         })
     });
+}
+
+/// The type of parameter `id` (`$n`).
+fn slot<'a>(params: &'a mut [Option<DataType>], id: &str) -> Option<&'a mut Option<DataType>> {
+    let n: usize = id.strip_prefix('$')?.parse().ok()?;
+    params.get_mut(n.checked_sub(1)?)
 }
 
 /// `e` without the aliases and casts around it.
