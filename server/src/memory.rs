@@ -227,12 +227,30 @@ pub fn produce_rows(
         failed: false,
     };
     query_runtime().spawn(async move {
+        use futures::FutureExt;
         loop {
+            // A panic in the plan is the statement's error (XX000), not a quiet end of rows.
             let next = tokio::select! {
                 _ = tx.closed() => break,
-                next = rows.next() => next,
+                next = std::panic::AssertUnwindSafe(rows.next()).catch_unwind() => next,
             };
-            let Some(next) = next else { break };
+            let next = match next {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    let _ = tx
+                        .send(Err(datafusion::error::DataFusionError::Internal(format!(
+                            "the statement's plan panicked: {what}"
+                        ))))
+                        .await;
+                    break;
+                }
+            };
             if tx.send(next).await.is_err() {
                 break;
             }
@@ -306,5 +324,29 @@ impl MemoryPool for BudgetedPool {
 
     fn memory_limit(&self) -> MemoryLimit {
         MemoryLimit::Finite(self.limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::Schema;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn a_panicking_plan_is_an_error_not_an_end_of_rows() {
+        let schema = Arc::new(Schema::empty());
+        let panicking =
+            futures::stream::poll_fn(|_| -> std::task::Poll<Option<Result<RecordBatch>>> {
+                panic!("boom")
+            });
+        let inner: SendableRecordBatchStream = Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, panicking),
+        );
+        let account = Arc::new(Account::open().expect("a slot"));
+        let mut rows = produce_rows(inner, account, usize::MAX);
+        let first = rows.next().await.expect("an item, not the end");
+        assert!(first.unwrap_err().to_string().contains("panicked: boom"));
+        assert!(rows.next().await.is_none());
     }
 }

@@ -174,8 +174,8 @@ fn literals(sql: &str, lower: &str, stmts: &mut [ast::Statement]) {
     if lower.contains("json") || lower.contains("uuid") {
         stmts.iter_mut().for_each(crate::jsonb_functions::rewrite_casts);
     }
-    if lower.contains("jsonb_array_elements") || lower.contains("jsonb_object_keys") {
-        stmts.iter_mut().for_each(crate::jsonb_build::rewrite_set_returning);
+    if crate::jsonb_build::mentions(lower) {
+        stmts.iter_mut().for_each(crate::jsonb_build::rewrite_calls);
     }
 }
 

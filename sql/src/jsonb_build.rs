@@ -18,6 +18,7 @@ use datafusion::logical_expr::{
 use datafusion::sql::sqlparser::ast;
 use freshet_common::{PgError, SqlState};
 
+use crate::expand_array::unnest_of;
 use crate::jsonb_functions::jsonb_field;
 use crate::pg_jsonb::{self, Json, Step};
 use crate::types::{sql_type_of, PG_TYPE_METADATA_KEY};
@@ -35,10 +36,12 @@ enum Build {
     Elements,
     ElementsText,
     ObjectKeys,
+    AggList,
+    ObjectAggPairs,
 }
 
 impl Build {
-    const ALL: [Build; 11] = [
+    const ALL: [Build; 13] = [
         Build::Object,
         Build::Array,
         Build::To,
@@ -50,6 +53,8 @@ impl Build {
         Build::Elements,
         Build::ElementsText,
         Build::ObjectKeys,
+        Build::AggList,
+        Build::ObjectAggPairs,
     ];
 
     fn name(self) -> &'static str {
@@ -65,6 +70,8 @@ impl Build {
             Build::Elements => "pg_jsonb_array_elements",
             Build::ElementsText => "pg_jsonb_array_elements_text",
             Build::ObjectKeys => "pg_jsonb_object_keys",
+            Build::AggList => "pg_jsonb_agg_list",
+            Build::ObjectAggPairs => "pg_jsonb_object_agg_pairs",
         }
     }
 
@@ -125,6 +132,8 @@ impl ScalarUDFImpl for JsonbBuild {
                 | Build::Set
                 | Build::StripNulls
                 | Build::ExtractPath
+                | Build::AggList
+                | Build::ObjectAggPairs
         );
         Ok(Arc::new(if jsonb {
             jsonb_field(self.name())
@@ -223,6 +232,7 @@ impl JsonbBuild {
                 canonical(Json::Object(fields))
             }
             Build::Array => canonical(Json::Array((0..v.len()).map(arg).collect::<Result<_>>()?)),
+            Build::AggList | Build::ObjectAggPairs => aggregated(self.op, &v[0]),
             Build::To => match v.first() {
                 None => Ok(None),
                 Some(x) if x.is_null() => Ok(None),
@@ -279,6 +289,57 @@ impl JsonbBuild {
             _ => Ok(None),
         }
     }
+}
+
+/// `jsonb_agg`'s and `jsonb_object_agg`'s results from what `array_agg` gathered (see
+/// [`rewrite_calls`]): each value already jsonb text (`to_jsonb`), NULL a JSON null.
+fn aggregated(op: Build, gathered: &ScalarValue) -> Result<Option<String>> {
+    let ScalarValue::List(list) = gathered else {
+        return Ok(None);
+    };
+    if list.is_null(0) {
+        return Ok(None);
+    }
+    let items = list.value(0);
+    let json = |text: Option<&str>| -> Result<Json> {
+        text.map_or(Ok(Json::Null), |t| pg_jsonb::parse(t).map_err(pg))
+    };
+    let texts = |a: &ArrayRef| datafusion::arrow::compute::cast(a, &DataType::Utf8);
+    let doc = if op == Build::AggList {
+        let items = texts(&items)?;
+        Json::Array(
+            items
+                .as_string::<i32>()
+                .iter()
+                .map(json)
+                .collect::<Result<_>>()?,
+        )
+    } else {
+        let Some(pairs) = items.as_struct_opt().filter(|p| p.num_columns() == 2) else {
+            return Err(DataFusionError::Internal(format!(
+                "jsonb_object_agg gathered {}",
+                items.data_type()
+            )));
+        };
+        let (keys, values) = (texts(pairs.column(0))?, texts(pairs.column(1))?);
+        let (keys, values) = (keys.as_string::<i32>(), values.as_string::<i32>());
+        let mut fields = Vec::with_capacity(keys.len());
+        for i in 0..keys.len() {
+            if keys.is_null(i) {
+                return Err(pg(PgError::new(
+                    SqlState::INVALID_PARAMETER_VALUE,
+                    "field name must not be null",
+                )));
+            }
+            let value = (!values.is_null(i)).then(|| values.value(i));
+            fields.push((keys.value(i).to_owned(), json(value)?));
+        }
+        Json::Object(fields)
+    };
+    // Through the text again: jsonb's key order, the last of duplicate keys.
+    Ok(Some(
+        pg_jsonb::normalize(&pg_jsonb::to_text(&doc)).map_err(pg)?,
+    ))
 }
 
 fn pg(e: PgError) -> DataFusionError {
@@ -506,10 +567,28 @@ fn set_path(doc: &mut Json, path: &[String], new: Json, create: bool) {
     }
 }
 
-/// `jsonb_array_elements(x)`, `jsonb_array_elements_text(x)` and `jsonb_object_keys(x)` in
-/// a select list as `unnest` of the element list, one row each, as PostgreSQL's
-/// set-returning functions give them.
-pub fn rewrite_set_returning(stmt: &mut ast::Statement) {
+/// Whether `lower` (a statement in lower case) may call one of the functions
+/// [`rewrite_calls`] rewrites.
+pub fn mentions(lower: &str) -> bool {
+    [
+        "jsonb_array_elements",
+        "jsonb_object_keys",
+        "jsonb_agg",
+        "jsonb_object_agg",
+    ]
+    .iter()
+    .any(|f| lower.contains(f))
+}
+
+/// Calls planned through other functions:
+/// - `jsonb_array_elements(x)`, `jsonb_array_elements_text(x)` and `jsonb_object_keys(x)` in a
+///   select list as `unnest` of the element list, one row each, as PostgreSQL's
+///   set-returning functions give them;
+/// - `jsonb_agg(x …)` as `pg_jsonb_agg_list(array_agg(to_jsonb(x) …))` and
+///   `jsonb_object_agg(k, v …)` as `pg_jsonb_object_agg_pairs(array_agg(named_struct('k',
+///   k::text, 'v', to_jsonb(v)) …))`, keeping `DISTINCT`, `ORDER BY`, `FILTER` and `OVER`
+///   (so they run wherever `array_agg` does, materialized views included).
+pub fn rewrite_calls(stmt: &mut ast::Statement) {
     let _ = ast::visit_expressions_mut(stmt, |e| {
         if let ast::Expr::Function(f) = e {
             let name = f
@@ -518,16 +597,94 @@ pub fn rewrite_set_returning(stmt: &mut ast::Statement) {
                 .last()
                 .and_then(|p| p.as_ident())
                 .map(|i| i.value.to_ascii_lowercase());
-            let list = match name.as_deref() {
-                Some("jsonb_array_elements") => "pg_jsonb_array_elements",
-                Some("jsonb_array_elements_text") => "pg_jsonb_array_elements_text",
-                Some("jsonb_object_keys") => "pg_jsonb_object_keys",
-                _ => return ControlFlow::<()>::Continue(()),
+            let replacement = match name.as_deref() {
+                Some("jsonb_array_elements") => Some(unnest_of(f, "pg_jsonb_array_elements")),
+                Some("jsonb_array_elements_text") => {
+                    Some(unnest_of(f, "pg_jsonb_array_elements_text"))
+                }
+                Some("jsonb_object_keys") => Some(unnest_of(f, "pg_jsonb_object_keys")),
+                Some("jsonb_agg") => aggregate(f, false),
+                Some("jsonb_object_agg") => aggregate(f, true),
+                _ => None,
             };
-            *e = crate::expand_array::unnest_of(f, list);
+            if let Some(r) = replacement {
+                *e = r;
+            }
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// A plain call `name(args)`.
+fn call(name: &str, args: Vec<ast::Expr>) -> ast::Expr {
+    ast::Expr::Function(ast::Function {
+        name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: ast::FunctionArguments::None,
+        args: ast::FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+/// `jsonb_agg` / `jsonb_object_agg` (`pairs`) call `f` over `array_agg` (`None` when its
+/// arguments are not one value, or a key and a value).
+fn aggregate(f: &ast::Function, pairs: bool) -> Option<ast::Expr> {
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let values: Vec<ast::Expr> = list
+        .args
+        .iter()
+        .map(|a| match a {
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => Some(x.clone()),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let text = |s: &str| ast::Expr::value(ast::Value::SingleQuotedString(s.to_owned()));
+    let gathered = match (pairs, values.as_slice()) {
+        (false, [x]) => call("to_jsonb", vec![x.clone()]),
+        (true, [k, v]) => call(
+            "named_struct",
+            vec![
+                text("k"),
+                ast::Expr::Cast {
+                    kind: ast::CastKind::DoubleColon,
+                    expr: Box::new(k.clone()),
+                    data_type: ast::DataType::Text,
+                    array: false,
+                    format: None,
+                },
+                text("v"),
+                call("to_jsonb", vec![v.clone()]),
+            ],
+        ),
+        _ => return None,
+    };
+    let mut agg = f.clone();
+    agg.name = ast::ObjectName::from(vec![ast::Ident::new("array_agg")]);
+    agg.args = ast::FunctionArguments::List(ast::FunctionArgumentList {
+        duplicate_treatment: list.duplicate_treatment,
+        args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(
+            gathered,
+        ))],
+        clauses: list.clauses.clone(),
+    });
+    let finish = if pairs {
+        "pg_jsonb_object_agg_pairs"
+    } else {
+        "pg_jsonb_agg_list"
+    };
+    Some(call(finish, vec![ast::Expr::Function(agg)]))
 }
 
 #[cfg(test)]

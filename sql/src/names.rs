@@ -107,6 +107,8 @@ fn expr_name(e: &Expr) -> String {
             "pg_jsonb_in" => "jsonb".to_owned(),
             "pg_json_in" => "json".to_owned(),
             "pg_uuid_in" => "uuid".to_owned(),
+            "pg_jsonb_agg_list" => "jsonb_agg".to_owned(),
+            "pg_jsonb_object_agg_pairs" => "jsonb_object_agg".to_owned(),
             other => other.to_ascii_lowercase(),
         },
         Expr::AggregateFunction(f) => f.func.name().to_ascii_lowercase(),
