@@ -35,6 +35,21 @@ macro_rules! same_as_inner {
     };
 }
 
+/// The argument types DataFusion's function `inner` takes `args` as (what a wrapper that
+/// handles some argument types itself coerces the others to).
+fn inner_coercion(inner: &ScalarUDF, args: &[DataType]) -> Result<Vec<DataType>> {
+    let fields: Vec<_> = args
+        .iter()
+        .map(|t| Arc::new(datafusion::arrow::datatypes::Field::new("a", t.clone(), true)))
+        .collect();
+    Ok(
+        datafusion::logical_expr::type_coercion::functions::fields_with_udf(&fields, inner)?
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect(),
+    )
+}
+
 mod array_text;
 mod bytes;
 mod catalog;

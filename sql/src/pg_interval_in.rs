@@ -102,6 +102,17 @@ fn short_unit(unit: &str) -> bool {
     )
 }
 
+/// `text` in PostgreSQL's interval input forms as Arrow holds an interval (`None` when it is
+/// in none of them, or out of Arrow's range).
+pub fn parse_arrow(text: &str) -> Option<datafusion::arrow::datatypes::IntervalMonthDayNano> {
+    let i = parse(text)?;
+    Some(datafusion::arrow::datatypes::IntervalMonthDayNano::new(
+        i32::try_from(i.months).ok()?,
+        i32::try_from(i.days).ok()?,
+        i.micros.checked_mul(1000)?,
+    ))
+}
+
 /// `text` as words Arrow's parser reads, if it needs them and is a PostgreSQL interval.
 pub fn arrow_text(text: &str) -> Option<String> {
     if !needs_rewrite(text) {

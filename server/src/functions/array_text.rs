@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result, ScalarValue};
-use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -53,14 +52,7 @@ impl ScalarUDFImpl for ArrayTextToString {
         if text_array(args) {
             return Ok(vec![DataType::Utf8; args.len()]);
         }
-        let fields: Vec<_> = args
-            .iter()
-            .map(|t| Arc::new(Field::new("a", t.clone(), true)))
-            .collect();
-        Ok(fields_with_udf(&fields, self.inner.as_ref())?
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect())
+        super::inner_coercion(&self.inner, args)
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {

@@ -5,10 +5,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, Int32Array};
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
-use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -54,14 +53,7 @@ impl ScalarUDFImpl for ByteLength {
         if bytes(args) {
             return Ok(args.to_vec());
         }
-        let fields: Vec<_> = args
-            .iter()
-            .map(|t| Arc::new(Field::new("a", t.clone(), true)))
-            .collect();
-        Ok(fields_with_udf(&fields, self.inner.as_ref())?
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect())
+        super::inner_coercion(&self.inner, args)
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {

@@ -158,15 +158,13 @@ fn register_descriptive(ctx: &SessionContext) {
         Arc::new(out)
     }));
     // `sql/src/by_oid.rs` gives these the function's type OIDs in place of its OID.
-    ctx.register_udf(unary_udf("pg_get_function_result", int8.clone(), text.clone(), Volatility::Stable, |a| {
-        let out: StringArray = a.as_primitive::<Int64Type>().iter().map(|o| o.map(type_name)).collect();
-        Arc::new(out)
-    }));
-    // `oid::regtype::text` (`sql/src/by_oid.rs`): the type's name as regtype prints it.
-    ctx.register_udf(unary_udf("pg_regtype_text", int8, text.clone(), Volatility::Stable, |a| {
-        let out: StringArray = a.as_primitive::<Int64Type>().iter().map(|o| o.map(type_name)).collect();
-        Arc::new(out)
-    }));
+    // And `oid::regtype::text` reads the type's name as regtype prints it.
+    for name in ["pg_get_function_result", "pg_regtype_text"] {
+        ctx.register_udf(unary_udf(name, int8.clone(), text.clone(), Volatility::Stable, |a| {
+            let out: StringArray = a.as_primitive::<Int64Type>().iter().map(|o| o.map(type_name)).collect();
+            Arc::new(out)
+        }));
+    }
     for name in ["pg_get_function_arguments", "pg_get_function_identity_arguments"] {
         ctx.register_udf(unary_udf(name, text.clone(), text.clone(), Volatility::Stable, |a| {
             let out: StringArray = a

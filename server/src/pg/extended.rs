@@ -140,16 +140,17 @@ impl ExtendedQueryHandler for ExtendedHandler {
             let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
             if let Some(Entry::Value(stmt)) = client.portal_store().get_statement(name) {
                 let described = self.do_describe_statement(client, &stmt).await?;
-                if described.fields.is_empty() {
-                    let oids = described.parameters.iter().map(|t| t.oid()).collect();
-                    client
-                        .send(PgWireBackendMessage::ParameterDescription(
-                            ParameterDescription::new(oids),
-                        ))
-                        .await?;
-                    client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
-                    return Ok(());
+                if !described.fields.is_empty() {
+                    return pgwire::api::query::send_describe_response(client, &described).await;
                 }
+                let oids = described.parameters.iter().map(|t| t.oid()).collect();
+                client
+                    .send(PgWireBackendMessage::ParameterDescription(
+                        ParameterDescription::new(oids),
+                    ))
+                    .await?;
+                client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
+                return Ok(());
             }
         }
         self._on_describe(client, message).await

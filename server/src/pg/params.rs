@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use arrow_pg::datatypes::df::deserialize_parameters;
-use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit};
+use datafusion::arrow::datatypes::{DataType, IntervalUnit};
 use datafusion::common::{ParamValues, ScalarValue};
 use freshet_common::{PgError, SqlState};
 use pgwire::api::portal::Portal;
@@ -214,14 +214,8 @@ fn read(value: &ScalarValue, ty: &DataType) -> Result<ScalarValue, PgError> {
         DataType::Date32 => {
             ScalarValue::Date32(Some(parse_date(text).ok_or_else(|| invalid("date"))?))
         }
-        _ => {
-            let i = freshet_sql::pg_interval_in::parse(text).ok_or_else(|| invalid("interval"))?;
-            let out_of_range = || invalid("interval");
-            ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(
-                i32::try_from(i.months).map_err(|_| out_of_range())?,
-                i32::try_from(i.days).map_err(|_| out_of_range())?,
-                i.micros.checked_mul(1000).ok_or_else(out_of_range)?,
-            )))
-        }
+        _ => ScalarValue::IntervalMonthDayNano(Some(
+            freshet_sql::pg_interval_in::parse_arrow(text).ok_or_else(|| invalid("interval"))?,
+        )),
     })
 }

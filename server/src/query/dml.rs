@@ -222,29 +222,26 @@ fn row_at(b: &RecordBatch, width: usize, r: usize) -> datafusion::error::Result<
 }
 
 /// An assigned value converted to its column's type: exactly, or an error. Text assigned
-/// to a `jsonb` column must be JSON and is kept in jsonb's canonical form.
+/// to a `jsonb` or `uuid` column must be one and is kept in its canonical form.
 pub(super) fn assigned_value(
     values: &ArrayRef,
     field: &datafusion::arrow::datatypes::Field,
 ) -> Result<ArrayRef, PgError> {
     let (to, column) = (field.data_type(), field.name().as_str());
-    if freshet_sql::types::sql_type_of(field) == Some(freshet_common::SqlType::Jsonb) {
-        if let Some(text) = values.as_any().downcast_ref::<datafusion::arrow::array::StringArray>() {
-            let canonical = text
-                .iter()
-                .map(|v| v.map(freshet_sql::pg_jsonb::normalize).transpose())
-                .collect::<Result<datafusion::arrow::array::StringArray, PgError>>()?;
-            return Ok(Arc::new(canonical));
-        }
-    }
-    if freshet_sql::types::sql_type_of(field) == Some(freshet_common::SqlType::Uuid) {
-        if let Some(text) = values.as_any().downcast_ref::<datafusion::arrow::array::StringArray>() {
-            let canonical = text
-                .iter()
-                .map(|v| v.map(freshet_sql::pg_uuid::canonical).transpose())
-                .collect::<Result<datafusion::arrow::array::StringArray, PgError>>()?;
-            return Ok(Arc::new(canonical));
-        }
+    // Types held as canonical text: checked and canonicalized value by value.
+    let canonical: Option<fn(&str) -> Result<String, PgError>> =
+        match freshet_sql::types::sql_type_of(field) {
+            Some(freshet_common::SqlType::Jsonb) => Some(freshet_sql::pg_jsonb::normalize),
+            Some(freshet_common::SqlType::Uuid) => Some(freshet_sql::pg_uuid::canonical),
+            _ => None,
+        };
+    let text = values.as_any().downcast_ref::<datafusion::arrow::array::StringArray>();
+    if let (Some(canonical), Some(text)) = (canonical, text) {
+        let out = text
+            .iter()
+            .map(|v| v.map(canonical).transpose())
+            .collect::<Result<datafusion::arrow::array::StringArray, PgError>>()?;
+        return Ok(Arc::new(out));
     }
     if values.data_type() == to {
         return Ok(Arc::clone(values));
@@ -327,25 +324,13 @@ fn pg_time_input(values: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             let parsed = text
                 .iter()
-                .map(|s| s.map(pg_interval).transpose())
+                .map(|s| s.map(|s| freshet_sql::pg_interval_in::parse_arrow(s).ok_or(())).transpose())
                 .collect::<Result<Vec<_>, ()>>()
                 .ok()?;
             Some(Arc::new(IntervalMonthDayNanoArray::from(parsed)))
         }
         _ => None,
     }
-}
-
-/// An interval in PostgreSQL's input forms, as Arrow holds it (`Err` when it is in none).
-fn pg_interval(
-    text: &str,
-) -> Result<datafusion::arrow::datatypes::IntervalMonthDayNano, ()> {
-    let i = freshet_sql::pg_interval_in::parse(text).ok_or(())?;
-    Ok(datafusion::arrow::datatypes::IntervalMonthDayNano::new(
-        i32::try_from(i.months).map_err(|_| ())?,
-        i32::try_from(i.days).map_err(|_| ())?,
-        i.micros.checked_mul(1000).ok_or(())?,
-    ))
 }
 
 /// Text assigned to a `bytea` column, read in PostgreSQL's input forms (`'\xdeadbeef'`,
