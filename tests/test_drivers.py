@@ -32,6 +32,7 @@ SCHEMA = [
     # After the rows: PostgreSQL's materialized view holds what its creation saw.
     "CREATE MATERIALIZED VIEW customer_totals AS SELECT c.id, c.name, count(*) AS n, sum(o.amount) AS total "
     "FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.id, c.name",
+    "CREATE VIEW gold_customers AS SELECT id, name, joined FROM customers WHERE tier = 'gold'",
 ]
 
 # What still differs, and why (the README lists these too):
@@ -51,7 +52,9 @@ def pair(tmp_path_factory, postgres):
         pg.execute("DROP DATABASE IF EXISTS freshet")
         pg.execute("CREATE DATABASE freshet")
         if not pg.execute("SELECT 1 FROM pg_roles WHERE rolname = 'tester'").fetchone():
-            pg.execute("CREATE ROLE tester SUPERUSER LOGIN")
+            pg.execute("CREATE ROLE tester")
+        # Other modules may have made it without these.
+        pg.execute("ALTER ROLE tester SUPERUSER LOGIN")
     server = Freshet(tmp_path_factory.mktemp("drivers")).start()
     dsns = [server.dsn(), f"host=127.0.0.1 port={postgres.port} dbname=freshet user=tester"]
     for dsn in dsns:

@@ -18,6 +18,7 @@ SCHEMA = [
     "CREATE INDEX ON pairs (note, b)",
     "INSERT INTO items VALUES (1, 'one', 'A', 1.50, '2026-11-01 10:00'), (2, 'two', NULL, 20, NULL)",
     "CREATE MATERIALIZED VIEW cheap AS SELECT id, name FROM items WHERE price < 10",
+    "CREATE VIEW dear AS SELECT id, name, price FROM items WHERE price >= 10",
 ]
 
 
@@ -53,6 +54,7 @@ def inspect_all(url):
                 "comment": insp.get_table_comment(t),
             }
         out["cheap"] = [(c["name"], str(c["type"])) for c in insp.get_columns("cheap")]
+        out["dear"] = [(c["name"], str(c["type"])) for c in insp.get_columns("dear")]
         return out
     finally:
         engine.dispose()

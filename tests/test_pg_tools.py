@@ -219,6 +219,11 @@ DUMPED = [
     "CREATE MATERIALIZED VIEW b_per_customer AS "
     "SELECT customer, count(*) AS n, sum(amount) AS total FROM orders GROUP BY customer",
     "CREATE MATERIALIZED VIEW a_big AS SELECT customer, n FROM b_per_customer WHERE n > 1",
+    # Views, a view on a view, and a materialized view over a view: named against the order
+    # they must be created in.
+    "CREATE VIEW z_paid AS SELECT id, customer, amount FROM orders WHERE amount > 0",
+    "CREATE VIEW y_paid_per_customer AS SELECT customer, count(*) AS n FROM z_paid GROUP BY customer",
+    "CREATE MATERIALIZED VIEW x_paid AS SELECT customer, n FROM y_paid_per_customer",
 ]
 
 # The restored structure, read from PostgreSQL's own catalogs.
@@ -271,6 +276,9 @@ def test_pg_dump_schema_only_restores_into_postgresql(freshet, postgres):
     assert "CREATE MATERIALIZED VIEW public.a_big" in dump.stdout
     # The view on a view comes after the view it reads, whatever their names.
     assert dump.stdout.index("public.b_per_customer AS") < dump.stdout.index("public.a_big AS")
+    assert "CREATE VIEW public.z_paid AS" in dump.stdout
+    assert dump.stdout.index("VIEW public.z_paid AS") < dump.stdout.index("VIEW public.y_paid_per_customer AS")
+    assert dump.stdout.index("VIEW public.y_paid_per_customer AS") < dump.stdout.index("VIEW public.x_paid AS")
     restore_target(postgres, "dump_restored", "dump_direct")
     try:
         restore = restore_into(postgres, "dump_restored", dump.stdout)

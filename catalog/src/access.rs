@@ -15,7 +15,10 @@ pub(crate) const SCHEMA_ACL_KEY: &[u8] = b"schema_acl/public";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
     Table,
+    /// A materialized view.
     View,
+    /// A view (`CREATE VIEW`).
+    PlainView,
     Source,
     Sink,
 }
@@ -26,6 +29,7 @@ impl ObjectKind {
         match self {
             ObjectKind::Table => "table",
             ObjectKind::View => "materialized view",
+            ObjectKind::PlainView => "view",
             ObjectKind::Source => "source",
             ObjectKind::Sink => "sink",
         }
@@ -210,6 +214,15 @@ impl Catalog {
             batch.put(crate::view_key(def.id), serde_json::to_vec(&def).map_err(Error::Decode)?);
             self.store.write(batch)?;
             inner.views.insert(name.to_owned(), Arc::new(def));
+        } else if let Some(v) = inner.plain_views.get(name) {
+            let mut def = crate::PlainViewDef::clone(v);
+            def.acl = acl;
+            batch.put(
+                crate::plain_view::plain_view_key(def.id),
+                serde_json::to_vec(&def).map_err(Error::Decode)?,
+            );
+            self.store.write(batch)?;
+            inner.plain_views.insert(name.to_owned(), Arc::new(def));
         } else if let Some(s) = inner.sources.get(name) {
             let mut def = crate::SourceDef::clone(s);
             def.acl = acl;
@@ -275,6 +288,9 @@ impl Inner {
         if let Some(v) = self.views.get(name) {
             return Some(access(ObjectKind::View, &v.owner, &v.acl));
         }
+        if let Some(v) = self.plain_views.get(name) {
+            return Some(access(ObjectKind::PlainView, &v.owner, &v.acl));
+        }
         self.sources
             .get(name)
             .map(|s| access(ObjectKind::Source, &s.owner, &s.acl))
@@ -285,6 +301,7 @@ impl Inner {
             .tables
             .keys()
             .chain(self.views.keys())
+            .chain(self.plain_views.keys())
             .chain(self.sources.keys())
             .filter_map(|n| self.object(n, bootstrap))
             .collect();

@@ -8,6 +8,7 @@
 mod access;
 mod error;
 mod index;
+mod plain_view;
 mod role;
 mod table;
 
@@ -24,7 +25,8 @@ pub use role::{
 };
 pub use index::{IndexKind, TableIndex};
 pub use table::{
-    CheckDef, ColumnDef, Identity, IndexDef, SinkDef, SourceDef, TableDef, UniqueDef, ViewDef,
+    CheckDef, ColumnDef, Identity, IndexDef, PlainViewDef, SinkDef, SourceDef, TableDef, UniqueDef,
+    ViewDef,
 };
 
 /// The only schema for now; `search_path` resolves to it.
@@ -47,6 +49,7 @@ pub struct Catalog {
 struct Inner {
     tables: BTreeMap<String, Arc<TableDef>>,
     views: BTreeMap<String, Arc<ViewDef>>,
+    plain_views: BTreeMap<String, Arc<PlainViewDef>>,
     sources: BTreeMap<String, Arc<SourceDef>>,
     sinks: BTreeMap<String, Arc<SinkDef>>,
     roles: BTreeMap<String, Arc<RoleDef>>,
@@ -83,6 +86,10 @@ impl Catalog {
         for (_, v) in snap.scan_prefix(&meta_key(VIEW_KEY_PREFIX))? {
             let def: ViewDef = serde_json::from_slice(&v).map_err(Error::Decode)?;
             inner.views.insert(def.name.clone(), Arc::new(def));
+        }
+        for (_, v) in snap.scan_prefix(&meta_key(plain_view::PLAIN_VIEW_KEY_PREFIX))? {
+            let def: PlainViewDef = serde_json::from_slice(&v).map_err(Error::Decode)?;
+            inner.plain_views.insert(def.name.clone(), Arc::new(def));
         }
         for (_, v) in snap.scan_prefix(&meta_key(SOURCE_KEY_PREFIX))? {
             let def: SourceDef = serde_json::from_slice(&v).map_err(Error::Decode)?;
@@ -209,7 +216,7 @@ impl Catalog {
         TableId(self.read().next_id)
     }
 
-    /// Whether `name` is taken by a table or view.
+    /// Whether `name` is taken by a table, view, source or sink.
     pub fn name_taken(&self, name: &str) -> bool {
         self.read().taken(name)
     }
@@ -369,6 +376,7 @@ impl Inner {
     fn taken(&self, name: &str) -> bool {
         self.tables.contains_key(name)
             || self.views.contains_key(name)
+            || self.plain_views.contains_key(name)
             || self.sources.contains_key(name)
             || self.sinks.contains_key(name)
     }

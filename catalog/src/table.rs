@@ -185,6 +185,9 @@ pub struct ViewDef {
     /// Privileges granted on it (beyond the owner's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acl: Vec<crate::AclItem>,
+    /// The views (`CREATE VIEW`) its query names: their queries are part of its dataflow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub views_read: Vec<TableId>,
 }
 
 /// A source: a Kafka topic read into the dataflow. Its progress (offsets per partition) and
@@ -235,4 +238,27 @@ pub struct SinkDef {
     /// The role that owns it; empty for the bootstrap superuser.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub owner: String,
+}
+
+/// A view (`CREATE VIEW`): a named query, planned again at each use. It keeps no rows and no
+/// state; `columns` are its output columns as planned at creation (names as PostgreSQL gives
+/// them, or as the statement lists them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlainViewDef {
+    /// Assigned by the catalog at creation, from the same counter as tables; kept by
+    /// `CREATE OR REPLACE VIEW`.
+    pub id: TableId,
+    pub schema: String,
+    pub name: String,
+    /// The defining SELECT, as written.
+    pub sql: String,
+    pub columns: Vec<ColumnDef>,
+    /// The tables, views and sources its query names.
+    pub inputs: Vec<TableId>,
+    /// The role that owns it; empty for the bootstrap superuser.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+    /// Privileges granted on it (beyond the owner's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<crate::AclItem>,
 }

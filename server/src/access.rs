@@ -142,15 +142,9 @@ impl Identity {
 
 /// PostgreSQL's "permission denied for table t".
 pub fn denied(kind: ObjectKind, name: &str) -> PgError {
-    let noun = match kind {
-        ObjectKind::View => "materialized view",
-        ObjectKind::Source => "source",
-        ObjectKind::Sink => "sink",
-        ObjectKind::Table => "table",
-    };
     PgError::new(
         SqlState::INSUFFICIENT_PRIVILEGE,
-        format!("permission denied for {noun} {name}"),
+        format!("permission denied for {} {name}", kind.noun()),
     )
 }
 

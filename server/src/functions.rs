@@ -53,6 +53,7 @@ fn inner_coercion(inner: &ScalarUDF, args: &[DataType]) -> Result<Vec<DataType>>
 mod array_text;
 mod bytes;
 mod catalog;
+pub(crate) use catalog::view_definition;
 mod format;
 pub mod sizes;
 

@@ -20,6 +20,8 @@ mod pg_roles;
 mod pg_sequence;
 pub mod pg_settings;
 mod pg_stat_activity;
+pub mod plain_view;
+mod pg_views;
 pub mod point;
 mod provider;
 mod rowexpr;

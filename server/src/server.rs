@@ -95,6 +95,10 @@ impl Server {
         .context("opening the engine")?;
         let query_budget = crate::memory::ServerBudget::new(opts.query_memory_total_mb << 20);
         let template = template_context(&engine, opts, &query_budget)?;
+        engine.definer.set(crate::coord::engine::Definer {
+            state: template.state(),
+            inline_views: crate::query::plain_view::inline,
+        });
         crate::coord::transient::delete_leftovers(&engine)
             .context("deleting the state of an earlier run's subscriptions")?;
         crate::coord::views::load_all(&engine, &template.state())

@@ -538,6 +538,8 @@ fn is_ddl(stmt: &Statement) -> bool {
                 | Statement::CreateIndex(_)
                 | Statement::DropIndex { .. }
                 | Statement::DropMaterializedView { .. }
+                | Statement::CreateView(_)
+                | Statement::DropView { .. }
                 | Statement::CreateSource(_)
                 | Statement::DropSource { .. }
                 | Statement::ResetSource { .. }

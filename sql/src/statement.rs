@@ -61,6 +61,14 @@ pub enum Statement {
         if_exists: bool,
         cascade: bool,
     },
+    /// `CREATE [OR REPLACE] VIEW`.
+    CreateView(Box<crate::plain_view::CreatePlainViewPlan>),
+    /// `DROP VIEW`.
+    DropView {
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    },
     /// `SHOW MATERIALIZED VIEWS`.
     ShowMaterializedViews,
     /// `FLUSH`: returns once every earlier write is reflected in every view.
@@ -249,11 +257,18 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
             };
             bind_create_mv(cv, true)?
         }
-        S::CreateView(_) => {
-            return Err(PgError::not_supported(
-                "CREATE VIEW (use CREATE MATERIALIZED VIEW)",
-            ))
-        }
+        S::CreateView(cv) => Statement::CreateView(Box::new(crate::plain_view::bind(cv)?)),
+        S::Drop {
+            object_type: ObjectType::View,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => Statement::DropView {
+            names: names.iter().map(object_name).collect::<Result<_, _>>()?,
+            if_exists,
+            cascade,
+        },
         S::Drop {
             object_type: ObjectType::MaterializedView,
             if_exists,

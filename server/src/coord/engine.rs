@@ -50,6 +50,57 @@ pub struct Engine {
     pub activities: crate::coord::activity::Activities,
     /// Backfills running now (`freshet_internal.backfills`).
     pub backfills: crate::coord::backfills::Backfills,
+    /// Plans the queries of views (`CREATE VIEW`) at each use: the server's template state,
+    /// set once at startup (see [`DefinerState`]).
+    pub definer: DefinerState,
+}
+
+/// The session state views' queries are planned with (the server's template: no session's
+/// search path, user or settings leak into a view's meaning), and how a materialized view's
+/// plan takes in the queries of the views it reads (the query layer's, set by the server).
+/// Its catalog holds the engine, so its `Debug` does not print it.
+#[derive(Default)]
+pub struct DefinerState(std::sync::OnceLock<Definer>);
+
+/// See [`DefinerState`].
+pub struct Definer {
+    pub state: datafusion::execution::SessionState,
+    /// A plan with every view it scans replaced by the view's query, and those views' ids.
+    pub inline_views: InlineViews,
+}
+
+/// See [`Definer::inline_views`].
+pub type InlineViews = fn(
+    datafusion::logical_expr::LogicalPlan,
+) -> datafusion::error::Result<(datafusion::logical_expr::LogicalPlan, Vec<TableId>)>;
+
+impl DefinerState {
+    /// Sets the definer once; later calls are ignored.
+    pub fn set(&self, definer: Definer) {
+        let _ = self.0.set(definer);
+    }
+
+    /// The state views' queries are planned with, once the server has set it.
+    pub fn state(&self) -> Option<&datafusion::execution::SessionState> {
+        self.0.get().map(|d| &d.state)
+    }
+
+    /// `plan` with the views it scans inlined (unchanged before the server set the definer).
+    pub fn inline_views(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> datafusion::error::Result<(datafusion::logical_expr::LogicalPlan, Vec<TableId>)> {
+        match self.0.get() {
+            Some(d) => (d.inline_views)(plan),
+            None => Ok((plan, Vec::new())),
+        }
+    }
+}
+
+impl std::fmt::Debug for DefinerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DefinerState")
+    }
 }
 
 /// Why the contents logs were folded (counted in `freshet_internal.metrics`).
@@ -147,6 +198,7 @@ impl Engine {
             row_locks: crate::coord::locks::RowLocks::default(),
             activities: crate::coord::activity::Activities::default(),
             backfills: crate::coord::backfills::Backfills::default(),
+            definer: DefinerState::default(),
         }))
     }
 

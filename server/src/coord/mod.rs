@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod backfills;
 pub mod changelog;
+pub mod dependents;
 pub mod engine;
 pub mod locks;
 pub mod notify;

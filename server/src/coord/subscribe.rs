@@ -99,7 +99,16 @@ impl Subscription {
         state: &SessionState,
     ) -> Result<Subscription, PgError> {
         let mut w = engine.begin_write().await;
-        let (relation, fields, transient) = match &plan.query {
+        // A view (`CREATE VIEW`) keeps no changes: its query's are maintained for the
+        // subscription, as for `SUBSCRIBE (SELECT * FROM view)`.
+        let of_view = match &plan.query {
+            None if engine.catalog.plain_view(&plan.relation).is_some() => {
+                let sql = format!("SELECT * FROM \"{}\"", plan.relation.replace('"', "\"\""));
+                Some(view_query(&sql)?)
+            }
+            _ => None,
+        };
+        let (relation, fields, transient) = match of_view.as_ref().or(plan.query.as_ref()) {
             Some(query) => {
                 if plan.as_of.is_some() {
                     return Err(PgError::not_supported("AS OF on SUBSCRIBE to a query")
@@ -517,4 +526,12 @@ fn output_schema(
         }
     }
     Arc::new(Schema::new(out))
+}
+
+/// The query of `SUBSCRIBE view` for a view (`CREATE VIEW`).
+fn view_query(sql: &str) -> Result<Box<freshet_sql::ast::Query>, PgError> {
+    match freshet_sql::parse(sql)?.pop() {
+        Some(freshet_sql::ast::Statement::Query(q)) => Ok(q),
+        _ => Err(PgError::internal(format!("not a query: {sql}"))),
+    }
 }

@@ -72,7 +72,8 @@ impl Layout {
     }
 }
 
-/// Plans `query` and lowers it into view `id`'s dataflow, with its state kept as `layout` says.
+/// Plans `query` and lowers it into view `id`'s dataflow, with its state kept as `layout` says;
+/// also the views (`CREATE VIEW`) whose queries it took in.
 pub async fn build(
     engine: &Engine,
     state: &SessionState,
@@ -81,7 +82,7 @@ pub async fn build(
     columns: &[String],
     query: &ast::Query,
     layout: Layout,
-) -> Result<MaterializedView, PgError> {
+) -> Result<(MaterializedView, Vec<TableId>), PgError> {
     let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
         Box::new(query.clone()),
     )));
@@ -95,6 +96,10 @@ pub async fn build(
             "a materialized view must be defined by a query",
         ));
     }
+    let (plan, views_read) = engine
+        .definer
+        .inline_views(plan)
+        .map_err(|e| map_df_error(&e))?;
     check_deterministic(&plan).map_err(|e| map_df_error(&e))?;
     let optimized = state.optimize(&plan).map_err(|e| map_df_error(&e))?;
     let mut lowering = Lowering::new(id, state.execution_props(), engine)
@@ -135,16 +140,18 @@ pub async fn build(
     let schema = Arc::new(Schema::new_with_metadata(fields, out.metadata().clone()));
     let sources: std::collections::HashSet<TableId> =
         engine.catalog.sources().iter().map(|s| s.id).collect();
-    Ok(MaterializedView::new(id, name.to_owned(), schema, root)
+    let view = MaterializedView::new(id, name.to_owned(), schema, root)
         .with_append_only(&|r| sources.contains(&r))
         .with_aggregate_in_contents(layout.aggregate_in_contents)
         .with_occurrences(layout.min_max_occurrences)
-        .with_contents_log(engine.contents_log_bytes > 0))
+        .with_contents_log(engine.contents_log_bytes > 0);
+    Ok((view, views_read))
 }
 
 /// The catalog entry for a built view.
 fn view_def(
     view: &MaterializedView,
+    views_read: Vec<TableId>,
     sql: String,
     retain_changes: Option<std::time::Duration>,
 ) -> Result<ViewDef, PgError> {
@@ -169,6 +176,7 @@ fn view_def(
         fingerprint: Some(view.fingerprint()),
         owner: String::new(),
         acl: Vec::new(),
+        views_read,
     })
 }
 
@@ -206,11 +214,11 @@ pub async fn create(
         emit_on_window_close: *emit_on_window_close,
         ..Layout::NEW
     };
-    let view = build(engine, state, id, name, columns, query, layout).await?;
+    let (view, views_read) = build(engine, state, id, name, columns, query, layout).await?;
     if explain {
         return Ok(Some(view.explain()));
     }
-    let mut def = view_def(&view, sql.clone(), *retain_changes)?;
+    let mut def = view_def(&view, views_read, sql.clone(), *retain_changes)?;
     def.emit_on_window_close = *emit_on_window_close;
     def.owner = crate::access::StatementIdentity::new_owner(state);
     let mut batch = WriteBatch::default();
@@ -314,77 +322,6 @@ fn forget_backfill(engine: &Engine, id: TableId) {
     }
 }
 
-/// Every view that reads any of `roots`, directly or through other views, in dependency
-/// order (readers after what they read).
-pub fn dependents_closure(engine: &Engine, roots: &[TableId]) -> Vec<Arc<ViewDef>> {
-    let mut ids: HashSet<TableId> = roots.iter().copied().collect();
-    let mut out = Vec::new();
-    // Views are in id order and a view only reads older ids: one pass suffices.
-    for v in engine.catalog.views() {
-        if v.inputs.iter().any(|i| ids.contains(i)) {
-            ids.insert(v.id);
-            out.push(v);
-        }
-    }
-    out
-}
-
-/// Refuses (2BP01) or, with `cascade`, lists the dependents of dropping `roots`.
-pub fn check_dependents(
-    engine: &Engine,
-    roots: &[(TableId, String)],
-    cascade: bool,
-) -> Result<Vec<Arc<ViewDef>>, PgError> {
-    let ids: Vec<TableId> = roots.iter().map(|(id, _)| *id).collect();
-    let deps: Vec<Arc<ViewDef>> = dependents_closure(engine, &ids)
-        .into_iter()
-        .filter(|d| !ids.contains(&d.id))
-        .collect();
-    // Sinks from any view that goes: dropped with it under CASCADE (`drop_views`).
-    if !cascade {
-        let going: HashSet<TableId> = ids
-            .iter()
-            .copied()
-            .chain(deps.iter().map(|d| d.id))
-            .collect();
-        if let Some(sink) = engine
-            .catalog
-            .sinks()
-            .into_iter()
-            .find(|s| going.contains(&s.from))
-        {
-            let what = roots
-                .iter()
-                .find(|(id, _)| *id == sink.from)
-                .map_or_else(|| roots[0].1.clone(), |(_, n)| n.clone());
-            return Err(PgError::new(
-                SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
-                format!("cannot drop {what} because other objects depend on it"),
-            )
-            .with_detail(format!("sink {} depends on it", sink.name))
-            .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
-        }
-    }
-    if let Some(first) = deps.first() {
-        if !cascade {
-            let what = roots
-                .iter()
-                .find(|(id, _)| first.inputs.contains(id))
-                .map_or_else(|| roots[0].1.clone(), |(_, n)| n.clone());
-            return Err(PgError::new(
-                SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
-                format!("cannot drop {what} because other objects depend on it"),
-            )
-            .with_detail(format!(
-                "materialized view {} depends on {what}",
-                first.name
-            ))
-            .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
-        }
-    }
-    Ok(deps)
-}
-
 /// Drops views (already checked) from the catalog and the running dataflows.
 pub fn drop_views(engine: &Engine, defs: &[Arc<ViewDef>]) -> Result<(), PgError> {
     let ids: HashSet<TableId> = defs.iter().map(|d| d.id).collect();
@@ -433,7 +370,7 @@ pub async fn load_all(engine: &Arc<Engine>, state: &SessionState) -> anyhow::Res
             _ => anyhow::bail!("view {} has a corrupt definition", def.name),
         };
         let columns: Vec<String> = def.columns.iter().map(|c| c.name.clone()).collect();
-        let view = build(
+        let (view, _) = build(
             engine,
             state,
             def.id,

@@ -583,10 +583,7 @@ impl ScalarUDFImpl for ViewDefinition {
         let names = names.as_string::<i32>();
         let out: datafusion::arrow::array::StringArray = names
             .iter()
-            .map(|n| {
-                let view = self.catalog.view(n?)?;
-                Some(format!(" {};", qualified(&self.catalog, &view.sql)))
-            })
+            .map(|n| view_definition(&self.catalog, n?))
             .collect();
         let out: datafusion::arrow::array::ArrayRef = Arc::new(out);
         Ok(if scalar {
@@ -595,6 +592,15 @@ impl ScalarUDFImpl for ViewDefinition {
             ColumnarValue::Array(out)
         })
     }
+}
+
+/// What `pg_get_viewdef` gives for the view or materialized view `name`.
+pub(crate) fn view_definition(catalog: &freshet_catalog::Catalog, name: &str) -> Option<String> {
+    let sql = match catalog.view(name) {
+        Some(v) => v.sql.clone(),
+        None => catalog.plain_view(name)?.sql.clone(),
+    };
+    Some(format!(" {};", qualified(catalog, &sql)))
 }
 
 /// `sql` with each unqualified name of one of our relations (not a CTE's) as `public.name`;
@@ -620,9 +626,7 @@ fn qualified(catalog: &freshet_catalog::Catalog, sql: &str) -> String {
     let _ = ast::visit_relations_mut(&mut stmts, |name| {
         if let [ast::ObjectNamePart::Identifier(id)] = name.0.as_slice() {
             let n = &id.value;
-            let ours = catalog.table(n).is_some()
-                || catalog.view(n).is_some()
-                || catalog.source(n).is_some();
+            let ours = catalog.name_taken(n);
             if ours && !ctes.contains(n) {
                 name.0.insert(
                     0,

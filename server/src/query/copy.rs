@@ -33,12 +33,7 @@ pub struct CopyIn {
 impl CopyIn {
     /// Checks the target of `opts`.
     pub fn start(engine: &Engine, opts: CopyFrom) -> Result<CopyIn, PgError> {
-        let def = engine.catalog.table(&opts.table).ok_or_else(|| {
-            PgError::new(
-                SqlState::UNDEFINED_TABLE,
-                format!("relation \"{}\" does not exist", opts.table),
-            )
-        })?;
+        let def = super::dml::target_table(engine, &opts.table, "copy to")?;
         let columns = if opts.columns.is_empty() {
             (0..def.columns.len()).collect()
         } else {

@@ -32,6 +32,11 @@ pub fn target_table(engine: &Engine, name: &str, verb: &str) -> Result<Arc<Table
     if let Some(def) = engine.catalog.table(name) {
         return Ok(def);
     }
+    if engine.catalog.plain_view(name).is_some() {
+        // PostgreSQL writes through simple views; freshet's views are read-only.
+        return Err(PgError::not_supported(format!("{verb} view \"{name}\""))
+            .with_hint("Views are read-only here: write to the tables the view reads."));
+    }
     let kind = if engine.catalog.view(name).is_some() {
         "materialized view"
     } else if engine.catalog.source(name).is_some() {

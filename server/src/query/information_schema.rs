@@ -1,6 +1,7 @@
 //! `information_schema`: DataFusion's, plus `table_privileges` from the catalog's owners and
-//! grants (computed when a statement scans it). As in PostgreSQL, `table_privileges` shows
-//! the grants whose grantor or grantee is one of the current user's roles, or PUBLIC.
+//! grants (computed when a statement scans it), and `views` with our views (not materialized
+//! ones, as in PostgreSQL). As in PostgreSQL, `table_privileges` shows the grants whose
+//! grantor or grantee is one of the current user's roles, or PUBLIC.
 
 use std::sync::Arc;
 
@@ -45,6 +46,9 @@ impl SchemaProvider for InformationSchemaOverlay {
             return Ok(Some(Arc::new(TablePrivileges {
                 catalog: Arc::clone(&self.catalog),
             })));
+        }
+        if name == "views" {
+            return views(&self.catalog).map(Some);
         }
         self.inner.table(name).await
     }
@@ -162,6 +166,45 @@ fn table_privileges(
         col(&|r| r[4].clone()),
         col(&|r| r[5].clone()),
     ];
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// `information_schema.views`: PostgreSQL's columns, a row per view (`CREATE VIEW`). Our
+/// views are read-only (`is_updatable` NO).
+fn views(catalog: &Catalog) -> Result<Arc<dyn TableProvider>> {
+    let names = [
+        "table_catalog",
+        "table_schema",
+        "table_name",
+        "view_definition",
+        "check_option",
+        "is_updatable",
+        "is_insertable_into",
+        "is_trigger_updatable",
+        "is_trigger_deletable",
+        "is_trigger_insertable_into",
+    ];
+    let schema = Arc::new(Schema::new(
+        names.iter().map(|n| Field::new(*n, DataType::Utf8, true)).collect::<Vec<_>>(),
+    ));
+    let views = catalog.plain_views();
+    let column = |i: usize| -> ArrayRef {
+        Arc::new(
+            views
+                .iter()
+                .map(|v| match i {
+                    0 => Some(DATABASE_NAME.to_owned()),
+                    1 => Some(DEFAULT_SCHEMA.to_owned()),
+                    2 => Some(v.name.clone()),
+                    3 => crate::functions::view_definition(catalog, &v.name),
+                    _ => Some("NO".to_owned()),
+                })
+                .collect::<StringArray>(),
+        )
+    };
+    let mut columns: Vec<ArrayRef> = (0..names.len()).map(column).collect();
+    columns[4] = Arc::new(StringArray::from(vec!["NONE"; views.len()]));
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }

@@ -113,6 +113,9 @@ impl SchemaProvider for PgCatalogOverlay {
         if let Some(empty) = super::pg_empty::table(name)? {
             return Ok(Some(empty));
         }
+        if let Some(views) = super::pg_views::table(&self.engine.catalog, name)? {
+            return Ok(Some(views));
+        }
         if name == "pg_settings" {
             return Ok(Some(Arc::new(Computed(super::pg_settings::PgSettings))));
         }
@@ -487,6 +490,10 @@ impl CatalogRows for TypedPgAttribute {
                                     .catalog
                                     .source(name.value(i))
                                     .map(|s| s.columns.clone())
+                            })
+                            .or_else(|| {
+                                let v = self.engine.catalog.plain_view(name.value(i))?;
+                                Some(v.columns.clone())
                             }),
                     };
                     if let (Some(oid), Some(columns)) = (oid_at(oid, i), columns) {

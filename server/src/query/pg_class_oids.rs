@@ -207,12 +207,13 @@ impl CatalogRows for PgRewrite {
         }
         let public = super::pg_attribute::public_oid(&self.namespace, state).await?;
         let oids = super::pg_depend::oids_in(&classes, public)?;
-        let views: Vec<i32> = self
-            .engine
-            .catalog
+        let catalog = &self.engine.catalog;
+        let views: Vec<i32> = catalog
             .views()
             .iter()
-            .filter_map(|v| oids.get(&v.name).copied())
+            .map(|v| &v.name)
+            .chain(catalog.plain_views().iter().map(|v| &v.name))
+            .filter_map(|name| oids.get(name).copied())
             .collect();
         let n = views.len();
         let text = |v: &str| Arc::new(StringArray::from(vec![v; n])) as ArrayRef;

@@ -1,4 +1,4 @@
-//! `pg_depend` with our materialized views' dependencies on the relations they read (a
+//! `pg_depend` with our views' and materialized views' dependencies on the relations they read (a
 //! normal dependency of the view's relation on each input's, and of the view's `_RETURN`
 //! rule in `pg_rewrite` on each, as PostgreSQL records them), so tools order and drop them
 //! as PostgreSQL's do: pg_dump writes a view after what it reads, whatever their names, and
@@ -52,12 +52,19 @@ impl CatalogRows for PgDepend {
         names.extend(catalog.tables().iter().map(|t| (t.id, t.name.clone())));
         names.extend(catalog.sources().iter().map(|s| (s.id, s.name.clone())));
         names.extend(catalog.views().iter().map(|v| (v.id, v.name.clone())));
+        let plain = catalog.plain_views();
+        names.extend(plain.iter().map(|v| (v.id, v.name.clone())));
         let mut deps = Vec::new();
-        for view in catalog.views() {
-            let Some(&objid) = oids.get(&view.name) else {
+        let views = catalog.views();
+        let reads = views
+            .iter()
+            .map(|v| (&v.name, v.inputs.iter().chain(&v.views_read).collect::<Vec<_>>()))
+            .chain(plain.iter().map(|v| (&v.name, v.inputs.iter().collect())));
+        for (view, inputs) in reads {
+            let Some(&objid) = oids.get(view) else {
                 continue;
             };
-            for input in &view.inputs {
+            for input in inputs {
                 if let Some(&refobjid) = names.get(input).and_then(|n| oids.get(n)) {
                     deps.push(Dependency { classid: PG_CLASS, objid, refobjid, refobjsubid: 0, deptype: "n" });
                     let rule = rule_oid(objid);

@@ -149,6 +149,7 @@ impl SchemaProvider for PublicSchema {
             .map(|t| t.name.clone())
             .collect();
         names.extend(self.engine.catalog.views().iter().map(|v| v.name.clone()));
+        names.extend(self.engine.catalog.plain_views().iter().map(|v| v.name.clone()));
         names.extend(self.engine.catalog.sources().iter().map(|s| s.name.clone()));
         names
     }
@@ -164,6 +165,10 @@ impl SchemaProvider for PublicSchema {
                 Arc::new(super::SourceTable::new(Arc::clone(&self.engine), def))
                     as Arc<dyn TableProvider>,
             ));
+        }
+        if let Some(def) = self.engine.catalog.plain_view(name) {
+            let view = super::plain_view::PlainViewTable::plan(&self.engine, def).await?;
+            return Ok(Some(Arc::new(view) as Arc<dyn TableProvider>));
         }
         let view = self
             .engine

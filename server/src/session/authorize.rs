@@ -34,6 +34,10 @@ impl Session {
             Statement::Truncate { table } => who.require(cat, table, Privileges::TRUNCATE),
             Statement::CopyFrom(c) => who.require(cat, &c.table, Privileges::INSERT),
             Statement::CreateTable(_) | Statement::CreateSource(_) => who.require_create(cat),
+            Statement::CreateView(plan) => match cat.plain_view(&plan.name) {
+                Some(_) if plan.or_replace => who.require_owner_of(cat, &plan.name),
+                _ => who.require_create(cat),
+            },
             Statement::CreateMaterializedView(plan) => {
                 if !plan.explain {
                     who.require_create(cat)?;
@@ -56,6 +60,7 @@ impl Session {
             }
             Statement::DropTable { names, .. }
             | Statement::DropMaterializedView { names, .. }
+            | Statement::DropView { names, .. }
             | Statement::DropSource { names, .. }
             | Statement::DropSink { names, .. } => names
                 .iter()

@@ -55,6 +55,12 @@ impl Session {
                 if_exists,
                 cascade,
             } => self.drop_views(&names, if_exists, cascade).await,
+            Statement::CreateView(plan) => self.create_plain_view(&plan).await,
+            Statement::DropView {
+                names,
+                if_exists,
+                cascade,
+            } => self.drop_plain_views(&names, if_exists, cascade).await,
             Statement::ShowMaterializedViews => {
                 let views = self.engine.catalog.views();
                 let names = views.iter().map(|v| v.name.clone()).collect();
