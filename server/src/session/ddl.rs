@@ -109,18 +109,8 @@ impl Session {
         cascade: bool,
     ) -> Result<Outcome, PgError> {
         let _w = self.engine.begin_write().await;
-        let mut roots = Vec::new();
-        let mut all = Vec::new();
-        for name in names {
-            match self.engine.catalog.view(name) {
-                Some(def) => {
-                    roots.push((def.id, format!("materialized view {name}")));
-                    all.push(def);
-                }
-                None if if_exists && !self.engine.catalog.name_taken(name) => {}
-                None => return Err(self.not_a("materialized view", name)),
-            }
-        }
+        let cat = &self.engine.catalog;
+        let (roots, mut all) = self.named("materialized view", names, if_exists, |n| cat.view(n), |d| d.id)?;
         let mut deps = crate::coord::dependents::check(&self.engine, &roots, cascade)?;
         all.append(&mut deps.views);
         deps.views = all;
@@ -139,18 +129,9 @@ impl Session {
     ) -> Result<Outcome, PgError> {
         let detached = {
             let _w = self.engine.begin_write().await;
-            let mut roots = Vec::new();
-            let mut found = Vec::new();
-            for name in names {
-                match self.engine.catalog.source(name) {
-                    Some(def) => {
-                        roots.push((def.id, format!("source {name}")));
-                        found.push(def.name.clone());
-                    }
-                    None if if_exists && !self.engine.catalog.name_taken(name) => {}
-                    None => return Err(self.not_a("source", name)),
-                }
-            }
+            let cat = &self.engine.catalog;
+            let (roots, defs) = self.named("source", names, if_exists, |n| cat.source(n), |d| d.id)?;
+            let found: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
             let deps = crate::coord::dependents::check(&self.engine, &roots, cascade)?;
             crate::coord::dependents::drop(&self.engine, &deps)?;
             self.engine
@@ -196,6 +177,30 @@ impl Session {
 }
 
 impl Session {
+    /// The objects of one kind (`noun`) a DROP names, found by `find`, with how each is
+    /// named in errors (`view v`); a missing one is an error unless `if_exists`.
+    fn named<T>(
+        &self,
+        noun: &str,
+        names: &[String],
+        if_exists: bool,
+        find: impl Fn(&str) -> Option<std::sync::Arc<T>>,
+        id: impl Fn(&T) -> TableId,
+    ) -> Result<(Vec<(TableId, String)>, Vec<std::sync::Arc<T>>), PgError> {
+        let (mut roots, mut found) = (Vec::new(), Vec::new());
+        for name in names {
+            match find(name) {
+                Some(def) => {
+                    roots.push((id(&def), format!("{noun} {name}")));
+                    found.push(def);
+                }
+                None if if_exists && !self.engine.catalog.name_taken(name) => {}
+                None => return Err(self.not_a(noun, name)),
+            }
+        }
+        Ok((roots, found))
+    }
+
     /// What DROP of `name` as a `wanted` says when `name` is no such object: PostgreSQL's
     /// 42809 `"v" is not a table` with a hint naming the right DROP, or 42P01.
     fn not_a(&self, wanted: &str, name: &str) -> PgError {
@@ -282,18 +287,8 @@ impl Session {
         cascade: bool,
     ) -> Result<Outcome, PgError> {
         let _w = self.engine.begin_write().await;
-        let mut roots = Vec::new();
-        let mut all = Vec::new();
-        for name in names {
-            match self.engine.catalog.plain_view(name) {
-                Some(def) => {
-                    roots.push((def.id, format!("view {name}")));
-                    all.push(def);
-                }
-                None if if_exists && !self.engine.catalog.name_taken(name) => {}
-                None => return Err(self.not_a("view", name)),
-            }
-        }
+        let cat = &self.engine.catalog;
+        let (roots, mut all) = self.named("view", names, if_exists, |n| cat.plain_view(n), |d| d.id)?;
         let mut deps = crate::coord::dependents::check(&self.engine, &roots, cascade)?;
         all.append(&mut deps.plain);
         deps.plain = all;
