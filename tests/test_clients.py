@@ -65,7 +65,7 @@ def test_constraint_sqlstates(freshet):
         with pytest.raises(errors.DuplicateTable):
             conn.execute("CREATE TABLE k (id INT)")
         with pytest.raises(errors.FeatureNotSupported):
-            conn.execute("CREATE VIEW kv AS SELECT 1")
+            conn.execute("CREATE TEMPORARY VIEW kv AS SELECT 1")
         # DELETE/UPDATE reading a subquery change exactly the rows it selects.
         conn.execute("INSERT INTO k VALUES (2, 'b'), (3, 'c')")
         cur = conn.execute("DELETE FROM k WHERE id IN (SELECT max(id) FROM k)")
