@@ -160,6 +160,14 @@ print(json.dumps({
     "foreignkeys": list(e.foreignkeys()),
     "datatypes": list(e.datatypes()),
     "databases": [d for d in e.databases() if d == "freshet"],
+    # Function completion: names, argument names, types and modes, return type, kind.
+    "functions": sorted(([f.schema_name, f.func_name, f.arg_names, f.arg_types, f.arg_modes,
+                          f.return_type, f.is_aggregate, f.is_window, f.is_set_returning,
+                          f.arg_defaults]
+                         for f in e.functions()
+                         if f.schema_name == "public"
+                         or f.func_name in ("abs", "format", "jsonb_each", "count", "lower")),
+                        key=json.dumps),
 }))
 """
 
@@ -169,4 +177,6 @@ def test_pgcli_completion_queries(pair):
     ours, theirs = [json.loads(run(["/usr/bin/python3", "-c", PGCLI_PROBE, str(port)])) for port in pair]
     assert ["public", "customer_totals", "name", "character varying", False, None] in ours["view_columns"]
     assert ["public", "orders", "wait", "interval", False, None] in ours["table_columns"]
+    assert ["pg_catalog", "jsonb_each", ["from_json", "key", "value"], ["jsonb", "text", "jsonb"],
+            ["i", "o", "o"], "record", False, False, True, []] in ours["functions"]
     assert ours == theirs

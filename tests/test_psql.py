@@ -106,7 +106,7 @@ def test_psql_meta_commands_of_a_working_database(freshet):
     outputs = {}
     for cmd in ["\\d+ sized", "\\du", "\\df", "\\dfS abs", "\\dT", "\\dp", "\\dt+", "\\l+",
                 "\\di+", "\\dm+", "\\dc", "\\do", "\\dF", "\\db", "\\dd", "\\dAc", "\\dAf",
-                "\\dn+", "\\drds"]:
+                "\\dn+", "\\drds", "\\dO", "\\dAp", "\\deu", "\\dX", "\\dx", "\\dy", "\\dL"]:
         out = psql(freshet, "-c", cmd)
         assert out.returncode == 0, f"{cmd}: {out.stderr}"
         outputs[cmd] = out.stdout
@@ -118,6 +118,8 @@ def test_psql_meta_commands_of_a_working_database(freshet):
     assert "freshet" in outputs["\\l+"]
     assert "sized_count" in outputs["\\dm+"]
     assert "=U/" in outputs["\\dn+"]  # the schema's privileges, read from its ACL text
+    assert "btarraycmp" in outputs["\\dAp"]  # pg_amproc.amproc is a function, named by \\dAp
+    assert "plpgsql" in outputs["\\dx"] and "plpgsql" in outputs["\\dL"]
     # \dconfig lists what differs from the defaults, as the session set it.
     conf = psql(freshet, "-c", "SET statement_timeout = '5s'", "-c", "\\dconfig")
     assert conf.returncode == 0, conf.stderr

@@ -111,6 +111,19 @@ pub struct PgError {
     pub detail: Option<String>,
     /// Optional hint sentence.
     pub hint: Option<String>,
+    /// The database object the error is about, as PostgreSQL names it in the error's own
+    /// fields (what drivers expose as `e.table`, `e.constraint`, …).
+    pub object: Option<Box<ErrorObject>>,
+}
+
+/// The schema, table, column and constraint fields of an error (PostgreSQL's `s`, `t`, `c`,
+/// `n` fields; a constraint violation fills them as PostgreSQL does).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorObject {
+    pub schema: Option<String>,
+    pub table: Option<String>,
+    pub column: Option<String>,
+    pub constraint: Option<String>,
 }
 
 impl PgError {
@@ -121,6 +134,7 @@ impl PgError {
             message: message.into(),
             detail: None,
             hint: None,
+            object: None,
         }
     }
 
@@ -133,6 +147,26 @@ impl PgError {
     /// Adds a hint sentence.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Names the table (in schema `public`) the error is about.
+    pub fn on_table(mut self, table: &str) -> Self {
+        let o = self.object.get_or_insert_with(Default::default);
+        o.schema = Some("public".to_owned());
+        o.table = Some(table.to_owned());
+        self
+    }
+
+    /// Names the column of the error's table.
+    pub fn on_column(mut self, column: &str) -> Self {
+        self.object.get_or_insert_with(Default::default).column = Some(column.to_owned());
+        self
+    }
+
+    /// Names the constraint the error is about.
+    pub fn on_constraint(mut self, constraint: &str) -> Self {
+        self.object.get_or_insert_with(Default::default).constraint = Some(constraint.to_owned());
         self
     }
 

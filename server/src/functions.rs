@@ -59,6 +59,7 @@ pub mod sizes;
 
 pub use catalog::register_with_catalog;
 mod to_char;
+mod type_names;
 
 /// Registers our functions on `ctx`, and guards on built-ins ([`Guard`]); `max_result` bounds
 /// the bytes one value of `lpad`, `rpad` or `repeat` may take.

@@ -151,6 +151,12 @@ pub(crate) fn error_info(e: PgError) -> ErrorInfo {
     let mut info = ErrorInfo::new("ERROR".to_owned(), e.sqlstate.code().to_owned(), e.message);
     info.detail = e.detail;
     info.hint = e.hint;
+    if let Some(o) = e.object {
+        info.schema = o.schema;
+        info.table = o.table;
+        info.column = o.column;
+        info.constraint = o.constraint;
+    }
     info
 }
 

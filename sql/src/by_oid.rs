@@ -5,25 +5,70 @@
 //!   `pg_indexes_size` becomes the relation's name (or the text given,
 //!   `pg_total_relation_size('t')`);
 //! - `pg_get_function_result(p.oid)` and `pg_get_function_arguments(p.oid)` (psql's `\df`):
-//!   the function's return type OID and argument type OIDs.
+//!   the function's return type OID and argument type OIDs;
+//! - `oid::regtype::text` and `oids::regtype[]`: the types' names; `oid::regclass::text`:
+//!   the relation's name.
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::ast::VisitMut;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 /// Whether `lower` (a statement in lower case) may call one of them.
 pub fn mentions(lower: &str) -> bool {
-    lower.contains("_size(") || lower.contains("pg_get_function_") || lower.contains("regtype")
+    lower.contains("_size(")
+        || lower.contains("pg_get_function_")
+        || lower.contains("regtype")
+        || lower.contains("regclass")
 }
 
 pub fn rewrite(stmt: &mut ast::Statement) {
     let _ = ast::visit_expressions_mut(stmt, |e| {
-        if let Some(replacement) = replacement(e).or_else(|| regtype_text(e)) {
+        if let Some(replacement) = replacement(e)
+            .or_else(|| regtype_text(e))
+            .or_else(|| regtype_array(e))
+        {
             *e = replacement;
         }
         ControlFlow::<()>::Continue(())
     });
+    let _ = stmt.visit(&mut SelectLists);
+}
+
+/// Rewrites `oid::regclass::text` in select lists only: its lookup is a scalar subquery,
+/// which DataFusion takes there but not in `ORDER BY` or join conditions (where the OID's
+/// order stands in for the name's).
+struct SelectLists;
+
+impl ast::VisitorMut for SelectLists {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<()> {
+        if let ast::SetExpr::Select(select) = query.body.as_mut() {
+            for item in &mut select.projection {
+                // A column the cast alone makes keeps PostgreSQL's name: its operand's.
+                if let ast::SelectItem::UnnamedExpr(e) = item {
+                    if let Some(name) = regclass_text(e).and_then(|_| operand_name(e)) {
+                        let expr = std::mem::replace(e, ast::Expr::value(ast::Value::Null));
+                        *item = ast::SelectItem::ExprWithAlias {
+                            expr,
+                            alias: ast::Ident::new(name),
+                        };
+                    }
+                }
+                if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = item {
+                    let _ = ast::visit_expressions_mut(e, |e| {
+                        if let Some(replacement) = regclass_text(e) {
+                            *e = replacement;
+                        }
+                        ControlFlow::<()>::Continue(())
+                    });
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// `x::regtype::text` (pgcli's `atttypid::regtype::text`): the type's name, as PostgreSQL's
@@ -35,15 +80,6 @@ fn regtype_text(e: &ast::Expr) -> Option<ast::Expr> {
     else {
         return None;
     };
-    let textual = |t: &ast::DataType| match t {
-        ast::DataType::Text | ast::DataType::Varchar(_) => true,
-        ast::DataType::Custom(name, _) => name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .is_some_and(|i| matches!(i.value.to_ascii_lowercase().as_str(), "text" | "name")),
-        _ => false,
-    };
     let ast::Expr::Cast {
         expr: oid,
         data_type: ast::DataType::Custom(name, _),
@@ -52,12 +88,91 @@ fn regtype_text(e: &ast::Expr) -> Option<ast::Expr> {
     else {
         return None;
     };
-    let regtype = name
-        .0
+    (named(name, "regtype") && textual(data_type))
+        .then(|| parse(&format!("pg_regtype_text({oid})")))?
+}
+
+/// `oid::regclass::text`: the relation's name as `regclass` prints it (qualified when not
+/// in `public` or `pg_catalog`), where the OID would otherwise read as a number. A text
+/// operand (`'t'::regclass`) has become a lookup of its OID already.
+fn regclass_text(e: &ast::Expr) -> Option<ast::Expr> {
+    let ast::Expr::Cast {
+        expr, data_type, ..
+    } = e
+    else {
+        return None;
+    };
+    let ast::Expr::Cast {
+        expr: oid,
+        data_type: inner,
+        ..
+    } = expr.as_ref()
+    else {
+        return None;
+    };
+    let regclass = match inner {
+        ast::DataType::Regclass => true,
+        ast::DataType::Custom(name, _) => named(name, "regclass"),
+        _ => false,
+    };
+    if !(textual(data_type) && regclass) {
+        return None;
+    }
+    parse(&format!(
+        "(SELECT CASE WHEN rt_n.nspname IN ('public', 'pg_catalog') THEN quote_ident(rt_c.relname) \
+         ELSE quote_ident(rt_n.nspname) || '.' || quote_ident(rt_c.relname) END \
+         FROM pg_catalog.pg_class AS rt_c JOIN pg_catalog.pg_namespace AS rt_n \
+         ON rt_n.oid = rt_c.relnamespace WHERE rt_c.oid = ({oid}))"
+    ))
+}
+
+/// The column name PostgreSQL gives `x::regclass::text`: `x`'s when it is a column.
+fn operand_name(e: &ast::Expr) -> Option<String> {
+    let ast::Expr::Cast { expr, .. } = e else {
+        return None;
+    };
+    let ast::Expr::Cast { expr, .. } = expr.as_ref() else {
+        return None;
+    };
+    match expr.as_ref() {
+        ast::Expr::Identifier(i) => Some(i.value.clone()),
+        ast::Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()),
+        _ => None,
+    }
+}
+
+/// Whether a type's name is `wanted` (`regtype`, `pg_catalog.regtype`).
+fn named(name: &ast::ObjectName, wanted: &str) -> bool {
+    name.0
         .last()
         .and_then(|p| p.as_ident())
-        .is_some_and(|i| i.value.eq_ignore_ascii_case("regtype"));
-    (regtype && textual(data_type)).then(|| parse(&format!("pg_regtype_text({oid})")))?
+        .is_some_and(|i| i.value.eq_ignore_ascii_case(wanted))
+}
+
+/// Whether a cast's target type is text (`text`, `varchar`, `name`).
+fn textual(t: &ast::DataType) -> bool {
+    match t {
+        ast::DataType::Text | ast::DataType::Varchar(_) => true,
+        ast::DataType::Custom(name, _) => named(name, "text") || named(name, "name"),
+        _ => false,
+    }
+}
+
+/// `oids::regtype[]` (pgcli's `proallargtypes::regtype[]`): the types' names, as a
+/// `regtype[]` prints them.
+fn regtype_array(e: &ast::Expr) -> Option<ast::Expr> {
+    let ast::Expr::Cast {
+        expr,
+        data_type: ast::DataType::Array(ast::ArrayElemTypeDef::SquareBracket(element, _)),
+        ..
+    } = e
+    else {
+        return None;
+    };
+    let ast::DataType::Custom(name, _) = element.as_ref() else {
+        return None;
+    };
+    named(name, "regtype").then(|| parse(&format!("pg_regtypes({expr})")))?
 }
 
 fn replacement(e: &ast::Expr) -> Option<ast::Expr> {
@@ -125,6 +240,22 @@ mod tests {
                 .unwrap();
         stmts.iter_mut().for_each(rewrite);
         stmts[0].to_string()
+    }
+
+    #[test]
+    fn regtype_arrays_by_name() {
+        assert_eq!(
+            rewritten("SELECT COALESCE(proallargtypes::regtype[], proargtypes::regtype[])::text[] FROM pg_proc"),
+            "SELECT COALESCE(pg_regtypes(proallargtypes), pg_regtypes(proargtypes))::TEXT[] FROM pg_proc"
+        );
+    }
+
+    #[test]
+    fn regclass_text_in_select_lists() {
+        let out = rewritten("SELECT c.oid::regclass::text FROM pg_class c ORDER BY c.oid::regclass::text");
+        assert!(out.starts_with("SELECT (SELECT CASE"), "{out}");
+        assert!(out.contains(") AS oid FROM pg_class"), "{out}");
+        assert!(out.ends_with("ORDER BY c.oid::REGCLASS::TEXT"), "{out}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 // What node-postgres and postgres.js read back from a database: every column type of
-// `orders`, typed parameters, command tags and row counts, a rolled-back transaction and an
-// error's SQLSTATE. Prints one JSON object, so a run against freshet and one against
+// `orders`, typed parameters, command tags and row counts, a rolled-back transaction and
+// errors' SQLSTATEs and fields. Prints one JSON object, so a run against freshet and one against
 // PostgreSQL can be compared. node drivers.js <host> <port> <user>
 const { Client } = require('pg');
 const postgres = require('postgres');
@@ -39,10 +39,17 @@ async function nodePostgres(host, port, user) {
   } catch (e) {
     out.error = e.code;
   }
+  // An error's fields: what ORMs read to tell which constraint a write broke.
+  const fields = (e) => [e.code, e.schema, e.table, e.column, e.constraint, e.detail];
   try {
     await c.query('INSERT INTO customers (id, name) VALUES (1, $1)', ['dup']);
   } catch (e) {
-    out.duplicate = e.code;
+    out.duplicate = fields(e);
+  }
+  try {
+    await c.query('INSERT INTO customers (id, name) VALUES (90, NULL)');
+  } catch (e) {
+    out.notNull = fields(e);
   }
   await c.end();
   return out;

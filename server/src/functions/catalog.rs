@@ -70,6 +70,9 @@ pub fn register(ctx: &SessionContext) {
         ("pg_ts_dict_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
         ("pg_ts_parser_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
         ("pg_ts_template_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        // There are no extended statistics objects (freshet has no `CREATE STATISTICS`).
+        ("pg_statistics_obj_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_get_statisticsobjdef_columns", vec![1], ScalarValue::Utf8(None)),
         ("getdatabaseencoding", vec![0], ScalarValue::Utf8(Some("UTF8".to_owned()))),
         // Every tablespace is a default one (pg_default, pg_global).
         ("pg_tablespace_location", vec![1], ScalarValue::Utf8(Some(String::new()))),
@@ -161,7 +164,7 @@ fn register_descriptive(ctx: &SessionContext) {
     // And `oid::regtype::text` reads the type's name as regtype prints it.
     for name in ["pg_get_function_result", "pg_regtype_text"] {
         ctx.register_udf(unary_udf(name, int8.clone(), text.clone(), Volatility::Stable, |a| {
-            let out: StringArray = a.as_primitive::<Int64Type>().iter().map(|o| o.map(type_name)).collect();
+            let out: StringArray = a.as_primitive::<Int64Type>().iter().map(|o| o.map(super::type_names::type_name)).collect();
             Arc::new(out)
         }));
     }
@@ -172,7 +175,7 @@ fn register_descriptive(ctx: &SessionContext) {
                 .iter()
                 .map(|v| {
                     let types = v?.split_whitespace();
-                    let names = types.map(|o| o.parse().map_or_else(|_| o.to_owned(), type_name));
+                    let names = types.map(|o| o.parse().map_or_else(|_| o.to_owned(), super::type_names::type_name));
                     Some(names.collect::<Vec<_>>().join(", "))
                 })
                 .collect();
@@ -182,7 +185,10 @@ fn register_descriptive(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof {
         signature: Signature::any(1, Volatility::Immutable),
     }));
+    // `oids::regtype[]` (pgcli's `proallargtypes::regtype[]`): the types' names.
+    ctx.register_udf(super::type_names::regtypes());
 }
+
 
 /// `pg_get_expr(expr, relation [, pretty])`: our expressions (column defaults in pg_attrdef)
 /// are stored as their SQL text; PostgreSQL's node trees in the static catalogs (`{…}`) are
@@ -224,68 +230,6 @@ impl ScalarUDFImpl for PgGetExpr {
 
 /// `quote_literal(text)` as PostgreSQL writes it: quotes doubled, and with backslashes
 /// doubled under an `E` prefix.
-/// A type's name as `format_type` prints it, by OID: the built-in types functions take and
-/// return; others by number.
-fn type_name(oid: i64) -> String {
-    let name = match oid {
-        16 => "boolean",
-        17 => "bytea",
-        18 => "\"char\"",
-        19 => "name",
-        20 => "bigint",
-        21 => "smallint",
-        22 => "int2vector",
-        23 => "integer",
-        24 => "regproc",
-        25 => "text",
-        26 => "oid",
-        30 => "oidvector",
-        114 => "json",
-        700 => "real",
-        701 => "double precision",
-        705 => "unknown",
-        1000 => "boolean[]",
-        1001 => "bytea[]",
-        1005 => "smallint[]",
-        1007 => "integer[]",
-        1009 => "text[]",
-        1014 => "character[]",
-        1015 => "character varying[]",
-        1016 => "bigint[]",
-        1021 => "real[]",
-        1022 => "double precision[]",
-        1028 => "oid[]",
-        1115 => "timestamp without time zone[]",
-        1182 => "date[]",
-        1185 => "timestamp with time zone[]",
-        1187 => "interval[]",
-        1231 => "numeric[]",
-        2279 => "trigger",
-        2951 => "uuid[]",
-        3807 => "jsonb[]",
-        1042 => "character",
-        1043 => "character varying",
-        1082 => "date",
-        1083 => "time without time zone",
-        1114 => "timestamp without time zone",
-        1184 => "timestamp with time zone",
-        1186 => "interval",
-        1700 => "numeric",
-        2205 => "regclass",
-        2206 => "regtype",
-        2249 => "record",
-        2275 => "cstring",
-        2276 => "\"any\"",
-        2277 => "anyarray",
-        2278 => "void",
-        2281 => "internal",
-        2283 => "anyelement",
-        2950 => "uuid",
-        3802 => "jsonb",
-        _ => return oid.to_string(),
-    };
-    name.to_owned()
-}
 
 /// PostgreSQL's number for an encoding name (`pg_char_to_encoding`), -1 for an unknown one.
 fn encoding_id(name: &str) -> i32 {

@@ -127,6 +127,8 @@ pub fn violation(def: &TableDef, u: &UniqueDef, row: &[Datum]) -> PgError {
             u.name
         ),
     )
+    .on_table(&def.name)
+    .on_constraint(&u.name)
     .with_detail(format!(
         "Key ({})=({}) already exists.",
         cols.join(", "),

@@ -60,6 +60,8 @@ impl PgCatalogOverlay {
                     Arc::new(Computed(rows))
                 }
             }
+            "pg_proc" => Arc::new(Computed(super::pg_proc::PgProcArrays::new(inner))),
+            "pg_collation" => Arc::new(Computed(super::pg_collation::PgCollation::new(inner))),
             "pg_sequence" => Arc::new(Computed(super::pg_sequence::PgSequence {
                 sequence: inner,
                 engine: Arc::clone(&self.engine),

@@ -1,7 +1,7 @@
 //! Catalog relations that are always empty in freshet (no transforms, security labels, event
-//! triggers, publications or privileges on parameters), with PostgreSQL's columns and types: datafusion-pg-catalog lacks
-//! some of them and exports the array columns of others as text, which `unnest` and
-//! subscripts refuse.
+//! triggers, publications, extended statistics, user mappings or privileges on parameters),
+//! with PostgreSQL's columns and types: datafusion-pg-catalog lacks some of them and exports
+//! the array columns of others as text, which `unnest`, `= ANY` and subscripts refuse.
 
 use std::sync::Arc;
 
@@ -27,6 +27,17 @@ const EMPTY: &[(&str, &str)] = &[
     ),
     // No privileges are granted on configuration parameters.
     ("pg_parameter_acl", "oid oid, parname text, paracl text[]"),
+    // No extended statistics (`CREATE STATISTICS`); `stxkind` is an array, as psql's `\dX` reads it.
+    (
+        "pg_statistic_ext",
+        "oid oid, stxrelid oid, stxname name, stxnamespace oid, stxowner oid, stxstattarget int4, \
+         stxkeys text, stxkind char[], stxexprs text",
+    ),
+    // No foreign servers, so no user mappings.
+    (
+        "pg_user_mappings",
+        "umid oid, srvid oid, srvname name, umuser oid, usename name, umoptions text[]",
+    ),
     (
         "pg_publication_rel",
         "oid oid, prpubid oid, prrelid oid, prqual text, prattrs int2[]",

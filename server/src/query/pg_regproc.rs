@@ -37,6 +37,7 @@ const REGPROC: &[(&str, &[&str])] = &[
         ],
     ),
     ("pg_am", &["amhandler"]),
+    ("pg_amproc", &["amproc"]),
     ("pg_conversion", &["conproc"]),
     ("pg_operator", &["oprcode", "oprrest", "oprjoin"]),
     ("pg_proc", &["prosupport"]),

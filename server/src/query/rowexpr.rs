@@ -170,6 +170,8 @@ pub fn check_constraints(
                     def.name, check.name
                 ),
             )
+            .on_table(&def.name)
+            .on_constraint(&check.name)
             .with_detail(format!(
                 "Failing row contains ({}).",
                 show_row(def, &rows[r])
@@ -180,9 +182,15 @@ pub fn check_constraints(
 }
 
 /// A row as PostgreSQL shows it in "Failing row contains (…)": each value's text, `null`.
-fn show_row(def: &TableDef, row: &[Datum]) -> String {
+pub(super) fn show_row(def: &TableDef, row: &[Datum]) -> String {
     use datafusion::arrow::util::display::array_value_to_string;
-    let schema = Arc::new(table_schema(def));
+    // Nullable throughout: the row may be the one breaking a NOT NULL.
+    let schema = table_schema(def);
+    let fields = schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true));
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+        fields.collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ));
     let Ok(batch) = rows_to_full_batch(&[row.to_vec()], &schema) else {
         return format!("{row:?}");
     };

@@ -100,17 +100,23 @@ fn count_rows(def: &TableDef, engine: &Engine) -> Result<usize> {
 /// compares them; results pad them back to `n`). As in PostgreSQL, a value too long only
 /// by trailing spaces is cut to the limit rather than refused.
 pub(super) fn validate_row(def: &TableDef, row: &mut [Datum]) -> Result<(), PgError> {
-    for (col, v) in def.columns.iter().zip(row.iter_mut()) {
-        if col.not_null && v.is_null() {
+    for (i, col) in def.columns.iter().enumerate().take(row.len()) {
+        if col.not_null && row[i].is_null() {
             return Err(PgError::new(
                 SqlState::NOT_NULL_VIOLATION,
                 format!(
                     "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
                     col.name, def.name
                 ),
-            ));
+            )
+            .with_detail(format!(
+                "Failing row contains ({}).",
+                super::rowexpr::show_row(def, row)
+            ))
+            .on_table(&def.name)
+            .on_column(&col.name));
         }
-        if let (SqlType::Varchar(Some(n)) | SqlType::Char(n), Datum::Text(s)) = (&col.ty, &mut *v) {
+        if let (SqlType::Varchar(Some(n)) | SqlType::Char(n), Datum::Text(s)) = (&col.ty, &mut row[i]) {
             let n = *n as usize;
             if let Some((cut, _)) = s.char_indices().nth(n) {
                 if !s[cut..].bytes().all(|b| b == b' ') {
@@ -154,6 +160,8 @@ pub(super) fn unique_violation(def: &TableDef, row: &[Datum]) -> PgError {
             def.name
         ),
     )
+    .on_table(&def.name)
+    .on_constraint(&format!("{}_pkey", def.name))
     .with_detail(format!(
         "Key ({})=({}) already exists.",
         cols.join(", "),
