@@ -59,3 +59,9 @@ SELECT g, jsonb_agg(x ORDER BY id)::text, jsonb_agg(d ORDER BY id)::text, (jsonb
 SELECT g, jsonb_object_agg(id, d)::text, jsonb_object_agg(coalesce(x, 'z'), id ORDER BY id)::text FROM cmp_ja GROUP BY g;
 SELECT jsonb_agg(id)::text, jsonb_object_agg(id, x)::text FROM cmp_ja WHERE false;
 DROP TABLE cmp_ja;
+-- Arrays: an empty array has no length (NULL), as PostgreSQL says.
+CREATE TABLE cmp_arr (id INT PRIMARY KEY, a INT[]);
+INSERT INTO cmp_arr VALUES (1, '{}'), (2, '{1,2,3}'), (3, NULL);
+SELECT id, array_length(a, 1), cardinality(a) FROM cmp_arr;
+SELECT array_length('{}'::int[], 1), array_length(ARRAY[4, 5], 1);
+DROP TABLE cmp_arr;

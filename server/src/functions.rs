@@ -117,6 +117,9 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
     if let Ok(inner) = ctx.udf("array_to_string") {
         ctx.register_udf(ScalarUDF::new_from_impl(array_text::ArrayTextToString::new(inner)));
     }
+    if let Ok(inner) = ctx.udf("array_length") {
+        ctx.register_udf(ScalarUDF::new_from_impl(array_text::ArrayLength::new(inner)));
+    }
     for name in ["length", "octet_length"] {
         if let Ok(inner) = ctx.udf(name) {
             ctx.register_udf(ScalarUDF::new_from_impl(bytes::ByteLength::new(inner)));

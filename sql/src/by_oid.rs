@@ -36,9 +36,9 @@ pub fn rewrite(stmt: &mut ast::Statement) {
     let _ = stmt.visit(&mut SelectLists);
 }
 
-/// Rewrites `oid::regclass::text` in select lists only: its lookup is a scalar subquery,
-/// which DataFusion takes there but not in `ORDER BY` or join conditions (where the OID's
-/// order stands in for the name's).
+/// Rewrites `oid::regclass::text` where it is a whole item of a select list only: its lookup
+/// is a scalar subquery, which DataFusion takes there but not inside `CASE`, in `ORDER BY` or
+/// in join conditions (where the OID's digits stand in for the name).
 struct SelectLists;
 
 impl ast::VisitorMut for SelectLists {
@@ -58,12 +58,9 @@ impl ast::VisitorMut for SelectLists {
                     }
                 }
                 if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = item {
-                    let _ = ast::visit_expressions_mut(e, |e| {
-                        if let Some(replacement) = regclass_text(e) {
-                            *e = replacement;
-                        }
-                        ControlFlow::<()>::Continue(())
-                    });
+                    if let Some(replacement) = regclass_text(e) {
+                        *e = replacement;
+                    }
                 }
             }
         }

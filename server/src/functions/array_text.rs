@@ -1,6 +1,7 @@
 //! `array_to_string` over catalog columns held as PostgreSQL's array text (`nspacl`,
 //! `setconfig`: `'{a=UC/a,=U/a}'`), as psql's `\dn+` and `\drds` call it: the text is read
-//! as the array it spells; arrays keep DataFusion's function.
+//! as the array it spells; arrays keep DataFusion's function. And `array_length`, NULL for an
+//! empty array as in PostgreSQL.
 
 use std::sync::Arc;
 
@@ -100,6 +101,57 @@ impl ScalarUDFImpl for ArrayTextToString {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
         } else {
             ColumnarValue::Array(out)
+        })
+    }
+}
+
+/// `array_length(a, dim)` as PostgreSQL's: NULL for an empty array, where DataFusion's says 0.
+#[derive(Debug)]
+pub struct ArrayLength {
+    inner: Arc<ScalarUDF>,
+}
+
+impl ArrayLength {
+    pub fn new(inner: Arc<ScalarUDF>) -> Self {
+        ArrayLength { inner }
+    }
+}
+
+same_as_inner!(ArrayLength);
+
+impl ScalarUDFImpl for ArrayLength {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        super::inner_coercion(&self.inner, args)
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(args)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::compute::kernels::{cmp, nullif};
+        Ok(match self.inner.invoke_with_args(args)? {
+            ColumnarValue::Scalar(v) if !v.is_null() && v == ScalarValue::new_zero(&v.data_type())? => {
+                ColumnarValue::Scalar(ScalarValue::try_from(v.data_type())?)
+            }
+            ColumnarValue::Array(a) => {
+                let zero = ScalarValue::new_zero(a.data_type())?.to_scalar()?;
+                let empty = cmp::eq(&a, &zero)?;
+                ColumnarValue::Array(nullif::nullif(&a, &empty)?)
+            }
+            scalar => scalar,
         })
     }
 }
