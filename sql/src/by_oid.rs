@@ -71,48 +71,44 @@ impl ast::VisitorMut for SelectLists {
 /// `x::regtype::text` (pgcli's `atttypid::regtype::text`): the type's name, as PostgreSQL's
 /// regtype prints it, where the OID would otherwise read as a number.
 fn regtype_text(e: &ast::Expr) -> Option<ast::Expr> {
-    let ast::Expr::Cast {
-        expr, data_type, ..
-    } = e
-    else {
+    let (oid, inner, outer) = cast_of_cast(e)?;
+    let ast::DataType::Custom(name, _) = inner else {
         return None;
     };
-    let ast::Expr::Cast {
-        expr: oid,
-        data_type: ast::DataType::Custom(name, _),
-        ..
-    } = expr.as_ref()
-    else {
-        return None;
-    };
-    (named(name, "regtype") && textual(data_type))
+    (named(name, "regtype") && textual(outer))
         .then(|| parse(&format!("pg_regtype_text({oid})")))?
 }
 
-/// `oid::regclass::text`: the relation's name as `regclass` prints it (qualified when not
-/// in `public` or `pg_catalog`), where the OID would otherwise read as a number. A text
-/// operand (`'t'::regclass`) has become a lookup of its OID already.
-fn regclass_text(e: &ast::Expr) -> Option<ast::Expr> {
+/// `x::inner::outer` as (`x`, `inner`, `outer`).
+fn cast_of_cast(e: &ast::Expr) -> Option<(&ast::Expr, &ast::DataType, &ast::DataType)> {
     let ast::Expr::Cast {
-        expr, data_type, ..
+        expr, data_type: outer, ..
     } = e
     else {
         return None;
     };
     let ast::Expr::Cast {
-        expr: oid,
+        expr: operand,
         data_type: inner,
         ..
     } = expr.as_ref()
     else {
         return None;
     };
+    Some((operand, inner, outer))
+}
+
+/// `oid::regclass::text`: the relation's name as `regclass` prints it (qualified when not
+/// in `public` or `pg_catalog`), where the OID would otherwise read as a number. A text
+/// operand (`'t'::regclass`) has become a lookup of its OID already.
+fn regclass_text(e: &ast::Expr) -> Option<ast::Expr> {
+    let (oid, inner, outer) = cast_of_cast(e)?;
     let regclass = match inner {
         ast::DataType::Regclass => true,
         ast::DataType::Custom(name, _) => named(name, "regclass"),
         _ => false,
     };
-    if !(textual(data_type) && regclass) {
+    if !(textual(outer) && regclass) {
         return None;
     }
     parse(&format!(
@@ -125,13 +121,7 @@ fn regclass_text(e: &ast::Expr) -> Option<ast::Expr> {
 
 /// The column name PostgreSQL gives `x::regclass::text`: `x`'s when it is a column.
 fn operand_name(e: &ast::Expr) -> Option<String> {
-    let ast::Expr::Cast { expr, .. } = e else {
-        return None;
-    };
-    let ast::Expr::Cast { expr, .. } = expr.as_ref() else {
-        return None;
-    };
-    match expr.as_ref() {
+    match cast_of_cast(e)?.0 {
         ast::Expr::Identifier(i) => Some(i.value.clone()),
         ast::Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()),
         _ => None,
