@@ -69,12 +69,12 @@ const RUN_BYTES: usize = 4 << 20;
 
 /// The error an epoch stops with when it must read a multiset whose occurrences are staged in
 /// a contents log: the caller folds the logs and runs the epoch again.
-pub fn needs_fold() -> DataFusionError {
+pub(crate) fn needs_fold() -> DataFusionError {
     DataFusionError::External(Box::new(NeedsFold))
 }
 
 /// Whether `e` is [`needs_fold`]'s.
-pub fn is_needs_fold(e: &DataFusionError) -> bool {
+pub(crate) fn is_needs_fold(e: &DataFusionError) -> bool {
     match e.find_root() {
         DataFusionError::External(inner) => inner.is::<NeedsFold>(),
         _ => false,

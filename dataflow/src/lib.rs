@@ -22,6 +22,7 @@ pub mod event_time;
 pub mod lower;
 pub mod ops;
 pub mod reads;
+pub mod runner;
 pub mod view;
 
 pub use dataflows::Dataflows;

@@ -2,8 +2,8 @@
 //! inserts and deletes (updates are both) equals, after every batch, the same query computed
 //! from scratch by DataFusion over the tables' current contents.
 //!
-//! Each test lowers its query exactly as the server does (optimize, lower, `storable`), runs
-//! the epochs through [`Dataflows::process`] against a real RocksDB store, and reads the view
+//! Each test lowers its query exactly as the server does (optimize, lower, `storable`), commits
+//! the epochs with the server's [`EpochRunner`] against a real RocksDB store, and reads the view
 //! back with [`read_view_rows`]. Seeds are fixed, so a failure reproduces; the message names
 //! the seed and the step.
 
@@ -14,7 +14,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use freshet_common::{Datum, TableId};
-use freshet_dataflow::contents_log::is_needs_fold;
+use freshet_dataflow::runner::{Durability, EpochRunner, FoldReason};
 use freshet_dataflow::{
     read_view_rows, storable, Dataflows, EpochChanges, Lowering, MaterializedView, Relations,
 };
@@ -196,19 +196,6 @@ async fn check(sql: &str) {
     }
 }
 
-/// Folds the contents logs, as the server does before a reader or after a lost cache.
-fn fold(store: &Store, flows: &Dataflows) {
-    let snapshot = store.snapshot();
-    let mut batch = freshet_state::WriteBatch::default();
-    flows
-        .fold(&snapshot, &mut batch, &mut |run| {
-            store.write(run).map_err(freshet_dataflow::epoch::state_err)
-        })
-        .expect("fold");
-    store.write(batch).expect("commit fold");
-    flows.folded();
-}
-
 async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), &StateConfig::for_test()).expect("store");
@@ -235,8 +222,12 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
             .with_aggregate_in_contents(layout != Layout::Own)
             .with_contents_log(layout == Layout::Logged),
     );
-    let flows = Dataflows::default();
+    let flows = Arc::new(Dataflows::default());
     flows.insert(Arc::clone(&view));
+    // No budget: the logs are folded where the test says.
+    let runner = EpochRunner::start(store.clone(), Arc::clone(&flows), 0, usize::MAX)
+        .expect("epoch runner");
+    let fold = || runner.fold(FoldReason::ForReader).expect("fold");
     {
         let snapshot = store.snapshot();
         let mut batch = freshet_state::WriteBatch::default();
@@ -281,7 +272,7 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
             changes.add(t.id, inserted, 1);
         }
         if flows.must_fold() {
-            fold(&store, &flows);
+            fold();
         }
         if flows.log_generation().is_multiple_of(2) {
             // Every log folded: a preview of the epoch must give what it will commit.
@@ -300,23 +291,10 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
             )
             .await;
         }
-        let snapshot = store.snapshot();
-        let mut batch = freshet_state::WriteBatch::default();
-        let inputs: Vec<TableId> = changes.tables.keys().copied().collect();
-        let result = match flows.process(&mut changes, &snapshot, &mut batch) {
-            // As the server does: fold the staged values in, run the epoch again.
-            Err(e) if is_needs_fold(&e) => {
-                batch = freshet_state::WriteBatch::default();
-                changes.tables.retain(|t, _| inputs.contains(t));
-                flows.forget_cached();
-                fold(&store, &flows);
-                let snapshot = store.snapshot();
-                flows.process(&mut changes, &snapshot, &mut batch)
-            }
-            r => r,
-        };
-        result.unwrap_or_else(|e| panic!("{sql} seed {seed} step {step}: {e}"));
-        store.write(batch).expect("commit");
+        let batch = freshet_state::WriteBatch::default();
+        runner
+            .commit_here(batch, changes, Durability::Synced)
+            .unwrap_or_else(|e| panic!("{sql} seed {seed} step {step}: {e}"));
         if layout == Layout::Logged {
             if step % 7 == 3 {
                 // The cache forgets the groups only the log holds: the next epoch folds first.
@@ -325,7 +303,7 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
             if step % 3 != 2 && step + 1 < steps {
                 continue;
             }
-            fold(&store, &flows);
+            fold();
         }
         compare(&store, &tables, &view, sql, seed, &step.to_string()).await;
     }

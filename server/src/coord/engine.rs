@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use freshet_catalog::Catalog;
 use freshet_common::TableId;
-use freshet_dataflow::contents_log::is_needs_fold;
 use freshet_dataflow::epoch::state_err;
+use freshet_dataflow::runner::{CommitHook, Durability, EpochRunner};
 use freshet_dataflow::{Dataflows, EpochChanges};
 use freshet_state::{key_codec, table_prefix, Snapshot, Store, WriteBatch};
 use tokio::sync::{Mutex, MutexGuard};
@@ -19,7 +19,9 @@ pub struct Engine {
     /// The durable catalog.
     pub catalog: Arc<Catalog>,
     /// The running dataflows of materialized views.
-    pub dataflows: Dataflows,
+    pub dataflows: Arc<Dataflows>,
+    /// Commits epochs through the dataflows, on a thread of its own.
+    pub runner: EpochRunner,
     /// The running sources.
     pub sources: crate::coord::sources::Sources,
     /// Serializes writers: DDL and DML take it for their whole check-and-commit, so primary
@@ -30,18 +32,16 @@ pub struct Engine {
     /// Contents log budget of all aggregate views together, in bytes (0: no logs; see
     /// `MaterializedView::with_contents_log` and `Dataflows::wants_fold`).
     pub contents_log_bytes: usize,
-    /// Contents log folds so far, by why: [`FoldReason`] as index.
-    folds: [std::sync::atomic::AtomicU64; 4],
     /// Which librdkafka properties sources may set.
     pub kafka_policy: freshet_connector_kafka::PropertyPolicy,
     /// Subscribers of relations' changes, fed after each commit.
-    pub subscriptions: crate::coord::Subscriptions,
+    pub subscriptions: Arc<crate::coord::Subscriptions>,
     /// Views' retained changelogs.
-    pub changelogs: crate::coord::Changelogs,
+    pub changelogs: Arc<crate::coord::Changelogs>,
     /// The running sinks.
     pub sinks: crate::coord::sinks::Sinks,
     /// LISTEN registrations.
-    pub listeners: crate::coord::notify::Listeners,
+    pub listeners: Arc<crate::coord::notify::Listeners>,
     /// Identity columns' sequences.
     pub sequences: crate::coord::sequences::Sequences,
     /// Row locks of open transaction blocks.
@@ -103,33 +103,16 @@ impl std::fmt::Debug for DefinerState {
     }
 }
 
-/// Why the contents logs were folded (counted in `freshet_internal.metrics`).
-#[derive(Debug, Clone, Copy)]
-pub enum FoldReason {
-    /// A log or the cache keeping its groups passed its budget.
-    OverBudget = 0,
-    /// A statement or a new view's backfill reads view contents.
-    ForReader = 1,
-    /// Caches lost groups only a log held (a failed epoch, a restart).
-    AfterLoss = 2,
-    /// An epoch retracts MIN/MAX values of an aggregate whose arrivals a log stages.
-    ForRetraction = 3,
-}
+pub use freshet_dataflow::runner::FoldReason;
 
 /// State only a writer may touch.
 #[derive(Debug, Default)]
 pub struct WriteState {
     /// Next hidden row id per table without a primary key.
     next_row_id: HashMap<TableId, u64>,
-    /// The last committed epoch's number.
-    epoch: u64,
 }
 
 impl WriteState {
-    /// The last committed epoch's number.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
 
     /// Allocates `n` consecutive row ids for `table`, returning the first.
     pub fn allocate_row_ids(
@@ -167,7 +150,7 @@ impl Engine {
         kafka_policy: freshet_connector_kafka::PropertyPolicy,
         subscriber_queue_rows: usize,
         retain_changes: std::time::Duration,
-    ) -> freshet_state::Result<Arc<Engine>> {
+    ) -> anyhow::Result<Arc<Engine>> {
         let latest = match store.get(&freshet_state::changelog::epoch_key())? {
             Some(v) => v
                 .as_slice()
@@ -176,24 +159,38 @@ impl Engine {
                 .map_err(|_| freshet_state::Error::Corrupt("epoch number".into()))?,
             None => 0,
         };
-        let writer = WriteState {
-            epoch: latest,
-            ..WriteState::default()
-        };
+        let dataflows = Arc::new(Dataflows::default());
+        let runner = EpochRunner::start(
+            store.clone(),
+            Arc::clone(&dataflows),
+            latest,
+            contents_log_bytes,
+        )
+        .map_err(|e| anyhow::anyhow!("starting the epoch thread: {e}"))?;
+        let publish = Arc::new(Publish {
+            store: store.clone(),
+            subscriptions: Arc::new(crate::coord::Subscriptions::new(
+                subscriber_queue_rows,
+                latest,
+            )),
+            changelogs: Arc::new(crate::coord::Changelogs::new(retain_changes)),
+            listeners: Arc::default(),
+        });
+        runner.set_hook(publish.clone());
         Ok(Arc::new(Engine {
             store,
             catalog,
-            dataflows: Dataflows::default(),
+            dataflows,
+            runner,
             sources: crate::coord::sources::Sources::default(),
-            write_lock: Mutex::new(writer),
+            write_lock: Mutex::new(WriteState::default()),
             startup_entries_read: std::sync::atomic::AtomicU64::new(0),
             contents_log_bytes,
-            folds: Default::default(),
             kafka_policy,
-            subscriptions: crate::coord::Subscriptions::new(subscriber_queue_rows, latest),
-            changelogs: crate::coord::Changelogs::new(retain_changes),
+            subscriptions: Arc::clone(&publish.subscriptions),
+            changelogs: Arc::clone(&publish.changelogs),
             sinks: crate::coord::sinks::Sinks::default(),
-            listeners: crate::coord::notify::Listeners::default(),
+            listeners: Arc::clone(&publish.listeners),
             sequences: crate::coord::sequences::Sequences::default(),
             row_locks: crate::coord::locks::RowLocks::default(),
             activities: crate::coord::activity::Activities::default(),
@@ -213,29 +210,32 @@ impl Engine {
         self.dataflows.reads(table)
     }
 
-    /// Commits one epoch: the base-table writes in `batch` plus, in the same RocksDB write
-    /// batch, the state and contents changes of every view `changes` reaches. Call with the
-    /// writer lock held (the guard proves it), so the epoch reads the latest committed state.
-    pub fn commit(
+    /// Commits one epoch on the epoch runner: the base-table writes in `batch` plus, in the
+    /// same RocksDB write batch, the state and contents changes of every view `changes`
+    /// reaches. Call with the writer lock held (the guard proves it), so the epoch reads the
+    /// latest committed state.
+    pub async fn commit(
         &self,
-        writer: &mut WriteState,
+        _writer: &mut WriteState,
         batch: WriteBatch,
         changes: EpochChanges,
     ) -> datafusion::error::Result<()> {
-        self.commit_epoch(writer, batch, changes, false)
+        self.runner.commit(batch, changes, Durability::Synced).await?;
+        Ok(())
     }
 
     /// [`Engine::commit`] that does not wait for the disk: the caller releases the writer
     /// lock, then awaits [`Engine::sync_commits`] before acknowledging, so that concurrent
     /// committers share fsyncs (group commit). Until then, other sessions may already read
     /// the epoch; only a crash of the machine (not of the process) could still undo it.
-    pub fn commit_grouped(
+    pub async fn commit_grouped(
         &self,
-        writer: &mut WriteState,
+        _writer: &mut WriteState,
         batch: WriteBatch,
         changes: EpochChanges,
     ) -> datafusion::error::Result<()> {
-        self.commit_epoch(writer, batch, changes, true)
+        self.runner.commit(batch, changes, Durability::Grouped).await?;
+        Ok(())
     }
 
     /// Makes every epoch committed so far durable (with `--sync-commits`), sharing the fsync
@@ -248,108 +248,15 @@ impl Engine {
             .map_err(state_err)
     }
 
-    fn commit_epoch(
-        &self,
-        writer: &mut WriteState,
-        mut batch: WriteBatch,
-        mut changes: EpochChanges,
-        grouped: bool,
-    ) -> datafusion::error::Result<()> {
-        if self.dataflows.must_fold() {
-            self.fold(writer, FoldReason::AfterLoss)?;
-        }
-        let result = if !changes.is_empty() && !self.dataflows.is_empty() {
-            let (bytes, writes) = (batch.bytes(), batch.len());
-            let inputs: Vec<TableId> = changes.tables.keys().copied().collect();
-            let snapshot = self.store.snapshot();
-            match self.dataflows.process(&mut changes, &snapshot, &mut batch) {
-                Err(e) if is_needs_fold(&e) => {
-                    // An aggregate must read values staged in a contents log: fold, then run
-                    // the epoch again from its base-table writes (caches were written
-                    // through for the abandoned run).
-                    batch.truncate(bytes, writes);
-                    changes.tables.retain(|t, _| inputs.contains(t));
-                    self.dataflows.forget_cached();
-                    self.fold(writer, FoldReason::ForRetraction)?;
-                    let snapshot = self.store.snapshot();
-                    self.dataflows.process(&mut changes, &snapshot, &mut batch)
-                }
-                r => r,
-            }
-        } else {
-            Ok(())
-        }
-        .and_then(|()| {
-            // Numbered and, for views that keep them, logged with the epoch's own writes.
-            batch.put(
-                freshet_state::changelog::epoch_key(),
-                (writer.epoch + 1).to_be_bytes(),
-            );
-            self.changelogs
-                .write(writer.epoch + 1, &changes, &mut batch);
-            if grouped {
-                self.store.write_grouped(batch)
-            } else {
-                self.store.write(batch)
-            }
-            .map_err(state_err)
-        });
-        if result.is_err() {
-            // Operator caches were written through for an epoch that did not commit.
-            self.dataflows.forget_cached();
-            return result;
-        }
-        // Committed: subscribers get the epoch's changes.
-        writer.epoch += 1;
-        self.dataflows.trim_caches();
-        self.subscriptions.publish(writer.epoch, &changes);
-        self.listeners.publish(writer.epoch, &changes);
-        if let Err(e) = self.changelogs.prune(&self.store) {
-            tracing::warn!(error = %e, "pruning changelogs failed");
-        }
-        if self.dataflows.wants_fold(self.contents_log_bytes) {
-            // The epoch committed; a fold that fails leaves the logs and held caches as they
-            // were, and is tried again after the next epoch.
-            if let Err(e) = self.fold(writer, FoldReason::OverBudget) {
-                tracing::warn!(error = %e, "folding contents logs failed");
-            }
-        }
-        result
-    }
-
     /// Folds every view's contents log into its entries (see the dataflow crate's
-    /// `contents_log.rs`), in a write batch of its own. Unsynced: it only rewrites what the
-    /// log already holds durably, and a later synced commit syncs it too.
+    /// `contents_log.rs`), under the writer lock (the guard proves it).
     pub fn fold(&self, _writer: &mut WriteState, why: FoldReason) -> datafusion::error::Result<()> {
-        let snapshot = self.store.snapshot();
-        let logged = self.dataflows.logged_bytes();
-        let mut batch = WriteBatch::default();
-        let store = &self.store;
-        self.dataflows.fold(&snapshot, &mut batch, &mut |run| {
-            store.write_unsynced(run).map_err(state_err)
-        })?;
-        if !batch.is_empty() {
-            self.store.write_unsynced(batch).map_err(state_err)?;
-            // The logs' memtable now holds the folded entries with their deletions; once
-            // they fill more than its headroom over the budget, flush it, which drops both
-            // (otherwise the epochs logged until it fills would reach a file). Small folds,
-            // for readers, leave theirs to a later flush: one per fold would start a file
-            // and a write-ahead log file per statement.
-            if logged > self.contents_log_bytes / 4 {
-                if let Err(e) = self.store.flush_contents_log() {
-                    // The next epochs' entries then reach a file: slower, not wrong.
-                    tracing::warn!(error = %e, "flushing the folded contents logs failed");
-                }
-            }
-        }
-        self.dataflows.folded();
-        self.folds[why as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        Ok(self.runner.fold(why)?)
     }
 
     /// Contents log folds so far for `why`.
     pub fn folds(&self, why: FoldReason) -> u64 {
-        self.folds[why as usize].load(std::sync::atomic::Ordering::Relaxed)
+        self.runner.folds(why)
     }
 
     /// A snapshot for a statement: the latest commit, with every view's contents whole. When
@@ -367,16 +274,8 @@ impl Engine {
     }
 
     /// [`Engine::read_snapshot`] for a caller holding the writer lock.
-    pub fn fold_for_read(&self, writer: &mut WriteState) -> datafusion::error::Result<Snapshot> {
-        if !self.dataflows.log_generation().is_multiple_of(2) {
-            let why = if self.dataflows.must_fold() {
-                FoldReason::AfterLoss
-            } else {
-                FoldReason::ForReader
-            };
-            self.fold(writer, why)?;
-        }
-        Ok(self.store.snapshot())
+    pub fn fold_for_read(&self, _writer: &mut WriteState) -> datafusion::error::Result<Snapshot> {
+        Ok(self.runner.fold_for_read()?)
     }
 
     /// Records that startup is over: what was read from the store until now is its cost.
@@ -395,7 +294,33 @@ impl Engine {
 
     /// Takes the writer lock.
     pub async fn begin_write(&self) -> MutexGuard<'_, WriteState> {
-        self.write_lock.lock().await
+        let guard = self.write_lock.lock().await;
+        // A writer whose task was cancelled while its epoch ran released the lock early.
+        self.runner.idle().await;
+        guard
+    }
+}
+
+/// The runner's post-commit hook: changelogs are written with each epoch; subscribers,
+/// LISTEN and changelog retention learn of it once it committed.
+struct Publish {
+    store: Store,
+    subscriptions: Arc<crate::coord::Subscriptions>,
+    changelogs: Arc<crate::coord::Changelogs>,
+    listeners: Arc<crate::coord::notify::Listeners>,
+}
+
+impl CommitHook for Publish {
+    fn stage(&self, epoch: u64, changes: &EpochChanges, batch: &mut WriteBatch) {
+        self.changelogs.write(epoch, changes, batch);
+    }
+
+    fn committed(&self, epoch: u64, changes: &EpochChanges) {
+        self.subscriptions.publish(epoch, changes);
+        self.listeners.publish(epoch, changes);
+        if let Err(e) = self.changelogs.prune(&self.store) {
+            tracing::warn!(error = %e, "pruning changelogs failed");
+        }
     }
 }
 

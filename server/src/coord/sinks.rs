@@ -115,7 +115,7 @@ pub async fn create(
         )
     })?;
     let snapshot = engine.fold_for_read(&mut w).map_err(|e| freshet_sql::error::map_df_error(&e))?;
-    let start = w.epoch();
+    let start = engine.runner.epoch();
     let id = engine.catalog.peek_next_id();
     // The view's rows as of `start`: the first output, of epochs 0..=start.
     let rows = || {

@@ -590,7 +590,7 @@ async fn ingest(engine: Arc<Engine>, rt: Arc<SourceRuntime>, mut rx: mpsc::Recei
                 }
             }
             changes.appends.insert(id, rows);
-            match engine.commit(&mut w, batch, changes) {
+            match engine.commit(&mut w, batch, changes).await {
                 Ok(()) => {
                     rt.errors
                         .fetch_add(bad, std::sync::atomic::Ordering::Relaxed);

@@ -224,7 +224,7 @@ pub async fn create(
     let mut batch = WriteBatch::default();
     // Its changelog, if it keeps one, is complete from the next epoch on (recorded only
     // while it keeps one: a view that kept none for a while has a gap).
-    let since = w.epoch() + 1;
+    let since = engine.runner.epoch() + 1;
     let retention = retain_changes.unwrap_or(engine.changelogs.default_retention);
     if !retention.is_zero() {
         batch.put(

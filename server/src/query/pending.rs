@@ -344,7 +344,7 @@ pub async fn commit_block(
         return Err(serialization_failure());
     }
     // The rows the writes replace were just read under the writer lock: the views' input.
-    apply_writes_over(engine, &mut w, writes, &now)?;
+    apply_writes_over(engine, &mut w, writes, &now).await?;
     drop(w);
     engine
         .sync_commits()
@@ -354,7 +354,7 @@ pub async fn commit_block(
 
 /// Commits `writes` as one epoch, with every view's changes for them, not yet durable (see
 /// [`commit_writes`]); the caller holds the writer lock (`w`).
-fn apply_writes(
+async fn apply_writes(
     engine: &Engine,
     w: &mut WriteState,
     writes: &WriteSet,
@@ -373,6 +373,7 @@ fn apply_writes(
         }
         return engine
             .commit_grouped(w, batch, changes)
+            .await
             .map_err(|e| freshet_sql::error::map_df_error(&e));
     }
     // Views need each written key's row as it was: read those of tables views read, only.
@@ -387,7 +388,7 @@ fn apply_writes(
         .snapshot()
         .multi_get(&read)
         .map_err(internal)?;
-    apply_with_olds(engine, w, writes, &tracked, olds)
+    apply_with_olds(engine, w, writes, &tracked, olds).await
 }
 
 /// Which of the tables `writes` touch have views over them.
@@ -402,7 +403,7 @@ fn tracked_tables(engine: &Engine, writes: &WriteSet) -> HashMap<TableId, bool> 
 }
 
 /// [`apply_writes`] with every written key's current row already read (`now`, in key order).
-fn apply_writes_over(
+async fn apply_writes_over(
     engine: &Engine,
     w: &mut WriteState,
     writes: &WriteSet,
@@ -415,12 +416,12 @@ fn apply_writes_over(
         .filter(|(p, _)| tracked[&p.table])
         .map(|(_, old)| old.clone())
         .collect();
-    apply_with_olds(engine, w, writes, &tracked, olds)
+    apply_with_olds(engine, w, writes, &tracked, olds).await
 }
 
 /// Commits `writes` with the views' changes: `olds` are the replaced rows of the keys of
 /// `tracked` tables, in key order.
-fn apply_with_olds(
+async fn apply_with_olds(
     engine: &Engine,
     w: &mut WriteState,
     writes: &WriteSet,
@@ -447,6 +448,7 @@ fn apply_with_olds(
     }
     engine
         .commit_grouped(w, batch, changes)
+        .await
         .map_err(|e| freshet_sql::error::map_df_error(&e))
 }
 
@@ -466,7 +468,7 @@ pub async fn commit_writes(
     if misses_an_index(engine, writes) {
         return Err(serialization_failure());
     }
-    apply_writes(engine, &mut w, writes, known)?;
+    apply_writes(engine, &mut w, writes, known).await?;
     drop(w);
     engine
         .sync_commits()

@@ -77,7 +77,7 @@ pub async fn truncate(engine: &Engine, def: &TableDef) -> Result<u64> {
     for id in def.storage_ids() {
         Store::delete_prefix(&mut batch, &table_prefix(id));
     }
-    engine.commit(&mut w, batch, changes)?;
+    engine.commit(&mut w, batch, changes).await?;
     w.forget(def.id);
     Ok(n as u64)
 }

@@ -58,7 +58,7 @@ async fn advance(engine: &Arc<Engine>, rt: &Arc<SourceRuntime>) {
     m.stage(id, &[], &mut batch);
     let mut changes = EpochChanges::default();
     changes.watermarks.insert(id, watermark);
-    match engine.commit(&mut w, batch, changes) {
+    match engine.commit(&mut w, batch, changes).await {
         Ok(()) => *lock(&rt.watermarks) = marks,
         Err(e) => {
             // Nothing committed: the next tick (or message) tries again.
