@@ -217,7 +217,8 @@ impl EpochRunner {
     }
 
     /// Folds every view's contents log into its entries (see `contents_log.rs`), on the
-    /// caller's thread, under the writer lock.
+    /// caller's thread, under the writer lock, in write batches of its own. Unsynced: a fold
+    /// only rewrites what the logs already hold durably, and a later synced commit syncs it.
     pub fn fold(&self, why: FoldReason) -> Result<(), EpochError> {
         self.core.fold(why)
     }

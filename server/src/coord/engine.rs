@@ -113,7 +113,6 @@ pub struct WriteState {
 }
 
 impl WriteState {
-
     /// Allocates `n` consecutive row ids for `table`, returning the first.
     pub fn allocate_row_ids(
         &mut self,
