@@ -202,8 +202,8 @@ pub struct SourceDef {
     pub columns: Vec<ColumnDef>,
     /// Which metadata each trailing column holds (`columns` ends with these, in order).
     pub include: Vec<freshet_common::IncludeKind>,
-    /// The `WITH (…)` options.
-    pub options: std::collections::BTreeMap<String, String>,
+    /// Where it reads from and how (`WITH (…)`, bound).
+    pub config: freshet_common::SourceConfig,
     pub format: freshet_common::SourceFormat,
     /// `WATERMARK FOR …`: the event-time column and how far the watermark trails it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,5 +17,8 @@ pub use error::{PgError, SqlState, UserError};
 pub use ids::TableId;
 pub use selection::{Selected, Selection};
 pub use sink::{FileSinkConfig, KafkaSinkConfig, KafkaSinkFormat, SinkConfig, SinkMode};
-pub use source::{IncludeKind, SourceFormat, WatermarkDef};
+pub use source::{
+    IncludeKind, KafkaSourceConfig, SourceConfig, SourceFormat, Startup, TimestampUnit, WatermarkDef,
+    DEFAULT_IDLE_TIMEOUT_MS,
+};
 pub use types::SqlType;

@@ -75,3 +75,71 @@ pub struct WatermarkDef {
     /// How far behind the largest event time the watermark trails, in microseconds.
     pub delay_micros: i64,
 }
+
+/// Where a source reads from and how, bound once from `CREATE SOURCE … WITH (…)` by the SQL
+/// binder and persisted as such by the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceConfig {
+    /// A Kafka topic (`connector = 'kafka'`).
+    Kafka(KafkaSourceConfig),
+}
+
+/// Where a new source starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Startup {
+    Earliest,
+    Latest,
+    /// The first message at or after this time (ms since the Unix epoch).
+    Timestamp(i64),
+}
+
+/// What a JSON number for a TIMESTAMP column counts (`timestamp.unit`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimestampUnit {
+    #[default]
+    Seconds,
+    Milliseconds,
+    Microseconds,
+}
+
+impl TimestampUnit {
+    /// Parses the `timestamp.unit` option.
+    pub fn parse(s: &str) -> Option<TimestampUnit> {
+        match s.to_ascii_lowercase().as_str() {
+            "seconds" | "s" => Some(TimestampUnit::Seconds),
+            "milliseconds" | "ms" => Some(TimestampUnit::Milliseconds),
+            "microseconds" | "us" => Some(TimestampUnit::Microseconds),
+            _ => None,
+        }
+    }
+
+    /// Microseconds in one unit.
+    pub fn micros(self) -> i64 {
+        match self {
+            TimestampUnit::Seconds => 1_000_000,
+            TimestampUnit::Milliseconds => 1_000,
+            TimestampUnit::Microseconds => 1,
+        }
+    }
+}
+
+/// A Kafka source's connection and decoding options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaSourceConfig {
+    pub topic: String,
+    /// `properties.bootstrap.server`.
+    pub bootstrap: String,
+    /// `scan.startup.mode`, `scan.startup.timestamp.millis`.
+    pub startup: Startup,
+    /// Other `properties.*`, passed to librdkafka as is (checked against the server's policy
+    /// at creation and at each start).
+    pub properties: Vec<(String, String)>,
+    /// `timestamp.unit`.
+    pub timestamp_unit: TimestampUnit,
+    /// `watermark.idle_timeout` in milliseconds: a partition that delivered nothing for this
+    /// long stops holding the watermark back; `None` (`'0'`): never.
+    pub idle_timeout_ms: Option<u64>,
+}
+
+/// `watermark.idle_timeout` when a source does not set it.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10_000;

@@ -22,7 +22,7 @@ pub mod tweets;
 
 pub use json::{BadMessage, JsonDecoder, Message, Origins};
 pub use numbers::TimestampUnit;
-pub use options::{KafkaOptions, PropertyPolicy, Startup};
+pub use options::{check_source, PropertyPolicy};
 pub use positions::OffsetProblem;
 pub use reader::{
     decode_batch, replay, resolve_start, Reader, ReaderConfig, SharedDecoder, SourceBatch, Status,

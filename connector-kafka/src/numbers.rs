@@ -25,34 +25,7 @@ pub enum Rule {
     Timestamp { micros: i64 },
 }
 
-/// The unit of numbers given for TIMESTAMP columns.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum TimestampUnit {
-    #[default]
-    Seconds,
-    Milliseconds,
-    Microseconds,
-}
-
-impl TimestampUnit {
-    /// Parses the `timestamp.unit` option.
-    pub fn parse(s: &str) -> Option<TimestampUnit> {
-        match s.to_ascii_lowercase().as_str() {
-            "seconds" | "s" => Some(TimestampUnit::Seconds),
-            "milliseconds" | "ms" => Some(TimestampUnit::Milliseconds),
-            "microseconds" | "us" => Some(TimestampUnit::Microseconds),
-            _ => None,
-        }
-    }
-
-    fn micros(self) -> i64 {
-        match self {
-            TimestampUnit::Seconds => 1_000_000,
-            TimestampUnit::Milliseconds => 1_000,
-            TimestampUnit::Microseconds => 1,
-        }
-    }
-}
+pub use freshet_common::TimestampUnit;
 
 impl Rule {
     /// The rule for a column of type `t`.

@@ -1,30 +1,10 @@
-//! The `WITH (…)` options of a Kafka source.
+//! What a client may pass to librdkafka through `properties.*`: the policy sources and sinks are checked against.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-/// Where a new source starts reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Startup {
-    Earliest,
-    Latest,
-    /// The first message at or after this time (ms since the Unix epoch).
-    Timestamp(i64),
-}
-
-/// A Kafka source's connection options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KafkaOptions {
-    pub topic: String,
-    pub bootstrap: String,
-    pub startup: Startup,
-    /// `properties.*` options other than the bootstrap servers, passed to librdkafka as is.
-    pub properties: Vec<(String, String)>,
-    /// `timestamp.unit`: what a JSON number for a TIMESTAMP column counts.
-    pub timestamp_unit: crate::numbers::TimestampUnit,
-}
+use freshet_common::KafkaSourceConfig;
 
 /// Which librdkafka properties a client may set through `properties.*`.
 ///
@@ -184,160 +164,46 @@ fn inside(dir: &Path, path: &Path) -> bool {
     }
 }
 
-impl KafkaOptions {
-    /// Reads the options of `CREATE SOURCE … WITH (…)`, with every `properties.*` option
-    /// checked against `policy`.
-    pub fn from_with(
-        options: &BTreeMap<String, String>,
-        policy: &PropertyPolicy,
-    ) -> Result<KafkaOptions> {
-        let mut topic = None;
-        let mut bootstrap = None;
-        let mut mode = None;
-        let mut timestamp = None;
-        let mut timestamp_unit = crate::numbers::TimestampUnit::default();
-        let mut properties = Vec::new();
-        for (k, v) in options {
-            match k.as_str() {
-                "connector" => {
-                    if !v.eq_ignore_ascii_case("kafka") {
-                        return Err(Error::Unsupported(format!("connector '{v}'")));
-                    }
-                }
-                "topic" => topic = Some(v.clone()),
-                "properties.bootstrap.server" | "properties.bootstrap.servers" => {
-                    bootstrap = Some(v.clone())
-                }
-                "scan.startup.mode" => mode = Some(v.to_ascii_lowercase()),
-                "timestamp.unit" => {
-                    timestamp_unit = crate::numbers::TimestampUnit::parse(v).ok_or_else(|| {
-                        Error::Options(format!(
-                            "invalid timestamp.unit \"{v}\": expected 'seconds', 'milliseconds' or 'microseconds'"
-                        ))
-                    })?
-                }
-                // Event time, read by the server (the source's watermark).
-                "watermark.idle_timeout" => {}
-                "scan.startup.timestamp.millis" | "scan.startup.timestamp_millis" => {
-                    timestamp =
-                        Some(v.parse::<i64>().map_err(|_| {
-                            Error::Options(format!("invalid value for {k}: \"{v}\""))
-                        })?)
-                }
-                _ => match k.strip_prefix("properties.") {
-                    Some(p) => {
-                        policy.check(p, v)?;
-                        properties.push((p.to_owned(), v.clone()))
-                    }
-                    None => return Err(Error::Options(format!("unknown option \"{k}\""))),
-                },
-            }
-        }
-        let startup = match (mode.as_deref(), timestamp) {
-            (_, Some(t)) => Startup::Timestamp(t),
-            (None | Some("earliest"), None) => Startup::Earliest,
-            (Some("latest"), None) => Startup::Latest,
-            (Some("timestamp"), None) => {
-                return Err(Error::Options(
-                    "scan.startup.mode 'timestamp' needs scan.startup.timestamp.millis".into(),
-                ))
-            }
-            (Some(m), None) => {
-                return Err(Error::Options(format!(
-                    "invalid scan.startup.mode \"{m}\": expected 'earliest' or 'latest'"
-                )))
-            }
-        };
-        Ok(KafkaOptions {
-            topic: topic.ok_or_else(|| Error::Options("missing option \"topic\"".into()))?,
-            bootstrap: bootstrap.ok_or_else(|| {
-                Error::Options("missing option \"properties.bootstrap.server\"".into())
-            })?,
-            startup,
-            properties,
-            timestamp_unit,
-        })
-    }
+/// Checks every `properties.*` option of a source against `policy`.
+pub fn check_source(config: &KafkaSourceConfig, policy: &PropertyPolicy) -> Result<()> {
+    config.properties.iter().try_for_each(|(k, v)| policy.check(k, v))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn with(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn options() {
-        let o = KafkaOptions::from_with(
-            &with(&[
-                ("connector", "kafka"),
-                ("topic", "t"),
-                ("properties.bootstrap.server", "127.0.0.1:1"),
-                ("properties.fetch.max.bytes", "1000"),
-                ("scan.startup.mode", "latest"),
-            ]),
-            &PropertyPolicy::default(),
-        )
-        .unwrap();
-        assert_eq!(o.startup, Startup::Latest);
-        assert_eq!(
-            o.properties,
-            vec![("fetch.max.bytes".into(), "1000".into())]
-        );
-        assert!(
-            KafkaOptions::from_with(&with(&[("topic", "t")]), &PropertyPolicy::default()).is_err()
-        );
-        assert!(matches!(
-            KafkaOptions::from_with(
-                &with(&[("connector", "pulsar")]),
-                &PropertyPolicy::default()
-            ),
-            Err(Error::Unsupported(_))
-        ));
-        let o = KafkaOptions::from_with(
-            &with(&[
-                ("topic", "t"),
-                ("properties.bootstrap.server", "x"),
-                ("scan.startup.timestamp.millis", "5"),
-            ]),
-            &PropertyPolicy::default(),
-        )
-        .unwrap();
-        assert_eq!(o.startup, Startup::Timestamp(5));
+    fn with(pairs: &[(&str, &str)]) -> KafkaSourceConfig {
+        KafkaSourceConfig {
+            topic: "t".into(),
+            bootstrap: "x".into(),
+            startup: freshet_common::Startup::Earliest,
+            properties: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            timestamp_unit: Default::default(),
+            idle_timeout_ms: None,
+        }
     }
 
     #[test]
     fn properties_that_load_code_or_read_files_are_refused() {
-        let base = [("topic", "t"), ("properties.bootstrap.server", "x")];
         let strict = PropertyPolicy::default();
+        assert!(check_source(&with(&[("fetch.max.bytes", "1000")]), &strict).is_ok());
         for (k, v) in [
-            ("properties.plugin.library.paths", "/tmp/x.so"),
-            ("properties.ssl.engine.location", "/tmp/x.so"),
-            ("properties.ssl.providers", "legacy"),
-            ("properties.sasl.kerberos.kinit.cmd", "touch /tmp/pwned"),
-            ("properties.ssl.ca.location", "/etc/passwd"),
-            ("properties.sasl.kerberos.keytab", "/etc/krb5.keytab"),
-            ("properties.interceptor.whatever", "x"),
+            ("plugin.library.paths", "/tmp/x.so"),
+            ("ssl.engine.location", "/tmp/x.so"),
+            ("ssl.providers", "legacy"),
+            ("sasl.kerberos.kinit.cmd", "touch /tmp/pwned"),
+            ("ssl.ca.location", "/etc/passwd"),
+            ("sasl.kerberos.keytab", "/etc/krb5.keytab"),
+            ("interceptor.whatever", "x"),
         ] {
-            let mut o = with(&base);
-            o.insert(k.into(), v.into());
-            assert!(
-                matches!(
-                    KafkaOptions::from_with(&o, &strict),
-                    Err(Error::Forbidden(_))
-                ),
-                "{k} passed"
-            );
+            let o = with(&[(k, v)]);
+            assert!(matches!(check_source(&o, &strict), Err(Error::Forbidden(_))), "{k} passed");
             let any = PropertyPolicy {
                 allow_any: true,
                 files_dir: None,
             };
-            assert!(KafkaOptions::from_with(&o, &any).is_ok(), "{k} refused");
+            assert!(check_source(&o, &any).is_ok(), "{k} refused");
         }
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
@@ -346,27 +212,15 @@ mod tests {
             allow_any: false,
             files_dir: Some(dir.path().to_owned()),
         };
-        let mut o = with(&base);
-        o.insert(
-            "properties.ssl.ca.location".into(),
-            ca.display().to_string(),
-        );
-        assert!(KafkaOptions::from_with(&o, &files).is_ok());
-        o.insert(
-            "properties.ssl.ca.location".into(),
-            format!("{}/../../etc/passwd", dir.path().display()),
-        );
+        let ca = ca.display().to_string();
+        assert!(check_source(&with(&[("ssl.ca.location", &ca)]), &files).is_ok());
+        let outside = format!("{}/../../etc/passwd", dir.path().display());
         assert!(matches!(
-            KafkaOptions::from_with(&o, &files),
+            check_source(&with(&[("ssl.ca.location", &outside)]), &files),
             Err(Error::Forbidden(_))
         ));
-        o.remove("properties.ssl.ca.location");
-        o.insert(
-            "properties.plugin.library.paths".into(),
-            ca.display().to_string(),
-        );
         assert!(matches!(
-            KafkaOptions::from_with(&o, &files),
+            check_source(&with(&[("plugin.library.paths", &ca)]), &files),
             Err(Error::Forbidden(_))
         ));
     }

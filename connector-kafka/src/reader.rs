@@ -18,7 +18,7 @@ use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::json::{BadMessage, JsonDecoder, Message};
-use crate::options::{KafkaOptions, Startup};
+use freshet_common::{KafkaSourceConfig, Startup};
 use crate::positions::{self, OffsetProblem};
 use crate::{Error, Result, BEGINNING};
 
@@ -118,7 +118,7 @@ enum OutOfRange {
     Earliest,
 }
 
-fn client_config(opts: &KafkaOptions, out_of_range: OutOfRange) -> ClientConfig {
+fn client_config(opts: &KafkaSourceConfig, out_of_range: OutOfRange) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &opts.bootstrap)
         .set("group.id", "freshet")
@@ -150,7 +150,7 @@ fn client_config(opts: &KafkaOptions, out_of_range: OutOfRange) -> ClientConfig 
     c
 }
 
-fn consumer(opts: &KafkaOptions) -> Result<BaseConsumer> {
+fn consumer(opts: &KafkaSourceConfig) -> Result<BaseConsumer> {
     client_config(opts, OutOfRange::Earliest)
         .create()
         .map_err(kafka)
@@ -181,7 +181,7 @@ fn partitions(c: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i3
 
 /// Where a new source starts in each partition, resolved against the broker now (so
 /// `latest` and timestamps mean "when the source was created", also after a restart).
-pub fn resolve_start(opts: &KafkaOptions, timeout: Duration) -> Result<BTreeMap<i32, i64>> {
+pub fn resolve_start(opts: &KafkaSourceConfig, timeout: Duration) -> Result<BTreeMap<i32, i64>> {
     let c = consumer(opts)?;
     let ps = partitions(&c, &opts.topic, timeout)?;
     let mut out = BTreeMap::new();
@@ -282,7 +282,7 @@ impl Reader {
     /// one to read, or [`BEGINNING`]); partitions that appear later from their beginning.
     /// `sink` receives every batch on the reader's thread; returning false stops the reader.
     pub fn spawn(
-        opts: &KafkaOptions,
+        opts: &KafkaSourceConfig,
         decoder: Arc<SharedDecoder>,
         positions: BTreeMap<i32, i64>,
         config: ReaderConfig,
@@ -668,7 +668,7 @@ pub fn decode_batch(decoder: &JsonDecoder, msgs: Vec<Message>) -> SourceBatch {
 /// `skip` (the messages rejected when first read). For backfilling a new view up to exactly
 /// the offsets the source has committed, with exactly the messages it accepted.
 pub fn replay(
-    opts: &KafkaOptions,
+    opts: &KafkaSourceConfig,
     decoder: &JsonDecoder,
     ranges: &BTreeMap<i32, (i64, i64)>,
     skip: &std::collections::HashSet<(i32, i64)>,

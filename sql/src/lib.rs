@@ -54,6 +54,7 @@ pub mod point;
 pub mod role;
 pub mod sink;
 pub mod source;
+mod source_config;
 pub mod subscribe;
 mod parse;
 mod plan_rewrite;

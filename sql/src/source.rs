@@ -15,8 +15,11 @@ use std::collections::BTreeMap;
 use datafusion::sql::sqlparser::ast::ColumnOption;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
-use freshet_common::{IncludeKind, PgError, SourceFormat, SqlState, SqlType, WatermarkDef};
+use freshet_common::{
+    IncludeKind, PgError, SourceConfig, SourceFormat, SqlState, SqlType, WatermarkDef,
+};
 
+use crate::source_config::bind_source_config;
 use crate::types::bind_type;
 use crate::words::{
     drop_targets,
@@ -47,8 +50,8 @@ pub struct CreateSourcePlan {
     pub columns: Vec<(String, SqlType)>,
     /// Metadata columns, after the payload's.
     pub include: Vec<(IncludeKind, String)>,
-    /// `WITH (…)` options, keys lower-cased.
-    pub options: BTreeMap<String, String>,
+    /// `WITH (…)`, bound.
+    pub config: SourceConfig,
     pub format: SourceFormat,
     /// `WATERMARK FOR …`, if given.
     pub watermark: Option<WatermarkDef>,
@@ -148,6 +151,7 @@ fn parse_create(sql: &str) -> Result<SourceStatement, PgError> {
     let options = parse_options(&mut p)?;
     let format = parse_format(&mut p)?;
     expect_end(&mut p)?;
+    let config = bind_source_config(options)?;
     let watermark = match watermark_clause {
         Some((column, delay_micros)) => {
             let ty = columns
@@ -187,7 +191,7 @@ fn parse_create(sql: &str) -> Result<SourceStatement, PgError> {
         if_not_exists,
         columns,
         include,
-        options,
+        config,
         format,
         watermark,
         sql: sql.trim().trim_end_matches(';').trim_end().to_owned(),
@@ -396,15 +400,16 @@ mod tests {
         );
         assert_eq!(p.include.len(), 4);
         assert_eq!(p.include[3], (IncludeKind::Key, "kafka_key".to_owned()));
-        assert_eq!(p.options["properties.bootstrap.server"], "127.0.0.1:9092");
-        assert_eq!(p.options["scan.startup.mode"], "earliest");
+        let SourceConfig::Kafka(k) = &p.config;
+        assert_eq!(k.bootstrap, "127.0.0.1:9092");
+        assert_eq!(k.startup, freshet_common::Startup::Earliest);
         assert_eq!(p.format, SourceFormat::Json);
     }
 
     #[test]
     fn csv_and_other_forms() {
         let p = create(
-            "create source if not exists s (a int) with (connector='kafka', topic='t') \
+            "create source if not exists s (a int) with (connector='kafka', topic='t', properties.bootstrap.server='b') \
              format plain encode csv (delimiter = ';', without_header = 'false')",
         );
         assert!(p.if_not_exists);
@@ -415,7 +420,7 @@ mod tests {
                 header: true
             }
         );
-        let p = create("CREATE SOURCE s (a int) WITH (topic='t') FORMAT JSON");
+        let p = create("CREATE SOURCE s (a int) WITH (topic='t', properties.bootstrap.server='b') FORMAT JSON");
         assert_eq!(p.format, SourceFormat::Json);
         let err = parse_source_statement("CREATE SOURCE s (a int) WITH (topic='t') FORMAT AVRO")
             .unwrap()

@@ -122,7 +122,7 @@ const SCATTERED_L0_FILES: i32 = 64;
 /// The layout version of the data this code reads and writes: bump it with any change to what
 /// a key or value means. A data directory of another version is refused at open (there are no
 /// migrations yet); one written before versions were recorded counts as version 1.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Where the version is recorded (in the metadata keyspace).
 const FORMAT_KEY: &[u8] = b"format_version";

@@ -19,9 +19,11 @@ use std::time::Duration;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use freshet_catalog::{ColumnDef, SourceDef, DEFAULT_SCHEMA};
-use freshet_common::{PgError, Selection, SourceFormat, SqlState, SqlType, TableId};
+use freshet_common::{
+    KafkaSourceConfig, PgError, Selection, SourceConfig, SourceFormat, SqlState, SqlType, TableId,
+};
 use freshet_connector_kafka::{
-    decode_batch, replay, resolve_start, BadMessage, JsonDecoder, KafkaOptions, Reader,
+    decode_batch, replay, resolve_start, BadMessage, JsonDecoder, Reader,
     ReaderConfig, SharedDecoder, SourceBatch, BEGINNING,
 };
 use freshet_dataflow::EpochChanges;
@@ -58,7 +60,7 @@ pub type Progress = BTreeMap<i32, (i64, i64)>;
 #[derive(Debug)]
 pub struct SourceRuntime {
     pub def: Arc<SourceDef>,
-    pub opts: KafkaOptions,
+    pub opts: KafkaSourceConfig,
     /// Rows as decoded: payload columns, then INCLUDE columns.
     pub schema: SchemaRef,
     reader: Mutex<Option<Reader>>,
@@ -215,11 +217,8 @@ fn decoder(def: &SourceDef, schema: &SchemaRef) -> JsonDecoder {
         .filter(|(_, c)| c.ty == SqlType::Jsonb)
         .map(|(i, _)| i)
         .collect();
-    let unit = def
-        .options
-        .get("timestamp.unit")
-        .and_then(|u| freshet_connector_kafka::TimestampUnit::parse(u))
-        .unwrap_or_default();
+    let SourceConfig::Kafka(k) = &def.config;
+    let unit = k.timestamp_unit;
     let d = JsonDecoder::new(payload, def.include.clone(), Arc::clone(schema))
         .with_raw_json_columns(raw)
         .with_timestamp_unit(unit);
@@ -231,8 +230,11 @@ fn decoder(def: &SourceDef, schema: &SchemaRef) -> JsonDecoder {
     }
 }
 
-fn kafka_options(engine: &Engine, def: &SourceDef) -> Result<KafkaOptions, PgError> {
-    KafkaOptions::from_with(&def.options, &engine.kafka_policy).map_err(|e| {
+/// The source's Kafka configuration, its `properties.*` checked against the server's policy
+/// (checked again at each start: the policy is a server option and may have tightened).
+fn kafka_options(engine: &Engine, def: &SourceDef) -> Result<KafkaSourceConfig, PgError> {
+    let SourceConfig::Kafka(k) = &def.config;
+    freshet_connector_kafka::check_source(k, &engine.kafka_policy).map(|()| k.clone()).map_err(|e| {
         let state = match e {
             freshet_connector_kafka::Error::Forbidden(_) => SqlState::INSUFFICIENT_PRIVILEGE,
             _ => SqlState::INVALID_PARAMETER_VALUE,
@@ -397,7 +399,7 @@ pub async fn create(
         name: plan.name.clone(),
         columns,
         include: plan.include.iter().map(|(k, _)| *k).collect(),
-        options: plan.options.clone(),
+        config: plan.config.clone(),
         format: plan.format.clone(),
         watermark: plan.watermark.clone(),
         sql: plan.sql.clone(),
@@ -405,7 +407,6 @@ pub async fn create(
         acl: Vec::new(),
     };
     let opts = kafka_options(engine, &def)?;
-    watermark::idle_timeout(&def)?;
     let _w = engine.begin_write().await;
     if engine.catalog.name_taken(&def.name) {
         if plan.if_not_exists && engine.catalog.source(&def.name).is_some() {

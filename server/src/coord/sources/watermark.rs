@@ -18,14 +18,13 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
 use freshet_catalog::SourceDef;
-use freshet_common::{PgError, SqlState, TableId};
+use freshet_common::{PgError, SourceConfig, SqlState, TableId};
 use freshet_connector_kafka::Origins;
 use freshet_state::{source_prefix, Snapshot, WriteBatch};
 
 use super::{be_i32, be_i64, state_error};
 
 /// How long a partition may go without messages before it stops holding the watermark back.
-const DEFAULT_IDLE: Duration = Duration::from_secs(10);
 
 fn max_key(id: TableId, partition: i32) -> Vec<u8> {
     let mut k = source_prefix(id);
@@ -47,14 +46,9 @@ fn late_key(id: TableId, partition: i32, offset: i64) -> Vec<u8> {
 }
 
 /// `watermark.idle_timeout` of a source (`None`: partitions never count as idle).
-pub fn idle_timeout(def: &SourceDef) -> Result<Option<Duration>, PgError> {
-    match def.options.get("watermark.idle_timeout") {
-        None => Ok(Some(DEFAULT_IDLE)),
-        Some(v) => {
-            let d = freshet_sql::subscribe::parse_duration(v)?;
-            Ok((!d.is_zero()).then_some(d))
-        }
-    }
+pub fn idle_timeout(def: &SourceDef) -> Option<Duration> {
+    let SourceConfig::Kafka(k) = &def.config;
+    k.idle_timeout_ms.map(Duration::from_millis)
 }
 
 /// The event-time column's index among the source's columns.
@@ -129,7 +123,7 @@ impl Watermarks {
         Ok(Some(Watermarks {
             column,
             delay: w.delay_micros,
-            idle: idle_timeout(def)?,
+            idle: idle_timeout(def),
             partitions,
             current,
         }))
