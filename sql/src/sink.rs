@@ -222,15 +222,9 @@ fn bind_kafka(
     format: Option<(String, String)>,
 ) -> Result<SinkConfig, PgError> {
     o.remove("connector");
-    let topic = o
-        .remove("topic")
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| invalid("a Kafka sink needs the option topic".into()))?;
-    let bootstrap = o
-        .remove("properties.bootstrap.server")
-        .or_else(|| o.remove("properties.bootstrap.servers"))
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| invalid("a Kafka sink needs the option properties.bootstrap.server".into()))?;
+    let (topic, bootstrap) = crate::source_config::take_kafka_endpoint(&mut o, |k| {
+        invalid(format!("a Kafka sink needs the option {k}"))
+    })?;
     let force_append_only = match o.remove("force_append_only") {
         Some(v) => parse_bool("force_append_only", &v)?,
         None => false,

@@ -19,15 +19,8 @@ pub fn bind_source_config(mut o: BTreeMap<String, String>) -> Result<SourceConfi
         Some(c) if c.eq_ignore_ascii_case("kafka") => {}
         Some(c) => return Err(PgError::not_supported(format!("source connector '{c}'"))),
     }
-    let topic = o
-        .remove("topic")
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| invalid("missing option \"topic\"".into()))?;
-    let bootstrap = o
-        .remove("properties.bootstrap.server")
-        .or_else(|| o.remove("properties.bootstrap.servers"))
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| invalid("missing option \"properties.bootstrap.server\"".into()))?;
+    let (topic, bootstrap) =
+        take_kafka_endpoint(&mut o, |k| invalid(format!("missing option \"{k}\"")))?;
     let timestamp_unit = match o.remove("timestamp.unit") {
         None => TimestampUnit::default(),
         Some(v) => TimestampUnit::parse(&v).ok_or_else(|| {
@@ -59,6 +52,24 @@ pub fn bind_source_config(mut o: BTreeMap<String, String>) -> Result<SourceConfi
         timestamp_unit,
         idle_timeout_ms,
     }))
+}
+
+/// Takes `topic` and `properties.bootstrap.server` (or `…servers`) out of a source's or a
+/// sink's options; `missing` words the error for the one absent or empty.
+pub(crate) fn take_kafka_endpoint(
+    o: &mut BTreeMap<String, String>,
+    missing: impl Fn(&str) -> PgError,
+) -> Result<(String, String), PgError> {
+    let topic = o
+        .remove("topic")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| missing("topic"))?;
+    let bootstrap = o
+        .remove("properties.bootstrap.server")
+        .or_else(|| o.remove("properties.bootstrap.servers"))
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| missing("properties.bootstrap.server"))?;
+    Ok((topic, bootstrap))
 }
 
 /// `scan.startup.mode` and `scan.startup.timestamp.millis`.
