@@ -19,7 +19,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::reader::{Decoder, ReaderBuilder};
 use freshet_common::{IncludeKind, Selection};
 
-use crate::numbers::TimestampUnit;
+use freshet_common::TimestampUnit;
 use crate::prune::Keep;
 
 /// Bytes of a bad message's payload kept in the error relation.

@@ -21,7 +21,6 @@ pub mod sink;
 pub mod tweets;
 
 pub use json::{BadMessage, JsonDecoder, Message, Origins};
-pub use numbers::TimestampUnit;
 pub use options::{check_source, PropertyPolicy};
 pub use positions::OffsetProblem;
 pub use reader::{

@@ -25,7 +25,7 @@ pub enum Rule {
     Timestamp { micros: i64 },
 }
 
-pub use freshet_common::TimestampUnit;
+use freshet_common::TimestampUnit;
 
 impl Rule {
     /// The rule for a column of type `t`.

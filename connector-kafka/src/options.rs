@@ -1,4 +1,5 @@
-//! What a client may pass to librdkafka through `properties.*`: the policy sources and sinks are checked against.
+//! What a client may pass to librdkafka through `properties.*`: the policy sources and sinks
+//! are checked against.
 
 use std::path::{Path, PathBuf};
 

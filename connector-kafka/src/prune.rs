@@ -13,9 +13,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, AsArray, StructArray};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::arrow::error::ArrowError;
-use freshet_common::Selected;
+use freshet_common::{Selected, TimestampUnit};
 
-use crate::numbers::{Rule, TimestampUnit};
+use crate::numbers::Rule;
 
 /// The fields to keep, by name: `None` keeps the whole value, `Some` keeps only some of the
 /// fields of an object value (any other value is kept whole). A kept number is converted by

@@ -22,6 +22,7 @@ use freshet_common::{
     FileSinkConfig, KafkaSinkConfig, KafkaSinkFormat, PgError, SinkConfig, SinkMode, SqlState,
 };
 
+use crate::source_config::invalid;
 use crate::words::{
     drop_targets,
     expect_end, expect_word, leading_words, object_name, parse_options, parser, syntax, word,
@@ -135,15 +136,11 @@ fn ident_word(p: &mut datafusion::sql::sqlparser::parser::Parser<'_>) -> Result<
     }
 }
 
-fn invalid(msg: String) -> PgError {
-    PgError::new(SqlState::INVALID_PARAMETER_VALUE, msg)
-}
-
 /// Binds `WITH (…)` into a typed configuration: every option known, every value checked.
 fn bind_config(mut o: BTreeMap<String, String>, encode: Option<&str>) -> Result<SinkConfig, PgError> {
     let connector = o
         .remove("connector")
-        .ok_or_else(|| invalid("a sink needs the option connector (for example 'file')".into()))?;
+        .ok_or_else(|| invalid("a sink needs the option connector (for example 'file')"))?;
     match connector.as_str() {
         "file" | "fs" => {}
         other => return Err(invalid(format!("unknown sink connector \"{other}\""))),
@@ -158,7 +155,7 @@ fn bind_config(mut o: BTreeMap<String, String>, encode: Option<&str>) -> Result<
         .remove("path")
         .or_else(|| o.remove("fs.path"))
         .filter(|p| !p.is_empty())
-        .ok_or_else(|| invalid("a file sink needs the option path (a directory)".into()))?;
+        .ok_or_else(|| invalid("a file sink needs the option path (a directory)"))?;
     let force = match o.remove("force_append_only") {
         Some(v) => parse_bool("force_append_only", &v)?,
         None => false,
@@ -168,7 +165,7 @@ fn bind_config(mut o: BTreeMap<String, String>, encode: Option<&str>) -> Result<
         None | Some("append-only") | Some("append_only") => SinkMode::AppendOnly,
         Some("changelog") | Some("debezium") if !force => SinkMode::Changelog,
         Some("changelog") | Some("debezium") => {
-            return Err(invalid("force_append_only contradicts type = 'changelog'".into()))
+            return Err(invalid("force_append_only contradicts type = 'changelog'"))
         }
         Some(other) => return Err(invalid(format!("unknown sink type \"{other}\""))),
     };
@@ -259,7 +256,7 @@ fn bind_kafka(
         )));
     }
     if format_kind != KafkaSinkFormat::Plain && force_append_only {
-        return Err(invalid("force_append_only applies to FORMAT PLAIN only".into()));
+        return Err(invalid("force_append_only applies to FORMAT PLAIN only"));
     }
     let mut properties = Vec::new();
     let mut unknown = None;

@@ -19,7 +19,7 @@ use freshet_common::{
     IncludeKind, PgError, SourceConfig, SourceFormat, SqlState, SqlType, WatermarkDef,
 };
 
-use crate::source_config::bind_source_config;
+use crate::source_config::{bind_source_config, invalid};
 use crate::types::bind_type;
 use crate::words::{
     drop_targets,
@@ -321,10 +321,6 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, PgError> {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> PgError {
-    PgError::new(SqlState::INVALID_PARAMETER_VALUE, msg)
-}
-
 /// `ALTER SOURCE name RESET`, the only ALTER SOURCE there is.
 fn parse_alter(sql: &str) -> Result<SourceStatement, PgError> {
     let mut p = parser(sql)?;
@@ -409,7 +405,8 @@ mod tests {
     #[test]
     fn csv_and_other_forms() {
         let p = create(
-            "create source if not exists s (a int) with (connector='kafka', topic='t', properties.bootstrap.server='b') \
+            "create source if not exists s (a int) \
+             with (connector='kafka', topic='t', properties.bootstrap.server='b') \
              format plain encode csv (delimiter = ';', without_header = 'false')",
         );
         assert!(p.if_not_exists);
@@ -420,7 +417,9 @@ mod tests {
                 header: true
             }
         );
-        let p = create("CREATE SOURCE s (a int) WITH (topic='t', properties.bootstrap.server='b') FORMAT JSON");
+        let p = create(
+            "CREATE SOURCE s (a int) WITH (topic='t', properties.bootstrap.server='b') FORMAT JSON",
+        );
         assert_eq!(p.format, SourceFormat::Json);
         let err = parse_source_statement("CREATE SOURCE s (a int) WITH (topic='t') FORMAT AVRO")
             .unwrap()

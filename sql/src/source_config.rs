@@ -8,7 +8,8 @@ use freshet_common::{
     DEFAULT_IDLE_TIMEOUT_MS,
 };
 
-fn invalid(msg: String) -> PgError {
+/// `22023`: a bad option value (source and sink DDL).
+pub(crate) fn invalid(msg: impl Into<String>) -> PgError {
     PgError::new(SqlState::INVALID_PARAMETER_VALUE, msg)
 }
 
@@ -89,7 +90,7 @@ fn startup(o: &mut BTreeMap<String, String>) -> Result<Startup, PgError> {
         (None | Some("earliest"), None) => Ok(Startup::Earliest),
         (Some("latest"), None) => Ok(Startup::Latest),
         (Some("timestamp"), None) => Err(invalid(
-            "scan.startup.mode 'timestamp' needs scan.startup.timestamp.millis".into(),
+            "scan.startup.mode 'timestamp' needs scan.startup.timestamp.millis",
         )),
         (Some(m), None) => Err(invalid(format!(
             "invalid scan.startup.mode \"{m}\": expected 'earliest' or 'latest'"

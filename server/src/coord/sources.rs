@@ -234,13 +234,14 @@ fn decoder(def: &SourceDef, schema: &SchemaRef) -> JsonDecoder {
 /// (checked again at each start: the policy is a server option and may have tightened).
 fn kafka_options(engine: &Engine, def: &SourceDef) -> Result<KafkaSourceConfig, PgError> {
     let SourceConfig::Kafka(k) = &def.config;
-    freshet_connector_kafka::check_source(k, &engine.kafka_policy).map(|()| k.clone()).map_err(|e| {
+    freshet_connector_kafka::check_source(k, &engine.kafka_policy).map_err(|e| {
         let state = match e {
             freshet_connector_kafka::Error::Forbidden(_) => SqlState::INSUFFICIENT_PRIVILEGE,
             _ => SqlState::INVALID_PARAMETER_VALUE,
         };
         PgError::new(state, e.to_string())
-    })
+    })?;
+    Ok(k.clone())
 }
 
 fn progress_key(id: TableId, partition: i32) -> Vec<u8> {

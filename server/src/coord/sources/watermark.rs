@@ -24,8 +24,6 @@ use freshet_state::{source_prefix, Snapshot, WriteBatch};
 
 use super::{be_i32, be_i64, state_error};
 
-/// How long a partition may go without messages before it stops holding the watermark back.
-
 fn max_key(id: TableId, partition: i32) -> Vec<u8> {
     let mut k = source_prefix(id);
     k.push(b'w');
