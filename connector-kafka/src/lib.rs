@@ -1,34 +1,24 @@
-//! freshet-connector-kafka: Kafka sources.
+//! freshet-connector-kafka: the Kafka transport.
 //!
-//! Transport ([`reader`]: assigning partitions at given offsets, batching, discovering new
-//! partitions, watermarks and broker status, bounded replays) is kept apart from format
-//! ([`json`]: payload bytes → Arrow batches, bad messages set aside). It never commits offsets
-//! to the broker: the server stores them in the same RocksDB write batch as the state they
-//! produced, which is what makes sources exactly-once. It knows nothing of the catalog, the
-//! state store or SQL; the server hands it Arrow schemas and offsets.
+//! Sources ([`reader`]: assigning partitions at given offsets, batching, discovering new
+//! partitions, watermarks and broker status, bounded replays; a [`Reader`] is a
+//! `freshet_connector::SourceReader`) decode with whatever format the server hands them
+//! (`freshet_connector::Decoder`); sinks ([`sink`]) produce messages that carry their place
+//! in the output, read back after a restart. It never commits offsets to the broker: the
+//! server stores them in the same RocksDB write batch as the state they produced, which is
+//! what makes sources exactly-once. It knows nothing of the catalog, the state store or SQL.
 //!
 //! `src/bin/mock.rs` is `freshet-kafka-mock`, librdkafka's mock cluster in a process of its
 //! own, for tests and the `make run` demo.
 
-pub mod csv;
-pub mod json;
-pub mod numbers;
 pub mod options;
 pub mod positions;
-pub mod prune;
 pub mod reader;
 pub mod sink;
 pub mod tweets;
 
-pub use json::{BadMessage, JsonDecoder, Message, Origins};
 pub use options::{check_source, PropertyPolicy};
-pub use positions::OffsetProblem;
-pub use reader::{
-    decode_batch, replay, resolve_start, Reader, ReaderConfig, SharedDecoder, SourceBatch, Status,
-};
-
-/// `start` of a partition read from its beginning (wherever the broker's log starts).
-pub const BEGINNING: i64 = -2;
+pub use reader::{replay, resolve_start, Reader, ReaderConfig};
 
 /// Errors of the Kafka connector.
 #[derive(Debug, thiserror::Error)]
@@ -51,13 +41,3 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// An arrow-json/arrow-csv error as users read it: without the crate's prefix.
-pub(crate) fn clean_error(e: &datafusion::arrow::error::ArrowError) -> String {
-    let s = e.to_string();
-    ["Json error: ", "Csv error: ", "Parser error: "]
-        .iter()
-        .find_map(|p| s.strip_prefix(p))
-        .unwrap_or(&s)
-        .to_owned()
-}

@@ -17,74 +17,15 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::json::{BadMessage, JsonDecoder, Message};
 use freshet_common::{KafkaSourceConfig, Startup};
-use crate::positions::{self, OffsetProblem};
-use crate::{Error, Result, BEGINNING};
+use freshet_connector::{
+    decode_batch, Decoder, Message, OffsetProblem, Origins, SharedDecoder, SourceBatch,
+    SourceReader, SourceStatus, BEGINNING,
+};
 
+use crate::positions;
+use crate::{Error, Result};
 
-/// The decoder a reader uses, replaceable while it runs (when the columns views read change).
-#[derive(Debug)]
-pub struct SharedDecoder {
-    inner: Mutex<(u64, Arc<JsonDecoder>)>,
-}
-
-impl SharedDecoder {
-    pub fn new(d: JsonDecoder) -> Arc<SharedDecoder> {
-        Arc::new(SharedDecoder {
-            inner: Mutex::new((0, Arc::new(d))),
-        })
-    }
-
-    /// The current decoder and its version.
-    pub fn get(&self) -> (u64, Arc<JsonDecoder>) {
-        let g = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (g.0, Arc::clone(&g.1))
-    }
-
-    /// Replaces the decoder (a new version).
-    pub fn set(&self, d: JsonDecoder) {
-        let mut g = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *g = (g.0 + 1, Arc::new(d));
-    }
-}
-
-/// What the reader hands over: decoded messages and the offsets they take each partition to.
-#[derive(Debug)]
-pub struct SourceBatch {
-    pub batch: Option<RecordBatch>,
-    /// Each row's message (partition, offset).
-    pub origins: crate::json::Origins,
-    pub bad: Vec<BadMessage>,
-    /// The messages themselves, to decode again if the decoder changed since.
-    pub raw: Vec<Message>,
-    /// The version of the decoder `batch` and `bad` come from.
-    pub version: u64,
-    /// Per partition read in this batch: the offset after its last message.
-    pub next: BTreeMap<i32, i64>,
-    /// Messages read (good and bad).
-    pub messages: usize,
-    /// Positions found out of the topic's log range (a batch carrying these has no messages;
-    /// after a [`OffsetProblem::Reset`] the reader stops).
-    pub problems: Vec<OffsetProblem>,
-}
-
-/// Per-partition watermarks and the broker's reachability, refreshed about once a second.
-#[derive(Debug, Clone, Default)]
-pub struct Status {
-    /// `None` while the broker answers; otherwise why it does not.
-    pub error: Option<String>,
-    /// High watermark per partition, as last seen.
-    pub high_watermarks: BTreeMap<i32, i64>,
-    /// When the broker last answered.
-    pub last_contact: Option<std::time::SystemTime>,
-}
 
 /// Tuning of a reader.
 #[derive(Debug, Clone)]
@@ -263,7 +204,7 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>, arena: &mut Arena, key: boo
 /// A running reader: a consumer thread and a watcher thread (metadata and watermarks).
 pub struct Reader {
     stop: Arc<AtomicBool>,
-    status: Arc<Mutex<Status>>,
+    status: Arc<Mutex<SourceStatus>>,
     consumer: Arc<BaseConsumer>,
     topic: String,
     threads: Vec<JoinHandle<()>>,
@@ -294,7 +235,7 @@ impl Reader {
                 .map_err(kafka)?,
         );
         let stop = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(Mutex::new(Status::default()));
+        let status = Arc::new(Mutex::new(SourceStatus::default()));
         let discovered: Arc<Mutex<Vec<i32>>> = Arc::default();
         let topic = opts.topic.clone();
 
@@ -427,31 +368,34 @@ impl Reader {
             threads: vec![watcher, reader],
         })
     }
+}
 
-    /// The latest status.
-    pub fn status(&self) -> Status {
+impl SourceReader for Reader {
+    fn status(&self) -> SourceStatus {
         self.status
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
-    /// Asks the broker for every partition's (low, high) watermarks now.
-    pub fn watermarks(&self, timeout: Duration) -> Result<BTreeMap<i32, (i64, i64)>> {
-        let ps = partitions(&self.consumer, &self.topic, timeout)?;
-        let mut out = BTreeMap::new();
-        for p in ps {
-            let marks = self
-                .consumer
-                .fetch_watermarks(&self.topic, p, timeout)
-                .map_err(kafka)?;
-            out.insert(p, marks);
-        }
-        Ok(out)
+    /// The broker's (low, high) watermarks of every partition.
+    fn log_bounds(&self, timeout: Duration) -> std::result::Result<BTreeMap<i32, (i64, i64)>, String> {
+        let bounds = || -> Result<BTreeMap<i32, (i64, i64)>> {
+            let mut out = BTreeMap::new();
+            for p in partitions(&self.consumer, &self.topic, timeout)? {
+                let marks = self
+                    .consumer
+                    .fetch_watermarks(&self.topic, p, timeout)
+                    .map_err(kafka)?;
+                out.insert(p, marks);
+            }
+            Ok(out)
+        };
+        bounds().map_err(|e| e.to_string())
     }
 
     /// Stops both threads and waits for them.
-    pub fn stop(mut self) {
+    fn stop(mut self: Box<Self>) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -480,7 +424,7 @@ fn watch_once(
     consumer: &BaseConsumer,
     topic: &str,
     known: &mut Vec<i32>,
-    status: &Mutex<Status>,
+    status: &Mutex<SourceStatus>,
     discovered: &Mutex<Vec<i32>>,
 ) {
     let timeout = Duration::from_millis(800);
@@ -628,52 +572,17 @@ fn more_in_broker(consumer: &BaseConsumer, topic: &str, msgs: &[Message]) -> boo
     })
 }
 
-/// Decodes `msgs` into a batch (version 0).
-pub fn decode_batch(decoder: &JsonDecoder, msgs: Vec<Message>) -> SourceBatch {
-    let mut next = BTreeMap::new();
-    for m in &msgs {
-        let e = next.entry(m.partition).or_insert(0);
-        *e = (*e).max(m.offset + 1);
-    }
-    let messages = msgs.len();
-    let (batch, bad, origins) = match decoder.decode_traced(&msgs) {
-        Ok(r) => r,
-        Err(e) => (
-            None,
-            msgs.iter()
-                .map(|m| BadMessage {
-                    partition: m.partition,
-                    offset: m.offset,
-                    error: e.to_string(),
-                    payload: Vec::new(),
-                })
-                .collect(),
-            Vec::new(),
-        ),
-    };
-    SourceBatch {
-        batch,
-        origins,
-        bad,
-        raw: msgs,
-        version: 0,
-        next,
-        messages,
-        problems: Vec::new(),
-    }
-}
-
 /// Reads each partition's messages in `[from, to)` (`from` may be [`BEGINNING`]) and decodes
-/// them leniently ([`JsonDecoder::decode_lenient`]), skipping the `(partition, offset)`s in
+/// them leniently ([`Decoder::decode_lenient`]), skipping the `(partition, offset)`s in
 /// `skip` (the messages rejected when first read). For backfilling a new view up to exactly
 /// the offsets the source has committed, with exactly the messages it accepted.
 pub fn replay(
     opts: &KafkaSourceConfig,
-    decoder: &JsonDecoder,
+    decoder: &Decoder,
     ranges: &BTreeMap<i32, (i64, i64)>,
     skip: &std::collections::HashSet<(i32, i64)>,
     timeout: Duration,
-) -> Result<Vec<(RecordBatch, crate::json::Origins)>> {
+) -> Result<Vec<(RecordBatch, Origins)>> {
     let c = consumer(opts)?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();

@@ -22,10 +22,11 @@ use freshet_catalog::{ColumnDef, SourceDef, DEFAULT_SCHEMA};
 use freshet_common::{
     KafkaSourceConfig, PgError, Selection, SourceConfig, SourceFormat, SqlState, SqlType, TableId,
 };
-use freshet_connector_kafka::{
-    decode_batch, replay, resolve_start, BadMessage, JsonDecoder, Reader,
-    ReaderConfig, SharedDecoder, SourceBatch, BEGINNING,
+use freshet_connector::{
+    decode_batch, BadMessage, CsvOptions, Decoder, Encoding, JsonOptions, SharedDecoder,
+    SourceBatch, SourceReader, BEGINNING,
 };
+use freshet_connector_kafka::{replay, resolve_start, Reader, ReaderConfig};
 use freshet_dataflow::EpochChanges;
 use freshet_sql::CreateSourcePlan;
 use freshet_state::{source_prefix, Snapshot, WriteBatch};
@@ -63,7 +64,7 @@ pub struct SourceRuntime {
     pub opts: KafkaSourceConfig,
     /// Rows as decoded: payload columns, then INCLUDE columns.
     pub schema: SchemaRef,
-    reader: Mutex<Option<Reader>>,
+    reader: Mutex<Option<Box<dyn SourceReader>>>,
     /// The reader's decoder: only the columns views read (see [`refresh_columns`]).
     decoder: Arc<SharedDecoder>,
     /// The committed progress (updated after each commit).
@@ -112,7 +113,7 @@ impl SourceRuntime {
                 BTreeMap::new(),
             );
         }
-        let st = lock(&self.reader).as_ref().map(Reader::status);
+        let st = lock(&self.reader).as_ref().map(|r| r.status());
         let marks = st
             .as_ref()
             .map(|s| s.high_watermarks.clone())
@@ -169,7 +170,7 @@ pub fn source_schema(def: &SourceDef) -> Schema {
 
 /// A decoder of what `selection` reads of the payload (all of it when `None`).
 /// The event-time column of a source with a watermark is always decoded.
-fn decoder_for(def: &SourceDef, schema: &SchemaRef, selection: Option<Selection>) -> JsonDecoder {
+fn decoder_for(def: &SourceDef, schema: &SchemaRef, selection: Option<Selection>) -> Decoder {
     let d = decoder(def, schema);
     match selection {
         Some(mut s) => {
@@ -206,28 +207,28 @@ pub fn refresh_all_columns(engine: &Engine) {
     }
 }
 
-fn decoder(def: &SourceDef, schema: &SchemaRef) -> JsonDecoder {
+fn decoder(def: &SourceDef, schema: &SchemaRef) -> Decoder {
     let payload = Arc::new(Schema::new(
         schema.fields()[..def.payload_columns().len()].to_vec(),
     ));
-    let raw = def
-        .payload_columns()
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.ty == SqlType::Jsonb)
-        .map(|(i, _)| i)
-        .collect();
-    let SourceConfig::Kafka(k) = &def.config;
-    let unit = k.timestamp_unit;
-    let d = JsonDecoder::new(payload, def.include.clone(), Arc::clone(schema))
-        .with_raw_json_columns(raw)
-        .with_timestamp_unit(unit);
-    match def.format {
-        SourceFormat::Json => d,
-        SourceFormat::Csv { delimiter, header } => {
-            d.with_csv(freshet_connector_kafka::csv::CsvFormat { delimiter, header })
+    let encoding = match def.format {
+        SourceFormat::Json => {
+            let raw_json_columns = def
+                .payload_columns()
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.ty == SqlType::Jsonb)
+                .map(|(i, _)| i)
+                .collect();
+            let SourceConfig::Kafka(k) = &def.config;
+            Encoding::Json(JsonOptions {
+                timestamp_unit: k.timestamp_unit,
+                raw_json_columns,
+            })
         }
-    }
+        SourceFormat::Csv { delimiter, header } => Encoding::Csv(CsvOptions { delimiter, header }),
+    };
+    Decoder::new(encoding, payload, def.include.clone(), Arc::clone(schema))
 }
 
 /// The source's Kafka configuration, its `properties.*` checked against the server's policy
@@ -475,9 +476,9 @@ fn start_runtime(
     let (tx, rx) = mpsc::channel::<SourceBatch>(2);
     let selection = engine.dataflows.selection_read(def.id);
     let shared = SharedDecoder::new(decoder_for(&def, &schema, Some(selection)));
-    let reader = match halt {
+    let reader: Option<Box<dyn SourceReader>> = match halt {
         Some(_) => None,
-        None => Some(
+        None => Some(Box::new(
             Reader::spawn(
                 &opts,
                 Arc::clone(&shared),
@@ -486,7 +487,7 @@ fn start_runtime(
                 move |b| tx.blocking_send(b).is_ok(),
             )
             .map_err(|e| PgError::new(SqlState::UNABLE_TO_CONNECT, e.to_string()))?,
-        ),
+        )),
     };
     let snapshot = engine.store.snapshot();
     let gaps = positions::read_gaps(&snapshot, def.id)?.len() as u64;
@@ -638,7 +639,7 @@ pub async fn flush(engine: &Engine) -> Result<(), PgError> {
             tokio::task::spawn_blocking(move || {
                 lock(&rt.reader)
                     .as_ref()
-                    .map(|r| r.watermarks(Duration::from_secs(5)))
+                    .map(|r| r.log_bounds(Duration::from_secs(5)))
             })
             .await
             .map_err(internal)?

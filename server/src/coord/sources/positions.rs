@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use freshet_common::{PgError, SqlState, TableId};
-use freshet_connector_kafka::{OffsetProblem, BEGINNING};
+use freshet_connector::{OffsetProblem, BEGINNING};
 use freshet_state::{source_prefix, Snapshot, WriteBatch};
 
 use super::{be_i32, be_i64, read_errors, read_progress, state_error, Progress};

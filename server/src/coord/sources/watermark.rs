@@ -19,7 +19,7 @@ use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicros
 use datafusion::arrow::compute::filter_record_batch;
 use freshet_catalog::SourceDef;
 use freshet_common::{PgError, SourceConfig, SqlState, TableId};
-use freshet_connector_kafka::Origins;
+use freshet_connector::Origins;
 use freshet_state::{source_prefix, Snapshot, WriteBatch};
 
 use super::{be_i32, be_i64, state_error};

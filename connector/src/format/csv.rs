@@ -5,22 +5,95 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::array::{new_null_array, ArrayRef};
 use datafusion::arrow::csv::reader::ReaderBuilder;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
+use freshet_common::Selection;
 
+use crate::format::{Format, Payloads};
+use crate::format::json::concat_columns;
+use crate::message::{BadMessage, Message};
 
 /// How messages are split into fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CsvFormat {
+pub struct CsvOptions {
     pub delimiter: u8,
     /// The first line of every message is a header, skipped.
     pub header: bool,
 }
 
+impl CsvOptions {
+    /// The format decoding the columns `selection` reads of `payload` (whole columns: CSV
+    /// has no nested fields).
+    pub fn format(&self, payload: SchemaRef, selection: &Selection) -> CsvFormat {
+        let width = payload.fields().len();
+        let mut columns: Vec<usize> = (0..width).filter(|&i| selection.get(i).is_some()).collect();
+        // arrow-csv needs a column to count rows by: keep one when none is asked.
+        if columns.is_empty() && width > 0 {
+            columns.push(0);
+        }
+        CsvFormat {
+            options: *self,
+            payload,
+            columns,
+        }
+    }
+}
+
+/// The CSV format of one payload schema and column set.
+#[derive(Debug, Clone)]
+pub struct CsvFormat {
+    options: CsvOptions,
+    payload: SchemaRef,
+    columns: Vec<usize>,
+}
+
+impl CsvFormat {
+    /// Each message on its own (its lines are rows); bad messages set aside. `lenient`: a
+    /// field that does not parse is NULL (re-reads of messages accepted once).
+    fn decode_each(&self, msgs: &[Message], lenient: bool) -> Result<Payloads, ArrowError> {
+        let (format, schema, columns) = (self.options, &self.payload, &self.columns);
+        let mut parts: Vec<Vec<ArrayRef>> = Vec::new();
+        let mut rows = Vec::new();
+        let mut bad = Vec::new();
+        for (i, m) in msgs.iter().enumerate() {
+            let payload = m.bytes();
+            let decoded = match decode_message(format, schema, columns, payload) {
+                Ok(r) => Ok(r),
+                Err(e) if lenient => decode_fieldwise(format, schema, columns, payload).ok_or(e),
+                Err(e) => Err(e),
+            };
+            match decoded {
+                Ok((cols, n)) => {
+                    parts.push(cols);
+                    rows.extend(std::iter::repeat_n(i, n));
+                }
+                Err(e) => bad.push(BadMessage::new(m, e)),
+            }
+        }
+        Ok(Payloads {
+            columns: concat_columns(schema.fields().len(), &parts)?,
+            rows,
+            bad,
+        })
+    }
+}
+
+impl Format for CsvFormat {
+    fn decode(&self, msgs: &[Message]) -> Result<Payloads, ArrowError> {
+        self.decode_each(msgs, false)
+    }
+
+    fn decode_lenient(&self, msgs: &[Message]) -> Result<Payloads, ArrowError> {
+        let mut p = self.decode_each(msgs, true)?;
+        p.bad.clear();
+        Ok(p)
+    }
+}
+
 /// The records of one message's payload (its header line dropped).
-fn body<'a>(format: CsvFormat, payload: &'a [u8]) -> &'a [u8] {
+fn body<'a>(format: CsvOptions, payload: &'a [u8]) -> &'a [u8] {
     if !format.header {
         return payload;
     }
@@ -34,7 +107,7 @@ fn body<'a>(format: CsvFormat, payload: &'a [u8]) -> &'a [u8] {
 /// one array per payload column, the unselected ones NULL, and as many rows as the message has
 /// lines. An error when the message is not well-formed CSV for the schema.
 pub fn decode_message(
-    format: CsvFormat,
+    format: CsvOptions,
     payload_schema: &SchemaRef,
     columns: &[usize],
     payload: &[u8],
@@ -78,7 +151,7 @@ pub fn decode_message(
 /// Like [`decode_message`], but a field that does not parse is NULL; `None` when the message's
 /// lines cannot be split into the schema's fields at all.
 pub fn decode_fieldwise(
-    format: CsvFormat,
+    format: CsvOptions,
     payload_schema: &SchemaRef,
     columns: &[usize],
     payload: &[u8],
@@ -112,17 +185,4 @@ pub fn decode_fieldwise(
         })
         .collect();
     Some((out, rows))
-}
-
-/// A batch of `rows` rows from per-column arrays (also when there are no columns).
-pub fn batch(
-    schema: &SchemaRef,
-    columns: Vec<ArrayRef>,
-    rows: usize,
-) -> Result<RecordBatch, ArrowError> {
-    RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(rows)),
-    )
 }

@@ -15,7 +15,7 @@ use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::arrow::error::ArrowError;
 use freshet_common::{Selected, TimestampUnit};
 
-use crate::numbers::Rule;
+use crate::format::numbers::Rule;
 
 /// The fields to keep, by name: `None` keeps the whole value, `Some` keeps only some of the
 /// fields of an object value (any other value is kept whole). A kept number is converted by

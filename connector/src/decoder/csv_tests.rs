@@ -6,7 +6,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
 use std::sync::Arc;
 
 use super::*;
-use crate::csv::CsvFormat;
+use crate::format::csv::CsvOptions;
+use crate::format::Encoding;
 use datafusion::arrow::datatypes::Schema;
 
 fn msg(offset: i64, payload: &str) -> Message {
@@ -19,7 +20,7 @@ fn msg(offset: i64, payload: &str) -> Message {
     }
 }
 
-fn decoder(header: bool) -> JsonDecoder {
+fn decoder(header: bool) -> Decoder {
     let payload = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, true),
         Field::new("name", DataType::Utf8, true),
@@ -30,15 +31,16 @@ fn decoder(header: bool) -> JsonDecoder {
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new("off", DataType::Int64, true));
-    JsonDecoder::new(
+    let csv = CsvOptions {
+        delimiter: b',',
+        header,
+    };
+    Decoder::new(
+        Encoding::Csv(csv),
         Arc::clone(&payload),
         vec![freshet_common::IncludeKind::Offset],
         Arc::new(Schema::new(fields)),
     )
-    .with_csv(CsvFormat {
-        delimiter: b',',
-        header,
-    })
 }
 
 #[test]

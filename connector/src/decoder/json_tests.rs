@@ -3,7 +3,10 @@
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
 
+use bytes::Bytes;
+
 use super::*;
+use crate::format::{Encoding, JsonOptions};
 
 fn msg(offset: i64, payload: &str) -> Message {
     Message {
@@ -15,7 +18,7 @@ fn msg(offset: i64, payload: &str) -> Message {
     }
 }
 
-fn decoder() -> JsonDecoder {
+fn decoder() -> Decoder {
     let payload = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, true),
         Field::new("text", DataType::Utf8, true),
@@ -31,7 +34,8 @@ fn decoder() -> JsonDecoder {
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new("off", DataType::Int64, true));
-    JsonDecoder::new(
+    Decoder::new(
+        Encoding::Json(JsonOptions::default()),
         payload,
         vec![IncludeKind::Offset],
         Arc::new(Schema::new(fields)),
@@ -90,7 +94,7 @@ fn raw_json_columns_take_any_value() {
         Field::new("id", DataType::Int64, true),
         Field::new("doc", DataType::Utf8, true),
     ]));
-    let d = JsonDecoder::new(Arc::clone(&payload), vec![], payload).with_raw_json_columns(vec![1]);
+    let d = raw_json_decoder(payload);
     let msgs = vec![
         msg(0, r#"{"id": 1, "doc": {"a": [1, {"b": null}]}}"#),
         msg(1, r#"{"id": 2, "doc": "text"}"#),
@@ -116,7 +120,7 @@ fn a_raw_json_value_serde_refuses_is_set_aside_alone() {
         Field::new("id", DataType::Int64, true),
         Field::new("doc", DataType::Utf8, true),
     ]));
-    let d = JsonDecoder::new(Arc::clone(&payload), vec![], payload).with_raw_json_columns(vec![1]);
+    let d = raw_json_decoder(payload);
     let deep = format!(
         r#"{{"id": 3, "doc": {}{}}}"#,
         "[".repeat(200),
@@ -166,4 +170,13 @@ fn unselected_columns_are_null_and_unchecked_and_lenient_keeps_rows() {
             _ => assert!(ids.value(i) == 2 && texts.is_null(i)),
         }
     }
+}
+
+/// A decoder whose column 1 takes any JSON value.
+fn raw_json_decoder(payload: SchemaRef) -> Decoder {
+    let options = JsonOptions {
+        raw_json_columns: vec![1],
+        ..JsonOptions::default()
+    };
+    Decoder::new(Encoding::Json(options), Arc::clone(&payload), vec![], payload)
 }
