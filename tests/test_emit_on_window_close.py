@@ -34,6 +34,13 @@ VIEWS = {
         "(SELECT *, date_bin('2 seconds', ts, '1970-01-01') - i * interval '2 seconds' AS ws "
         " FROM bids, generate_series(0, 4) AS i) b "
         "GROUP BY ws HAVING ws + interval '10 seconds' <= %(w)s"),
+    "o_closed": (
+        "SELECT window_start, window_end, count(*) AS n "
+        "FROM TUMBLE(bids, ts, INTERVAL '10 seconds', INTERVAL '3 seconds') "
+        "GROUP BY window_start, window_end",
+        "SELECT ws, ws + interval '10 seconds', count(*) FROM "
+        "(SELECT *, date_bin('10 seconds', ts, '1970-01-01 00:00:03') AS ws FROM bids) b "
+        "GROUP BY ws HAVING ws + interval '10 seconds' <= %(w)s"),
     "r_closed": (
         "SELECT id, price, window_end FROM TUMBLE(bids, ts, INTERVAL '5 seconds') WHERE price > 50",
         "SELECT id, price, we FROM (SELECT *, date_bin('5 seconds', ts, '1970-01-01') "

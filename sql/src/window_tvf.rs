@@ -1,14 +1,16 @@
 //! Window table functions (Flink's and RisingWave's syntax), as derived tables DataFusion
 //! and the dataflow already plan:
 //!
-//! - `TUMBLE(rel, ts, size)`: each row of `rel` with `window_start = date_bin(size, ts)` and
-//!   `window_end = window_start + size`;
-//! - `HOP(rel, ts, slide, size)`: each row once per window of `size` starting every `slide`
-//!   that holds `ts` (`size` a multiple of `slide`, at most 64 windows per row): a UNION ALL
-//!   of the `size / slide` shifted tumbling windows.
+//! - `TUMBLE(rel, ts, size [, offset])`: each row of `rel` with `window_start =
+//!   date_bin(size, ts)` and `window_end = window_start + size`;
+//! - `HOP(rel, ts, slide, size [, offset])`: each row once per window of `size` starting every
+//!   `slide` that holds `ts` (`size` a multiple of `slide`, at most 64 windows per row): a
+//!   UNION ALL of the `size / slide` shifted tumbling windows.
 //!
-//! Windows are aligned to 1970-01-01 00:00:00 (UTC for `timestamptz`). Sizes are fixed-length
-//! intervals (no months).
+//! Windows are aligned to 1970-01-01 00:00:00 (UTC for `timestamptz`) plus `offset` (as
+//! Flink's and RisingWave's: `TUMBLE(…, INTERVAL '1 day', INTERVAL '8 hours')` makes days that
+//! start at 08:00): `date_bin(slide, ts - offset) + offset`, which the dataflow's watermark
+//! derivation follows. Sizes and offsets are fixed-length intervals (no months).
 
 use std::ops::ControlFlow;
 
@@ -115,28 +117,40 @@ fn window_table(tf: &TableFactor) -> Result<Option<TableFactor>, PgError> {
             ))),
         }
     };
+    let offset_of = |e: &Expr| -> Result<i64, PgError> {
+        match interval_micros(e)? {
+            Some(n) if n >= 0 => Ok(n),
+            _ => Err(PgError::not_supported(format!(
+                "{upper} offset {e}: a non-negative fixed-length interval literal is needed"
+            ))),
+        }
+    };
+    let hop = |ts: &Expr, slide: &Expr, size: &Expr, offset: i64| {
+        let (slide, size) = (size_of(slide, "slide")?, size_of(size, "size")?);
+        if size % slide != 0 || size / slide > MAX_HOP_WINDOWS {
+            return Err(PgError::not_supported(format!(
+                "HOP with a size that is not a multiple of its slide, or more than \
+                 {MAX_HOP_WINDOWS} windows per row"
+            )));
+        }
+        Ok(windows(&relation, ts, slide, size, size / slide, offset % slide))
+    };
     let query = match (func.as_str(), exprs.as_slice()) {
         ("tumble", [_, ts, size]) => {
             let size = size_of(size, "size")?;
-            windows(&relation, ts, size, size, 1)
+            windows(&relation, ts, size, size, 1, 0)
         }
-        ("hop", [_, ts, slide, size]) => {
-            let (slide, size) = (size_of(slide, "slide")?, size_of(size, "size")?);
-            if size % slide != 0 || size / slide > MAX_HOP_WINDOWS {
-                return Err(PgError::not_supported(format!(
-                    "HOP with a size that is not a multiple of its slide, or more than \
-                     {MAX_HOP_WINDOWS} windows per row"
-                )));
-            }
-            windows(&relation, ts, slide, size, size / slide)
+        ("tumble", [_, ts, size, offset]) => {
+            let size = size_of(size, "size")?;
+            windows(&relation, ts, size, size, 1, offset_of(offset)? % size)
         }
-        ("tumble", [_, _, _, _]) => return Err(PgError::not_supported("TUMBLE with an offset")),
-        ("hop", [_, _, _, _, _]) => return Err(PgError::not_supported("HOP with an offset")),
+        ("hop", [_, ts, slide, size]) => hop(ts, slide, size, 0)?,
+        ("hop", [_, ts, slide, size, offset]) => hop(ts, slide, size, offset_of(offset)?)?,
         _ => {
             return Err(PgError::new(
                 SqlState::UNDEFINED_FUNCTION,
                 format!(
-                    "function {func} does not exist: {upper}(relation, time column, {})",
+                    "function {func} does not exist: {upper}(relation, time column, {} [, offset])",
                     if func == "tumble" {
                         "size"
                     } else {
@@ -176,18 +190,30 @@ fn window_table(tf: &TableFactor) -> Result<Option<TableFactor>, PgError> {
         .ok_or_else(|| PgError::internal("window table function rewrite"))
 }
 
-/// `count` windows of `size` per row, starting `slide` apart: branch `i` is the window that
-/// starts `i` slides before the row's slide-aligned time.
-fn windows(relation: &ast::ObjectName, ts: &Expr, slide: i64, size: i64, count: i64) -> String {
+/// `count` windows of `size` per row, starting `slide` apart (aligned to 1970 + `offset`):
+/// branch `i` is the window that starts `i` slides before the row's slide-aligned time.
+fn windows(
+    relation: &ast::ObjectName,
+    ts: &Expr,
+    slide: i64,
+    size: i64,
+    count: i64,
+    offset: i64,
+) -> String {
+    let aligned = if offset == 0 {
+        format!("date_bin(INTERVAL '{slide} microseconds', {ts})")
+    } else {
+        format!(
+            "date_bin(INTERVAL '{slide} microseconds', {ts} - INTERVAL '{offset} microseconds') \
+             + INTERVAL '{offset} microseconds'"
+        )
+    };
     (0..count)
         .map(|i| {
             let start = if i == 0 {
-                format!("date_bin(INTERVAL '{slide} microseconds', {ts})")
+                aligned.clone()
             } else {
-                format!(
-                    "date_bin(INTERVAL '{slide} microseconds', {ts}) - INTERVAL '{} microseconds'",
-                    i * slide
-                )
+                format!("{aligned} - INTERVAL '{} microseconds'", i * slide)
             };
             format!(
                 "SELECT *, {start} AS window_start, {start} + INTERVAL '{size} microseconds' AS window_end FROM {relation}"
@@ -235,6 +261,25 @@ mod tests {
                 .unwrap_err()
                 .sqlstate,
             SqlState::UNDEFINED_FUNCTION
+        );
+        let o = rewritten(
+            "SELECT * FROM TUMBLE(b, ts, INTERVAL '1 day', INTERVAL '32 hours')",
+        )
+        .unwrap();
+        assert!(
+            o.contains("date_bin(INTERVAL '86400000000 microseconds', ts - INTERVAL '28800000000 microseconds') + INTERVAL '28800000000 microseconds' AS window_start"),
+            "{o}"
+        );
+        let ho = rewritten(
+            "SELECT * FROM HOP(b, ts, INTERVAL '2 seconds', INTERVAL '4 seconds', INTERVAL '1 second')",
+        )
+        .unwrap();
+        assert_eq!(ho.matches("ts - INTERVAL '1000000 microseconds'").count(), 4, "{ho}");
+        assert_eq!(
+            rewritten("SELECT * FROM TUMBLE(b, ts, INTERVAL '1 day', 5)")
+                .unwrap_err()
+                .sqlstate,
+            SqlState::FEATURE_NOT_SUPPORTED
         );
         // Other table functions are left alone.
         let g = rewritten("SELECT * FROM generate_series(1, 3)").unwrap();
