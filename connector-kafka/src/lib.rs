@@ -3,8 +3,9 @@
 //! Sources ([`reader`]: assigning partitions at given offsets, batching, discovering new
 //! partitions, watermarks and broker status, bounded replays; a [`Reader`] is a
 //! `freshet_connector::SourceReader`) decode with whatever format the server hands them
-//! (`freshet_connector::Decoder`); sinks ([`sink`]) produce messages that carry their place
-//! in the output, read back after a restart. It never commits offsets to the broker: the
+//! (`freshet_connector::Decoder`); sinks ([`writer`], a `freshet_connector::SinkWriter`, over
+//! [`sink`]'s producer) write messages that carry their place in the output, read back after
+//! a restart. It never commits offsets to the broker: the
 //! server stores them in the same RocksDB write batch as the state they produced, which is
 //! what makes sources exactly-once. It knows nothing of the catalog, the state store or SQL.
 //!
@@ -16,9 +17,11 @@ pub mod positions;
 pub mod reader;
 pub mod sink;
 pub mod tweets;
+pub mod writer;
 
 pub use options::{check_source, PropertyPolicy};
 pub use reader::{replay, resolve_start, Reader, ReaderConfig};
+pub use writer::KafkaWriter;
 
 /// Errors of the Kafka connector.
 #[derive(Debug, thiserror::Error)]

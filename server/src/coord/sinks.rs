@@ -1,27 +1,35 @@
 //! Sinks: a view's committed changes written out, exactly once, by a task of their own that
-//! reads the view's changelog after commit — a slow or failing destination never holds up
-//! ingest or DML; it catches up from the changelog, which keeps every entry the sink has not
-//! committed.
+//! reads the view's changelog after commit (`sinks/run.rs`) — a slow or failing destination
+//! never holds up ingest or DML; it catches up from the changelog, which keeps every entry the
+//! sink has not committed.
 //!
-//! Each connector's protocol lives beside this file: Parquet files committed in two phases
-//! (`sinks/file.rs`), Kafka messages that carry their place in the output, read back after a
-//! restart (`sinks/kafka.rs`).
+//! Destinations are `freshet_connector::SinkWriter`s, each with its exactly-once protocol:
+//! Parquet files committed in two phases (`freshet_connector_file`), Kafka messages that carry
+//! their place in the output, read back after a restart (`freshet_connector_kafka`).
 
-mod file;
 mod kafka;
+mod run;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use freshet_catalog::SinkDef;
-use freshet_common::{Datum, PgError, SinkConfig, SinkMode, SqlState, TableId};
+use freshet_common::{PgError, SinkConfig, SinkMode, SqlState, TableId};
+use freshet_connector::{Protocol, SinkWriter};
+use freshet_connector_file::FileWriter;
+use freshet_connector_kafka::KafkaWriter;
+use freshet_dataflow::MaterializedView;
 use freshet_state::{meta_key, WriteBatch};
 use tokio::sync::watch;
 
 use super::subscriptions::EpochRows;
 use crate::coord::engine::Engine;
+
+/// How long `CREATE SINK` waits for its first output to be written (a broker that is down
+/// fails the statement).
+const FIRST_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The running sinks.
 #[derive(Default)]
@@ -117,32 +125,23 @@ pub async fn create(
     let snapshot = engine.fold_for_read(&mut w).map_err(|e| freshet_sql::error::map_df_error(&e))?;
     let start = engine.runner.epoch();
     let id = engine.catalog.peek_next_id();
+    if let SinkConfig::File(cfg) = &plan.config {
+        if cfg.mode == SinkMode::AppendOnly && !view.is_append_only() {
+            return Err(retracting_view(&plan.from, "type = 'changelog'"));
+        }
+    }
+    let writer = writer_for(engine, &plan.config, &view, &plan.from, &plan.name, id, true)?;
     // The view's rows as of `start`: the first output, of epochs 0..=start.
-    let rows = || {
-        freshet_dataflow::read_view_rows(&snapshot, &view)
-            .map_err(|e| freshet_sql::error::map_df_error(&e))
-    };
-    let first = match &plan.config {
-        SinkConfig::File(cfg) => {
-            if cfg.mode == SinkMode::AppendOnly && !view.is_append_only() {
-                return Err(retracting_view(&plan.from, "type = 'changelog'"));
-            }
-            let layout = file::Layout::new(&view.schema, cfg)?;
-            let dir = PathBuf::from(&cfg.path);
-            std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, &e))?;
-            let changes = vec![changelog_rows(start, rows()?)];
-            // Prepared now, finished once the sink commits.
-            let prepared = file::prepare(&dir, &layout, 0, start, &changes)
-                .map_err(|e| io_error(&dir, &e))?;
-            First::File(dir, prepared)
-        }
-        SinkConfig::Kafka(cfg) => {
-            let keys = kafka::check(engine, cfg, &view, &plan.from)?;
-            let tag = kafka::tag(&plan.name, id);
-            let sent = kafka::write_first(cfg, &view.schema, &keys, &tag, start, rows()?).await?;
-            First::Kafka(sent)
-        }
-    };
+    let rows = freshet_dataflow::read_view_rows(&snapshot, &view)
+        .map_err(|e| freshet_sql::error::map_df_error(&e))?;
+    let first = run::changes(&view.schema, 0, start, &[Arc::new(EpochRows { epoch: start, rows })])?;
+    let deadline = Instant::now() + FIRST_WRITE_TIMEOUT;
+    let wr = Arc::clone(&writer);
+    let prepared = run::blocking(move || {
+        wr.open()?;
+        wr.write(&first, &|| Instant::now() > deadline)
+    })
+    .await?;
     let def = SinkDef {
         id,
         name: plan.name.clone(),
@@ -155,37 +154,47 @@ pub async fn create(
     let def = match engine.catalog.create_sink(def, batch) {
         Ok(d) => d,
         Err(e) => {
-            if let First::File(_, Some(prepared)) = &first {
-                for tmp in &prepared.files {
-                    let _ = std::fs::remove_file(tmp);
-                }
-            }
+            writer.discard(&prepared);
             return Err(crate::error::user_error(e));
         }
     };
-    let rt = start_runtime(engine, def, start);
-    match first {
-        First::File(dir, Some(prepared)) => {
-            file::finish(&dir, &prepared).map_err(|e| io_error(&dir, &e))?;
-            rt.rows.fetch_add(prepared.rows, Ordering::Relaxed);
-            rt.files
-                .fetch_add(prepared.files.len() as u64, Ordering::Relaxed);
-        }
-        First::File(_, None) => {}
-        First::Kafka(n) => {
-            rt.rows.fetch_add(n, Ordering::Relaxed);
-        }
+    let running = writer_for(engine, &def.config, &view, &plan.from, &def.name, id, false);
+    let rt = start_runtime(engine, def, start, running);
+    if writer.protocol() == Protocol::TwoPhase {
+        let wr = Arc::clone(&writer);
+        let parts = run::blocking(move || wr.finish(&prepared).map(|()| prepared)).await?;
+        rt.files.fetch_add(parts.parts.len() as u64, Ordering::Relaxed);
+        rt.rows.fetch_add(parts.rows, Ordering::Relaxed);
+    } else {
+        rt.rows.fetch_add(prepared.rows, Ordering::Relaxed);
     }
     drop(w);
     Ok(())
 }
 
-/// What `CREATE SINK` wrote of the view's rows before the sink commits.
-enum First {
-    /// The prepared files (none for no rows), finished once the sink commits.
-    File(PathBuf, Option<file::Prepared>),
-    /// Messages sent.
-    Kafka(u64),
+/// The writer of a sink of `config` from `view` (named `from`): its options checked against
+/// the view and the server's policy. `fresh`: the sink is being created (its destination
+/// holds nothing of it yet).
+fn writer_for(
+    engine: &Engine,
+    config: &SinkConfig,
+    view: &MaterializedView,
+    from: &str,
+    name: &str,
+    id: TableId,
+    fresh: bool,
+) -> Result<Arc<dyn SinkWriter>, PgError> {
+    Ok(match config {
+        SinkConfig::File(cfg) => Arc::new(FileWriter::new(&view.schema, cfg)?),
+        SinkConfig::Kafka(cfg) => {
+            let keys = kafka::check(engine, cfg, view, from)?;
+            let tag = freshet_connector_kafka::writer::tag(name, id);
+            Arc::new(match fresh {
+                true => KafkaWriter::fresh(cfg, keys, tag),
+                false => KafkaWriter::new(cfg, keys, tag),
+            })
+        }
+    })
 }
 
 /// A sink that writes only arrivals, from a view that can retract rows.
@@ -199,7 +208,8 @@ fn retracting_view(view: &str, changelog: &str) -> PgError {
     ))
 }
 
-/// Starts every stored sink (after the views are loaded): recovers its directory, then runs.
+/// Starts every stored sink (after the views are loaded): its writer settles what a crash
+/// left (files prepared and not finished), then its task runs.
 pub fn start_all(engine: &Arc<Engine>) -> anyhow::Result<()> {
     for def in engine.catalog.sinks() {
         let committed = match engine.store.get(&progress_key(def.id))? {
@@ -210,12 +220,27 @@ pub fn start_all(engine: &Arc<Engine>) -> anyhow::Result<()> {
             ),
             None => anyhow::bail!("sink {} has no progress", def.name),
         };
-        if let SinkConfig::File(cfg) = &def.config {
-            file::recover(Path::new(&cfg.path), committed)
-                .map_err(|e| anyhow::anyhow!("recovering sink {} in {}: {e}", def.name, cfg.path))?;
+        let writer = match engine.dataflows.get(def.from) {
+            Some(view) => {
+                let from = engine
+                    .catalog
+                    .views()
+                    .iter()
+                    .find(|v| v.id == def.from)
+                    .map(|v| v.name.clone())
+                    .unwrap_or_default();
+                writer_for(engine, &def.config, &view, &from, &def.name, def.id, false)
+            }
+            None => Err(PgError::new(
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "its view is not running",
+            )),
+        };
+        if let Ok(w) = &writer {
+            w.recover(committed)
+                .map_err(|e| anyhow::anyhow!("recovering sink {}: {}", def.name, e.message))?;
         }
-        // A Kafka sink reads back what its topic holds once connected.
-        start_runtime(engine, def, committed);
+        start_runtime(engine, def, committed, writer);
     }
     Ok(())
 }
@@ -273,7 +298,13 @@ pub fn show(engine: &Engine) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
-fn start_runtime(engine: &Arc<Engine>, def: Arc<SinkDef>, committed: u64) -> Arc<SinkRuntime> {
+/// Registers a sink's runtime and starts its task (or reports why its writer cannot run).
+fn start_runtime(
+    engine: &Arc<Engine>,
+    def: Arc<SinkDef>,
+    committed: u64,
+    writer: Result<Arc<dyn SinkWriter>, PgError>,
+) -> Arc<SinkRuntime> {
     let since = engine
         .changelogs
         .since(def.from)
@@ -283,97 +314,24 @@ fn start_runtime(engine: &Arc<Engine>, def: Arc<SinkDef>, committed: u64) -> Arc
         .changelogs
         .pin(&engine.dataflows, def.from, def.id, committed, since);
     let (stop, stopped) = watch::channel(false);
-    // A Kafka sink connects first (`sinks/kafka.rs`).
-    let status = match def.config {
-        SinkConfig::Kafka(_) => "connecting",
-        SinkConfig::File(_) => "running",
+    let status = match &writer {
+        Ok(w) if w.protocol() == Protocol::SelfDescribing => "connecting".to_owned(),
+        Ok(_) => "running".to_owned(),
+        Err(e) => format!("failed: {}", e.message),
     };
     let rt = Arc::new(SinkRuntime {
         def,
         committed: AtomicU64::new(committed),
         rows: AtomicU64::new(0),
         files: AtomicU64::new(0),
-        status: Mutex::new(status.to_owned()),
+        status: Mutex::new(status),
         stop,
     });
     lock(&engine.sinks.running).insert(rt.def.id, Arc::clone(&rt));
-    match rt.def.config.clone() {
-        SinkConfig::File(cfg) => {
-            tokio::spawn(file::run(Arc::clone(engine), Arc::clone(&rt), cfg, stopped));
-        }
-        SinkConfig::Kafka(cfg) => {
-            tokio::spawn(kafka::run(Arc::clone(engine), Arc::clone(&rt), cfg, stopped));
-        }
+    if let Ok(w) = writer {
+        tokio::spawn(run::run(Arc::clone(engine), Arc::clone(&rt), w, stopped));
     }
     rt
-}
-
-/// The changes of one epoch as the sink sees them.
-pub(super) fn changelog_rows(epoch: u64, rows: Vec<(Vec<Datum>, i64)>) -> Arc<EpochRows> {
-    Arc::new(EpochRows { epoch, rows })
-}
-
-
-/// The view's changes of the epochs committed after `read_through` (advanced to the latest
-/// published epoch), or nothing when the changelog cannot be read now (the status says so).
-fn gather(
-    engine: &Engine,
-    rt: &SinkRuntime,
-    latest: &mut watch::Receiver<u64>,
-    read_through: &mut u64,
-) -> Vec<Arc<EpochRows>> {
-    let now_latest = *latest.borrow_and_update();
-    if now_latest <= *read_through {
-        return Vec::new();
-    }
-    let snapshot = engine.store.snapshot();
-    match super::changelog::read(&snapshot, rt.def.from, *read_through + 1, now_latest) {
-        Ok(entries) => {
-            *read_through = now_latest;
-            entries
-        }
-        Err(e) => {
-            rt.set_status(format!("retrying: reading the changelog: {e}"));
-            Vec::new()
-        }
-    }
-}
-
-/// After a failed write: reports `error`, waits `backoff` (doubled for next time, at most
-/// 5 s). False when the sink was stopped meanwhile.
-async fn wait_to_retry(
-    rt: &SinkRuntime,
-    error: &PgError,
-    backoff: &mut std::time::Duration,
-    stopped: &mut watch::Receiver<bool>,
-) -> bool {
-    rt.set_status(format!("retrying: {}", error.message));
-    tokio::select! {
-        _ = tokio::time::sleep(*backoff) => {}
-        _ = stopped.changed() => return false,
-    }
-    *backoff = (*backoff * 2).min(std::time::Duration::from_secs(5));
-    true
-}
-
-/// Records that the sink's destination holds every change through epoch `last`: its progress
-/// (unsynced — the caller syncs where the protocol needs it) and the changelog pin.
-fn record_progress(engine: &Engine, rt: &SinkRuntime, last: u64) -> freshet_state::Result<()> {
-    let mut batch = WriteBatch::default();
-    batch.put(progress_key(rt.def.id), last.to_be_bytes());
-    engine.store.write_unsynced(batch)?;
-    rt.committed.store(last, Ordering::SeqCst);
-    engine
-        .changelogs
-        .pin(&engine.dataflows, rt.def.from, rt.def.id, last, 0);
-    Ok(())
-}
-
-fn io_error(dir: &Path, e: &dyn std::fmt::Display) -> PgError {
-    PgError::new(
-        SqlState::IO_ERROR,
-        format!("sink directory \"{}\": {e}", dir.display()),
-    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
