@@ -5,12 +5,11 @@
 //! reused connection, as reads per server CPU-second and latency percentiles.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
 
-use crate::server::free_port;
+use freshet_testkit::{Launch, PgOptions, Postgres};
 use crate::{percentiles, procstat};
 
 #[derive(clap::Parser, Clone)]
@@ -128,90 +127,25 @@ async fn measure(o: &AuthOpts, label: String, dsn: &str, pid: Option<u32>) -> an
 }
 
 async fn freshet(o: &AuthOpts, scram: bool) -> anyhow::Result<Measured> {
-    let dir = tempfile::Builder::new().prefix("freshet-bench-auth-").tempdir()?;
-    let port = free_port()?;
     let mode = if scram { "scram" } else { "trust" };
-    let mut child = Command::new(&o.freshet_bin)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--sync-commits", "false", "--auth", mode])
+    let server = Launch::new(&o.freshet_bin)
+        .args(["--auth", mode])
         .env("FRESHET_SUPERUSER_PASSWORD", PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let dsn = format!("host=127.0.0.1 port={port} dbname=freshet user=freshet password='{PASSWORD}'");
-    let result = measure(o, format!("freshet, {mode}"), &dsn, Some(child.id())).await;
-    let _ = child.kill();
-    let _ = child.wait();
-    result
+        .quiet()
+        .start()?;
+    let dsn = format!("{} password='{PASSWORD}'", server.dsn("freshet"));
+    measure(o, format!("freshet, {mode}"), &dsn, Some(server.pid())).await
 }
 
 async fn postgres(o: &AuthOpts, scram: bool) -> anyhow::Result<Measured> {
-    let dir = tempfile::Builder::new().prefix("freshet-bench-pg-auth-").tempdir()?;
-    // SAFETY: geteuid has no preconditions.
-    let as_postgres = unsafe { geteuid() } == 0;
-    let cmd = |tool: &str| {
-        let exe = o.pg_bin.join(tool);
-        if as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        }
-    };
-    if as_postgres {
-        anyhow::ensure!(Command::new("chown").arg("postgres").arg(dir.path()).status()?.success());
-    }
-    let pwfile = dir.path().join("pw");
-    std::fs::write(&pwfile, PASSWORD)?;
-    if as_postgres {
-        anyhow::ensure!(Command::new("chown").arg("postgres").arg(&pwfile).status()?.success());
-    }
     let host_auth = if scram { "scram-sha-256" } else { "trust" };
-    let data = dir.path().join("data");
-    let ok = cmd("initdb")
-        .arg("-D")
-        .arg(&data)
-        .args(["-U", "postgres", "--auth-local", "trust", "--auth-host", host_auth])
-        .arg(format!("--pwfile={}", pwfile.display()))
-        .args(["--no-sync", "-E", "UTF8", "--locale=C"])
-        .stdout(Stdio::null())
-        .status()?
-        .success();
-    anyhow::ensure!(ok, "initdb failed");
-    let port = free_port()?;
-    let opts = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
-        dir.path().display()
-    );
-    let ok = cmd("pg_ctl")
-        .arg("-D")
-        .arg(&data)
-        .args(["-w", "-l"])
-        .arg(dir.path().join("log"))
-        .arg("-o")
-        .arg(opts)
-        .arg("start")
-        .stdout(Stdio::null())
-        .status()?
-        .success();
-    anyhow::ensure!(ok, "pg_ctl start failed");
-    let dsn = format!("host=127.0.0.1 port={port} dbname=postgres user=postgres password='{PASSWORD}'");
+    let options = PgOptions {
+        host_auth,
+        password: Some(PASSWORD.to_owned()),
+        ..PgOptions::default()
+    };
+    let pg = Postgres::start(&o.pg_bin, &options)?;
+    let dsn = format!("{} password='{PASSWORD}'", pg.dsn("postgres"));
     // Reads are served by the connection's own backend process.
-    let result = measure(o, format!("PostgreSQL, {host_auth}"), &dsn, None).await;
-    let _ = cmd("pg_ctl")
-        .arg("-D")
-        .arg(&data)
-        .args(["-m", "immediate", "stop"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    result
-}
-
-extern "C" {
-    fn geteuid() -> u32;
+    measure(o, format!("PostgreSQL, {host_auth}"), &dsn, None).await
 }

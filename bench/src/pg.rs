@@ -3,126 +3,45 @@
 //! change, and statement-level triggers with transition tables maintaining the counts.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use freshet_testkit::{PgOptions, Postgres};
 use tokio_postgres::Client;
 
-use crate::server::{connect_until, free_port};
+use crate::server::connect_until;
 use crate::{load, percentiles, procstat, ViewsOpts};
 
 pub(crate) struct Cluster {
     pub(crate) port: u16,
-    dir: tempfile::TempDir,
-    bin: std::path::PathBuf,
-    as_postgres: bool,
+    pg: Postgres,
 }
 
 impl Cluster {
-    pub(crate) fn command(&self, tool: &str) -> Command {
-        let exe = self.bin.join(tool);
-        if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        }
-    }
-
     fn start(bin: &Path) -> anyhow::Result<Cluster> {
         Self::start_with(bin, false)
     }
 
     /// A cluster; `durable`: fsync and synchronous commit on (PostgreSQL's defaults).
     pub(crate) fn start_with(bin: &Path, durable: bool) -> anyhow::Result<Cluster> {
-        let dir = tempfile::Builder::new()
-            .prefix("freshet-bench-pg-")
-            .tempdir()?;
-        // SAFETY: geteuid has no preconditions.
-        let as_postgres = unsafe { geteuid() } == 0;
-        if as_postgres {
-            let ok = Command::new("chown")
-                .arg("postgres")
-                .arg(dir.path())
-                .status()?
-                .success();
-            anyhow::ensure!(ok, "chown postgres {}", dir.path().display());
-        }
-        let c = Cluster {
-            dir,
-            bin: bin.to_owned(),
-            port: free_port()?,
-            as_postgres,
+        let options = PgOptions {
+            durable,
+            settings: vec!["shared_buffers=256MB".into(), "max_connections=200".into()],
+            ..PgOptions::default()
         };
-        let data = c.dir.path().join("data");
-        let ok = c
-            .command("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ])
-            .stdout(Stdio::null())
-            .status()?
-            .success();
-        anyhow::ensure!(ok, "initdb failed");
-        let durability = if durable {
-            "-c fsync=on -c synchronous_commit=on"
-        } else {
-            "-c fsync=off -c synchronous_commit=off"
-        };
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 {durability} -c shared_buffers=256MB -c max_connections=200",
-            c.port,
-            c.dir.path().display()
-        );
-        let ok = c
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .arg("-w")
-            .arg("-l")
-            .arg(c.dir.path().join("log"))
-            .arg("-o")
-            .arg(opts)
-            .arg("start")
-            .stdout(Stdio::null())
-            .status()?
-            .success();
-        anyhow::ensure!(ok, "pg_ctl start failed");
-        Ok(c)
+        let pg = Postgres::start(bin, &options)?;
+        Ok(Cluster {
+            port: pg.port(),
+            pg,
+        })
     }
 
     pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
-        let dsn = format!(
-            "host=127.0.0.1 port={} dbname=postgres user=postgres",
-            self.port
-        );
-        connect_until(&dsn, Instant::now() + Duration::from_secs(60)).await
+        connect_until(&self.pg.dsn("postgres"), Instant::now() + Duration::from_secs(60)).await
     }
 
     pub(crate) fn stop(&self) {
-        let _ = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        self.pg.stop();
     }
-}
-
-extern "C" {
-    fn geteuid() -> u32;
 }
 
 const TRIGGERS: &str = r#"

@@ -16,13 +16,6 @@ pub struct FreshetServer {
     _crashed: Option<Box<FreshetServer>>,
 }
 
-/// A free loopback port.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Connects to `dsn`, retrying until `deadline`.
 pub async fn connect_until(dsn: &str, deadline: Instant) -> anyhow::Result<Client> {
     loop {

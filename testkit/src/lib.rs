@@ -1,7 +1,12 @@
 //! Dev-only: the freshet binary started as tests, `freshet-slt` and `freshet-bench` start it —
 //! on loopback, on a fresh or given data directory, its port read from the file the server
 //! writes once it listens (`--port-file`), so no port is ever guessed. The process is ended
-//! by its PID (ours) when dropped.
+//! by its PID (ours) when dropped. [`postgres`] starts the PostgreSQL cluster the benchmarks
+//! compare with.
+
+pub mod postgres;
+
+pub use postgres::{free_port, PgOptions, Postgres};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
