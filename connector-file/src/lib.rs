@@ -74,16 +74,23 @@ impl SinkWriter for FileWriter {
         if batch.num_rows() == 0 {
             return Ok(Prepared::default());
         }
-        let mut parts = Vec::new();
+        let mut prepared = Prepared {
+            rows: batch.num_rows() as u64,
+            parts: Vec::new(),
+        };
         let split = self.layout.split(&batch).map_err(|e| self.io_error(&e))?;
         for (sub, part) in split {
-            let tmp = write_part(&self.dir.join(sub), &self.layout, changes, &part);
-            parts.push(tmp.map_err(|e| self.io_error(&e))?);
+            match write_part(&self.dir.join(sub), &self.layout, changes, &part) {
+                Ok(tmp) => prepared.parts.push(tmp),
+                Err(e) => {
+                    // A retry may cover more epochs: no temporary file of this range may
+                    // outlive the failure (recovery would finish it beside the retry's).
+                    self.discard(&prepared);
+                    return Err(self.io_error(&e));
+                }
+            }
         }
-        Ok(Prepared {
-            rows: batch.num_rows() as u64,
-            parts,
-        })
+        Ok(prepared)
     }
 
     /// Gives committed temporary files their final names, durably.
@@ -309,5 +316,42 @@ mod tests {
                 "part-00000000000000000003-00000000000000000004.parquet".to_owned()
             ]
         );
+    }
+
+    #[test]
+    fn a_write_that_fails_part_way_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let view = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let cfg = FileSinkConfig {
+            path: dir.path().to_string_lossy().into_owned(),
+            mode: SinkMode::AppendOnly,
+            rollover_rows: 1000,
+            rollover_ms: 1000,
+            rollover_bytes: None,
+            partition_by: vec!["name".into()],
+        };
+        let w = FileWriter::new(&view, &cfg).unwrap();
+        // Partition "b" cannot be a directory: a file has its name.
+        std::fs::write(dir.path().join("name=b"), b"").unwrap();
+        let rows = RecordBatch::try_new(
+            Arc::clone(&view),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec!["a", "b"])),
+            ],
+        )
+        .unwrap();
+        let changes = Changes {
+            first: 1,
+            last: 1,
+            rows,
+            epochs: vec![1, 1],
+            diffs: vec![1, 1],
+        };
+        assert!(w.write(&changes, &|| false).is_err());
+        assert_eq!(files(&dir.path().join("name=a")), Vec::<String>::new());
     }
 }
