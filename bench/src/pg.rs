@@ -12,11 +12,14 @@ use crate::server::connect_until;
 use crate::{load, percentiles, procstat, ViewsOpts};
 
 pub(crate) struct Cluster {
-    pub(crate) port: u16,
     pg: Postgres,
 }
 
 impl Cluster {
+    pub(crate) fn port(&self) -> u16 {
+        self.pg.port()
+    }
+
     fn start(bin: &Path) -> anyhow::Result<Cluster> {
         Self::start_with(bin, false)
     }
@@ -28,10 +31,8 @@ impl Cluster {
             settings: vec!["shared_buffers=256MB".into(), "max_connections=200".into()],
             ..PgOptions::default()
         };
-        let pg = Postgres::start(bin, &options)?;
         Ok(Cluster {
-            port: pg.port(),
-            pg,
+            pg: Postgres::start(bin, &options)?,
         })
     }
 
@@ -90,7 +91,7 @@ async fn load_cpu(
         .await?;
     let dsn = format!(
         "host=127.0.0.1 port={} dbname={db} user=postgres",
-        cluster.port
+        cluster.port()
     );
     let client = connect_until(&dsn, Instant::now() + Duration::from_secs(30)).await?;
     client.batch_execute(TABLE).await?;

@@ -95,7 +95,7 @@ pub async fn run(o: ReadsOpts) -> anyhow::Result<()> {
     let pg = Cluster::start_with(&o.pg_bin, true)?;
     let result = async {
         load(&pg.connect().await?, o.rows, true).await?;
-        runs(&o, pg.port, "postgres", "postgres", None)
+        runs(&o, pg.port(), "postgres", "postgres", None)
     }
     .await;
     pg.stop();

@@ -137,7 +137,7 @@ pub async fn run(o: TpcbOpts) -> anyhow::Result<()> {
         load(&pg.connect().await?, o.scale).await?;
         let mut out = Vec::new();
         for &c in &clients {
-            out.push((c, pgbench(&o, pg.port, "postgres", "postgres", c, None)?));
+            out.push((c, pgbench(&o, pg.port(), "postgres", "postgres", c, None)?));
         }
         anyhow::Ok(out)
     }

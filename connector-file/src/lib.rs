@@ -16,12 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::ArrowWriter;
 use freshet_common::{FileSinkConfig, PgError, SinkMode, SqlState};
-use freshet_connector::{Changes, Pending, Prepared, Protocol, SinkWriter};
+use freshet_connector::{arrivals, Changes, Pending, Prepared, Protocol, SinkWriter};
 
 pub use layout::{output_schema, Layout};
 
@@ -147,18 +146,7 @@ fn file_rows(layout: &Layout, changes: &Changes) -> Result<RecordBatch, datafusi
             c
         }
         SinkMode::AppendOnly | SinkMode::ForceAppendOnly => {
-            let indices: UInt32Array = changes
-                .diffs
-                .iter()
-                .enumerate()
-                .flat_map(|(i, &w)| std::iter::repeat_n(i as u32, w.max(0) as usize))
-                .collect();
-            changes
-                .rows
-                .columns()
-                .iter()
-                .map(|c| take(c.as_ref(), &indices, None))
-                .collect::<Result<_, _>>()?
+            arrivals(&changes.rows, &changes.diffs)?.columns().to_vec()
         }
     };
     let rows = columns.first().map_or(0, |c| c.len());
@@ -242,6 +230,37 @@ mod tests {
 
     use super::*;
 
+    fn view() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
+    /// An append-only writer into `dir`, partitioned by `partition_by`.
+    fn writer(dir: &Path, partition_by: Vec<String>) -> FileWriter {
+        let cfg = FileSinkConfig {
+            path: dir.to_string_lossy().into_owned(),
+            mode: SinkMode::AppendOnly,
+            rollover_rows: 1000,
+            rollover_ms: 1000,
+            rollover_bytes: None,
+            partition_by,
+        };
+        FileWriter::new(&view(), &cfg).unwrap()
+    }
+
+    fn rows(ids: Vec<i64>, names: Vec<&str>) -> RecordBatch {
+        RecordBatch::try_new(
+            view(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(names)),
+            ],
+        )
+        .unwrap()
+    }
+
     fn files(dir: &Path) -> Vec<String> {
         let mut out: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -254,27 +273,8 @@ mod tests {
     #[test]
     fn files_appear_only_when_finished_and_recovery_settles_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let view = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("name", DataType::Utf8, true),
-        ]));
-        let cfg = FileSinkConfig {
-            path: dir.path().to_string_lossy().into_owned(),
-            mode: SinkMode::AppendOnly,
-            rollover_rows: 1000,
-            rollover_ms: 1000,
-            rollover_bytes: None,
-            partition_by: vec![],
-        };
-        let w = FileWriter::new(&view, &cfg).unwrap();
-        let rows = RecordBatch::try_new(
-            Arc::clone(&view),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2, 3])),
-                Arc::new(StringArray::from(vec!["a", "b", "c"])),
-            ],
-        )
-        .unwrap();
+        let w = writer(dir.path(), vec![]);
+        let rows = rows(vec![1, 2, 3], vec!["a", "b", "c"]);
         let changes = |first, last| Changes {
             first,
             last,
@@ -321,29 +321,10 @@ mod tests {
     #[test]
     fn a_write_that_fails_part_way_leaves_no_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
-        let view = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("name", DataType::Utf8, true),
-        ]));
-        let cfg = FileSinkConfig {
-            path: dir.path().to_string_lossy().into_owned(),
-            mode: SinkMode::AppendOnly,
-            rollover_rows: 1000,
-            rollover_ms: 1000,
-            rollover_bytes: None,
-            partition_by: vec!["name".into()],
-        };
-        let w = FileWriter::new(&view, &cfg).unwrap();
+        let w = writer(dir.path(), vec!["name".into()]);
         // Partition "b" cannot be a directory: a file has its name.
         std::fs::write(dir.path().join("name=b"), b"").unwrap();
-        let rows = RecordBatch::try_new(
-            Arc::clone(&view),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2])),
-                Arc::new(StringArray::from(vec!["a", "b"])),
-            ],
-        )
-        .unwrap();
+        let rows = rows(vec![1, 2], vec!["a", "b"]);
         let changes = Changes {
             first: 1,
             last: 1,

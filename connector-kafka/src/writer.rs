@@ -20,11 +20,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use datafusion::arrow::array::{RecordBatch, UInt32Array};
-use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
 use freshet_common::{KafkaSinkConfig, KafkaSinkFormat, PgError, SqlState, TableId};
-use freshet_connector::{Changes, Pending, Prepared, Protocol, SinkWriter};
+use freshet_connector::{arrivals, Changes, Pending, Prepared, Protocol, SinkWriter};
 
 use crate::sink::{SinkMessage, SinkProducer, Written};
 
@@ -167,12 +166,7 @@ fn encode(
         match cfg.format {
             KafkaSinkFormat::Plain => {
                 // Only forced sinks see retractions (checked at CREATE): they drop them.
-                let arrivals: UInt32Array = diffs
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(i, &w)| std::iter::repeat_n(i as u32, w.max(0) as usize))
-                    .collect();
-                let rows = take_record_batch(&rows, &arrivals).map_err(internal)?;
+                let rows = arrivals(&rows, diffs).map_err(internal)?;
                 let values = json_lines(&rows, &all)?;
                 let mut key_values = if keys.is_empty() {
                     Vec::new()

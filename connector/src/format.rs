@@ -70,3 +70,19 @@ impl Encoding {
     }
 }
 
+/// Column-wise concatenation of parts of `width` columns each (none for no parts).
+pub(crate) fn concat_columns(
+    width: usize,
+    parts: &[Vec<ArrayRef>],
+) -> Result<Vec<ArrayRef>, ArrowError> {
+    if parts.len() <= 1 {
+        return Ok(parts.first().cloned().unwrap_or_default());
+    }
+    (0..width)
+        .map(|i| {
+            let arrays: Vec<&dyn datafusion::arrow::array::Array> =
+                parts.iter().map(|p| p[i].as_ref()).collect();
+            datafusion::arrow::compute::concat(&arrays)
+        })
+        .collect()
+}

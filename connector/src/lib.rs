@@ -23,7 +23,7 @@ pub use decoder::{Decoder, SharedDecoder};
 pub use format::csv::CsvOptions;
 pub use format::{Encoding, Format, JsonOptions, Payloads};
 pub use message::{BadMessage, Decoded, Message, Origins, BAD_PAYLOAD_PREFIX};
-pub use sink::{row_bytes, Changes, Pending, Prepared, Protocol, SinkWriter};
+pub use sink::{arrivals, row_bytes, Changes, Pending, Prepared, Protocol, SinkWriter};
 pub use source::{decode_batch, OffsetProblem, SourceBatch, SourceReader, SourceStatus, BEGINNING};
 
 /// An arrow-json/arrow-csv error as users read it: without the crate's prefix.

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::error::ArrowError;
 use freshet_common::{Datum, PgError};
 
 /// Changes of the committed epochs `first..=last`, in epoch order: one batch in the view's
@@ -34,6 +36,21 @@ impl Changes {
         }
         out
     }
+}
+
+/// The rows of `rows` that arrive, each as many times as it arrives (`diffs` > 0); the
+/// retractions dropped. For destinations that take only arrivals (append-only views never
+/// retract; forced sinks drop retractions).
+pub fn arrivals(rows: &RecordBatch, diffs: &[i64]) -> Result<RecordBatch, ArrowError> {
+    if diffs.iter().all(|&w| w == 1) {
+        return Ok(rows.clone());
+    }
+    let indices: UInt32Array = diffs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &w)| std::iter::repeat_n(i as u32, w.max(0) as usize))
+        .collect();
+    take_record_batch(rows, &indices)
 }
 
 /// How a destination takes changes exactly once.

@@ -128,8 +128,8 @@ pub fn datum_to_scalar(d: &Datum, dt: &DataType) -> Result<ScalarValue> {
 
 /// Builds a batch with `schema` from rows of datums; `columns[i]` says which datum of a row feeds
 /// the schema's i-th field.
-pub fn rows_to_batch(
-    rows: &[Vec<Datum>],
+pub fn rows_to_batch<R: AsRef<[Datum]>>(
+    rows: &[R],
     schema: &SchemaRef,
     columns: &[usize],
 ) -> Result<RecordBatch> {
@@ -142,7 +142,7 @@ pub fn rows_to_batch(
         }
         let scalars = rows
             .iter()
-            .map(|r| datum_to_scalar(r.get(col).unwrap_or(&Datum::Null), dt))
+            .map(|r| datum_to_scalar(r.as_ref().get(col).unwrap_or(&Datum::Null), dt))
             .collect::<Result<Vec<_>>>()?;
         let array = if scalars.is_empty() {
             datafusion::arrow::array::new_empty_array(dt)
@@ -258,13 +258,13 @@ fn typed_datums(a: &ArrayRef) -> Option<Vec<Datum>> {
 
 /// Column `col` of `rows` as an array of type `dt` when the type is a common one and every
 /// datum matches it; `None` sends the caller to the general path.
-fn typed_column(rows: &[Vec<Datum>], col: usize, dt: &DataType) -> Option<ArrayRef> {
+fn typed_column<R: AsRef<[Datum]>>(rows: &[R], col: usize, dt: &DataType) -> Option<ArrayRef> {
     use datafusion::arrow::array as a;
     macro_rules! prim {
         ($arr:ty, $pat:path) => {{
             let mut v = Vec::with_capacity(rows.len());
             for r in rows {
-                v.push(match r.get(col) {
+                v.push(match r.as_ref().get(col) {
                     Some($pat(x)) => Some(*x),
                     Some(Datum::Null) | None => None,
                     Some(_) => return None,
@@ -282,7 +282,7 @@ fn typed_column(rows: &[Vec<Datum>], col: usize, dt: &DataType) -> Option<ArrayR
         DataType::Boolean => {
             let mut v = Vec::with_capacity(rows.len());
             for r in rows {
-                v.push(match r.get(col) {
+                v.push(match r.as_ref().get(col) {
                     Some(Datum::Bool(x)) => Some(*x),
                     Some(Datum::Null) | None => None,
                     Some(_) => return None,
@@ -293,7 +293,7 @@ fn typed_column(rows: &[Vec<Datum>], col: usize, dt: &DataType) -> Option<ArrayR
         DataType::Decimal128(p, sc) => {
             let mut v = Vec::with_capacity(rows.len());
             for r in rows {
-                v.push(match r.get(col) {
+                v.push(match r.as_ref().get(col) {
                     Some(Datum::Decimal(x)) => Some(*x),
                     Some(Datum::Null) | None => None,
                     Some(_) => return None,
@@ -308,7 +308,7 @@ fn typed_column(rows: &[Vec<Datum>], col: usize, dt: &DataType) -> Option<ArrayR
         DataType::Utf8 => {
             let mut b = a::StringBuilder::with_capacity(rows.len(), rows.len() * 8);
             for r in rows {
-                match r.get(col) {
+                match r.as_ref().get(col) {
                     Some(Datum::Text(x)) => b.append_value(x),
                     Some(Datum::Null) | None => b.append_null(),
                     Some(_) => return None,
@@ -321,7 +321,7 @@ fn typed_column(rows: &[Vec<Datum>], col: usize, dt: &DataType) -> Option<ArrayR
 }
 
 /// `rows_to_batch` over every column of `schema`, in order.
-pub fn rows_to_full_batch(rows: &[Vec<Datum>], schema: &SchemaRef) -> Result<RecordBatch> {
+pub fn rows_to_full_batch<R: AsRef<[Datum]>>(rows: &[R], schema: &SchemaRef) -> Result<RecordBatch> {
     let columns: Vec<usize> = (0..schema.fields().len()).collect();
     rows_to_batch(rows, schema, &columns)
 }

@@ -11,8 +11,7 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use freshet_common::Selection;
 
-use crate::format::{Format, Payloads};
-use crate::format::json::concat_columns;
+use crate::format::{concat_columns, Format, Payloads};
 use crate::message::{BadMessage, Message};
 
 /// How messages are split into fields.

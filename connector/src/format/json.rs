@@ -14,7 +14,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::reader::{Decoder, ReaderBuilder};
 use freshet_common::{Selection, TimestampUnit};
 
-use crate::format::{Format, JsonOptions, Payloads};
+use crate::format::{concat_columns, Format, JsonOptions, Payloads};
 use crate::format::prune::Keep;
 use crate::message::{BadMessage, Message};
 
@@ -342,23 +342,6 @@ impl Format for JsonFormat {
             bad: Vec::new(),
         })
     }
-}
-
-/// Column-wise concatenation of parts of `width` columns each (none for no parts).
-pub(crate) fn concat_columns(
-    width: usize,
-    parts: &[Vec<ArrayRef>],
-) -> Result<Vec<ArrayRef>, ArrowError> {
-    if parts.len() <= 1 {
-        return Ok(parts.first().cloned().unwrap_or_default());
-    }
-    (0..width)
-        .map(|i| {
-            let arrays: Vec<&dyn datafusion::arrow::array::Array> =
-                parts.iter().map(|p| p[i].as_ref()).collect();
-            datafusion::arrow::compute::concat(&arrays)
-        })
-        .collect()
 }
 
 /// What the typed decoder reads of one message.

@@ -147,17 +147,16 @@ pub(super) fn changes(
     epochs: &[Arc<EpochRows>],
 ) -> Result<Changes, PgError> {
     let n: usize = epochs.iter().map(|e| e.rows.len()).sum();
-    let mut rows = Vec::with_capacity(n);
+    let mut rows: Vec<&[freshet_common::Datum]> = Vec::with_capacity(n);
     let (mut at, mut diffs) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for e in epochs {
         for (row, w) in &e.rows {
-            rows.push(row.clone());
+            rows.push(row);
             at.push(e.epoch);
             diffs.push(*w);
         }
     }
-    let columns: Vec<usize> = (0..schema.fields().len()).collect();
-    let rows = freshet_sql::df_convert::rows_to_batch(&rows, schema, &columns)
+    let rows = freshet_sql::df_convert::rows_to_full_batch(&rows, schema)
         .map_err(|e| freshet_sql::error::map_df_error(&e))?;
     Ok(Changes {
         first,
