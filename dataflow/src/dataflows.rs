@@ -132,6 +132,12 @@ impl Dataflows {
         self.read().values().any(|v| v.clock.contains(&source))
     }
 
+    /// When the next change some view's temporal filters scheduled is due (microseconds):
+    /// an epoch must run then, with rows or without.
+    pub fn next_due(&self) -> Option<i64> {
+        self.read().values().filter_map(|v| v.next_due()).min()
+    }
+
     pub fn get(&self, id: TableId) -> Option<Arc<MaterializedView>> {
         self.read().get(&id).cloned()
     }
@@ -224,6 +230,7 @@ impl Dataflows {
         snapshot: &Snapshot,
         batch: &mut WriteBatch,
     ) -> Result<()> {
+        changes.stamp();
         let views: Vec<Arc<MaterializedView>> = self.read().values().cloned().collect();
         let (bytes, writes) = (batch.bytes(), batch.len());
         batch.reserve(
@@ -271,6 +278,7 @@ impl Dataflows {
         mut changes: EpochChanges,
         snapshot: &Snapshot,
     ) -> Result<Vec<(Vec<Datum>, i64)>> {
+        changes.stamp();
         let views = self.read().clone();
         // The view and every view it reads, directly or through others.
         let mut needed: HashSet<TableId> = HashSet::new();

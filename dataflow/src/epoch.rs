@@ -19,6 +19,9 @@ pub struct EpochChanges {
     /// The watermark (microseconds) of each source whose event time this epoch carries: no
     /// row of a later epoch has an event time below it (see the `event_time` module).
     pub watermarks: HashMap<TableId, i64>,
+    /// The epoch's time (microseconds since 1970, UTC): `now()` for its temporal filters.
+    /// Set when the epoch starts ([`EpochChanges::stamp`]).
+    pub time: Option<i64>,
 }
 
 impl EpochChanges {
@@ -26,6 +29,19 @@ impl EpochChanges {
         self.watermarks.is_empty()
             && self.tables.values().all(Vec::is_empty)
             && self.appends.keys().all(|r| !self.has_appends(*r))
+    }
+
+    /// Gives the epoch its time, the wall clock, unless it has one.
+    pub fn stamp(&mut self) -> i64 {
+        *self
+            .time
+            .get_or_insert_with(wall_clock)
+    }
+
+    /// The epoch's time: its stamp, or the wall clock for an epoch never stamped.
+    pub fn now(&self) -> i64 {
+        self.time
+            .unwrap_or_else(wall_clock)
     }
 
     /// Whether `relation` changes in this epoch.
@@ -55,6 +71,13 @@ impl EpochChanges {
             .or_default()
             .extend(rows.into_iter().map(|r| (r, weight)));
     }
+}
+
+/// The wall clock in microseconds since 1970 (UTC).
+pub fn wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// What operators see while processing an epoch.

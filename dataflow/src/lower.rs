@@ -4,6 +4,7 @@
 //! view never silently computes something else than its query.
 
 mod relational;
+pub mod temporal;
 
 use std::sync::Arc;
 
@@ -119,6 +120,11 @@ impl<'a> Lowering<'a> {
     fn physical(&self, e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
         if e.exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_))))? {
             return Err(unsupported(format!("the scalar subquery in {e}")));
+        }
+        if temporal::mentions_now(e) {
+            return Err(unsupported(format!(
+                "now() in {e} (only a WHERE clause may compare now() with the rows)"
+            )));
         }
         let physical =
             create_physical_expr(e, schema, self.props, &PhysicalPlanningContext::default())?;

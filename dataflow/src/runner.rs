@@ -298,6 +298,7 @@ impl Core {
             self.fold(FoldReason::AfterLoss)?;
         }
         let epoch = self.epoch.load(Ordering::SeqCst) + 1;
+        changes.stamp();
         let result = self
             .process(&mut batch, &mut changes)
             .and_then(|()| {
@@ -336,7 +337,8 @@ impl Core {
     /// (caches were written through for the abandoned run).
     fn process(&self, batch: &mut WriteBatch, changes: &mut EpochChanges) -> Result<(), EpochError> {
         let flows = &self.dataflows;
-        if changes.is_empty() || flows.is_empty() {
+        let due = flows.next_due().is_some_and(|t| t <= changes.now());
+        if (changes.is_empty() && !due) || flows.is_empty() {
             return Ok(());
         }
         let (bytes, writes) = (batch.bytes(), batch.len());

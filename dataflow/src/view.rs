@@ -36,6 +36,8 @@ pub struct MaterializedView {
     /// Sources whose watermarks alone move the view (an `EMIT ON WINDOW CLOSE` gate closes
     /// windows when they advance, whether or not a row arrives).
     pub clock: Vec<TableId>,
+    /// It holds a temporal filter: epochs of passing time reach it when one is due.
+    timed: bool,
     /// The first this many columns are a unique key (an aggregate's groups): contents are
     /// keyed by them and written blind, without reading what is stored.
     unique_prefix: Option<usize>,
@@ -57,6 +59,7 @@ impl MaterializedView {
         inputs.sort();
         inputs.dedup();
         let unique_prefix = root.unique_prefix();
+        let timed = root.has_timers();
         let mut clock = Vec::new();
         root.clock(&mut clock);
         clock.sort();
@@ -68,6 +71,7 @@ impl MaterializedView {
             root,
             inputs,
             clock,
+            timed,
             unique_prefix,
             append_only: false,
             aggregate_contents: None,
@@ -80,13 +84,23 @@ impl MaterializedView {
     /// keeps each group's accumulator inside the group's contents entry: one write per changed
     /// group instead of two. Decided at creation and recorded in the catalog: a view's layout
     /// never changes.
-    /// Whether `changes` reach the view: one of its inputs changed, or its clock moved.
+    /// Whether `changes` reach the view: one of its inputs changed, its clock moved, or a
+    /// change its temporal filters scheduled is due.
     pub fn reached_by(&self, changes: &EpochChanges, changed: &HashSet<TableId>) -> bool {
         self.inputs.iter().any(|i| changed.contains(i))
             || self
                 .clock
                 .iter()
                 .any(|s| changes.watermarks.contains_key(s))
+            || self.next_due().is_some_and(|t| t <= changes.now())
+    }
+
+    /// When the next change its temporal filters scheduled is due (microseconds).
+    pub fn next_due(&self) -> Option<i64> {
+        if !self.timed {
+            return None;
+        }
+        self.root.next_due()
     }
 
     pub fn with_aggregate_in_contents(mut self, on: bool) -> Self {

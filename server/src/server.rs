@@ -108,6 +108,7 @@ impl Server {
         // Sinks before sources: they pin the changelog entries the next epochs write.
         crate::coord::sinks::start_all(&engine).context("starting sinks")?;
         crate::coord::sources::start_all(&engine).context("starting sources")?;
+        crate::coord::timers::start(&engine);
         Ok(Server {
             engine,
             template,

@@ -7,6 +7,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::{DFSchema, NullEquality};
 use datafusion::error::Result;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     EmptyRelation, Expr, FetchType, Filter, Join, JoinType, Limit, LogicalPlan, SkipType,
     TableScan, Unnest, Values,
@@ -16,11 +17,15 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::{nullable, unsupported, Lowering};
 
-use crate::ops::{JoinKind, JoinOp, Node};
+use crate::ops::{Edge, JoinKind, JoinOp, Node, TemporalFilterOp};
+use crate::lower::temporal::TimeEdge;
 
 impl Lowering<'_> {
     /// A filter; the columns its scalar subqueries added are projected away again.
     pub(super) fn filter(&mut self, f: &Filter) -> Result<Node> {
+        if crate::lower::temporal::mentions_now(&f.predicate) {
+            return self.temporal_filter(f);
+        }
         let (input, schema, exprs) =
             self.with_subqueries(&f.input, std::slice::from_ref(&f.predicate))?;
         let predicate = self.physical(&exprs[0], &schema)?;
@@ -46,6 +51,34 @@ impl Lowering<'_> {
             input: Box::new(filtered),
             exprs,
             schema: out,
+        })
+    }
+
+    /// A filter comparing `now()` with the rows: its other conjuncts filter first, then a
+    /// temporal filter keeps each row for the time range its comparisons give.
+    fn temporal_filter(&mut self, f: &Filter) -> Result<Node> {
+        let (rest, range) = crate::lower::temporal::split(&f.predicate)?;
+        let input = match conjunction(rest) {
+            Some(p) => self.filter(&Filter::try_new(p, Arc::clone(&f.input))?)?,
+            None => self.lower(&f.input)?,
+        };
+        let schema = f.input.schema();
+        let edges = |edges: &[TimeEdge]| -> Result<Vec<Edge>> {
+            edges
+                .iter()
+                .map(|e| {
+                    Ok(Edge {
+                        expr: self.physical(&e.expr, schema)?,
+                        after: e.after,
+                    })
+                })
+                .collect()
+        };
+        let (from, until) = (edges(&range.from)?, edges(&range.until)?);
+        let op = TemporalFilterOp::new(self.op_prefix(), from, until, input.schema());
+        Ok(Node::TemporalFilter {
+            input: Box::new(input),
+            op,
         })
     }
 

@@ -11,6 +11,7 @@ mod join;
 mod merge;
 mod not_in;
 mod ordered;
+mod temporal_filter;
 mod unnest;
 mod window_close;
 
@@ -27,6 +28,7 @@ pub use aggregate::{AggKind, AggSpec, AggregateOp, Closing, ContentsLayout};
 pub use join::{JoinKind, JoinOp};
 pub use ordered::{limit_window_rows, OrderedMode, OrderedOp};
 pub use unnest::UnnestOp;
+pub use temporal_filter::{Edge, TemporalFilterOp};
 pub use window_close::WindowCloseOp;
 
 use crate::delta::Delta;
@@ -74,6 +76,12 @@ pub enum Node {
     Constant { batch: RecordBatch },
     /// `EMIT ON WINDOW CLOSE`, at a view's root: rows held back until their window closes.
     WindowClose { input: Box<Node>, op: WindowCloseOp },
+    /// Rows that belong only while the epoch's time is in a range computed from them
+    /// (`now()` in a filter).
+    TemporalFilter {
+        input: Box<Node>,
+        op: TemporalFilterOp,
+    },
 }
 
 impl Node {
@@ -83,7 +91,9 @@ impl Node {
             Node::Scan { schema, .. }
             | Node::Project { schema, .. }
             | Node::Union { schema, .. } => Arc::clone(schema),
-            Node::Filter { input, .. } | Node::WindowClose { input, .. } => input.schema(),
+            Node::Filter { input, .. }
+            | Node::WindowClose { input, .. }
+            | Node::TemporalFilter { input, .. } => input.schema(),
             Node::Aggregate { op, .. } => op.schema(),
             Node::Ordered { op, .. } => op.schema(),
             Node::Unnest { op, .. } => Arc::clone(&op.schema),
@@ -173,6 +183,7 @@ impl Node {
         match self {
             Node::Aggregate { op, .. } => op.cache.clear(),
             Node::Join { op, .. } => op.cache.clear(),
+            Node::TemporalFilter { op, .. } => op.forget(),
             _ => {}
         }
         self.children().into_iter().for_each(Node::forget_cached);
@@ -198,6 +209,7 @@ impl Node {
             | Node::Unnest { input, .. }
             | Node::Project { input, .. }
             | Node::WindowClose { input, .. }
+            | Node::TemporalFilter { input, .. }
             | Node::Aggregate { input, .. } => vec![input],
             Node::Join { left, right, .. } => vec![left, right],
             Node::Union { inputs, .. } => inputs.iter().collect(),
@@ -213,6 +225,7 @@ impl Node {
             | Node::Unnest { input, .. }
             | Node::Project { input, .. }
             | Node::WindowClose { input, .. }
+            | Node::TemporalFilter { input, .. }
             | Node::Aggregate { input, .. } => vec![input],
             Node::Join { left, right, .. } => vec![left, right],
             Node::Union { inputs, .. } => inputs.iter_mut().collect(),
@@ -228,6 +241,7 @@ impl Node {
             | Node::Unnest { input, .. }
             | Node::Project { input, .. }
             | Node::WindowClose { input, .. }
+            | Node::TemporalFilter { input, .. }
             | Node::Aggregate { input, .. } => input.relations(out),
             Node::Join { left, right, .. } => {
                 left.relations(out);
@@ -253,6 +267,25 @@ impl Node {
         }
     }
 
+    /// When the next change scheduled by a temporal filter of the tree is due
+    /// (microseconds); `None` when none is scheduled.
+    pub fn next_due(&self) -> Option<i64> {
+        let own = match self {
+            Node::TemporalFilter { op, .. } => op.next_due(),
+            _ => None,
+        };
+        self.children()
+            .into_iter()
+            .filter_map(Node::next_due)
+            .chain(own)
+            .min()
+    }
+
+    /// Whether the tree holds a temporal filter.
+    pub fn has_timers(&self) -> bool {
+        matches!(self, Node::TemporalFilter { .. }) || self.children().iter().any(|c| c.has_timers())
+    }
+
     /// Whether the epoch's changes can affect this node's output.
     pub(crate) fn touched(&self, changes: &EpochChanges, initial: bool) -> bool {
         match self {
@@ -274,6 +307,10 @@ impl Node {
             Node::Constant { .. } => initial,
             Node::WindowClose { input, op } => {
                 initial || op.moved(changes) || input.touched(changes, initial)
+            }
+            Node::TemporalFilter { input, op } => {
+                input.touched(changes, initial)
+                    || op.next_due().is_some_and(|t| t <= changes.now())
             }
         }
     }
@@ -411,6 +448,10 @@ impl Node {
                 batch: batch.clone(),
                 weights: vec![1; batch.num_rows()],
             })),
+            Node::TemporalFilter { input, op } => {
+                let d = input.eval(changes, ctx)?;
+                op.apply(d, changes, ctx)
+            }
             Node::WindowClose { input, op } => {
                 let d = input.eval(changes, ctx)?;
                 let closed = op.apply(d, changes, ctx)?;
@@ -447,6 +488,7 @@ impl Node {
             Node::Union { inputs, .. } => format!("UnionAll: inputs={}", inputs.len()),
             Node::Constant { batch } => format!("Constant: rows={}", batch.num_rows()),
             Node::WindowClose { op, .. } => op.describe(),
+            Node::TemporalFilter { op, .. } => op.describe(),
         };
         out.push_str(&pad);
         out.push_str(&line);
@@ -458,6 +500,7 @@ impl Node {
             | Node::Unnest { input, .. }
             | Node::Project { input, .. }
             | Node::WindowClose { input, .. }
+            | Node::TemporalFilter { input, .. }
             | Node::Aggregate { input, .. } => input.explain(depth + 1, out),
             Node::Join { left, right, .. } => {
                 left.explain(depth + 1, out);

@@ -1,6 +1,7 @@
 //! The coordinator: what sequences work across sessions. Today: subscriptions, fed after each
 //! epoch commits; the changelogs views keep for subscribers starting from a past epoch and for
-//! sinks; the sinks, which write those changes out; and the dataflows of `SUBSCRIBE (query)`.
+//! sinks; the sinks, which write those changes out; the dataflows of `SUBSCRIBE (query)`; and
+//! the epochs that apply temporal filters as time passes.
 
 pub mod activity;
 pub mod backfills;
@@ -14,6 +15,7 @@ pub mod sinks;
 pub mod sources;
 pub mod subscribe;
 pub mod subscriptions;
+pub mod timers;
 pub mod transient;
 pub mod views;
 

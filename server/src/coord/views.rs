@@ -100,6 +100,7 @@ pub async fn build(
         .definer
         .inline_views(plan)
         .map_err(|e| map_df_error(&e))?;
+    let plan = freshet_dataflow::lower::temporal::mark_now(plan).map_err(|e| map_df_error(&e))?;
     check_deterministic(&plan).map_err(|e| map_df_error(&e))?;
     let optimized = state.optimize(&plan).map_err(|e| map_df_error(&e))?;
     let mut lowering = Lowering::new(id, state.execution_props(), engine)
