@@ -111,6 +111,9 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
             Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
         ));
     }
+    for f in freshet_sql::session_window::functions() {
+        ctx.register_udwf(f);
+    }
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject {
         signature: Signature::variadic_any(Volatility::Immutable),
     }));

@@ -26,6 +26,7 @@ mod session_functions;
 mod set_returning;
 mod system_columns;
 mod visibility;
+pub mod session_window;
 pub mod window_tvf;
 pub mod checked_sum;
 pub mod copy;

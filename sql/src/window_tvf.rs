@@ -7,6 +7,11 @@
 //!   `slide` that holds `ts` (`size` a multiple of `slide`, at most 64 windows per row): a
 //!   UNION ALL of the `size / slide` shifted tumbling windows.
 //!
+//! - `SESSION(rel, ts, gap)`: each row of `rel` with the start and end of its session among
+//!   the rows of its group (the enclosing query's GROUP BY columns other than the window's):
+//!   the window functions `session_start` and `session_end` over those partitions ordered by
+//!   `ts` (see `session_window.rs`).
+//!
 //! Windows are aligned to 1970-01-01 00:00:00 (UTC for `timestamptz`) plus `offset` (as
 //! Flink's and RisingWave's: `TUMBLE(…, INTERVAL '1 day', INTERVAL '8 hours')` makes days that
 //! start at 08:00): `date_bin(slide, ts - offset) + offset`, which the dataflow's watermark
@@ -26,7 +31,7 @@ const MAX_HOP_WINDOWS: i64 = 64;
 
 /// Whether `sql` may call a window table function (a cheap test before walking the tree).
 pub fn mentions(sql_lower: &str) -> bool {
-    sql_lower.contains("tumble") || sql_lower.contains("hop")
+    sql_lower.contains("tumble") || sql_lower.contains("hop") || sql_lower.contains("session")
 }
 
 /// Rewrites every `TUMBLE(…)` and `HOP(…)` in `stmt`'s FROM clauses.
@@ -34,6 +39,14 @@ pub fn rewrite(stmt: &mut ast::Statement) -> Result<(), PgError> {
     struct Rewriter;
     impl VisitorMut for Rewriter {
         type Break = PgError;
+        fn pre_visit_query(&mut self, q: &mut ast::Query) -> ControlFlow<PgError> {
+            if let ast::SetExpr::Select(select) = q.body.as_mut() {
+                if let Err(e) = session_tables(select) {
+                    return ControlFlow::Break(e);
+                }
+            }
+            ControlFlow::Continue(())
+        }
         fn pre_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<PgError> {
             match window_table(tf) {
                 Ok(Some(derived)) => *tf = derived,
@@ -160,6 +173,179 @@ fn window_table(tf: &TableFactor) -> Result<Option<TableFactor>, PgError> {
             ));
         }
     };
+    derived(&query, &relation, alias.as_ref(), &func).map(Some)
+}
+
+/// Rewrites the `SESSION(…)` tables in `select`'s FROM clause, partitioned by its GROUP BY.
+fn session_tables(select: &mut ast::Select) -> Result<(), PgError> {
+    let mut factors: Vec<&mut TableFactor> = Vec::new();
+    for t in select.from.iter_mut() {
+        factors.push(&mut t.relation);
+        factors.extend(t.joins.iter_mut().map(|j| &mut j.relation));
+    }
+    let sessions: Vec<usize> = factors
+        .iter()
+        .enumerate()
+        .filter(|(_, tf)| session_call(tf).is_some())
+        .map(|(i, _)| i)
+        .collect();
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let group_by = match &select.group_by {
+        ast::GroupByExpr::Expressions(exprs, _) => exprs.clone(),
+        ast::GroupByExpr::All(_) => {
+            return Err(PgError::not_supported("SESSION with GROUP BY ALL"));
+        }
+    };
+    let projection = select.projection.clone();
+    for i in sessions {
+        let tf = &mut *factors[i];
+        let Some((relation, alias, args)) = session_call(tf) else {
+            continue;
+        };
+        let names: Vec<String> = alias
+            .iter()
+            .map(|a| a.name.value.to_ascii_lowercase())
+            .chain(
+                relation
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| i.value.to_ascii_lowercase()),
+            )
+            .collect();
+        let keys = session_keys(&group_by, &projection, &names)?;
+        let [ts, gap] = args.as_slice() else {
+            return Err(PgError::new(
+                SqlState::UNDEFINED_FUNCTION,
+                "function session does not exist: SESSION(relation, time column, gap)",
+            ));
+        };
+        let gap = match interval_micros(gap)? {
+            Some(n) if n > 0 => n,
+            _ => {
+                return Err(PgError::not_supported(format!(
+                    "SESSION gap {gap}: a positive fixed-length interval literal is needed"
+                )))
+            }
+        };
+        let over = if keys.is_empty() {
+            format!("OVER (ORDER BY {ts})")
+        } else {
+            let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
+            format!("OVER (PARTITION BY {} ORDER BY {ts})", keys.join(", "))
+        };
+        let query = format!(
+            "SELECT *, {start}({ts}, INTERVAL '{gap} microseconds') {over} AS window_start, \
+             {end}({ts}, INTERVAL '{gap} microseconds') {over} AS window_end FROM {relation}",
+            start = crate::session_window::name(false),
+            end = crate::session_window::name(true),
+        );
+        *tf = derived(&query, &relation, alias.as_ref(), "session")?;
+    }
+    Ok(())
+}
+
+/// The relation, alias and other arguments of a `SESSION(relation, …)` table.
+fn session_call(tf: &TableFactor) -> Option<(ast::ObjectName, Option<ast::TableAlias>, Vec<Expr>)> {
+    let TableFactor::Table {
+        name,
+        alias,
+        args: Some(args),
+        ..
+    } = tf
+    else {
+        return None;
+    };
+    let [part] = name.0.as_slice() else {
+        return None;
+    };
+    if !part.as_ident()?.value.eq_ignore_ascii_case("session") {
+        return None;
+    }
+    let mut exprs = args.args.iter().map(|a| match a {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+        _ => None,
+    });
+    let relation = match exprs.next()?? {
+        Expr::Identifier(i) => ast::ObjectName::from(vec![i]),
+        Expr::CompoundIdentifier(p) => ast::ObjectName::from(p),
+        _ => return None,
+    };
+    Some((relation, alias.clone(), exprs.collect::<Option<Vec<_>>>()?))
+}
+
+/// The GROUP BY expressions that partition sessions: all but the window's columns, with
+/// output positions and names resolved and the session's qualifier dropped.
+fn session_keys(
+    group_by: &[Expr],
+    projection: &[ast::SelectItem],
+    names: &[String],
+) -> Result<Vec<Expr>, PgError> {
+    let window_column = |e: &Expr| {
+        let last = match e {
+            Expr::Identifier(i) => Some(i),
+            Expr::CompoundIdentifier(p) => p.last(),
+            _ => None,
+        };
+        last.is_some_and(|i| {
+            i.value.eq_ignore_ascii_case("window_start") || i.value.eq_ignore_ascii_case("window_end")
+        })
+    };
+    let mut keys = Vec::new();
+    for e in group_by {
+        let mut e = e.clone();
+        // An output position or an output name stands for that output's expression.
+        let output = match &e {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => n.parse::<usize>().ok().and_then(|n| projection.get(n.checked_sub(1)?)),
+                _ => None,
+            },
+            Expr::Identifier(i) if !window_column(&e) => projection.iter().find(|item| {
+                matches!(item, ast::SelectItem::ExprWithAlias { alias, .. } if alias.value.eq_ignore_ascii_case(&i.value))
+            }),
+            _ => None,
+        };
+        match output {
+            Some(ast::SelectItem::UnnamedExpr(x) | ast::SelectItem::ExprWithAlias { expr: x, .. }) => e = x.clone(),
+            Some(_) => return Err(PgError::not_supported("SESSION grouped by a wildcard")),
+            None => {}
+        }
+        if window_column(&e) {
+            continue;
+        }
+        let mut foreign: Option<String> = None;
+        let _ = ast::visit_expressions_mut(&mut e, |x| {
+            if let Expr::CompoundIdentifier(p) = x {
+                if let [q, c] = p.as_slice() {
+                    if names.contains(&q.value.to_ascii_lowercase()) {
+                        *x = Expr::Identifier(c.clone());
+                    } else {
+                        foreign = Some(q.value.clone());
+                    }
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        if let Some(q) = foreign {
+            return Err(PgError::not_supported(format!(
+                "SESSION grouped by a column of {q}: sessions are partitioned by columns of the \
+                 relation they window"
+            )));
+        }
+        keys.push(e);
+    }
+    Ok(keys)
+}
+
+/// `query` as a derived table named as the window table was (`alias`, else the relation).
+fn derived(
+    query: &str,
+    relation: &ast::ObjectName,
+    alias: Option<&ast::TableAlias>,
+    func: &str,
+) -> Result<TableFactor, PgError> {
     let alias = match alias {
         Some(a) if a.columns.is_empty() => a.name.to_string(),
         Some(a) => {
@@ -171,7 +357,7 @@ fn window_table(tf: &TableFactor) -> Result<Option<TableFactor>, PgError> {
             .last()
             .and_then(|p| p.as_ident())
             .map(|i| i.to_string())
-            .unwrap_or_else(|| func.clone()),
+            .unwrap_or_else(|| func.to_owned()),
     };
     let sql = format!("SELECT * FROM ({query}) AS {alias}");
     let parsed = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
@@ -186,7 +372,7 @@ fn window_table(tf: &TableFactor) -> Result<Option<TableFactor>, PgError> {
         .from
         .into_iter()
         .next()
-        .map(|t| Some(t.relation))
+        .map(|t| t.relation)
         .ok_or_else(|| PgError::internal("window table function rewrite"))
 }
 
@@ -277,6 +463,24 @@ mod tests {
         assert_eq!(ho.matches("ts - INTERVAL '1000000 microseconds'").count(), 4, "{ho}");
         assert_eq!(
             rewritten("SELECT * FROM TUMBLE(b, ts, INTERVAL '1 day', 5)")
+                .unwrap_err()
+                .sqlstate,
+            SqlState::FEATURE_NOT_SUPPORTED
+        );
+        let s = rewritten(
+            "SELECT s.user_id, window_start, count(*) FROM SESSION(clicks, ts, INTERVAL '5 minutes') AS s \
+             GROUP BY 1, window_start, window_end",
+        )
+        .unwrap();
+        assert!(
+            s.contains("session_start(ts, INTERVAL '300000000 microseconds') OVER (PARTITION BY user_id ORDER BY ts) AS window_start"),
+            "{s}"
+        );
+        assert!(s.contains("FROM clicks) AS s GROUP BY"), "{s}");
+        let global = rewritten("SELECT window_start FROM SESSION(c, ts, INTERVAL '1 minute') GROUP BY 1").unwrap();
+        assert!(global.contains("OVER (ORDER BY ts)"), "{global}");
+        assert_eq!(
+            rewritten("SELECT k.x, count(*) FROM SESSION(c, ts, INTERVAL '1 minute') JOIN k ON true GROUP BY k.x")
                 .unwrap_err()
                 .sqlstate,
             SqlState::FEATURE_NOT_SUPPORTED
