@@ -22,7 +22,7 @@ use freshet_common::TableId;
 
 
 use crate::bound::{Bound, Step, Term};
-use crate::ops::{Closing, Node};
+use crate::ops::{Closing, Expiry, JoinKind, JoinOp, Node};
 
 /// Per output column of `node`, its lower bound when it has one. `event_time` gives a
 /// relation's event-time column (sources declared with `WATERMARK FOR`).
@@ -98,6 +98,95 @@ pub fn closing(
             bound: of_expr(e, &inner, &schema)?,
         })
     })
+}
+
+/// When each side's rows of an inner join can no longer match a later row of the other side
+/// (see `ops/join_expiry.rs`): from the conditions every match needs — equal keys, and
+/// residual conjuncts `x >= y + c` (`>`, `<`, `<=` turned around) between a time column `x`
+/// of one side and a column `y` of the other whose bound is known: a row with `x - c` below
+/// that bound is past matching. The first such condition per side.
+pub fn join_expiry(
+    left: &Node,
+    right: &Node,
+    op: &JoinOp,
+    event_time: &dyn Fn(TableId) -> Option<usize>,
+) -> [Option<Expiry>; 2] {
+    if op.kind != JoinKind::Inner {
+        return [None, None];
+    }
+    let lw = op.left_width;
+    // (column of the joined row that must be >= the other + c, the other, c)
+    let mut needs: Vec<(usize, usize, i64)> = Vec::new();
+    for (l, r) in op.left_keys.iter().zip(&op.right_keys) {
+        if let (Some(l), Some(r)) = (l.downcast_ref::<Column>(), r.downcast_ref::<Column>()) {
+            needs.push((l.index(), lw + r.index(), 0));
+            needs.push((lw + r.index(), l.index(), 0));
+        }
+    }
+    if let Some(f) = &op.filter {
+        for c in split_conjunction(f) {
+            let Some(b) = c.downcast_ref::<BinaryExpr>() else {
+                continue;
+            };
+            let (big, small) = match b.op() {
+                Operator::GtEq | Operator::Gt => (b.left(), b.right()),
+                Operator::LtEq | Operator::Lt => (b.right(), b.left()),
+                _ => continue,
+            };
+            if let (Some((x, cx)), Some((y, cy))) = (shifted_column(big), shifted_column(small)) {
+                // x + cx >= y + cy
+                needs.push((x, y, cy - cx));
+            }
+        }
+    }
+    let bounds = [bounds(left, event_time), bounds(right, event_time)];
+    let mut out: [Option<Expiry>; 2] = [None, None];
+    for (x, y, c) in needs {
+        let (side, column) = if x < lw { (0, x) } else { (1, x - lw) };
+        let (other, other_column) = if y < lw { (0, y) } else { (1, y - lw) };
+        if side == other || out[side].is_some() {
+            continue;
+        }
+        if let Some(Some(bound)) = bounds[other].get(other_column) {
+            out[side] = Some(Expiry {
+                column,
+                shift: c.checked_neg().unwrap_or(i64::MAX),
+                bound: bound.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// `e` as a column of its input plus a constant interval (microseconds).
+fn shifted_column(e: &Arc<dyn PhysicalExpr>) -> Option<(usize, i64)> {
+    if let Some(c) = e.downcast_ref::<Column>() {
+        return Some((c.index(), 0));
+    }
+    if let Some(f) = e.downcast_ref::<freshet_sql::arith::FloatRange>() {
+        // A range check changes no value it lets through.
+        return shifted_column(f.inner());
+    }
+    let b = e.downcast_ref::<BinaryExpr>()?;
+    let sign = match b.op() {
+        Operator::Plus => 1,
+        Operator::Minus => -1,
+        _ => return None,
+    };
+    let (c, k) = shifted_column(b.left())?;
+    Some((c, k.checked_add(sign * constant_micros(b.right())?)?))
+}
+
+/// The conjuncts of a physical predicate.
+fn split_conjunction(e: &Arc<dyn PhysicalExpr>) -> Vec<&Arc<dyn PhysicalExpr>> {
+    match e.downcast_ref::<BinaryExpr>() {
+        Some(b) if *b.op() == Operator::And => {
+            let mut v = split_conjunction(b.left());
+            v.extend(split_conjunction(b.right()));
+            v
+        }
+        _ => vec![e],
+    }
 }
 
 /// The bound of `e`'s value, given its input columns' bounds (`schema` is the input's).

@@ -264,6 +264,7 @@ impl<'a> Lowering<'a> {
                 right_width: 1,
                 joined: Arc::clone(&joined),
                 schema: joined,
+                expiry: Default::default(),
             };
             node = Node::Join {
                 left: Box::new(node),

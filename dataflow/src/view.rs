@@ -233,6 +233,12 @@ impl MaterializedView {
     pub fn with_append_only(mut self, append_only_input: &dyn Fn(TableId) -> bool) -> Self {
         self.append_only = self.root.append_only(append_only_input);
         self.root.mark_never_retracting(append_only_input);
+        // Joins over inputs that never retract may now expire rows on a watermark.
+        let mut clock = Vec::new();
+        self.root.clock(&mut clock);
+        clock.sort();
+        clock.dedup();
+        self.clock = clock;
         self
     }
 

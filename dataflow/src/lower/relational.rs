@@ -17,7 +17,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::{nullable, unsupported, Lowering};
 
-use crate::ops::{Edge, JoinKind, JoinOp, Node, TemporalFilterOp};
+use crate::ops::{Edge, Expiries, JoinKind, JoinOp, Node, TemporalFilterOp};
 use crate::lower::temporal::TimeEdge;
 
 impl Lowering<'_> {
@@ -197,7 +197,7 @@ impl Lowering<'_> {
             }
             _ => Arc::clone(&joined),
         };
-        let op = JoinOp {
+        let mut op = JoinOp {
             prefix: self.op_prefix(),
             cache: Default::default(),
             kind,
@@ -209,7 +209,12 @@ impl Lowering<'_> {
             right_width: rs.fields().len(),
             joined,
             schema,
+            expiry: Default::default(),
         };
+        let relations = self.relations;
+        op.expiry = Expiries::new(crate::event_time::join_expiry(&left, &right, &op, &|r| {
+            relations.event_time_column(r)
+        }));
         Ok(Node::Join {
             left: Box::new(left),
             right: Box::new(right),

@@ -22,8 +22,9 @@ use freshet_sql::df_convert::{array_to_datums, rows_to_full_batch};
 use freshet_state::row_codec;
 
 use super::cache::{Cache, Weigh};
+use super::join_expiry::{side_byte, Expiries, Horizon};
 use crate::delta::{consolidate, decode_count, encode, encode_count, push_len_prefixed, Delta};
-use crate::epoch::{state_err, EpochCtx};
+use crate::epoch::{state_err, EpochChanges, EpochCtx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinKind {
@@ -56,6 +57,8 @@ pub struct JoinOp {
     pub joined: SchemaRef,
     /// The output: `joined`, or the left columns for semi/anti joins.
     pub schema: SchemaRef,
+    /// When each side's rows can no longer match (see `join_expiry.rs`).
+    pub expiry: Expiries,
 }
 
 pub(super) type Rows = Vec<(Vec<Datum>, i64)>;
@@ -80,14 +83,22 @@ impl JoinOp {
     }
 
     pub fn describe(&self) -> String {
-        format!(
+        let mut s = format!(
             "Join: kind={:?} keys={} residual={}",
             self.kind,
             self.left_keys.len(),
             self.filter
                 .as_ref()
                 .map_or("none".to_owned(), |f| f.to_string())
-        )
+        );
+        for (i, e) in self.expiry.active() {
+            let side = if i == 0 { "left" } else { "right" };
+            s.push_str(&format!(
+                " forgets {side} rows when column {} + {}us < {}",
+                e.column, e.shift, e.bound
+            ));
+        }
+        s
     }
 
     pub(super) fn side_prefix(&self, side: u8, key: &[u8]) -> Vec<u8> {
@@ -101,6 +112,7 @@ impl JoinOp {
         &self,
         left: Option<Delta>,
         right: Option<Delta>,
+        changes: &EpochChanges,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<Option<Delta>> {
         let l = self.split_or_isolate(left, &self.left_keys, ctx)?;
@@ -109,7 +121,9 @@ impl JoinOp {
         if self.kind == JoinKind::NullAwareAnti {
             self.apply_not_in(&l, &r, ctx, &mut out)?;
         } else {
-            self.apply_split(&l, &r, ctx, &mut out)?;
+            let horizon = self.horizon(changes, ctx)?;
+            self.apply_split(&l, &r, &horizon, ctx, &mut out)?;
+            self.expire(&horizon, ctx)?;
         }
         let out: Rows = consolidate(out)
             .into_iter()
@@ -126,6 +140,7 @@ impl JoinOp {
         &self,
         l: &SideChanges,
         r: &SideChanges,
+        horizon: &Horizon,
         ctx: &mut EpochCtx<'_>,
         out: &mut Rows,
     ) -> Result<()> {
@@ -218,7 +233,7 @@ impl JoinOp {
                 writes.push((b'r', key, dr));
             }
         }
-        self.store_all(&writes, ctx)
+        self.store_all(&writes, horizon, ctx)
     }
 
     /// [`JoinOp::split`], leaving out (and recording) the rows whose keys cannot be evaluated.
@@ -272,11 +287,17 @@ impl JoinOp {
         ctx: &mut EpochCtx<'_>,
     ) -> Result<()> {
         let key = key.to_vec();
-        self.store_all(&[(side, &key, delta)], ctx)
+        self.store_all(&[(side, &key, delta)], &[None, None], ctx)
     }
 
-    /// [`Self::store`] for many (side, key, changes) at once: one MultiGet for all.
-    fn store_all(&self, writes: &[(u8, &Vec<u8>, &Rows)], ctx: &mut EpochCtx<'_>) -> Result<()> {
+    /// [`Self::store`] for many (side, key, changes) at once: one MultiGet for all. Rows
+    /// already past matching (`horizon`) are not stored; the others are indexed by expiry.
+    fn store_all(
+        &self,
+        writes: &[(u8, &Vec<u8>, &Rows)],
+        horizon: &Horizon,
+        ctx: &mut EpochCtx<'_>,
+    ) -> Result<()> {
         // Arrivals add to the stored count blindly (a merge); only departures read it.
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut weights: Vec<i64> = Vec::new();
@@ -285,9 +306,16 @@ impl JoinOp {
             if !ctx.preview {
                 self.cache.remove(&prefix);
             }
-            for (b, _, w) in consolidate((*delta).clone()) {
+            let i = usize::from(*side == side_byte(1));
+            for (b, row, w) in consolidate((*delta).clone()) {
                 let full = [prefix.as_slice(), &b].concat();
                 if w > 0 {
+                    let Some(index) = self.arrival(horizon, i, &row, &full) else {
+                        continue;
+                    };
+                    if let Some(index) = index {
+                        ctx.batch.put(index, []);
+                    }
                     ctx.batch.merge(&full, encode_count(w));
                 } else {
                     keys.push(full);

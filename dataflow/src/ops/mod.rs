@@ -8,6 +8,7 @@ mod aggregate;
 pub mod bad_rows;
 pub mod cache;
 mod join;
+mod join_expiry;
 mod merge;
 mod not_in;
 mod ordered;
@@ -26,6 +27,7 @@ use freshet_common::{Datum, TableId};
 
 pub use aggregate::{AggKind, AggSpec, AggregateOp, Closing, ContentsLayout};
 pub use join::{JoinKind, JoinOp};
+pub use join_expiry::{Expiries, Expiry};
 pub use ordered::{limit_window_rows, OrderedMode, OrderedOp};
 pub use unnest::UnnestOp;
 pub use temporal_filter::{Edge, TemporalFilterOp};
@@ -155,6 +157,10 @@ impl Node {
             Node::Union { inputs, .. } => {
                 inputs.iter().all(|i| i.never_retracts(append_only_input))
             }
+            // Distinct groups of rows that only arrive: a group appears once and stays.
+            Node::Aggregate { input, op } if op.aggs.is_empty() => {
+                input.never_retracts(append_only_input)
+            }
             other => other.append_only(append_only_input),
         }
     }
@@ -170,6 +176,10 @@ impl Node {
             Node::Aggregate { input, op } => {
                 op.with_input_never_retracting(input.never_retracts(append_only_input));
             }
+            Node::Join { left, right, op } => op.expiry.keep([
+                left.never_retracts(append_only_input),
+                right.never_retracts(append_only_input),
+            ]),
             _ => {}
         }
         for child in self.children_mut() {
@@ -260,6 +270,7 @@ impl Node {
             Node::Aggregate { op, .. } => {
                 out.extend(op.closing().map(|c| c.bound.sources()).unwrap_or_default())
             }
+            Node::Join { op, .. } => out.extend(op.expiry_sources()),
             _ => {}
         }
         for c in self.children() {
@@ -300,8 +311,10 @@ impl Node {
                     || (initial && op.is_global())
                     || op.closing_moved(changes)
             }
-            Node::Join { left, right, .. } => {
-                left.touched(changes, initial) || right.touched(changes, initial)
+            Node::Join { left, right, op } => {
+                left.touched(changes, initial)
+                    || right.touched(changes, initial)
+                    || op.expiry_moved(changes)
             }
             Node::Union { inputs, .. } => inputs.iter().any(|i| i.touched(changes, initial)),
             Node::Constant { .. } => initial,
@@ -425,7 +438,7 @@ impl Node {
             Node::Join { left, right, op } => {
                 let l = left.eval(changes, ctx)?;
                 let r = right.eval(changes, ctx)?;
-                op.apply(l, r, ctx)
+                op.apply(l, r, changes, ctx)
                     .and_then(|o| o.map_or(Ok(None), nonempty))
             }
             Node::Union { inputs, schema } => {

@@ -71,7 +71,7 @@ impl JoinOp {
             Some(self.not_in_output(before, ctx, None)?)
         };
         if before == after && before == Mode::Normal {
-            self.apply_split(l, r, ctx, out)?;
+            self.apply_split(l, r, &[None, None], ctx, out)?;
         } else {
             // While the subquery stays empty every left change passes; otherwise the output
             // comes from the mode's rule below. Either way only the state changes here.

@@ -1,0 +1,208 @@
+//! Joins that forget rows no later row can match: interval joins (`a.ts BETWEEN b.ts AND
+//! b.ts + INTERVAL '10 seconds'`) and joins on a window (`a.window_start = b.window_start`)
+//! over sources with watermarks. A condition of the join that every match needs, `x >= y + c`
+//! with `x` a time column of one side and `y` one of the other side bounded below by a
+//! watermark (see `crate::event_time`), means that a row whose `x - c` is below `y`'s bound
+//! can match no later row of the other side. Its own later matches are all it could still
+//! make when its side never retracts (a source): such rows are deleted once the bound passes
+//! them, and rows that arrive already past it are not stored at all.
+//!
+//! State (under the join's prefix), besides its rows:
+//! ```text
+//! 'x' <side> <time + shift: memcomparable> <row's state key> → ()   (the expiry index)
+//! 'X' <side>                                                 → the bound last applied (i64 BE)
+//! ```
+
+use datafusion::error::Result;
+use freshet_common::{Datum, TableId};
+use freshet_state::key_codec;
+
+use super::join::JoinOp;
+use crate::bound::Bound;
+use crate::epoch::{state_err, EpochChanges, EpochCtx};
+
+/// Index entries read per page when a bound passes them.
+const PAGE: usize = 1024;
+
+/// When one side's rows can no longer match.
+#[derive(Debug, Clone)]
+pub struct Expiry {
+    /// The side's column holding the row's time.
+    pub column: usize,
+    /// The row is past matching once `time + shift` is below `bound`.
+    pub shift: i64,
+    /// The bound of the other side's column the condition compares with.
+    pub bound: Bound,
+}
+
+/// The expiries of a join's sides (left, right), each in force only while that side never
+/// retracts ([`Expiries::keep`]).
+#[derive(Debug, Default)]
+pub struct Expiries {
+    pub sides: [Option<Expiry>; 2],
+    active: [bool; 2],
+}
+
+impl Expiries {
+    pub fn new(sides: [Option<Expiry>; 2]) -> Self {
+        Expiries {
+            sides,
+            active: [false; 2],
+        }
+    }
+
+    /// Puts each side's expiry in force when that side's input never retracts.
+    pub fn keep(&mut self, never_retracts: [bool; 2]) {
+        for i in 0..2 {
+            self.active[i] = never_retracts[i] && self.sides[i].is_some();
+        }
+    }
+
+    /// The expiries in force, by side index (0 left, 1 right).
+    pub fn active(&self) -> impl Iterator<Item = (usize, &Expiry)> {
+        self.sides
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.active[*i])
+            .filter_map(|(i, e)| Some((i, e.as_ref()?)))
+    }
+}
+
+/// Per side with an expiry in force: the side's time column, shift, and the bound after the
+/// epoch (`None` while a source has no watermark yet, and during a backfill, whose inputs
+/// arrive one after the other: a row past the bound may still meet older rows of the other
+/// side in a later step).
+pub(super) type Horizon = [Option<(usize, i64, Option<i64>)>; 2];
+
+/// The side byte of state keys for side index `i`.
+pub(super) fn side_byte(i: usize) -> u8 {
+    if i == 0 {
+        b'l'
+    } else {
+        b'r'
+    }
+}
+
+impl JoinOp {
+    /// The bound each side's expiry has after this epoch (none while a source has no
+    /// watermark yet).
+    pub(super) fn horizon(&self, changes: &EpochChanges, ctx: &EpochCtx<'_>) -> Result<Horizon> {
+        let mut h: Horizon = [None, None];
+        for (i, e) in self.expiry.active() {
+            let bound = match ctx.backfill {
+                true => None,
+                false => e.bound.now(changes, ctx.snapshot)?,
+            };
+            h[i] = Some((e.column, e.shift, bound));
+        }
+        Ok(h)
+    }
+
+    /// Whether the epoch moves some side's expiry bound.
+    pub fn expiry_moved(&self, changes: &EpochChanges) -> bool {
+        self.expiry.active().any(|(_, e)| e.bound.moved(changes))
+    }
+
+    /// The sources whose watermarks move the expiry bounds.
+    pub fn expiry_sources(&self) -> Vec<TableId> {
+        self.expiry
+            .active()
+            .flat_map(|(_, e)| e.bound.sources())
+            .collect()
+    }
+
+    /// A row arriving on side `i`: `None` when it is already past matching (it is not
+    /// stored); else its expiry index key, if the side has one (`full` is its state key).
+    pub(super) fn arrival(
+        &self,
+        h: &Horizon,
+        i: usize,
+        row: &[Datum],
+        full: &[u8],
+    ) -> Option<Option<Vec<u8>>> {
+        let Some((column, shift, bound)) = h[i] else {
+            return Some(None);
+        };
+        let Some(Datum::Timestamp(t)) = row.get(column) else {
+            return Some(None);
+        };
+        let t = t.saturating_add(shift);
+        if bound.is_some_and(|b| t < b) {
+            return None;
+        }
+        let mut k = self.index_from(i, t);
+        k.extend_from_slice(full);
+        Some(Some(k))
+    }
+
+    /// Deletes the rows of each side that the bound passed since the last epoch that moved
+    /// it, with their index entries.
+    pub(super) fn expire(&self, h: &Horizon, ctx: &mut EpochCtx<'_>) -> Result<()> {
+        for (i, side) in h.iter().enumerate() {
+            let Some((_, _, Some(bound))) = *side else {
+                continue;
+            };
+            let last_key = self.last_key(i);
+            let last = match ctx.snapshot.get(&last_key).map_err(state_err)? {
+                Some(v) => <[u8; 8]>::try_from(v.as_slice())
+                    .ok()
+                    .map(i64::from_be_bytes),
+                None => None,
+            };
+            if last.is_some_and(|l| l >= bound) {
+                continue;
+            }
+            let mut prefix = self.prefix.clone();
+            prefix.extend([b'x', side_byte(i)]);
+            let upper = self.index_from(i, bound);
+            let mut lower = last.map_or_else(|| prefix.clone(), |l| self.index_from(i, l));
+            let start = prefix.len() + TIME_LEN;
+            loop {
+                let page = ctx
+                    .snapshot
+                    .scan(&prefix, &lower, Some(&upper), PAGE)
+                    .map_err(state_err)?;
+                for (k, _) in &page {
+                    ctx.batch.delete(k);
+                    let full = &k[start..];
+                    ctx.batch.delete(full);
+                    if !ctx.preview {
+                        if let Some(p) = self.group_prefix(full) {
+                            self.cache.remove(p);
+                        }
+                    }
+                }
+                match page.last() {
+                    Some((k, _)) if page.len() == PAGE => lower = freshet_state::next_key(k),
+                    _ => break,
+                }
+            }
+            ctx.batch.put(last_key, bound.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    /// The first index key of side `i` at time `t` or later.
+    fn index_from(&self, i: usize, t: i64) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend([b'x', side_byte(i)]);
+        key_codec::encode_key(&[Datum::Timestamp(t)], &mut k);
+        k
+    }
+
+    fn last_key(&self, i: usize) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend([b'X', side_byte(i)]);
+        k
+    }
+
+    /// The side-and-key prefix of a row's state key (what the cache holds rows under).
+    fn group_prefix<'k>(&self, full: &'k [u8]) -> Option<&'k [u8]> {
+        let at = self.prefix.len() + 1;
+        let len = u32::from_be_bytes(full.get(at..at + 4)?.try_into().ok()?) as usize;
+        full.get(..at + 4 + len)
+    }
+}
+
+/// Bytes of a memcomparable timestamp.
+const TIME_LEN: usize = 9;
