@@ -54,9 +54,6 @@ def test_interval_joins_forget_what_cannot_match(kafka, tmp_path, postgres):
             conn.execute(ddl(t, kafka.bootstrap))
         for name, (q, _) in VIEWS.items():
             conn.execute(f"CREATE MATERIALIZED VIEW {name} AS {q}")
-        plan = "\n".join(r[0] for r in conn.execute(
-            f"EXPLAIN CREATE MATERIALIZED VIEW x AS {VIEWS['attributed'][0]}").fetchall())
-        assert "forgets left rows" in plan and "forgets right rows" in plan, plan
         next_id = [1]
 
         def produce(start, seconds, per_second):

@@ -77,14 +77,7 @@ pub fn mark_now(plan: LogicalPlan) -> Result<LogicalPlan> {
         node.map_expressions(|e| {
             e.transform_up(|e| match &e {
                 Expr::ScalarFunction(f) if f.func.name() == "now" && f.args.is_empty() => {
-                    let output = e.get_type(&schema)?;
-                    let marker = ScalarUDF::new_from_impl(NowMarker {
-                        signature: Signature::nullary(Volatility::Volatile),
-                        output,
-                    });
-                    Ok(Transformed::yes(Expr::ScalarFunction(
-                        ScalarFunction::new_udf(Arc::new(marker), vec![]),
-                    )))
+                    Ok(Transformed::yes(marker(e.get_type(&schema)?)))
                 }
                 _ => Ok(Transformed::no(e)),
             })
@@ -92,6 +85,15 @@ pub fn mark_now(plan: LogicalPlan) -> Result<LogicalPlan> {
         .map_data(|n| n.recompute_schema())
     })
     .map(|t| t.data)
+}
+
+/// A call of the marker, of type `output`.
+fn marker(output: DataType) -> Expr {
+    let udf = ScalarUDF::new_from_impl(NowMarker {
+        signature: Signature::nullary(Volatility::Volatile),
+        output,
+    });
+    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), vec![]))
 }
 
 /// One end of the time range in which a row belongs to the view: `now()` at or above
@@ -228,4 +230,63 @@ fn is_constant(e: &Expr) -> bool {
     })
     .unwrap_or(true)
         && !mentions_now(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::TimeUnit;
+    use datafusion::logical_expr::{col, lit};
+    use datafusion::scalar::ScalarValue;
+
+    use super::*;
+
+    fn now() -> Expr {
+        marker(DataType::Timestamp(
+            TimeUnit::Nanosecond,
+            Some("+00:00".into()),
+        ))
+    }
+
+    fn hour() -> Expr {
+        lit(ScalarValue::new_interval_mdn(0, 0, 3_600_000_000_000))
+    }
+
+    fn ends(edges: &[TimeEdge]) -> Vec<(Expr, bool)> {
+        edges.iter().map(|e| (e.expr.clone(), e.after)).collect()
+    }
+
+    #[test]
+    fn comparisons_become_time_ranges() {
+        // ts > now() - 1h: until ts + 1h; ts <= now(): from ts; the rest stays a filter.
+        let p = col("ts")
+            .gt(now() - hour())
+            .and(col("ts").lt_eq(now()))
+            .and(col("v").gt(lit(3)));
+        let (rest, range) = split(&p).unwrap();
+        assert_eq!(rest, vec![col("v").gt(lit(3))]);
+        assert_eq!(ends(&range.until), vec![(col("ts") + hour(), false)]);
+        assert_eq!(ends(&range.from), vec![(col("ts"), false)]);
+        // now() > a: from one microsecond after a; now() <= b: until one after b.
+        let (_, range) = split(&now().gt(col("a")).and(now().lt_eq(col("b")))).unwrap();
+        assert_eq!(ends(&range.from), vec![(col("a"), true)]);
+        assert_eq!(ends(&range.until), vec![(col("b"), true)]);
+        // ts BETWEEN now() - 1h AND now().
+        let between = Expr::Between(Between::new(
+            Box::new(col("ts")),
+            false,
+            Box::new(now() - hour()),
+            Box::new(now()),
+        ));
+        let (_, range) = split(&between).unwrap();
+        assert_eq!(ends(&range.until), vec![(col("ts") + hour(), true)]);
+        assert_eq!(ends(&range.from), vec![(col("ts"), false)]);
+        // Refused: equality, OR, a shift that reads a column.
+        for bad in [
+            col("ts").eq(now()),
+            col("ts").gt(now()).or(col("v").gt(lit(1))),
+            col("ts").gt(now() - col("d")),
+        ] {
+            assert!(split(&bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -9,9 +9,12 @@
 //!
 //! State (under the join's prefix), besides its rows:
 //! ```text
-//! 'x' <side> <time + shift: memcomparable> <row's state key> → ()   (the expiry index)
-//! 'X' <side>                                                 → the bound last applied (i64 BE)
+//! 'e' <side> <time + shift: memcomparable> <row's state key> → ()   (the expiry index)
+//! 'E' <side>                                                 → the bound last applied (i64 BE)
 //! ```
+//! Both sort before the rows ('l', 'r'): a seek for a group with no row left must not walk
+//! into the index's deletions. A side's own expired rows leave deletions between its groups,
+//! so its groups are read with a scan bounded to the group (`JoinOp::apply_split`).
 
 use datafusion::error::Result;
 use freshet_common::{Datum, TableId};
@@ -53,9 +56,7 @@ impl Expiries {
 
     /// Puts each side's expiry in force when that side's input never retracts.
     pub fn keep(&mut self, never_retracts: [bool; 2]) {
-        for i in 0..2 {
-            self.active[i] = never_retracts[i] && self.sides[i].is_some();
-        }
+        self.active = [0, 1].map(|i| never_retracts[i] && self.sides[i].is_some());
     }
 
     /// The expiries in force, by side index (0 left, 1 right).
@@ -153,7 +154,7 @@ impl JoinOp {
                 continue;
             }
             let mut prefix = self.prefix.clone();
-            prefix.extend([b'x', side_byte(i)]);
+            prefix.extend([b'e', side_byte(i)]);
             let upper = self.index_from(i, bound);
             let mut lower = last.map_or_else(|| prefix.clone(), |l| self.index_from(i, l));
             let start = prefix.len() + TIME_LEN;
@@ -185,14 +186,14 @@ impl JoinOp {
     /// The first index key of side `i` at time `t` or later.
     fn index_from(&self, i: usize, t: i64) -> Vec<u8> {
         let mut k = self.prefix.clone();
-        k.extend([b'x', side_byte(i)]);
+        k.extend([b'e', side_byte(i)]);
         key_codec::encode_key(&[Datum::Timestamp(t)], &mut k);
         k
     }
 
     fn last_key(&self, i: usize) -> Vec<u8> {
         let mut k = self.prefix.clone();
-        k.extend([b'X', side_byte(i)]);
+        k.extend([b'E', side_byte(i)]);
         k
     }
 
