@@ -118,6 +118,35 @@ impl EpochCtx<'_> {
     }
 }
 
+impl EpochCtx<'_> {
+    /// Deletes every stored entry under `prefix` from `lower` up to `upper` (exclusive),
+    /// handing each to `f` first; read a page at a time. How operators drop state a bound
+    /// or a time has passed (closed windows, due changes, expired join rows).
+    pub(crate) fn take_range(
+        &mut self,
+        prefix: &[u8],
+        mut lower: Vec<u8>,
+        upper: &[u8],
+        mut f: impl FnMut(&mut Self, &[u8], &[u8]) -> datafusion::error::Result<()>,
+    ) -> datafusion::error::Result<()> {
+        const PAGE: usize = 1024;
+        loop {
+            let page = self
+                .snapshot
+                .scan(prefix, &lower, Some(upper), PAGE)
+                .map_err(state_err)?;
+            for (k, v) in &page {
+                self.batch.delete(k);
+                f(self, k, v)?;
+            }
+            match page.last() {
+                Some((k, _)) if page.len() == PAGE => lower = freshet_state::next_key(k),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
 impl<'a> EpochCtx<'a> {
     /// An epoch that commits: reads `snapshot`, writes into `batch`. An `initial` epoch is
     /// also a backfill's.

@@ -24,9 +24,6 @@ use super::join::JoinOp;
 use crate::bound::Bound;
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 
-/// Index entries read per page when a bound passes them.
-const PAGE: usize = 1024;
-
 /// When one side's rows can no longer match.
 #[derive(Debug, Clone)]
 pub struct Expiry {
@@ -156,28 +153,18 @@ impl JoinOp {
             let mut prefix = self.prefix.clone();
             prefix.extend([b'e', side_byte(i)]);
             let upper = self.index_from(i, bound);
-            let mut lower = last.map_or_else(|| prefix.clone(), |l| self.index_from(i, l));
+            let lower = last.map_or_else(|| prefix.clone(), |l| self.index_from(i, l));
             let start = prefix.len() + TIME_LEN;
-            loop {
-                let page = ctx
-                    .snapshot
-                    .scan(&prefix, &lower, Some(&upper), PAGE)
-                    .map_err(state_err)?;
-                for (k, _) in &page {
-                    ctx.batch.delete(k);
-                    let full = &k[start..];
-                    ctx.batch.delete(full);
-                    if !ctx.preview {
-                        if let Some(p) = self.group_prefix(full) {
-                            self.cache.remove(p);
-                        }
+            ctx.take_range(&prefix, lower, &upper, |ctx, k, _| {
+                let full = &k[start..];
+                ctx.batch.delete(full);
+                if !ctx.preview {
+                    if let Some(p) = self.group_prefix(full) {
+                        self.cache.remove(p);
                     }
                 }
-                match page.last() {
-                    Some((k, _)) if page.len() == PAGE => lower = freshet_state::next_key(k),
-                    _ => break,
-                }
-            }
+                Ok(())
+            })?;
             ctx.batch.put(last_key, bound.to_be_bytes());
         }
         Ok(())

@@ -32,9 +32,6 @@ use freshet_state::{counted, key_codec, row_codec};
 use crate::delta::Delta;
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 
-/// Scheduled changes read per page when their time comes.
-const PAGE: usize = 1024;
-
 /// Not yet known when the next change is due (after a start, or an epoch that did not
 /// commit): the next epoch looks.
 const UNKNOWN: i64 = i64::MIN;
@@ -210,29 +207,19 @@ impl TemporalFilterOp {
     ) -> Result<Vec<(Vec<Datum>, i64)>> {
         let prefix = self.events_prefix();
         let upper = self.event_from(now.saturating_add(1));
-        let mut lower = match last {
+        let lower = match last {
             Some(l) => self.event_from(l.saturating_add(1)),
             None => prefix.clone(),
         };
         let mut out = Vec::new();
-        loop {
-            let page = ctx
-                .snapshot
-                .scan(&prefix, &lower, Some(&upper), PAGE)
-                .map_err(state_err)?;
-            for (k, v) in &page {
-                ctx.batch.delete(k);
-                let n = count_of(v)?;
-                if n != 0 {
-                    let row = row_codec::decode_row(&v[8..]).map_err(state_err)?;
-                    out.push((row, n));
-                }
+        ctx.take_range(&prefix, lower, &upper, |_, _, v| {
+            let n = count_of(v)?;
+            if n != 0 {
+                let row = row_codec::decode_row(&v[8..]).map_err(state_err)?;
+                out.push((row, n));
             }
-            match page.last() {
-                Some((k, _)) if page.len() == PAGE => lower = freshet_state::next_key(k),
-                _ => break,
-            }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 

@@ -29,8 +29,6 @@ use crate::delta::Delta;
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 use crate::bound::Bound;
 
-/// Pending rows read per page when a window closes.
-const PAGE: usize = 1024;
 
 /// The window-close gate of a view declared `EMIT ON WINDOW CLOSE`.
 #[derive(Debug)]
@@ -136,28 +134,18 @@ impl WindowCloseOp {
         }
         let mut prefix = self.prefix.clone();
         prefix.push(b'p');
-        let mut lower = last.map_or_else(|| prefix.clone(), |l| self.pending_from(l));
-        loop {
-            let page = ctx
-                .snapshot
-                .scan(&prefix, &lower, Some(&upper), PAGE)
-                .map_err(state_err)?;
-            for (k, v) in &page {
-                ctx.batch.delete(k);
-                if changed.contains_key(k.as_ref()) {
-                    continue; // emitted above, with this epoch's change
-                }
-                let n = count_of(v)?;
-                if n > 0 {
-                    let row = row_codec::decode_row(&v[8..]).map_err(state_err)?;
-                    out.push((row, n));
-                }
+        let lower = last.map_or_else(|| prefix.clone(), |l| self.pending_from(l));
+        ctx.take_range(&prefix, lower, &upper, |_, k, v| {
+            if changed.contains_key(k) {
+                return Ok(()); // emitted above, with this epoch's change
             }
-            match page.last() {
-                Some((k, _)) if page.len() == PAGE => lower = freshet_state::next_key(k),
-                _ => break,
+            let n = count_of(v)?;
+            if n > 0 {
+                let row = row_codec::decode_row(&v[8..]).map_err(state_err)?;
+                out.push((row, n));
             }
-        }
+            Ok(())
+        })?;
         ctx.batch.put(self.last_key(), bound.to_be_bytes());
         Ok(out)
     }
