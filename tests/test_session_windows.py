@@ -81,3 +81,53 @@ def test_session_windows_merge_and_split(tmp_path, postgres):
     finally:
         server.stop()
         pg.execute("DROP TABLE sw_visits")
+
+
+def test_sessions_close_on_the_watermark(kafka, tmp_path, postgres):
+    """Over a source with a watermark a session's end is bounded by it: the aggregate drops
+    closed sessions' groups, and EMIT ON WINDOW CLOSE emits each session once, when the
+    watermark passes its end — equal to PostgreSQL's sessions that end below the watermark."""
+    import json
+
+    from test_kafka import send
+
+    rng = random.Random(5)
+    kafka.create_topic("taps", 1)
+    producer = kafka.producer()
+    pg = postgres.connect()
+    pg.execute("CREATE TABLE sw_visits (id INT PRIMARY KEY, uid INT, ts TIMESTAMP)")
+    server = Freshet(tmp_path).start()
+    try:
+        conn = server.connect()
+        conn.execute(f"""CREATE SOURCE taps (id INT, uid INT, ts TIMESTAMP,
+                             WATERMARK FOR ts AS ts - INTERVAL '1 minute')
+                         WITH (connector = 'kafka', topic = 'taps',
+                               properties.bootstrap.server = '{kafka.bootstrap}',
+                               watermark.idle_timeout = '0')
+                         FORMAT PLAIN ENCODE JSON""")
+        closed = ("SELECT uid, window_start, window_end, count(*) AS n, max(ts) AS last "
+                  "FROM SESSION(taps, ts, INTERVAL '5 minutes') GROUP BY uid, window_start, window_end")
+        conn.execute(f"CREATE MATERIALIZED VIEW closed_sessions AS {closed} EMIT ON WINDOW CLOSE")
+        sent = []
+        t = 0
+        for round in range(3):
+            rows = []
+            for _ in range(150):
+                t += rng.randint(1, 40)
+                rows.append((len(sent) + len(rows) + 1, rng.randint(1, 6), BASE + datetime.timedelta(seconds=t)))
+            send(producer, "taps", [(0, json.dumps({"id": i, "uid": u, "ts": ts.isoformat(sep=" ")}).encode(), None)
+                                    for i, u, ts in rows])
+            sent += rows
+            with pg.cursor() as cur:
+                cur.executemany("INSERT INTO sw_visits VALUES (%s, %s, %s)", rows)
+            conn.execute("FLUSH")
+            w = conn.execute("SELECT DISTINCT watermark FROM freshet_internal.source_watermarks "
+                             "WHERE source = 'taps'").fetchone()[0].replace(tzinfo=None)
+            expected = sorted(tuple(r) for r in pg.execute(
+                f"SELECT * FROM ({ORACLE['per_user']}) AS s (uid, ws, we, n, last) WHERE we < %s", (w,)))
+            ours = sorted(conn.execute("SELECT * FROM closed_sessions").fetchall())
+            assert ours == expected, f"round {round} at watermark {w}"
+            assert ours, round
+    finally:
+        server.stop()
+        pg.execute("DROP TABLE sw_visits")

@@ -17,12 +17,15 @@ use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, Schema, TimeU
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column, Literal};
+use datafusion::physical_expr::window::StandardWindowExpr;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
+use datafusion::physical_plan::windows::WindowUDFExpr;
+use datafusion::physical_plan::WindowExpr;
 use freshet_common::TableId;
 
 
 use crate::bound::{Bound, Step, Term};
-use crate::ops::{Closing, Expiry, JoinKind, JoinOp, Node};
+use crate::ops::{Closing, Expiry, JoinKind, JoinOp, Node, OrderedMode};
 
 /// Per output column of `node`, its lower bound when it has one. `event_time` gives a
 /// relation's event-time column (sources declared with `WATERMARK FOR`).
@@ -79,8 +82,44 @@ pub fn bounds(node: &Node, event_time: &dyn Fn(TableId) -> Option<usize>) -> Vec
                 .collect()
         }
         Node::WindowClose { input, .. } => bounds(input, event_time),
+        Node::Ordered { input, op } => {
+            let inner = bounds(input, event_time);
+            let mut out = vec![None; width];
+            // A partition's rows change only when its input does.
+            for p in &op.partition_by {
+                if let Some(c) = p.downcast_ref::<Column>() {
+                    if let (Some(slot), Some(b)) = (out.get_mut(c.index()), inner.get(c.index())) {
+                        slot.clone_from(b);
+                    }
+                }
+            }
+            // A session's end moves only for a row at or past it: a row at `ts` joins or
+            // extends only sessions ending at `ts` or later, and its own ends later still.
+            if let OrderedMode::Window { exprs, .. } = &op.mode {
+                let at = input.schema().fields().len();
+                for (j, w) in exprs.iter().enumerate() {
+                    if let (Some(c), Some(slot)) = (session_end_time(w), out.get_mut(at + j)) {
+                        *slot = inner.get(c).cloned().flatten();
+                    }
+                }
+            }
+            out
+        }
         _ => vec![None; width],
     }
+}
+
+/// The input column whose time a `session_end(ts, gap)` window function takes, when `w` is
+/// one.
+fn session_end_time(w: &Arc<dyn WindowExpr>) -> Option<usize> {
+    let standard = w.as_any().downcast_ref::<StandardWindowExpr>()?;
+    let f = standard.get_standard_func_expr();
+    let udf = f.as_any().downcast_ref::<WindowUDFExpr>()?;
+    if udf.fun().name() != freshet_sql::session_window::name(true) {
+        return None;
+    }
+    let args = f.expressions();
+    Some(args.first()?.downcast_ref::<Column>()?.index())
 }
 
 /// Which of `group` (expressions over `input`'s columns) closes an aggregate's groups: the

@@ -53,7 +53,10 @@ impl WindowUDFImpl for SessionBound {
         &self.signature
     }
 
-    fn partition_evaluator(&self, _: PartitionEvaluatorArgs) -> Result<Box<dyn PartitionEvaluator>> {
+    fn partition_evaluator(
+        &self,
+        _: PartitionEvaluatorArgs,
+    ) -> Result<Box<dyn PartitionEvaluator>> {
         Ok(Box::new(Evaluator { end: self.end }))
     }
 
@@ -87,7 +90,9 @@ impl PartitionEvaluator for Evaluator {
             ));
         };
         let DataType::Timestamp(_, tz) = ts.data_type() else {
-            return Err(DataFusionError::Plan("session windows need a timestamp".into()));
+            return Err(DataFusionError::Plan(
+                "session windows need a timestamp".into(),
+            ));
         };
         let micros = cast(ts, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))?;
         let micros = micros.as_primitive::<TimestampMicrosecondType>();
@@ -95,6 +100,17 @@ impl PartitionEvaluator for Evaluator {
         let times: Vec<Option<i64>> = (0..num_rows)
             .map(|i| micros.is_valid(i).then(|| micros.value(i)))
             .collect();
+        let mut last = i64::MIN;
+        for t in times.iter().flatten() {
+            if *t < last {
+                return Err(DataFusionError::Plan(
+                    "session_start and session_end need their partition ordered by the time \
+                     they take, ascending"
+                        .into(),
+                ));
+            }
+            last = *t;
+        }
         let out: TimestampMicrosecondArray = sessions(&times, gap, self.end).into_iter().collect();
         Ok(Arc::new(out.with_timezone_opt(tz.clone())))
     }
@@ -133,22 +149,26 @@ pub fn sessions(times: &[Option<i64>], gap: i64, end: bool) -> Vec<Option<i64>> 
 
 /// The gap argument: a positive fixed-length interval (or microseconds as an integer).
 fn gap_micros(gap: &ArrayRef) -> Result<i64> {
-    let bad = || {
-        DataFusionError::Plan("a session gap must be a positive fixed-length interval".into())
-    };
+    let bad =
+        || DataFusionError::Plan("a session gap must be a positive fixed-length interval".into());
     if gap.is_empty() || gap.is_null(0) {
         return Err(bad());
     }
     let micros = match gap.data_type() {
         DataType::Interval(_) => {
-            let iv = cast(gap, &DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano))?;
+            let iv = cast(
+                gap,
+                &DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+            )?;
             let v = iv.as_primitive::<IntervalMonthDayNanoType>().value(0);
             if v.months != 0 {
                 return Err(bad());
             }
             i64::from(v.days) * 86_400_000_000 + v.nanoseconds / 1000
         }
-        DataType::Int64 => gap.as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(0),
+        DataType::Int64 => gap
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .value(0),
         _ => return Err(bad()),
     };
     if micros <= 0 {
@@ -163,14 +183,38 @@ mod tests {
 
     #[test]
     fn runs_within_the_gap_are_one_session() {
-        let t = [Some(0), Some(5), Some(10), None, Some(21), Some(30), Some(31)];
+        let t = [
+            Some(0),
+            Some(5),
+            Some(10),
+            None,
+            Some(21),
+            Some(30),
+            Some(31),
+        ];
         assert_eq!(
             sessions(&t, 10, false),
-            vec![Some(0), Some(0), Some(0), None, Some(21), Some(21), Some(21)]
+            vec![
+                Some(0),
+                Some(0),
+                Some(0),
+                None,
+                Some(21),
+                Some(21),
+                Some(21)
+            ]
         );
         assert_eq!(
             sessions(&t, 10, true),
-            vec![Some(20), Some(20), Some(20), None, Some(41), Some(41), Some(41)]
+            vec![
+                Some(20),
+                Some(20),
+                Some(20),
+                None,
+                Some(41),
+                Some(41),
+                Some(41)
+            ]
         );
         assert_eq!(sessions(&t, 4, false)[1], Some(5));
     }
