@@ -119,6 +119,19 @@ impl EpochCtx<'_> {
 }
 
 impl EpochCtx<'_> {
+    /// The i64 (big-endian) the committed state holds under `key`: the last bound or time an
+    /// operator applied.
+    pub(crate) fn stored_i64(&self, key: &[u8]) -> datafusion::error::Result<Option<i64>> {
+        match self.snapshot.get(key).map_err(state_err)? {
+            None => Ok(None),
+            Some(v) => <[u8; 8]>::try_from(v.as_slice())
+                .map(|b| Some(i64::from_be_bytes(b)))
+                .map_err(|_| {
+                    DataFusionError::Internal("corrupt stored bound of an operator".into())
+                }),
+        }
+    }
+
     /// Deletes every stored entry under `prefix` from `lower` up to `upper` (exclusive),
     /// handing each to `f` first; read a page at a time. How operators drop state a bound
     /// or a time has passed (closed windows, due changes, expired join rows).

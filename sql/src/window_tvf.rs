@@ -82,7 +82,10 @@ pub fn interval_micros(e: &Expr) -> Result<Option<i64>, PgError> {
     Ok(i64::try_from(d.as_micros()).ok())
 }
 
-fn window_table(tf: &TableFactor) -> Result<Option<TableFactor>, PgError> {
+/// A table function call in FROM: its name (lower case), alias and arguments.
+fn table_call(
+    tf: &TableFactor,
+) -> Option<(String, &Option<ast::TableAlias>, &ast::TableFunctionArgs)> {
     let TableFactor::Table {
         name,
         alias,
@@ -90,12 +93,25 @@ fn window_table(tf: &TableFactor) -> Result<Option<TableFactor>, PgError> {
         ..
     } = tf
     else {
-        return Ok(None);
+        return None;
     };
     let [part] = name.0.as_slice() else {
-        return Ok(None);
+        return None;
     };
-    let Some(func) = part.as_ident().map(|i| i.value.to_ascii_lowercase()) else {
+    Some((part.as_ident()?.value.to_ascii_lowercase(), alias, args))
+}
+
+/// A window table function's first argument: the relation it windows.
+fn relation_arg(e: &Expr) -> Option<ast::ObjectName> {
+    match e {
+        Expr::Identifier(i) => Some(ast::ObjectName::from(vec![i.clone()])),
+        Expr::CompoundIdentifier(p) => Some(ast::ObjectName::from(p.clone())),
+        _ => None,
+    }
+}
+
+fn window_table(tf: &TableFactor) -> Result<Option<TableFactor>, PgError> {
+    let Some((func, alias, args)) = table_call(tf) else {
         return Ok(None);
     };
     if func != "tumble" && func != "hop" {
@@ -112,10 +128,9 @@ fn window_table(tf: &TableFactor) -> Result<Option<TableFactor>, PgError> {
             ))),
         })
         .collect::<Result<_, _>>()?;
-    let relation = match exprs.first() {
-        Some(Expr::Identifier(i)) => ast::ObjectName::from(vec![i.clone()]),
-        Some(Expr::CompoundIdentifier(p)) => ast::ObjectName::from(p.clone()),
-        _ => {
+    let relation = match exprs.first().and_then(|e| relation_arg(e)) {
+        Some(r) => r,
+        None => {
             return Err(PgError::new(
                 SqlState::SYNTAX_ERROR,
                 format!("the first argument of {upper} must name a table, view or source"),
@@ -249,30 +264,15 @@ fn session_tables(select: &mut ast::Select) -> Result<(), PgError> {
 
 /// The relation, alias and other arguments of a `SESSION(relation, …)` table.
 fn session_call(tf: &TableFactor) -> Option<(ast::ObjectName, Option<ast::TableAlias>, Vec<Expr>)> {
-    let TableFactor::Table {
-        name,
-        alias,
-        args: Some(args),
-        ..
-    } = tf
-    else {
-        return None;
-    };
-    let [part] = name.0.as_slice() else {
-        return None;
-    };
-    if !part.as_ident()?.value.eq_ignore_ascii_case("session") {
+    let (func, alias, args) = table_call(tf)?;
+    if func != "session" {
         return None;
     }
     let mut exprs = args.args.iter().map(|a| match a {
         FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
         _ => None,
     });
-    let relation = match exprs.next()?? {
-        Expr::Identifier(i) => ast::ObjectName::from(vec![i]),
-        Expr::CompoundIdentifier(p) => ast::ObjectName::from(p),
-        _ => return None,
-    };
+    let relation = relation_arg(&exprs.next()??)?;
     Some((relation, alias.clone(), exprs.collect::<Option<Vec<_>>>()?))
 }
 

@@ -22,7 +22,7 @@ use freshet_state::key_codec;
 
 use super::join::JoinOp;
 use crate::bound::Bound;
-use crate::epoch::{state_err, EpochChanges, EpochCtx};
+use crate::epoch::{EpochChanges, EpochCtx};
 
 /// When one side's rows can no longer match.
 #[derive(Debug, Clone)]
@@ -141,12 +141,7 @@ impl JoinOp {
                 continue;
             };
             let last_key = self.last_key(i);
-            let last = match ctx.snapshot.get(&last_key).map_err(state_err)? {
-                Some(v) => <[u8; 8]>::try_from(v.as_slice())
-                    .ok()
-                    .map(i64::from_be_bytes),
-                None => None,
-            };
+            let last = ctx.stored_i64(&last_key)?;
             if last.is_some_and(|l| l >= bound) {
                 continue;
             }

@@ -12,7 +12,7 @@
 //!
 //! State (under the operator's prefix):
 //! ```text
-//! 'e' <time: memcomparable> <row: row_codec> → count (i64 BE, merged) ++ row (row_codec)
+//! 'e' <time: memcomparable> <row: row_codec> → count (i64 BE, merged)
 //! 'l'                                        → the time of the last epoch (i64 BE)
 //! ```
 
@@ -26,10 +26,10 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicro
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::PhysicalExpr;
 use freshet_common::Datum;
-use freshet_sql::df_convert::batch_to_rows;
-use freshet_state::{counted, key_codec, row_codec};
+use freshet_state::{key_codec, row_codec};
 
-use crate::delta::Delta;
+use crate::delta::{encode_count, Delta};
+use crate::encode::{encode_rows_keyed_by, VALUE_SLOT};
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 
 /// Not yet known when the next change is due (after a start, or an epoch that did not
@@ -103,10 +103,7 @@ impl TemporalFilterOp {
         changes: &EpochChanges,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<Option<Delta>> {
-        let last = match ctx.snapshot.get(&self.last_key()).map_err(state_err)? {
-            Some(v) => Some(count_of(&v)?),
-            None => None,
-        };
+        let last = ctx.stored_i64(&self.last_key())?;
         let now = changes.now().max(last.unwrap_or(i64::MIN));
         let mut parts: Vec<Delta> = Vec::new();
         let mut soonest = NEVER;
@@ -161,36 +158,38 @@ impl TemporalFilterOp {
             };
             (lo < hi).then_some((lo, hi))
         };
-        let mut inside = Vec::with_capacity(d.len());
-        let mut scheduled: Vec<usize> = Vec::new();
-        for i in 0..d.len() {
-            let r = range(i);
-            inside.push(r.is_some_and(|(lo, hi)| lo <= now && now < hi));
-            if r.is_some_and(|(lo, hi)| lo > now || (hi > now && hi != i64::MAX)) {
-                scheduled.push(i);
-            }
-        }
+        let ranges: Vec<Option<(i64, i64)>> = (0..d.len()).map(range).collect();
+        let inside: Vec<bool> = ranges
+            .iter()
+            .map(|r| r.is_some_and(|(lo, hi)| lo <= now && now < hi))
+            .collect();
+        // A change ahead: an arrival still to come, or a departure at a finite time.
+        let ahead = |r: &Option<(i64, i64)>| {
+            r.is_some_and(|(lo, hi)| lo > now || (hi > now && hi != i64::MAX))
+        };
         let mut soonest = NEVER;
-        if !scheduled.is_empty() {
-            let rows = batch_to_rows(&d.batch)?;
+        if ranges.iter().any(ahead) {
+            let rows = encode_rows_keyed_by(&d.batch, &[], 0)?.values;
             // Equal rows at one time add up before they are written.
             let mut events: HashMap<Vec<u8>, i64> = HashMap::new();
-            for i in scheduled {
-                let Some((lo, hi)) = range(i) else { continue };
-                let w = d.weights[i];
+            for (i, r) in ranges.iter().enumerate() {
+                let Some((lo, hi)) = *r else { continue };
+                if !ahead(r) {
+                    continue;
+                }
+                let (row, w) = (&rows[i][VALUE_SLOT..], d.weights[i]);
                 if lo > now {
-                    *events.entry(self.event_key(lo, &rows[i])).or_default() += w;
+                    *events.entry(self.event_key(lo, row)).or_default() += w;
                     soonest = soonest.min(lo);
                 }
                 if hi != i64::MAX {
-                    *events.entry(self.event_key(hi, &rows[i])).or_default() -= w;
+                    *events.entry(self.event_key(hi, row)).or_default() -= w;
                     soonest = soonest.min(hi);
                 }
             }
             for (key, n) in events {
                 if n != 0 {
-                    let row = key[self.prefix.len() + 1 + TIME_LEN..].to_vec();
-                    ctx.batch.merge(&key, counted(n, &row));
+                    ctx.batch.merge(&key, encode_count(n));
                 }
             }
         }
@@ -212,10 +211,11 @@ impl TemporalFilterOp {
             None => prefix.clone(),
         };
         let mut out = Vec::new();
-        ctx.take_range(&prefix, lower, &upper, |_, _, v| {
+        let row_at = prefix.len() + TIME_LEN;
+        ctx.take_range(&prefix, lower, &upper, |_, k, v| {
             let n = count_of(v)?;
             if n != 0 {
-                let row = row_codec::decode_row(&v[8..]).map_err(state_err)?;
+                let row = row_codec::decode_row(&k[row_at..]).map_err(state_err)?;
                 out.push((row, n));
             }
             Ok(())
@@ -267,9 +267,10 @@ impl TemporalFilterOp {
         k
     }
 
-    fn event_key(&self, t: i64, row: &[Datum]) -> Vec<u8> {
+    /// The key of a change at `t` to the row encoded as `row` (`row_codec`).
+    fn event_key(&self, t: i64, row: &[u8]) -> Vec<u8> {
         let mut k = self.event_from(t);
-        row_codec::encode_row(row, &mut k);
+        k.extend_from_slice(row);
         k
     }
 

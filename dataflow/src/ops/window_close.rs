@@ -125,10 +125,7 @@ impl WindowCloseOp {
             return Ok(out);
         };
         // Stored rows the bound passed since the last close.
-        let last = match ctx.snapshot.get(&self.last_key()).map_err(state_err)? {
-            Some(v) => Some(count_of(&v)?),
-            None => None,
-        };
+        let last = ctx.stored_i64(&self.last_key())?;
         if last.is_some_and(|l| l >= bound) {
             return Ok(out);
         }

@@ -102,16 +102,7 @@ impl AggregateOp {
         let (Some(bound), Some(upper)) = (bound, upper) else {
             return Ok(());
         };
-        let last = match ctx
-            .snapshot
-            .get(&self.last_close_key())
-            .map_err(state_err)?
-        {
-            Some(v) => <[u8; 8]>::try_from(v.as_slice())
-                .ok()
-                .map(i64::from_be_bytes),
-            None => None,
-        };
+        let last = ctx.stored_i64(&self.last_close_key())?;
         if last.is_some_and(|l| l >= bound) {
             return Ok(());
         }
