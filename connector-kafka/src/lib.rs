@@ -14,6 +14,7 @@
 
 pub mod options;
 pub mod positions;
+mod queue;
 pub mod reader;
 pub mod sink;
 pub mod tweets;

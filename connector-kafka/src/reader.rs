@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use datafusion::arrow::array::RecordBatch;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message as _;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use freshet_common::{KafkaSourceConfig, Startup};
@@ -24,6 +24,7 @@ use freshet_connector::{
 };
 
 use crate::positions;
+use crate::queue::{Queue, Raw};
 use crate::{Error, Result};
 
 
@@ -170,8 +171,10 @@ fn offset(o: i64) -> Offset {
     }
 }
 
-/// Buffers the messages of a batch are copied into: one allocation per few megabytes, not
-/// one per message. Buffers grow from 64 KiB to 4 MiB, so small batches stay small.
+/// Buffers the messages of a batch are copied into: one allocation per many messages, not
+/// one per message. Buffers grow from 64 KiB to 256 KiB, so small batches stay small — and no
+/// larger: the allocator serves bigger blocks as fresh pages of their own, faulted in (and
+/// zeroed by the kernel) anew for every batch.
 #[derive(Default)]
 struct Arena {
     buf: BytesMut,
@@ -181,7 +184,7 @@ struct Arena {
 impl Arena {
     fn copy(&mut self, b: &[u8]) -> Bytes {
         if self.buf.capacity() - self.buf.len() < b.len() {
-            self.next = (self.next * 2).clamp(64 << 10, 4 << 20);
+            self.next = (self.next * 2).clamp(64 << 10, 256 << 10);
             self.buf = BytesMut::with_capacity(self.next.max(b.len()));
         }
         self.buf.extend_from_slice(b);
@@ -190,12 +193,12 @@ impl Arena {
 }
 
 /// Copies a message out of librdkafka's buffers (its key only when `key`).
-fn detach(m: &rdkafka::message::BorrowedMessage<'_>, arena: &mut Arena, key: bool) -> Message {
+fn detach(m: &Raw<'_>, arena: &mut Arena, key: bool) -> Message {
     let mut copy = |b: &[u8]| arena.copy(b);
     Message {
         partition: m.partition(),
         offset: m.offset(),
-        timestamp_ms: m.timestamp().to_millis(),
+        timestamp_ms: m.timestamp_ms(),
         key: if key { m.key().map(&mut copy) } else { None },
         payload: m.payload().map(&mut copy),
     }
@@ -467,7 +470,7 @@ fn watch_once(
     }
 }
 
-/// Polls one batch: waits up to 100 ms for a first message, then takes what is at hand or
+/// Reads one batch: waits up to 100 ms for a first message, then takes what is at hand or
 /// arrives within `quiet_wait`, and while messages keep coming, up to `max_wait` and
 /// `max_batch` messages. The flag says librdkafka found a position outside
 /// its partition's log (the batch ends there).
@@ -478,61 +481,59 @@ fn read_batch(
     config: &ReaderConfig,
     stop: &AtomicBool,
 ) -> (Option<SourceBatch>, bool) {
+    let Some(mut queue) = Queue::of(consumer) else {
+        tracing::warn!(%topic, "no consumer queue");
+        std::thread::sleep(Duration::from_millis(100));
+        return (None, false);
+    };
     let mut msgs = Vec::new();
     let mut arena = Arena::default();
     // The INCLUDE columns are fixed for a source: later decoders want keys just the same.
     let key = decoder.get().1.includes_key();
     // Since the first message: (end of the quiet wait, the deadline).
     let mut first: Option<(Instant, Instant)> = None;
-    // Whether the last poll found nothing: only then wait (and read the clock).
-    let mut waiting = false;
+    // How long the next call waits for a message when none is at hand.
+    let mut wait = Duration::from_millis(100);
     let mut out_of_range = false;
+    let mut failed = false;
     while msgs.len() < config.max_batch && !stop.load(Ordering::Relaxed) {
-        let timeout = match first {
-            None => Duration::from_millis(100),
-            Some(_) if !waiting => Duration::ZERO,
-            Some((quiet, _)) => quiet.saturating_duration_since(Instant::now()),
-        };
-        match consumer.poll(timeout) {
-            Some(Ok(m)) => {
-                msgs.push(detach(&m, &mut arena, key));
-                if first.is_none() {
-                    let now = Instant::now();
-                    first = Some((now + config.quiet_wait, now + config.max_wait));
-                } else if msgs.len() % 64 == 0
-                    && first.is_some_and(|(_, d)| Instant::now() >= d)
-                {
-                    break;
-                }
-                waiting = false;
-            }
-            Some(Err(e)) => {
+        let took = queue.take(wait, config.max_batch - msgs.len(), |m| match m.error() {
+            None => msgs.push(detach(&m, &mut arena, key)),
+            Some(e) => {
                 tracing::debug!(error = %e, "consumer error");
-                out_of_range = matches!(
+                failed = true;
+                out_of_range |= matches!(
                     e,
-                    rdkafka::error::KafkaError::MessageConsumption(
-                        rdkafka::types::RDKafkaErrorCode::AutoOffsetReset
-                            | rdkafka::types::RDKafkaErrorCode::OffsetOutOfRange
-                    )
+                    RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange
                 );
+            }
+        });
+        if failed {
+            break;
+        }
+        let now = Instant::now();
+        if took > 0 {
+            let (_, deadline) = *first.get_or_insert((now + config.quiet_wait, now + config.max_wait));
+            if now >= deadline {
                 break;
             }
-            None => {
-                let Some((quiet, deadline)) = first else {
-                    break;
-                };
-                let now = Instant::now();
-                // Nothing at hand: past the quiet wait, the batch is what there is — unless
-                // the broker holds more for it (a backlog), then up to the deadline.
-                if now >= deadline || (now >= quiet && !more_in_broker(consumer, topic, &msgs)) {
-                    break;
-                }
-                if now >= quiet {
-                    first = Some((deadline, deadline));
-                }
-                waiting = true;
-            }
+            wait = Duration::ZERO;
+            continue;
         }
+        let Some((quiet, deadline)) = first else {
+            break;
+        };
+        // Nothing at hand: past the quiet wait, the batch is what there is — unless the
+        // broker holds more for it (a backlog), then up to the deadline.
+        if now >= deadline || (now >= quiet && !more_in_broker(consumer, topic, &msgs)) {
+            break;
+        }
+        if now >= quiet {
+            first = Some((deadline, deadline));
+        }
+        wait = first
+            .map_or(Duration::ZERO, |(q, _)| q.saturating_duration_since(now))
+            .max(Duration::from_millis(1));
     }
     if msgs.is_empty() {
         return (None, out_of_range);
@@ -608,43 +609,51 @@ pub fn replay(
         .filter(|(p, (from, _))| *from >= 0 && remaining.contains_key(p))
         .map(|(&p, &(from, _))| (p, from))
         .collect();
+    let mut queue = Queue::of(&c).ok_or_else(|| Error::Kafka("no consumer queue".into()))?;
+    let key = decoder.includes_key();
+    let mut gone = None;
     while !remaining.is_empty() {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                last_progress = Instant::now();
-                let p = m.partition();
-                let Some(&to) = remaining.get(&p) else {
-                    continue;
-                };
-                if let Some(from) = first.remove(&p) {
-                    if m.offset() > from {
-                        return Err(Error::Gone(format!(
-                            "topic \"{}\" partition {p} no longer holds offsets {from}..{} that the source consumed (retention); a view over it can only be built from messages the topic still has",
-                            opts.topic,
-                            m.offset()
-                        )));
-                    }
-                }
-                if m.offset() < to && !skip.contains(&(p, m.offset())) {
-                    msgs.push(detach(&m, &mut arena, decoder.includes_key()));
-                }
-                if m.offset() + 1 >= to {
-                    remaining.remove(&p);
-                    let mut tpl = TopicPartitionList::new();
-                    tpl.add_partition(&opts.topic, p);
-                    let _ = c.incremental_unassign(&tpl);
-                }
-                if msgs.len() >= 10_000 {
-                    if let (Some(b), origins) = decoder
-                        .decode_lenient_traced(&std::mem::take(&mut msgs))
-                        .map_err(|e| Error::Kafka(e.to_string()))?
-                    {
-                        out.push((b, origins));
-                    }
+        let took = queue.take(Duration::from_millis(100), 10_000, |m| {
+            if let Some(e) = m.error() {
+                tracing::debug!(error = %e, "replay consumer error");
+                return;
+            }
+            let p = m.partition();
+            let Some(&to) = remaining.get(&p) else {
+                return;
+            };
+            if let Some(from) = first.remove(&p) {
+                if m.offset() > from {
+                    gone.get_or_insert(Error::Gone(format!(
+                        "topic \"{}\" partition {p} no longer holds offsets {from}..{} that the source consumed (retention); a view over it can only be built from messages the topic still has",
+                        opts.topic,
+                        m.offset()
+                    )));
                 }
             }
-            Some(Err(e)) => tracing::debug!(error = %e, "replay consumer error"),
-            None => {}
+            if m.offset() < to && !skip.contains(&(p, m.offset())) {
+                msgs.push(detach(&m, &mut arena, key));
+            }
+            if m.offset() + 1 >= to {
+                remaining.remove(&p);
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&opts.topic, p);
+                let _ = c.incremental_unassign(&tpl);
+            }
+        });
+        if let Some(e) = gone {
+            return Err(e);
+        }
+        if took > 0 {
+            last_progress = Instant::now();
+        }
+        if msgs.len() >= 10_000 {
+            if let (Some(b), origins) = decoder
+                .decode_lenient_traced(&std::mem::take(&mut msgs))
+                .map_err(|e| Error::Kafka(e.to_string()))?
+            {
+                out.push((b, origins));
+            }
         }
         if last_progress.elapsed() > timeout {
             return Err(Error::Kafka(format!(
