@@ -1,7 +1,8 @@
 //! freshet-connector-file: the Parquet file sink, exactly once by two phases
 //! ([`freshet_connector::Protocol::TwoPhase`]). A file holds the changes of epochs
 //! `first..=last` and is written under a hidden temporary name
-//! (`.part-<first>-<last>.parquet.tmp`) and synced (write); the sink's progress (`last`)
+//! (`.part-<first>-<last>.parquet.tmp`, by way of `.partial` while it is being written) and
+//! synced (write); the sink's progress (`last`)
 //! commits in RocksDB (the server's part); then the file is renamed to
 //! `part-<first>-<last>.parquet` and the directory synced (finish). At start, a temporary file
 //! at or below the committed progress is finished, one above it is deleted: after a crash at
@@ -113,7 +114,10 @@ impl SinkWriter for FileWriter {
     }
 }
 
-/// Writes and syncs one temporary file in `dir`; returns its path.
+/// Writes and syncs one temporary file in `dir`; returns its path. The file is written
+/// under a name of its own and renamed to the temporary name once synced: a retry of the
+/// same range replaces the temporary file whole, never truncates one the committed progress
+/// may already cover.
 fn write_part(
     dir: &Path,
     layout: &Layout,
@@ -121,8 +125,9 @@ fn write_part(
     part: &RecordBatch,
 ) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", file_name(changes.first, changes.last)));
-    let file = std::fs::File::create(&tmp)?;
+    let name = file_name(changes.first, changes.last);
+    let partial = dir.join(format!(".{name}.partial"));
+    let file = std::fs::File::create(&partial)?;
     let mut writer = ArrowWriter::try_new(file, Arc::clone(&layout.data), None)
         .map_err(std::io::Error::other)?;
     writer.write(part).map_err(std::io::Error::other)?;
@@ -130,6 +135,9 @@ fn write_part(
         .into_inner()
         .map_err(std::io::Error::other)?
         .sync_all()?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::rename(&partial, &tmp)?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(tmp)
 }
 
@@ -202,6 +210,10 @@ fn recover_in(root: &Path, dir: &Path, committed: u64) -> std::io::Result<()> {
             if name.contains('=') && !name.starts_with('.') {
                 recover_in(root, &path, committed)?;
             }
+            continue;
+        }
+        if name.starts_with(".part-") && name.ends_with(".parquet.partial") {
+            std::fs::remove_file(&path)?;
             continue;
         }
         let Some(range) = name
@@ -308,6 +320,11 @@ mod tests {
         let a = w.write(&changes(3, 4), &|| false).unwrap();
         let b = w.write(&changes(5, 6), &|| false).unwrap();
         assert_eq!((a.parts.len(), b.parts.len()), (1, 1));
+        // A retry of the first range replaces its temporary file; a write cut short by the
+        // crash left a partial file.
+        assert_eq!(w.write(&changes(3, 4), &|| false).unwrap().parts, a.parts);
+        let partial = ".part-00000000000000000007-00000000000000000008.parquet.partial";
+        std::fs::write(dir.path().join(partial), b"half").unwrap();
         w.recover(4).unwrap();
         assert_eq!(
             files(dir.path()),

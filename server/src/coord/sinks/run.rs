@@ -37,6 +37,10 @@ pub(super) async fn run(
     let mut read_through = rt.committed.load(Ordering::SeqCst);
     let mut pending: Vec<Arc<EpochRows>> = Vec::new();
     let mut stats = Pending::default();
+    // A two-phase write that failed: the last epoch of the range it prepared, which its
+    // retry covers again, no more (its temporary files are named by their range: a wider
+    // retry would leave them to be finished beside the retry's, the same rows twice).
+    let mut retry_through: Option<u64> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
         if *stopped.borrow() {
@@ -44,9 +48,7 @@ pub(super) async fn run(
         }
         for e in gather(&engine, &rt, &mut latest, &mut read_through) {
             if !e.rows.is_empty() {
-                stats.rows += e.rows.len() as u64;
-                stats.bytes += e.rows.iter().map(|(r, _)| row_bytes(r)).sum::<u64>();
-                stats.since.get_or_insert_with(Instant::now);
+                add_stats(&mut stats, &e);
                 pending.push(e);
             }
         }
@@ -56,19 +58,37 @@ pub(super) async fn run(
             // (unsynced: losing it only means reading them again).
             let _ = record_progress(&engine, &rt, read_through);
         }
-        if !pending.is_empty() && writer.due(&stats) {
-            let written = commit(&engine, &rt, &writer, &view.schema, committed + 1, read_through, &pending, &stopped);
-            match written.await {
+        if !pending.is_empty() && (retry_through.is_some() || writer.due(&stats)) {
+            let last = retry_through.unwrap_or(read_through);
+            let n = pending.partition_point(|e| e.epoch <= last);
+            let written = if committed >= last {
+                // The progress is durable, only finishing failed: finish what it covers.
+                let w = Arc::clone(&writer);
+                let rows = pending[..n].iter().map(|e| e.rows.len() as u64).sum();
+                blocking(move || w.recover(committed)).await.map(|()| Prepared {
+                    rows,
+                    parts: Vec::new(),
+                })
+            } else {
+                let written = commit(&engine, &rt, &writer, &view.schema, committed + 1, last, &pending[..n], &stopped);
+                written.await
+            };
+            match written {
                 Ok(p) => {
                     rt.rows.fetch_add(p.rows, Ordering::Relaxed);
                     rt.files.fetch_add(p.parts.len() as u64, Ordering::Relaxed);
-                    pending.clear();
+                    pending.drain(..n);
                     stats = Pending::default();
+                    pending.iter().for_each(|e| add_stats(&mut stats, e));
+                    retry_through = None;
                     backoff = Duration::from_millis(100);
                     rt.set_status("running");
                 }
                 Err(e) => {
                     writer.reset();
+                    if writer.protocol() == Protocol::TwoPhase {
+                        retry_through = Some(last);
+                    }
                     if !wait_to_retry(&rt, &e, &mut backoff, &mut stopped).await {
                         return;
                     }
@@ -89,6 +109,13 @@ pub(super) async fn run(
             } => {}
         }
     }
+}
+
+/// Counts an epoch's rows into what is pending.
+fn add_stats(stats: &mut Pending, e: &EpochRows) {
+    stats.rows += e.rows.len() as u64;
+    stats.bytes += e.rows.iter().map(|(r, _)| row_bytes(r)).sum::<u64>();
+    stats.since.get_or_insert_with(Instant::now);
 }
 
 /// Writes the changes of epochs `first..=last` and records the sink's progress as the
