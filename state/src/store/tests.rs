@@ -143,3 +143,23 @@ fn merges_add_counts_and_keep_the_payload() {
     store.write(b).unwrap();
     assert_eq!(store.get(b"k1").unwrap().unwrap(), counted(0, b"row"));
 }
+
+#[test]
+fn scan_prefixes_equals_a_scan_per_prefix_in_any_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StateConfig::for_test()).unwrap();
+    let mut b = WriteBatch::default();
+    for k in [&b"da1"[..], b"da2", b"da22", b"dc", b"dc\x00", b"de1", b"dz"] {
+        b.put(k, k);
+    }
+    store.write(b).unwrap();
+    let snap = store.snapshot();
+    // Sorted, absent between present ones, nested, repeated, going back, past the end.
+    let prefixes: Vec<&[u8]> = vec![
+        b"d0", b"da", b"da2", b"da22", b"db", b"dc", b"dc", b"dd", b"de", b"da1", b"dz", b"dzz", b"d",
+    ];
+    let got = snap.scan_prefixes(&prefixes).unwrap();
+    for (p, entries) in prefixes.iter().zip(got) {
+        assert_eq!(entries, snap.scan_prefix(p).unwrap(), "prefix {:?}", String::from_utf8_lossy(p));
+    }
+}
