@@ -8,7 +8,7 @@
 //!
 //! Latency: one row a time at `--rates`, each stamped with the wall clock; a consumer of the
 //! Kafka sink's topic records when each arrives (committed by the sink, read by a consumer);
-//! p50/p99 of insert → message.
+//! p50/p99 of insert → message, after one second of warm-up.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -227,19 +227,27 @@ async fn latency(
     .await?;
     // Once the sink is connected: its start-up is not what is measured.
     wait_running(&c, "out").await?;
-    let total = (rate * o.seconds) as usize;
+    // One second of warm-up, not counted: the sink's first messages wait for the producer's
+    // first round trips to the partitions' leaders (about half a second).
+    let warm_up = rate as usize;
+    let total = warm_up + (rate * o.seconds) as usize;
     let (bootstrap, topic2) = (bootstrap.to_owned(), topic.to_owned());
     let reader = std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
         let consumer = crate::probe::consumer_from_start(&bootstrap, &topic2, PARTITIONS)?;
         let mut lat = Vec::with_capacity(total);
+        let mut seen = 0;
         let deadline = Instant::now() + Duration::from_secs(120);
-        while lat.len() < total && Instant::now() < deadline {
+        while seen < total && Instant::now() < deadline {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
                 let arrived = now_us();
                 let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
+                let id = v.get("id").and_then(serde_json::Value::as_i64).unwrap_or(0);
                 if let Some(sent) = v.get("sent").and_then(serde_json::Value::as_i64) {
-                    lat.push(Duration::from_micros((arrived - sent).max(0) as u64));
+                    if id >= warm_up as i64 {
+                        lat.push(Duration::from_micros((arrived - sent).max(0) as u64));
+                    }
                 }
+                seen += 1;
             }
         }
         Ok(lat)
