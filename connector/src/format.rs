@@ -3,9 +3,11 @@
 //! Protobuf) is an [`Encoding`] and a [`Format`].
 
 pub mod csv;
+mod direct;
 pub mod json;
 pub mod numbers;
 pub mod prune;
+pub mod scan;
 
 use std::sync::Arc;
 

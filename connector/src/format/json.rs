@@ -1,4 +1,5 @@
-//! JSON payloads → Arrow columns, straight from the bytes (arrow-json's tape decoder).
+//! JSON payloads → Arrow columns: flat selections in one pass ([`Direct`]), anything else
+//! pruned and decoded by arrow-json's tape decoder.
 //!
 //! Permissive like Spark's `from_json`: missing fields are NULL, unknown fields are ignored,
 //! numbers and booleans are accepted for text columns, ISO-8601 strings for timestamps. A
@@ -15,6 +16,7 @@ use datafusion::arrow::json::reader::{Decoder, ReaderBuilder};
 use freshet_common::{Selection, TimestampUnit};
 
 use crate::format::{concat_columns, Format, JsonOptions, Payloads};
+use crate::format::direct::Direct;
 use crate::format::prune::Keep;
 use crate::message::{BadMessage, Message};
 
@@ -38,6 +40,8 @@ pub struct JsonFormat {
     raw: Vec<usize>,
     /// The unit of JSON numbers for TIMESTAMP columns.
     timestamp_unit: TimestampUnit,
+    /// The one-pass decoder, when the selection is of a shape it takes.
+    direct: Option<Direct>,
 }
 
 impl JsonFormat {
@@ -53,6 +57,7 @@ impl JsonFormat {
             raw: vec![],
             selection,
             timestamp_unit: options.timestamp_unit,
+            direct: None,
         };
         f.rebuild();
         f
@@ -95,6 +100,12 @@ impl JsonFormat {
             .copied()
             .filter(|&i| self.selected.get(i).copied().unwrap_or(false))
             .collect();
+        self.direct = Direct::new(
+            &self.payload,
+            &self.selection,
+            &self.raw_all,
+            self.timestamp_unit,
+        );
     }
 
     fn decoder(&self, batch_size: usize) -> Result<Decoder, ArrowError> {
@@ -242,6 +253,47 @@ impl JsonFormat {
 
 impl Format for JsonFormat {
     fn decode(&self, msgs: &[Message]) -> Result<Payloads, ArrowError> {
+        if let Some(direct) = &self.direct {
+            if let Some(p) = direct.decode(msgs)? {
+                return Ok(p);
+            }
+        }
+        self.decode_general(msgs)
+    }
+
+    fn decode_lenient(&self, msgs: &[Message]) -> Result<Payloads, ArrowError> {
+        let first = self.decode(msgs)?;
+        if first.bad.is_empty() {
+            return Ok(first);
+        }
+        let mut parts: Vec<Vec<ArrayRef>> = Vec::new();
+        let mut rows = first.rows;
+        if !rows.is_empty() {
+            parts.push(first.columns);
+        }
+        for b in &first.bad {
+            let Some(i) = msgs
+                .iter()
+                .position(|m| m.partition == b.partition && m.offset == b.offset)
+            else {
+                continue;
+            };
+            if let Some(row) = self.decode_fieldwise(&msgs[i])? {
+                rows.push(i);
+                parts.push(row);
+            }
+        }
+        Ok(Payloads {
+            columns: concat_columns(self.payload.fields().len(), &parts)?,
+            rows,
+            bad: Vec::new(),
+        })
+    }
+}
+
+impl JsonFormat {
+    /// Any message: pruned (when this format prunes), then decoded by arrow-json.
+    fn decode_general(&self, msgs: &[Message]) -> Result<Payloads, ArrowError> {
         let mut arena = Vec::new();
         let inputs: Vec<Input> = msgs.iter().map(|m| self.prepare(m, &mut arena)).collect();
         let mut bad = Vec::new();
@@ -313,35 +365,6 @@ impl Format for JsonFormat {
         let columns = self.with_raw_json(typed, &of)?;
         Ok(Payloads { columns, rows, bad })
     }
-
-    fn decode_lenient(&self, msgs: &[Message]) -> Result<Payloads, ArrowError> {
-        let first = self.decode(msgs)?;
-        if first.bad.is_empty() {
-            return Ok(first);
-        }
-        let mut parts: Vec<Vec<ArrayRef>> = Vec::new();
-        let mut rows = first.rows;
-        if !rows.is_empty() {
-            parts.push(first.columns);
-        }
-        for b in &first.bad {
-            let Some(i) = msgs
-                .iter()
-                .position(|m| m.partition == b.partition && m.offset == b.offset)
-            else {
-                continue;
-            };
-            if let Some(row) = self.decode_fieldwise(&msgs[i])? {
-                rows.push(i);
-                parts.push(row);
-            }
-        }
-        Ok(Payloads {
-            columns: concat_columns(self.payload.fields().len(), &parts)?,
-            rows,
-            bad: Vec::new(),
-        })
-    }
 }
 
 /// What the typed decoder reads of one message.
@@ -353,3 +376,7 @@ enum Input {
     /// Not one JSON object.
     Bad(String),
 }
+
+#[cfg(test)]
+#[path = "json_direct_tests.rs"]
+mod direct_tests;

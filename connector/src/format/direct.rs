@@ -1,0 +1,487 @@
+//! JSON messages straight into Arrow columns in one pass, for the common shape: top-level
+//! fields of integer, floating-point, boolean, text and timestamp columns.
+//!
+//! Each message is walked once by the [`Scanner`], in the order the pruning pass walks it, so a
+//! malformed message is refused with the same words; a number is checked by its column's
+//! [`Rule`] as there. A value is converted as arrow-json converts it after pruning (text takes
+//! numbers and booleans as written, a timestamp takes what arrow parses). Anything else — a
+//! string for a number column, an object or array, a key with escapes, a field given twice —
+//! makes [`Direct::decode`] give up on the batch (`None`): the general decoder then decodes it,
+//! with its own rules for those cases.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::timezone::Tz;
+use datafusion::arrow::array::{
+    new_null_array, ArrayRef, BooleanArray, PrimitiveArray, StringArray,
+};
+use datafusion::arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use datafusion::arrow::compute::kernels::cast_utils::string_to_datetime;
+use datafusion::arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
+    TimestampMicrosecondType,
+};
+use datafusion::arrow::error::ArrowError;
+use freshet_common::{Selected, Selection, TimestampUnit};
+
+use crate::format::numbers::Rule;
+use crate::format::scan::Scanner;
+use crate::format::Payloads;
+use crate::message::{BadMessage, Message};
+
+/// What a decoded column holds.
+#[derive(Debug, Clone)]
+enum Kind {
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Float32,
+    Float64,
+    Bool,
+    Text,
+    /// Microseconds; strings without an offset are read in the zone (UTC when none).
+    Timestamp(Option<Tz>),
+}
+
+/// One decoded field.
+#[derive(Debug, Clone)]
+struct Field {
+    name: Box<[u8]>,
+    kind: Kind,
+    rule: Rule,
+    data_type: DataType,
+}
+
+/// The one-pass decoder of a selection of a payload schema.
+#[derive(Debug, Clone)]
+pub(crate) struct Direct {
+    fields: Vec<Field>,
+    /// Per payload column: its index among `fields`, when it is decoded.
+    of_column: Vec<Option<usize>>,
+    payload: SchemaRef,
+}
+
+/// Why a message did not become a row.
+enum Stop {
+    /// Refused, with the words of the general decoder.
+    Bad(String),
+    /// Not a case this decoder handles.
+    GiveUp,
+}
+
+impl From<String> for Stop {
+    fn from(e: String) -> Stop {
+        Stop::Bad(e)
+    }
+}
+
+impl Direct {
+    /// The decoder of `selection` of `payload`, when every selected column is one this decoder
+    /// takes whole (none of the `raw` JSON columns among them).
+    pub(crate) fn new(
+        payload: &SchemaRef,
+        selection: &Selection,
+        raw: &[usize],
+        unit: TimestampUnit,
+    ) -> Option<Direct> {
+        let mut fields = Vec::new();
+        let mut of_column = Vec::with_capacity(payload.fields().len());
+        for (i, f) in payload.fields().iter().enumerate() {
+            let Some(sel) = selection.get(i) else {
+                of_column.push(None);
+                continue;
+            };
+            if raw.contains(&i) || !matches!(sel, Selected::All) {
+                return None;
+            }
+            let int = |min: i64, max: i64| Kind::Int { min, max };
+            let kind = match f.data_type() {
+                DataType::Int16 => int(i16::MIN.into(), i16::MAX.into()),
+                DataType::Int32 => int(i32::MIN.into(), i32::MAX.into()),
+                DataType::Int64 => int(i64::MIN, i64::MAX),
+                DataType::Float32 => Kind::Float32,
+                DataType::Float64 => Kind::Float64,
+                DataType::Boolean => Kind::Bool,
+                DataType::Utf8 => Kind::Text,
+                DataType::Timestamp(TimeUnit::Microsecond, tz) => match tz {
+                    None => Kind::Timestamp(None),
+                    Some(tz) => Kind::Timestamp(Some(tz.parse().ok()?)),
+                },
+                _ => return None,
+            };
+            of_column.push(Some(fields.len()));
+            fields.push(Field {
+                name: f.name().as_bytes().into(),
+                kind,
+                rule: Rule::for_type(f.data_type(), unit),
+                data_type: f.data_type().clone(),
+            });
+        }
+        // A message's fields seen are a bit each.
+        if fields.is_empty() || fields.len() > 64 {
+            return None;
+        }
+        Some(Direct {
+            fields,
+            of_column,
+            payload: Arc::clone(payload),
+        })
+    }
+
+    /// The rows of `msgs` and the messages refused, or `None` when some message needs the
+    /// general decoder.
+    pub(crate) fn decode(&self, msgs: &[Message]) -> Result<Option<Payloads>, ArrowError> {
+        let mut columns: Vec<Column> = self
+            .fields
+            .iter()
+            .map(|f| Column::new(&f.kind, msgs.len()))
+            .collect();
+        let mut rows = Vec::with_capacity(msgs.len());
+        let mut bad = Vec::new();
+        for (i, m) in msgs.iter().enumerate() {
+            match self.message(m.bytes(), &mut columns) {
+                Ok(()) => rows.push(i),
+                Err(Stop::Bad(e)) => {
+                    for c in &mut columns {
+                        c.truncate(rows.len());
+                    }
+                    bad.push(BadMessage::new(m, e));
+                }
+                Err(Stop::GiveUp) => return Ok(None),
+            }
+        }
+        if rows.is_empty() {
+            return Ok(Some(Payloads {
+                bad,
+                ..Payloads::default()
+            }));
+        }
+        let mut finished: Vec<Option<ArrayRef>> = Vec::with_capacity(columns.len());
+        for (c, f) in columns.into_iter().zip(&self.fields) {
+            finished.push(Some(c.finish(&f.data_type)?));
+        }
+        let columns = self
+            .of_column
+            .iter()
+            .zip(self.payload.fields())
+            .map(|(at, f)| match at {
+                Some(k) => finished[*k].take().expect("each decoded column once"),
+                None => new_null_array(f.data_type(), rows.len()),
+            })
+            .collect();
+        Ok(Some(Payloads { columns, rows, bad }))
+    }
+
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        self.fields.iter().position(|f| *f.name == *key)
+    }
+
+    /// One message into `columns` (a value or NULL in each), or why not; on `Err` the columns
+    /// may hold part of the row.
+    fn message(&self, b: &[u8], columns: &mut [Column]) -> Result<(), Stop> {
+        let mut s = Scanner::new(b);
+        s.ws();
+        match s.peek() {
+            None => return Err(Stop::Bad("empty message".into())),
+            Some(b'{') => s.pos += 1,
+            Some(_) => return Err(Stop::Bad("message is not a JSON object".into())),
+        }
+        let mut seen = 0u64;
+        s.ws();
+        if s.peek() == Some(b'}') {
+            s.pos += 1;
+        } else {
+            loop {
+                let (start, end, escaped) = s.key()?;
+                if escaped {
+                    return Err(Stop::GiveUp);
+                }
+                match self.find(&b[start + 1..end - 1]) {
+                    None => s.skip_value()?,
+                    Some(k) => {
+                        let bit = 1u64 << k;
+                        if seen & bit != 0 {
+                            return Err(Stop::GiveUp);
+                        }
+                        seen |= bit;
+                        self.value(&mut s, &self.fields[k], &mut columns[k])?;
+                    }
+                }
+                s.ws();
+                match s.peek() {
+                    Some(b',') => s.pos += 1,
+                    Some(b'}') => {
+                        s.pos += 1;
+                        break;
+                    }
+                    _ => s.err::<()>("expected ',' or '}'")?,
+                }
+            }
+        }
+        s.ws();
+        if s.pos != b.len() {
+            return Err(Stop::Bad("more than one JSON value in the message".into()));
+        }
+        for (k, c) in columns.iter_mut().enumerate() {
+            if seen & (1u64 << k) == 0 {
+                c.null();
+            }
+        }
+        Ok(())
+    }
+
+    /// The value at the scanner (after the key's colon) into `column`.
+    fn value(&self, s: &mut Scanner, f: &Field, column: &mut Column) -> Result<(), Stop> {
+        let v = s.pos;
+        match s.peek() {
+            Some(b'"') => {
+                let escaped = s.string()?;
+                let inner = &s.b[v + 1..s.pos - 1];
+                match &f.kind {
+                    Kind::Text if escaped => {
+                        let text: String =
+                            serde_json::from_slice(&s.b[v..s.pos]).map_err(|_| Stop::GiveUp)?;
+                        column.text(text.as_bytes())
+                    }
+                    Kind::Text => column.text(inner),
+                    Kind::Timestamp(tz) if !escaped => {
+                        // The scanner checked the string is UTF-8.
+                        let text = std::str::from_utf8(inner).map_err(|_| Stop::GiveUp)?;
+                        let at = match tz {
+                            None => {
+                                string_to_datetime(&chrono::Utc, text).map(|d| d.timestamp_micros())
+                            }
+                            Some(tz) => string_to_datetime(tz, text).map(|d| d.timestamp_micros()),
+                        };
+                        column.int(at.map_err(|_| Stop::GiveUp)?);
+                        Ok(())
+                    }
+                    _ => Err(Stop::GiveUp),
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                s.number()?;
+                self.number(&s.b[v..s.pos], f, column)
+            }
+            Some(b't' | b'f') => {
+                let yes = s.peek() == Some(b't');
+                s.literal(if yes { b"true" } else { b"false" })?;
+                match f.kind {
+                    Kind::Bool => {
+                        column.bool(yes);
+                        Ok(())
+                    }
+                    Kind::Text => column.text(&s.b[v..s.pos]),
+                    _ => Err(Stop::GiveUp),
+                }
+            }
+            Some(b'n') => {
+                s.literal(b"null")?;
+                column.null();
+                Ok(())
+            }
+            // An object or an array (`Ok(false)`), or a malformed value.
+            _ => {
+                s.scalar()?;
+                Err(Stop::GiveUp)
+            }
+        }
+    }
+
+    /// A number token (checked against the grammar) into `column`.
+    fn number(&self, tok: &[u8], f: &Field, column: &mut Column) -> Result<(), Stop> {
+        let refused = |e: String| {
+            Stop::Bad(format!(
+                "field \"{}\": {e}",
+                String::from_utf8_lossy(&f.name)
+            ))
+        };
+        match f.kind {
+            Kind::Int { min, max } => {
+                let v = match plain_i64(tok) {
+                    Some(v) if (min..=max).contains(&v) => v,
+                    _ => {
+                        let exact = f.rule.apply(tok).map_err(refused)?;
+                        plain_i64(&exact).ok_or(Stop::GiveUp)?
+                    }
+                };
+                column.int(v);
+            }
+            Kind::Timestamp(_) => {
+                let micros = f.rule.apply(tok).map_err(refused)?;
+                column.int(plain_i64(&micros).ok_or(Stop::GiveUp)?);
+            }
+            Kind::Float32 | Kind::Float64 => {
+                f.rule.apply(tok).map_err(refused)?;
+                let text = std::str::from_utf8(tok).map_err(|_| Stop::GiveUp)?;
+                if matches!(f.kind, Kind::Float32) {
+                    column.float(f64::from(text.parse::<f32>().map_err(|_| Stop::GiveUp)?));
+                } else {
+                    column.float(text.parse::<f64>().map_err(|_| Stop::GiveUp)?);
+                }
+            }
+            Kind::Text => return column.text(tok),
+            Kind::Bool => return Err(Stop::GiveUp),
+        }
+        Ok(())
+    }
+}
+
+/// An integer written as plain digits (an optional minus, at most 18 digits), else `None`.
+#[inline]
+fn plain_i64(tok: &[u8]) -> Option<i64> {
+    let (neg, digits) = match tok.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, tok),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// The values of one column so far, a slot per row.
+enum Values {
+    Ints(Vec<i64>),
+    /// Float32 columns too (an f32 is exactly an f64).
+    Floats(Vec<f64>),
+    Bools(Vec<bool>),
+    Text {
+        offsets: Vec<i32>,
+        bytes: Vec<u8>,
+    },
+}
+
+struct Column {
+    values: Values,
+    valid: Vec<bool>,
+}
+
+impl Column {
+    fn new(kind: &Kind, rows: usize) -> Column {
+        let values = match kind {
+            Kind::Int { .. } | Kind::Timestamp(_) => Values::Ints(Vec::with_capacity(rows)),
+            Kind::Float32 | Kind::Float64 => Values::Floats(Vec::with_capacity(rows)),
+            Kind::Bool => Values::Bools(Vec::with_capacity(rows)),
+            Kind::Text => {
+                let mut offsets = Vec::with_capacity(rows + 1);
+                offsets.push(0);
+                Values::Text {
+                    offsets,
+                    bytes: Vec::with_capacity(rows * 16),
+                }
+            }
+        };
+        Column {
+            values,
+            valid: Vec::with_capacity(rows),
+        }
+    }
+
+    fn null(&mut self) {
+        self.valid.push(false);
+        match &mut self.values {
+            Values::Ints(v) => v.push(0),
+            Values::Floats(v) => v.push(0.0),
+            Values::Bools(v) => v.push(false),
+            Values::Text { offsets, bytes } => offsets.push(bytes.len() as i32),
+        }
+    }
+
+    fn int(&mut self, x: i64) {
+        self.valid.push(true);
+        if let Values::Ints(v) = &mut self.values {
+            v.push(x);
+        }
+    }
+
+    fn float(&mut self, x: f64) {
+        self.valid.push(true);
+        if let Values::Floats(v) = &mut self.values {
+            v.push(x);
+        }
+    }
+
+    fn bool(&mut self, x: bool) {
+        self.valid.push(true);
+        if let Values::Bools(v) = &mut self.values {
+            v.push(x);
+        }
+    }
+
+    /// UTF-8 text (the scanner checked it).
+    fn text(&mut self, s: &[u8]) -> Result<(), Stop> {
+        let Values::Text { offsets, bytes } = &mut self.values else {
+            return Err(Stop::GiveUp);
+        };
+        let end = i32::try_from(bytes.len() + s.len()).map_err(|_| Stop::GiveUp)?;
+        bytes.extend_from_slice(s);
+        offsets.push(end);
+        self.valid.push(true);
+        Ok(())
+    }
+
+    /// Back to the first `rows` rows.
+    fn truncate(&mut self, rows: usize) {
+        self.valid.truncate(rows);
+        match &mut self.values {
+            Values::Ints(v) => v.truncate(rows),
+            Values::Floats(v) => v.truncate(rows),
+            Values::Bools(v) => v.truncate(rows),
+            Values::Text { offsets, bytes } => {
+                offsets.truncate(rows + 1);
+                bytes.truncate(offsets[rows] as usize);
+            }
+        }
+    }
+
+    fn finish(self, data_type: &DataType) -> Result<ArrayRef, ArrowError> {
+        let nulls = (!self.valid.iter().all(|&v| v)).then(|| NullBuffer::from(self.valid));
+        let array: ArrayRef = match (self.values, data_type) {
+            (Values::Ints(v), DataType::Int16) => Arc::new(PrimitiveArray::<Int16Type>::new(
+                v.into_iter().map(|x| x as i16).collect(),
+                nulls,
+            )),
+            (Values::Ints(v), DataType::Int32) => Arc::new(PrimitiveArray::<Int32Type>::new(
+                v.into_iter().map(|x| x as i32).collect(),
+                nulls,
+            )),
+            (Values::Ints(v), DataType::Int64) => {
+                Arc::new(PrimitiveArray::<Int64Type>::new(v.into(), nulls))
+            }
+            (Values::Ints(v), DataType::Timestamp(..)) => Arc::new(
+                PrimitiveArray::<TimestampMicrosecondType>::new(v.into(), nulls)
+                    .with_data_type(data_type.clone()),
+            ),
+            (Values::Floats(v), DataType::Float32) => Arc::new(PrimitiveArray::<Float32Type>::new(
+                v.into_iter().map(|x| x as f32).collect(),
+                nulls,
+            )),
+            (Values::Floats(v), DataType::Float64) => {
+                Arc::new(PrimitiveArray::<Float64Type>::new(v.into(), nulls))
+            }
+            (Values::Bools(v), DataType::Boolean) => {
+                Arc::new(BooleanArray::new(v.into_iter().collect(), nulls))
+            }
+            (Values::Text { offsets, bytes }, DataType::Utf8) => Arc::new(StringArray::try_new(
+                OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                Buffer::from_vec(bytes),
+                nulls,
+            )?),
+            (_, t) => {
+                return Err(ArrowError::SchemaError(format!(
+                    "one-pass JSON decoding does not build {t}"
+                )))
+            }
+        };
+        Ok(array)
+    }
+}
