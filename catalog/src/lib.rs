@@ -159,9 +159,14 @@ impl Catalog {
             table_key(def.id),
             serde_json::to_vec(&def).map_err(Error::Decode)?,
         );
-        // A fresh id owns no rows, but clear the range anyway so a reused data dir cannot leak.
+        // A fresh id owns no rows, but clear the range anyway so a reused data dir cannot leak
+        // (only when it holds something: every key flushed with a range deletion is checked
+        // against it).
         for id in def.storage_ids() {
-            Store::delete_prefix(&mut batch, &table_prefix(id));
+            let prefix = table_prefix(id);
+            if self.store.any_key_with_prefix(&prefix)? {
+                Store::delete_prefix(&mut batch, &prefix);
+            }
         }
         self.store.write(batch)?;
         inner.next_id = next_id;
@@ -469,20 +474,23 @@ pub fn delete_view_data(batch: &mut WriteBatch, id: TableId) {
     batch.delete(freshet_state::changelog::since_key(id));
 }
 
-/// Adds to `batch` the deletion of everything the views of ids `from..` keep (ids past any
-/// catalog object's: the dataflows of `SUBSCRIBE (query)`, which a restart leaves behind).
-pub fn delete_views_from(batch: &mut WriteBatch, from: TableId) {
+/// The key ranges of everything the views of ids `from..` keep (ids past any catalog
+/// object's: the dataflows of `SUBSCRIBE (query)`, which a restart leaves behind).
+pub fn view_ranges_from(from: TableId) -> Vec<(Vec<u8>, Vec<u8>)> {
     let last = TableId(u64::MAX);
-    for prefix in [
+    [
         freshet_state::view_prefix,
         freshet_state::aggregate_view_prefix,
         freshet_state::contents_log_prefix,
         freshet_state::view_state_prefix,
         freshet_state::changelog::changelog_prefix,
         freshet_state::changelog::view_errors_prefix,
-    ] {
+    ]
+    .into_iter()
+    .map(|prefix| {
         let mut end = prefix(last);
         end.extend_from_slice(&[0xFF; 16]);
-        batch.delete_range(prefix(from), end);
-    }
+        (prefix(from), end)
+    })
+    .collect()
 }

@@ -6,7 +6,7 @@
 //! go to the store between steps (through the caller's `flush`), and the last step's stay in
 //! the caller's batch, which commits them with the view's catalog entry. Until then they lie
 //! under an id no catalog entry names: after a failure the caller deletes them, after a crash
-//! the next start does (`freshet_catalog::delete_views_from`).
+//! the next start does (`freshet_catalog::view_ranges_from`).
 //!
 //! Incremental maintenance makes the steps' sum the whole: feeding a relation's rows in
 //! parts yields the same state and contents as feeding them at once. The first step is the

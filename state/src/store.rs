@@ -486,6 +486,27 @@ impl Store {
         }
     }
 
+    /// Whether any key lies in `begin..end` (both in one family).
+    pub fn any_key_in(&self, begin: &[u8], end: &[u8]) -> Result<bool> {
+        let mut it = self.db.iterator_cf(
+            self.families.of(begin),
+            IteratorMode::From(begin, Direction::Forward),
+        );
+        match it.next() {
+            Some(item) => Ok(item?.0.as_ref() < end),
+            None => Ok(false),
+        }
+    }
+
+    /// Whether any key starts with `prefix`.
+    pub fn any_key_with_prefix(&self, prefix: &[u8]) -> Result<bool> {
+        let mut upper = prefix.to_vec();
+        match prefix_successor(&mut upper) {
+            Some(end) => self.any_key_in(prefix, end),
+            None => self.any_key_in(prefix, &[0xFFu8; 16][..]),
+        }
+    }
+
     /// Adds a delete of every key starting with `prefix` to `batch`.
     pub fn delete_prefix(batch: &mut WriteBatch, prefix: &[u8]) {
         let mut upper = prefix.to_vec();

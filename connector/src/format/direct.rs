@@ -246,15 +246,22 @@ impl Direct {
                     }
                     Kind::Text => column.text(inner),
                     Kind::Timestamp(tz) if !escaped => {
-                        // The scanner checked the string is UTF-8.
-                        let text = std::str::from_utf8(inner).map_err(|_| Stop::GiveUp)?;
-                        let at = match tz {
-                            None => {
-                                string_to_datetime(&chrono::Utc, text).map(|d| d.timestamp_micros())
+                        let at = match (tz, plain_timestamp(inner)) {
+                            (None, Some(at)) => at,
+                            (tz, _) => {
+                                // The scanner checked the string is UTF-8.
+                                let text = std::str::from_utf8(inner).map_err(|_| Stop::GiveUp)?;
+                                let at = match tz {
+                                    None => string_to_datetime(&chrono::Utc, text)
+                                        .map(|d| d.timestamp_micros()),
+                                    Some(tz) => {
+                                        string_to_datetime(tz, text).map(|d| d.timestamp_micros())
+                                    }
+                                };
+                                at.map_err(|_| Stop::GiveUp)?
                             }
-                            Some(tz) => string_to_datetime(tz, text).map(|d| d.timestamp_micros()),
                         };
-                        column.int(at.map_err(|_| Stop::GiveUp)?);
+                        column.int(at);
                         Ok(())
                     }
                     _ => Err(Stop::GiveUp),
@@ -346,6 +353,67 @@ fn plain_i64(tok: &[u8]) -> Option<i64> {
         v = v * 10 + i64::from(c - b'0');
     }
     Some(if neg { -v } else { v })
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.f{1,6}]` (or `T` between), the common shape of timestamps in JSON, as
+/// microseconds since 1970 (UTC); `None` for any other text, which arrow's parser reads.
+/// Leap seconds and more than six decimals are left to it too.
+#[inline]
+fn plain_timestamp(s: &[u8]) -> Option<i64> {
+    if s.len() < 19 || s.len() == 20 || s.len() > 26 {
+        return None;
+    }
+    let digit = |i: usize| {
+        let d = s[i].wrapping_sub(b'0');
+        (d < 10).then_some(i64::from(d))
+    };
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    if s[4] != b'-' || s[7] != b'-' || !matches!(s[10], b' ' | b'T' | b't') {
+        return None;
+    }
+    if s[13] != b':' || s[16] != b':' {
+        return None;
+    }
+    let year = two(0)? * 100 + two(2)?;
+    let (month, day) = (two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut micros = 0;
+    if s.len() > 19 {
+        if s[19] != b'.' {
+            return None;
+        }
+        for i in 20..26 {
+            micros = micros * 10 + if i < s.len() { digit(i)? } else { 0 };
+        }
+    }
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(seconds * 1_000_000 + micros)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// The values of one column so far, a slot per row.
@@ -483,5 +551,75 @@ impl Column {
             }
         };
         Ok(array)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_timestamps_read_as_arrow_reads_them() {
+        let arrow = |t: &str| {
+            string_to_datetime(&chrono::Utc, t)
+                .ok()
+                .map(|d| d.timestamp_micros())
+        };
+        let mut texts: Vec<String> = [
+            "2026-01-01 00:00:00.000123",
+            "2024-02-29 23:59:59",
+            "2023-02-29 00:00:00",
+            "1900-02-29T00:00:00",
+            "2000-02-29t12:00:00.5",
+            "0000-01-01 00:00:00",
+            "9999-12-31 23:59:59.999999",
+            "1969-12-31 23:59:59.9",
+            "2026-04-31 00:00:00",
+            "2026-00-10 00:00:00",
+            "2026-13-10 00:00:00",
+            "2026-01-00 00:00:00",
+            "2026-01-01 24:00:00",
+            "2026-01-01 23:60:00",
+            "2026-01-01 23:59:60",
+            "2026-01-01 23:59:59.",
+            "2026-01-01 23:59:59.1234567",
+            "2026-01-01 23:59:59Z",
+            "2026-01-01 23:59:59+02:00",
+            "2026-01-01_23:59:59",
+            "2026-1-01 23:59:59",
+            "2026-01-01 23:59:5x",
+            "+026-01-01 23:59:59",
+        ]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+        // Every day of four years around a leap year and a century, at odd times.
+        let mut day = days_from_civil(1899, 11, 1);
+        let mut rng = 17u64;
+        while day < days_from_civil(1904, 3, 1) {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let t = day * 86_400_000_000 + (rng >> 20) as i64 % 86_400_000_000;
+            let d = chrono::DateTime::from_timestamp_micros(t).unwrap();
+            let frac = (rng >> 8) as usize % 7;
+            let mut text = d.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+            text.truncate(if frac == 0 { 19 } else { 20 + frac });
+            texts.push(text);
+            day += 1;
+        }
+        let mut plain = 0;
+        for t in &texts {
+            match plain_timestamp(t.as_bytes()) {
+                Some(v) => {
+                    plain += 1;
+                    assert_eq!(Some(v), arrow(t), "{t}");
+                }
+                // Left to arrow: fine whatever arrow makes of it, as long as it is not plain.
+                None => assert!(
+                    t.len() == 20 || t.len() > 26 || t.contains(['Z', '+', '_']) || arrow(t).is_none() || t.contains(":60"),
+                    "{t} is plain"
+                ),
+            }
+        }
+        assert!(plain > 1000);
     }
 }

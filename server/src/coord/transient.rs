@@ -111,11 +111,21 @@ pub fn relations_dropped(engine: &Engine, dropped: &[TableId], why: &PgError) {
 /// what a view's backfill or an index's build wrote before a crash cut it short (under ids
 /// no catalog entry names: the next id on).
 pub fn delete_leftovers(engine: &Engine) -> freshet_state::Result<()> {
-    let mut batch = WriteBatch::default();
     let next = engine.catalog.peek_next_id();
-    freshet_catalog::delete_views_from(&mut batch, next);
+    let mut ranges = freshet_catalog::view_ranges_from(next);
     let mut end = freshet_state::table_prefix(TableId(u64::MAX));
     end.extend_from_slice(&[0xFF; 16]);
-    batch.delete_range(freshet_state::table_prefix(next), end);
+    ranges.push((freshet_state::table_prefix(next), end));
+    // Only ranges that hold something: a range deletion stays in its family's memtable until
+    // the next flush, and every key flushed or compacted with it is checked against it.
+    let mut batch = WriteBatch::default();
+    for (begin, end) in ranges {
+        if engine.store.any_key_in(&begin, &end)? {
+            batch.delete_range(begin, end);
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
     engine.store.write_unsynced(batch)
 }
