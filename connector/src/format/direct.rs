@@ -615,7 +615,11 @@ mod tests {
                 }
                 // Left to arrow: fine whatever arrow makes of it, as long as it is not plain.
                 None => assert!(
-                    t.len() == 20 || t.len() > 26 || t.contains(['Z', '+', '_']) || arrow(t).is_none() || t.contains(":60"),
+                    t.len() == 20
+                        || t.len() > 26
+                        || t.contains(['Z', '+', '_'])
+                        || arrow(t).is_none()
+                        || t.contains(":60"),
                     "{t} is plain"
                 ),
             }
