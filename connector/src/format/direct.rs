@@ -139,8 +139,9 @@ impl Direct {
             .collect();
         let mut rows = Vec::with_capacity(msgs.len());
         let mut bad = Vec::new();
+        let mut keys = Keys::default();
         for (i, m) in msgs.iter().enumerate() {
-            match self.message(m.bytes(), &mut columns) {
+            match self.message(m.bytes(), &mut columns, &mut keys) {
                 Ok(()) => rows.push(i),
                 Err(Stop::Bad(e)) => {
                     for c in &mut columns {
@@ -179,7 +180,7 @@ impl Direct {
 
     /// One message into `columns` (a value or NULL in each), or why not; on `Err` the columns
     /// may hold part of the row.
-    fn message(&self, b: &[u8], columns: &mut [Column]) -> Result<(), Stop> {
+    fn message(&self, b: &[u8], columns: &mut [Column], keys: &mut Keys) -> Result<(), Stop> {
         let mut s = Scanner::new(b);
         s.ws();
         match s.peek() {
@@ -192,12 +193,12 @@ impl Direct {
         if s.peek() == Some(b'}') {
             s.pos += 1;
         } else {
-            loop {
+            for place in 0.. {
                 let (start, end, escaped) = s.key()?;
                 if escaped {
                     return Err(Stop::GiveUp);
                 }
-                match self.find(&b[start + 1..end - 1]) {
+                match keys.field(place, &b[start + 1..end - 1], |k| self.find(k)) {
                     None => s.skip_value()?,
                     Some(k) => {
                         let bit = 1u64 << k;
@@ -332,6 +333,39 @@ impl Direct {
             Kind::Bool => return Err(Stop::GiveUp),
         }
         Ok(())
+    }
+}
+
+/// The keys of the message before, by place, with the field each names: messages of one
+/// producer list their keys in one order, so a key is mostly one comparison away.
+#[derive(Default)]
+struct Keys {
+    places: Vec<(Vec<u8>, Option<usize>)>,
+}
+
+impl Keys {
+    /// The field `key` names, at `place` among the message's keys.
+    #[inline]
+    fn field(
+        &mut self,
+        place: usize,
+        key: &[u8],
+        find: impl FnOnce(&[u8]) -> Option<usize>,
+    ) -> Option<usize> {
+        match self.places.get_mut(place) {
+            Some((k, field)) if k.as_slice() == key => *field,
+            Some((k, field)) => {
+                k.clear();
+                k.extend_from_slice(key);
+                *field = find(key);
+                *field
+            }
+            None => {
+                let field = find(key);
+                self.places.push((key.to_vec(), field));
+                field
+            }
+        }
     }
 }
 
