@@ -27,7 +27,6 @@ use crate::positions;
 use crate::queue::{Queue, Raw};
 use crate::{Error, Result};
 
-
 /// Tuning of a reader.
 #[derive(Debug, Clone)]
 pub struct ReaderConfig {
@@ -270,6 +269,7 @@ impl Reader {
                 .name(format!("kafka-read-{topic}"))
                 .spawn(move || {
                     let mut assigned = positions;
+                    let mut last_len = 0;
                     let assign = |assigned: &BTreeMap<i32, i64>| {
                         let mut tpl = TopicPartitionList::new();
                         for (&p, &o) in assigned {
@@ -283,36 +283,39 @@ impl Reader {
                     };
                     // Positions out of the log's range: a batch reporting them, whether
                     // to stop, and the positions gaps move to.
-                    let settle = |assigned: &mut BTreeMap<i32, i64>| -> Option<(SourceBatch, bool)> {
-                        let problems = match positions::check(
-                            &consumer,
-                            &topic,
-                            assigned,
-                            Duration::from_secs(5),
-                        ) {
-                            Ok(p) if !p.is_empty() => p,
-                            Ok(_) => return None,
-                            Err(e) => {
-                                tracing::warn!(%topic, error = %e, "cannot check positions");
-                                return None;
-                            }
-                        };
-                        let mut b = decode_batch(&decoder.get().1, Vec::new());
-                        b.version = decoder.get().0;
-                        let mut halt = false;
-                        for pr in &problems {
-                            tracing::warn!(%topic, problem = %pr, "offsets out of range");
-                            match *pr {
-                                OffsetProblem::Gap { partition, last, .. } => {
-                                    assigned.insert(partition, last + 1);
-                                    b.next.insert(partition, last + 1);
+                    let settle =
+                        |assigned: &mut BTreeMap<i32, i64>| -> Option<(SourceBatch, bool)> {
+                            let problems = match positions::check(
+                                &consumer,
+                                &topic,
+                                assigned,
+                                Duration::from_secs(5),
+                            ) {
+                                Ok(p) if !p.is_empty() => p,
+                                Ok(_) => return None,
+                                Err(e) => {
+                                    tracing::warn!(%topic, error = %e, "cannot check positions");
+                                    return None;
                                 }
-                                OffsetProblem::Reset { .. } => halt = true,
+                            };
+                            let mut b = decode_batch(&decoder.get().1, Vec::new());
+                            b.version = decoder.get().0;
+                            let mut halt = false;
+                            for pr in &problems {
+                                tracing::warn!(%topic, problem = %pr, "offsets out of range");
+                                match *pr {
+                                    OffsetProblem::Gap {
+                                        partition, last, ..
+                                    } => {
+                                        assigned.insert(partition, last + 1);
+                                        b.next.insert(partition, last + 1);
+                                    }
+                                    OffsetProblem::Reset { .. } => halt = true,
+                                }
                             }
-                        }
-                        b.problems = problems;
-                        Some((b, halt))
-                    };
+                            b.problems = problems;
+                            Some((b, halt))
+                        };
                     if let Some((b, halt)) = settle(&mut assigned) {
                         if !sink(b) || halt {
                             return;
@@ -341,7 +344,8 @@ impl Reader {
                             }
                             assign(&assigned);
                         }
-                        let (batch, out_of_range) = read_batch(&consumer, &topic, &decoder, &config, &stop);
+                        let (batch, out_of_range) =
+                            read_batch(&consumer, &topic, &decoder, &config, &stop, &mut last_len);
                         if let Some(batch) = batch {
                             for (&p, &n) in &batch.next {
                                 assigned.insert(p, n);
@@ -382,7 +386,10 @@ impl SourceReader for Reader {
     }
 
     /// The broker's (low, high) watermarks of every partition.
-    fn log_bounds(&self, timeout: Duration) -> std::result::Result<BTreeMap<i32, (i64, i64)>, String> {
+    fn log_bounds(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<BTreeMap<i32, (i64, i64)>, String> {
         let bounds = || -> Result<BTreeMap<i32, (i64, i64)>> {
             let mut out = BTreeMap::new();
             for p in partitions(&self.consumer, &self.topic, timeout)? {
@@ -473,20 +480,23 @@ fn watch_once(
 /// Reads one batch: waits up to 100 ms for a first message, then takes what is at hand or
 /// arrives within `quiet_wait`, and while messages keep coming, up to `max_wait` and
 /// `max_batch` messages. The flag says librdkafka found a position outside
-/// its partition's log (the batch ends there).
+/// its partition's log (the batch ends there). `last_len`: how many messages the batch before
+/// had (the next is sized for as many: growing a vector of thousands of messages reallocates
+/// it several times, each time into fresh, page-faulted memory).
 fn read_batch(
     consumer: &BaseConsumer,
     topic: &str,
     decoder: &SharedDecoder,
     config: &ReaderConfig,
     stop: &AtomicBool,
+    last_len: &mut usize,
 ) -> (Option<SourceBatch>, bool) {
     let Some(mut queue) = Queue::of(consumer) else {
         tracing::warn!(%topic, "no consumer queue");
         std::thread::sleep(Duration::from_millis(100));
         return (None, false);
     };
-    let mut msgs = Vec::new();
+    let mut msgs = Vec::with_capacity((*last_len).min(config.max_batch));
     let mut arena = Arena::default();
     // The INCLUDE columns are fixed for a source: later decoders want keys just the same.
     let key = decoder.get().1.includes_key();
@@ -513,7 +523,8 @@ fn read_batch(
         }
         let now = Instant::now();
         if took > 0 {
-            let (_, deadline) = *first.get_or_insert((now + config.quiet_wait, now + config.max_wait));
+            let (_, deadline) =
+                *first.get_or_insert((now + config.quiet_wait, now + config.max_wait));
             if now >= deadline {
                 break;
             }
@@ -535,6 +546,7 @@ fn read_batch(
             .map_or(Duration::ZERO, |(q, _)| q.saturating_duration_since(now))
             .max(Duration::from_millis(1));
     }
+    *last_len = msgs.len();
     if msgs.is_empty() {
         return (None, out_of_range);
     }

@@ -15,9 +15,9 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::reader::{Decoder, ReaderBuilder};
 use freshet_common::{Selection, TimestampUnit};
 
-use crate::format::{concat_columns, Format, JsonOptions, Payloads};
 use crate::format::direct::Direct;
 use crate::format::prune::Keep;
+use crate::format::{concat_columns, Format, JsonOptions, Payloads};
 use crate::message::{BadMessage, Message};
 
 /// The JSON format of one payload schema and selection.
@@ -100,12 +100,15 @@ impl JsonFormat {
             .copied()
             .filter(|&i| self.selected.get(i).copied().unwrap_or(false))
             .collect();
-        self.direct = Direct::new(
-            &self.payload,
-            &self.selection,
-            &self.raw_all,
-            self.timestamp_unit,
-        );
+        // Only where the general decoder prunes: its errors are then the scanner's too.
+        self.direct = self.keep.as_ref().and_then(|_| {
+            Direct::new(
+                &self.payload,
+                &self.selection,
+                &self.raw_all,
+                self.timestamp_unit,
+            )
+        });
     }
 
     fn decoder(&self, batch_size: usize) -> Result<Decoder, ArrowError> {
@@ -237,7 +240,9 @@ impl JsonFormat {
             });
         }
         let before = decoder.len();
-        let n = decoder.decode(payload).map_err(|e| crate::clean_error(&e))?;
+        let n = decoder
+            .decode(payload)
+            .map_err(|e| crate::clean_error(&e))?;
         if n != payload.len() {
             return Err("more than one JSON value in the message".into());
         }
@@ -325,7 +330,12 @@ impl JsonFormat {
                 }
             }
         }
-        let none = |bad| Ok(Payloads { bad, ..Payloads::default() });
+        let none = |bad| {
+            Ok(Payloads {
+                bad,
+                ..Payloads::default()
+            })
+        };
         if good.is_empty() {
             return none(bad);
         }

@@ -298,7 +298,8 @@ impl JoinOp {
     }
 
     /// [`Self::store`] for many (side, key, changes) at once: one MultiGet for all. Rows
-    /// already past matching (`horizon`) are not stored; the others are indexed by expiry.
+    /// already past matching (`horizon`) are not stored; the others are indexed by expiry
+    /// (`join_expiry.rs`).
     fn store_all(
         &self,
         writes: &[(u8, &Vec<u8>, &Rows)],
@@ -308,6 +309,7 @@ impl JoinOp {
         // Arrivals add to the stored count blindly (a merge); only departures read it.
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut weights: Vec<i64> = Vec::new();
+        let mut indexed: [Vec<(i64, Vec<u8>)>; 2] = [Vec::new(), Vec::new()];
         for (side, key, delta) in writes {
             let prefix = self.side_prefix(*side, key);
             if !ctx.preview {
@@ -317,17 +319,22 @@ impl JoinOp {
             for (b, row, w) in consolidate((*delta).clone()) {
                 let full = [prefix.as_slice(), &b].concat();
                 if w > 0 {
-                    let Some(index) = self.arrival(horizon, i, &row, &full) else {
+                    let Some(time) = self.arrival(horizon, i, &row) else {
                         continue;
                     };
-                    if let Some(index) = index {
-                        ctx.batch.put(index, []);
-                    }
                     ctx.batch.merge(&full, encode_count(w));
+                    if let Some(time) = time {
+                        indexed[i].push((time, full));
+                    }
                 } else {
                     keys.push(full);
                     weights.push(w);
                 }
+            }
+        }
+        for (i, rows) in indexed.into_iter().enumerate() {
+            if !rows.is_empty() {
+                self.index(i, rows, ctx);
             }
         }
         let olds = ctx.snapshot.multi_get(&keys).map_err(state_err)?;

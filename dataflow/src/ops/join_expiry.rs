@@ -9,19 +9,29 @@
 //!
 //! State (under the join's prefix), besides its rows:
 //! ```text
-//! 'e' <side> <time + shift: memcomparable> <row's state key> → ()   (the expiry index)
-//! 'E' <side>                                                 → the bound last applied (i64 BE)
+//! 'e' <side> <time + shift: memcomparable> <epoch: u64 BE> <n: u32 BE>
+//!                      → the state keys of rows one epoch stored, each u32 BE length-prefixed,
+//!                        whose latest time + shift is the key's      (the expiry index)
+//! 'E' <side>           → the bound last applied (i64 BE)
 //! ```
+//! An index entry gathers the rows of an epoch whose times lie within [`SPAN`] of each other
+//! (up to [`ENTRY_BYTES`] of keys): a row costs its own write and its deletion, and the index a
+//! write and a deletion per entry, not per row. Its rows go when the bound passes the latest
+//! of them, at most [`SPAN`] after the earliest could have gone. (An entry with an empty value
+//! holds one row, whose state key follows the time in the entry's key.)
 //! Both sort before the rows ('l', 'r'): a seek for a group with no row left must not walk
 //! into the index's deletions. A side's own expired rows leave deletions between its groups,
 //! so its groups are read with a scan bounded to the group (`JoinOp::apply_split`).
 
-use datafusion::error::Result;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use datafusion::error::{DataFusionError, Result};
 use freshet_common::{Datum, TableId};
 use freshet_state::key_codec;
 
 use super::join::JoinOp;
 use crate::bound::Bound;
+use crate::delta::push_len_prefixed;
 use crate::epoch::{EpochChanges, EpochCtx};
 
 /// When one side's rows can no longer match.
@@ -41,6 +51,8 @@ pub struct Expiry {
 pub struct Expiries {
     pub sides: [Option<Expiry>; 2],
     active: [bool; 2],
+    /// Tells apart the index entries written under one snapshot.
+    entries: AtomicU32,
 }
 
 impl Expiries {
@@ -48,6 +60,7 @@ impl Expiries {
         Expiries {
             sides,
             active: [false; 2],
+            entries: AtomicU32::new(0),
         }
     }
 
@@ -110,14 +123,8 @@ impl JoinOp {
     }
 
     /// A row arriving on side `i`: `None` when it is already past matching (it is not
-    /// stored); else its expiry index key, if the side has one (`full` is its state key).
-    pub(super) fn arrival(
-        &self,
-        h: &Horizon,
-        i: usize,
-        row: &[Datum],
-        full: &[u8],
-    ) -> Option<Option<Vec<u8>>> {
+    /// stored); else the time to index it at, if the side has an index.
+    pub(super) fn arrival(&self, h: &Horizon, i: usize, row: &[Datum]) -> Option<Option<i64>> {
         let Some((column, shift, bound)) = h[i] else {
             return Some(None);
         };
@@ -128,9 +135,32 @@ impl JoinOp {
         if bound.is_some_and(|b| t < b) {
             return None;
         }
-        let mut k = self.index_from(i, t);
-        k.extend_from_slice(full);
-        Some(Some(k))
+        Some(Some(t))
+    }
+
+    /// Writes the index entries of the rows side `i` stored this epoch: (time, state key).
+    pub(super) fn index(&self, i: usize, mut rows: Vec<(i64, Vec<u8>)>, ctx: &mut EpochCtx<'_>) {
+        rows.sort_unstable_by_key(|(t, _)| *t);
+        let epoch = ctx.snapshot.sequence();
+        let mut rest = rows.as_slice();
+        while let Some(((first, _), _)) = rest.split_first() {
+            let mut value = Vec::new();
+            let mut n = 0;
+            for (t, full) in rest {
+                if t.saturating_sub(*first) > SPAN || value.len() >= ENTRY_BYTES {
+                    break;
+                }
+                push_len_prefixed(&mut value, full);
+                n += 1;
+            }
+            let latest = rest[n - 1].0;
+            let mut k = self.index_from(i, latest);
+            k.extend_from_slice(&epoch.to_be_bytes());
+            let entry = self.expiry.entries.fetch_add(1, Ordering::Relaxed);
+            k.extend_from_slice(&entry.to_be_bytes());
+            ctx.batch.put(k, value);
+            rest = &rest[n..];
+        }
     }
 
     /// Deletes the rows of each side that the bound passed since the last epoch that moved
@@ -150,13 +180,28 @@ impl JoinOp {
             let upper = self.index_from(i, bound);
             let lower = last.map_or_else(|| prefix.clone(), |l| self.index_from(i, l));
             let start = prefix.len() + TIME_LEN;
-            ctx.take_range(&prefix, lower, &upper, |ctx, k, _| {
-                let full = &k[start..];
-                ctx.batch.delete(full);
-                if !ctx.preview {
-                    if let Some(p) = self.group_prefix(full) {
-                        self.cache.remove(p);
+            ctx.take_range(&prefix, lower, &upper, |ctx, k, v| {
+                let mut drop = |full: &[u8]| {
+                    ctx.batch.delete(full);
+                    if !ctx.preview {
+                        if let Some(p) = self.group_prefix(full) {
+                            self.cache.remove(p);
+                        }
                     }
+                };
+                if v.is_empty() {
+                    drop(&k[start..]);
+                    return Ok(());
+                }
+                let mut rest = v;
+                while !rest.is_empty() {
+                    let Some((full, after)) = split_len_prefixed(rest) else {
+                        return Err(DataFusionError::Internal(
+                            "corrupt join expiry index entry".into(),
+                        ));
+                    };
+                    drop(full);
+                    rest = after;
                 }
                 Ok(())
             })?;
@@ -189,3 +234,17 @@ impl JoinOp {
 
 /// Bytes of a memcomparable timestamp.
 const TIME_LEN: usize = 9;
+
+/// The widest spread of times one index entry gathers (µs): how much later than its own
+/// time a row may be deleted.
+const SPAN: i64 = 100_000;
+
+/// An index entry is closed once it holds this many bytes of keys.
+const ENTRY_BYTES: usize = 64 << 10;
+
+/// A u32 BE length-prefixed value at the start of `b`, and what follows it.
+fn split_len_prefixed(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
+    let rest = &b[4..];
+    (rest.len() >= len).then(|| rest.split_at(len))
+}
