@@ -14,6 +14,7 @@ static GLOBAL: freshet_server::alloc::Tracking<mimalloc::MiMalloc> =
     freshet_server::alloc::Tracking(mimalloc::MiMalloc);
 
 fn main() -> anyhow::Result<()> {
+    no_transparent_huge_pages();
     let opts = ServerOpts::parse();
     freshet_server::alloc::install_tracer();
     tracing_subscriber::fmt()
@@ -37,6 +38,18 @@ fn main() -> anyhow::Result<()> {
         .spawn(move || runtime.block_on(run(opts)))?
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Turns transparent huge pages off for this process: memory the allocator gives back and
+/// takes again was faulted in as 2 MiB pages, each zeroed whole however little of it was
+/// used — 8 % of the server's CPU in kernel page clearing when Kafka batches are decoded
+/// (Nexmark q7, 1M events; 0.2 % without). RocksDB's guidance is the same.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_THP_DISABLE reads only its integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
 
 async fn run(opts: ServerOpts) -> anyhow::Result<()> {
