@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
 
-use crate::{percentiles, procstat};
 use freshet_testkit::{Launch, PgOptions, Postgres};
+use crate::{percentiles, procstat};
 
 #[derive(clap::Parser, Clone)]
 pub struct AuthOpts {
@@ -53,12 +53,7 @@ pub async fn run(o: AuthOpts) -> anyhow::Result<()> {
     for m in &out {
         println!(
             "| {} | {:.2} / {:.2} | {:.0} | {:.3} / {:.3} |",
-            m.label,
-            m.connect_p50_ms,
-            m.connect_p99_ms,
-            m.reads_per_cpu_s,
-            m.read_p50_ms,
-            m.read_p99_ms
+            m.label, m.connect_p50_ms, m.connect_p99_ms, m.reads_per_cpu_s, m.read_p50_ms, m.read_p99_ms
         );
     }
     Ok(())
@@ -83,12 +78,7 @@ async fn connect_retrying(dsn: &str) -> anyhow::Result<Client> {
 
 /// Loads `kv`, then times `o.connections` fresh connections and `o.reads` point reads on one.
 /// `pid`: the process serving the reads; `None` for PostgreSQL's backend of the connection.
-async fn measure(
-    o: &AuthOpts,
-    label: String,
-    dsn: &str,
-    pid: Option<u32>,
-) -> anyhow::Result<Measured> {
+async fn measure(o: &AuthOpts, label: String, dsn: &str, pid: Option<u32>) -> anyhow::Result<Measured> {
     let setup = connect_retrying(dsn).await?;
     setup
         .batch_execute("DROP TABLE IF EXISTS kv; CREATE TABLE kv (k INT PRIMARY KEY, v INT)")
@@ -111,10 +101,7 @@ async fn measure(
     let client = connect(dsn).await?;
     let pid = match pid {
         Some(p) => p,
-        None => client
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await?
-            .get::<_, i32>(0) as u32,
+        None => client.query_one("SELECT pg_backend_pid()", &[]).await?.get::<_, i32>(0) as u32,
     };
     let stmt = client.prepare("SELECT v FROM kv WHERE k = $1").await?;
     let cpu0 = procstat::cpu_seconds(pid)?;

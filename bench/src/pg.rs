@@ -37,11 +37,7 @@ impl Cluster {
     }
 
     pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
-        connect_until(
-            &self.pg.dsn("postgres"),
-            Instant::now() + Duration::from_secs(60),
-        )
-        .await
+        connect_until(&self.pg.dsn("postgres"), Instant::now() + Duration::from_secs(60)).await
     }
 
     pub(crate) fn stop(&self) {

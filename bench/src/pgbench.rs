@@ -39,9 +39,7 @@ impl Pgbench<'_> {
         clients: u64,
         pid: Option<u32>,
     ) -> anyhow::Result<Run> {
-        let dir = tempfile::Builder::new()
-            .prefix("freshet-pgbench-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("freshet-pgbench-").tempdir()?;
         let script = dir.path().join("script.sql");
         std::fs::write(&script, self.script)?;
         let cpu_before = pid.map(procstat::cpu_seconds).transpose()?;

@@ -67,12 +67,7 @@ pub fn dir_bytes(dir: &Path) -> u64 {
 /// The files under `dir` by kind, in bytes: RocksDB's table files (`.sst`), write-ahead logs
 /// (`.log`), its info logs (`LOG*`) and everything else.
 pub fn dir_kinds(dir: &Path) -> [(&'static str, u64); 4] {
-    let mut kinds = [
-        ("table files", 0),
-        ("WAL", 0),
-        ("info logs", 0),
-        ("other", 0),
-    ];
+    let mut kinds = [("table files", 0), ("WAL", 0), ("info logs", 0), ("other", 0)];
     let mut walk = vec![dir.to_path_buf()];
     while let Some(d) = walk.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {

@@ -62,7 +62,10 @@ impl FreshetServer {
         self.server.kill();
         let server = Launch::new(&self.bin)
             .data_dir(self.server.data_dir())
-            .args(["--memory-mb".to_string(), self.memory_mb.to_string()])
+            .args([
+                "--memory-mb".to_string(),
+                self.memory_mb.to_string(),
+            ])
             .quiet()
             .start()?;
         let server = FreshetServer {

@@ -118,10 +118,7 @@ impl Catalog {
             }
         }
         let mut batch = WriteBatch::default();
-        batch.put(
-            role_key(name),
-            serde_json::to_vec(&def).map_err(Error::Decode)?,
-        );
+        batch.put(role_key(name), serde_json::to_vec(&def).map_err(Error::Decode)?);
         self.store.write(batch)?;
         let def = Arc::new(def);
         inner.roles.insert(name.to_owned(), Arc::clone(&def));
@@ -169,10 +166,7 @@ impl Catalog {
             if r.member_of.iter().any(|m| m == name) {
                 let mut r = RoleDef::clone(r);
                 r.member_of.retain(|m| m != name);
-                batch.put(
-                    role_key(&r.name),
-                    serde_json::to_vec(&r).map_err(Error::Decode)?,
-                );
+                batch.put(role_key(&r.name), serde_json::to_vec(&r).map_err(Error::Decode)?);
                 changed.push(r);
             }
         }
@@ -211,19 +205,13 @@ impl Catalog {
         if let Some(t) = inner.tables.get(name) {
             let mut def = crate::TableDef::clone(t);
             def.acl = acl;
-            batch.put(
-                crate::table_key(def.id),
-                serde_json::to_vec(&def).map_err(Error::Decode)?,
-            );
+            batch.put(crate::table_key(def.id), serde_json::to_vec(&def).map_err(Error::Decode)?);
             self.store.write(batch)?;
             inner.tables.insert(name.to_owned(), Arc::new(def));
         } else if let Some(v) = inner.views.get(name) {
             let mut def = crate::ViewDef::clone(v);
             def.acl = acl;
-            batch.put(
-                crate::view_key(def.id),
-                serde_json::to_vec(&def).map_err(Error::Decode)?,
-            );
+            batch.put(crate::view_key(def.id), serde_json::to_vec(&def).map_err(Error::Decode)?);
             self.store.write(batch)?;
             inner.views.insert(name.to_owned(), Arc::new(def));
         } else if let Some(v) = inner.plain_views.get(name) {
@@ -238,10 +226,7 @@ impl Catalog {
         } else if let Some(s) = inner.sources.get(name) {
             let mut def = crate::SourceDef::clone(s);
             def.acl = acl;
-            batch.put(
-                crate::source_key(def.id),
-                serde_json::to_vec(&def).map_err(Error::Decode)?,
-            );
+            batch.put(crate::source_key(def.id), serde_json::to_vec(&def).map_err(Error::Decode)?);
             self.store.write(batch)?;
             inner.sources.insert(name.to_owned(), Arc::new(def));
         } else {
@@ -259,10 +244,7 @@ impl Catalog {
     pub fn set_schema_acl(&self, acl: Vec<AclItem>) -> Result<()> {
         let mut inner = self.write();
         let mut batch = WriteBatch::default();
-        batch.put(
-            meta_key(SCHEMA_ACL_KEY),
-            serde_json::to_vec(&acl).map_err(Error::Decode)?,
-        );
+        batch.put(meta_key(SCHEMA_ACL_KEY), serde_json::to_vec(&acl).map_err(Error::Decode)?);
         self.store.write(batch)?;
         inner.schema_acl = acl;
         Ok(())
@@ -324,18 +306,11 @@ impl Inner {
             .filter_map(|n| self.object(n, bootstrap))
             .collect();
         // Sinks only have owners.
-        out.extend(self.sinks.values().map(|s| {
-            ObjectAccess {
-                kind: ObjectKind::Sink,
-                name: s.name.clone(),
-                owner: if s.owner.is_empty() {
-                    bootstrap
-                } else {
-                    &s.owner
-                }
-                .to_owned(),
-                acl: Vec::new(),
-            }
+        out.extend(self.sinks.values().map(|s| ObjectAccess {
+            kind: ObjectKind::Sink,
+            name: s.name.clone(),
+            owner: if s.owner.is_empty() { bootstrap } else { &s.owner }.to_owned(),
+            acl: Vec::new(),
         }));
         out
     }

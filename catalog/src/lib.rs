@@ -20,11 +20,10 @@ use freshet_state::{meta_key, table_prefix, Store, WriteBatch};
 
 pub use access::{ObjectAccess, ObjectKind};
 pub use error::{Error, Result};
-pub use index::{IndexKind, TableIndex};
 pub use role::{
-    grant, quote_role, render_acl, revoke, AclItem, Privileges, RoleDef, ScramSecret,
-    BOOTSTRAP_ROLE_OID,
+    grant, quote_role, render_acl, revoke, AclItem, Privileges, RoleDef, ScramSecret, BOOTSTRAP_ROLE_OID,
 };
+pub use index::{IndexKind, TableIndex};
 pub use table::{
     CheckDef, ColumnDef, Identity, IndexDef, PlainViewDef, SinkDef, SourceDef, TableDef, UniqueDef,
     ViewDef,

@@ -29,11 +29,7 @@ impl Catalog {
 
     /// Creates the view `def` (its id is assigned here), or with `replace` replaces the view of
     /// that name, which keeps its id, owner and grants.
-    pub fn create_plain_view(
-        &self,
-        mut def: PlainViewDef,
-        replace: bool,
-    ) -> Result<Arc<PlainViewDef>> {
+    pub fn create_plain_view(&self, mut def: PlainViewDef, replace: bool) -> Result<Arc<PlainViewDef>> {
         let mut inner = self.write();
         let mut batch = WriteBatch::default();
         match inner.plain_views.get(&def.name) {
@@ -50,10 +46,7 @@ impl Catalog {
                 batch.put(meta_key(NEXT_ID_KEY), (inner.next_id + 1).to_be_bytes());
             }
         }
-        batch.put(
-            plain_view_key(def.id),
-            serde_json::to_vec(&def).map_err(Error::Decode)?,
-        );
+        batch.put(plain_view_key(def.id), serde_json::to_vec(&def).map_err(Error::Decode)?);
         self.store.write(batch)?;
         if inner.next_id == def.id.0 {
             inner.next_id += 1;
@@ -110,9 +103,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StateConfig::for_test()).unwrap();
         let cat = Catalog::open(store.clone()).unwrap();
-        let v1 = cat
-            .create_plain_view(def("v", "SELECT 1 AS a"), false)
-            .unwrap();
+        let v1 = cat.create_plain_view(def("v", "SELECT 1 AS a"), false).unwrap();
         assert!(matches!(
             cat.create_plain_view(def("v", "SELECT 2 AS a"), false),
             Err(Error::DuplicateTable(_))
@@ -120,14 +111,9 @@ mod tests {
         let mut other = def("v", "SELECT 2 AS a");
         other.owner = "bob".into();
         let v2 = cat.create_plain_view(other, true).unwrap();
-        assert_eq!(
-            (v2.id, v2.owner.as_str(), v2.sql.as_str()),
-            (v1.id, "alice", "SELECT 2 AS a")
-        );
+        assert_eq!((v2.id, v2.owner.as_str(), v2.sql.as_str()), (v1.id, "alice", "SELECT 2 AS a"));
         assert!(cat.name_taken("v"));
-        let w = cat
-            .create_plain_view(def("w", "SELECT 3 AS a"), false)
-            .unwrap();
+        let w = cat.create_plain_view(def("w", "SELECT 3 AS a"), false).unwrap();
         assert!(w.id > v1.id);
         let reopened = Catalog::open(store.clone()).unwrap();
         assert_eq!(*reopened.plain_view("v").unwrap(), *v2);

@@ -158,11 +158,7 @@ pub fn revoke(acl: &mut Vec<AclItem>, grantee: &str, privileges: Privileges) {
 /// An object's ACL as PostgreSQL shows it (`relacl`): `None` while nothing was ever granted
 /// (the owner's defaults), else the owner's entry and each grant (`grantee=arwd/grantor`,
 /// `=r/grantor` for PUBLIC).
-pub fn render_acl(
-    owner: &str,
-    owner_privileges: Privileges,
-    acl: &[AclItem],
-) -> Option<Vec<String>> {
+pub fn render_acl(owner: &str, owner_privileges: Privileges, acl: &[AclItem]) -> Option<Vec<String>> {
     if acl.is_empty() {
         return None;
     }
@@ -178,11 +174,7 @@ pub fn render_acl(
         } else {
             quote_role(&i.grantee)
         };
-        format!(
-            "{who}={}/{}",
-            i.privileges.letters(),
-            quote_role(&i.grantor)
-        )
+        format!("{who}={}/{}", i.privileges.letters(), quote_role(&i.grantor))
     }));
     Some(out)
 }
@@ -209,12 +201,7 @@ mod tests {
         let mut acl = Vec::new();
         assert_eq!(render_acl("alice", Privileges::ALL_TABLE, &acl), None);
         grant(&mut acl, "bi", Privileges::SELECT, "alice");
-        grant(
-            &mut acl,
-            "",
-            Privileges::SELECT.union(Privileges::INSERT),
-            "alice",
-        );
+        grant(&mut acl, "", Privileges::SELECT.union(Privileges::INSERT), "alice");
         grant(&mut acl, "bi", Privileges::UPDATE, "alice");
         assert_eq!(
             render_acl("alice", Privileges::ALL_TABLE, &acl).unwrap(),

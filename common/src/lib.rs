@@ -18,7 +18,7 @@ pub use ids::TableId;
 pub use selection::{Selected, Selection};
 pub use sink::{FileSinkConfig, KafkaSinkConfig, KafkaSinkFormat, SinkConfig, SinkMode};
 pub use source::{
-    IncludeKind, KafkaSourceConfig, SourceConfig, SourceFormat, Startup, TimestampUnit,
-    WatermarkDef, DEFAULT_IDLE_TIMEOUT_MS,
+    IncludeKind, KafkaSourceConfig, SourceConfig, SourceFormat, Startup, TimestampUnit, WatermarkDef,
+    DEFAULT_IDLE_TIMEOUT_MS,
 };
 pub use types::SqlType;

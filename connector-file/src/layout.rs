@@ -87,10 +87,7 @@ impl Layout {
 
     /// `batch` (of every output column) split by the partition columns' values: each part's
     /// directory (relative, empty without partitions) and its rows' data columns.
-    pub(crate) fn split(
-        &self,
-        batch: &RecordBatch,
-    ) -> std::io::Result<Vec<(PathBuf, RecordBatch)>> {
+    pub(crate) fn split(&self, batch: &RecordBatch) -> std::io::Result<Vec<(PathBuf, RecordBatch)>> {
         if self.partition.is_empty() {
             return Ok(vec![(PathBuf::new(), batch.clone())]);
         }

@@ -144,10 +144,7 @@ fn write_part(
 /// The rows the files hold for `changes`, in the layout's columns: every change with its
 /// epoch and diff (changelog), or each arrival as many times as it arrived (append-only
 /// views never retract; forced sinks drop retractions).
-fn file_rows(
-    layout: &Layout,
-    changes: &Changes,
-) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+fn file_rows(layout: &Layout, changes: &Changes) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     let columns: Vec<ArrayRef> = match layout.mode {
         SinkMode::Changelog => {
             let epochs: Int64Array = changes.epochs.iter().map(|&e| e as i64).collect();
@@ -236,6 +233,7 @@ fn recover_in(root: &Path, dir: &Path, committed: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{Int64Array, StringArray};
@@ -299,10 +297,7 @@ mod tests {
         };
         let p = w.write(&changes(1, 2), &|| false).unwrap();
         assert_eq!(p.rows, 3);
-        assert_eq!(
-            files(dir.path()),
-            vec![".part-00000000000000000001-00000000000000000002.parquet.tmp"]
-        );
+        assert_eq!(files(dir.path()), vec![".part-00000000000000000001-00000000000000000002.parquet.tmp"]);
         w.finish(&p).unwrap();
         let name = "part-00000000000000000001-00000000000000000002.parquet";
         assert_eq!(files(dir.path()), vec![name]);

@@ -122,10 +122,7 @@ impl PropertyPolicy {
     /// properties ([`PRODUCER_ALLOWED`]); the idempotence and acknowledgement
     /// settings exactly-once rests on are the sink's own.
     pub fn check_producer(&self, property: &str, value: &str) -> Result<()> {
-        if matches!(
-            property,
-            "enable.idempotence" | "acks" | "request.required.acks" | "transactional.id"
-        ) {
+        if matches!(property, "enable.idempotence" | "acks" | "request.required.acks" | "transactional.id") {
             return Err(Error::Forbidden(format!(
                 "option \"properties.{property}\" is set by the sink itself (exactly-once depends on it)"
             )));
@@ -170,10 +167,7 @@ fn inside(dir: &Path, path: &Path) -> bool {
 
 /// Checks every `properties.*` option of a source against `policy`.
 pub fn check_source(config: &KafkaSourceConfig, policy: &PropertyPolicy) -> Result<()> {
-    config
-        .properties
-        .iter()
-        .try_for_each(|(k, v)| policy.check(k, v))
+    config.properties.iter().try_for_each(|(k, v)| policy.check(k, v))
 }
 
 #[cfg(test)]
@@ -185,10 +179,7 @@ mod tests {
             topic: "t".into(),
             bootstrap: "x".into(),
             startup: freshet_common::Startup::Earliest,
-            properties: pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            properties: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             timestamp_unit: Default::default(),
             idle_timeout_ms: None,
         }
@@ -208,10 +199,7 @@ mod tests {
             ("interceptor.whatever", "x"),
         ] {
             let o = with(&[(k, v)]);
-            assert!(
-                matches!(check_source(&o, &strict), Err(Error::Forbidden(_))),
-                "{k} passed"
-            );
+            assert!(matches!(check_source(&o, &strict), Err(Error::Forbidden(_))), "{k} passed");
             let any = PropertyPolicy {
                 allow_any: true,
                 files_dir: None,

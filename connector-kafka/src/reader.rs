@@ -27,6 +27,7 @@ use crate::positions;
 use crate::queue::{Queue, Raw};
 use crate::{Error, Result};
 
+
 /// Tuning of a reader.
 #[derive(Debug, Clone)]
 pub struct ReaderConfig {
@@ -283,39 +284,36 @@ impl Reader {
                     };
                     // Positions out of the log's range: a batch reporting them, whether
                     // to stop, and the positions gaps move to.
-                    let settle =
-                        |assigned: &mut BTreeMap<i32, i64>| -> Option<(SourceBatch, bool)> {
-                            let problems = match positions::check(
-                                &consumer,
-                                &topic,
-                                assigned,
-                                Duration::from_secs(5),
-                            ) {
-                                Ok(p) if !p.is_empty() => p,
-                                Ok(_) => return None,
-                                Err(e) => {
-                                    tracing::warn!(%topic, error = %e, "cannot check positions");
-                                    return None;
-                                }
-                            };
-                            let mut b = decode_batch(&decoder.get().1, Vec::new());
-                            b.version = decoder.get().0;
-                            let mut halt = false;
-                            for pr in &problems {
-                                tracing::warn!(%topic, problem = %pr, "offsets out of range");
-                                match *pr {
-                                    OffsetProblem::Gap {
-                                        partition, last, ..
-                                    } => {
-                                        assigned.insert(partition, last + 1);
-                                        b.next.insert(partition, last + 1);
-                                    }
-                                    OffsetProblem::Reset { .. } => halt = true,
-                                }
+                    let settle = |assigned: &mut BTreeMap<i32, i64>| -> Option<(SourceBatch, bool)> {
+                        let problems = match positions::check(
+                            &consumer,
+                            &topic,
+                            assigned,
+                            Duration::from_secs(5),
+                        ) {
+                            Ok(p) if !p.is_empty() => p,
+                            Ok(_) => return None,
+                            Err(e) => {
+                                tracing::warn!(%topic, error = %e, "cannot check positions");
+                                return None;
                             }
-                            b.problems = problems;
-                            Some((b, halt))
                         };
+                        let mut b = decode_batch(&decoder.get().1, Vec::new());
+                        b.version = decoder.get().0;
+                        let mut halt = false;
+                        for pr in &problems {
+                            tracing::warn!(%topic, problem = %pr, "offsets out of range");
+                            match *pr {
+                                OffsetProblem::Gap { partition, last, .. } => {
+                                    assigned.insert(partition, last + 1);
+                                    b.next.insert(partition, last + 1);
+                                }
+                                OffsetProblem::Reset { .. } => halt = true,
+                            }
+                        }
+                        b.problems = problems;
+                        Some((b, halt))
+                    };
                     if let Some((b, halt)) = settle(&mut assigned) {
                         if !sink(b) || halt {
                             return;
@@ -344,8 +342,7 @@ impl Reader {
                             }
                             assign(&assigned);
                         }
-                        let (batch, out_of_range) =
-                            read_batch(&consumer, &topic, &decoder, &config, &stop, &mut last_len);
+                        let (batch, out_of_range) = read_batch(&consumer, &topic, &decoder, &config, &stop, &mut last_len);
                         if let Some(batch) = batch {
                             for (&p, &n) in &batch.next {
                                 assigned.insert(p, n);
@@ -386,10 +383,7 @@ impl SourceReader for Reader {
     }
 
     /// The broker's (low, high) watermarks of every partition.
-    fn log_bounds(
-        &self,
-        timeout: Duration,
-    ) -> std::result::Result<BTreeMap<i32, (i64, i64)>, String> {
+    fn log_bounds(&self, timeout: Duration) -> std::result::Result<BTreeMap<i32, (i64, i64)>, String> {
         let bounds = || -> Result<BTreeMap<i32, (i64, i64)>> {
             let mut out = BTreeMap::new();
             for p in partitions(&self.consumer, &self.topic, timeout)? {
@@ -523,8 +517,7 @@ fn read_batch(
         }
         let now = Instant::now();
         if took > 0 {
-            let (_, deadline) =
-                *first.get_or_insert((now + config.quiet_wait, now + config.max_wait));
+            let (_, deadline) = *first.get_or_insert((now + config.quiet_wait, now + config.max_wait));
             if now >= deadline {
                 break;
             }

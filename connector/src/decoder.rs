@@ -138,8 +138,7 @@ impl Decoder {
                 }
                 IncludeKind::Key => {
                     let mut b = BinaryBuilder::new();
-                    rows.iter()
-                        .for_each(|i| b.append_option(of(i).key.as_deref()));
+                    rows.iter().for_each(|i| b.append_option(of(i).key.as_deref()));
                     Arc::new(b.finish())
                 }
             };
@@ -150,10 +149,7 @@ impl Decoder {
             columns,
             &RecordBatchOptions::new().with_row_count(Some(rows.len())),
         )?;
-        let origins = rows
-            .iter()
-            .map(|i| (of(i).partition, of(i).offset))
-            .collect();
+        let origins = rows.iter().map(|i| (of(i).partition, of(i).offset)).collect();
         Ok((Some(batch), origins))
     }
 }

@@ -66,9 +66,7 @@ impl Encoding {
     /// The format decoding what `selection` reads of `payload`.
     pub(crate) fn format(&self, payload: &SchemaRef, selection: &Selection) -> Arc<dyn Format> {
         match self {
-            Encoding::Json(o) => {
-                Arc::new(JsonFormat::new(Arc::clone(payload), o, selection.clone()))
-            }
+            Encoding::Json(o) => Arc::new(JsonFormat::new(Arc::clone(payload), o, selection.clone())),
             Encoding::Csv(c) => Arc::new(c.format(Arc::clone(payload), selection)),
         }
     }

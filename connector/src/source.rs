@@ -67,11 +67,7 @@ pub struct SourceStatus {
 pub enum OffsetProblem {
     /// Offsets `first..=last` were deleted before they were read; reading goes on at
     /// `last + 1`, the log start.
-    Gap {
-        partition: i32,
-        first: i64,
-        last: i64,
-    },
+    Gap { partition: i32, first: i64, last: i64 },
     /// The log ends at `log_end`, before `position`, the next offset the source was to read:
     /// the topic was reset. Reading stops until the source is reset explicitly.
     Reset {
@@ -138,3 +134,4 @@ pub fn decode_batch(decoder: &Decoder, msgs: Vec<Message>) -> SourceBatch {
         problems: Vec::new(),
     }
 }
+

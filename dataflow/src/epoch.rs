@@ -33,12 +33,15 @@ impl EpochChanges {
 
     /// Gives the epoch its time, the wall clock, unless it has one.
     pub fn stamp(&mut self) -> i64 {
-        *self.time.get_or_insert_with(wall_clock)
+        *self
+            .time
+            .get_or_insert_with(wall_clock)
     }
 
     /// The epoch's time: its stamp, or the wall clock for an epoch never stamped.
     pub fn now(&self) -> i64 {
-        self.time.unwrap_or_else(wall_clock)
+        self.time
+            .unwrap_or_else(wall_clock)
     }
 
     /// Whether `relation` changes in this epoch.

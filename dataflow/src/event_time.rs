@@ -23,6 +23,7 @@ use datafusion::physical_plan::windows::WindowUDFExpr;
 use datafusion::physical_plan::WindowExpr;
 use freshet_common::TableId;
 
+
 use crate::bound::{Bound, Step, Term};
 use crate::ops::{Closing, Expiry, JoinKind, JoinOp, Node, OrderedMode};
 

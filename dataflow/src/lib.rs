@@ -11,9 +11,9 @@
 //! This crate knows DataFusion and the state store, not pgwire, sessions or the catalog.
 
 pub mod backfill;
-pub mod bound;
 pub mod contents_log;
 pub mod dataflows;
+pub mod bound;
 pub mod delta;
 mod deterministic;
 pub mod encode;

@@ -16,7 +16,8 @@ use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
-    Distinct, Expr, ExprSchemable, LogicalPlan, SortExpr, Subquery, Window,
+    Distinct, Expr, ExprSchemable, LogicalPlan, SortExpr, Subquery,
+    Window,
 };
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{create_physical_expr, create_physical_sort_exprs, PhysicalExpr};

@@ -258,12 +258,7 @@ impl EpochRunner {
 /// The input rows an epoch changes (tables' rows and sources' appended rows).
 fn input_rows(changes: &EpochChanges) -> usize {
     let tables: usize = changes.tables.values().map(Vec::len).sum();
-    let appends: usize = changes
-        .appends
-        .values()
-        .flatten()
-        .map(|b| b.num_rows())
-        .sum();
+    let appends: usize = changes.appends.values().flatten().map(|b| b.num_rows()).sum();
     tables + appends
 }
 
@@ -304,17 +299,19 @@ impl Core {
         }
         let epoch = self.epoch.load(Ordering::SeqCst) + 1;
         changes.stamp();
-        let result = self.process(&mut batch, &mut changes).and_then(|()| {
-            batch.put(freshet_state::changelog::epoch_key(), epoch.to_be_bytes());
-            if let Some(hook) = self.hook.get() {
-                hook.stage(epoch, &changes, &mut batch);
-            }
-            match durability {
-                Durability::Synced => self.store.write(batch),
-                Durability::Grouped => self.store.write_grouped(batch),
-            }
-            .map_err(EpochError::Store)
-        });
+        let result = self
+            .process(&mut batch, &mut changes)
+            .and_then(|()| {
+                batch.put(freshet_state::changelog::epoch_key(), epoch.to_be_bytes());
+                if let Some(hook) = self.hook.get() {
+                    hook.stage(epoch, &changes, &mut batch);
+                }
+                match durability {
+                    Durability::Synced => self.store.write(batch),
+                    Durability::Grouped => self.store.write_grouped(batch),
+                }
+                .map_err(EpochError::Store)
+            });
         if let Err(e) = result {
             // Operator caches were written through for an epoch that did not commit.
             flows.forget_cached();
@@ -338,11 +335,7 @@ impl Core {
     /// Runs `changes` through the views into `batch`; when an aggregate must read values
     /// staged in a contents log, folds and runs the epoch again from its base-table writes
     /// (caches were written through for the abandoned run).
-    fn process(
-        &self,
-        batch: &mut WriteBatch,
-        changes: &mut EpochChanges,
-    ) -> Result<(), EpochError> {
+    fn process(&self, batch: &mut WriteBatch, changes: &mut EpochChanges) -> Result<(), EpochError> {
         let flows = &self.dataflows;
         let due = flows.next_due().is_some_and(|t| t <= changes.now());
         if (changes.is_empty() && !due) || flows.is_empty() {

@@ -225,8 +225,8 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
     let flows = Arc::new(Dataflows::default());
     flows.insert(Arc::clone(&view));
     // No budget: the logs are folded where the test says.
-    let runner =
-        EpochRunner::start(store.clone(), Arc::clone(&flows), 0, usize::MAX).expect("epoch runner");
+    let runner = EpochRunner::start(store.clone(), Arc::clone(&flows), 0, usize::MAX)
+        .expect("epoch runner");
     let fold = || runner.fold(FoldReason::ForReader).expect("fold");
     {
         let snapshot = store.snapshot();

@@ -25,10 +25,7 @@ impl CommitHook for Recorder {
         let key = format!("staged/{epoch}").into_bytes();
         let visible = self.store.get(&key).expect("read").is_some();
         let on_runner = std::thread::current().name() == Some("freshet-epochs");
-        self.seen
-            .lock()
-            .expect("lock")
-            .push((epoch, visible, on_runner));
+        self.seen.lock().expect("lock").push((epoch, visible, on_runner));
     }
 }
 

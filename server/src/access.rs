@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use freshet_catalog::{Catalog, ObjectAccess, ObjectKind, Privileges, RoleDef, ScramSecret};
+use freshet_catalog::{
+    Catalog, ObjectAccess, ObjectKind, Privileges, RoleDef, ScramSecret,
+};
 use freshet_common::{PgError, SqlState};
 use freshet_sql::role::{GrantOn, GrantPlan, Grantee, RoleOptions, RoleStatement};
 
@@ -77,9 +79,7 @@ impl Identity {
 
     /// 42501 unless the current user owns `object` (or is a superuser).
     pub fn require_owner(&self, catalog: &Catalog, object: &ObjectAccess) -> Result<(), PgError> {
-        if self.is_superuser(catalog)
-            || catalog.roles_of(&self.current_user).contains(&object.owner)
-        {
+        if self.is_superuser(catalog) || catalog.roles_of(&self.current_user).contains(&object.owner) {
             return Ok(());
         }
         Err(PgError::new(
@@ -151,11 +151,8 @@ pub fn denied(kind: ObjectKind, name: &str) -> PgError {
 /// The SCRAM secret of `password`, with a fresh salt.
 pub fn scram_secret(password: &str) -> ScramSecret {
     let salt: [u8; 16] = rand::random();
-    let salted = pgwire::api::auth::sasl::scram::gen_salted_password(
-        password,
-        &salt,
-        SCRAM_ITERATIONS as usize,
-    );
+    let salted =
+        pgwire::api::auth::sasl::scram::gen_salted_password(password, &salt, SCRAM_ITERATIONS as usize);
     ScramSecret {
         iterations: SCRAM_ITERATIONS,
         salt: salt.to_vec(),
@@ -240,11 +237,10 @@ pub fn execute(
             // A role may change its own password; everything else needs CREATEROLE, and
             // superusers only a superuser.
             let own_password_only = name == who.current_user
-                && options
-                    == RoleOptions {
-                        password: options.password.clone(),
-                        ..RoleOptions::default()
-                    };
+                && options == RoleOptions {
+                    password: options.password.clone(),
+                    ..RoleOptions::default()
+                };
             if !own_password_only {
                 require_role_admin(catalog, who, "alter role")?;
                 if (target.superuser || options.superuser.is_some()) && !who.is_superuser(catalog) {
@@ -280,9 +276,7 @@ pub fn execute(
                 }
                 if !catalog.drop_role(name).map_err(user_error)? {
                     if !if_exists {
-                        return Err(user_error(freshet_catalog::Error::UndefinedRole(
-                            name.clone(),
-                        )));
+                        return Err(user_error(freshet_catalog::Error::UndefinedRole(name.clone())));
                     }
                 }
             }
@@ -383,12 +377,8 @@ fn privileges_of(names: &[String], all: Privileges, on: &str) -> Result<Privileg
     }
     let mut p = Privileges::NONE;
     for n in names {
-        let one = Privileges::from_name(n).ok_or_else(|| {
-            PgError::new(
-                SqlState::SYNTAX_ERROR,
-                format!("unrecognized privilege type \"{n}\""),
-            )
-        })?;
+        let one = Privileges::from_name(n)
+            .ok_or_else(|| PgError::new(SqlState::SYNTAX_ERROR, format!("unrecognized privilege type \"{n}\"")))?;
         if !all.contains(one) {
             return Err(PgError::new(
                 SqlState::INVALID_GRANT_OPERATION,
@@ -470,9 +460,7 @@ fn change_privileges(
                 freshet_catalog::revoke(&mut acl, g, privs);
             }
         }
-        catalog
-            .set_object_acl(&object.name, acl)
-            .map_err(user_error)?;
+        catalog.set_object_acl(&object.name, acl).map_err(user_error)?;
     }
     Ok(())
 }
@@ -488,11 +476,7 @@ fn change_membership(
     members: &[Grantee],
     grant: bool,
 ) -> Result<(), PgError> {
-    require_role_admin(
-        catalog,
-        who,
-        if grant { "grant role" } else { "revoke role" },
-    )?;
+    require_role_admin(catalog, who, if grant { "grant role" } else { "revoke role" })?;
     let roles = roles
         .iter()
         .map(|g| grantee_name(catalog, who, g))
@@ -503,10 +487,7 @@ fn change_membership(
         .collect::<Result<Vec<_>, _>>()?;
     for role in &roles {
         if role.is_empty() {
-            return Err(PgError::new(
-                SqlState::UNDEFINED_OBJECT,
-                "role \"public\" does not exist",
-            ));
+            return Err(PgError::new(SqlState::UNDEFINED_OBJECT, "role \"public\" does not exist"));
         }
         if catalog.role(role).is_some_and(|r| r.superuser) && !who.is_superuser(catalog) {
             return Err(PgError::new(
@@ -534,11 +515,7 @@ fn change_membership(
 
 /// `SET ROLE name` / `SET ROLE NONE`: the identity it leads to, when the session user may
 /// take that role (a member of it, or a superuser).
-pub fn set_role(
-    catalog: &Catalog,
-    who: &Identity,
-    role: Option<&str>,
-) -> Result<Identity, PgError> {
+pub fn set_role(catalog: &Catalog, who: &Identity, role: Option<&str>) -> Result<Identity, PgError> {
     let Some(role) = role.filter(|r| !r.eq_ignore_ascii_case("none")) else {
         return Ok(Identity {
             current_user: who.session_user.clone(),
@@ -546,9 +523,7 @@ pub fn set_role(
         });
     };
     if catalog.role(role).is_none() {
-        return Err(user_error(freshet_catalog::Error::UndefinedRole(
-            role.to_owned(),
-        )));
+        return Err(user_error(freshet_catalog::Error::UndefinedRole(role.to_owned())));
     }
     let session = Identity {
         current_user: who.session_user.clone(),
@@ -584,10 +559,7 @@ impl StatementIdentity {
     }
 
     /// 42501 unless the statement's user may read `name`.
-    pub fn require_select(
-        state: &dyn datafusion::catalog::Session,
-        name: &str,
-    ) -> datafusion::error::Result<()> {
+    pub fn require_select(state: &dyn datafusion::catalog::Session, name: &str) -> datafusion::error::Result<()> {
         match state.config().get_extension::<StatementIdentity>() {
             Some(s) => s
                 .identity
@@ -619,11 +591,7 @@ impl RoleConnections {
     }
 
     /// Counts a connection of `role` (53300 past its limit); `None` for a role without one.
-    pub fn admit(
-        self: &Arc<Self>,
-        catalog: &Catalog,
-        role: &str,
-    ) -> Result<Option<RoleSlot>, PgError> {
+    pub fn admit(self: &Arc<Self>, catalog: &Catalog, role: &str) -> Result<Option<RoleSlot>, PgError> {
         let Some(def) = catalog.role(role) else {
             return Ok(None);
         };

@@ -103,10 +103,7 @@ impl Account {
                 .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
                 .ok()?;
             let slot = &TABLE[i];
-            let generation = slot
-                .generation
-                .fetch_add(1, Ordering::AcqRel)
-                .wrapping_add(1);
+            let generation = slot.generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
             let stale = slot.live.swap(0, Ordering::AcqRel);
             slot.peak.store(0, Ordering::Relaxed);
             ALL.fetch_sub(stale, Ordering::Relaxed);
@@ -337,13 +334,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
         let tag = tag_of(ptr);
         charge(tag & !MAPPED, -(layout.size() as isize));
         if tag & MAPPED != 0 {
-            libc::munmap(
-                ptr.sub(PAGE) as *mut libc::c_void,
-                mapped_len(layout.size()),
-            );
+            libc::munmap(ptr.sub(PAGE) as *mut libc::c_void, mapped_len(layout.size()));
         } else {
-            self.0
-                .dealloc(ptr.sub(header(layout.align())), headed(layout));
+            self.0.dealloc(ptr.sub(header(layout.align())), headed(layout));
         }
     }
 
@@ -375,9 +368,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
             }
             if tag == 0 || new_size < MAPPED_FROM {
                 let h = header(layout.align());
-                let block = self
-                    .0
-                    .realloc(ptr.sub(h), headed(layout), new_size.saturating_add(h));
+                let block = self.0.realloc(ptr.sub(h), headed(layout), new_size.saturating_add(h));
                 if block.is_null() {
                     return block;
                 }
@@ -448,17 +439,9 @@ mod tests {
             let plain = A.alloc(Layout::from_size_align(1024, 8).unwrap());
             assert_eq!(tag_of(plain), 0);
             let entered = account.enter();
-            let plain = A.realloc(
-                plain,
-                Layout::from_size_align(1024, 8).unwrap(),
-                MAPPED_FROM,
-            );
+            let plain = A.realloc(plain, Layout::from_size_align(1024, 8).unwrap(), MAPPED_FROM);
             drop(entered);
-            assert_eq!(
-                tag_of(plain) & MAPPED,
-                0,
-                "a block keeps its (lack of) account"
-            );
+            assert_eq!(tag_of(plain) & MAPPED, 0, "a block keeps its (lack of) account");
             assert_eq!(account.live(), 0);
             A.dealloc(plain, Layout::from_size_align(MAPPED_FROM, 8).unwrap());
             // A block freed after its account is gone charges nobody.

@@ -7,11 +7,11 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{
     create_udf, ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
 };
+use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::SessionContext;
 use freshet_common::{PgError, SqlState};
 
@@ -40,13 +40,7 @@ macro_rules! same_as_inner {
 fn inner_coercion(inner: &ScalarUDF, args: &[DataType]) -> Result<Vec<DataType>> {
     let fields: Vec<_> = args
         .iter()
-        .map(|t| {
-            Arc::new(datafusion::arrow::datatypes::Field::new(
-                "a",
-                t.clone(),
-                true,
-            ))
-        })
+        .map(|t| Arc::new(datafusion::arrow::datatypes::Field::new("a", t.clone(), true)))
         .collect();
     Ok(
         datafusion::logical_expr::type_coercion::functions::fields_with_udf(&fields, inner)?
@@ -124,14 +118,10 @@ pub fn register(ctx: &SessionContext, max_result: usize) {
         signature: Signature::variadic_any(Volatility::Immutable),
     }));
     if let Ok(inner) = ctx.udf("array_to_string") {
-        ctx.register_udf(ScalarUDF::new_from_impl(
-            array_text::ArrayTextToString::new(inner),
-        ));
+        ctx.register_udf(ScalarUDF::new_from_impl(array_text::ArrayTextToString::new(inner)));
     }
     if let Ok(inner) = ctx.udf("array_length") {
-        ctx.register_udf(ScalarUDF::new_from_impl(array_text::ArrayLength::new(
-            inner,
-        )));
+        ctx.register_udf(ScalarUDF::new_from_impl(array_text::ArrayLength::new(inner)));
     }
     for name in ["length", "octet_length"] {
         if let Ok(inner) = ctx.udf(name) {
@@ -232,9 +222,7 @@ pub(crate) fn unary_udf(
             let arrays = ColumnarValue::values_to_arrays(args)?;
             let out = f(&arrays[0]);
             Ok(match args[0] {
-                ColumnarValue::Scalar(_) => {
-                    ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-                }
+                ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?),
                 ColumnarValue::Array(_) => ColumnarValue::Array(out),
             })
         }),
@@ -277,9 +265,7 @@ impl Guarded {
             }
             Guard::Logarithm => {
                 for i in 0..args.len() {
-                    let Some(a) = floats(args, i, rows)? else {
-                        continue;
-                    };
+                    let Some(a) = floats(args, i, rows)? else { continue };
                     let a = a.as_primitive::<Float64Type>();
                     for v in a.iter().flatten() {
                         if v == 0.0 {
@@ -301,10 +287,7 @@ impl Guarded {
                 let (Some(b), Some(e)) = (floats(args, 0, rows)?, floats(args, 1, rows)?) else {
                     return Ok(());
                 };
-                let (b, e) = (
-                    b.as_primitive::<Float64Type>(),
-                    e.as_primitive::<Float64Type>(),
-                );
+                let (b, e) = (b.as_primitive::<Float64Type>(), e.as_primitive::<Float64Type>());
                 for i in 0..b.len().max(e.len()) {
                     let bi = if b.len() == 1 { 0 } else { i };
                     let ei = if e.len() == 1 { 0 } else { i };
@@ -338,9 +321,7 @@ fn largest(args: &[ColumnarValue], i: usize) -> Result<Option<i64>> {
     };
     let values = arg.to_array(1)?;
     let values = datafusion::arrow::compute::cast(&values, &DataType::Int64)?;
-    Ok(datafusion::arrow::compute::max(
-        values.as_primitive::<Int64Type>(),
-    ))
+    Ok(datafusion::arrow::compute::max(values.as_primitive::<Int64Type>()))
 }
 
 /// The longest text of the `i`-th argument, in bytes.
@@ -407,11 +388,7 @@ pub fn register_identity(
             vec![],
             DataType::Utf8,
             Volatility::Stable,
-            Arc::new(move |_| {
-                Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
-                    value.clone(),
-                ))))
-            }),
+            Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(value.clone()))))),
         ));
     }
     for schema in [false, true] {
@@ -490,8 +467,7 @@ impl HasPrivilege {
                     .map(|known| known && wants.iter().any(|w| *w == Privileges::USAGE));
             }
             return Ok(wants.iter().any(|w| {
-                *w == Privileges::USAGE
-                    || (*w == Privileges::CREATE && who.require_create(&self.catalog).is_ok())
+                *w == Privileges::USAGE || (*w == Privileges::CREATE && who.require_create(&self.catalog).is_ok())
             }));
         }
         let name = object.strip_prefix("public.").unwrap_or(object);
@@ -556,14 +532,8 @@ impl ScalarUDFImpl for HasPrivilege {
             out.append_option(result);
         }
         let array: ArrayRef = Arc::new(out.finish());
-        if args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-        {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &array, 0,
-            )?));
+        if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?));
         }
         Ok(ColumnarValue::Array(array))
     }
@@ -572,10 +542,7 @@ impl ScalarUDFImpl for HasPrivilege {
 /// The oid of a type by any of its PostgreSQL names (`to_regtype`); `None` for types freshet
 /// does not have (`hstore`, …).
 fn type_oid(name: &str) -> Option<i32> {
-    let name = name
-        .trim()
-        .trim_start_matches("pg_catalog.")
-        .to_ascii_lowercase();
+    let name = name.trim().trim_start_matches("pg_catalog.").to_ascii_lowercase();
     let (base, array) = match name.strip_suffix("[]") {
         Some(b) => (b.trim(), true),
         None => (name.as_str(), false),
@@ -635,10 +602,7 @@ impl ScalarUDFImpl for JsonBuildObject {
                 "argument list must have even number of elements",
             )));
         }
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let rows = if scalar { 1 } else { args.number_rows };
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let mut out = datafusion::arrow::array::StringBuilder::new();
@@ -676,9 +640,7 @@ impl ScalarUDFImpl for JsonBuildObject {
 
 fn scalar_text(v: &ScalarValue) -> String {
     match v {
-        ScalarValue::Utf8(Some(s))
-        | ScalarValue::LargeUtf8(Some(s))
-        | ScalarValue::Utf8View(Some(s)) => s.clone(),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => s.clone(),
         other => other.to_string(),
     }
 }
@@ -698,12 +660,8 @@ fn json_value(v: &ScalarValue) -> serde_json::Value {
         ScalarValue::UInt16(Some(n)) => Value::from(*n),
         ScalarValue::UInt32(Some(n)) => Value::from(*n),
         ScalarValue::UInt64(Some(n)) => Value::from(*n),
-        ScalarValue::Float32(Some(f)) => {
-            serde_json::Number::from_f64(f64::from(*f)).map_or(Value::Null, Value::Number)
-        }
-        ScalarValue::Float64(Some(f)) => {
-            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
-        }
+        ScalarValue::Float32(Some(f)) => serde_json::Number::from_f64(f64::from(*f)).map_or(Value::Null, Value::Number),
+        ScalarValue::Float64(Some(f)) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
         ScalarValue::Decimal128(Some(_), _, _) => {
             serde_json::from_str(&v.to_string()).unwrap_or_else(|_| Value::String(v.to_string()))
         }

@@ -68,17 +68,10 @@ impl Server {
             .context("opening the state store")?;
         let catalog = Arc::new(Catalog::open(store.clone()).context("loading the catalog")?);
         let auth_mode = opts.auth_mode()?;
-        crate::access::bootstrap(
-            &catalog,
-            &opts.superuser,
-            opts.superuser_password.as_deref(),
-        )
-        .context("creating the bootstrap superuser")?;
+        crate::access::bootstrap(&catalog, &opts.superuser, opts.superuser_password.as_deref())
+            .context("creating the bootstrap superuser")?;
         if auth_mode == crate::pg::auth::AuthMode::Scram
-            && !catalog
-                .roles()
-                .iter()
-                .any(|r| r.login && r.password.is_some())
+            && !catalog.roles().iter().any(|r| r.login && r.password.is_some())
         {
             anyhow::bail!(
                 "--auth scram, but no role can log in with a password: set FRESHET_SUPERUSER_PASSWORD \
@@ -86,8 +79,7 @@ impl Server {
                 opts.superuser
             );
         }
-        let auth =
-            crate::pg::auth::Auth::new(auth_mode, Arc::clone(&catalog), opts.max_auth_failures);
+        let auth = crate::pg::auth::Auth::new(auth_mode, Arc::clone(&catalog), opts.max_auth_failures);
         let policy = freshet_connector_kafka::PropertyPolicy {
             allow_any: opts.kafka_allow_any_property,
             files_dir: opts.kafka_files_dir.clone(),
@@ -201,8 +193,7 @@ impl Server {
                         tls_required_remote: server.tls_required_remote,
                     },
                 )
-                .await
-                {
+                .await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             });
@@ -229,7 +220,8 @@ fn template_context(
     let spill = opts.data_dir.join("spill");
     // Spill files of an earlier run are garbage.
     let _ = std::fs::remove_dir_all(&spill);
-    std::fs::create_dir_all(&spill).with_context(|| format!("creating {}", spill.display()))?;
+    std::fs::create_dir_all(&spill)
+        .with_context(|| format!("creating {}", spill.display()))?;
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(opts.query_memory_mb << 20, 1.0)
         .with_disk_manager_builder(
@@ -272,7 +264,7 @@ fn template_context(
         ]
         .into_iter()
         .chain(existing.expr_planners().iter().cloned())
-        .collect();
+            .collect();
         *state.write() = SessionStateBuilder::new_from_existing(existing)
             .with_type_planner(Arc::new(freshet_sql::type_planner::PgTypePlanner::default()))
             .with_expr_planners(planners)
@@ -286,10 +278,9 @@ fn template_context(
         "pg_catalog",
         Arc::new(PgCatalogOverlay::new(pg_catalog, Arc::clone(engine))),
     )?;
-    let information_schema =
-        datafusion::catalog::information_schema::InformationSchemaProvider::new(Arc::clone(
-            ctx.state().catalog_list(),
-        ));
+    let information_schema = datafusion::catalog::information_schema::InformationSchemaProvider::new(
+        Arc::clone(ctx.state().catalog_list()),
+    );
     catalog.register_schema(
         "information_schema",
         Arc::new(crate::query::InformationSchemaOverlay::new(
@@ -299,10 +290,7 @@ fn template_context(
     )?;
     catalog.register_schema(
         INTERNAL_SCHEMA,
-        Arc::new(InternalSchema::new(
-            Arc::clone(engine),
-            Arc::clone(query_budget),
-        )),
+        Arc::new(InternalSchema::new(Arc::clone(engine), Arc::clone(query_budget))),
     )?;
     crate::functions::register(&ctx, opts.query_memory_mb << 20);
     crate::query::pg_index::register_functions(&ctx, engine);

@@ -113,9 +113,7 @@ fn own_memory(
     budget: &Arc<crate::memory::ServerBudget>,
     statement: &Arc<crate::memory::StatementAccount>,
 ) -> datafusion::execution::SessionState {
-    use datafusion::execution::memory_pool::{
-        GreedyMemoryPool, MemoryLimit, MemoryPool, TrackConsumersPool,
-    };
+    use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryLimit, MemoryPool, TrackConsumersPool};
     use datafusion::execution::runtime_env::RuntimeEnv;
     let state = template.state();
     let rt = state.runtime_env();
@@ -152,9 +150,7 @@ impl Session {
         budget: &Arc<crate::memory::ServerBudget>,
         user: Option<&str>,
         app: Option<&str>,
-        notifications: Option<
-            tokio::sync::mpsc::UnboundedSender<crate::coord::notify::Notification>,
-        >,
+        notifications: Option<tokio::sync::mpsc::UnboundedSender<crate::coord::notify::Notification>>,
     ) -> Self {
         let statement_memory = Arc::default();
         let ctx = SessionContext::new_with_state(own_memory(template, budget, &statement_memory));
@@ -244,8 +240,7 @@ impl Session {
                 .map(|(_, value)| value)
                 .unwrap_or_default()
         };
-        self.activity
-            .statement_started(query, app(), self.block().is_open());
+        self.activity.statement_started(query, app(), self.block().is_open());
         let result = std::panic::AssertUnwindSafe(self.execute_inner(stmt, params))
             .catch_unwind()
             .await;
@@ -410,6 +405,7 @@ pub fn statement_timeout() -> PgError {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
 
 fn text_schema(col: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(col, DataType::Utf8, true)]))

@@ -38,17 +38,9 @@ fn refused(data: &Path) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(
-        !status.success(),
-        "freshet exited cleanly instead of refusing"
-    );
+    assert!(!status.success(), "freshet exited cleanly instead of refusing");
     let mut out = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut out).unwrap();
     out
 }
 
@@ -69,9 +61,12 @@ async fn other_format_versions_and_changed_dataflows_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = start(&data);
-    let (client, conn) = tokio_postgres::connect(&server.dsn("rust"), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
+    let (client, conn) = tokio_postgres::connect(
+        &server.dsn("rust"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect");
     tokio::spawn(conn);
     client
         .batch_execute(
@@ -88,10 +83,7 @@ async fn other_format_versions_and_changed_dataflows_are_refused() {
 
     tamper(&data, "fingerprint");
     let msg = refused(&data);
-    assert!(
-        msg.contains("materialized view s") && msg.contains("fingerprint"),
-        "{msg}"
-    );
+    assert!(msg.contains("materialized view s") && msg.contains("fingerprint"), "{msg}");
 
     tamper(&data, "version");
     let msg = refused(&data);
@@ -124,10 +116,7 @@ fn tamper_helper() {
                 batch.put(&k, serde_json::to_vec(&def).unwrap());
             }
         }
-        "version" => batch.put(
-            freshet_state::meta_key(b"format_version"),
-            7u32.to_be_bytes(),
-        ),
+        "version" => batch.put(freshet_state::meta_key(b"format_version"), 7u32.to_be_bytes()),
         other => panic!("unknown tampering {other}"),
     }
     store.write(batch).unwrap();

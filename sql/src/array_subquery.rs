@@ -42,12 +42,7 @@ fn unnests_reloptions(q: &ast::Query) -> bool {
 fn reads_pg_policy(q: &ast::Query) -> bool {
     let mut found = false;
     let _ = ast::visit_relations(q, |name| {
-        if name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_policy"))
-        {
+        if name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case("pg_policy")) {
             found = true;
         }
         ControlFlow::<()>::Continue(())
@@ -87,15 +82,11 @@ fn aggregated(q: &ast::Query) -> Option<ast::Query> {
         return None;
     };
     let expr = match item {
-        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-            e.clone()
-        }
+        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
         _ => return None,
     };
     let clauses = match order_by.map(|o| o.kind) {
-        Some(ast::OrderByKind::Expressions(exprs)) => {
-            vec![ast::FunctionArgumentClause::OrderBy(exprs)]
-        }
+        Some(ast::OrderByKind::Expressions(exprs)) => vec![ast::FunctionArgumentClause::OrderBy(exprs)],
         Some(ast::OrderByKind::All(_)) => return None,
         None => vec![],
     };

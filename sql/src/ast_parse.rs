@@ -96,9 +96,7 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
         stmts.iter_mut().for_each(crate::expand_array::rewrite);
     }
     if lower.contains("generate_subscripts") {
-        stmts
-            .iter_mut()
-            .for_each(crate::set_returning::rewrite_subscripts);
+        stmts.iter_mut().for_each(crate::set_returning::rewrite_subscripts);
     }
     if lower.contains("pg_table_is_visible") {
         stmts.iter_mut().for_each(crate::visibility::rewrite);
@@ -107,19 +105,13 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>, PgError> {
         stmts.iter_mut().for_each(crate::by_oid::rewrite);
     }
     if crate::type_introspection::mentions(&lower) {
-        stmts
-            .iter_mut()
-            .for_each(crate::type_introspection::rewrite);
+        stmts.iter_mut().for_each(crate::type_introspection::rewrite);
     }
     if lower.contains("pg_get_viewdef") {
-        stmts
-            .iter_mut()
-            .for_each(crate::system_columns::rewrite_viewdef);
+        stmts.iter_mut().for_each(crate::system_columns::rewrite_viewdef);
     }
     if crate::system_columns::mentions_tableoid(&lower) {
-        stmts
-            .iter_mut()
-            .for_each(crate::system_columns::rewrite_tableoid);
+        stmts.iter_mut().for_each(crate::system_columns::rewrite_tableoid);
     }
     window_tables(sql, &mut stmts)?;
     Ok(stmts)
@@ -177,14 +169,10 @@ fn plain_operators(sql: &str) -> Option<String> {
 fn literals(sql: &str, lower: &str, stmts: &mut [ast::Statement]) {
     crate::pg_array_in::rewrite_literals(sql, stmts);
     if lower.contains("interval") {
-        stmts
-            .iter_mut()
-            .for_each(crate::pg_interval_in::rewrite_literals);
+        stmts.iter_mut().for_each(crate::pg_interval_in::rewrite_literals);
     }
     if lower.contains("json") || lower.contains("uuid") {
-        stmts
-            .iter_mut()
-            .for_each(crate::jsonb_functions::rewrite_casts);
+        stmts.iter_mut().for_each(crate::jsonb_functions::rewrite_casts);
     }
     if crate::jsonb_build::mentions(lower) {
         stmts.iter_mut().for_each(crate::jsonb_build::rewrite_calls);
@@ -209,10 +197,7 @@ fn field_access_by_name(stmt: &mut ast::Statement) {
     let _ = ast::visit_expressions_mut(stmt, |e| {
         if let ast::Expr::CompoundFieldAccess { root, access_chain } = e {
             // `t.col[1]`: a column by its qualified name, not a field.
-            if matches!(
-                root.as_ref(),
-                ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)
-            ) {
+            if matches!(root.as_ref(), ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)) {
                 return ControlFlow::<()>::Continue(());
             }
             for a in access_chain.iter_mut() {

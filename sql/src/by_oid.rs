@@ -57,9 +57,7 @@ impl ast::VisitorMut for SelectLists {
                         };
                     }
                 }
-                if let ast::SelectItem::UnnamedExpr(e)
-                | ast::SelectItem::ExprWithAlias { expr: e, .. } = item
-                {
+                if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = item {
                     if let Some(replacement) = regclass_text(e) {
                         *e = replacement;
                     }
@@ -77,15 +75,14 @@ fn regtype_text(e: &ast::Expr) -> Option<ast::Expr> {
     let ast::DataType::Custom(name, _) = inner else {
         return None;
     };
-    (named(name, "regtype") && textual(outer)).then(|| parse(&format!("pg_regtype_text({oid})")))?
+    (named(name, "regtype") && textual(outer))
+        .then(|| parse(&format!("pg_regtype_text({oid})")))?
 }
 
 /// `x::inner::outer` as (`x`, `inner`, `outer`).
 fn cast_of_cast(e: &ast::Expr) -> Option<(&ast::Expr, &ast::DataType, &ast::DataType)> {
     let ast::Expr::Cast {
-        expr,
-        data_type: outer,
-        ..
+        expr, data_type: outer, ..
     } = e
     else {
         return None;
@@ -242,9 +239,7 @@ mod tests {
 
     #[test]
     fn regclass_text_in_select_lists() {
-        let out = rewritten(
-            "SELECT c.oid::regclass::text FROM pg_class c ORDER BY c.oid::regclass::text",
-        );
+        let out = rewritten("SELECT c.oid::regclass::text FROM pg_class c ORDER BY c.oid::regclass::text");
         assert!(out.starts_with("SELECT (SELECT CASE"), "{out}");
         assert!(out.contains(") AS oid FROM pg_class"), "{out}");
         assert!(out.ends_with("ORDER BY c.oid::REGCLASS::TEXT"), "{out}");

@@ -89,10 +89,7 @@ impl AggregateUDFImpl for CheckedSum {
         checked(&args) || self.inner.groups_accumulator_supported(args)
     }
 
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
         if checked(&args) {
             return Ok(Box::new(SumGroups::default()));
         }
@@ -242,8 +239,9 @@ impl GroupsAccumulator for SumGroups {
         let Some(f) = opt_filter else {
             return Ok(vec![Arc::clone(&values[0])]);
         };
-        let kept = (0..v.len())
-            .map(|i| (v.is_valid(i) && f.is_valid(i) && f.value(i)).then(|| v.value(i)));
+        let kept = (0..v.len()).map(|i| {
+            (v.is_valid(i) && f.is_valid(i) && f.value(i)).then(|| v.value(i))
+        });
         Ok(vec![Arc::new(kept.collect::<Int64Array>())])
     }
 
@@ -259,19 +257,11 @@ mod tests {
     #[test]
     fn group_sums_fail_on_overflow_and_keep_nulls() {
         let mut g = SumGroups::default();
-        let v: ArrayRef = Arc::new(Int64Array::from(vec![
-            Some(1),
-            None,
-            Some(i64::MAX),
-            Some(2),
-        ]));
+        let v: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None, Some(i64::MAX), Some(2)]));
         g.update_batch(&[v], &[0, 1, 2, 0], None, 3).unwrap();
         let out = g.evaluate(EmitTo::All).unwrap();
         let out = out.as_primitive::<Int64Type>();
-        assert_eq!(
-            out.iter().collect::<Vec<_>>(),
-            vec![Some(3), None, Some(i64::MAX)]
-        );
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![Some(3), None, Some(i64::MAX)]);
         let mut g = SumGroups::default();
         let v: ArrayRef = Arc::new(Int64Array::from(vec![i64::MAX, 1]));
         assert!(g.update_batch(&[v], &[0, 0], None, 1).is_err());

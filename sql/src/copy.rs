@@ -125,10 +125,10 @@ pub fn bind(
             table_name,
             columns,
         } => Ok(CopyStatement::From(CopyFrom {
-            table: object_name(&table_name)?,
-            columns: columns.iter().map(|c| c.value.clone()).collect(),
-            options,
-        })),
+                table: object_name(&table_name)?,
+                columns: columns.iter().map(|c| c.value.clone()).collect(),
+                options,
+            })),
         ast::CopySource::Query(query) => Ok(CopyStatement::To(Box::new(CopyTo {
             query: Box::new(ast::Statement::Query(query)),
             relation: None,

@@ -6,8 +6,8 @@ use datafusion::sql::sqlparser::ast::{
 };
 use freshet_common::{PgError, SqlState, SqlType};
 
-use crate::types::bind_type;
 use crate::words::{ident, object_name};
+use crate::types::bind_type;
 
 /// A bound `CREATE TABLE`.
 #[derive(Debug, Clone, PartialEq)]

@@ -321,10 +321,7 @@ fn typed_column<R: AsRef<[Datum]>>(rows: &[R], col: usize, dt: &DataType) -> Opt
 }
 
 /// `rows_to_batch` over every column of `schema`, in order.
-pub fn rows_to_full_batch<R: AsRef<[Datum]>>(
-    rows: &[R],
-    schema: &SchemaRef,
-) -> Result<RecordBatch> {
+pub fn rows_to_full_batch<R: AsRef<[Datum]>>(rows: &[R], schema: &SchemaRef) -> Result<RecordBatch> {
     let columns: Vec<usize> = (0..schema.fields().len()).collect();
     rows_to_batch(rows, schema, &columns)
 }

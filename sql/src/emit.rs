@@ -112,9 +112,7 @@ impl<'a> LineOffsets<'a> {
     }
 
     fn at(&self, l: Location) -> Option<usize> {
-        let start = *self
-            .starts
-            .get(usize::try_from(l.line).ok()?.checked_sub(1)?)?;
+        let start = *self.starts.get(usize::try_from(l.line).ok()?.checked_sub(1)?)?;
         let column = usize::try_from(l.column).ok()?.checked_sub(1)?;
         let line = &self.sql[start..];
         match line.char_indices().nth(column) {
@@ -139,8 +137,7 @@ mod tests {
             "CREATE MATERIALIZED VIEW v AS SELECT 'é' AS x, window_start\n FROM t GROUP BY 1, 2\n  ;"
         );
         assert_eq!(at, vec![0]);
-        let (_, at) =
-            strip("SELECT 1; CREATE MATERIALIZED VIEW v AS SELECT 1 EMIT ON WINDOW CLOSE").unwrap();
+        let (_, at) = strip("SELECT 1; CREATE MATERIALIZED VIEW v AS SELECT 1 EMIT ON WINDOW CLOSE").unwrap();
         assert_eq!(at, vec![1]);
         assert!(strip("SELECT 'emit on window close'").is_none());
         assert!(strip("SELECT \"emit\" FROM window_t").is_none());

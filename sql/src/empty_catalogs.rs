@@ -163,9 +163,7 @@ mod tests {
         )
         .starts_with("SELECT NULL AS x"));
         assert_eq!(
-            rewritten(
-                "SELECT partrelid FROM pg_partitioned_table WHERE (SELECT 1) = ANY(partclass)"
-            ),
+            rewritten("SELECT partrelid FROM pg_partitioned_table WHERE (SELECT 1) = ANY(partclass)"),
             "SELECT partrelid FROM pg_partitioned_table WHERE false"
         );
     }

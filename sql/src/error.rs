@@ -72,9 +72,7 @@ fn map_schema_error(e: &SchemaError) -> PgError {
 /// PostgreSQL's code for a message DataFusion or arrow words its own way, when we know it.
 fn known_message(m: &str) -> Option<PgError> {
     let lower = m.to_ascii_lowercase();
-    let state = if m.contains("Regular expression did not compile")
-        || m.contains("regex parse error")
-    {
+    let state = if m.contains("Regular expression did not compile") || m.contains("regex parse error") {
         SqlState::INVALID_REGULAR_EXPRESSION
     } else if m.contains("square root of a negative number")
         || m.contains("raised to a negative power")
@@ -88,8 +86,7 @@ fn known_message(m: &str) -> Option<PgError> {
             SqlState::SUBSTRING_ERROR,
             "negative substring length not allowed",
         ));
-    } else if lower.contains("step cannot be zero") || lower.contains("step size cannot equal zero")
-    {
+    } else if lower.contains("step cannot be zero") || lower.contains("step size cannot equal zero") {
         SqlState::INVALID_PARAMETER_VALUE
     } else if m.contains("calls cannot be nested") {
         SqlState::GROUPING_ERROR
@@ -166,10 +163,7 @@ fn map_plan_message(msg: &str) -> PgError {
 
 fn map_arrow_error(e: &ArrowError) -> PgError {
     if let Some(known) = known_message(&e.to_string()) {
-        return PgError::new(
-            known.sqlstate,
-            tidy(&known.message.replace("Compute error: ", "")),
-        );
+        return PgError::new(known.sqlstate, tidy(&known.message.replace("Compute error: ", "")));
     }
     match e {
         ArrowError::DivideByZero => PgError::new(SqlState::DIVISION_BY_ZERO, "division by zero"),

@@ -137,10 +137,7 @@ mod tests {
         assert_eq!(parse_timestamp("yesterday", true), Some(today - day));
         assert!((parse_timestamp("now", true).unwrap() - now).abs() < 60_000_000);
         assert_eq!(parse_date("now"), parse_date("today"));
-        assert_eq!(
-            parse_date("tomorrow").unwrap(),
-            parse_date("today").unwrap() + 1
-        );
+        assert_eq!(parse_date("tomorrow").unwrap(), parse_date("today").unwrap() + 1);
         assert_eq!(parse_timestamp("later", true), None);
     }
 

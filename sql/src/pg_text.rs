@@ -186,13 +186,7 @@ pub fn interval_text(months: i32, days: i32, nanos: i64) -> String {
             out,
             "{}{}{hours:02}:{mins:02}:{secs:02}",
             if is_zero { "" } else { " " },
-            if minus {
-                "-"
-            } else if is_before {
-                "+"
-            } else {
-                ""
-            },
+            if minus { "-" } else if is_before { "+" } else { "" },
         );
         if frac != 0 {
             let digits = format!("{frac:06}");
@@ -206,10 +200,7 @@ pub fn interval_text(months: i32, days: i32, nanos: i64) -> String {
 pub fn intervals_text(c: &ArrayRef) -> ArrayRef {
     use datafusion::arrow::array::StringArray;
     use datafusion::arrow::datatypes::IntervalMonthDayNanoType;
-    if !matches!(
-        c.data_type(),
-        DataType::Interval(IntervalUnit::MonthDayNano)
-    ) {
+    if !matches!(c.data_type(), DataType::Interval(IntervalUnit::MonthDayNano)) {
         return Arc::clone(c);
     }
     let text: StringArray = c

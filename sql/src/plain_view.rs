@@ -38,18 +38,10 @@ pub(crate) fn bind(cv: ast::CreateView) -> Result<CreatePlainViewPlan, PgError> 
         other => return Err(PgError::not_supported(format!("view options {other}"))),
     }
     if cv.to.is_some() || cv.params.is_some() || cv.comment.is_some() || !cv.cluster_by.is_empty() {
-        return Err(PgError::not_supported(format!(
-            "this form of CREATE VIEW: {cv}"
-        )));
+        return Err(PgError::not_supported(format!("this form of CREATE VIEW: {cv}")));
     }
-    if let Some(c) = cv
-        .columns
-        .iter()
-        .find(|c| c.data_type.is_some() || c.options.is_some())
-    {
-        return Err(PgError::not_supported(format!(
-            "a view column with a type or options: {c}"
-        )));
+    if let Some(c) = cv.columns.iter().find(|c| c.data_type.is_some() || c.options.is_some()) {
+        return Err(PgError::not_supported(format!("a view column with a type or options: {c}")));
     }
     Ok(CreatePlainViewPlan {
         name: object_name(&cv.name)?,

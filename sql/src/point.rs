@@ -108,9 +108,7 @@ fn insert_value(e: &Expr) -> Option<InsertValue> {
     }
     match e {
         Expr::Value(v) if matches!(v.value, Value::Null) => Some(InsertValue::Null),
-        Expr::Function(f)
-            if f.over.is_none() && f.filter.is_none() && f.within_group.is_empty() =>
-        {
+        Expr::Function(f) if f.over.is_none() && f.filter.is_none() && f.within_group.is_empty() => {
             let [part] = f.name.0.as_slice() else {
                 return None;
             };
@@ -120,10 +118,7 @@ fn insert_value(e: &Expr) -> Option<InsertValue> {
                 ast::FunctionArguments::List(l) => l.args.is_empty() && name == "now",
                 ast::FunctionArguments::Subquery(_) => false,
             };
-            let known = matches!(
-                name.as_str(),
-                "current_timestamp" | "now" | "localtimestamp"
-            );
+            let known = matches!(name.as_str(), "current_timestamp" | "now" | "localtimestamp");
             (no_args && known).then_some(InsertValue::Now)
         }
         Expr::Nested(e) => insert_value(e),
@@ -151,8 +146,7 @@ pub fn point_select(stmt: &ast::Statement) -> Option<PointSelect> {
     let SetExpr::Select(s) = q.body.as_ref() else {
         return None;
     };
-    let plain_group =
-        matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    let plain_group = matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
     if s.distinct.is_some()
         || s.top.is_some()
         || s.into.is_some()
@@ -437,10 +431,7 @@ mod tests {
             Some(vec![("v".into(), "v".into()), ("k".into(), "key".into())])
         );
         assert_eq!(p.conditions, vec![("k".into(), PointValue::Param(0))]);
-        let p = point_select(&stmt(
-            "select * from public.t x where 5 = x.a and (x.b = -3)",
-        ))
-        .unwrap();
+        let p = point_select(&stmt("select * from public.t x where 5 = x.a and (x.b = -3)")).unwrap();
         assert_eq!(p.columns, None);
         assert_eq!(
             p.conditions,
@@ -477,9 +468,9 @@ mod tests {
 
     #[test]
     fn plain_values_are_recognized() {
-        let ast::Statement::Insert(ins) =
-            stmt("INSERT INTO h VALUES (1, 'a', $1, NULL, CURRENT_TIMESTAMP, now(), -2.5)")
-        else {
+        let ast::Statement::Insert(ins) = stmt(
+            "INSERT INTO h VALUES (1, 'a', $1, NULL, CURRENT_TIMESTAMP, now(), -2.5)",
+        ) else {
             panic!("not an insert")
         };
         let rows = insert_values(ins.source.as_ref().unwrap()).unwrap();

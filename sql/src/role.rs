@@ -23,29 +23,14 @@ use crate::words::{expect_end, expect_word, leading_words, object_name, parser, 
 /// A parsed role or privilege statement.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoleStatement {
-    Create {
-        name: String,
-        options: RoleOptions,
-    },
-    Alter {
-        name: String,
-        options: RoleOptions,
-    },
-    Drop {
-        names: Vec<String>,
-        if_exists: bool,
-    },
+    Create { name: String, options: RoleOptions },
+    Alter { name: String, options: RoleOptions },
+    Drop { names: Vec<String>, if_exists: bool },
     Grant(GrantPlan),
     Revoke(GrantPlan),
     /// `GRANT role TO member`: `members` become members of `roles`.
-    GrantMembership {
-        roles: Vec<Grantee>,
-        members: Vec<Grantee>,
-    },
-    RevokeMembership {
-        roles: Vec<Grantee>,
-        members: Vec<Grantee>,
-    },
+    GrantMembership { roles: Vec<Grantee>, members: Vec<Grantee> },
+    RevokeMembership { roles: Vec<Grantee>, members: Vec<Grantee> },
 }
 
 /// Role attributes a statement sets (`None`: left as is, or PostgreSQL's default).
@@ -185,11 +170,7 @@ fn role_options(p: &mut Parser<'_>) -> Result<RoleOptions, PgError> {
             true
         };
         p.next_token();
-        if flag(&mut o, &kw, true)
-            || kw
-                .strip_prefix("no")
-                .is_some_and(|k| flag(&mut o, k, false))
-        {
+        if flag(&mut o, &kw, true) || kw.strip_prefix("no").is_some_and(|k| flag(&mut o, k, false)) {
             continue;
         }
         match kw.as_str() {
@@ -304,20 +285,7 @@ fn parse_grant(sql: &str, grant: bool) -> Result<RoleStatement, PgError> {
             schema_names(&mut p)?;
             GrantOn::AllInSchema
         } else {
-            for kind in [
-                "sequence",
-                "database",
-                "function",
-                "procedure",
-                "routine",
-                "type",
-                "domain",
-                "language",
-                "foreign",
-                "large",
-                "tablespace",
-                "parameter",
-            ] {
+            for kind in ["sequence", "database", "function", "procedure", "routine", "type", "domain", "language", "foreign", "large", "tablespace", "parameter"] {
                 if word(&mut p, kind) {
                     return Err(PgError::not_supported(format!(
                         "GRANT ON {}",
@@ -366,10 +334,7 @@ fn parse_grant(sql: &str, grant: bool) -> Result<RoleStatement, PgError> {
         .into_iter()
         .map(|r| {
             if r.is_empty() {
-                Err(PgError::new(
-                    SqlState::SYNTAX_ERROR,
-                    "syntax error at or near \"ALL\"",
-                ))
+                Err(PgError::new(SqlState::SYNTAX_ERROR, "syntax error at or near \"ALL\""))
             } else {
                 Ok(Grantee::Role(r))
             }
@@ -471,8 +436,7 @@ mod tests {
     #[test]
     fn roles_and_grants_parse() {
         let RoleStatement::Create { name, options } =
-            parse("CREATE ROLE Bi WITH LOGIN PASSWORD 'p w' CONNECTION LIMIT 5 IN ROLE readers")
-                .unwrap()
+            parse("CREATE ROLE Bi WITH LOGIN PASSWORD 'p w' CONNECTION LIMIT 5 IN ROLE readers").unwrap()
         else {
             panic!()
         };
@@ -481,15 +445,10 @@ mod tests {
         assert_eq!(options.password, Some(Some("p w".into())));
         assert_eq!(options.connection_limit, Some(5));
         assert_eq!(options.in_role, vec!["readers".to_owned()]);
-        let RoleStatement::Create { options, .. } =
-            parse("CREATE USER \"Al\" NOSUPERUSER").unwrap()
-        else {
+        let RoleStatement::Create { options, .. } = parse("CREATE USER \"Al\" NOSUPERUSER").unwrap() else {
             panic!()
         };
-        assert_eq!(
-            (options.login, options.superuser),
-            (Some(true), Some(false))
-        );
+        assert_eq!((options.login, options.superuser), (Some(true), Some(false)));
         assert_eq!(
             parse("GRANT SELECT, insert ON TABLE t, public.u TO bi, PUBLIC").unwrap(),
             RoleStatement::Grant(GrantPlan {
@@ -514,23 +473,8 @@ mod tests {
             }
         );
         assert!(parse("GRANT CREATE ON SCHEMA public TO bi").is_ok());
-        assert_eq!(
-            parse("GRANT SELECT (a) ON t TO bi")
-                .unwrap_err()
-                .sqlstate
-                .code(),
-            "0A000"
-        );
-        assert_eq!(
-            parse("GRANT FLY ON t TO bi").unwrap_err().sqlstate.code(),
-            "42601"
-        );
-        assert_eq!(
-            parse("GRANT USAGE ON SCHEMA other TO bi")
-                .unwrap_err()
-                .sqlstate
-                .code(),
-            "3F000"
-        );
+        assert_eq!(parse("GRANT SELECT (a) ON t TO bi").unwrap_err().sqlstate.code(), "0A000");
+        assert_eq!(parse("GRANT FLY ON t TO bi").unwrap_err().sqlstate.code(), "42601");
+        assert_eq!(parse("GRANT USAGE ON SCHEMA other TO bi").unwrap_err().sqlstate.code(), "3F000");
     }
 }

@@ -24,8 +24,8 @@ use freshet_common::{
 
 use crate::source_config::invalid;
 use crate::words::{
-    drop_targets, expect_end, expect_word, leading_words, object_name, parse_options, parser,
-    syntax, word,
+    drop_targets,
+    expect_end, expect_word, leading_words, object_name, parse_options, parser, syntax, word,
 };
 
 /// A parsed sink statement.
@@ -137,10 +137,7 @@ fn ident_word(p: &mut datafusion::sql::sqlparser::parser::Parser<'_>) -> Result<
 }
 
 /// Binds `WITH (…)` into a typed configuration: every option known, every value checked.
-fn bind_config(
-    mut o: BTreeMap<String, String>,
-    encode: Option<&str>,
-) -> Result<SinkConfig, PgError> {
+fn bind_config(mut o: BTreeMap<String, String>, encode: Option<&str>) -> Result<SinkConfig, PgError> {
     let connector = o
         .remove("connector")
         .ok_or_else(|| invalid("a sink needs the option connector (for example 'file')"))?;
@@ -182,11 +179,7 @@ fn bind_config(
                 .parse()
                 .ok()
                 .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s < 1e9)
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "rollover_seconds must be a positive number, not \"{v}\""
-                    ))
-                })?;
+                .ok_or_else(|| invalid(format!("rollover_seconds must be a positive number, not \"{v}\"")))?;
             (s * 1000.0).ceil() as u64
         }
         None => 10_000,
@@ -251,18 +244,10 @@ fn bind_kafka(
         "plain" | "append-only" => KafkaSinkFormat::Plain,
         "upsert" => KafkaSinkFormat::Upsert,
         "debezium" => KafkaSinkFormat::Debezium,
-        other => {
-            return Err(PgError::not_supported(format!(
-                "Kafka sinks with FORMAT {}",
-                other.to_uppercase()
-            )))
-        }
+        other => return Err(PgError::not_supported(format!("Kafka sinks with FORMAT {}", other.to_uppercase()))),
     };
     if let Some((_, e)) = format.as_ref().filter(|(_, e)| e != "json") {
-        return Err(PgError::not_supported(format!(
-            "Kafka sinks with ENCODE {}",
-            e.to_uppercase()
-        )));
+        return Err(PgError::not_supported(format!("Kafka sinks with ENCODE {}", e.to_uppercase())));
     }
     if format_kind != KafkaSinkFormat::Plain && primary_key.is_empty() {
         return Err(invalid(format!(
@@ -335,62 +320,31 @@ mod tests {
             "CREATE SINK s FROM v WITH (connector = 'file', path = '/tmp/x', rollover_rows = 10) FORMAT PLAIN ENCODE PARQUET",
         )
         .unwrap();
-        let SinkConfig::File(f) = p.config else {
-            panic!()
-        };
-        assert_eq!(
-            (f.path.as_str(), f.mode, f.rollover_rows),
-            ("/tmp/x", SinkMode::AppendOnly, 10)
-        );
+        let SinkConfig::File(f) = p.config else { panic!() };
+        assert_eq!((f.path.as_str(), f.mode, f.rollover_rows), ("/tmp/x", SinkMode::AppendOnly, 10));
         assert_eq!((f.rollover_bytes, f.partition_by.len()), (None, 0));
         let p = create("CREATE SINK s FROM v WITH (connector = 'file', path = 'd', partition_by = ' a ,b', rollover_bytes = 5)").unwrap();
-        let SinkConfig::File(f) = p.config else {
-            panic!()
-        };
-        assert_eq!(
-            (f.rollover_bytes, f.partition_by),
-            (Some(5), vec!["a".to_owned(), "b".to_owned()])
-        );
-        let p = create(
-            "CREATE SINK s FROM v WITH (connector = 'file', path = 'd', type = 'changelog')",
-        )
-        .unwrap();
-        let SinkConfig::File(f) = p.config else {
-            panic!()
-        };
+        let SinkConfig::File(f) = p.config else { panic!() };
+        assert_eq!((f.rollover_bytes, f.partition_by), (Some(5), vec!["a".to_owned(), "b".to_owned()]));
+        let p = create("CREATE SINK s FROM v WITH (connector = 'file', path = 'd', type = 'changelog')").unwrap();
+        let SinkConfig::File(f) = p.config else { panic!() };
         assert_eq!(f.mode, SinkMode::Changelog);
         let p = create(
             "CREATE SINK s FROM v WITH (connector = 'kafka', topic = 't', properties.bootstrap.server = 'h:1', \
              primary_key = 'a, B', properties.linger.ms = '5') FORMAT UPSERT ENCODE JSON",
         )
         .unwrap();
-        let SinkConfig::Kafka(k) = p.config else {
-            panic!()
-        };
+        let SinkConfig::Kafka(k) = p.config else { panic!() };
         assert_eq!(
-            (
-                k.topic.as_str(),
-                k.bootstrap.as_str(),
-                k.format,
-                k.primary_key.clone(),
-                k.properties.clone()
-            ),
-            (
-                "t",
-                "h:1",
-                KafkaSinkFormat::Upsert,
-                vec!["a".to_owned(), "b".to_owned()],
-                vec![("linger.ms".to_owned(), "5".to_owned())]
-            )
+            (k.topic.as_str(), k.bootstrap.as_str(), k.format, k.primary_key.clone(), k.properties.clone()),
+            ("t", "h:1", KafkaSinkFormat::Upsert, vec!["a".to_owned(), "b".to_owned()], vec![("linger.ms".to_owned(), "5".to_owned())])
         );
         let p = create(
             "CREATE SINK s FROM v WITH (connector = 'kafka', topic = 't', properties.bootstrap.server = 'h:1') \
              FORMAT PLAIN ENCODE JSON (force_append_only = 'true')",
         )
         .unwrap();
-        let SinkConfig::Kafka(k) = p.config else {
-            panic!()
-        };
+        let SinkConfig::Kafka(k) = p.config else { panic!() };
         assert!(k.force_append_only && k.format == KafkaSinkFormat::Plain);
         for (sql, state) in [
             ("CREATE SINK s FROM v WITH (path = 'd')", "22023"),

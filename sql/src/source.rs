@@ -22,8 +22,9 @@ use freshet_common::{
 use crate::source_config::{bind_source_config, invalid};
 use crate::types::bind_type;
 use crate::words::{
-    drop_targets, expect_end, expect_only, expect_word, ident, leading_words, object_name,
-    parse_options, parser, syntax, word,
+    drop_targets,
+    expect_end, expect_only, expect_word, ident, leading_words, object_name, parse_options,
+    parser, syntax, word,
 };
 
 /// A parsed source statement.
@@ -37,9 +38,7 @@ pub enum SourceStatement {
     },
     Show,
     /// `ALTER SOURCE name RESET`: read a reset topic anew.
-    Reset {
-        name: String,
-    },
+    Reset { name: String },
 }
 
 /// A bound `CREATE SOURCE`.
@@ -91,9 +90,7 @@ fn parse_create(sql: &str) -> Result<SourceStatement, PgError> {
     loop {
         if is_watermark_clause(&p) {
             if watermark_clause.is_some() {
-                return Err(PgError::not_supported(
-                    "more than one WATERMARK on a source",
-                ));
+                return Err(PgError::not_supported("more than one WATERMARK on a source"));
             }
             watermark_clause = Some(parse_watermark(&mut p)?);
             if !p.consume_token(&Token::Comma) {
@@ -227,9 +224,7 @@ fn parse_watermark(p: &mut Parser<'_>) -> Result<(String, i64), PgError> {
             left,
             op: BinaryOperator::Minus,
             right,
-        } if names_column(left) => {
-            crate::window_tvf::interval_micros(right)?.ok_or_else(unsupported)?
-        }
+        } if names_column(left) => crate::window_tvf::interval_micros(right)?.ok_or_else(unsupported)?,
         _ => return Err(unsupported()),
     };
     Ok((column, delay))
@@ -443,9 +438,7 @@ mod tests {
     #[test]
     fn alter_reset() {
         assert_eq!(
-            parse_source_statement("ALTER SOURCE ev RESET;")
-                .unwrap()
-                .unwrap(),
+            parse_source_statement("ALTER SOURCE ev RESET;").unwrap().unwrap(),
             SourceStatement::Reset { name: "ev".into() }
         );
         let err = parse_source_statement("ALTER SOURCE ev RENAME TO x")

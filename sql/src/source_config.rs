@@ -75,14 +75,9 @@ pub(crate) fn take_kafka_endpoint(
 
 /// `scan.startup.mode` and `scan.startup.timestamp.millis`.
 fn startup(o: &mut BTreeMap<String, String>) -> Result<Startup, PgError> {
-    let mode = o
-        .remove("scan.startup.mode")
-        .map(|m| m.to_ascii_lowercase());
+    let mode = o.remove("scan.startup.mode").map(|m| m.to_ascii_lowercase());
     let mut timestamp = None;
-    for k in [
-        "scan.startup.timestamp.millis",
-        "scan.startup.timestamp_millis",
-    ] {
+    for k in ["scan.startup.timestamp.millis", "scan.startup.timestamp_millis"] {
         if let Some(v) = o.remove(k) {
             let t = v
                 .parse::<i64>()
@@ -109,10 +104,7 @@ mod tests {
     use freshet_common::UserError;
 
     fn bind(pairs: &[(&str, &str)]) -> Result<KafkaSourceConfig, PgError> {
-        let o = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let o = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         bind_source_config(o).map(|SourceConfig::Kafka(k)| k)
     }
 
@@ -129,31 +121,19 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(o.startup, Startup::Latest);
-        assert_eq!(
-            o.properties,
-            vec![("fetch.max.bytes".into(), "1000".into())]
-        );
+        assert_eq!(o.properties, vec![("fetch.max.bytes".into(), "1000".into())]);
         assert_eq!(o.timestamp_unit, TimestampUnit::Milliseconds);
         assert_eq!(o.idle_timeout_ms, Some(1000));
         let base = [("topic", "t"), ("properties.bootstrap.server", "x")];
         let o = bind(&base).unwrap();
-        assert_eq!(
-            (o.startup, o.idle_timeout_ms),
-            (Startup::Earliest, Some(DEFAULT_IDLE_TIMEOUT_MS))
-        );
+        assert_eq!((o.startup, o.idle_timeout_ms), (Startup::Earliest, Some(DEFAULT_IDLE_TIMEOUT_MS)));
         let o = bind(&[base[0], base[1], ("scan.startup.timestamp.millis", "5")]).unwrap();
         assert_eq!(o.startup, Startup::Timestamp(5));
         let o = bind(&[base[0], base[1], ("watermark.idle_timeout", "0")]).unwrap();
         assert_eq!(o.idle_timeout_ms, None);
         let err = |pairs: &[(&str, &str)]| bind(pairs).unwrap_err();
-        assert_eq!(
-            err(&[("topic", "t")]).sqlstate(),
-            SqlState::INVALID_PARAMETER_VALUE
-        );
-        assert_eq!(
-            err(&[("connector", "pulsar")]).sqlstate(),
-            SqlState::FEATURE_NOT_SUPPORTED
-        );
+        assert_eq!(err(&[("topic", "t")]).sqlstate(), SqlState::INVALID_PARAMETER_VALUE);
+        assert_eq!(err(&[("connector", "pulsar")]).sqlstate(), SqlState::FEATURE_NOT_SUPPORTED);
         for bad in [
             ("scan.startup.mode", "middle"),
             ("timestamp.unit", "days"),
@@ -162,11 +142,7 @@ mod tests {
             ("tpoic", "t"),
         ] {
             let e = err(&[base[0], base[1], bad]);
-            assert_eq!(
-                e.sqlstate(),
-                SqlState::INVALID_PARAMETER_VALUE,
-                "{bad:?}: {e:?}"
-            );
+            assert_eq!(e.sqlstate(), SqlState::INVALID_PARAMETER_VALUE, "{bad:?}: {e:?}");
         }
     }
 }

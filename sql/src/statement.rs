@@ -1,6 +1,8 @@
 //! Parsing and classifying statements.
 
-use datafusion::sql::sqlparser::ast::{self, Expr, ObjectType, Set, Value};
+use datafusion::sql::sqlparser::ast::{
+    self, Expr, ObjectType, Set, Value,
+};
 use freshet_common::{PgError, SqlState};
 
 use crate::isolation::Isolation;
@@ -361,7 +363,9 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement, PgError> {
         }
         S::Set(set) => classify_set(set)?,
         S::Reset(r) => match r.reset {
-            ast::Reset::ConfigurationParameter(n) if matches!(n.0.as_slice(), [p] if p.as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case("role"))) => {
+            ast::Reset::ConfigurationParameter(n)
+                if matches!(n.0.as_slice(), [p] if p.as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case("role"))) =>
+            {
                 Statement::SetRole(None)
             }
             reset => Statement::Reset {
@@ -439,11 +443,7 @@ fn classify_lock(lock: ast::Lock) -> Result<Statement, PgError> {
     // Without IN … MODE, PostgreSQL's LOCK takes ACCESS EXCLUSIVE.
     match lock.lock_mode {
         Some(ast::LockTableMode::AccessShare) => Ok(Statement::LockShared {
-            tables: lock
-                .tables
-                .iter()
-                .map(|t| lock_target(&t.name))
-                .collect::<Result<_, _>>()?,
+            tables: lock.tables.iter().map(|t| lock_target(&t.name)).collect::<Result<_, _>>()?,
         }),
         mode => Err(PgError::not_supported(format!(
             "LOCK TABLE IN {} MODE (only ACCESS SHARE)",
@@ -499,9 +499,7 @@ fn classify_set(set: Set) -> Result<Statement, PgError> {
             value: SetValue::Value(charset_name.value),
         }),
         Set::SetRole { role_name, .. } => Ok(Statement::SetRole(role_name.map(|r| ident(&r)))),
-        Set::SetSessionAuthorization(a)
-            if a.to_string().to_ascii_uppercase().ends_with("DEFAULT") =>
-        {
+        Set::SetSessionAuthorization(a) if a.to_string().to_ascii_uppercase().ends_with("DEFAULT") => {
             Ok(Statement::SetRole(None))
         }
         Set::SetSessionAuthorization(_) => Err(PgError::not_supported("SET SESSION AUTHORIZATION")),
@@ -571,9 +569,7 @@ fn bind_create_mv(cv: ast::CreateView, explain: bool) -> Result<Statement, PgErr
     };
     for o in options {
         let ast::SqlOption::KeyValue { key, value } = o else {
-            return Err(PgError::not_supported(format!(
-                "materialized view option {o}"
-            )));
+            return Err(PgError::not_supported(format!("materialized view option {o}")));
         };
         let text = match &value {
             Expr::Value(v) => match &v.value {
@@ -608,18 +604,16 @@ fn bind_create_mv(cv: ast::CreateView, explain: bool) -> Result<Statement, PgErr
             }
         }
     }
-    Ok(Statement::CreateMaterializedView(Box::new(
-        CreateViewPlan {
-            name,
-            if_not_exists: cv.if_not_exists,
-            columns,
-            query: cv.query,
-            sql,
-            explain,
-            retain_changes,
-            emit_on_window_close,
-        },
-    )))
+    Ok(Statement::CreateMaterializedView(Box::new(CreateViewPlan {
+        name,
+        if_not_exists: cv.if_not_exists,
+        columns,
+        query: cv.query,
+        sql,
+        explain,
+        retain_changes,
+        emit_on_window_close,
+    })))
 }
 
 #[cfg(test)]
@@ -649,10 +643,9 @@ mod tests {
         assert!(
             matches!(one("RESET statement_timeout").unwrap(), Statement::Reset { name: Some(ref n) } if n == "statement_timeout")
         );
-        assert!(matches!(
-            one("RESET ALL").unwrap(),
-            Statement::Reset { name: None }
-        ));
+        assert!(
+            matches!(one("RESET ALL").unwrap(), Statement::Reset { name: None })
+        );
         assert!(matches!(one("SHOW TABLES").unwrap(), Statement::ShowTables));
         assert!(
             matches!(one("SHOW search_path").unwrap(), Statement::Show { ref name } if name == "search_path")

@@ -16,9 +16,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use freshet_common::{PgError, SqlState};
 
-use crate::words::{
-    expect_end, expect_word, ident, leading_words, object_name, parser, syntax, word,
-};
+use crate::words::{expect_end, expect_word, ident, leading_words, object_name, parser, syntax, word};
 
 /// A bound `SUBSCRIBE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +58,7 @@ fn parse_bare(sql: &str) -> Result<SubscribePlan, PgError> {
 
 /// `COPY ( SUBSCRIBE …`: the third word decides.
 fn copies_subscribe(sql: &str) -> bool {
-    leading_words(sql, 3)
-        .get(2)
-        .is_some_and(|w| w == "subscribe")
+    leading_words(sql, 3).get(2).is_some_and(|w| w == "subscribe")
 }
 
 fn parse_copy(sql: &str) -> Result<SubscribePlan, PgError> {
@@ -77,11 +73,7 @@ fn parse_copy(sql: &str) -> Result<SubscribePlan, PgError> {
         // Only the text format, the default, is written.
         p.expect_token(&Token::LParen).map_err(syntax)?;
         loop {
-            let key = p
-                .parse_identifier()
-                .map_err(syntax)?
-                .value
-                .to_ascii_lowercase();
+            let key = p.parse_identifier().map_err(syntax)?.value.to_ascii_lowercase();
             let value = option_value(&mut p)?;
             if key != "format" || !value.eq_ignore_ascii_case("text") {
                 return Err(PgError::not_supported(format!(
@@ -107,10 +99,7 @@ pub(crate) fn parse_subscribe(p: &mut Parser<'_>) -> Result<SubscribePlan, PgErr
         p.expect_token(&Token::RParen).map_err(syntax)?;
         ("(query)".to_owned(), Some(q))
     } else {
-        (
-            object_name(&p.parse_object_name(false).map_err(syntax)?)?,
-            None,
-        )
+        (object_name(&p.parse_object_name(false).map_err(syntax)?)?, None)
     };
     let mut plan = SubscribePlan {
         relation,
@@ -140,14 +129,8 @@ pub(crate) fn parse_subscribe(p: &mut Parser<'_>) -> Result<SubscribePlan, PgErr
     if word(p, "with") {
         p.expect_token(&Token::LParen).map_err(syntax)?;
         loop {
-            let key = p
-                .parse_identifier()
-                .map_err(syntax)?
-                .value
-                .to_ascii_lowercase();
-            let on = if p.consume_token(&Token::Eq)
-                || !matches!(p.peek_token().token, Token::Comma | Token::RParen)
-            {
+            let key = p.parse_identifier().map_err(syntax)?.value.to_ascii_lowercase();
+            let on = if p.consume_token(&Token::Eq) || !matches!(p.peek_token().token, Token::Comma | Token::RParen) {
                 parse_bool(&option_value(p)?)?
             } else {
                 true
@@ -258,24 +241,15 @@ mod tests {
     #[test]
     fn forms() {
         let p = plan("SUBSCRIBE v");
-        assert_eq!(
-            (p.relation.as_str(), p.snapshot, p.progress),
-            ("v", true, false)
-        );
+        assert_eq!((p.relation.as_str(), p.snapshot, p.progress), ("v", true, false));
         let p = plan("subscribe to v with (snapshot = false, progress) as of 10 up to 20;");
-        assert_eq!(
-            (p.snapshot, p.progress, p.as_of, p.up_to),
-            (false, true, Some(10), Some(20))
-        );
+        assert_eq!((p.snapshot, p.progress, p.as_of, p.up_to), (false, true, Some(10), Some(20)));
         let p = plan("COPY (SUBSCRIBE v ENVELOPE UPSERT (KEY (a, b))) TO STDOUT");
         assert_eq!(p.upsert_key, Some(vec!["a".into(), "b".into()]));
         let p = plan("COPY (SUBSCRIBE (SELECT g, count(*) FROM t WHERE (a) > 1 GROUP BY g) WITH (PROGRESS)) TO STDOUT");
         assert_eq!(
             (p.query.map(|q| q.to_string()), p.progress),
-            (
-                Some("SELECT g, count(*) FROM t WHERE (a) > 1 GROUP BY g".to_owned()),
-                true
-            )
+            (Some("SELECT g, count(*) FROM t WHERE (a) > 1 GROUP BY g".to_owned()), true)
         );
         assert!(parse_subscribe_statement("COPY t FROM STDIN").is_none());
         assert!(parse_subscribe_statement("SELECT 1").is_none());
@@ -283,17 +257,11 @@ mod tests {
 
     #[test]
     fn errors() {
-        let e = parse_subscribe_statement("SUBSCRIBE (SELECT 1")
-            .unwrap()
-            .unwrap_err();
+        let e = parse_subscribe_statement("SUBSCRIBE (SELECT 1").unwrap().unwrap_err();
         assert_eq!(e.sqlstate, SqlState::SYNTAX_ERROR);
-        let e = parse_subscribe_statement("SUBSCRIBE v WITH (bogus)")
-            .unwrap()
-            .unwrap_err();
+        let e = parse_subscribe_statement("SUBSCRIBE v WITH (bogus)").unwrap().unwrap_err();
         assert_eq!(e.sqlstate, SqlState::INVALID_PARAMETER_VALUE);
-        let e = parse_subscribe_statement("SUBSCRIBE v extra")
-            .unwrap()
-            .unwrap_err();
+        let e = parse_subscribe_statement("SUBSCRIBE v extra").unwrap().unwrap_err();
         assert_eq!(e.sqlstate, SqlState::SYNTAX_ERROR);
         assert!(parse_duration("abc").is_err());
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));

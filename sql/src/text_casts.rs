@@ -36,8 +36,9 @@ fn text_cast(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         Expr::TryCast(TryCast { expr, field }) => (expr, field.data_type()),
         _ => return Ok(Transformed::no(e)),
     };
-    let is_text =
-        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let is_text = |t: &DataType| {
+        matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    };
     let from = inner.get_type(schema).ok();
     let Some(from) = from else {
         return Ok(Transformed::no(e));
@@ -54,10 +55,7 @@ fn text_cast(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         (PgTimestampText::udf(), DataType::Utf8)
     } else if is_text(to) && is_text(&from) && jsonb() {
         // jsonb to text: the same text, no longer jsonb on the wire.
-        (
-            crate::jsonb_functions::JsonbFn::udf(crate::jsonb_functions::Op::Text),
-            DataType::Utf8,
-        )
+        (crate::jsonb_functions::JsonbFn::udf(crate::jsonb_functions::Op::Text), DataType::Utf8)
     } else if is_text(to) && crate::pg_array_in::is_list(&from) {
         (crate::pg_array_out::PgArrayText::udf(), DataType::Utf8)
     } else if *to == DataType::Binary && is_text(&from) {
@@ -72,7 +70,10 @@ fn text_cast(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     } else {
         return Ok(Transformed::no(e));
     };
-    let call = Expr::ScalarFunction(ScalarFunction::new_udf(udf, vec![inner.as_ref().clone()]));
+    let call = Expr::ScalarFunction(ScalarFunction::new_udf(
+        udf,
+        vec![inner.as_ref().clone()],
+    ));
     Ok(Transformed::yes(if *to == gives {
         call
     } else {

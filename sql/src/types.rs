@@ -31,12 +31,7 @@ pub fn varchar_length(field: &Field) -> Option<Option<u32>> {
     if kind == "varchar" {
         return Some(None);
     }
-    Some(Some(
-        kind.strip_prefix("varchar(")?
-            .strip_suffix(')')?
-            .parse()
-            .ok()?,
-    ))
+    Some(Some(kind.strip_prefix("varchar(")?.strip_suffix(')')?.parse().ok()?))
 }
 
 /// Binds a type named in DDL.
@@ -160,9 +155,11 @@ pub fn arrow_type(ty: &SqlType) -> DataType {
         SqlType::Float4 => DataType::Float32,
         SqlType::Float8 => DataType::Float64,
         SqlType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
-        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Jsonb | SqlType::Uuid => {
-            DataType::Utf8
-        }
+        SqlType::Text
+        | SqlType::Varchar(_)
+        | SqlType::Char(_)
+        | SqlType::Jsonb
+        | SqlType::Uuid => DataType::Utf8,
         SqlType::Date => DataType::Date32,
         SqlType::Time => DataType::Time64(TimeUnit::Microsecond),
         SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -212,11 +209,7 @@ pub fn arrow_field(name: &str, ty: &SqlType, nullable: bool) -> Field {
 /// The SQL type clients see for an Arrow field of a query result (views' columns).
 /// `None` for Arrow types we do not store.
 pub fn sql_type_of(field: &Field) -> Option<SqlType> {
-    match field
-        .metadata()
-        .get(PG_TYPE_METADATA_KEY)
-        .map(String::as_str)
-    {
+    match field.metadata().get(PG_TYPE_METADATA_KEY).map(String::as_str) {
         Some("jsonb") => return Some(SqlType::Jsonb),
         Some("uuid") => return Some(SqlType::Uuid),
         _ => {}

@@ -161,14 +161,7 @@ fn window_table(tf: &TableFactor) -> Result<Option<TableFactor>, PgError> {
                  {MAX_HOP_WINDOWS} windows per row"
             )));
         }
-        Ok(windows(
-            &relation,
-            ts,
-            slide,
-            size,
-            size / slide,
-            offset % slide,
-        ))
+        Ok(windows(&relation, ts, slide, size, size / slide, offset % slide))
     };
     let query = match (func.as_str(), exprs.as_slice()) {
         ("tumble", [_, ts, size]) => {
@@ -297,8 +290,7 @@ fn session_keys(
             _ => None,
         };
         last.is_some_and(|i| {
-            i.value.eq_ignore_ascii_case("window_start")
-                || i.value.eq_ignore_ascii_case("window_end")
+            i.value.eq_ignore_ascii_case("window_start") || i.value.eq_ignore_ascii_case("window_end")
         })
     };
     let mut keys = Vec::new();
@@ -316,9 +308,7 @@ fn session_keys(
             _ => None,
         };
         match output {
-            Some(
-                ast::SelectItem::UnnamedExpr(x) | ast::SelectItem::ExprWithAlias { expr: x, .. },
-            ) => e = x.clone(),
+            Some(ast::SelectItem::UnnamedExpr(x) | ast::SelectItem::ExprWithAlias { expr: x, .. }) => e = x.clone(),
             Some(_) => return Err(PgError::not_supported("SESSION grouped by a wildcard")),
             None => {}
         }
@@ -458,8 +448,10 @@ mod tests {
                 .sqlstate,
             SqlState::UNDEFINED_FUNCTION
         );
-        let o = rewritten("SELECT * FROM TUMBLE(b, ts, INTERVAL '1 day', INTERVAL '32 hours')")
-            .unwrap();
+        let o = rewritten(
+            "SELECT * FROM TUMBLE(b, ts, INTERVAL '1 day', INTERVAL '32 hours')",
+        )
+        .unwrap();
         assert!(
             o.contains("date_bin(INTERVAL '86400000000 microseconds', ts - INTERVAL '28800000000 microseconds') + INTERVAL '28800000000 microseconds' AS window_start"),
             "{o}"
@@ -468,11 +460,7 @@ mod tests {
             "SELECT * FROM HOP(b, ts, INTERVAL '2 seconds', INTERVAL '4 seconds', INTERVAL '1 second')",
         )
         .unwrap();
-        assert_eq!(
-            ho.matches("ts - INTERVAL '1000000 microseconds'").count(),
-            4,
-            "{ho}"
-        );
+        assert_eq!(ho.matches("ts - INTERVAL '1000000 microseconds'").count(), 4, "{ho}");
         assert_eq!(
             rewritten("SELECT * FROM TUMBLE(b, ts, INTERVAL '1 day', 5)")
                 .unwrap_err()
@@ -489,9 +477,7 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("FROM clicks) AS s GROUP BY"), "{s}");
-        let global =
-            rewritten("SELECT window_start FROM SESSION(c, ts, INTERVAL '1 minute') GROUP BY 1")
-                .unwrap();
+        let global = rewritten("SELECT window_start FROM SESSION(c, ts, INTERVAL '1 minute') GROUP BY 1").unwrap();
         assert!(global.contains("OVER (ORDER BY ts)"), "{global}");
         assert_eq!(
             rewritten("SELECT k.x, count(*) FROM SESSION(c, ts, INTERVAL '1 minute') JOIN k ON true GROUP BY k.x")

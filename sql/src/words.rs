@@ -19,11 +19,7 @@ pub(crate) fn split_statements(sql: &str) -> Vec<&str> {
     let body = sql.trim().trim_end_matches(';').trim_end();
     if !body.contains(';') {
         // One statement (most are): no tokenizing.
-        return if body.is_empty() {
-            Vec::new()
-        } else {
-            vec![body]
-        };
+        return if body.is_empty() { Vec::new() } else { vec![body] };
     }
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location() else {
         return vec![sql];
@@ -35,10 +31,7 @@ pub(crate) fn split_statements(sql: &str) -> Vec<&str> {
     let offset = |at: Location| -> Option<usize> {
         let start = *line_starts.get((at.line as usize).checked_sub(1)?)?;
         let column = (at.column as usize).checked_sub(1)?;
-        sql[start..]
-            .char_indices()
-            .nth(column)
-            .map(|(i, _)| start + i)
+        sql[start..].char_indices().nth(column).map(|(i, _)| start + i)
     };
     let mut pieces = Vec::new();
     let mut from = 0;
@@ -213,6 +206,7 @@ pub(crate) fn ident(i: &ast::Ident) -> String {
     }
 }
 
+
 /// `[IF EXISTS] name [, …]` after `DROP <kind>`: the names and whether IF EXISTS was given.
 pub(crate) fn drop_targets(p: &mut Parser<'_>) -> Result<(Vec<String>, bool), PgError> {
     let if_exists = if word(p, "if") {
@@ -238,19 +232,10 @@ mod split_tests {
     #[test]
     fn splits_at_top_level_semicolons_only() {
         assert_eq!(
-            split_statements(
-                "CREATE TABLE t (a INT);\n -- x; y\n INSERT INTO t VALUES (';'); SELECT $$a;b$$;;"
-            ),
-            vec![
-                "CREATE TABLE t (a INT)",
-                "-- x; y\n INSERT INTO t VALUES (';')",
-                "SELECT $$a;b$$"
-            ]
+            split_statements("CREATE TABLE t (a INT);\n -- x; y\n INSERT INTO t VALUES (';'); SELECT $$a;b$$;;"),
+            vec!["CREATE TABLE t (a INT)", "-- x; y\n INSERT INTO t VALUES (';')", "SELECT $$a;b$$"]
         );
-        assert_eq!(
-            split_statements("SELECT 'é;'; SELECT \"a;b\""),
-            vec!["SELECT 'é;'", "SELECT \"a;b\""]
-        );
+        assert_eq!(split_statements("SELECT 'é;'; SELECT \"a;b\""), vec!["SELECT 'é;'", "SELECT \"a;b\""]);
         assert_eq!(split_statements("SELECT 1"), vec!["SELECT 1"]);
     }
 }

@@ -146,16 +146,8 @@ pub fn encode_view_error(weight: i64, message: &str, row: &str) -> Vec<u8> {
 /// Decodes [`encode_view_error`]: (weight, message, row).
 pub fn decode_view_error(v: &[u8]) -> Result<(i64, String, String)> {
     let corrupt = || Error::Corrupt("view error entry".into());
-    let weight = v
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(i64::from_be_bytes)
-        .ok_or_else(corrupt)?;
-    let len = v
-        .get(8..12)
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_be_bytes)
-        .ok_or_else(corrupt)? as usize;
+    let weight = v.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes).ok_or_else(corrupt)?;
+    let len = v.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(corrupt)? as usize;
     let message = v.get(12..12 + len).ok_or_else(corrupt)?;
     let row = &v[12 + len..];
     Ok((

@@ -16,11 +16,7 @@ pub enum Error {
         "data directory {dir} holds store format version {found}; this freshet reads and writes \
          version {expected} only: start it on a new data directory, or the freshet that wrote this one"
     )]
-    FormatVersion {
-        dir: String,
-        found: u32,
-        expected: u32,
-    },
+    FormatVersion { dir: String, found: u32, expected: u32 },
 }
 
 impl Error {
@@ -61,8 +57,9 @@ impl UserError for Error {
     }
 
     fn hint(&self) -> Option<String> {
-        self.is_disk_full()
-            .then(|| "Free disk space: writes resume by themselves once there is room.".to_owned())
+        self.is_disk_full().then(|| {
+            "Free disk space: writes resume by themselves once there is room.".to_owned()
+        })
     }
 }
 

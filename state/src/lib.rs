@@ -19,7 +19,8 @@ pub use batch::WriteBatch;
 pub use error::{Error, Result};
 pub use keyspace::{
     aggregate_view_prefix, contents_log_prefix, meta_key, operator_prefix, source_prefix,
-    source_watermark_key, table_prefix, table_row_key, view_prefix, view_state_prefix, Keyspace,
+    source_watermark_key,
+    table_prefix, table_row_key, view_prefix, view_state_prefix, Keyspace,
 };
 pub use store::{
     counted, data_entries_read, next_key, Entries, MemoryUse, Snapshot, StateConfig, Store,

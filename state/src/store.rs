@@ -732,9 +732,9 @@ impl Snapshot {
                 out.push(self.scan_prefix(p)?);
                 continue;
             }
-            let placed = from
-                .as_deref()
-                .is_some_and(|f| f <= p && (!it.valid() || it.key().is_some_and(|k| p <= k)));
+            let placed = from.as_deref().is_some_and(|f| {
+                f <= p && (!it.valid() || it.key().is_some_and(|k| p <= k))
+            });
             if !placed {
                 it.seek(p);
                 from = Some(p.to_vec());

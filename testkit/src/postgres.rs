@@ -60,14 +60,7 @@ impl Postgres {
         initdb
             .arg("-D")
             .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local",
-                "trust",
-                "--auth-host",
-                options.host_auth,
-            ])
+            .args(["-U", "postgres", "--auth-local", "trust", "--auth-host", options.host_auth])
             .args(["--no-sync", "-E", "UTF8", "--locale=C"]);
         if let Some(pw) = &options.password {
             let file = pg.dir.path().join("pw");
@@ -75,10 +68,7 @@ impl Postgres {
             pg.give_to_postgres(&file)?;
             initdb.arg(format!("--pwfile={}", file.display()));
         }
-        ensure!(
-            initdb.stdout(Stdio::null()).status()?.success(),
-            "initdb failed"
-        );
+        ensure!(initdb.stdout(Stdio::null()).status()?.success(), "initdb failed");
         let durability = if options.durable { "on" } else { "off" };
         let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={durability} -c synchronous_commit={durability}",
@@ -101,11 +91,7 @@ impl Postgres {
             .stdout(Stdio::null())
             .status()?
             .success();
-        ensure!(
-            ok,
-            "pg_ctl start failed (log in {})",
-            pg.dir.path().join("log").display()
-        );
+        ensure!(ok, "pg_ctl start failed (log in {})", pg.dir.path().join("log").display());
         Ok(pg)
     }
 
@@ -147,11 +133,7 @@ impl Postgres {
 
     fn give_to_postgres(&self, path: &Path) -> anyhow::Result<()> {
         if self.as_postgres {
-            let ok = Command::new("chown")
-                .arg("postgres")
-                .arg(path)
-                .status()?
-                .success();
+            let ok = Command::new("chown").arg("postgres").arg(path).status()?.success();
             ensure!(ok, "chown postgres {}", path.display());
         }
         Ok(())

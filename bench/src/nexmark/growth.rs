@@ -45,10 +45,7 @@ pub async fn run(o: &NexmarkOpts, cfg: &Config, bootstrap: &str, n: u64) -> anyh
     server.stop();
     let (small, large) = result?;
     let mb = |b: u64| b as f64 / 1048576.0;
-    println!(
-        "State of a 10-second tumbling count of bids (1 window = {} events):\n",
-        10 * o.event_rate
-    );
+    println!("State of a 10-second tumbling count of bids (1 window = {} events):\n", 10 * o.event_rate);
     let kinds: Vec<&str> = small.kinds.iter().map(|k| k.0).collect();
     println!(
         "| events | operator entries | operator MB | data directory MB | {} (MB) |",

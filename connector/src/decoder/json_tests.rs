@@ -178,10 +178,5 @@ fn raw_json_decoder(payload: SchemaRef) -> Decoder {
         raw_json_columns: vec![1],
         ..JsonOptions::default()
     };
-    Decoder::new(
-        Encoding::Json(options),
-        Arc::clone(&payload),
-        vec![],
-        payload,
-    )
+    Decoder::new(Encoding::Json(options), Arc::clone(&payload), vec![], payload)
 }

@@ -15,9 +15,9 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::reader::{Decoder, ReaderBuilder};
 use freshet_common::{Selection, TimestampUnit};
 
+use crate::format::{concat_columns, Format, JsonOptions, Payloads};
 use crate::format::direct::Direct;
 use crate::format::prune::Keep;
-use crate::format::{concat_columns, Format, JsonOptions, Payloads};
 use crate::message::{BadMessage, Message};
 
 /// The JSON format of one payload schema and selection.
@@ -240,9 +240,7 @@ impl JsonFormat {
             });
         }
         let before = decoder.len();
-        let n = decoder
-            .decode(payload)
-            .map_err(|e| crate::clean_error(&e))?;
+        let n = decoder.decode(payload).map_err(|e| crate::clean_error(&e))?;
         if n != payload.len() {
             return Err("more than one JSON value in the message".into());
         }
@@ -330,12 +328,7 @@ impl JsonFormat {
                 }
             }
         }
-        let none = |bad| {
-            Ok(Payloads {
-                bad,
-                ..Payloads::default()
-            })
-        };
+        let none = |bad| Ok(Payloads { bad, ..Payloads::default() });
         if good.is_empty() {
             return none(bad);
         }

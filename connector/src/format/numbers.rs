@@ -76,12 +76,10 @@ impl Rule {
                 max,
                 type_name,
             } => {
-                let out_of_range =
-                    || format!("value \"{}\" is out of range for type {type_name}", text());
+                let out_of_range = || format!("value \"{}\" is out of range for type {type_name}", text());
                 // Plain digits (the common case): checked in place, passed on as written.
                 let digits = tok.strip_prefix(b"-").unwrap_or(tok);
-                if !digits.is_empty() && digits.len() <= 38 && digits.iter().all(u8::is_ascii_digit)
-                {
+                if !digits.is_empty() && digits.len() <= 38 && digits.iter().all(u8::is_ascii_digit) {
                     let v: i128 = std::str::from_utf8(tok)
                         .ok()
                         .and_then(|t| t.parse().ok())
@@ -94,12 +92,7 @@ impl Rule {
                 let d = Decimal::parse(tok).ok_or_else(out_of_range)?;
                 let v = d
                     .integer()
-                    .ok_or_else(|| {
-                        format!(
-                            "invalid input syntax for type {type_name}: \"{}\" (not an integer)",
-                            text()
-                        )
-                    })?
+                    .ok_or_else(|| format!("invalid input syntax for type {type_name}: \"{}\" (not an integer)", text()))?
                     .ok_or_else(out_of_range)?;
                 if v < min || v > max {
                     return Err(out_of_range());
@@ -215,31 +208,13 @@ mod tests {
         assert_eq!(apply(big, "1e3").unwrap(), "1000");
         assert_eq!(apply(big, "12.50e1").unwrap(), "125");
         assert_eq!(apply(big, "0.0e99999").unwrap(), "0");
-        assert_eq!(
-            apply(big, "9223372036854775807").unwrap(),
-            "9223372036854775807"
-        );
-        assert_eq!(
-            apply(big, "-9223372036854775808").unwrap(),
-            "-9223372036854775808"
-        );
+        assert_eq!(apply(big, "9223372036854775807").unwrap(), "9223372036854775807");
+        assert_eq!(apply(big, "-9223372036854775808").unwrap(), "-9223372036854775808");
         for bad in ["1000037.5", "1e-1", "0.5"] {
-            assert!(
-                apply(big, bad).unwrap_err().contains("not an integer"),
-                "{bad}"
-            );
+            assert!(apply(big, bad).unwrap_err().contains("not an integer"), "{bad}");
         }
-        for bad in [
-            "-9223372036854775809",
-            "9223372036854775808",
-            "1e400",
-            "1e19",
-            "123456789012345678901234567890123456789012",
-        ] {
-            assert!(
-                apply(big, bad).unwrap_err().contains("out of range"),
-                "{bad}"
-            );
+        for bad in ["-9223372036854775809", "9223372036854775808", "1e400", "1e19", "123456789012345678901234567890123456789012"] {
+            assert!(apply(big, bad).unwrap_err().contains("out of range"), "{bad}");
         }
         let int = Rule::for_type(&DataType::Int32, TimestampUnit::Seconds);
         assert!(apply(int, "2147483648").is_err());
@@ -250,9 +225,7 @@ mod tests {
     fn floats_must_be_finite() {
         let d = Rule::for_type(&DataType::Float64, TimestampUnit::Seconds);
         assert_eq!(apply(d, "1.5e300").unwrap(), "1.5e300");
-        assert!(apply(d, "1e400")
-            .unwrap_err()
-            .contains("out of range for type double precision"));
+        assert!(apply(d, "1e400").unwrap_err().contains("out of range for type double precision"));
         assert!(apply(d, "-1e400").is_err());
         let r = Rule::for_type(&DataType::Float32, TimestampUnit::Seconds);
         assert!(apply(r, "1e39").unwrap_err().contains("real"));

@@ -346,9 +346,7 @@ mod tests {
             b"\xf5\x80\x80\x80",
             b"\x80",
         ];
-        for len in [
-            0usize, 7, 8, 15, 16, 17, 31, 32, 33, 40, 47, 48, 63, 64, 65, 80,
-        ] {
+        for len in [0usize, 7, 8, 15, 16, 17, 31, 32, 33, 40, 47, 48, 63, 64, 65, 80] {
             for at in 0..=len {
                 for probe in probes {
                     let mut body = vec![b'a'; len];

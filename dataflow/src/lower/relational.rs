@@ -17,8 +17,8 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::{nullable, unsupported, Lowering};
 
-use crate::lower::temporal::TimeEdge;
 use crate::ops::{Edge, Expiries, JoinKind, JoinOp, Node, TemporalFilterOp};
+use crate::lower::temporal::TimeEdge;
 
 impl Lowering<'_> {
     /// A filter; the columns its scalar subqueries added are projected away again.

@@ -10,8 +10,8 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::error::{DataFusionError, Result};
 
 use crate::delta::Delta;
-use crate::epoch::EpochCtx;
 pub use crate::epoch::RowError;
+use crate::epoch::EpochCtx;
 
 /// Longest row text kept with an error.
 const ROW_SAMPLE: usize = 256;

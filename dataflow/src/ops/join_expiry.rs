@@ -181,7 +181,7 @@ impl JoinOp {
             let lower = last.map_or_else(|| prefix.clone(), |l| self.index_from(i, l));
             let start = prefix.len() + TIME_LEN;
             ctx.take_range(&prefix, lower, &upper, |ctx, k, v| {
-                let mut drop = |full: &[u8]| {
+                let mut delete_row = |full: &[u8]| {
                     ctx.batch.delete(full);
                     if !ctx.preview {
                         if let Some(p) = self.group_prefix(full) {
@@ -190,7 +190,7 @@ impl JoinOp {
                     }
                 };
                 if v.is_empty() {
-                    drop(&k[start..]);
+                    delete_row(&k[start..]);
                     return Ok(());
                 }
                 let mut rest = v;
@@ -200,7 +200,7 @@ impl JoinOp {
                             "corrupt join expiry index entry".into(),
                         ));
                     };
-                    drop(full);
+                    delete_row(full);
                     rest = after;
                 }
                 Ok(())

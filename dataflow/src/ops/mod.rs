@@ -29,8 +29,8 @@ pub use aggregate::{AggKind, AggSpec, AggregateOp, Closing, ContentsLayout};
 pub use join::{JoinKind, JoinOp};
 pub use join_expiry::{Expiries, Expiry};
 pub use ordered::{limit_window_rows, OrderedMode, OrderedOp};
-pub use temporal_filter::{Edge, TemporalFilterOp};
 pub use unnest::UnnestOp;
+pub use temporal_filter::{Edge, TemporalFilterOp};
 pub use window_close::WindowCloseOp;
 
 use crate::delta::Delta;
@@ -294,8 +294,7 @@ impl Node {
 
     /// Whether the tree holds a temporal filter.
     pub fn has_timers(&self) -> bool {
-        matches!(self, Node::TemporalFilter { .. })
-            || self.children().iter().any(|c| c.has_timers())
+        matches!(self, Node::TemporalFilter { .. }) || self.children().iter().any(|c| c.has_timers())
     }
 
     /// Whether the epoch's changes can affect this node's output.
@@ -323,7 +322,8 @@ impl Node {
                 initial || op.moved(changes) || input.touched(changes, initial)
             }
             Node::TemporalFilter { input, op } => {
-                input.touched(changes, initial) || op.next_due().is_some_and(|t| t <= changes.now())
+                input.touched(changes, initial)
+                    || op.next_due().is_some_and(|t| t <= changes.now())
             }
         }
     }

@@ -25,9 +25,10 @@ use freshet_common::Datum;
 use freshet_sql::df_convert::batch_to_rows;
 use freshet_state::{key_codec, row_codec};
 
-use crate::bound::Bound;
 use crate::delta::Delta;
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
+use crate::bound::Bound;
+
 
 /// The window-close gate of a view declared `EMIT ON WINDOW CLOSE`.
 #[derive(Debug)]

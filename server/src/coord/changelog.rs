@@ -79,14 +79,7 @@ impl Changelogs {
 
     /// Keeps `view`'s changes after epoch `committed` for sink `sink`, whatever the view's
     /// retention, until [`Changelogs::unpin`]; `since` as for [`Changelogs::retain`].
-    pub fn pin(
-        &self,
-        dataflows: &Dataflows,
-        view: TableId,
-        sink: TableId,
-        committed: u64,
-        since: u64,
-    ) {
+    pub fn pin(&self, dataflows: &Dataflows, view: TableId, sink: TableId, committed: u64, since: u64) {
         let mut views = self.views();
         let r = views.entry(view).or_insert_with(|| {
             dataflows.observe(view, true);

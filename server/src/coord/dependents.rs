@@ -38,11 +38,7 @@ pub fn closure(engine: &Engine, roots: &[TableId]) -> Dependents {
             }
         }
         for v in &views {
-            let reads = v
-                .inputs
-                .iter()
-                .chain(&v.views_read)
-                .any(|i| ids.contains(i));
+            let reads = v.inputs.iter().chain(&v.views_read).any(|i| ids.contains(i));
             if !ids.contains(&v.id) && reads {
                 ids.insert(v.id);
                 out.views.push(Arc::clone(v));
@@ -59,11 +55,7 @@ pub fn closure(engine: &Engine, roots: &[TableId]) -> Dependents {
 
 /// Refuses (2BP01) or, with `cascade`, lists the dependents of dropping `roots` (each with
 /// how PostgreSQL names it: `table t`, `view v` …).
-pub fn check(
-    engine: &Engine,
-    roots: &[(TableId, String)],
-    cascade: bool,
-) -> Result<Dependents, PgError> {
+pub fn check(engine: &Engine, roots: &[(TableId, String)], cascade: bool) -> Result<Dependents, PgError> {
     let ids: Vec<TableId> = roots.iter().map(|(id, _)| *id).collect();
     let deps = closure(engine, &ids);
     if cascade {
@@ -84,34 +76,16 @@ pub fn check(
             .map_or_else(|| roots[0].1.clone(), |(_, n)| n.clone())
     };
     // Sinks from any view that goes: dropped with it under CASCADE (`drop`).
-    let going: HashSet<TableId> = ids
-        .iter()
-        .copied()
-        .chain(deps.views.iter().map(|d| d.id))
-        .collect();
-    if let Some(sink) = engine
-        .catalog
-        .sinks()
-        .into_iter()
-        .find(|s| going.contains(&s.from))
-    {
+    let going: HashSet<TableId> = ids.iter().copied().chain(deps.views.iter().map(|d| d.id)).collect();
+    if let Some(sink) = engine.catalog.sinks().into_iter().find(|s| going.contains(&s.from)) {
         let what = name_of(sink.from);
         return Err(refuse(&what, format!("sink {} depends on it", sink.name)));
     }
-    let direct = |inputs: &[&[TableId]]| {
-        inputs
-            .iter()
-            .flat_map(|s| s.iter())
-            .find(|i| ids.contains(i))
-            .copied()
-    };
+    let direct = |inputs: &[&[TableId]]| inputs.iter().flat_map(|s| s.iter()).find(|i| ids.contains(i)).copied();
     for v in &deps.views {
         if let Some(root) = direct(&[&v.inputs, &v.views_read]) {
             let what = name_of(root);
-            return Err(refuse(
-                &what,
-                format!("materialized view {} depends on {what}", v.name),
-            ));
+            return Err(refuse(&what, format!("materialized view {} depends on {what}", v.name)));
         }
     }
     for p in &deps.plain {

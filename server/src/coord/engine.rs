@@ -70,10 +70,9 @@ pub struct Definer {
 }
 
 /// See [`Definer::inline_views`].
-pub type InlineViews =
-    fn(
-        datafusion::logical_expr::LogicalPlan,
-    ) -> datafusion::error::Result<(datafusion::logical_expr::LogicalPlan, Vec<TableId>)>;
+pub type InlineViews = fn(
+    datafusion::logical_expr::LogicalPlan,
+) -> datafusion::error::Result<(datafusion::logical_expr::LogicalPlan, Vec<TableId>)>;
 
 impl DefinerState {
     /// Sets the definer once; later calls are ignored.
@@ -220,9 +219,7 @@ impl Engine {
         batch: WriteBatch,
         changes: EpochChanges,
     ) -> datafusion::error::Result<()> {
-        self.runner
-            .commit(batch, changes, Durability::Synced)
-            .await?;
+        self.runner.commit(batch, changes, Durability::Synced).await?;
         Ok(())
     }
 
@@ -236,9 +233,7 @@ impl Engine {
         batch: WriteBatch,
         changes: EpochChanges,
     ) -> datafusion::error::Result<()> {
-        self.runner
-            .commit(batch, changes, Durability::Grouped)
-            .await?;
+        self.runner.commit(batch, changes, Durability::Grouped).await?;
         Ok(())
     }
 

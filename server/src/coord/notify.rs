@@ -134,8 +134,9 @@ impl Listeners {
             if inserted == 0 && deleted == 0 {
                 continue;
             }
-            let payload =
-                format!("{{\"epoch\": {epoch}, \"inserted\": {inserted}, \"deleted\": {deleted}}}");
+            let payload = format!(
+                "{{\"epoch\": {epoch}, \"inserted\": {inserted}, \"deleted\": {deleted}}}"
+            );
             if let Some(listeners) = inner.channels.get(channel) {
                 for tx in listeners.values() {
                     let _ = tx.send(Notification {

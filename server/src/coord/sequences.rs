@@ -140,11 +140,7 @@ pub fn sequence_relation(
             .peek(&engine.store, (table.id, column))
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         // A sequence starts at 1 by 1: before its first value, last_value is its start.
-        let (last, called) = if next > 1 {
-            (next - 1, true)
-        } else {
-            (1, false)
-        };
+        let (last, called) = if next > 1 { (next - 1, true) } else { (1, false) };
         let schema = Arc::new(Schema::new(vec![
             Field::new("last_value", DataType::Int64, false),
             Field::new("log_cnt", DataType::Int64, false),
@@ -158,10 +154,7 @@ pub fn sequence_relation(
                 Arc::new(BooleanArray::from(vec![called])),
             ],
         )?;
-        Ok(Arc::new(datafusion::datasource::MemTable::try_new(
-            schema,
-            vec![vec![batch]],
-        )?))
+        Ok(Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?))
     };
     Some(relation())
 }

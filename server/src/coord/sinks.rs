@@ -122,9 +122,7 @@ pub async fn create(
             format!("materialized view \"{}\" is not running", plan.from),
         )
     })?;
-    let snapshot = engine
-        .fold_for_read(&mut w)
-        .map_err(|e| freshet_sql::error::map_df_error(&e))?;
+    let snapshot = engine.fold_for_read(&mut w).map_err(|e| freshet_sql::error::map_df_error(&e))?;
     let start = engine.runner.epoch();
     let id = engine.catalog.peek_next_id();
     if let SinkConfig::File(cfg) = &plan.config {
@@ -132,24 +130,11 @@ pub async fn create(
             return Err(retracting_view(&plan.from, "type = 'changelog'"));
         }
     }
-    let writer = writer_for(
-        engine,
-        &plan.config,
-        &view,
-        &plan.from,
-        &plan.name,
-        id,
-        true,
-    )?;
+    let writer = writer_for(engine, &plan.config, &view, &plan.from, &plan.name, id, true)?;
     // The view's rows as of `start`: the first output, of epochs 0..=start.
     let rows = freshet_dataflow::read_view_rows(&snapshot, &view)
         .map_err(|e| freshet_sql::error::map_df_error(&e))?;
-    let first = run::changes(
-        &view.schema,
-        0,
-        start,
-        &[Arc::new(EpochRows { epoch: start, rows })],
-    )?;
+    let first = run::changes(&view.schema, 0, start, &[Arc::new(EpochRows { epoch: start, rows })])?;
     let deadline = Instant::now() + FIRST_WRITE_TIMEOUT;
     let wr = Arc::clone(&writer);
     let prepared = run::blocking(move || {
@@ -178,8 +163,7 @@ pub async fn create(
     if writer.protocol() == Protocol::TwoPhase {
         let wr = Arc::clone(&writer);
         let parts = run::blocking(move || wr.finish(&prepared).map(|()| prepared)).await?;
-        rt.files
-            .fetch_add(parts.parts.len() as u64, Ordering::Relaxed);
+        rt.files.fetch_add(parts.parts.len() as u64, Ordering::Relaxed);
         rt.rows.fetch_add(parts.rows, Ordering::Relaxed);
     } else {
         rt.rows.fetch_add(prepared.rows, Ordering::Relaxed);
@@ -217,9 +201,7 @@ fn writer_for(
 fn retracting_view(view: &str, changelog: &str) -> PgError {
     PgError::new(
         SqlState::INVALID_PARAMETER_VALUE,
-        format!(
-            "materialized view \"{view}\" can retract rows, which an append-only sink cannot write"
-        ),
+        format!("materialized view \"{view}\" can retract rows, which an append-only sink cannot write"),
     )
     .with_hint(format!(
         "Use {changelog} to write every change, or force_append_only = 'true' to drop retractions."
@@ -283,16 +265,7 @@ pub fn drop_sinks(engine: &Engine, defs: &[Arc<SinkDef>]) -> Result<(), PgError>
 }
 
 /// Columns of `SHOW SINKS`.
-pub const SHOW_COLUMNS: &[&str] = &[
-    "name",
-    "from",
-    "connector",
-    "path",
-    "committed_epoch",
-    "rows",
-    "files",
-    "status",
-];
+pub const SHOW_COLUMNS: &[&str] = &["name", "from", "connector", "path", "committed_epoch", "rows", "files", "status"];
 
 /// `SHOW SINKS`: one row per sink.
 pub fn show(engine: &Engine) -> Vec<Vec<Option<String>>> {

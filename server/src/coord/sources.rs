@@ -34,8 +34,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::coord::engine::Engine;
 
-mod clock;
 pub mod positions;
+mod clock;
 pub mod watermark;
 pub use positions::{read_gaps, reset, Gap};
 
@@ -710,19 +710,18 @@ pub async fn replay_committed(
         .collect();
     let dec = decoder_for(&rt.def, &rt.schema, selection);
     let opts = rt.opts.clone();
-    let read =
-        tokio::task::spawn_blocking(move || replay(&opts, &dec, &ranges, &skip, REPLAY_TIMEOUT))
-            .await
-            .map_err(internal)?
-            .map_err(|e| {
-                let state = match e {
-                    freshet_connector_kafka::Error::Gone(_) => {
-                        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE
-                    }
-                    _ => SqlState::UNABLE_TO_CONNECT,
-                };
-                PgError::new(state, format!("re-reading source \"{}\": {e}", rt.def.name))
-            })?;
+    let read = tokio::task::spawn_blocking(move || replay(&opts, &dec, &ranges, &skip, REPLAY_TIMEOUT))
+        .await
+        .map_err(internal)?
+        .map_err(|e| {
+            let state = match e {
+                freshet_connector_kafka::Error::Gone(_) => {
+                    SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE
+                }
+                _ => SqlState::UNABLE_TO_CONNECT,
+            };
+            PgError::new(state, format!("re-reading source \"{}\": {e}", rt.def.name))
+        })?;
     let mut out = Vec::with_capacity(read.len());
     for (b, origins) in read {
         out.extend(watermark::drop_late(&rt.def, &late, b, &origins)?);

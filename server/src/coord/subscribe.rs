@@ -18,9 +18,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::execution::SessionState;
 use freshet_common::{Datum, PgError, SqlState, TableId};
 use freshet_dataflow::{decode_contents, read_table_rows, read_view_rows};
+use freshet_state::Snapshot;
 use freshet_sql::error::map_df_error;
 use freshet_sql::SubscribePlan;
-use freshet_state::Snapshot;
 
 use super::subscriptions::{Changes, EpochRows, Woke};
 use crate::coord::engine::Engine;
@@ -115,12 +115,7 @@ impl Subscription {
                         .with_hint("A query keeps no changelog: subscribe to a materialized view of it created WITH (retain_changes = …)."));
                 }
                 let t = super::transient::start(engine, &mut w, state, query).await?;
-                let fields = t
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone())
-                    .collect();
+                let fields = t.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
                 (t.id, fields, Some(t))
             }
             // Under the writer lock, which DDL takes too.
@@ -205,12 +200,10 @@ impl Subscription {
             let mut rows = if engine.sources.get(relation).is_some() {
                 // A source's rows: what it committed as of the snapshot, re-read.
                 let batches =
-                    crate::coord::sources::replay_committed(engine, &snapshot, relation, None)
-                        .await?;
+                    crate::coord::sources::replay_committed(engine, &snapshot, relation, None).await?;
                 let mut rows = Vec::new();
                 for b in &batches {
-                    let decoded =
-                        freshet_sql::df_convert::batch_to_rows(b).map_err(|e| map_df_error(&e))?;
+                    let decoded = freshet_sql::df_convert::batch_to_rows(b).map_err(|e| map_df_error(&e))?;
                     rows.extend(decoded.into_iter().map(|r| (r, 1)));
                 }
                 rows
@@ -449,13 +442,7 @@ fn resolve(engine: &Engine, name: &str) -> Result<(TableId, Vec<Field>), PgError
         let fields = engine
             .dataflows
             .get(view.id)
-            .map(|v| {
-                v.schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone())
-                    .collect()
-            })
+            .map(|v| v.schema.fields().iter().map(|f| f.as_ref().clone()).collect())
             .ok_or_else(|| {
                 PgError::new(
                     SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -466,10 +453,7 @@ fn resolve(engine: &Engine, name: &str) -> Result<(TableId, Vec<Field>), PgError
     }
     if let Some(table) = engine.catalog.table(name) {
         let schema = crate::coord::engine::table_schema(&table);
-        return Ok((
-            table.id,
-            schema.fields().iter().map(|f| f.as_ref().clone()).collect(),
-        ));
+        return Ok((table.id, schema.fields().iter().map(|f| f.as_ref().clone()).collect()));
     }
     if let Some(source) = engine.catalog.source(name) {
         let rt = engine.sources.get(source.id).ok_or_else(|| {
@@ -490,14 +474,7 @@ fn resolve(engine: &Engine, name: &str) -> Result<(TableId, Vec<Field>), PgError
                 f.name()
             )));
         }
-        return Ok((
-            source.id,
-            rt.schema
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone())
-                .collect(),
-        ));
+        return Ok((source.id, rt.schema.fields().iter().map(|f| f.as_ref().clone()).collect()));
     }
     Err(PgError::new(
         SqlState::UNDEFINED_TABLE,

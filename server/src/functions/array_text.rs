@@ -143,9 +143,7 @@ impl ScalarUDFImpl for ArrayLength {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use datafusion::arrow::compute::kernels::{cmp, nullif};
         Ok(match self.inner.invoke_with_args(args)? {
-            ColumnarValue::Scalar(v)
-                if !v.is_null() && v == ScalarValue::new_zero(&v.data_type())? =>
-            {
+            ColumnarValue::Scalar(v) if !v.is_null() && v == ScalarValue::new_zero(&v.data_type())? => {
                 ColumnarValue::Scalar(ScalarValue::try_from(v.data_type())?)
             }
             ColumnarValue::Array(a) => {

@@ -62,68 +62,20 @@ pub fn register(ctx: &SessionContext) {
         ("shobj_description", vec![2], text_null),
         // Conversions, operators, operator classes and families and text search objects
         // are all in pg_catalog, on the search path.
-        (
-            "pg_conversion_is_visible",
-            vec![1],
-            ScalarValue::Boolean(Some(true)),
-        ),
-        (
-            "pg_operator_is_visible",
-            vec![1],
-            ScalarValue::Boolean(Some(true)),
-        ),
-        (
-            "pg_opclass_is_visible",
-            vec![1],
-            ScalarValue::Boolean(Some(true)),
-        ),
-        (
-            "pg_opfamily_is_visible",
-            vec![1],
-            ScalarValue::Boolean(Some(true)),
-        ),
-        (
-            "pg_ts_config_is_visible",
-            vec![1],
-            ScalarValue::Boolean(Some(true)),
-        ),
-        (
-            "pg_ts_dict_is_visible",
-            vec![1],
-            ScalarValue::Boolean(Some(true)),
-        ),
-        (
-            "pg_ts_parser_is_visible",
-            vec![1],
-            ScalarValue::Boolean(Some(true)),
-        ),
-        (
-            "pg_ts_template_is_visible",
-            vec![1],
-            ScalarValue::Boolean(Some(true)),
-        ),
+        ("pg_conversion_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_operator_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_opclass_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_opfamily_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_ts_config_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_ts_dict_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_ts_parser_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_ts_template_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
         // There are no extended statistics objects (freshet has no `CREATE STATISTICS`).
-        (
-            "pg_statistics_obj_is_visible",
-            vec![1],
-            ScalarValue::Boolean(Some(true)),
-        ),
-        (
-            "pg_get_statisticsobjdef_columns",
-            vec![1],
-            ScalarValue::Utf8(None),
-        ),
-        (
-            "getdatabaseencoding",
-            vec![0],
-            ScalarValue::Utf8(Some("UTF8".to_owned())),
-        ),
+        ("pg_statistics_obj_is_visible", vec![1], ScalarValue::Boolean(Some(true))),
+        ("pg_get_statisticsobjdef_columns", vec![1], ScalarValue::Utf8(None)),
+        ("getdatabaseencoding", vec![0], ScalarValue::Utf8(Some("UTF8".to_owned()))),
         // Every tablespace is a default one (pg_default, pg_global).
-        (
-            "pg_tablespace_location",
-            vec![1],
-            ScalarValue::Utf8(Some(String::new())),
-        ),
+        ("pg_tablespace_location", vec![1], ScalarValue::Utf8(Some(String::new()))),
     ] {
         let forms = arities
             .into_iter()
@@ -157,9 +109,10 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(super::unary_udf(
         "current_schemas",
         DataType::Boolean,
-        DataType::List(Arc::new(
-            datafusion::arrow::datatypes::Field::new_list_field(DataType::Utf8, true),
-        )),
+        DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new_list_field(
+            DataType::Utf8,
+            true,
+        ))),
         Volatility::Stable,
         |a| {
             let mut lists = datafusion::arrow::array::ListBuilder::new(
@@ -186,11 +139,8 @@ pub fn register(ctx: &SessionContext) {
         DataType::Utf8,
         Volatility::Immutable,
         |a| {
-            let quoted: datafusion::arrow::array::StringArray = a
-                .as_string::<i32>()
-                .iter()
-                .map(|t| t.map(quote_literal))
-                .collect();
+            let quoted: datafusion::arrow::array::StringArray =
+                a.as_string::<i32>().iter().map(|t| t.map(quote_literal)).collect();
             Arc::new(quoted)
         },
     ));
@@ -198,81 +148,39 @@ pub fn register(ctx: &SessionContext) {
 
 /// The functions that describe: sizes, encodings, functions' types, a value's type.
 fn register_descriptive(ctx: &SessionContext) {
-    use super::unary_udf;
     use datafusion::arrow::array::{Int32Array, StringArray};
     use datafusion::arrow::datatypes::Int64Type;
+    use super::unary_udf;
     let (int8, text) = (DataType::Int64, DataType::Utf8);
-    ctx.register_udf(unary_udf(
-        "pg_size_pretty",
-        int8.clone(),
-        text.clone(),
-        Volatility::Immutable,
-        |a| {
-            let out: StringArray = a
-                .as_primitive::<Int64Type>()
-                .iter()
-                .map(|v| v.map(size_pretty))
-                .collect();
-            Arc::new(out)
-        },
-    ));
-    ctx.register_udf(unary_udf(
-        "pg_char_to_encoding",
-        text.clone(),
-        DataType::Int32,
-        Volatility::Immutable,
-        |a| {
-            let out: Int32Array = a
-                .as_string::<i32>()
-                .iter()
-                .map(|n| n.map(encoding_id))
-                .collect();
-            Arc::new(out)
-        },
-    ));
+    ctx.register_udf(unary_udf("pg_size_pretty", int8.clone(), text.clone(), Volatility::Immutable, |a| {
+        let out: StringArray = a.as_primitive::<Int64Type>().iter().map(|v| v.map(size_pretty)).collect();
+        Arc::new(out)
+    }));
+    ctx.register_udf(unary_udf("pg_char_to_encoding", text.clone(), DataType::Int32, Volatility::Immutable, |a| {
+        let out: Int32Array = a.as_string::<i32>().iter().map(|n| n.map(encoding_id)).collect();
+        Arc::new(out)
+    }));
     // `sql/src/by_oid.rs` gives these the function's type OIDs in place of its OID.
     // And `oid::regtype::text` reads the type's name as regtype prints it.
     for name in ["pg_get_function_result", "pg_regtype_text"] {
-        ctx.register_udf(unary_udf(
-            name,
-            int8.clone(),
-            text.clone(),
-            Volatility::Stable,
-            |a| {
-                let out: StringArray = a
-                    .as_primitive::<Int64Type>()
-                    .iter()
-                    .map(|o| o.map(super::type_names::type_name))
-                    .collect();
-                Arc::new(out)
-            },
-        ));
+        ctx.register_udf(unary_udf(name, int8.clone(), text.clone(), Volatility::Stable, |a| {
+            let out: StringArray = a.as_primitive::<Int64Type>().iter().map(|o| o.map(super::type_names::type_name)).collect();
+            Arc::new(out)
+        }));
     }
-    for name in [
-        "pg_get_function_arguments",
-        "pg_get_function_identity_arguments",
-    ] {
-        ctx.register_udf(unary_udf(
-            name,
-            text.clone(),
-            text.clone(),
-            Volatility::Stable,
-            |a| {
-                let out: StringArray = a
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| {
-                        let types = v?.split_whitespace();
-                        let names = types.map(|o| {
-                            o.parse()
-                                .map_or_else(|_| o.to_owned(), super::type_names::type_name)
-                        });
-                        Some(names.collect::<Vec<_>>().join(", "))
-                    })
-                    .collect();
-                Arc::new(out)
-            },
-        ));
+    for name in ["pg_get_function_arguments", "pg_get_function_identity_arguments"] {
+        ctx.register_udf(unary_udf(name, text.clone(), text.clone(), Volatility::Stable, |a| {
+            let out: StringArray = a
+                .as_string::<i32>()
+                .iter()
+                .map(|v| {
+                    let types = v?.split_whitespace();
+                    let names = types.map(|o| o.parse().map_or_else(|_| o.to_owned(), super::type_names::type_name));
+                    Some(names.collect::<Vec<_>>().join(", "))
+                })
+                .collect();
+            Arc::new(out)
+        }));
     }
     ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof {
         signature: Signature::any(1, Volatility::Immutable),
@@ -280,6 +188,7 @@ fn register_descriptive(ctx: &SessionContext) {
     // `oids::regtype[]` (pgcli's `proallargtypes::regtype[]`): the types' names.
     ctx.register_udf(super::type_names::regtypes());
 }
+
 
 /// `pg_get_expr(expr, relation [, pretty])`: our expressions (column defaults in pg_attrdef)
 /// are stored as their SQL text; PostgreSQL's node trees in the static catalogs (`{…}`) are
@@ -303,10 +212,7 @@ impl ScalarUDFImpl for PgGetExpr {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let exprs = args.args[0].to_array(args.number_rows)?;
         let texts = datafusion::arrow::compute::cast(&exprs, &DataType::Utf8)?;
         let out: datafusion::arrow::array::StringArray = texts
@@ -366,9 +272,7 @@ impl ScalarUDFImpl for PgTypeof {
                     let name = t.pg_name();
                     // The type, not its modifiers: numeric(10,2) is numeric.
                     match name.split_once('(') {
-                        Some((base, rest)) => {
-                            format!("{base}{}", rest.split_once(')').map_or("", |(_, r)| r))
-                        }
+                        Some((base, rest)) => format!("{base}{}", rest.split_once(')').map_or("", |(_, r)| r)),
                         None => name,
                     }
                 }
@@ -558,17 +462,14 @@ pub fn register_with_catalog(ctx: &SessionContext, catalog: &Arc<freshet_catalog
                 .iter()
                 .map(|oid| {
                     let oid = oid?;
-                    Some(
-                        all.iter()
-                            .find(|r| i64::from(r.oid) == oid)
-                            .map_or_else(|| format!("unknown (OID={oid})"), |r| r.name.clone()),
-                    )
+                    Some(all.iter().find(|r| i64::from(r.oid) == oid).map_or_else(
+                        || format!("unknown (OID={oid})"),
+                        |r| r.name.clone(),
+                    ))
                 })
                 .collect();
             Ok(match &args[0] {
-                ColumnarValue::Scalar(_) => {
-                    ColumnarValue::Scalar(ScalarValue::try_from_array(&names, 0)?)
-                }
+                ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&names, 0)?),
                 ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(names)),
             })
         }),

@@ -64,11 +64,7 @@ impl ScalarUDFImpl for PgRegtypes {
                 let lists = lists.as_list::<i32>();
                 for i in 0..lists.len() {
                     push(lists.is_valid(i).then(|| {
-                        lists
-                            .value(i)
-                            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                            .iter()
-                            .collect()
+                        lists.value(i).as_primitive::<datafusion::arrow::datatypes::Int64Type>().iter().collect()
                     }));
                 }
             }

@@ -65,10 +65,7 @@ impl Auth {
         if self.max_failures == 0 {
             return false;
         }
-        let mut f = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match f.get(&addr) {
             Some((_, since)) if since.elapsed() >= FAILURE_WINDOW => {
                 f.remove(&addr);
@@ -81,10 +78,7 @@ impl Auth {
 
     fn failed(&self, addr: IpAddr, user: &str) {
         tracing::warn!(%addr, %user, "password authentication failed");
-        let mut f = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Addresses whose window passed are forgotten, so the map stays small.
         f.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
         f.entry(addr).or_insert((0, Instant::now())).0 += 1;
@@ -104,10 +98,7 @@ impl AuthSource for Secrets {
         let role = login.user().and_then(|u| self.catalog.role(u));
         if let Some(r) = &role {
             if r.password.is_some() && !r.login {
-                return Err(fatal(
-                    "28000",
-                    format!("role \"{}\" is not permitted to log in", r.name),
-                ));
+                return Err(fatal("28000", format!("role \"{}\" is not permitted to log in", r.name)));
             }
         }
         match role.and_then(|r| r.password.clone()) {
@@ -122,11 +113,7 @@ impl AuthSource for Secrets {
 }
 
 fn fatal(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "FATAL".into(),
-        code.into(),
-        message,
-    )))
+    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), message)))
 }
 
 /// One connection's startup: checks the login, then sets the session's identity.
@@ -187,11 +174,7 @@ impl NoopStartupHandler for TrustStartup {
 
     /// pgwire's no-authentication startup reports its own `server_version`; ours follows it
     /// before ReadyForQuery, and clients keep the last value of a parameter.
-    async fn post_startup<C>(
-        &self,
-        client: &mut C,
-        _message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
+    async fn post_startup<C>(&self, client: &mut C, _message: PgWireFrontendMessage) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
@@ -212,11 +195,7 @@ impl NoopStartupHandler for TrustStartup {
 
 #[async_trait]
 impl StartupHandler for Startup {
-    async fn on_startup<C>(
-        &self,
-        client: &mut C,
-        message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -224,15 +203,8 @@ impl StartupHandler for Startup {
     {
         let addr = client.socket_addr().ip();
         if let PgWireFrontendMessage::Startup(ref startup) = message {
-            let Some(user) = startup
-                .parameters
-                .get(METADATA_USER)
-                .filter(|u| !u.is_empty())
-            else {
-                return Err(fatal(
-                    "28000",
-                    "no PostgreSQL user name specified in startup packet".into(),
-                ));
+            let Some(user) = startup.parameters.get(METADATA_USER).filter(|u| !u.is_empty()) else {
+                return Err(fatal("28000", "no PostgreSQL user name specified in startup packet".into()));
             };
             if self.auth.blocked(addr) {
                 return Err(fatal(
@@ -244,32 +216,22 @@ impl StartupHandler for Startup {
             if self.auth.mode == AuthMode::Trust {
                 let role = self.auth.catalog.role(user);
                 if role.as_ref().is_some_and(|r| !r.login) {
-                    return Err(fatal(
-                        "28000",
-                        format!("role \"{user}\" is not permitted to log in"),
-                    ));
+                    return Err(fatal("28000", format!("role \"{user}\" is not permitted to log in")));
                 }
                 self.admit(user)?;
-                self.session
-                    .set_identity(Identity::login(user, role.is_none()));
+                self.session.set_identity(Identity::login(user, role.is_none()));
                 let trust = TrustStartup {
                     manager: Arc::clone(&self.manager),
                 };
                 trust.on_startup(client, message).await?;
-                self.session
-                    .activity()
-                    .set_pid(client.pid_and_secret_key().0);
+                self.session.activity().set_pid(client.pid_and_secret_key().0);
                 return Ok(());
             }
         }
         if self.auth.mode == AuthMode::Trust {
             return Ok(());
         }
-        let user = client
-            .metadata()
-            .get(METADATA_USER)
-            .cloned()
-            .unwrap_or_default();
+        let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
         // The client's final SCRAM message: once its proof checks, pgwire answers with
         // AuthenticationOk and ReadyForQuery, so the role's CONNECTION LIMIT is checked first
         // (and the place given back if the proof fails).
@@ -285,16 +247,9 @@ impl StartupHandler for Startup {
             Err(PgWireError::InvalidPassword(_)) => {
                 self.session.hold_role_slot(None);
                 self.auth.failed(addr, &user);
-                Err(fatal(
-                    "28P01",
-                    format!("password authentication failed for user \"{user}\""),
-                ))
+                Err(fatal("28P01", format!("password authentication failed for user \"{user}\"")))
             }
-            Err(
-                e @ (PgWireError::InvalidScramMessage(_)
-                | PgWireError::UnsupportedSASLAuthMethod(_)
-                | PgWireError::InvalidSASLState),
-            ) => {
+            Err(e @ (PgWireError::InvalidScramMessage(_) | PgWireError::UnsupportedSASLAuthMethod(_) | PgWireError::InvalidSASLState)) => {
                 self.auth.failed(addr, &user);
                 Err(fatal("28000", e.to_string()))
             }
@@ -302,9 +257,7 @@ impl StartupHandler for Startup {
             Ok(()) => {
                 if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
                     self.session.set_identity(Identity::login(&user, false));
-                    self.session
-                        .activity()
-                        .set_pid(client.pid_and_secret_key().0);
+                    self.session.activity().set_pid(client.pid_and_secret_key().0);
                 }
                 Ok(())
             }

@@ -150,11 +150,8 @@ mod tests {
             s.flush().await.unwrap();
         }
         let mut probe = [0u8; 1];
-        let waited = tokio::time::timeout(
-            std::time::Duration::from_millis(50),
-            client.read(&mut probe),
-        )
-        .await;
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(50), client.read(&mut probe)).await;
         assert!(waited.is_err(), "rows and completions are held");
         s.write_all(&msg(b'Z', b"I")).await.unwrap();
         s.flush().await.unwrap();

@@ -29,10 +29,7 @@ impl Default for Prepared {
     fn default() -> Self {
         Self {
             stmt: freshet_sql::Parsed::Ours(freshet_sql::Statement::NoOp { tag: "" }),
-            described: Described {
-                params: Vec::new(),
-                schema: None,
-            },
+            described: Described { params: Vec::new(), schema: None },
         }
     }
 }
@@ -152,9 +149,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
                         ParameterDescription::new(oids),
                     ))
                     .await?;
-                client
-                    .send(PgWireBackendMessage::NoData(NoData::new()))
-                    .await?;
+                client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
                 return Ok(());
             }
         }
@@ -192,9 +187,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
         {
             // As in PostgreSQL, a cursor is also a portal: clients (psycopg 3's server-side
             // cursors) describe it by name.
-            client
-                .portal_store()
-                .put_portal(Arc::new(cursor_portal(cursor)));
+            client.portal_store().put_portal(Arc::new(cursor_portal(cursor)));
         }
         let outcome = match outcome {
             Outcome::Subscribe(sub) => return super::subscribe::stream_copy(client, sub).await,

@@ -68,12 +68,10 @@ impl Budget {
             if used + n > self.limit {
                 return false;
             }
-            match self.used.compare_exchange_weak(
-                used,
-                used + n,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .used
+                .compare_exchange_weak(used, used + n, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return true,
                 Err(now) => used = now,
             }
@@ -316,9 +314,7 @@ mod tests {
         let mut big = stream.clone();
         big.push(b'Q');
         big.extend_from_slice(&1_000_000_000u32.to_be_bytes());
-        let e = Limited::new((), 200, Arc::clone(&budget), &big)
-            .err()
-            .unwrap();
+        let e = Limited::new((), 200, Arc::clone(&budget), &big).err().unwrap();
         assert!(e.get_ref().unwrap().is::<TooLarge>());
         // the startup message counts too
         let mut huge_startup = Vec::new();

@@ -80,12 +80,7 @@ pub async fn serve(
     // Messages past `max_message` bytes are refused from their header on.
     let parts = socket.into_parts();
     // Responses go out in one write each (see coalesce.rs).
-    let limited = Limited::new(
-        Coalesced::new(parts.io),
-        max_message,
-        budget,
-        &parts.read_buf,
-    )?;
+    let limited = Limited::new(Coalesced::new(parts.io), max_message, budget, &parts.read_buf)?;
     let mut limited_parts = FramedParts::new(limited, parts.codec);
     limited_parts.read_buf = parts.read_buf;
     limited_parts.write_buf = parts.write_buf;
@@ -104,8 +99,7 @@ pub async fn serve(
     loop {
         let starting = matches!(
             socket.state(),
-            PgWireConnectionState::AwaitingStartup
-                | PgWireConnectionState::AuthenticationInProgress
+            PgWireConnectionState::AwaitingStartup | PgWireConnectionState::AuthenticationInProgress
         );
         // Notifications wait while a transaction block is open, as in PostgreSQL.
         let idle = !starting
@@ -154,12 +148,7 @@ pub async fn serve(
             break;
         }
         if !admitted && matches!(msg, PgWireFrontendMessage::Startup(_)) {
-            fatal(
-                &mut socket,
-                "53300",
-                "sorry, too many clients already".into(),
-            )
-            .await;
+            fatal(&mut socket, "53300", "sorry, too many clients already".into()).await;
             break;
         }
         let is_extended = match socket.state() {

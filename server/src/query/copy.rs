@@ -95,11 +95,7 @@ impl CopyIn {
 
     /// Decodes binary COPY data into the copied columns' types; columns not copied are NULL.
     fn binary_rows(&self) -> Result<Vec<Vec<Datum>>, PgError> {
-        let types: Vec<_> = self
-            .columns
-            .iter()
-            .map(|&c| self.def.columns[c].ty.clone())
-            .collect();
+        let types: Vec<_> = self.columns.iter().map(|&c| self.def.columns[c].ty.clone()).collect();
         let decoded = freshet_sql::copy_binary::parse_binary(&self.data, &types)?;
         Ok(decoded
             .into_iter()

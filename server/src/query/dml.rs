@@ -240,9 +240,7 @@ pub(super) fn assigned_value(
             Some(freshet_common::SqlType::Uuid) => Some(freshet_sql::pg_uuid::canonical),
             _ => None,
         };
-    let text = values
-        .as_any()
-        .downcast_ref::<datafusion::arrow::array::StringArray>();
+    let text = values.as_any().downcast_ref::<datafusion::arrow::array::StringArray>();
     if let (Some(canonical), Some(text)) = (canonical, text) {
         let out = text
             .iter()
@@ -331,10 +329,7 @@ fn pg_time_input(values: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             let parsed = text
                 .iter()
-                .map(|s| {
-                    s.map(|s| freshet_sql::pg_interval_in::parse_arrow(s).ok_or(()))
-                        .transpose()
-                })
+                .map(|s| s.map(|s| freshet_sql::pg_interval_in::parse_arrow(s).ok_or(())).transpose())
                 .collect::<Result<Vec<_>, ()>>()
                 .ok()?;
             Some(Arc::new(IntervalMonthDayNanoArray::from(parsed)))

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, TableProvider};
-use datafusion::datasource::MemTable;
 use datafusion::datasource::TableType;
-use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::datasource::MemTable;
+use datafusion::error::Result;
 use freshet_catalog::{Catalog, ObjectKind, Privileges, DEFAULT_SCHEMA};
 
 use super::DATABASE_NAME;
@@ -146,11 +146,7 @@ fn table_privileges(
         };
         push(&a.owner, &a.owner, Privileges::ALL_TABLE);
         for item in &a.acl {
-            let grantee = if item.grantee.is_empty() {
-                "PUBLIC"
-            } else {
-                &item.grantee
-            };
+            let grantee = if item.grantee.is_empty() { "PUBLIC" } else { &item.grantee };
             if grantee != a.owner {
                 push(&item.grantor, grantee, item.privileges);
             }
@@ -190,10 +186,7 @@ fn views(catalog: &Catalog) -> Result<Arc<dyn TableProvider>> {
         "is_trigger_insertable_into",
     ];
     let schema = Arc::new(Schema::new(
-        names
-            .iter()
-            .map(|n| Field::new(*n, DataType::Utf8, true))
-            .collect::<Vec<_>>(),
+        names.iter().map(|n| Field::new(*n, DataType::Utf8, true)).collect::<Vec<_>>(),
     ));
     let views = catalog.plain_views();
     let column = |i: usize| -> ArrayRef {

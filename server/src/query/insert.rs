@@ -25,11 +25,11 @@ use freshet_sql::{ConflictAction, InsertPlan};
 use freshet_state::{key_codec, row_codec, table_row_key};
 
 use super::dml::{assigned_value, target_table};
-use super::indexes;
 use super::pending::{self, put, Pending, StatementWrites};
 use super::rowexpr::{self, Qualified};
-use super::write::{row_key, unique_violation, validate_row};
 use crate::coord::engine::table_schema;
+use super::indexes;
+use super::write::{row_key, unique_violation, validate_row};
 use crate::coord::engine::{Engine, WriteState};
 use tokio::sync::MutexGuard;
 
@@ -64,11 +64,7 @@ pub async fn execute(
     };
     // Without a column list, a source narrower than the table fills its first columns.
     if plan.columns.is_empty() {
-        if let Some(width) = plan
-            .source
-            .as_deref()
-            .and_then(freshet_sql::point::values_width)
-        {
+        if let Some(width) = plan.source.as_deref().and_then(freshet_sql::point::values_width) {
             targets.truncate(width);
         }
     }
@@ -86,11 +82,7 @@ pub async fn execute(
     writes.install(&mut state);
     let rows = match plain {
         Some((mut rows, now)) => {
-            super::point::fill_now(
-                &mut rows,
-                &now,
-                state.execution_props().query_execution_start_time,
-            );
+            super::point::fill_now(&mut rows, &now, state.execution_props().query_execution_start_time);
             rows
         }
         None => source_rows(&state, &def, &targets, source).await?,
@@ -136,7 +128,15 @@ async fn write(
     mut writer: Option<MutexGuard<'_, WriteState>>,
     writes: &StatementWrites,
 ) -> Result<Written, PgError> {
-    complete_rows(engine, state, def, targets, &plan.defaults, &mut rows).await?;
+    complete_rows(
+        engine,
+        state,
+        def,
+        targets,
+        &plan.defaults,
+        &mut rows,
+    )
+    .await?;
     for row in &mut rows {
         validate_row(def, row)?;
     }
@@ -213,10 +213,8 @@ async fn complete_rows(
         }
         if col.identity.is_some() {
             let n = needing.len() as i64;
-            let first = engine
-                .sequences
-                .take(&engine.store, def.id, c, n)
-                .map_err(PgError::internal)?;
+            let first = engine.sequences.take(&engine.store, def.id, c, n)
+            .map_err(PgError::internal)?;
             if let Some(taken) = crate::coord::sequences::SessionSequences::of(state) {
                 taken.record(def.id, c, first + n - 1);
             }

@@ -100,11 +100,7 @@ impl StatementWrites {
             .copied()
             .filter(|k| !self.block.contains_key(*k))
             .collect();
-        let latest = engine
-            .store
-            .snapshot()
-            .multi_get(&fresh)
-            .map_err(internal)?;
+        let latest = engine.store.snapshot().multi_get(&fresh).map_err(internal)?;
         let read = self.snapshot.multi_get(&fresh).map_err(internal)?;
         if latest != read {
             return Err(serialization_failure());
@@ -132,12 +128,7 @@ impl StatementWrites {
     /// The row at `key` as this statement changes it, once locked: its own or the block's
     /// pending write, else, in READ COMMITTED, the latest commit's (recorded as what the
     /// change is based on), else the snapshot's.
-    pub fn locked_row(
-        &self,
-        engine: &Engine,
-        staged: &WriteSet,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, PgError> {
+    pub fn locked_row(&self, engine: &Engine, staged: &WriteSet, key: &[u8]) -> Result<Option<Vec<u8>>, PgError> {
         if let Some(p) = staged.get(key).or_else(|| self.block.get(key)) {
             return Ok(p.row.clone());
         }
@@ -392,7 +383,11 @@ async fn apply_writes(
         .filter(|(_, p)| tracked[&p.table])
         .map(|(k, _)| k)
         .collect();
-    let olds = engine.store.snapshot().multi_get(&read).map_err(internal)?;
+    let olds = engine
+        .store
+        .snapshot()
+        .multi_get(&read)
+        .map_err(internal)?;
     apply_with_olds(engine, w, writes, &tracked, olds).await
 }
 

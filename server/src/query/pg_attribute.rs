@@ -53,20 +53,10 @@ impl PgCatalogOverlay {
                 };
                 let engine = Arc::clone(&self.engine);
                 if name == "pg_attrdef" {
-                    let rows = super::pg_depend::PgAttrdef {
-                        attrdef: inner,
-                        class,
-                        namespace,
-                        engine,
-                    };
+                    let rows = super::pg_depend::PgAttrdef { attrdef: inner, class, namespace, engine };
                     Arc::new(Computed(rows))
                 } else {
-                    let rows = super::pg_depend::PgDepend {
-                        depend: inner,
-                        class,
-                        namespace,
-                        engine,
-                    };
+                    let rows = super::pg_depend::PgDepend { depend: inner, class, namespace, engine };
                     Arc::new(Computed(rows))
                 }
             }
@@ -84,12 +74,7 @@ impl PgCatalogOverlay {
                     return Ok(None);
                 };
                 let engine = Arc::clone(&self.engine);
-                Arc::new(Computed(super::pg_class_oids::PgRewrite {
-                    rewrite: inner,
-                    class,
-                    namespace,
-                    engine,
-                }))
+                Arc::new(Computed(super::pg_class_oids::PgRewrite { rewrite: inner, class, namespace, engine }))
             }
             "pg_namespace" | "pg_init_privs" => {
                 let owner = self
@@ -100,15 +85,9 @@ impl PgCatalogOverlay {
                     .find(|r| r.oid == 10)
                     .map_or_else(|| "10".to_owned(), |r| freshet_catalog::quote_role(&r.name));
                 if name == "pg_namespace" {
-                    Arc::new(Computed(super::pg_class_oids::PgNamespace {
-                        namespace: inner,
-                        owner,
-                    }))
+                    Arc::new(Computed(super::pg_class_oids::PgNamespace { namespace: inner, owner }))
                 } else {
-                    Arc::new(Computed(super::pg_class_oids::PgInitPrivs {
-                        init_privs: inner,
-                        owner,
-                    }))
+                    Arc::new(Computed(super::pg_class_oids::PgInitPrivs { init_privs: inner, owner }))
                 }
             }
             _ => return Ok(None),
@@ -121,10 +100,7 @@ impl SchemaProvider for PgCatalogOverlay {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.inner.table_names();
         let ours = super::pg_roles::ROLE_TABLES.iter().copied();
-        for t in ours
-            .chain(["pg_indexes", "pg_stat_activity"])
-            .chain(super::pg_empty::names())
-        {
+        for t in ours.chain(["pg_indexes", "pg_stat_activity"]).chain(super::pg_empty::names()) {
             if !names.iter().any(|n| n == t) {
                 names.push(t.to_owned());
             }
@@ -149,12 +125,10 @@ impl SchemaProvider for PgCatalogOverlay {
             let Some(database) = self.inner.table("pg_database").await? else {
                 return Ok(None);
             };
-            return Ok(Some(Arc::new(Computed(
-                super::pg_stat_activity::PgStatActivity {
-                    engine: Arc::clone(&self.engine),
-                    database,
-                },
-            ))));
+            return Ok(Some(Arc::new(Computed(super::pg_stat_activity::PgStatActivity {
+                engine: Arc::clone(&self.engine),
+                database,
+            }))));
         }
         if name == "pg_indexes" {
             let (Some(class), Some(namespace)) = (
@@ -210,22 +184,14 @@ impl SchemaProvider for PgCatalogOverlay {
             fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
                 "reloptions",
                 datafusion::arrow::datatypes::DataType::List(Arc::new(
-                    datafusion::arrow::datatypes::Field::new(
-                        "item",
-                        datafusion::arrow::datatypes::DataType::Utf8,
-                        true,
-                    ),
+                    datafusion::arrow::datatypes::Field::new("item", datafusion::arrow::datatypes::DataType::Utf8, true),
                 )),
                 true,
             )));
             fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
                 "relacl",
                 datafusion::arrow::datatypes::DataType::List(Arc::new(
-                    datafusion::arrow::datatypes::Field::new(
-                        "item",
-                        datafusion::arrow::datatypes::DataType::Utf8,
-                        true,
-                    ),
+                    datafusion::arrow::datatypes::Field::new("item", datafusion::arrow::datatypes::DataType::Utf8, true),
                 )),
                 true,
             )));
@@ -273,10 +239,7 @@ struct TypedPgAttribute {
     engine: Arc<Engine>,
 }
 
-pub(super) async fn read_all(
-    table: &Arc<dyn TableProvider>,
-    state: &dyn Session,
-) -> Result<Vec<RecordBatch>> {
+pub(super) async fn read_all(table: &Arc<dyn TableProvider>, state: &dyn Session) -> Result<Vec<RecordBatch>> {
     let plan = table.scan(state, None, &[], None).await?;
     collect(plan, state.task_ctx()).await
 }
@@ -319,8 +282,7 @@ impl CatalogRows for MatviewPgClass {
 
     async fn rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         let public = public_oid(&self.namespace, state).await?;
-        let namespaces =
-            super::pg_class_oids::namespace_renumbering(&self.namespace, state).await?;
+        let namespaces = super::pg_class_oids::namespace_renumbering(&self.namespace, state).await?;
         let mut out = Vec::new();
         let classes = read_all(&self.class, state).await?;
         for b in &classes {
@@ -347,24 +309,14 @@ impl CatalogRows for MatviewPgClass {
             let idx = b.schema().index_of("oid")?;
             cols[idx] = Arc::new(catalog_oids(&b)?);
             let idx = b.schema().index_of("relnamespace")?;
-            cols[idx] = Arc::new(super::pg_class_oids::renumber(
-                &b,
-                "relnamespace",
-                &namespaces,
-            )?);
+            cols[idx] = Arc::new(super::pg_class_oids::renumber(&b, "relnamespace", &namespaces)?);
             let (owners, acl) = self.access(&b, public)?;
             let idx = b.schema().index_of("relowner")?;
             cols[idx] = owners;
             let has_index: BooleanArray = (0..b.num_rows())
                 .map(|i| {
                     let ours = public.is_some() && oid_at(ns, i) == public;
-                    Some(
-                        ours && self
-                            .engine
-                            .catalog
-                            .table(name.value(i))
-                            .is_some_and(|t| t.has_indexes()),
-                    )
+                    Some(ours && self.engine.catalog.table(name.value(i)).is_some_and(|t| t.has_indexes()))
                 })
                 .collect();
             let idx = b.schema().index_of("relhasindex")?;
@@ -382,30 +334,16 @@ impl CatalogRows for MatviewPgClass {
                 })
                 .collect();
             cols[idx] = Arc::new(populated);
-            cols.push(datafusion::arrow::array::new_null_array(
-                &acl.data_type().clone(),
-                b.num_rows(),
-            ));
+            cols.push(datafusion::arrow::array::new_null_array(&acl.data_type().clone(), b.num_rows()));
             cols.push(acl);
             out.push(RecordBatch::try_new(Arc::clone(&self.schema), cols)?);
         }
         let indexes = super::pg_index::indexes_of(&self.engine, &classes, public)?;
         let catalog = &self.engine.catalog;
-        let owner =
-            |t: &freshet_catalog::TableDef| catalog.role(&t.owner).map_or(10, |r| r.oid as i32);
-        out.push(super::pg_index::class_rows(
-            &self.schema,
-            public,
-            &indexes,
-            &owner,
-        )?);
+        let owner = |t: &freshet_catalog::TableDef| catalog.role(&t.owner).map_or(10, |r| r.oid as i32);
+        out.push(super::pg_index::class_rows(&self.schema, public, &indexes, &owner)?);
         let sequences = super::pg_sequence::identity_sequences(&self.engine);
-        out.push(super::pg_sequence::class_rows(
-            &self.schema,
-            public,
-            &sequences,
-            &owner,
-        )?);
+        out.push(super::pg_sequence::class_rows(&self.schema, public, &sequences, &owner)?);
         Ok(out)
     }
 }
@@ -466,10 +404,7 @@ impl MatviewPgClass {
                 None => acl_out.append(false),
             }
         }
-        Ok((
-            Arc::new(Int32Array::from(owner_out)),
-            Arc::new(acl_out.finish()),
-        ))
+        Ok((Arc::new(Int32Array::from(owner_out)), Arc::new(acl_out.finish())))
     }
 }
 

@@ -29,19 +29,13 @@ impl PgCollation {
         for (i, f) in inner.fields().iter().enumerate() {
             match f.name().as_str() {
                 "collicurules" => continue,
-                "colllocale" => {
-                    fields.push(Field::new("colliculocale", f.data_type().clone(), true))
-                }
+                "colllocale" => fields.push(Field::new("colliculocale", f.data_type().clone(), true)),
                 _ => fields.push(f.as_ref().clone()),
             }
             kept.push(i);
         }
         let schema = Arc::new(Schema::new_with_metadata(fields, inner.metadata().clone()));
-        PgCollation {
-            schema,
-            kept,
-            collation,
-        }
+        PgCollation { schema, kept, collation }
     }
 }
 

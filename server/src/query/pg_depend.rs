@@ -58,12 +58,7 @@ impl CatalogRows for PgDepend {
         let views = catalog.views();
         let reads = views
             .iter()
-            .map(|v| {
-                (
-                    &v.name,
-                    v.inputs.iter().chain(&v.views_read).collect::<Vec<_>>(),
-                )
-            })
+            .map(|v| (&v.name, v.inputs.iter().chain(&v.views_read).collect::<Vec<_>>()))
             .chain(plain.iter().map(|v| (&v.name, v.inputs.iter().collect())));
         for (view, inputs) in reads {
             let Some(&objid) = oids.get(view) else {
@@ -71,21 +66,9 @@ impl CatalogRows for PgDepend {
             };
             for input in inputs {
                 if let Some(&refobjid) = names.get(input).and_then(|n| oids.get(n)) {
-                    deps.push(Dependency {
-                        classid: PG_CLASS,
-                        objid,
-                        refobjid,
-                        refobjsubid: 0,
-                        deptype: "n",
-                    });
+                    deps.push(Dependency { classid: PG_CLASS, objid, refobjid, refobjsubid: 0, deptype: "n" });
                     let rule = rule_oid(objid);
-                    deps.push(Dependency {
-                        classid: PG_REWRITE,
-                        objid: rule,
-                        refobjid,
-                        refobjsubid: 0,
-                        deptype: "n",
-                    });
+                    deps.push(Dependency { classid: PG_REWRITE, objid: rule, refobjid, refobjsubid: 0, deptype: "n" });
                 }
             }
         }
@@ -93,13 +76,7 @@ impl CatalogRows for PgDepend {
         for s in super::pg_sequence::identity_sequences(&self.engine) {
             if let Some(&refobjid) = oids.get(&s.table.name) {
                 let refobjsubid = i32::from(s.attnum);
-                deps.push(Dependency {
-                    classid: PG_CLASS,
-                    objid: s.oid,
-                    refobjid,
-                    refobjsubid,
-                    deptype: "i",
-                });
+                deps.push(Dependency { classid: PG_CLASS, objid: s.oid, refobjid, refobjsubid, deptype: "i" });
             }
         }
         let mut out = read_all(&self.depend, state).await?;
@@ -119,10 +96,7 @@ pub(super) async fn our_oids(
 }
 
 /// The OIDs of the relations in namespace `public`, by name, among pg_class's `classes`.
-pub(super) fn oids_in(
-    classes: &[RecordBatch],
-    public: Option<i64>,
-) -> Result<HashMap<String, i32>> {
+pub(super) fn oids_in(classes: &[RecordBatch], public: Option<i64>) -> Result<HashMap<String, i32>> {
     let mut oids = HashMap::new();
     for b in classes {
         let (oid, name, ns) = (
@@ -232,9 +206,7 @@ fn rows(schema: &SchemaRef, deps: &[Dependency]) -> Result<RecordBatch> {
                 "refobjid" => ints(deps.iter().map(|d| d.refobjid).collect()),
                 "objsubid" => ints(vec![0; n]),
                 "refobjsubid" => ints(deps.iter().map(|d| d.refobjsubid).collect()),
-                "deptype" => Arc::new(StringArray::from(
-                    deps.iter().map(|d| d.deptype).collect::<Vec<_>>(),
-                )),
+                "deptype" => Arc::new(StringArray::from(deps.iter().map(|d| d.deptype).collect::<Vec<_>>())),
                 other => {
                     return Err(DataFusionError::Internal(format!(
                         "pg_depend.{other} unexpected"

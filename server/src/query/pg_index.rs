@@ -23,8 +23,8 @@ use datafusion::error::Result;
 use datafusion::physical_plan::ExecutionPlan;
 use freshet_catalog::{IndexKind, TableDef};
 
-use super::catalog_rows::CatalogRows;
 use super::pg_attribute::{column, oid_at, public_oid, read_all};
+use super::catalog_rows::CatalogRows;
 use crate::coord::engine::Engine;
 
 /// An index's OID is this plus its catalog id.
@@ -250,11 +250,7 @@ fn as_vectors(schema: SchemaRef) -> SchemaRef {
         .iter()
         .map(|f| match kind(f.name()) {
             Some(k) => f.as_ref().clone().with_metadata(
-                [(
-                    freshet_sql::types::PG_TYPE_METADATA_KEY.to_owned(),
-                    k.to_owned(),
-                )]
-                .into(),
+                [(freshet_sql::types::PG_TYPE_METADATA_KEY.to_owned(), k.to_owned())].into(),
             ),
             None => f.as_ref().clone(),
         })
@@ -544,10 +540,7 @@ pub(crate) fn relation_rows(
     let mut given: HashMap<&str, ArrayRef> = HashMap::new();
     given.insert("oid", ints(&|r| r.oid));
     given.insert("relfilenode", ints(&|r| r.oid));
-    given.insert(
-        "relname",
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.name))),
-    );
+    given.insert("relname", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.name))));
     given.insert("relnamespace", ints(&|_| public.unwrap_or(0) as i32));
     given.insert("relowner", ints(&|r| r.owner));
     given.insert("relam", ints(&|_| am));
@@ -556,14 +549,9 @@ pub(crate) fn relation_rows(
     given.insert("relreplident", text("n"));
     given.insert(
         "relnatts",
-        Arc::new(Int16Array::from(
-            rows.iter().map(|r| r.natts).collect::<Vec<_>>(),
-        )),
+        Arc::new(Int16Array::from(rows.iter().map(|r| r.natts).collect::<Vec<_>>())),
     );
-    given.insert(
-        "relispopulated",
-        Arc::new(BooleanArray::from(vec![true; n])),
-    );
+    given.insert("relispopulated", Arc::new(BooleanArray::from(vec![true; n])));
     rows_with(schema, n, &given)
 }
 

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Int32Builder};
 use datafusion::arrow::array::{AsArray, ListBuilder, RecordBatch, StringBuilder};
+use datafusion::arrow::array::{ArrayRef, Int32Builder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
@@ -37,11 +37,7 @@ impl PgProcArrays {
             .iter()
             .map(|f| match array_column(f) {
                 Some(oids) => {
-                    let element = if oids {
-                        DataType::Int32
-                    } else {
-                        DataType::Utf8
-                    };
+                    let element = if oids { DataType::Int32 } else { DataType::Utf8 };
                     Field::new(
                         f.name(),
                         DataType::List(Arc::new(Field::new("item", element, true))),

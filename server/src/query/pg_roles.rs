@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, ListBuilder, RecordBatch, StringArray,
-    StringBuilder, TimestampMicrosecondArray,
+    Array, ArrayRef, BooleanArray, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::TableProvider;
@@ -15,13 +15,7 @@ use datafusion::error::Result;
 use freshet_catalog::{Catalog, RoleDef};
 
 /// The relations this module answers for.
-pub const ROLE_TABLES: &[&str] = &[
-    "pg_roles",
-    "pg_authid",
-    "pg_user",
-    "pg_auth_members",
-    "pg_policy",
-];
+pub const ROLE_TABLES: &[&str] = &["pg_roles", "pg_authid", "pg_user", "pg_auth_members", "pg_policy"];
 
 /// The role relation `name`, as of now.
 pub fn role_table(catalog: &Catalog, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
@@ -38,19 +32,10 @@ pub fn role_table(catalog: &Catalog, name: &str) -> Result<Option<Arc<dyn TableP
                 flag("rolreplication", &roles, |_| false),
                 int("rolconnlimit", &roles, |r| r.connection_limit),
                 // Never the secret itself (PostgreSQL's pg_roles shows asterisks too).
-                text("rolpassword", &roles, |r| {
-                    r.password.as_ref().map(|_| "********".into())
-                }),
+                text("rolpassword", &roles, |r| r.password.as_ref().map(|_| "********".into())),
                 (
-                    Field::new(
-                        "rolvaliduntil",
-                        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                        true,
-                    ),
-                    Arc::new(
-                        TimestampMicrosecondArray::from(vec![None; roles.len()])
-                            .with_timezone("UTC"),
-                    ) as ArrayRef,
+                    Field::new("rolvaliduntil", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+                    Arc::new(TimestampMicrosecondArray::from(vec![None; roles.len()]).with_timezone("UTC")) as ArrayRef,
                 ),
                 flag("rolbypassrls", &roles, |_| false),
             ];
@@ -69,19 +54,10 @@ pub fn role_table(catalog: &Catalog, name: &str) -> Result<Option<Arc<dyn TableP
                 flag("usesuper", &users, |r| r.superuser),
                 flag("userepl", &users, |_| false),
                 flag("usebypassrls", &users, |_| false),
-                text("passwd", &users, |r| {
-                    r.password.as_ref().map(|_| "********".into())
-                }),
+                text("passwd", &users, |r| r.password.as_ref().map(|_| "********".into())),
                 (
-                    Field::new(
-                        "valuntil",
-                        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                        true,
-                    ),
-                    Arc::new(
-                        TimestampMicrosecondArray::from(vec![None; users.len()])
-                            .with_timezone("UTC"),
-                    ) as ArrayRef,
+                    Field::new("valuntil", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+                    Arc::new(TimestampMicrosecondArray::from(vec![None; users.len()]).with_timezone("UTC")) as ArrayRef,
                 ),
                 text_list("useconfig", users.len()),
             ]
@@ -100,36 +76,13 @@ pub fn role_table(catalog: &Catalog, name: &str) -> Result<Option<Arc<dyn TableP
             }
             let n = pairs.len();
             vec![
-                (
-                    Field::new("oid", DataType::Int32, false),
-                    Arc::new(Int32Array::from_iter_values(
-                        (0..n).map(|i| 1_000_000 + i as i32),
-                    )) as ArrayRef,
-                ),
-                (
-                    Field::new("roleid", DataType::Int32, false),
-                    Arc::new(Int32Array::from_iter_values(pairs.iter().map(|p| p.0))),
-                ),
-                (
-                    Field::new("member", DataType::Int32, false),
-                    Arc::new(Int32Array::from_iter_values(pairs.iter().map(|p| p.1))),
-                ),
-                (
-                    Field::new("grantor", DataType::Int32, false),
-                    Arc::new(Int32Array::from(vec![grantor; n])),
-                ),
-                (
-                    Field::new("admin_option", DataType::Boolean, false),
-                    Arc::new(BooleanArray::from(vec![false; n])),
-                ),
-                (
-                    Field::new("inherit_option", DataType::Boolean, false),
-                    Arc::new(BooleanArray::from(vec![true; n])),
-                ),
-                (
-                    Field::new("set_option", DataType::Boolean, false),
-                    Arc::new(BooleanArray::from(vec![true; n])),
-                ),
+                (Field::new("oid", DataType::Int32, false), Arc::new(Int32Array::from_iter_values((0..n).map(|i| 1_000_000 + i as i32))) as ArrayRef),
+                (Field::new("roleid", DataType::Int32, false), Arc::new(Int32Array::from_iter_values(pairs.iter().map(|p| p.0)))),
+                (Field::new("member", DataType::Int32, false), Arc::new(Int32Array::from_iter_values(pairs.iter().map(|p| p.1)))),
+                (Field::new("grantor", DataType::Int32, false), Arc::new(Int32Array::from(vec![grantor; n]))),
+                (Field::new("admin_option", DataType::Boolean, false), Arc::new(BooleanArray::from(vec![false; n]))),
+                (Field::new("inherit_option", DataType::Boolean, false), Arc::new(BooleanArray::from(vec![true; n]))),
+                (Field::new("set_option", DataType::Boolean, false), Arc::new(BooleanArray::from(vec![true; n]))),
             ]
             .into_iter()
             .unzip()
@@ -156,17 +109,10 @@ pub fn role_table(catalog: &Catalog, name: &str) -> Result<Option<Arc<dyn TableP
     };
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
-    Ok(Some(Arc::new(MemTable::try_new(
-        schema,
-        vec![vec![batch]],
-    )?)))
+    Ok(Some(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?)))
 }
 
-fn text(
-    name: &str,
-    roles: &[Arc<RoleDef>],
-    f: impl Fn(&RoleDef) -> Option<String>,
-) -> (Field, ArrayRef) {
+fn text(name: &str, roles: &[Arc<RoleDef>], f: impl Fn(&RoleDef) -> Option<String>) -> (Field, ArrayRef) {
     (
         Field::new(name, DataType::Utf8, true),
         Arc::new(roles.iter().map(|r| f(r)).collect::<StringArray>()),
@@ -193,8 +139,5 @@ fn text_list(name: &str, n: usize) -> (Field, ArrayRef) {
         b.append(false);
     }
     let array = b.finish();
-    (
-        Field::new(name, array.data_type().clone(), true),
-        Arc::new(array),
-    )
+    (Field::new(name, array.data_type().clone(), true), Arc::new(array))
 }

@@ -13,11 +13,7 @@ use freshet_catalog::{Catalog, DEFAULT_SCHEMA};
 /// `pg_views` or `pg_matviews` as the catalog is now; `None` for other names.
 pub fn table(catalog: &Catalog, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
     let names: Vec<String> = match name {
-        "pg_views" => catalog
-            .plain_views()
-            .iter()
-            .map(|v| v.name.clone())
-            .collect(),
+        "pg_views" => catalog.plain_views().iter().map(|v| v.name.clone()).collect(),
         "pg_matviews" => catalog.views().iter().map(|v| v.name.clone()).collect(),
         _ => return Ok(None),
     };
@@ -25,32 +21,11 @@ pub fn table(catalog: &Catalog, name: &str) -> Result<Option<Arc<dyn TableProvid
     let owner = |n: &String| catalog.object_access(n).map(|a| a.owner);
     let mut fields = vec![
         Field::new("schemaname", DataType::Utf8, true),
-        Field::new(
-            if name == "pg_views" {
-                "viewname"
-            } else {
-                "matviewname"
-            },
-            DataType::Utf8,
-            true,
-        ),
-        Field::new(
-            if name == "pg_views" {
-                "viewowner"
-            } else {
-                "matviewowner"
-            },
-            DataType::Utf8,
-            true,
-        ),
+        Field::new(if name == "pg_views" { "viewname" } else { "matviewname" }, DataType::Utf8, true),
+        Field::new(if name == "pg_views" { "viewowner" } else { "matviewowner" }, DataType::Utf8, true),
     ];
     let mut columns = vec![
-        text(
-            names
-                .iter()
-                .map(|_| Some(DEFAULT_SCHEMA.to_owned()))
-                .collect(),
-        ),
+        text(names.iter().map(|_| Some(DEFAULT_SCHEMA.to_owned())).collect()),
         text(names.iter().map(|n| Some(n.clone())).collect()),
         text(names.iter().map(owner).collect()),
     ];
@@ -71,8 +46,5 @@ pub fn table(catalog: &Catalog, name: &str) -> Result<Option<Arc<dyn TableProvid
     ));
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
-    Ok(Some(Arc::new(MemTable::try_new(
-        schema,
-        vec![vec![batch]],
-    )?)))
+    Ok(Some(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?)))
 }

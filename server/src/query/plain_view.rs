@@ -48,13 +48,7 @@ impl PlainViewTable {
         let plan = plan_query(state, &def.sql)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let plan = named(
-            plan,
-            &def.columns
-                .iter()
-                .map(|c| c.name.clone())
-                .collect::<Vec<_>>(),
-        )?;
+        let plan = named(plan, &def.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>())?;
         Ok(Self {
             engine: Arc::clone(engine),
             def,
@@ -76,12 +70,10 @@ impl PlainViewTable {
             .ok_or_else(|| DataFusionError::Internal("a view scanned outside a session".into()))?;
         let mut state = state.clone();
         if let Some(access) = self.engine.catalog.object_access(&self.def.name) {
-            state
-                .config_mut()
-                .set_extension(Arc::new(StatementIdentity {
-                    identity: Identity::login(&access.owner, false),
-                    catalog: Arc::clone(&self.engine.catalog),
-                }));
+            state.config_mut().set_extension(Arc::new(StatementIdentity {
+                identity: Identity::login(&access.owner, false),
+                catalog: Arc::clone(&self.engine.catalog),
+            }));
         }
         Ok(state)
     }
@@ -91,9 +83,7 @@ impl PlainViewTable {
 pub async fn plan_query(state: &SessionState, sql: &str) -> Result<LogicalPlan, PgError> {
     let mut stmts = freshet_sql::parse(sql)?;
     let (Some(stmt), true) = (stmts.pop(), stmts.is_empty()) else {
-        return Err(PgError::internal(format!(
-            "a view's query is not one statement: {sql}"
-        )));
+        return Err(PgError::internal(format!("a view's query is not one statement: {sql}")));
     };
     super::plan_statement(state, stmt).await
 }
@@ -149,12 +139,7 @@ impl TableProvider for PlainViewTable {
         let mut plan = LogicalPlanBuilder::from(self.plan.clone());
         // The statement's filters name the view's columns under the statement's alias for it;
         // the view's output columns are unqualified.
-        if let Some(filter) = filters
-            .iter()
-            .cloned()
-            .map(unnormalize_col)
-            .reduce(Expr::and)
-        {
+        if let Some(filter) = filters.iter().cloned().map(unnormalize_col).reduce(Expr::and) {
             plan = plan.filter(filter)?;
         }
         if let Some(projection) = projection {
@@ -195,13 +180,7 @@ pub fn inline(plan: LogicalPlan) -> Result<(LogicalPlan, Vec<TableId>)> {
             let view = any.downcast_ref::<PlainViewTable>().expect("checked above");
             read.push(view.def.id);
             let mut b = LogicalPlanBuilder::from(view.plan.clone());
-            if let Some(filter) = scan
-                .filters
-                .iter()
-                .cloned()
-                .map(unnormalize_col)
-                .reduce(Expr::and)
-            {
+            if let Some(filter) = scan.filters.iter().cloned().map(unnormalize_col).reduce(Expr::and) {
                 b = b.filter(filter)?;
             }
             if let Some(projection) = &scan.projection {

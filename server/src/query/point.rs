@@ -22,8 +22,8 @@ use freshet_state::{key_codec, next_key, row_codec, table_prefix, Snapshot};
 use super::insert::Written;
 use super::pending::{self, StatementWrites};
 use super::scan::successor;
-use crate::access::Identity;
 use crate::coord::engine::table_schema;
+use crate::access::Identity;
 use crate::coord::engine::Engine;
 
 /// Rows per page read from a view.
@@ -209,11 +209,7 @@ pub fn insert_rows(
 }
 
 /// Sets the current-time places of [`insert_rows`] to `start` (the statement's start).
-pub fn fill_now(
-    rows: &mut [Vec<Datum>],
-    places: &[(usize, usize)],
-    start: Option<chrono::DateTime<chrono::Utc>>,
-) {
+pub fn fill_now(rows: &mut [Vec<Datum>], places: &[(usize, usize)], start: Option<chrono::DateTime<chrono::Utc>>) {
     let start = start.unwrap_or_else(chrono::Utc::now).timestamp_micros();
     for &(r, c) in places {
         rows[r][c] = Datum::Timestamp(start);
@@ -297,9 +293,9 @@ fn bind_scalar(v: &ScalarValue, dt: &DataType) -> Option<Datum> {
         DataType::Int32 => i32::try_from(int()?).ok().map(Datum::Int32),
         DataType::Int64 => i64::try_from(int()?).ok().map(Datum::Int64),
         DataType::Utf8 => match v {
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::Utf8View(Some(s))
-            | ScalarValue::LargeUtf8(Some(s)) => Some(Datum::Text(s.clone())),
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+                Some(Datum::Text(s.clone()))
+            }
             _ => None,
         },
         DataType::Boolean => match v {
@@ -313,10 +309,7 @@ fn bind_scalar(v: &ScalarValue, dt: &DataType) -> Option<Datum> {
 /// The result's schema (PostgreSQL's column names) and the relation columns feeding it.
 fn output(schema: &Schema, shape: &PointSelect) -> Option<(SchemaRef, Vec<usize>)> {
     let Some(cols) = &shape.columns else {
-        return Some((
-            Arc::new(schema.clone()),
-            (0..schema.fields().len()).collect(),
-        ));
+        return Some((Arc::new(schema.clone()), (0..schema.fields().len()).collect()));
     };
     let mut fields = Vec::with_capacity(cols.len());
     let mut columns = Vec::with_capacity(cols.len());
@@ -328,13 +321,8 @@ fn output(schema: &Schema, shape: &PointSelect) -> Option<(SchemaRef, Vec<usize>
     Some((Arc::new(Schema::new(fields)), columns))
 }
 
-fn batch(
-    schema: SchemaRef,
-    rows: &[Vec<Datum>],
-    columns: &[usize],
-) -> Result<(SchemaRef, RecordBatch), PgError> {
-    let b =
-        rows_to_batch(rows, &schema, columns).map_err(|e| freshet_sql::error::map_df_error(&e))?;
+fn batch(schema: SchemaRef, rows: &[Vec<Datum>], columns: &[usize]) -> Result<(SchemaRef, RecordBatch), PgError> {
+    let b = rows_to_batch(rows, &schema, columns).map_err(|e| freshet_sql::error::map_df_error(&e))?;
     Ok((schema, b))
 }
 
@@ -472,11 +460,7 @@ impl IntWidth {
 
 /// Integer arithmetic typed as PostgreSQL types it: a literal is `integer` when it fits,
 /// else `bigint`; an operator's result has its wider operand's type.
-fn bind_int(
-    def: &TableDef,
-    e: &PointExpr,
-    params: Option<&ParamValues>,
-) -> Option<(Bound, IntWidth)> {
+fn bind_int(def: &TableDef, e: &PointExpr, params: Option<&ParamValues>) -> Option<(Bound, IntWidth)> {
     match e {
         PointExpr::Column(name) => {
             let c = def.column_index(name)?;
@@ -515,11 +499,7 @@ fn bind_int(
 }
 
 /// The row `old` becomes under `assignments` (all evaluated over `old`).
-fn assign(
-    def: &TableDef,
-    old: &[Datum],
-    assignments: &[(usize, Bound)],
-) -> Result<Vec<Datum>, PgError> {
+fn assign(def: &TableDef, old: &[Datum], assignments: &[(usize, Bound)]) -> Result<Vec<Datum>, PgError> {
     let mut new = old.to_vec();
     for (c, b) in assignments {
         new[*c] = match b {

@@ -38,9 +38,7 @@ pub struct FreshetCatalogProvider {
 /// Schemas registered beside `public`.
 type Schemas = Arc<RwLock<HashMap<String, Arc<dyn SchemaProvider>>>>;
 
-fn read(
-    schemas: &Schemas,
-) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<dyn SchemaProvider>>> {
+fn read(schemas: &Schemas) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<dyn SchemaProvider>>> {
     schemas
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -151,13 +149,7 @@ impl SchemaProvider for PublicSchema {
             .map(|t| t.name.clone())
             .collect();
         names.extend(self.engine.catalog.views().iter().map(|v| v.name.clone()));
-        names.extend(
-            self.engine
-                .catalog
-                .plain_views()
-                .iter()
-                .map(|v| v.name.clone()),
-        );
+        names.extend(self.engine.catalog.plain_views().iter().map(|v| v.name.clone()));
         names.extend(self.engine.catalog.sources().iter().map(|s| s.name.clone()));
         names
     }
@@ -185,7 +177,7 @@ impl SchemaProvider for PublicSchema {
             .and_then(|def| self.engine.dataflows.get(def.id));
         if let Some(v) = view {
             return Ok(Some(
-                Arc::new(ViewTable::new(Arc::clone(&self.engine), v)) as Arc<dyn TableProvider>
+                Arc::new(ViewTable::new(Arc::clone(&self.engine), v)) as Arc<dyn TableProvider>,
             ));
         }
         if self.engine.catalog.name_taken(name) {

@@ -186,10 +186,7 @@ pub(super) fn show_row(def: &TableDef, row: &[Datum]) -> String {
     use datafusion::arrow::util::display::array_value_to_string;
     // Nullable throughout: the row may be the one breaking a NOT NULL.
     let schema = table_schema(def);
-    let fields = schema
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone().with_nullable(true));
+    let fields = schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true));
     let schema = Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
         fields.collect::<Vec<_>>(),
         schema.metadata().clone(),

@@ -116,9 +116,7 @@ pub(super) fn validate_row(def: &TableDef, row: &mut [Datum]) -> Result<(), PgEr
             .on_table(&def.name)
             .on_column(&col.name));
         }
-        if let (SqlType::Varchar(Some(n)) | SqlType::Char(n), Datum::Text(s)) =
-            (&col.ty, &mut row[i])
-        {
+        if let (SqlType::Varchar(Some(n)) | SqlType::Char(n), Datum::Text(s)) = (&col.ty, &mut row[i]) {
             let n = *n as usize;
             if let Some((cut, _)) = s.char_indices().nth(n) {
                 if !s[cut..].bytes().all(|b| b == b' ') {

@@ -54,9 +54,7 @@ impl Session {
                         freshet_common::SqlState::INSUFFICIENT_PRIVILEGE,
                         "permission denied to create a file sink",
                     )
-                    .with_detail(
-                        "Only roles with the SUPERUSER attribute may write files on the server.",
-                    ));
+                    .with_detail("Only roles with the SUPERUSER attribute may write files on the server."));
                 }
                 who.require(cat, &plan.from, Privileges::SELECT)
             }
@@ -64,9 +62,9 @@ impl Session {
             | Statement::DropMaterializedView { names, .. }
             | Statement::DropView { names, .. }
             | Statement::DropSource { names, .. }
-            | Statement::DropSink { names, .. } => {
-                names.iter().try_for_each(|n| who.require_owner_of(cat, n))
-            }
+            | Statement::DropSink { names, .. } => names
+                .iter()
+                .try_for_each(|n| who.require_owner_of(cat, n)),
             Statement::ResetSource { name } => who.require_owner_of(cat, name),
             Statement::CreateIndex(plan) => who.require_owner_of(cat, &plan.table),
             Statement::DropIndex { names, .. } => names

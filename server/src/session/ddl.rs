@@ -68,9 +68,7 @@ impl Session {
         let mut w = self.engine.begin_write().await;
         // Check all first so a failing name drops nothing, as in PostgreSQL.
         for name in names {
-            if self.engine.catalog.table(name).is_none()
-                && (!if_exists || self.engine.catalog.name_taken(name))
-            {
+            if self.engine.catalog.table(name).is_none() && (!if_exists || self.engine.catalog.name_taken(name)) {
                 return Err(self.not_a("table", name));
             }
         }
@@ -112,13 +110,7 @@ impl Session {
     ) -> Result<Outcome, PgError> {
         let _w = self.engine.begin_write().await;
         let cat = &self.engine.catalog;
-        let (roots, mut all) = self.named(
-            "materialized view",
-            names,
-            if_exists,
-            |n| cat.view(n),
-            |d| d.id,
-        )?;
+        let (roots, mut all) = self.named("materialized view", names, if_exists, |n| cat.view(n), |d| d.id)?;
         let mut deps = crate::coord::dependents::check(&self.engine, &roots, cascade)?;
         all.append(&mut deps.views);
         deps.views = all;
@@ -138,8 +130,7 @@ impl Session {
         let detached = {
             let _w = self.engine.begin_write().await;
             let cat = &self.engine.catalog;
-            let (roots, defs) =
-                self.named("source", names, if_exists, |n| cat.source(n), |d| d.id)?;
+            let (roots, defs) = self.named("source", names, if_exists, |n| cat.source(n), |d| d.id)?;
             let found: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
             let deps = crate::coord::dependents::check(&self.engine, &roots, cascade)?;
             crate::coord::dependents::drop(&self.engine, &deps)?;
@@ -162,11 +153,7 @@ impl Session {
         })
     }
 
-    pub(super) async fn drop_sinks(
-        &self,
-        names: &[String],
-        if_exists: bool,
-    ) -> Result<Outcome, PgError> {
+    pub(super) async fn drop_sinks(&self, names: &[String], if_exists: bool) -> Result<Outcome, PgError> {
         let _w = self.engine.begin_write().await;
         let mut found = Vec::new();
         for name in names {
@@ -255,18 +242,13 @@ impl Session {
         let existing = cat.plain_view(&plan.name);
         if cat.name_taken(&plan.name) && existing.is_none() {
             return Err(if plan.or_replace {
-                PgError::new(
-                    SqlState::WRONG_OBJECT_TYPE,
-                    format!("\"{}\" is not a view", plan.name),
-                )
+                PgError::new(SqlState::WRONG_OBJECT_TYPE, format!("\"{}\" is not a view", plan.name))
             } else {
                 user_error(freshet_catalog::Error::DuplicateTable(plan.name.clone()))
             });
         }
         if existing.is_some() && !plan.or_replace {
-            return Err(user_error(freshet_catalog::Error::DuplicateTable(
-                plan.name.clone(),
-            )));
+            return Err(user_error(freshet_catalog::Error::DuplicateTable(plan.name.clone())));
         }
         let stmt = freshet_sql::ast::Statement::Query(plan.query.clone());
         let planned = crate::query::plan_statement(&self.statement_state(), stmt).await?;
@@ -290,8 +272,7 @@ impl Session {
             owner: self.new_owner(),
             acl: Vec::new(),
         };
-        cat.create_plain_view(def, plan.or_replace)
-            .map_err(user_error)?;
+        cat.create_plain_view(def, plan.or_replace).map_err(user_error)?;
         Ok(Outcome::Command {
             tag: "CREATE VIEW",
             rows: None,
@@ -307,8 +288,7 @@ impl Session {
     ) -> Result<Outcome, PgError> {
         let _w = self.engine.begin_write().await;
         let cat = &self.engine.catalog;
-        let (roots, mut all) =
-            self.named("view", names, if_exists, |n| cat.plain_view(n), |d| d.id)?;
+        let (roots, mut all) = self.named("view", names, if_exists, |n| cat.plain_view(n), |d| d.id)?;
         let mut deps = crate::coord::dependents::check(&self.engine, &roots, cascade)?;
         all.append(&mut deps.plain);
         deps.plain = all;
@@ -357,9 +337,8 @@ fn view_columns(
                 format!("column \"{name}\" specified more than once"),
             ));
         }
-        let ty = freshet_sql::types::sql_type_of(f).ok_or_else(|| {
-            PgError::not_supported(format!("a view column of type {}", f.data_type()))
-        })?;
+        let ty = freshet_sql::types::sql_type_of(f)
+            .ok_or_else(|| PgError::not_supported(format!("a view column of type {}", f.data_type())))?;
         columns.push(ColumnDef::new(name, ty, false));
     }
     Ok(columns)
@@ -382,14 +361,9 @@ fn replaceable(
         if was.name != now.name {
             return Err(PgError::new(
                 INVALID,
-                format!(
-                    "cannot change name of view column \"{}\" to \"{}\"",
-                    was.name, now.name
-                ),
+                format!("cannot change name of view column \"{}\" to \"{}\"", was.name, now.name),
             )
-            .with_hint(
-                "Use ALTER VIEW ... RENAME COLUMN ... to change name of view column instead.",
-            ));
+            .with_hint("Use ALTER VIEW ... RENAME COLUMN ... to change name of view column instead."));
         }
         if was.ty != now.ty {
             return Err(PgError::new(
@@ -407,10 +381,7 @@ fn replaceable(
     if inputs.contains(&old.id) || readers.plain.iter().any(|p| inputs.contains(&p.id)) {
         return Err(PgError::new(
             SqlState("42P17"),
-            format!(
-                "infinite recursion detected in rules for relation \"{}\"",
-                old.name
-            ),
+            format!("infinite recursion detected in rules for relation \"{}\"", old.name),
         ));
     }
     if let Some(m) = readers.views.first() {

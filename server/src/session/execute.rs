@@ -224,9 +224,7 @@ impl Session {
             None => self.run_query(*plan.query, params).await?,
         };
         let Outcome::Rows { schema, stream, .. } = rows else {
-            return Err(PgError::not_supported(
-                "COPY of a statement that returns no rows",
-            ));
+            return Err(PgError::not_supported("COPY of a statement that returns no rows"));
         };
         Ok(Outcome::CopyOut {
             schema,

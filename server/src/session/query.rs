@@ -69,9 +69,9 @@ impl Session {
         let vars = Arc::clone(&self.vars);
         state
             .config_mut()
-            .set_extension(Arc::new(crate::query::pg_settings::SessionSettings(
-                Box::new(move || lock(&vars).settings()),
-            )));
+            .set_extension(Arc::new(crate::query::pg_settings::SessionSettings(Box::new(
+                move || lock(&vars).settings(),
+            ))));
         state
     }
 
@@ -163,11 +163,7 @@ impl Session {
             _ => usize::MAX,
         };
         Ok(match outcome {
-            Outcome::Rows {
-                schema,
-                stream,
-                tag,
-            } => Outcome::Rows {
+            Outcome::Rows { schema, stream, tag } => Outcome::Rows {
                 schema,
                 stream: crate::memory::produce_rows(stream, account, limit),
                 tag,

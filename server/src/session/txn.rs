@@ -295,7 +295,9 @@ impl Session {
                 )
                 .with_detail("This operation is not supported for materialized views."));
             }
-            if catalog.table(bare).is_none() && catalog.source(bare).is_none() {
+            if catalog.table(bare).is_none()
+                && catalog.source(bare).is_none()
+            {
                 return Err(PgError::new(
                     SqlState::UNDEFINED_TABLE,
                     format!("relation \"{name}\" does not exist"),

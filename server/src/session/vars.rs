@@ -139,15 +139,7 @@ impl SessionVars {
     pub fn all(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = DEFAULTS
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    self.overrides
-                        .get(*k)
-                        .cloned()
-                        .unwrap_or_else(|| v.to_string()),
-                )
-            })
+            .map(|(k, v)| (k.to_string(), self.overrides.get(*k).cloned().unwrap_or_else(|| v.to_string())))
             .collect();
         for (k, v) in &self.overrides {
             if !DEFAULTS.iter().any(|(d, _)| d == k) {
@@ -173,10 +165,7 @@ impl SessionVars {
             .into_iter()
             .map(|(name, value)| {
                 let key = canonical(&name);
-                let default = DEFAULTS
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, v)| (*v).to_owned());
+                let default = DEFAULTS.iter().find(|(k, _)| *k == key).map(|(_, v)| (*v).to_owned());
                 crate::query::pg_settings::Setting {
                     set: self.overrides.contains_key(&key),
                     read_only: READ_ONLY.contains(&key.as_str()),

@@ -19,13 +19,8 @@ fn another_format_version_is_refused_naming_both() {
             std::fs::copy(f.path(), copy.path().join(f.file_name())).unwrap();
         }
     }
-    let err = Store::open(copy.path(), &StateConfig::for_test())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("version 7") && err.contains(&format!("version {FORMAT_VERSION}")),
-        "{err}"
-    );
+    let err = Store::open(copy.path(), &StateConfig::for_test()).unwrap_err().to_string();
+    assert!(err.contains("version 7") && err.contains(&format!("version {FORMAT_VERSION}")), "{err}");
 }
 
 #[test]
@@ -154,31 +149,17 @@ fn scan_prefixes_equals_a_scan_per_prefix_in_any_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StateConfig::for_test()).unwrap();
     let mut b = WriteBatch::default();
-    for k in [
-        &b"da1"[..],
-        b"da2",
-        b"da22",
-        b"dc",
-        b"dc\x00",
-        b"de1",
-        b"dz",
-    ] {
+    for k in [&b"da1"[..], b"da2", b"da22", b"dc", b"dc\x00", b"de1", b"dz"] {
         b.put(k, k);
     }
     store.write(b).unwrap();
     let snap = store.snapshot();
     // Sorted, absent between present ones, nested, repeated, going back, past the end.
     let prefixes: Vec<&[u8]> = vec![
-        b"d0", b"da", b"da2", b"da22", b"db", b"dc", b"dc", b"dd", b"de", b"da1", b"dz", b"dzz",
-        b"d",
+        b"d0", b"da", b"da2", b"da22", b"db", b"dc", b"dc", b"dd", b"de", b"da1", b"dz", b"dzz", b"d",
     ];
     let got = snap.scan_prefixes(&prefixes).unwrap();
     for (p, entries) in prefixes.iter().zip(got) {
-        assert_eq!(
-            entries,
-            snap.scan_prefix(p).unwrap(),
-            "prefix {:?}",
-            String::from_utf8_lossy(p)
-        );
+        assert_eq!(entries, snap.scan_prefix(p).unwrap(), "prefix {:?}", String::from_utf8_lossy(p));
     }
 }

@@ -21,8 +21,8 @@ use freshet_common::Datum;
 use freshet_state::key_codec;
 
 use super::{AggKind, AggregateOp};
-use crate::bound::Bound;
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
+use crate::bound::Bound;
 
 /// Index entries read per page when groups close.
 const PAGE: usize = 1024;

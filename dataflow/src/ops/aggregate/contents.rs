@@ -86,10 +86,7 @@ impl AggregateOp {
         layout: &ContentsLayout,
         output: bool,
     ) -> Result<Vec<(Vec<Datum>, i64)>> {
-        let log = layout
-            .log
-            .as_ref()
-            .filter(|_| !ctx.backfill && !ctx.preview);
+        let log = layout.log.as_ref().filter(|_| !ctx.backfill && !ctx.preview);
         if log.is_some() {
             // Groups whose entries lag behind the log live only here until the next fold.
             self.cache.hold();

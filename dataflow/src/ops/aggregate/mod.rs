@@ -334,12 +334,9 @@ impl AggregateOp {
             Some(c) => format!(" closes group column {} below {}", c.column, c.bound),
             None => String::new(),
         };
-        let arrivals = if self.input_never_retracts
-            && self
-                .aggs
-                .iter()
-                .any(|a| matches!(a.kind, AggKind::Min | AggKind::Max))
-        {
+        let arrivals = if self.input_never_retracts && self.aggs.iter().any(|a| {
+            matches!(a.kind, AggKind::Min | AggKind::Max)
+        }) {
             " min/max from arrivals"
         } else {
             ""

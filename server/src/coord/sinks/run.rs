@@ -65,23 +65,12 @@ pub(super) async fn run(
                 // The progress is durable, only finishing failed: finish what it covers.
                 let w = Arc::clone(&writer);
                 let rows = pending[..n].iter().map(|e| e.rows.len() as u64).sum();
-                blocking(move || w.recover(committed))
-                    .await
-                    .map(|()| Prepared {
-                        rows,
-                        parts: Vec::new(),
-                    })
+                blocking(move || w.recover(committed)).await.map(|()| Prepared {
+                    rows,
+                    parts: Vec::new(),
+                })
             } else {
-                let written = commit(
-                    &engine,
-                    &rt,
-                    &writer,
-                    &view.schema,
-                    committed + 1,
-                    last,
-                    &pending[..n],
-                    &stopped,
-                );
+                let written = commit(&engine, &rt, &writer, &view.schema, committed + 1, last, &pending[..n], &stopped);
                 written.await
             };
             match written {
