@@ -107,6 +107,14 @@ pub fn push_len_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// The value [`push_len_prefixed`] put at the start of `b`, and what follows it (`None` when
+/// `b` is shorter than its length says).
+pub fn split_len_prefixed(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
+    let rest = &b[4..];
+    (rest.len() >= len).then(|| rest.split_at(len))
+}
+
 /// An i64 multiplicity as stored.
 pub fn encode_count(n: i64) -> [u8; 8] {
     n.to_be_bytes()

@@ -31,7 +31,7 @@ use freshet_state::key_codec;
 
 use super::join::JoinOp;
 use crate::bound::Bound;
-use crate::delta::push_len_prefixed;
+use crate::delta::{push_len_prefixed, split_len_prefixed};
 use crate::epoch::{EpochChanges, EpochCtx};
 
 /// When one side's rows can no longer match.
@@ -144,7 +144,7 @@ impl JoinOp {
         let epoch = ctx.snapshot.sequence();
         let mut rest = rows.as_slice();
         while let Some(((first, _), _)) = rest.split_first() {
-            let mut value = Vec::new();
+            let mut value = Vec::with_capacity(ENTRY_BYTES.min(rest.len() * (4 + rest[0].1.len())));
             let mut n = 0;
             for (t, full) in rest {
                 if t.saturating_sub(*first) > SPAN || value.len() >= ENTRY_BYTES {
@@ -227,8 +227,8 @@ impl JoinOp {
     /// The side-and-key prefix of a row's state key (what the cache holds rows under).
     fn group_prefix<'k>(&self, full: &'k [u8]) -> Option<&'k [u8]> {
         let at = self.prefix.len() + 1;
-        let len = u32::from_be_bytes(full.get(at..at + 4)?.try_into().ok()?) as usize;
-        full.get(..at + 4 + len)
+        let (key, _) = split_len_prefixed(full.get(at..)?)?;
+        full.get(..at + 4 + key.len())
     }
 }
 
@@ -241,10 +241,3 @@ const SPAN: i64 = 100_000;
 
 /// An index entry is closed once it holds this many bytes of keys.
 const ENTRY_BYTES: usize = 64 << 10;
-
-/// A u32 BE length-prefixed value at the start of `b`, and what follows it.
-fn split_len_prefixed(b: &[u8]) -> Option<(&[u8], &[u8])> {
-    let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
-    let rest = &b[4..];
-    (rest.len() >= len).then(|| rest.split_at(len))
-}
