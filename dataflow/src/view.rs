@@ -385,8 +385,7 @@ impl MaterializedView {
         } = encode_rows_keyed_by(&delta.batch, &view_prefix(self.id), 1)?;
         let epoch = ctx.snapshot.sequence().to_be_bytes();
         let bytes: usize = keys.iter().zip(&values).map(|(k, v)| k.len() + v.len()).sum();
-        ctx.batch
-            .reserve(bytes + keys.len() * (epoch.len() + 4), keys.len());
+        ctx.batch.reserve(bytes + keys.len() * (epoch.len() + 4), keys.len());
         for (i, ((key, value), &w)) in keys
             .iter_mut()
             .zip(&mut values)
