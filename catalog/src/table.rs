@@ -175,6 +175,10 @@ pub struct ViewDef {
     /// `EMIT ON WINDOW CLOSE`: each row appears once, when the watermark closes its window.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub emit_on_window_close: bool,
+    /// Its joins read sides that are tables joined on their primary key from the tables
+    /// instead of keeping them as state (views created before keep them as state).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub joins_read_tables: bool,
     /// The fingerprint of its dataflow when created (see the dataflow crate's
     /// `MaterializedView::fingerprint`): a view planned differently at start is refused.
     #[serde(default)]

@@ -36,6 +36,12 @@ pub trait Relations {
     fn event_time_column(&self, _relation: TableId) -> Option<usize> {
         None
     }
+
+    /// The primary key (column indexes in key order) of a table stored by it; `None` for
+    /// views, sources and tables without one.
+    fn primary_key(&self, _relation: TableId) -> Option<Vec<usize>> {
+        None
+    }
 }
 
 /// 0A000 naming `what`, as a DataFusion error (the SQL layer unwraps it).
@@ -54,6 +60,9 @@ pub struct Lowering<'a> {
     /// Aggregates keep MIN/MAX values as one entry per occurrence (see
     /// `AggregateOp::with_occurrences`).
     occurrences: bool,
+    /// Joins read sides that are tables joined on their key from the tables (see
+    /// `ops/join_tables.rs`).
+    table_reads: bool,
 }
 
 impl<'a> Lowering<'a> {
@@ -64,7 +73,16 @@ impl<'a> Lowering<'a> {
             props,
             relations,
             occurrences: false,
+            table_reads: false,
         }
+    }
+
+    /// Joins read sides that are tables joined on a prefix of their primary key from the
+    /// tables instead of keeping them as state (new views do; existing views keep the layout
+    /// their catalog entry records).
+    pub fn with_table_reads(mut self, on: bool) -> Self {
+        self.table_reads = on;
+        self
     }
 
     /// Aggregates keep MIN/MAX values as one entry per occurrence (new views do; existing
@@ -265,6 +283,7 @@ impl<'a> Lowering<'a> {
                 joined: Arc::clone(&joined),
                 schema: joined,
                 expiry: Default::default(),
+                tables: [None, None],
             };
             node = Node::Join {
                 left: Box::new(node),

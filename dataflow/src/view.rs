@@ -183,6 +183,11 @@ impl MaterializedView {
         self.occurrences
     }
 
+    /// Whether a join of the view reads a side from its table (see `ops/join_tables.rs`).
+    pub fn reads_tables(&self) -> bool {
+        self.root.reads_tables()
+    }
+
     /// A fingerprint of the lowered dataflow (FNV-1a over its description): stored with the
     /// view and compared when the view is planned again at start, so that a change in how
     /// freshet plans its SQL (a new version, a DataFusion upgrade) cannot attach stored state

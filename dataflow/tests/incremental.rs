@@ -101,6 +101,27 @@ impl Relations for Tables {
             .find(|t| t.name == name)
             .map(|t| (t.id, Arc::clone(&t.schema)))
     }
+
+    /// Every table is stored by its first column, `k` (unique: see `Table::random_row`).
+    fn primary_key(&self, relation: TableId) -> Option<Vec<usize>> {
+        self.0.iter().any(|t| t.id == relation).then(|| vec![0])
+    }
+}
+
+/// Writes `rows` of `table` into `batch` as the server stores table rows (by primary key),
+/// or deletes them: joins read sides that are tables joined on their key from the store.
+fn store_rows(batch: &mut freshet_state::WriteBatch, table: TableId, rows: &[Vec<Datum>], put: bool) {
+    for row in rows {
+        let mut key = freshet_state::table_prefix(table);
+        freshet_state::key_codec::encode_key(&row[..1], &mut key);
+        if put {
+            let mut value = Vec::new();
+            freshet_state::row_codec::encode_row(row, &mut value);
+            batch.put(key, value);
+        } else {
+            batch.delete(key);
+        }
+    }
 }
 
 fn tables() -> Tables {
@@ -214,6 +235,7 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
     let view_id = TableId(100);
     let root = Lowering::new(view_id, ctx.state().execution_props(), &tables)
         .with_occurrences(layout != Layout::Own)
+        .with_table_reads(true)
         .lower(&optimized)
         .and_then(storable);
     let root = root.unwrap_or_else(|e| panic!("lowering {sql}: {e}"));
@@ -229,6 +251,11 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
         .expect("epoch runner");
     let fold = || runner.fold(FoldReason::ForReader).expect("fold");
     {
+        let mut rows = freshet_state::WriteBatch::default();
+        for t in &tables.0 {
+            store_rows(&mut rows, t.id, &t.rows, true);
+        }
+        store.write(rows).expect("table rows");
         let snapshot = store.snapshot();
         let mut batch = freshet_state::WriteBatch::default();
         let mut changes = EpochChanges::default();
@@ -252,6 +279,7 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
     compare(&store, &tables, &view, sql, seed, "backfill").await;
     for step in 0..steps {
         let mut changes = EpochChanges::default();
+        let mut batch = freshet_state::WriteBatch::default();
         for t in &mut tables.0 {
             // a mix of inserts and deletes; sometimes none for this table
             let (ins, del) = (rng.below(4), rng.below(4).min(t.rows.len() as u64));
@@ -268,6 +296,8 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
                 inserted.push(t.random_row(&mut rng));
             }
             t.rows.extend(inserted.iter().cloned());
+            store_rows(&mut batch, t.id, &deleted, false);
+            store_rows(&mut batch, t.id, &inserted, true);
             changes.add(t.id, deleted, -1);
             changes.add(t.id, inserted, 1);
         }
@@ -291,7 +321,6 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
             )
             .await;
         }
-        let batch = freshet_state::WriteBatch::default();
         runner
             .commit_here(batch, changes, Durability::Synced)
             .unwrap_or_else(|e| panic!("{sql} seed {seed} step {step}: {e}"));
@@ -384,4 +413,15 @@ incremental! {
     window_functions: "SELECT k, sum(v) OVER (PARTITION BY g ORDER BY k) AS rs, lag(v) OVER (PARTITION BY g ORDER BY k) AS pv, count(*) OVER (PARTITION BY g) AS c FROM a",
     aggregate_of_join: "SELECT b.g, count(*) AS c, sum(a.v) AS s FROM a JOIN b ON a.g = b.g GROUP BY b.g",
     cte_join_aggregates: "WITH x AS (SELECT g, sum(v) AS s FROM a GROUP BY g), y AS (SELECT g, max(w) AS m FROM b GROUP BY g) SELECT x.g, x.s, y.m FROM x LEFT JOIN y ON x.g = y.g",
+    // Joins on the tables' key `k`: those sides are read from the tables (join_tables.rs).
+    key_join: "SELECT a.k, a.v, b.w FROM a JOIN b ON a.k = b.k",
+    key_join_filtered: "SELECT a.k, b.k AS bk, b.w FROM a JOIN b ON b.k = a.g WHERE b.w > 2 AND a.v < 6",
+    key_join_projected: "SELECT a.k, x.e FROM a JOIN (SELECT k, w * 2 + g AS e FROM b WHERE g <> 3) x ON x.k = a.v",
+    key_left_join: "SELECT a.k, b.w FROM a LEFT JOIN b ON a.v = b.k AND b.w > 1",
+    key_right_join: "SELECT a.s, b.k FROM a RIGHT JOIN b ON a.k = b.g",
+    key_semi_join: "SELECT k FROM a WHERE v IN (SELECT k FROM b WHERE w > 3)",
+    key_anti_join: "SELECT k FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.g AND b.w > a.v)",
+    key_self_join: "SELECT x.k, y.s FROM a x JOIN a y ON x.g = y.k",
+    key_join_aggregate: "SELECT b.g, count(*) AS c, sum(a.v) AS s FROM a JOIN b ON a.k = b.k GROUP BY b.g",
+    key_join_chain: "SELECT a.k, b.w, c.s FROM a JOIN b ON a.k = b.k JOIN a c ON c.k = b.g",
 }

@@ -210,11 +210,15 @@ impl Lowering<'_> {
             joined,
             schema,
             expiry: Default::default(),
+                tables: [None, None],
         };
         let relations = self.relations;
         op.expiry = Expiries::new(crate::event_time::join_expiry(&left, &right, &op, &|r| {
             relations.event_time_column(r)
         }));
+        if self.table_reads {
+            op.tables = crate::ops::table_sides(&left, &right, &op, &|r| relations.primary_key(r));
+        }
         Ok(Node::Join {
             left: Box::new(left),
             right: Box::new(right),

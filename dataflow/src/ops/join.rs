@@ -23,6 +23,8 @@ use freshet_state::row_codec;
 
 use super::cache::{Cache, Weigh};
 use super::join_expiry::{side_byte, Expiries, Horizon};
+use super::join_tables::TableSide;
+use super::Node;
 use crate::delta::{consolidate, decode_count, encode, encode_count, push_len_prefixed, Delta};
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 
@@ -59,6 +61,9 @@ pub struct JoinOp {
     pub schema: SchemaRef,
     /// When each side's rows can no longer match (see `join_expiry.rs`).
     pub expiry: Expiries,
+    /// The sides (left, right) read from their tables, which keep no state of their own
+    /// (see `join_tables.rs`).
+    pub tables: [Option<TableSide>; 2],
 }
 
 pub(super) type Rows = Vec<(Vec<Datum>, i64)>;
@@ -85,14 +90,20 @@ impl JoinOp {
     /// One line for EXPLAIN; part of the view's fingerprint, so it names what the stored
     /// state depends on (the expiry index is optional state and is left out).
     pub fn describe(&self) -> String {
-        format!(
+        let mut s = format!(
             "Join: kind={:?} keys={} residual={}",
             self.kind,
             self.left_keys.len(),
             self.filter
                 .as_ref()
                 .map_or("none".to_owned(), |f| f.to_string())
-        )
+        );
+        for (name, side) in ["left", "right"].iter().zip(&self.tables) {
+            if let Some(t) = side {
+                s.push_str(&format!(" {name}=table {} by its key", t.relation.0));
+            }
+        }
+        s
     }
 
     pub(super) fn side_prefix(&self, side: u8, key: &[u8]) -> Vec<u8> {
@@ -102,21 +113,30 @@ impl JoinOp {
         k
     }
 
+    /// The output changes for the inputs' changes `left` and `right`; `inputs` are the
+    /// join's input nodes (a side read from its table evaluates its rows through them).
     pub fn apply(
         &self,
         left: Option<Delta>,
         right: Option<Delta>,
+        inputs: [&Node; 2],
         changes: &EpochChanges,
         ctx: &mut EpochCtx<'_>,
     ) -> Result<Option<Delta>> {
+        // In a backfill a side read from its table is already whole in the snapshot.
+        let (left, right) = match self.backfill_skips().filter(|_| ctx.backfill) {
+            Some(0) => (None, right),
+            Some(_) => (left, None),
+            None => (left, right),
+        };
         let l = self.split_or_isolate(left, &self.left_keys, ctx)?;
         let r = self.split_or_isolate(right, &self.right_keys, ctx)?;
         let mut out: Rows = Vec::new();
         if self.kind == JoinKind::NullAwareAnti {
-            self.apply_not_in(&l, &r, ctx, &mut out)?;
+            self.apply_not_in(&l, &r, inputs, ctx, &mut out)?;
         } else {
             let horizon = self.horizon(changes, ctx)?;
-            self.apply_split(&l, &r, &horizon, ctx, &mut out)?;
+            self.apply_split(&l, &r, inputs, &horizon, ctx, &mut out)?;
             self.expire(&horizon, ctx)?;
         }
         let out: Rows = consolidate(out)
@@ -134,6 +154,7 @@ impl JoinOp {
         &self,
         l: &SideChanges,
         r: &SideChanges,
+        inputs: [&Node; 2],
         horizon: &Horizon,
         ctx: &mut EpochCtx<'_>,
         out: &mut Rows,
@@ -157,25 +178,54 @@ impl JoinOp {
         keys.dedup();
         // The stored rows every touched key needs, read with one iterator.
         let inner = self.kind == JoinKind::Inner;
-        let mut wanted: Vec<Vec<u8>> = Vec::new();
+        let mut wanted: Vec<(u8, &Vec<u8>)> = Vec::new();
         for key in &keys {
             if !inner || l.by_key.contains_key(*key) {
-                wanted.push(self.side_prefix(b'r', key));
+                wanted.push((b'r', key));
             }
             if !inner || r.by_key.contains_key(*key) {
-                wanted.push(self.side_prefix(b'l', key));
+                wanted.push((b'l', key));
             }
         }
         let mut loaded: HashMap<Vec<u8>, Arc<Rows>> = HashMap::with_capacity(wanted.len());
         // A preview's snapshot may be older than what the cache holds: it reads the store.
         let cached = !ctx.preview;
-        wanted.retain(|prefix| match self.cache.get(prefix).filter(|_| cached) {
-            Some(rows) => {
-                loaded.insert(prefix.clone(), rows);
-                false
+        wanted.retain(|(side, key)| {
+            let prefix = self.side_prefix(*side, key);
+            match self.cache.get(&prefix).filter(|_| cached) {
+                Some(rows) => {
+                    loaded.insert(prefix, rows);
+                    false
+                }
+                None => true,
             }
-            None => true,
         });
+        let (from_tables, wanted): (Vec<_>, Vec<_>) = wanted
+            .into_iter()
+            .partition(|(side, _)| self.table_side(*side).is_some());
+        for (i, input) in inputs.into_iter().enumerate() {
+            let keys: Vec<&Vec<u8>> = from_tables
+                .iter()
+                .filter(|(side, _)| *side == side_byte(i))
+                .map(|(_, key)| *key)
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let found = self.read_table_side(i, input, &keys, ctx)?;
+            for (key, rows) in keys.into_iter().zip(found) {
+                let prefix = self.side_prefix(side_byte(i), key);
+                let rows = Arc::new(rows);
+                if cached {
+                    self.cache.insert(prefix.clone(), Arc::clone(&rows));
+                }
+                loaded.insert(prefix, rows);
+            }
+        }
+        let wanted: Vec<Vec<u8>> = wanted
+            .into_iter()
+            .map(|(side, key)| self.side_prefix(side, key))
+            .collect();
         // Expired rows leave deletions between a side's groups; one iterator shared by every
         // group would walk them to the next live row: those groups get a bounded scan each.
         let expiring = |p: &Vec<u8>| {
@@ -263,7 +313,11 @@ impl JoinOp {
     }
 
     /// Rows of `d` by the encoding of their key values.
-    fn split(&self, d: Option<&Delta>, keys: &[Arc<dyn PhysicalExpr>]) -> Result<SideChanges> {
+    pub(super) fn split(
+        &self,
+        d: Option<&Delta>,
+        keys: &[Arc<dyn PhysicalExpr>],
+    ) -> Result<SideChanges> {
         let mut sc = SideChanges {
             by_key: BTreeMap::new(),
             null_keyed: Vec::new(),
@@ -314,6 +368,10 @@ impl JoinOp {
             let prefix = self.side_prefix(*side, key);
             if !ctx.preview {
                 self.cache.remove(&prefix);
+            }
+            if self.table_side(*side).is_some() {
+                // The table's own write is this side's state change.
+                continue;
             }
             let i = usize::from(*side == side_byte(1));
             for (b, row, w) in consolidate((*delta).clone()) {

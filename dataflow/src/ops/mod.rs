@@ -9,6 +9,7 @@ pub mod bad_rows;
 pub mod cache;
 mod join;
 mod join_expiry;
+mod join_tables;
 mod merge;
 mod not_in;
 mod ordered;
@@ -28,6 +29,7 @@ use freshet_common::{Datum, TableId};
 pub use aggregate::{AggKind, AggSpec, AggregateOp, Closing, ContentsLayout};
 pub use join::{JoinKind, JoinOp};
 pub use join_expiry::{Expiries, Expiry};
+pub use join_tables::{table_sides, TableSide};
 pub use ordered::{limit_window_rows, OrderedMode, OrderedOp};
 pub use unnest::UnnestOp;
 pub use temporal_filter::{Edge, TemporalFilterOp};
@@ -292,6 +294,12 @@ impl Node {
             .min()
     }
 
+    /// Whether a join of the tree reads a side from its table.
+    pub fn reads_tables(&self) -> bool {
+        matches!(self, Node::Join { op, .. } if op.reads_tables())
+            || self.children().iter().any(|c| c.reads_tables())
+    }
+
     /// Whether the tree holds a temporal filter.
     pub fn has_timers(&self) -> bool {
         matches!(self, Node::TemporalFilter { .. }) || self.children().iter().any(|c| c.has_timers())
@@ -438,7 +446,7 @@ impl Node {
             Node::Join { left, right, op } => {
                 let l = left.eval(changes, ctx)?;
                 let r = right.eval(changes, ctx)?;
-                op.apply(l, r, changes, ctx)
+                op.apply(l, r, [left, right], changes, ctx)
                     .and_then(|o| o.map_or(Ok(None), nonempty))
             }
             Node::Union { inputs, schema } => {

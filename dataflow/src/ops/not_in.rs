@@ -19,6 +19,7 @@ use freshet_common::Datum;
 use freshet_state::row_codec;
 
 use super::join::{JoinOp, Rows, SideChanges};
+use super::Node;
 use crate::delta::{consolidate, decode_count, encode};
 use crate::epoch::{state_err, EpochCtx};
 
@@ -47,6 +48,7 @@ impl JoinOp {
         &self,
         l: &SideChanges,
         r: &SideChanges,
+        inputs: [&Node; 2],
         ctx: &mut EpochCtx<'_>,
         out: &mut Rows,
     ) -> Result<()> {
@@ -71,7 +73,7 @@ impl JoinOp {
             Some(self.not_in_output(before, ctx, None)?)
         };
         if before == after && before == Mode::Normal {
-            self.apply_split(l, r, &[None, None], ctx, out)?;
+            self.apply_split(l, r, inputs, &[None, None], ctx, out)?;
         } else {
             // While the subquery stays empty every left change passes; otherwise the output
             // comes from the mode's rule below. Either way only the state changes here.

@@ -40,6 +40,11 @@ impl Relations for Engine {
             .find(|s| s.id == relation)?;
         crate::coord::sources::watermark::column(&def)
     }
+
+    fn primary_key(&self, relation: TableId) -> Option<Vec<usize>> {
+        let def = self.catalog.tables().into_iter().find(|t| t.id == relation)?;
+        (!def.primary_key.is_empty()).then(|| def.primary_key.clone())
+    }
 }
 
 /// How a view keeps its state and emits its rows: decided at creation, recorded in its
@@ -52,6 +57,8 @@ pub struct Layout {
     pub min_max_occurrences: bool,
     /// `EMIT ON WINDOW CLOSE`: see `Lowering::emit_on_window_close`.
     pub emit_on_window_close: bool,
+    /// Joins read table sides from the tables: see `Lowering::with_table_reads`.
+    pub joins_read_tables: bool,
 }
 
 impl Layout {
@@ -60,6 +67,7 @@ impl Layout {
         aggregate_in_contents: true,
         min_max_occurrences: true,
         emit_on_window_close: false,
+        joins_read_tables: true,
     };
 
     /// The layout a catalog entry records.
@@ -68,6 +76,7 @@ impl Layout {
             aggregate_in_contents: def.aggregate_in_contents,
             min_max_occurrences: def.min_max_occurrences,
             emit_on_window_close: def.emit_on_window_close,
+            joins_read_tables: def.joins_read_tables,
         }
     }
 }
@@ -104,7 +113,8 @@ pub async fn build(
     check_deterministic(&plan).map_err(|e| map_df_error(&e))?;
     let optimized = state.optimize(&plan).map_err(|e| map_df_error(&e))?;
     let mut lowering = Lowering::new(id, state.execution_props(), engine)
-        .with_occurrences(layout.min_max_occurrences);
+        .with_occurrences(layout.min_max_occurrences)
+        .with_table_reads(layout.joins_read_tables);
     let mut root = lowering
         .lower(&optimized)
         .and_then(storable)
@@ -174,6 +184,7 @@ fn view_def(
         min_max_occurrences: view.occurrences(),
         retain_changes_ms: retain_changes.map(|d| d.as_millis() as u64),
         emit_on_window_close: false,
+        joins_read_tables: view.reads_tables(),
         fingerprint: Some(view.fingerprint()),
         owner: String::new(),
         acl: Vec::new(),

@@ -1,0 +1,224 @@
+//! Join sides read from their table instead of kept as join state.
+//!
+//! A join input that is a table's rows, filtered and projected (a chain of `Filter` and
+//! `Project` over a `Scan`), joined on columns that are a prefix of the table's primary key,
+//! is already stored in join-key order: the table itself. Such a side keeps no state of its
+//! own; the rows of one join key are the table's rows under that primary-key prefix, put
+//! through the side's filters and projections when they are read. Nothing is written for
+//! the side's changes (the table's own write is the state change), so a large table joined
+//! on its key costs no second copy, no write per change and no backfill of its rows.
+//!
+//! The epoch's snapshot is the state before the epoch, so the table it holds is the side's
+//! previous state, as the delta rule needs. A backfill is different: the table is already
+//! whole in its snapshot while the other input is fed in steps. There the table side's own
+//! rows are not fed to the join at all (when both sides read tables, the right one's): every
+//! row of the other side meets the whole table once, which is the join.
+//!
+//! Only sides whose unmatched rows never appear in the output qualify (both of an inner
+//! join, the right of a left, semi or anti join, the left of a right join): their rows reach
+//! the output only through the keys the other side touches.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::error::Result;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::PhysicalExpr;
+use freshet_common::{Datum, TableId};
+use freshet_state::{key_codec, row_codec, table_prefix, WriteBatch};
+
+use super::join::{JoinKind, JoinOp, Rows};
+use super::Node;
+use crate::delta::consolidate;
+use crate::epoch::{state_err, EpochChanges, EpochCtx};
+
+/// A join side read from its table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSide {
+    pub relation: TableId,
+    /// For each primary-key column the join keys fix, in key order: the join key giving it.
+    pub key_order: Vec<usize>,
+}
+
+impl TableSide {
+    /// Where the table's rows of join key `key` (the key values' row encoding) start.
+    fn prefix(&self, key: &[u8]) -> Result<Vec<u8>> {
+        let values = row_codec::decode_row(key).map_err(state_err)?;
+        let ordered: Vec<Datum> = self
+            .key_order
+            .iter()
+            .map(|&k| values.get(k).cloned().unwrap_or(Datum::Null))
+            .collect();
+        let mut prefix = table_prefix(self.relation);
+        key_codec::encode_key(&ordered, &mut prefix);
+        Ok(prefix)
+    }
+}
+
+/// The sides of a join that can be read from their tables: `left` and `right` are the
+/// join's inputs, `primary_key` a relation's primary key (table column indexes, in key
+/// order) when it is a table stored by one.
+pub fn table_sides(
+    left: &Node,
+    right: &Node,
+    op: &JoinOp,
+    primary_key: &dyn Fn(TableId) -> Option<Vec<usize>>,
+) -> [Option<TableSide>; 2] {
+    let allowed = match op.kind {
+        JoinKind::Inner => [true, true],
+        JoinKind::Left | JoinKind::LeftSemi | JoinKind::LeftAnti => [false, true],
+        JoinKind::Right => [true, false],
+        JoinKind::Full | JoinKind::NullAwareAnti => [false, false],
+    };
+    let types = |node: &Node, keys: &[Arc<dyn PhysicalExpr>]| {
+        let schema = node.schema();
+        keys.iter()
+            .map(|k| k.data_type(&schema).ok())
+            .collect::<Option<Vec<DataType>>>()
+    };
+    let (Some(lt), Some(rt)) = (types(left, &op.left_keys), types(right, &op.right_keys)) else {
+        return [None, None];
+    };
+    // The probing side's key values must encode as the table's do: the same types.
+    if lt != rt || op.left_keys.is_empty() {
+        return [None, None];
+    }
+    let sides = [(left, &op.left_keys), (right, &op.right_keys)];
+    [0, 1].map(|i| {
+        if !allowed[i] || op.expiry.sides[i].is_some() {
+            return None;
+        }
+        table_side(sides[i].0, sides[i].1, primary_key)
+    })
+}
+
+fn table_side(
+    node: &Node,
+    keys: &[Arc<dyn PhysicalExpr>],
+    primary_key: &dyn Fn(TableId) -> Option<Vec<usize>>,
+) -> Option<TableSide> {
+    let mut relation = None;
+    let mut columns = Vec::with_capacity(keys.len());
+    for k in keys {
+        let c = k.downcast_ref::<Column>()?.index();
+        let (r, column) = table_column(node, c)?;
+        if relation.is_some_and(|x| x != r) {
+            return None;
+        }
+        relation = Some(r);
+        columns.push(column);
+    }
+    let relation = relation?;
+    let pk = primary_key(relation)?;
+    if pk.len() < columns.len() {
+        return None;
+    }
+    // The keys fix exactly the first primary-key columns, each once.
+    let key_order = pk[..columns.len()]
+        .iter()
+        .map(|p| columns.iter().position(|c| c == p))
+        .collect::<Option<Vec<_>>>()?;
+    Some(TableSide {
+        relation,
+        key_order,
+    })
+}
+
+/// The table and its column behind output column `c` of `node`, when `node` is a chain of
+/// filters and projections over a scan and `c` a plain column all the way down.
+fn table_column(node: &Node, c: usize) -> Option<(TableId, usize)> {
+    match node {
+        Node::Scan {
+            relation,
+            projection,
+            ..
+        } => Some((*relation, *projection.get(c)?)),
+        Node::Filter { input, .. } => table_column(input, c),
+        Node::Project { input, exprs, .. } => {
+            let col = exprs.get(c)?.downcast_ref::<Column>()?;
+            table_column(input, col.index())
+        }
+        _ => None,
+    }
+}
+
+impl JoinOp {
+    /// The side (0 left, 1 right) read from its table, if side byte `side` is one.
+    pub(super) fn table_side(&self, side: u8) -> Option<&TableSide> {
+        match side {
+            b'l' => self.tables[0].as_ref(),
+            b'r' => self.tables[1].as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether either side is read from its table.
+    pub fn reads_tables(&self) -> bool {
+        self.tables.iter().any(Option::is_some)
+    }
+
+    /// In a backfill, the side whose rows the join does not take (see the module's text).
+    pub(super) fn backfill_skips(&self) -> Option<usize> {
+        match &self.tables {
+            [_, Some(_)] => Some(1),
+            [Some(_), None] => Some(0),
+            [None, None] => None,
+        }
+    }
+
+    /// The rows of side `i` for each of `keys` (join keys' row encodings), read from its
+    /// table under the snapshot and put through `input`, the side's filters and projections.
+    pub(super) fn read_table_side(
+        &self,
+        i: usize,
+        input: &Node,
+        keys: &[&Vec<u8>],
+        ctx: &EpochCtx<'_>,
+    ) -> Result<Vec<Rows>> {
+        let Some(side) = &self.tables[i] else {
+            return Ok(vec![Rows::new(); keys.len()]);
+        };
+        let mut prefixes: Vec<(Vec<u8>, usize)> = keys
+            .iter()
+            .enumerate()
+            .map(|(n, k)| Ok((side.prefix(k)?, n)))
+            .collect::<Result<_>>()?;
+        prefixes.sort_unstable();
+        let wanted: Vec<&[u8]> = prefixes.iter().map(|(p, _)| p.as_slice()).collect();
+        let pages = ctx.snapshot.scan_prefixes(&wanted).map_err(state_err)?;
+        let mut rows = Vec::new();
+        for page in &pages {
+            for (_, v) in page {
+                rows.push((row_codec::decode_row(v).map_err(state_err)?, 1));
+            }
+        }
+        let mut out = vec![Rows::new(); keys.len()];
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        let mut changes = EpochChanges::default();
+        changes.tables.insert(side.relation, rows);
+        // Rows the side cannot evaluate were recorded when they arrived; they are left out
+        // again here, unrecorded.
+        let mut scratch = WriteBatch::default();
+        let mut side_ctx = EpochCtx::new(ctx.snapshot, &mut scratch, false);
+        let Some(delta) = input.eval(&changes, &mut side_ctx)? else {
+            return Ok(out);
+        };
+        let keys_exprs = if i == 0 {
+            &self.left_keys
+        } else {
+            &self.right_keys
+        };
+        let split = self.split(Some(&delta), keys_exprs)?;
+        for (n, key) in keys.iter().enumerate() {
+            if let Some(found) = split.by_key.get(*key) {
+                out[n] = consolidate(found.clone())
+                    .into_iter()
+                    .map(|(_, row, w)| (row, w))
+                    .collect();
+            }
+        }
+        Ok(out)
+    }
+}
