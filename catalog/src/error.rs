@@ -38,6 +38,9 @@ pub enum Error {
     /// `DROP INDEX` of the index a constraint is enforced through.
     #[error("cannot drop index {0} because constraint {0} on table {1} requires it")]
     IndexRequired(String, String),
+    /// `DROP INDEX` of an index a materialized view reads through.
+    #[error("cannot drop index {0} because other objects depend on it (materialized view {1})")]
+    IndexInUse(String, String),
     /// The store failed.
     #[error(transparent)]
     State(#[from] freshet_state::Error),
@@ -65,7 +68,9 @@ impl UserError for Error {
             Error::CircularMembership(..) => SqlState::INVALID_GRANT_OPERATION,
             Error::UndefinedIndex(_) => SqlState::UNDEFINED_OBJECT,
             Error::NotAnIndex(_) => SqlState::WRONG_OBJECT_TYPE,
-            Error::IndexRequired(..) => SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+            Error::IndexRequired(..) | Error::IndexInUse(..) => {
+                SqlState::DEPENDENT_OBJECTS_STILL_EXIST
+            }
             Error::State(e) => e.sqlstate(),
             Error::Decode(_) | Error::Corrupt => SqlState::INTERNAL_ERROR,
         }

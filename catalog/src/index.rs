@@ -147,6 +147,14 @@ impl Catalog {
         if kind != IndexKind::Plain {
             return Err(Error::IndexRequired(name.to_owned(), table.name.clone()));
         }
+        let id = table.indexes.iter().find(|i| i.name == name).map(|i| i.id);
+        if let Some(view) = inner
+            .views
+            .values()
+            .find(|v| id.is_some_and(|id| v.indexes_read.contains(&id)))
+        {
+            return Err(Error::IndexInUse(name.to_owned(), view.name.clone()));
+        }
         let mut def = TableDef::clone(&table);
         let mut batch = WriteBatch::default();
         for i in def.indexes.iter().filter(|i| i.name == name) {

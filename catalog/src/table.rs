@@ -179,6 +179,9 @@ pub struct ViewDef {
     /// instead of keeping them as state (views created before keep them as state).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub joins_read_tables: bool,
+    /// The indexes (`CREATE INDEX`) its joins read through: `DROP INDEX` refuses them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes_read: Vec<TableId>,
     /// The fingerprint of its dataflow when created (see the dataflow crate's
     /// `MaterializedView::fingerprint`): a view planned differently at start is refused.
     #[serde(default)]

@@ -37,10 +37,10 @@ pub trait Relations {
         None
     }
 
-    /// The primary key (column indexes in key order) of a table stored by it; `None` for
-    /// views, sources and tables without one.
-    fn primary_key(&self, _relation: TableId) -> Option<Vec<usize>> {
-        None
+    /// How a table is stored in key order: by its primary key (first, when it has one) and
+    /// through each of its indexes; none for views and sources.
+    fn stored_keys(&self, _relation: TableId) -> Vec<crate::ops::TableKey> {
+        Vec::new()
     }
 }
 
@@ -63,6 +63,8 @@ pub struct Lowering<'a> {
     /// Joins read sides that are tables joined on their key from the tables (see
     /// `ops/join_tables.rs`).
     table_reads: bool,
+    /// The indexes they may read through (`None`: any).
+    index_reads: Option<Vec<TableId>>,
 }
 
 impl<'a> Lowering<'a> {
@@ -74,15 +76,28 @@ impl<'a> Lowering<'a> {
             relations,
             occurrences: false,
             table_reads: false,
+            index_reads: None,
         }
     }
 
-    /// Joins read sides that are tables joined on a prefix of their primary key from the
-    /// tables instead of keeping them as state (new views do; existing views keep the layout
-    /// their catalog entry records).
-    pub fn with_table_reads(mut self, on: bool) -> Self {
+    /// Joins read sides that are tables joined on a prefix of their primary key or of an
+    /// index from the tables instead of keeping them as state (new views do; existing views
+    /// keep the layout their catalog entry records). `indexes`: the indexes they may read
+    /// through (`None`: any, for a new view; a view planned again at start reads through the
+    /// ones its catalog entry records, whatever indexes were created since).
+    pub fn with_table_reads(mut self, on: bool, indexes: Option<Vec<TableId>>) -> Self {
         self.table_reads = on;
+        self.index_reads = indexes;
         self
+    }
+
+    /// How `relation` is stored in key order, as far as this view may read it.
+    pub(crate) fn stored_keys(&self, relation: TableId) -> Vec<crate::ops::TableKey> {
+        let mut keys = self.relations.stored_keys(relation);
+        if let Some(allowed) = &self.index_reads {
+            keys.retain(|k| k.index.is_none_or(|i| allowed.contains(&i)));
+        }
+        keys
     }
 
     /// Aggregates keep MIN/MAX values as one entry per occurrence (new views do; existing

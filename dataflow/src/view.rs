@@ -188,6 +188,15 @@ impl MaterializedView {
         self.root.reads_tables()
     }
 
+    /// The indexes its joins read table sides through (sorted, each once).
+    pub fn indexes_read(&self) -> Vec<TableId> {
+        let mut out = Vec::new();
+        self.root.indexes_read(&mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// A fingerprint of the lowered dataflow (FNV-1a over its description): stored with the
     /// view and compared when the view is planned again at start, so that a change in how
     /// freshet plans its SQL (a new version, a DataFusion upgrade) cannot attach stored state

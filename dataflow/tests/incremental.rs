@@ -15,6 +15,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use freshet_common::{Datum, TableId};
 use freshet_dataflow::runner::{Durability, EpochRunner, FoldReason};
+use freshet_dataflow::ops::TableKey;
 use freshet_dataflow::{
     read_view_rows, storable, Dataflows, EpochChanges, Lowering, MaterializedView, Relations,
 };
@@ -54,6 +55,10 @@ struct Table {
     schema: SchemaRef,
     rows: Vec<Vec<Datum>>,
     next_key: i32,
+    /// The columns it is stored by (see `store_rows`).
+    primary_key: Vec<usize>,
+    /// An index (its id) on one column, as `CREATE INDEX` keeps it.
+    index: Option<(TableId, usize)>,
 }
 
 impl Table {
@@ -68,6 +73,8 @@ impl Table {
             schema: Arc::new(Schema::new(fields)),
             rows: vec![],
             next_key: 0,
+            primary_key: vec![0],
+            index: None,
         }
     }
 
@@ -102,23 +109,49 @@ impl Relations for Tables {
             .map(|t| (t.id, Arc::clone(&t.schema)))
     }
 
-    /// Every table is stored by its first column, `k` (unique: see `Table::random_row`).
-    fn primary_key(&self, relation: TableId) -> Option<Vec<usize>> {
-        self.0.iter().any(|t| t.id == relation).then(|| vec![0])
+    /// Tables are stored by `k` (unique: see `Table::random_row`), `c` by `(g, k)`; `b` has
+    /// an index on `g`.
+    fn stored_keys(&self, relation: TableId) -> Vec<TableKey> {
+        let Some(t) = self.0.iter().find(|t| t.id == relation) else {
+            return Vec::new();
+        };
+        let mut keys = vec![TableKey {
+            index: None,
+            columns: t.primary_key.clone(),
+        }];
+        keys.extend(t.index.map(|(id, column)| TableKey {
+            index: Some(id),
+            columns: vec![column],
+        }));
+        keys
     }
 }
 
 /// Writes `rows` of `table` into `batch` as the server stores table rows (by primary key),
 /// or deletes them: joins read sides that are tables joined on their key from the store.
-fn store_rows(batch: &mut freshet_state::WriteBatch, table: TableId, rows: &[Vec<Datum>], put: bool) {
+fn store_rows(batch: &mut freshet_state::WriteBatch, table: &Table, rows: &[Vec<Datum>], put: bool) {
     for row in rows {
-        let mut key = freshet_state::table_prefix(table);
-        freshet_state::key_codec::encode_key(&row[..1], &mut key);
+        let mut key = freshet_state::table_prefix(table.id);
+        let pk: Vec<Datum> = table.primary_key.iter().map(|&c| row[c].clone()).collect();
+        freshet_state::key_codec::encode_key(&pk, &mut key);
+        // The index entry: the value's key, then the row's key after the table prefix.
+        let entry = table.index.map(|(id, column)| {
+            let mut entry = freshet_state::table_prefix(id);
+            freshet_state::key_codec::encode_key(&row[column..=column], &mut entry);
+            entry.extend_from_slice(&key[9..]);
+            entry
+        });
         if put {
             let mut value = Vec::new();
             freshet_state::row_codec::encode_row(row, &mut value);
+            if let Some(entry) = entry {
+                batch.put(entry, &key);
+            }
             batch.put(key, value);
         } else {
+            if let Some(entry) = entry {
+                batch.delete(entry);
+            }
             batch.delete(key);
         }
     }
@@ -136,15 +169,24 @@ fn tables() -> Tables {
                 ("s", DataType::Utf8),
             ],
         ),
-        Table::new(
-            2,
-            "b",
-            &[
-                ("k", DataType::Int32),
-                ("g", DataType::Int32),
-                ("w", DataType::Int32),
-            ],
-        ),
+        {
+            let mut b = Table::new(
+                2,
+                "b",
+                &[
+                    ("k", DataType::Int32),
+                    ("g", DataType::Int32),
+                    ("w", DataType::Int32),
+                ],
+            );
+            b.index = Some((TableId(10), 1));
+            b
+        },
+        {
+            let mut c = Table::new(3, "c", &[("k", DataType::Int32), ("g", DataType::Int32)]);
+            c.primary_key = vec![1, 0];
+            c
+        },
     ])
 }
 
@@ -235,7 +277,7 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
     let view_id = TableId(100);
     let root = Lowering::new(view_id, ctx.state().execution_props(), &tables)
         .with_occurrences(layout != Layout::Own)
-        .with_table_reads(true)
+        .with_table_reads(true, None)
         .lower(&optimized)
         .and_then(storable);
     let root = root.unwrap_or_else(|e| panic!("lowering {sql}: {e}"));
@@ -253,7 +295,7 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
     {
         let mut rows = freshet_state::WriteBatch::default();
         for t in &tables.0 {
-            store_rows(&mut rows, t.id, &t.rows, true);
+            store_rows(&mut rows, t, &t.rows, true);
         }
         store.write(rows).expect("table rows");
         let snapshot = store.snapshot();
@@ -296,8 +338,8 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
                 inserted.push(t.random_row(&mut rng));
             }
             t.rows.extend(inserted.iter().cloned());
-            store_rows(&mut batch, t.id, &deleted, false);
-            store_rows(&mut batch, t.id, &inserted, true);
+            store_rows(&mut batch, t, &deleted, false);
+            store_rows(&mut batch, t, &inserted, true);
             changes.add(t.id, deleted, -1);
             changes.add(t.id, inserted, 1);
         }
@@ -423,5 +465,9 @@ incremental! {
     key_anti_join: "SELECT k FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.g AND b.w > a.v)",
     key_self_join: "SELECT x.k, y.s FROM a x JOIN a y ON x.g = y.k",
     key_join_aggregate: "SELECT b.g, count(*) AS c, sum(a.v) AS s FROM a JOIN b ON a.k = b.k GROUP BY b.g",
-    key_join_chain: "SELECT a.k, b.w, c.s FROM a JOIN b ON a.k = b.k JOIN a c ON c.k = b.g",
+    key_join_chain: "SELECT a.k, b.w, x.s FROM a JOIN b ON a.k = b.k JOIN a x ON x.k = b.g",
+    // `c` is stored by (g, k): joined on g, several rows per key.
+    key_prefix_join: "SELECT a.k, a.v, c.k AS ck FROM a JOIN c ON a.k = c.g",
+    key_prefix_join_filtered: "SELECT c.k, a.s FROM c JOIN a ON c.g = a.k WHERE a.v > 2",
+    key_prefix_left_join: "SELECT a.k, c.k AS ck FROM a LEFT JOIN c ON a.v = c.g",
 }

@@ -99,8 +99,17 @@ impl JoinOp {
                 .map_or("none".to_owned(), |f| f.to_string())
         );
         for (name, side) in ["left", "right"].iter().zip(&self.tables) {
-            if let Some(t) = side {
-                s.push_str(&format!(" {name}=table {} by its key", t.relation.0));
+            match side {
+                Some(TableSide {
+                    relation,
+                    index: Some(index),
+                    ..
+                }) => s.push_str(&format!(
+                    " {name}=table {} by index {}",
+                    relation.0, index.0
+                )),
+                Some(t) => s.push_str(&format!(" {name}=table {} by its key", t.relation.0)),
+                None => {}
             }
         }
         s

@@ -11,8 +11,9 @@
 //! The epoch's snapshot is the state before the epoch, so the table it holds is the side's
 //! previous state, as the delta rule needs. A backfill is different: the table is already
 //! whole in its snapshot while the other input is fed in steps. There the table side's own
-//! rows are not fed to the join at all (when both sides read tables, the right one's): every
-//! row of the other side meets the whole table once, which is the join.
+//! rows are not fed to the join at all (when both sides read tables, one side's: see
+//! [`JoinOp::backfill_skips`]): every row of the other side meets the whole table once,
+//! which is the join.
 //!
 //! Only sides whose unmatched rows never appear in the output qualify (both of an inner
 //! join, the right of a left, semi or anti join, the left of a right join): their rows reach
@@ -32,16 +33,32 @@ use super::Node;
 use crate::delta::consolidate;
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 
+/// How a table is stored in key order: by its primary key, or through a `CREATE INDEX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableKey {
+    /// The index (`None`: the table's own rows, by primary key).
+    pub index: Option<TableId>,
+    /// Its columns (table column indexes), in key order.
+    pub columns: Vec<usize>,
+}
+
 /// A join side read from its table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSide {
     pub relation: TableId,
-    /// For each primary-key column the join keys fix, in key order: the join key giving it.
+    /// Read through this index's entries (`None`: by the table's primary key).
+    pub index: Option<TableId>,
+    /// For each key column the join keys fix, in key order: the join key giving it.
     pub key_order: Vec<usize>,
+    /// The keys fix the whole primary key: a key has at most one row.
+    pub unique: bool,
+    /// The side filters the table's rows.
+    pub filtered: bool,
 }
 
 impl TableSide {
-    /// Where the table's rows of join key `key` (the key values' row encoding) start.
+    /// Where the rows (or index entries) of join key `key` (the key values' row encoding)
+    /// start.
     fn prefix(&self, key: &[u8]) -> Result<Vec<u8>> {
         let values = row_codec::decode_row(key).map_err(state_err)?;
         let ordered: Vec<Datum> = self
@@ -49,20 +66,20 @@ impl TableSide {
             .iter()
             .map(|&k| values.get(k).cloned().unwrap_or(Datum::Null))
             .collect();
-        let mut prefix = table_prefix(self.relation);
+        let mut prefix = table_prefix(self.index.unwrap_or(self.relation));
         key_codec::encode_key(&ordered, &mut prefix);
         Ok(prefix)
     }
 }
 
 /// The sides of a join that can be read from their tables: `left` and `right` are the
-/// join's inputs, `primary_key` a relation's primary key (table column indexes, in key
-/// order) when it is a table stored by one.
+/// join's inputs, `keys` how a relation is stored in key order (none for views and
+/// sources; the primary key first).
 pub fn table_sides(
     left: &Node,
     right: &Node,
     op: &JoinOp,
-    primary_key: &dyn Fn(TableId) -> Option<Vec<usize>>,
+    keys: &dyn Fn(TableId) -> Vec<TableKey>,
 ) -> [Option<TableSide>; 2] {
     let allowed = match op.kind {
         JoinKind::Inner => [true, true],
@@ -88,18 +105,18 @@ pub fn table_sides(
         if !allowed[i] || op.expiry.sides[i].is_some() {
             return None;
         }
-        table_side(sides[i].0, sides[i].1, primary_key)
+        table_side(sides[i].0, sides[i].1, keys)
     })
 }
 
 fn table_side(
     node: &Node,
-    keys: &[Arc<dyn PhysicalExpr>],
-    primary_key: &dyn Fn(TableId) -> Option<Vec<usize>>,
+    join_keys: &[Arc<dyn PhysicalExpr>],
+    keys: &dyn Fn(TableId) -> Vec<TableKey>,
 ) -> Option<TableSide> {
     let mut relation = None;
-    let mut columns = Vec::with_capacity(keys.len());
-    for k in keys {
+    let mut columns = Vec::with_capacity(join_keys.len());
+    for k in join_keys {
         let c = k.downcast_ref::<Column>()?.index();
         let (r, column) = table_column(node, c)?;
         if relation.is_some_and(|x| x != r) {
@@ -109,19 +126,30 @@ fn table_side(
         columns.push(column);
     }
     let relation = relation?;
-    let pk = primary_key(relation)?;
-    if pk.len() < columns.len() {
-        return None;
-    }
-    // The keys fix exactly the first primary-key columns, each once.
-    let key_order = pk[..columns.len()]
-        .iter()
-        .map(|p| columns.iter().position(|c| c == p))
-        .collect::<Option<Vec<_>>>()?;
-    Some(TableSide {
-        relation,
-        key_order,
+    // The first key whose leading columns the join keys fix exactly, each once.
+    keys(relation).into_iter().find_map(|key| {
+        let leading = key.columns.get(..columns.len())?;
+        let key_order = leading
+            .iter()
+            .map(|p| columns.iter().position(|c| c == p))
+            .collect::<Option<Vec<_>>>()?;
+        Some(TableSide {
+            relation,
+            index: key.index,
+            unique: key.index.is_none() && key_order.len() == key.columns.len(),
+            filtered: filtered(node),
+            key_order,
+        })
     })
+}
+
+/// Whether a filter lies in the chain of filters and projections `node` is.
+fn filtered(node: &Node) -> bool {
+    match node {
+        Node::Filter { .. } => true,
+        Node::Project { input, .. } => filtered(input),
+        _ => false,
+    }
 }
 
 /// The table and its column behind output column `c` of `node`, when `node` is a chain of
@@ -158,8 +186,13 @@ impl JoinOp {
     }
 
     /// In a backfill, the side whose rows the join does not take (see the module's text).
+    /// When both sides read tables, the other side's rows each look this one up: the side
+    /// that filters its table is fed (fewer rows to look up with), else the side with one
+    /// row per key is looked up (the cheaper read), else the right one.
     pub(super) fn backfill_skips(&self) -> Option<usize> {
         match &self.tables {
+            [Some(l), Some(r)] if l.filtered != r.filtered => Some(usize::from(l.filtered)),
+            [Some(l), Some(r)] if l.unique && !r.unique => Some(0),
             [_, Some(_)] => Some(1),
             [Some(_), None] => Some(0),
             [None, None] => None,
@@ -187,8 +220,20 @@ impl JoinOp {
         let wanted: Vec<&[u8]> = prefixes.iter().map(|(p, _)| p.as_slice()).collect();
         let pages = ctx.snapshot.scan_prefixes(&wanted).map_err(state_err)?;
         let mut rows = Vec::new();
-        for page in &pages {
-            for (_, v) in page {
+        if side.index.is_some() {
+            // Index entries hold the rows' store keys.
+            let at: Vec<&[u8]> = pages.iter().flatten().map(|(_, v)| &v[..]).collect();
+            for v in ctx
+                .snapshot
+                .multi_get(&at)
+                .map_err(state_err)?
+                .into_iter()
+                .flatten()
+            {
+                rows.push((row_codec::decode_row(&v).map_err(state_err)?, 1));
+            }
+        } else {
+            for (_, v) in pages.iter().flatten() {
                 rows.push((row_codec::decode_row(v).map_err(state_err)?, 1));
             }
         }

@@ -29,7 +29,7 @@ use freshet_common::{Datum, TableId};
 pub use aggregate::{AggKind, AggSpec, AggregateOp, Closing, ContentsLayout};
 pub use join::{JoinKind, JoinOp};
 pub use join_expiry::{Expiries, Expiry};
-pub use join_tables::{table_sides, TableSide};
+pub use join_tables::{table_sides, TableKey, TableSide};
 pub use ordered::{limit_window_rows, OrderedMode, OrderedOp};
 pub use unnest::UnnestOp;
 pub use temporal_filter::{Edge, TemporalFilterOp};
@@ -298,6 +298,14 @@ impl Node {
     pub fn reads_tables(&self) -> bool {
         matches!(self, Node::Join { op, .. } if op.reads_tables())
             || self.children().iter().any(|c| c.reads_tables())
+    }
+
+    /// The indexes its joins read table sides through.
+    pub fn indexes_read(&self, out: &mut Vec<TableId>) {
+        if let Node::Join { op, .. } = self {
+            out.extend(op.tables.iter().flatten().filter_map(|t| t.index));
+        }
+        self.children().into_iter().for_each(|c| c.indexes_read(out));
     }
 
     /// Whether the tree holds a temporal filter.

@@ -37,7 +37,7 @@ pub async fn start(
 ) -> Result<TransientView, PgError> {
     let id = TableId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let view =
-        crate::coord::views::build(engine, state, id, "subscribe", &[], query, Layout::NEW).await?.0;
+        crate::coord::views::build(engine, state, id, "subscribe", &[], query, Layout::NEW, None).await?.0;
     let mut batch = WriteBatch::default();
     crate::coord::views::backfill(engine, w, &view, &mut batch, false).await?;
     // Unsynced: nothing of it outlives the process that runs it.

@@ -10,6 +10,7 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use freshet_catalog::{ColumnDef, ViewDef, DEFAULT_SCHEMA};
 use freshet_common::{PgError, SqlState, TableId};
+use freshet_dataflow::ops::TableKey;
 use freshet_dataflow::{check_deterministic, storable, Lowering, MaterializedView, Relations};
 use freshet_sql::ast;
 use freshet_sql::error::map_df_error;
@@ -41,9 +42,21 @@ impl Relations for Engine {
         crate::coord::sources::watermark::column(&def)
     }
 
-    fn primary_key(&self, relation: TableId) -> Option<Vec<usize>> {
-        let def = self.catalog.tables().into_iter().find(|t| t.id == relation)?;
-        (!def.primary_key.is_empty()).then(|| def.primary_key.clone())
+    fn stored_keys(&self, relation: TableId) -> Vec<TableKey> {
+        let Some(def) = self.catalog.tables().into_iter().find(|t| t.id == relation) else {
+            return Vec::new();
+        };
+        let primary = def.has_primary_key().then(|| TableKey {
+            index: None,
+            columns: def.primary_key.clone(),
+        });
+        primary
+            .into_iter()
+            .chain(def.indexes.iter().map(|i| TableKey {
+                index: Some(i.id),
+                columns: i.columns.clone(),
+            }))
+            .collect()
     }
 }
 
@@ -91,6 +104,7 @@ pub async fn build(
     columns: &[String],
     query: &ast::Query,
     layout: Layout,
+    indexes_read: Option<Vec<TableId>>,
 ) -> Result<(MaterializedView, Vec<TableId>), PgError> {
     let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
         Box::new(query.clone()),
@@ -114,7 +128,7 @@ pub async fn build(
     let optimized = state.optimize(&plan).map_err(|e| map_df_error(&e))?;
     let mut lowering = Lowering::new(id, state.execution_props(), engine)
         .with_occurrences(layout.min_max_occurrences)
-        .with_table_reads(layout.joins_read_tables);
+        .with_table_reads(layout.joins_read_tables, indexes_read);
     let mut root = lowering
         .lower(&optimized)
         .and_then(storable)
@@ -185,6 +199,7 @@ fn view_def(
         retain_changes_ms: retain_changes.map(|d| d.as_millis() as u64),
         emit_on_window_close: false,
         joins_read_tables: view.reads_tables(),
+        indexes_read: view.indexes_read(),
         fingerprint: Some(view.fingerprint()),
         owner: String::new(),
         acl: Vec::new(),
@@ -226,7 +241,7 @@ pub async fn create(
         emit_on_window_close: *emit_on_window_close,
         ..Layout::NEW
     };
-    let (view, views_read) = build(engine, state, id, name, columns, query, layout).await?;
+    let (view, views_read) = build(engine, state, id, name, columns, query, layout, None).await?;
     if explain {
         return Ok(Some(view.explain()));
     }
@@ -390,6 +405,7 @@ pub async fn load_all(engine: &Arc<Engine>, state: &SessionState) -> anyhow::Res
             &columns,
             &query,
             Layout::of(&def),
+            Some(def.indexes_read.clone()),
         )
         .await
         .map_err(|e| anyhow::anyhow!("rebuilding materialized view {}: {e}", def.name))?;
