@@ -36,8 +36,20 @@ pub async fn start(
     query: &ast::Query,
 ) -> Result<TransientView, PgError> {
     let id = TableId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
-    let view =
-        crate::coord::views::build(engine, state, id, "subscribe", &[], query, Layout::NEW, None).await?.0;
+    // Its joins read tables by primary key only: nothing stops a DROP INDEX while it runs.
+    let by_primary_key = Some(Vec::new());
+    let view = crate::coord::views::build(
+        engine,
+        state,
+        id,
+        "subscribe",
+        &[],
+        query,
+        Layout::NEW,
+        by_primary_key,
+    )
+    .await?
+    .0;
     let mut batch = WriteBatch::default();
     crate::coord::views::backfill(engine, w, &view, &mut batch, false).await?;
     // Unsynced: nothing of it outlives the process that runs it.
