@@ -26,7 +26,7 @@ use datafusion::error::Result;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::PhysicalExpr;
 use freshet_common::{Datum, TableId};
-use freshet_state::{key_codec, row_codec, table_prefix, WriteBatch};
+use freshet_state::{key_codec, row_codec, table_prefix, Entries, WriteBatch};
 
 use super::join::{JoinKind, JoinOp, Rows};
 use super::Node;
@@ -218,24 +218,34 @@ impl JoinOp {
             .collect::<Result<_>>()?;
         prefixes.sort_unstable();
         let wanted: Vec<&[u8]> = prefixes.iter().map(|(p, _)| p.as_slice()).collect();
-        let pages = ctx.snapshot.scan_prefixes(&wanted).map_err(state_err)?;
-        let mut rows = Vec::new();
-        if side.index.is_some() {
-            // Index entries hold the rows' store keys.
-            let at: Vec<&[u8]> = pages.iter().flatten().map(|(_, v)| &v[..]).collect();
-            for v in ctx
+        // A key that is the whole primary key names one row: a point read, which the
+        // files' bloom filters answer for files without it (a seek looks into every file
+        // waiting in level 0). Otherwise a scan of the prefix.
+        let stored: Vec<Box<[u8]>> = match side.index {
+            None if side.unique => ctx
                 .snapshot
-                .multi_get(&at)
+                .multi_get(&wanted)
                 .map_err(state_err)?
                 .into_iter()
                 .flatten()
-            {
-                rows.push((row_codec::decode_row(&v).map_err(state_err)?, 1));
+                .map(Vec::into_boxed_slice)
+                .collect(),
+            None => flat_values(ctx.snapshot.scan_prefixes(&wanted).map_err(state_err)?),
+            Some(_) => {
+                // Index entries hold the rows' store keys.
+                let entries = flat_values(ctx.snapshot.scan_prefixes(&wanted).map_err(state_err)?);
+                ctx.snapshot
+                    .multi_get(&entries)
+                    .map_err(state_err)?
+                    .into_iter()
+                    .flatten()
+                    .map(Vec::into_boxed_slice)
+                    .collect()
             }
-        } else {
-            for (_, v) in pages.iter().flatten() {
-                rows.push((row_codec::decode_row(v).map_err(state_err)?, 1));
-            }
+        };
+        let mut rows = Vec::with_capacity(stored.len());
+        for v in &stored {
+            rows.push((row_codec::decode_row(v).map_err(state_err)?, 1));
         }
         let mut out = vec![Rows::new(); keys.len()];
         if rows.is_empty() {
@@ -266,4 +276,9 @@ impl JoinOp {
         }
         Ok(out)
     }
+}
+
+/// The values of pages of entries, in order.
+fn flat_values(pages: Vec<Entries>) -> Vec<Box<[u8]>> {
+    pages.into_iter().flatten().map(|(_, v)| v).collect()
 }
