@@ -211,13 +211,10 @@ impl JoinOp {
         let Some(side) = &self.tables[i] else {
             return Ok(vec![Rows::new(); keys.len()]);
         };
-        let mut prefixes: Vec<(Vec<u8>, usize)> = keys
-            .iter()
-            .enumerate()
-            .map(|(n, k)| Ok((side.prefix(k)?, n)))
-            .collect::<Result<_>>()?;
-        prefixes.sort_unstable();
-        let wanted: Vec<&[u8]> = prefixes.iter().map(|(p, _)| p.as_slice()).collect();
+        // In key order, for one iterator; what is read is split by join key again below.
+        let mut wanted: Vec<Vec<u8>> =
+            keys.iter().map(|k| side.prefix(k)).collect::<Result<_>>()?;
+        wanted.sort_unstable();
         // A key that is the whole primary key names one row: a point read, which the
         // files' bloom filters answer for files without it (a seek looks into every file
         // waiting in level 0). Otherwise a scan of the prefix.
@@ -265,10 +262,10 @@ impl JoinOp {
         } else {
             &self.right_keys
         };
-        let split = self.split(Some(&delta), keys_exprs)?;
+        let mut split = self.split(Some(&delta), keys_exprs)?;
         for (n, key) in keys.iter().enumerate() {
-            if let Some(found) = split.by_key.get(*key) {
-                out[n] = consolidate(found.clone())
+            if let Some(found) = split.by_key.remove(*key) {
+                out[n] = consolidate(found)
                     .into_iter()
                     .map(|(_, row, w)| (row, w))
                     .collect();
