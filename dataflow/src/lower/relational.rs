@@ -210,7 +210,7 @@ impl Lowering<'_> {
             joined,
             schema,
             expiry: Default::default(),
-                tables: [None, None],
+            tables: [None, None],
         };
         let relations = self.relations;
         op.expiry = Expiries::new(crate::event_time::join_expiry(&left, &right, &op, &|r| {

@@ -187,54 +187,49 @@ impl JoinOp {
         keys.dedup();
         // The stored rows every touched key needs, read with one iterator.
         let inner = self.kind == JoinKind::Inner;
-        let mut wanted: Vec<(u8, &Vec<u8>)> = Vec::new();
+        // (side, key, the side's state prefix for the key), each prefix built once.
+        let mut wanted: Vec<(u8, &Vec<u8>, Vec<u8>)> = Vec::new();
         for key in &keys {
-            if !inner || l.by_key.contains_key(*key) {
-                wanted.push((b'r', key));
-            }
-            if !inner || r.by_key.contains_key(*key) {
-                wanted.push((b'l', key));
+            for (side, other) in [(b'r', &l.by_key), (b'l', &r.by_key)] {
+                if !inner || other.contains_key(*key) {
+                    wanted.push((side, key, self.side_prefix(side, key)));
+                }
             }
         }
         let mut loaded: HashMap<Vec<u8>, Arc<Rows>> = HashMap::with_capacity(wanted.len());
         // A preview's snapshot may be older than what the cache holds: it reads the store.
         let cached = !ctx.preview;
-        wanted.retain(|(side, key)| {
-            let prefix = self.side_prefix(*side, key);
-            match self.cache.get(&prefix).filter(|_| cached) {
+        wanted.retain(
+            |(_, _, prefix)| match self.cache.get(prefix).filter(|_| cached) {
                 Some(rows) => {
-                    loaded.insert(prefix, rows);
+                    loaded.insert(prefix.clone(), rows);
                     false
                 }
                 None => true,
-            }
-        });
+            },
+        );
         let (from_tables, wanted): (Vec<_>, Vec<_>) = wanted
             .into_iter()
-            .partition(|(side, _)| self.table_side(*side).is_some());
+            .partition(|(side, _, _)| self.table_side(*side).is_some());
         for (i, input) in inputs.into_iter().enumerate() {
-            let keys: Vec<&Vec<u8>> = from_tables
+            let (keys, prefixes): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = from_tables
                 .iter()
-                .filter(|(side, _)| *side == side_byte(i))
-                .map(|(_, key)| *key)
-                .collect();
+                .filter(|(side, _, _)| *side == side_byte(i))
+                .map(|(_, key, prefix)| (*key, prefix))
+                .unzip();
             if keys.is_empty() {
                 continue;
             }
             let found = self.read_table_side(i, input, &keys, ctx)?;
-            for (key, rows) in keys.into_iter().zip(found) {
-                let prefix = self.side_prefix(side_byte(i), key);
+            for (prefix, rows) in prefixes.into_iter().zip(found) {
                 let rows = Arc::new(rows);
                 if cached {
                     self.cache.insert(prefix.clone(), Arc::clone(&rows));
                 }
-                loaded.insert(prefix, rows);
+                loaded.insert(prefix.clone(), rows);
             }
         }
-        let wanted: Vec<Vec<u8>> = wanted
-            .into_iter()
-            .map(|(side, key)| self.side_prefix(side, key))
-            .collect();
+        let wanted: Vec<Vec<u8>> = wanted.into_iter().map(|(_, _, prefix)| prefix).collect();
         // Expired rows leave deletions between a side's groups; one iterator shared by every
         // group would walk them to the next live row: those groups get a bounded scan each.
         let expiring = |p: &Vec<u8>| {
