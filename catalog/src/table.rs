@@ -179,6 +179,11 @@ pub struct ViewDef {
     /// instead of keeping them as state (views created before keep them as state).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub joins_read_tables: bool,
+    /// Its semi joins read a left side that is a table from the table, and its aggregates
+    /// joined on a group column compute only the groups the join's other side can match
+    /// (views created before do neither).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub semi_join_reduction: bool,
     /// The indexes (`CREATE INDEX`) its joins read through: `DROP INDEX` refuses them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes_read: Vec<TableId>,

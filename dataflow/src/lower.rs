@@ -3,6 +3,7 @@
 //! Every construct without an incremental operator is refused with 0A000 naming it, so a
 //! view never silently computes something else than its query.
 
+mod reduce;
 mod relational;
 pub mod temporal;
 
@@ -65,6 +66,9 @@ pub struct Lowering<'a> {
     table_reads: bool,
     /// The indexes they may read through (`None`: any).
     index_reads: Option<Vec<TableId>>,
+    /// Semi joins read their left side from its table too, and
+    /// [`Lowering::reduce_aggregates`] applies (see `lower/reduce.rs`).
+    reduction: bool,
 }
 
 impl<'a> Lowering<'a> {
@@ -77,7 +81,17 @@ impl<'a> Lowering<'a> {
             occurrences: false,
             table_reads: false,
             index_reads: None,
+            reduction: false,
         }
+    }
+
+    /// Semi joins read a left side that is a table joined on its key from the table (it
+    /// never reaches the output unmatched), which lets [`Lowering::reduce_aggregates`] restrict
+    /// aggregates joined on their group key without state (new views do; existing views keep
+    /// the layout their catalog entry records).
+    pub fn with_semi_join_reduction(mut self, on: bool) -> Self {
+        self.reduction = on;
+        self
     }
 
     /// Joins read sides that are tables joined on a prefix of their primary key or of an

@@ -275,11 +275,13 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
     let plan = ctx.state().create_logical_plan(sql).await.expect("plan");
     let optimized = ctx.state().optimize(&plan).expect("optimize");
     let view_id = TableId(100);
-    let root = Lowering::new(view_id, ctx.state().execution_props(), &tables)
+    let state = ctx.state();
+    let mut lowering = Lowering::new(view_id, state.execution_props(), &tables)
         .with_occurrences(layout != Layout::Own)
         .with_table_reads(true, None)
-        .lower(&optimized)
-        .and_then(storable);
+        .with_semi_join_reduction(true);
+    let (optimized, _) = lowering.reduce_aggregates(optimized).expect("reduce");
+    let root = lowering.lower(&optimized).and_then(storable);
     let root = root.unwrap_or_else(|e| panic!("lowering {sql}: {e}"));
     let view = Arc::new(
         MaterializedView::new(view_id, "v".into(), root.schema(), root)
@@ -470,4 +472,59 @@ incremental! {
     key_prefix_join: "SELECT a.k, a.v, c.k AS ck FROM a JOIN c ON a.k = c.g",
     key_prefix_join_filtered: "SELECT c.k, a.s FROM c JOIN a ON c.g = a.k WHERE a.v > 2",
     key_prefix_left_join: "SELECT a.k, c.k AS ck FROM a LEFT JOIN c ON a.v = c.g",
+    // Semi joins read a left side that is a table joined on its key from the table.
+    key_semi_join_left: "SELECT k, w FROM b WHERE g IN (SELECT v FROM a WHERE s = 'cat')",
+    key_semi_join_both: "SELECT k, g FROM c WHERE g IN (SELECT k FROM a WHERE v > 4)",
+    // Aggregates joined on a group column, computed for the keys the join can match only
+    // (lower/reduce.rs; `reductions_apply` below checks that each is).
+    reduced_aggregate: REDUCED[0],
+    reduced_correlated: REDUCED[1],
+    reduced_having: REDUCED[2],
+    reduced_through_join: REDUCED[3],
+    reduced_left_join: REDUCED[4],
+    reduced_two_keys: REDUCED[5],
+}
+
+const REDUCED: [&str; 6] = [
+    "SELECT a.k, a.v, t.sw, t.n FROM a JOIN (SELECT g, sum(w) AS sw, count(*) AS n FROM b GROUP BY g) t ON a.g = t.g WHERE a.v < 4",
+    "SELECT a.k FROM a WHERE a.s = 'cat' AND a.v < (SELECT avg(b.w) FROM b WHERE b.g = a.g)",
+    "SELECT c.k, t.n FROM c JOIN (SELECT g, count(*) AS n FROM b GROUP BY g HAVING count(*) > 1) t ON c.g = t.g WHERE c.k < 5",
+    "SELECT x.k, t.m FROM (SELECT a.k, b.g FROM a JOIN b ON a.g = b.g WHERE a.v = 2) x JOIN (SELECT g, max(k) AS m FROM c GROUP BY g) t ON x.g = t.g",
+    "SELECT a.k, t.c FROM a LEFT JOIN (SELECT g, count(*) AS c FROM c GROUP BY g) t ON a.k = t.g WHERE a.v > 3",
+    "SELECT a.k, t.n FROM a JOIN (SELECT g, k, count(*) AS n FROM c GROUP BY g, k) t ON a.k = t.g AND a.v = t.k WHERE a.s <> 'dog'",
+];
+
+/// Each of [`REDUCED`] is planned with its aggregate's input restricted by a semi join, which
+/// reads its left side from the table; a query without a filtered side to take keys from is
+/// left as it is.
+#[tokio::test]
+async fn reductions_apply() {
+    let tables = tables();
+    let ctx = context(&tables);
+    let lowered = |sql: &'static str| {
+        let (ctx, tables) = (&ctx, &tables);
+        async move {
+            let plan = ctx.state().create_logical_plan(sql).await.expect("plan");
+            let optimized = ctx.state().optimize(&plan).expect("optimize");
+            let state = ctx.state();
+            let mut lowering = Lowering::new(TableId(100), state.execution_props(), tables)
+                .with_table_reads(true, None)
+                .with_semi_join_reduction(true);
+            let (reduced, changed) = lowering.reduce_aggregates(optimized).expect("reduce");
+            let root = lowering.lower(&reduced).expect("lower");
+            let explain = MaterializedView::new(TableId(100), "v".into(), root.schema(), root).explain();
+            (changed, explain)
+        }
+    };
+    for sql in REDUCED {
+        let (changed, explain) = lowered(sql).await;
+        assert!(changed, "{sql}: not reduced\n{explain}");
+        assert!(
+            explain.lines().any(|l| l.contains("kind=LeftSemi") && l.contains("left=table")),
+            "{sql}: no semi join reading its left side from the table\n{explain}"
+        );
+    }
+    let (changed, explain) =
+        lowered("SELECT a.k, t.n FROM a JOIN (SELECT g, count(*) AS n FROM b GROUP BY g) t ON a.g = t.g").await;
+    assert!(!changed, "reduced without a filtered side\n{explain}");
 }

@@ -217,7 +217,9 @@ impl Lowering<'_> {
             relations.event_time_column(r)
         }));
         if self.table_reads {
-            op.tables = crate::ops::table_sides(&left, &right, &op, &|r| self.stored_keys(r));
+            op.tables = crate::ops::table_sides(&left, &right, &op, self.reduction, &|r| {
+                self.stored_keys(r)
+            });
         }
         Ok(Node::Join {
             left: Box::new(left),

@@ -15,9 +15,10 @@
 //! [`JoinOp::backfill_skips`]): every row of the other side meets the whole table once,
 //! which is the join.
 //!
-//! Only sides whose unmatched rows never appear in the output qualify (both of an inner
-//! join, the right of a left, semi or anti join, the left of a right join): their rows reach
-//! the output only through the keys the other side touches.
+//! Only sides whose unmatched rows never appear in the output qualify (both of an inner join,
+//! either of a semi join, the right of a left or anti join, the left of a right join): their
+//! rows reach the output only through the keys the other side touches. Only an inner join
+//! reads both of its sides from tables (see [`table_sides`]).
 
 use std::sync::Arc;
 
@@ -74,16 +75,19 @@ impl TableSide {
 
 /// The sides of a join that can be read from their tables: `left` and `right` are the
 /// join's inputs, `keys` how a relation is stored in key order (none for views and
-/// sources; the primary key first).
+/// sources; the primary key first). `semi_left`: the left side of a semi join qualifies
+/// (views created before it did keep it as state).
 pub fn table_sides(
     left: &Node,
     right: &Node,
     op: &JoinOp,
+    semi_left: bool,
     keys: &dyn Fn(TableId) -> Vec<TableKey>,
 ) -> [Option<TableSide>; 2] {
     let allowed = match op.kind {
         JoinKind::Inner => [true, true],
-        JoinKind::Left | JoinKind::LeftSemi | JoinKind::LeftAnti => [false, true],
+        JoinKind::LeftSemi => [semi_left, true],
+        JoinKind::Left | JoinKind::LeftAnti => [false, true],
         JoinKind::Right => [true, false],
         JoinKind::Full | JoinKind::NullAwareAnti => [false, false],
     };
@@ -101,12 +105,20 @@ pub fn table_sides(
         return [None, None];
     }
     let sides = [(left, &op.left_keys), (right, &op.right_keys)];
-    [0, 1].map(|i| {
+    let mut found = [0, 1].map(|i| {
         if !allowed[i] || op.expiry.sides[i].is_some() {
             return None;
         }
         table_side(sides[i].0, sides[i].1, keys)
-    })
+    });
+    // Other kinds than inner read both sides' rows of every touched key: in a backfill, a
+    // side fed in steps and read from its table would find its later steps' rows there
+    // already. Only an inner join reads both sides from tables; a semi join reads its left
+    // side's (the larger input, as a restricted aggregate's is) and keeps the right as state.
+    if op.kind != JoinKind::Inner && found.iter().all(Option::is_some) {
+        found[1] = None;
+    }
+    found
 }
 
 fn table_side(

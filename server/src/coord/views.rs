@@ -72,6 +72,9 @@ pub struct Layout {
     pub emit_on_window_close: bool,
     /// Joins read table sides from the tables: see `Lowering::with_table_reads`.
     pub joins_read_tables: bool,
+    /// Semi joins read their left side from its table and aggregates joined on their group
+    /// key are restricted to the joined keys: see `Lowering::with_semi_join_reduction`.
+    pub semi_join_reduction: bool,
 }
 
 impl Layout {
@@ -81,6 +84,7 @@ impl Layout {
         min_max_occurrences: true,
         emit_on_window_close: false,
         joins_read_tables: true,
+        semi_join_reduction: true,
     };
 
     /// The layout a catalog entry records.
@@ -90,6 +94,7 @@ impl Layout {
             min_max_occurrences: def.min_max_occurrences,
             emit_on_window_close: def.emit_on_window_close,
             joins_read_tables: def.joins_read_tables,
+            semi_join_reduction: def.semi_join_reduction,
         }
     }
 }
@@ -128,7 +133,16 @@ pub async fn build(
     let optimized = state.optimize(&plan).map_err(|e| map_df_error(&e))?;
     let mut lowering = Lowering::new(id, state.execution_props(), engine)
         .with_occurrences(layout.min_max_occurrences)
-        .with_table_reads(layout.joins_read_tables, indexes_read);
+        .with_table_reads(layout.joins_read_tables, indexes_read)
+        .with_semi_join_reduction(layout.semi_join_reduction);
+    let optimized = if layout.semi_join_reduction {
+        lowering
+            .reduce_aggregates(optimized)
+            .map_err(|e| map_df_error(&e))?
+            .0
+    } else {
+        optimized
+    };
     let mut root = lowering
         .lower(&optimized)
         .and_then(storable)
@@ -199,6 +213,7 @@ fn view_def(
         retain_changes_ms: retain_changes.map(|d| d.as_millis() as u64),
         emit_on_window_close: false,
         joins_read_tables: view.reads_tables(),
+        semi_join_reduction: false,
         indexes_read: view.indexes_read(),
         fingerprint: Some(view.fingerprint()),
         owner: String::new(),
@@ -247,6 +262,7 @@ pub async fn create(
     }
     let mut def = view_def(&view, views_read, sql.clone(), *retain_changes)?;
     def.emit_on_window_close = *emit_on_window_close;
+    def.semi_join_reduction = layout.semi_join_reduction;
     def.owner = crate::access::StatementIdentity::new_owner(state);
     let mut batch = WriteBatch::default();
     // Its changelog, if it keeps one, is complete from the next epoch on (recorded only
