@@ -8,7 +8,9 @@
 //! Inner joins apply the delta rule ΔL⋈R + L⋈ΔR + ΔL⋈ΔR against the previous epoch's state.
 //! Outer, semi and anti joins recompute the output of each touched key from its old and new
 //! rows (a key's output depends on whether any match exists), which costs the size of that
-//! key's group, never the size of the inputs.
+//! key's group, never the size of the inputs. Where each left row's output depends on the
+//! right rows only (left, semi, anti joins), a key whose right rows did not change needs only
+//! them: its changed left rows against them are the change (a right join likewise).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -190,8 +192,9 @@ impl JoinOp {
         // (side, key, the side's state prefix for the key), each prefix built once.
         let mut wanted: Vec<(u8, &Vec<u8>, Vec<u8>)> = Vec::new();
         for key in &keys {
-            for (side, other) in [(b'r', &l.by_key), (b'l', &r.by_key)] {
-                if !inner || other.contains_key(*key) {
+            let (dl, dr) = (l.by_key.contains_key(*key), r.by_key.contains_key(*key));
+            for side in [b'l', b'r'] {
+                if self.reads(side, dl, dr) {
                     wanted.push((side, key, self.side_prefix(side, key)));
                 }
             }
@@ -278,6 +281,12 @@ impl JoinOp {
                 if let (Some(dl), Some(dr)) = (dl, dr) {
                     out.extend(self.inner_pairs(dl, dr)?);
                 }
+            } else if let (Some(dl), None, true) = (dl, dr, self.rows_on_left()) {
+                // Each left row's output depends on the right rows only: the changed left
+                // rows against the unchanged right ones are the change.
+                out.extend(self.output(dl, load(b'r', key))?);
+            } else if let (None, Some(dr), JoinKind::Right) = (dl, dr, self.kind) {
+                out.extend(self.output(load(b'l', key), dr)?);
             } else {
                 let (l_old, r_old) = (load(b'l', key), load(b'r', key));
                 let l_new = merge(l_old, dl);
@@ -295,6 +304,33 @@ impl JoinOp {
             }
         }
         self.store_all(&writes, horizon, ctx)
+    }
+
+    /// Whether each left row's output depends on the right rows only (not on other left
+    /// rows): left, semi and anti joins.
+    fn rows_on_left(&self) -> bool {
+        matches!(
+            self.kind,
+            JoinKind::Left | JoinKind::LeftSemi | JoinKind::LeftAnti
+        )
+    }
+
+    /// Whether a key whose left (`dl`) and right (`dr`) rows changed needs the stored rows of
+    /// `side`: an inner join the other side's; a join whose left rows' outputs depend on the
+    /// right rows only needs the left ones only when the right ones changed (a right join
+    /// likewise); a full join both.
+    fn reads(&self, side: u8, dl: bool, dr: bool) -> bool {
+        let (other_changed, left) = if side == b'l' {
+            (dr, true)
+        } else {
+            (dl, false)
+        };
+        match self.kind {
+            JoinKind::Inner => other_changed,
+            _ if self.rows_on_left() => !left || dr,
+            JoinKind::Right => left || dl,
+            _ => true,
+        }
     }
 
     /// [`JoinOp::split`], leaving out (and recording) the rows whose keys cannot be evaluated.
