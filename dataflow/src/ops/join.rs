@@ -320,13 +320,15 @@ impl JoinOp {
     /// right rows only needs the left ones only when the right ones changed (a right join
     /// likewise); a full join both.
     fn reads(&self, side: u8, dl: bool, dr: bool) -> bool {
-        let (other_changed, left) = if side == b'l' {
-            (dr, true)
-        } else {
-            (dl, false)
-        };
+        let left = side == b'l';
         match self.kind {
-            JoinKind::Inner => other_changed,
+            JoinKind::Inner => {
+                if left {
+                    dr
+                } else {
+                    dl
+                }
+            }
             _ if self.rows_on_left() => !left || dr,
             JoinKind::Right => left || dl,
             _ => true,
