@@ -184,6 +184,10 @@ pub struct ViewDef {
     /// (views created before do neither).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub semi_join_reduction: bool,
+    /// Its semi joins that test a condition on an aggregate's groups sit below the inner
+    /// joins of their left side (views created before keep them where planned).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub semi_join_pushdown: bool,
     /// The indexes (`CREATE INDEX`) its joins read through: `DROP INDEX` refuses them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes_read: Vec<TableId>,

@@ -84,3 +84,33 @@ pub enum ValueRef<'a> {
     Timestamp(i64),
     Interval { months: i32, days: i32, nanos: i64 },
 }
+
+impl ValueRef<'_> {
+    /// The value owned.
+    pub fn to_datum(self) -> Datum {
+        match self {
+            ValueRef::Null => Datum::Null,
+            ValueRef::Bool(b) => Datum::Bool(b),
+            ValueRef::Int16(i) => Datum::Int16(i),
+            ValueRef::Int32(i) => Datum::Int32(i),
+            ValueRef::Int64(i) => Datum::Int64(i),
+            ValueRef::Float32(f) => Datum::Float32(f),
+            ValueRef::Float64(f) => Datum::Float64(f),
+            ValueRef::Decimal(d) => Datum::Decimal(d),
+            ValueRef::Text(s) => Datum::Text(s.to_owned()),
+            ValueRef::Bytes(b) => Datum::Bytes(b.to_vec()),
+            ValueRef::Date(d) => Datum::Date(d),
+            ValueRef::Time(t) => Datum::Time(t),
+            ValueRef::Timestamp(t) => Datum::Timestamp(t),
+            ValueRef::Interval {
+                months,
+                days,
+                nanos,
+            } => Datum::Interval {
+                months,
+                days,
+                nanos,
+            },
+        }
+    }
+}

@@ -20,6 +20,7 @@ use datafusion::error::Result;
 use freshet_common::{Datum, TableId};
 use freshet_state::{next_key, row_codec, table_prefix, Snapshot, WriteBatch};
 
+use crate::columnar::ColumnsBuilder;
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 use crate::view::{decode_contents, MaterializedView};
 
@@ -179,6 +180,11 @@ impl<'a> Backfill<'a> {
             Input::Table(id) => (*id, table_prefix(*id)),
             Input::View(id, prefix) => (*id, prefix.clone()),
         };
+        // A table's rows go straight into the columns the view's scans take, and flow as
+        // appends (each row counts once); a view's contents carry counts.
+        let mut columns = matches!(input, Input::Table(_))
+            .then(|| ColumnsBuilder::new(&self.view.root.scanned_fields(id)));
+        let mut bytes = 0;
         let mut lower = prefix.clone();
         let mut part = Part::default();
         loop {
@@ -190,11 +196,24 @@ impl<'a> Backfill<'a> {
                 lower = next_key(last);
             }
             for (_, v) in &entries {
-                if let Some(full) = part.add(input.decode(v)?, v.len(), self.step_bytes) {
+                if let Some(columns) = &mut columns {
+                    columns.push(v)?;
+                    bytes += v.len();
+                    if bytes >= self.step_bytes {
+                        bytes = 0;
+                        let batch = columns.finish()?;
+                        self.step_appends(id, vec![batch])?;
+                    }
+                } else if let Some(full) = part.add(input.decode(v)?, v.len(), self.step_bytes)
+                {
                     self.step_rows(id, full)?;
                 }
             }
             if entries.len() < PAGE {
+                if let Some(columns) = columns.as_mut().filter(|c| !c.is_empty()) {
+                    let batch = columns.finish()?;
+                    self.step_appends(id, vec![batch])?;
+                }
                 return self.step_rows(id, part.items);
             }
         }

@@ -22,7 +22,7 @@ pub struct Delta {
 impl Delta {
     /// Changes given as datum rows with their weights.
     pub fn from_rows(rows: &[(Vec<Datum>, i64)], schema: &SchemaRef) -> Result<Delta> {
-        let datums: Vec<Vec<Datum>> = rows.iter().map(|(r, _)| r.clone()).collect();
+        let datums: Vec<&[Datum]> = rows.iter().map(|(r, _)| r.as_slice()).collect();
         let batch = rows_to_full_batch(&datums, schema)?;
         Ok(Delta {
             batch,

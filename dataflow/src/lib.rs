@@ -11,6 +11,7 @@
 //! This crate knows DataFusion and the state store, not pgwire, sessions or the catalog.
 
 pub mod backfill;
+pub mod columnar;
 pub mod contents_log;
 pub mod dataflows;
 pub mod bound;

@@ -5,6 +5,7 @@
 
 mod reduce;
 mod relational;
+mod semi_push;
 pub mod temporal;
 
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct Lowering<'a> {
     /// Semi joins read their left side from its table too, and
     /// [`Lowering::reduce_aggregates`] applies (see `lower/reduce.rs`).
     reduction: bool,
+    /// [`Lowering::push_semi_joins`] applies (see `lower/semi_push.rs`).
+    pushdown: bool,
 }
 
 impl<'a> Lowering<'a> {
@@ -82,6 +85,7 @@ impl<'a> Lowering<'a> {
             table_reads: false,
             index_reads: None,
             reduction: false,
+            pushdown: false,
         }
     }
 
@@ -92,6 +96,26 @@ impl<'a> Lowering<'a> {
     pub fn with_semi_join_reduction(mut self, on: bool) -> Self {
         self.reduction = on;
         self
+    }
+
+    /// Semi joins testing a condition on groups are pushed below inner joins (new views do;
+    /// existing views keep the plan their catalog entry records).
+    pub fn with_semi_join_pushdown(mut self, on: bool) -> Self {
+        self.pushdown = on;
+        self
+    }
+
+    /// `plan` with the rewrites this lowering's views take: semi joins pushed down, then
+    /// aggregates restricted to joined keys, each where enabled.
+    pub fn rewrite(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        let plan = match self.pushdown {
+            true => self.push_semi_joins(plan)?.0,
+            false => plan,
+        };
+        Ok(match self.reduction {
+            true => self.reduce_aggregates(plan)?.0,
+            false => plan,
+        })
     }
 
     /// Joins read sides that are tables joined on a prefix of their primary key or of an

@@ -5,8 +5,10 @@
 //! aggregate or filters over the scan. Anywhere else every scanned column counts as read
 //! whole.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::scalar::ScalarValue;
@@ -72,6 +74,34 @@ impl Node {
         }
         for c in self.children() {
             c.selection_read(relation, out);
+        }
+    }
+}
+
+impl Node {
+    /// The columns this node's scans of `relation` take (table column → Arrow type).
+    pub fn scanned_fields(&self, relation: TableId) -> BTreeMap<usize, DataType> {
+        let mut out = BTreeMap::new();
+        self.scanned_fields_into(relation, &mut out);
+        out
+    }
+
+    fn scanned_fields_into(&self, relation: TableId, out: &mut BTreeMap<usize, DataType>) {
+        if let Node::Scan {
+            relation: r,
+            projection,
+            schema,
+            ..
+        } = self
+        {
+            if *r == relation {
+                for (&c, f) in projection.iter().zip(schema.fields()) {
+                    out.insert(c, f.data_type().clone());
+                }
+            }
+        }
+        for c in self.children() {
+            c.scanned_fields_into(relation, out);
         }
     }
 }

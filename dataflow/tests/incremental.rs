@@ -279,8 +279,9 @@ async fn check_seed(sql: &str, seed: u64, steps: usize, layout: Layout) {
     let mut lowering = Lowering::new(view_id, state.execution_props(), &tables)
         .with_occurrences(layout != Layout::Own)
         .with_table_reads(true, None)
-        .with_semi_join_reduction(true);
-    let (optimized, _) = lowering.reduce_aggregates(optimized).expect("reduce");
+        .with_semi_join_reduction(true)
+        .with_semi_join_pushdown(true);
+    let optimized = lowering.rewrite(optimized).expect("rewrite");
     let root = lowering.lower(&optimized).and_then(storable);
     let root = root.unwrap_or_else(|e| panic!("lowering {sql}: {e}"));
     let view = Arc::new(
@@ -483,6 +484,82 @@ incremental! {
     reduced_through_join: REDUCED[3],
     reduced_left_join: REDUCED[4],
     reduced_two_keys: REDUCED[5],
+    // Semi joins testing a condition on groups, placed below the inner joins of their left
+    // side (lower/semi_push.rs; `semi_joins_pushed` below checks that each is).
+    pushed_semi_join: PUSHED[0],
+    pushed_to_the_right: PUSHED[1],
+    pushed_through_filter: PUSHED[2],
+    filtering_join: PUSHED[3],
+    filtering_join_pushed: PUSHED[4],
+}
+
+const PUSHED: [&str; 5] = [
+    "SELECT a.k, a.v, b.w FROM a JOIN b ON a.g = b.g WHERE a.k IN (SELECT g FROM c GROUP BY g HAVING count(*) > 1)",
+    "SELECT a.k, b.k AS bk, b.w FROM a JOIN b ON a.g = b.g WHERE b.k IN (SELECT g FROM c GROUP BY g HAVING sum(k) > 3)",
+    "SELECT a.k, sum(b.w) AS sw, count(*) AS n FROM a JOIN b ON a.g = b.g JOIN c ON c.g = a.k WHERE a.v > 1 AND b.w <> c.k AND a.k IN (SELECT g FROM b GROUP BY g HAVING count(*) >= 2) GROUP BY a.k",
+    // Inner joins with a filtered table on its key, none of whose columns is read: semi joins.
+    "SELECT b.k, b.w FROM b JOIN a ON b.g = a.k WHERE a.v > 2",
+    "SELECT c.k, b.w FROM c JOIN b ON c.g = b.g JOIN a ON b.k = a.k WHERE a.s = 'cat'",
+];
+
+/// A plan rewrite of `Lowering` (`push_semi_joins`, `reduce_aggregates`).
+type Rewrite = fn(
+    &Lowering<'_>,
+    datafusion::logical_expr::LogicalPlan,
+) -> datafusion::error::Result<(datafusion::logical_expr::LogicalPlan, bool)>;
+
+/// Each of `queries` is changed by `rewrite` and then has a semi join reading its left side
+/// from the table; each of `unchanged` is left as it is.
+async fn rewrites_apply(rewrite: Rewrite, queries: &[&str], unchanged: &[&str]) {
+    let tables = tables();
+    let ctx = context(&tables);
+    let lowered = |sql: String| {
+        let (ctx, tables) = (&ctx, &tables);
+        async move {
+            let plan = ctx.state().create_logical_plan(&sql).await.expect("plan");
+            let optimized = ctx.state().optimize(&plan).expect("optimize");
+            let state = ctx.state();
+            let mut lowering = Lowering::new(TableId(100), state.execution_props(), tables)
+                .with_table_reads(true, None)
+                .with_semi_join_reduction(true);
+            let (rewritten, changed) = rewrite(&lowering, optimized).expect("rewrite");
+            let root = lowering.lower(&rewritten).expect("lower");
+            let explain = MaterializedView::new(TableId(100), "v".into(), root.schema(), root).explain();
+            (changed, explain)
+        }
+    };
+    for sql in queries {
+        let (changed, explain) = lowered(sql.to_string()).await;
+        assert!(changed, "{sql}: not rewritten\n{explain}");
+        assert!(
+            explain.lines().any(|l| l.contains("kind=LeftSemi") && l.contains("left=table")),
+            "{sql}: no semi join reading its left side from the table\n{explain}"
+        );
+    }
+    for sql in unchanged {
+        let (changed, explain) = lowered(sql.to_string()).await;
+        assert!(!changed, "{sql}: rewritten\n{explain}");
+    }
+}
+
+/// Each of [`PUSHED`] is planned with its semi join below the inner join (a join that only
+/// filters made one first), reading its left side from the table; a semi join that is not
+/// selective is left above, and joins whose table is read, unfiltered or not joined on its
+/// key stay joins.
+#[tokio::test]
+async fn semi_joins_pushed() {
+    rewrites_apply(
+        |l, plan| l.push_semi_joins(plan),
+        &PUSHED,
+        &[
+            "SELECT a.k, b.w FROM a JOIN b ON a.g = b.g WHERE a.k IN (SELECT g FROM c)",
+            // The table's columns are read; it is not filtered; not joined on its key.
+            "SELECT b.k, a.v FROM b JOIN a ON b.g = a.k WHERE a.v > 2",
+            "SELECT b.k, b.w FROM b JOIN a ON b.g = a.k",
+            "SELECT a.k, b.w FROM a JOIN b ON a.g = b.g WHERE b.w > 2",
+        ],
+    )
+    .await;
 }
 
 const REDUCED: [&str; 6] = [
@@ -499,32 +576,10 @@ const REDUCED: [&str; 6] = [
 /// left as it is.
 #[tokio::test]
 async fn reductions_apply() {
-    let tables = tables();
-    let ctx = context(&tables);
-    let lowered = |sql: &'static str| {
-        let (ctx, tables) = (&ctx, &tables);
-        async move {
-            let plan = ctx.state().create_logical_plan(sql).await.expect("plan");
-            let optimized = ctx.state().optimize(&plan).expect("optimize");
-            let state = ctx.state();
-            let mut lowering = Lowering::new(TableId(100), state.execution_props(), tables)
-                .with_table_reads(true, None)
-                .with_semi_join_reduction(true);
-            let (reduced, changed) = lowering.reduce_aggregates(optimized).expect("reduce");
-            let root = lowering.lower(&reduced).expect("lower");
-            let explain = MaterializedView::new(TableId(100), "v".into(), root.schema(), root).explain();
-            (changed, explain)
-        }
-    };
-    for sql in REDUCED {
-        let (changed, explain) = lowered(sql).await;
-        assert!(changed, "{sql}: not reduced\n{explain}");
-        assert!(
-            explain.lines().any(|l| l.contains("kind=LeftSemi") && l.contains("left=table")),
-            "{sql}: no semi join reading its left side from the table\n{explain}"
-        );
-    }
-    let (changed, explain) =
-        lowered("SELECT a.k, t.n FROM a JOIN (SELECT g, count(*) AS n FROM b GROUP BY g) t ON a.g = t.g").await;
-    assert!(!changed, "reduced without a filtered side\n{explain}");
+    rewrites_apply(
+        |l, plan| l.reduce_aggregates(plan),
+        &REDUCED,
+        &["SELECT a.k, t.n FROM a JOIN (SELECT g, count(*) AS n FROM b GROUP BY g) t ON a.g = t.g"],
+    )
+    .await;
 }

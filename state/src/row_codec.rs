@@ -138,6 +138,39 @@ pub fn decode_row(bytes: &[u8]) -> Result<Vec<Datum>> {
     Ok(out)
 }
 
+/// One value of a row as [`visit_row`] hands it over: borrowed where it has a borrowed form,
+/// owned for a list.
+pub enum Cell<'a> {
+    Ref(ValueRef<'a>),
+    List(Vec<Datum>),
+}
+
+/// Hands each value of a row written by [`encode_row`] whose column `wanted` marks to `f`,
+/// with its column number, without allocating (but for lists); the other values are
+/// skipped. Returns how many values the row has (a row written before columns were added
+/// has fewer than the table).
+pub fn visit_row<'a>(
+    bytes: &'a [u8],
+    wanted: &[bool],
+    mut f: impl FnMut(usize, Cell<'a>) -> Result<()>,
+) -> Result<usize> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    if r.byte()? != FORMAT_V1 {
+        return Err(Error::Corrupt("unknown row format version".into()));
+    }
+    let n = usize::try_from(r.varint()?).map_err(|_| corrupt())?;
+    // Nothing after the last wanted column is read.
+    let last = wanted.iter().rposition(|w| *w).map_or(0, |i| i + 1);
+    for col in 0..n.min(last) {
+        if wanted[col] {
+            f(col, r.cell()?)?;
+        } else {
+            r.skip()?;
+        }
+    }
+    Ok(n)
+}
+
 /// The value of column `col` of a row written by [`encode_row`], skipping the values before
 /// it without decoding them.
 pub fn decode_column(bytes: &[u8], col: usize) -> Result<Datum> {
@@ -226,30 +259,32 @@ impl<'a> Reader<'a> {
         };
         self.take(n).map(|_| ())
     }
-    fn value(&mut self) -> Result<Datum> {
-        Ok(match self.byte()? {
-            tag::NULL => Datum::Null,
-            tag::BOOL => Datum::Bool(self.byte()? != 0),
-            tag::I16 => Datum::Int16(i16::from_le_bytes(self.fixed()?)),
-            tag::I32 => Datum::Int32(i32::from_le_bytes(self.fixed()?)),
-            tag::I64 => Datum::Int64(i64::from_le_bytes(self.fixed()?)),
-            tag::F32 => Datum::Float32(f32::from_le_bytes(self.fixed()?)),
-            tag::F64 => Datum::Float64(f64::from_le_bytes(self.fixed()?)),
-            tag::DECIMAL => Datum::Decimal(i128::from_le_bytes(self.fixed()?)),
+    /// One value, borrowed from the buffer where it can be.
+    fn cell(&mut self) -> Result<Cell<'a>> {
+        let v = match self.byte()? {
+            tag::NULL => ValueRef::Null,
+            tag::BOOL => ValueRef::Bool(self.byte()? != 0),
+            tag::I16 => ValueRef::Int16(i16::from_le_bytes(self.fixed()?)),
+            tag::I32 => ValueRef::Int32(i32::from_le_bytes(self.fixed()?)),
+            tag::I64 => ValueRef::Int64(i64::from_le_bytes(self.fixed()?)),
+            tag::F32 => ValueRef::Float32(f32::from_le_bytes(self.fixed()?)),
+            tag::F64 => ValueRef::Float64(f64::from_le_bytes(self.fixed()?)),
+            tag::DECIMAL => ValueRef::Decimal(i128::from_le_bytes(self.fixed()?)),
             tag::TEXT => {
                 let n = self.len()?;
-                let s = std::str::from_utf8(self.take(n)?)
-                    .map_err(|_| Error::Corrupt("text is not UTF-8".into()))?;
-                Datum::Text(s.to_owned())
+                ValueRef::Text(
+                    std::str::from_utf8(self.take(n)?)
+                        .map_err(|_| Error::Corrupt("text is not UTF-8".into()))?,
+                )
             }
             tag::BYTES => {
                 let n = self.len()?;
-                Datum::Bytes(self.take(n)?.to_vec())
+                ValueRef::Bytes(self.take(n)?)
             }
-            tag::DATE => Datum::Date(i32::from_le_bytes(self.fixed()?)),
-            tag::TIME => Datum::Time(i64::from_le_bytes(self.fixed()?)),
-            tag::TIMESTAMP => Datum::Timestamp(i64::from_le_bytes(self.fixed()?)),
-            tag::INTERVAL => Datum::Interval {
+            tag::DATE => ValueRef::Date(i32::from_le_bytes(self.fixed()?)),
+            tag::TIME => ValueRef::Time(i64::from_le_bytes(self.fixed()?)),
+            tag::TIMESTAMP => ValueRef::Timestamp(i64::from_le_bytes(self.fixed()?)),
+            tag::INTERVAL => ValueRef::Interval {
                 months: i32::from_le_bytes(self.fixed()?),
                 days: i32::from_le_bytes(self.fixed()?),
                 nanos: i64::from_le_bytes(self.fixed()?),
@@ -260,9 +295,16 @@ impl<'a> Reader<'a> {
                 for _ in 0..n {
                     items.push(self.value()?);
                 }
-                Datum::List(items)
+                return Ok(Cell::List(items));
             }
             other => return Err(Error::Corrupt(format!("unknown value tag {other}"))),
+        };
+        Ok(Cell::Ref(v))
+    }
+    fn value(&mut self) -> Result<Datum> {
+        Ok(match self.cell()? {
+            Cell::Ref(v) => v.to_datum(),
+            Cell::List(items) => Datum::List(items),
         })
     }
 }
@@ -318,6 +360,32 @@ mod tests {
             assert_eq!(&decode_column(&buf, i).unwrap(), v, "column {i}");
         }
         assert!(decode_column(&buf, row.len()).is_err());
+        // Every other column visited, borrowed; nothing past the last wanted one is read.
+        let wanted: Vec<bool> = (0..row.len()).map(|i| i % 2 == 1).collect();
+        let mut seen = Vec::new();
+        let n = visit_row(&buf, &wanted, |c, cell| {
+            seen.push((
+                c,
+                match cell {
+                    Cell::Ref(v) => v.to_datum(),
+                    Cell::List(items) => Datum::List(items),
+                },
+            ));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, row.len());
+        let want: Vec<(usize, Datum)> = row.iter().cloned().enumerate().filter(|(i, _)| i % 2 == 1).collect();
+        assert_eq!(seen, want);
+        let mut first_only = vec![false; row.len() + 3];
+        first_only[1] = true;
+        let mut count = 0;
+        visit_row(&buf[..5], &first_only, |_, _| {
+            count += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(count, 1);
     }
 
     #[test]

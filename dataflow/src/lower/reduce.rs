@@ -249,7 +249,7 @@ impl Lowering<'_> {
     /// When `plan` is a chain of filters, projections and aliases over a table scan and
     /// `col` a plain column all the way down: the relation, the column's index in it, and
     /// whether a filter lies in the chain.
-    fn chain_table_column(
+    pub(super) fn chain_table_column(
         &self,
         plan: &LogicalPlan,
         col: &Column,

@@ -31,6 +31,7 @@ use freshet_state::{key_codec, row_codec, table_prefix, Entries, WriteBatch};
 
 use super::join::{JoinKind, JoinOp, Rows};
 use super::Node;
+use crate::columnar::ColumnsBuilder;
 use crate::delta::consolidate;
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
 
@@ -252,16 +253,17 @@ impl JoinOp {
                     .collect()
             }
         };
-        let mut rows = Vec::with_capacity(stored.len());
-        for v in &stored {
-            rows.push((row_codec::decode_row(v).map_err(state_err)?, 1));
-        }
         let mut out = vec![Rows::new(); keys.len()];
-        if rows.is_empty() {
+        if stored.is_empty() {
             return Ok(out);
         }
+        // Straight into the columns the side's scans take; each row counts once.
+        let mut columns = ColumnsBuilder::new(&input.scanned_fields(side.relation));
+        for v in &stored {
+            columns.push(v)?;
+        }
         let mut changes = EpochChanges::default();
-        changes.tables.insert(side.relation, rows);
+        changes.appends.insert(side.relation, vec![columns.finish()?]);
         // Rows the side cannot evaluate were recorded when they arrived; they are left out
         // again here, unrecorded.
         let mut scratch = WriteBatch::default();

@@ -25,6 +25,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::PhysicalExpr;
 use freshet_common::{Datum, TableId};
+use freshet_sql::df_convert::rows_to_batch;
 
 pub use aggregate::{AggKind, AggSpec, AggregateOp, Closing, ContentsLayout};
 pub use join::{JoinKind, JoinOp};
@@ -358,19 +359,13 @@ impl Node {
             } => {
                 let mut parts = Vec::new();
                 if let Some(rows) = changes.tables.get(relation).filter(|r| !r.is_empty()) {
-                    let projected: Vec<(Vec<Datum>, i64)> = rows
-                        .iter()
-                        .map(|(r, w)| {
-                            (
-                                projection
-                                    .iter()
-                                    .map(|&i| r.get(i).cloned().unwrap_or(Datum::Null))
-                                    .collect(),
-                                *w,
-                            )
-                        })
-                        .collect();
-                    parts.push(Delta::from_rows(&projected, schema)?);
+                    // The projected columns straight from the rows (a short row's missing
+                    // columns, added after it was written, are NULL).
+                    let values: Vec<&[Datum]> = rows.iter().map(|(r, _)| r.as_slice()).collect();
+                    parts.push(Delta {
+                        batch: rows_to_batch(&values, schema, projection)?,
+                        weights: rows.iter().map(|(_, w)| *w).collect(),
+                    });
                 }
                 for b in changes.appends.get(relation).into_iter().flatten() {
                     if b.num_rows() == 0 {

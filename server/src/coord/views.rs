@@ -75,6 +75,9 @@ pub struct Layout {
     /// Semi joins read their left side from its table and aggregates joined on their group
     /// key are restricted to the joined keys: see `Lowering::with_semi_join_reduction`.
     pub semi_join_reduction: bool,
+    /// Semi joins testing a condition on groups pushed below inner joins: see
+    /// `Lowering::push_semi_joins`.
+    pub semi_join_pushdown: bool,
 }
 
 impl Layout {
@@ -85,6 +88,7 @@ impl Layout {
         emit_on_window_close: false,
         joins_read_tables: true,
         semi_join_reduction: true,
+        semi_join_pushdown: true,
     };
 
     /// The layout a catalog entry records.
@@ -95,6 +99,7 @@ impl Layout {
             emit_on_window_close: def.emit_on_window_close,
             joins_read_tables: def.joins_read_tables,
             semi_join_reduction: def.semi_join_reduction,
+            semi_join_pushdown: def.semi_join_pushdown,
         }
     }
 }
@@ -134,15 +139,11 @@ pub async fn build(
     let mut lowering = Lowering::new(id, state.execution_props(), engine)
         .with_occurrences(layout.min_max_occurrences)
         .with_table_reads(layout.joins_read_tables, indexes_read)
-        .with_semi_join_reduction(layout.semi_join_reduction);
-    let optimized = if layout.semi_join_reduction {
-        lowering
-            .reduce_aggregates(optimized)
-            .map_err(|e| map_df_error(&e))?
-            .0
-    } else {
-        optimized
-    };
+        .with_semi_join_reduction(layout.semi_join_reduction)
+        .with_semi_join_pushdown(layout.semi_join_pushdown);
+    let optimized = lowering
+        .rewrite(optimized)
+        .map_err(|e| map_df_error(&e))?;
     let mut root = lowering
         .lower(&optimized)
         .and_then(storable)
@@ -214,6 +215,7 @@ fn view_def(
         emit_on_window_close: false,
         joins_read_tables: view.reads_tables(),
         semi_join_reduction: false,
+        semi_join_pushdown: false,
         indexes_read: view.indexes_read(),
         fingerprint: Some(view.fingerprint()),
         owner: String::new(),
@@ -263,6 +265,7 @@ pub async fn create(
     let mut def = view_def(&view, views_read, sql.clone(), *retain_changes)?;
     def.emit_on_window_close = *emit_on_window_close;
     def.semi_join_reduction = layout.semi_join_reduction;
+    def.semi_join_pushdown = layout.semi_join_pushdown;
     def.owner = crate::access::StatementIdentity::new_owner(state);
     let mut batch = WriteBatch::default();
     // Its changelog, if it keeps one, is complete from the next epoch on (recorded only
