@@ -98,8 +98,8 @@ impl<'a> Lowering<'a> {
         self
     }
 
-    /// Semi joins testing a condition on groups are pushed below inner joins (new views do;
-    /// existing views keep the plan their catalog entry records).
+    /// Joins that only filter become semi joins, and selective semi joins are pushed below
+    /// inner joins (new views do; existing views keep the plan their catalog entry records).
     pub fn with_semi_join_pushdown(mut self, on: bool) -> Self {
         self.pushdown = on;
         self

@@ -75,8 +75,8 @@ pub struct Layout {
     /// Semi joins read their left side from its table and aggregates joined on their group
     /// key are restricted to the joined keys: see `Lowering::with_semi_join_reduction`.
     pub semi_join_reduction: bool,
-    /// Semi joins testing a condition on groups pushed below inner joins: see
-    /// `Lowering::push_semi_joins`.
+    /// Joins that only filter made semi joins, selective semi joins pushed below inner
+    /// joins: see `Lowering::push_semi_joins`.
     pub semi_join_pushdown: bool,
 }
 
