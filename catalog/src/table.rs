@@ -184,8 +184,9 @@ pub struct ViewDef {
     /// (views created before do neither).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub semi_join_reduction: bool,
-    /// Its inner joins that only filter by a table's key are semi joins, and its semi joins
-    /// on a selective condition sit below the inner joins of their left side (views created
+    /// Its inner joins that only filter by a table's key are semi joins, its semi joins on a
+    /// selective condition sit below the inner joins of their left side, and a semi join of
+    /// a filtered table with an unselective one reads both from their tables (views created
     /// before keep the plan they had).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub semi_join_pushdown: bool,

@@ -98,8 +98,9 @@ impl<'a> Lowering<'a> {
         self
     }
 
-    /// Joins that only filter become semi joins, and selective semi joins are pushed below
-    /// inner joins (new views do; existing views keep the plan their catalog entry records).
+    /// Joins that only filter become semi joins, selective semi joins are pushed below
+    /// inner joins, and a semi join may read both sides from tables (`ops::table_sides`;
+    /// new views do; existing views keep the plan their catalog entry records).
     pub fn with_semi_join_pushdown(mut self, on: bool) -> Self {
         self.pushdown = on;
         self

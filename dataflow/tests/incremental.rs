@@ -491,7 +491,14 @@ incremental! {
     pushed_through_filter: PUSHED[2],
     filtering_join: PUSHED[3],
     filtering_join_pushed: PUSHED[4],
+    // Both sides of a semi join read from their tables, its filtered left side fed.
+    semi_join_both_tables: BOTH_TABLES,
 }
+
+/// A semi join of a filtered table with a table that is not filtered on its key: both read
+/// from their tables.
+const BOTH_TABLES: &str =
+    "SELECT k, g FROM c WHERE k < 5 AND g IN (SELECT g FROM b WHERE w > 1 AND k > 2)";
 
 const PUSHED: [&str; 5] = [
     "SELECT a.k, a.v, b.w FROM a JOIN b ON a.g = b.g WHERE a.k IN (SELECT g FROM c GROUP BY g HAVING count(*) > 1)",
@@ -509,8 +516,14 @@ type Rewrite = fn(
 ) -> datafusion::error::Result<(datafusion::logical_expr::LogicalPlan, bool)>;
 
 /// Each of `queries` is changed by `rewrite` and then has a semi join reading its left side
-/// from the table; each of `unchanged` is left as it is.
-async fn rewrites_apply(rewrite: Rewrite, queries: &[&str], unchanged: &[&str]) {
+/// from the table; each of `unchanged` is left as it is. Returns the EXPLAIN of `also`,
+/// lowered the same way.
+async fn rewrites_apply(
+    rewrite: Rewrite,
+    queries: &[&str],
+    unchanged: &[&str],
+    also: Option<&str>,
+) -> Option<String> {
     let tables = tables();
     let ctx = context(&tables);
     let lowered = |sql: String| {
@@ -521,7 +534,8 @@ async fn rewrites_apply(rewrite: Rewrite, queries: &[&str], unchanged: &[&str]) 
             let state = ctx.state();
             let mut lowering = Lowering::new(TableId(100), state.execution_props(), tables)
                 .with_table_reads(true, None)
-                .with_semi_join_reduction(true);
+                .with_semi_join_reduction(true)
+                .with_semi_join_pushdown(true);
             let (rewritten, changed) = rewrite(&lowering, optimized).expect("rewrite");
             let root = lowering.lower(&rewritten).expect("lower");
             let explain = MaterializedView::new(TableId(100), "v".into(), root.schema(), root).explain();
@@ -540,6 +554,10 @@ async fn rewrites_apply(rewrite: Rewrite, queries: &[&str], unchanged: &[&str]) 
         let (changed, explain) = lowered(sql.to_string()).await;
         assert!(!changed, "{sql}: rewritten\n{explain}");
     }
+    match also {
+        Some(sql) => Some(lowered(sql.to_string()).await.1),
+        None => None,
+    }
 }
 
 /// Each of [`PUSHED`] is planned with its semi join below the inner join (a join that only
@@ -548,7 +566,7 @@ async fn rewrites_apply(rewrite: Rewrite, queries: &[&str], unchanged: &[&str]) 
 /// key stay joins.
 #[tokio::test]
 async fn semi_joins_pushed() {
-    rewrites_apply(
+    let explain = rewrites_apply(
         |l, plan| l.push_semi_joins(plan),
         &PUSHED,
         &[
@@ -558,8 +576,17 @@ async fn semi_joins_pushed() {
             "SELECT b.k, b.w FROM b JOIN a ON b.g = a.k",
             "SELECT a.k, b.w FROM a JOIN b ON a.g = b.g WHERE b.w > 2",
         ],
+        Some(BOTH_TABLES),
     )
-    .await;
+    .await
+    .expect("explain");
+    // A filtered left side and a right side not filtered on its key: both from tables.
+    assert!(
+        explain
+            .lines()
+            .any(|l| l.contains("kind=LeftSemi") && l.contains("left=table") && l.contains("right=table")),
+        "{BOTH_TABLES}: a side of its semi join kept as state\n{explain}"
+    );
 }
 
 const REDUCED: [&str; 6] = [
@@ -580,6 +607,7 @@ async fn reductions_apply() {
         |l, plan| l.reduce_aggregates(plan),
         &REDUCED,
         &["SELECT a.k, t.n FROM a JOIN (SELECT g, count(*) AS n FROM b GROUP BY g) t ON a.g = t.g"],
+        None,
     )
     .await;
 }

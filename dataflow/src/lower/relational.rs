@@ -217,7 +217,7 @@ impl Lowering<'_> {
             relations.event_time_column(r)
         }));
         if self.table_reads {
-            op.tables = crate::ops::table_sides(&left, &right, &op, self.reduction, &|r| {
+            op.tables = crate::ops::table_sides(&left, &right, &op, self.reduction, self.pushdown, &|r| {
                 self.stored_keys(r)
             });
         }

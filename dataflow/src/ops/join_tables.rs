@@ -17,8 +17,8 @@
 //!
 //! Only sides whose unmatched rows never appear in the output qualify (both of an inner join,
 //! either of a semi join, the right of a left or anti join, the left of a right join): their
-//! rows reach the output only through the keys the other side touches. Only an inner join
-//! reads both of its sides from tables (see [`table_sides`]).
+//! rows reach the output only through the keys the other side touches. An inner join, and a
+//! semi join fed its left side, read both of their sides from tables (see [`table_sides`]).
 
 use std::sync::Arc;
 
@@ -77,12 +77,15 @@ impl TableSide {
 /// The sides of a join that can be read from their tables: `left` and `right` are the
 /// join's inputs, `keys` how a relation is stored in key order (none for views and
 /// sources; the primary key first). `semi_left`: the left side of a semi join qualifies
-/// (views created before it did keep it as state).
+/// (views created before it did keep it as state); `semi_both`: both sides of a semi join
+/// may be read from tables, when its left side filters its table and its right side is not
+/// a filtered table joined on its whole key (the left is then what a backfill feeds).
 pub fn table_sides(
     left: &Node,
     right: &Node,
     op: &JoinOp,
     semi_left: bool,
+    semi_both: bool,
     keys: &dyn Fn(TableId) -> Vec<TableKey>,
 ) -> [Option<TableSide>; 2] {
     let allowed = match op.kind {
@@ -112,11 +115,19 @@ pub fn table_sides(
         }
         table_side(sides[i].0, sides[i].1, keys)
     });
-    // Other kinds than inner read both sides' rows of every touched key: in a backfill, a
-    // side fed in steps and read from its table would find its later steps' rows there
-    // already. Only an inner join reads both sides from tables; a semi join reads its left
-    // side's (the larger input, as a restricted aggregate's is) and keeps the right as state.
-    if op.kind != JoinKind::Inner && found.iter().all(Option::is_some) {
+    // Other kinds than inner read both sides' rows of a key whose right rows change: in a
+    // backfill, a side fed in steps and read from its table would find its later steps'
+    // rows there already. A semi join whose left side alone is fed (its right side whole
+    // in its table) reads only the right's rows, so it may read both from tables; it does
+    // when its left side filters its table and its right is no filtered table joined on its
+    // key (TPC-H Q4: a quarter's orders fed, each order's late lineitems read by key, where
+    // feeding every late lineitem to find them cost 60× PostgreSQL). Otherwise a semi join
+    // reads its left side's table (the larger input, as a restricted aggregate's is) and
+    // keeps the right as state; other kinds keep one side.
+    let both = semi_both
+        && op.kind == JoinKind::LeftSemi
+        && matches!(&found, [Some(l), Some(r)] if l.filtered && !(r.filtered && r.unique));
+    if op.kind != JoinKind::Inner && found.iter().all(Option::is_some) && !both {
         found[1] = None;
     }
     found
@@ -199,11 +210,15 @@ impl JoinOp {
     }
 
     /// In a backfill, the side whose rows the join does not take (see the module's text).
-    /// When both sides read tables, the other side's rows each look this one up: the side
-    /// that filters its table is fed (fewer rows to look up with), else the side with one
-    /// row per key is looked up (the cheaper read), else the right one.
+    /// When both sides read tables, the other side's rows each look this one up: a semi
+    /// join's left side is fed; for an inner join the side that filters its table (fewer
+    /// rows to look up with), else the side with one row per key is looked up (the cheaper
+    /// read), else the right one.
     pub(super) fn backfill_skips(&self) -> Option<usize> {
         match &self.tables {
+            // A semi join reading both sides' tables is fed its left side (see
+            // `table_sides`).
+            [Some(_), Some(_)] if self.kind == JoinKind::LeftSemi => Some(1),
             [Some(l), Some(r)] if l.filtered != r.filtered => Some(usize::from(l.filtered)),
             [Some(l), Some(r)] if l.unique && !r.unique => Some(0),
             [_, Some(_)] => Some(1),

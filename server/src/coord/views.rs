@@ -76,7 +76,8 @@ pub struct Layout {
     /// key are restricted to the joined keys: see `Lowering::with_semi_join_reduction`.
     pub semi_join_reduction: bool,
     /// Joins that only filter made semi joins, selective semi joins pushed below inner
-    /// joins: see `Lowering::push_semi_joins`.
+    /// joins (`Lowering::push_semi_joins`), semi joins reading both sides from tables
+    /// (`ops::table_sides`).
     pub semi_join_pushdown: bool,
 }
 
