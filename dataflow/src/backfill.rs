@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::error::Result;
 use freshet_common::{Datum, TableId};
-use freshet_state::{next_key, row_codec, table_prefix, Snapshot, WriteBatch};
+use freshet_state::{next_key, table_prefix, Snapshot, WriteBatch};
 
 use crate::columnar::ColumnsBuilder;
 use crate::epoch::{state_err, EpochChanges, EpochCtx};
@@ -55,16 +55,6 @@ pub enum Input {
     Table(TableId),
     /// A view: its contents in the snapshot.
     View(TableId, Vec<u8>),
-}
-
-impl Input {
-    /// One stored entry of the input as a row and its weight.
-    fn decode(&self, value: &[u8]) -> Result<(Vec<Datum>, i64)> {
-        match self {
-            Input::Table(_) => Ok((row_codec::decode_row(value).map_err(state_err)?, 1)),
-            Input::View(..) => decode_contents(value).map(|(n, row)| (row, n)),
-        }
-    }
 }
 
 /// Items gathered for one step, with their size.
@@ -204,9 +194,12 @@ impl<'a> Backfill<'a> {
                         let batch = columns.finish()?;
                         self.step_appends(id, vec![batch])?;
                     }
-                } else if let Some(full) = part.add(input.decode(v)?, v.len(), self.step_bytes)
-                {
-                    self.step_rows(id, full)?;
+                } else {
+                    // A view's entry: its row and count.
+                    let (n, row) = decode_contents(v)?;
+                    if let Some(full) = part.add((row, n), v.len(), self.step_bytes) {
+                        self.step_rows(id, full)?;
+                    }
                 }
             }
             if entries.len() < PAGE {

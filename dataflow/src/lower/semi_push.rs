@@ -43,7 +43,7 @@ impl Lowering<'_> {
             };
             if j.join_type != JoinType::LeftSemi
                 || j.null_equality != NullEquality::NullEqualsNothing
-                || !(filters_groups(&j.right) || self.filtered_by_key(j).is_some())
+                || !(filters_groups(&j.right) || self.filtered_by_key(j))
             {
                 return Ok(Transformed::no(node));
             }
@@ -95,7 +95,7 @@ impl Lowering<'_> {
                 j.null_equality,
                 false,
             )?;
-            if self.filtered_by_key(&semi).is_none() {
+            if !self.filtered_by_key(&semi) {
                 continue;
             }
             let input = Arc::new(LogicalPlan::Join(semi));
@@ -105,19 +105,21 @@ impl Lowering<'_> {
         Ok(Transformed::no(node))
     }
 
-    /// When `semi`'s right side is a filtered table (through projections and filters)
-    /// joined on its whole primary key, a single column: that table — a condition on
-    /// the rows of a table, which keeps few of them.
-    fn filtered_by_key(&self, semi: &Join) -> Option<freshet_common::TableId> {
+    /// Whether `semi`'s right side is a filtered table (through projections and filters)
+    /// joined on its whole primary key, a single column — a condition on the rows of a
+    /// table, which keeps few of them.
+    fn filtered_by_key(&self, semi: &Join) -> bool {
         let [(_, Expr::Column(key))] = semi.on.as_slice() else {
-            return None;
+            return false;
         };
-        let (relation, column, filtered) = self.chain_table_column(&semi.right, key)?;
+        let Some((relation, column, filtered)) = self.chain_table_column(&semi.right, key) else {
+            return false;
+        };
         let unique = self
             .stored_keys(relation)
             .iter()
             .any(|k| k.index.is_none() && k.columns == [column]);
-        (filtered && unique).then_some(relation)
+        filtered && unique
     }
 }
 
