@@ -1,7 +1,7 @@
 //! Changes as they flow between operators: an Arrow batch whose rows each carry a signed
 //! multiplicity (+n inserted n times, -n deleted n times).
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::array::{Array, BooleanArray};
@@ -11,6 +11,7 @@ use datafusion::error::Result;
 use freshet_common::Datum;
 use freshet_sql::df_convert::{batch_to_rows, rows_to_full_batch};
 use freshet_state::row_codec;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// A batch of changes: `weights[i]` is the multiplicity change of row `i` of `batch`.
 #[derive(Debug, Clone)]
@@ -77,14 +78,17 @@ impl Delta {
 /// Sums the weights of equal rows and drops rows whose weights cancel out. Rows are compared
 /// by their encoding, so equal values of one column type are equal rows.
 pub fn consolidate(rows: Vec<(Vec<Datum>, i64)>) -> Vec<(Vec<u8>, Vec<Datum>, i64)> {
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::with_capacity(rows.len());
+    // Places in `out`, found by the hash of their encoding: each key is stored once.
+    let hasher = DefaultHashBuilder::default();
+    let mut index: HashTable<usize> = HashTable::with_capacity(rows.len());
     let mut out: Vec<(Vec<u8>, Vec<Datum>, i64)> = Vec::with_capacity(rows.len());
     for (row, w) in rows {
         let key = encode(&row);
-        match index.get(&key) {
-            Some(&i) => out[i].2 += w,
+        let hash = hasher.hash_one(&key);
+        match index.find(hash, |&i| out[i].0 == key).copied() {
+            Some(i) => out[i].2 += w,
             None => {
-                index.insert(key.clone(), out.len());
+                index.insert_unique(hash, out.len(), |&i| hasher.hash_one(&out[i].0));
                 out.push((key, row, w));
             }
         }
