@@ -97,6 +97,52 @@ pub fn consolidate(rows: Vec<(Vec<Datum>, i64)>) -> Vec<(Vec<u8>, Vec<Datum>, i6
     out
 }
 
+/// The rows of a table's changes that a scan reading the columns `projection` passes on, with
+/// their weights. Rows that agree on every column read and whose weights sum to zero — the old
+/// and new versions of an UPDATE of columns the scan does not read — cancel and are left out;
+/// every other row stays as it is.
+pub fn without_unread_updates<'a>(
+    rows: &'a [(Vec<Datum>, i64)],
+    projection: &[usize],
+) -> (Vec<&'a [Datum]>, Vec<i64>) {
+    let all = |keep: &dyn Fn(usize) -> bool| -> (Vec<&'a [Datum]>, Vec<i64>) {
+        (0..rows.len())
+            .filter(|&i| keep(i))
+            .map(|i| (rows[i].0.as_slice(), rows[i].1))
+            .unzip()
+    };
+    let mixed = rows.iter().any(|(_, w)| *w < 0) && rows.iter().any(|(_, w)| *w > 0);
+    if !mixed {
+        return all(&|_| true);
+    }
+    // Each row's read values, encoded; rows with equal encodings share a sum of weights.
+    let hasher = DefaultHashBuilder::default();
+    let mut keys: Vec<Vec<u8>> = Vec::with_capacity(rows.len());
+    let mut groups: HashTable<(usize, usize)> = HashTable::with_capacity(rows.len());
+    let mut sums: Vec<i64> = Vec::new();
+    let mut group_of: Vec<usize> = Vec::with_capacity(rows.len());
+    for (row, w) in rows {
+        let mut key = Vec::new();
+        for &c in projection {
+            row_codec::encode_value(row.get(c).unwrap_or(&Datum::Null), &mut key);
+        }
+        let hash = hasher.hash_one(&key);
+        let g = match groups.find(hash, |&(k, _)| keys[k] == key).copied() {
+            Some((_, g)) => g,
+            None => {
+                sums.push(0);
+                let entry = (keys.len(), sums.len() - 1);
+                groups.insert_unique(hash, entry, |&(k, _)| hasher.hash_one(&keys[k]));
+                entry.1
+            }
+        };
+        keys.push(key);
+        sums[g] += w;
+        group_of.push(g);
+    }
+    all(&|i| sums[group_of[i]] != 0)
+}
+
 /// The encoding of a row, used as its identity in state keys.
 pub fn encode(row: &[Datum]) -> Vec<u8> {
     let mut key = Vec::new();
@@ -130,4 +176,51 @@ pub fn decode_count(b: &[u8]) -> Result<i64> {
         datafusion::error::DataFusionError::Internal("corrupt count in view state".into())
     })?;
     Ok(i64::from_be_bytes(arr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(v: &[i64]) -> Vec<Datum> {
+        v.iter().map(|&x| Datum::Int64(x)).collect()
+    }
+
+    #[test]
+    fn updates_of_unread_columns_cancel() {
+        // (key, read, unread): row 1's unread column updated, row 2's read column updated,
+        // row 3 inserted, row 4 deleted, and a row inserted twice then once deleted.
+        let rows = vec![
+            (row(&[1, 10, 100]), -1),
+            (row(&[1, 10, 101]), 1),
+            (row(&[2, 20, 200]), -1),
+            (row(&[2, 21, 200]), 1),
+            (row(&[3, 30, 300]), 1),
+            (row(&[4, 40, 400]), -1),
+            (row(&[5, 50, 500]), 2),
+            (row(&[5, 50, 501]), -1),
+        ];
+        let (kept, weights) = without_unread_updates(&rows, &[0, 1]);
+        let kept: Vec<Vec<Datum>> = kept.into_iter().map(<[Datum]>::to_vec).collect();
+        assert_eq!(
+            kept,
+            vec![
+                row(&[2, 20, 200]),
+                row(&[2, 21, 200]),
+                row(&[3, 30, 300]),
+                row(&[4, 40, 400]),
+                row(&[5, 50, 500]),
+                row(&[5, 50, 501]),
+            ]
+        );
+        assert_eq!(weights, vec![-1, 1, 1, -1, 2, -1]);
+        // Reading every column, nothing cancels; reading none, every row is in one group whose
+        // weights sum to 1, so all stay; an UPDATE alone, read through no column, cancels.
+        assert_eq!(without_unread_updates(&rows, &[0, 1, 2]).0.len(), rows.len());
+        assert_eq!(without_unread_updates(&rows, &[]).0.len(), rows.len());
+        assert!(without_unread_updates(&rows[..4], &[]).0.is_empty());
+        // Only inserts: passed on as they are, short rows included.
+        let inserts = vec![(row(&[1]), 1), (row(&[1, 2]), 1)];
+        assert_eq!(without_unread_updates(&inserts, &[0, 1]).1, vec![1, 1]);
+    }
 }

@@ -24,7 +24,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::PhysicalExpr;
-use freshet_common::{Datum, TableId};
+use freshet_common::TableId;
 use freshet_sql::df_convert::rows_to_batch;
 
 pub use aggregate::{AggKind, AggSpec, AggregateOp, Closing, ContentsLayout};
@@ -36,7 +36,7 @@ pub use unnest::UnnestOp;
 pub use temporal_filter::{Edge, TemporalFilterOp};
 pub use window_close::WindowCloseOp;
 
-use crate::delta::Delta;
+use crate::delta::{self, Delta};
 use crate::epoch::{EpochChanges, EpochCtx};
 
 /// One node of a view's dataflow.
@@ -360,12 +360,15 @@ impl Node {
                 let mut parts = Vec::new();
                 if let Some(rows) = changes.tables.get(relation).filter(|r| !r.is_empty()) {
                     // The projected columns straight from the rows (a short row's missing
-                    // columns, added after it was written, are NULL).
-                    let values: Vec<&[Datum]> = rows.iter().map(|(r, _)| r.as_slice()).collect();
-                    parts.push(Delta {
-                        batch: rows_to_batch(&values, schema, projection)?,
-                        weights: rows.iter().map(|(_, w)| *w).collect(),
-                    });
+                    // columns, added after it was written, are NULL); an UPDATE of columns
+                    // not read changes nothing here.
+                    let (values, weights) = delta::without_unread_updates(rows, projection);
+                    if !values.is_empty() {
+                        parts.push(Delta {
+                            batch: rows_to_batch(&values, schema, projection)?,
+                            weights,
+                        });
+                    }
                 }
                 for b in changes.appends.get(relation).into_iter().flatten() {
                     if b.num_rows() == 0 {
