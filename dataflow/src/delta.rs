@@ -115,28 +115,37 @@ pub fn without_unread_updates<'a>(
     if !mixed {
         return all(&|_| true);
     }
-    // Each row's read values, encoded; rows with equal encodings share a sum of weights.
+    // Each row's read values, encoded one after another in `keys` (row i's at
+    // `ends[i - 1]..ends[i]`); rows with equal encodings share a sum of weights.
     let hasher = DefaultHashBuilder::default();
-    let mut keys: Vec<Vec<u8>> = Vec::with_capacity(rows.len());
+    let mut keys: Vec<u8> = Vec::with_capacity(rows.len() * 8 * projection.len());
+    let mut ends: Vec<usize> = Vec::with_capacity(rows.len());
+    let range = |ends: &[usize], i: usize| (if i == 0 { 0 } else { ends[i - 1] })..ends[i];
+    // (first row, group) of each distinct encoding.
     let mut groups: HashTable<(usize, usize)> = HashTable::with_capacity(rows.len());
     let mut sums: Vec<i64> = Vec::new();
     let mut group_of: Vec<usize> = Vec::with_capacity(rows.len());
-    for (row, w) in rows {
-        let mut key = Vec::new();
+    for (i, (row, w)) in rows.iter().enumerate() {
+        let start = keys.len();
         for &c in projection {
-            row_codec::encode_value(row.get(c).unwrap_or(&Datum::Null), &mut key);
+            row_codec::encode_value(row.get(c).unwrap_or(&Datum::Null), &mut keys);
         }
-        let hash = hasher.hash_one(&key);
-        let g = match groups.find(hash, |&(k, _)| keys[k] == key).copied() {
+        ends.push(keys.len());
+        let hash = hasher.hash_one(&keys[start..]);
+        let found = groups.find(hash, |&(first, _)| {
+            keys[range(&ends, first)] == keys[start..]
+        });
+        let g = match found.copied() {
             Some((_, g)) => g,
             None => {
                 sums.push(0);
-                let entry = (keys.len(), sums.len() - 1);
-                groups.insert_unique(hash, entry, |&(k, _)| hasher.hash_one(&keys[k]));
+                let entry = (i, sums.len() - 1);
+                groups.insert_unique(hash, entry, |&(first, _)| {
+                    hasher.hash_one(&keys[range(&ends, first)])
+                });
                 entry.1
             }
         };
-        keys.push(key);
         sums[g] += w;
         group_of.push(g);
     }
