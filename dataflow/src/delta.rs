@@ -115,35 +115,32 @@ pub fn without_unread_updates<'a>(
     if !mixed {
         return all(&|_| true);
     }
-    // Each row's read values, encoded one after another in `keys` (row i's at
-    // `ends[i - 1]..ends[i]`); rows with equal encodings share a sum of weights.
+    // Every row's read values, encoded one after another in `keys`; rows with equal encodings
+    // share a group, and a group the sum of its rows' weights.
     let hasher = DefaultHashBuilder::default();
     let mut keys: Vec<u8> = Vec::with_capacity(rows.len() * 8 * projection.len());
-    let mut ends: Vec<usize> = Vec::with_capacity(rows.len());
-    let range = |ends: &[usize], i: usize| (if i == 0 { 0 } else { ends[i - 1] })..ends[i];
-    // (first row, group) of each distinct encoding.
-    let mut groups: HashTable<(usize, usize)> = HashTable::with_capacity(rows.len());
+    // Where in `keys` each group's encoding is, and the group.
+    let mut groups: HashTable<(std::ops::Range<usize>, usize)> =
+        HashTable::with_capacity(rows.len());
     let mut sums: Vec<i64> = Vec::new();
     let mut group_of: Vec<usize> = Vec::with_capacity(rows.len());
-    for (i, (row, w)) in rows.iter().enumerate() {
+    for (row, w) in rows {
         let start = keys.len();
         for &c in projection {
             row_codec::encode_value(row.get(c).unwrap_or(&Datum::Null), &mut keys);
         }
-        ends.push(keys.len());
         let hash = hasher.hash_one(&keys[start..]);
-        let found = groups.find(hash, |&(first, _)| {
-            keys[range(&ends, first)] == keys[start..]
-        });
-        let g = match found.copied() {
-            Some((_, g)) => g,
+        let g = match groups.find(hash, |(at, _)| keys[at.clone()] == keys[start..]) {
+            Some(&(_, g)) => {
+                keys.truncate(start);
+                g
+            }
             None => {
+                let g = sums.len();
                 sums.push(0);
-                let entry = (i, sums.len() - 1);
-                groups.insert_unique(hash, entry, |&(first, _)| {
-                    hasher.hash_one(&keys[range(&ends, first)])
-                });
-                entry.1
+                let at = start..keys.len();
+                groups.insert_unique(hash, (at, g), |(at, _)| hasher.hash_one(&keys[at.clone()]));
+                g
             }
         };
         sums[g] += w;
